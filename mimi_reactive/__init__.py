@@ -1,0 +1,81 @@
+"""mimi_reactive: an app's user session, anonymous users first, as a reactive stream."""
+
+from ._auth import AuthController, AuthObserver, ObserverHandle
+from ._backend import (
+    AuthBackend,
+    AuthTokens,
+    BackendCapabilities,
+    BackendSession,
+    ClientCredentials,
+)
+from ._config import MimiConfiguration
+from ._core import MimiCore
+from ._exceptions import (
+    BackendError,
+    ClientAuthenticationError,
+    ConflictError,
+    CoreClosedError,
+    InvalidCredentialsError,
+    InvalidRouteError,
+    MimiCoreError,
+    RouteRefusedError,
+    SessionRevokedError,
+    TransportError,
+    UnsupportedRouteError,
+)
+from ._manager import AnonymousAuthManager
+from ._reasons import Reason
+from ._results import AnonymousLoginResult, Failure, Skipped, Success
+from ._routes import (
+    AuthRoute,
+    LogIn,
+    LogInAnonymously,
+    LogOut,
+    Promote,
+    SignUp,
+    SignUpAnonymously,
+)
+from ._state import SessionState, Transition
+from ._store import Outcome
+from ._user import MimiUser
+
+__all__ = [
+    "AnonymousAuthManager",
+    "AnonymousLoginResult",
+    "AuthBackend",
+    "AuthController",
+    "AuthObserver",
+    "AuthRoute",
+    "AuthTokens",
+    "BackendCapabilities",
+    "BackendError",
+    "BackendSession",
+    "ClientAuthenticationError",
+    "ClientCredentials",
+    "ConflictError",
+    "CoreClosedError",
+    "Failure",
+    "InvalidCredentialsError",
+    "InvalidRouteError",
+    "LogIn",
+    "LogInAnonymously",
+    "LogOut",
+    "MimiConfiguration",
+    "MimiCore",
+    "MimiCoreError",
+    "MimiUser",
+    "ObserverHandle",
+    "Outcome",
+    "Promote",
+    "Reason",
+    "RouteRefusedError",
+    "SessionRevokedError",
+    "SessionState",
+    "SignUp",
+    "SignUpAnonymously",
+    "Skipped",
+    "Success",
+    "Transition",
+    "TransportError",
+    "UnsupportedRouteError",
+]

@@ -1,0 +1,99 @@
+"""``core.auth``: the session as the app sees it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import attrs
+import reactivex
+from reactivex import operators as ops
+
+from ._routes import AuthRoute, LogOut
+from ._state import SessionState
+from ._store import Outcome, SessionStore
+from ._user import MimiUser
+
+__all__ = ["AuthController", "AuthObserver", "ObserverHandle"]
+
+
+class AuthObserver(Protocol):
+    """Told of every state change after it is added (not of the state it was added in)."""
+
+    def auth_controller_did_update(
+        self,
+        controller: AuthController,
+        current_user: MimiUser | None,
+        old_user: MimiUser | None,
+        error: Exception | None,
+    ) -> None: ...
+
+
+@attrs.define
+class ObserverHandle:
+    """Returned by ``add_observer``; ``remove()`` stops the notifications."""
+
+    _subscription: reactivex.abc.DisposableBase
+
+    def remove(self) -> None:
+        """Stop notifying the observer. Idempotent."""
+        self._subscription.dispose()
+
+
+class AuthController:
+    """Authenticates, logs out, and publishes the session."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self._store = store
+        self.states: reactivex.Observable[SessionState] = store.stream.observable
+        """Every published state; replays the current one on subscribe."""
+        self.mimi_user: reactivex.Observable[MimiUser | None] = self.states.pipe(
+            ops.map(_user_of), ops.distinct_until_changed()
+        )
+        """The logged-in user (None when nobody); replays, and only emits changes."""
+
+    @property
+    def state(self) -> SessionState:
+        """The current state."""
+        return self._store.state
+
+    @property
+    def current_user(self) -> MimiUser | None:
+        """The logged-in user; None on a clean start or after logging out."""
+        return self._store.state.user
+
+    async def authenticate(self, route: AuthRoute) -> MimiUser:
+        """Run ``route`` and return the user it logged in.
+
+        Raises ``RouteRefusedError`` if the configuration or backend forbids the route,
+        ``InvalidRouteError`` for a blank anonymous id, and the backend's
+        ``MimiCoreError`` if the service fails (the state then shows ``FAILED``).
+        """
+        outcome = await self.run(route)
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.state.user is not None
+        return outcome.state.user
+
+    async def log_out(self) -> None:
+        """Log the current user out; does nothing when nobody is logged in.
+
+        The local session always ends, even if the service cannot be told.
+        """
+        await self.run(LogOut())
+
+    async def run(self, command: AuthRoute | LogOut) -> Outcome:
+        """Run a command and return its full outcome instead of raising."""
+        return await self._store.execute(command)
+
+    def add_observer(self, observer: AuthObserver) -> ObserverHandle:
+        """Tell ``observer`` of every later state change as (current, old user, error)."""
+        subscription = self.states.pipe(ops.skip(1)).subscribe(
+            lambda state: observer.auth_controller_did_update(
+                self, state.user, state.previous_user, state.error
+            )
+        )
+        return ObserverHandle(subscription)
+
+
+def _user_of(state: SessionState) -> MimiUser | None:
+    return state.user

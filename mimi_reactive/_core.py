@@ -1,0 +1,115 @@
+"""``MimiCore``: the entry point an app starts and closes."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from types import TracebackType
+from typing import Any
+
+import structlog
+
+from ._auth import AuthController
+from ._backend import AuthBackend, ClientCredentials
+from ._config import MimiConfiguration
+from ._store import SessionStore
+
+__all__ = ["MimiCore"]
+
+
+class MimiCore:
+    """One app's connection to its identity service and its session.
+
+    Start it with ``await MimiCore.start(...)`` or ``async with MimiCore.start(...) as core``.
+    """
+
+    def __init__(
+        self,
+        *,
+        auth: AuthController,
+        store: SessionStore,
+        backend: AuthBackend,
+        configuration: MimiConfiguration,
+    ) -> None:
+        self.auth = auth
+        """Authentication and the session stream."""
+        self.configuration = configuration
+        self._store = store
+        self._backend = backend
+
+    @classmethod
+    def start(
+        cls,
+        *,
+        client_id: str,
+        client_secret: str,
+        backend: AuthBackend,
+        configuration: MimiConfiguration | None = None,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> _Starting:
+        """Connect ``backend`` for this app and start a session with nobody logged in."""
+        return _Starting(
+            cls._start(
+                client=ClientCredentials(client_id, client_secret),
+                backend=backend,
+                configuration=configuration or MimiConfiguration(),
+                logger=logger or structlog.get_logger("mimi_reactive"),
+            )
+        )
+
+    @classmethod
+    async def _start(
+        cls,
+        *,
+        client: ClientCredentials,
+        backend: AuthBackend,
+        configuration: MimiConfiguration,
+        logger: structlog.typing.FilteringBoundLogger,
+    ) -> MimiCore:
+        await backend.open(client)
+        store = SessionStore(backend=backend, configuration=configuration, logger=logger)
+        return cls(
+            auth=AuthController(store),
+            store=store,
+            backend=backend,
+            configuration=configuration,
+        )
+
+    async def close(self) -> None:
+        """Fail queued commands, complete the streams and release the backend. Idempotent."""
+        await self._store.close()
+        await self._backend.close()
+
+    async def __aenter__(self) -> MimiCore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class _Starting:
+    """What ``MimiCore.start`` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, starting: Any) -> None:
+        self._starting = starting
+        self._core: MimiCore | None = None
+
+    def __await__(self) -> Generator[Any, None, MimiCore]:
+        return self._starting.__await__()  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> MimiCore:
+        self._core = await self._starting
+        return self._core
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._core is not None:
+            await self._core.close()

@@ -1,0 +1,102 @@
+"""Every error mimi_reactive raises.
+
+Messages never carry a secret (anonymous id, token, password, client secret): they are
+safe to log and to show.
+
+::
+
+    MimiCoreError                      base of every error the library raises
+    ├── RouteRefusedError              a guard refused the route; nothing changed
+    │   └── UnsupportedRouteError      the backend cannot perform this route at all
+    ├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
+    ├── CoreClosedError                the core was closed before or while the call ran
+    ├── TransportError                 the identity service could not be reached in time
+    └── BackendError                   the identity service answered with an error code
+        ├── ClientAuthenticationError  the app's client id or secret was rejected
+        ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
+        ├── SessionRevokedError        the session's token is no longer valid
+        └── ConflictError              e.g. an email already registered
+"""
+
+from __future__ import annotations
+
+from ._reasons import Reason
+
+__all__ = [
+    "BackendError",
+    "ClientAuthenticationError",
+    "ConflictError",
+    "CoreClosedError",
+    "InvalidCredentialsError",
+    "InvalidRouteError",
+    "MimiCoreError",
+    "RouteRefusedError",
+    "SessionRevokedError",
+    "TransportError",
+    "UnsupportedRouteError",
+]
+
+
+class MimiCoreError(Exception):
+    """Base of every error mimi_reactive raises."""
+
+
+class RouteRefusedError(MimiCoreError):
+    """A guard refused the route before anything ran; the session is unchanged."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.describe())
+        self.reason = reason
+
+
+class UnsupportedRouteError(RouteRefusedError):
+    """The backend declared that it cannot perform this route."""
+
+
+class InvalidRouteError(MimiCoreError, ValueError):
+    """The route cannot run as given, e.g. its anonymous id is blank."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.describe())
+        self.reason = reason
+
+
+class CoreClosedError(MimiCoreError):
+    """The core was closed: queued and later calls fail with this instead of hanging."""
+
+
+class TransportError(MimiCoreError):
+    """The identity service could not be reached, or did not answer in time.
+
+    The underlying network error is chained as ``__cause__``.
+    """
+
+
+class BackendError(MimiCoreError):
+    """The identity service answered with an error.
+
+    ``code`` is the service's stable error code and ``status`` the HTTP status, when the
+    backend speaks HTTP.
+    """
+
+    def __init__(self, code: str, message: str, *, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class ClientAuthenticationError(BackendError):
+    """The identity service rejected the app's client id or client secret."""
+
+
+class InvalidCredentialsError(BackendError):
+    """The anonymous id is unknown, or the email and password do not match."""
+
+
+class SessionRevokedError(BackendError):
+    """The session's token was revoked, expired, or its user deleted."""
+
+
+class ConflictError(BackendError):
+    """The request conflicts with existing data, e.g. an email already registered."""

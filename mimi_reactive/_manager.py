@@ -1,0 +1,42 @@
+"""Logging in the anonymous user an app stored beside its own account."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ._exceptions import MimiCoreError
+from ._results import AnonymousLoginResult, Failure, Skipped, Success
+from ._routes import AuthRoute
+
+if TYPE_CHECKING:
+    from ._core import MimiCore
+
+__all__ = ["AnonymousAuthManager"]
+
+
+class AnonymousAuthManager:
+    """Restores the anonymous user an app associated with its own user.
+
+    Call it at launch with the id the app stored (or None) before showing anything that
+    needs the user.
+    """
+
+    def __init__(self, core: MimiCore) -> None:
+        self._core = core
+
+    async def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLoginResult:
+        """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``.
+
+        ``Success`` if it is logged in now (or already was), ``Skipped`` if the id is blank,
+        ``Failure`` with the error if the route was refused or the service failed.
+        """
+        try:
+            outcome = await self._core.auth.run(AuthRoute.log_in_anonymously(anonymous_id))
+        except MimiCoreError as error:  # the core is closed
+            return Failure(error)
+        if outcome.skipped:
+            return Skipped()
+        if outcome.error is not None:
+            return Failure(outcome.error)
+        assert anonymous_id is not None
+        return Success(anonymous_id)

@@ -1,0 +1,39 @@
+"""Why a guard skipped, refused or short-circuited a command."""
+
+from __future__ import annotations
+
+import enum
+
+__all__ = ["Reason"]
+
+
+class Reason(enum.Enum):
+    """The reason a guard gives for its decision; ``describe()`` is safe to show."""
+
+    BLANK_ANONYMOUS_ID = "blank_anonymous_id"
+    ALREADY_LOGGED_IN = "already_logged_in"
+    NO_USER_LOGGED_IN = "no_user_logged_in"
+    ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
+    ANONYMOUS_ONLY_FORBIDS_CREDENTIALS = "anonymous_only_forbids_credentials"
+    PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
+    BACKEND_CANNOT = "backend_cannot"
+
+    def describe(self) -> str:
+        """A one-line human explanation, free of secrets."""
+        return _DESCRIPTIONS[self]
+
+
+_DESCRIPTIONS = {
+    Reason.BLANK_ANONYMOUS_ID: "the anonymous id is blank; there is no user to log in",
+    Reason.ALREADY_LOGGED_IN: "this user is already logged in",
+    Reason.NO_USER_LOGGED_IN: "no user is logged in",
+    Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY: (
+        "logging in by anonymous id needs MimiConfiguration(allow_anonymous_user_only=True)"
+    ),
+    Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS: (
+        "allow_anonymous_user_only forbids credential log-in, sign-up and promotion: "
+        "an anonymous user must never become a non-anonymous one"
+    ),
+    Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
+    Reason.BACKEND_CANNOT: "the configured backend does not support this route",
+}

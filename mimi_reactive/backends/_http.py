@@ -1,0 +1,147 @@
+"""``HttpBackend``: the REST API of the reference server, over one shared aiohttp session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from .._backend import AuthTokens, BackendCapabilities, BackendSession, ClientCredentials
+from .._exceptions import (
+    BackendError,
+    ClientAuthenticationError,
+    ConflictError,
+    InvalidCredentialsError,
+    SessionRevokedError,
+    TransportError,
+)
+from .._user import MimiUser
+
+__all__ = ["HttpBackend"]
+
+_ERRORS_BY_CODE: dict[str, type[BackendError]] = {
+    "invalid_client": ClientAuthenticationError,
+    "invalid_anonymous_id": InvalidCredentialsError,
+    "invalid_credentials": InvalidCredentialsError,
+    "invalid_token": SessionRevokedError,
+    "email_taken": ConflictError,
+    "not_anonymous": ConflictError,
+}
+
+
+class HttpBackend:
+    """Talks to the reference server at ``base_url``.
+
+    One ``aiohttp.ClientSession`` serves every call; each call has a total ``timeout`` in
+    seconds. Network failures raise ``TransportError``, error answers the
+    ``BackendError`` subclass for the server's error code.
+    """
+
+    capabilities = BackendCapabilities()
+
+    def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"HttpBackend({self._base_url!r})"
+
+    async def open(self, client: ClientCredentials) -> None:
+        if self._session is not None:
+            raise RuntimeError("this HttpBackend is already open; use one per MimiCore")
+        self._session = aiohttp.ClientSession(
+            auth=aiohttp.BasicAuth(client.client_id, client.client_secret),
+            timeout=self._timeout,
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def sign_up_anonymously(self) -> BackendSession:
+        return _session_from(await self._post("/v1/anonymous-users", {}))
+
+    async def log_in_anonymously(self, anonymous_id: str) -> BackendSession:
+        answer = await self._post("/v1/sessions/anonymous", {"anonymous_id": anonymous_id})
+        # The server keeps only a digest of the id, so it cannot send it back.
+        return _session_from(answer, anonymous_id=anonymous_id)
+
+    async def log_in(self, email: str, password: str) -> BackendSession:
+        return _session_from(
+            await self._post("/v1/sessions", {"email": email, "password": password})
+        )
+
+    async def sign_up(self, email: str, password: str) -> BackendSession:
+        return _session_from(await self._post("/v1/users", {"email": email, "password": password}))
+
+    async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
+        answer = await self._post(
+            "/v1/users/promote",
+            {"access_token": session.tokens.access_token, "email": email, "password": password},
+        )
+        return BackendSession(_user_from(answer), session.tokens)
+
+    async def log_out(self, session: BackendSession) -> None:
+        token = session.tokens.refresh_token or session.tokens.access_token
+        await self._post("/v1/sessions/revoke", {"token": token})
+
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("HttpBackend.open() was not called")
+        try:
+            async with self._session.post(self._base_url + path, json=payload) as response:
+                status = response.status
+                try:
+                    answer = await response.json(content_type=None)
+                except ValueError:
+                    answer = None
+        except TimeoutError as error:
+            raise TransportError("the identity service did not answer in time") from error
+        except aiohttp.ClientError as error:
+            raise TransportError(
+                f"could not reach the identity service ({type(error).__name__})"
+            ) from error
+        if status >= 400:
+            raise _error_from(status, answer)
+        if not isinstance(answer, dict):
+            raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
+        return answer
+
+
+def _error_from(status: int, answer: Any) -> BackendError:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+        return BackendError(f"http_{status}", "the service answered with an error", status=status)
+    code = error["code"]
+    message = str(error.get("message", ""))
+    return _ERRORS_BY_CODE.get(code, BackendError)(code, message, status=status)
+
+
+def _user_from(answer: dict[str, Any], *, anonymous_id: str | None = None) -> MimiUser:
+    try:
+        user = answer["user"]
+        return MimiUser(
+            id=str(user["id"]),
+            anonymous_id=user.get("anonymous_id", anonymous_id),
+            is_anonymous=bool(user["is_anonymous"]),
+            email=user.get("email"),
+        )
+    except (KeyError, TypeError, AttributeError) as error:
+        raise BackendError("invalid_response", "the answer has no valid user") from error
+
+
+def _session_from(answer: dict[str, Any], *, anonymous_id: str | None = None) -> BackendSession:
+    user = _user_from(answer, anonymous_id=anonymous_id)
+    try:
+        session = answer["session"]
+        tokens = AuthTokens(
+            access_token=str(session["access_token"]),
+            refresh_token=session.get("refresh_token"),
+            expires_in=session.get("expires_in"),
+        )
+    except (KeyError, TypeError, AttributeError) as error:
+        raise BackendError("invalid_response", "the answer has no valid session") from error
+    return BackendSession(user, tokens)
