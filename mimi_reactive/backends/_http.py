@@ -51,7 +51,9 @@ class HttpBackend:
         if self._session is not None:
             raise RuntimeError("this HttpBackend is already open; use one per MimiCore")
         self._session = aiohttp.ClientSession(
-            auth=aiohttp.BasicAuth(client.client_id, client.client_secret),
+            headers={
+                "Authorization": aiohttp.encode_basic_auth(client.client_id, client.client_secret)
+            },
             timeout=self._timeout,
             raise_for_status=False,
         )

@@ -1,0 +1,86 @@
+"""Hypothesis strategies for the core's values."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from mimi_reactive import (
+    AuthRoute,
+    BackendCapabilities,
+    LogOut,
+    MimiConfiguration,
+    MimiUser,
+    SessionState,
+    Transition,
+)
+from mimi_reactive._routes import Command
+
+secrets_ = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
+    min_size=16,
+    max_size=43,
+)
+blank_ids = st.one_of(st.none(), st.text(alphabet=" \t\n\r", max_size=4))
+emails = st.builds(
+    lambda local, domain: f"{local}@{domain}.test",
+    st.text(alphabet="abcdefghij", min_size=1, max_size=8),
+    st.text(alphabet="klmnopqrst", min_size=1, max_size=8),
+)
+passwords = st.text(min_size=8, max_size=20)
+
+anonymous_users = st.builds(
+    MimiUser,
+    id=st.uuids().map(str),
+    anonymous_id=secrets_,
+    is_anonymous=st.just(True),
+    email=st.none(),
+)
+credential_users = st.builds(
+    MimiUser,
+    id=st.uuids().map(str),
+    anonymous_id=st.none(),
+    is_anonymous=st.just(False),
+    email=emails,
+)
+users = st.one_of(anonymous_users, credential_users)
+
+states = st.one_of(
+    st.just(SessionState()),
+    st.builds(
+        SessionState,
+        user=st.none(),
+        previous_user=st.one_of(st.none(), users),
+        transition=st.sampled_from([Transition.LOGGED_OUT, Transition.FAILED]),
+    ),
+    st.builds(
+        SessionState,
+        user=users,
+        previous_user=st.one_of(st.none(), users),
+        transition=st.sampled_from(
+            [
+                Transition.LOGGED_IN,
+                Transition.ANONYMOUS_CREATED,
+                Transition.SWITCHED_USER,
+                Transition.PROMOTED,
+            ]
+        ),
+    ),
+)
+
+routes = st.one_of(
+    st.just(AuthRoute.sign_up_anonymously()),
+    st.builds(AuthRoute.log_in_anonymously, st.one_of(secrets_, blank_ids)),
+    st.builds(lambda e, p: AuthRoute.log_in(email=e, password=p), emails, passwords),
+    st.builds(lambda e, p: AuthRoute.sign_up(email=e, password=p), emails, passwords),
+    st.builds(lambda e, p: AuthRoute.promote(email=e, password=p), emails, passwords),
+)
+commands: st.SearchStrategy[Command] = st.one_of(routes, st.just(LogOut()))
+configurations = st.builds(MimiConfiguration, allow_anonymous_user_only=st.booleans())
+capabilities = st.builds(
+    BackendCapabilities,
+    sign_up_anonymously=st.booleans(),
+    log_in_anonymously=st.booleans(),
+    log_in=st.booleans(),
+    sign_up=st.booleans(),
+    promote=st.booleans(),
+)

@@ -1,0 +1,82 @@
+"""Starting and closing a core: queued work fails clearly, nothing hangs."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from mimi_reactive import (
+    AnonymousAuthManager,
+    AuthRoute,
+    CoreClosedError,
+    Failure,
+    MimiCore,
+    SessionState,
+)
+from mimi_reactive.backends.http import HttpBackend
+from mimi_reactive.server import IdentityServer
+
+from .conftest import ANONYMOUS_ONLY, CLIENT_ID, StartCore
+
+
+async def test_async_with_start_closes(server: IdentityServer, client_secret: str) -> None:
+    """`async with MimiCore.start(...)` yields a started core and closes it after."""
+    completed: list[bool] = []
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        backend=HttpBackend(server.url),
+        configuration=ANONYMOUS_ONLY,
+    ) as core:
+        core.auth.states.subscribe(on_completed=lambda: completed.append(True))
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert completed == [True]
+    with pytest.raises(CoreClosedError):
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+
+
+async def test_close_fails_queued_commands(start_core: StartCore) -> None:
+    """Commands still queued at close fail with CoreClosedError; the running one finishes."""
+    core = await start_core()
+    running = asyncio.ensure_future(core.auth.authenticate(AuthRoute.sign_up_anonymously()))
+    queued = [
+        asyncio.ensure_future(core.auth.authenticate(AuthRoute.sign_up_anonymously()))
+        for _ in range(3)
+    ]
+    for _ in range(3):  # let them all enqueue and the worker take the first
+        await asyncio.sleep(0)
+    await core.close()
+    user = await running
+    assert core.auth.current_user == user
+    for future in queued:
+        with pytest.raises(CoreClosedError):
+            await future
+    result = await AnonymousAuthManager(core).authenticate_anonymous_user("an-id-0123456789")
+    assert isinstance(result, Failure)
+    assert isinstance(result.exception, CoreClosedError)
+    await core.close()  # idempotent
+
+
+async def test_late_subscriber_to_a_closed_core_completes(start_core: StartCore) -> None:
+    """Subscribing after close completes at once instead of waiting forever."""
+    core = await start_core()
+    await core.close()
+    events: list[object] = []
+    core.auth.states.subscribe(events.append, on_completed=lambda: events.append("done"))
+    assert events == ["done"]
+
+
+async def test_cancelled_caller_leaves_a_whole_state(start_core: StartCore) -> None:
+    """Cancelling an await never leaves the state half way; later commands still run."""
+    core = await start_core()
+    seen: list[SessionState] = []
+    core.auth.states.subscribe(seen.append)
+    task = asyncio.ensure_future(core.auth.authenticate(AuthRoute.sign_up_anonymously()))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert core.auth.current_user == user
+    assert seen[-1] == core.auth.state

@@ -1,0 +1,159 @@
+"""The pure guards: what a command may do in a state, and why."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+
+from mimi_reactive import (
+    AuthRoute,
+    BackendCapabilities,
+    LogOut,
+    MimiConfiguration,
+    MimiUser,
+    Reason,
+    SessionState,
+    Transition,
+)
+from mimi_reactive._guards import (
+    Authenticate,
+    EndSession,
+    GuardContext,
+    Proceed,
+    Refuse,
+    Satisfied,
+    Skip,
+    decide,
+    is_blank_anonymous_id,
+)
+from mimi_reactive._routes import Command
+
+from . import strategies as st_
+
+ANON_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
+OPEN = MimiConfiguration(allow_anonymous_user_only=False)
+ALICE = MimiUser(id="u-alice", anonymous_id="alice-anonymous-id-0000", is_anonymous=True)
+BOB = MimiUser(id="u-bob", anonymous_id=None, is_anonymous=False, email="bob@example.test")
+NOBODY = SessionState()
+
+
+def logged_in(user: MimiUser) -> SessionState:
+    return SessionState(user=user, transition=Transition.LOGGED_IN)
+
+
+def decision(
+    command: Command,
+    state: SessionState = NOBODY,
+    configuration: MimiConfiguration = ANON_ONLY,
+    capabilities: BackendCapabilities = BackendCapabilities(),  # noqa: B008
+) -> object:
+    return decide(GuardContext(state, command, configuration, capabilities))
+
+
+@pytest.mark.parametrize("blank", [None, "", " ", "\t\n"])
+def test_blank_anonymous_id_is_skipped(blank: str | None) -> None:
+    """A blank anonymous id is skipped with its reason, whoever is logged in."""
+    assert decision(AuthRoute.log_in_anonymously(blank)) == Skip(Reason.BLANK_ANONYMOUS_ID)
+    assert decision(AuthRoute.log_in_anonymously(blank), logged_in(ALICE)) == Skip(
+        Reason.BLANK_ANONYMOUS_ID
+    )
+
+
+def test_same_anonymous_id_is_already_satisfied() -> None:
+    """Logging in the anonymous id already logged in plans nothing."""
+    route = AuthRoute.log_in_anonymously(ALICE.anonymous_id)
+    assert decision(route, logged_in(ALICE)) == Satisfied(Reason.ALREADY_LOGGED_IN)
+
+
+def test_different_user_is_logged_out_first() -> None:
+    """With another user logged in, the plan logs them out before logging in."""
+    route = AuthRoute.log_in_anonymously("another-anonymous-id-1111")
+    assert decision(route, logged_in(ALICE)) == Proceed(
+        (EndSession(ALICE), Authenticate(route, replacing=ALICE))
+    )
+
+
+def test_nobody_logged_in_logs_straight_in() -> None:
+    """With nobody logged in, the plan is the log-in alone."""
+    route = AuthRoute.log_in_anonymously("another-anonymous-id-1111")
+    assert decision(route) == Proceed((Authenticate(route),))
+
+
+def test_anonymous_login_needs_anonymous_only_mode() -> None:
+    """Logging in by anonymous id is refused unless the app is anonymous-only."""
+    for anonymous_id in ("some-anonymous-id-2222", None):
+        assert decision(AuthRoute.log_in_anonymously(anonymous_id), configuration=OPEN) == Refuse(
+            Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY
+        )
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        AuthRoute.log_in(email="a@b.test", password="password1"),
+        AuthRoute.sign_up(email="a@b.test", password="password1"),
+        AuthRoute.promote(email="a@b.test", password="password1"),
+    ],
+)
+def test_anonymous_only_refuses_credential_routes(route: AuthRoute) -> None:
+    """In anonymous-only mode no route can make a user non-anonymous."""
+    assert decision(route, logged_in(ALICE)) == Refuse(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
+
+
+def test_unsupported_route_is_refused() -> None:
+    """A route the backend cannot perform is refused before any call."""
+    caps = BackendCapabilities(log_in_anonymously=False)
+    route = AuthRoute.log_in_anonymously("some-anonymous-id-2222")
+    assert decision(route, capabilities=caps) == Refuse(Reason.BACKEND_CANNOT)
+
+
+def test_log_out_with_nobody_is_satisfied() -> None:
+    """Logging out when nobody is logged in has nothing to do."""
+    assert decision(LogOut()) == Satisfied(Reason.NO_USER_LOGGED_IN)
+    assert decision(LogOut(), logged_in(BOB)) == Proceed((EndSession(BOB),))
+
+
+def test_promote_needs_a_logged_in_anonymous_user() -> None:
+    """Promotion is refused without an anonymous user, and planned alone with one."""
+    route = AuthRoute.promote(email="a@b.test", password="password1")
+    assert decision(route, configuration=OPEN) == Refuse(Reason.PROMOTE_NEEDS_ANONYMOUS_USER)
+    assert decision(route, logged_in(BOB), OPEN) == Refuse(Reason.PROMOTE_NEEDS_ANONYMOUS_USER)
+    assert decision(route, logged_in(ALICE), OPEN) == Proceed((Authenticate(route),))
+
+
+@given(st_.states, st_.commands, st_.capabilities)
+def test_anonymous_only_never_plans_a_non_anonymous_route(
+    state: SessionState, command: Command, capabilities: BackendCapabilities
+) -> None:
+    """Whatever the state, anonymous-only mode plans only anonymous routes."""
+    verdict = decide(GuardContext(state, command, ANON_ONLY, capabilities))
+    if isinstance(verdict, Proceed):
+        for effect in verdict.effects:
+            if isinstance(effect, Authenticate):
+                assert effect.route.is_anonymous
+
+
+@given(st_.states, st_.commands, st_.configurations, st_.capabilities)
+def test_every_plan_starts_from_the_current_user(
+    state: SessionState,
+    command: Command,
+    configuration: MimiConfiguration,
+    capabilities: BackendCapabilities,
+) -> None:
+    """A plan logs out only the user logged in, and only when someone is logged in."""
+    verdict = decide(GuardContext(state, command, configuration, capabilities))
+    if isinstance(verdict, Proceed):
+        ends = [e for e in verdict.effects if isinstance(e, EndSession)]
+        assert all(end.user == state.user for end in ends)
+        assert len(ends) <= 1
+        if state.user is None:
+            assert not ends
+    else:
+        assert verdict.reason in Reason
+
+
+def test_blankness() -> None:
+    """None, empty and whitespace are blank; anything else is not."""
+    assert is_blank_anonymous_id(None)
+    assert is_blank_anonymous_id(" \t")
+    assert not is_blank_anonymous_id(" x ")

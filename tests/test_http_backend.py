@@ -1,0 +1,125 @@
+"""HttpBackend over real sockets: errors become typed MimiCoreErrors with the cause kept."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from mimi_reactive import (
+    AuthRoute,
+    BackendError,
+    ClientAuthenticationError,
+    ClientCredentials,
+    MimiCore,
+    SessionState,
+    Transition,
+    TransportError,
+)
+from mimi_reactive.backends.http import HttpBackend
+from mimi_reactive.server import IdentityServer
+
+from .conftest import ANONYMOUS_ONLY, CLIENT_ID
+
+
+@pytest.fixture
+async def odd_server() -> AsyncIterator[str]:
+    """A real loopback server that hangs on one path and answers HTML on another."""
+
+    released = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await released.wait()
+        return web.json_response({})
+
+    async def html(request: web.Request) -> web.Response:
+        return web.Response(status=502, text="<html>bad gateway</html>", content_type="text/html")
+
+    async def not_an_object(request: web.Request) -> web.Response:
+        return web.json_response([1, 2, 3])
+
+    app = web.Application()
+    app.router.add_post("/v1/anonymous-users", hang)
+    app.router.add_post("/v1/sessions/anonymous", html)
+    app.router.add_post("/v1/sessions", not_an_object)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    yield f"http://{host}:{port}"
+    released.set()
+    await runner.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_wrong_client_secret_is_a_client_authentication_error(
+    server: IdentityServer,
+) -> None:
+    """A rejected client secret raises ClientAuthenticationError with the server's code."""
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret="not-the-secret",
+        configuration=ANONYMOUS_ONLY,
+        backend=HttpBackend(server.url),
+    ) as core:
+        with pytest.raises(ClientAuthenticationError) as raised:
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert raised.value.code == "invalid_client"
+        assert raised.value.status == 401
+        assert core.auth.state.transition is Transition.FAILED
+
+
+async def test_unreachable_server_is_a_transport_error_with_cause() -> None:
+    """Nothing listening: TransportError, the aiohttp error chained, state FAILED."""
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret="s" * 32,
+        configuration=ANONYMOUS_ONLY,
+        backend=HttpBackend(f"http://127.0.0.1:{free_port()}"),
+    ) as core:
+        with pytest.raises(TransportError) as raised:
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert raised.value.__cause__ is not None
+        assert core.auth.state == SessionState(None, None, Transition.FAILED, raised.value)
+
+
+async def test_timeout_is_a_transport_error(odd_server: str) -> None:
+    """A server that does not answer in time gives TransportError, not a hang."""
+    backend = HttpBackend(odd_server, timeout=0.2)
+    await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
+    try:
+        with pytest.raises(TransportError, match="in time"):
+            await backend.sign_up_anonymously()
+    finally:
+        await backend.close()
+
+
+async def test_non_json_error_and_bad_answers_are_backend_errors(odd_server: str) -> None:
+    """An HTML error page or a JSON answer of the wrong shape is a BackendError."""
+    backend = HttpBackend(odd_server)
+    await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
+    try:
+        with pytest.raises(BackendError) as raised:
+            await backend.log_in_anonymously("some-anonymous-id-0000")
+        assert (raised.value.code, raised.value.status) == ("http_502", 502)
+        with pytest.raises(BackendError) as raised:
+            await backend.log_in("a@b.test", "password1")
+        assert raised.value.code == "invalid_response"
+    finally:
+        await backend.close()
+
+
+async def test_backend_repr_hides_the_client_secret(server: IdentityServer) -> None:
+    """Neither the backend nor the client credentials show the secret."""
+    secret = "very-secret-client-secret"
+    assert secret not in repr(ClientCredentials(CLIENT_ID, secret))
+    assert repr(HttpBackend(server.url)) == f"HttpBackend({server.url!r})"

@@ -1,0 +1,53 @@
+"""The public surface: what users import."""
+
+from __future__ import annotations
+
+import mimi_reactive
+import mimi_reactive.backends.http
+
+REQUIRED = {
+    "MimiCore",
+    "MimiConfiguration",
+    "AuthRoute",
+    "AnonymousAuthManager",
+    "MimiUser",
+    "SessionState",
+    "Transition",
+    "Success",
+    "Failure",
+    "Skipped",
+    "MimiCoreError",
+    "RouteRefusedError",
+}
+
+
+def test_required_names_are_exported() -> None:
+    """Every name the issue promises is importable from the package."""
+    assert set(mimi_reactive.__all__) >= REQUIRED
+
+
+def test_all_is_sorted_and_resolves() -> None:
+    """__all__ is sorted and each name in it exists."""
+    assert mimi_reactive.__all__ == sorted(mimi_reactive.__all__)
+    for name in mimi_reactive.__all__:
+        assert getattr(mimi_reactive, name) is not None
+
+
+def test_exported_names_are_exactly_all() -> None:
+    """Nothing public leaks from the package besides __all__ and its submodules."""
+    public = {name for name in vars(mimi_reactive) if not name.startswith("_")}
+    submodules = {"backends", "server"}
+    assert public - submodules == set(mimi_reactive.__all__)
+
+
+def test_http_backend_module() -> None:
+    """HttpBackend lives in mimi_reactive.backends.http."""
+    assert mimi_reactive.backends.http.__all__ == ["HttpBackend"]
+
+
+def test_every_error_is_a_mimi_core_error() -> None:
+    """Every exported exception derives from MimiCoreError."""
+    errors = [getattr(mimi_reactive, n) for n in mimi_reactive.__all__ if n.endswith("Error")]
+    assert errors
+    for error in errors:
+        assert issubclass(error, mimi_reactive.MimiCoreError)

@@ -1,0 +1,84 @@
+"""The pure reducer: each event in each phase gives the next state."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+
+from mimi_reactive import AuthRoute, MimiUser, SessionState, Transition, TransportError
+from mimi_reactive._reducer import (
+    CommandFailed,
+    IllegalTransitionError,
+    SignedIn,
+    SignedOut,
+    reduce,
+)
+
+from . import strategies as st_
+
+ALICE = MimiUser(id="u-alice", anonymous_id="alice-anonymous-id-0000")
+BOB = MimiUser(id="u-bob", anonymous_id="bob-anonymous-id-00000")
+NOBODY = SessionState()
+
+
+@pytest.mark.parametrize(
+    ("route", "transition"),
+    [
+        (AuthRoute.sign_up_anonymously(), Transition.ANONYMOUS_CREATED),
+        (AuthRoute.log_in_anonymously("x" * 20), Transition.LOGGED_IN),
+        (AuthRoute.log_in(email="a@b.test", password="password1"), Transition.LOGGED_IN),
+        (AuthRoute.sign_up(email="a@b.test", password="password1"), Transition.SIGNED_UP),
+    ],
+)
+def test_sign_in_from_nobody(route: AuthRoute, transition: Transition) -> None:
+    """Signing in from nobody is tagged by the route."""
+    assert reduce(NOBODY, SignedIn(ALICE, route)) == SessionState(ALICE, None, transition)
+
+
+def test_switch_keeps_the_replaced_user() -> None:
+    """Signing in after logging a user out to make room is a switch from that user."""
+    out = reduce(SessionState(ALICE, transition=Transition.LOGGED_IN), SignedOut())
+    assert out == SessionState(None, ALICE, Transition.LOGGED_OUT)
+    route = AuthRoute.log_in_anonymously(BOB.anonymous_id)
+    assert reduce(out, SignedIn(BOB, route, replaced=ALICE)) == SessionState(
+        BOB, ALICE, Transition.SWITCHED_USER
+    )
+
+
+def test_promote_keeps_the_user_id() -> None:
+    """Promotion replaces the anonymous user by the same user with credentials."""
+    promoted = MimiUser(id=ALICE.id, is_anonymous=False, email="a@b.test")
+    state = SessionState(ALICE, transition=Transition.LOGGED_IN)
+    route = AuthRoute.promote(email="a@b.test", password="password1")
+    assert reduce(state, SignedIn(promoted, route)) == SessionState(
+        promoted, ALICE, Transition.PROMOTED
+    )
+
+
+@given(st_.states)
+def test_failure_keeps_the_user_and_carries_the_error(state: SessionState) -> None:
+    """A failure changes nothing but the transition and the error."""
+    error = TransportError("down")
+    after = reduce(state, CommandFailed(error))
+    assert after == SessionState(state.user, state.user, Transition.FAILED, error)
+
+
+def test_illegal_events_raise() -> None:
+    """The state machine rejects events its phase does not allow."""
+    with pytest.raises(IllegalTransitionError):
+        reduce(NOBODY, SignedOut())
+    with pytest.raises(IllegalTransitionError):
+        reduce(SessionState(ALICE), SignedIn(BOB, AuthRoute.sign_up_anonymously()))
+    with pytest.raises(IllegalTransitionError):
+        reduce(NOBODY, SignedIn(BOB, AuthRoute.promote(email="a@b.test", password="p" * 8)))
+
+
+@given(st_.states, st_.users)
+def test_reduce_is_pure(state: SessionState, user: MimiUser) -> None:
+    """The same state and event always give the same state, and the input is untouched."""
+    before = state
+    event = (
+        SignedOut() if state.user is not None else SignedIn(user, AuthRoute.sign_up_anonymously())
+    )
+    assert reduce(state, event) == reduce(state, event)
+    assert state == before

@@ -1,0 +1,220 @@
+"""The reference server's HTTP API, spoken to directly over loopback."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mimi_reactive.server import IdentityServer
+
+from .conftest import CLIENT_ID
+
+
+@pytest.fixture
+async def http(client_secret: str) -> AsyncIterator[aiohttp.ClientSession]:
+    auth = aiohttp.encode_basic_auth(CLIENT_ID, client_secret)
+    async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:
+        yield session
+
+
+async def post(
+    http: aiohttp.ClientSession, url: str, body: Any = None, **kwargs: Any
+) -> tuple[int, Any]:
+    async with http.post(url, json=body if body is not None else {}, **kwargs) as response:
+        return response.status, await response.json()
+
+
+async def test_health_needs_no_client(server: IdentityServer) -> None:
+    """GET /health answers ok without client credentials."""
+    async with aiohttp.ClientSession() as plain, plain.get(server.url + "/health") as response:
+        assert response.status == 200
+        assert await response.json() == {"status": "ok"}
+
+
+async def test_openapi_document_describes_every_route(server: IdentityServer) -> None:
+    """The served OpenAPI document lists exactly the routes the app registers."""
+    async with aiohttp.ClientSession() as plain, plain.get(server.url + "/openapi.json") as r:
+        document = await r.json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {
+        "/health",
+        "/openapi.json",
+        "/v1/anonymous-users",
+        "/v1/sessions/anonymous",
+        "/v1/users",
+        "/v1/sessions",
+        "/v1/users/promote",
+        "/v1/sessions/revoke",
+    }
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": aiohttp.encode_basic_auth(CLIENT_ID, "wrong")},
+        {"Authorization": aiohttp.encode_basic_auth("someone-else", "wrong")},
+        {"Authorization": "Basic !!!not-base64"},
+        {"Authorization": "Bearer abc"},
+    ],
+)
+async def test_every_call_authenticates_the_client(
+    server: IdentityServer, headers: dict[str, str]
+) -> None:
+    """Without the right client id and secret every API call is 401 invalid_client."""
+    async with aiohttp.ClientSession(headers=headers) as plain:
+        for path in ("/v1/anonymous-users", "/v1/sessions/anonymous", "/v1/sessions/revoke"):
+            async with plain.post(server.url + path, json={}) as response:
+                assert response.status == 401
+                assert response.headers["WWW-Authenticate"].startswith("Basic")
+                assert (await response.json())["error"]["code"] == "invalid_client"
+
+
+async def test_anonymous_user_round_trip(
+    server: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """Create an anonymous user, log in by its id, and the unknown id is refused."""
+    status, created = await post(http, server.url + "/v1/anonymous-users")
+    assert status == 201
+    anonymous_id = created["user"]["anonymous_id"]
+    assert len(anonymous_id) >= 22  # at least 128 bits, URL-safe base64
+    assert created["session"]["token_type"] == "Bearer"
+    status, logged_in = await post(
+        http, server.url + "/v1/sessions/anonymous", {"anonymous_id": anonymous_id}
+    )
+    assert status == 200
+    assert logged_in["user"]["id"] == created["user"]["id"]
+    assert "anonymous_id" not in logged_in["user"]  # the server cannot know it
+    status, error = await post(
+        http, server.url + "/v1/sessions/anonymous", {"anonymous_id": secrets.token_urlsafe(32)}
+    )
+    assert (status, error["error"]["code"]) == (401, "invalid_anonymous_id")
+
+
+async def test_anonymous_ids_are_unique(
+    server: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """Each anonymous user gets its own id."""
+    ids = {
+        (await post(http, server.url + "/v1/anonymous-users"))[1]["user"]["anonymous_id"]
+        for _ in range(20)
+    }
+    assert len(ids) == 20
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "code"),
+    [
+        ("/v1/sessions/anonymous", {}, 400, "invalid_request"),
+        ("/v1/sessions/anonymous", {"anonymous_id": 5}, 400, "invalid_request"),
+        ("/v1/sessions/anonymous", ["not", "an", "object"], 400, "invalid_request"),
+        ("/v1/users", {"email": "nope", "password": "long enough"}, 400, "invalid_request"),
+        ("/v1/users", {"email": "a@b.test", "password": "short"}, 400, "weak_password"),
+        ("/v1/nowhere", {}, 404, "not_found"),
+    ],
+)
+async def test_bad_requests_get_json_errors(
+    server: IdentityServer,
+    http: aiohttp.ClientSession,
+    path: str,
+    body: Any,
+    status: int,
+    code: str,
+) -> None:
+    """Bad input gets the right status and a stable error code as JSON."""
+    assert (await post(http, server.url + path, body))[0] == status
+    assert (await post(http, server.url + path, body))[1]["error"]["code"] == code
+
+
+async def test_malformed_json_is_invalid_request(
+    server: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """A body that is not JSON is a 400, not a crash."""
+    async with http.post(server.url + "/v1/sessions/anonymous", data=b"{nope") as response:
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "invalid_request"
+
+
+async def test_revoked_session_token_stops_working(
+    server: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """After revocation the session's access token is rejected."""
+    _, created = await post(http, server.url + "/v1/anonymous-users")
+    tokens = created["session"]
+    status, _ = await post(
+        http, server.url + "/v1/sessions/revoke", {"token": tokens["refresh_token"]}
+    )
+    assert status == 200
+    status, error = await post(
+        http,
+        server.url + "/v1/users/promote",
+        {"access_token": tokens["access_token"], "email": "x@y.test", "password": "long enough"},
+    )
+    assert (status, error["error"]["code"]) == (401, "invalid_token")
+
+
+async def test_email_is_unique_and_wrong_password_fails(
+    server: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """A taken email is 409; a wrong password or unknown email is the same 401."""
+    body = {"email": "Ann@Example.test", "password": "long enough"}
+    assert (await post(http, server.url + "/v1/users", body))[0] == 201
+    status, error = await post(
+        http, server.url + "/v1/users", {**body, "email": "ann@example.test"}
+    )
+    assert (status, error["error"]["code"]) == (409, "email_taken")
+    wrong = await post(http, server.url + "/v1/sessions", {**body, "password": "not the one"})
+    unknown = await post(http, server.url + "/v1/sessions", {**body, "email": "zed@example.test"})
+    assert (
+        wrong
+        == unknown
+        == (
+            401,
+            {"error": {"code": "invalid_credentials", "message": "the email or password is wrong"}},
+        )
+    )
+
+
+async def test_database_holds_no_secret_in_the_clear(tmp_path: Path, client_secret: str) -> None:
+    """The SQLite files never contain an anonymous id, a token, a password or the secret."""
+    path = tmp_path / "identity.sqlite3"
+    assert not path.exists()
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=path
+    ) as server:
+        auth = aiohttp.encode_basic_auth(CLIENT_ID, client_secret)
+        async with aiohttp.ClientSession(headers={"Authorization": auth}) as http:
+            _, created = await post(http, server.url + "/v1/anonymous-users")
+            _, again = await post(
+                http,
+                server.url + "/v1/sessions/anonymous",
+                {"anonymous_id": created["user"]["anonymous_id"]},
+            )
+            await post(
+                http,
+                server.url + "/v1/users/promote",
+                {
+                    "access_token": again["session"]["access_token"],
+                    "email": "p@example.test",
+                    "password": "a password to hide",
+                },
+            )
+    secrets_seen = [
+        created["user"]["anonymous_id"],
+        created["session"]["access_token"],
+        created["session"]["refresh_token"],
+        again["session"]["access_token"],
+        again["session"]["refresh_token"],
+        "a password to hide",
+        client_secret,
+    ]
+    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
+    assert path.exists()
+    assert stored
+    for secret in secrets_seen:
+        assert secret.encode() not in stored
