@@ -18,6 +18,7 @@ from ._exceptions import (
     InvalidCredentialsError,
     InvalidRouteError,
     MimiCoreError,
+    ReentrantCallError,
     RouteRefusedError,
     SessionRevokedError,
     TransportError,
@@ -36,7 +37,7 @@ from ._routes import (
     SignUpAnonymously,
 )
 from ._state import SessionState, Transition
-from ._store import Outcome
+from ._store import CommandFuture, Outcome
 from ._user import MimiUser
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "BackendSession",
     "ClientAuthenticationError",
     "ClientCredentials",
+    "CommandFuture",
     "ConflictError",
     "CoreClosedError",
     "Failure",
@@ -68,6 +70,7 @@ __all__ = [
     "Outcome",
     "Promote",
     "Reason",
+    "ReentrantCallError",
     "RouteRefusedError",
     "SessionRevokedError",
     "SessionState",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import attrs
@@ -10,7 +12,7 @@ from reactivex import operators as ops
 
 from ._routes import AuthRoute, LogOut
 from ._state import SessionState
-from ._store import Outcome, SessionStore
+from ._store import CommandFuture, Outcome, SessionStore
 from ._user import MimiUser
 
 __all__ = ["AuthController", "AuthObserver", "ObserverHandle"]
@@ -84,6 +86,45 @@ class AuthController:
     async def run(self, command: AuthRoute | LogOut) -> Outcome:
         """Run a command and return its full outcome instead of raising."""
         return await self._store.execute(command)
+
+    def dispatch(self, command: AuthRoute | LogOut) -> CommandFuture:
+        """Queue a command without waiting; safe from any thread and from inside callbacks.
+
+        It runs after every command queued before it. The returned future gives its
+        ``Outcome``; ``asyncio.wrap_future`` turns it into something to await.
+        """
+        return self._store.dispatch(command)
+
+    async def updates(self) -> AsyncIterator[SessionState]:
+        """Iterate the states on the core's event loop: the current one first, then changes.
+
+        Ends when the core closes. A slow consumer never makes states pile up: it gets the
+        latest state when it asks for the next one, skipping any it was too slow to see.
+        """
+        latest: list[SessionState] = []  # at most one: the newest state not yet taken
+        ready = asyncio.Event()
+        completed = False
+
+        def keep(state: SessionState) -> None:
+            latest[:] = [state]
+            ready.set()
+
+        def complete() -> None:
+            nonlocal completed
+            completed = True
+            ready.set()
+
+        subscription = self.states.subscribe(keep, on_completed=complete)
+        try:
+            while True:
+                await ready.wait()
+                ready.clear()
+                if latest:
+                    yield latest.pop()
+                if completed and not latest:
+                    return
+        finally:
+            subscription.dispose()
 
     def add_observer(self, observer: AuthObserver) -> ObserverHandle:
         """Tell ``observer`` of every later state change as (current, old user, error)."""

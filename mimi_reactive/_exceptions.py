@@ -10,6 +10,7 @@ safe to log and to show.
     │   └── UnsupportedRouteError      the backend cannot perform this route at all
     ├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
     ├── CoreClosedError                the core was closed before or while the call ran
+    ├── ReentrantCallError             waiting on a command where it can never finish
     ├── TransportError                 the identity service could not be reached in time
     └── BackendError                   the identity service answered with an error code
         ├── ClientAuthenticationError  the app's client id or secret was rejected
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidCredentialsError",
     "InvalidRouteError",
     "MimiCoreError",
+    "ReentrantCallError",
     "RouteRefusedError",
     "SessionRevokedError",
     "TransportError",
@@ -63,6 +65,15 @@ class InvalidRouteError(MimiCoreError, ValueError):
 
 class CoreClosedError(MimiCoreError):
     """The core was closed: queued and later calls fail with this instead of hanging."""
+
+
+class ReentrantCallError(MimiCoreError):
+    """A command was waited for from inside the command runner: it could never finish.
+
+    Commands run one at a time; awaiting one from a running command's effect, or blocking on
+    ``dispatch(...).result()`` on the core's event-loop thread, would wait forever. Queue it
+    with ``dispatch`` and do not wait, or wait from another task or thread.
+    """
 
 
 class TransportError(MimiCoreError):

@@ -9,6 +9,8 @@ interleave, and every subscriber sees every state in the same order.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 
 import attrs
 import structlog
@@ -19,6 +21,7 @@ from ._exceptions import (
     CoreClosedError,
     InvalidRouteError,
     MimiCoreError,
+    ReentrantCallError,
     RouteRefusedError,
     UnsupportedRouteError,
 )
@@ -46,7 +49,7 @@ from ._routes import (
 from ._state import SessionState
 from ._stream import StateStream
 
-__all__ = ["Outcome", "SessionStore"]
+__all__ = ["CommandFuture", "Outcome", "SessionStore"]
 
 
 @attrs.frozen
@@ -63,11 +66,42 @@ class Outcome:
         return isinstance(self.decision, Skip)
 
 
-_Job = tuple[Command, "asyncio.Future[Outcome]"]
+class CommandFuture(concurrent.futures.Future[Outcome]):
+    """The pending outcome of a dispatched command, safe to wait on from any thread.
+
+    Blocking on it from the core's event-loop thread would stop the loop that runs the
+    command, so ``result()`` and ``exception()`` raise ``ReentrantCallError`` there instead.
+    """
+
+    def __init__(self, loop_thread: int) -> None:
+        super().__init__()
+        self._loop_thread = loop_thread
+
+    def result(self, timeout: float | None = None) -> Outcome:
+        self._refuse_to_deadlock()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._refuse_to_deadlock()
+        return super().exception(timeout)
+
+    def _refuse_to_deadlock(self) -> None:
+        if not self.done() and threading.get_ident() == self._loop_thread:
+            raise ReentrantCallError(
+                "blocking on a command on the core's event-loop thread would never return; "
+                "await core.auth.run(...) or add a done-callback instead"
+            )
+
+
+_Job = tuple[Command, CommandFuture]
 
 
 class SessionStore:
-    """Owns the session state; the only place that changes it."""
+    """Owns the session state; the only place that changes it.
+
+    Must be created on the event loop that will run it. ``dispatch`` may be called from any
+    thread; everything else from the loop's thread.
+    """
 
     def __init__(
         self,
@@ -79,13 +113,17 @@ class SessionStore:
         self._backend = backend
         self._configuration = configuration
         self._log = logger
-        self._stream = StateStream(SessionState(), logger=logger)
+        self._stream = StateStream(
+            SessionState(),
+            logger=logger,
+            detach_failing_subscribers=configuration.detach_failing_subscribers,
+        )
         self._session: BackendSession | None = None
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._closed = False
-        self._worker = asyncio.get_running_loop().create_task(
-            self._work(), name="mimi_reactive.session_store"
-        )
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._worker = self._loop.create_task(self._work(), name="mimi_reactive.session_store")
 
     @property
     def state(self) -> SessionState:
@@ -97,35 +135,75 @@ class SessionStore:
         """The published states."""
         return self._stream
 
+    def dispatch(self, command: Command) -> CommandFuture:
+        """Queue ``command`` from any thread (or from inside a subscriber); never blocks.
+
+        Returns a future of its ``Outcome``; a closed core fails it with ``CoreClosedError``.
+        """
+        future = CommandFuture(self._loop_thread)
+        if threading.get_ident() == self._loop_thread:
+            self._enqueue(command, future)
+        else:
+            try:
+                self._loop.call_soon_threadsafe(self._enqueue, command, future)
+            except RuntimeError:  # the loop itself is closed
+                future.set_exception(CoreClosedError("the core's event loop is closed"))
+        return future
+
     async def execute(self, command: Command) -> Outcome:
-        """Queue ``command`` behind the ones already queued and wait for its outcome."""
+        """Queue ``command`` behind the ones already queued and wait for its outcome.
+
+        Cancelling the wait drops a command that has not started; one that has started
+        runs to completion, so the state is always the one before or after it.
+        """
+        if asyncio.current_task() is self._worker:
+            raise ReentrantCallError(
+                "awaiting a command from inside a running command would never return; "
+                "use core.auth.dispatch(...) to queue it"
+            )
         if self._closed:
             raise CoreClosedError("the core is closed")
-        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((command, future))
-        return await future
+        return await asyncio.wrap_future(self.dispatch(command))
 
     async def close(self) -> None:
         """Fail queued commands, let the running one finish, and complete the stream."""
+        if not self._closed:
+            self._closed = True
+            while not self._queue.empty():
+                job = self._queue.get_nowait()
+                if job is not None and job[1].set_running_or_notify_cancel():
+                    job[1].set_exception(CoreClosedError("the core was closed before this ran"))
+            self._queue.put_nowait(None)
+        if asyncio.current_task() is not self._worker:
+            await asyncio.shield(self._worker)
+
+    def _enqueue(self, command: Command, future: CommandFuture) -> None:
         if self._closed:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(CoreClosedError("the core is closed"))
             return
-        self._closed = True
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
-            if job is not None and not job[1].done():
-                job[1].set_exception(CoreClosedError("the core was closed before this ran"))
-        self._queue.put_nowait(None)
-        await self._worker
-        self._stream.complete()
+        self._queue.put_nowait((command, future))
 
     async def _work(self) -> None:
-        while (job := await self._queue.get()) is not None:
-            command, future = job
-            if future.done():  # the caller stopped waiting before it started
-                continue
-            outcome = await self._perform(command)
-            if not future.done():
-                future.set_result(outcome)
+        try:
+            while (job := await self._queue.get()) is not None:
+                command, future = job
+                if not future.set_running_or_notify_cancel():
+                    continue  # the caller stopped waiting before it started
+                try:
+                    outcome = await self._perform(command)
+                except asyncio.CancelledError:
+                    future.set_exception(CoreClosedError("the core stopped while this ran"))
+                    raise
+                except Exception as error:  # a bug must not stop the runner or the stream
+                    self._log.error("session.command_crashed", error=type(error).__name__)
+                    crashed = MimiCoreError("the command failed unexpectedly")
+                    crashed.__cause__ = error
+                    future.set_exception(crashed)
+                else:
+                    future.set_result(outcome)
+        finally:
+            self._stream.complete()
 
     async def _perform(self, command: Command) -> Outcome:
         context = GuardContext(self.state, command, self._configuration, self._backend.capabilities)

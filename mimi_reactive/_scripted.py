@@ -1,0 +1,166 @@
+"""``ScriptedBackend``: an in-process identity service for testing apps without a server."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections import deque
+
+import attrs
+
+from ._backend import AuthTokens, BackendCapabilities, BackendSession, ClientCredentials
+from ._exceptions import ConflictError, InvalidCredentialsError, UnsupportedRouteError
+from ._reasons import Reason
+from ._user import MimiUser
+
+__all__ = ["Reply", "ScriptedBackend"]
+
+
+@attrs.frozen
+class Reply:
+    """How the backend answers one call: after ``delay`` seconds, with its normal result,
+    by raising ``error`` (a ``MimiCoreError`` for a failure, anything else for a fault), or
+    never (``hang``, until the caller gives up)."""
+
+    delay: float = 0.0
+    error: BaseException | None = None
+    hang: bool = False
+
+    @classmethod
+    def succeed(cls, *, delay: float = 0.0) -> Reply:
+        """Answer normally, after ``delay`` seconds."""
+        return cls(delay=delay)
+
+    @classmethod
+    def fail(cls, error: BaseException, *, delay: float = 0.0) -> Reply:
+        """Raise ``error`` after ``delay`` seconds."""
+        return cls(delay=delay, error=error)
+
+    @classmethod
+    def never(cls) -> Reply:
+        """Never answer: the call waits until it is cancelled."""
+        return cls(hang=True)
+
+
+@attrs.define
+class _StoredUser:
+    id: str
+    anonymous_id: str | None = attrs.field(repr=False)
+    email: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
+
+    @property
+    def is_anonymous(self) -> bool:
+        return self.email is None
+
+    def as_mimi_user(self) -> MimiUser:
+        return MimiUser(self.id, self.anonymous_id, self.is_anonymous, self.email)
+
+
+class ScriptedBackend:
+    """An ``AuthBackend`` that keeps users in memory and plays back scripted replies.
+
+    Unscripted calls behave like the reference server: anonymous sign-up creates a user,
+    an unknown anonymous id or a wrong password raises ``InvalidCredentialsError``, a taken
+    email ``ConflictError``. ``script(...)`` queues replies for the next calls, in order, to
+    add latency, failures or faults. ``calls`` lists the methods called, in order.
+    """
+
+    def __init__(
+        self, *, capabilities: BackendCapabilities | None = None, latency: float = 0.0
+    ) -> None:
+        self.capabilities = capabilities or BackendCapabilities()
+        self.latency = latency
+        """Seconds every unscripted call takes."""
+        self.calls: list[str] = []
+        self._replies: deque[Reply] = deque()
+        self._users: dict[str, _StoredUser] = {}
+        self._sessions: dict[str, str] = {}  # access or refresh token -> user id
+        self.client: ClientCredentials | None = None
+
+    def script(self, *replies: Reply) -> None:
+        """Answer the next calls with ``replies``, one each, in order."""
+        self._replies.extend(replies)
+
+    def add_anonymous_user(self) -> MimiUser:
+        """Create an anonymous user directly (as another device would) and return it."""
+        return self._new_user().as_mimi_user()
+
+    async def open(self, client: ClientCredentials) -> None:
+        self.client = client
+
+    async def close(self) -> None:
+        pass
+
+    async def sign_up_anonymously(self) -> BackendSession:
+        await self._answer("sign_up_anonymously")
+        return self._session_for(self._new_user())
+
+    async def log_in_anonymously(self, anonymous_id: str) -> BackendSession:
+        await self._answer("log_in_anonymously")
+        for user in self._users.values():
+            if user.anonymous_id == anonymous_id:
+                return self._session_for(user)
+        raise InvalidCredentialsError("invalid_anonymous_id", "no anonymous user has this id")
+
+    async def log_in(self, email: str, password: str) -> BackendSession:
+        await self._answer("log_in")
+        user = self._by_email(email)
+        if user is None or not secrets.compare_digest(user.password or "", password):
+            raise InvalidCredentialsError("invalid_credentials", "the email or password is wrong")
+        return self._session_for(user)
+
+    async def sign_up(self, email: str, password: str) -> BackendSession:
+        await self._answer("sign_up")
+        self._ensure_email_free(email)
+        user = self._new_user(anonymous=False)
+        user.email, user.password = email.strip().lower(), password
+        return self._session_for(user)
+
+    async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
+        await self._answer("promote")
+        user = self._users[self._sessions[session.tokens.access_token]]
+        if not user.is_anonymous:
+            raise ConflictError("not_anonymous", "only an anonymous user can be promoted")
+        self._ensure_email_free(email)
+        user.email, user.password, user.anonymous_id = email.strip().lower(), password, None
+        return BackendSession(user.as_mimi_user(), session.tokens)
+
+    async def log_out(self, session: BackendSession) -> None:
+        await self._answer("log_out")
+        for token in (session.tokens.access_token, session.tokens.refresh_token):
+            self._sessions.pop(token or "", None)
+
+    async def _answer(self, method: str) -> None:
+        self.calls.append(method)
+        # Capability fields are named after the methods; log_out is always there.
+        if not getattr(self.capabilities, method, True):
+            raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
+        reply = self._replies.popleft() if self._replies else Reply(delay=self.latency)
+        if reply.hang:
+            await asyncio.Event().wait()
+        if reply.delay:
+            await asyncio.sleep(reply.delay)
+        if reply.error is not None:
+            raise reply.error
+
+    def _new_user(self, *, anonymous: bool = True) -> _StoredUser:
+        anonymous_id = secrets.token_urlsafe(32) if anonymous else None
+        user = _StoredUser(str(uuid.uuid4()), anonymous_id)
+        self._users[user.id] = user
+        return user
+
+    def _by_email(self, email: str) -> _StoredUser | None:
+        wanted = email.strip().lower()
+        return next((u for u in self._users.values() if u.email == wanted), None)
+
+    def _ensure_email_free(self, email: str) -> None:
+        if self._by_email(email) is not None:
+            raise ConflictError("email_taken", "this email is already registered")
+
+    def _session_for(self, user: _StoredUser) -> BackendSession:
+        tokens = AuthTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32), 3600.0)
+        self._sessions[tokens.access_token] = user.id
+        self._sessions[tokens.refresh_token or ""] = user.id
+        return BackendSession(user.as_mimi_user(), tokens)

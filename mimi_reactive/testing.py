@@ -1,0 +1,13 @@
+"""Helpers for testing your app against mimi_reactive.
+
+- ``StateRecorder(core)`` captures every state the core publishes, for assertions.
+- ``ScriptedBackend`` is an in-process identity service: pass it as ``backend=`` and script
+  latency, failures and faults with ``Reply`` to drive your UI flows without a server.
+
+See docs/testing.md for examples, including virtual time with reactivex's ``TestScheduler``.
+"""
+
+from ._recorder import StateRecorder
+from ._scripted import Reply, ScriptedBackend
+
+__all__ = ["Reply", "ScriptedBackend", "StateRecorder"]
