@@ -74,9 +74,14 @@ class MimiCore:
             configuration=configuration,
         )
 
-    async def close(self) -> None:
-        """Fail queued commands, complete the streams and release the backend. Idempotent."""
-        await self._store.close()
+    async def close(self, *, grace_period: float = 10.0) -> None:
+        """Close the session and release the backend. Idempotent.
+
+        Queued commands fail with ``CoreClosedError``; the running one has ``grace_period``
+        seconds to finish before it is cancelled (its caller then gets ``CoreClosedError``).
+        The streams complete; later calls raise ``CoreClosedError``.
+        """
+        await self._store.close(grace_period=grace_period)
         await self._backend.close()
 
     async def __aenter__(self) -> MimiCore:

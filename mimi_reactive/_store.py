@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 
 import attrs
@@ -165,8 +166,9 @@ class SessionStore:
             raise CoreClosedError("the core is closed")
         return await asyncio.wrap_future(self.dispatch(command))
 
-    async def close(self) -> None:
-        """Fail queued commands, let the running one finish, and complete the stream."""
+    async def close(self, *, grace_period: float = 10.0) -> None:
+        """Fail queued commands, give the running one ``grace_period`` seconds to finish
+        (then cancel it: its caller gets ``CoreClosedError``), and complete the stream."""
         if not self._closed:
             self._closed = True
             while not self._queue.empty():
@@ -174,8 +176,14 @@ class SessionStore:
                 if job is not None and job[1].set_running_or_notify_cancel():
                     job[1].set_exception(CoreClosedError("the core was closed before this ran"))
             self._queue.put_nowait(None)
-        if asyncio.current_task() is not self._worker:
-            await asyncio.shield(self._worker)
+        if asyncio.current_task() is self._worker:
+            return  # closed from inside a command: the worker stops after it
+        done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
+        if not done:
+            self._log.warning("session.close_cancelled_command", grace_period=grace_period)
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
 
     def _enqueue(self, command: Command, future: CommandFuture) -> None:
         if self._closed:

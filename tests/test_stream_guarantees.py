@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+import structlog
 from reactivex.subject import BehaviorSubject
 from structlog.testing import capture_logs
 
@@ -173,7 +174,7 @@ def test_3_an_equal_state_is_published_once() -> None:
     """Publishing a state equal to the current one reaches nobody; plain subjects repeat it."""
     user = MimiUser("u1", "anonymous-id-000000000")
     states = [SessionState(user, None, Transition.LOGGED_IN) for _ in range(3)]
-    stream = StateStream(SessionState(), logger=_null_logger())
+    stream = StateStream(SessionState(), logger=structlog.get_logger("test"))
     ours: list[SessionState] = []
     stream.observable.subscribe(ours.append)
     subject = BehaviorSubject(SessionState())
@@ -498,9 +499,3 @@ async def test_observer_handle_removes_the_observer(core: MimiCore) -> None:
     handle.remove()
     await core.auth.log_out()
     assert len(heard) == 1
-
-
-def _null_logger():  # type: ignore[no-untyped-def]
-    import structlog
-
-    return structlog.get_logger("test")

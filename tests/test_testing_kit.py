@@ -1,0 +1,158 @@
+"""mimi_reactive.testing: what app developers use to test their own flows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import reactivex
+from reactivex import operators as ops
+from reactivex.testing import ReactiveTest, TestScheduler
+
+from mimi_reactive import (
+    AnonymousAuthManager,
+    AuthRoute,
+    BackendCapabilities,
+    ConflictError,
+    CoreClosedError,
+    Failure,
+    InvalidCredentialsError,
+    MimiConfiguration,
+    MimiCore,
+    SessionState,
+    Success,
+    Transition,
+    TransportError,
+    UnsupportedRouteError,
+)
+from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
+
+ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
+OPEN = MimiConfiguration()
+
+
+def start(backend: ScriptedBackend, configuration: MimiConfiguration = ANONYMOUS_ONLY):  # type: ignore[no-untyped-def]
+    return MimiCore.start(
+        client_id="app", client_secret="s", backend=backend, configuration=configuration
+    )
+
+
+async def test_recorder_captures_transitions_and_completion() -> None:
+    """The recorder holds every state from its start, and knows when the core closed."""
+    async with start(ScriptedBackend()) as core:
+        with StateRecorder(core) as recorder:
+            user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            await core.auth.log_out()
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())  # after stop()
+    assert recorder.transitions == [
+        Transition.INITIAL,
+        Transition.ANONYMOUS_CREATED,
+        Transition.LOGGED_OUT,
+    ]
+    assert recorder.users == [None, user, None]
+    assert not recorder.completed  # it had stopped before the core closed
+
+
+async def test_recorder_waits_for_a_transition_from_a_dispatched_command() -> None:
+    """wait_for returns the first state with the transition, or fails if the core closes."""
+    async with start(ScriptedBackend(latency=0.01)) as core:
+        recorder = StateRecorder(core)
+        core.auth.dispatch(AuthRoute.sign_up_anonymously())
+        async with asyncio.timeout(5):
+            state = await recorder.wait_for(Transition.ANONYMOUS_CREATED)
+        assert state.user == core.auth.current_user
+    with pytest.raises(AssertionError, match="LOGGED_OUT"):
+        await recorder.wait_for(Transition.LOGGED_OUT)
+
+
+async def test_scripted_backend_behaves_like_the_service_by_default() -> None:
+    """Unscripted: users persist across cores, unknown ids and taken emails fail."""
+    backend = ScriptedBackend()
+    async with start(backend) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    async with start(backend) as core:
+        manager = AnonymousAuthManager(core)
+        assert await manager.authenticate_anonymous_user(user.anonymous_id) == Success(
+            user.anonymous_id  # type: ignore[arg-type]
+        )
+        other = backend.add_anonymous_user()
+        assert await manager.authenticate_anonymous_user(other.anonymous_id) == Success(
+            other.anonymous_id  # type: ignore[arg-type]
+        )
+        unknown = await manager.authenticate_anonymous_user("never-issued-id-000000")
+        assert isinstance(unknown, Failure)
+        assert isinstance(unknown.exception, InvalidCredentialsError)
+    async with start(backend, OPEN) as core:
+        await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="pass word"))
+        with pytest.raises(ConflictError):
+            await core.auth.authenticate(AuthRoute.sign_up(email="A@b.test", password="x" * 8))
+    assert backend.calls[:3] == ["sign_up_anonymously", "log_in_anonymously", "log_out"]
+
+
+async def test_scripted_failure_latency_and_hang() -> None:
+    """Scripted replies fail, delay or never answer, in order; then it answers normally."""
+    backend = ScriptedBackend()
+    backend.script(Reply.fail(TransportError("offline")), Reply.succeed(delay=0.05), Reply.never())
+    async with start(backend) as core:
+        with pytest.raises(TransportError):
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert loop.time() - began >= 0.05
+        stuck = core.auth.dispatch(AuthRoute.sign_up_anonymously())
+        await asyncio.sleep(0.05)
+        assert not stuck.done()  # the call never answers...
+        await core.close(grace_period=0.05)  # ...until close() gives up on it
+    with pytest.raises(CoreClosedError):
+        stuck.result()
+
+
+async def test_backend_without_a_route_is_refused_by_the_guards() -> None:
+    """A backend that cannot log in by id gets the route refused, with no call made."""
+    backend = ScriptedBackend(capabilities=BackendCapabilities(log_in_anonymously=False))
+    async with start(backend) as core:
+        result = await AnonymousAuthManager(core).authenticate_anonymous_user("some-id-123456789")
+    assert isinstance(result, Failure)
+    assert isinstance(result.exception, UnsupportedRouteError)
+    assert backend.calls == []
+
+
+def welcome_banner(states: reactivex.Observable[SessionState]) -> reactivex.Observable[str | None]:
+    """An app's UI logic: greet a user for 3 seconds; show a failure until the next state."""
+
+    def banner_for(state: SessionState) -> reactivex.Observable[str | None]:
+        if state.transition is Transition.FAILED:
+            return reactivex.just("We could not sign you in")
+        if state.user is not None:
+            hide = reactivex.timer(3.0).pipe(ops.map(lambda _: None))
+            return reactivex.concat(reactivex.just("Welcome!"), hide)
+        return reactivex.just(None)
+
+    return states.pipe(ops.switch_map(banner_for), ops.distinct_until_changed())
+
+
+async def test_virtual_time_example() -> None:
+    """Record real states with the scripted backend, then replay them on virtual time."""
+    backend = ScriptedBackend()
+    backend.script(Reply.succeed(), Reply.fail(TransportError("offline")))
+    async with start(backend) as core:
+        recorder = StateRecorder(core)
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await core.auth.run(AuthRoute.log_in_anonymously("some-other-id-00000"))
+    initial, created, logged_out, failed = recorder.states
+
+    scheduler = TestScheduler()
+    states = scheduler.create_hot_observable(
+        ReactiveTest.on_next(210, initial),
+        ReactiveTest.on_next(220, created),
+        ReactiveTest.on_next(240, logged_out),
+        ReactiveTest.on_next(241, failed),
+    )
+    results = scheduler.start(lambda: welcome_banner(states))
+    assert results.messages == [
+        ReactiveTest.on_next(210, None),
+        ReactiveTest.on_next(220, "Welcome!"),
+        ReactiveTest.on_next(223, None),  # three virtual seconds later, no real waiting
+        ReactiveTest.on_next(241, "We could not sign you in"),
+    ]
