@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-token-ttl", type=float, default=3600.0, help="access token lifetime, seconds"
     )
+    serve.add_argument(
+        "--session-idle-timeout",
+        type=float,
+        default=30 * 24 * 3600.0,
+        help="seconds a session may go unused before it cannot be refreshed (default 30 days)",
+    )
     commands.add_parser("demo", help="walk the anonymous-user flow against an in-process server")
     return parser
 
@@ -76,7 +82,10 @@ async def _serve(args: argparse.Namespace, client_secret: str) -> None:
         database=args.database,
         host=args.host,
         port=args.port,
-        settings=ServerSettings(access_token_ttl=args.access_token_ttl),
+        settings=ServerSettings(
+            access_token_ttl=args.access_token_ttl,
+            session_idle_timeout=args.session_idle_timeout,
+        ),
     ) as server:
         print(f"serving on {server.url}", flush=True)
         await stop.wait()

@@ -50,6 +50,8 @@ async def test_openapi_document_describes_every_route(server: IdentityServer) ->
         "/v1/sessions",
         "/v1/users/promote",
         "/v1/sessions/revoke",
+        "/v1/token",
+        "/v1/token/introspect",
     }
 
 

@@ -21,7 +21,7 @@ import attrs
 import structlog
 from aiohttp import web
 
-from ._database import EmailTakenError, IdentityDatabase, UserRecord
+from ._database import EmailTakenError, IdentityDatabase, Rotation, UserRecord
 from ._secrets import PasswordHasher, digest, new_secret
 
 __all__ = ["ApiError", "ServerSettings", "create_app"]
@@ -37,6 +37,10 @@ class ServerSettings:
 
     access_token_ttl: float = 3600.0
     """Seconds an access token is valid."""
+    session_idle_timeout: float = 30 * 24 * 3600.0
+    """Seconds a session may go unused before its refresh token stops working."""
+    clock: Callable[[], float] = time.time
+    """The server's wall clock (tests skew it to prove clients do not depend on it)."""
 
 
 class ApiError(Exception):
@@ -84,6 +88,8 @@ def create_app(
     app.router.add_post("/v1/sessions", _log_in)
     app.router.add_post("/v1/users/promote", _promote)
     app.router.add_post("/v1/sessions/revoke", _revoke)
+    app.router.add_post("/v1/token", _refresh)
+    app.router.add_post("/v1/token/introspect", _introspect)
     return app
 
 
@@ -215,26 +221,32 @@ def _user_json(user: UserRecord, *, anonymous_id: str | None = None) -> dict[str
     return answer
 
 
+def _session_json(access_token: str, refresh_token: str, ttl: float) -> dict[str, Any]:
+    return {
+        "access_token": access_token,
+        "refresh_token": refresh_token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+    }
+
+
 async def _signed_in(
     request: web.Request, user: UserRecord, *, status: int = 200, anonymous_id: str | None = None
 ) -> web.Response:
     access_token, refresh_token = new_secret(), new_secret()
-    ttl = request.app[_SETTINGS].access_token_ttl
+    settings = request.app[_SETTINGS]
+    now = settings.clock()
     await request.app[_DATABASE].create_session(
         user.id,
         access_digest=digest(access_token),
         refresh_digest=digest(refresh_token),
-        access_ttl=ttl,
+        access_expires_at=now + settings.access_token_ttl,
+        now=now,
     )
     return web.json_response(
         {
             "user": _user_json(user, anonymous_id=anonymous_id),
-            "session": {
-                "access_token": access_token,
-                "refresh_token": refresh_token,
-                "token_type": "Bearer",
-                "expires_in": ttl,
-            },
+            "session": _session_json(access_token, refresh_token, settings.access_token_ttl),
         },
         status=status,
     )
@@ -299,7 +311,7 @@ async def _promote(request: web.Request) -> web.Response:
     email, password = _email_field(body), _password_field(body)
     database = request.app[_DATABASE]
     session = await database.session_by_access_token(digest(access_token))
-    if session is None or session.access_expires_at <= time.time():
+    if session is None or session.access_expires_at <= request.app[_SETTINGS].clock():
         raise ApiError(401, "invalid_token", "the access token is not valid")
     user = await database.user_by_id(session.user_id)
     if user is None or not user.is_anonymous:
@@ -315,5 +327,60 @@ async def _promote(request: web.Request) -> web.Response:
 async def _revoke(request: web.Request) -> web.Response:
     token = _text_field(await _json_body(request), "token")
     # As RFC 7009: the answer is the same whether or not the token was valid.
-    await request.app[_DATABASE].revoke_session_by_token(digest(token))
+    now = request.app[_SETTINGS].clock()
+    await request.app[_DATABASE].revoke_session_by_token(digest(token), now)
     return web.json_response({})
+
+
+_REFRESH_REFUSALS = {
+    Rotation.UNKNOWN: "the refresh token is not valid",
+    Rotation.REVOKED: "the session was revoked",
+    Rotation.REUSED: "the refresh token was already used; the session is revoked",
+    Rotation.IDLE: "the session expired after being unused",
+}
+
+
+async def _refresh(request: web.Request) -> web.Response:
+    """OAuth-style refresh: every use rotates the refresh token; reuse revokes the family."""
+    body = await _json_body(request)
+    if body.get("grant_type") != "refresh_token":
+        raise ApiError(400, "unsupported_grant_type", "'grant_type' must be 'refresh_token'")
+    refresh_token = _text_field(body, "refresh_token")
+    settings = request.app[_SETTINGS]
+    now = settings.clock()
+    access_token, new_refresh_token = new_secret(), new_secret()
+    rotation, session = await request.app[_DATABASE].rotate_refresh_token(
+        digest(refresh_token),
+        new_refresh_digest=digest(new_refresh_token),
+        new_access_digest=digest(access_token),
+        access_expires_at=now + settings.access_token_ttl,
+        now=now,
+        idle_timeout=settings.session_idle_timeout,
+    )
+    if rotation is Rotation.REUSED:
+        request.app[_LOG].warning("token.refresh_reuse_detected")
+    if session is None:
+        raise ApiError(400, "invalid_grant", _REFRESH_REFUSALS[rotation])
+    user = await request.app[_DATABASE].user_by_id(session.user_id)
+    if user is None:
+        raise ApiError(400, "invalid_grant", "the user no longer exists")
+    return web.json_response(
+        {
+            "user": _user_json(user),
+            "session": _session_json(access_token, new_refresh_token, settings.access_token_ttl),
+        }
+    )
+
+
+async def _introspect(request: web.Request) -> web.Response:
+    """Whether an access token is valid now (as RFC 7662), for the app's own API servers."""
+    token = _text_field(await _json_body(request), "token")
+    now = request.app[_SETTINGS].clock()
+    database = request.app[_DATABASE]
+    session = await database.session_by_access_token(digest(token))
+    if session is None or session.access_expires_at <= now:
+        return web.json_response({"active": False})
+    await database.touch_session(session.id, now)
+    return web.json_response(
+        {"active": True, "user_id": session.user_id, "expires_in": session.access_expires_at - now}
+    )

@@ -1,0 +1,144 @@
+"""The reference server's token lifecycle: expiry, rotation, reuse detection, idle timeout."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mimi_reactive.server import IdentityServer, ServerSettings
+
+from .conftest import CLIENT_ID
+
+
+class Clock:
+    """A server clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def timed_server(client_secret: str, clock: Clock) -> AsyncIterator[IdentityServer]:
+    settings = ServerSettings(access_token_ttl=60, session_idle_timeout=600, clock=clock)
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, settings=settings
+    ) as running:
+        yield running
+
+
+@pytest.fixture
+async def call(timed_server: IdentityServer, client_secret: str) -> AsyncIterator[Any]:
+    auth = aiohttp.encode_basic_auth(CLIENT_ID, client_secret)
+    async with aiohttp.ClientSession(headers={"Authorization": auth}) as http:
+
+        async def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+            async with http.post(timed_server.url + path, json=body) as response:
+                return response.status, await response.json()
+
+        yield post
+
+
+async def new_session(call: Any) -> dict[str, Any]:
+    status, created = await call("/v1/anonymous-users", {})
+    assert status == 201
+    return created["session"]  # type: ignore[no-any-return]
+
+
+async def refresh(call: Any, refresh_token: str) -> tuple[int, Any]:
+    return await call(  # type: ignore[no-any-return]
+        "/v1/token", {"grant_type": "refresh_token", "refresh_token": refresh_token}
+    )
+
+
+async def active(call: Any, access_token: str) -> bool:
+    status, answer = await call("/v1/token/introspect", {"token": access_token})
+    assert status == 200
+    return answer["active"]  # type: ignore[no-any-return]
+
+
+async def test_access_token_expires_after_its_ttl(call: Any, clock: Clock) -> None:
+    """An access token is active for access_token_ttl seconds of server time."""
+    session = await new_session(call)
+    assert session["expires_in"] == 60
+    clock.now += 59
+    assert await active(call, session["access_token"])
+    clock.now += 2
+    assert not await active(call, session["access_token"])
+
+
+async def test_refresh_rotates_both_tokens(call: Any, clock: Clock) -> None:
+    """A refresh gives a new pair; the old access token stops, the new one works."""
+    session = await new_session(call)
+    clock.now += 120
+    status, refreshed = await refresh(call, session["refresh_token"])
+    assert status == 200
+    new = refreshed["session"]
+    assert new["refresh_token"] != session["refresh_token"]
+    assert new["access_token"] != session["access_token"]
+    assert await active(call, new["access_token"])
+    assert not await active(call, session["access_token"])
+
+
+async def test_reusing_a_refresh_token_revokes_the_family(call: Any) -> None:
+    """Presenting a spent refresh token revokes the session: even the newest pair dies."""
+    session = await new_session(call)
+    _, first = await refresh(call, session["refresh_token"])
+    newest = first["session"]
+    status, error = await refresh(call, session["refresh_token"])  # the spent one, again
+    assert (status, error["error"]["code"]) == (400, "invalid_grant")
+    assert "already used" in error["error"]["message"]
+    assert not await active(call, newest["access_token"])
+    status, error = await refresh(call, newest["refresh_token"])
+    assert (status, error["error"]["code"]) == (400, "invalid_grant")
+
+
+async def test_idle_session_cannot_be_refreshed(call: Any, clock: Clock) -> None:
+    """A session unused for longer than the idle timeout is over."""
+    session = await new_session(call)
+    clock.now += 601
+    status, error = await refresh(call, session["refresh_token"])
+    assert (status, error["error"]["code"]) == (400, "invalid_grant")
+    assert "unused" in error["error"]["message"]
+
+
+async def test_use_keeps_a_session_alive(call: Any, clock: Clock) -> None:
+    """Refreshing within the idle timeout keeps the session going past it."""
+    session = await new_session(call)
+    for _ in range(3):
+        clock.now += 500
+        status, answer = await refresh(call, session["refresh_token"])
+        assert status == 200
+        session = answer["session"]
+
+
+async def test_logged_out_session_cannot_be_refreshed(call: Any) -> None:
+    """Revoking by access token ends the refresh token too."""
+    session = await new_session(call)
+    await call("/v1/sessions/revoke", {"token": session["access_token"]})
+    status, error = await refresh(call, session["refresh_token"])
+    assert (status, error["error"]["code"]) == (400, "invalid_grant")
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"grant_type": "password", "refresh_token": "x"}, "unsupported_grant_type"),
+        ({"grant_type": "refresh_token"}, "invalid_request"),
+        ({"grant_type": "refresh_token", "refresh_token": "never-issued"}, "invalid_grant"),
+    ],
+)
+async def test_bad_refresh_requests(call: Any, body: dict[str, Any], code: str) -> None:
+    """Malformed or unknown refresh requests get a 400 with a stable code."""
+    status, error = await call("/v1/token", body)
+    assert (status, error["error"]["code"]) == (400, code)
