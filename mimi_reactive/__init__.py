@@ -8,7 +8,7 @@ from ._backend import (
     BackendSession,
     ClientCredentials,
 )
-from ._config import MimiConfiguration
+from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore
 from ._exceptions import (
     BackendError,
@@ -18,12 +18,14 @@ from ._exceptions import (
     InvalidCredentialsError,
     InvalidRouteError,
     MimiCoreError,
+    NotLoggedInError,
     ReentrantCallError,
     RouteRefusedError,
     SessionRevokedError,
     TransportError,
     UnsupportedRouteError,
 )
+from ._file_storage import FileSessionStorage
 from ._manager import AnonymousAuthManager
 from ._reasons import Reason
 from ._results import AnonymousLoginResult, Failure, Skipped, Success
@@ -37,6 +39,7 @@ from ._routes import (
     SignUpAnonymously,
 )
 from ._state import SessionState, Transition
+from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage, StoredSession
 from ._store import CommandFuture, Outcome
 from ._user import MimiUser
 
@@ -57,26 +60,33 @@ __all__ = [
     "ConflictError",
     "CoreClosedError",
     "Failure",
+    "FileSessionStorage",
     "InvalidCredentialsError",
     "InvalidRouteError",
     "LogIn",
     "LogInAnonymously",
     "LogOut",
+    "MemorySessionStorage",
     "MimiConfiguration",
     "MimiCore",
     "MimiCoreError",
     "MimiUser",
+    "NotLoggedInError",
     "ObserverHandle",
     "Outcome",
     "Promote",
     "Reason",
     "ReentrantCallError",
+    "RetryPolicy",
     "RouteRefusedError",
     "SessionRevokedError",
     "SessionState",
+    "SessionStorage",
+    "SharedSessionStorage",
     "SignUp",
     "SignUpAnonymously",
     "Skipped",
+    "StoredSession",
     "Success",
     "Transition",
     "TransportError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -10,8 +11,10 @@ import attrs
 import reactivex
 from reactivex import operators as ops
 
+from ._commands import RefreshSession
 from ._routes import AuthRoute, LogOut
 from ._state import SessionState
+from ._storage import StoredSession
 from ._store import CommandFuture, Outcome, SessionStore
 from ._user import MimiUser
 
@@ -87,6 +90,29 @@ class AuthController:
         """Run a command and return its full outcome instead of raising."""
         return await self._store.execute(command)
 
+    async def access_token(self) -> str:
+        """A valid access token for the app's own API calls, renewed first if needed.
+
+        Any number of concurrent callers share one renewal. Raises ``NotLoggedInError`` when
+        nobody is logged in, ``SessionRevokedError`` when the service ended the session,
+        ``TransportError`` when it is expired and cannot be renewed now.
+        """
+        session = self._store.session
+        if session is not None and _usable(session, time.time()):
+            return session.session.tokens.access_token
+        outcome = await self._store.execute(RefreshSession())
+        if outcome.error is not None:
+            raise outcome.error
+        session = self._store.session
+        assert session is not None
+        return session.session.tokens.access_token
+
+    async def refresh(self) -> None:
+        """Renew the session's tokens now, whether or not they are due."""
+        outcome = await self._store.execute(RefreshSession(force=True))
+        if outcome.error is not None:
+            raise outcome.error
+
     def dispatch(self, command: AuthRoute | LogOut) -> CommandFuture:
         """Queue a command without waiting; safe from any thread and from inside callbacks.
 
@@ -138,3 +164,16 @@ class AuthController:
 
 def _user_of(state: SessionState) -> MimiUser | None:
     return state.user
+
+
+# An access token this close to its expiry is not handed out: the call it is for would
+# reach the service after it expired.
+_EXPIRY_LEEWAY = 30.0
+
+
+def _usable(session: StoredSession, now: float) -> bool:
+    expires_at = session.expires_at
+    if expires_at is None:
+        return True
+    expires_in = session.session.tokens.expires_in or 0.0
+    return now < expires_at - min(_EXPIRY_LEEWAY, expires_in * 0.1)

@@ -57,6 +57,8 @@ class BackendCapabilities:
     log_in: bool = True
     sign_up: bool = True
     promote: bool = True
+    refresh: bool = True
+    """Whether sessions can be refreshed; without it a session ends when its token expires."""
 
     def supports(self, route: AuthRoute) -> bool:
         """Whether the backend can perform ``route``."""
@@ -114,6 +116,14 @@ class AuthBackend(Protocol):
 
     async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
         """Give the anonymous user of ``session`` credentials."""
+        ...
+
+    async def refresh(self, session: BackendSession) -> BackendSession:
+        """Exchange the session's refresh token for new tokens.
+
+        Raises ``SessionRevokedError`` when the service refuses (revoked, expired, reused,
+        user deleted): the session is over.
+        """
         ...
 
     async def log_out(self, session: BackendSession) -> None:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["MimiConfiguration"]
+__all__ = ["MimiConfiguration", "RetryPolicy"]
+
+
+@attrs.frozen
+class RetryPolicy:
+    """Exponential backoff with full jitter, capped, for a bounded number of attempts."""
+
+    initial_delay: float = 1.0
+    """Seconds the first wait may last at most."""
+    max_delay: float = 60.0
+    """Seconds no wait exceeds."""
+    max_attempts: int = 10
+    """Attempts before giving up (until the next trigger: a call, a sign-in, a change)."""
 
 
 @attrs.frozen
@@ -22,3 +34,7 @@ class MimiConfiguration:
     allow_anonymous_user_only: bool = False
     detach_failing_subscribers: bool = False
     """Stop delivering to a subscriber or observer once it raises (it is logged either way)."""
+    refresh_ahead: float = 0.2
+    """Renew tokens when this share of their lifetime is left."""
+    retry: RetryPolicy = RetryPolicy()
+    """How renewals and revocations that hit network trouble are retried."""

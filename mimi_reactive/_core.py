@@ -11,6 +11,8 @@ import structlog
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials
 from ._config import MimiConfiguration
+from ._refresher import SessionKeeper
+from ._storage import MemorySessionStorage, SessionStorage
 from ._store import SessionStore
 
 __all__ = ["MimiCore"]
@@ -29,12 +31,14 @@ class MimiCore:
         store: SessionStore,
         backend: AuthBackend,
         configuration: MimiConfiguration,
+        keeper: SessionKeeper,
     ) -> None:
         self.auth = auth
         """Authentication and the session stream."""
         self.configuration = configuration
         self._store = store
         self._backend = backend
+        self._keeper = keeper
 
     @classmethod
     def start(
@@ -44,14 +48,21 @@ class MimiCore:
         client_secret: str,
         backend: AuthBackend,
         configuration: MimiConfiguration | None = None,
+        storage: SessionStorage | None = None,
         logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> _Starting:
-        """Connect ``backend`` for this app and start a session with nobody logged in."""
+        """Connect ``backend`` for this app and restore the session ``storage`` holds.
+
+        It returns once the stored session is restored, so the first state anyone sees is
+        ``RESTORED`` with its user, or ``INITIAL`` with nobody: never a logged-out flash.
+        Without ``storage`` the session lives in memory and ends with the process.
+        """
         return _Starting(
             cls._start(
                 client=ClientCredentials(client_id, client_secret),
                 backend=backend,
                 configuration=configuration or MimiConfiguration(),
+                storage=storage if storage is not None else MemorySessionStorage(),
                 logger=logger or structlog.get_logger("mimi_reactive"),
             )
         )
@@ -63,15 +74,25 @@ class MimiCore:
         client: ClientCredentials,
         backend: AuthBackend,
         configuration: MimiConfiguration,
+        storage: SessionStorage,
         logger: structlog.typing.FilteringBoundLogger,
     ) -> MimiCore:
+        restored = await storage.load()
         await backend.open(client)
-        store = SessionStore(backend=backend, configuration=configuration, logger=logger)
+        store = SessionStore(
+            backend=backend,
+            storage=storage,
+            configuration=configuration,
+            logger=logger,
+            restored=restored,
+        )
+        keeper = SessionKeeper(store, storage=storage, retry=configuration.retry, logger=logger)
         return cls(
             auth=AuthController(store),
             store=store,
             backend=backend,
             configuration=configuration,
+            keeper=keeper,
         )
 
     async def close(self, *, grace_period: float = 10.0) -> None:
@@ -81,6 +102,7 @@ class MimiCore:
         seconds to finish before it is cancelled (its caller then gets ``CoreClosedError``).
         The streams complete; later calls raise ``CoreClosedError``.
         """
+        await self._keeper.close()
         await self._store.close(grace_period=grace_period)
         await self._backend.close()
 

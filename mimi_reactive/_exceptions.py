@@ -7,7 +7,8 @@ safe to log and to show.
 
     MimiCoreError                      base of every error the library raises
     ├── RouteRefusedError              a guard refused the route; nothing changed
-    │   └── UnsupportedRouteError      the backend cannot perform this route at all
+    │   ├── UnsupportedRouteError      the backend cannot perform this route at all
+    │   └── NotLoggedInError           the command needs a logged-in user
     ├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
     ├── CoreClosedError                the core was closed before or while the call ran
     ├── ReentrantCallError             waiting on a command where it can never finish
@@ -15,7 +16,7 @@ safe to log and to show.
     └── BackendError                   the identity service answered with an error code
         ├── ClientAuthenticationError  the app's client id or secret was rejected
         ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
-        ├── SessionRevokedError        the session's token is no longer valid
+        ├── SessionRevokedError        the session was revoked, expired or reused
         └── ConflictError              e.g. an email already registered
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "InvalidCredentialsError",
     "InvalidRouteError",
     "MimiCoreError",
+    "NotLoggedInError",
     "ReentrantCallError",
     "RouteRefusedError",
     "SessionRevokedError",
@@ -53,6 +55,10 @@ class RouteRefusedError(MimiCoreError):
 
 class UnsupportedRouteError(RouteRefusedError):
     """The backend declared that it cannot perform this route."""
+
+
+class NotLoggedInError(RouteRefusedError):
+    """The command needs a logged-in user and there is none."""
 
 
 class InvalidRouteError(MimiCoreError, ValueError):

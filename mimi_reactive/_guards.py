@@ -12,14 +12,17 @@ from collections.abc import Callable
 import attrs
 
 from ._backend import BackendCapabilities
+from ._commands import Command, RefreshSession, SyncSession
 from ._config import MimiConfiguration
 from ._reasons import Reason
-from ._routes import AuthRoute, Command, LogInAnonymously, LogOut, Promote
+from ._routes import AuthRoute, LogInAnonymously, LogOut, Promote
 from ._state import SessionState
+from ._storage import StoredSession
 from ._user import MimiUser
 
 __all__ = [
     "GUARDS",
+    "AdoptSession",
     "Authenticate",
     "Decision",
     "Effect",
@@ -27,6 +30,7 @@ __all__ = [
     "GuardContext",
     "Proceed",
     "Refuse",
+    "RenewTokens",
     "Satisfied",
     "Skip",
     "decide",
@@ -36,12 +40,15 @@ __all__ = [
 
 @attrs.frozen
 class GuardContext:
-    """Everything a guard may look at."""
+    """Everything a guard may look at. ``session`` is the stored session behind ``state``
+    and ``now`` the local wall clock, for deciding whether tokens are due for renewal."""
 
     state: SessionState
     command: Command
     configuration: MimiConfiguration
     capabilities: BackendCapabilities
+    session: StoredSession | None = None
+    now: float = 0.0
 
 
 # Effects: data describing what the shell must do, in order.
@@ -62,7 +69,19 @@ class Authenticate:
     replacing: MimiUser | None = None
 
 
-Effect = EndSession | Authenticate
+@attrs.frozen
+class RenewTokens:
+    """Exchange the refresh token for new tokens (or take ones another process got)."""
+
+
+@attrs.frozen
+class AdoptSession:
+    """Take on the session another process stored (None: it logged out)."""
+
+    stored: StoredSession | None
+
+
+Effect = EndSession | Authenticate | RenewTokens | AdoptSession
 
 
 # Verdicts.
@@ -170,6 +189,39 @@ def refuse_promote_without_anonymous_user(context: GuardContext) -> Refuse | Non
     return None
 
 
+def refuse_refresh_without_user(context: GuardContext) -> Refuse | None:
+    """There is nothing to renew when nobody is logged in."""
+    if isinstance(context.command, RefreshSession) and context.session is None:
+        return Refuse(Reason.NO_USER_LOGGED_IN)
+    return None
+
+
+def refuse_refresh_the_backend_cannot_do(context: GuardContext) -> Refuse | None:
+    """A backend without refresh cannot renew a session."""
+    if isinstance(context.command, RefreshSession) and not context.capabilities.refresh:
+        return Refuse(Reason.BACKEND_CANNOT)
+    return None
+
+
+def accept_fresh_tokens(context: GuardContext) -> Satisfied | None:
+    """Tokens not yet due for renewal are kept; this makes concurrent renewals one."""
+    command, session = context.command, context.session
+    if not isinstance(command, RefreshSession) or command.force or session is None:
+        return None
+    due = session.refresh_due_at(context.configuration.refresh_ahead)
+    if due is None or context.now < due:
+        return Satisfied(Reason.TOKENS_FRESH)
+    return None
+
+
+def accept_session_in_sync(context: GuardContext) -> Satisfied | None:
+    """A stored session equal to the one in use changes nothing (often our own write)."""
+    command = context.command
+    if isinstance(command, SyncSession) and command.stored == context.session:
+        return Satisfied(Reason.ALREADY_IN_SYNC)
+    return None
+
+
 GUARDS: tuple[Guard, ...] = (
     refuse_anonymous_login_without_anonymous_only,
     refuse_credentials_in_anonymous_only,
@@ -178,6 +230,10 @@ GUARDS: tuple[Guard, ...] = (
     accept_same_anonymous_user,
     accept_log_out_without_user,
     refuse_promote_without_anonymous_user,
+    refuse_refresh_without_user,
+    refuse_refresh_the_backend_cannot_do,
+    accept_fresh_tokens,
+    accept_session_in_sync,
 )
 
 
@@ -197,6 +253,10 @@ def _plan(command: Command, user: MimiUser | None) -> tuple[Effect, ...]:
             return (EndSession(user),)
         case Promote():
             return (Authenticate(command),)
+        case RefreshSession():
+            return (RenewTokens(),)
+        case SyncSession(stored=stored):
+            return (AdoptSession(stored),)
         case _ if user is not None:
             # A different user is logged in: log them out first, then sign the new one in.
             return (EndSession(user), Authenticate(command, replacing=user))

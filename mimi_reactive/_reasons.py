@@ -17,6 +17,8 @@ class Reason(enum.Enum):
     ANONYMOUS_ONLY_FORBIDS_CREDENTIALS = "anonymous_only_forbids_credentials"
     PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
     BACKEND_CANNOT = "backend_cannot"
+    TOKENS_FRESH = "tokens_fresh"
+    ALREADY_IN_SYNC = "already_in_sync"
 
     def describe(self) -> str:
         """A one-line human explanation, free of secrets."""
@@ -36,4 +38,6 @@ _DESCRIPTIONS = {
     ),
     Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
     Reason.BACKEND_CANNOT: "the configured backend does not support this route",
+    Reason.TOKENS_FRESH: "the session's tokens do not need renewing yet",
+    Reason.ALREADY_IN_SYNC: "the stored session is the one in use",
 }

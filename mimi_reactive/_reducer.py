@@ -38,7 +38,43 @@ class CommandFailed:
     error: MimiCoreError
 
 
-Event = SignedIn | SignedOut | CommandFailed
+@attrs.frozen
+class TokensRenewed:
+    """The session's tokens were renewed; ``user`` is the user as the service sees it now."""
+
+    user: MimiUser
+
+
+@attrs.frozen
+class RenewalFailed:
+    """Renewing failed for a reason that may pass (network, service trouble)."""
+
+    error: MimiCoreError
+
+
+@attrs.frozen
+class SessionExpired:
+    """The service refused to renew the session: it is over."""
+
+    error: MimiCoreError
+
+
+@attrs.frozen
+class SessionAdopted:
+    """Another process stored this user's session (None: it logged out)."""
+
+    user: MimiUser | None
+
+
+Event = (
+    SignedIn
+    | SignedOut
+    | CommandFailed
+    | TokensRenewed
+    | RenewalFailed
+    | SessionExpired
+    | SessionAdopted
+)
 
 
 class IllegalTransitionError(RuntimeError):
@@ -49,13 +85,55 @@ def reduce(state: SessionState, event: Event) -> SessionState:
     """Return the state after ``event``."""
     match event:
         case CommandFailed(error=error):
-            return SessionState(state.user, state.user, Transition.FAILED, error)
+            return attrs.evolve(
+                state, previous_user=state.user, transition=Transition.FAILED, error=error
+            )
         case SignedOut():
-            if state.user is None:
-                raise IllegalTransitionError("logged out while nobody was logged in")
-            return SessionState(None, state.user, Transition.LOGGED_OUT)
+            return SessionState(None, _logged_in(state, event), Transition.LOGGED_OUT)
         case SignedIn(user=user, route=route, replaced=replaced):
             return _signed_in(state, user, route, replaced)
+        case TokensRenewed(user=user):
+            old = _logged_in(state, event)
+            if state.degraded:
+                return SessionState(user, old, Transition.RECOVERED)
+            if user != old:
+                return SessionState(user, old, _changed_elsewhere(old, user))
+            return state
+        case RenewalFailed(error=error):
+            old = _logged_in(state, event)
+            if state.degraded:
+                return state  # still degraded: nothing new to tell
+            return SessionState(old, old, Transition.DEGRADED, error, degraded=True)
+        case SessionExpired(error=error):
+            return SessionState(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
+        case SessionAdopted(user=user):
+            return _adopted(state, user)
+
+
+def _logged_in(state: SessionState, event: Event) -> MimiUser:
+    if state.user is None:
+        raise IllegalTransitionError(f"{type(event).__name__} while nobody was logged in")
+    return state.user
+
+
+def _changed_elsewhere(old: MimiUser, new: MimiUser) -> Transition:
+    """The same user changed under us (promoted by another process, say)."""
+    return (
+        Transition.PROMOTED if old.is_anonymous and not new.is_anonymous else Transition.LOGGED_IN
+    )
+
+
+def _adopted(state: SessionState, user: MimiUser | None) -> SessionState:
+    old = state.user
+    if user is None:
+        return state if old is None else SessionState(None, old, Transition.LOGGED_OUT)
+    if old is None:
+        return SessionState(user, None, Transition.LOGGED_IN)
+    if old.id != user.id:
+        return SessionState(user, old, Transition.SWITCHED_USER)
+    if old != user:
+        return SessionState(user, old, _changed_elsewhere(old, user))
+    return state
 
 
 def _signed_in(

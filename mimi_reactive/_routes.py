@@ -15,7 +15,6 @@ from ._redaction import mask, mask_email
 
 __all__ = [
     "AuthRoute",
-    "Command",
     "LogIn",
     "LogInAnonymously",
     "LogOut",
@@ -103,6 +102,3 @@ class Promote(AuthRoute):
 @attrs.frozen
 class LogOut:
     """End the current session."""
-
-
-Command = AuthRoute | LogOut

@@ -10,7 +10,12 @@ from collections import deque
 import attrs
 
 from ._backend import AuthTokens, BackendCapabilities, BackendSession, ClientCredentials
-from ._exceptions import ConflictError, InvalidCredentialsError, UnsupportedRouteError
+from ._exceptions import (
+    ConflictError,
+    InvalidCredentialsError,
+    SessionRevokedError,
+    UnsupportedRouteError,
+)
 from ._reasons import Reason
 from ._user import MimiUser
 
@@ -26,21 +31,33 @@ class Reply:
     delay: float = 0.0
     error: BaseException | None = None
     hang: bool = False
+    only_for: frozenset[str] | None = None
+    """Method names this reply answers (None: any); other calls pass it by."""
 
     @classmethod
-    def succeed(cls, *, delay: float = 0.0) -> Reply:
+    def succeed(cls, *, delay: float = 0.0, only_for: tuple[str, ...] | None = None) -> Reply:
         """Answer normally, after ``delay`` seconds."""
-        return cls(delay=delay)
+        return cls(delay=delay, only_for=_methods(only_for))
 
     @classmethod
-    def fail(cls, error: BaseException, *, delay: float = 0.0) -> Reply:
+    def fail(
+        cls, error: BaseException, *, delay: float = 0.0, only_for: tuple[str, ...] | None = None
+    ) -> Reply:
         """Raise ``error`` after ``delay`` seconds."""
-        return cls(delay=delay, error=error)
+        return cls(delay=delay, error=error, only_for=_methods(only_for))
 
     @classmethod
-    def never(cls) -> Reply:
+    def never(cls, *, only_for: tuple[str, ...] | None = None) -> Reply:
         """Never answer: the call waits until it is cancelled."""
-        return cls(hang=True)
+        return cls(hang=True, only_for=_methods(only_for))
+
+    def answers(self, method: str) -> bool:
+        """Whether this reply is for a call of ``method``."""
+        return self.only_for is None or method in self.only_for
+
+
+def _methods(names: tuple[str, ...] | None) -> frozenset[str] | None:
+    return None if names is None else frozenset(names)
 
 
 @attrs.define
@@ -64,23 +81,35 @@ class ScriptedBackend:
     Unscripted calls behave like the reference server: anonymous sign-up creates a user,
     an unknown anonymous id or a wrong password raises ``InvalidCredentialsError``, a taken
     email ``ConflictError``. ``script(...)`` queues replies for the next calls, in order, to
-    add latency, failures or faults. ``calls`` lists the methods called, in order.
+    add latency, failures or faults. Refresh tokens rotate, and reusing a spent one revokes
+    its session. ``calls`` lists the methods called, in order.
     """
 
     def __init__(
-        self, *, capabilities: BackendCapabilities | None = None, latency: float = 0.0
+        self,
+        *,
+        capabilities: BackendCapabilities | None = None,
+        latency: float = 0.0,
+        token_ttl: float = 3600.0,
     ) -> None:
         self.capabilities = capabilities or BackendCapabilities()
         self.latency = latency
         """Seconds every unscripted call takes."""
+        self.token_ttl = token_ttl
+        """Seconds the access tokens it issues say they live."""
         self.calls: list[str] = []
         self._replies: deque[Reply] = deque()
         self._users: dict[str, _StoredUser] = {}
-        self._sessions: dict[str, str] = {}  # access or refresh token -> user id
+        # Each session is a family of tokens; a spent refresh token used again revokes it.
+        self._family_of: dict[str, str] = {}  # access or refresh token -> family
+        self._user_of_family: dict[str, str] = {}
+        self._spent: set[str] = set()
+        self._revoked: set[str] = set()
         self.client: ClientCredentials | None = None
 
     def script(self, *replies: Reply) -> None:
-        """Answer the next calls with ``replies``, one each, in order."""
+        """Answer the next calls with ``replies``, one each, in order (a reply limited with
+        ``only_for`` waits for a call of one of its methods)."""
         self._replies.extend(replies)
 
     def add_anonymous_user(self) -> MimiUser:
@@ -120,24 +149,41 @@ class ScriptedBackend:
 
     async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
         await self._answer("promote")
-        user = self._users[self._sessions[session.tokens.access_token]]
+        family = self._live_family(session.tokens.access_token)
+        user = self._users[self._user_of_family[family]]
         if not user.is_anonymous:
             raise ConflictError("not_anonymous", "only an anonymous user can be promoted")
         self._ensure_email_free(email)
         user.email, user.password, user.anonymous_id = email.strip().lower(), password, None
         return BackendSession(user.as_mimi_user(), session.tokens)
 
+    async def refresh(self, session: BackendSession) -> BackendSession:
+        await self._answer("refresh")
+        token = session.tokens.refresh_token or ""
+        family = self._live_family(token)
+        if token in self._spent:
+            self._revoked.add(family)
+            raise SessionRevokedError("invalid_grant", "the refresh token was already used")
+        self._spent.add(token)
+        user = self._users[self._user_of_family[family]]
+        return self._session_for(user, family)
+
     async def log_out(self, session: BackendSession) -> None:
         await self._answer("log_out")
-        for token in (session.tokens.access_token, session.tokens.refresh_token):
-            self._sessions.pop(token or "", None)
+        family = self._family_of.get(session.tokens.access_token)
+        if family is not None:
+            self._revoked.add(family)
 
     async def _answer(self, method: str) -> None:
         self.calls.append(method)
         # Capability fields are named after the methods; log_out is always there.
         if not getattr(self.capabilities, method, True):
             raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
-        reply = self._replies.popleft() if self._replies else Reply(delay=self.latency)
+        reply = next((r for r in self._replies if r.answers(method)), None)
+        if reply is None:
+            reply = Reply(delay=self.latency)
+        else:
+            self._replies.remove(reply)
         if reply.hang:
             await asyncio.Event().wait()
         if reply.delay:
@@ -159,8 +205,16 @@ class ScriptedBackend:
         if self._by_email(email) is not None:
             raise ConflictError("email_taken", "this email is already registered")
 
-    def _session_for(self, user: _StoredUser) -> BackendSession:
-        tokens = AuthTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32), 3600.0)
-        self._sessions[tokens.access_token] = user.id
-        self._sessions[tokens.refresh_token or ""] = user.id
+    def _live_family(self, token: str) -> str:
+        family = self._family_of.get(token)
+        if family is None or family in self._revoked:
+            raise SessionRevokedError("invalid_grant", "the session is not valid")
+        return family
+
+    def _session_for(self, user: _StoredUser, family: str | None = None) -> BackendSession:
+        family = family or str(uuid.uuid4())
+        tokens = AuthTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32), self.token_ttl)
+        self._user_of_family[family] = user.id
+        self._family_of[tokens.access_token] = family
+        self._family_of[tokens.refresh_token or ""] = family
         return BackendSession(user.as_mimi_user(), tokens)

@@ -17,6 +17,8 @@ class Transition(enum.Enum):
 
     INITIAL = "initial"
     """The core started with no user."""
+    RESTORED = "restored"
+    """The core started with the user of the stored session."""
     ANONYMOUS_CREATED = "anonymous_created"
     """A new anonymous user was created and logged in."""
     LOGGED_IN = "logged_in"
@@ -28,7 +30,15 @@ class Transition(enum.Enum):
     SWITCHED_USER = "switched_user"
     """A different user replaced the one logged in (who was logged out first)."""
     LOGGED_OUT = "logged_out"
-    """The user logged out."""
+    """The user logged out (here, or in another process sharing the storage)."""
+    SESSION_EXPIRED = "session_expired"
+    """The service refused to renew the session (revoked, expired, reused): nobody is
+    logged in and ``error`` says why."""
+    DEGRADED = "degraded"
+    """The session could not be renewed for now (network or service trouble); the user stays
+    logged in, ``degraded`` is set and the core keeps retrying."""
+    RECOVERED = "recovered"
+    """A renewal succeeded after the session was degraded."""
     FAILED = "failed"
     """A command failed; ``error`` says why and the user is as before."""
 
@@ -38,13 +48,15 @@ class SessionState:
     """One published state of the session.
 
     ``user`` is who is logged in now (None if nobody), ``previous_user`` who was before the
-    transition, ``error`` the failure when ``transition`` is ``FAILED``.
+    transition, ``error`` the failure when ``transition`` is ``FAILED``, ``DEGRADED`` or
+    ``SESSION_EXPIRED``. ``degraded`` stays set from ``DEGRADED`` until a renewal succeeds.
     """
 
     user: MimiUser | None = None
     previous_user: MimiUser | None = None
     transition: Transition = Transition.INITIAL
     error: MimiCoreError | None = None
+    degraded: bool = False
 
     @property
     def is_logged_in(self) -> bool:

@@ -1,7 +1,7 @@
 """The asyncio shell around the pure core: runs commands one at a time and publishes states.
 
 A command is queued; a single worker task takes commands in order, asks the guards for a
-decision, runs the planned effects against the backend, feeds each outcome to the reducer,
+decision, runs the planned effects (``_effects.py``), feeds each outcome to the reducer,
 and publishes every new state before it takes the next command. So commands never
 interleave, and every subscriber sees every state in the same order.
 """
@@ -12,42 +12,30 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
+from collections.abc import Callable
 
 import attrs
 import structlog
 
-from ._backend import AuthBackend, BackendSession
+from ._backend import AuthBackend
+from ._commands import Command
 from ._config import MimiConfiguration
+from ._effects import EffectResult, EffectRunner
 from ._exceptions import (
     CoreClosedError,
     InvalidRouteError,
     MimiCoreError,
+    NotLoggedInError,
     ReentrantCallError,
     RouteRefusedError,
     UnsupportedRouteError,
 )
-from ._guards import (
-    Authenticate,
-    Decision,
-    EndSession,
-    GuardContext,
-    Proceed,
-    Refuse,
-    Skip,
-    decide,
-)
+from ._guards import Decision, GuardContext, Proceed, Refuse, Skip, decide
 from ._reasons import Reason
-from ._reducer import CommandFailed, Event, SignedIn, SignedOut, reduce
-from ._routes import (
-    AuthRoute,
-    Command,
-    LogIn,
-    LogInAnonymously,
-    Promote,
-    SignUp,
-    SignUpAnonymously,
-)
-from ._state import SessionState
+from ._reducer import CommandFailed, Event, RenewalFailed, SessionExpired, reduce
+from ._state import SessionState, Transition
+from ._storage import SessionStorage, StoredSession
 from ._stream import StateStream
 
 __all__ = ["CommandFuture", "Outcome", "SessionStore"]
@@ -108,23 +96,56 @@ class SessionStore:
         self,
         *,
         backend: AuthBackend,
+        storage: SessionStorage,
         configuration: MimiConfiguration,
         logger: structlog.typing.FilteringBoundLogger,
+        restored: StoredSession | None = None,
     ) -> None:
-        self._backend = backend
+        self._capabilities = backend.capabilities
         self._configuration = configuration
         self._log = logger
+        self._effects = EffectRunner(
+            backend=backend,
+            storage=storage,
+            retry=configuration.retry,
+            refresh_ahead=configuration.refresh_ahead,
+            logger=logger,
+        )
+        initial = (
+            SessionState(restored.user, transition=Transition.RESTORED)
+            if restored is not None
+            else SessionState()
+        )
         self._stream = StateStream(
-            SessionState(),
+            initial,
             logger=logger,
             detach_failing_subscribers=configuration.detach_failing_subscribers,
         )
-        self._session: BackendSession | None = None
+        self._session = restored
+        self._session_listeners: list[Callable[[], None]] = []
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._worker = self._loop.create_task(self._work(), name="mimi_reactive.session_store")
+
+    @property
+    def session(self) -> StoredSession | None:
+        """The session behind the current state, tokens included."""
+        return self._session
+
+    def refresh_due_at(self) -> float | None:
+        """Local time the session's tokens are due for renewal; None if never."""
+        session = self._session
+        if session is None or not self._capabilities.refresh:
+            return None
+        due = session.refresh_due_at(self._configuration.refresh_ahead)
+        # However short the service makes lifetimes, never renew in a tight loop.
+        return None if due is None else max(due, session.obtained_at + _MIN_RENEWAL_INTERVAL)
+
+    def on_session_changed(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (on the loop) whenever the session or its tokens change."""
+        self._session_listeners.append(listener)
 
     @property
     def state(self) -> SessionState:
@@ -184,6 +205,7 @@ class SessionStore:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        await self._effects.close(grace_period)
 
     def _enqueue(self, command: Command, future: CommandFuture) -> None:
         if self._closed:
@@ -214,7 +236,14 @@ class SessionStore:
             self._stream.complete()
 
     async def _perform(self, command: Command) -> Outcome:
-        context = GuardContext(self.state, command, self._configuration, self._backend.capabilities)
+        context = GuardContext(
+            self.state,
+            command,
+            self._configuration,
+            self._capabilities,
+            session=self._session,
+            now=time.time(),
+        )
         decision = decide(context)
         self._log.debug(
             "session.command",
@@ -224,69 +253,42 @@ class SessionStore:
         )
         match decision:
             case Refuse(reason=reason):
-                refused = (
-                    UnsupportedRouteError(reason)
-                    if reason is Reason.BACKEND_CANNOT
-                    else RouteRefusedError(reason)
-                )
-                return Outcome(decision, self.state, refused)
+                refusal = _REFUSALS.get(reason, RouteRefusedError)
+                return Outcome(decision, self.state, refusal(reason))
             case Skip(reason=reason):
                 return Outcome(decision, self.state, InvalidRouteError(reason))
             case Proceed(effects=effects):
                 for effect in effects:
-                    event = await self._run(effect)
-                    self._apply(event)
-                    if isinstance(event, CommandFailed):
-                        return Outcome(decision, self.state, event.error)
+                    result = await self._effects.run(effect, self._session)
+                    self._apply(result)
+                    error = _error_of(result.event)
+                    if error is not None:
+                        return Outcome(decision, self.state, error)
                 return Outcome(decision, self.state)
             case _:
                 return Outcome(decision, self.state)
 
-    async def _run(self, effect: EndSession | Authenticate) -> Event:
-        match effect:
-            case EndSession():
-                await self._revoke(self._session)
-                self._session = None
-                return SignedOut()
-            case Authenticate(route=route, replacing=replacing):
-                try:
-                    session = await self._authenticate(route)
-                except MimiCoreError as error:
-                    return CommandFailed(error)
-                except Exception as error:  # a backend's bug must not break the stream
-                    wrapped = MimiCoreError(f"the backend raised {type(error).__name__}")
-                    wrapped.__cause__ = error
-                    return CommandFailed(wrapped)
-                self._session = session
-                return SignedIn(session.user, route, replacing)
-
-    async def _authenticate(self, route: AuthRoute) -> BackendSession:
-        backend = self._backend
-        match route:
-            case SignUpAnonymously():
-                return await backend.sign_up_anonymously()
-            case LogInAnonymously(anonymous_id=anonymous_id):
-                assert anonymous_id is not None  # skip_blank_anonymous_id ran first
-                return await backend.log_in_anonymously(anonymous_id)
-            case LogIn(email=email, password=password):
-                return await backend.log_in(email, password)
-            case SignUp(email=email, password=password):
-                return await backend.sign_up(email, password)
-            case Promote(email=email, password=password):
-                assert self._session is not None  # the guards require a logged-in user
-                return await backend.promote(self._session, email, password)
-        raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
-
-    async def _revoke(self, session: BackendSession | None) -> None:
-        """Revoke at the service; a failure never keeps the user logged in."""
-        if session is None:
-            return
-        try:
-            await self._backend.log_out(session)
-        except MimiCoreError as error:
-            self._log.warning("session.revoke_failed", error=type(error).__name__)
-
-    def _apply(self, event: Event) -> None:
-        state = reduce(self.state, event)
+    def _apply(self, result: EffectResult) -> None:
+        state = reduce(self.state, result.event)
+        if result.session != self._session:
+            self._session = result.session
+            for listener in self._session_listeners:
+                listener()
         self._log.debug("session.state", transition=state.transition.value)
         self._stream.publish(state)
+
+
+_REFUSALS: dict[Reason, type[RouteRefusedError]] = {
+    Reason.BACKEND_CANNOT: UnsupportedRouteError,
+    Reason.NO_USER_LOGGED_IN: NotLoggedInError,
+}
+
+# However short the lifetimes a service hands out, renew at most this often (seconds).
+_MIN_RENEWAL_INTERVAL = 1.0
+
+
+def _error_of(event: Event) -> MimiCoreError | None:
+    match event:
+        case CommandFailed(error=error) | RenewalFailed(error=error) | SessionExpired(error=error):
+            return error
+    return None

@@ -21,9 +21,9 @@ from mimi_reactive import (
     SessionState,
     SignUpAnonymously,
 )
+from mimi_reactive._commands import Command
 from mimi_reactive._guards import Authenticate, EndSession, GuardContext, Proceed, decide
 from mimi_reactive._reducer import SignedIn, SignedOut, reduce
-from mimi_reactive._routes import Command
 
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 

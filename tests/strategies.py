@@ -13,7 +13,7 @@ from mimi_reactive import (
     SessionState,
     Transition,
 )
-from mimi_reactive._routes import Command
+from mimi_reactive._commands import Command
 
 secrets_ = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",

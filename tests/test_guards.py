@@ -15,6 +15,7 @@ from mimi_reactive import (
     SessionState,
     Transition,
 )
+from mimi_reactive._commands import Command
 from mimi_reactive._guards import (
     Authenticate,
     EndSession,
@@ -26,7 +27,6 @@ from mimi_reactive._guards import (
     decide,
     is_blank_anonymous_id,
 )
-from mimi_reactive._routes import Command
 
 from . import strategies as st_
 

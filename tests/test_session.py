@@ -253,6 +253,7 @@ async def test_log_out_revokes_and_is_idempotent(
     await core.auth.log_out()
     assert transitions(seen) == [Transition.ANONYMOUS_CREATED, Transition.LOGGED_OUT]
     assert seen[-1].previous_user == user
+    await core.close()  # waits for the background revocation
     assert backend.calls["log_out"] == 1
 
 

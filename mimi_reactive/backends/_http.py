@@ -24,6 +24,7 @@ _ERRORS_BY_CODE: dict[str, type[BackendError]] = {
     "invalid_anonymous_id": InvalidCredentialsError,
     "invalid_credentials": InvalidCredentialsError,
     "invalid_token": SessionRevokedError,
+    "invalid_grant": SessionRevokedError,
     "email_taken": ConflictError,
     "not_anonymous": ConflictError,
 }
@@ -86,6 +87,16 @@ class HttpBackend:
         )
         return BackendSession(_user_from(answer), session.tokens)
 
+    async def refresh(self, session: BackendSession) -> BackendSession:
+        refresh_token = session.tokens.refresh_token
+        if refresh_token is None:
+            raise SessionRevokedError("invalid_grant", "the session has no refresh token")
+        answer = await self._post(
+            "/v1/token", {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        )
+        # The server cannot send the anonymous id back: keep the one the client knows.
+        return _session_from(answer, anonymous_id=session.user.anonymous_id)
+
     async def log_out(self, session: BackendSession) -> None:
         token = session.tokens.refresh_token or session.tokens.access_token
         await self._post("/v1/sessions/revoke", {"token": token})
@@ -125,10 +136,11 @@ def _error_from(status: int, answer: Any) -> BackendError:
 def _user_from(answer: dict[str, Any], *, anonymous_id: str | None = None) -> MimiUser:
     try:
         user = answer["user"]
+        is_anonymous = bool(user["is_anonymous"])
         return MimiUser(
             id=str(user["id"]),
-            anonymous_id=user.get("anonymous_id", anonymous_id),
-            is_anonymous=bool(user["is_anonymous"]),
+            anonymous_id=user.get("anonymous_id", anonymous_id) if is_anonymous else None,
+            is_anonymous=is_anonymous,
             email=user.get("email"),
         )
     except (KeyError, TypeError, AttributeError) as error:
