@@ -133,6 +133,7 @@ async def test_different_user_is_logged_out_then_switched(
     assert seen[2].previous_user == first
     assert seen[2].user is not None
     assert seen[2].user.anonymous_id == other_id
+    await core.close()  # waits for the background revocation of the first user
     assert backend.calls["log_out"] == 1
 
 
