@@ -14,7 +14,6 @@ from reactivex import operators as ops
 from ._commands import RefreshSession
 from ._routes import AuthRoute, LogOut
 from ._state import SessionState
-from ._storage import StoredSession
 from ._store import CommandFuture, Outcome, SessionStore
 from ._user import MimiUser
 
@@ -98,8 +97,10 @@ class AuthController:
         ``TransportError`` when it is expired and cannot be renewed now.
         """
         session = self._store.session
-        if session is not None and _usable(session, time.time()):
-            return session.session.tokens.access_token
+        if session is not None:
+            usable_until = session.usable_until
+            if usable_until is None or time.time() < usable_until:
+                return session.session.tokens.access_token
         outcome = await self._store.execute(RefreshSession())
         if outcome.error is not None:
             raise outcome.error
@@ -164,16 +165,3 @@ class AuthController:
 
 def _user_of(state: SessionState) -> MimiUser | None:
     return state.user
-
-
-# An access token this close to its expiry is not handed out: the call it is for would
-# reach the service after it expired.
-_EXPIRY_LEEWAY = 30.0
-
-
-def _usable(session: StoredSession, now: float) -> bool:
-    expires_at = session.expires_at
-    if expires_at is None:
-        return True
-    expires_in = session.session.tokens.expires_in or 0.0
-    return now < expires_at - min(_EXPIRY_LEEWAY, expires_in * 0.1)

@@ -141,9 +141,7 @@ class EffectRunner:
         except MimiCoreError as error:
             return EffectResult(CommandFailed(error), session)
         except Exception as error:  # a backend's bug must not break the stream
-            wrapped = MimiCoreError(f"the backend raised {type(error).__name__}")
-            wrapped.__cause__ = error
-            return EffectResult(CommandFailed(wrapped), session)
+            return EffectResult(CommandFailed(_backend_bug(error)), session)
         stored = StoredSession(signed_in, self._clock())
         await self._keep(stored)
         return EffectResult(SignedIn(signed_in.user, route, replacing), stored)
@@ -177,9 +175,10 @@ class EffectRunner:
             except SessionRevokedError as error:
                 await self._forget()
                 return EffectResult(SessionExpired(error), None)
-            except MimiCoreError as error:
+            except Exception as error:
+                failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
                 self._log.info("session.renewal_failed", error=type(error).__name__)
-                return EffectResult(RenewalFailed(error), session)
+                return EffectResult(RenewalFailed(failure), session)
             fresh = StoredSession(renewed, self._clock())
             await self._keep(fresh)  # saved before it is used
             return EffectResult(TokensRenewed(renewed.user), fresh)
@@ -209,6 +208,13 @@ class EffectRunner:
             await self._storage.clear()
         except OSError as error:
             self._log.error("storage.clear_failed", error=type(error).__name__)
+
+
+def _backend_bug(error: Exception) -> MimiCoreError:
+    """Wrap what a backend raised against its contract; the cause stays chained."""
+    wrapped = MimiCoreError(f"the backend raised {type(error).__name__}")
+    wrapped.__cause__ = error
+    return wrapped
 
 
 def worth_retrying(error: BaseException) -> bool:

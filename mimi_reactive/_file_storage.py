@@ -19,6 +19,9 @@ from ._storage import StoredSession, UnreadableSessionError, decode_session, enc
 
 __all__ = ["FileSessionStorage"]
 
+# Seconds after which a leftover temporary file cannot be a save still in progress.
+_STALE_AFTER = 60.0
+
 
 class FileSessionStorage:
     """Keeps the session in ``path`` (created 0600, its folder 0700 if missing).
@@ -54,6 +57,7 @@ class FileSessionStorage:
         return f"FileSessionStorage({str(self.path)!r})"
 
     async def load(self) -> StoredSession | None:
+        await asyncio.to_thread(self._remove_stale_temporaries)
         return await asyncio.to_thread(self._read)
 
     async def save(self, session: StoredSession) -> None:
@@ -100,6 +104,15 @@ class FileSessionStorage:
         except (UnicodeDecodeError, json.JSONDecodeError, UnreadableSessionError) as error:
             self._move_aside(type(error).__name__)
             return None
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete what a crash mid-save left behind (it holds tokens). Fresh ones may be
+        another process's save in progress, so only old ones go."""
+        cutoff = time.time() - _STALE_AFTER
+        for temporary in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if temporary.stat().st_mtime < cutoff:
+                    temporary.unlink()
 
     def _move_aside(self, reason: str) -> None:
         aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")

@@ -204,9 +204,12 @@ def refuse_refresh_the_backend_cannot_do(context: GuardContext) -> Refuse | None
 
 
 def accept_fresh_tokens(context: GuardContext) -> Satisfied | None:
-    """Tokens not yet due for renewal are kept; this makes concurrent renewals one."""
+    """Tokens not yet due for renewal are kept; this makes concurrent renewals one. A
+    degraded session is always retried."""
     command, session = context.command, context.session
     if not isinstance(command, RefreshSession) or command.force or session is None:
+        return None
+    if context.state.degraded:
         return None
     due = session.refresh_due_at(context.configuration.refresh_ahead)
     if due is None or context.now < due:

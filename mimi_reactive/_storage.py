@@ -39,17 +39,26 @@ class StoredSession:
         return self.session.user
 
     @property
-    def expires_at(self) -> float | None:
-        """Local time when the access token expires; None if the service did not say."""
-        expires_in = self.session.tokens.expires_in
-        return None if expires_in is None else self.obtained_at + expires_in
-
-    def refresh_due_at(self, ahead: float) -> float | None:
-        """Local time to refresh: when ``ahead`` (0-1) of the lifetime is left."""
+    def usable_until(self) -> float | None:
+        """Local time after which the access token is not handed out: a call made with it
+        could reach the service after it expired. None if it never expires."""
         expires_in = self.session.tokens.expires_in
         if expires_in is None:
             return None
-        return self.obtained_at + expires_in * (1.0 - ahead)
+        return self.obtained_at + expires_in - min(_EXPIRY_LEEWAY, expires_in * 0.1)
+
+    def refresh_due_at(self, ahead: float) -> float | None:
+        """Local time to renew: when ``ahead`` (0-1) of the lifetime is left, and no later
+        than ``usable_until``. None if the tokens never expire."""
+        usable_until = self.usable_until
+        expires_in = self.session.tokens.expires_in
+        if usable_until is None or expires_in is None:
+            return None
+        return min(self.obtained_at + expires_in * (1.0 - ahead), usable_until)
+
+
+# Seconds before expiry at which an access token is no longer handed out.
+_EXPIRY_LEEWAY = 30.0
 
 
 @runtime_checkable

@@ -139,12 +139,15 @@ class SessionStore:
         session = self._session
         if session is None or not self._capabilities.refresh:
             return None
+        if self.state.degraded:
+            return time.time()  # retry now; the keeper spaces its attempts out
         due = session.refresh_due_at(self._configuration.refresh_ahead)
         # However short the service makes lifetimes, never renew in a tight loop.
         return None if due is None else max(due, session.obtained_at + _MIN_RENEWAL_INTERVAL)
 
     def on_session_changed(self, listener: Callable[[], None]) -> None:
-        """Call ``listener`` (on the loop) whenever the session or its tokens change."""
+        """Call ``listener`` (on the loop) whenever the session, its tokens, or whether it
+        is degraded change."""
         self._session_listeners.append(listener)
 
     @property
@@ -270,12 +273,13 @@ class SessionStore:
 
     def _apply(self, result: EffectResult) -> None:
         state = reduce(self.state, result.event)
-        if result.session != self._session:
-            self._session = result.session
-            for listener in self._session_listeners:
-                listener()
+        changed = result.session != self._session or state.degraded != self.state.degraded
+        self._session = result.session
         self._log.debug("session.state", transition=state.transition.value)
         self._stream.publish(state)
+        if changed:
+            for listener in self._session_listeners:
+                listener()
 
 
 _REFUSALS: dict[Reason, type[RouteRefusedError]] = {

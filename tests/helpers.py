@@ -58,6 +58,10 @@ class CountingBackend:
         self.calls["promote"] += 1
         return self._keep(await self.inner.promote(session, email, password))
 
+    async def refresh(self, session: BackendSession) -> BackendSession:
+        self.calls["refresh"] += 1
+        return self._keep(await self.inner.refresh(session))
+
     def _keep(self, session: BackendSession) -> BackendSession:
         self.sessions.append(session)
         return session

@@ -1,0 +1,162 @@
+"""FileSessionStorage: atomic, private, versioned, and never loses the last good session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from mimi_reactive import FileSessionStorage, MemorySessionStorage
+
+from .session_writer import numbered
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+async def test_round_trip_and_clear(tmp_path: Path) -> None:
+    """What is saved loads back equal; clear() leaves a logged-out file, not a missing one."""
+    storage = FileSessionStorage(tmp_path / "state" / "session.json")
+    assert await storage.load() is None
+    await storage.save(numbered(7))
+    assert await storage.load() == numbered(7)
+    await storage.clear()
+    assert await storage.load() is None
+    assert json.loads(storage.path.read_text()) == {"schema": 1, "session": None}
+
+
+async def test_file_is_private_and_versioned(tmp_path: Path) -> None:
+    """The file is 0600 in a 0700 folder it created, and carries its schema version."""
+    storage = FileSessionStorage(tmp_path / "private" / "session.json")
+    await storage.save(numbered(1))
+    assert stat.S_IMODE(storage.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(storage.path.parent.stat().st_mode) == 0o700
+    document = json.loads(storage.path.read_text())
+    assert document["schema"] == 1
+    assert document["session"]["user"]["id"] == "user-1"
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"\xff\xfe binary",
+        json.dumps({"schema": 99, "session": None}).encode(),
+        json.dumps({"schema": 1, "session": {"user": {}}}).encode(),
+        json.dumps([1, 2]).encode(),
+    ],
+)
+async def test_unreadable_file_is_moved_aside_with_a_warning(
+    tmp_path: Path, content: bytes
+) -> None:
+    """A corrupt or unknown-version file is moved aside, logged, and loads as no session."""
+    path = tmp_path / "session.json"
+    path.write_bytes(content)
+    with capture_logs() as logs:
+        assert await FileSessionStorage(path).load() is None
+    assert not path.exists()
+    aside = list(tmp_path.glob("session.json.unreadable-*"))
+    assert len(aside) == 1
+    assert aside[0].read_bytes() == content
+    assert [e["event"] for e in logs] == ["storage.unreadable_session_moved_aside"]
+    assert logs[0]["log_level"] == "warning"
+
+
+async def test_stale_temporaries_are_removed_on_load(tmp_path: Path) -> None:
+    """A temporary file a crash left behind (it holds tokens) is deleted once it is old."""
+    storage = FileSessionStorage(tmp_path / "session.json")
+    await storage.save(numbered(1))
+    stale = tmp_path / ".session.json.deadbeef.tmp"
+    fresh = tmp_path / ".session.json.cafe.tmp"
+    stale.write_text("tokens")
+    fresh.write_text("tokens")
+    os.utime(stale, (0, 0))
+    assert await storage.load() == numbered(1)
+    assert not stale.exists()
+    assert fresh.exists()
+
+
+async def test_changes_reports_other_writers(tmp_path: Path) -> None:
+    """changes() yields what another writer stored, including a log-out."""
+    path = tmp_path / "session.json"
+    ours = FileSessionStorage(path, poll_interval=0.02)
+    theirs = FileSessionStorage(path)
+    seen = ours.changes()
+
+    async def next_change() -> object:
+        async with asyncio.timeout(2):
+            return await anext(seen)
+
+    pending = asyncio.ensure_future(next_change())
+    await asyncio.sleep(0.05)
+    await theirs.save(numbered(3))
+    assert await pending == numbered(3)
+    pending = asyncio.ensure_future(next_change())
+    await asyncio.sleep(0.05)
+    await theirs.clear()
+    assert await pending is None
+    await seen.aclose()
+
+
+async def test_memory_storage_round_trip() -> None:
+    """MemorySessionStorage keeps a session for the life of the object."""
+    storage = MemorySessionStorage()
+    await storage.save(numbered(2))
+    assert await storage.load() == numbered(2)
+    await storage.clear()
+    assert await storage.load() is None
+
+
+CRASHES = 200
+PARALLEL = 4
+
+
+async def crash_once(path: Path, last_good: int) -> int:
+    """Start a writer, SIGKILL it at a random moment, return the number it printed last."""
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.session_writer",
+        str(path),
+        str(last_good),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert writer.stdout is not None
+    first = await asyncio.wait_for(writer.stdout.readline(), 30)
+    assert first, "the writer did not start"
+    await asyncio.sleep(random.uniform(0, 0.03))
+    writer.send_signal(signal.SIGKILL)
+    rest, _ = await writer.communicate()
+    await writer.wait()
+    printed = [int(line) for line in (first + rest).split()]
+    return printed[-1]
+
+
+async def test_sigkill_while_saving_never_loses_the_last_good_session(tmp_path: Path) -> None:
+    """200 SIGKILLs mid-save: the file always loads, to the last or the one being saved."""
+
+    async def crash_repeatedly(lane: int) -> int:
+        path = tmp_path / f"lane-{lane}" / "session.json"
+        known = 0
+        for _ in range(CRASHES // PARALLEL):
+            printed = await crash_once(path, known)
+            loaded = await FileSessionStorage(path).load()
+            assert loaded is not None, "the session was lost"
+            number = int(loaded.user.id.removeprefix("user-"))
+            # Saved and printed, or saved with the kill landing before the print.
+            assert number in (printed, printed + 1)
+            assert loaded == numbered(number)
+            assert not list(path.parent.glob("*.unreadable-*"))
+            known = number
+        return known
+
+    finals = await asyncio.gather(*(crash_repeatedly(lane) for lane in range(PARALLEL)))
+    assert all(final > CRASHES // PARALLEL for final in finals)

@@ -1,0 +1,265 @@
+"""Sessions that survive, over the reference server: restore, renewal, expiry, offline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from mimi_reactive import (
+    AuthRoute,
+    FileSessionStorage,
+    MimiConfiguration,
+    MimiCore,
+    NotLoggedInError,
+    RetryPolicy,
+    SessionRevokedError,
+    SessionStorage,
+    Transition,
+    TransportError,
+)
+from mimi_reactive.backends.http import HttpBackend
+from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive.testing import StateRecorder
+
+from .conftest import CLIENT_ID
+from .helpers import CountingBackend
+
+FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=100)
+
+
+class Service:
+    """The reference server on a fixed port and database file, so it can stop and return."""
+
+    def __init__(self, tmp_path: Path, client_secret: str, settings: ServerSettings) -> None:
+        self.database = tmp_path / "identity.sqlite3"
+        self.client_secret = client_secret
+        self.settings = settings
+        self.port = 0
+        self.server: IdentityServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=self.client_secret,
+            database=self.database,
+            port=self.port,
+            settings=self.settings,
+        )
+        await self.server.start()
+        self.port = int(self.server.url.rsplit(":", 1)[1])
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        await self.server.stop()
+
+    def core(
+        self, storage: SessionStorage | None = None, backend: Any = None, **configuration: Any
+    ) -> Any:
+        return MimiCore.start(
+            client_id=CLIENT_ID,
+            client_secret=self.client_secret,
+            backend=backend or HttpBackend(self.url, timeout=2),
+            configuration=MimiConfiguration(
+                allow_anonymous_user_only=True, retry=FAST_RETRY, **configuration
+            ),
+            storage=storage,
+        )
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        auth = aiohttp.encode_basic_auth(CLIENT_ID, self.client_secret)
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": auth}) as http,
+            http.post(self.url + path, json=body) as response,
+        ):
+            return response.status, await response.json()
+
+
+async def make_service(
+    tmp_path: Path, client_secret: str, **settings: Any
+) -> AsyncIterator[Service]:
+    service = Service(tmp_path, client_secret, ServerSettings(**settings))
+    await service.start()
+    yield service
+    if service.server is not None:
+        await service.server.stop()
+
+
+@pytest.fixture
+async def service(tmp_path: Path, client_secret: str) -> AsyncIterator[Service]:
+    async for running in make_service(tmp_path, client_secret):
+        yield running
+
+
+@pytest.fixture
+async def short_lived(tmp_path: Path, client_secret: str) -> AsyncIterator[Service]:
+    """Access tokens live two seconds."""
+    async for running in make_service(tmp_path, client_secret, access_token_ttl=2.0):
+        yield running
+
+
+async def test_restart_restores_the_user_without_a_logged_out_flash(
+    service: Service, tmp_path: Path
+) -> None:
+    """A new core on the same file starts RESTORED with the user: no INITIAL state first."""
+    storage = FileSessionStorage(tmp_path / "session.json")
+    async with service.core(storage) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    async with service.core(FileSessionStorage(tmp_path / "session.json")) as core:
+        first: list[Any] = []
+        core.auth.states.subscribe(first.append)
+        assert first[0].transition is Transition.RESTORED
+        assert first[0].user == user
+        assert core.auth.current_user == user
+        token = await core.auth.access_token()
+        _status, answer = await service.post("/v1/token/introspect", {"token": token})
+        assert answer["active"] is True
+
+
+async def test_log_out_is_remembered(service: Service, tmp_path: Path) -> None:
+    """After a log-out, the next start has nobody logged in."""
+    async with service.core(FileSessionStorage(tmp_path / "s.json")) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await core.auth.log_out()
+    async with service.core(FileSessionStorage(tmp_path / "s.json")) as core:
+        assert core.auth.state.transition is Transition.INITIAL
+        with pytest.raises(NotLoggedInError):
+            await core.auth.access_token()
+
+
+async def test_tokens_are_renewed_before_they_expire(short_lived: Service) -> None:
+    """With half the lifetime left the core renews on its own; the token never lapses."""
+    backend = CountingBackend(HttpBackend(short_lived.url))
+    async with short_lived.core(backend=backend, refresh_ahead=0.5) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        first = await core.auth.access_token()
+        await asyncio.sleep(1.6)  # past the renewal point (1 s), before expiry (2 s)
+        assert backend.calls["refresh"] == 1
+        renewed = await core.auth.access_token()
+        assert renewed != first
+        assert backend.calls["refresh"] == 1  # the renewed token was handed out as is
+        _, answer = await short_lived.post("/v1/token/introspect", {"token": renewed})
+        assert answer["active"] is True
+        assert core.auth.state.transition is Transition.ANONYMOUS_CREATED  # no state noise
+
+
+async def test_fifty_concurrent_callers_share_one_renewal(short_lived: Service) -> None:
+    """50 access_token() calls on an expiring token cause exactly one refresh."""
+    backend = CountingBackend(HttpBackend(short_lived.url))
+    # refresh_ahead=0: only the callers renew (at expiry minus the leeway, 1.8 s).
+    async with short_lived.core(backend=backend, refresh_ahead=0.0) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        old = await core.auth.access_token()
+        await asyncio.sleep(1.85)
+        tokens = await asyncio.gather(*(core.auth.access_token() for _ in range(50)))
+        assert backend.calls["refresh"] == 1
+        assert set(tokens) == {tokens[0]}
+        assert tokens[0] != old
+
+
+async def test_refresh_token_reuse_ends_the_session(service: Service, tmp_path: Path) -> None:
+    """A stolen spent refresh token used again revokes the family: SESSION_EXPIRED here."""
+    backend = CountingBackend(HttpBackend(service.url))
+    storage = FileSessionStorage(tmp_path / "session.json")
+    async with service.core(storage, backend=backend) as core:
+        recorder = StateRecorder(core)
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        stolen = backend.sessions[0].tokens.refresh_token
+        await core.auth.refresh()  # rotates: the stolen token is spent now
+        status, error = await service.post(
+            "/v1/token", {"grant_type": "refresh_token", "refresh_token": stolen}
+        )
+        assert (status, error["error"]["code"]) == (400, "invalid_grant")
+        with pytest.raises(SessionRevokedError):
+            await core.auth.refresh()
+        expired = recorder.states[-1]
+        assert expired.transition is Transition.SESSION_EXPIRED
+        assert expired.user is None
+        assert expired.previous_user == user
+        assert isinstance(expired.error, SessionRevokedError)
+        assert expired.error.code == "invalid_grant"
+    assert await storage.load() is None
+
+
+async def test_server_outage_degrades_then_recovers_without_log_out(
+    short_lived: Service,
+) -> None:
+    """With the server down the session is DEGRADED, never logged out; it RECOVERS after."""
+    async with short_lived.core() as core:
+        recorder = StateRecorder(core)
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await short_lived.stop()
+        async with asyncio.timeout(10):
+            degraded = await recorder.wait_for(Transition.DEGRADED)
+        assert degraded.user == user
+        assert degraded.degraded
+        assert isinstance(degraded.error, TransportError)
+        await asyncio.sleep(0.5)  # retries keep failing quietly: no state per attempt
+        assert recorder.transitions.count(Transition.DEGRADED) == 1
+        await short_lived.start()
+        async with asyncio.timeout(10):
+            recovered = await recorder.wait_for(Transition.RECOVERED)
+        assert recovered.user == user
+        assert not recovered.degraded
+        assert Transition.LOGGED_OUT not in recorder.transitions
+        assert Transition.SESSION_EXPIRED not in recorder.transitions
+        token = await core.auth.access_token()
+        _, answer = await short_lived.post("/v1/token/introspect", {"token": token})
+        assert answer["active"] is True
+
+
+async def test_offline_log_out_is_immediate_and_revoked_later(
+    service: Service, tmp_path: Path
+) -> None:
+    """Offline, log_out clears the session at once; the revocation lands when back online."""
+    backend = CountingBackend(HttpBackend(service.url, timeout=1))
+    storage = FileSessionStorage(tmp_path / "session.json")
+    async with service.core(storage, backend=backend) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        refresh_token = backend.sessions[0].tokens.refresh_token
+        await service.stop()
+        began = time.monotonic()
+        await core.auth.log_out()
+        assert time.monotonic() - began < 0.5
+        assert core.auth.state.transition is Transition.LOGGED_OUT
+        assert await storage.load() is None
+        await asyncio.sleep(0.3)  # a few failed revocation attempts
+        assert backend.calls["log_out"] >= 2
+        await service.start()
+        async with asyncio.timeout(5):
+            while True:
+                status, _ = await service.post(
+                    "/v1/token", {"grant_type": "refresh_token", "refresh_token": refresh_token}
+                )
+                if status == 400:
+                    break  # revoked at last
+                await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("skew", [-3600.0, 3600.0])
+async def test_server_clock_skew_causes_no_renewal_loop(
+    tmp_path: Path, client_secret: str, skew: float
+) -> None:
+    """An hour of skew either way: renewals stay one per lifetime and tokens stay valid."""
+    settings: dict[str, Any] = {
+        "access_token_ttl": 2.0,
+        "clock": lambda: time.time() + skew,
+    }
+    async for service in make_service(tmp_path, client_secret, **settings):
+        backend = CountingBackend(HttpBackend(service.url))
+        async with service.core(backend=backend, refresh_ahead=0.5) as core:
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            await asyncio.sleep(2.5)
+            assert 1 <= backend.calls["refresh"] <= 3
+            token = await core.auth.access_token()
+            _, answer = await service.post("/v1/token/introspect", {"token": token})
+            assert answer["active"] is True
