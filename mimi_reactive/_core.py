@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
@@ -11,7 +11,7 @@ import structlog
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials
 from ._config import MimiConfiguration
-from ._refresher import SessionKeeper
+from ._keeper import SessionKeeper
 from ._storage import MemorySessionStorage, SessionStorage
 from ._store import SessionStore
 
@@ -121,12 +121,12 @@ class MimiCore:
 class _Starting:
     """What ``MimiCore.start`` returns: await it, or use it with ``async with``."""
 
-    def __init__(self, starting: Any) -> None:
+    def __init__(self, starting: Coroutine[Any, Any, MimiCore]) -> None:
         self._starting = starting
         self._core: MimiCore | None = None
 
     def __await__(self) -> Generator[Any, None, MimiCore]:
-        return self._starting.__await__()  # type: ignore[no-any-return]
+        return self._starting.__await__()
 
     async def __aenter__(self) -> MimiCore:
         self._core = await self._starting

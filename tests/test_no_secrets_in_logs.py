@@ -6,6 +6,7 @@ import logging
 import secrets
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -14,6 +15,7 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
     AuthTokens,
+    FileSessionStorage,
     LogIn,
     MimiConfiguration,
     MimiCore,
@@ -30,8 +32,9 @@ PASSWORD = "a password nobody may read"
 EMAIL = "secret.person@example.test"
 
 
-async def test_full_flow_logs_no_secret(caplog: pytest.LogCaptureFixture) -> None:
-    """Run every route, failures and a raising subscriber; no log line holds a secret."""
+async def test_full_flow_logs_no_secret(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    """Run every route, renewal, storage, failures and a raising subscriber: no log line
+    holds a secret."""
     caplog.set_level(logging.DEBUG)
     client_secret = secrets.token_urlsafe(32)
     unknown_id = secrets.token_urlsafe(32)
@@ -44,11 +47,14 @@ async def test_full_flow_logs_no_secret(caplog: pytest.LogCaptureFixture) -> Non
                 client_secret=client_secret,
                 backend=anonymous,
                 configuration=MimiConfiguration(allow_anonymous_user_only=True),
+                storage=FileSessionStorage(tmp_path / "session.json"),
             ) as core:
                 core.auth.states.subscribe(lambda state: seen_reprs.append(repr(state)))
                 core.auth.states.subscribe(lambda state: 1 / 0)  # a faulty subscriber
                 manager = AnonymousAuthManager(core)
                 first = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+                await core.auth.refresh()
+                await core.auth.access_token()
                 await core.auth.log_out()
                 result = await manager.authenticate_anonymous_user(first.anonymous_id)
                 assert isinstance(result, Success)

@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from mimi_reactive import (
     AuthRoute,
@@ -263,3 +264,31 @@ async def test_server_clock_skew_causes_no_renewal_loop(
             token = await core.auth.access_token()
             _, answer = await service.post("/v1/token/introspect", {"token": token})
             assert answer["active"] is True
+
+
+async def test_unreadable_session_file_starts_logged_out(service: Service, tmp_path: Path) -> None:
+    """A corrupt session file is moved aside and the core starts with nobody, warned."""
+    path = tmp_path / "session.json"
+    path.write_text('{"schema": 1, "session": {"user": "torn')
+    with capture_logs() as logs:
+        async with service.core(FileSessionStorage(path)) as core:
+            assert core.auth.state.transition is Transition.INITIAL
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert "storage.unreadable_session_moved_aside" in [e["event"] for e in logs]
+    assert len(list(tmp_path.glob("session.json.unreadable-*"))) == 1
+
+
+async def test_renewed_tokens_are_saved_before_they_are_handed_out(
+    service: Service, tmp_path: Path
+) -> None:
+    """After a renewal the stored tokens are the ones access_token() gives."""
+    storage = FileSessionStorage(tmp_path / "session.json")
+    async with service.core(storage) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        before = await storage.load()
+        await core.auth.refresh()
+        after = await storage.load()
+        assert before is not None
+        assert after is not None
+        assert after.session.tokens != before.session.tokens
+        assert after.session.tokens.access_token == await core.auth.access_token()

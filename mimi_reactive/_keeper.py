@@ -92,5 +92,8 @@ class SessionKeeper:
 
     async def _follow(self, storage: SharedSessionStorage) -> None:
         stored: StoredSession | None
-        async for stored in storage.changes():
-            self._store.dispatch(SyncSession(stored))
+        try:
+            async for stored in storage.changes():
+                self._store.dispatch(SyncSession(stored))
+        except OSError as error:
+            self._log.error("storage.watch_failed", error=type(error).__name__)
