@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
@@ -99,7 +98,7 @@ class AuthController:
         session = self._store.session
         if session is not None:
             usable_until = session.usable_until
-            if usable_until is None or time.time() < usable_until:
+            if usable_until is None or self._store.clock() < usable_until:
                 return session.session.tokens.access_token
         outcome = await self._store.execute(RefreshSession())
         if outcome.error is not None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Coroutine, Generator
+import time
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
 
@@ -50,12 +51,14 @@ class MimiCore:
         configuration: MimiConfiguration | None = None,
         storage: SessionStorage | None = None,
         logger: structlog.typing.FilteringBoundLogger | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> _Starting:
         """Connect ``backend`` for this app and restore the session ``storage`` holds.
 
         It returns once the stored session is restored, so the first state anyone sees is
         ``RESTORED`` with its user, or ``INITIAL`` with nobody: never a logged-out flash.
         Without ``storage`` the session lives in memory and ends with the process.
+        ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
         """
         return _Starting(
             cls._start(
@@ -64,6 +67,7 @@ class MimiCore:
                 configuration=configuration or MimiConfiguration(),
                 storage=storage if storage is not None else MemorySessionStorage(),
                 logger=logger or structlog.get_logger("mimi_reactive"),
+                clock=clock,
             )
         )
 
@@ -76,6 +80,7 @@ class MimiCore:
         configuration: MimiConfiguration,
         storage: SessionStorage,
         logger: structlog.typing.FilteringBoundLogger,
+        clock: Callable[[], float],
     ) -> MimiCore:
         restored = await storage.load()
         await backend.open(client)
@@ -85,6 +90,7 @@ class MimiCore:
             configuration=configuration,
             logger=logger,
             restored=restored,
+            clock=clock,
         )
         keeper = SessionKeeper(store, storage=storage, retry=configuration.retry, logger=logger)
         return cls(

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Callable
 
 import structlog
 from tenacity import RetryError
@@ -36,12 +34,11 @@ class SessionKeeper:
         storage: SessionStorage,
         retry: RetryPolicy,
         logger: structlog.typing.FilteringBoundLogger,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._retry = retry
         self._log = logger
-        self._clock = clock
+        self._clock = store.clock
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._renew_forever(), name="mimi_reactive.renewal")]

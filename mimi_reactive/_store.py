@@ -100,7 +100,10 @@ class SessionStore:
         configuration: MimiConfiguration,
         logger: structlog.typing.FilteringBoundLogger,
         restored: StoredSession | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
+        self.clock = clock
+        """The local wall clock every expiry is measured on."""
         self._capabilities = backend.capabilities
         self._configuration = configuration
         self._log = logger
@@ -110,6 +113,7 @@ class SessionStore:
             retry=configuration.retry,
             refresh_ahead=configuration.refresh_ahead,
             logger=logger,
+            clock=clock,
         )
         initial = (
             SessionState(restored.user, transition=Transition.RESTORED)
@@ -140,7 +144,7 @@ class SessionStore:
         if session is None or not self._capabilities.refresh:
             return None
         if self.state.degraded:
-            return time.time()  # retry now; the keeper spaces its attempts out
+            return self.clock()  # retry now; the keeper spaces its attempts out
         due = session.refresh_due_at(self._configuration.refresh_ahead)
         # However short the service makes lifetimes, never renew in a tight loop.
         return None if due is None else max(due, session.obtained_at + _MIN_RENEWAL_INTERVAL)
@@ -245,7 +249,7 @@ class SessionStore:
             self._configuration,
             self._capabilities,
             session=self._session,
-            now=time.time(),
+            now=self.clock(),
         )
         decision = decide(context)
         self._log.debug(
