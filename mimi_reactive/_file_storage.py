@@ -48,6 +48,7 @@ class FileSessionStorage:
         self.path = Path(path)
         self.poll_interval = poll_interval
         self._log = logger or structlog.get_logger("mimi_reactive.storage")
+        self._swept = False
         # Not thread-local: it is taken in a worker thread and released on the loop thread.
         self._file_lock = filelock.FileLock(
             self.path.with_name(self.path.name + ".lock"), thread_local=False
@@ -57,7 +58,6 @@ class FileSessionStorage:
         return f"FileSessionStorage({str(self.path)!r})"
 
     async def load(self) -> StoredSession | None:
-        await asyncio.to_thread(self._remove_stale_temporaries)
         return await asyncio.to_thread(self._read)
 
     async def save(self, session: StoredSession) -> None:
@@ -95,6 +95,9 @@ class FileSessionStorage:
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def _read(self) -> StoredSession | None:
+        if not self._swept:  # once: the watcher loads on every change
+            self._remove_stale_temporaries()
+            self._swept = True
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
