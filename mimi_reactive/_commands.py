@@ -5,7 +5,6 @@ from __future__ import annotations
 import attrs
 
 from ._routes import AuthRoute, LogOut
-from ._storage import StoredSession
 
 __all__ = ["Command", "RefreshSession", "SyncSession"]
 
@@ -19,9 +18,7 @@ class RefreshSession:
 
 @attrs.frozen
 class SyncSession:
-    """Adopt the session another process stored (None: it logged out)."""
-
-    stored: StoredSession | None
+    """Read the shared storage and adopt the session another process stored there."""
 
 
 Command = AuthRoute | LogOut | RefreshSession | SyncSession

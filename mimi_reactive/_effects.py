@@ -99,8 +99,8 @@ class EffectRunner:
             case RenewTokens():
                 assert session is not None  # refuse_refresh_without_user ran first
                 return await self._renew(session)
-            case AdoptSession(stored=stored):
-                return EffectResult(SessionAdopted(stored.user if stored else None), stored)
+            case AdoptSession():
+                return await self._adopt(session)
 
     async def close(self, grace_period: float) -> None:
         """Give pending revocations ``grace_period`` seconds, then abandon them (logged)."""
@@ -112,6 +112,14 @@ class EffectRunner:
         if pending:
             self._log.warning("session.revoke_abandoned", count=len(pending))
             await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _adopt(self, session: StoredSession | None) -> EffectResult:
+        try:
+            stored = await self._storage.load()
+        except OSError as error:  # keep the session we have; the next change retries
+            self._log.error("storage.load_failed", error=type(error).__name__)
+            stored = session
+        return EffectResult(SessionAdopted(stored.user if stored else None), stored)
 
     async def _end(self, session: StoredSession | None) -> EffectResult:
         await self._forget()

@@ -77,15 +77,20 @@ class FileSessionStorage:
         finally:
             self._file_lock.release()
 
-    async def changes(self) -> AsyncIterator[StoredSession | None]:
-        """Yield the stored session each time the file changes; runs until cancelled."""
+    async def changes(self) -> AsyncIterator[None]:
+        """Yield once now, then each time the file changes; runs until cancelled.
+
+        The first yield closes the gap between the caller's ``load()`` and the watch: a
+        write made in between is read then, and every later one changes the signature.
+        """
         seen = self._signature()
+        yield
         while True:
             await asyncio.sleep(self.poll_interval)
             signature = self._signature()
             if signature != seen:
                 seen = signature
-                yield await self.load()
+                yield
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:

@@ -76,9 +76,7 @@ class RenewTokens:
 
 @attrs.frozen
 class AdoptSession:
-    """Take on the session another process stored (None: it logged out)."""
-
-    stored: StoredSession | None
+    """Read the shared storage and take on the session stored there (none: logged out)."""
 
 
 Effect = EndSession | Authenticate | RenewTokens | AdoptSession
@@ -217,14 +215,6 @@ def accept_fresh_tokens(context: GuardContext) -> Satisfied | None:
     return None
 
 
-def accept_session_in_sync(context: GuardContext) -> Satisfied | None:
-    """A stored session equal to the one in use changes nothing (often our own write)."""
-    command = context.command
-    if isinstance(command, SyncSession) and command.stored == context.session:
-        return Satisfied(Reason.ALREADY_IN_SYNC)
-    return None
-
-
 GUARDS: tuple[Guard, ...] = (
     refuse_anonymous_login_without_anonymous_only,
     refuse_credentials_in_anonymous_only,
@@ -236,7 +226,6 @@ GUARDS: tuple[Guard, ...] = (
     refuse_refresh_without_user,
     refuse_refresh_the_backend_cannot_do,
     accept_fresh_tokens,
-    accept_session_in_sync,
 )
 
 
@@ -258,8 +247,8 @@ def _plan(command: Command, user: MimiUser | None) -> tuple[Effect, ...]:
             return (Authenticate(command),)
         case RefreshSession():
             return (RenewTokens(),)
-        case SyncSession(stored=stored):
-            return (AdoptSession(stored),)
+        case SyncSession():
+            return (AdoptSession(),)
         case _ if user is not None:
             # A different user is logged in: log them out first, then sign the new one in.
             return (EndSession(user), Authenticate(command, replacing=user))

@@ -13,7 +13,7 @@ from ._commands import RefreshSession, SyncSession
 from ._config import RetryPolicy
 from ._effects import retrying
 from ._exceptions import CoreClosedError
-from ._storage import SessionStorage, SharedSessionStorage, StoredSession
+from ._storage import SessionStorage, SharedSessionStorage
 from ._store import SessionStore
 
 __all__ = ["SessionKeeper"]
@@ -88,9 +88,10 @@ class SessionKeeper:
         return True
 
     async def _follow(self, storage: SharedSessionStorage) -> None:
-        stored: StoredSession | None
         try:
-            async for stored in storage.changes():
-                self._store.dispatch(SyncSession(stored))
+            async for _ in storage.changes():
+                # The store reads the storage when the command runs, in order with its own
+                # writes, so a notice that raced our own save never rolls the session back.
+                self._store.dispatch(SyncSession())
         except OSError as error:
             self._log.error("storage.watch_failed", error=type(error).__name__)

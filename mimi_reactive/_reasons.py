@@ -18,7 +18,6 @@ class Reason(enum.Enum):
     PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
     BACKEND_CANNOT = "backend_cannot"
     TOKENS_FRESH = "tokens_fresh"
-    ALREADY_IN_SYNC = "already_in_sync"
 
     def describe(self) -> str:
         """A one-line human explanation, free of secrets."""
@@ -39,5 +38,4 @@ _DESCRIPTIONS = {
     Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
     Reason.BACKEND_CANNOT: "the configured backend does not support this route",
     Reason.TOKENS_FRESH: "the session's tokens do not need renewing yet",
-    Reason.ALREADY_IN_SYNC: "the stored session is the one in use",
 }

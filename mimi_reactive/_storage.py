@@ -85,12 +85,13 @@ class SharedSessionStorage(SessionStorage, Protocol):
     """A storage that several processes may share.
 
     ``lock()`` is held while refreshing, so only one process refreshes at a time;
-    ``changes()`` yields the stored session whenever another writer changes it.
+    ``changes()`` yields once when the watch starts and again whenever another writer may
+    have changed the stored session; the reader then loads it, in order with its own writes.
     """
 
     def lock(self) -> AbstractAsyncContextManager[None]: ...
 
-    def changes(self) -> AsyncIterator[StoredSession | None]: ...
+    def changes(self) -> AsyncIterator[None]: ...
 
 
 class MemorySessionStorage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -83,25 +84,29 @@ async def test_stale_temporaries_are_removed_on_load(tmp_path: Path) -> None:
     assert fresh.exists()
 
 
-async def test_changes_reports_other_writers(tmp_path: Path) -> None:
-    """changes() yields what another writer stored, including a log-out."""
+async def test_changes_reports_at_start_then_each_other_write(tmp_path: Path) -> None:
+    """changes() yields once when the watch starts, then after each write by another writer."""
     path = tmp_path / "session.json"
     ours = FileSessionStorage(path, poll_interval=0.02)
     theirs = FileSessionStorage(path)
     seen = ours.changes()
 
-    async def next_change() -> object:
-        async with asyncio.timeout(2):
-            return await anext(seen)
+    async def next_change() -> None:
+        async with asyncio.timeout(5):
+            await anext(seen)
 
+    await next_change()  # the watch started: the caller loads what is there now
+    for write in (theirs.save(numbered(3)), theirs.clear()):
+        pending = asyncio.ensure_future(next_change())
+        await write
+        await pending
+    assert await ours.load() is None
     pending = asyncio.ensure_future(next_change())
-    await asyncio.sleep(0.05)
-    await theirs.save(numbered(3))
-    assert await pending == numbered(3)
-    pending = asyncio.ensure_future(next_change())
-    await asyncio.sleep(0.05)
-    await theirs.clear()
-    assert await pending is None
+    done, _ = await asyncio.wait({pending}, timeout=0.2)
+    assert not done, "no write, no change"
+    pending.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pending
     await seen.aclose()
 
 
