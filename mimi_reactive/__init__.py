@@ -1,13 +1,7 @@
 """mimi_reactive: an app's user session, anonymous users first, as a reactive stream."""
 
 from ._auth import AuthController, AuthObserver, ObserverHandle
-from ._backend import (
-    AuthBackend,
-    AuthTokens,
-    BackendCapabilities,
-    BackendSession,
-    ClientCredentials,
-)
+from ._backend import AuthBackend, BackendCapabilities, ClientCredentials
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore
 from ._exceptions import (
@@ -27,20 +21,23 @@ from ._exceptions import (
 )
 from ._file_storage import FileSessionStorage
 from ._manager import AnonymousAuthManager
-from ._reasons import Reason
-from ._results import AnonymousLoginResult, Failure, Skipped, Success
-from ._routes import (
+from ._messages import (
     AuthRoute,
     LogIn,
     LogInAnonymously,
     LogOut,
+    Outcome,
     Promote,
     SignUp,
     SignUpAnonymously,
+    Skipped,
 )
+from ._reasons import Reason
+from ._results import AnonymousLoginResult, Failure, Success
+from ._session import AuthTokens, BackendSession, RefreshPolicy, Session
 from ._state import SessionState, Transition
-from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage, StoredSession
-from ._store import CommandFuture, Outcome
+from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage
+from ._store import CommandFuture
 from ._user import MimiUser
 
 __all__ = [
@@ -77,8 +74,10 @@ __all__ = [
     "Promote",
     "Reason",
     "ReentrantCallError",
+    "RefreshPolicy",
     "RetryPolicy",
     "RouteRefusedError",
+    "Session",
     "SessionRevokedError",
     "SessionState",
     "SessionStorage",
@@ -86,9 +85,16 @@ __all__ = [
     "SignUp",
     "SignUpAnonymously",
     "Skipped",
-    "StoredSession",
     "Success",
     "Transition",
     "TransportError",
     "UnsupportedRouteError",
 ]
+
+# Tracebacks and reprs name the public module, not the private one it is defined in.
+# (Type aliases such as AnonymousLoginResult are unions: they have no module to set.)
+for _name in __all__:
+    _exported = globals()[_name]
+    if isinstance(_exported, type) and _exported.__module__.startswith("mimi_reactive._"):
+        _exported.__module__ = __name__
+del _name, _exported

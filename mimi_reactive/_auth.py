@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 import attrs
 import reactivex
 from reactivex import operators as ops
 
-from ._commands import RefreshSession
-from ._routes import AuthRoute, LogOut
+from ._messages import AuthRoute, LogOut, Outcome, RefreshSession
 from ._state import SessionState
-from ._store import CommandFuture, Outcome, SessionStore
+from ._store import CommandFuture, SessionStore
 from ._user import MimiUser
 
 __all__ = ["AuthController", "AuthObserver", "ObserverHandle"]
@@ -74,8 +73,9 @@ class AuthController:
         outcome = await self.run(route)
         if outcome.error is not None:
             raise outcome.error
-        assert outcome.state.user is not None
-        return outcome.state.user
+        user = outcome.state.user
+        assert user is not None  # a route that succeeded leaves a user logged in
+        return user
 
     async def log_out(self) -> None:
         """Log the current user out; does nothing when nobody is logged in.
@@ -86,7 +86,7 @@ class AuthController:
 
     async def run(self, command: AuthRoute | LogOut) -> Outcome:
         """Run a command and return its full outcome instead of raising."""
-        return await self._store.execute(command)
+        return await self._store.run(command)
 
     async def access_token(self) -> str:
         """A valid access token for the app's own API calls, renewed first if needed.
@@ -95,33 +95,32 @@ class AuthController:
         nobody is logged in, ``SessionRevokedError`` when the service ended the session,
         ``TransportError`` when it is expired and cannot be renewed now.
         """
-        session = self._store.session
-        if session is not None:
-            usable_until = session.usable_until
-            if usable_until is None or self._store.clock() < usable_until:
-                return session.session.tokens.access_token
-        outcome = await self._store.execute(RefreshSession())
+        store = self._store
+        session = store.session
+        if session is not None and store.configuration.refresh.is_usable(session, store.clock()):
+            return session.tokens.access_token
+        outcome = await store.run(RefreshSession())
         if outcome.error is not None:
             raise outcome.error
-        session = self._store.session
-        assert session is not None
-        return session.session.tokens.access_token
+        session = store.session
+        assert session is not None  # a refresh that did not fail keeps a session
+        return session.tokens.access_token
 
     async def refresh(self) -> None:
         """Renew the session's tokens now, whether or not they are due."""
-        outcome = await self._store.execute(RefreshSession(force=True))
+        outcome = await self._store.run(RefreshSession(force=True))
         if outcome.error is not None:
             raise outcome.error
 
     def dispatch(self, command: AuthRoute | LogOut) -> CommandFuture:
         """Queue a command without waiting; safe from any thread and from inside callbacks.
 
-        It runs after every command queued before it. The returned future gives its
-        ``Outcome``; ``asyncio.wrap_future`` turns it into something to await.
+        It runs after every command queued before it. ``await`` the returned future on any
+        event loop, or call its ``result()`` from another thread, for the ``Outcome``.
         """
         return self._store.dispatch(command)
 
-    async def updates(self) -> AsyncIterator[SessionState]:
+    async def updates(self) -> AsyncGenerator[SessionState, None]:
         """Iterate the states on the core's event loop: the current one first, then changes.
 
         Ends when the core closes. A slow consumer never makes states pile up: it gets the
@@ -153,7 +152,15 @@ class AuthController:
             subscription.dispose()
 
     def add_observer(self, observer: AuthObserver) -> ObserverHandle:
-        """Tell ``observer`` of every later state change as (current, old user, error)."""
+        """Tell ``observer`` of every later state change as (current, old user, error).
+
+        Raises ``TypeError`` at once for an object without ``auth_controller_did_update``.
+        """
+        if not callable(getattr(observer, "auth_controller_did_update", None)):
+            raise TypeError(
+                "an observer needs an auth_controller_did_update(controller, current_user, "
+                f"old_user, error) method; got {type(observer).__name__}"
+            )
         subscription = self.states.pipe(ops.skip(1)).subscribe(
             lambda state: observer.auth_controller_did_update(
                 self, state.user, state.previous_user, state.error

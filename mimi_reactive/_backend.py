@@ -1,26 +1,27 @@
 """The port through which the core talks to an identity service.
 
-A backend implements ``AuthBackend`` and declares in ``capabilities`` which routes it can
-perform; the guards refuse the others before any call, so the core never changes when a
-service lacks a route (the Firebase Auth REST API, say, cannot log in by anonymous id).
+A backend is three calls (``authenticate``, ``refresh``, ``revoke``) and a declaration of
+what it can do. The guards refuse what it cannot before any call, so the core never changes
+when a service lacks a route (the Firebase Auth REST API cannot log in by anonymous id).
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol
 
 import attrs
 
-from ._routes import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
-from ._user import MimiUser
+from ._messages import (
+    AuthRoute,
+    LogIn,
+    LogInAnonymously,
+    Promote,
+    SignUp,
+    SignUpAnonymously,
+)
+from ._session import BackendSession, Session
 
-__all__ = [
-    "AuthBackend",
-    "AuthTokens",
-    "BackendCapabilities",
-    "BackendSession",
-    "ClientCredentials",
-]
+__all__ = ["ALL_ROUTES", "AuthBackend", "BackendCapabilities", "ClientCredentials"]
 
 
 @attrs.frozen
@@ -31,63 +32,38 @@ class ClientCredentials:
     client_secret: str = attrs.field(repr=False)
 
 
-@attrs.frozen
-class AuthTokens:
-    """The tokens of one session. ``expires_in`` is the service's lifetime, in seconds."""
-
-    access_token: str = attrs.field(repr=False)
-    refresh_token: str | None = attrs.field(default=None, repr=False)
-    expires_in: float | None = None
-
-
-@attrs.frozen
-class BackendSession:
-    """A logged-in user and the tokens the service issued for them."""
-
-    user: MimiUser
-    tokens: AuthTokens
+ALL_ROUTES: frozenset[type[AuthRoute]] = frozenset(
+    {SignUpAnonymously, LogInAnonymously, LogIn, SignUp, Promote}
+)
 
 
 @attrs.frozen
 class BackendCapabilities:
-    """Which auth routes a backend can perform."""
+    """What a backend can do: which routes, and whether it can refresh and revoke sessions."""
 
-    sign_up_anonymously: bool = True
-    log_in_anonymously: bool = True
-    log_in: bool = True
-    sign_up: bool = True
-    promote: bool = True
+    routes: frozenset[type[AuthRoute]] = ALL_ROUTES
+    """The route types it can authenticate with."""
     refresh: bool = True
     """Whether sessions can be refreshed; without it a session ends when its token expires."""
+    revoke: bool = True
+    """Whether the service can be told a session ended; without it a log-out is local."""
 
     def supports(self, route: AuthRoute) -> bool:
         """Whether the backend can perform ``route``."""
-        match route:
-            case SignUpAnonymously():
-                return self.sign_up_anonymously
-            case LogInAnonymously():
-                return self.log_in_anonymously
-            case LogIn():
-                return self.log_in
-            case SignUp():
-                return self.sign_up
-            case Promote():
-                return self.promote
-        return False
+        return type(route) in self.routes
 
 
-@runtime_checkable
 class AuthBackend(Protocol):
     """An identity service, as the core needs it.
 
     Errors are raised as ``MimiCoreError`` subclasses: ``TransportError`` when the service
-    cannot be reached, ``BackendError`` subclasses when it answers with an error. A method
-    for a route the backend does not support raises ``UnsupportedRouteError``.
+    cannot be reached, ``BackendError`` subclasses when it answers with an error. The core
+    only calls what ``capabilities`` declares.
     """
 
     @property
     def capabilities(self) -> BackendCapabilities:
-        """The routes this backend can perform."""
+        """What this backend can do."""
         ...
 
     async def open(self, client: ClientCredentials) -> None:
@@ -98,27 +74,15 @@ class AuthBackend(Protocol):
         """Release connections. Idempotent."""
         ...
 
-    async def sign_up_anonymously(self) -> BackendSession:
-        """Create an anonymous user; the returned user carries its new ``anonymous_id``."""
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        """Run ``route``; ``session`` is the one logged in (a promotion acts on it).
+
+        A log-in by anonymous id returns the user with that ``anonymous_id``; an anonymous
+        sign-up, the new user with its new one. Blank anonymous ids never reach a backend.
+        """
         ...
 
-    async def log_in_anonymously(self, anonymous_id: str) -> BackendSession:
-        """Log in the anonymous user ``anonymous_id`` belongs to."""
-        ...
-
-    async def log_in(self, email: str, password: str) -> BackendSession:
-        """Log in a credential user."""
-        ...
-
-    async def sign_up(self, email: str, password: str) -> BackendSession:
-        """Create a credential user and log it in."""
-        ...
-
-    async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
-        """Give the anonymous user of ``session`` credentials."""
-        ...
-
-    async def refresh(self, session: BackendSession) -> BackendSession:
+    async def refresh(self, session: Session) -> BackendSession:
         """Exchange the session's refresh token for new tokens.
 
         Raises ``SessionRevokedError`` when the service refuses (revoked, expired, reused,
@@ -126,6 +90,6 @@ class AuthBackend(Protocol):
         """
         ...
 
-    async def log_out(self, session: BackendSession) -> None:
-        """Revoke ``session`` at the service."""
+    async def revoke(self, session: Session) -> None:
+        """End ``session`` at the service."""
         ...

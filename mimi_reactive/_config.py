@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from ._session import RefreshPolicy
+
 __all__ = ["MimiConfiguration", "RetryPolicy"]
 
 
@@ -34,7 +36,7 @@ class MimiConfiguration:
     allow_anonymous_user_only: bool = False
     detach_failing_subscribers: bool = False
     """Stop delivering to a subscriber or observer once it raises (it is logged either way)."""
-    refresh_ahead: float = 0.2
-    """Renew tokens when this share of their lifetime is left."""
+    refresh: RefreshPolicy = attrs.field(factory=RefreshPolicy)
+    """When tokens are refreshed and stop being handed out."""
     retry: RetryPolicy = RetryPolicy()
-    """How renewals and revocations that hit network trouble are retried."""
+    """How refreshes and revocations that hit network trouble are retried."""

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import Any
-
-import structlog
 
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials
@@ -33,6 +32,7 @@ class MimiCore:
         backend: AuthBackend,
         configuration: MimiConfiguration,
         keeper: SessionKeeper,
+        close_grace_period: float,
     ) -> None:
         self.auth = auth
         """Authentication and the session stream."""
@@ -40,6 +40,8 @@ class MimiCore:
         self._store = store
         self._backend = backend
         self._keeper = keeper
+        self._close_grace_period = close_grace_period
+        self._closed = False
 
     @classmethod
     def start(
@@ -50,7 +52,7 @@ class MimiCore:
         backend: AuthBackend,
         configuration: MimiConfiguration | None = None,
         storage: SessionStorage | None = None,
-        logger: structlog.typing.FilteringBoundLogger | None = None,
+        close_grace_period: float = 10.0,
         clock: Callable[[], float] = time.time,
     ) -> _Starting:
         """Connect ``backend`` for this app and restore the session ``storage`` holds.
@@ -58,6 +60,8 @@ class MimiCore:
         It returns once the stored session is restored, so the first state anyone sees is
         ``RESTORED`` with its user, or ``INITIAL`` with nobody: never a logged-out flash.
         Without ``storage`` the session lives in memory and ends with the process.
+        ``close_grace_period`` is how long closing waits at most for a running command and
+        for background revocations (a log-out made offline), in seconds.
         ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
         """
         return _Starting(
@@ -66,7 +70,7 @@ class MimiCore:
                 backend=backend,
                 configuration=configuration or MimiConfiguration(),
                 storage=storage if storage is not None else MemorySessionStorage(),
-                logger=logger or structlog.get_logger("mimi_reactive"),
+                close_grace_period=close_grace_period,
                 clock=clock,
             )
         )
@@ -79,7 +83,7 @@ class MimiCore:
         backend: AuthBackend,
         configuration: MimiConfiguration,
         storage: SessionStorage,
-        logger: structlog.typing.FilteringBoundLogger,
+        close_grace_period: float,
         clock: Callable[[], float],
     ) -> MimiCore:
         restored = await storage.load()
@@ -88,29 +92,40 @@ class MimiCore:
             backend=backend,
             storage=storage,
             configuration=configuration,
-            logger=logger,
             restored=restored,
             clock=clock,
         )
-        keeper = SessionKeeper(store, storage=storage, retry=configuration.retry, logger=logger)
         return cls(
             auth=AuthController(store),
             store=store,
             backend=backend,
             configuration=configuration,
-            keeper=keeper,
+            keeper=SessionKeeper(store, storage=storage),
+            close_grace_period=close_grace_period,
         )
 
-    async def close(self, *, grace_period: float = 10.0) -> None:
+    async def close(self, *, grace_period: float | None = None) -> None:
         """Close the session and release the backend. Idempotent.
 
         Queued commands fail with ``CoreClosedError``; the running one has ``grace_period``
-        seconds to finish before it is cancelled (its caller then gets ``CoreClosedError``).
+        seconds (default: the one given to ``start``) to finish before it is cancelled (its
+        caller then gets ``CoreClosedError``), and background revocations as long again.
         The streams complete; later calls raise ``CoreClosedError``.
         """
+        self._closed = True
+        grace = self._close_grace_period if grace_period is None else grace_period
         await self._keeper.close()
-        await self._store.close(grace_period=grace_period)
+        await self._store.close(grace_period=grace)
         await self._backend.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if not getattr(self, "_closed", True):
+            _warn(
+                "a MimiCore was never closed: use `async with MimiCore.start(...)` or "
+                "`await core.close()`",
+                ResourceWarning,
+                stacklevel=2,
+            )
 
     async def __aenter__(self) -> MimiCore:
         return self

@@ -11,9 +11,9 @@ from pathlib import Path
 from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._manager import AnonymousAuthManager
+from ._messages import AuthRoute
 from ._redaction import mask
 from ._results import Failure
-from ._routes import AuthRoute
 from ._state import SessionState
 from .backends.http import HttpBackend
 from .server import IdentityServer
@@ -87,7 +87,7 @@ async def run_demo(out: Callable[[str], None] = print) -> None:
                 out("\n6. an unknown id fails; the previous user was logged out first")
                 result = await manager.authenticate_anonymous_user(secrets.token_urlsafe(32))
                 match result:
-                    case Failure(exception=error):
+                    case Failure(error=error):
                         out(f"   result: Failure({type(error).__name__}: {error})")
                     case _:
                         out(f"   result: {result!r} (expected a Failure)")

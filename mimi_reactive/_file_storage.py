@@ -13,11 +13,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import filelock
-import structlog
 
-from ._storage import StoredSession, UnreadableSessionError, decode_session, encode_session
+from ._log import Log
+from ._session import Session
+from ._storage import UnreadableSessionError, decode_session, encode_session
 
 __all__ = ["FileSessionStorage"]
+
+_log = Log("mimi_reactive.storage")
 
 # Seconds after which a leftover temporary file cannot be a save still in progress.
 _STALE_AFTER = 60.0
@@ -43,11 +46,9 @@ class FileSessionStorage:
         path: str | os.PathLike[str],
         *,
         poll_interval: float = 0.2,
-        logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.path = Path(path)
         self.poll_interval = poll_interval
-        self._log = logger or structlog.get_logger("mimi_reactive.storage")
         self._swept = False
         # Not thread-local: it is taken in a worker thread and released on the loop thread.
         self._file_lock = filelock.FileLock(
@@ -57,10 +58,10 @@ class FileSessionStorage:
     def __repr__(self) -> str:
         return f"FileSessionStorage({str(self.path)!r})"
 
-    async def load(self) -> StoredSession | None:
+    async def load(self) -> Session | None:
         return await asyncio.to_thread(self._read)
 
-    async def save(self, session: StoredSession) -> None:
+    async def save(self, session: Session) -> None:
         await asyncio.to_thread(self._write, encode_session(session))
 
     async def clear(self) -> None:
@@ -99,7 +100,7 @@ class FileSessionStorage:
             return None
         return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
-    def _read(self) -> StoredSession | None:
+    def _read(self) -> Session | None:
         if not self._swept:  # once: the watcher loads on every change
             self._remove_stale_temporaries()
             self._swept = True
@@ -126,9 +127,7 @@ class FileSessionStorage:
         aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
         with contextlib.suppress(FileNotFoundError):  # another process moved it first
             os.replace(self.path, aside)
-            self._log.warning(
-                "storage.unreadable_session_moved_aside", reason=reason, to=str(aside)
-            )
+            _log.warning("storage.unreadable_session_moved_aside", reason=reason, to=str(aside))
 
     def _write(self, document: dict[str, object]) -> None:
         directory = self.path.parent

@@ -1,4 +1,4 @@
-"""Background work that keeps a session alive: renewing ahead of expiry, and following the
+"""Background work that keeps a session alive: refreshing ahead of expiry, and following the
 session other processes store."""
 
 from __future__ import annotations
@@ -6,42 +6,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import structlog
-from tenacity import RetryError
-
-from ._commands import RefreshSession, SyncSession
-from ._config import RetryPolicy
-from ._effects import retrying
 from ._exceptions import CoreClosedError
+from ._log import Log
+from ._messages import RefreshSession, SyncSession
+from ._retry import retrying
 from ._storage import SessionStorage, SharedSessionStorage
 from ._store import SessionStore
 
 __all__ = ["SessionKeeper"]
 
+_log = Log("mimi_reactive.session")
+
 
 class _StillDegradedError(Exception):
-    """A renewal attempt left the session degraded."""
+    """A refresh attempt left the session degraded."""
 
 
 class SessionKeeper:
-    """Renews the store's session ahead of expiry, retrying network trouble with backoff,
+    """Refreshes the store's session ahead of expiry, retrying network trouble with backoff,
     and feeds changes made by other processes sharing the storage back into the store."""
 
-    def __init__(
-        self,
-        store: SessionStore,
-        *,
-        storage: SessionStorage,
-        retry: RetryPolicy,
-        logger: structlog.typing.FilteringBoundLogger,
-    ) -> None:
+    def __init__(self, store: SessionStore, *, storage: SessionStorage) -> None:
         self._store = store
-        self._retry = retry
-        self._log = logger
+        self._retry = store.configuration.retry
+        self._policy = store.configuration.refresh
         self._clock = store.clock
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._renew_forever(), name="mimi_reactive.renewal")]
+        self._tasks = [loop.create_task(self._refresh_forever(), name="mimi_reactive.renewal")]
         if isinstance(storage, SharedSessionStorage):
             self._tasks.append(
                 loop.create_task(self._follow(storage), name="mimi_reactive.storage_watch")
@@ -53,18 +45,25 @@ class SessionKeeper:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def _renew_forever(self) -> None:
-        with contextlib.suppress(CoreClosedError):
-            await self._renew_while_open()
+    def _next_refresh_at(self) -> float | None:
+        session = self._store.session
+        if session is None or not self._store.can_refresh:
+            return None
+        degraded = self._store.state.degraded
+        return self._policy.next_refresh_at(session, degraded=degraded, now=self._clock())
 
-    async def _renew_while_open(self) -> None:
+    async def _refresh_forever(self) -> None:
+        with contextlib.suppress(CoreClosedError):
+            await self._refresh_while_open()
+
+    async def _refresh_while_open(self) -> None:
         gave_up = False
         while True:
-            due = None if gave_up else self._store.refresh_due_at()
+            due = None if gave_up else self._next_refresh_at()
             if due is not None and due <= self._clock():
-                gave_up = not await self._renew_until_healthy()
+                gave_up = not await self._refresh_until_healthy()
                 continue
-            # Sleep until due, or until the session changes (sign-in, renewal, sync, call).
+            # Sleep until due, or until the session changes (sign-in, refresh, sync, call).
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
             timeout = None if due is None else due - self._clock()
             with contextlib.suppress(TimeoutError):
@@ -73,17 +72,19 @@ class SessionKeeper:
                 self._wake.clear()
                 gave_up = False
 
-    async def _renew_until_healthy(self) -> bool:
-        """Renew, retrying while the session stays degraded; False if it gave up."""
+    async def _refresh_until_healthy(self) -> bool:
+        """Refresh, retrying while the session stays degraded; False if it gave up."""
+        from tenacity import RetryError  # imported when needed: costly, and rarely needed
+
         try:
             still_degraded = retrying(self._retry, lambda e: isinstance(e, _StillDegradedError))
             async for attempt in still_degraded:
                 with attempt:
-                    await self._store.execute(RefreshSession())
+                    await self._store.run(RefreshSession())
                     if self._store.state.degraded:
                         raise _StillDegradedError
         except RetryError:
-            self._log.warning("session.renewal_gave_up", attempts=self._retry.max_attempts)
+            _log.warning("session.refresh_gave_up", attempts=self._retry.max_attempts)
             return False
         return True
 
@@ -94,4 +95,4 @@ class SessionKeeper:
                 # writes, so a notice that raced our own save never rolls the session back.
                 self._store.dispatch(SyncSession())
         except OSError as error:
-            self._log.error("storage.watch_failed", error=type(error).__name__)
+            _log.error("storage.watch_failed", error=type(error).__name__)

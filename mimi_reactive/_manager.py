@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._exceptions import MimiCoreError
-from ._results import AnonymousLoginResult, Failure, Skipped, Success
-from ._routes import AuthRoute
+from ._messages import AuthRoute, Skipped
+from ._results import AnonymousLoginResult, Failure, Success
 
 if TYPE_CHECKING:
     from ._core import MimiCore
@@ -35,8 +35,8 @@ class AnonymousAuthManager:
         except MimiCoreError as error:  # the core is closed
             return Failure(error)
         if outcome.skipped:
-            return Skipped()
+            return Skipped() if outcome.reason is None else Skipped(outcome.reason)
         if outcome.error is not None:
             return Failure(outcome.error)
-        assert anonymous_id is not None
+        assert anonymous_id is not None  # a blank id was skipped
         return Success(anonymous_id)

@@ -2,79 +2,34 @@
 
 It is a small state machine over two phases, logged out and logged in: the current state
 decides which events are legal. An illegal event is a bug in the shell, never a user error,
-and raises ``IllegalTransitionError``.
+and raises ``IllegalTransitionError``. An event that changes nothing returns the very same
+state object, so the store publishes only real changes without comparing states.
 """
 
 from __future__ import annotations
 
 import attrs
 
-from ._exceptions import MimiCoreError
-from ._routes import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
+from ._messages import (
+    AuthRoute,
+    CommandFailed,
+    Event,
+    LogIn,
+    LogInAnonymously,
+    Promote,
+    RefreshFailed,
+    SessionAdopted,
+    SessionExpired,
+    SignedIn,
+    SignedOut,
+    SignUp,
+    SignUpAnonymously,
+    TokensRefreshed,
+)
 from ._state import SessionState, Transition
 from ._user import MimiUser
 
-__all__ = ["CommandFailed", "Event", "IllegalTransitionError", "SignedIn", "SignedOut", "reduce"]
-
-
-@attrs.frozen
-class SignedIn:
-    """The service authenticated ``user`` by ``route``, replacing ``replaced`` if set."""
-
-    user: MimiUser
-    route: AuthRoute
-    replaced: MimiUser | None = None
-
-
-@attrs.frozen
-class SignedOut:
-    """The user's session ended."""
-
-
-@attrs.frozen
-class CommandFailed:
-    """A command failed with ``error``."""
-
-    error: MimiCoreError
-
-
-@attrs.frozen
-class TokensRenewed:
-    """The session's tokens were renewed; ``user`` is the user as the service sees it now."""
-
-    user: MimiUser
-
-
-@attrs.frozen
-class RenewalFailed:
-    """Renewing failed for a reason that may pass (network, service trouble)."""
-
-    error: MimiCoreError
-
-
-@attrs.frozen
-class SessionExpired:
-    """The service refused to renew the session: it is over."""
-
-    error: MimiCoreError
-
-
-@attrs.frozen
-class SessionAdopted:
-    """Another process stored this user's session (None: it logged out)."""
-
-    user: MimiUser | None
-
-
-Event = (
-    SignedIn
-    | SignedOut
-    | CommandFailed
-    | TokensRenewed
-    | RenewalFailed
-    | SessionExpired
-    | SessionAdopted
-)
+__all__ = ["IllegalTransitionError", "reduce"]
 
 
 class IllegalTransitionError(RuntimeError):
@@ -92,14 +47,14 @@ def reduce(state: SessionState, event: Event) -> SessionState:
             return SessionState(None, _logged_in(state, event), Transition.LOGGED_OUT)
         case SignedIn(user=user, route=route, replaced=replaced):
             return _signed_in(state, user, route, replaced)
-        case TokensRenewed(user=user):
+        case TokensRefreshed(user=user):
             old = _logged_in(state, event)
             if state.degraded:
                 return SessionState(user, old, Transition.RECOVERED)
             if user != old:
                 return SessionState(user, old, _changed_elsewhere(old, user))
             return state
-        case RenewalFailed(error=error):
+        case RefreshFailed(error=error):
             old = _logged_in(state, event)
             if state.degraded:
                 return state  # still degraded: nothing new to tell

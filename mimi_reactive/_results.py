@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import attrs
 
+from ._exceptions import MimiCoreError
+from ._messages import Skipped
 from ._redaction import mask
 
 __all__ = ["AnonymousLoginResult", "Failure", "Skipped", "Success"]
@@ -18,14 +20,9 @@ class Success:
 
 @attrs.frozen
 class Failure:
-    """Logging in failed or was refused; ``exception`` says why (a ``MimiCoreError``)."""
+    """Logging in failed or was refused; ``error`` says why."""
 
-    exception: Exception
-
-
-@attrs.frozen
-class Skipped:
-    """Nothing was done: there was no anonymous id to log in."""
+    error: MimiCoreError
 
 
 AnonymousLoginResult = Success | Failure | Skipped

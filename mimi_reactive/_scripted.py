@@ -9,14 +9,16 @@ from collections import deque
 
 import attrs
 
-from ._backend import AuthTokens, BackendCapabilities, BackendSession, ClientCredentials
+from ._backend import BackendCapabilities, ClientCredentials
 from ._exceptions import (
     ConflictError,
     InvalidCredentialsError,
     SessionRevokedError,
     UnsupportedRouteError,
 )
+from ._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from ._reasons import Reason
+from ._session import AuthTokens, BackendSession, Session
 from ._user import MimiUser
 
 __all__ = ["Reply", "ScriptedBackend"]
@@ -56,6 +58,16 @@ class Reply:
         return self.only_for is None or method in self.only_for
 
 
+# The name each route's call goes by in ``calls`` and ``Reply.only_for``.
+_METHODS: dict[type[AuthRoute], str] = {
+    SignUpAnonymously: "sign_up_anonymously",
+    LogInAnonymously: "log_in_anonymously",
+    LogIn: "log_in",
+    SignUp: "sign_up",
+    Promote: "promote",
+}
+
+
 def _methods(names: tuple[str, ...] | None) -> frozenset[str] | None:
     return None if names is None else frozenset(names)
 
@@ -82,7 +94,9 @@ class ScriptedBackend:
     an unknown anonymous id or a wrong password raises ``InvalidCredentialsError``, a taken
     email ``ConflictError``. ``script(...)`` queues replies for the next calls, in order, to
     add latency, failures or faults. Refresh tokens rotate, and reusing a spent one revokes
-    its session. ``calls`` lists the methods called, in order.
+    its session. ``calls`` lists the calls made, in order, by name: the route's
+    (``"sign_up_anonymously"``, ``"log_in_anonymously"``, ``"log_in"``, ``"sign_up"``,
+    ``"promote"``), ``"refresh"`` or ``"revoke"``.
     """
 
     def __init__(
@@ -122,42 +136,23 @@ class ScriptedBackend:
     async def close(self) -> None:
         pass
 
-    async def sign_up_anonymously(self) -> BackendSession:
-        await self._answer("sign_up_anonymously")
-        return self._session_for(self._new_user())
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        method = _METHODS[type(route)]
+        await self._answer(method)
+        match route:
+            case SignUpAnonymously():
+                return self._session_for(self._new_user())
+            case LogInAnonymously(anonymous_id=anonymous_id):
+                return self._log_in_anonymously(anonymous_id)
+            case LogIn(email=email, password=password):
+                return self._log_in(email, password)
+            case SignUp(email=email, password=password):
+                return self._sign_up(email, password)
+            case Promote(email=email, password=password) if session is not None:
+                return self._promote(session, email, password)
+        raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
 
-    async def log_in_anonymously(self, anonymous_id: str) -> BackendSession:
-        await self._answer("log_in_anonymously")
-        for user in self._users.values():
-            if user.anonymous_id == anonymous_id:
-                return self._session_for(user)
-        raise InvalidCredentialsError("invalid_anonymous_id", "no anonymous user has this id")
-
-    async def log_in(self, email: str, password: str) -> BackendSession:
-        await self._answer("log_in")
-        user = self._by_email(email)
-        if user is None or not secrets.compare_digest(user.password or "", password):
-            raise InvalidCredentialsError("invalid_credentials", "the email or password is wrong")
-        return self._session_for(user)
-
-    async def sign_up(self, email: str, password: str) -> BackendSession:
-        await self._answer("sign_up")
-        self._ensure_email_free(email)
-        user = self._new_user(anonymous=False)
-        user.email, user.password = email.strip().lower(), password
-        return self._session_for(user)
-
-    async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
-        await self._answer("promote")
-        family = self._live_family(session.tokens.access_token)
-        user = self._users[self._user_of_family[family]]
-        if not user.is_anonymous:
-            raise ConflictError("not_anonymous", "only an anonymous user can be promoted")
-        self._ensure_email_free(email)
-        user.email, user.password, user.anonymous_id = email.strip().lower(), password, None
-        return BackendSession(user.as_mimi_user(), session.tokens)
-
-    async def refresh(self, session: BackendSession) -> BackendSession:
+    async def refresh(self, session: Session) -> BackendSession:
         await self._answer("refresh")
         token = session.tokens.refresh_token or ""
         family = self._live_family(token)
@@ -168,17 +163,41 @@ class ScriptedBackend:
         user = self._users[self._user_of_family[family]]
         return self._session_for(user, family)
 
-    async def log_out(self, session: BackendSession) -> None:
-        await self._answer("log_out")
+    async def revoke(self, session: Session) -> None:
+        await self._answer("revoke")
         family = self._family_of.get(session.tokens.access_token)
         if family is not None:
             self._revoked.add(family)
 
+    def _log_in_anonymously(self, anonymous_id: str | None) -> BackendSession:
+        for user in self._users.values():
+            if user.anonymous_id == anonymous_id:
+                return self._session_for(user)
+        raise InvalidCredentialsError("invalid_anonymous_id", "no anonymous user has this id")
+
+    def _log_in(self, email: str, password: str) -> BackendSession:
+        user = self._by_email(email)
+        if user is None or not secrets.compare_digest(user.password or "", password):
+            raise InvalidCredentialsError("invalid_credentials", "the email or password is wrong")
+        return self._session_for(user)
+
+    def _sign_up(self, email: str, password: str) -> BackendSession:
+        self._ensure_email_free(email)
+        user = self._new_user(anonymous=False)
+        user.email, user.password = email.strip().lower(), password
+        return self._session_for(user)
+
+    def _promote(self, session: Session, email: str, password: str) -> BackendSession:
+        family = self._live_family(session.tokens.access_token)
+        user = self._users[self._user_of_family[family]]
+        if not user.is_anonymous:
+            raise ConflictError("not_anonymous", "only an anonymous user can be promoted")
+        self._ensure_email_free(email)
+        user.email, user.password, user.anonymous_id = email.strip().lower(), password, None
+        return BackendSession(user.as_mimi_user(), session.tokens)
+
     async def _answer(self, method: str) -> None:
         self.calls.append(method)
-        # Capability fields are named after the methods; log_out is always there.
-        if not getattr(self.capabilities, method, True):
-            raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
         reply = next((r for r in self._replies if r.answers(method)), None)
         if reply is None:
             reply = Reply(delay=self.latency)

@@ -2,76 +2,32 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
-import attrs
-
-from ._backend import AuthTokens, BackendSession
+from ._session import AuthTokens, Session
 from ._user import MimiUser
 
 __all__ = [
     "MemorySessionStorage",
     "SessionStorage",
     "SharedSessionStorage",
-    "StoredSession",
     "decode_session",
     "encode_session",
 ]
 
 
-@attrs.frozen
-class StoredSession:
-    """A session as kept: the user, its tokens, and when (on this machine's clock) they came.
-
-    The expiry is worked out from the service's lifetime (``expires_in``) and the local
-    ``obtained_at``, never from the service's clock, so clock skew cannot cause refresh loops.
-    """
-
-    session: BackendSession
-    obtained_at: float
-
-    @property
-    def user(self) -> MimiUser:
-        return self.session.user
-
-    @property
-    def usable_until(self) -> float | None:
-        """Local time after which the access token is not handed out: a call made with it
-        could reach the service after it expired. None if it never expires."""
-        expires_in = self.session.tokens.expires_in
-        if expires_in is None:
-            return None
-        return self.obtained_at + expires_in - min(_EXPIRY_LEEWAY, expires_in * 0.1)
-
-    def refresh_due_at(self, ahead: float) -> float | None:
-        """Local time to renew: when ``ahead`` (0-1) of the lifetime is left, and no later
-        than ``usable_until``. None if the tokens never expire."""
-        usable_until = self.usable_until
-        expires_in = self.session.tokens.expires_in
-        if usable_until is None or expires_in is None:
-            return None
-        return min(self.obtained_at + expires_in * (1.0 - ahead), usable_until)
-
-
-# Seconds before expiry at which an access token is no longer handed out.
-_EXPIRY_LEEWAY = 30.0
-
-
-@runtime_checkable
 class SessionStorage(Protocol):
     """Keeps one session between runs. Implementations must be safe against crashes:
     after ``save`` returns, a crash loses nothing; during ``save``, the previous session
     survives."""
 
-    async def load(self) -> StoredSession | None:
+    async def load(self) -> Session | None:
         """The stored session, or None (none stored, or unreadable and moved aside)."""
         ...
 
-    async def save(self, session: StoredSession) -> None:
+    async def save(self, session: Session) -> None:
         """Replace the stored session."""
         ...
 
@@ -98,22 +54,16 @@ class MemorySessionStorage:
     """Keeps the session in this process only: it ends with the process."""
 
     def __init__(self) -> None:
-        self._session: StoredSession | None = None
-        self._lock = asyncio.Lock()
+        self._session: Session | None = None
 
-    async def load(self) -> StoredSession | None:
+    async def load(self) -> Session | None:
         return self._session
 
-    async def save(self, session: StoredSession) -> None:
+    async def save(self, session: Session) -> None:
         self._session = session
 
     async def clear(self) -> None:
         self._session = None
-
-    @contextlib.asynccontextmanager
-    async def lock(self) -> AsyncIterator[None]:
-        async with self._lock:
-            yield
 
 
 # The stored form, shared by storages that write bytes.
@@ -121,11 +71,11 @@ class MemorySessionStorage:
 SCHEMA_VERSION = 1
 
 
-def encode_session(session: StoredSession | None) -> dict[str, Any]:
+def encode_session(session: Session | None) -> dict[str, Any]:
     """The JSON document for ``session`` (None: logged out)."""
     if session is None:
         return {"schema": SCHEMA_VERSION, "session": None}
-    user, tokens = session.session.user, session.session.tokens
+    user, tokens = session.user, session.tokens
     return {
         "schema": SCHEMA_VERSION,
         "session": {
@@ -149,7 +99,7 @@ class UnreadableSessionError(ValueError):
     """The stored document is not a session this version understands."""
 
 
-def decode_session(document: Any) -> StoredSession | None:
+def decode_session(document: Any) -> Session | None:
     """Parse a document written by ``encode_session``; raise ``UnreadableSessionError``."""
     if not isinstance(document, dict) or document.get("schema") != SCHEMA_VERSION:
         raise UnreadableSessionError("unknown schema version")
@@ -158,19 +108,17 @@ def decode_session(document: Any) -> StoredSession | None:
         return None
     try:
         user, tokens = stored["user"], stored["tokens"]
-        return StoredSession(
-            BackendSession(
-                MimiUser(
-                    id=_text(user["id"]),
-                    anonymous_id=_optional_text(user["anonymous_id"]),
-                    is_anonymous=bool(user["is_anonymous"]),
-                    email=_optional_text(user["email"]),
-                ),
-                AuthTokens(
-                    access_token=_text(tokens["access_token"]),
-                    refresh_token=_optional_text(tokens["refresh_token"]),
-                    expires_in=_optional_number(tokens["expires_in"]),
-                ),
+        return Session(
+            MimiUser(
+                id=_text(user["id"]),
+                anonymous_id=_optional_text(user["anonymous_id"]),
+                is_anonymous=bool(user["is_anonymous"]),
+                email=_optional_text(user["email"]),
+            ),
+            AuthTokens(
+                access_token=_text(tokens["access_token"]),
+                refresh_token=_optional_text(tokens["refresh_token"]),
+                expires_in=_optional_number(tokens["expires_in"]),
             ),
             obtained_at=float(stored["obtained_at"]),
         )

@@ -1,9 +1,12 @@
-"""The asyncio shell around the pure core: runs commands one at a time and publishes states.
+"""The store that owns the session state: it runs commands one at a time and publishes states.
 
 A command is queued; a single worker task takes commands in order, asks the guards for a
-decision, runs the planned effects (``_effects.py``), feeds each outcome to the reducer,
-and publishes every new state before it takes the next command. So commands never
+decision, has the effect runner perform the planned effects, feeds each result to the
+reducer, and publishes every new state before it takes the next command. So commands never
 interleave, and every subscriber sees every state in the same order.
+
+A command the guards answer without effects (already logged in, blank id, refused) needs no
+turn of the worker when nothing is queued or running: it is decided at once, in order.
 """
 
 from __future__ import annotations
@@ -12,16 +15,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-import time
-from collections.abc import Callable
-
-import attrs
-import structlog
+from collections.abc import Callable, Generator
+from typing import Any
 
 from ._backend import AuthBackend
-from ._commands import Command
 from ._config import MimiConfiguration
-from ._effects import EffectResult, EffectRunner
+from ._effect_runner import EffectResult, EffectRunner
 from ._exceptions import (
     CoreClosedError,
     InvalidRouteError,
@@ -31,32 +30,36 @@ from ._exceptions import (
     RouteRefusedError,
     UnsupportedRouteError,
 )
-from ._guards import Decision, GuardContext, Proceed, Refuse, Skip, decide
+from ._guards import GuardContext, decide
+from ._log import Log
+from ._messages import (
+    Command,
+    CommandFailed,
+    Decision,
+    Event,
+    Outcome,
+    Proceed,
+    RefreshFailed,
+    Refused,
+    Satisfied,
+    SessionExpired,
+    Skipped,
+)
 from ._reasons import Reason
-from ._reducer import CommandFailed, Event, RenewalFailed, SessionExpired, reduce
+from ._reducer import reduce
+from ._session import Session
 from ._state import SessionState, Transition
-from ._storage import SessionStorage, StoredSession
+from ._storage import SessionStorage
 from ._stream import StateStream
 
-__all__ = ["CommandFuture", "Outcome", "SessionStore"]
+__all__ = ["CommandFuture", "SessionStore"]
 
-
-@attrs.frozen
-class Outcome:
-    """How a command ended: the guards' decision, the state after it, and any error."""
-
-    decision: Decision
-    state: SessionState
-    error: MimiCoreError | None = None
-
-    @property
-    def skipped(self) -> bool:
-        """Whether the guards skipped the command (nothing to act on)."""
-        return isinstance(self.decision, Skip)
+_log = Log("mimi_reactive.session")
 
 
 class CommandFuture(concurrent.futures.Future[Outcome]):
-    """The pending outcome of a dispatched command, safe to wait on from any thread.
+    """The pending outcome of a dispatched command: ``await`` it on any event loop, or wait
+    on it (``result()``) from any other thread.
 
     Blocking on it from the core's event-loop thread would stop the loop that runs the
     command, so ``result()`` and ``exception()`` raise ``ReentrantCallError`` there instead.
@@ -65,6 +68,9 @@ class CommandFuture(concurrent.futures.Future[Outcome]):
     def __init__(self, loop_thread: int) -> None:
         super().__init__()
         self._loop_thread = loop_thread
+
+    def __await__(self) -> Generator[Any, None, Outcome]:
+        return asyncio.wrap_future(self).__await__()
 
     def result(self, timeout: float | None = None) -> Outcome:
         self._refuse_to_deadlock()
@@ -78,11 +84,14 @@ class CommandFuture(concurrent.futures.Future[Outcome]):
         if not self.done() and threading.get_ident() == self._loop_thread:
             raise ReentrantCallError(
                 "blocking on a command on the core's event-loop thread would never return; "
-                "await core.auth.run(...) or add a done-callback instead"
+                "await it, or await core.auth.run(...), instead"
             )
 
 
-_Job = tuple[Command, CommandFuture]
+# A queued command's pending outcome: an asyncio future for callers on the loop (cheap), a
+# CommandFuture for dispatch from anywhere.
+_Pending = asyncio.Future[Outcome] | CommandFuture
+_Job = tuple[Command, _Pending]
 
 
 class SessionStore:
@@ -98,22 +107,15 @@ class SessionStore:
         backend: AuthBackend,
         storage: SessionStorage,
         configuration: MimiConfiguration,
-        logger: structlog.typing.FilteringBoundLogger,
-        restored: StoredSession | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float],
+        restored: Session | None = None,
     ) -> None:
         self.clock = clock
         """The local wall clock every expiry is measured on."""
+        self.configuration = configuration
         self._capabilities = backend.capabilities
-        self._configuration = configuration
-        self._log = logger
         self._effects = EffectRunner(
-            backend=backend,
-            storage=storage,
-            retry=configuration.retry,
-            refresh_ahead=configuration.refresh_ahead,
-            logger=logger,
-            clock=clock,
+            backend=backend, storage=storage, configuration=configuration, clock=clock
         )
         initial = (
             SessionState(restored.user, transition=Transition.RESTORED)
@@ -121,33 +123,26 @@ class SessionStore:
             else SessionState()
         )
         self._stream = StateStream(
-            initial,
-            logger=logger,
-            detach_failing_subscribers=configuration.detach_failing_subscribers,
+            initial, detach_failing_subscribers=configuration.detach_failing_subscribers
         )
         self._session = restored
         self._session_listeners: list[Callable[[], None]] = []
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        self._busy = False
         self._closed = False
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._worker = self._loop.create_task(self._work(), name="mimi_reactive.session_store")
 
     @property
-    def session(self) -> StoredSession | None:
+    def session(self) -> Session | None:
         """The session behind the current state, tokens included."""
         return self._session
 
-    def refresh_due_at(self) -> float | None:
-        """Local time the session's tokens are due for renewal; None if never."""
-        session = self._session
-        if session is None or not self._capabilities.refresh:
-            return None
-        if self.state.degraded:
-            return self.clock()  # retry now; the keeper spaces its attempts out
-        due = session.refresh_due_at(self._configuration.refresh_ahead)
-        # However short the service makes lifetimes, never renew in a tight loop.
-        return None if due is None else max(due, session.obtained_at + _MIN_RENEWAL_INTERVAL)
+    @property
+    def can_refresh(self) -> bool:
+        """Whether the backend can refresh sessions."""
+        return self._capabilities.refresh
 
     def on_session_changed(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` (on the loop) whenever the session, its tokens, or whether it
@@ -167,7 +162,8 @@ class SessionStore:
     def dispatch(self, command: Command) -> CommandFuture:
         """Queue ``command`` from any thread (or from inside a subscriber); never blocks.
 
-        Returns a future of its ``Outcome``; a closed core fails it with ``CoreClosedError``.
+        Returns an awaitable future of its ``Outcome``; a closed core fails it with
+        ``CoreClosedError``.
         """
         future = CommandFuture(self._loop_thread)
         if threading.get_ident() == self._loop_thread:
@@ -179,36 +175,44 @@ class SessionStore:
                 future.set_exception(CoreClosedError("the core's event loop is closed"))
         return future
 
-    async def execute(self, command: Command) -> Outcome:
-        """Queue ``command`` behind the ones already queued and wait for its outcome.
+    async def run(self, command: Command) -> Outcome:
+        """Run ``command`` after the ones already queued and return its outcome.
 
         Cancelling the wait drops a command that has not started; one that has started
         runs to completion, so the state is always the one before or after it.
         """
+        if self._closed:
+            raise CoreClosedError("the core is closed")
         if asyncio.current_task() is self._worker:
             raise ReentrantCallError(
                 "awaiting a command from inside a running command would never return; "
                 "use core.auth.dispatch(...) to queue it"
             )
-        if self._closed:
-            raise CoreClosedError("the core is closed")
-        return await asyncio.wrap_future(self.dispatch(command))
+        if not self._busy and self._queue.empty():
+            # Nothing ahead of it: deciding now keeps the order, and most decisions that
+            # need no effects end here without a turn of the worker.
+            decision = self._decide(command)
+            if not isinstance(decision, Proceed):
+                return self._settle(decision)
+        future: asyncio.Future[Outcome] = self._loop.create_future()
+        self._queue.put_nowait((command, future))
+        return await future
 
-    async def close(self, *, grace_period: float = 10.0) -> None:
+    async def close(self, *, grace_period: float) -> None:
         """Fail queued commands, give the running one ``grace_period`` seconds to finish
         (then cancel it: its caller gets ``CoreClosedError``), and complete the stream."""
         if not self._closed:
             self._closed = True
             while not self._queue.empty():
                 job = self._queue.get_nowait()
-                if job is not None and job[1].set_running_or_notify_cancel():
+                if job is not None and _claim(job[1]):
                     job[1].set_exception(CoreClosedError("the core was closed before this ran"))
             self._queue.put_nowait(None)
         if asyncio.current_task() is self._worker:
             return  # closed from inside a command: the worker stops after it
         done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
         if not done:
-            self._log.warning("session.close_cancelled_command", grace_period=grace_period)
+            _log.warning("session.close_cancelled_command", grace_period=grace_period)
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
@@ -225,62 +229,75 @@ class SessionStore:
         try:
             while (job := await self._queue.get()) is not None:
                 command, future = job
-                if not future.set_running_or_notify_cancel():
+                if not _claim(future):
                     continue  # the caller stopped waiting before it started
+                self._busy = True
                 try:
                     outcome = await self._perform(command)
                 except asyncio.CancelledError:
-                    future.set_exception(CoreClosedError("the core stopped while this ran"))
+                    _resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
-                except Exception as error:  # a bug must not stop the runner or the stream
-                    self._log.error("session.command_crashed", error=type(error).__name__)
+                except Exception as error:  # a bug must not stop the worker or the stream
+                    _log.error("session.command_crashed", error=type(error).__name__)
                     crashed = MimiCoreError("the command failed unexpectedly")
                     crashed.__cause__ = error
-                    future.set_exception(crashed)
+                    _resolve(future, error=crashed)
                 else:
-                    future.set_result(outcome)
+                    _resolve(future, outcome=outcome)
+                finally:
+                    self._busy = False
         finally:
             self._stream.complete()
 
-    async def _perform(self, command: Command) -> Outcome:
+    def _decide(self, command: Command) -> Decision:
         context = GuardContext(
             self.state,
             command,
-            self._configuration,
+            self.configuration,
             self._capabilities,
             session=self._session,
             now=self.clock(),
         )
         decision = decide(context)
-        self._log.debug(
+        _log.debug(
             "session.command",
             command=type(command).__name__,
             decision=type(decision).__name__,
             reason=None if isinstance(decision, Proceed) else decision.reason.value,
         )
+        return decision
+
+    def _settle(self, decision: Skipped | Satisfied | Refused) -> Outcome:
+        """The outcome of a command the guards answered without effects."""
         match decision:
-            case Refuse(reason=reason):
+            case Refused(reason=reason):
                 refusal = _REFUSALS.get(reason, RouteRefusedError)
-                return Outcome(decision, self.state, refusal(reason))
-            case Skip(reason=reason):
-                return Outcome(decision, self.state, InvalidRouteError(reason))
-            case Proceed(effects=effects):
-                for effect in effects:
-                    result = await self._effects.run(effect, self._session)
-                    self._apply(result)
-                    error = _error_of(result.event)
-                    if error is not None:
-                        return Outcome(decision, self.state, error)
-                return Outcome(decision, self.state)
-            case _:
-                return Outcome(decision, self.state)
+                return Outcome(self.state, refusal(reason), reason)
+            case Skipped(reason=reason):
+                return Outcome(self.state, InvalidRouteError(reason), reason, skipped=True)
+            case Satisfied(reason=reason):
+                return Outcome(self.state, None, reason)
+
+    async def _perform(self, command: Command) -> Outcome:
+        decision = self._decide(command)
+        if not isinstance(decision, Proceed):
+            return self._settle(decision)
+        for effect in decision.effects:
+            result = await self._effects.perform(effect)
+            self._apply(result)
+            error = _error_of(result.event)
+            if error is not None:
+                return Outcome(self.state, error)
+        return Outcome(self.state)
 
     def _apply(self, result: EffectResult) -> None:
-        state = reduce(self.state, result.event)
-        changed = result.session != self._session or state.degraded != self.state.degraded
+        before = self.state
+        state = reduce(before, result.event)
+        changed = result.session != self._session or state.degraded != before.degraded
         self._session = result.session
-        self._log.debug("session.state", transition=state.transition.value)
-        self._stream.publish(state)
+        if state is not before:
+            _log.debug("session.state", transition=state.transition.value)
+            self._stream.publish(state)
         if changed:
             for listener in self._session_listeners:
                 listener()
@@ -291,12 +308,28 @@ _REFUSALS: dict[Reason, type[RouteRefusedError]] = {
     Reason.NO_USER_LOGGED_IN: NotLoggedInError,
 }
 
-# However short the lifetimes a service hands out, renew at most this often (seconds).
-_MIN_RENEWAL_INTERVAL = 1.0
+
+def _claim(future: _Pending) -> bool:
+    """Mark a queued command's future as started; False if its caller gave up waiting."""
+    if isinstance(future, CommandFuture):
+        return future.set_running_or_notify_cancel()
+    return not future.done()
+
+
+def _resolve(
+    future: _Pending, *, outcome: Outcome | None = None, error: BaseException | None = None
+) -> None:
+    if future.done():  # an awaiting caller was cancelled while the command ran
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert outcome is not None
+        future.set_result(outcome)
 
 
 def _error_of(event: Event) -> MimiCoreError | None:
     match event:
-        case CommandFailed(error=error) | RenewalFailed(error=error) | SessionExpired(error=error):
+        case CommandFailed(error=error) | RefreshFailed(error=error) | SessionExpired(error=error):
             return error
     return None

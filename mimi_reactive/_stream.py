@@ -1,18 +1,22 @@
-"""The published states: a ``BehaviorSubject`` that dedupes at the source and isolates
-subscribers from each other."""
+"""The published states: a ``BehaviorSubject`` whose every subscriber is isolated from the
+others, at the cost of one ``try`` per delivery."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import reactivex
-import structlog
 from reactivex import abc
-from reactivex.disposable import SingleAssignmentDisposable
+from reactivex.disposable import Disposable
+from reactivex.subject import BehaviorSubject
+from reactivex.subject.innersubscription import InnerSubscription
 
+from ._log import Log
 from ._state import SessionState
 
 __all__ = ["StateStream"]
+
+_log = Log("mimi_reactive.stream")
 
 
 class StateStream:
@@ -20,84 +24,83 @@ class StateStream:
 
     ``observable`` replays the current state on subscribe. Only the store's worker publishes,
     so states go out one at a time, each to every subscriber before the next. A subscriber
-    that raises is logged and skipped (and unsubscribed if ``detach_failing_subscribers``);
-    the others still get the state and the publisher never sees the error. The stream never
-    sends ``on_error``: failures are states.
+    that raises is logged with its traceback and skipped (and unsubscribed if
+    ``detach_failing_subscribers``); the others still get the state and the publisher never
+    sees the error. The stream never sends ``on_error``: failures are states.
     """
 
-    def __init__(
-        self,
-        initial: SessionState,
-        *,
-        logger: structlog.typing.FilteringBoundLogger,
-        detach_failing_subscribers: bool = False,
-    ) -> None:
-        self._subject = reactivex.subject.BehaviorSubject(initial)
-        self._log = logger
-        self._detach = detach_failing_subscribers
-        self.observable: reactivex.Observable[SessionState] = reactivex.create(self._subscribe)
+    def __init__(self, initial: SessionState, *, detach_failing_subscribers: bool = False) -> None:
+        self._subject = _IsolatingSubject(initial, detach=detach_failing_subscribers)
+        # Read-only to subscribers: they get an Observable, never the subject's on_next.
+        self.observable: reactivex.Observable[SessionState] = reactivex.Observable(
+            self._subject.subscribe_isolated
+        )
+        self.publish = self._subject.push
+        """Hand a state to every subscriber, unless it equals the current one."""
+        self.complete = self._subject.complete
+        """End the stream: subscribers get ``on_completed``. Idempotent."""
 
     @property
     def value(self) -> SessionState:
         """The state last published."""
         return self._subject.value
 
-    def publish(self, state: SessionState) -> None:
-        """Hand ``state`` to every subscriber, unless it equals the current one."""
-        if state == self._subject.value:
-            return
-        self._subject.on_next(state)
+
+class _IsolatingSubject(BehaviorSubject[SessionState]):
+    """A ``BehaviorSubject`` that catches what each observer raises (one ``try`` per
+    delivery, no wrapper), logs it, and goes on with the others."""
+
+    def __init__(self, initial: SessionState, *, detach: bool) -> None:
+        super().__init__(initial)
+        self._detach = detach
+
+    def push(self, state: SessionState) -> None:
+        with self.lock:
+            if state is self.value or state == self.value or self.is_stopped:
+                return
+            self.value = state
+            observers = self.observers.copy()
+        for observer in observers:
+            try:
+                observer.on_next(state)
+            except Exception as error:
+                self._failed(observer, error)
 
     def complete(self) -> None:
-        """End the stream: subscribers get ``on_completed``. Idempotent."""
-        self._subject.on_completed()
+        with self.lock:
+            if self.is_stopped:
+                return
+            self.is_stopped = True
+            observers = self.observers.copy()
+            self.observers.clear()
+        for observer in observers:
+            try:
+                observer.on_completed()
+            except Exception as error:
+                self._failed(observer, error)
 
-    def _subscribe(
-        self, observer: abc.ObserverBase[SessionState], scheduler: Any = None
-    ) -> abc.DisposableBase:
-        isolated = _IsolatedObserver(observer, self._log, detach=self._detach)
-        isolated.subscription.disposable = self._subject.subscribe(isolated, scheduler=scheduler)
-        return isolated.subscription
-
-
-class _IsolatedObserver(abc.ObserverBase[SessionState]):
-    """Forwards to an observer, logging what it raises instead of propagating it."""
-
-    def __init__(
+    def subscribe_isolated(
         self,
         observer: abc.ObserverBase[SessionState],
-        log: structlog.typing.FilteringBoundLogger,
-        *,
-        detach: bool,
-    ) -> None:
-        self._observer = observer
-        self._log = log
-        self._detach = detach
-        # Assigned once subscribed; disposing it early (a failure during the replay) still
-        # takes effect when the assignment happens.
-        self.subscription = SingleAssignmentDisposable()
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        with self.lock:
+            if not self.is_stopped:
+                self.observers.append(observer)
+                # Replayed under the lock, so no newer state can reach it first.
+                try:
+                    observer.on_next(self.value)
+                except Exception as error:
+                    self._failed(observer, error)
+                return InnerSubscription(self, observer)
+        observer.on_completed()
+        return Disposable()
 
-    def on_next(self, value: SessionState) -> None:
-        if self.subscription.is_disposed:
-            return
-        try:
-            self._observer.on_next(value)
-        except Exception as error:
-            self._failed(error)
-
-    def on_error(self, error: Exception) -> None:
-        self._observer.on_error(error)
-
-    def on_completed(self) -> None:
-        try:
-            self._observer.on_completed()
-        except Exception as error:
-            self._failed(error)
-
-    def _failed(self, error: Exception) -> None:
-        # Only the type: a subscriber's own message may quote a secret.
-        self._log.error(
-            "stream.subscriber_failed", error=type(error).__name__, detached=self._detach
-        )
+    def _failed(self, observer: Any, error: Exception) -> None:
+        # The subscriber is the app's own code: its traceback helps, and holds no secret of
+        # ours (states and users mask their secrets in their reprs).
+        _log.error("stream.subscriber_failed", exc_info=error, detached=self._detach)
         if self._detach:
-            self.subscription.dispose()
+            with self.lock:
+                if observer in self.observers:
+                    self.observers.remove(observer)

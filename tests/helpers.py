@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+
+import pytest
 
 from mimi_reactive import (
     AuthBackend,
+    AuthRoute,
     BackendCapabilities,
     BackendSession,
     ClientCredentials,
+    Session,
     SessionState,
+    Transition,
 )
-from mimi_reactive._state import Transition
 
 
 class CountingBackend:
@@ -38,37 +43,31 @@ class CountingBackend:
     async def close(self) -> None:
         await self.inner.close()
 
-    async def sign_up_anonymously(self) -> BackendSession:
-        self.calls["sign_up_anonymously"] += 1
-        return self._keep(await self.inner.sign_up_anonymously())
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        self.calls["authenticate"] += 1
+        return self._keep(await self.inner.authenticate(route, session))
 
-    async def log_in_anonymously(self, anonymous_id: str) -> BackendSession:
-        self.calls["log_in_anonymously"] += 1
-        return self._keep(await self.inner.log_in_anonymously(anonymous_id))
-
-    async def log_in(self, email: str, password: str) -> BackendSession:
-        self.calls["log_in"] += 1
-        return self._keep(await self.inner.log_in(email, password))
-
-    async def sign_up(self, email: str, password: str) -> BackendSession:
-        self.calls["sign_up"] += 1
-        return self._keep(await self.inner.sign_up(email, password))
-
-    async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
-        self.calls["promote"] += 1
-        return self._keep(await self.inner.promote(session, email, password))
-
-    async def refresh(self, session: BackendSession) -> BackendSession:
+    async def refresh(self, session: Session) -> BackendSession:
         self.calls["refresh"] += 1
         return self._keep(await self.inner.refresh(session))
+
+    async def revoke(self, session: Session) -> None:
+        self.calls["revoke"] += 1
+        await self.inner.revoke(session)
 
     def _keep(self, session: BackendSession) -> BackendSession:
         self.sessions.append(session)
         return session
 
-    async def log_out(self, session: BackendSession) -> None:
-        self.calls["log_out"] += 1
-        await self.inner.log_out(session)
+
+def library_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The records the library logged (its loggers are named ``mimi_reactive...``)."""
+    return [r for r in caplog.records if r.name.startswith("mimi_reactive")]
+
+
+def event_names(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The names of the events the library logged, in order."""
+    return [getattr(r, "event", r.getMessage()) for r in library_events(caplog)]
 
 
 def transitions(states: list[SessionState]) -> list[Transition]:

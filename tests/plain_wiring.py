@@ -21,9 +21,18 @@ from mimi_reactive import (
     SessionState,
     SignUpAnonymously,
 )
-from mimi_reactive._commands import Command
-from mimi_reactive._guards import Authenticate, EndSession, GuardContext, Proceed, decide
-from mimi_reactive._reducer import SignedIn, SignedOut, reduce
+from mimi_reactive._guards import GuardContext, decide
+from mimi_reactive._messages import (
+    Authenticate,
+    Command,
+    EndSession,
+    Proceed,
+    SignedIn,
+    SignedOut,
+)
+from mimi_reactive._reducer import reduce
+
+from .strategies import session_of
 
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 
@@ -41,7 +50,10 @@ class PlainWiring:
 
     def dispatch(self, command: Command) -> None:
         """Run the command synchronously, publishing each state as it happens."""
-        context = GuardContext(self.state, command, ANONYMOUS_ONLY, BackendCapabilities())
+        session = session_of(self.state.user)
+        context = GuardContext(
+            self.state, command, ANONYMOUS_ONLY, BackendCapabilities(), session=session
+        )
         decision = decide(context)
         if not isinstance(decision, Proceed):
             return
@@ -58,7 +70,7 @@ class PlainWiring:
         """Await the backend, then publish: no queue, and errors go to on_error."""
         assert self.backend is not None
         try:
-            session = await self.backend.sign_up_anonymously()
+            session = await self.backend.authenticate(route, None)
             if self.state.user is not None:
                 self.subject.on_next(reduce(self.state, SignedOut()))
             self.subject.on_next(reduce(self.state, SignedIn(session.user, route)))

@@ -18,6 +18,7 @@ from mimi_reactive import (
     FileSessionStorage,
     MimiConfiguration,
     MimiCore,
+    RefreshPolicy,
     RetryPolicy,
     SessionState,
 )
@@ -35,7 +36,7 @@ def on_state(state: SessionState) -> None:
 async def main(url: str, path: str) -> None:
     configuration = MimiConfiguration(
         allow_anonymous_user_only=True,
-        refresh_ahead=0.5,
+        refresh=RefreshPolicy(ahead=0.5),
         retry=RetryPolicy(initial_delay=0.05, max_delay=0.2),
     )
     async with MimiCore.start(

@@ -8,14 +8,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from mimi_reactive import AuthTokens, BackendSession, FileSessionStorage, MimiUser, StoredSession
+from mimi_reactive import AuthTokens, FileSessionStorage, MimiUser, Session
 
 
-def numbered(number: int) -> StoredSession:
+def numbered(number: int) -> Session:
     """A session whose user id carries ``number``."""
     user = MimiUser(id=f"user-{number}", anonymous_id=f"anonymous-id-{number:012d}")
     tokens = AuthTokens(f"access-{number:032d}", f"refresh-{number:032d}", 3600.0)
-    return StoredSession(BackendSession(user, tokens), obtained_at=float(number))
+    return Session(user, tokens, obtained_at=float(number))
 
 
 async def main(path: str, first: int) -> None:

@@ -6,14 +6,26 @@ from hypothesis import strategies as st
 
 from mimi_reactive import (
     AuthRoute,
+    AuthTokens,
     BackendCapabilities,
     LogOut,
     MimiConfiguration,
     MimiUser,
+    RefreshPolicy,
+    Session,
     SessionState,
     Transition,
 )
-from mimi_reactive._commands import Command
+from mimi_reactive._backend import ALL_ROUTES
+from mimi_reactive._messages import Command
+
+
+def session_of(user: MimiUser | None, obtained_at: float = 0.0) -> Session | None:
+    """The session behind a state whose user is ``user`` (None: nobody logged in)."""
+    if user is None:
+        return None
+    return Session(user, AuthTokens("access-token", "refresh-token", 3600.0), obtained_at)
+
 
 secrets_ = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
@@ -78,9 +90,24 @@ commands: st.SearchStrategy[Command] = st.one_of(routes, st.just(LogOut()))
 configurations = st.builds(MimiConfiguration, allow_anonymous_user_only=st.booleans())
 capabilities = st.builds(
     BackendCapabilities,
-    sign_up_anonymously=st.booleans(),
-    log_in_anonymously=st.booleans(),
-    log_in=st.booleans(),
-    sign_up=st.booleans(),
-    promote=st.booleans(),
+    routes=st.frozensets(st.sampled_from(sorted(ALL_ROUTES, key=lambda r: r.__name__))),
+    refresh=st.booleans(),
+    revoke=st.booleans(),
+)
+
+# Token lifetimes from none to years, sessions obtained at any time, and refresh policies.
+lifetimes = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e8))
+timed_sessions = st.builds(
+    lambda user, expires_in, obtained_at: Session(
+        user, AuthTokens("access-token", "refresh-token", expires_in), obtained_at
+    ),
+    users,
+    lifetimes,
+    st.floats(min_value=0.0, max_value=4e9),
+)
+refresh_policies = st.builds(
+    RefreshPolicy,
+    ahead=st.floats(min_value=0.0, max_value=1.0),
+    leeway=st.floats(min_value=0.0, max_value=3600.0),
+    min_interval=st.floats(min_value=0.0, max_value=60.0),
 )

@@ -54,7 +54,7 @@ async def test_close_fails_queued_commands(start_core: StartCore) -> None:
             await future
     result = await AnonymousAuthManager(core).authenticate_anonymous_user("an-id-0123456789")
     assert isinstance(result, Failure)
-    assert isinstance(result.exception, CoreClosedError)
+    assert isinstance(result.error, CoreClosedError)
     await core.close()  # idempotent
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import signal
@@ -13,10 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from mimi_reactive import FileSessionStorage, MemorySessionStorage
 
+from .helpers import event_names, library_events
 from .session_writer import numbered
 
 REPO = Path(__file__).resolve().parent.parent
@@ -55,19 +56,19 @@ async def test_file_is_private_and_versioned(tmp_path: Path) -> None:
     ],
 )
 async def test_unreadable_file_is_moved_aside_with_a_warning(
-    tmp_path: Path, content: bytes
+    tmp_path: Path, content: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A corrupt or unknown-version file is moved aside, logged, and loads as no session."""
     path = tmp_path / "session.json"
     path.write_bytes(content)
-    with capture_logs() as logs:
-        assert await FileSessionStorage(path).load() is None
+    caplog.set_level(logging.DEBUG, logger="mimi_reactive")
+    assert await FileSessionStorage(path).load() is None
     assert not path.exists()
     aside = list(tmp_path.glob("session.json.unreadable-*"))
     assert len(aside) == 1
     assert aside[0].read_bytes() == content
-    assert [e["event"] for e in logs] == ["storage.unreadable_session_moved_aside"]
-    assert logs[0]["log_level"] == "warning"
+    assert event_names(caplog) == ["storage.unreadable_session_moved_aside"]
+    assert library_events(caplog)[0].levelno == logging.WARNING
 
 
 async def test_stale_temporaries_are_removed_on_load(tmp_path: Path) -> None:

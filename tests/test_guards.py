@@ -13,22 +13,22 @@ from mimi_reactive import (
     MimiUser,
     Reason,
     SessionState,
+    SignUpAnonymously,
     Transition,
 )
-from mimi_reactive._commands import Command
-from mimi_reactive._guards import (
+from mimi_reactive._guards import GuardContext, decide, is_blank_anonymous_id
+from mimi_reactive._messages import (
     Authenticate,
+    Command,
     EndSession,
-    GuardContext,
     Proceed,
-    Refuse,
+    Refused,
     Satisfied,
-    Skip,
-    decide,
-    is_blank_anonymous_id,
+    Skipped,
 )
 
 from . import strategies as st_
+from .strategies import session_of
 
 ANON_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 OPEN = MimiConfiguration(allow_anonymous_user_only=False)
@@ -47,14 +47,24 @@ def decision(
     configuration: MimiConfiguration = ANON_ONLY,
     capabilities: BackendCapabilities = BackendCapabilities(),  # noqa: B008
 ) -> object:
-    return decide(GuardContext(state, command, configuration, capabilities))
+    return decide(context(state, command, configuration, capabilities))
+
+
+def context(
+    state: SessionState,
+    command: Command,
+    configuration: MimiConfiguration,
+    capabilities: BackendCapabilities,
+) -> GuardContext:
+    """What the store would hand the guards: the state and the session behind it."""
+    return GuardContext(state, command, configuration, capabilities, session=session_of(state.user))
 
 
 @pytest.mark.parametrize("blank", [None, "", " ", "\t\n"])
 def test_blank_anonymous_id_is_skipped(blank: str | None) -> None:
     """A blank anonymous id is skipped with its reason, whoever is logged in."""
-    assert decision(AuthRoute.log_in_anonymously(blank)) == Skip(Reason.BLANK_ANONYMOUS_ID)
-    assert decision(AuthRoute.log_in_anonymously(blank), logged_in(ALICE)) == Skip(
+    assert decision(AuthRoute.log_in_anonymously(blank)) == Skipped(Reason.BLANK_ANONYMOUS_ID)
+    assert decision(AuthRoute.log_in_anonymously(blank), logged_in(ALICE)) == Skipped(
         Reason.BLANK_ANONYMOUS_ID
     )
 
@@ -69,7 +79,7 @@ def test_different_user_is_logged_out_first() -> None:
     """With another user logged in, the plan logs them out before logging in."""
     route = AuthRoute.log_in_anonymously("another-anonymous-id-1111")
     assert decision(route, logged_in(ALICE)) == Proceed(
-        (EndSession(ALICE), Authenticate(route, replacing=ALICE))
+        (EndSession(session_of(ALICE)), Authenticate(route, replacing=ALICE))
     )
 
 
@@ -82,7 +92,7 @@ def test_nobody_logged_in_logs_straight_in() -> None:
 def test_anonymous_login_needs_anonymous_only_mode() -> None:
     """Logging in by anonymous id is refused unless the app is anonymous-only."""
     for anonymous_id in ("some-anonymous-id-2222", None):
-        assert decision(AuthRoute.log_in_anonymously(anonymous_id), configuration=OPEN) == Refuse(
+        assert decision(AuthRoute.log_in_anonymously(anonymous_id), configuration=OPEN) == Refused(
             Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY
         )
 
@@ -97,28 +107,30 @@ def test_anonymous_login_needs_anonymous_only_mode() -> None:
 )
 def test_anonymous_only_refuses_credential_routes(route: AuthRoute) -> None:
     """In anonymous-only mode no route can make a user non-anonymous."""
-    assert decision(route, logged_in(ALICE)) == Refuse(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
+    assert decision(route, logged_in(ALICE)) == Refused(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
 
 
 def test_unsupported_route_is_refused() -> None:
     """A route the backend cannot perform is refused before any call."""
-    caps = BackendCapabilities(log_in_anonymously=False)
+    caps = BackendCapabilities(routes=frozenset({SignUpAnonymously}))
     route = AuthRoute.log_in_anonymously("some-anonymous-id-2222")
-    assert decision(route, capabilities=caps) == Refuse(Reason.BACKEND_CANNOT)
+    assert decision(route, capabilities=caps) == Refused(Reason.BACKEND_CANNOT)
 
 
 def test_log_out_with_nobody_is_satisfied() -> None:
     """Logging out when nobody is logged in has nothing to do."""
     assert decision(LogOut()) == Satisfied(Reason.NO_USER_LOGGED_IN)
-    assert decision(LogOut(), logged_in(BOB)) == Proceed((EndSession(BOB),))
+    assert decision(LogOut(), logged_in(BOB)) == Proceed((EndSession(session_of(BOB)),))
 
 
 def test_promote_needs_a_logged_in_anonymous_user() -> None:
     """Promotion is refused without an anonymous user, and planned alone with one."""
     route = AuthRoute.promote(email="a@b.test", password="password1")
-    assert decision(route, configuration=OPEN) == Refuse(Reason.PROMOTE_NEEDS_ANONYMOUS_USER)
-    assert decision(route, logged_in(BOB), OPEN) == Refuse(Reason.PROMOTE_NEEDS_ANONYMOUS_USER)
-    assert decision(route, logged_in(ALICE), OPEN) == Proceed((Authenticate(route),))
+    assert decision(route, configuration=OPEN) == Refused(Reason.PROMOTE_NEEDS_ANONYMOUS_USER)
+    assert decision(route, logged_in(BOB), OPEN) == Refused(Reason.PROMOTE_NEEDS_ANONYMOUS_USER)
+    assert decision(route, logged_in(ALICE), OPEN) == Proceed(
+        (Authenticate(route, session_of(ALICE)),)
+    )
 
 
 @given(st_.states, st_.commands, st_.capabilities)
@@ -126,7 +138,7 @@ def test_anonymous_only_never_plans_a_non_anonymous_route(
     state: SessionState, command: Command, capabilities: BackendCapabilities
 ) -> None:
     """Whatever the state, anonymous-only mode plans only anonymous routes."""
-    verdict = decide(GuardContext(state, command, ANON_ONLY, capabilities))
+    verdict = decide(context(state, command, ANON_ONLY, capabilities))
     if isinstance(verdict, Proceed):
         for effect in verdict.effects:
             if isinstance(effect, Authenticate):
@@ -141,10 +153,10 @@ def test_every_plan_starts_from_the_current_user(
     capabilities: BackendCapabilities,
 ) -> None:
     """A plan logs out only the user logged in, and only when someone is logged in."""
-    verdict = decide(GuardContext(state, command, configuration, capabilities))
+    verdict = decide(context(state, command, configuration, capabilities))
     if isinstance(verdict, Proceed):
         ends = [e for e in verdict.effects if isinstance(e, EndSession)]
-        assert all(end.user == state.user for end in ends)
+        assert all(end.session.user == state.user for end in ends)
         assert len(ends) <= 1
         if state.user is None:
             assert not ends

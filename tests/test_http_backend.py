@@ -98,7 +98,7 @@ async def test_timeout_is_a_transport_error(odd_server: str) -> None:
     await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
     try:
         with pytest.raises(TransportError, match="in time"):
-            await backend.sign_up_anonymously()
+            await backend.authenticate(AuthRoute.sign_up_anonymously(), None)
     finally:
         await backend.close()
 
@@ -109,10 +109,12 @@ async def test_non_json_error_and_bad_answers_are_backend_errors(odd_server: str
     await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
     try:
         with pytest.raises(BackendError) as raised:
-            await backend.log_in_anonymously("some-anonymous-id-0000")
+            await backend.authenticate(AuthRoute.log_in_anonymously("some-anonymous-id-0000"), None)
         assert (raised.value.code, raised.value.status) == ("http_502", 502)
         with pytest.raises(BackendError) as raised:
-            await backend.log_in("a@b.test", "password1")
+            await backend.authenticate(
+                AuthRoute.log_in(email="a@b.test", password="password1"), None
+            )
         assert raised.value.code == "invalid_response"
     finally:
         await backend.close()

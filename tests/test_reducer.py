@@ -6,13 +6,8 @@ import pytest
 from hypothesis import given
 
 from mimi_reactive import AuthRoute, MimiUser, SessionState, Transition, TransportError
-from mimi_reactive._reducer import (
-    CommandFailed,
-    IllegalTransitionError,
-    SignedIn,
-    SignedOut,
-    reduce,
-)
+from mimi_reactive._messages import CommandFailed, SignedIn, SignedOut
+from mimi_reactive._reducer import IllegalTransitionError, reduce
 
 from . import strategies as st_
 

@@ -12,7 +12,7 @@ def kind(result: AnonymousLoginResult) -> str:
     match result:
         case Success(anonymous_id=anonymous_id):
             return f"success:{anonymous_id}"
-        case Failure(exception=TransportError()):
+        case Failure(error=TransportError()):
             return "offline"
         case Failure():
             return "failure"

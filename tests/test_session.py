@@ -134,7 +134,7 @@ async def test_different_user_is_logged_out_then_switched(
     assert seen[2].user is not None
     assert seen[2].user.anonymous_id == other_id
     await core.close()  # waits for the background revocation of the first user
-    assert backend.calls["log_out"] == 1
+    assert backend.calls["revoke"] == 1
 
 
 async def test_failed_switch_leaves_the_session_logged_out(
@@ -146,15 +146,15 @@ async def test_failed_switch_leaves_the_session_logged_out(
     seen = record(core)
     result = await AnonymousAuthManager(core).authenticate_anonymous_user(secrets.token_urlsafe(32))
     assert isinstance(result, Failure)
-    assert isinstance(result.exception, InvalidCredentialsError)
-    assert result.exception.code == "invalid_anonymous_id"
+    assert isinstance(result.error, InvalidCredentialsError)
+    assert result.error.code == "invalid_anonymous_id"
     assert transitions(seen) == [
         Transition.ANONYMOUS_CREATED,
         Transition.LOGGED_OUT,
         Transition.FAILED,
     ]
     assert seen[-1].user is None
-    assert seen[-1].error is result.exception
+    assert seen[-1].error is result.error
     assert seen[1].previous_user == first
     assert core.auth.current_user is None
 
@@ -179,8 +179,8 @@ async def test_anonymous_login_refused_without_anonymous_only(
     seen = record(core)
     result = await AnonymousAuthManager(core).authenticate_anonymous_user("some-id-0123456789")
     assert isinstance(result, Failure)
-    assert isinstance(result.exception, RouteRefusedError)
-    assert result.exception.reason is Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY
+    assert isinstance(result.error, RouteRefusedError)
+    assert result.error.reason is Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY
     with pytest.raises(RouteRefusedError):
         await core.auth.authenticate(AuthRoute.log_in_anonymously("some-id-0123456789"))
     assert seen == [SessionState()]
@@ -255,7 +255,7 @@ async def test_log_out_revokes_and_is_idempotent(
     assert transitions(seen) == [Transition.ANONYMOUS_CREATED, Transition.LOGGED_OUT]
     assert seen[-1].previous_user == user
     await core.close()  # waits for the background revocation
-    assert backend.calls["log_out"] == 1
+    assert backend.calls["revoke"] == 1
 
 
 async def test_commands_run_in_call_order_and_everyone_sees_the_same(

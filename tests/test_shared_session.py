@@ -17,6 +17,7 @@ from mimi_reactive import (
     FileSessionStorage,
     MimiConfiguration,
     MimiCore,
+    RefreshPolicy,
     RetryPolicy,
     Transition,
 )
@@ -100,7 +101,7 @@ def core_on(url: str, path: Path, client_secret: str) -> Any:
         backend=HttpBackend(url),
         configuration=MimiConfiguration(
             allow_anonymous_user_only=True,
-            refresh_ahead=0.5,
+            refresh=RefreshPolicy(ahead=0.5),
             retry=RetryPolicy(initial_delay=0.05, max_delay=0.2),
         ),
         storage=FileSessionStorage(path, poll_interval=0.1),
@@ -168,7 +169,7 @@ async def renewals_stored(path: Path, count: int) -> None:
     async for _ in watcher.changes():
         stored = await watcher.load()
         assert stored is not None, "a renewal ended the session"
-        tokens.add(stored.session.tokens.access_token)
+        tokens.add(stored.tokens.access_token)
         if len(tokens) > count:
             return
 

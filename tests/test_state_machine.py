@@ -39,7 +39,7 @@ from mimi_reactive import (
     Transition,
     TransportError,
 )
-from mimi_reactive._commands import Command
+from mimi_reactive._messages import Command
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder

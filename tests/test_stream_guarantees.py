@@ -6,17 +6,17 @@ Numbers follow docs/guarantees.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator
 
 import pytest
-import structlog
 from reactivex.subject import BehaviorSubject
-from structlog.testing import capture_logs
 
 from mimi_reactive import (
     AuthRoute,
+    BackendSession,
     CoreClosedError,
     LogOut,
     MimiConfiguration,
@@ -24,12 +24,14 @@ from mimi_reactive import (
     MimiCoreError,
     MimiUser,
     ReentrantCallError,
+    Session,
     SessionState,
     Transition,
 )
 from mimi_reactive._stream import StateStream
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 
+from .helpers import library_events
 from .plain_wiring import PlainWiring
 
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
@@ -113,12 +115,12 @@ async def test_1_awaiting_a_command_inside_an_effect_raises(backend: ScriptedBac
     seen: list[BaseException] = []
 
     class Reentrant(ScriptedBackend):
-        async def sign_up_anonymously(self):  # type: ignore[no-untyped-def]
+        async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
             try:
                 await core.auth.run(LogOut())
             except ReentrantCallError as error:
                 seen.append(error)
-            return await super().sign_up_anonymously()
+            return await super().authenticate(route, session)
 
     async with MimiCore.start(
         client_id="app", client_secret="s", backend=Reentrant(), configuration=ANONYMOUS_ONLY
@@ -174,7 +176,7 @@ def test_3_an_equal_state_is_published_once() -> None:
     """Publishing a state equal to the current one reaches nobody; plain subjects repeat it."""
     user = MimiUser("u1", "anonymous-id-000000000")
     states = [SessionState(user, None, Transition.LOGGED_IN) for _ in range(3)]
-    stream = StateStream(SessionState(), logger=structlog.get_logger("test"))
+    stream = StateStream(SessionState())
     ours: list[SessionState] = []
     stream.observable.subscribe(ours.append)
     subject = BehaviorSubject(SessionState())
@@ -190,19 +192,26 @@ def test_3_an_equal_state_is_published_once() -> None:
 # 4. A raising subscriber is isolated.
 
 
-async def test_4_a_raising_subscriber_does_not_stop_the_others(core: MimiCore) -> None:
-    """The command completes, later subscribers get the state, the error is logged."""
+async def test_4_a_raising_subscriber_does_not_stop_the_others(
+    core: MimiCore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The command completes, later subscribers get the state, the error is logged with
+    the subscriber's traceback."""
 
     def explode(state: SessionState) -> None:
         raise RuntimeError("subscriber bug")
 
+    caplog.set_level(logging.ERROR, logger="mimi_reactive")
     core.auth.states.subscribe(explode)
-    with capture_logs() as logs:
-        recorder = StateRecorder(core)
-        user = await core.auth.authenticate(SIGN_UP)
+    recorder = StateRecorder(core)
+    user = await core.auth.authenticate(SIGN_UP)
     assert recorder.users == [None, user]
-    assert [e["event"] for e in logs].count("stream.subscriber_failed") == 1
-    assert all(e.get("error") == "RuntimeError" for e in logs if e["event"].startswith("stream"))
+    failed = [r for r in library_events(caplog) if r.getMessage().startswith("stream.")]
+    assert len(failed) == 2  # the replay on subscribe, then the sign-up
+    for record in failed:
+        assert record.exc_info is not None
+        assert record.exc_info[0] is RuntimeError
+        assert "explode" in caplog.text  # the app's own frame is in the traceback
 
     plain = PlainWiring()
     plain.subject.subscribe(_raise_on_change)

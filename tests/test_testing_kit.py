@@ -20,6 +20,7 @@ from mimi_reactive import (
     MimiConfiguration,
     MimiCore,
     SessionState,
+    SignUpAnonymously,
     Success,
     Transition,
     TransportError,
@@ -81,13 +82,13 @@ async def test_scripted_backend_behaves_like_the_service_by_default() -> None:
         )
         unknown = await manager.authenticate_anonymous_user("never-issued-id-000000")
         assert isinstance(unknown, Failure)
-        assert isinstance(unknown.exception, InvalidCredentialsError)
+        assert isinstance(unknown.error, InvalidCredentialsError)
     async with start(backend, OPEN) as core:
         await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="pass word"))
         with pytest.raises(ConflictError):
             await core.auth.authenticate(AuthRoute.sign_up(email="A@b.test", password="x" * 8))
     # Log-outs are revoked in the background; closing each core waited for them.
-    assert [c for c in backend.calls if c != "log_out"] == [
+    assert [c for c in backend.calls if c != "revoke"] == [
         "sign_up_anonymously",
         "log_in_anonymously",
         "log_in_anonymously",
@@ -95,7 +96,7 @@ async def test_scripted_backend_behaves_like_the_service_by_default() -> None:
         "sign_up",
         "sign_up",
     ]
-    assert backend.calls.count("log_out") == 3
+    assert backend.calls.count("revoke") == 3
 
 
 async def test_scripted_failure_latency_and_hang() -> None:
@@ -119,11 +120,13 @@ async def test_scripted_failure_latency_and_hang() -> None:
 
 async def test_backend_without_a_route_is_refused_by_the_guards() -> None:
     """A backend that cannot log in by id gets the route refused, with no call made."""
-    backend = ScriptedBackend(capabilities=BackendCapabilities(log_in_anonymously=False))
+    backend = ScriptedBackend(
+        capabilities=BackendCapabilities(routes=frozenset({SignUpAnonymously}))
+    )
     async with start(backend) as core:
         result = await AnonymousAuthManager(core).authenticate_anonymous_user("some-id-123456789")
     assert isinstance(result, Failure)
-    assert isinstance(result.exception, UnsupportedRouteError)
+    assert isinstance(result.error, UnsupportedRouteError)
     assert backend.calls == []
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from .._backend import AuthTokens, BackendCapabilities, BackendSession, ClientCredentials
+from .._backend import BackendCapabilities, ClientCredentials
 from .._exceptions import (
     BackendError,
     ClientAuthenticationError,
@@ -14,7 +14,11 @@ from .._exceptions import (
     InvalidCredentialsError,
     SessionRevokedError,
     TransportError,
+    UnsupportedRouteError,
 )
+from .._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
+from .._reasons import Reason
+from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
 
 __all__ = ["HttpBackend"]
@@ -64,30 +68,33 @@ class HttpBackend:
             await self._session.close()
             self._session = None
 
-    async def sign_up_anonymously(self) -> BackendSession:
-        return _session_from(await self._post("/v1/anonymous-users", {}))
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        match route:
+            case SignUpAnonymously():
+                return _session_from(await self._post("/v1/anonymous-users", {}))
+            case LogInAnonymously(anonymous_id=anonymous_id):
+                answer = await self._post("/v1/sessions/anonymous", {"anonymous_id": anonymous_id})
+                # The server keeps only a digest of the id, so it cannot send it back.
+                return _session_from(answer, anonymous_id=anonymous_id)
+            case LogIn(email=email, password=password):
+                credentials = {"email": email, "password": password}
+                return _session_from(await self._post("/v1/sessions", credentials))
+            case SignUp(email=email, password=password):
+                credentials = {"email": email, "password": password}
+                return _session_from(await self._post("/v1/users", credentials))
+            case Promote(email=email, password=password) if session is not None:
+                answer = await self._post(
+                    "/v1/users/promote",
+                    {
+                        "access_token": session.tokens.access_token,
+                        "email": email,
+                        "password": password,
+                    },
+                )
+                return BackendSession(_user_from(answer), session.tokens)
+        raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
 
-    async def log_in_anonymously(self, anonymous_id: str) -> BackendSession:
-        answer = await self._post("/v1/sessions/anonymous", {"anonymous_id": anonymous_id})
-        # The server keeps only a digest of the id, so it cannot send it back.
-        return _session_from(answer, anonymous_id=anonymous_id)
-
-    async def log_in(self, email: str, password: str) -> BackendSession:
-        return _session_from(
-            await self._post("/v1/sessions", {"email": email, "password": password})
-        )
-
-    async def sign_up(self, email: str, password: str) -> BackendSession:
-        return _session_from(await self._post("/v1/users", {"email": email, "password": password}))
-
-    async def promote(self, session: BackendSession, email: str, password: str) -> BackendSession:
-        answer = await self._post(
-            "/v1/users/promote",
-            {"access_token": session.tokens.access_token, "email": email, "password": password},
-        )
-        return BackendSession(_user_from(answer), session.tokens)
-
-    async def refresh(self, session: BackendSession) -> BackendSession:
+    async def refresh(self, session: Session) -> BackendSession:
         refresh_token = session.tokens.refresh_token
         if refresh_token is None:
             raise SessionRevokedError("invalid_grant", "the session has no refresh token")
@@ -97,7 +104,7 @@ class HttpBackend:
         # The server cannot send the anonymous id back: keep the one the client knows.
         return _session_from(answer, anonymous_id=session.user.anonymous_id)
 
-    async def log_out(self, session: BackendSession) -> None:
+    async def revoke(self, session: Session) -> None:
         token = session.tokens.refresh_token or session.tokens.access_token
         await self._post("/v1/sessions/revoke", {"token": token})
 

@@ -1,0 +1,191 @@
+"""The runner of effects: the calls to the backend and the storage the guards planned.
+
+Each effect gives the reducer one event and the session held afterwards. Network trouble
+never blocks a log-out: revocations run in the background and are retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import attrs
+
+from ._backend import AuthBackend
+from ._config import MimiConfiguration
+from ._exceptions import MimiCoreError, SessionRevokedError
+from ._log import Log
+from ._messages import (
+    AdoptSession,
+    Authenticate,
+    AuthRoute,
+    CommandFailed,
+    Effect,
+    EndSession,
+    Event,
+    RefreshFailed,
+    RefreshTokens,
+    SessionAdopted,
+    SessionExpired,
+    SignedIn,
+    SignedOut,
+    TokensRefreshed,
+)
+from ._retry import retrying, worth_retrying
+from ._session import Session
+from ._storage import SessionStorage, SharedSessionStorage
+from ._user import MimiUser
+
+__all__ = ["EffectResult", "EffectRunner"]
+
+_log = Log("mimi_reactive.session")
+
+
+@attrs.frozen
+class EffectResult:
+    """What an effect did: the event for the reducer and the session held afterwards."""
+
+    event: Event
+    session: Session | None
+
+
+class EffectRunner:
+    """Performs effects against a backend and a storage."""
+
+    def __init__(
+        self,
+        *,
+        backend: AuthBackend,
+        storage: SessionStorage,
+        configuration: MimiConfiguration,
+        clock: Callable[[], float],
+    ) -> None:
+        self._backend = backend
+        self._storage = storage
+        # Checked once: a runtime protocol check is costly.
+        self._shared = storage if isinstance(storage, SharedSessionStorage) else None
+        self._configuration = configuration
+        self._clock = clock
+        self._revocations: set[asyncio.Task[None]] = set()
+
+    async def perform(self, effect: Effect) -> EffectResult:
+        """Perform ``effect`` with the data it carries."""
+        match effect:
+            case EndSession(session=session):
+                return await self._end(session)
+            case Authenticate(route=route, session=session, replacing=replacing):
+                return await self._authenticate(route, session, replacing)
+            case RefreshTokens(session=session):
+                return await self._refresh(session)
+            case AdoptSession(current=current):
+                return await self._adopt(current)
+
+    async def close(self, grace_period: float) -> None:
+        """Give pending revocations ``grace_period`` seconds, then abandon them (logged)."""
+        if not self._revocations:
+            return
+        _, pending = await asyncio.wait(self._revocations, timeout=grace_period)
+        for task in pending:
+            task.cancel()
+        if pending:
+            _log.warning("session.revoke_abandoned", count=len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _adopt(self, current: Session | None) -> EffectResult:
+        try:
+            stored = await self._storage.load()
+        except OSError as error:  # keep the session we have; the next change retries
+            _log.error("storage.load_failed", error=type(error).__name__)
+            stored = current
+        return EffectResult(SessionAdopted(stored.user if stored else None), stored)
+
+    async def _end(self, session: Session) -> EffectResult:
+        await self._forget()
+        if self._backend.capabilities.revoke:
+            task = asyncio.get_running_loop().create_task(self._revoke(session))
+            self._revocations.add(task)
+            task.add_done_callback(self._revocations.discard)
+        return EffectResult(SignedOut(), None)
+
+    async def _revoke(self, session: Session) -> None:
+        """Tell the service, retrying network trouble; the user is already logged out."""
+        try:
+            try:  # most revocations succeed at once: build the retrier only when needed
+                await self._backend.revoke(session)
+                return
+            except MimiCoreError as error:
+                if not worth_retrying(error):
+                    raise
+            async for attempt in retrying(self._configuration.retry, worth_retrying):
+                with attempt:
+                    await self._backend.revoke(session)
+        except MimiCoreError as error:  # e.g. already revoked: nothing left to do
+            _log.info("session.revoke_refused", error=type(error).__name__)
+        except Exception as error:  # tenacity's RetryError: it gave up
+            _log.warning("session.revoke_abandoned", error=type(error).__name__)
+
+    async def _authenticate(
+        self, route: AuthRoute, session: Session | None, replacing: MimiUser | None
+    ) -> EffectResult:
+        try:
+            issued = await self._backend.authenticate(route, session)
+        except MimiCoreError as error:
+            return EffectResult(CommandFailed(error), session)
+        except Exception as error:  # a backend's bug must not break the stream
+            return EffectResult(CommandFailed(_backend_bug(error)), session)
+        signed_in = Session.issued(issued, self._clock())
+        await self._keep(signed_in)
+        return EffectResult(SignedIn(signed_in.user, route, replacing), signed_in)
+
+    async def _refresh(self, session: Session) -> EffectResult:
+        # Across processes one refreshes at a time; the others then find its tokens stored.
+        async with self._storage_lock():
+            stored = await self._storage.load()
+            if self._refreshed_elsewhere(session, stored):
+                assert stored is not None
+                return EffectResult(TokensRefreshed(stored.user), stored)
+            try:
+                issued = await self._backend.refresh(session)
+            except SessionRevokedError as error:
+                await self._forget()
+                return EffectResult(SessionExpired(error), None)
+            except Exception as error:
+                failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
+                _log.info("session.refresh_failed", error=type(error).__name__)
+                return EffectResult(RefreshFailed(failure), session)
+            fresh = Session.issued(issued, self._clock())
+            await self._keep(fresh)  # saved before it is used
+            return EffectResult(TokensRefreshed(fresh.user), fresh)
+
+    def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> bool:
+        if stored is None or stored == ours or stored.user.id != ours.user.id:
+            return False
+        return not self._configuration.refresh.is_due(stored, self._clock())
+
+    @contextlib.asynccontextmanager
+    async def _storage_lock(self) -> AsyncIterator[None]:
+        if self._shared is not None:
+            async with self._shared.lock():
+                yield
+        else:
+            yield
+
+    async def _keep(self, session: Session) -> None:
+        try:
+            await self._storage.save(session)
+        except OSError as error:  # the session still works in memory; say so
+            _log.error("storage.save_failed", error=type(error).__name__)
+
+    async def _forget(self) -> None:
+        try:
+            await self._storage.clear()
+        except OSError as error:
+            _log.error("storage.clear_failed", error=type(error).__name__)
+
+
+def _backend_bug(error: Exception) -> MimiCoreError:
+    """Wrap what a backend raised against its contract; the cause stays chained."""
+    wrapped = MimiCoreError(f"the backend raised {type(error).__name__}")
+    wrapped.__cause__ = error
+    return wrapped

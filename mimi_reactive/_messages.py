@@ -1,0 +1,311 @@
+"""Every message the session passes, in the order it flows: read this module first.
+
+    command ──guards──▶ decision ──(Proceed)──▶ effects ──runner──▶ events ──reducer──▶ state
+
+- **Commands** are what callers ask for: the auth routes, ``LogOut``, and the keeper's
+  ``RefreshSession`` and ``SyncSession``.
+- **Decisions** are what the pure guards (``_guards.py``) answer: ``Proceed`` with effects,
+  or ``Skipped``, ``Satisfied`` or ``Refused`` with a ``Reason``.
+- **Effects** are data for the effect runner (``_effect_runner.py``): each carries what it
+  needs, so running one never depends on another having run first.
+- **Events** are what the effects report; the pure reducer (``_reducer.py``) turns each into
+  the next state.
+- **Outcome** is what the caller of a command gets back.
+
+Build routes with the ``AuthRoute`` constructors; each is a frozen value that ``match``
+can take apart::
+
+    match route:
+        case LogInAnonymously(anonymous_id=anonymous_id): ...
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from ._exceptions import MimiCoreError
+from ._reasons import Reason
+from ._redaction import mask, mask_email
+from ._session import Session
+from ._state import SessionState
+from ._user import MimiUser
+
+__all__ = [
+    "AdoptSession",
+    "AuthRoute",
+    "Authenticate",
+    "Command",
+    "CommandFailed",
+    "Decision",
+    "Effect",
+    "EndSession",
+    "Event",
+    "LogIn",
+    "LogInAnonymously",
+    "LogOut",
+    "Outcome",
+    "Proceed",
+    "Promote",
+    "RefreshFailed",
+    "RefreshSession",
+    "RefreshTokens",
+    "Refused",
+    "Satisfied",
+    "SessionAdopted",
+    "SessionExpired",
+    "SignUp",
+    "SignUpAnonymously",
+    "SignedIn",
+    "SignedOut",
+    "Skipped",
+    "SyncSession",
+    "TokensRefreshed",
+]
+
+
+# Commands: what callers ask for.
+
+
+@attrs.frozen
+class AuthRoute:
+    """A way to authenticate. Use the constructors below."""
+
+    @staticmethod
+    def sign_up_anonymously() -> SignUpAnonymously:
+        """Create a new anonymous user and log it in."""
+        return SignUpAnonymously()
+
+    @staticmethod
+    def log_in_anonymously(anonymous_id: str | None) -> LogInAnonymously:
+        """Log in the anonymous user that ``anonymous_id`` belongs to.
+
+        A blank id (None, empty, whitespace) is accepted here and skipped by the guards:
+        it usually comes from an app's storage that holds no id yet.
+        """
+        return LogInAnonymously(anonymous_id)
+
+    @staticmethod
+    def log_in(*, email: str, password: str) -> LogIn:
+        """Log in a non-anonymous user with email and password."""
+        return LogIn(email=email, password=password)
+
+    @staticmethod
+    def sign_up(*, email: str, password: str) -> SignUp:
+        """Create a non-anonymous user with email and password and log it in."""
+        return SignUp(email=email, password=password)
+
+    @staticmethod
+    def promote(*, email: str, password: str) -> Promote:
+        """Give the logged-in anonymous user an email and password; its id stays the same."""
+        return Promote(email=email, password=password)
+
+    @property
+    def is_anonymous(self) -> bool:
+        """Whether the route keeps the user anonymous."""
+        return isinstance(self, SignUpAnonymously | LogInAnonymously)
+
+
+@attrs.frozen
+class SignUpAnonymously(AuthRoute):
+    """Create a new anonymous user."""
+
+
+@attrs.frozen
+class LogInAnonymously(AuthRoute):
+    """Log in by anonymous id (None, empty or whitespace: skipped)."""
+
+    anonymous_id: str | None = attrs.field(repr=mask)
+
+
+@attrs.frozen(kw_only=True)
+class LogIn(AuthRoute):
+    """Log in with email and password."""
+
+    email: str = attrs.field(repr=mask_email)
+    password: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class SignUp(AuthRoute):
+    """Sign up with email and password."""
+
+    email: str = attrs.field(repr=mask_email)
+    password: str = attrs.field(repr=False)
+
+
+@attrs.frozen(kw_only=True)
+class Promote(AuthRoute):
+    """Turn the logged-in anonymous user into a credential user."""
+
+    email: str = attrs.field(repr=mask_email)
+    password: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class LogOut:
+    """End the current session."""
+
+
+@attrs.frozen
+class RefreshSession:
+    """Refresh the session's tokens if they are due (or now, with ``force``)."""
+
+    force: bool = False
+
+
+@attrs.frozen
+class SyncSession:
+    """Read the shared storage and adopt the session another process stored there."""
+
+
+Command = AuthRoute | LogOut | RefreshSession | SyncSession
+
+
+# Decisions: what the guards answer.
+
+
+@attrs.frozen
+class Proceed:
+    """Run these effects in order."""
+
+    effects: tuple[Effect, ...]
+
+
+@attrs.frozen
+class Skipped:
+    """Nothing was done: there was nothing to act on (no anonymous id to log in)."""
+
+    reason: Reason = attrs.field(default=Reason.BLANK_ANONYMOUS_ID, repr=False)
+
+
+@attrs.frozen
+class Satisfied:
+    """Nothing was done: what the command wants already holds."""
+
+    reason: Reason
+
+
+@attrs.frozen
+class Refused:
+    """Nothing was done, and the caller is told no."""
+
+    reason: Reason
+
+
+Decision = Proceed | Skipped | Satisfied | Refused
+
+
+# Effects: what the effect runner must do, each with the data it needs.
+
+
+@attrs.frozen
+class EndSession:
+    """Forget ``session`` and revoke it at the service (in the background, retried)."""
+
+    session: Session
+
+
+@attrs.frozen
+class Authenticate:
+    """Run ``route`` at the service. ``session`` is the one it acts on (a promotion's),
+    ``replacing`` the user logged out to make room."""
+
+    route: AuthRoute
+    session: Session | None = None
+    replacing: MimiUser | None = None
+
+
+@attrs.frozen
+class RefreshTokens:
+    """Exchange ``session``'s refresh token for new tokens (or take ones another process
+    sharing the storage got first)."""
+
+    session: Session
+
+
+@attrs.frozen
+class AdoptSession:
+    """Read the shared storage and take on the session stored there (none: logged out)."""
+
+    current: Session | None
+
+
+Effect = EndSession | Authenticate | RefreshTokens | AdoptSession
+
+
+# Events: what happened, for the reducer.
+
+
+@attrs.frozen
+class SignedIn:
+    """The service authenticated ``user`` by ``route``, replacing ``replaced`` if set."""
+
+    user: MimiUser
+    route: AuthRoute
+    replaced: MimiUser | None = None
+
+
+@attrs.frozen
+class SignedOut:
+    """The user's session ended."""
+
+
+@attrs.frozen
+class CommandFailed:
+    """A command failed with ``error``."""
+
+    error: MimiCoreError
+
+
+@attrs.frozen
+class TokensRefreshed:
+    """The session's tokens were refreshed; ``user`` is the user as the service sees it now."""
+
+    user: MimiUser
+
+
+@attrs.frozen
+class RefreshFailed:
+    """Refreshing failed for a reason that may pass (network, service trouble)."""
+
+    error: MimiCoreError
+
+
+@attrs.frozen
+class SessionExpired:
+    """The service refused to refresh the session: it is over."""
+
+    error: MimiCoreError
+
+
+@attrs.frozen
+class SessionAdopted:
+    """Another process stored this user's session (None: it logged out)."""
+
+    user: MimiUser | None
+
+
+Event = (
+    SignedIn
+    | SignedOut
+    | CommandFailed
+    | TokensRefreshed
+    | RefreshFailed
+    | SessionExpired
+    | SessionAdopted
+)
+
+
+# What the caller gets back.
+
+
+@attrs.frozen
+class Outcome:
+    """How a command ended: the state after it, its error if it failed or was refused, and
+    the guard's ``reason`` if a guard stopped it (None when it ran)."""
+
+    state: SessionState
+    error: MimiCoreError | None = None
+    reason: Reason | None = None
+    skipped: bool = False
+    """Whether there was nothing to act on (a blank anonymous id)."""

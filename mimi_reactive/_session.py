@@ -1,0 +1,102 @@
+"""The session the core holds and its storage keeps, and the one rule for refreshing it."""
+
+from __future__ import annotations
+
+import attrs
+
+from ._user import MimiUser
+
+__all__ = ["AuthTokens", "BackendSession", "RefreshPolicy", "Session"]
+
+
+@attrs.frozen
+class AuthTokens:
+    """The tokens of one session. ``expires_in`` is the service's lifetime, in seconds."""
+
+    access_token: str = attrs.field(repr=False)
+    refresh_token: str | None = attrs.field(default=None, repr=False)
+    expires_in: float | None = None
+
+
+@attrs.frozen
+class BackendSession:
+    """A user and the tokens the service issued for them, as a backend returns them."""
+
+    user: MimiUser
+    tokens: AuthTokens
+
+
+@attrs.frozen
+class Session:
+    """A logged-in user, their tokens, and when (on this machine's clock) the tokens came.
+
+    Expiry is worked out from the service's lifetime (``tokens.expires_in``) and the local
+    ``obtained_at``, never from the service's clock, so clock skew cannot cause refresh loops.
+    """
+
+    user: MimiUser
+    tokens: AuthTokens
+    obtained_at: float
+
+    @classmethod
+    def issued(cls, issued: BackendSession, obtained_at: float) -> Session:
+        """The session a backend issued, stamped with the local time it arrived."""
+        return cls(issued.user, issued.tokens, obtained_at)
+
+
+@attrs.frozen
+class RefreshPolicy:
+    """When a session's tokens are due for refresh and when its access token stops being
+    handed out. The guards, the keeper and the access-token path all ask this one object.
+
+    Because the service rotates refresh tokens, refreshing too late loses a call and
+    refreshing wrongly can cost the session: every caller must agree, so there is one rule.
+    """
+
+    ahead: float = attrs.field(
+        default=0.2, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+    )
+    """Refresh when this share (0-1) of the tokens' lifetime is left."""
+    leeway: float = attrs.field(default=30.0, validator=attrs.validators.ge(0.0))
+    """Stop handing out an access token this many seconds before it expires (at most a tenth
+    of its lifetime): a call made with it could reach the service after it expired."""
+    min_interval: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    """However short the lifetimes a service hands out, the keeper refreshes in the
+    background at most this often (seconds)."""
+
+    def usable_until(self, session: Session) -> float | None:
+        """Local time after which the access token is not handed out; None: never expires."""
+        expires_in = session.tokens.expires_in
+        if expires_in is None:
+            return None
+        return session.obtained_at + expires_in - min(self.leeway, expires_in * 0.1)
+
+    def is_usable(self, session: Session, now: float) -> bool:
+        """Whether the access token may be handed out at ``now``."""
+        until = self.usable_until(session)
+        return until is None or now < until
+
+    def due_at(self, session: Session) -> float | None:
+        """Local time the tokens are due for refresh: when ``ahead`` of the lifetime is left,
+        not before ``min_interval`` after they came, and never after they stop being usable.
+        None if they never expire."""
+        until = self.usable_until(session)
+        expires_in = session.tokens.expires_in
+        if until is None or expires_in is None:
+            return None
+        ahead = session.obtained_at + expires_in * (1.0 - self.ahead)
+        return min(max(ahead, session.obtained_at + self.min_interval), until)
+
+    def is_due(self, session: Session, now: float) -> bool:
+        """Whether the tokens are due for refresh at ``now``."""
+        due = self.due_at(session)
+        return due is not None and now >= due
+
+    def next_refresh_at(self, session: Session, *, degraded: bool, now: float) -> float | None:
+        """When the keeper should next refresh in the background: now for a degraded session
+        (the keeper spaces retries out), else when due but never sooner than ``min_interval``
+        after the tokens came, so a tiny lifetime cannot make a tight loop. None: never."""
+        if degraded:
+            return now
+        due = self.due_at(session)
+        return None if due is None else max(due, session.obtained_at + self.min_interval)
