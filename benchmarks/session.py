@@ -110,7 +110,8 @@ FASTER_3X = 1 / 3
 
 @attrs.frozen
 class Row:
-    """One line of the table: ``ours / baseline`` against a goal on that ratio."""
+    """One line of the table: ``ours / baseline`` (medians of rounds) against a goal on that
+    ratio, with the quartiles of the per-round ratios (each round's pair ran back to back)."""
 
     name: str
     ours: float
@@ -118,6 +119,7 @@ class Row:
     unit: str
     goal: float | None  # the highest ratio that meets it; None for a reference point
     goal_text: str
+    spread: tuple[float, float]
 
     @property
     def ratio(self) -> float:
@@ -162,6 +164,33 @@ def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
+UNITS = {"us": 1e6, "ms": 1e3}
+
+
+def compare(
+    name: str,
+    ours: list[float],
+    baseline: list[float],
+    *,
+    unit: str = "us",
+    goal: float | None,
+    goal_text: str,
+) -> Row:
+    """A row from per-round samples in seconds, ``ours[i]`` measured beside ``baseline[i]``."""
+    ratios = [mine / theirs for mine, theirs in zip(ours, baseline, strict=True)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    scale = UNITS[unit]
+    return Row(
+        name,
+        statistics.median(ours) * scale,
+        statistics.median(baseline) * scale,
+        unit,
+        goal,
+        goal_text,
+        (quartiles[0], quartiles[-1]),
+    )
+
+
 async def settle(before: set[asyncio.Task[Any]]) -> None:
     """Wait for the tasks started since ``before`` (background revocations), so a batch pays
     for all the work it caused."""
@@ -193,7 +222,7 @@ def publish_batch(publish: Callable[[SessionState], object], count: int) -> floa
     return (time.perf_counter() - started) / (pairs * 2)
 
 
-def publish_costs(subscribers: int, rounds: int) -> dict[str, float]:
+def publish_costs(subscribers: int, rounds: int) -> dict[str, list[float]]:
     stream = make_stream(SessionState())
     subject: BehaviorSubject[SessionState] = BehaviorSubject(SessionState())
     callbacks: list[Callable[[SessionState], None]] = []
@@ -207,35 +236,33 @@ def publish_costs(subscribers: int, rounds: int) -> dict[str, float]:
             callback(state)
 
     count = max(20, 20_000 // (subscribers + 4))
-    return medians(
-        interleave(
-            [
-                ("StateStream", lambda: publish_batch(stream.publish, count)),
-                ("BehaviorSubject", lambda: publish_batch(subject.on_next, count)),
-                ("callback loop", lambda: publish_batch(call_each, count)),
-            ],
-            rounds,
-        )
+    return interleave(
+        [
+            ("StateStream", lambda: publish_batch(stream.publish, count)),
+            ("BehaviorSubject", lambda: publish_batch(subject.on_next, count)),
+            ("callback loop", lambda: publish_batch(call_each, count)),
+        ],
+        rounds,
     )
 
 
-def publish_rows(costs: dict[int, dict[str, float]]) -> list[Row]:
+def publish_rows(costs: dict[int, dict[str, list[float]]]) -> list[Row]:
     return [
-        Row(
+        compare(
             f"publish to {n} subscriber{'s' if n > 1 else ''} vs BehaviorSubject.on_next",
-            costs[n]["StateStream"] * 1e6,
-            costs[n]["BehaviorSubject"] * 1e6,
-            "us",
-            1.3,
-            "<=1.30x",
+            costs[n]["StateStream"],
+            costs[n]["BehaviorSubject"],
+            goal=1.3,
+            goal_text="<=1.30x",
         )
         for n in ROW_COUNTS
     ]
 
 
-def plot(costs: dict[int, dict[str, float]], path: Path) -> None:
+def plot(samples: dict[int, dict[str, list[float]]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
+    costs = {n: medians(by_series) for n, by_series in samples.items()}
     counts = sorted(costs)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for series, marker in (("StateStream", "o"), ("BehaviorSubject", "s"), ("callback loop", "^")):
@@ -377,53 +404,47 @@ async def command_rows(core: MimiCore, logged_in_id: str, rounds: int) -> list[R
             await async_chart.log_in()
         return (time.perf_counter() - started) / count
 
-    figures = medians(
-        await interleave_async(
-            [
-                ("ours", ours),
-                ("AsyncMachine", async_machine),
-                ("Machine", machine),
-                ("statemachine", statechart),
-                ("async statemachine", async_statechart),
-            ],
-            rounds,
-        )
+    samples = await interleave_async(
+        [
+            ("ours", ours),
+            ("AsyncMachine", async_machine),
+            ("Machine", machine),
+            ("statemachine", statechart),
+            ("async statemachine", async_statechart),
+        ],
+        rounds,
     )
     assert core.auth.state.transition is Transition.LOGGED_IN, core.auth.state
     name = "command, already logged in, vs {}"
-    ours_us = figures["ours"] * 1e6
+    ours_samples = samples["ours"]
     return [
-        Row(
+        compare(
             name.format("transitions AsyncMachine"),
-            ours_us,
-            figures["AsyncMachine"] * 1e6,
-            "us",
-            FASTER_3X,
-            ">=3x faster",
+            ours_samples,
+            samples["AsyncMachine"],
+            goal=FASTER_3X,
+            goal_text=">=3x faster",
         ),
-        Row(
+        compare(
             name.format("transitions Machine (sync)"),
-            ours_us,
-            figures["Machine"] * 1e6,
-            "us",
-            2.0,
-            "<=2.00x",
+            ours_samples,
+            samples["Machine"],
+            goal=2.0,
+            goal_text="<=2.00x",
         ),
-        Row(
+        compare(
             name.format("python-statemachine (sync)"),
-            ours_us,
-            figures["statemachine"] * 1e6,
-            "us",
-            None,
-            "-",
+            ours_samples,
+            samples["statemachine"],
+            goal=None,
+            goal_text="-",
         ),
-        Row(
+        compare(
             name.format("python-statemachine (async)"),
-            ours_us,
-            figures["async statemachine"] * 1e6,
-            "us",
-            None,
-            "-",
+            ours_samples,
+            samples["async statemachine"],
+            goal=None,
+            goal_text="-",
         ),
     ]
 
@@ -469,17 +490,14 @@ async def switch_row(core: MimiCore, ids: tuple[str, str], rounds: int) -> Row:
             await model.log_in()
         return (time.perf_counter() - started) / count
 
-    figures = medians(
-        await interleave_async([("ours", ours), ("AsyncMachine", async_machine)], rounds)
-    )
+    samples = await interleave_async([("ours", ours), ("AsyncMachine", async_machine)], rounds)
     assert core.auth.state.transition is Transition.SWITCHED_USER, core.auth.state
-    return Row(
+    return compare(
         "switch user, no network, vs AsyncMachine log out + log in",
-        figures["ours"] * 1e6,
-        figures["AsyncMachine"] * 1e6,
-        "us",
-        FASTER_3X,
-        ">=3x faster",
+        samples["ours"],
+        samples["AsyncMachine"],
+        goal=FASTER_3X,
+        goal_text=">=3x faster",
     )
 
 
@@ -588,24 +606,22 @@ async def loopback_rows(url: str, rounds: int) -> list[Row]:
             rounds,
         )
         assert core.auth.state.transition is Transition.SWITCHED_USER, core.auth.state
-    cpu = {name: statistics.median(s[0] for s in values) for name, values in samples.items()}
-    p50 = {name: statistics.median(s[1] for s in values) for name, values in samples.items()}
+    cpu = {name: [sample[0] for sample in values] for name, values in samples.items()}
+    p50 = {name: [sample[1] for sample in values] for name, values in samples.items()}
     return [
-        Row(
+        compare(
             "log-in over loopback: client CPU vs raw aiohttp",
-            cpu["ours"] * 1e6,
-            cpu["raw"] * 1e6,
-            "us",
-            1.15,
-            "<=1.15x",
+            cpu["ours"],
+            cpu["raw"],
+            goal=1.15,
+            goal_text="<=1.15x",
         ),
-        Row(
+        compare(
             "log-in over loopback: p50 latency vs raw aiohttp",
-            p50["ours"] * 1e6,
-            p50["raw"] * 1e6,
-            "us",
-            1.05,
-            "<=1.05x",
+            p50["ours"],
+            p50["raw"],
+            goal=1.05,
+            goal_text="<=1.05x",
         ),
     ]
 
@@ -650,16 +666,16 @@ def import_row(runs: int) -> tuple[Row, list[str]]:
     def dependencies() -> float:
         return float(_python(_TIMED.format(baseline)))
 
-    figures = medians(interleave([("ours", ours), ("dependencies", dependencies)], runs))
+    samples = interleave([("ours", ours), ("dependencies", dependencies)], runs)
     top_level = {name.partition(".")[0] for name in modules}
     third_party = sorted(top_level - sys.stdlib_module_names)
-    row = Row(
+    row = compare(
         "import mimi_reactive vs the modules it pulls in",
-        figures["ours"] * 1e3,
-        figures["dependencies"] * 1e3,
-        "ms",
-        1.2,
-        "<=1.20x",
+        samples["ours"],
+        samples["dependencies"],
+        unit="ms",
+        goal=1.2,
+        goal_text="<=1.20x",
     )
     return row, third_party
 
@@ -669,13 +685,17 @@ def import_row(runs: int) -> tuple[Row, list[str]]:
 
 def print_table(rows: Sequence[Row]) -> None:
     width = max(len(row.name) for row in rows)
-    print(f"{'row':<{width}}  {'ours':>11}  {'baseline':>11}  {'ratio':>7}  {'goal':<12}  result")
+    print(
+        f"{'row':<{width}}  {'ours':>11}  {'baseline':>11}  {'ratio':>7}  "
+        f"{'rounds IQR':>11}  {'goal':<12}  result"
+    )
     for row in rows:
         ours = f"{row.ours:.1f} {row.unit}"
         baseline = f"{row.baseline:.1f} {row.unit}"
+        spread = f"{row.spread[0]:.2f}-{row.spread[1]:.2f}"
         print(
             f"{row.name:<{width}}  {ours:>11}  {baseline:>11}  {row.ratio:>6.2f}x  "
-            f"{row.goal_text:<12}  {row.verdict}"
+            f"{spread:>11}  {row.goal_text:<12}  {row.verdict}"
         )
 
 
@@ -712,8 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
-        f"\nmedian of {rounds} interleaved rounds; Python {sys.version.split()[0]}, "
-        f"{os.cpu_count()} CPUs, load average {load}"
+        f"\nmedians of {rounds} interleaved rounds (ratio: of the medians; rounds IQR: quartiles "
+        f"of the per-round ratios)\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {load}"
     )
     print_table(rows)
     print(f"\nimport baseline: {', '.join(third_party)} and the standard library they and we use")
