@@ -1,129 +1,746 @@
-"""How much the session layer costs, beside what it is built on.
+"""What the session layer costs, beside what it is built on or compared with (issue 7, "Speed").
 
-Run: .venv/bin/python benchmarks/session.py
-Each row prints our figure and its baseline in the same run:
-- publish: a state through StateStream (dedupe + isolated subscribers) vs a plain BehaviorSubject;
-- command: a queued command the guards satisfy (no network) vs calling decide() directly;
-- log-in: an anonymous log-in through MimiCore + HttpBackend vs a raw aiohttp POST, both to the
-  reference server on loopback.
+Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/session.py
+(`--quick` for a smoke run, `--plot PATH` to choose where the PNG goes.)
+
+Every row is measured interleaved in one run: each round runs a batch of ours and a batch of
+each baseline, in rotating order, and a figure is the median over rounds, so machine noise hits
+both sides alike.
+
+- publish: a state through StateStream to N no-op subscribers vs BehaviorSubject.on_next;
+- command: a log-in the guards answer "already logged in" (no network), awaited, vs one
+  guarded trigger whose condition fails in transitions' AsyncMachine / Machine and in
+  python-statemachine;
+- switch: log in as the other of two users on ScriptedBackend (no latency) vs AsyncMachine
+  logging out then in (two triggers with an async callback each);
+- log-in: client CPU (time.process_time; the server runs in a child process) and p50 wall
+  latency of a user switch through HttpBackend vs raw aiohttp doing the same HTTP exchange;
+- import: `import mimi_reactive` vs importing every module it pulls in, in fresh processes.
+A plot of per-state publish cost against subscriber count goes to docs/publish-cost.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import contextlib
+import gc
+import logging
+import os
 import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
 
 import aiohttp
+import attrs
+import matplotlib
 import structlog
 from reactivex.subject import BehaviorSubject
+from statemachine import State, StateMachine
+from transitions import Machine
+from transitions.extensions.asyncio import AsyncMachine
 
 from mimi_reactive import (
+    AuthBackend,
     AuthRoute,
-    BackendCapabilities,
     MimiConfiguration,
     MimiCore,
     MimiUser,
     SessionState,
     Transition,
 )
-from mimi_reactive._guards import GuardContext, decide
 from mimi_reactive._stream import StateStream
 from mimi_reactive.backends.http import HttpBackend
-from mimi_reactive.server import IdentityServer
+from mimi_reactive.testing import ScriptedBackend
 
-ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
+matplotlib.use("Agg")
+
+CLIENT_ID = "bench"
+CLIENT_SECRET = secrets.token_urlsafe(32)
 
 
-def per_call_us(run: Callable[[], object], count: int) -> float:
+# --- The library's entry points: adapt these (and only these) when the core changes. ---
+
+
+def quiet_logging() -> None:
+    """Keep log rendering out of the figures: the library logs DEBUG events to stdout when the
+    app configured nothing (after the refactor it is silent by default)."""
+    logging.basicConfig(level=logging.WARNING)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+
+
+def make_stream(initial: SessionState) -> StateStream:
+    """The stream the store publishes through (the only private entry point used)."""
+    return StateStream(initial, logger=structlog.get_logger("bench"))
+
+
+@contextlib.asynccontextmanager
+async def open_core(backend: AuthBackend) -> AsyncIterator[MimiCore]:
+    """A started core on ``backend``; closed on exit."""
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        backend=backend,
+        configuration=MimiConfiguration(allow_anonymous_user_only=True),
+    ) as core:
+        yield core
+
+
+def log_in_route(anonymous_id: str) -> AuthRoute:
+    return AuthRoute.log_in_anonymously(anonymous_id)
+
+
+# --- Measuring ---
+
+
+T = TypeVar("T")
+
+ROUNDS = 15
+QUICK_ROUNDS = 3
+PLOT_COUNTS = (1, 3, 10, 30, 100, 300, 1000)
+ROW_COUNTS = (1, 10, 100)
+FASTER_3X = 1 / 3
+
+
+@attrs.frozen
+class Row:
+    """One line of the table: ``ours / baseline`` (medians of rounds) against a goal on that
+    ratio, with the quartiles of the per-round ratios (each round's pair ran back to back)."""
+
+    name: str
+    ours: float
+    baseline: float
+    unit: str
+    goal: float | None  # the highest ratio that meets it; None for a reference point
+    goal_text: str
+    spread: tuple[float, float]
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.baseline
+
+    @property
+    def verdict(self) -> str:
+        if self.goal is None:
+            return "(reference)"
+        return "met" if self.ratio <= self.goal else "not met"
+
+
+def interleave(cases: Sequence[tuple[str, Callable[[], T]]], rounds: int) -> dict[str, list[T]]:
+    """Run each case's batch once per round, rotating who goes first; round 0 warms up."""
+    samples: dict[str, list[T]] = {name: [] for name, _ in cases}
+    for index in range(rounds + 1):
+        shift = index % len(cases)
+        for name, batch in [*cases[shift:], *cases[:shift]]:
+            gc.collect()
+            sample = batch()
+            if index:
+                samples[name].append(sample)
+    return samples
+
+
+async def interleave_async(
+    cases: Sequence[tuple[str, Callable[[], Awaitable[T]]]], rounds: int
+) -> dict[str, list[T]]:
+    """``interleave`` for batches that run on the event loop."""
+    samples: dict[str, list[T]] = {name: [] for name, _ in cases}
+    for index in range(rounds + 1):
+        shift = index % len(cases)
+        for name, batch in [*cases[shift:], *cases[:shift]]:
+            gc.collect()
+            sample = await batch()
+            if index:
+                samples[name].append(sample)
+    return samples
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+UNITS = {"us": 1e6, "ms": 1e3}
+
+
+def compare(
+    name: str,
+    ours: list[float],
+    baseline: list[float],
+    *,
+    unit: str = "us",
+    goal: float | None,
+    goal_text: str,
+) -> Row:
+    """A row from per-round samples in seconds, ``ours[i]`` measured beside ``baseline[i]``."""
+    ratios = [mine / theirs for mine, theirs in zip(ours, baseline, strict=True)]
+    quartiles = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+    scale = UNITS[unit]
+    return Row(
+        name,
+        statistics.median(ours) * scale,
+        statistics.median(baseline) * scale,
+        unit,
+        goal,
+        goal_text,
+        (quartiles[0], quartiles[-1]),
+    )
+
+
+async def settle(before: set[asyncio.Task[Any]]) -> None:
+    """Wait for the tasks started since ``before`` (background revocations), so a batch pays
+    for all the work it caused."""
+    spawned = asyncio.all_tasks() - before
+    if spawned:
+        await asyncio.wait(spawned, timeout=10)
+
+
+# --- 1. publish: StateStream vs BehaviorSubject vs a bare callback loop ---
+
+USER_A = MimiUser(id="a", anonymous_id="anonymous-a")
+USER_B = MimiUser(id="b", anonymous_id="anonymous-b")
+# Consecutive states differ, so StateStream's dedupe lets each one through.
+STATE_A = SessionState(USER_A, USER_B, Transition.SWITCHED_USER)
+STATE_B = SessionState(USER_B, USER_A, Transition.SWITCHED_USER)
+
+
+def _ignore(state: SessionState) -> None:
+    pass
+
+
+def publish_batch(publish: Callable[[SessionState], object], count: int) -> float:
+    """Seconds per state, alternating two states."""
+    pairs = count // 2
     started = time.perf_counter()
-    for _ in range(count):
-        run()
-    return (time.perf_counter() - started) / count * 1e6
+    for _ in range(pairs):
+        publish(STATE_A)
+        publish(STATE_B)
+    return (time.perf_counter() - started) / (pairs * 2)
 
 
-def row(name: str, ours: float, baseline: float, baseline_name: str) -> None:
-    print(
-        f"{name:<10} {ours:>10.1f} us   {baseline:>10.1f} us  {ours / baseline:>6.2f}x  "
-        f"(baseline: {baseline_name})"
+def publish_costs(subscribers: int, rounds: int) -> dict[str, list[float]]:
+    stream = make_stream(SessionState())
+    subject: BehaviorSubject[SessionState] = BehaviorSubject(SessionState())
+    callbacks: list[Callable[[SessionState], None]] = []
+    for _ in range(subscribers):
+        stream.observable.subscribe(_ignore)
+        subject.subscribe(_ignore)
+        callbacks.append(_ignore)
+
+    def call_each(state: SessionState) -> None:
+        for callback in callbacks:
+            callback(state)
+
+    count = max(20, 20_000 // (subscribers + 4))
+    return interleave(
+        [
+            ("StateStream", lambda: publish_batch(stream.publish, count)),
+            ("BehaviorSubject", lambda: publish_batch(subject.on_next, count)),
+            ("callback loop", lambda: publish_batch(call_each, count)),
+        ],
+        rounds,
     )
 
 
-def publish() -> None:
-    count = 20_000
-    users = [MimiUser(id=str(i)) for i in range(2)]
-    states = [SessionState(users[i % 2], None, Transition.LOGGED_IN) for i in range(count)]
-    stream = StateStream(SessionState(), logger=structlog.get_logger("bench"))
-    subject = BehaviorSubject(SessionState())
-    for _ in range(3):
-        stream.observable.subscribe(lambda s: None)
-        subject.subscribe(lambda s: None)
-    ours = iter(states)
-    theirs = iter(states)
-    row(
-        "publish",
-        per_call_us(lambda: stream.publish(next(ours)), count),
-        per_call_us(lambda: subject.on_next(next(theirs)), count),
-        "BehaviorSubject.on_next",
+def publish_rows(costs: dict[int, dict[str, list[float]]]) -> list[Row]:
+    return [
+        compare(
+            f"publish to {n} subscriber{'s' if n > 1 else ''} vs BehaviorSubject.on_next",
+            costs[n]["StateStream"],
+            costs[n]["BehaviorSubject"],
+            goal=1.3,
+            goal_text="<=1.30x",
+        )
+        for n in ROW_COUNTS
+    ]
+
+
+def plot(samples: dict[int, dict[str, list[float]]], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    costs = {n: medians(by_series) for n, by_series in samples.items()}
+    counts = sorted(costs)
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for series, marker in (("StateStream", "o"), ("BehaviorSubject", "s"), ("callback loop", "^")):
+        axes.plot(counts, [costs[n][series] * 1e6 for n in counts], marker=marker, label=series)
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("subscribers")
+    axes.set_ylabel("time per published state (µs)")
+    axes.set_title("Publishing one state, median of interleaved rounds")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+# --- 2. a satisfied command; 3. a user switch: vs transitions and python-statemachine ---
+
+
+def _not_needed() -> bool:
+    """The guard: the user is already logged in, so nothing to do."""
+    return False
+
+
+async def _call_service() -> None:
+    """An async callback that returns at once, like ScriptedBackend with no latency."""
+
+
+class _LogInModel:
+    log_in: Callable[[], bool]  # bound by transitions' Machine
+
+
+class _AsyncLogInModel:
+    log_in: Callable[[], Awaitable[bool]]  # bound by transitions' AsyncMachine
+
+
+class _AsyncSwitchModel:
+    log_out: Callable[[], Awaitable[bool]]  # bound by transitions' AsyncMachine
+    log_in: Callable[[], Awaitable[bool]]
+
+
+def _guarded_log_in() -> list[dict[str, Any]]:
+    return [{"trigger": "log_in", "source": "*", "dest": "logged_in", "conditions": [_not_needed]}]
+
+
+class _Session(StateMachine):
+    """python-statemachine: a log-in whose condition fails is ignored, not an error."""
+
+    allow_event_without_transition = True
+    logged_in = State(initial=True)
+    anonymous = State()
+    log_in = logged_in.to(logged_in, cond="needs_log_in") | anonymous.to(
+        logged_in, cond="needs_log_in"
     )
+    log_out = logged_in.to(anonymous)
+
+    def needs_log_in(self) -> bool:
+        return False
 
 
-async def command_and_log_in() -> None:
-    secret = secrets.token_urlsafe(32)
-    async with (
-        IdentityServer(client_id="bench", client_secret=secret) as server,
-        MimiCore.start(
-            client_id="bench",
-            client_secret=secret,
-            backend=HttpBackend(server.url),
-            configuration=ANONYMOUS_ONLY,
-        ) as core,
-    ):
-        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        route = AuthRoute.log_in_anonymously(user.anonymous_id)
-        count = 5_000
+class _AsyncSession(StateMachine):
+    """The same with an async condition, which makes python-statemachine run its async engine."""
+
+    allow_event_without_transition = True
+    logged_in = State(initial=True)
+    anonymous = State()
+    log_in = logged_in.to(logged_in, cond="needs_log_in") | anonymous.to(
+        logged_in, cond="needs_log_in"
+    )
+    log_out = logged_in.to(anonymous)
+
+    async def needs_log_in(self) -> bool:
+        return False
+
+
+async def no_network_rows(rounds: int) -> list[Row]:
+    backend = ScriptedBackend()
+    async with open_core(backend) as core:
+        user_a = backend.add_anonymous_user()
+        user_b = backend.add_anonymous_user()
+        assert user_a.anonymous_id is not None
+        assert user_b.anonymous_id is not None
+        await core.auth.run(log_in_route(user_a.anonymous_id))
+        return [
+            *await command_rows(core, user_a.anonymous_id, rounds),
+            await switch_row(core, (user_b.anonymous_id, user_a.anonymous_id), rounds),
+        ]
+
+
+async def command_rows(core: MimiCore, logged_in_id: str, rounds: int) -> list[Row]:
+    route = log_in_route(logged_in_id)
+    sync_model = _LogInModel()
+    Machine(
+        model=sync_model,
+        states=["anonymous", "logged_in"],
+        initial="logged_in",
+        transitions=_guarded_log_in(),
+    )
+    async_model = _AsyncLogInModel()
+    AsyncMachine(
+        model=async_model,
+        states=["anonymous", "logged_in"],
+        initial="logged_in",
+        transitions=_guarded_log_in(),
+    )
+    chart = _Session()
+    async_chart = _AsyncSession()
+    await async_chart.activate_initial_state()
+    count = 400
+
+    async def ours() -> float:
         started = time.perf_counter()
         for _ in range(count):
             await core.auth.run(route)
-        ours = (time.perf_counter() - started) / count * 1e6
-        context = GuardContext(core.auth.state, route, ANONYMOUS_ONLY, BackendCapabilities())
-        row("command", ours, per_call_us(lambda: decide(context), count), "decide() alone")
+        return (time.perf_counter() - started) / count
 
-        ids = []
-        for _ in range(20):
-            created = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-            ids.append(created.anonymous_id)
-        rounds = 200
+    async def async_machine() -> float:
         started = time.perf_counter()
-        for i in range(rounds):
-            await core.auth.run(AuthRoute.log_in_anonymously(ids[i % len(ids)]))
-        ours = (time.perf_counter() - started) / rounds * 1e6
+        for _ in range(count):
+            await async_model.log_in()
+        return (time.perf_counter() - started) / count
 
-        auth = aiohttp.encode_basic_auth("bench", secret)
-        async with aiohttp.ClientSession(headers={"Authorization": auth}) as http:
-            started = time.perf_counter()
-            for i in range(rounds):
-                async with http.post(
-                    server.url + "/v1/sessions/anonymous",
-                    json={"anonymous_id": ids[i % len(ids)]},
-                ) as response:
-                    await response.json()
-                # The core also revokes the user it replaces: one more call per switch.
-                async with http.post(
-                    server.url + "/v1/sessions/revoke", json={"token": "x"}
-                ) as response:
-                    await response.json()
-            baseline = (time.perf_counter() - started) / rounds * 1e6
-        row("log-in", ours, baseline, "raw aiohttp log-in + revoke")
+    async def machine() -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            sync_model.log_in()
+        return (time.perf_counter() - started) / count
+
+    async def statechart() -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            chart.log_in()
+        return (time.perf_counter() - started) / count
+
+    async def async_statechart() -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            await async_chart.log_in()
+        return (time.perf_counter() - started) / count
+
+    samples = await interleave_async(
+        [
+            ("ours", ours),
+            ("AsyncMachine", async_machine),
+            ("Machine", machine),
+            ("statemachine", statechart),
+            ("async statemachine", async_statechart),
+        ],
+        rounds,
+    )
+    assert core.auth.state.transition is Transition.LOGGED_IN, core.auth.state
+    name = "command, already logged in, vs {}"
+    ours_samples = samples["ours"]
+    return [
+        compare(
+            name.format("transitions AsyncMachine"),
+            ours_samples,
+            samples["AsyncMachine"],
+            goal=FASTER_3X,
+            goal_text=">=3x faster",
+        ),
+        compare(
+            name.format("transitions Machine (sync)"),
+            ours_samples,
+            samples["Machine"],
+            goal=2.0,
+            goal_text="<=2.00x",
+        ),
+        compare(
+            name.format("python-statemachine (sync)"),
+            ours_samples,
+            samples["statemachine"],
+            goal=None,
+            goal_text="-",
+        ),
+        compare(
+            name.format("python-statemachine (async)"),
+            ours_samples,
+            samples["async statemachine"],
+            goal=None,
+            goal_text="-",
+        ),
+    ]
 
 
-def main() -> None:
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    print(f"{'':<10} {'ours':>13}   {'baseline':>13}  {'ratio':>7}")
-    publish()
-    asyncio.run(command_and_log_in())
+async def switch_row(core: MimiCore, ids: tuple[str, str], rounds: int) -> Row:
+    """``ids[1]`` is logged in; each batch logs in ``ids[0]``, ``ids[1]``, ... an even number
+    of times, so every command is a switch."""
+    model = _AsyncSwitchModel()
+    AsyncMachine(
+        model=model,
+        states=["logged_in", "logged_out"],
+        initial="logged_in",
+        transitions=[
+            {
+                "trigger": "log_out",
+                "source": "logged_in",
+                "dest": "logged_out",
+                "after": _call_service,
+            },
+            {
+                "trigger": "log_in",
+                "source": "logged_out",
+                "dest": "logged_in",
+                "after": _call_service,
+            },
+        ],
+    )
+    routes = [log_in_route(anonymous_id) for anonymous_id in ids]
+    count = 200
+
+    async def ours() -> float:
+        before = asyncio.all_tasks()
+        started = time.perf_counter()
+        for index in range(count):
+            await core.auth.run(routes[index % 2])
+        await settle(before)
+        return (time.perf_counter() - started) / count
+
+    async def async_machine() -> float:
+        started = time.perf_counter()
+        for _ in range(count):
+            await model.log_out()
+            await model.log_in()
+        return (time.perf_counter() - started) / count
+
+    samples = await interleave_async([("ours", ours), ("AsyncMachine", async_machine)], rounds)
+    assert core.auth.state.transition is Transition.SWITCHED_USER, core.auth.state
+    return compare(
+        "switch user, no network, vs AsyncMachine log out + log in",
+        samples["ours"],
+        samples["AsyncMachine"],
+        goal=FASTER_3X,
+        goal_text=">=3x faster",
+    )
+
+
+# --- 4. an anonymous log-in over loopback: HttpBackend vs raw aiohttp ---
+
+
+@contextlib.contextmanager
+def identity_server() -> Iterator[str]:
+    """The reference server in a child process (so this process's CPU time is the client's);
+    yields its URL."""
+    with tempfile.TemporaryDirectory() as directory:
+        command = [
+            sys.executable,
+            "-m",
+            "mimi_reactive",
+            "serve",
+            "--port",
+            "0",
+            "--client-id",
+            CLIENT_ID,
+            "--database",
+            str(Path(directory) / "identity.sqlite3"),
+        ]
+        environment = {**os.environ, "MIMI_CLIENT_SECRET": CLIENT_SECRET}
+        server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            command, stdout=subprocess.PIPE, text=True, env=environment
+        )
+        try:
+            assert server.stdout is not None
+            line = server.stdout.readline()
+            if not line.startswith("serving on "):
+                raise RuntimeError(f"the identity server did not start: {line!r}")
+            yield line.removeprefix("serving on ").strip()
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+class RawClient:
+    """The HTTP exchange HttpBackend makes for a user switch, written directly on aiohttp:
+    revoke the current session's refresh token in the background (the core revokes after
+    logging the old user out, without waiting), then POST the anonymous log-in."""
+
+    def __init__(self, http: aiohttp.ClientSession, url: str) -> None:
+        self._http = http
+        self._url = url
+        self._refresh_token: str | None = None
+        self._revocations: set[asyncio.Task[Any]] = set()
+
+    async def post(self, path: str, payload: dict[str, Any]) -> Any:
+        async with self._http.post(self._url + path, json=payload) as response:
+            status = response.status
+            answer = await response.json(content_type=None)
+        if status >= 400:
+            raise RuntimeError(f"{path} answered {status}: {answer}")
+        return answer
+
+    async def switch(self, anonymous_id: str) -> None:
+        if self._refresh_token is not None:
+            revoke = self.post("/v1/sessions/revoke", {"token": self._refresh_token})
+            task = asyncio.get_running_loop().create_task(revoke)
+            self._revocations.add(task)
+            task.add_done_callback(self._revocations.discard)
+        answer = await self.post("/v1/sessions/anonymous", {"anonymous_id": anonymous_id})
+        self._refresh_token = answer["session"]["refresh_token"]
+
+
+async def switch_batch(
+    switch: Callable[[str], Awaitable[object]], ids: tuple[str, str], count: int
+) -> tuple[float, float]:
+    """Client CPU seconds per switch and the batch's median wall latency."""
+    latencies = []
+    before = asyncio.all_tasks()
+    cpu = time.process_time()
+    for index in range(count):
+        started = time.perf_counter()
+        await switch(ids[index % 2])
+        latencies.append(time.perf_counter() - started)
+    await settle(before)
+    return (time.process_time() - cpu) / count, statistics.median(latencies)
+
+
+async def loopback_rows(url: str, rounds: int) -> list[Row]:
+    timeout = aiohttp.ClientTimeout(total=10)
+    headers = {"Authorization": aiohttp.encode_basic_auth(CLIENT_ID, CLIENT_SECRET)}
+    async with (
+        aiohttp.ClientSession(headers=headers, timeout=timeout, raise_for_status=False) as http,
+        open_core(HttpBackend(url)) as core,
+    ):
+        raw = RawClient(http, url)
+        created = [await raw.post("/v1/anonymous-users", {}) for _ in range(2)]
+        first, second = (str(answer["user"]["anonymous_id"]) for answer in created)
+        await raw.switch(first)
+        await core.auth.run(log_in_route(first))
+        ids = (second, first)
+        count = 60
+
+        async def ours_switch(anonymous_id: str) -> None:
+            await core.auth.run(log_in_route(anonymous_id))
+
+        samples = await interleave_async(
+            [
+                ("ours", lambda: switch_batch(ours_switch, ids, count)),
+                ("raw", lambda: switch_batch(raw.switch, ids, count)),
+            ],
+            rounds,
+        )
+        assert core.auth.state.transition is Transition.SWITCHED_USER, core.auth.state
+    cpu = {name: [sample[0] for sample in values] for name, values in samples.items()}
+    p50 = {name: [sample[1] for sample in values] for name, values in samples.items()}
+    return [
+        compare(
+            "log-in over loopback: client CPU vs raw aiohttp",
+            cpu["ours"],
+            cpu["raw"],
+            goal=1.15,
+            goal_text="<=1.15x",
+        ),
+        compare(
+            "log-in over loopback: p50 latency vs raw aiohttp",
+            p50["ours"],
+            p50["raw"],
+            goal=1.05,
+            goal_text="<=1.05x",
+        ),
+    ]
+
+
+# --- 5. import time ---
+
+_PULLED_IN = """\
+import sys
+before = set(sys.modules)
+import mimi_reactive
+added = [m for m in sys.modules if m not in before]
+print("\\n".join(m for m in added if m.partition(".")[0] != "mimi_reactive"))
+"""
+
+_TIMED = """\
+import time
+started = time.perf_counter()
+{}
+print(time.perf_counter() - started)
+"""
+
+
+def _python(code: str) -> str:
+    return subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def import_row(runs: int) -> tuple[Row, list[str]]:
+    """Each import in a fresh interpreter; the baseline imports every module that
+    ``import mimi_reactive`` adds to ``sys.modules`` (its dependencies and the standard
+    library modules they and it use), in the order they were first imported."""
+    modules = _python(_PULLED_IN).split()
+    baseline = (
+        f"for name in {modules!r}:\n"
+        "    try:\n        __import__(name)\n    except ImportError:\n        pass"
+    )
+
+    def ours() -> float:
+        return float(_python(_TIMED.format("import mimi_reactive")))
+
+    def dependencies() -> float:
+        return float(_python(_TIMED.format(baseline)))
+
+    samples = interleave([("ours", ours), ("dependencies", dependencies)], runs)
+    top_level = {name.partition(".")[0] for name in modules}
+    third_party = sorted(top_level - sys.stdlib_module_names)
+    row = compare(
+        "import mimi_reactive vs the modules it pulls in",
+        samples["ours"],
+        samples["dependencies"],
+        unit="ms",
+        goal=1.2,
+        goal_text="<=1.20x",
+    )
+    return row, third_party
+
+
+# --- The table ---
+
+
+def print_table(rows: Sequence[Row]) -> None:
+    width = max(len(row.name) for row in rows)
+    print(
+        f"{'row':<{width}}  {'ours':>11}  {'baseline':>11}  {'ratio':>7}  "
+        f"{'rounds IQR':>11}  {'goal':<12}  result"
+    )
+    for row in rows:
+        ours = f"{row.ours:.1f} {row.unit}"
+        baseline = f"{row.baseline:.1f} {row.unit}"
+        spread = f"{row.spread[0]:.2f}-{row.spread[1]:.2f}"
+        print(
+            f"{row.name:<{width}}  {ours:>11}  {baseline:>11}  {row.ratio:>6.2f}x  "
+            f"{spread:>11}  {row.goal_text:<12}  {row.verdict}"
+        )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="few rounds: a smoke test")
+    parser.add_argument(
+        "--plot",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent / "docs" / "publish-cost.png",
+        help="where to write the publish-cost plot (default: docs/publish-cost.png)",
+    )
+    args = parser.parse_args(argv)
+    quiet_logging()
+    rounds = QUICK_ROUNDS if args.quick else ROUNDS
+    started = time.perf_counter()
+
+    def progress(what: str) -> None:
+        print(f"[{time.perf_counter() - started:5.1f}s] {what}", file=sys.stderr, flush=True)
+
+    progress("publish")
+    costs = {n: publish_costs(n, rounds) for n in PLOT_COUNTS}
+    rows = publish_rows(costs)
+    progress("command and switch")
+    rows += asyncio.run(no_network_rows(rounds))
+    progress("log-in over loopback")
+    with identity_server() as url:
+        rows += asyncio.run(loopback_rows(url, rounds))
+    progress("import")
+    row, third_party = import_row(QUICK_ROUNDS if args.quick else ROUNDS)
+    rows.append(row)
+    plot(costs, args.plot)
+    progress("done")
+
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    print(
+        f"\nmedians of {rounds} interleaved rounds (ratio: of the medians; rounds IQR: quartiles "
+        f"of the per-round ratios)\nPython {sys.version.split()[0]}, {os.cpu_count()} CPUs, "
+        f"load average {load}"
+    )
+    print_table(rows)
+    print(f"\nimport baseline: {', '.join(third_party)} and the standard library they and we use")
+    print(f"plot: {args.plot}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""A smoke run of benchmarks/session.py: every row of issue 7's speed table, and the plot."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("transitions", reason="benchmark-only dependency: pip install -e '.[bench]'")
+pytest.importorskip("statemachine", reason="benchmark-only dependency: pip install -e '.[bench]'")
+pytest.importorskip("matplotlib", reason="benchmark-only dependency: pip install -e '.[bench]'")
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "benchmarks" / "session.py"
+
+ROWS = (
+    "publish to 1 subscriber vs BehaviorSubject.on_next",
+    "publish to 10 subscribers vs BehaviorSubject.on_next",
+    "publish to 100 subscribers vs BehaviorSubject.on_next",
+    "command, already logged in, vs transitions AsyncMachine",
+    "command, already logged in, vs transitions Machine (sync)",
+    "command, already logged in, vs python-statemachine",
+    "switch user, no network, vs AsyncMachine log out + log in",
+    "log-in over loopback: client CPU vs raw aiohttp",
+    "log-in over loopback: p50 latency vs raw aiohttp",
+    "import mimi_reactive vs the modules it pulls in",
+)
+
+
+@pytest.mark.slow
+def test_quick_run_prints_every_row_and_writes_the_plot(tmp_path: Path) -> None:
+    plot = tmp_path / "publish-cost.png"
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--quick", "--plot", str(plot)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for row in ROWS:
+        assert row in done.stdout, f"missing row {row!r}:\n{done.stdout}"
+    assert plot.read_bytes().startswith(b"\x89PNG")
