@@ -69,15 +69,13 @@ CLIENT_SECRET = secrets.token_urlsafe(32)
 
 
 def quiet_logging() -> None:
-    """Keep log rendering out of the figures: the library logs DEBUG events to stdout when the
-    app configured nothing (after the refactor it is silent by default)."""
-    logging.basicConfig(level=logging.WARNING)
+    """As an app that configured nothing: the library is silent, the server warns only."""
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
 def make_stream(initial: SessionState) -> StateStream:
     """The stream the store publishes through (the only private entry point used)."""
-    return StateStream(initial, logger=structlog.get_logger("bench"))
+    return StateStream(initial)
 
 
 @contextlib.asynccontextmanager

@@ -9,7 +9,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import filelock
@@ -78,7 +78,7 @@ class FileSessionStorage:
         finally:
             self._file_lock.release()
 
-    async def changes(self) -> AsyncIterator[None]:
+    async def changes(self) -> AsyncGenerator[None, None]:
         """Yield once now, then each time the file changes; runs until cancelled.
 
         The first yield closes the gap between the caller's ``load()`` and the watch: a

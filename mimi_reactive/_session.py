@@ -54,9 +54,9 @@ class RefreshPolicy:
     """
 
     ahead: float = attrs.field(
-        default=0.2, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)]
+        default=0.2, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
     )
-    """Refresh when this share (0-1) of the tokens' lifetime is left."""
+    """Refresh when this share (from 0 up to, not including, 1) of the lifetime is left."""
     leeway: float = attrs.field(default=30.0, validator=attrs.validators.ge(0.0))
     """Stop handing out an access token this many seconds before it expires (at most a tenth
     of its lifetime): a call made with it could reach the service after it expired."""

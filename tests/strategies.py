@@ -17,14 +17,16 @@ from mimi_reactive import (
     Transition,
 )
 from mimi_reactive._backend import ALL_ROUTES
-from mimi_reactive._messages import Command
 
 
-def session_of(user: MimiUser | None, obtained_at: float = 0.0) -> Session | None:
-    """The session behind a state whose user is ``user`` (None: nobody logged in)."""
-    if user is None:
-        return None
+def session_for(user: MimiUser, obtained_at: float = 0.0) -> Session:
+    """A session of ``user`` with hour-long tokens."""
     return Session(user, AuthTokens("access-token", "refresh-token", 3600.0), obtained_at)
+
+
+def session_of(user: MimiUser | None) -> Session | None:
+    """The session behind a state whose user is ``user`` (None: nobody logged in)."""
+    return None if user is None else session_for(user)
 
 
 secrets_ = st.text(
@@ -86,7 +88,7 @@ routes = st.one_of(
     st.builds(lambda e, p: AuthRoute.sign_up(email=e, password=p), emails, passwords),
     st.builds(lambda e, p: AuthRoute.promote(email=e, password=p), emails, passwords),
 )
-commands: st.SearchStrategy[Command] = st.one_of(routes, st.just(LogOut()))
+commands: st.SearchStrategy[AuthRoute | LogOut] = st.one_of(routes, st.just(LogOut()))
 configurations = st.builds(MimiConfiguration, allow_anonymous_user_only=st.booleans())
 capabilities = st.builds(
     BackendCapabilities,
@@ -107,7 +109,7 @@ timed_sessions = st.builds(
 )
 refresh_policies = st.builds(
     RefreshPolicy,
-    ahead=st.floats(min_value=0.0, max_value=1.0),
+    ahead=st.floats(min_value=0.0, max_value=0.99),
     leeway=st.floats(min_value=0.0, max_value=3600.0),
     min_interval=st.floats(min_value=0.0, max_value=60.0),
 )

@@ -28,7 +28,7 @@ from mimi_reactive._messages import (
 )
 
 from . import strategies as st_
-from .strategies import session_of
+from .strategies import session_for, session_of
 
 ANON_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 OPEN = MimiConfiguration(allow_anonymous_user_only=False)
@@ -79,7 +79,7 @@ def test_different_user_is_logged_out_first() -> None:
     """With another user logged in, the plan logs them out before logging in."""
     route = AuthRoute.log_in_anonymously("another-anonymous-id-1111")
     assert decision(route, logged_in(ALICE)) == Proceed(
-        (EndSession(session_of(ALICE)), Authenticate(route, replacing=ALICE))
+        (EndSession(session_for(ALICE)), Authenticate(route, replacing=ALICE))
     )
 
 
@@ -120,7 +120,7 @@ def test_unsupported_route_is_refused() -> None:
 def test_log_out_with_nobody_is_satisfied() -> None:
     """Logging out when nobody is logged in has nothing to do."""
     assert decision(LogOut()) == Satisfied(Reason.NO_USER_LOGGED_IN)
-    assert decision(LogOut(), logged_in(BOB)) == Proceed((EndSession(session_of(BOB)),))
+    assert decision(LogOut(), logged_in(BOB)) == Proceed((EndSession(session_for(BOB)),))
 
 
 def test_promote_needs_a_logged_in_anonymous_user() -> None:

@@ -125,3 +125,35 @@ async def test_backend_repr_hides_the_client_secret(server: IdentityServer) -> N
     secret = "very-secret-client-secret"
     assert secret not in repr(ClientCredentials(CLIENT_ID, secret))
     assert repr(HttpBackend(server.url)) == f"HttpBackend({server.url!r})"
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["127.0.0.1:8080", "identity.example", "ftp://identity.example", "http://", ""],
+)
+def test_a_url_without_scheme_or_host_is_refused_at_construction(url: str) -> None:
+    """A URL the backend could never reach fails at once, naming what was given."""
+    with pytest.raises(ValueError, match="http:// or https://"):
+        HttpBackend(url)
+
+
+def test_a_url_with_credentials_is_refused_without_echoing_them() -> None:
+    """Credentials in the URL are refused, and the message does not repeat them."""
+    with pytest.raises(ValueError, match="must not hold credentials") as raised:
+        HttpBackend("https://app:hunter2-secret@identity.example")
+    assert "hunter2-secret" not in str(raised.value)
+
+
+async def test_transport_errors_name_the_service_url(client_secret: str) -> None:
+    """An unreachable service's error says which URL was tried."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    backend = HttpBackend(url, timeout=5)
+    await backend.open(ClientCredentials(CLIENT_ID, client_secret))
+    try:
+        with pytest.raises(TransportError, match=url) as raised:
+            await backend.authenticate(AuthRoute.sign_up_anonymously(), None)
+        assert client_secret not in str(raised.value)
+    finally:
+        await backend.close()

@@ -20,6 +20,7 @@ from mimi_reactive import (
     MimiConfiguration,
     MimiCore,
     MimiUser,
+    SessionState,
     Success,
 )
 from mimi_reactive.backends.http import HttpBackend
@@ -30,6 +31,11 @@ from .helpers import CountingBackend, event_names
 
 PASSWORD = "a password nobody may read"
 EMAIL = "secret.person@example.test"
+
+
+def divide_by_zero(state: SessionState) -> None:
+    """A subscriber with a bug."""
+    print(1 / 0)
 
 
 async def test_full_flow_logs_no_secret(caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
@@ -50,7 +56,7 @@ async def test_full_flow_logs_no_secret(caplog: pytest.LogCaptureFixture, tmp_pa
                 storage=FileSessionStorage(tmp_path / "session.json"),
             ) as core:
                 core.auth.states.subscribe(lambda state: seen_reprs.append(repr(state)))
-                core.auth.states.subscribe(lambda state: 1 / 0)  # a faulty subscriber
+                core.auth.states.subscribe(divide_by_zero)  # a faulty subscriber
                 manager = AnonymousAuthManager(core)
                 first = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
                 await core.auth.refresh()

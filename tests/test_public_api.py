@@ -51,3 +51,11 @@ def test_every_error_is_a_mimi_core_error() -> None:
     assert errors
     for error in errors:
         assert issubclass(error, mimi_reactive.MimiCoreError)
+
+
+def test_exports_name_the_public_module() -> None:
+    """Tracebacks and reprs show mimi_reactive.X, never the private module."""
+    for name in mimi_reactive.__all__:
+        exported = getattr(mimi_reactive, name)
+        if isinstance(exported, type):
+            assert exported.__module__ == "mimi_reactive", name

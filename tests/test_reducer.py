@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from mimi_reactive import AuthRoute, MimiUser, SessionState, Transition, TransportError
-from mimi_reactive._messages import CommandFailed, SignedIn, SignedOut
+from mimi_reactive._messages import (
+    CommandFailed,
+    Event,
+    RefreshFailed,
+    SessionAdopted,
+    SignedIn,
+    SignedOut,
+    TokensRefreshed,
+)
 from mimi_reactive._reducer import IllegalTransitionError, reduce
 
 from . import strategies as st_
@@ -77,3 +87,27 @@ def test_reduce_is_pure(state: SessionState, user: MimiUser) -> None:
     )
     assert reduce(state, event) == reduce(state, event)
     assert state == before
+
+
+@given(
+    st_.states.filter(lambda s: s.user is not None),
+    st_.users,
+    st.booleans(),
+    st.sampled_from(["refreshed", "refresh_failed", "adopted"]),
+)
+def test_an_event_that_changes_nothing_returns_the_same_object(
+    state: SessionState, other: MimiUser, degraded: bool, kind: str
+) -> None:
+    """When the next state equals the current one it is the current object itself, so the
+    store publishes nothing by an identity check."""
+    state = attrs.evolve(state, degraded=degraded)
+    assert state.user is not None
+    events: dict[str, Event] = {
+        "refreshed": TokensRefreshed(state.user),
+        "refresh_failed": RefreshFailed(TransportError("down")),
+        "adopted": SessionAdopted(state.user),
+    }
+    for event in (events[kind], SessionAdopted(other)):
+        after = reduce(state, event)
+        if after == state:
+            assert after is state

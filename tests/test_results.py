@@ -5,7 +5,14 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from mimi_reactive import AnonymousLoginResult, Failure, Skipped, Success, TransportError
+from mimi_reactive import (
+    AnonymousLoginResult,
+    Failure,
+    MimiCoreError,
+    Skipped,
+    Success,
+    TransportError,
+)
 
 
 def kind(result: AnonymousLoginResult) -> str:
@@ -25,7 +32,7 @@ def test_results_match_and_compare() -> None:
     error = TransportError("down")
     assert kind(Success("id-1234567890")) == "success:id-1234567890"
     assert kind(Failure(error)) == "offline"
-    assert kind(Failure(ValueError("x"))) == "failure"
+    assert kind(Failure(MimiCoreError("x"))) == "failure"
     assert kind(Skipped()) == "skipped"
     assert Success("a") == Success("a") != Success("b")
     assert Skipped() == Skipped()

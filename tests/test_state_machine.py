@@ -39,7 +39,6 @@ from mimi_reactive import (
     Transition,
     TransportError,
 )
-from mimi_reactive._messages import Command
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
@@ -152,7 +151,7 @@ class SessionMachine(RuleBasedStateMachine):
 
     def run(self, awaitable: Awaitable[T]) -> T:
         """Run one step on the machine's loop; a step that hangs is a deadlock."""
-        return self.loop.run_until_complete(asyncio.wait_for(awaitable, STEP_TIMEOUT))  # type: ignore[arg-type]
+        return self.loop.run_until_complete(asyncio.wait_for(awaitable, STEP_TIMEOUT))
 
     def make_backend(self) -> AuthBackend:
         raise NotImplementedError
@@ -181,7 +180,7 @@ class SessionMachine(RuleBasedStateMachine):
 
     # Commands.
 
-    def perform(self, command: Command, expected: Any) -> None:
+    def perform(self, command: AuthRoute | LogOut, expected: Any) -> None:
         """Run ``command``, then check it published what the model expects."""
         assert self.core is not None
         self.run(self.core.auth.run(command))

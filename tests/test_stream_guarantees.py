@@ -117,16 +117,16 @@ async def test_1_awaiting_a_command_inside_an_effect_raises(backend: ScriptedBac
     class Reentrant(ScriptedBackend):
         async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
             try:
-                await core.auth.run(LogOut())
+                await started.auth.run(LogOut())
             except ReentrantCallError as error:
                 seen.append(error)
             return await super().authenticate(route, session)
 
     async with MimiCore.start(
         client_id="app", client_secret="s", backend=Reentrant(), configuration=ANONYMOUS_ONLY
-    ) as core:
-        user = await asyncio.wait_for(core.auth.authenticate(SIGN_UP), 5)
-        assert core.auth.current_user == user
+    ) as started:
+        user = await asyncio.wait_for(started.auth.authenticate(SIGN_UP), 5)
+        assert started.auth.current_user == user
     assert len(seen) == 1
 
 
@@ -305,7 +305,7 @@ async def test_5_commands_from_threads_are_delivered_on_one_thread_in_one_order(
     threads = [threading.Thread(target=hammer) for _ in range(8)]
     for thread in threads:
         thread.start()
-    await asyncio.to_thread(lambda: [thread.join() for thread in threads])
+    await asyncio.to_thread(join_all, threads)
     await asyncio.gather(*(asyncio.wrap_future(f) for f in futures))
     assert len(futures) == 200
     assert overlaps == 0
@@ -341,7 +341,7 @@ async def test_5_commands_from_threads_are_delivered_on_one_thread_in_one_order(
     plain_workers = [threading.Thread(target=plain_hammer) for _ in range(8)]
     for thread in plain_workers:
         thread.start()
-    await asyncio.to_thread(lambda: [thread.join() for thread in plain_workers])
+    await asyncio.to_thread(join_all, plain_workers)
     assert len(plain_threads) > 1
     assert plain_overlaps > 0
 
@@ -508,3 +508,9 @@ async def test_observer_handle_removes_the_observer(core: MimiCore) -> None:
     handle.remove()
     await core.auth.log_out()
     assert len(heard) == 1
+
+
+def join_all(threads: list[threading.Thread]) -> None:
+    """Wait for every thread to finish."""
+    for thread in threads:
+        thread.join()

@@ -74,7 +74,7 @@ async def test_scripted_backend_behaves_like_the_service_by_default() -> None:
     async with start(backend) as core:
         manager = AnonymousAuthManager(core)
         assert await manager.authenticate_anonymous_user(user.anonymous_id) == Success(
-            user.anonymous_id  # type: ignore[arg-type]
+            user.anonymous_id or ""
         )
         other = backend.add_anonymous_user()
         assert await manager.authenticate_anonymous_user(other.anonymous_id) == Success(

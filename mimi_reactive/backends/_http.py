@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import yarl
 
 from .._backend import BackendCapabilities, ClientCredentials
 from .._exceptions import (
@@ -45,6 +46,14 @@ class HttpBackend:
     capabilities = BackendCapabilities()
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
+        url = yarl.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError(
+                f"HttpBackend needs the service's http:// or https:// URL, got "
+                f"{str(url.with_user(None)) if url.host else repr(base_url)}"
+            )
+        if url.user is not None or url.password is not None:
+            raise ValueError("HttpBackend's URL must not hold credentials; pass them to start")
         self._base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -119,10 +128,12 @@ class HttpBackend:
                 except ValueError:
                     answer = None
         except TimeoutError as error:
-            raise TransportError("the identity service did not answer in time") from error
+            raise TransportError(
+                f"the identity service at {self._base_url} did not answer in time"
+            ) from error
         except aiohttp.ClientError as error:
             raise TransportError(
-                f"could not reach the identity service ({type(error).__name__})"
+                f"could not reach the identity service at {self._base_url} ({type(error).__name__})"
             ) from error
         if status >= 400:
             raise _error_from(status, answer)

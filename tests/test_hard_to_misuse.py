@@ -1,0 +1,143 @@
+"""The client is quiet by default and hard to misuse: what a new user would trip over."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mimi_reactive import AuthRoute, LogOut, MimiCore, Transition
+from mimi_reactive.testing import Reply, ScriptedBackend
+
+REPO = Path(__file__).resolve().parent.parent
+
+A_WHOLE_FLOW = """
+import asyncio, sys
+from mimi_reactive import (
+    AnonymousAuthManager, AuthRoute, FileSessionStorage, MimiConfiguration, MimiCore,
+)
+from mimi_reactive.testing import ScriptedBackend
+
+def faulty(state):
+    raise ValueError("a subscriber bug")
+
+async def main(path):
+    backend = ScriptedBackend()
+    async with MimiCore.start(
+        client_id="app", client_secret="secret", backend=backend,
+        configuration=MimiConfiguration(allow_anonymous_user_only=True),
+        storage=FileSessionStorage(path),
+    ) as core:
+        core.auth.states.subscribe(faulty)
+        manager = AnonymousAuthManager(core)
+        await manager.authenticate_anonymous_user(None)
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await core.auth.refresh()
+        await core.auth.log_out()
+        await manager.authenticate_anonymous_user(user.anonymous_id)
+        await manager.authenticate_anonymous_user("an-id-nobody-has-000000")
+        await core.auth.run(AuthRoute.log_in(email="a@b.test", password="password1"))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_whole_flow_writes_nothing_when_the_app_configured_no_logging(tmp_path: Path) -> None:
+    """In a fresh process with no logging configured, the library prints nothing at all,
+    even for failures and a raising subscriber."""
+    done = subprocess.run(
+        [sys.executable, "-c", A_WHOLE_FLOW, str(tmp_path / "session.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == ""
+
+
+def test_configured_logging_shows_the_library_events(tmp_path: Path) -> None:
+    """An app that configures logging sees the library's events, tracebacks included."""
+    script = "import logging; logging.basicConfig(level=logging.DEBUG)\n" + A_WHOLE_FLOW
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "session.json")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "mimi_reactive.session:session.command" in done.stderr
+    assert "stream.subscriber_failed" in done.stderr
+    assert "in faulty" in done.stderr  # the subscriber's own frame
+    assert "ValueError: a subscriber bug" in done.stderr
+
+
+async def test_dispatch_is_awaitable_and_waitable_from_threads() -> None:
+    """What dispatch returns can be awaited on the loop and waited on from a thread."""
+    async with MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend()) as core:
+        future = core.auth.dispatch(AuthRoute.sign_up_anonymously())
+        outcome = await future
+        assert outcome.state.transition is Transition.ANONYMOUS_CREATED
+        later = core.auth.dispatch(LogOut())
+        from_thread = await asyncio.to_thread(later.result, 10)
+        assert from_thread.state.transition is Transition.LOGGED_OUT
+
+
+async def test_an_object_that_is_not_an_observer_is_refused_when_added() -> None:
+    """add_observer(print) fails at once with a TypeError saying what is needed."""
+    async with MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend()) as core:
+        with pytest.raises(TypeError, match="auth_controller_did_update"):
+            core.auth.add_observer(print)  # type: ignore[arg-type]
+
+
+async def test_the_close_grace_period_is_set_where_the_core_starts() -> None:
+    """With a short grace period given to start, leaving the block after an offline log-out
+    does not wait out the default 10 seconds."""
+    backend = ScriptedBackend()
+    backend.script(Reply.never(only_for=("revoke",)))
+    async with asyncio.timeout(5):  # a bound on a hang, far below the 10 s default
+        async with MimiCore.start(
+            client_id="a", client_secret="s", backend=backend, close_grace_period=0.05
+        ) as core:
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            await core.auth.log_out()
+            assert core.auth.current_user is None  # the log-out did not wait for the service
+    assert backend.calls[-1] == "revoke"
+
+
+def test_a_core_never_closed_warns_with_our_own_message() -> None:
+    """Forgetting close() gives one ResourceWarning that says what to do."""
+    script = textwrap.dedent(
+        """
+        import asyncio, gc
+        from mimi_reactive import MimiCore
+        from mimi_reactive.testing import ScriptedBackend
+
+        async def main():
+            core = await MimiCore.start(
+                client_id="a", client_secret="s", backend=ScriptedBackend()
+            )
+            del core
+            gc.collect()
+
+        asyncio.run(main())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "always::ResourceWarning", "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stderr.count("ResourceWarning: a MimiCore was never closed") == 1, done.stderr
+    assert "async with MimiCore.start" in done.stderr

@@ -1,0 +1,99 @@
+"""RefreshPolicy: the one rule for when tokens are refreshed and handed out."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mimi_reactive import AuthTokens, MimiUser, RefreshPolicy, Session
+
+from . import strategies as st_
+
+NOW = st.floats(min_value=0.0, max_value=5e9)
+
+
+def session(expires_in: float | None, obtained_at: float = 1000.0) -> Session:
+    return Session(MimiUser("u1"), AuthTokens("access", "refresh", expires_in), obtained_at)
+
+
+def test_an_hour_long_token_is_due_at_four_fifths_and_usable_until_thirty_seconds_before() -> None:
+    """The defaults: refresh when 20 % of the lifetime is left, stop handing out 30 s early."""
+    policy = RefreshPolicy()
+    hour = session(3600.0)
+    assert policy.due_at(hour) == 1000.0 + 2880.0
+    assert policy.usable_until(hour) == 1000.0 + 3570.0
+
+
+def test_tokens_that_never_expire_are_never_due() -> None:
+    """Without a lifetime the token is always usable and never refreshed."""
+    policy = RefreshPolicy()
+    forever = session(None)
+    assert policy.due_at(forever) is None
+    assert policy.is_usable(forever, 1e12)
+    assert policy.next_refresh_at(forever, degraded=False, now=0.0) is None
+
+
+@given(st_.timed_sessions, st_.refresh_policies)
+def test_due_no_later_than_unusable(candidate: Session, policy: RefreshPolicy) -> None:
+    """Tokens fall due no later than they stop being handed out, so a caller that finds
+    the token unusable always gets a refresh, never a stale token."""
+    due, until = policy.due_at(candidate), policy.usable_until(candidate)
+    assert (due is None) == (until is None)
+    if due is not None and until is not None:
+        assert due <= until
+
+
+@given(st_.timed_sessions, st_.refresh_policies, NOW)
+def test_unusable_implies_due(candidate: Session, policy: RefreshPolicy, now: float) -> None:
+    """Whenever the access token may not be handed out, a refresh is due."""
+    if not policy.is_usable(candidate, now):
+        assert policy.is_due(candidate, now)
+
+
+@given(st_.timed_sessions, st_.refresh_policies, NOW)
+def test_the_keeper_never_refreshes_before_the_guard_agrees(
+    candidate: Session, policy: RefreshPolicy, now: float
+) -> None:
+    """When the keeper's time comes, the guard finds the tokens due (no wasted command)."""
+    at = policy.next_refresh_at(candidate, degraded=False, now=now)
+    if at is not None:
+        assert policy.is_due(candidate, at)
+
+
+@given(st_.timed_sessions, st_.refresh_policies, NOW)
+def test_the_keeper_never_loops_faster_than_the_minimum_interval(
+    candidate: Session, policy: RefreshPolicy, now: float
+) -> None:
+    """However short the lifetime, background refreshes are min_interval apart at least."""
+    at = policy.next_refresh_at(candidate, degraded=False, now=now)
+    if at is not None:
+        assert at >= candidate.obtained_at + policy.min_interval
+
+
+@given(st_.timed_sessions, st_.refresh_policies, NOW)
+def test_a_degraded_session_is_retried_now(
+    candidate: Session, policy: RefreshPolicy, now: float
+) -> None:
+    """A degraded session is retried at once; the keeper spaces retries out itself."""
+    assert policy.next_refresh_at(candidate, degraded=True, now=now) == now
+
+
+@given(st.floats(min_value=1.0, max_value=1e7), st_.refresh_policies)
+def test_fresh_tokens_are_usable_and_not_due(lifetime: float, policy: RefreshPolicy) -> None:
+    """Right after tokens of a second or more arrive they are handed out and not yet due."""
+    fresh = session(lifetime)
+    assert policy.is_usable(fresh, fresh.obtained_at)
+    due = policy.due_at(fresh)
+    assert due is not None
+    assert math.isfinite(due)
+    assert due > fresh.obtained_at
+
+
+def test_ahead_must_leave_some_lifetime() -> None:
+    """A policy that would refresh the moment tokens arrive is refused at construction."""
+    for ahead in (1.0, -0.1):
+        with pytest.raises(ValueError, match="ahead"):
+            RefreshPolicy(ahead=ahead)

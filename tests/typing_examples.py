@@ -1,0 +1,107 @@
+"""Public usage that mypy --strict must accept as written (not collected by pytest).
+
+Each function is what an app would write; a change to the public types that breaks one of
+them breaks users too. ``./scripts/test`` type-checks this file with the tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import reactivex
+
+from mimi_reactive import (
+    AnonymousAuthManager,
+    AuthRoute,
+    CommandFuture,
+    Failure,
+    FileSessionStorage,
+    MimiConfiguration,
+    MimiCore,
+    MimiCoreError,
+    MimiUser,
+    Outcome,
+    Reason,
+    RefreshPolicy,
+    SessionState,
+    Skipped,
+    Success,
+    Transition,
+)
+from mimi_reactive.backends.http import HttpBackend
+from mimi_reactive.testing import ScriptedBackend, StateRecorder
+
+
+async def start_and_restore(secret: str, stored_id: str | None) -> MimiUser | None:
+    """The README's launch flow, with every result case handled."""
+    async with MimiCore.start(
+        client_id="my-app",
+        client_secret=secret,
+        configuration=MimiConfiguration(
+            allow_anonymous_user_only=True, refresh=RefreshPolicy(ahead=0.3)
+        ),
+        backend=HttpBackend("https://identity.example"),
+        storage=FileSessionStorage("~/.config/my-app/session.json"),
+        close_grace_period=2.0,
+    ) as core:
+        match await AnonymousAuthManager(core).authenticate_anonymous_user(stored_id):
+            case Success(anonymous_id=anonymous_id):
+                print(len(anonymous_id))
+            case Skipped(reason=reason):
+                assert reason is Reason.BLANK_ANONYMOUS_ID
+                return await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            case Failure(error=error):
+                error_type: type[MimiCoreError] = type(error)
+                print(error_type.__name__)
+        return core.auth.current_user
+
+
+async def subscribe_every_way(core: MimiCore, render: Callable[[SessionState], None]) -> None:
+    """The stream, the user stream, async iteration and observers."""
+    states: reactivex.Observable[SessionState] = core.auth.states
+    states.subscribe(render)
+    users: reactivex.Observable[MimiUser | None] = core.auth.mimi_user
+    users.subscribe(lambda user: print(user is None))
+    async with contextlib.aclosing(core.auth.updates()) as updates:
+        async for state in updates:
+            if state.transition is Transition.LOGGED_OUT:
+                break
+
+    class Observer:
+        def auth_controller_did_update(
+            self,
+            controller: object,
+            current_user: MimiUser | None,
+            old_user: MimiUser | None,
+            error: Exception | None,
+        ) -> None:
+            print(current_user, old_user, error)
+
+    core.auth.add_observer(Observer()).remove()
+
+
+async def commands(core: MimiCore) -> str:
+    """Outcomes, dispatch from anywhere, tokens and log-out."""
+    outcome: Outcome = await core.auth.run(AuthRoute.log_in_anonymously(None))
+    if outcome.skipped:
+        assert outcome.reason is Reason.BLANK_ANONYMOUS_ID
+    future: CommandFuture = core.auth.dispatch(AuthRoute.sign_up_anonymously())
+    dispatched: Outcome = await future
+    from_a_thread: Outcome = await asyncio.to_thread(future.result, 5.0)
+    assert dispatched.state == from_a_thread.state
+    token: str = await core.auth.access_token()
+    await core.auth.refresh()
+    await core.auth.log_out()
+    return token
+
+
+async def an_apps_own_test() -> list[Transition]:
+    """The testing kit, as an app's own tests use it."""
+    backend = ScriptedBackend()
+    async with MimiCore.start(client_id="app", client_secret="s", backend=backend) as core:
+        recorder = StateRecorder(core)
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await recorder.wait_for(Transition.ANONYMOUS_CREATED)
+        return recorder.transitions
