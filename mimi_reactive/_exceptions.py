@@ -14,6 +14,7 @@ safe to log and to show.
     ├── ReentrantCallError             waiting on a command where it can never finish
     ├── TransportError                 the identity service could not be reached in time
     ├── SessionFilePathError (ValueError)       the session file's path is a directory
+    ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
     └── BackendError                   the identity service answered with an error code
         ├── ClientAuthenticationError  the app's client id or secret was rejected
         ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
@@ -37,6 +38,7 @@ __all__ = [
     "ReentrantCallError",
     "RouteRefusedError",
     "SessionFilePathError",
+    "SessionLockTimeoutError",
     "SessionRevokedError",
     "TransportError",
     "UnsupportedRouteError",
@@ -93,6 +95,10 @@ class TransportError(MimiCoreError):
 
 class SessionFilePathError(MimiCoreError, ValueError):
     """The path given to ``FileSessionStorage`` cannot hold the session file (a directory)."""
+
+
+class SessionLockTimeoutError(MimiCoreError, TimeoutError):
+    """Another process held the session file's lock longer than the storage waits."""
 
 
 class BackendError(MimiCoreError):

@@ -17,7 +17,7 @@ from typing import Any
 import filelock
 import structlog
 
-from ._exceptions import SessionFilePathError
+from ._exceptions import SessionFilePathError, SessionLockTimeoutError
 from ._storage import StoredSession, UnreadableSessionError, decode_session, encode_session
 
 __all__ = ["FileSessionStorage"]
@@ -32,6 +32,9 @@ _MAX_FILE_BYTES = 1 << 20
 _MAX_INTEGER_DIGITS = 20
 # Reads of a file that another process keeps replacing while it is found unreadable.
 _READ_ATTEMPTS = 3
+# Seconds between attempts to take a lock another process holds: first, then at most.
+_LOCK_RETRY_FIRST = 0.005
+_LOCK_RETRY_MAX = 0.1
 
 
 class FileSessionStorage:
@@ -48,8 +51,9 @@ class FileSessionStorage:
     ``path`` may start with ``~``; a directory there is refused with ``SessionFilePathError``.
 
     Processes sharing the file share the session: refreshes take an OS lock on
-    ``path.lock``, and ``changes()`` notices other writers by watching the file (no server
-    polling), within ``poll_interval`` seconds.
+    ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
+    ``SessionLockTimeoutError``), and ``changes()`` notices other writers by watching the
+    file (no server polling), within ``poll_interval`` seconds.
     """
 
     def __init__(
@@ -57,6 +61,7 @@ class FileSessionStorage:
         path: str | os.PathLike[str],
         *,
         poll_interval: float = 0.2,
+        lock_timeout: float = 30.0,
         logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
@@ -65,9 +70,10 @@ class FileSessionStorage:
                 f"{str(self.path)!r} is a directory; give the path of the session file in it"
             )
         self.poll_interval = poll_interval
+        self.lock_timeout = lock_timeout
         self._log = logger or structlog.get_logger("mimi_reactive.storage")
         self._swept = False
-        # Not thread-local: it is taken in a worker thread and released on the loop thread.
+        # Not thread-local: the lock belongs to this storage, whichever thread uses it.
         self._file_lock = filelock.FileLock(
             self.path.with_name(self.path.name + ".lock"), thread_local=False
         )
@@ -88,12 +94,36 @@ class FileSessionStorage:
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
         """Hold the OS lock shared by every process using this file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await asyncio.to_thread(self._file_lock.acquire)
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True, mode=0o700)
+        await self._acquire()
         try:
             yield
         finally:
             self._file_lock.release()
+
+    async def _acquire(self) -> None:
+        """Take the lock, trying without blocking and sleeping on the loop in between.
+
+        Each try is an open and a non-blocking ``flock`` on the loop thread, so a task
+        cancelled while it waits holds nothing: no thread is left to take the lock later.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lock_timeout
+        pause = _LOCK_RETRY_FIRST
+        while True:
+            try:
+                self._file_lock.acquire(blocking=False)
+                return
+            except filelock.Timeout:
+                pass
+            left = deadline - loop.time()
+            if left <= 0:
+                raise SessionLockTimeoutError(
+                    f"another process held the lock {self._file_lock.lock_file!r} "
+                    f"for over {self.lock_timeout:g} s"
+                )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, _LOCK_RETRY_MAX)
 
     async def changes(self) -> AsyncIterator[None]:
         """Yield once now, then each time the file changes; runs until cancelled.
