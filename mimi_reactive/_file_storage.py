@@ -10,7 +10,7 @@ import math
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ class FileSessionStorage:
             await asyncio.sleep(min(pause, left))
             pause = min(pause * 2, _LOCK_RETRY_MAX)
 
-    async def changes(self) -> AsyncIterator[None]:
+    async def changes(self) -> AsyncGenerator[None, None]:
         """Yield once now, then each time the file changes; runs until cancelled.
 
         The first yield closes the gap between the caller's ``load()`` and the watch: a
