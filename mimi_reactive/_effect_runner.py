@@ -14,7 +14,7 @@ import attrs
 
 from ._backend import AuthBackend
 from ._config import MimiConfiguration
-from ._exceptions import MimiCoreError, SessionRevokedError
+from ._exceptions import MimiCoreError, SessionLockTimeoutError, SessionRevokedError
 from ._log import Log
 from ._messages import (
     AdoptSession,
@@ -140,28 +140,35 @@ class EffectRunner:
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
-        async with self._storage_lock():
-            stored = await self._storage.load()
-            if self._refreshed_elsewhere(session, stored):
-                assert stored is not None
-                return EffectResult(TokensRefreshed(stored.user), stored)
-            try:
-                issued = await self._backend.refresh(session)
-            except SessionRevokedError as error:
-                await self._forget()
-                return EffectResult(SessionExpired(error), None)
-            except Exception as error:
-                failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
-                _log.info("session.refresh_failed", error=type(error).__name__)
-                return EffectResult(RefreshFailed(failure), session)
-            fresh = Session.issued(issued, self._clock())
-            await self._keep(fresh)  # saved before it is used
-            return EffectResult(TokensRefreshed(fresh.user), fresh)
+        try:
+            async with self._storage_lock():
+                return await self._refresh_holding_lock(session)
+        except SessionLockTimeoutError as error:  # another process is stuck: try again later
+            _log.warning("session.refresh_failed", error=type(error).__name__)
+            return EffectResult(RefreshFailed(error), session)
 
-    def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> bool:
+    async def _refresh_holding_lock(self, session: Session) -> EffectResult:
+        elsewhere = self._refreshed_elsewhere(session, await self._storage.load())
+        if elsewhere is not None:
+            return EffectResult(TokensRefreshed(elsewhere.user), elsewhere)
+        try:
+            issued = await self._backend.refresh(session)
+        except SessionRevokedError as error:
+            await self._forget()
+            return EffectResult(SessionExpired(error), None)
+        except Exception as error:
+            failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
+            _log.info("session.refresh_failed", error=type(error).__name__)
+            return EffectResult(RefreshFailed(failure), session)
+        fresh = Session.issued(issued, self._clock())
+        await self._keep(fresh)  # saved before it is used
+        return EffectResult(TokensRefreshed(fresh.user), fresh)
+
+    def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
+        """The stored session if another process refreshed ours and it is not due again."""
         if stored is None or stored == ours or stored.user.id != ours.user.id:
-            return False
-        return not self._configuration.refresh.is_due(stored, self._clock())
+            return None
+        return None if self._configuration.refresh.is_due(stored, self._clock()) else stored
 
     @contextlib.asynccontextmanager
     async def _storage_lock(self) -> AsyncIterator[None]:

@@ -13,6 +13,8 @@ safe to log and to show.
     ├── CoreClosedError                the core was closed before or while the call ran
     ├── ReentrantCallError             waiting on a command where it can never finish
     ├── TransportError                 the identity service could not be reached in time
+    ├── SessionFilePathError (ValueError)       the session file's path is a directory
+    ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
     └── BackendError                   the identity service answered with an error code
         ├── ClientAuthenticationError  the app's client id or secret was rejected
         ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
@@ -35,6 +37,8 @@ __all__ = [
     "NotLoggedInError",
     "ReentrantCallError",
     "RouteRefusedError",
+    "SessionFilePathError",
+    "SessionLockTimeoutError",
     "SessionRevokedError",
     "TransportError",
     "UnsupportedRouteError",
@@ -87,6 +91,14 @@ class TransportError(MimiCoreError):
 
     The underlying network error is chained as ``__cause__``.
     """
+
+
+class SessionFilePathError(MimiCoreError, ValueError):
+    """The path given to ``FileSessionStorage`` cannot hold the session file (a directory)."""
+
+
+class SessionLockTimeoutError(MimiCoreError, TimeoutError):
+    """Another process held the session file's lock longer than the storage waits."""
 
 
 class BackendError(MimiCoreError):

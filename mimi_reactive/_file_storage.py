@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import os
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import filelock
 
+from ._exceptions import SessionFilePathError, SessionLockTimeoutError
 from ._log import Log
 from ._session import Session
 from ._storage import UnreadableSessionError, decode_session, encode_session
@@ -24,6 +27,17 @@ _log = Log("mimi_reactive.storage")
 
 # Seconds after which a leftover temporary file cannot be a save still in progress.
 _STALE_AFTER = 60.0
+# Files moved aside hold live credentials: only the newest few are kept.
+_KEEP_MOVED_ASIDE = 3
+# A session file is about a kilobyte; anything this large is not one.
+_MAX_FILE_BYTES = 1 << 20
+# Digits in the longest integer a session file holds (a time or a lifetime in seconds).
+_MAX_INTEGER_DIGITS = 20
+# Reads of a file that another process keeps replacing while it is found unreadable.
+_READ_ATTEMPTS = 3
+# Seconds between attempts to take a lock another process holds: first, then at most.
+_LOCK_RETRY_FIRST = 0.005
+_LOCK_RETRY_MAX = 0.1
 
 
 class FileSessionStorage:
@@ -33,12 +47,16 @@ class FileSessionStorage:
     JSON with a schema version: it is a credential, keep it where only the user can read it.
     Every write goes to a temporary file that is fsynced and renamed over the old one, so
     a crash at any point leaves the previous session or the new one, never a torn file. A
-    file that cannot be read, or has an unknown schema, is moved aside (``.unreadable-*``)
-    with a warning, and the core starts logged out.
+    file that cannot be read (not JSON, too deep, NaN, wrong types, impossible times) or has
+    an unknown schema is moved aside (``.unreadable-*``, 0600, the newest 3 kept) with a
+    warning, and the core starts logged out.
+
+    ``path`` may start with ``~``; a directory there is refused with ``SessionFilePathError``.
 
     Processes sharing the file share the session: refreshes take an OS lock on
-    ``path.lock``, and ``changes()`` notices other writers by watching the file (no server
-    polling), within ``poll_interval`` seconds.
+    ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
+    ``SessionLockTimeoutError``), and ``changes()`` notices other writers by watching the
+    file (no server polling), within ``poll_interval`` seconds.
     """
 
     def __init__(
@@ -46,11 +64,17 @@ class FileSessionStorage:
         path: str | os.PathLike[str],
         *,
         poll_interval: float = 0.2,
+        lock_timeout: float = 30.0,
     ) -> None:
-        self.path = Path(path)
+        self.path = Path(path).expanduser()
+        if self.path.is_dir():
+            raise SessionFilePathError(
+                f"{str(self.path)!r} is a directory; give the path of the session file in it"
+            )
         self.poll_interval = poll_interval
+        self.lock_timeout = lock_timeout
         self._swept = False
-        # Not thread-local: it is taken in a worker thread and released on the loop thread.
+        # Not thread-local: the lock belongs to this storage, whichever thread uses it.
         self._file_lock = filelock.FileLock(
             self.path.with_name(self.path.name + ".lock"), thread_local=False
         )
@@ -71,12 +95,36 @@ class FileSessionStorage:
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
         """Hold the OS lock shared by every process using this file."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await asyncio.to_thread(self._file_lock.acquire)
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True, mode=0o700)
+        await self._acquire()
         try:
             yield
         finally:
             self._file_lock.release()
+
+    async def _acquire(self) -> None:
+        """Take the lock, trying without blocking and sleeping on the loop in between.
+
+        Each try is an open and a non-blocking ``flock`` on the loop thread, so a task
+        cancelled while it waits holds nothing: no thread is left to take the lock later.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.lock_timeout
+        pause = _LOCK_RETRY_FIRST
+        while True:
+            try:
+                self._file_lock.acquire(blocking=False)
+                return
+            except filelock.Timeout:
+                pass
+            left = deadline - loop.time()
+            if left <= 0:
+                raise SessionLockTimeoutError(
+                    f"another process held the lock {self._file_lock.lock_file!r} "
+                    f"for over {self.lock_timeout:g} s"
+                )
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, _LOCK_RETRY_MAX)
 
     async def changes(self) -> AsyncGenerator[None, None]:
         """Yield once now, then each time the file changes; runs until cancelled.
@@ -95,39 +143,84 @@ class FileSessionStorage:
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
-            stat = self.path.stat()
+            return _signature(self.path.stat())
         except FileNotFoundError:
             return None
-        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
     def _read(self) -> Session | None:
         if not self._swept:  # once: the watcher loads on every change
             self._remove_stale_temporaries()
             self._swept = True
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            return None
-        try:
-            return decode_session(json.loads(data))
-        except (UnicodeDecodeError, json.JSONDecodeError, UnreadableSessionError) as error:
-            self._move_aside(type(error).__name__)
-            return None
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                with self.path.open("rb") as file:
+                    read = os.fstat(file.fileno())
+                    data = file.read(_MAX_FILE_BYTES + 1)
+            except FileNotFoundError:
+                return None
+            try:
+                if len(data) > _MAX_FILE_BYTES:
+                    raise UnreadableSessionError("larger than a session file can be")
+                return decode_session(_parse(data))
+            except (ValueError, RecursionError) as error:  # JSON and Unicode errors included
+                # Our own reasons are safe to log; others might quote the file: name them only.
+                ours = type(error) is UnreadableSessionError
+                reason = str(error) if ours else type(error).__name__
+                if self._move_aside(read, reason):
+                    return None
+                # Another process replaced the file since it was read: read its save.
+        return None  # rewritten under us each time; the watcher reads it again
 
     def _remove_stale_temporaries(self) -> None:
         """Delete what a crash mid-save left behind (it holds tokens). Fresh ones may be
         another process's save in progress, so only old ones go."""
         cutoff = time.time() - _STALE_AFTER
-        for temporary in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                if temporary.stat().st_mtime < cutoff:
-                    temporary.unlink()
+        prefix = f".{self.path.name}."
+        for temporary in self._siblings():
+            if temporary.name.startswith(prefix) and temporary.name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    if temporary.stat().st_mtime < cutoff:
+                        temporary.unlink()
 
-    def _move_aside(self, reason: str) -> None:
+    def _siblings(self) -> list[Path]:
+        try:
+            return list(self.path.parent.iterdir())
+        except FileNotFoundError:
+            return []
+
+    def _move_aside(self, read: os.stat_result, reason: str) -> bool:
+        """Move the unreadable file aside, unless it is no longer the one read (False)."""
+        try:
+            current = self.path.stat()
+        except FileNotFoundError:  # another process moved it first
+            return True
+        if _signature(current) != _signature(read):
+            return False
         aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
-        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+        try:
+            os.chmod(self.path, 0o600)  # it holds credentials, whoever wrote it
             os.replace(self.path, aside)
-            _log.warning("storage.unreadable_session_moved_aside", reason=reason, to=str(aside))
+        except FileNotFoundError:  # another process moved it first
+            return True
+        _log.warning("storage.unreadable_session_moved_aside", reason=reason, to=str(aside))
+        self._prune_moved_aside()
+        return True
+
+    def _prune_moved_aside(self) -> None:
+        """Keep the newest few files moved aside, each 0600: they hold live credentials."""
+        prefix = f"{self.path.name}.unreadable-"
+        aside = sorted(
+            (int(suffix), sibling)
+            for sibling in self._siblings()
+            if sibling.name.startswith(prefix)
+            and (suffix := sibling.name.removeprefix(prefix)).isdigit()
+        )
+        for index, (_, sibling) in enumerate(reversed(aside)):
+            with contextlib.suppress(FileNotFoundError):
+                if index < _KEEP_MOVED_ASIDE:
+                    os.chmod(sibling, 0o600)
+                else:
+                    sibling.unlink()
 
     def _write(self, document: dict[str, object]) -> None:
         directory = self.path.parent
@@ -150,3 +243,32 @@ class FileSessionStorage:
             os.fsync(directory_descriptor)
         finally:
             os.close(directory_descriptor)
+
+
+def _signature(stat: os.stat_result) -> tuple[int, int, int]:
+    """What changes whenever the file is replaced or rewritten."""
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+
+def _parse(data: bytes) -> Any:
+    """JSON, refusing what no session file holds: NaN, infinities, huge integers."""
+    return json.loads(
+        data, parse_constant=_refuse_constant, parse_int=_short_int, parse_float=_finite_float
+    )
+
+
+def _refuse_constant(name: str) -> Any:
+    raise UnreadableSessionError(f"{name} is not a number a session holds")
+
+
+def _short_int(text: str) -> int:
+    if len(text.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        raise UnreadableSessionError("an integer too long to be a session's")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise UnreadableSessionError("a number too large to be a session's")
+    return number

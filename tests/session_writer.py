@@ -1,11 +1,14 @@
 """A process that saves numbered sessions as fast as it can, printing each number once saved.
 
-Run as ``python -m tests.session_writer PATH FIRST``; the crash test kills it with SIGKILL.
+Run as ``python -m tests.session_writer PATH FIRST``, or as ``python -m tests.session_writer
+serve`` to fork one such writer per ``PATH FIRST`` line read on stdin (see ``serve``). The
+crash test kills the writers with SIGKILL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from mimi_reactive import AuthTokens, FileSessionStorage, MimiUser, Session
@@ -19,13 +22,45 @@ def numbered(number: int) -> Session:
 
 
 async def main(path: str, first: int) -> None:
+    """Save sessions first+1, first+2, ... to ``path``, printing each number once saved."""
     storage = FileSessionStorage(path)
     number = first
     while True:
         number += 1
         await storage.save(numbered(number))
-        print(number, flush=True)
+        say(str(number))
+
+
+def say(line: str) -> None:
+    """Write ``line`` in one write(2), so a kill can never leave half of it (buffering and
+    PYTHONUNBUFFERED, which splits a print into two writes, do not matter)."""
+    os.write(sys.stdout.fileno(), f"{line}\n".encode())
+
+
+def serve() -> None:
+    """For each ``PATH FIRST`` line on stdin, fork a writer, print ``writer PID``, and once
+    it ends (killed), ``ended STATUS``; the writer prints its numbers in between.
+
+    A fork of this process, which has already imported everything, starts a writer in
+    milliseconds instead of the ~100 ms of a new interpreter: the crash test's 200 kills
+    then cost seconds. This process runs no thread and no event loop, so forking is safe;
+    each writer is still its own process, killed mid-save like any other.
+    """
+    for line in sys.stdin:
+        path, first = line.rstrip("\n").rsplit(" ", 1)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(main(path, int(first)))
+            finally:
+                os._exit(1)  # never return into the parent's loop
+        say(f"writer {pid}")
+        _, status = os.waitpid(pid, 0)
+        say(f"ended {status}")
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    if sys.argv[1:] == ["serve"]:
+        serve()
+    else:
+        asyncio.run(main(sys.argv[1], int(sys.argv[2])))

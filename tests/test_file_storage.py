@@ -124,26 +124,60 @@ CRASHES = 200
 PARALLEL = 4
 
 
-async def crash_once(path: Path, last_good: int) -> int:
-    """Start a writer, SIGKILL it at a random moment, return the number it printed last."""
-    writer = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.session_writer",
-        str(path),
-        str(last_good),
-        cwd=REPO,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert writer.stdout is not None
-    first = await asyncio.wait_for(writer.stdout.readline(), 30)
-    assert first, "the writer did not start"
-    await asyncio.sleep(random.uniform(0, 0.03))
-    writer.send_signal(signal.SIGKILL)
-    rest, _ = await writer.communicate()
-    await writer.wait()
-    printed = [int(line) for line in (first + rest).split()]
-    return printed[-1]
+class Writers:
+    """A ``tests.session_writer serve`` process: forks writers for us to SIGKILL."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    @classmethod
+    async def start(cls) -> Writers:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tests.session_writer",
+            "serve",
+            cwd=REPO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        return cls(process)
+
+    async def line(self) -> list[bytes]:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), 30)
+        assert line, "the writer server stopped"
+        return line.split()
+
+    async def crash_once(self, path: Path, last_good: int) -> int:
+        """Fork a writer, SIGKILL it at a random moment, return the number it printed last."""
+        assert self.process.stdin is not None
+        self.process.stdin.write(f"{path} {last_good}\n".encode())
+        await self.process.stdin.drain()
+        pid: int | None = None
+        printed: list[int] = []
+        while pid is None or not printed:  # it runs, and has saved at least once
+            match await self.line():
+                case [b"writer", number]:
+                    pid = int(number)
+                case [b"ended", _]:
+                    raise AssertionError("the writer did not start")
+                case [number]:
+                    printed.append(int(number))
+        await asyncio.sleep(random.uniform(0, 0.03))
+        os.kill(pid, signal.SIGKILL)
+        while True:
+            match await self.line():
+                case [b"ended", status]:
+                    assert os.waitstatus_to_exitcode(int(status)) == -signal.SIGKILL
+                    return printed[-1]
+                case [number]:
+                    printed.append(int(number))
+
+    async def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        assert await self.process.wait() == 0
 
 
 async def test_sigkill_while_saving_never_loses_the_last_good_session(tmp_path: Path) -> None:
@@ -151,9 +185,10 @@ async def test_sigkill_while_saving_never_loses_the_last_good_session(tmp_path: 
 
     async def crash_repeatedly(lane: int) -> int:
         path = tmp_path / f"lane-{lane}" / "session.json"
+        writers = await Writers.start()
         known = 0
         for _ in range(CRASHES // PARALLEL):
-            printed = await crash_once(path, known)
+            printed = await writers.crash_once(path, known)
             loaded = await FileSessionStorage(path).load()
             assert loaded is not None, "the session was lost"
             number = int(loaded.user.id.removeprefix("user-"))
@@ -162,6 +197,7 @@ async def test_sigkill_while_saving_never_loses_the_last_good_session(tmp_path: 
             assert loaded == numbered(number)
             assert not list(path.parent.glob("*.unreadable-*"))
             known = number
+        await writers.stop()
         return known
 
     finals = await asyncio.gather(*(crash_repeatedly(lane) for lane in range(PARALLEL)))

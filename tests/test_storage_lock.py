@@ -1,0 +1,140 @@
+"""FileSessionStorage.lock(): cancelling a wait or timing out never leaves the OS lock held."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from mimi_reactive import FileSessionStorage, SessionLockTimeoutError
+
+# Another process: takes the lock, says so, and releases it when told (a line on stdin).
+HOLDER = """
+import sys, filelock
+lock = filelock.FileLock(sys.argv[1])
+lock.acquire()
+print("held", flush=True)
+sys.stdin.readline()
+lock.release()
+print("released", flush=True)
+"""
+
+# A third process: exits 0 if it can take the lock within 10 s.
+TAKER = """
+import sys, filelock
+filelock.FileLock(sys.argv[1]).acquire(timeout=10)
+"""
+
+
+class Holder:
+    """A process holding the storage's lock until ``release()``."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+
+    async def release(self) -> None:
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.write(b"go\n")
+        await self.process.stdin.drain()
+        async with asyncio.timeout(10):
+            assert await self.process.stdout.readline() == b"released\n"
+            assert await self.process.wait() == 0
+
+
+def lock_file(storage: FileSessionStorage) -> str:
+    return str(storage.path) + ".lock"
+
+
+@pytest.fixture
+async def holder(tmp_path: Path) -> AsyncIterator[Holder]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        HOLDER,
+        str(tmp_path / "session.json.lock"),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    async with asyncio.timeout(10):
+        assert await process.stdout.readline() == b"held\n"
+    yield Holder(process)
+    if process.returncode is None:
+        process.kill()
+        await process.wait()
+
+
+async def another_process_can_take(storage: FileSessionStorage) -> bool:
+    """Whether a third process gets the lock (within its 10 s)."""
+    taker = await asyncio.create_subprocess_exec(sys.executable, "-c", TAKER, lock_file(storage))
+    return await taker.wait() == 0
+
+
+async def still_waiting(task: asyncio.Task[None]) -> bool:
+    """The task has not got the lock within a while (it must not, another process holds it)."""
+    done, _ = await asyncio.wait({task}, timeout=0.3)
+    return not done
+
+
+async def test_a_task_cancelled_while_waiting_leaves_the_lock_free(
+    tmp_path: Path, holder: Holder
+) -> None:
+    """Cancel a wait for a lock another process holds: once released, others can take it."""
+    storage = FileSessionStorage(tmp_path / "session.json")
+
+    async def hold() -> None:
+        async with storage.lock():
+            raise AssertionError("got a lock another process holds")
+
+    waiting = asyncio.create_task(hold())
+    assert await still_waiting(waiting)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await holder.release()
+    assert await another_process_can_take(storage)
+    async with asyncio.timeout(10), storage.lock():
+        pass
+
+
+async def test_a_waiting_task_gets_the_lock_once_released(tmp_path: Path, holder: Holder) -> None:
+    """A wait for a held lock ends when the other process releases it, and excludes others."""
+    storage = FileSessionStorage(tmp_path / "session.json")
+    inside = asyncio.Event()
+    leave = asyncio.Event()
+
+    async def hold() -> None:
+        async with storage.lock():
+            inside.set()
+            await leave.wait()
+
+    waiting = asyncio.create_task(hold())
+    assert await still_waiting(waiting)
+    await holder.release()
+    async with asyncio.timeout(10):
+        await inside.wait()
+    taker = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", TAKER.replace("timeout=10", "timeout=0"), lock_file(storage)
+    )
+    assert await taker.wait() != 0, "another process took the lock this one holds"
+    leave.set()
+    await waiting
+    assert await another_process_can_take(storage)
+
+
+async def test_a_wait_past_the_timeout_fails_clearly_and_holds_nothing(
+    tmp_path: Path, holder: Holder
+) -> None:
+    """After lock_timeout the wait raises an error naming the lock file; nothing stays held."""
+    storage = FileSessionStorage(tmp_path / "session.json", lock_timeout=0.2)
+    with pytest.raises(SessionLockTimeoutError, match="another process held the lock") as raised:
+        async with storage.lock():
+            raise AssertionError("got a lock another process holds")
+    assert lock_file(storage) in str(raised.value)
+    assert isinstance(raised.value, TimeoutError)
+    await holder.release()
+    assert await another_process_can_take(storage)
