@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 from pathlib import Path
 from types import TracebackType
@@ -125,6 +127,8 @@ class IdentityServer:
 
 def _reason(error: BaseException) -> str:
     """The OS's or SQLite's own words for a failure, without a traceback."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
+    if isinstance(error, socket.gaierror) and error.strerror:
+        return error.strerror.lower()
+    if isinstance(error, OSError) and error.errno:
+        return os.strerror(error.errno).lower()
     return str(error) or type(error).__name__
