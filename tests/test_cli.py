@@ -254,4 +254,4 @@ async def test_serve_database_files_are_private(tmp_path: Path) -> None:
             assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
     finally:
         process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), 30)
+        await asyncio.wait_for(process.communicate(), 30)  # closes the pipe too
