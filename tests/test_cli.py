@@ -7,11 +7,15 @@ import os
 import secrets
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import time
+from importlib import metadata
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from mimi_reactive import AnonymousAuthManager, AuthRoute, MimiCore, Success
 from mimi_reactive.backends.http import HttpBackend
@@ -110,3 +114,144 @@ def test_serve_without_a_secret_says_so() -> None:
     )
     assert done.returncode == 2
     assert "MIMI_CLIENT_SECRET" in done.stderr
+
+
+def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """Run `mimi-reactive ARGS` to completion with a client secret in the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "mimi_reactive", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env={**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)},
+    )
+
+
+def test_version_prints_the_installed_version() -> None:
+    """`mimi-reactive --version` prints the version the package metadata holds."""
+    done = run_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"mimi-reactive {metadata.version('mimi-reactive')}"
+
+
+def test_serve_help_shows_defaults_for_users() -> None:
+    """`serve --help` shows each option's default and no docstring internals."""
+    done = run_cli("serve", "--help")
+    assert done.returncode == 0
+    for expected in ("(default: 8080)", "(default: 3600.0)", "(default: 10.0)", "MIMI_CLIENT"):
+        assert expected in done.stdout
+    assert "(default: None)" not in done.stdout
+    assert "only place that configures logging" not in run_cli("--help").stdout
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "named"),
+    [
+        ("--access-token-ttl", "-5", "--access-token-ttl"),
+        ("--access-token-ttl", "nan", "--access-token-ttl"),
+        ("--session-idle-timeout", "0", "--session-idle-timeout"),
+        ("--refresh-reuse-interval", "-1", "--refresh-reuse-interval"),
+        ("--client-id", "", "--client-id"),
+        ("--client-id", "   ", "--client-id"),
+        ("--port", "70000", "port 70000"),
+        ("--port", "-1", "port -1"),
+        ("--port", "http", "--port"),
+    ],
+    ids=[
+        "negative-ttl",
+        "nan-ttl",
+        "zero-idle",
+        "negative-reuse",
+        "empty-id",
+        "blank-id",
+        "port-too-big",
+        "negative-port",
+        "port-not-a-number",
+    ],
+)
+def test_serve_refuses_bad_options_in_one_line(option: str, value: str, named: str) -> None:
+    """A bad option value exits 2 with one line naming it, before anything starts."""
+    arguments = {"--client-id": "app", option: value}
+    done = run_cli("serve", *(part for pair in arguments.items() for part in pair))
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def occupied_port() -> tuple[socket.socket, int]:
+    """A loopback port some other socket is listening on."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    return holder, int(holder.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["busy-port", "unbindable-host", "unknown-host", "missing-folder", "directory", "not-sqlite"],
+)
+def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -> None:
+    """`serve` that cannot listen or open its database exits 1 within seconds with one line
+    naming the problem (and the path), no traceback, and leaves nothing running."""
+    holder, busy = occupied_port()
+    database = tmp_path / "ids.sqlite3"
+    (tmp_path / "junk").write_text("this is not a database")
+    options, named = {
+        "busy-port": (["--port", str(busy)], f"127.0.0.1:{busy}"),
+        "unbindable-host": (["--host", "192.0.2.1", "--port", "0"], "192.0.2.1"),
+        "unknown-host": (["--host", "no-such-host.invalid", "--port", "0"], "no-such-host"),
+        "missing-folder": (["--database", str(tmp_path / "none" / "x.db")], "none/x.db"),
+        "directory": (["--database", str(tmp_path)], str(tmp_path)),
+        "not-sqlite": (["--database", str(tmp_path / "junk")], "junk"),
+    }[case]
+    if "--database" not in options:
+        options += ["--database", str(database)]
+    with holder:
+        started = time.monotonic()
+        done = run_cli("serve", "--client-id", "app", *options)  # times out if it hangs
+        elapsed = time.monotonic() - started
+    assert done.returncode == 1
+    assert elapsed < 15
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("mimi-reactive serve: cannot")
+    assert named in lines[0]
+    assert done.stdout == ""
+
+
+async def test_serve_database_files_are_private(tmp_path: Path) -> None:
+    """The database and its WAL and SHM files are created 0600."""
+    port, database = free_port(), tmp_path / "ids.sqlite3"
+    client_secret = secrets.token_urlsafe(32)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        "serve",
+        "--port",
+        str(port),
+        "--database",
+        str(database),
+        "--client-id",
+        "app",
+        env={**os.environ, "MIMI_CLIENT_SECRET": client_secret},
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        await asyncio.wait_for(process.stdout.readline(), 30)
+        auth = aiohttp.encode_basic_auth("app", client_secret)
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": auth}) as http,
+            http.post(f"http://127.0.0.1:{port}/v1/anonymous-users", json={}) as response,
+        ):
+            assert response.status == 201  # a write: SQLite makes its WAL and SHM files
+        files = sorted(tmp_path.iterdir())
+        assert [f.name for f in files] == ["ids.sqlite3", "ids.sqlite3-shm", "ids.sqlite3-wal"]
+        for file in files:
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 30)  # closes the pipe too

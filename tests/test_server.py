@@ -136,8 +136,12 @@ async def test_bad_requests_get_json_errors(
 async def test_malformed_json_is_invalid_request(
     server: IdentityServer, http: aiohttp.ClientSession
 ) -> None:
-    """A body that is not JSON is a 400, not a crash."""
-    async with http.post(server.url + "/v1/sessions/anonymous", data=b"{nope") as response:
+    """A JSON-typed body that is not JSON is a 400, not a crash."""
+    async with http.post(
+        server.url + "/v1/sessions/anonymous",
+        data=b"{nope",
+        headers={"Content-Type": "application/json"},
+    ) as response:
         assert response.status == 400
         assert (await response.json())["error"]["code"] == "invalid_request"
 

@@ -90,11 +90,13 @@ async def test_refresh_rotates_both_tokens(call: Any, clock: Clock) -> None:
     assert not await active(call, session["access_token"])
 
 
-async def test_reusing_a_refresh_token_revokes_the_family(call: Any) -> None:
-    """Presenting a spent refresh token revokes the session: even the newest pair dies."""
+async def test_reusing_a_refresh_token_revokes_the_family(call: Any, clock: Clock) -> None:
+    """Presenting a spent refresh token after the reuse interval revokes the session: even
+    the newest pair dies."""
     session = await new_session(call)
     _, first = await refresh(call, session["refresh_token"])
     newest = first["session"]
+    clock.now += 10  # the default reuse interval, 10 s, is over
     status, error = await refresh(call, session["refresh_token"])  # the spent one, again
     assert (status, error["error"]["code"]) == (400, "invalid_grant")
     assert "already used" in error["error"]["message"]
@@ -142,3 +144,51 @@ async def test_bad_refresh_requests(call: Any, body: dict[str, Any], code: str) 
     """Malformed or unknown refresh requests get a 400 with a stable code."""
     status, error = await call("/v1/token", body)
     assert (status, error["error"]["code"]) == (400, code)
+
+
+async def test_reuse_within_the_interval_gets_a_pair_of_the_same_session(
+    call: Any, clock: Clock
+) -> None:
+    """A spent refresh token presented again within the interval (a retry after a lost
+    answer) gets a new working pair of the same session, and nothing is revoked."""
+    _, created = await call("/v1/anonymous-users", {})
+    session = created["session"]
+    _, lost = await refresh(call, session["refresh_token"])  # the answer the client never saw
+    clock.now += 9.5
+    status, retried = await refresh(call, session["refresh_token"])
+    assert status == 200
+    assert retried["user"]["id"] == created["user"]["id"]
+    assert await active(call, retried["session"]["access_token"])
+    status, _ = await refresh(call, retried["session"]["refresh_token"])
+    assert status == 200
+    status, _ = await refresh(call, lost["session"]["refresh_token"])
+    assert status == 200  # the pair of the lost answer was never spent: it still works
+
+
+async def test_reuse_after_a_newer_token_was_spent_revokes(call: Any) -> None:
+    """Within the interval too, a spent token whose successor was already used is a stolen
+    copy, not a retry: the session is revoked."""
+    session = await new_session(call)
+    _, first = await refresh(call, session["refresh_token"])
+    _, second = await refresh(call, first["session"]["refresh_token"])
+    status, error = await refresh(call, session["refresh_token"])
+    assert (status, error["error"]["code"]) == (400, "invalid_grant")
+    assert not await active(call, second["session"]["access_token"])
+
+
+async def test_reuse_interval_zero_revokes_at_once(client_secret: str, clock: Clock) -> None:
+    """With refresh_reuse_interval=0 any reuse revokes the session, as before."""
+    settings = ServerSettings(refresh_reuse_interval=0, clock=clock)
+    auth = aiohttp.encode_basic_auth(CLIENT_ID, client_secret)
+    async with (
+        IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, settings=settings) as s,
+        aiohttp.ClientSession(headers={"Authorization": auth}) as http,
+    ):
+        async with http.post(s.url + "/v1/anonymous-users", json={}) as response:
+            token = (await response.json())["session"]["refresh_token"]
+        grant = {"grant_type": "refresh_token", "refresh_token": token}
+        async with http.post(s.url + "/v1/token", json=grant) as response:
+            assert response.status == 200
+        async with http.post(s.url + "/v1/token", json=grant) as response:
+            assert response.status == 400
+            assert "already used" in (await response.json())["error"]["message"]

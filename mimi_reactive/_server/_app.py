@@ -8,20 +8,19 @@ revocation (RFC 7009), so the ``Authorization`` header stays the client's. Error
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from importlib import resources
 from typing import Any
 
 import attrs
 import structlog
 from aiohttp import web
 
-from ._database import EmailTakenError, IdentityDatabase, Rotation, UserRecord
+from . import _models as models
+from ._database import EmailTakenError, IdentityDatabase, NewSession, Rotation, UserRecord
+from ._edge import ApiError, authenticate_client, read_body
+from ._openapi import OPERATIONS, openapi_document
 from ._secrets import PasswordHasher, digest, new_secret
 
 __all__ = ["ApiError", "ServerSettings", "create_app"]
@@ -39,24 +38,17 @@ class ServerSettings:
     """Seconds an access token is valid."""
     session_idle_timeout: float = 30 * 24 * 3600.0
     """Seconds a session may go unused before its refresh token stops working."""
+    refresh_reuse_interval: float = 10.0
+    """Seconds a spent refresh token still gets a new pair (the retry after a lost answer)."""
     clock: Callable[[], float] = time.time
     """The server's wall clock (tests skew it to prove clients do not depend on it)."""
-
-
-class ApiError(Exception):
-    """An error answer: HTTP status, stable code, safe message."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
 
 
 _DATABASE = web.AppKey("database", IdentityDatabase)
 _SETTINGS = web.AppKey("settings", ServerSettings)
 _PASSWORDS = web.AppKey("passwords", PasswordHasher)
 _LOG = web.AppKey("log", structlog.typing.FilteringBoundLogger)
+_OPENAPI = web.AppKey("openapi", bytes)
 # A real Argon2 hash to verify against when an email is unknown, so the answer takes as
 # long as for a wrong password and does not reveal which emails are registered.
 _DUMMY_HASH = web.AppKey("dummy_hash", str)
@@ -79,17 +71,10 @@ def create_app(
     app[_SETTINGS] = settings
     app[_PASSWORDS] = passwords or PasswordHasher()
     app[_LOG] = logger
+    app[_OPENAPI] = json.dumps(openapi_document()).encode()
     app.on_startup.append(_prepare_dummy_hash)
-    app.router.add_get("/health", _health)
-    app.router.add_get("/openapi.json", _openapi)
-    app.router.add_post("/v1/anonymous-users", _create_anonymous_user)
-    app.router.add_post("/v1/sessions/anonymous", _log_in_anonymously)
-    app.router.add_post("/v1/users", _sign_up)
-    app.router.add_post("/v1/sessions", _log_in)
-    app.router.add_post("/v1/users/promote", _promote)
-    app.router.add_post("/v1/sessions/revoke", _revoke)
-    app.router.add_post("/v1/token", _refresh)
-    app.router.add_post("/v1/token/introspect", _introspect)
+    for operation in OPERATIONS:
+        app.router.add_route(operation.method, operation.path, _HANDLERS[operation.name])
     return app
 
 
@@ -104,15 +89,25 @@ async def _prepare_dummy_hash(app: web.Application) -> None:
 async def _log_requests(request: web.Request, handler: _Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await handler(request)
-    # The path and status only: bodies and headers carry credentials.
+    # The route, not the path (a path can carry anything), and the status: never bodies or
+    # headers, which carry credentials.
+    resource = request.match_info.route.resource
     request.app[_LOG].debug(
         "http.request",
         method=request.method,
-        path=request.path,
+        route=resource.canonical if resource is not None else "unmatched",
         status=response.status,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )
     return response
+
+
+_CODES_BY_STATUS = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
 
 
 @web.middleware
@@ -124,19 +119,25 @@ async def _answer_errors_as_json(request: web.Request, handler: _Handler) -> web
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        code = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}.get(
-            error.status, "invalid_request"
-        )
-        return _error_response(ApiError(error.status, code, error.reason))
+        code = _CODES_BY_STATUS.get(error.status, "invalid_request")
+        answer = _error_response(ApiError(error.status, code, error.reason))
+        if "Allow" in error.headers:  # a 405 says which methods the path has
+            answer.headers["Allow"] = error.headers["Allow"]
+        return answer
     except Exception as error:
         request.app[_LOG].error(
-            "http.internal_error", path=request.path, error=type(error).__name__
+            "http.internal_error",
+            route=request.match_info.route.resource.canonical
+            if request.match_info.route.resource is not None
+            else "unmatched",
+            error=type(error).__name__,
         )
         return _error_response(ApiError(500, "internal_error", "the server failed"))
 
 
 def _error_response(error: ApiError) -> web.Response:
-    headers = {"WWW-Authenticate": 'Basic realm="mimi"'} if error.code == "invalid_client" else {}
+    # Every 401 carries a challenge (RFC 9110), whichever credential was refused.
+    headers = {"WWW-Authenticate": 'Basic realm="mimi"'} if error.status == 401 else {}
     return web.json_response(
         {"error": {"code": error.code, "message": error.message}},
         status=error.status,
@@ -148,67 +149,10 @@ def _authenticate_client(clients: Mapping[str, str]) -> Callable[..., Awaitable[
     @web.middleware
     async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if request.path not in _PUBLIC_PATHS:
-            client_id, secret = _basic_credentials(request)
-            expected = clients.get(client_id)
-            # Compare even for an unknown id, so timing does not tell which ids exist.
-            if not hmac.compare_digest(digest(secret), expected or "") or expected is None:
-                raise ApiError(401, "invalid_client", "client authentication failed")
+            authenticate_client(request, clients)
         return await handler(request)
 
     return middleware
-
-
-def _basic_credentials(request: web.Request) -> tuple[str, str]:
-    header = request.headers.get("Authorization", "")
-    scheme, _, encoded = header.partition(" ")
-    if scheme.lower() != "basic" or not encoded:
-        raise ApiError(401, "invalid_client", "client authentication is required (HTTP Basic)")
-    try:
-        client_id, separator, secret = (
-            base64.b64decode(encoded, validate=True).decode().partition(":")
-        )
-    except (binascii.Error, UnicodeDecodeError):
-        raise ApiError(401, "invalid_client", "malformed client credentials") from None
-    if not separator:
-        raise ApiError(401, "invalid_client", "malformed client credentials")
-    return client_id, secret
-
-
-# Request bodies.
-
-
-async def _json_body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_request", "the body must be a JSON object") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_request", "the body must be a JSON object")
-    return body
-
-
-def _text_field(body: Mapping[str, Any], name: str, *, max_length: int = 1024) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not value.strip():
-        raise ApiError(400, "invalid_request", f"'{name}' must be a non-empty string")
-    if len(value) > max_length:
-        raise ApiError(400, "invalid_request", f"'{name}' is too long")
-    return value
-
-
-def _email_field(body: Mapping[str, Any]) -> str:
-    email = _text_field(body, "email", max_length=254).strip().lower()
-    local, at, domain = email.partition("@")
-    if not at or not local or "." not in domain or any(c.isspace() for c in email):
-        raise ApiError(400, "invalid_request", "'email' is not an email address")
-    return email
-
-
-def _password_field(body: Mapping[str, Any]) -> str:
-    password = _text_field(body, "password")
-    if len(password) < 8:
-        raise ApiError(400, "weak_password", "'password' must have at least 8 characters")
-    return password
 
 
 # Answers.
@@ -230,26 +174,30 @@ def _session_json(access_token: str, refresh_token: str, ttl: float) -> dict[str
     }
 
 
-async def _signed_in(
-    request: web.Request, user: UserRecord, *, status: int = 200, anonymous_id: str | None = None
-) -> web.Response:
-    access_token, refresh_token = new_secret(), new_secret()
-    settings = request.app[_SETTINGS]
-    now = settings.clock()
-    await request.app[_DATABASE].create_session(
-        user.id,
-        access_digest=digest(access_token),
-        refresh_digest=digest(refresh_token),
-        access_expires_at=now + settings.access_token_ttl,
-        now=now,
-    )
-    return web.json_response(
-        {
-            "user": _user_json(user, anonymous_id=anonymous_id),
-            "session": _session_json(access_token, refresh_token, settings.access_token_ttl),
-        },
-        status=status,
-    )
+class _NewPair:
+    """A fresh token pair and what the database keeps of it."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.access_token, self.refresh_token = new_secret(), new_secret()
+        self.now = settings.clock()
+        self.ttl = settings.access_token_ttl
+        self.stored = NewSession(
+            access_digest=digest(self.access_token),
+            refresh_digest=digest(self.refresh_token),
+            access_expires_at=self.now + self.ttl,
+            now=self.now,
+        )
+
+    def answer(
+        self, user: UserRecord, *, status: int = 200, anonymous_id: str | None = None
+    ) -> web.Response:
+        return web.json_response(
+            {
+                "user": _user_json(user, anonymous_id=anonymous_id),
+                "session": _session_json(self.access_token, self.refresh_token, self.ttl),
+            },
+            status=status,
+        )
 
 
 # Handlers.
@@ -260,75 +208,87 @@ async def _health(request: web.Request) -> web.Response:
 
 
 async def _openapi(request: web.Request) -> web.Response:
-    document = resources.files(__package__).joinpath("openapi.json").read_text()
-    return web.Response(text=document, content_type="application/json")
+    return web.Response(body=request.app[_OPENAPI], content_type="application/json")
 
 
 async def _create_anonymous_user(request: web.Request) -> web.Response:
+    await read_body(request, models.AnonymousSignUp)
     anonymous_id = new_secret()
+    pair = _NewPair(request.app[_SETTINGS])
     user = await request.app[_DATABASE].create_user(
-        anonymous_id_digest=digest(anonymous_id), email=None, password_hash=None
+        anonymous_id_digest=digest(anonymous_id),
+        email=None,
+        password_hash=None,
+        session=pair.stored,
     )
     # The only time the id is ever sent: the server keeps its digest, not the id.
-    return await _signed_in(request, user, status=201, anonymous_id=anonymous_id)
+    return pair.answer(user, status=201, anonymous_id=anonymous_id)
 
 
 async def _log_in_anonymously(request: web.Request) -> web.Response:
-    anonymous_id = _text_field(await _json_body(request), "anonymous_id")
-    user = await request.app[_DATABASE].user_by_anonymous_id(digest(anonymous_id))
+    body = await read_body(request, models.AnonymousLogIn)
+    database = request.app[_DATABASE]
+    user = await database.user_by_anonymous_id(digest(body.anonymous_id))
     if user is None:
         raise ApiError(401, "invalid_anonymous_id", "no anonymous user has this id")
-    return await _signed_in(request, user)
+    pair = _NewPair(request.app[_SETTINGS])
+    await database.create_session(user.id, pair.stored)
+    return pair.answer(user)
 
 
 async def _sign_up(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    email, password = _email_field(body), _password_field(body)
-    password_hash = await request.app[_PASSWORDS].hash(password)
+    body = await read_body(request, models.Credentials)
+    password_hash = await request.app[_PASSWORDS].hash(body.password)
+    pair = _NewPair(request.app[_SETTINGS])
     try:
         user = await request.app[_DATABASE].create_user(
-            anonymous_id_digest=None, email=email, password_hash=password_hash
+            anonymous_id_digest=None,
+            email=body.email.lower(),
+            password_hash=password_hash,
+            session=pair.stored,
         )
     except EmailTakenError:
         raise ApiError(409, "email_taken", "this email is already registered") from None
-    return await _signed_in(request, user, status=201)
+    return pair.answer(user, status=201)
 
 
 async def _log_in(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    email, password = _email_field(body), _text_field(body, "password")
-    user = await request.app[_DATABASE].user_by_email(email)
+    body = await read_body(request, models.LogIn)
+    database = request.app[_DATABASE]
+    user = await database.user_by_email(body.email.lower())
     stored = user.password_hash if user is not None else None
-    valid = await request.app[_PASSWORDS].verify(stored or request.app[_DUMMY_HASH], password)
+    valid = await request.app[_PASSWORDS].verify(stored or request.app[_DUMMY_HASH], body.password)
     if user is None or stored is None or not valid:
         raise ApiError(401, "invalid_credentials", "the email or password is wrong")
-    return await _signed_in(request, user)
+    pair = _NewPair(request.app[_SETTINGS])
+    await database.create_session(user.id, pair.stored)
+    return pair.answer(user)
 
 
 async def _promote(request: web.Request) -> web.Response:
-    body = await _json_body(request)
-    access_token = _text_field(body, "access_token")
-    email, password = _email_field(body), _password_field(body)
+    body = await read_body(request, models.Promotion)
     database = request.app[_DATABASE]
-    session = await database.session_by_access_token(digest(access_token))
+    session = await database.session_by_access_token(digest(body.access_token))
     if session is None or session.access_expires_at <= request.app[_SETTINGS].clock():
         raise ApiError(401, "invalid_token", "the access token is not valid")
     user = await database.user_by_id(session.user_id)
     if user is None or not user.is_anonymous:
         raise ApiError(409, "not_anonymous", "only an anonymous user can be promoted")
-    password_hash = await request.app[_PASSWORDS].hash(password)
+    password_hash = await request.app[_PASSWORDS].hash(body.password)
     try:
-        promoted = await database.promote(user.id, email=email, password_hash=password_hash)
+        promoted = await database.promote(
+            user.id, email=body.email.lower(), password_hash=password_hash
+        )
     except EmailTakenError:
         raise ApiError(409, "email_taken", "this email is already registered") from None
     return web.json_response({"user": _user_json(promoted)})
 
 
 async def _revoke(request: web.Request) -> web.Response:
-    token = _text_field(await _json_body(request), "token")
+    body = await read_body(request, models.Revocation)
     # As RFC 7009: the answer is the same whether or not the token was valid.
     now = request.app[_SETTINGS].clock()
-    await request.app[_DATABASE].revoke_session_by_token(digest(token), now)
+    await request.app[_DATABASE].revoke_session_by_token(digest(body.token), now)
     return web.json_response({})
 
 
@@ -341,46 +301,58 @@ _REFRESH_REFUSALS = {
 
 
 async def _refresh(request: web.Request) -> web.Response:
-    """OAuth-style refresh: every use rotates the refresh token; reuse revokes the family."""
-    body = await _json_body(request)
-    if body.get("grant_type") != "refresh_token":
-        raise ApiError(400, "unsupported_grant_type", "'grant_type' must be 'refresh_token'")
-    refresh_token = _text_field(body, "refresh_token")
+    """OAuth-style refresh: every use rotates the refresh token; reuse revokes the family.
+
+    A spent token presented again within ``refresh_reuse_interval`` is a client retrying
+    after a lost answer: it gets a new pair of the same session instead.
+    """
+    body = await read_body(request, models.RefreshGrant)
     settings = request.app[_SETTINGS]
-    now = settings.clock()
-    access_token, new_refresh_token = new_secret(), new_secret()
+    pair = _NewPair(settings)
     rotation, session = await request.app[_DATABASE].rotate_refresh_token(
-        digest(refresh_token),
-        new_refresh_digest=digest(new_refresh_token),
-        new_access_digest=digest(access_token),
-        access_expires_at=now + settings.access_token_ttl,
-        now=now,
+        digest(body.refresh_token),
+        new_refresh_digest=pair.stored.refresh_digest,
+        new_access_digest=pair.stored.access_digest,
+        access_expires_at=pair.stored.access_expires_at,
+        now=pair.now,
         idle_timeout=settings.session_idle_timeout,
+        reuse_interval=settings.refresh_reuse_interval,
     )
     if rotation is Rotation.REUSED:
         request.app[_LOG].warning("token.refresh_reuse_detected")
+    elif rotation is Rotation.REISSUED:
+        request.app[_LOG].info("token.refresh_reissued_within_reuse_interval")
     if session is None:
         raise ApiError(400, "invalid_grant", _REFRESH_REFUSALS[rotation])
     user = await request.app[_DATABASE].user_by_id(session.user_id)
     if user is None:
         raise ApiError(400, "invalid_grant", "the user no longer exists")
-    return web.json_response(
-        {
-            "user": _user_json(user),
-            "session": _session_json(access_token, new_refresh_token, settings.access_token_ttl),
-        }
-    )
+    return pair.answer(user)
 
 
 async def _introspect(request: web.Request) -> web.Response:
     """Whether an access token is valid now (as RFC 7662), for the app's own API servers."""
-    token = _text_field(await _json_body(request), "token")
+    body = await read_body(request, models.TokenQuery)
     now = request.app[_SETTINGS].clock()
     database = request.app[_DATABASE]
-    session = await database.session_by_access_token(digest(token))
+    session = await database.session_by_access_token(digest(body.token))
     if session is None or session.access_expires_at <= now:
         return web.json_response({"active": False})
     await database.touch_session(session.id, now)
     return web.json_response(
         {"active": True, "user_id": session.user_id, "expires_in": session.access_expires_at - now}
     )
+
+
+_HANDLERS: dict[str, _Handler] = {
+    "health": _health,
+    "openapi": _openapi,
+    "createAnonymousUser": _create_anonymous_user,
+    "logInAnonymously": _log_in_anonymously,
+    "signUp": _sign_up,
+    "logIn": _log_in,
+    "promote": _promote,
+    "revokeSession": _revoke,
+    "refreshSession": _refresh,
+    "introspectToken": _introspect,
+}

@@ -1,0 +1,82 @@
+"""The one edge where requests are decoded: client credentials and JSON bodies.
+
+Nothing past this edge sees raw input. Every way a request can be malformed ends here as an
+``ApiError`` with a 4xx status and a stable code; messages never repeat the input.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import TypeVar
+
+import pydantic
+from aiohttp import BasicAuth, web
+
+from ._models import MIN_PASSWORD_LENGTH, Credentials, Promotion
+from ._secrets import digest
+
+__all__ = ["ApiError", "authenticate_client", "read_body"]
+
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
+_NEW_PASSWORD_MODELS: frozenset[type[pydantic.BaseModel]] = frozenset({Credentials, Promotion})
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, stable code, safe message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def authenticate_client(request: web.Request, clients: Mapping[str, str]) -> None:
+    """Check the HTTP Basic client id and secret; 401 ``invalid_client`` otherwise."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise ApiError(401, "invalid_client", "client authentication is required (HTTP Basic)")
+    try:
+        credentials = BasicAuth.decode(header, encoding="utf-8")
+    except ValueError:  # not Basic, not base64, not UTF-8, no colon: one answer for all
+        raise ApiError(401, "invalid_client", "malformed client credentials") from None
+    expected = clients.get(credentials.login)
+    # Compare even for an unknown id, so timing does not tell which ids exist.
+    if not hmac.compare_digest(digest(credentials.password), expected or "") or expected is None:
+        raise ApiError(401, "invalid_client", "client authentication failed")
+
+
+async def read_body(request: web.Request, model: type[_Model]) -> _Model:
+    """The body as ``model``: 415 unless UTF-8 JSON, 413 if too large, 400 unless valid."""
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type", "the body must be application/json in UTF-8")
+    raw = await request.read()  # past client_max_size: HTTPRequestEntityTooLarge, a 413
+    try:
+        return model.model_validate_json(raw)
+    except pydantic.ValidationError as error:
+        raise _refusal(model, error) from None
+
+
+def _refusal(model: type[pydantic.BaseModel], error: pydantic.ValidationError) -> ApiError:
+    """The answer for a body the model refuses; names the field, never repeats the input."""
+    first = error.errors(include_url=False, include_input=False, include_context=False)[0]
+    field = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "json_invalid":
+        return ApiError(400, "invalid_request", "the body is not valid JSON")
+    if first["type"] == "model_type":
+        return ApiError(400, "invalid_request", "the body must be a JSON object")
+    if field == "grant_type" and first["type"] == "literal_error":
+        return ApiError(400, "unsupported_grant_type", "'grant_type' must be 'refresh_token'")
+    if (
+        model in _NEW_PASSWORD_MODELS
+        and field == "password"
+        and first["type"] == "string_too_short"
+    ):
+        return ApiError(
+            400,
+            "weak_password",
+            f"'password' must have at least {MIN_PASSWORD_LENGTH} characters",
+        )
+    return ApiError(400, "invalid_request", f"'{field}': {first['msg']}")

@@ -1,0 +1,208 @@
+"""The shape of every request body and answer, declared once with pydantic.
+
+The server validates each body against its model at one edge (``_edge.py``) and the OpenAPI
+document is generated from the same models (``_openapi.py``), so what the document says is
+refused is exactly what the server refuses. Patterns use Python's ``re`` (``regex_engine``),
+the engine schemathesis generates from, so both read each pattern the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "AnonymousLogIn",
+    "AnonymousSignUp",
+    "Credentials",
+    "Document",
+    "Empty",
+    "ErrorAnswer",
+    "Health",
+    "Introspection",
+    "LogIn",
+    "Promoted",
+    "Promotion",
+    "RefreshGrant",
+    "Revocation",
+    "SignedIn",
+    "TokenQuery",
+]
+
+MIN_PASSWORD_LENGTH = 8
+
+_REQUEST = ConfigDict(strict=True, regex_engine="python-re", extra="ignore")
+
+# Anonymous ids and tokens are 32 random bytes in URL-safe base64 (43 characters).
+Secret = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$")]
+Email = Annotated[
+    str,
+    Field(
+        max_length=254,
+        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        description="compared without regard to case",
+    ),
+]
+Password = Annotated[str, Field(min_length=1, max_length=1024)]
+NewPassword = Annotated[
+    str,
+    Field(
+        min_length=MIN_PASSWORD_LENGTH,
+        max_length=1024,
+        description=f"at least {MIN_PASSWORD_LENGTH} characters (else 400 weak_password)",
+    ),
+]
+
+
+class AnonymousSignUp(BaseModel):
+    """``POST /v1/anonymous-users``: an empty JSON object."""
+
+    model_config = _REQUEST
+
+
+class AnonymousLogIn(BaseModel):
+    """``POST /v1/sessions/anonymous``: log in with the id the app stored."""
+
+    model_config = _REQUEST
+    anonymous_id: Secret
+
+
+class Credentials(BaseModel):
+    """``POST /v1/users``: sign up with an email and a new password."""
+
+    model_config = _REQUEST
+    email: Email
+    password: NewPassword
+
+
+class LogIn(BaseModel):
+    """``POST /v1/sessions``: log in with an email and password."""
+
+    model_config = _REQUEST
+    email: Email
+    password: Password
+
+
+class Promotion(BaseModel):
+    """``POST /v1/users/promote``: give the logged-in anonymous user credentials."""
+
+    model_config = _REQUEST
+    access_token: Secret
+    email: Email
+    password: NewPassword
+
+
+class Revocation(BaseModel):
+    """``POST /v1/sessions/revoke``: end the session holding this access or refresh token."""
+
+    model_config = _REQUEST
+    token: Secret
+
+
+class RefreshGrant(BaseModel):
+    """``POST /v1/token``: exchange a refresh token (any other grant type is refused)."""
+
+    model_config = _REQUEST
+    grant_type: Literal["refresh_token"]
+    refresh_token: Secret
+
+
+class TokenQuery(BaseModel):
+    """``POST /v1/token/introspect``: is this access token valid now."""
+
+    model_config = _REQUEST
+    token: Secret
+
+
+# Answers: documented from these models; schemathesis checks each answer against them.
+
+
+class User(BaseModel):
+    """A user as the server shows it."""
+
+    id: str
+    is_anonymous: bool
+    email: str | None
+    anonymous_id: str | None = Field(
+        default=None, description="only in the answer that created the anonymous user"
+    )
+
+
+class Session(BaseModel):
+    """A token pair."""
+
+    access_token: str
+    refresh_token: str
+    token_type: Literal["Bearer"]
+    expires_in: float = Field(description="seconds the access token is valid")
+
+
+class SignedIn(BaseModel):
+    """A user and a new session."""
+
+    user: User
+    session: Session
+
+
+class Promoted(BaseModel):
+    """The promoted user (the session goes on)."""
+
+    user: User
+
+
+class Introspection(BaseModel):
+    """Whether an access token is valid now (RFC 7662)."""
+
+    active: bool
+    user_id: str | None = None
+    expires_in: float | None = None
+
+
+class Empty(BaseModel):
+    """An empty JSON object."""
+
+
+class Document(BaseModel):
+    """This OpenAPI document."""
+
+    openapi: str
+    paths: dict[str, object]
+
+
+class Health(BaseModel):
+    """The server is up."""
+
+    status: Literal["ok"]
+
+
+ErrorCode = Literal[
+    "invalid_request",
+    "weak_password",
+    "invalid_client",
+    "invalid_anonymous_id",
+    "invalid_credentials",
+    "invalid_token",
+    "email_taken",
+    "not_anonymous",
+    "invalid_grant",
+    "unsupported_grant_type",
+    "not_found",
+    "method_not_allowed",
+    "request_too_large",
+    "unsupported_media_type",
+    "internal_error",
+]
+
+
+class ErrorDetail(BaseModel):
+    """A stable code and a message that never holds a secret."""
+
+    code: ErrorCode
+    message: str
+
+
+class ErrorAnswer(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail

@@ -1,0 +1,235 @@
+"""The OpenAPI 3.1 document, generated from the routes and the pydantic models they use.
+
+``OPERATIONS`` is the one list of routes: the app registers exactly these, and the document
+describes exactly these, so neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from . import _models as models
+
+__all__ = ["OPERATIONS", "Operation", "openapi_document"]
+
+_BODY_ERRORS = {
+    "400": "the body is not valid JSON, not an object, or a field is missing or refused"
+    " (code invalid_request; weak_password, unsupported_grant_type where noted)",
+    "413": "the body is larger than 64 KiB (request_too_large)",
+    "415": "the body is not application/json in UTF-8 (unsupported_media_type)",
+}
+_ALWAYS = {
+    "405": "the path has no such method (method_not_allowed); Allow lists those it has",
+    "500": "the server failed (internal_error); nothing about the request is told",
+}
+
+
+@attrs.frozen
+class Operation:
+    """One route: what it takes, what it answers, and where its answer leads."""
+
+    name: str
+    method: str
+    path: str
+    summary: str
+    answer: type[BaseModel]
+    status: int = 200
+    body: type[BaseModel] | None = None
+    errors: dict[str, str] = attrs.field(factory=dict)
+    links: dict[str, Any] = attrs.field(factory=dict)
+    public: bool = False
+
+
+def _links_from_session() -> dict[str, Any]:
+    """Where a fresh session leads: the stateful sequences schemathesis follows."""
+    refresh = "$response.body#/session/refresh_token"
+    access = "$response.body#/session/access_token"
+    return {
+        "RefreshSession": {
+            "operationId": "refreshSession",
+            "requestBody": {"grant_type": "refresh_token", "refresh_token": refresh},
+        },
+        "IntrospectToken": {"operationId": "introspectToken", "requestBody": {"token": access}},
+        "RevokeSession": {"operationId": "revokeSession", "requestBody": {"token": refresh}},
+    }
+
+
+_CLIENT = {"401": "the client id or secret is missing or wrong (invalid_client)"}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation("health", "GET", "/health", "Liveness probe", models.Health, public=True),
+    Operation("openapi", "GET", "/openapi.json", "This document", models.Document, public=True),
+    Operation(
+        "createAnonymousUser",
+        "POST",
+        "/v1/anonymous-users",
+        "Create an anonymous user and a session for it. The answer is the only time its"
+        " anonymous_id is sent.",
+        models.SignedIn,
+        status=201,
+        body=models.AnonymousSignUp,
+        links={
+            **_links_from_session(),
+            "LogInAnonymously": {
+                "operationId": "logInAnonymously",
+                "requestBody": {"anonymous_id": "$response.body#/user/anonymous_id"},
+            },
+        },
+    ),
+    Operation(
+        "logInAnonymously",
+        "POST",
+        "/v1/sessions/anonymous",
+        "Log in the anonymous user an anonymous_id belongs to",
+        models.SignedIn,
+        body=models.AnonymousLogIn,
+        errors={"401": "invalid_client, or no user has this id (invalid_anonymous_id)"},
+        links=_links_from_session(),
+    ),
+    Operation(
+        "signUp",
+        "POST",
+        "/v1/users",
+        "Create a credential user and a session for it",
+        models.SignedIn,
+        status=201,
+        body=models.Credentials,
+        errors={"409": "the email is registered already (email_taken)"},
+        links=_links_from_session(),
+    ),
+    Operation(
+        "logIn",
+        "POST",
+        "/v1/sessions",
+        "Log in a credential user",
+        models.SignedIn,
+        body=models.LogIn,
+        errors={"401": "invalid_client, or the email or password is wrong (invalid_credentials)"},
+        links=_links_from_session(),
+    ),
+    Operation(
+        "promote",
+        "POST",
+        "/v1/users/promote",
+        "Give the anonymous user of a session an email and password; the user id stays the"
+        " same and the anonymous id stops working",
+        models.Promoted,
+        body=models.Promotion,
+        errors={
+            "401": "invalid_client, or the access token is not valid (invalid_token)",
+            "409": "the user is not anonymous (not_anonymous) or the email is taken",
+        },
+    ),
+    Operation(
+        "revokeSession",
+        "POST",
+        "/v1/sessions/revoke",
+        "Revoke the session an access or refresh token belongs to (as RFC 7009: the same"
+        " answer whether or not the token was valid)",
+        models.Empty,
+        body=models.Revocation,
+    ),
+    Operation(
+        "refreshSession",
+        "POST",
+        "/v1/token",
+        "Exchange a refresh token for a new pair. Every use rotates the refresh token;"
+        " presenting a spent one again within the reuse interval (a retry after a lost"
+        " answer) gets a new pair of the same session, and after it revokes the whole session"
+        " (OAuth 2.0 Security BCP). A session unused for longer than the idle timeout cannot"
+        " be refreshed.",
+        models.SignedIn,
+        body=models.RefreshGrant,
+        errors={"400": "invalid_request, unsupported_grant_type, or invalid_grant"},
+        links=_links_from_session(),
+    ),
+    Operation(
+        "introspectToken",
+        "POST",
+        "/v1/token/introspect",
+        "Whether an access token is valid now (as RFC 7662); counts as use of its session",
+        models.Introspection,
+        body=models.TokenQuery,
+    ),
+)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document ``GET /openapi.json`` serves."""
+    entries = [(op.answer, "serialization") for op in OPERATIONS]
+    entries += [(op.body, "validation") for op in OPERATIONS if op.body is not None]
+    entries.append((models.ErrorAnswer, "serialization"))
+    refs, definitions = models_json_schema(
+        entries,  # type: ignore[arg-type]
+        ref_template="#/components/schemas/{model}",
+    )
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op, refs)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mimi_reactive reference identity service",
+            "version": "1",
+            "description": "Anonymous-first identity service. Every operation but /health"
+            " and /openapi.json authenticates the app's client with HTTP Basic (client id and"
+            " client secret). User tokens travel in JSON bodies so the Authorization header"
+            " stays the client's. The server stores digests of anonymous ids and tokens.",
+        },
+        "security": [{"client": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "client": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "client id and client secret",
+                }
+            },
+            "schemas": definitions["$defs"],
+        },
+    }
+
+
+def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
+    error_ref = refs[(models.ErrorAnswer, "serialization")]
+    answer: dict[str, Any] = {
+        "description": op.answer.__doc__ or "",
+        "content": {"application/json": {"schema": refs[(op.answer, "serialization")]}},
+    }
+    if op.links:
+        answer["links"] = op.links
+    responses: dict[str, Any] = {str(op.status): answer}
+    errors = dict(_ALWAYS)
+    if not op.public:
+        errors |= _CLIENT | _BODY_ERRORS
+    errors |= op.errors
+    for status, description in sorted(errors.items()):
+        response: dict[str, Any] = {
+            "description": description,
+            "content": {"application/json": {"schema": error_ref}},
+        }
+        if status == "405":
+            response["headers"] = {"Allow": {"required": True, "schema": {"type": "string"}}}
+        if status == "401":
+            response["headers"] = {
+                "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}
+            }
+        responses[status] = response
+    operation: dict[str, Any] = {
+        "operationId": op.name,
+        "summary": op.summary,
+        "responses": responses,
+    }
+    if op.public:
+        operation["security"] = []
+    if op.body is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+        }
+    return operation

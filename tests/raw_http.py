@@ -1,0 +1,56 @@
+"""Raw HTTP/1.1 over a loopback socket, for requests no well-behaved client would send."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import attrs
+
+
+@attrs.frozen
+class RawAnswer:
+    """A parsed HTTP answer: status, lower-cased headers, body bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def send_raw(url: str, request: bytes) -> RawAnswer | None:
+    """Send ``request`` as is and read the answer to EOF; None if the server just closed."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            raw = await reader.read()
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    if not raw:
+        return None
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawAnswer(int(status_line.split()[1]), headers, body)
+
+
+def build_request(
+    method: str, path: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> bytes:
+    """An HTTP/1.1 request with ``Connection: close`` and a Content-Length for ``body``."""
+    lines = [f"{method} {path} HTTP/1.1".encode(), b"Host: localhost", b"Connection: close"]
+    lines += [name + b": " + value for name, value in headers]
+    if body or method == "POST":
+        lines.append(b"Content-Length: " + str(len(body)).encode())
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body

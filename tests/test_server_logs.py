@@ -1,0 +1,85 @@
+"""No secret reaches anything the server process writes, whatever a client sends: aiohttp's
+and asyncio's own records included."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+from .raw_http import build_request, send_raw
+from .test_cli import free_port
+
+CLIENT_ID = "log-app"
+
+
+async def test_malformed_requests_leave_no_secret_in_the_server_output(tmp_path: Path) -> None:
+    """Bad header bytes, a bad request line, an oversized header, a truncated body and bad
+    JSON, each carrying the client secret or a token, at debug level: none is ever written."""
+    port, client_secret = free_port(), secrets.token_urlsafe(32)
+    token = secrets.token_urlsafe(32)
+    basic = base64.b64encode(f"{CLIENT_ID}:{client_secret}".encode())
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        "--log-level",
+        "debug",
+        "serve",
+        "--port",
+        str(port),
+        "--database",
+        str(tmp_path / "ids.sqlite3"),
+        "--client-id",
+        CLIENT_ID,
+        env={**os.environ, "MIMI_CLIENT_SECRET": client_secret, "PYTHONASYNCIODEBUG": "1"},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    auth = (b"Authorization", b"Basic " + basic)
+    json_type = (b"Content-Type", b"application/json")
+    requests = [
+        # a control character in a header carrying the credentials
+        build_request("POST", "/v1/token", [(b"Authorization", b"Basic " + basic + b"\x01")]),
+        build_request("POST", "/v1/token", [auth, (b"X-Note", b"\x7f" + token.encode())]),
+        # a bad request line with the token in it
+        b"POST /v1/token?" + token.encode() + b" HTTP/1.1\x00\r\n\r\n",
+        b"\x16\x03\x01" + token.encode() + b"\r\n\r\n",
+        # an oversized header
+        build_request("POST", "/v1/token", [auth, (b"X-Big", token.encode() * 400)]),
+        # a truncated body
+        build_request("POST", "/v1/token", [auth, json_type])[:-2]
+        + b'Content-Length: 500\r\n\r\n{"refresh_token": "'
+        + token.encode(),
+        # a body that is not JSON, and a secret in the path
+        build_request("POST", "/v1/token", [auth, json_type], b"{" + token.encode()),
+        build_request("GET", "/v1/" + token, [auth]),
+        build_request(
+            "POST",
+            "/v1/token",
+            [auth, json_type],
+            b'{"grant_type": "refresh_token", "refresh_token": "' + token.encode() + b'"}',
+        ),
+    ]
+    try:
+        assert process.stdout is not None
+        await asyncio.wait_for(process.stdout.readline(), 30)
+        for raw in requests:
+            # The server may drop a connection it cannot parse.
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await send_raw(url, raw)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0
+    written = stdout + stderr
+    assert b"Error handling request" in written  # aiohttp did log the malformed requests
+    assert b"http.request" in written  # and our own request log ran
+    for secret in (client_secret.encode(), basic, token.encode(), token.encode()[:16]):
+        assert secret not in written

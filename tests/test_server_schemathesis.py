@@ -1,0 +1,74 @@
+"""schemathesis runs every check, the stateful phase included, against a real server, and the
+served OpenAPI document is the one generated from the request models."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from mimi_reactive._server._openapi import OPERATIONS, openapi_document
+from mimi_reactive.server import IdentityServer
+
+from .conftest import CLIENT_ID
+
+# A schema-valid refresh token that was never issued is refused 400 invalid_grant, as
+# RFC 6749 section 5.2 says: tell the positive-data check that this answer is expected there.
+CONFIG = """
+[auth.openapi.client]
+username = "{client_id}"
+password = "{client_secret}"
+
+[[operations]]
+include-operation-id = "refreshSession"
+checks.positive_data_acceptance.expected-statuses = ["200", "400", "401"]
+"""
+
+
+async def test_served_document_is_the_generated_one(server: IdentityServer) -> None:
+    """GET /openapi.json serves exactly the document generated from the models and routes."""
+    async with aiohttp.ClientSession() as http, http.get(server.url + "/openapi.json") as r:
+        assert await r.json() == openapi_document()
+    documented = {
+        (method.upper(), path)
+        for path, item in openapi_document()["paths"].items()
+        for method in item
+    }
+    assert documented == {(op.method, op.path) for op in OPERATIONS}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+async def test_schemathesis_finds_nothing(tmp_path: Path, client_secret: str) -> None:
+    """schemathesis with all checks and the coverage, fuzzing and stateful phases reports no
+    failure against a real server (bounded examples, so it stays well under two minutes)."""
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG.format(client_id=CLIENT_ID, client_secret=client_secret))
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=tmp_path / "ids.sqlite3"
+    ) as server:
+        process = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("st")),
+            "--config-file",
+            str(config),
+            "run",
+            server.url + "/openapi.json",
+            "--checks",
+            "all",
+            "--phases",
+            "examples,coverage,fuzzing,stateful",
+            "--max-examples",
+            "20",
+            "--no-color",
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        output, _ = await asyncio.wait_for(process.communicate(), 200)
+    report = output.decode()
+    assert process.returncode == 0, report
+    assert "Stateful" in report
+    assert "failures" not in report.lower().split("summary")[-1], report
