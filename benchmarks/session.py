@@ -11,7 +11,8 @@ both sides alike.
 - command: a log-in the guards answer "already logged in" (no network), awaited, vs one
   guarded trigger whose condition fails in transitions' AsyncMachine / Machine and in
   python-statemachine;
-- switch: log in as the other of two users on ScriptedBackend (no latency) vs AsyncMachine
+- switch: log in as the other of two users, on ScriptedBackend (no latency, but it makes
+  tokens) and on a backend doing nothing (the core's own cost), vs AsyncMachine
   logging out then in (two triggers with an async callback each);
 - log-in: client CPU (time.process_time; the server runs in a child process) and p50 wall
   latency of a user switch through HttpBackend vs raw aiohttp doing the same HTTP exchange;
@@ -49,9 +50,15 @@ from transitions.extensions.asyncio import AsyncMachine
 from mimi_reactive import (
     AuthBackend,
     AuthRoute,
+    AuthTokens,
+    BackendCapabilities,
+    BackendSession,
+    ClientCredentials,
+    LogInAnonymously,
     MimiConfiguration,
     MimiCore,
     MimiUser,
+    Session,
     SessionState,
     Transition,
 )
@@ -337,6 +344,38 @@ class _AsyncSession(StateMachine):
         return False
 
 
+class NullBackend:
+    """A backend whose calls cost nothing: the core's own cost of a switch, as AsyncMachine's
+    no-op callbacks measure only the state machine's."""
+
+    capabilities = BackendCapabilities()
+
+    def __init__(self) -> None:
+        self.sessions = {
+            f"anonymous-id-{n:020d}": BackendSession(
+                MimiUser(f"user-{n}", f"anonymous-id-{n:020d}"),
+                AuthTokens("access", "refresh", 3600.0),
+            )
+            for n in (0, 1)
+        }
+
+    async def open(self, client: ClientCredentials) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        assert isinstance(route, LogInAnonymously)
+        return self.sessions[route.anonymous_id or ""]
+
+    async def refresh(self, session: Session) -> BackendSession:
+        raise NotImplementedError
+
+    async def revoke(self, session: Session) -> None:
+        pass
+
+
 async def no_network_rows(rounds: int) -> list[Row]:
     backend = ScriptedBackend()
     async with open_core(backend) as core:
@@ -345,10 +384,28 @@ async def no_network_rows(rounds: int) -> list[Row]:
         assert user_a.anonymous_id is not None
         assert user_b.anonymous_id is not None
         await core.auth.run(log_in_route(user_a.anonymous_id))
-        return [
+        rows = [
             *await command_rows(core, user_a.anonymous_id, rounds),
-            await switch_row(core, (user_b.anonymous_id, user_a.anonymous_id), rounds),
+            await switch_row(
+                core,
+                (user_b.anonymous_id, user_a.anonymous_id),
+                rounds,
+                "switch user on ScriptedBackend vs AsyncMachine log out + log in",
+            ),
         ]
+    null = NullBackend()
+    async with open_core(null) as core:
+        first, second = null.sessions
+        await core.auth.run(log_in_route(first))
+        rows.append(
+            await switch_row(
+                core,
+                (second, first),
+                rounds,
+                "switch user, backend doing nothing, vs AsyncMachine log out + log in",
+            )
+        )
+    return rows
 
 
 async def command_rows(core: MimiCore, logged_in_id: str, rounds: int) -> list[Row]:
@@ -447,7 +504,7 @@ async def command_rows(core: MimiCore, logged_in_id: str, rounds: int) -> list[R
     ]
 
 
-async def switch_row(core: MimiCore, ids: tuple[str, str], rounds: int) -> Row:
+async def switch_row(core: MimiCore, ids: tuple[str, str], rounds: int, name: str) -> Row:
     """``ids[1]`` is logged in; each batch logs in ``ids[0]``, ``ids[1]``, ... an even number
     of times, so every command is a switch."""
     model = _AsyncSwitchModel()
@@ -491,7 +548,7 @@ async def switch_row(core: MimiCore, ids: tuple[str, str], rounds: int) -> Row:
     samples = await interleave_async([("ours", ours), ("AsyncMachine", async_machine)], rounds)
     assert core.auth.state.transition is Transition.SWITCHED_USER, core.auth.state
     return compare(
-        "switch user, no network, vs AsyncMachine log out + log in",
+        name,
         samples["ours"],
         samples["AsyncMachine"],
         goal=FASTER_3X,

@@ -42,6 +42,9 @@ from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage
 from ._store import CommandFuture
 from ._user import MimiUser
 
+__version__ = "0.1.0"
+"""This release's version (pyproject.toml reads it from here)."""
+
 __all__ = [
     "AnonymousAuthManager",
     "AnonymousLoginResult",

@@ -31,19 +31,58 @@ class SessionKeeper:
         self._retry = store.configuration.retry
         self._policy = store.configuration.refresh
         self._clock = store.clock
-        self._wake = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._refresh_forever(), name="mimi_reactive.renewal")]
+        self._loop = asyncio.get_running_loop()
+        # Set when a refresh is due. A timer sets it; a session change only moves the timer,
+        # so a sign-in or switch costs no wake-up of the keeper's task.
+        self._due = asyncio.Event()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0  # the local time the pending timer is for
+        self._gave_up = False
+        self._tasks = [
+            self._loop.create_task(self._refresh_forever(), name="mimi_reactive.refresh")
+        ]
         if isinstance(storage, SharedSessionStorage):
             self._tasks.append(
-                loop.create_task(self._follow(storage), name="mimi_reactive.storage_watch")
+                self._loop.create_task(self._follow(storage), name="mimi_reactive.storage_watch")
             )
-        store.on_session_changed(self._wake.set)
+        store.on_session_changed(self._session_changed)
+        self._schedule()
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _session_changed(self) -> None:
+        self._gave_up = False  # a sign-in, a call or another process: worth trying again
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Make sure the keeper wakes by the next refresh time.
+
+        A timer that fires sooner is kept (the keeper re-checks when it fires), so the
+        usual change, a sign-in with tokens due later, costs no new timer.
+        """
+        due = None if self._gave_up else self._next_refresh_at()
+        if due is None:
+            return  # a pending timer finds nothing due and stops
+        if self._timer is not None and self._timer_at <= due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        delay = due - self._clock()
+        if delay <= 0:
+            self._timer = None
+            self._due.set()
+        else:
+            self._timer_at = due
+            self._timer = self._loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        self._due.set()
 
     def _next_refresh_at(self) -> float | None:
         session = self._store.session
@@ -57,20 +96,15 @@ class SessionKeeper:
             await self._refresh_while_open()
 
     async def _refresh_while_open(self) -> None:
-        gave_up = False
         while True:
-            due = None if gave_up else self._next_refresh_at()
+            await self._due.wait()
+            self._due.clear()
+            due = self._next_refresh_at()
             if due is not None and due <= self._clock():
-                gave_up = not await self._refresh_until_healthy()
-                continue
-            # Sleep until due, or until the session changes (sign-in, refresh, sync, call).
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation.
-            timeout = None if due is None else due - self._clock()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
-                self._wake.clear()
-                gave_up = False
+                self._gave_up = not await self._refresh_until_healthy()
+                # Changes made by the refresh itself are not a reason to go again.
+                self._due.clear()
+            self._schedule()
 
     async def _refresh_until_healthy(self) -> bool:
         """Refresh, retrying while the session stays degraded; False if it gave up."""

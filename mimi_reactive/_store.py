@@ -91,7 +91,9 @@ class CommandFuture(concurrent.futures.Future[Outcome]):
 # A queued command's pending outcome: an asyncio future for callers on the loop (cheap), a
 # CommandFuture for dispatch from anywhere.
 _Pending = asyncio.Future[Outcome] | CommandFuture
-_Job = tuple[Command, _Pending]
+# The decision is carried when the caller already made it (nothing was queued or running,
+# so nothing can change the state before the worker takes the job).
+_Job = tuple[Command, _Pending, Decision | None]
 
 
 class SessionStore:
@@ -188,6 +190,7 @@ class SessionStore:
                 "awaiting a command from inside a running command would never return; "
                 "use core.auth.dispatch(...) to queue it"
             )
+        decision = None
         if not self._busy and self._queue.empty():
             # Nothing ahead of it: deciding now keeps the order, and most decisions that
             # need no effects end here without a turn of the worker.
@@ -195,7 +198,7 @@ class SessionStore:
             if not isinstance(decision, Proceed):
                 return self._settle(decision)
         future: asyncio.Future[Outcome] = self._loop.create_future()
-        self._queue.put_nowait((command, future))
+        self._queue.put_nowait((command, future, decision))
         return await future
 
     async def close(self, *, grace_period: float) -> None:
@@ -223,17 +226,17 @@ class SessionStore:
             if future.set_running_or_notify_cancel():
                 future.set_exception(CoreClosedError("the core is closed"))
             return
-        self._queue.put_nowait((command, future))
+        self._queue.put_nowait((command, future, None))
 
     async def _work(self) -> None:
         try:
             while (job := await self._queue.get()) is not None:
-                command, future = job
+                command, future, decision = job
                 if not _claim(future):
                     continue  # the caller stopped waiting before it started
                 self._busy = True
                 try:
-                    outcome = await self._perform(command)
+                    outcome = await self._perform(command, decision)
                 except asyncio.CancelledError:
                     _resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
@@ -278,8 +281,9 @@ class SessionStore:
             case Satisfied(reason=reason):
                 return Outcome(self.state, None, reason)
 
-    async def _perform(self, command: Command) -> Outcome:
-        decision = self._decide(command)
+    async def _perform(self, command: Command, decision: Decision | None) -> Outcome:
+        if decision is None:
+            decision = self._decide(command)
         if not isinstance(decision, Proceed):
             return self._settle(decision)
         for effect in decision.effects:

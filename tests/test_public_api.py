@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import mimi_reactive
 import mimi_reactive.backends.http
 
@@ -59,3 +61,8 @@ def test_exports_name_the_public_module() -> None:
         exported = getattr(mimi_reactive, name)
         if isinstance(exported, type):
             assert exported.__module__ == "mimi_reactive", name
+
+
+def test_version_is_the_installed_distributions() -> None:
+    """mimi_reactive.__version__ is the version pip installed."""
+    assert mimi_reactive.__version__ == importlib.metadata.version("mimi-reactive")
