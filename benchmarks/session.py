@@ -7,7 +7,7 @@ Every row is measured interleaved in one run: each round runs a batch of ours an
 each baseline, in rotating order, and a figure is the median over rounds, so machine noise hits
 both sides alike.
 
-- publish: a state through StateStream to N no-op subscribers vs BehaviorSubject.on_next;
+- publish: a state through our Stream to N no-op subscribers vs BehaviorSubject.on_next;
 - command: a log-in the guards answer "already logged in" (no network), awaited, vs one
   guarded trigger whose condition fails in transitions' AsyncMachine / Machine and in
   python-statemachine;
@@ -62,7 +62,7 @@ from mimi_reactive import (
     SessionState,
     Transition,
 )
-from mimi_reactive._stream import StateStream
+from mimi_reactive._stream import Stream
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.testing import ScriptedBackend
 
@@ -80,9 +80,9 @@ def quiet_logging() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 
-def make_stream(initial: SessionState) -> StateStream:
+def make_stream(initial: SessionState) -> Stream[SessionState]:
     """The stream the store publishes through (the only private entry point used)."""
-    return StateStream(initial)
+    return Stream(initial)
 
 
 @contextlib.asynccontextmanager
@@ -204,11 +204,11 @@ async def settle(before: set[asyncio.Task[Any]]) -> None:
         await asyncio.wait(spawned, timeout=10)
 
 
-# --- 1. publish: StateStream vs BehaviorSubject vs a bare callback loop ---
+# --- 1. publish: our Stream vs BehaviorSubject vs a bare callback loop ---
 
 USER_A = MimiUser(id="a", anonymous_id="anonymous-a")
 USER_B = MimiUser(id="b", anonymous_id="anonymous-b")
-# Consecutive states differ, so StateStream's dedupe lets each one through.
+# Consecutive states differ, so Stream[SessionState]'s dedupe lets each one through.
 STATE_A = SessionState(USER_A, USER_B, Transition.SWITCHED_USER)
 STATE_B = SessionState(USER_B, USER_A, Transition.SWITCHED_USER)
 
@@ -243,7 +243,7 @@ def publish_costs(subscribers: int, rounds: int) -> dict[str, list[float]]:
     count = max(20, 20_000 // (subscribers + 4))
     return interleave(
         [
-            ("StateStream", lambda: publish_batch(stream.publish, count)),
+            ("our Stream", lambda: publish_batch(stream.publish, count)),
             ("BehaviorSubject", lambda: publish_batch(subject.on_next, count)),
             ("callback loop", lambda: publish_batch(call_each, count)),
         ],
@@ -255,7 +255,7 @@ def publish_rows(costs: dict[int, dict[str, list[float]]]) -> list[Row]:
     return [
         compare(
             f"publish to {n} subscriber{'s' if n > 1 else ''} vs BehaviorSubject.on_next",
-            costs[n]["StateStream"],
+            costs[n]["our Stream"],
             costs[n]["BehaviorSubject"],
             goal=1.3,
             goal_text="<=1.30x",
@@ -270,7 +270,11 @@ def plot(samples: dict[int, dict[str, list[float]]], path: Path) -> None:
     costs = {n: medians(by_series) for n, by_series in samples.items()}
     counts = sorted(costs)
     figure, axes = plt.subplots(figsize=(7, 4.5))
-    for series, marker in (("StateStream", "o"), ("BehaviorSubject", "s"), ("callback loop", "^")):
+    for series, marker in (
+        ("our Stream", "o"),
+        ("BehaviorSubject", "s"),
+        ("callback loop", "^"),
+    ):
         axes.plot(counts, [costs[n][series] * 1e6 for n in counts], marker=marker, label=series)
     axes.set_xscale("log")
     axes.set_yscale("log")

@@ -2,6 +2,7 @@
 
 from ._auth import AuthController, AuthObserver, ObserverHandle
 from ._backend import AuthBackend, BackendCapabilities, ClientCredentials
+from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore
 from ._exceptions import (
@@ -56,6 +57,9 @@ __all__ = [
     "BackendCapabilities",
     "BackendError",
     "BackendSession",
+    "BlockingAnonymousAuthManager",
+    "BlockingAuthController",
+    "BlockingMimiCore",
     "ClientAuthenticationError",
     "ClientCredentials",
     "CommandFuture",

@@ -52,6 +52,10 @@ class AuthController:
             ops.map(_user_of), ops.distinct_until_changed()
         )
         """The logged-in user (None when nobody); replays, and only emits changes."""
+        self.access_tokens: reactivex.Observable[str | None] = store.tokens.observable
+        """The current access token (None when nobody is logged in); replays, then emits each
+        new one after a sign-in or refresh, with the same ordering and isolation as
+        ``states``. For apps holding a WebSocket or gRPC channel that must re-authenticate."""
 
     @property
     def state(self) -> SessionState:

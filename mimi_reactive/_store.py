@@ -50,7 +50,7 @@ from ._reducer import reduce
 from ._session import Session
 from ._state import SessionState, Transition
 from ._storage import SessionStorage
-from ._stream import StateStream
+from ._stream import Stream
 
 __all__ = ["CommandFuture", "SessionStore"]
 
@@ -124,8 +124,11 @@ class SessionStore:
             if restored is not None
             else SessionState()
         )
-        self._stream = StateStream(
-            initial, detach_failing_subscribers=configuration.detach_failing_subscribers
+        detach = configuration.detach_failing_subscribers
+        self._stream = Stream[SessionState](initial, detach_failing_subscribers=detach)
+        self._tokens = Stream[str | None](
+            restored.tokens.access_token if restored is not None else None,
+            detach_failing_subscribers=detach,
         )
         self._session = restored
         self._session_listeners: list[Callable[[], None]] = []
@@ -157,9 +160,14 @@ class SessionStore:
         return self._stream.value
 
     @property
-    def stream(self) -> StateStream:
+    def stream(self) -> Stream[SessionState]:
         """The published states."""
         return self._stream
+
+    @property
+    def tokens(self) -> Stream[str | None]:
+        """The published access tokens (None: nobody logged in)."""
+        return self._tokens
 
     def dispatch(self, command: Command) -> CommandFuture:
         """Queue ``command`` from any thread (or from inside a subscriber); never blocks.
@@ -251,6 +259,7 @@ class SessionStore:
                     self._busy = False
         finally:
             self._stream.complete()
+            self._tokens.complete()
 
     def _decide(self, command: Command) -> Decision:
         context = GuardContext(
@@ -303,6 +312,8 @@ class SessionStore:
             _log.debug("session.state", transition=state.transition.value)
             self._stream.publish(state)
         if changed:
+            session = result.session
+            self._tokens.publish(None if session is None else session.tokens.access_token)
             for listener in self._session_listeners:
                 listener()
 

@@ -1,9 +1,9 @@
-"""The published states: a ``BehaviorSubject`` whose every subscriber is isolated from the
-others, at the cost of one ``try`` per delivery."""
+"""The published streams (states, access tokens): a ``BehaviorSubject`` whose every subscriber
+is isolated from the others, at the cost of one ``try`` per delivery."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import reactivex
 from reactivex import abc
@@ -12,49 +12,50 @@ from reactivex.subject import BehaviorSubject
 from reactivex.subject.innersubscription import InnerSubscription
 
 from ._log import Log
-from ._state import SessionState
 
-__all__ = ["StateStream"]
+__all__ = ["Stream"]
 
 _log = Log("mimi_reactive.stream")
 
+T = TypeVar("T")
 
-class StateStream:
-    """Holds the current state and hands each new one to every subscriber.
 
-    ``observable`` replays the current state on subscribe. Only the store's worker publishes,
-    so states go out one at a time, each to every subscriber before the next. A subscriber
+class Stream(Generic[T]):
+    """Holds the current value and hands each new one to every subscriber.
+
+    ``observable`` replays the current value on subscribe. Only the store's worker publishes,
+    so values go out one at a time, each to every subscriber before the next. A subscriber
     that raises is logged with its traceback and skipped (and unsubscribed if
-    ``detach_failing_subscribers``); the others still get the state and the publisher never
+    ``detach_failing_subscribers``); the others still get the value and the publisher never
     sees the error. The stream never sends ``on_error``: failures are states.
     """
 
-    def __init__(self, initial: SessionState, *, detach_failing_subscribers: bool = False) -> None:
+    def __init__(self, initial: T, *, detach_failing_subscribers: bool = False) -> None:
         self._subject = _IsolatingSubject(initial, detach=detach_failing_subscribers)
         # Read-only to subscribers: they get an Observable, never the subject's on_next.
-        self.observable: reactivex.Observable[SessionState] = reactivex.Observable(
+        self.observable: reactivex.Observable[T] = reactivex.Observable(
             self._subject.subscribe_isolated
         )
         self.publish = self._subject.push
-        """Hand a state to every subscriber, unless it equals the current one."""
+        """Hand a value to every subscriber, unless it equals the current one."""
         self.complete = self._subject.complete
         """End the stream: subscribers get ``on_completed``. Idempotent."""
 
     @property
-    def value(self) -> SessionState:
-        """The state last published."""
+    def value(self) -> T:
+        """The value last published."""
         return self._subject.value
 
 
-class _IsolatingSubject(BehaviorSubject[SessionState]):
+class _IsolatingSubject(BehaviorSubject[T]):
     """A ``BehaviorSubject`` that catches what each observer raises (one ``try`` per
     delivery, no wrapper), logs it, and goes on with the others."""
 
-    def __init__(self, initial: SessionState, *, detach: bool) -> None:
+    def __init__(self, initial: T, *, detach: bool) -> None:
         super().__init__(initial)
         self._detach = detach
 
-    def push(self, state: SessionState) -> None:
+    def push(self, state: T) -> None:
         with self.lock:
             if state is self.value or state == self.value or self.is_stopped:
                 return
@@ -81,7 +82,7 @@ class _IsolatingSubject(BehaviorSubject[SessionState]):
 
     def subscribe_isolated(
         self,
-        observer: abc.ObserverBase[SessionState],
+        observer: abc.ObserverBase[T],
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
         with self.lock:

@@ -28,7 +28,7 @@ from mimi_reactive import (
     SessionState,
     Transition,
 )
-from mimi_reactive._stream import StateStream
+from mimi_reactive._stream import Stream
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 
 from .helpers import library_events
@@ -176,7 +176,7 @@ def test_3_an_equal_state_is_published_once() -> None:
     """Publishing a state equal to the current one reaches nobody; plain subjects repeat it."""
     user = MimiUser("u1", "anonymous-id-000000000")
     states = [SessionState(user, None, Transition.LOGGED_IN) for _ in range(3)]
-    stream = StateStream(SessionState())
+    stream = Stream(SessionState())
     ours: list[SessionState] = []
     stream.observable.subscribe(ours.append)
     subject = BehaviorSubject(SessionState())

@@ -15,6 +15,8 @@ import reactivex
 from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
+    BlockingAnonymousAuthManager,
+    BlockingMimiCore,
     CommandFuture,
     Failure,
     FileSessionStorage,
@@ -95,6 +97,20 @@ async def commands(core: MimiCore) -> str:
     await core.auth.refresh()
     await core.auth.log_out()
     return token
+
+
+def blocking(secret: str, render: Callable[[SessionState], None]) -> str:
+    """The blocking core, from code that is not async."""
+    with BlockingMimiCore.start(
+        client_id="my-app", client_secret=secret, backend=ScriptedBackend()
+    ) as core:
+        core.auth.states.subscribe(render)
+        tokens: reactivex.Observable[str | None] = core.auth.access_tokens
+        tokens.subscribe(print)
+        user: MimiUser = core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        result = BlockingAnonymousAuthManager(core).authenticate_anonymous_user(user.anonymous_id)
+        assert isinstance(result, Success)
+        return core.auth.access_token()
 
 
 async def an_apps_own_test() -> list[Transition]:

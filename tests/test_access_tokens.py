@@ -1,0 +1,79 @@
+"""core.auth.access_tokens: the current access token as a stream."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mimi_reactive import AuthRoute, MemorySessionStorage, MimiCore
+from mimi_reactive.testing import ScriptedBackend
+
+
+async def test_sign_in_and_each_refresh_emit_the_new_token_once() -> None:
+    """Subscribing replays None; a sign-in and each refresh emit the new token once."""
+    async with MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend()) as core:
+        tokens: list[str | None] = []
+        core.auth.access_tokens.subscribe(tokens.append)
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        first = await core.auth.access_token()
+        await core.auth.refresh()
+        second = await core.auth.access_token()
+        await core.auth.access_token()  # fresh: no refresh, no emission
+        assert tokens == [None, first, second]
+        assert first != second
+
+
+async def test_log_out_emits_none() -> None:
+    """Logging out emits None, and a late subscriber gets None replayed."""
+    async with MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend()) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        token = await core.auth.access_token()
+        tokens: list[str | None] = []
+        core.auth.access_tokens.subscribe(tokens.append)
+        await core.auth.log_out()
+        assert tokens == [token, None]
+        late: list[str | None] = []
+        core.auth.access_tokens.subscribe(late.append)
+        assert late == [None]
+
+
+async def test_a_restored_session_replays_its_token() -> None:
+    """A core that restores a stored session replays that session's token."""
+    storage = MemorySessionStorage()
+    backend = ScriptedBackend()
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, storage=storage
+    ) as first:
+        await first.auth.authenticate(AuthRoute.sign_up_anonymously())
+        token = await first.auth.access_token()
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, storage=storage
+    ) as second:
+        tokens: list[str | None] = []
+        second.auth.access_tokens.subscribe(tokens.append)
+        assert tokens == [token]
+
+
+async def test_a_slow_or_raising_subscriber_harms_no_one(caplog: pytest.LogCaptureFixture) -> None:
+    """A subscriber that raises is logged and skipped, a slow one only delays; the others
+    get every token in order, and the commands complete."""
+
+    def explode(token: str | None) -> None:
+        raise RuntimeError("subscriber bug")
+
+    def dawdle(token: str | None) -> None:
+        time.sleep(0.01)  # a consumer doing slow work on each token
+
+    async with MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend()) as core:
+        core.auth.access_tokens.subscribe(explode)
+        core.auth.access_tokens.subscribe(dawdle)
+        tokens: list[str | None] = []
+        core.auth.access_tokens.subscribe(tokens.append)
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        first = await core.auth.access_token()
+        await core.auth.refresh()
+        second = await core.auth.access_token()
+        await core.auth.log_out()
+        assert tokens == [None, first, second, None]
+    assert "stream.subscriber_failed" in caplog.text

@@ -1,0 +1,174 @@
+"""BlockingMimiCore: the core from code that is not async."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from reactivex import operators as ops
+from reactivex.scheduler import EventLoopScheduler
+
+from mimi_reactive import (
+    AuthRoute,
+    BlockingAnonymousAuthManager,
+    BlockingMimiCore,
+    CoreClosedError,
+    InvalidCredentialsError,
+    MimiConfiguration,
+    ReentrantCallError,
+    SessionState,
+    Skipped,
+    Success,
+    Transition,
+)
+from mimi_reactive.testing import ScriptedBackend
+
+REPO = Path(__file__).resolve().parent.parent
+ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
+
+
+def start(backend: ScriptedBackend | None = None) -> BlockingMimiCore:
+    return BlockingMimiCore.start(
+        client_id="app",
+        client_secret="secret",
+        backend=backend or ScriptedBackend(),
+        configuration=ANONYMOUS_ONLY,
+    )
+
+
+def test_the_whole_flow_from_plain_synchronous_code() -> None:
+    """Sign up, subscribe, get a token, log back in by id and log out, each call blocking."""
+    with start() as core:
+        seen: list[Transition] = []
+        core.auth.states.subscribe(lambda state: seen.append(state.transition))
+        user = core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert core.auth.current_user == user
+        assert core.auth.access_token()
+        core.auth.log_out()
+        manager = BlockingAnonymousAuthManager(core)
+        assert manager.authenticate_anonymous_user(user.anonymous_id) == Success(
+            user.anonymous_id or ""
+        )
+        assert manager.authenticate_anonymous_user(None) == Skipped()
+        assert seen == [
+            Transition.INITIAL,
+            Transition.ANONYMOUS_CREATED,
+            Transition.LOGGED_OUT,
+            Transition.LOGGED_IN,
+        ]
+
+
+def test_errors_are_raised_as_the_async_core_raises_them() -> None:
+    """An unknown anonymous id raises InvalidCredentialsError in the calling thread."""
+    with start() as core, pytest.raises(InvalidCredentialsError):
+        core.auth.authenticate(AuthRoute.log_in_anonymously("an-id-nobody-has-0000000"))
+
+
+def test_several_threads_at_once_see_one_order() -> None:
+    """Commands from eight threads all complete, and two subscribers see the same states."""
+    backend = ScriptedBackend()
+    with start(backend) as core:
+        users = [backend.add_anonymous_user() for _ in range(8)]
+        first: list[SessionState] = []
+        second: list[SessionState] = []
+        core.auth.states.subscribe(first.append)
+        core.auth.states.subscribe(second.append)
+
+        def log_in(index: int) -> str:
+            return core.auth.authenticate(
+                AuthRoute.log_in_anonymously(users[index].anonymous_id)
+            ).id
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            logged_in = list(pool.map(log_in, range(8)))
+        assert sorted(logged_in) == sorted(user.id for user in users)
+        assert first == second
+        assert first[-1] == core.auth.state
+
+
+def test_subscribers_run_on_the_core_thread_and_observe_on_moves_them() -> None:
+    """Delivery happens on the core's thread; observe_on hands it to the app's scheduler."""
+    with start() as core:
+        plain: list[str] = []
+        moved: list[str] = []
+        delivered = threading.Event()
+        scheduler = EventLoopScheduler()
+        core.auth.states.subscribe(lambda _: plain.append(threading.current_thread().name))
+
+        def on_app_thread(state: SessionState) -> None:
+            moved.append(threading.current_thread().name)
+            if state.transition is Transition.ANONYMOUS_CREATED:
+                delivered.set()
+
+        core.auth.states.pipe(ops.observe_on(scheduler)).subscribe(on_app_thread)
+        core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert delivered.wait(10)
+        scheduler.dispose()
+    assert plain[-1] == "mimi_reactive.core"
+    assert moved
+    assert "mimi_reactive.core" not in moved
+
+
+async def test_calling_it_inside_a_running_event_loop_is_refused() -> None:
+    """Blocking inside async code would stall the loop: it is refused with a clear error."""
+    with pytest.raises(ReentrantCallError, match="use MimiCore"):
+        start()
+    core = await asyncio.to_thread(start)
+    try:
+        with pytest.raises(ReentrantCallError, match="use MimiCore"):
+            core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    finally:
+        await asyncio.to_thread(core.close)
+
+
+def test_a_blocking_call_from_a_subscriber_is_refused() -> None:
+    """A subscriber calling back into the core would never return: it gets an error."""
+    with start() as core:
+        errors: list[BaseException] = []
+
+        def calls_back(state: SessionState) -> None:
+            if state.transition is Transition.ANONYMOUS_CREATED:
+                try:
+                    core.auth.log_out()
+                except ReentrantCallError as error:
+                    errors.append(error)
+
+        core.auth.states.subscribe(calls_back)
+        core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert len(errors) == 1
+
+
+def test_a_forgotten_close_does_not_keep_the_process_alive() -> None:
+    """The core's thread is a daemon: a script that never closes still exits."""
+    script = (
+        "from mimi_reactive import AuthRoute, BlockingMimiCore\n"
+        "from mimi_reactive.testing import ScriptedBackend\n"
+        "core = BlockingMimiCore.start(client_id='a', client_secret='s', "
+        "backend=ScriptedBackend())\n"
+        "core.auth.authenticate(AuthRoute.sign_up_anonymously())\n"
+        "print('done')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
+
+
+def test_close_is_idempotent_and_later_calls_fail_cleanly() -> None:
+    """Closing twice is fine; a command after close raises instead of hanging."""
+    core = start()
+    core.close()
+    core.close()
+    with pytest.raises(CoreClosedError):
+        core.auth.access_token()
