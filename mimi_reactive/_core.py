@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 import warnings
 from collections.abc import Callable, Coroutine, Generator
@@ -119,12 +121,20 @@ class MimiCore:
         await self._backend.close()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if not getattr(self, "_closed", True):
-            _warn(
-                "a MimiCore was never closed: use `async with MimiCore.start(...)` or "
-                "`await core.close()`",
-                ResourceWarning,
-                stacklevel=2,
+        if getattr(self, "_closed", True):
+            return
+        _warn(
+            "a MimiCore was never closed: use `async with MimiCore.start(...)` or "
+            "`await core.close()`",
+            ResourceWarning,
+            stacklevel=2,
+        )
+        # Close what it holds on its loop, if that still runs, so the backend's connections
+        # are released instead of reported by the HTTP library as leaked.
+        loop = self._store.loop
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to release
+            loop.call_soon_threadsafe(
+                _release, self._keeper, self._store, self._backend, self._close_grace_period
             )
 
     async def __aenter__(self) -> MimiCore:
@@ -137,6 +147,24 @@ class MimiCore:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _release(
+    keeper: SessionKeeper, store: SessionStore, backend: AuthBackend, grace_period: float
+) -> None:
+    """Close an abandoned core's parts in the background, on their loop."""
+
+    async def release() -> None:
+        await keeper.close()
+        await store.close(grace_period=grace_period)
+        await backend.close()
+
+    task = asyncio.get_running_loop().create_task(release(), name="mimi_reactive.release")
+    _RELEASING.add(task)
+    task.add_done_callback(_RELEASING.discard)
+
+
+_RELEASING: set[asyncio.Task[None]] = set()  # strong references until they finish
 
 
 class _Starting:

@@ -145,6 +145,11 @@ class SessionStore:
         return self._session
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the store runs on."""
+        return self._loop
+
+    @property
     def can_refresh(self) -> bool:
         """Whether the backend can refresh sessions."""
         return self._capabilities.refresh

@@ -114,21 +114,33 @@ async def test_the_close_grace_period_is_set_where_the_core_starts() -> None:
 
 
 def test_a_core_never_closed_warns_with_our_own_message() -> None:
-    """Forgetting close() gives one ResourceWarning that says what to do."""
+    """Forgetting close() gives one ResourceWarning that says what to do, and the core's
+    connections are released instead of reported leaked by aiohttp."""
     script = textwrap.dedent(
         """
-        import asyncio, gc
-        from mimi_reactive import MimiCore
-        from mimi_reactive.testing import ScriptedBackend
+        import asyncio, gc, secrets
+        from mimi_reactive import AuthRoute, MimiConfiguration, MimiCore
+        from mimi_reactive.backends.http import HttpBackend
+        from mimi_reactive.server import IdentityServer
 
         async def main():
-            core = await MimiCore.start(
-                client_id="a", client_secret="s", backend=ScriptedBackend()
-            )
-            del core
-            gc.collect()
+            secret = secrets.token_urlsafe(32)
+            async with IdentityServer(client_id="a", client_secret=secret) as server:
+                core = await MimiCore.start(
+                    client_id="a", client_secret=secret, backend=HttpBackend(server.url),
+                    configuration=MimiConfiguration(allow_anonymous_user_only=True),
+                )
+                await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+                del core
+                gc.collect()
+                await asyncio.sleep(0)  # the release is scheduled on this loop
+                def releasing():
+                    return [t for t in asyncio.all_tasks() if t.get_name().endswith("release")]
+                while releasing():  # the app goes on running; wait for the release to end
+                    await asyncio.wait(releasing())
 
         asyncio.run(main())
+        print("exited")
         """
     )
     done = subprocess.run(
@@ -139,5 +151,8 @@ def test_a_core_never_closed_warns_with_our_own_message() -> None:
         timeout=60,
         check=False,
     )
+    assert done.returncode == 0, done.stderr
+    assert "exited" in done.stdout
     assert done.stderr.count("ResourceWarning: a MimiCore was never closed") == 1, done.stderr
     assert "async with MimiCore.start" in done.stderr
+    assert "Unclosed" not in done.stderr + done.stdout
