@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import attrs
 
-from ._backend import AuthBackend
+from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
 from ._exceptions import MimiCoreError, SessionLockTimeoutError, SessionRevokedError
 from ._log import Log
 from ._messages import (
+    AccountDeleted,
     AdoptSession,
     Authenticate,
     AuthRoute,
     CommandFailed,
+    DeleteUser,
     Effect,
     EndSession,
     Event,
@@ -80,6 +83,8 @@ class EffectRunner:
                 return await self._refresh(session)
             case AdoptSession(current=current):
                 return await self._adopt(current)
+            case DeleteUser(session=session):
+                return await self._delete(session)
 
     async def close(self, grace_period: float) -> None:
         """Give pending revocations ``grace_period`` seconds, then abandon them (logged)."""
@@ -137,6 +142,18 @@ class EffectRunner:
         signed_in = Session.issued(issued, self._clock())
         await self._keep(signed_in)
         return EffectResult(SignedIn(signed_in.user, route, replacing), signed_in)
+
+    async def _delete(self, session: Session) -> EffectResult:
+        # The guards ask only a backend whose capabilities declare deletion.
+        backend = cast(DeletingBackend, self._backend)
+        try:
+            await backend.delete(session)
+        except MimiCoreError as error:
+            return EffectResult(CommandFailed(error), session)
+        except Exception as error:  # a backend's bug must not break the stream
+            return EffectResult(CommandFailed(_backend_bug(error)), session)
+        await self._forget()
+        return EffectResult(AccountDeleted(), None)
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
