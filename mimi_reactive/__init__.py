@@ -1,10 +1,11 @@
 """mimi_reactive: an app's user session, anonymous users first, as a reactive stream."""
 
 from ._auth import AuthController, AuthObserver, ObserverHandle
-from ._backend import AuthBackend, BackendCapabilities, ClientCredentials
+from ._backend import AuthBackend, BackendCapabilities, ClientCredentials, DeletingBackend
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore
 from ._exceptions import (
+    AccountDisabledError,
     BackendError,
     ClientAuthenticationError,
     ConflictError,
@@ -13,18 +14,22 @@ from ._exceptions import (
     InvalidRouteError,
     MimiCoreError,
     NotLoggedInError,
+    RateLimitedError,
     ReentrantCallError,
     RouteRefusedError,
     SessionFilePathError,
     SessionLockTimeoutError,
     SessionRevokedError,
+    SignInMethodDisabledError,
     TransportError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from ._file_storage import FileSessionStorage
 from ._manager import AnonymousAuthManager
 from ._messages import (
     AuthRoute,
+    DeleteAccount,
     LogIn,
     LogInAnonymously,
     LogOut,
@@ -43,6 +48,7 @@ from ._store import CommandFuture
 from ._user import MimiUser
 
 __all__ = [
+    "AccountDisabledError",
     "AnonymousAuthManager",
     "AnonymousLoginResult",
     "AuthBackend",
@@ -58,6 +64,8 @@ __all__ = [
     "CommandFuture",
     "ConflictError",
     "CoreClosedError",
+    "DeleteAccount",
+    "DeletingBackend",
     "Failure",
     "FileSessionStorage",
     "InvalidCredentialsError",
@@ -74,6 +82,7 @@ __all__ = [
     "ObserverHandle",
     "Outcome",
     "Promote",
+    "RateLimitedError",
     "Reason",
     "ReentrantCallError",
     "RefreshPolicy",
@@ -86,6 +95,7 @@ __all__ = [
     "SessionState",
     "SessionStorage",
     "SharedSessionStorage",
+    "SignInMethodDisabledError",
     "SignUp",
     "SignUpAnonymously",
     "Skipped",
@@ -93,6 +103,7 @@ __all__ = [
     "Transition",
     "TransportError",
     "UnsupportedRouteError",
+    "WeakPasswordError",
 ]
 
 # Tracebacks and reprs name the public module, not the private one it is defined in.
