@@ -135,6 +135,10 @@ class EffectRunner:
     ) -> EffectResult:
         try:
             issued = await self._backend.authenticate(route, session)
+        except SessionRevokedError as error:
+            if session is not None:  # the session a promotion acted on is over
+                return await self._expired(error)
+            return EffectResult(CommandFailed(error), session)
         except MimiCoreError as error:
             return EffectResult(CommandFailed(error), session)
         except Exception as error:  # a backend's bug must not break the stream
@@ -148,6 +152,8 @@ class EffectRunner:
         backend = cast(DeletingBackend, self._backend)
         try:
             await backend.delete(session)
+        except SessionRevokedError as error:  # the session is over; the account may be too
+            return await self._expired(error)
         except MimiCoreError as error:
             return EffectResult(CommandFailed(error), session)
         except Exception as error:  # a backend's bug must not break the stream
@@ -171,8 +177,7 @@ class EffectRunner:
         try:
             issued = await self._backend.refresh(session)
         except SessionRevokedError as error:
-            await self._forget()
-            return EffectResult(SessionExpired(error), None)
+            return await self._expired(error)
         except Exception as error:
             failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
             _log.info("session.refresh_failed", error=type(error).__name__)
@@ -180,6 +185,11 @@ class EffectRunner:
         fresh = Session.issued(issued, self._clock())
         await self._keep(fresh)  # saved before it is used
         return EffectResult(TokensRefreshed(fresh.user), fresh)
+
+    async def _expired(self, error: SessionRevokedError) -> EffectResult:
+        """The service said the session is over: forget it, and say so."""
+        await self._forget()
+        return EffectResult(SessionExpired(error), None)
 
     def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
         """The stored session if another process refreshed ours and it is not due again."""
