@@ -188,8 +188,7 @@ async def test_a_weak_password_is_refused_and_keeps_the_anonymous_session(start:
 async def test_turned_off_sign_in_methods_are_refused(
     start: Any, firebase_emulator: AuthEmulator
 ) -> None:
-    """OPERATION_NOT_ALLOWED (email/password off) and ADMIN_ONLY_OPERATION (anonymous off)
-    raise SignInMethodDisabledError."""
+    """Email/password or anonymous sign-in turned off raises SignInMethodDisabledError."""
     path = f"identitytoolkit.googleapis.com/v2/projects/{PROJECT}"
     closed = {"displayName": "closed", "allowPasswordSignup": False, "enableAnonymousUser": False}
     tenant = await firebase_call(firebase_emulator, "tenants", closed, owner=True, path=path)
