@@ -1,11 +1,12 @@
 """mimi_reactive: an app's user session, anonymous users first, as a reactive stream."""
 
 from ._auth import AuthController, AuthObserver, ObserverHandle
-from ._backend import AuthBackend, BackendCapabilities, ClientCredentials
+from ._backend import AuthBackend, BackendCapabilities, ClientCredentials, DeletingBackend
 from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore
 from ._exceptions import (
+    AccountDisabledError,
     BackendError,
     ClientAuthenticationError,
     ConflictError,
@@ -14,18 +15,22 @@ from ._exceptions import (
     InvalidRouteError,
     MimiCoreError,
     NotLoggedInError,
+    RateLimitedError,
     ReentrantCallError,
     RouteRefusedError,
     SessionFilePathError,
     SessionLockTimeoutError,
     SessionRevokedError,
+    SignInMethodDisabledError,
     TransportError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from ._file_storage import FileSessionStorage
 from ._manager import AnonymousAuthManager
 from ._messages import (
     AuthRoute,
+    DeleteAccount,
     LogIn,
     LogInAnonymously,
     LogOut,
@@ -47,6 +52,7 @@ __version__ = "0.1.0"
 """This release's version (pyproject.toml reads it from here)."""
 
 __all__ = [
+    "AccountDisabledError",
     "AnonymousAuthManager",
     "AnonymousLoginResult",
     "AuthBackend",
@@ -65,6 +71,8 @@ __all__ = [
     "CommandFuture",
     "ConflictError",
     "CoreClosedError",
+    "DeleteAccount",
+    "DeletingBackend",
     "Failure",
     "FileSessionStorage",
     "InvalidCredentialsError",
@@ -81,6 +89,7 @@ __all__ = [
     "ObserverHandle",
     "Outcome",
     "Promote",
+    "RateLimitedError",
     "Reason",
     "ReentrantCallError",
     "RefreshPolicy",
@@ -93,6 +102,7 @@ __all__ = [
     "SessionState",
     "SessionStorage",
     "SharedSessionStorage",
+    "SignInMethodDisabledError",
     "SignUp",
     "SignUpAnonymously",
     "Skipped",
@@ -100,6 +110,7 @@ __all__ = [
     "Transition",
     "TransportError",
     "UnsupportedRouteError",
+    "WeakPasswordError",
 ]
 
 # Tracebacks and reprs name the public module, not the private one it is defined in.

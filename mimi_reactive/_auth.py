@@ -10,7 +10,7 @@ import attrs
 import reactivex
 from reactivex import operators as ops
 
-from ._messages import AuthRoute, LogOut, Outcome, RefreshSession
+from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._state import SessionState
 from ._store import CommandFuture, SessionStore
 from ._user import MimiUser
@@ -88,7 +88,18 @@ class AuthController:
         """
         await self.run(LogOut())
 
-    async def run(self, command: AuthRoute | LogOut) -> Outcome:
+    async def delete_account(self) -> None:
+        """Delete the logged-in user's account at the service, then forget the session.
+
+        Raises ``UnsupportedRouteError`` (before any call) if the backend cannot delete,
+        ``NotLoggedInError`` with nobody logged in, and the backend's error if the service
+        refuses (the user then stays logged in).
+        """
+        outcome = await self.run(DeleteAccount())
+        if outcome.error is not None:
+            raise outcome.error
+
+    async def run(self, command: AuthRoute | LogOut | DeleteAccount) -> Outcome:
         """Run a command and return its full outcome instead of raising."""
         return await self._store.run(command)
 
@@ -116,7 +127,7 @@ class AuthController:
         if outcome.error is not None:
             raise outcome.error
 
-    def dispatch(self, command: AuthRoute | LogOut) -> CommandFuture:
+    def dispatch(self, command: AuthRoute | LogOut | DeleteAccount) -> CommandFuture:
         """Queue a command without waiting; safe from any thread and from inside callbacks.
 
         It runs after every command queued before it. ``await`` the returned future on any

@@ -1,8 +1,9 @@
 """The port through which the core talks to an identity service.
 
 A backend is three calls (``authenticate``, ``refresh``, ``revoke``) and a declaration of
-what it can do. The guards refuse what it cannot before any call, so the core never changes
-when a service lacks a route (the Firebase Auth REST API cannot log in by anonymous id).
+what it can do; one that can delete accounts also has ``delete`` (``DeletingBackend``). The
+guards refuse what it cannot before any call, so the core never changes when a service lacks
+a route (the Firebase Auth REST API cannot log in by anonymous id).
 """
 
 from __future__ import annotations
@@ -21,15 +22,22 @@ from ._messages import (
 )
 from ._session import BackendSession, Session
 
-__all__ = ["ALL_ROUTES", "AuthBackend", "BackendCapabilities", "ClientCredentials"]
+__all__ = [
+    "ALL_ROUTES",
+    "AuthBackend",
+    "BackendCapabilities",
+    "ClientCredentials",
+    "DeletingBackend",
+]
 
 
 @attrs.frozen
 class ClientCredentials:
-    """The app's identity at the identity service."""
+    """The app's identity at the identity service (None for a service that has none, such as
+    Firebase Auth, where the backend holds the app's API key)."""
 
-    client_id: str
-    client_secret: str = attrs.field(repr=False)
+    client_id: str | None = None
+    client_secret: str | None = attrs.field(default=None, repr=False)
 
 
 ALL_ROUTES: frozenset[type[AuthRoute]] = frozenset(
@@ -47,6 +55,9 @@ class BackendCapabilities:
     """Whether sessions can be refreshed; without it a session ends when its token expires."""
     revoke: bool = True
     """Whether the service can be told a session ended; without it a log-out is local."""
+    delete: bool = False
+    """Whether the logged-in user can delete their account (the backend is a
+    ``DeletingBackend``)."""
 
     def supports(self, route: AuthRoute) -> bool:
         """Whether the backend can perform ``route``."""
@@ -92,4 +103,12 @@ class AuthBackend(Protocol):
 
     async def revoke(self, session: Session) -> None:
         """End ``session`` at the service."""
+        ...
+
+
+class DeletingBackend(AuthBackend, Protocol):
+    """A backend that can also delete the logged-in user's account."""
+
+    async def delete(self, session: Session) -> None:
+        """Delete the account ``session`` belongs to; its sessions end with it."""
         ...

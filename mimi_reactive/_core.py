@@ -49,8 +49,8 @@ class MimiCore:
     def start(
         cls,
         *,
-        client_id: str,
-        client_secret: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         backend: AuthBackend,
         configuration: MimiConfiguration | None = None,
         storage: SessionStorage | None = None,
@@ -58,6 +58,10 @@ class MimiCore:
         clock: Callable[[], float] = time.time,
     ) -> _Starting:
         """Connect ``backend`` for this app and restore the session ``storage`` holds.
+
+        ``client_id`` and ``client_secret`` are the app's credentials at a service that
+        wants them (the reference server's ``HttpBackend`` does; ``FirebaseBackend`` holds
+        its API key itself and needs neither).
 
         It returns once the stored session is restored, so the first state anyone sees is
         ``RESTORED`` with its user, or ``INITIAL`` with nobody: never a logged-out flash.

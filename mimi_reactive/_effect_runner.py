@@ -9,18 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import attrs
 
-from ._backend import AuthBackend
+from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
 from ._exceptions import MimiCoreError, SessionLockTimeoutError, SessionRevokedError
 from ._log import Log
 from ._messages import (
+    AccountDeleted,
     AdoptSession,
     Authenticate,
     AuthRoute,
     CommandFailed,
+    DeleteUser,
     Effect,
     EndSession,
     Event,
@@ -80,6 +83,8 @@ class EffectRunner:
                 return await self._refresh(session)
             case AdoptSession(current=current):
                 return await self._adopt(current)
+            case DeleteUser(session=session):
+                return await self._delete(session)
 
     async def close(self, grace_period: float) -> None:
         """Give pending revocations ``grace_period`` seconds, then abandon them (logged)."""
@@ -130,6 +135,10 @@ class EffectRunner:
     ) -> EffectResult:
         try:
             issued = await self._backend.authenticate(route, session)
+        except SessionRevokedError as error:
+            if session is not None:  # the session a promotion acted on is over
+                return await self._expired(error)
+            return EffectResult(CommandFailed(error), session)
         except MimiCoreError as error:
             return EffectResult(CommandFailed(error), session)
         except Exception as error:  # a backend's bug must not break the stream
@@ -137,6 +146,20 @@ class EffectRunner:
         signed_in = Session.issued(issued, self._clock())
         await self._keep(signed_in)
         return EffectResult(SignedIn(signed_in.user, route, replacing), signed_in)
+
+    async def _delete(self, session: Session) -> EffectResult:
+        # The guards ask only a backend whose capabilities declare deletion.
+        backend = cast(DeletingBackend, self._backend)
+        try:
+            await backend.delete(session)
+        except SessionRevokedError as error:  # the session is over; the account may be too
+            return await self._expired(error)
+        except MimiCoreError as error:
+            return EffectResult(CommandFailed(error), session)
+        except Exception as error:  # a backend's bug must not break the stream
+            return EffectResult(CommandFailed(_backend_bug(error)), session)
+        await self._forget()
+        return EffectResult(AccountDeleted(), None)
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
@@ -154,8 +177,7 @@ class EffectRunner:
         try:
             issued = await self._backend.refresh(session)
         except SessionRevokedError as error:
-            await self._forget()
-            return EffectResult(SessionExpired(error), None)
+            return await self._expired(error)
         except Exception as error:
             failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
             _log.info("session.refresh_failed", error=type(error).__name__)
@@ -163,6 +185,11 @@ class EffectRunner:
         fresh = Session.issued(issued, self._clock())
         await self._keep(fresh)  # saved before it is used
         return EffectResult(TokensRefreshed(fresh.user), fresh)
+
+    async def _expired(self, error: SessionRevokedError) -> EffectResult:
+        """The service said the session is over: forget it, and say so."""
+        await self._forget()
+        return EffectResult(SessionExpired(error), None)
 
     def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
         """The stored session if another process refreshed ours and it is not due again."""

@@ -19,7 +19,11 @@ safe to log and to show.
         ├── ClientAuthenticationError  the app's client id or secret was rejected
         ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
         ├── SessionRevokedError        the session was revoked, expired or reused
-        └── ConflictError              e.g. an email already registered
+        │   └── AccountDisabledError   the user's account is disabled at the service
+        ├── ConflictError              e.g. an email already registered
+        ├── RateLimitedError           the service wants fewer attempts for now
+        ├── WeakPasswordError          the service finds the password too weak
+        └── SignInMethodDisabledError  the app turned this way of signing in off
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 from ._reasons import Reason
 
 __all__ = [
+    "AccountDisabledError",
     "BackendError",
     "ClientAuthenticationError",
     "ConflictError",
@@ -35,13 +40,16 @@ __all__ = [
     "InvalidRouteError",
     "MimiCoreError",
     "NotLoggedInError",
+    "RateLimitedError",
     "ReentrantCallError",
     "RouteRefusedError",
     "SessionFilePathError",
     "SessionLockTimeoutError",
     "SessionRevokedError",
+    "SignInMethodDisabledError",
     "TransportError",
     "UnsupportedRouteError",
+    "WeakPasswordError",
 ]
 
 
@@ -129,3 +137,20 @@ class SessionRevokedError(BackendError):
 
 class ConflictError(BackendError):
     """The request conflicts with existing data, e.g. an email already registered."""
+
+
+class AccountDisabledError(SessionRevokedError):
+    """The user's account is disabled at the service: it cannot log in or renew a session."""
+
+
+class RateLimitedError(BackendError):
+    """The service refused for now because of too many attempts; try again later."""
+
+
+class WeakPasswordError(BackendError):
+    """The service refused the password as too weak (Firebase: shorter than six characters)."""
+
+
+class SignInMethodDisabledError(BackendError):
+    """The app's identity service has this way of signing in (anonymous, email and password)
+    turned off."""

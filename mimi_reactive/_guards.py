@@ -19,6 +19,8 @@ from ._messages import (
     AuthRoute,
     Command,
     Decision,
+    DeleteAccount,
+    DeleteUser,
     Effect,
     EndSession,
     LogInAnonymously,
@@ -131,6 +133,20 @@ def refuse_promote_without_anonymous_user(context: GuardContext) -> Refused | No
     return None
 
 
+def refuse_delete_without_user(context: GuardContext) -> Refused | None:
+    """Only a logged-in user can delete their account."""
+    if isinstance(context.command, DeleteAccount) and context.session is None:
+        return Refused(Reason.NO_USER_LOGGED_IN)
+    return None
+
+
+def refuse_delete_the_backend_cannot_do(context: GuardContext) -> Refused | None:
+    """A backend that declares no account deletion is never asked to delete."""
+    if isinstance(context.command, DeleteAccount) and not context.capabilities.delete:
+        return Refused(Reason.BACKEND_CANNOT)
+    return None
+
+
 def refuse_refresh_without_user(context: GuardContext) -> Refused | None:
     """There is nothing to renew when nobody is logged in."""
     if isinstance(context.command, RefreshSession) and context.session is None:
@@ -166,6 +182,8 @@ GUARDS: tuple[Guard, ...] = (
     accept_same_anonymous_user,
     accept_log_out_without_user,
     refuse_promote_without_anonymous_user,
+    refuse_delete_the_backend_cannot_do,
+    refuse_delete_without_user,
     refuse_refresh_without_user,
     refuse_refresh_the_backend_cannot_do,
     accept_fresh_tokens,
@@ -186,6 +204,8 @@ def _plan(context: GuardContext) -> tuple[Effect, ...]:
     match command:
         case LogOut() if session is not None:
             return (EndSession(session),)
+        case DeleteAccount() if session is not None:
+            return (DeleteUser(session),)
         case RefreshSession() if session is not None:
             return (RefreshTokens(session),)
         case SyncSession():
@@ -197,4 +217,4 @@ def _plan(context: GuardContext) -> tuple[Effect, ...]:
             return (EndSession(session), Authenticate(command, replacing=session.user))
         case AuthRoute():
             return (Authenticate(command),)
-    return ()  # unreachable: the guards refuse a log-out or refresh without a session
+    return ()  # unreachable: the guards refuse these without a session

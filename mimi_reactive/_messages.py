@@ -2,7 +2,8 @@
 
     command ──guards──▶ decision ──(Proceed)──▶ effects ──runner──▶ events ──reducer──▶ state
 
-- **Commands** are what callers ask for: the auth routes, ``LogOut``, and the keeper's
+- **Commands** are what callers ask for: the auth routes, ``LogOut``, ``DeleteAccount``, and
+  the keeper's
   ``RefreshSession`` and ``SyncSession``.
 - **Decisions** are what the pure guards (``_guards.py``) answer: ``Proceed`` with effects,
   or ``Skipped``, ``Satisfied`` or ``Refused`` with a ``Reason``.
@@ -31,12 +32,15 @@ from ._state import SessionState
 from ._user import MimiUser
 
 __all__ = [
+    "AccountDeleted",
     "AdoptSession",
     "AuthRoute",
     "Authenticate",
     "Command",
     "CommandFailed",
     "Decision",
+    "DeleteAccount",
+    "DeleteUser",
     "Effect",
     "EndSession",
     "Event",
@@ -147,6 +151,11 @@ class LogOut:
 
 
 @attrs.frozen
+class DeleteAccount:
+    """Delete the logged-in user's account at the service, then forget the session."""
+
+
+@attrs.frozen
 class RefreshSession:
     """Refresh the session's tokens if they are due (or now, with ``force``)."""
 
@@ -158,7 +167,7 @@ class SyncSession:
     """Read the shared storage and adopt the session another process stored there."""
 
 
-Command = AuthRoute | LogOut | RefreshSession | SyncSession
+Command = AuthRoute | LogOut | DeleteAccount | RefreshSession | SyncSession
 
 
 # Decisions: what the guards answer.
@@ -230,7 +239,14 @@ class AdoptSession:
     current: Session | None
 
 
-Effect = EndSession | Authenticate | RefreshTokens | AdoptSession
+@attrs.frozen
+class DeleteUser:
+    """Delete ``session``'s user at the service and, once it did, forget the session."""
+
+    session: Session
+
+
+Effect = EndSession | Authenticate | RefreshTokens | AdoptSession | DeleteUser
 
 
 # Events: what happened, for the reducer.
@@ -285,6 +301,11 @@ class SessionAdopted:
     user: MimiUser | None
 
 
+@attrs.frozen
+class AccountDeleted:
+    """The service deleted the logged-in user's account."""
+
+
 Event = (
     SignedIn
     | SignedOut
@@ -293,6 +314,7 @@ Event = (
     | RefreshFailed
     | SessionExpired
     | SessionAdopted
+    | AccountDeleted
 )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 from ._messages import (
+    AccountDeleted,
     AuthRoute,
     CommandFailed,
     Event,
@@ -63,6 +64,8 @@ def reduce(state: SessionState, event: Event) -> SessionState:
             return SessionState(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
         case SessionAdopted(user=user):
             return _adopted(state, user)
+        case AccountDeleted():
+            return SessionState(None, _logged_in(state, event), Transition.ACCOUNT_DELETED)
 
 
 def _logged_in(state: SessionState, event: Event) -> MimiUser:

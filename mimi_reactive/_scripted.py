@@ -96,7 +96,8 @@ class ScriptedBackend:
     add latency, failures or faults. Refresh tokens rotate, and reusing a spent one revokes
     its session. ``calls`` lists the calls made, in order, by name: the route's
     (``"sign_up_anonymously"``, ``"log_in_anonymously"``, ``"log_in"``, ``"sign_up"``,
-    ``"promote"``), ``"refresh"`` or ``"revoke"``.
+    ``"promote"``), ``"refresh"``, ``"revoke"`` or ``"delete"``. It can delete accounts
+    unless ``capabilities`` say otherwise.
     """
 
     def __init__(
@@ -106,7 +107,7 @@ class ScriptedBackend:
         latency: float = 0.0,
         token_ttl: float = 3600.0,
     ) -> None:
-        self.capabilities = capabilities or BackendCapabilities()
+        self.capabilities = capabilities or BackendCapabilities(delete=True)
         self.latency = latency
         """Seconds every unscripted call takes."""
         self.token_ttl = token_ttl
@@ -168,6 +169,13 @@ class ScriptedBackend:
         family = self._family_of.get(session.tokens.access_token)
         if family is not None:
             self._revoked.add(family)
+
+    async def delete(self, session: Session) -> None:
+        await self._answer("delete")
+        family = self._live_family(session.tokens.access_token)
+        user_id = self._user_of_family[family]
+        del self._users[user_id]
+        self._revoked.update(f for f, u in self._user_of_family.items() if u == user_id)
 
     def _log_in_anonymously(self, anonymous_id: str | None) -> BackendSession:
         for user in self._users.values():

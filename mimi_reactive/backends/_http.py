@@ -64,6 +64,11 @@ class HttpBackend:
     async def open(self, client: ClientCredentials) -> None:
         if self._session is not None:
             raise RuntimeError("this HttpBackend is already open; use one per MimiCore")
+        if client.client_id is None or client.client_secret is None:
+            raise ValueError(
+                "HttpBackend needs the app's client_id and client_secret: pass both to "
+                "MimiCore.start"
+            )
         self._session = aiohttp.ClientSession(
             headers={
                 "Authorization": aiohttp.encode_basic_auth(client.client_id, client.client_secret)

@@ -1,0 +1,256 @@
+"""``FirebaseBackend``: Firebase Auth's Identity Toolkit and Secure Token REST APIs."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from typing import Any
+
+import aiohttp
+
+from .._backend import BackendCapabilities, ClientCredentials
+from .._exceptions import (
+    AccountDisabledError,
+    BackendError,
+    ClientAuthenticationError,
+    ConflictError,
+    InvalidCredentialsError,
+    RateLimitedError,
+    SessionRevokedError,
+    SignInMethodDisabledError,
+    TransportError,
+    UnsupportedRouteError,
+    WeakPasswordError,
+)
+from .._messages import AuthRoute, LogIn, Promote, SignUp, SignUpAnonymously
+from .._reasons import Reason
+from .._session import AuthTokens, BackendSession, Session
+from .._user import MimiUser
+
+__all__ = ["EMULATOR_HOST_VARIABLE", "FirebaseBackend"]
+
+EMULATOR_HOST_VARIABLE = "FIREBASE_AUTH_EMULATOR_HOST"
+"""The environment variable Firebase's own SDKs read to reach the Auth emulator."""
+
+_IDENTITY_TOOLKIT = "identitytoolkit.googleapis.com/v1"
+_SECURE_TOKEN = "securetoken.googleapis.com/v1"  # noqa: S105 (a host name)
+
+# Each Firebase error code the library gives a type, and what it says instead of Firebase's
+# own message (which may quote what the user typed).
+_ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
+    "EMAIL_EXISTS": (ConflictError, "this email is already registered"),
+    "INVALID_LOGIN_CREDENTIALS": (InvalidCredentialsError, "the email or password is wrong"),
+    "INVALID_PASSWORD": (InvalidCredentialsError, "the email or password is wrong"),
+    "EMAIL_NOT_FOUND": (InvalidCredentialsError, "the email or password is wrong"),
+    "INVALID_REFRESH_TOKEN": (SessionRevokedError, "the session is no longer valid"),
+    "INVALID_ID_TOKEN": (SessionRevokedError, "the session is no longer valid"),
+    "TOKEN_EXPIRED": (SessionRevokedError, "the session was revoked; log in again"),
+    "USER_NOT_FOUND": (SessionRevokedError, "the user no longer exists"),
+    "USER_DISABLED": (AccountDisabledError, "the user's account is disabled"),
+    "TOO_MANY_ATTEMPTS_TRY_LATER": (RateLimitedError, "too many attempts; try again later"),
+    "WEAK_PASSWORD": (WeakPasswordError, "the password is too weak"),
+    "OPERATION_NOT_ALLOWED": (SignInMethodDisabledError, "this sign-in method is turned off"),
+    # What Firebase (and its emulator) answer when anonymous sign-in is turned off.
+    "ADMIN_ONLY_OPERATION": (SignInMethodDisabledError, "this sign-in method is turned off"),
+    "INVALID_API_KEY": (ClientAuthenticationError, "the app's API key was rejected"),
+}
+_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+class FirebaseBackend:
+    """Talks to Firebase Auth for the app whose Web API key is ``api_key``.
+
+    ``emulator_host`` (``"127.0.0.1:9099"``) or the ``FIREBASE_AUTH_EMULATOR_HOST``
+    environment variable targets the Auth emulator, as Firebase's SDKs do. ``tenant_id``
+    signs users into one Identity Platform tenant. One ``aiohttp.ClientSession`` serves every
+    call, each with a total ``timeout`` in seconds.
+
+    It signs up anonymously, refreshes through the Secure Token API, signs up and logs in
+    with email and password, promotes the anonymous user by linking email and password (the
+    user id stays), and deletes accounts. It cannot log in by anonymous id (Firebase has no
+    such credential), and a log-out is local: Firebase's client API cannot revoke a session.
+    """
+
+    capabilities = BackendCapabilities(
+        routes=frozenset({SignUpAnonymously, LogIn, SignUp, Promote}),
+        refresh=True,
+        revoke=False,
+        delete=True,
+    )
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        emulator_host: str | None = None,
+        tenant_id: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        if not api_key or not api_key.strip():
+            raise ValueError("FirebaseBackend needs the Firebase app's Web API key")
+        host = emulator_host or os.environ.get(EMULATOR_HOST_VARIABLE) or None
+        if host is not None and ("/" in host or not host.strip()):
+            raise ValueError(f"emulator_host must be host:port, got {host!r}")
+        self._api_key = api_key
+        self._emulator_host = host
+        self._tenant_id = tenant_id
+        # The emulator serves both APIs under its own root, by their production host names.
+        self._identity = (
+            f"http://{host}/{_IDENTITY_TOOLKIT}" if host else f"https://{_IDENTITY_TOOLKIT}"
+        )
+        self._secure_token = (
+            f"http://{host}/{_SECURE_TOKEN}" if host else f"https://{_SECURE_TOKEN}"
+        )
+        self._service = f"the Firebase Auth emulator at {host}" if host else "Firebase Auth"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        where = f"emulator_host={self._emulator_host!r}" if self._emulator_host else "production"
+        return f"FirebaseBackend({where})"
+
+    async def open(self, client: ClientCredentials) -> None:
+        """Open the connection pool; Firebase identifies the app by the API key alone."""
+        if self._session is not None:
+            raise RuntimeError("this FirebaseBackend is already open; use one per MimiCore")
+        # The key goes in a header, never in the URL, so no logged URL or error can show it.
+        self._session = aiohttp.ClientSession(
+            headers={"X-Goog-Api-Key": self._api_key},
+            timeout=self._timeout,
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        match route:
+            case SignUpAnonymously():
+                return _issued(await self._identity_call("accounts:signUp", {}))
+            case LogIn(email=email, password=password):
+                credentials = {"email": email, "password": password}
+                return _issued(
+                    await self._identity_call("accounts:signInWithPassword", credentials)
+                )
+            case SignUp(email=email, password=password):
+                credentials = {"email": email, "password": password}
+                return _issued(await self._identity_call("accounts:signUp", credentials))
+            case Promote(email=email, password=password) if session is not None:
+                # Linking email and password keeps the uid and issues tokens for the new user.
+                linked = {"idToken": session.tokens.access_token, "email": email}
+                answer = await self._identity_call(
+                    "accounts:update", {**linked, "password": password}
+                )
+                return _issued(answer)
+        raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
+
+    async def refresh(self, session: Session) -> BackendSession:
+        refresh_token = session.tokens.refresh_token
+        if refresh_token is None:
+            raise SessionRevokedError("INVALID_REFRESH_TOKEN", "the session has no refresh token")
+        form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        answer = await self._call(self._secure_token + "/token", data=form)
+        return _issued(
+            {
+                "idToken": answer.get("id_token"),
+                "refreshToken": answer.get("refresh_token"),
+                "expiresIn": answer.get("expires_in"),
+            }
+        )
+
+    async def revoke(self, session: Session) -> None:
+        """Nothing to tell: Firebase's client API cannot revoke a session (a log-out is
+        local; ``capabilities.revoke`` is False, so the core never calls this)."""
+
+    async def delete(self, session: Session) -> None:
+        await self._identity_call("accounts:delete", {"idToken": session.tokens.access_token})
+
+    async def _identity_call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
+        body = {**payload, "returnSecureToken": True}
+        if self._tenant_id is not None:
+            body["tenantId"] = self._tenant_id
+        return await self._call(f"{self._identity}/{method}", json_body=body)
+
+    async def _call(
+        self,
+        url: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        data: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        if self._session is None:
+            raise RuntimeError("FirebaseBackend.open() was not called")
+        try:
+            async with self._session.post(url, json=json_body, data=data) as response:
+                status = response.status
+                try:
+                    answer = await response.json(content_type=None)
+                except ValueError:
+                    answer = None
+        except TimeoutError as error:
+            raise TransportError(f"{self._service} did not answer in time") from error
+        except aiohttp.ClientError as error:
+            raise TransportError(
+                f"could not reach {self._service} ({type(error).__name__})"
+            ) from error
+        if status >= 400:
+            raise error_from(status, answer)
+        if not isinstance(answer, dict):
+            raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
+        return answer
+
+
+def error_from(status: int, answer: Any) -> BackendError:
+    """The typed error for a Firebase error answer: ``{"error": {"message": "CODE : ..."}}``."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if not isinstance(message, str):
+        return BackendError(f"http_{status}", "Firebase answered with an error", status=status)
+    code = message.split(":", 1)[0].strip()
+    if "API key" in message:  # "API key not valid. ...", "The request is missing a valid API key."
+        code = "INVALID_API_KEY"
+    if not _CODE.fullmatch(code):
+        return BackendError(f"http_{status}", "Firebase answered with an error", status=status)
+    kind, description = _ERRORS_BY_CODE.get(code, (BackendError, "Firebase refused the request"))
+    return kind(code, description, status=status)
+
+
+def _issued(answer: dict[str, Any]) -> BackendSession:
+    """The user and tokens of an answer carrying ``idToken``, ``refreshToken``, ``expiresIn``."""
+    id_token = answer.get("idToken")
+    if not isinstance(id_token, str):
+        raise BackendError("invalid_response", "the answer has no ID token")
+    expires_in = answer.get("expiresIn")
+    try:
+        lifetime = float(expires_in) if expires_in is not None else None
+    except (TypeError, ValueError) as error:
+        raise BackendError("invalid_response", "the token lifetime is not a number") from error
+    refresh_token = answer.get("refreshToken")
+    tokens = AuthTokens(
+        access_token=id_token,
+        refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+        expires_in=lifetime,
+    )
+    return BackendSession(_user_from(id_token), tokens)
+
+
+def _user_from(id_token: str) -> MimiUser:
+    """The user an ID token names. Read, not verified: it came straight from Firebase, and
+    only says who is logged in; services that trust it verify it themselves."""
+    try:
+        payload = id_token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        user_id = claims["user_id"]
+        email = claims.get("email")
+        provider = claims.get("firebase", {}).get("sign_in_provider")
+    except (IndexError, KeyError, TypeError, AttributeError, ValueError, binascii.Error) as error:
+        raise BackendError("invalid_response", "the ID token cannot be read") from error
+    if not isinstance(user_id, str) or not (email is None or isinstance(email, str)):
+        raise BackendError("invalid_response", "the ID token names no valid user")
+    is_anonymous = provider == "anonymous" and not email
+    return MimiUser(id=user_id, anonymous_id=None, is_anonymous=is_anonymous, email=email)

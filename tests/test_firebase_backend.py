@@ -1,0 +1,155 @@
+"""FirebaseBackend on the Auth emulator: how it is reached, its refusals, its failures, and
+that no secret leaks from it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from mimi_reactive import (
+    AuthRoute,
+    ClientCredentials,
+    FileSessionStorage,
+    InvalidCredentialsError,
+    MimiConfiguration,
+    MimiCore,
+    Reason,
+    TransportError,
+    UnsupportedRouteError,
+)
+from mimi_reactive.backends.firebase import EMULATOR_HOST_VARIABLE, FirebaseBackend
+from mimi_reactive.backends.http import HttpBackend
+
+from .firebase_emulator import API_KEY, AuthEmulator
+from .tcp_gate import TcpGate
+
+PASSWORD = "a password nobody may read"
+EMAIL = "secret.person@example.test"
+SECRET_KEY = "AIzaSy-an-api-key-nobody-may-read"
+
+
+async def test_the_environment_variable_targets_the_emulator(
+    firebase_emulator: AuthEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """FIREBASE_AUTH_EMULATOR_HOST points the backend at the emulator, as Firebase's SDKs."""
+    monkeypatch.setenv(EMULATOR_HOST_VARIABLE, firebase_emulator.host)
+    async with MimiCore.start(backend=FirebaseBackend(API_KEY)) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert user.is_anonymous
+    assert user.anonymous_id is None  # Firebase has no anonymous credential to hand out
+
+
+async def test_log_in_by_anonymous_id_is_refused_before_any_call() -> None:
+    """With no service at all, log-in by anonymous id is refused by the guards."""
+    backend = FirebaseBackend(API_KEY, emulator_host="127.0.0.1:9")  # nothing listens there
+    configuration = MimiConfiguration(allow_anonymous_user_only=True)
+    async with MimiCore.start(backend=backend, configuration=configuration) as core:
+        outcome = await core.auth.run(AuthRoute.log_in_anonymously("an-anonymous-id"))
+    assert isinstance(outcome.error, UnsupportedRouteError)
+    assert outcome.reason is Reason.BACKEND_CANNOT
+
+
+async def test_an_unreachable_emulator_is_network_trouble() -> None:
+    """A refused connection raises TransportError naming the emulator, not the key."""
+    backend = FirebaseBackend(SECRET_KEY, emulator_host="127.0.0.1:9")
+    async with MimiCore.start(backend=backend) as core:
+        with pytest.raises(TransportError) as trouble:
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert "127.0.0.1:9" in str(trouble.value)
+    assert SECRET_KEY not in str(trouble.value)
+
+
+async def test_a_silent_service_times_out_as_network_trouble() -> None:
+    """A service that accepts but never answers raises TransportError after the timeout."""
+    accepted = asyncio.Event()
+
+    async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.set()
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    host = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        backend = FirebaseBackend(API_KEY, emulator_host=host, timeout=0.2)
+        async with MimiCore.start(backend=backend) as core:
+            with pytest.raises(TransportError, match="did not answer in time"):
+                await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert accepted.is_set()
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_dropped_connection_is_network_trouble(firebase_emulator: AuthEmulator) -> None:
+    """A connection cut mid-way raises TransportError and leaves nobody logged in."""
+    gate = TcpGate("127.0.0.1", firebase_emulator.port)
+    await gate.start()
+    gate.shut()
+    try:
+        backend = FirebaseBackend(API_KEY, emulator_host=gate.host)
+        async with MimiCore.start(backend=backend) as core:
+            with pytest.raises(TransportError):
+                await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            assert core.auth.current_user is None
+    finally:
+        await gate.close()
+
+
+def test_construction_refuses_what_cannot_work() -> None:
+    """A blank API key or an emulator host that is not host:port is refused at once."""
+    with pytest.raises(ValueError, match="API key"):
+        FirebaseBackend("  ")
+    with pytest.raises(ValueError, match="host:port"):
+        FirebaseBackend(API_KEY, emulator_host="http://127.0.0.1:9099")
+
+
+async def test_http_backend_refuses_a_missing_client() -> None:
+    """HttpBackend needs client_id and client_secret: without them open() says so."""
+    backend = HttpBackend("http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="client_id and client_secret"):
+        await backend.open(ClientCredentials())
+    with pytest.raises(ValueError, match="client_id and client_secret"):
+        await MimiCore.start(backend=HttpBackend("http://127.0.0.1:9"))
+
+
+async def test_no_secret_in_logs_reprs_or_errors(
+    firebase_emulator: AuthEmulator, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """Every route and failure at DEBUG: no key, token, password or email leaks anywhere."""
+    caplog.set_level(logging.DEBUG)
+    backend = FirebaseBackend(SECRET_KEY, emulator_host=firebase_emulator.host)
+    storage = FileSessionStorage(tmp_path / "session.json")
+    seen: list[str] = [repr(backend)]
+    async with MimiCore.start(backend=backend, storage=storage) as core:
+        core.auth.states.subscribe(lambda state: seen.append(repr(state)))
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        for route in (
+            AuthRoute.promote(email=EMAIL, password="12345"),  # weak
+            AuthRoute.promote(email=EMAIL, password=PASSWORD),
+            AuthRoute.sign_up(email=EMAIL, password=PASSWORD),  # taken
+            AuthRoute.log_in(email=EMAIL, password=PASSWORD + "!"),  # wrong
+        ):
+            seen.append(repr(route))
+            outcome = await core.auth.run(route)
+            if outcome.error is not None:
+                seen += [str(outcome.error), repr(outcome.error)]
+        assert isinstance(core.auth.state.error, InvalidCredentialsError)
+        await core.auth.authenticate(AuthRoute.log_in(email=EMAIL, password=PASSWORD))
+        await core.auth.refresh()
+        session = await storage.load()
+        assert session is not None
+        seen += [repr(session), repr(session.tokens), repr(session.user)]
+        await core.auth.delete_account()
+    assert any("WeakPasswordError" in each for each in seen)
+    assert any("ConflictError" in each for each in seen)
+    # The Firebase uid is shown like any user id: it is no credential (no log-in by uid).
+    leaks = [SECRET_KEY, PASSWORD, EMAIL, session.tokens.access_token]
+    leaks.append(session.tokens.refresh_token or "no refresh token")
+    text = "\n".join(seen + [record.getMessage() for record in caplog.records])
+    text += "\n".join(str(record.__dict__) for record in caplog.records)
+    for leak in leaks:
+        assert leak not in text
