@@ -3,7 +3,12 @@
 Blocks that talk to an identity service find its address in ``url`` and the client secret
 of ``my-app`` in ``secret``: one reference server per document, in-process on loopback, on an
 event loop of its own thread (the blocks run their own ``asyncio.run``). ``HOME`` points at a
-temporary folder, so a block's ``~/.config/...`` never touches the real one.
+temporary folder, so a block's ``~/.config/...`` never touches the real one. Firebase blocks
+run against the Auth emulator through ``FIREBASE_AUTH_EMULATOR_HOST``, as an app's would, and
+are skipped (``firebase_env is None``) only where Node.js is missing.
+
+The Firebase Auth emulator's fixtures are registered here, at the root, so the documents and
+the tests share one emulator per session.
 """
 
 from __future__ import annotations
@@ -15,10 +20,31 @@ import tempfile
 import threading
 from typing import Any
 
+import pytest
 from sybil import Sybil
-from sybil.parsers.markdown import PythonCodeBlockParser
+from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 from mimi_reactive.server import IdentityServer
+from tests.firebase_emulator import auth_emulator, firebase_emulator, missing_tools
+
+__all__ = ["auth_emulator", "firebase_emulator"]  # fixtures for the tests and the documents
+
+
+@pytest.fixture(scope="session")
+def firebase_emulator_host(request: pytest.FixtureRequest) -> str | None:
+    """The running Auth emulator's host:port, or None where Node.js is missing."""
+    if missing_tools() is not None:
+        return None
+    host: str = request.getfixturevalue("auth_emulator").host
+    return host
+
+
+@pytest.fixture
+def firebase_env(firebase_emulator_host: str | None, monkeypatch: pytest.MonkeyPatch) -> str | None:
+    """FIREBASE_AUTH_EMULATOR_HOST set for one document block, as an app's would be."""
+    if firebase_emulator_host is not None:
+        monkeypatch.setenv("FIREBASE_AUTH_EMULATOR_HOST", firebase_emulator_host)
+    return firebase_emulator_host
 
 
 class _Service:
@@ -68,8 +94,9 @@ def _teardown(namespace: dict[str, Any]) -> None:
 
 
 pytest_collect_file = Sybil(
-    parsers=[PythonCodeBlockParser()],
+    parsers=[PythonCodeBlockParser(), SkipParser()],
     patterns=["README.md", "docs/*.md"],
     setup=_setup,
     teardown=_teardown,
+    fixtures=["firebase_env"],
 ).pytest()

@@ -20,7 +20,7 @@ from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._exceptions import CoreClosedError, ReentrantCallError
 from ._manager import AnonymousAuthManager
-from ._messages import AuthRoute, LogOut, Outcome
+from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome
 from ._results import AnonymousLoginResult
 from ._state import SessionState
 from ._storage import SessionStorage
@@ -111,7 +111,7 @@ class BlockingAuthController:
         """Run ``route`` and return the user it logged in; raises as the async one does."""
         return self._loop.call(self._auth.authenticate(route))
 
-    def run(self, command: AuthRoute | LogOut) -> Outcome:
+    def run(self, command: AuthRoute | LogOut | DeleteAccount) -> Outcome:
         """Run a command and return its full outcome instead of raising."""
         return self._loop.call(self._auth.run(command))
 
@@ -127,7 +127,11 @@ class BlockingAuthController:
         """Refresh the session's tokens now."""
         self._loop.call(self._auth.refresh())
 
-    def dispatch(self, command: AuthRoute | LogOut) -> CommandFuture:
+    def delete_account(self) -> None:
+        """Delete the logged-in user's account at the service, then forget the session."""
+        self._loop.call(self._auth.delete_account())
+
+    def dispatch(self, command: AuthRoute | LogOut | DeleteAccount) -> CommandFuture:
         """Queue a command without waiting; ``result()`` on the returned future waits."""
         return self._auth.dispatch(command)
 

@@ -65,7 +65,7 @@ def reduce(state: SessionState, event: Event) -> SessionState:
         case SessionAdopted(user=user):
             return _adopted(state, user)
         case AccountDeleted():
-            return SessionState(None, _logged_in(state, event), Transition.ACCOUNT_DELETED)
+            return SessionState(None, _logged_in(state, event), Transition.DELETED)
 
 
 def _logged_in(state: SessionState, event: Event) -> MimiUser:

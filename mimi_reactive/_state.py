@@ -29,7 +29,7 @@ class Transition(enum.Enum):
     """The anonymous user got credentials and is no longer anonymous."""
     SWITCHED_USER = "switched_user"
     """A different user replaced the one logged in (who was logged out first)."""
-    ACCOUNT_DELETED = "account_deleted"
+    DELETED = "deleted"
     """The user deleted their account; nobody is logged in."""
     LOGGED_OUT = "logged_out"
     """The user logged out (here, or in another process sharing the storage)."""

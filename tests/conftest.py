@@ -11,10 +11,7 @@ from mimi_reactive import MimiConfiguration, MimiCore
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 
-from .firebase_emulator import auth_emulator, firebase_emulator
 from .helpers import CountingBackend
-
-__all__ = ["auth_emulator", "firebase_emulator"]  # the Firebase Auth emulator's fixtures
 
 CLIENT_ID = "test-app"
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)

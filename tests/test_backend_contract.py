@@ -309,7 +309,7 @@ async def test_account_deletion_logs_out_for_good(service: Harness, tmp_path: Pa
     assert session is not None
     await core.auth.delete_account()
     deleted = core.auth.state
-    assert deleted.transition is Transition.ACCOUNT_DELETED
+    assert deleted.transition is Transition.DELETED
     assert deleted.user is None
     assert deleted.previous_user == user
     assert await storage.load() is None

@@ -63,6 +63,18 @@ def test_the_whole_flow_from_plain_synchronous_code() -> None:
         ]
 
 
+def test_an_account_is_deleted_from_blocking_code() -> None:
+    """delete_account() blocks until the user is gone and the state says DELETED."""
+    backend = ScriptedBackend()
+    with start(backend) as core:
+        user = core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        core.auth.delete_account()
+        assert core.auth.state.transition is Transition.DELETED
+        assert core.auth.state.previous_user == user
+        with pytest.raises(InvalidCredentialsError):
+            core.auth.authenticate(AuthRoute.log_in_anonymously(user.anonymous_id))
+
+
 def test_errors_are_raised_as_the_async_core_raises_them() -> None:
     """An unknown anonymous id raises InvalidCredentialsError in the calling thread."""
     with start() as core, pytest.raises(InvalidCredentialsError):
