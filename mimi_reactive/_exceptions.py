@@ -19,7 +19,8 @@ safe to log and to show.
         ├── ClientAuthenticationError  the app's client id or secret was rejected
         ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
         ├── SessionRevokedError        the session was revoked, expired or reused
-        └── ConflictError              e.g. an email already registered
+        ├── ConflictError              e.g. an email already registered
+        └── RateLimitedError           too many requests, or the service is busy: retry later
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ __all__ = [
     "InvalidRouteError",
     "MimiCoreError",
     "NotLoggedInError",
+    "RateLimitedError",
     "ReentrantCallError",
     "RouteRefusedError",
     "SessionFilePathError",
@@ -129,3 +131,21 @@ class SessionRevokedError(BackendError):
 
 class ConflictError(BackendError):
     """The request conflicts with existing data, e.g. an email already registered."""
+
+
+class RateLimitedError(BackendError):
+    """The identity service refused for now: too many requests (429) or too busy (503).
+
+    ``retry_after`` is how many seconds it asked the client to wait, when it said.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(code, message, status=status)
+        self.retry_after = retry_after

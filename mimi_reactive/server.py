@@ -164,6 +164,26 @@ class IdentityServer:
             raise RuntimeError("the server is not started")
         return await sweep_once(self._database, self._settings, self._log)
 
+    @staticmethod
+    async def sweep_database(
+        database: str | Path,
+        settings: ServerSettings,
+        logger: structlog.typing.FilteringBoundLogger | None = None,
+    ) -> SweepCounts:
+        """One retention sweep of a database file, without a server (``mimi-reactive sweep``)."""
+        try:
+            opened = await SqliteIdentityDatabase.open(database)
+        except (OSError, sqlite3.Error, SchemaTooNewError) as error:
+            raise ServerStartError(
+                f"cannot open the database {str(database)!r}: {_reason(error)}"
+            ) from None
+        try:
+            return await sweep_once(
+                opened, settings, logger or structlog.get_logger("mimi_reactive.server")
+            )
+        finally:
+            await opened.close()
+
     async def stop(self) -> None:
         """Stop listening and sweeping, and close the database. Idempotent."""
         if self._sweeper is not None:
