@@ -10,16 +10,20 @@ import asyncio
 import logging
 import math
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
+import attrs
 import structlog
 
 from ._demo import run_demo
-from ._server._app import ServerSettings
+from ._server._config import ClientConfig, ConfigError, load_config_file
+from ._server._context import ServerSettings
 from ._server._logs import RedactingFilter
 from .server import IdentityServer, ServerStartError
 
@@ -32,21 +36,67 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     _configure_logging(args.log_level)
-    if args.command == "serve":
-        secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
-        if not secret:
-            print(
-                "mimi-reactive serve: needs --client-secret or MIMI_CLIENT_SECRET", file=sys.stderr
-            )
+    if args.command in ("serve", "sweep"):
+        try:
+            options, clients = _options(args)
+        except ConfigError as error:
+            print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
             return 2
         try:
-            asyncio.run(_serve(args, secret))
+            asyncio.run(_serve(options, clients) if args.command == "serve" else _sweep(options))
         except ServerStartError as error:
-            print(f"mimi-reactive serve: {error}", file=sys.stderr)
+            print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
             return 1
         return 0
     asyncio.run(run_demo())
     return 0
+
+
+# Each server option: its default, and its type check for values from the config file.
+_DEFAULTS: dict[str, object] = {
+    "host": "127.0.0.1",
+    "port": 8080,
+    "database": "mimi-identity.sqlite3",
+    "issuer": None,
+    "access_token_ttl": 3600.0,
+    "session_idle_timeout": 30 * 24 * 3600.0,
+    "refresh_reuse_interval": 10.0,
+    "max_anonymous_sign_ups_per_hour": 100,
+    "max_failed_log_ins_per_minute": 30,
+    "rate_limit_storage": "memory://",
+    "password_hash_workers": 1,
+    "password_hash_queue": 8,
+    "sweep_interval": 3600.0,
+    "spent_token_retention": 24 * 3600.0,
+    "anonymous_retention_days": 0,
+}
+
+
+def _options(args: argparse.Namespace) -> tuple[dict[str, Any], list[ClientConfig]]:
+    """Every option from the flags, else the config file, else its default; and the clients."""
+    from_file: dict[str, Any] = {}
+    clients: list[ClientConfig] = []
+    if args.config is not None:
+        loaded = load_config_file(Path(args.config))
+        from_file, clients = dict(loaded.server), list(loaded.clients)
+    options: dict[str, Any] = {}
+    for name, default in _DEFAULTS.items():
+        flag = getattr(args, name, None)
+        options[name] = flag if flag is not None else from_file.get(name, default)
+    if args.command == "serve":
+        if args.client_id is not None:
+            secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
+            if not secret:
+                raise ConfigError("--client-id needs --client-secret or MIMI_CLIENT_SECRET")
+            clients.append(ClientConfig(args.client_id, secret, args.anonymous_only))
+        if not clients:
+            raise ConfigError("no client: give --client-id, or [[clients]] in --config")
+    return options, clients
+
+
+def _settings(options: dict[str, Any]) -> ServerSettings:
+    names = {field.name for field in attrs.fields(ServerSettings)}
+    return ServerSettings(**{k: v for k, v in options.items() if k in names})
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -84,46 +134,122 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the reference identity service on SQLite until SIGINT or SIGTERM.",
         formatter_class=formatter,
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8080, help="TCP port (0: any free port)")
-    serve.add_argument(
-        "--database",
-        default="mimi-identity.sqlite3",
-        help="SQLite file, created 0600 if missing",
-    )
-    serve.add_argument(
-        "--client-id", type=_non_blank, required=True, help="the app's client id (required)"
-    )
+    serve.add_argument("--config", help="a TOML file with [server] options and [[clients]]")
+    serve.add_argument("--host", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=_port, help="TCP port, 0 for any free port (8080)")
+    _database_options(serve)
+    serve.add_argument("--client-id", type=_non_blank, help="one app's client id")
     serve.add_argument(
         "--client-secret",
         help="the client's secret; prefer the MIMI_CLIENT_SECRET environment variable, "
         "as arguments are visible to other users of the machine",
     )
     serve.add_argument(
+        "--anonymous-only",
+        action="store_true",
+        help="refuse this client credential sign-up, log-in and promotion",
+    )
+    serve.add_argument("--issuer", help="the service's public URL, the iss of access tokens")
+    serve.add_argument(
         "--access-token-ttl",
         type=_seconds(minimum_exclusive=0),
-        default=3600.0,
-        help="seconds an access token is valid",
-    )
-    serve.add_argument(
-        "--session-idle-timeout",
-        type=_seconds(minimum_exclusive=0),
-        default=30 * 24 * 3600.0,
-        help="seconds a session may go unused before it cannot be refreshed (30 days)",
+        help="seconds an access token is valid (3600)",
     )
     serve.add_argument(
         "--refresh-reuse-interval",
         type=_seconds(minimum_exclusive=None),
-        default=10.0,
         help="seconds a spent refresh token still gets a new pair, so a client retrying "
-        "after a lost answer keeps its session; 0 revokes on any reuse",
+        "after a lost answer keeps its session; 0 revokes on any reuse (10)",
     )
+    serve.add_argument(
+        "--max-anonymous-sign-ups-per-hour",
+        type=_count,
+        help="anonymous users one client IP may create per hour; 0: no limit (100)",
+    )
+    serve.add_argument(
+        "--max-failed-log-ins-per-minute",
+        type=_count,
+        help="wrong anonymous ids, passwords and client secrets one client IP may send "
+        "per minute before 429; 0: no limit (30)",
+    )
+    serve.add_argument(
+        "--rate-limit-storage", help="where limits count, a limits storage URL (memory://)"
+    )
+    serve.add_argument(
+        "--password-hash-workers", type=_positive, help="Argon2 hashes run at once (1)"
+    )
+    serve.add_argument(
+        "--password-hash-queue",
+        type=_count,
+        help="Argon2 hashes that may wait; past that 503 with Retry-After (8)",
+    )
+    serve.add_argument(
+        "--sweep-interval",
+        type=_seconds(minimum_exclusive=None),
+        help="seconds between retention sweeps; 0: no sweeper (3600)",
+    )
+    sweep = commands.add_parser(
+        "sweep",
+        help="delete dead sessions and old spent tokens once, then exit",
+        description="Delete revoked and idle-expired sessions with their tokens, spent refresh"
+        " tokens past the retention window, and (if set) long-unused anonymous users.",
+        formatter_class=formatter,
+    )
+    sweep.add_argument("--config", help="a TOML file with [server] options")
+    _database_options(sweep)
+    for command in (serve, sweep):
+        for action in command._actions:
+            default = _DEFAULTS.get(action.dest)
+            if default is not None and action.help is not None and action.dest != "help":
+                # The flag's own default is None (so the config file can fill it in): show
+                # the effective default instead.
+                action.help = re.sub(r" \([^()]*\)$", "", action.help)
+                action.help += f" (default: {default})"
     commands.add_parser(
         "demo",
         help="walk the anonymous-user flow against an in-process server",
         description="Walk the anonymous-user flow against an in-process server.",
     )
     return parser
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``serve`` and ``sweep`` share: where the data is and how long it stays."""
+    parser.add_argument(
+        "--database", help="SQLite file, created 0600 if missing (mimi-identity.sqlite3)"
+    )
+    parser.add_argument(
+        "--session-idle-timeout",
+        type=_seconds(minimum_exclusive=0),
+        help="seconds a session may go unused before it ends (30 days)",
+    )
+    parser.add_argument(
+        "--spent-token-retention",
+        type=_seconds(minimum_exclusive=None),
+        help="seconds a spent refresh token is kept so its reuse is detected (86400)",
+    )
+    parser.add_argument(
+        "--anonymous-retention-days",
+        type=_seconds(minimum_exclusive=None),
+        help="delete anonymous users unused this many days; they can never log in again (0: never)",
+    )
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _count(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return value
 
 
 def _port(text: str) -> int:
@@ -162,25 +288,38 @@ def _seconds(*, minimum_exclusive: float | None) -> Callable[[str], float]:
     return parse
 
 
-async def _serve(args: argparse.Namespace, client_secret: str) -> None:
+async def _serve(options: dict[str, Any], clients: list[ClientConfig]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    try:
+        settings = _settings(options)
+    except ValueError as error:
+        raise ServerStartError(str(error)) from None
     async with IdentityServer(
-        client_id=args.client_id,
-        client_secret=client_secret,
-        database=args.database,
-        host=args.host,
-        port=args.port,
-        settings=ServerSettings(
-            access_token_ttl=args.access_token_ttl,
-            session_idle_timeout=args.session_idle_timeout,
-            refresh_reuse_interval=args.refresh_reuse_interval,
-        ),
+        clients=clients,
+        database=options["database"],
+        host=options["host"],
+        port=options["port"],
+        settings=settings,
     ) as server:
         print(f"serving on {server.url}", flush=True)
         await stop.wait()
+
+
+async def _sweep(options: dict[str, Any]) -> None:
+    """One sweep of the database, without listening."""
+    try:
+        settings = _settings({**options, "sweep_interval": 0})
+    except ValueError as error:
+        raise ServerStartError(str(error)) from None
+    counts = await IdentityServer.sweep_database(options["database"], settings)
+    print(
+        f"deleted {counts.sessions} sessions, {counts.refresh_tokens} spent refresh tokens,"
+        f" {counts.users} anonymous users",
+        flush=True,
+    )
 
 
 def _configure_logging(level: str) -> None:

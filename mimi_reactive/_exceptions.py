@@ -21,7 +21,7 @@ safe to log and to show.
         ├── SessionRevokedError        the session was revoked, expired or reused
         │   └── AccountDisabledError   the user's account is disabled at the service
         ├── ConflictError              e.g. an email already registered
-        ├── RateLimitedError           the service wants fewer attempts for now
+        ├── RateLimitedError           too many requests, or the service is busy: retry later
         ├── WeakPasswordError          the service finds the password too weak
         └── SignInMethodDisabledError  the app turned this way of signing in off
 """
@@ -144,7 +144,21 @@ class AccountDisabledError(SessionRevokedError):
 
 
 class RateLimitedError(BackendError):
-    """The service refused for now because of too many attempts; try again later."""
+    """The identity service refused for now: too many requests (429) or too busy (503).
+
+    ``retry_after`` is how many seconds it asked the client to wait, when it said.
+    """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(code, message, status=status)
+        self.retry_after = retry_after
 
 
 class WeakPasswordError(BackendError):

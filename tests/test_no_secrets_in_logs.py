@@ -139,14 +139,15 @@ def test_value_reprs_mask_secrets() -> None:
 def test_library_does_not_configure_logging() -> None:
     """Importing and running the library leaves structlog and logging as the app set them."""
     program = """
-import asyncio, logging, structlog
+import asyncio, logging, secrets, structlog
 from mimi_reactive import AuthRoute, MimiCore
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 
 async def main():
-    async with IdentityServer(client_id="c", client_secret="s" * 20) as server:
-        async with MimiCore.start(client_id="c", client_secret="s" * 20,
+    secret = secrets.token_urlsafe(32)
+    async with IdentityServer(client_id="c", client_secret=secret) as server:
+        async with MimiCore.start(client_id="c", client_secret=secret,
                                   backend=HttpBackend(server.url)) as core:
             await core.auth.authenticate(AuthRoute.sign_up_anonymously())
 

@@ -38,7 +38,7 @@ def test_all_is_sorted_and_resolves() -> None:
 def test_exported_names_are_exactly_all() -> None:
     """Nothing public leaks from the package besides __all__ and its submodules."""
     public = {name for name in vars(mimi_reactive) if not name.startswith("_")}
-    submodules = {"backends", "server", "testing"}
+    submodules = {"backends", "server", "testing", "verify"}
     assert public - submodules == set(mimi_reactive.__all__)
 
 

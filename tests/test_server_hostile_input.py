@@ -27,6 +27,8 @@ BODY_ROUTES = {
     "/v1/sessions/revoke": b'{"token": ' + VALID_TOKEN + b"}",
     "/v1/token": b'{"grant_type": "refresh_token", "refresh_token": ' + VALID_TOKEN + b"}",
     "/v1/token/introspect": b'{"token": ' + VALID_TOKEN + b"}",
+    "/v1/users/delete": b'{"access_token": ' + VALID_TOKEN + b"}",
+    "/v1/sessions/revoke-all": b'{"access_token": ' + VALID_TOKEN + b"}",
 }
 FIELDS = {
     "/v1/sessions/anonymous": "anonymous_id",
@@ -36,6 +38,8 @@ FIELDS = {
     "/v1/sessions/revoke": "token",
     "/v1/token": "refresh_token",
     "/v1/token/introspect": "token",
+    "/v1/users/delete": "access_token",
+    "/v1/sessions/revoke-all": "access_token",
 }
 DEEP = b"[" * 1000 + b"]" * 1000
 
@@ -164,7 +168,7 @@ def field_cases() -> list[Case]:
             ("huge-int", b"9" * 5000),
             ("null", b"null"),
             ("object", b"{}"),
-            ("too-long", b'"' + b"a" * 2000 + b'"'),
+            ("too-long", b'"' + b"a" * 3000 + b'"'),
             ("nul-byte", b'"a\\u0000b"'),
         ]:
             # A password may hold any character: the NUL one is just a wrong password.
@@ -240,6 +244,33 @@ def field_cases() -> list[Case]:
             "invalid_grant",
         ),
         (
+            "delete-unknown-token",
+            "POST",
+            "/v1/users/delete",
+            [JSON],
+            BODY_ROUTES["/v1/users/delete"],
+            401,
+            "invalid_token",
+        ),
+        (
+            "revoke-all-unknown-token",
+            "POST",
+            "/v1/sessions/revoke-all",
+            [JSON],
+            BODY_ROUTES["/v1/sessions/revoke-all"],
+            401,
+            "invalid_token",
+        ),
+        (
+            "delete-forged-jwt",
+            "POST",
+            "/v1/users/delete",
+            [JSON],
+            b'{"access_token": "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."}',
+            401,
+            "invalid_token",
+        ),
+        (
             "promote-unknown-token",
             "POST",
             "/v1/users/promote",
@@ -280,6 +311,8 @@ def client_cases() -> list[Case]:
     ]
     cases += [
         ("health-post", "POST", "/health", [JSON], b"{}", 405, "method_not_allowed"),
+        ("jwks-post", "POST", "/.well-known/jwks.json", [JSON], b"{}", 405, "method_not_allowed"),
+        ("users-delete-get", "GET", "/v1/users/delete", [], b"", 405, "method_not_allowed"),
         ("openapi-delete", "DELETE", "/openapi.json", [], b"", 405, "method_not_allowed"),
         ("token-get", "GET", "/v1/token", [], b"", 405, "method_not_allowed"),
         ("users-put", "PUT", "/v1/users", [JSON], b"{}", 405, "method_not_allowed"),
@@ -327,4 +360,9 @@ async def test_hostile_input_gets_a_json_4xx_and_the_server_keeps_serving(
 def test_the_table_covers_every_route_with_fifty_cases() -> None:
     """The table has at least 50 cases and reaches every route the server has."""
     assert len(CASES) >= 50
-    assert {case[2] for case in CASES} >= {*BODY_ROUTES, "/health", "/openapi.json"}
+    assert {case[2] for case in CASES} >= {
+        *BODY_ROUTES,
+        "/health",
+        "/openapi.json",
+        "/.well-known/jwks.json",
+    }

@@ -156,6 +156,8 @@ class SessionMachine(RuleBasedStateMachine):
     def make_backend(self) -> AuthBackend:
         raise NotImplementedError
 
+    client_secret = secrets.token_urlsafe(32)
+
     @initialize(anonymous_only=st.booleans())
     def start(self, anonymous_only: bool) -> None:
         self.model = Model(anonymous_only)
@@ -163,7 +165,7 @@ class SessionMachine(RuleBasedStateMachine):
         self.core = self.run(
             MimiCore.start(
                 client_id="machine",
-                client_secret="machine-secret",
+                client_secret=self.client_secret,
                 backend=self.backend,
                 configuration=MimiConfiguration(allow_anonymous_user_only=anonymous_only),
             )
@@ -369,7 +371,7 @@ class ServerSessionMachine(SessionMachine):
     scripted = False
 
     def make_backend(self) -> AuthBackend:
-        self.server = IdentityServer(client_id="machine", client_secret="machine-secret")
+        self.server = IdentityServer(client_id="machine", client_secret=self.client_secret)
         self.run(self.server.start())
         return HttpBackend(self.server.url)
 

@@ -1,23 +1,33 @@
 """Where the reference server keeps users and sessions: SQLite, through aiosqlite.
 
-Only digests of anonymous ids and tokens are stored, and Argon2 hashes of passwords.
+Only digests of anonymous ids and tokens are stored, and Argon2 hashes of passwords. The
+access-token signing keys are kept here too, in the same 0600 file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import os
 import sqlite3
-import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import aiosqlite
-import attrs
+
+from ._records import (
+    AccessClaims,
+    EmailTakenError,
+    IdentityDatabase,
+    NewSession,
+    Rotation,
+    SessionRecord,
+    SigningKeyRecord,
+    SweepCounts,
+    SweepRules,
+    UserRecord,
+)
+from ._schema import migrate
 
 __all__ = [
     "EmailTakenError",
@@ -29,128 +39,7 @@ __all__ = [
     "UserRecord",
 ]
 
-
-@attrs.frozen
-class UserRecord:
-    """A stored user."""
-
-    id: str
-    is_anonymous: bool
-    email: str | None
-    password_hash: str | None = attrs.field(repr=False)
-
-
-@attrs.frozen
-class SessionRecord:
-    """A stored, unrevoked session: one family of rotating refresh tokens."""
-
-    id: str
-    user_id: str
-    access_expires_at: float
-    last_used_at: float
-
-
-class Rotation(enum.Enum):
-    """What presenting a refresh token did."""
-
-    ROTATED = "rotated"
-    """It was current: it is spent now, and a new pair was stored."""
-    UNKNOWN = "unknown"
-    """No such token."""
-    REVOKED = "revoked"
-    """Its session had been revoked (log-out, reuse, idle)."""
-    REUSED = "reused"
-    """It had been spent already: the whole session is revoked now (OAuth 2.0 Security BCP)."""
-    IDLE = "idle"
-    """Its session was unused for longer than the idle timeout: revoked now."""
-    REISSUED = "reissued"
-    """It was spent within the reuse interval (a lost answer): a new pair was stored."""
-
-
-@attrs.frozen
-class NewSession:
-    """The digests and expiry of a session's first token pair, to store."""
-
-    access_digest: str
-    refresh_digest: str
-    access_expires_at: float
-    now: float
-
-
-class EmailTakenError(Exception):
-    """The email belongs to another user."""
-
-
-class IdentityDatabase(Protocol):
-    """What the server needs from storage; SQLite implements it, PostgreSQL can later."""
-
-    async def create_user(
-        self,
-        *,
-        anonymous_id_digest: str | None,
-        email: str | None,
-        password_hash: str | None,
-        session: NewSession,
-    ) -> UserRecord: ...
-
-    async def user_by_anonymous_id(self, anonymous_id_digest: str) -> UserRecord | None: ...
-
-    async def user_by_email(self, email: str) -> UserRecord | None: ...
-
-    async def user_by_id(self, user_id: str) -> UserRecord | None: ...
-
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord: ...
-
-    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord: ...
-
-    async def session_by_access_token(self, access_digest: str) -> SessionRecord | None: ...
-
-    async def touch_session(self, session_id: str, now: float) -> None: ...
-
-    async def rotate_refresh_token(
-        self,
-        refresh_digest: str,
-        *,
-        new_refresh_digest: str,
-        new_access_digest: str,
-        access_expires_at: float,
-        now: float,
-        idle_timeout: float,
-        reuse_interval: float,
-    ) -> tuple[Rotation, SessionRecord | None]: ...
-
-    async def revoke_session_by_token(self, token_digest: str, now: float) -> bool: ...
-
-    async def close(self) -> None: ...
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    id TEXT PRIMARY KEY,
-    anonymous_id_digest TEXT UNIQUE,
-    email TEXT UNIQUE,
-    password_hash TEXT,
-    is_anonymous INTEGER NOT NULL,
-    created_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
-    access_digest TEXT NOT NULL UNIQUE,
-    access_expires_at REAL NOT NULL,
-    created_at REAL NOT NULL,
-    last_used_at REAL NOT NULL,
-    revoked_at REAL,
-    revoked_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS refresh_tokens (
-    digest TEXT PRIMARY KEY,
-    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
-    created_at REAL NOT NULL,
-    used_at REAL
-);
-CREATE INDEX IF NOT EXISTS refresh_tokens_by_session ON refresh_tokens(session_id);
-"""
+_SESSION_COLUMNS = "id, user_id, access_expires_at, last_used_at, client_id"
 
 
 class SqliteIdentityDatabase:
@@ -175,8 +64,10 @@ class SqliteIdentityDatabase:
         try:
             connection.row_factory = sqlite3.Row
             await connection.execute("PRAGMA foreign_keys = ON")
+            # Only takes effect on a new file: swept pages go back to the OS, not just reused.
+            await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
             await connection.execute("PRAGMA journal_mode = WAL")
-            await connection.executescript(_SCHEMA)
+            await migrate(connection)
         except BaseException:
             await connection.close()
             raise
@@ -201,25 +92,27 @@ class SqliteIdentityDatabase:
     async def create_user(
         self,
         *,
+        user_id: str,
         anonymous_id_digest: str | None,
         email: str | None,
         password_hash: str | None,
         session: NewSession,
     ) -> UserRecord:
         """Store a new user and its first session together."""
-        user = UserRecord(str(uuid.uuid4()), email is None, email, password_hash)
+        user = UserRecord(user_id, email is None, email, password_hash)
         async with self._transaction() as db:
             try:
                 await db.execute(
                     "INSERT INTO users (id, anonymous_id_digest, email, password_hash,"
-                    " is_anonymous, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    " is_anonymous, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         user.id,
                         anonymous_id_digest,
                         email,
                         password_hash,
                         user.is_anonymous,
-                        time.time(),
+                        session.now,
+                        session.now,
                     ),
                 )
             except sqlite3.IntegrityError as error:
@@ -249,15 +142,22 @@ class SqliteIdentityDatabase:
                 raise EmailTakenError from error
         return UserRecord(user_id, False, email, password_hash)
 
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete the user with every session and token (the foreign keys cascade)."""
+        async with self._transaction() as db:
+            cursor = await db.execute("DELETE FROM users WHERE id = ?", (user_id,))
+            return cursor.rowcount > 0
+
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
         async with self._transaction() as db:
+            await _seen(db, user_id, session.now)
             return await _insert_session(db, user_id, session)
 
     async def session_by_access_token(self, access_digest: str) -> SessionRecord | None:
         async with (
             self._transaction() as db,
             db.execute(
-                "SELECT id, user_id, access_expires_at, last_used_at FROM sessions"
+                f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608
                 " WHERE access_digest = ? AND revoked_at IS NULL",
                 (access_digest,),
             ) as cursor,
@@ -273,57 +173,69 @@ class SqliteIdentityDatabase:
         self,
         refresh_digest: str,
         *,
+        client_id: str,
         new_refresh_digest: str,
-        new_access_digest: str,
+        issue_access: Callable[[AccessClaims], str],
         access_expires_at: float,
         now: float,
         idle_timeout: float,
         reuse_interval: float,
-    ) -> tuple[Rotation, SessionRecord | None]:
+    ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
         """Spend a refresh token for a new pair, in one transaction.
 
         A token spent less than ``reuse_interval`` seconds ago, when no newer token of its
         session has been spent since, is the retry of a client whose answer was lost: it gets
-        a new pair too. Any other reuse revokes the whole session.
+        a new pair too. Any other reuse revokes the whole session. ``issue_access`` makes the
+        new access token for the session's owner and returns the digest to store. A token of
+        another client's session is unknown to this one.
         """
         async with self._transaction() as db:
             async with db.execute(
-                "SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.rowid"
+                "SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.rowid,"
+                " s.client_id, u.is_anonymous, u.email, u.password_hash"
                 " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
-                " WHERE t.digest = ?",
+                " JOIN users u ON u.id = s.user_id WHERE t.digest = ?",
                 (refresh_digest,),
             ) as cursor:
                 row = await cursor.fetchone()
-            if row is None:
-                return Rotation.UNKNOWN, None
-            session_id, user_id, last_used_at, revoked_at, used_at, token_row = row
+            if row is None or row["client_id"] not in (None, client_id):
+                return Rotation.UNKNOWN, None, None
+            session_id, user_id, last_used_at, revoked_at, used_at, token_row = tuple(row)[:6]
             if revoked_at is not None:
-                return Rotation.REVOKED, None
+                return Rotation.REVOKED, None, None
             if now - last_used_at > idle_timeout:
                 await _revoke(db, session_id, now, "idle")
-                return Rotation.IDLE, None
+                return Rotation.IDLE, None, None
             rotation = Rotation.ROTATED
             if used_at is not None:
                 if now - used_at >= reuse_interval or await _newer_token_spent(
                     db, session_id, token_row
                 ):
                     await _revoke(db, session_id, now, "refresh_token_reuse")
-                    return Rotation.REUSED, None
+                    return Rotation.REUSED, None, None
                 rotation = Rotation.REISSUED
             else:
                 await db.execute(
                     "UPDATE refresh_tokens SET used_at = ? WHERE digest = ?", (now, refresh_digest)
                 )
+            user = UserRecord(
+                user_id, bool(row["is_anonymous"]), row["email"], row["password_hash"]
+            )
+            access_digest = issue_access(
+                AccessClaims(session_id, user_id, user.is_anonymous, client_id)
+            )
             await db.execute(
                 "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
                 (new_refresh_digest, session_id, now),
             )
             await db.execute(
-                "UPDATE sessions SET access_digest = ?, access_expires_at = ?, last_used_at = ?"
-                " WHERE id = ?",
-                (new_access_digest, access_expires_at, now, session_id),
+                "UPDATE sessions SET access_digest = ?, access_expires_at = ?, last_used_at = ?,"
+                " client_id = ? WHERE id = ?",
+                (access_digest, access_expires_at, now, client_id, session_id),
             )
-        return rotation, SessionRecord(session_id, user_id, access_expires_at, now)
+            await _seen(db, user_id, now)
+        session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
+        return rotation, session, user
 
     async def revoke_session_by_token(self, token_digest: str, now: float) -> bool:
         async with self._transaction() as db:
@@ -336,6 +248,67 @@ class SqliteIdentityDatabase:
             if row is None:
                 return False
             return await _revoke(db, row[0], now, "log_out")
+
+    async def revoke_user_sessions(self, user_id: str, now: float) -> int:
+        """Revoke every live session of the user; how many there were."""
+        async with self._transaction() as db:
+            cursor = await db.execute(
+                "UPDATE sessions SET revoked_at = ?, revoked_reason = 'log_out_everywhere'"
+                " WHERE user_id = ? AND revoked_at IS NULL",
+                (now, user_id),
+            )
+            return cursor.rowcount
+
+    async def signing_keys(self) -> Sequence[SigningKeyRecord]:
+        """Every stored signing key, newest first."""
+        async with (
+            self._transaction() as db,
+            db.execute(
+                "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
+                " ORDER BY created_at DESC, rowid DESC"
+            ) as cursor,
+        ):
+            rows = await cursor.fetchall()
+        return [SigningKeyRecord(*row) for row in rows]
+
+    async def add_signing_key(self, key: SigningKeyRecord) -> None:
+        """Store a new signing key and retire the ones before it, together."""
+        async with self._transaction() as db:
+            await db.execute(
+                "UPDATE signing_keys SET retired_at = ? WHERE retired_at IS NULL",
+                (key.created_at,),
+            )
+            await db.execute(
+                "INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, retired_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at),
+            )
+
+    async def sweep(self, rules: SweepRules) -> SweepCounts:
+        """Delete what can never work again, and spent tokens past their retention."""
+        async with self._transaction() as db:
+            users = 0
+            if rules.anonymous_unused_before is not None:
+                cursor = await db.execute(
+                    "DELETE FROM users WHERE is_anonymous = 1 AND last_seen_at < ?",
+                    (rules.anonymous_unused_before,),
+                )
+                users = cursor.rowcount
+            cursor = await db.execute(
+                "DELETE FROM sessions WHERE revoked_at IS NOT NULL OR last_used_at < ?",
+                (rules.idle_before,),
+            )
+            sessions = cursor.rowcount
+            cursor = await db.execute(
+                "DELETE FROM refresh_tokens WHERE used_at IS NOT NULL AND used_at < ?",
+                (rules.spent_before,),
+            )
+            tokens = cursor.rowcount
+        # Outside the transaction: hand freed pages back and keep the WAL file small.
+        async with self._lock:
+            await self._db.execute("PRAGMA incremental_vacuum")
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return SweepCounts(sessions=sessions, refresh_tokens=tokens, users=users)
 
     async def _user_where(self, condition: str, value: str) -> UserRecord | None:
         async with (
@@ -358,11 +331,19 @@ def _create_private_file(path: Path) -> None:
 
 
 async def _insert_session(db: aiosqlite.Connection, user_id: str, new: NewSession) -> SessionRecord:
-    record = SessionRecord(str(uuid.uuid4()), user_id, new.access_expires_at, new.now)
+    record = SessionRecord(new.id, user_id, new.access_expires_at, new.now, new.client_id)
     await db.execute(
         "INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,"
-        " last_used_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (record.id, user_id, new.access_digest, new.access_expires_at, new.now, new.now),
+        " last_used_at, client_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.id,
+            user_id,
+            new.access_digest,
+            new.access_expires_at,
+            new.now,
+            new.now,
+            new.client_id,
+        ),
     )
     await db.execute(
         "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
@@ -389,3 +370,8 @@ async def _revoke(db: aiosqlite.Connection, session_id: str, now: float, reason:
         (now, reason, session_id),
     )
     return cursor.rowcount > 0
+
+
+async def _seen(db: aiosqlite.Connection, user_id: str, now: float) -> None:
+    """Note that the user logged in or renewed (what anonymous retention measures)."""
+    await db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (now, user_id))

@@ -7,16 +7,19 @@ Nothing past this edge sees raw input. Every way a request can be malformed ends
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import math
 from collections.abc import Mapping
 from typing import TypeVar
 
 import pydantic
 from aiohttp import BasicAuth, web
 
+from ._context import RegisteredClient
 from ._models import MIN_PASSWORD_LENGTH, Credentials, Promotion
 from ._secrets import digest
 
-__all__ = ["ApiError", "authenticate_client", "read_body"]
+__all__ = ["ApiError", "authenticate_client", "client_ip", "rate_limited", "read_body"]
 
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 _NEW_PASSWORD_MODELS: frozenset[type[pydantic.BaseModel]] = frozenset({Credentials, Promotion})
@@ -25,14 +28,47 @@ _NEW_PASSWORD_MODELS: frozenset[type[pydantic.BaseModel]] = frozenset({Credentia
 class ApiError(Exception):
     """An error answer: HTTP status, stable code, safe message."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
+        """Whole seconds for the ``Retry-After`` header (429 and 503)."""
 
 
-def authenticate_client(request: web.Request, clients: Mapping[str, str]) -> None:
+def rate_limited(retry_after: float) -> ApiError:
+    """The 429 for a client IP past one of its limits."""
+    return ApiError(
+        429, "rate_limited", "too many requests from this address", retry_after=retry_after
+    )
+
+
+def client_ip(request: web.Request, trusted_proxies: frozenset[str]) -> str:
+    """The address limits count by: the peer, or the client a trusted proxy forwarded for.
+
+    ``X-Forwarded-For`` is read right to left, skipping trusted proxies: the first other
+    address is the one the nearest trusted proxy saw, which a client cannot forge.
+    """
+    peer = request.remote or "unknown"
+    if peer not in trusted_proxies:
+        return peer
+    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed(hops):
+        if hop in trusted_proxies:
+            continue
+        try:
+            return str(ipaddress.ip_address(hop))
+        except ValueError:
+            break
+    return peer
+
+
+def authenticate_client(
+    request: web.Request, clients: Mapping[str, RegisteredClient]
+) -> RegisteredClient:
     """Check the HTTP Basic client id and secret; 401 ``invalid_client`` otherwise."""
     header = request.headers.get("Authorization")
     if header is None:
@@ -41,10 +77,12 @@ def authenticate_client(request: web.Request, clients: Mapping[str, str]) -> Non
         credentials = BasicAuth.decode(header, encoding="utf-8")
     except ValueError:  # not Basic, not base64, not UTF-8, no colon: one answer for all
         raise ApiError(401, "invalid_client", "malformed client credentials") from None
-    expected = clients.get(credentials.login)
+    client = clients.get(credentials.login)
+    expected = client.secret_digest if client is not None else ""
     # Compare even for an unknown id, so timing does not tell which ids exist.
-    if not hmac.compare_digest(digest(credentials.password), expected or "") or expected is None:
+    if not hmac.compare_digest(digest(credentials.password), expected) or client is None:
         raise ApiError(401, "invalid_client", "client authentication failed")
+    return client
 
 
 async def read_body(request: web.Request, model: type[_Model]) -> _Model:

@@ -16,16 +16,20 @@ __all__ = [
     "AnonymousLogIn",
     "AnonymousSignUp",
     "Credentials",
+    "Deletion",
     "Document",
     "Empty",
     "ErrorAnswer",
     "Health",
     "Introspection",
+    "Jwks",
     "LogIn",
     "Promoted",
     "Promotion",
     "RefreshGrant",
     "Revocation",
+    "RevocationEverywhere",
+    "RevokedEverywhere",
     "SignedIn",
     "TokenQuery",
 ]
@@ -34,8 +38,9 @@ MIN_PASSWORD_LENGTH = 8
 
 _REQUEST = ConfigDict(strict=True, regex_engine="python-re", extra="ignore")
 
-# Anonymous ids and tokens are 32 random bytes in URL-safe base64 (43 characters).
-Secret = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[A-Za-z0-9_-]+$")]
+# Anonymous ids and refresh tokens are 32 random bytes in URL-safe base64 (43 characters);
+# access tokens are JWTs (three such parts joined by dots, under 1 KiB).
+Secret = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9_.-]+$")]
 Email = Annotated[
     str,
     Field(
@@ -100,6 +105,20 @@ class Revocation(BaseModel):
     token: Secret
 
 
+class Deletion(BaseModel):
+    """``POST /v1/users/delete``: delete the logged-in user, with every session."""
+
+    model_config = _REQUEST
+    access_token: Secret
+
+
+class RevocationEverywhere(BaseModel):
+    """``POST /v1/sessions/revoke-all``: end every session of the logged-in user."""
+
+    model_config = _REQUEST
+    access_token: Secret
+
+
 class RefreshGrant(BaseModel):
     """``POST /v1/token``: exchange a refresh token (any other grant type is refused)."""
 
@@ -159,6 +178,18 @@ class Introspection(BaseModel):
     expires_in: float | None = None
 
 
+class RevokedEverywhere(BaseModel):
+    """Every session of the user is revoked."""
+
+    revoked_sessions: int = Field(description="how many live sessions were ended")
+
+
+class Jwks(BaseModel):
+    """The public keys that verify access tokens (RFC 7517), the signing one first."""
+
+    keys: list[dict[str, str]]
+
+
 class Empty(BaseModel):
     """An empty JSON object."""
 
@@ -185,6 +216,9 @@ ErrorCode = Literal[
     "invalid_token",
     "email_taken",
     "not_anonymous",
+    "route_not_allowed",
+    "rate_limited",
+    "server_busy",
     "invalid_grant",
     "unsupported_grant_type",
     "not_found",

@@ -55,14 +55,40 @@ def _links_from_session() -> dict[str, Any]:
         },
         "IntrospectToken": {"operationId": "introspectToken", "requestBody": {"token": access}},
         "RevokeSession": {"operationId": "revokeSession", "requestBody": {"token": refresh}},
+        "RevokeAllSessions": {
+            "operationId": "revokeAllSessions",
+            "requestBody": {"access_token": access},
+        },
+        "DeleteUser": {"operationId": "deleteUser", "requestBody": {"access_token": access}},
     }
 
 
-_CLIENT = {"401": "the client id or secret is missing or wrong (invalid_client)"}
+_CLIENT = {
+    "401": "the client id or secret is missing or wrong (invalid_client)",
+    "429": "this client IP sent too many wrong client secrets, anonymous ids or passwords"
+    " (rate_limited); Retry-After says when to try again",
+}
+_CREDENTIAL_ROUTE = {
+    "403": "this client is anonymous-only: it may not use credentials (route_not_allowed)",
+    "503": "every password-hashing worker is busy (server_busy); Retry-After says when to retry",
+}
+_BAD_BEARER = (
+    "invalid_client, or the access token is not valid, has expired or belongs to"
+    " another client (invalid_token)"
+)
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("health", "GET", "/health", "Liveness probe", models.Health, public=True),
     Operation("openapi", "GET", "/openapi.json", "This document", models.Document, public=True),
+    Operation(
+        "jwks",
+        "GET",
+        "/.well-known/jwks.json",
+        "The public keys that verify access tokens (ES256 JWTs): the signing key, and during a"
+        " rotation the one before it",
+        models.Jwks,
+        public=True,
+    ),
     Operation(
         "createAnonymousUser",
         "POST",
@@ -72,6 +98,10 @@ OPERATIONS: tuple[Operation, ...] = (
         models.SignedIn,
         status=201,
         body=models.AnonymousSignUp,
+        errors={
+            "429": "this client IP created too many anonymous users this hour, or sent too"
+            " many wrong secrets (rate_limited); Retry-After says when to try again"
+        },
         links={
             **_links_from_session(),
             "LogInAnonymously": {
@@ -98,7 +128,7 @@ OPERATIONS: tuple[Operation, ...] = (
         models.SignedIn,
         status=201,
         body=models.Credentials,
-        errors={"409": "the email is registered already (email_taken)"},
+        errors={"409": "the email is registered already (email_taken)", **_CREDENTIAL_ROUTE},
         links=_links_from_session(),
     ),
     Operation(
@@ -108,7 +138,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "Log in a credential user",
         models.SignedIn,
         body=models.LogIn,
-        errors={"401": "invalid_client, or the email or password is wrong (invalid_credentials)"},
+        errors={
+            "401": "invalid_client, or the email or password is wrong (invalid_credentials)",
+            **_CREDENTIAL_ROUTE,
+        },
         links=_links_from_session(),
     ),
     Operation(
@@ -120,9 +153,32 @@ OPERATIONS: tuple[Operation, ...] = (
         models.Promoted,
         body=models.Promotion,
         errors={
-            "401": "invalid_client, or the access token is not valid (invalid_token)",
+            "401": _BAD_BEARER,
             "409": "the user is not anonymous (not_anonymous) or the email is taken",
+            **_CREDENTIAL_ROUTE,
         },
+    ),
+    Operation(
+        "deleteUser",
+        "POST",
+        "/v1/users/delete",
+        "Delete the user the access token belongs to (anonymous or not), with every session"
+        " and token: its anonymous id and refresh tokens stop working at once. Signed access"
+        " tokens already issued verify offline until they expire; introspection sees the"
+        " deletion at once.",
+        models.Empty,
+        body=models.Deletion,
+        errors={"401": _BAD_BEARER},
+    ),
+    Operation(
+        "revokeAllSessions",
+        "POST",
+        "/v1/sessions/revoke-all",
+        "Log out everywhere: revoke every session of the user the access token belongs to,"
+        " this one included. Their refresh tokens are refused from now on (invalid_grant).",
+        models.RevokedEverywhere,
+        body=models.RevocationEverywhere,
+        errors={"401": _BAD_BEARER},
     ),
     Operation(
         "revokeSession",
@@ -178,7 +234,8 @@ def openapi_document() -> dict[str, Any]:
             "description": "Anonymous-first identity service. Every operation but /health"
             " and /openapi.json authenticates the app's client with HTTP Basic (client id and"
             " client secret). User tokens travel in JSON bodies so the Authorization header"
-            " stays the client's. The server stores digests of anonymous ids and tokens.",
+            " stays the client's. The server stores digests of anonymous ids and tokens."
+            " Access tokens are ES256 JWTs that /.well-known/jwks.json verifies.",
         },
         "security": [{"client": []}],
         "paths": paths,
@@ -219,6 +276,8 @@ def _operation(op: Operation, refs: dict[Any, Any]) -> dict[str, Any]:
             response["headers"] = {
                 "WWW-Authenticate": {"required": True, "schema": {"type": "string"}}
             }
+        if status in ("429", "503"):
+            response["headers"] = {"Retry-After": {"required": True, "schema": {"type": "string"}}}
         responses[status] = response
     operation: dict[str, Any] = {
         "operationId": op.name,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 from typing import Any
 
 import aiohttp
@@ -13,6 +15,8 @@ from .._exceptions import (
     ClientAuthenticationError,
     ConflictError,
     InvalidCredentialsError,
+    RateLimitedError,
+    RouteRefusedError,
     SessionRevokedError,
     TransportError,
     UnsupportedRouteError,
@@ -128,6 +132,7 @@ class HttpBackend:
         try:
             async with self._session.post(self._base_url + path, json=payload) as response:
                 status = response.status
+                retry_after = response.headers.get("Retry-After")
                 try:
                     answer = await response.json(content_type=None)
                 except ValueError:
@@ -141,10 +146,46 @@ class HttpBackend:
                 f"could not reach the identity service at {self._base_url} ({type(error).__name__})"
             ) from error
         if status >= 400:
+            if status == 403 and _code_of(answer) == "route_not_allowed":
+                # The server's own policy for this client: as if a guard had refused it.
+                raise RouteRefusedError(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
+            if status in (429, 503):
+                raise _rate_limited(status, answer, retry_after)
             raise _error_from(status, answer)
         if not isinstance(answer, dict):
             raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
         return answer
+
+
+def _code_of(answer: Any) -> str | None:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _retry_after(header: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110)."""
+    if header is None:
+        return None
+    text = header.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedError:
+    error = answer.get("error") if isinstance(answer, dict) else None
+    message = str(error.get("message", "")) if isinstance(error, dict) else ""
+    code = _code_of(answer) or ("rate_limited" if status == 429 else "service_unavailable")
+    return RateLimitedError(
+        code, message or "try again later", status=status, retry_after=_retry_after(header)
+    )
 
 
 def _error_from(status: int, answer: Any) -> BackendError:

@@ -1,0 +1,160 @@
+"""The server's clients and settings: one ``ClientConfig`` per app, and the ``--config`` file.
+
+A client's secret never comes from the file: the file names the environment variable that
+holds it (``secret_env``), so the file can be shared and versioned.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "MIN_SECRET_BITS",
+    "ClientConfig",
+    "ConfigError",
+    "ConfigFile",
+    "estimated_bits",
+    "load_config_file",
+]
+
+MIN_SECRET_BITS = 128
+
+# What the [server] table may hold: the option's name, and the type each value must have.
+SERVER_KEYS: dict[str, tuple[type, ...]] = {
+    "host": (str,),
+    "port": (int,),
+    "database": (str,),
+    "issuer": (str,),
+    "access_token_ttl": (int, float),
+    "session_idle_timeout": (int, float),
+    "refresh_reuse_interval": (int, float),
+    "max_anonymous_sign_ups_per_hour": (int,),
+    "max_failed_log_ins_per_minute": (int,),
+    "rate_limit_storage": (str,),
+    "password_hash_workers": (int,),
+    "password_hash_queue": (int,),
+    "sweep_interval": (int, float),
+    "spent_token_retention": (int, float),
+    "anonymous_retention_days": (int, float),
+}
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used: one line naming the problem (never a secret)."""
+
+
+@attrs.frozen
+class ClientConfig:
+    """One app allowed to call the server, and what it may do."""
+
+    id: str
+    secret: str = attrs.field(repr=False)
+    anonymous_only: bool = False
+    """Refused credential sign-up, credential log-in and promotion (403 route_not_allowed)."""
+
+    def check(self) -> None:
+        """Refuse a blank id or a guessable secret (``ConfigError``)."""
+        if not self.id.strip():
+            raise ConfigError("a client id must not be empty")
+        bits = estimated_bits(self.secret)
+        if bits < MIN_SECRET_BITS:
+            raise ConfigError(
+                f"the secret of client {self.id!r} is too weak (about {bits:.0f} bits of"
+                f" entropy; at least {MIN_SECRET_BITS} needed): generate one with"
+                " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+
+
+def estimated_bits(secret: str) -> float:
+    """A conservative estimate of a secret's entropy in bits.
+
+    The smaller of two: its length times the log of the alphabet its character classes span,
+    and its length times the per-character Shannon entropy of its own characters (which
+    catches repetition such as ``"s" * 40``). 32 bytes from ``secrets.token_urlsafe`` score
+    about 200; a 20-letter word scores under 90.
+    """
+    if not secret:
+        return 0.0
+    alphabet = 0
+    for present, size in (
+        (any(c.islower() for c in secret), 26),
+        (any(c.isupper() for c in secret), 26),
+        (any(c.isdigit() for c in secret), 10),
+        (any(not c.isalnum() for c in secret), 33),
+    ):
+        alphabet += size if present else 0
+    by_classes = len(secret) * math.log2(max(alphabet, 2))
+    counts = collections.Counter(secret)
+    shannon = -sum((n / len(secret)) * math.log2(n / len(secret)) for n in counts.values())
+    return min(by_classes, len(secret) * shannon)
+
+
+@attrs.frozen
+class ConfigFile:
+    """What a ``--config`` file says: server options (by option name) and clients."""
+
+    server: Mapping[str, Any]
+    clients: Sequence[ClientConfig]
+
+
+def load_config_file(path: Path, environ: Mapping[str, str] | None = None) -> ConfigFile:
+    """Read a TOML config file; ``ConfigError`` for anything unusable."""
+    environ = os.environ if environ is None else environ
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except OSError as error:
+        reason = os.strerror(error.errno).lower() if error.errno else type(error).__name__
+        raise ConfigError(f"cannot read the config file {str(path)!r}: {reason}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"the config file {str(path)!r} is not valid TOML: {error}") from None
+    unknown = set(document) - {"server", "clients"}
+    if unknown:
+        raise ConfigError(f"unknown table in the config file: {sorted(unknown)[0]!r}")
+    server = document.get("server", {})
+    if not isinstance(server, dict):
+        raise ConfigError("[server] must be a table")
+    for key, value in server.items():
+        types = SERVER_KEYS.get(key)
+        if types is None:
+            raise ConfigError(f"unknown setting in [server]: {key!r}")
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ConfigError(f"[server] {key} has the wrong type")
+    entries = document.get("clients", [])
+    if not isinstance(entries, list):
+        raise ConfigError("clients must be an array of tables: [[clients]]")
+    return ConfigFile(server, tuple(_client(entry, environ) for entry in entries))
+
+
+def _client(entry: object, environ: Mapping[str, str]) -> ClientConfig:
+    if not isinstance(entry, dict):
+        raise ConfigError("each [[clients]] entry must be a table")
+    client_id = entry.get("id")
+    if not isinstance(client_id, str) or not client_id.strip():
+        raise ConfigError("each [[clients]] entry needs a non-empty id")
+    unknown = set(entry) - {"id", "secret_env", "anonymous_only"}
+    if "secret" in unknown:
+        raise ConfigError(
+            f"client {client_id!r}: secrets never go in the file; name an environment"
+            " variable with secret_env"
+        )
+    if unknown:
+        raise ConfigError(f"client {client_id!r}: unknown key {sorted(unknown)[0]!r}")
+    variable = entry.get("secret_env")
+    if not isinstance(variable, str) or not variable:
+        raise ConfigError(f"client {client_id!r} needs secret_env, an environment variable name")
+    secret = environ.get(variable)
+    if not secret:
+        raise ConfigError(f"client {client_id!r}: the environment variable {variable} is not set")
+    anonymous_only = entry.get("anonymous_only", False)
+    if not isinstance(anonymous_only, bool):
+        raise ConfigError(f"client {client_id!r}: anonymous_only must be true or false")
+    return ClientConfig(client_id, secret, anonymous_only)

@@ -1,0 +1,324 @@
+"""The API's handlers: each decodes its body at the edge, checks its client's policy and
+limits, and makes one database operation per step."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import _models as models
+from ._context import STATE, RegisteredClient, ServerState, client_of
+from ._edge import ApiError, client_ip, rate_limited, read_body
+from ._records import AccessClaims, EmailTakenError, NewSession, Rotation, SessionRecord, UserRecord
+from ._secrets import HashingBusyError, digest, new_secret
+
+__all__ = ["HANDLERS"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _user_json(user: UserRecord, *, anonymous_id: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"id": user.id, "is_anonymous": user.is_anonymous, "email": user.email}
+    if anonymous_id is not None:
+        answer["anonymous_id"] = anonymous_id
+    return answer
+
+
+class _NewPair:
+    """A fresh token pair for a new session of ``user_id``, and what the database keeps."""
+
+    def __init__(
+        self, state: ServerState, client: RegisteredClient, user_id: str, *, is_anonymous: bool
+    ) -> None:
+        settings = state.settings
+        self.now = settings.clock()
+        self.ttl = settings.access_token_ttl
+        session_id = str(uuid.uuid4())
+        claims = AccessClaims(session_id, user_id, is_anonymous, client.id)
+        self.access_token = state.tokens.issue(claims, self.now)
+        self.refresh_token = new_secret()
+        self.stored = NewSession(
+            id=session_id,
+            client_id=client.id,
+            access_digest=digest(self.access_token),
+            refresh_digest=digest(self.refresh_token),
+            access_expires_at=self.now + self.ttl,
+            now=self.now,
+        )
+
+    def answer(
+        self, user: UserRecord, *, status: int = 200, anonymous_id: str | None = None
+    ) -> web.Response:
+        return _signed_in(
+            user, self.access_token, self.refresh_token, self.ttl, status, anonymous_id
+        )
+
+
+def _signed_in(
+    user: UserRecord,
+    access_token: str,
+    refresh_token: str,
+    ttl: float,
+    status: int = 200,
+    anonymous_id: str | None = None,
+) -> web.Response:
+    session = {
+        "access_token": access_token,
+        "refresh_token": refresh_token,
+        "token_type": "Bearer",
+        "expires_in": ttl,
+    }
+    return web.json_response(
+        {"user": _user_json(user, anonymous_id=anonymous_id), "session": session}, status=status
+    )
+
+
+def _refuse_anonymous_only(request: web.Request) -> None:
+    if client_of(request).anonymous_only:
+        raise ApiError(
+            403, "route_not_allowed", "this client may only use anonymous users (anonymous_only)"
+        )
+
+
+async def _not_blocked(request: web.Request, state: ServerState) -> str:
+    """The client IP, unless it is past its failed log-in limit (then 429)."""
+    ip = client_ip(request, state.settings.trusted_proxies)
+    retry_after = await state.limiter.exhausted(state.settings.failure_limit, ip)
+    if retry_after is not None:
+        raise rate_limited(retry_after)
+    return ip
+
+
+async def _failed(state: ServerState, ip: str, error: ApiError) -> ApiError:
+    """Count a failed log-in; the error to answer (429 once past the limit)."""
+    retry_after = await state.limiter.hit(state.settings.failure_limit, ip)
+    return rate_limited(retry_after) if retry_after is not None else error
+
+
+async def _hashing(work: Awaitable[Any]) -> Any:
+    try:
+        return await work
+    except HashingBusyError:
+        raise ApiError(
+            503, "server_busy", "too many password checks at once; try again", retry_after=1
+        ) from None
+
+
+async def _live_session(request: web.Request, access_token: str) -> SessionRecord:
+    """The unrevoked, unexpired session of this client that ``access_token`` belongs to."""
+    state = request.app[STATE]
+    session = await state.database.session_by_access_token(digest(access_token))
+    if (
+        session is None
+        or session.access_expires_at <= state.settings.clock()
+        or session.client_id not in (None, client_of(request).id)
+    ):
+        raise ApiError(401, "invalid_token", "the access token is not valid")
+    return session
+
+
+async def _health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _openapi(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[STATE].openapi, content_type="application/json")
+
+
+async def _jwks(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    return web.json_response(
+        state.tokens.jwks(state.settings.clock()), headers={"Cache-Control": "max-age=300"}
+    )
+
+
+async def _create_anonymous_user(request: web.Request) -> web.Response:
+    await read_body(request, models.AnonymousSignUp)
+    state = request.app[STATE]
+    ip = client_ip(request, state.settings.trusted_proxies)
+    retry_after = await state.limiter.hit(state.settings.sign_up_limit, ip)
+    if retry_after is not None:
+        raise rate_limited(retry_after)
+    anonymous_id = new_secret()
+    user_id = str(uuid.uuid4())
+    pair = _NewPair(state, client_of(request), user_id, is_anonymous=True)
+    user = await state.database.create_user(
+        user_id=user_id,
+        anonymous_id_digest=digest(anonymous_id),
+        email=None,
+        password_hash=None,
+        session=pair.stored,
+    )
+    # The only time the id is ever sent: the server keeps its digest, not the id.
+    return pair.answer(user, status=201, anonymous_id=anonymous_id)
+
+
+async def _log_in_anonymously(request: web.Request) -> web.Response:
+    body = await read_body(request, models.AnonymousLogIn)
+    state = request.app[STATE]
+    ip = await _not_blocked(request, state)
+    user = await state.database.user_by_anonymous_id(digest(body.anonymous_id))
+    if user is None:
+        raise await _failed(
+            state, ip, ApiError(401, "invalid_anonymous_id", "no anonymous user has this id")
+        )
+    pair = _NewPair(state, client_of(request), user.id, is_anonymous=user.is_anonymous)
+    await state.database.create_session(user.id, pair.stored)
+    return pair.answer(user)
+
+
+async def _sign_up(request: web.Request) -> web.Response:
+    body = await read_body(request, models.Credentials)
+    _refuse_anonymous_only(request)
+    state = request.app[STATE]
+    password_hash = await _hashing(state.passwords.hash(body.password))
+    user_id = str(uuid.uuid4())
+    pair = _NewPair(state, client_of(request), user_id, is_anonymous=False)
+    try:
+        user = await state.database.create_user(
+            user_id=user_id,
+            anonymous_id_digest=None,
+            email=body.email.lower(),
+            password_hash=password_hash,
+            session=pair.stored,
+        )
+    except EmailTakenError:
+        raise ApiError(409, "email_taken", "this email is already registered") from None
+    return pair.answer(user, status=201)
+
+
+async def _log_in(request: web.Request) -> web.Response:
+    body = await read_body(request, models.LogIn)
+    _refuse_anonymous_only(request)
+    state = request.app[STATE]
+    ip = await _not_blocked(request, state)
+    user = await state.database.user_by_email(body.email.lower())
+    stored = user.password_hash if user is not None else None
+    valid = await _hashing(state.passwords.verify(stored or state.dummy_hash, body.password))
+    if user is None or stored is None or not valid:
+        raise await _failed(
+            state, ip, ApiError(401, "invalid_credentials", "the email or password is wrong")
+        )
+    pair = _NewPair(state, client_of(request), user.id, is_anonymous=False)
+    await state.database.create_session(user.id, pair.stored)
+    return pair.answer(user)
+
+
+async def _promote(request: web.Request) -> web.Response:
+    body = await read_body(request, models.Promotion)
+    _refuse_anonymous_only(request)
+    state = request.app[STATE]
+    session = await _live_session(request, body.access_token)
+    user = await state.database.user_by_id(session.user_id)
+    if user is None or not user.is_anonymous:
+        raise ApiError(409, "not_anonymous", "only an anonymous user can be promoted")
+    password_hash = await _hashing(state.passwords.hash(body.password))
+    try:
+        promoted = await state.database.promote(
+            user.id, email=body.email.lower(), password_hash=password_hash
+        )
+    except EmailTakenError:
+        raise ApiError(409, "email_taken", "this email is already registered") from None
+    return web.json_response({"user": _user_json(promoted)})
+
+
+async def _delete_user(request: web.Request) -> web.Response:
+    body = await read_body(request, models.Deletion)
+    state = request.app[STATE]
+    session = await _live_session(request, body.access_token)
+    await state.database.delete_user(session.user_id)
+    state.log.info("user.deleted")
+    return web.json_response({})
+
+
+async def _revoke_all(request: web.Request) -> web.Response:
+    body = await read_body(request, models.RevocationEverywhere)
+    state = request.app[STATE]
+    session = await _live_session(request, body.access_token)
+    revoked = await state.database.revoke_user_sessions(session.user_id, state.settings.clock())
+    return web.json_response({"revoked_sessions": revoked})
+
+
+async def _revoke(request: web.Request) -> web.Response:
+    body = await read_body(request, models.Revocation)
+    # As RFC 7009: the answer is the same whether or not the token was valid.
+    state = request.app[STATE]
+    await state.database.revoke_session_by_token(digest(body.token), state.settings.clock())
+    return web.json_response({})
+
+
+_REFRESH_REFUSALS = {
+    Rotation.UNKNOWN: "the refresh token is not valid",
+    Rotation.REVOKED: "the session was revoked",
+    Rotation.REUSED: "the refresh token was already used; the session is revoked",
+    Rotation.IDLE: "the session expired after being unused",
+}
+
+
+async def _refresh(request: web.Request) -> web.Response:
+    """OAuth-style refresh: every use rotates the refresh token; reuse revokes the family.
+
+    A spent token presented again within ``refresh_reuse_interval`` is a client retrying
+    after a lost answer: it gets a new pair of the same session instead.
+    """
+    body = await read_body(request, models.RefreshGrant)
+    state = request.app[STATE]
+    settings = state.settings
+    now = settings.clock()
+    refresh_token = new_secret()
+    issued: list[str] = []
+
+    def issue_access(claims: AccessClaims) -> str:
+        issued.append(state.tokens.issue(claims, now))
+        return digest(issued[-1])
+
+    rotation, _, user = await state.database.rotate_refresh_token(
+        digest(body.refresh_token),
+        client_id=client_of(request).id,
+        new_refresh_digest=digest(refresh_token),
+        issue_access=issue_access,
+        access_expires_at=now + settings.access_token_ttl,
+        now=now,
+        idle_timeout=settings.session_idle_timeout,
+        reuse_interval=settings.refresh_reuse_interval,
+    )
+    if rotation is Rotation.REUSED:
+        state.log.warning("token.refresh_reuse_detected")
+    elif rotation is Rotation.REISSUED:
+        state.log.info("token.refresh_reissued_within_reuse_interval")
+    if user is None or not issued:
+        raise ApiError(400, "invalid_grant", _REFRESH_REFUSALS.get(rotation, "invalid"))
+    return _signed_in(user, issued[-1], refresh_token, settings.access_token_ttl)
+
+
+async def _introspect(request: web.Request) -> web.Response:
+    body = await read_body(request, models.TokenQuery)
+    state = request.app[STATE]
+    now = state.settings.clock()
+    session = await state.database.session_by_access_token(digest(body.token))
+    if session is None or session.access_expires_at <= now:
+        return web.json_response({"active": False})
+    await state.database.touch_session(session.id, now)
+    return web.json_response(
+        {"active": True, "user_id": session.user_id, "expires_in": session.access_expires_at - now}
+    )
+
+
+HANDLERS: dict[str, Handler] = {
+    "health": _health,
+    "openapi": _openapi,
+    "jwks": _jwks,
+    "createAnonymousUser": _create_anonymous_user,
+    "logInAnonymously": _log_in_anonymously,
+    "signUp": _sign_up,
+    "logIn": _log_in,
+    "promote": _promote,
+    "deleteUser": _delete_user,
+    "revokeAllSessions": _revoke_all,
+    "revokeSession": _revoke,
+    "refreshSession": _refresh,
+    "introspectToken": _introspect,
+}

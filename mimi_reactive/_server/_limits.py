@@ -1,0 +1,77 @@
+"""Abuse limits per client IP: fixed-window counters in a ``limits`` storage.
+
+The storage is chosen by URL (``memory://`` for one process; ``redis://...`` lets several
+workers share counts), and windows are numbered by the server's own clock, so tests move time
+instead of sleeping and every worker agrees on where a window ends.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import attrs
+from limits.aio.storage import Storage
+from limits.errors import ConfigurationError
+from limits.storage import storage_from_string
+
+__all__ = ["Limit", "RateLimiter", "limiter_storage"]
+
+
+@attrs.frozen
+class Limit:
+    """At most ``count`` events per ``window`` (whole) seconds per key; ``count`` 0 turns it off."""
+
+    name: str
+    count: int
+    window: int
+
+
+def limiter_storage(url: str) -> Storage:
+    """The async ``limits`` storage a URL names (``memory://``, ``redis://host:port``, ...)."""
+    full = url if url.startswith("async+") else f"async+{url}"
+    try:
+        storage = storage_from_string(full)
+    except (ConfigurationError, ValueError) as error:
+        raise ValueError(f"unusable rate-limit storage URL ({error})") from None
+    if not isinstance(storage, Storage):
+        raise ValueError("the rate-limit storage must have an async implementation")
+    return storage
+
+
+class RateLimiter:
+    """Counts events per limit and key in fixed windows of the server clock."""
+
+    def __init__(self, storage: Storage, clock: Callable[[], float]) -> None:
+        self._storage = storage
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({type(self._storage).__name__})"
+
+    def _window(self, limit: Limit, key: str) -> tuple[str, float]:
+        now = self._clock()
+        index = math.floor(now / limit.window)
+        retry_after = (index + 1) * limit.window - now
+        return f"mimi:{limit.name}:{key}:{index}", retry_after
+
+    async def hit(self, limit: Limit, key: str) -> float | None:
+        """Count one event; the seconds until the window ends if it was past the limit."""
+        if limit.count <= 0:
+            return None
+        name, retry_after = self._window(limit, key)
+        count = await self._storage.incr(name, limit.window)
+        return retry_after if count > limit.count else None
+
+    async def exhausted(self, limit: Limit, key: str) -> float | None:
+        """Without counting: the seconds until the window ends if the limit is reached."""
+        if limit.count <= 0:
+            return None
+        name, retry_after = self._window(limit, key)
+        return retry_after if await self._storage.get(name) >= limit.count else None
+
+    async def count(self, limit: Limit, key: str) -> None:
+        """Count one event without checking."""
+        if limit.count > 0:
+            name, _ = self._window(limit, key)
+            await self._storage.incr(name, limit.window)

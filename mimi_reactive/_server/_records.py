@@ -1,0 +1,178 @@
+"""What the server stores, as records, and the ``IdentityDatabase`` seam every store implements.
+
+SQLite implements it today (``_database.py``); a PostgreSQL store can implement the same
+protocol. Each method is one transaction.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import attrs
+
+__all__ = [
+    "AccessClaims",
+    "EmailTakenError",
+    "IdentityDatabase",
+    "NewSession",
+    "Rotation",
+    "SessionRecord",
+    "SigningKeyRecord",
+    "SweepCounts",
+    "SweepRules",
+    "UserRecord",
+]
+
+
+@attrs.frozen
+class UserRecord:
+    """A stored user."""
+
+    id: str
+    is_anonymous: bool
+    email: str | None
+    password_hash: str | None = attrs.field(repr=False)
+
+
+@attrs.frozen
+class SessionRecord:
+    """A stored, unrevoked session: one family of rotating refresh tokens."""
+
+    id: str
+    user_id: str
+    access_expires_at: float
+    last_used_at: float
+    client_id: str | None = None
+
+
+@attrs.frozen
+class AccessClaims:
+    """Who a new access token speaks for: what a signed token needs to say."""
+
+    session_id: str
+    user_id: str
+    is_anonymous: bool
+    client_id: str
+
+
+class Rotation(enum.Enum):
+    """What presenting a refresh token did."""
+
+    ROTATED = "rotated"
+    """It was current: it is spent now, and a new pair was stored."""
+    UNKNOWN = "unknown"
+    """No such token (or it belongs to another client)."""
+    REVOKED = "revoked"
+    """Its session had been revoked (log-out, reuse, idle)."""
+    REUSED = "reused"
+    """It had been spent already: the whole session is revoked now (OAuth 2.0 Security BCP)."""
+    IDLE = "idle"
+    """Its session was unused for longer than the idle timeout: revoked now."""
+    REISSUED = "reissued"
+    """It was spent within the reuse interval (a lost answer): a new pair was stored."""
+
+
+@attrs.frozen
+class NewSession:
+    """A new session's id, client, and the digests and expiry of its first token pair."""
+
+    id: str
+    client_id: str
+    access_digest: str
+    refresh_digest: str
+    access_expires_at: float
+    now: float
+
+
+@attrs.frozen
+class SigningKeyRecord:
+    """A private key that signs access tokens; ``retired_at`` set once a newer key signs."""
+
+    kid: str
+    algorithm: str
+    private_pem: str = attrs.field(repr=False)
+    created_at: float
+    retired_at: float | None = None
+
+
+@attrs.frozen
+class SweepRules:
+    """What a sweep deletes, as cut-off times of the server clock."""
+
+    now: float
+    idle_before: float
+    """Sessions last used before this are idle-expired: deleted with their tokens."""
+    spent_before: float
+    """Spent refresh tokens of live sessions, spent before this, are deleted."""
+    anonymous_unused_before: float | None = None
+    """Anonymous users last seen before this are deleted (None: never)."""
+
+
+@attrs.frozen
+class SweepCounts:
+    """What one sweep deleted."""
+
+    sessions: int
+    refresh_tokens: int
+    users: int
+
+
+class EmailTakenError(Exception):
+    """The email belongs to another user."""
+
+
+class IdentityDatabase(Protocol):
+    """What the server needs from storage; SQLite implements it, PostgreSQL can later."""
+
+    async def create_user(
+        self,
+        *,
+        user_id: str,
+        anonymous_id_digest: str | None,
+        email: str | None,
+        password_hash: str | None,
+        session: NewSession,
+    ) -> UserRecord: ...
+
+    async def user_by_anonymous_id(self, anonymous_id_digest: str) -> UserRecord | None: ...
+
+    async def user_by_email(self, email: str) -> UserRecord | None: ...
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None: ...
+
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord: ...
+
+    async def delete_user(self, user_id: str) -> bool: ...
+
+    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord: ...
+
+    async def session_by_access_token(self, access_digest: str) -> SessionRecord | None: ...
+
+    async def touch_session(self, session_id: str, now: float) -> None: ...
+
+    async def rotate_refresh_token(
+        self,
+        refresh_digest: str,
+        *,
+        client_id: str,
+        new_refresh_digest: str,
+        issue_access: Callable[[AccessClaims], str],
+        access_expires_at: float,
+        now: float,
+        idle_timeout: float,
+        reuse_interval: float,
+    ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]: ...
+
+    async def revoke_session_by_token(self, token_digest: str, now: float) -> bool: ...
+
+    async def revoke_user_sessions(self, user_id: str, now: float) -> int: ...
+
+    async def signing_keys(self) -> Sequence[SigningKeyRecord]: ...
+
+    async def add_signing_key(self, key: SigningKeyRecord) -> None: ...
+
+    async def sweep(self, rules: SweepRules) -> SweepCounts: ...
+
+    async def close(self) -> None: ...

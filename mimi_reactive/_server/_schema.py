@@ -1,0 +1,93 @@
+"""The SQLite schema, versioned with ``PRAGMA user_version``; a database migrates itself forward.
+
+Each migration runs in one transaction with the version bump, so a crash mid-upgrade leaves
+the previous version intact. A database newer than this code is refused, never downgraded.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+__all__ = ["SCHEMA_VERSION", "SchemaTooNewError", "migrate"]
+
+# Version 1 is the schema before versioning existed (its databases say user_version 0).
+_V1 = """
+CREATE TABLE IF NOT EXISTS users (
+    id TEXT PRIMARY KEY,
+    anonymous_id_digest TEXT UNIQUE,
+    email TEXT UNIQUE,
+    password_hash TEXT,
+    is_anonymous INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    access_digest TEXT NOT NULL UNIQUE,
+    access_expires_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    last_used_at REAL NOT NULL,
+    revoked_at REAL,
+    revoked_reason TEXT
+);
+CREATE TABLE IF NOT EXISTS refresh_tokens (
+    digest TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL,
+    used_at REAL
+);
+CREATE INDEX IF NOT EXISTS refresh_tokens_by_session ON refresh_tokens(session_id);
+"""
+
+# Version 2: sessions know their client (tokens are bound to it), users when they were last
+# seen (anonymous retention), indexes for the sweeper, and the access-token signing keys.
+_V2 = """
+ALTER TABLE users ADD COLUMN last_seen_at REAL;
+UPDATE users SET last_seen_at = created_at;
+ALTER TABLE sessions ADD COLUMN client_id TEXT;
+CREATE INDEX sessions_by_user ON sessions(user_id);
+CREATE INDEX sessions_by_last_use ON sessions(last_used_at);
+CREATE INDEX sessions_revoked ON sessions(revoked_at) WHERE revoked_at IS NOT NULL;
+CREATE INDEX refresh_tokens_spent ON refresh_tokens(used_at) WHERE used_at IS NOT NULL;
+CREATE INDEX users_anonymous_by_last_seen ON users(last_seen_at) WHERE is_anonymous = 1;
+CREATE TABLE signing_keys (
+    kid TEXT PRIMARY KEY,
+    algorithm TEXT NOT NULL,
+    private_pem TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    retired_at REAL
+);
+"""
+
+_MIGRATIONS = (_V1, _V2)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class SchemaTooNewError(Exception):
+    """The database was written by a newer version of the server."""
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; returns the version it had."""
+    async with db.execute("PRAGMA user_version") as cursor:
+        row = await cursor.fetchone()
+    found = int(row[0]) if row is not None else 0
+    if found > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"
+        )
+    for version in range(found, SCHEMA_VERSION):  # v1 is idempotent: 0 may be v1 or empty
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(_MIGRATIONS[version]):
+                await db.execute(statement)
+            await db.execute(f"PRAGMA user_version = {version + 1}")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        await db.execute("COMMIT")
+    return found
+
+
+def _statements(script: str) -> list[str]:
+    return [each.strip() for each in script.split(";") if each.strip()]

@@ -1,0 +1,235 @@
+"""Check the identity service's access tokens in your own API, without calling the service.
+
+::
+
+    from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, VerifiedToken
+
+    verifier = AccessTokenVerifier("https://id.example.com")  # the identity service's URL
+    claims: VerifiedToken = await verifier.verify(token)
+
+Access tokens are ES256 JWTs. The verifier fetches the service's keys from
+``/.well-known/jwks.json``, caches them, fetches them again once when a token names a key it
+does not know (a rotation), and checks the signature, algorithm, issuer and expiry (with a
+small leeway). A deleted user's or revoked session's token still verifies until it expires
+(minutes); where a check must see revocation at once, ask ``POST /v1/token/introspect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import attrs
+import jwt
+from aiohttp import web
+
+from ._exceptions import MimiCoreError
+
+__all__ = [
+    "VERIFIED_TOKEN",
+    "AccessTokenVerifier",
+    "InvalidTokenError",
+    "VerifiedToken",
+    "requires_user",
+    "verified_token",
+]
+
+_ALGORITHMS = ("ES256",)
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InvalidTokenError(MimiCoreError):
+    """The token is not a valid access token of this service; ``reason`` says why.
+
+    Neither the message nor the reason ever holds the token.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(f"{reason}: {message}")
+        self.reason = reason
+
+
+@attrs.frozen
+class VerifiedToken:
+    """What a valid access token says about its caller."""
+
+    user_id: str
+    is_anonymous: bool
+    client_id: str
+    expires_at: float
+    """Unix time the token expires."""
+    issued_at: float
+    session_id: str | None = None
+
+
+class AccessTokenVerifier:
+    """Verifies access tokens of the identity service at ``issuer`` (its public URL).
+
+    ``leeway``: seconds of clock difference tolerated on expiry. ``jwks_ttl``: seconds the
+    keys are cached. ``clients``: if given, only tokens issued to these client ids pass.
+    Use one verifier for the whole app and ``close()`` it (or ``async with``) at the end.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        leeway: float = 30.0,
+        jwks_ttl: float = 300.0,
+        timeout: float = 5.0,
+        clients: frozenset[str] | None = None,
+    ) -> None:
+        self._issuer = issuer.rstrip("/")
+        self._jwks_url = self._issuer + "/.well-known/jwks.json"
+        self._leeway = leeway
+        self._jwks_ttl = jwks_ttl
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._clients = clients
+        self._keys: dict[str, jwt.PyJWK] = {}
+        self._fetched_at = -float("inf")
+        self._lock = asyncio.Lock()
+        self._http: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"AccessTokenVerifier({self._issuer!r}, keys={len(self._keys)})"
+
+    async def verify(self, token: str) -> VerifiedToken:
+        """The token's claims if it is valid now; ``InvalidTokenError`` otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidTokenError("malformed", "not a signed JWT") from None
+        if header.get("alg") not in _ALGORITHMS:
+            raise InvalidTokenError("algorithm_not_allowed", "the token's algorithm is refused")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise InvalidTokenError("unknown_key", "the token names no key")
+        key = await self._key(kid)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=list(_ALGORITHMS),
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": ["exp", "iat", "iss", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidTokenError("expired", "the token has expired") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidTokenError("wrong_issuer", "the token is from another issuer") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidTokenError("bad_signature", "the signature does not verify") from None
+        except jwt.PyJWTError as error:
+            raise InvalidTokenError("invalid", type(error).__name__) from None
+        return self._claims(claims)
+
+    def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
+        client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
+        if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
+            raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
+        if self._clients is not None and client_id not in self._clients:
+            raise InvalidTokenError("wrong_client", "the token was issued to another client")
+        session_id = claims.get("sid")
+        return VerifiedToken(
+            user_id=str(claims["sub"]),
+            is_anonymous=is_anonymous,
+            client_id=client_id,
+            expires_at=float(claims["exp"]),
+            issued_at=float(claims["iat"]),
+            session_id=session_id if isinstance(session_id, str) else None,
+        )
+
+    async def _key(self, kid: str) -> jwt.PyJWK:
+        """The key named ``kid``: from the cache, else from one fresh fetch of the JWKS."""
+        if kid in self._keys and time.monotonic() - self._fetched_at < self._jwks_ttl:
+            return self._keys[kid]
+        async with self._lock:
+            if kid not in self._keys or time.monotonic() - self._fetched_at >= self._jwks_ttl:
+                await self._fetch()
+        if kid not in self._keys:
+            raise InvalidTokenError("unknown_key", "no key of the issuer has this kid")
+        return self._keys[kid]
+
+    async def _fetch(self) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._http.get(self._jwks_url) as response:
+                response.raise_for_status()
+                document = await response.json(content_type=None)
+            keys = {
+                entry["kid"]: jwt.PyJWK(entry)
+                for entry in document["keys"]
+                if entry.get("alg") in _ALGORITHMS and isinstance(entry.get("kid"), str)
+            }
+        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
+            raise InvalidTokenError(
+                "jwks_unavailable", f"cannot fetch the issuer's keys ({type(error).__name__})"
+            ) from error
+        except jwt.PyJWTError as error:
+            raise InvalidTokenError("jwks_unavailable", "the issuer's keys are unusable") from error
+        self._keys, self._fetched_at = keys, time.monotonic()
+
+    async def close(self) -> None:
+        """Close the HTTP session that fetches keys."""
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def __aenter__(self) -> AccessTokenVerifier:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+VERIFIED_TOKEN = web.RequestKey("mimi_verified_token", VerifiedToken)
+"""Where ``requires_user`` puts the caller's verified token on the request."""
+
+
+def requires_user(verifier: AccessTokenVerifier) -> Callable[[_Handler], _Handler]:
+    """Decorate an ``aiohttp.web`` handler to answer only callers with a valid access token.
+
+    The token comes as ``Authorization: Bearer <token>``; the handler finds its claims with
+    ``verified_token(request)``. Anything else is 401 ``invalid_token`` with a
+    ``WWW-Authenticate: Bearer`` challenge (RFC 6750), and the reason, never the token.
+    """
+
+    def decorate(handler: _Handler) -> _Handler:
+        @functools.wraps(handler)
+        async def checked(request: web.Request) -> web.StreamResponse:
+            scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            try:
+                if scheme.lower() != "bearer" or not token.strip():
+                    raise InvalidTokenError("missing", "send Authorization: Bearer <token>")
+                request[VERIFIED_TOKEN] = await verifier.verify(token.strip())
+            except InvalidTokenError as error:
+                return web.json_response(
+                    {"error": {"code": "invalid_token", "message": error.reason}},
+                    status=401,
+                    headers={
+                        "WWW-Authenticate": f'Bearer error="invalid_token", '
+                        f'error_description="{error.reason}"'
+                    },
+                )
+            return await handler(request)
+
+        return checked
+
+    return decorate
+
+
+def verified_token(request: web.Request) -> VerifiedToken:
+    """The caller's verified token, in a handler decorated with ``requires_user``."""
+    return request[VERIFIED_TOKEN]

@@ -1,0 +1,191 @@
+"""Retention: the sweeper deletes dead sessions and old spent tokens and nothing in use, and
+a database of the previous schema upgrades itself."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from mimi_reactive.server import IdentityServer, ServerSettings
+
+from .conftest import CLIENT_ID
+from .server_helpers import Caller, Clock
+
+DAY = 86400.0
+
+
+def count(path: Path, table: str) -> int:
+    with sqlite3.connect(path) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def swept(
+    tmp_path: Path, clock: Clock, client_secret: str
+) -> AsyncIterator[tuple[IdentityServer, Caller, Path]]:
+    path = tmp_path / "ids.sqlite3"
+    settings = ServerSettings(
+        clock=clock, session_idle_timeout=10 * DAY, sweep_interval=0, anonymous_retention_days=30
+    )
+    async with (
+        IdentityServer(
+            client_id=CLIENT_ID, client_secret=client_secret, database=path, settings=settings
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        yield server, Caller(http, server.url, CLIENT_ID, client_secret), path
+
+
+async def test_a_sweep_deletes_dead_sessions_and_keeps_live_ones(
+    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+) -> None:
+    """Revoked and idle sessions go with their tokens; a session in use survives and renews."""
+    server, caller, path = swept
+    revoked = await caller.anonymous_user()
+    await caller.post("/v1/sessions/revoke", {"token": revoked["session"]["refresh_token"]})
+    idle = await caller.anonymous_user()
+    clock.now += 6 * DAY
+    live = await caller.anonymous_user()
+    clock.now += 6 * DAY  # idle is 12 days unused; live 6
+    counts = await server.sweep()
+    assert (counts.sessions, counts.users) == (2, 0)
+    assert count(path, "sessions") == 1
+    assert count(path, "refresh_tokens") == 1
+    status, _ = await caller.refresh(live["session"]["refresh_token"])
+    assert status == 200
+    for gone in (revoked, idle):
+        assert (await caller.refresh(gone["session"]["refresh_token"]))[0] == 400
+        assert (await caller.log_in_anonymously(gone["user"]["anonymous_id"]))[0] == 200
+
+
+async def test_spent_tokens_stay_until_the_retention_window_so_reuse_is_detected(
+    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+) -> None:
+    """A spent token younger than 24 h survives a sweep and its reuse still revokes the
+    session; once older, the sweep deletes it and the session's current token works."""
+    server, caller, path = swept
+    created = await caller.anonymous_user()
+    _, renewed = await caller.refresh(created["session"]["refresh_token"])
+    clock.now += DAY - 60
+    await server.sweep()
+    assert count(path, "refresh_tokens") == 2
+    clock.now += 120
+    _, current = await caller.refresh(renewed["session"]["refresh_token"])
+    assert (await server.sweep()).refresh_tokens == 1
+    assert count(path, "refresh_tokens") == 2  # the newer spent one and the current one
+    clock.now += 11  # past the refresh reuse interval: a stolen copy, not a retry
+    status, _ = await caller.refresh(renewed["session"]["refresh_token"])
+    assert status == 400  # reuse detected: the session is revoked
+    assert (await caller.refresh(current["session"]["refresh_token"]))[0] == 400
+
+
+async def test_anonymous_users_unseen_past_the_retention_go(
+    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+) -> None:
+    """With anonymous_retention_days=30 an anonymous user unseen 31 days is deleted; one that
+    logged in meanwhile and a credential user stay."""
+    server, caller, path = swept
+    forgotten = await caller.anonymous_user()
+    returning = await caller.anonymous_user()
+    await caller.post("/v1/users", {"email": "c@example.test", "password": "long enough"})
+    clock.now += 20 * DAY
+    assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
+    clock.now += 11 * DAY
+    assert (await server.sweep()).users == 1
+    assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 401
+    assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
+    assert count(path, "users") == 2
+
+
+async def test_the_sweeper_runs_on_its_own(tmp_path: Path, client_secret: str) -> None:
+    """With a short sweep_interval, a revoked session disappears without anyone asking."""
+    path = tmp_path / "ids.sqlite3"
+    settings = ServerSettings(sweep_interval=0.05)
+    async with (
+        IdentityServer(
+            client_id=CLIENT_ID, client_secret=client_secret, database=path, settings=settings
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        created = await caller.anonymous_user()
+        await caller.post("/v1/sessions/revoke", {"token": created["session"]["access_token"]})
+        async with asyncio.timeout(10):
+            while count(path, "sessions"):  # noqa: ASYNC110 (a row in another connection)
+                await asyncio.sleep(0.02)  # polling a condition, bounded by the timeout
+
+
+VERSION_1 = """
+CREATE TABLE users (id TEXT PRIMARY KEY, anonymous_id_digest TEXT UNIQUE, email TEXT UNIQUE,
+    password_hash TEXT, is_anonymous INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE sessions (id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    access_digest TEXT NOT NULL UNIQUE, access_expires_at REAL NOT NULL,
+    created_at REAL NOT NULL, last_used_at REAL NOT NULL, revoked_at REAL, revoked_reason TEXT);
+CREATE TABLE refresh_tokens (digest TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL, used_at REAL);
+CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
+"""
+
+
+async def test_a_database_of_the_previous_schema_upgrades_and_keeps_its_users(
+    tmp_path: Path, client_secret: str
+) -> None:
+    """A version-1 database (no user_version) migrates to the current schema; its anonymous
+    user logs in and its refresh token rotates."""
+    from mimi_reactive._server._schema import SCHEMA_VERSION
+    from mimi_reactive._server._secrets import digest
+
+    path = tmp_path / "old.sqlite3"
+    anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
+    user_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with sqlite3.connect(path) as db:
+        db.executescript(VERSION_1)
+        db.execute(
+            "INSERT INTO users VALUES (?, ?, NULL, NULL, 1, 1.0)", (user_id, digest(anonymous_id))
+        )
+        db.execute(
+            "INSERT INTO sessions VALUES (?, ?, 'x', 1.0, 1.0, ?, NULL, NULL)",
+            (session_id, user_id, 9e9),
+        )
+        db.execute(
+            "INSERT INTO refresh_tokens VALUES (?, ?, 1.0, NULL)",
+            (digest(refresh_token), session_id),
+        )
+    async with (
+        IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, database=path) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        status, logged_in = await caller.log_in_anonymously(anonymous_id)
+        assert (status, logged_in["user"]["id"]) == (200, user_id)
+        assert (await caller.refresh(refresh_token))[0] == 200
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT count(*) FROM signing_keys").fetchone()[0] == 1
+
+
+async def test_a_database_from_a_newer_server_is_refused(
+    tmp_path: Path, client_secret: str
+) -> None:
+    """A schema newer than the code stops the start with a clear message, never a downgrade."""
+    from mimi_reactive.server import ServerStartError
+
+    path = tmp_path / "new.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = 99")
+    with pytest.raises(ServerStartError, match="schema version 99"):
+        async with IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, database=path):
+            pass
