@@ -376,7 +376,7 @@ class NullBackend:
     async def refresh(self, session: Session) -> BackendSession:
         raise NotImplementedError
 
-    async def revoke(self, session: Session) -> None:
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
         pass
 
 

@@ -81,12 +81,19 @@ class AuthController:
         assert user is not None  # a route that succeeded leaves a user logged in
         return user
 
-    async def log_out(self) -> None:
+    async def log_out(self, *, everywhere: bool = False) -> None:
         """Log the current user out; does nothing when nobody is logged in.
 
-        The local session always ends, even if the service cannot be told.
+        The local session always ends at once, even if the service cannot be told (it is
+        told in the background). With ``everywhere`` every session of the user ends, on
+        every device: that call is made before this returns, and if the service could not
+        be reached its error is raised (the local session has ended all the same, and the
+        call is retried in the background). A backend that cannot do it raises
+        ``UnsupportedRouteError`` before anything happens.
         """
-        await self.run(LogOut())
+        outcome = await self.run(LogOut(everywhere=everywhere))
+        if everywhere and outcome.error is not None:
+            raise outcome.error
 
     async def delete_account(self) -> None:
         """Delete the logged-in user's account at the service, then forget the session.

@@ -55,6 +55,8 @@ class BackendCapabilities:
     """Whether sessions can be refreshed; without it a session ends when its token expires."""
     revoke: bool = True
     """Whether the service can be told a session ended; without it a log-out is local."""
+    revoke_everywhere: bool = False
+    """Whether the service can end every session of the user at once (log out everywhere)."""
     delete: bool = False
     """Whether the logged-in user can delete their account (the backend is a
     ``DeletingBackend``)."""
@@ -101,8 +103,9 @@ class AuthBackend(Protocol):
         """
         ...
 
-    async def revoke(self, session: Session) -> None:
-        """End ``session`` at the service."""
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        """End ``session`` at the service; with ``everywhere``, every session of its user
+        (only asked of a backend whose capabilities declare ``revoke_everywhere``)."""
         ...
 
 

@@ -115,9 +115,9 @@ class BlockingAuthController:
         """Run a command and return its full outcome instead of raising."""
         return self._loop.call(self._auth.run(command))
 
-    def log_out(self) -> None:
-        """Log the current user out; does nothing when nobody is logged in."""
-        self._loop.call(self._auth.log_out())
+    def log_out(self, *, everywhere: bool = False) -> None:
+        """Log the current user out (with ``everywhere``, on every device)."""
+        self._loop.call(self._auth.log_out(everywhere=everywhere))
 
     def access_token(self) -> str:
         """A valid access token, refreshed first if needed."""

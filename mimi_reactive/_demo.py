@@ -91,4 +91,14 @@ async def run_demo(out: Callable[[str], None] = print) -> None:
                         out(f"   result: Failure({type(error).__name__}: {error})")
                     case _:
                         out(f"   result: {result!r} (expected a Failure)")
+
+                out("\n7. the person deletes their account: the data goes, and the id with it")
+                await core.auth.authenticate(AuthRoute.log_in_anonymously(stored_id))
+                await core.auth.delete_account()
+                result = await manager.authenticate_anonymous_user(stored_id)
+                match result:
+                    case Failure(error=error):
+                        out(f"   logging in with the old id: Failure({type(error).__name__})")
+                    case _:
+                        out(f"   result: {result!r} (expected a Failure)")
     out("\ndone")

@@ -75,8 +75,8 @@ class EffectRunner:
     async def perform(self, effect: Effect) -> EffectResult:
         """Perform ``effect`` with the data it carries."""
         match effect:
-            case EndSession(session=session):
-                return await self._end(session)
+            case EndSession(session=session, everywhere=everywhere):
+                return await self._end(session, everywhere=everywhere)
             case Authenticate(route=route, session=session, replacing=replacing):
                 return await self._authenticate(route, session, replacing)
             case RefreshTokens(session=session):
@@ -105,26 +105,52 @@ class EffectRunner:
             stored = current
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
 
-    async def _end(self, session: Session) -> EffectResult:
+    async def _end(self, session: Session, *, everywhere: bool) -> EffectResult:
         await self._forget()
-        if self._backend.capabilities.revoke:
-            task = asyncio.get_running_loop().create_task(self._revoke(session))
-            self._revocations.add(task)
-            task.add_done_callback(self._revocations.discard)
+        if everywhere:
+            # The caller wants to know the other sessions ended: try now, in the foreground.
+            try:
+                await self._backend.revoke(await self._live(session), everywhere=True)
+            except MimiCoreError as error:
+                if worth_retrying(error):
+                    self._revoke_in_background(session, everywhere=True)
+                return EffectResult(SignedOut(error), None)
+            except Exception as error:  # a backend's bug must not break the stream
+                return EffectResult(SignedOut(_backend_bug(error)), None)
+        elif self._backend.capabilities.revoke:
+            self._revoke_in_background(session, everywhere=False)
         return EffectResult(SignedOut(), None)
 
-    async def _revoke(self, session: Session) -> None:
+    async def _live(self, session: Session) -> Session:
+        """``session`` with an access token the service still accepts: refreshed first if it
+        is no longer handed out (the refreshed tokens are not kept: the session is ending)."""
+        if self._configuration.refresh.is_usable(session, self._clock()):
+            return session
+        return Session.issued(await self._backend.refresh(session), self._clock())
+
+    def _revoke_in_background(self, session: Session, *, everywhere: bool) -> None:
+        task = asyncio.get_running_loop().create_task(self._revoke(session, everywhere))
+        self._revocations.add(task)
+        task.add_done_callback(self._revocations.discard)
+
+    async def _revoke(self, session: Session, everywhere: bool) -> None:
         """Tell the service, retrying network trouble; the user is already logged out."""
+
+        # Revoking one session needs only its refresh token; every session, a live access token.
+        async def revoke() -> None:
+            target = await self._live(session) if everywhere else session
+            await self._backend.revoke(target, everywhere=everywhere)
+
         try:
             try:  # most revocations succeed at once: build the retrier only when needed
-                await self._backend.revoke(session)
+                await revoke()
                 return
             except MimiCoreError as error:
                 if not worth_retrying(error):
                     raise
             async for attempt in retrying(self._configuration.retry, worth_retrying):
                 with attempt:
-                    await self._backend.revoke(session)
+                    await revoke()
         except MimiCoreError as error:  # e.g. already revoked: nothing left to do
             _log.info("session.revoke_refused", error=type(error).__name__)
         except Exception as error:  # tenacity's RetryError: it gave up
@@ -151,7 +177,7 @@ class EffectRunner:
         # The guards ask only a backend whose capabilities declare deletion.
         backend = cast(DeletingBackend, self._backend)
         try:
-            await backend.delete(session)
+            await backend.delete(await self._live(session))
         except SessionRevokedError as error:  # the session is over; the account may be too
             return await self._expired(error)
         except MimiCoreError as error:

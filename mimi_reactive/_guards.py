@@ -133,6 +133,18 @@ def refuse_promote_without_anonymous_user(context: GuardContext) -> Refused | No
     return None
 
 
+def refuse_log_out_everywhere_the_backend_cannot_do(context: GuardContext) -> Refused | None:
+    """A backend that cannot end every session of a user is never asked to."""
+    command = context.command
+    if (
+        isinstance(command, LogOut)
+        and command.everywhere
+        and not context.capabilities.revoke_everywhere
+    ):
+        return Refused(Reason.BACKEND_CANNOT)
+    return None
+
+
 def refuse_delete_without_user(context: GuardContext) -> Refused | None:
     """Only a logged-in user can delete their account."""
     if isinstance(context.command, DeleteAccount) and context.session is None:
@@ -178,6 +190,7 @@ GUARDS: tuple[Guard, ...] = (
     refuse_anonymous_login_without_anonymous_only,
     refuse_credentials_in_anonymous_only,
     refuse_unsupported_route,
+    refuse_log_out_everywhere_the_backend_cannot_do,
     skip_blank_anonymous_id,
     accept_same_anonymous_user,
     accept_log_out_without_user,
@@ -202,8 +215,8 @@ def decide(context: GuardContext) -> Decision:
 def _plan(context: GuardContext) -> tuple[Effect, ...]:
     command, session = context.command, context.session
     match command:
-        case LogOut() if session is not None:
-            return (EndSession(session),)
+        case LogOut(everywhere=everywhere) if session is not None:
+            return (EndSession(session, everywhere),)
         case DeleteAccount() if session is not None:
             return (DeleteUser(session),)
         case RefreshSession() if session is not None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ._exceptions import CoreClosedError
+from ._exceptions import CoreClosedError, MimiCoreError, RateLimitedError
 from ._log import Log
 from ._messages import RefreshSession, SyncSession
 from ._retry import retrying
@@ -38,6 +38,7 @@ class SessionKeeper:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the local time the pending timer is for
         self._gave_up = False
+        self._last_error: MimiCoreError | None = None  # of the last refresh attempt
         self._tasks = [
             self._loop.create_task(self._refresh_forever(), name="mimi_reactive.refresh")
         ]
@@ -111,16 +112,28 @@ class SessionKeeper:
         from tenacity import RetryError  # imported when needed: costly, and rarely needed
 
         try:
-            still_degraded = retrying(self._retry, lambda e: isinstance(e, _StillDegradedError))
+            still_degraded = retrying(
+                self._retry,
+                lambda e: isinstance(e, _StillDegradedError),
+                at_least=self._wait_asked_for,
+            )
             async for attempt in still_degraded:
                 with attempt:
-                    await self._store.run(RefreshSession())
+                    outcome = await self._store.run(RefreshSession())
+                    self._last_error = outcome.error
                     if self._store.state.degraded:
                         raise _StillDegradedError
         except RetryError:
             _log.warning("session.refresh_gave_up", attempts=self._retry.max_attempts)
             return False
         return True
+
+    def _wait_asked_for(self) -> float:
+        """Seconds the service asked us to wait (Retry-After) before trying again, if any."""
+        error = self._last_error
+        if isinstance(error, RateLimitedError) and error.retry_after is not None:
+            return error.retry_after
+        return 0.0
 
     async def _follow(self, storage: SharedSessionStorage) -> None:
         try:

@@ -147,7 +147,9 @@ class Promote(AuthRoute):
 
 @attrs.frozen
 class LogOut:
-    """End the current session."""
+    """End the current session; with ``everywhere``, every session of the user."""
+
+    everywhere: bool = attrs.field(default=False, kw_only=True)
 
 
 @attrs.frozen
@@ -209,9 +211,11 @@ Decision = Proceed | Skipped | Satisfied | Refused
 
 @attrs.frozen
 class EndSession:
-    """Forget ``session`` and revoke it at the service (in the background, retried)."""
+    """Forget ``session`` and revoke it at the service: in the background, retried; with
+    ``everywhere``, every session of its user, before the command completes."""
 
     session: Session
+    everywhere: bool = False
 
 
 @attrs.frozen
@@ -263,7 +267,10 @@ class SignedIn:
 
 @attrs.frozen
 class SignedOut:
-    """The user's session ended."""
+    """The user's session ended; ``error`` if the service could not be told to end the
+    user's other sessions (it is retried in the background)."""
+
+    error: MimiCoreError | None = None
 
 
 @attrs.frozen

@@ -44,8 +44,8 @@ def reduce(state: SessionState, event: Event) -> SessionState:
             return attrs.evolve(
                 state, previous_user=state.user, transition=Transition.FAILED, error=error
             )
-        case SignedOut():
-            return SessionState(None, _logged_in(state, event), Transition.LOGGED_OUT)
+        case SignedOut(error=error):
+            return SessionState(None, _logged_in(state, event), Transition.LOGGED_OUT, error)
         case SignedIn(user=user, route=route, replaced=replaced):
             return _signed_in(state, user, route, replaced)
         case TokensRefreshed(user=user):

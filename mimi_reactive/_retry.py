@@ -14,18 +14,35 @@ if TYPE_CHECKING:
 __all__ = ["retrying", "worth_retrying"]
 
 
-def retrying(policy: RetryPolicy, retry_on: Callable[[BaseException], bool]) -> AsyncRetrying:
-    """Capped exponential backoff with full jitter, for a bounded number of attempts."""
+def retrying(
+    policy: RetryPolicy,
+    retry_on: Callable[[BaseException], bool],
+    *,
+    at_least: Callable[[], float] | None = None,
+) -> AsyncRetrying:
+    """Capped exponential backoff with full jitter, for a bounded number of attempts.
+
+    ``at_least`` gives the shortest wait the service asked for (``Retry-After``) before the
+    next attempt, read when each wait begins.
+    """
     # Imported here: only a retry needs it, and it is costly to import and to build.
     from tenacity import (
         AsyncRetrying,
+        RetryCallState,
         retry_if_exception,
         stop_after_attempt,
         wait_random_exponential,
     )
 
+    backoff = wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay)
+    if at_least is not None:
+        floor = at_least
+
+        def wait(retry_state: RetryCallState) -> float:
+            return max(backoff(retry_state), floor())
+
     return AsyncRetrying(
-        wait=wait_random_exponential(multiplier=policy.initial_delay, max=policy.max_delay),
+        wait=backoff if at_least is None else wait,
         stop=stop_after_attempt(policy.max_attempts),
         retry=retry_if_exception(retry_on),
     )

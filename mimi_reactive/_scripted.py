@@ -107,7 +107,7 @@ class ScriptedBackend:
         latency: float = 0.0,
         token_ttl: float = 3600.0,
     ) -> None:
-        self.capabilities = capabilities or BackendCapabilities(delete=True)
+        self.capabilities = capabilities or BackendCapabilities(delete=True, revoke_everywhere=True)
         self.latency = latency
         """Seconds every unscripted call takes."""
         self.token_ttl = token_ttl
@@ -164,10 +164,15 @@ class ScriptedBackend:
         user = self._users[self._user_of_family[family]]
         return self._session_for(user, family)
 
-    async def revoke(self, session: Session) -> None:
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
         await self._answer("revoke")
         family = self._family_of.get(session.tokens.access_token)
-        if family is not None:
+        if family is None:
+            return
+        if everywhere:
+            user_id = self._user_of_family[family]
+            self._revoked.update(f for f, u in self._user_of_family.items() if u == user_id)
+        else:
             self._revoked.add(family)
 
     async def delete(self, session: Session) -> None:

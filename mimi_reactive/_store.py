@@ -43,6 +43,7 @@ from ._messages import (
     Refused,
     Satisfied,
     SessionExpired,
+    SignedOut,
     Skipped,
 )
 from ._reasons import Reason
@@ -351,5 +352,7 @@ def _resolve(
 def _error_of(event: Event) -> MimiCoreError | None:
     match event:
         case CommandFailed(error=error) | RefreshFailed(error=error) | SessionExpired(error=error):
+            return error
+        case SignedOut(error=error):
             return error
     return None

@@ -78,9 +78,9 @@ class ObservedBackend:
         self._call("refresh")
         return await self.inner.refresh(session)
 
-    async def revoke(self, session: Session) -> None:
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
         self._call("revoke")
-        await self.inner.revoke(session)
+        await self.inner.revoke(session, everywhere=everywhere)
 
     async def delete(self, session: Session) -> None:
         self._call("delete")

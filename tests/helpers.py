@@ -51,9 +51,9 @@ class CountingBackend:
         self.calls["refresh"] += 1
         return self._keep(await self.inner.refresh(session))
 
-    async def revoke(self, session: Session) -> None:
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
         self.calls["revoke"] += 1
-        await self.inner.revoke(session)
+        await self.inner.revoke(session, everywhere=everywhere)
 
     def _keep(self, session: BackendSession) -> BackendSession:
         self.sessions.append(session)

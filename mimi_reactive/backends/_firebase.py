@@ -163,7 +163,7 @@ class FirebaseBackend:
             }
         )
 
-    async def revoke(self, session: Session) -> None:
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
         """Nothing to tell: Firebase's client API cannot revoke a session (a log-out is
         local; ``capabilities.revoke`` is False, so the core never calls this)."""
 

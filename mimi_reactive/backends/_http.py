@@ -47,7 +47,7 @@ class HttpBackend:
     ``BackendError`` subclass for the server's error code.
     """
 
-    capabilities = BackendCapabilities()
+    capabilities = BackendCapabilities(delete=True, revoke_everywhere=True)
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
         url = yarl.URL(base_url)
@@ -122,9 +122,16 @@ class HttpBackend:
         # The server cannot send the anonymous id back: keep the one the client knows.
         return _session_from(answer, anonymous_id=session.user.anonymous_id)
 
-    async def revoke(self, session: Session) -> None:
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        if everywhere:
+            access = {"access_token": session.tokens.access_token}
+            await self._post("/v1/sessions/revoke-all", access)
+            return
         token = session.tokens.refresh_token or session.tokens.access_token
         await self._post("/v1/sessions/revoke", {"token": token})
+
+    async def delete(self, session: Session) -> None:
+        await self._post("/v1/users/delete", {"access_token": session.tokens.access_token})
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         if self._session is None:

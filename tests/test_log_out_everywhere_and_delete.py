@@ -1,0 +1,164 @@
+"""Log out everywhere and account deletion, seen from a second core, over the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from mimi_reactive import (
+    AuthRoute,
+    BackendCapabilities,
+    BackendSession,
+    InvalidCredentialsError,
+    MimiConfiguration,
+    MimiCore,
+    RateLimitedError,
+    RetryPolicy,
+    Session,
+    SessionRevokedError,
+    Transition,
+    TransportError,
+    UnsupportedRouteError,
+)
+from mimi_reactive.backends.http import HttpBackend
+from mimi_reactive.server import IdentityServer
+from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
+
+from .conftest import ANONYMOUS_ONLY, CLIENT_ID, StartCore
+
+
+async def two_sessions_of_one_user(start_core: StartCore) -> tuple[MimiCore, MimiCore, str]:
+    """One user logged in on two cores (two devices); returns them and the anonymous id."""
+    first = await start_core()
+    user = await first.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert user.anonymous_id is not None
+    second = await start_core()
+    await second.auth.authenticate(AuthRoute.log_in_anonymously(user.anonymous_id))
+    return first, second, user.anonymous_id
+
+
+async def test_log_out_everywhere_ends_the_other_devices_session(start_core: StartCore) -> None:
+    """After log_out(everywhere=True) here, the other core's next refresh expires its session."""
+    first, second, _ = await two_sessions_of_one_user(start_core)
+    await first.auth.log_out(everywhere=True)
+    assert first.auth.state.transition is Transition.LOGGED_OUT
+    assert first.auth.state.error is None
+    with pytest.raises(SessionRevokedError):
+        await second.auth.refresh()
+    assert second.auth.state.transition is Transition.SESSION_EXPIRED
+
+
+async def test_plain_log_out_leaves_the_other_devices_session(start_core: StartCore) -> None:
+    """A plain log-out ends only this session: the other core still refreshes."""
+    first, second, _ = await two_sessions_of_one_user(start_core)
+    await first.auth.log_out()
+    await second.auth.refresh()
+    assert second.auth.current_user is not None
+
+
+async def test_deleting_the_account_ends_it_everywhere(start_core: StartCore) -> None:
+    """delete_account() publishes DELETED; the id no longer logs in; the other core expires."""
+    first, second, anonymous_id = await two_sessions_of_one_user(start_core)
+    user = first.auth.current_user
+    recorder = StateRecorder(first)
+    await first.auth.delete_account()
+    assert recorder.transitions[-1] is Transition.DELETED
+    assert first.auth.state.previous_user == user
+    assert first.auth.current_user is None
+    with pytest.raises(InvalidCredentialsError):
+        await first.auth.authenticate(AuthRoute.log_in_anonymously(anonymous_id))
+    with pytest.raises(SessionRevokedError):
+        await second.auth.refresh()
+    assert second.auth.state.transition is Transition.SESSION_EXPIRED
+
+
+async def test_an_expired_access_token_is_refreshed_before_logging_out_everywhere(
+    server: IdentityServer, client_secret: str
+) -> None:
+    """With the access token past its use (on the client's clock), the core refreshes first,
+    so the call the service needs a live token for still ends every session."""
+    now = [time.time()]
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        backend=HttpBackend(server.url),
+        configuration=ANONYMOUS_ONLY,
+        clock=lambda: now[0],
+    ) as first:
+        user = await first.auth.authenticate(AuthRoute.sign_up_anonymously())
+        async with MimiCore.start(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            backend=HttpBackend(server.url),
+            configuration=ANONYMOUS_ONLY,
+        ) as second:
+            await second.auth.authenticate(AuthRoute.log_in_anonymously(user.anonymous_id))
+            now[0] += 3600.0  # the first core now deems its access token expired
+            await first.auth.log_out(everywhere=True)
+            with pytest.raises(SessionRevokedError):
+                await second.auth.refresh()
+
+
+async def test_a_backend_that_cannot_log_out_everywhere_is_refused_before_any_call() -> None:
+    """Without the capability, log_out(everywhere=True) raises and changes nothing."""
+    backend = ScriptedBackend(capabilities=BackendCapabilities(revoke_everywhere=False))
+    async with MimiCore.start(client_id="a", client_secret="s", backend=backend) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        calls = list(backend.calls)
+        with pytest.raises(UnsupportedRouteError):
+            await core.auth.log_out(everywhere=True)
+        assert backend.calls == calls
+        assert core.auth.current_user == user
+
+
+async def test_offline_log_out_everywhere_ends_here_raises_and_is_retried() -> None:
+    """Offline, the local session still ends, the caller hears why, and the call is retried
+    in the background until the service takes it."""
+    backend = ScriptedBackend()
+    configuration = MimiConfiguration(retry=RetryPolicy(initial_delay=0.01, max_delay=0.02))
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, configuration=configuration
+    ) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        backend.script(Reply.fail(TransportError("offline"), only_for=("revoke",)))
+        with pytest.raises(TransportError):
+            await core.auth.log_out(everywhere=True)
+        assert core.auth.state.transition is Transition.LOGGED_OUT
+        assert isinstance(core.auth.state.error, TransportError)
+    # Closing waits for background revocations (up to its grace period): the retry landed.
+    assert backend.calls.count("revoke") == 2
+
+
+class TimedBackend(ScriptedBackend):
+    """Records when each refresh reaches it (on the loop's clock)."""
+
+    refreshed_at: list[float]
+
+    async def refresh(self, session: Session) -> BackendSession:
+        self.refreshed_at.append(asyncio.get_running_loop().time())
+        return await super().refresh(session)
+
+
+async def test_background_refresh_waits_as_long_as_the_service_asked() -> None:
+    """After a 429 with Retry-After, the keeper's next refresh comes no sooner than asked,
+    however short its own backoff."""
+    backend = TimedBackend(token_ttl=1.2)
+    backend.refreshed_at = []
+    backend.script(
+        Reply.fail(
+            RateLimitedError("rate_limited", "slow down", status=429, retry_after=0.6),
+            only_for=("refresh",),
+        )
+    )
+    configuration = MimiConfiguration(retry=RetryPolicy(initial_delay=0.001, max_delay=0.001))
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, configuration=configuration
+    ) as core:
+        recorder = StateRecorder(core)
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        async with asyncio.timeout(20):
+            await recorder.wait_for(Transition.RECOVERED)
+    first, second = backend.refreshed_at[:2]
+    assert second - first >= 0.6
