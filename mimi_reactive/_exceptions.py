@@ -3,27 +3,27 @@
 Messages never carry a secret (anonymous id, token, password, client secret): they are
 safe to log and to show.
 
-::
-
-    MimiCoreError                      base of every error the library raises
-    ├── RouteRefusedError              a guard refused the route; nothing changed
-    │   ├── UnsupportedRouteError      the backend cannot perform this route at all
-    │   └── NotLoggedInError           the command needs a logged-in user
-    ├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
-    ├── CoreClosedError                the core was closed before or while the call ran
-    ├── ReentrantCallError             waiting on a command where it can never finish
-    ├── TransportError                 the identity service could not be reached in time
-    ├── SessionFilePathError (ValueError)       the session file's path is a directory
-    ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
-    └── BackendError                   the identity service answered with an error code
-        ├── ClientAuthenticationError  the app's client id or secret was rejected
-        ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
-        ├── SessionRevokedError        the session was revoked, expired or reused
-        │   └── AccountDisabledError   the user's account is disabled at the service
-        ├── ConflictError              e.g. an email already registered
-        ├── RateLimitedError           too many requests, or the service is busy: retry later
-        ├── WeakPasswordError          the service finds the password too weak
-        └── SignInMethodDisabledError  the app turned this way of signing in off
+```text
+MimiCoreError                      base of every error the library raises
+├── RouteRefusedError              a guard refused the route; nothing changed
+│   ├── UnsupportedRouteError      the backend cannot perform this route at all
+│   └── NotLoggedInError           the command needs a logged-in user
+├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
+├── CoreClosedError                the core was closed before or while the call ran
+├── ReentrantCallError             waiting on a command where it can never finish
+├── TransportError                 the identity service could not be reached in time
+├── SessionFilePathError (ValueError)       the session file's path is a directory
+├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
+└── BackendError                   the identity service answered with an error code
+    ├── ClientAuthenticationError  the app's client id or secret was rejected
+    ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
+    ├── SessionRevokedError        the session was revoked, expired or reused
+    │   └── AccountDisabledError   the user's account is disabled at the service
+    ├── ConflictError              e.g. an email already registered
+    ├── RateLimitedError           too many requests, or the service is busy: retry later
+    ├── WeakPasswordError          the service finds the password too weak
+    └── SignInMethodDisabledError  the app turned this way of signing in off
+```
 """
 
 from __future__ import annotations

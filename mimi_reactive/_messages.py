@@ -14,10 +14,12 @@
 - **Outcome** is what the caller of a command gets back.
 
 Build routes with the ``AuthRoute`` constructors; each is a frozen value that ``match``
-can take apart::
+can take apart:
 
-    match route:
-        case LogInAnonymously(anonymous_id=anonymous_id): ...
+```python
+match route:
+    case LogInAnonymously(anonymous_id=anonymous_id): ...
+```
 """
 
 from __future__ import annotations

@@ -18,11 +18,13 @@ __all__ = ["StateRecorder"]
 class StateRecorder:
     """Records every state ``core`` publishes from now on, the current state first.
 
-    Use it as a context manager, or call ``stop()``::
+    Use it as a context manager, or call ``stop()``:
 
-        with StateRecorder(core) as recorder:
-            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        assert recorder.transitions == [Transition.INITIAL, Transition.ANONYMOUS_CREATED]
+    ```python
+    with StateRecorder(core) as recorder:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert recorder.transitions == [Transition.INITIAL, Transition.ANONYMOUS_CREATED]
+    ```
     """
 
     def __init__(self, core: MimiCore) -> None:

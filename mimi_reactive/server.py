@@ -1,9 +1,9 @@
 """The reference identity service: run it in-process or with ``mimi-reactive serve``.
 
-::
-
-    async with IdentityServer(client_id="app", client_secret=secret) as server:
-        backend = HttpBackend(server.url)
+```python
+async with IdentityServer(client_id="app", client_secret=secret) as server:
+    backend = HttpBackend(server.url)
+```
 
 Several apps: ``IdentityServer(clients=[ClientConfig("app", secret, anonymous_only=True)])``.
 """

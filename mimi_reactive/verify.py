@@ -1,11 +1,11 @@
 """Check the identity service's access tokens in your own API, without calling the service.
 
-::
+```python
+from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, VerifiedToken
 
-    from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, VerifiedToken
-
-    verifier = AccessTokenVerifier("https://id.example.com")  # the identity service's URL
-    claims: VerifiedToken = await verifier.verify(token)
+verifier = AccessTokenVerifier("https://id.example.com")  # the identity service's URL
+claims: VerifiedToken = await verifier.verify(token)
+```
 
 Access tokens are ES256 JWTs. The verifier fetches the service's keys from
 ``/.well-known/jwks.json``, caches them, fetches them again once when a token names a key it
