@@ -189,3 +189,23 @@ async def test_a_database_from_a_newer_server_is_refused(
     with pytest.raises(ServerStartError, match="schema version 99"):
         async with IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, database=path):
             pass
+
+
+async def test_a_sweep_that_frees_pages_returns_them_and_truncates_the_wal(
+    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+) -> None:
+    """A sweep that deletes enough to free whole pages completes: the pages go back to the
+    file system and the WAL is truncated (the vacuum used to leave a statement open)."""
+    server, caller, path = swept
+    user = await caller.anonymous_user()
+    for _ in range(300):
+        status, answer = await caller.log_in_anonymously(user["user"]["anonymous_id"])
+        assert status == 200
+        await caller.post("/v1/sessions/revoke", {"token": answer["session"]["refresh_token"]})
+    clock.now += DAY
+    counts = await server.sweep()
+    assert counts.sessions >= 300
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0

@@ -306,8 +306,12 @@ class SqliteIdentityDatabase:
             tokens = cursor.rowcount
         # Outside the transaction: hand freed pages back and keep the WAL file small.
         async with self._lock:
-            await self._db.execute("PRAGMA incremental_vacuum")
-            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # executescript steps each statement to its end: a bare execute() of
+            # incremental_vacuum frees one page and leaves the statement open, which then
+            # makes the checkpoint fail with "database table is locked".
+            await self._db.executescript(
+                "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);"
+            )
         return SweepCounts(sessions=sessions, refresh_tokens=tokens, users=users)
 
     async def _user_where(self, condition: str, value: str) -> UserRecord | None:
