@@ -90,7 +90,7 @@ class IdentityServer:
             raise
 
     async def _start(self) -> None:
-        clients = self._registered_clients()
+        clients = registered_clients(self._client_configs)
         try:
             service = await open_service(
                 clients=clients,
@@ -116,22 +116,6 @@ class IdentityServer:
         self._url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         service.tokens.issuer = self._settings.issuer or self._url
         self._log.info("server.started", url=self._url)
-
-    def _registered_clients(self) -> dict[str, RegisteredClient]:
-        if not self._client_configs:
-            raise ServerStartError("no client: give client_id and client_secret, or clients")
-        registered: dict[str, RegisteredClient] = {}
-        for config in self._client_configs:
-            try:
-                config.check()
-            except ConfigError as error:
-                raise ServerStartError(str(error)) from None
-            if config.id in registered:
-                raise ServerStartError(f"client {config.id!r} is given twice")
-            registered[config.id] = RegisteredClient(
-                config.id, digest(config.secret), config.anonymous_only
-            )
-        return registered
 
     async def sweep(self) -> SweepCounts:
         """Run one retention sweep now (the sweeper does it every ``sweep_interval``)."""
@@ -186,6 +170,25 @@ class IdentityServer:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredClient]:
+    """The clients as the server keeps them (secret digests), by id; ``ServerStartError`` for
+    none, a repeated id, or a guessable secret."""
+    if not configs:
+        raise ServerStartError("no client: give client_id and client_secret, or clients")
+    registered: dict[str, RegisteredClient] = {}
+    for config in configs:
+        try:
+            config.check()
+        except ConfigError as error:
+            raise ServerStartError(str(error)) from None
+        if config.id in registered:
+            raise ServerStartError(f"client {config.id!r} is given twice")
+        registered[config.id] = RegisteredClient(
+            config.id, digest(config.secret), config.anonymous_only
+        )
+    return registered
 
 
 def _reason(error: BaseException) -> str:
