@@ -1,4 +1,5 @@
-"""The ``mimi-reactive`` command: ``serve`` the reference server, or run the ``demo``.
+"""The ``mimi-reactive`` command: ``serve`` the reference server (``--workers N`` under
+gunicorn), ``sweep`` or ``migrate`` its database, or run the ``demo``.
 
 This is the only place that configures logging output.
 """
@@ -25,7 +26,8 @@ from ._demo import run_demo
 from ._server._config import ClientConfig, ConfigError, load_config_file
 from ._server._context import ServerSettings
 from ._server._logs import RedactingFilter
-from .server import IdentityServer, ServerStartError
+from ._server._workers import WorkersRefusedError, check_workers, run_workers
+from .server import IdentityServer, ServerStartError, registered_clients
 
 __all__ = ["main"]
 
@@ -36,14 +38,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     _configure_logging(args.log_level)
-    if args.command in ("serve", "sweep"):
+    if args.command in ("serve", "sweep", "migrate"):
         try:
             options, clients = _options(args)
-        except ConfigError as error:
+            if args.command == "serve" and options["workers"] > 1:
+                return _serve_workers(options, clients, args.log_level)
+        except (ConfigError, WorkersRefusedError) as error:
             print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
             return 2
+        except ServerStartError as error:
+            print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
+            return 1
+        command = {"serve": _serve, "sweep": _sweep, "migrate": _migrate}[args.command]
         try:
-            asyncio.run(_serve(options, clients) if args.command == "serve" else _sweep(options))
+            asyncio.run(command(options, clients))
         except ServerStartError as error:
             print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
             return 1
@@ -56,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 _DEFAULTS: dict[str, object] = {
     "host": "127.0.0.1",
     "port": 8080,
+    "workers": 1,
     "database": "mimi-identity.sqlite3",
     "issuer": None,
     "access_token_ttl": 3600.0,
@@ -137,6 +146,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="a TOML file with [server] options and [[clients]]")
     serve.add_argument("--host", help="address to listen on (127.0.0.1)")
     serve.add_argument("--port", type=_port, help="TCP port, 0 for any free port (8080)")
+    serve.add_argument(
+        "--workers",
+        type=_positive,
+        help="server processes on the port, run by gunicorn; more than 1 needs a PostgreSQL"
+        " --database and a shared --rate-limit-storage (1)",
+    )
     _database_options(serve)
     serve.add_argument("--client-id", type=_non_blank, help="one app's client id")
     serve.add_argument(
@@ -197,7 +212,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--config", help="a TOML file with [server] options")
     _database_options(sweep)
-    for command in (serve, sweep):
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database's schema up to date, then exit",
+        description="Create or upgrade the database's schema (serve does it at start too).",
+        formatter_class=formatter,
+    )
+    migrate.add_argument("--config", help="a TOML file with [server] options")
+    migrate.add_argument("--database", help=_DATABASE_HELP)
+    for command in (serve, sweep, migrate):
         for action in command._actions:
             default = _DEFAULTS.get(action.dest)
             if default is not None and action.help is not None and action.dest != "help":
@@ -213,11 +236,15 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_DATABASE_HELP = (
+    "a SQLite file, created 0600 if missing, or postgresql://USER[:PASSWORD]@HOST:PORT/DB"
+    " (?search_path=SCHEMA picks a schema) (mimi-identity.sqlite3)"
+)
+
+
 def _database_options(parser: argparse.ArgumentParser) -> None:
     """The options ``serve`` and ``sweep`` share: where the data is and how long it stays."""
-    parser.add_argument(
-        "--database", help="SQLite file, created 0600 if missing (mimi-identity.sqlite3)"
-    )
+    parser.add_argument("--database", help=_DATABASE_HELP)
     parser.add_argument(
         "--session-idle-timeout",
         type=_seconds(minimum_exclusive=0),
@@ -288,6 +315,26 @@ def _seconds(*, minimum_exclusive: float | None) -> Callable[[str], float]:
     return parse
 
 
+def _serve_workers(options: dict[str, Any], clients: list[ClientConfig], log_level: str) -> int:
+    """Several worker processes under gunicorn, once the database is migrated (here, once)."""
+    try:
+        settings = _settings(options)
+    except ValueError as error:
+        raise ServerStartError(str(error)) from None
+    check_workers(options["workers"], options["database"], settings)
+    registered = registered_clients(clients)
+    asyncio.run(IdentityServer.migrate_database(options["database"]))
+    return run_workers(
+        clients=registered,
+        database=options["database"],
+        settings=settings,
+        host=options["host"],
+        port=options["port"],
+        workers=options["workers"],
+        log_level=log_level,
+    )
+
+
 async def _serve(options: dict[str, Any], clients: list[ClientConfig]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -308,7 +355,13 @@ async def _serve(options: dict[str, Any], clients: list[ClientConfig]) -> None:
         await stop.wait()
 
 
-async def _sweep(options: dict[str, Any]) -> None:
+async def _migrate(options: dict[str, Any], clients: list[ClientConfig]) -> None:
+    """Create or upgrade the schema, without listening."""
+    found, now = await IdentityServer.migrate_database(options["database"])
+    print(f"schema version {now} (was {found})", flush=True)
+
+
+async def _sweep(options: dict[str, Any], clients: list[ClientConfig]) -> None:
     """One sweep of the database, without listening."""
     try:
         settings = _settings({**options, "sweep_interval": 0})

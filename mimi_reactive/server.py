@@ -10,11 +10,8 @@ Several apps: ``IdentityServer(clients=[ClientConfig("app", secret, anonymous_on
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import socket
-import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -22,17 +19,14 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
-from ._server._app import create_app
 from ._server._config import ClientConfig, ConfigError
 from ._server._context import RegisteredClient, ServerSettings
-from ._server._database import SqliteIdentityDatabase
-from ._server._limits import RateLimiter, limiter_storage
 from ._server._logs import http_logger
 from ._server._records import SweepCounts
-from ._server._schema import SchemaTooNewError
-from ._server._secrets import PasswordHasher, digest
-from ._server._sweeper import run_sweeper, sweep_once
-from ._server._tokens import AccessTokens
+from ._server._secrets import digest
+from ._server._service import Service, open_service
+from ._server._stores import DatabaseOpenError, migrate_database, open_database
+from ._server._sweeper import sweep_once
 
 __all__ = ["ClientConfig", "IdentityServer", "ServerSettings", "ServerStartError", "SweepCounts"]
 
@@ -42,12 +36,13 @@ class ServerStartError(Exception):
 
 
 class IdentityServer:
-    """The reference server on a loopback (or given) address, backed by SQLite.
+    """The reference server on a loopback (or given) address, backed by SQLite or PostgreSQL.
 
-    ``port=0`` picks a free port; ``url`` tells which once started. ``database`` is a file
-    path (created if missing, 0600) or ``":memory:"``. One client by ``client_id`` and
-    ``client_secret`` (``anonymous_only`` restricts it), or several by ``clients``. A secret
-    under 128 bits of entropy is refused at start (``ServerStartError``).
+    ``port=0`` picks a free port; ``url`` tells which once started. ``database`` is a SQLite
+    file path (created if missing, 0600), ``":memory:"``, or a ``postgresql://`` URL (its
+    schema is created or migrated at start; ``?search_path=NAME`` picks a schema). One client
+    by ``client_id`` and ``client_secret`` (``anonymous_only`` restricts it), or several by
+    ``clients``. A secret under 128 bits of entropy is refused at start (``ServerStartError``).
     """
 
     def __init__(
@@ -73,9 +68,7 @@ class IdentityServer:
         self._settings = settings or ServerSettings()
         self._log = logger or structlog.get_logger("mimi_reactive.server")
         self._runner: web.AppRunner | None = None
-        self._database: SqliteIdentityDatabase | None = None
-        self._passwords: PasswordHasher | None = None
-        self._sweeper: asyncio.Task[None] | None = None
+        self._service: Service | None = None
         self._url: str | None = None
 
     def __repr__(self) -> str:
@@ -97,36 +90,20 @@ class IdentityServer:
             raise
 
     async def _start(self) -> None:
-        clients = self._registered_clients()
-        settings = self._settings
+        clients = registered_clients(self._client_configs)
         try:
-            storage = limiter_storage(settings.rate_limit_storage)
-        except ValueError as error:
+            service = await open_service(
+                clients=clients,
+                database=self._database_path,
+                settings=self._settings,
+                logger=self._log,
+            )
+        except (ValueError, DatabaseOpenError) as error:
             raise ServerStartError(str(error)) from None
-        try:
-            self._database = await SqliteIdentityDatabase.open(self._database_path)
-        except (OSError, sqlite3.Error, SchemaTooNewError) as error:
-            raise ServerStartError(
-                f"cannot open the database {str(self._database_path)!r}: {_reason(error)}"
-            ) from None
-        tokens = await AccessTokens.load(
-            self._database, ttl=settings.access_token_ttl, now=settings.clock()
-        )
-        self._passwords = PasswordHasher(
-            workers=settings.password_hash_workers, queue=settings.password_hash_queue
-        )
-        app = create_app(
-            database=self._database,
-            clients=clients,
-            settings=settings,
-            logger=self._log,
-            passwords=self._passwords,
-            limiter=RateLimiter(storage, settings.clock),
-            tokens=tokens,
-        )
+        self._service = service
         # aiohttp's own request-error logs go through a logger that drops their details
         # (they can quote a raw header line, credentials included).
-        self._runner = web.AppRunner(app, access_log=None, logger=http_logger())
+        self._runner = web.AppRunner(service.app, access_log=None, logger=http_logger())
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         try:
@@ -137,32 +114,14 @@ class IdentityServer:
             ) from None
         host, port = self._runner.addresses[0][:2]
         self._url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-        tokens.issuer = settings.issuer or self._url
-        if settings.sweep_interval > 0:
-            self._sweeper = asyncio.create_task(run_sweeper(self._database, settings, self._log))
+        service.tokens.issuer = self._settings.issuer or self._url
         self._log.info("server.started", url=self._url)
-
-    def _registered_clients(self) -> dict[str, RegisteredClient]:
-        if not self._client_configs:
-            raise ServerStartError("no client: give client_id and client_secret, or clients")
-        registered: dict[str, RegisteredClient] = {}
-        for config in self._client_configs:
-            try:
-                config.check()
-            except ConfigError as error:
-                raise ServerStartError(str(error)) from None
-            if config.id in registered:
-                raise ServerStartError(f"client {config.id!r} is given twice")
-            registered[config.id] = RegisteredClient(
-                config.id, digest(config.secret), config.anonymous_only
-            )
-        return registered
 
     async def sweep(self) -> SweepCounts:
         """Run one retention sweep now (the sweeper does it every ``sweep_interval``)."""
-        if self._database is None:
+        if self._service is None:
             raise RuntimeError("the server is not started")
-        return await sweep_once(self._database, self._settings, self._log)
+        return await sweep_once(self._service.database, self._settings, self._log)
 
     @staticmethod
     async def sweep_database(
@@ -170,13 +129,11 @@ class IdentityServer:
         settings: ServerSettings,
         logger: structlog.typing.FilteringBoundLogger | None = None,
     ) -> SweepCounts:
-        """One retention sweep of a database file, without a server (``mimi-reactive sweep``)."""
+        """One retention sweep of a database, without a server (``mimi-reactive sweep``)."""
         try:
-            opened = await SqliteIdentityDatabase.open(database)
-        except (OSError, sqlite3.Error, SchemaTooNewError) as error:
-            raise ServerStartError(
-                f"cannot open the database {str(database)!r}: {_reason(error)}"
-            ) from None
+            opened = await open_database(database)
+        except DatabaseOpenError as error:
+            raise ServerStartError(str(error)) from None
         try:
             return await sweep_once(
                 opened, settings, logger or structlog.get_logger("mimi_reactive.server")
@@ -184,22 +141,23 @@ class IdentityServer:
         finally:
             await opened.close()
 
+    @staticmethod
+    async def migrate_database(database: str | Path) -> tuple[int, int]:
+        """Bring a database's schema up to date without serving (``mimi-reactive migrate``):
+        the version it had and the version it has now."""
+        try:
+            return await migrate_database(database)
+        except DatabaseOpenError as error:
+            raise ServerStartError(str(error)) from None
+
     async def stop(self) -> None:
         """Stop listening and sweeping, and close the database. Idempotent."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        if self._passwords is not None:
-            await asyncio.to_thread(self._passwords.close)
-            self._passwords = None
-        if self._database is not None:
-            await self._database.close()
-            self._database = None
+        if self._service is not None:
+            await self._service.close()
+            self._service = None
 
     async def __aenter__(self) -> IdentityServer:
         await self.start()
@@ -212,6 +170,25 @@ class IdentityServer:
         traceback: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredClient]:
+    """The clients as the server keeps them (secret digests), by id; ``ServerStartError`` for
+    none, a repeated id, or a guessable secret."""
+    if not configs:
+        raise ServerStartError("no client: give client_id and client_secret, or clients")
+    registered: dict[str, RegisteredClient] = {}
+    for config in configs:
+        try:
+            config.check()
+        except ConfigError as error:
+            raise ServerStartError(str(error)) from None
+        if config.id in registered:
+            raise ServerStartError(f"client {config.id!r} is given twice")
+        registered[config.id] = RegisteredClient(
+            config.id, digest(config.secret), config.anonymous_only
+        )
+    return registered
 
 
 def _reason(error: BaseException) -> str:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import asyncpg
 import pytest
 
 from mimi_reactive import MimiConfiguration, MimiCore
@@ -27,6 +31,70 @@ def client_secret() -> str:
 @pytest.fixture
 async def server(client_secret: str) -> AsyncIterator[IdentityServer]:
     async with IdentityServer(client_id=CLIENT_ID, client_secret=client_secret) as running:
+        yield running
+
+
+POSTGRES_URL = os.environ.get("MIMI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def postgres_unreachable() -> str | None:
+    """Why the test PostgreSQL cannot be used, or None when it answers."""
+
+    async def probe() -> None:
+        connection = await asyncpg.connect(POSTGRES_URL, timeout=5)
+        await connection.close()
+
+    try:
+        asyncio.run(probe())
+    except (TimeoutError, OSError, asyncpg.PostgresError) as error:
+        name = type(error).__name__
+        return f"no PostgreSQL at {POSTGRES_URL} ({name}); set MIMI_TEST_POSTGRES_URL to one"
+    return None
+
+
+@contextlib.asynccontextmanager
+async def fresh_schema() -> AsyncIterator[str]:
+    """A URL of the test PostgreSQL whose search_path is a new schema, dropped on exit."""
+    schema = f"mimi_test_{secrets.token_hex(6)}"
+    connection = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await connection.execute(f"CREATE SCHEMA {schema}")
+        yield f"{POSTGRES_URL}?search_path={schema}"
+    finally:
+        await connection.execute(f"DROP SCHEMA {schema} CASCADE")
+        await connection.close()
+
+
+@pytest.fixture
+async def postgres_url(postgres_unreachable: str | None) -> AsyncIterator[str]:
+    """The test PostgreSQL with a fresh schema of this test's own, dropped afterwards."""
+    if postgres_unreachable is not None:
+        pytest.skip(postgres_unreachable)
+    async with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(
+    request: pytest.FixtureRequest, postgres_unreachable: str | None
+) -> AsyncIterator[str]:
+    """Each store in turn: SQLite in memory, then a PostgreSQL schema of this test's own."""
+    if request.param == "sqlite":
+        yield ":memory:"
+        return
+    if postgres_unreachable is not None:
+        pytest.skip(postgres_unreachable)
+    async with fresh_schema() as url:
+        yield url
+
+
+@pytest.fixture
+async def store_server(client_secret: str, database_url: str) -> AsyncIterator[IdentityServer]:
+    """The reference server on each store in turn."""
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=database_url
+    ) as running:
         yield running
 
 

@@ -16,6 +16,12 @@ from .conftest import CLIENT_ID
 
 
 @pytest.fixture
+async def server(store_server: IdentityServer) -> IdentityServer:
+    """The reference server, on SQLite and on PostgreSQL in turn."""
+    return store_server
+
+
+@pytest.fixture
 async def http(client_secret: str) -> AsyncIterator[aiohttp.ClientSession]:
     auth = aiohttp.encode_basic_auth(CLIENT_ID, client_secret)
     async with aiohttp.ClientSession(headers={"Authorization": auth}) as session:

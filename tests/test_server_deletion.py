@@ -17,6 +17,12 @@ from .server_helpers import Caller
 
 
 @pytest.fixture
+async def server(store_server: IdentityServer) -> IdentityServer:
+    """The reference server, on SQLite and on PostgreSQL in turn."""
+    return store_server
+
+
+@pytest.fixture
 async def caller(server: IdentityServer, client_secret: str) -> AsyncIterator[Caller]:
     async with aiohttp.ClientSession() as http:
         yield Caller(http, server.url, CLIENT_ID, client_secret)

@@ -44,6 +44,12 @@ FIELDS = {
 DEEP = b"[" * 1000 + b"]" * 1000
 
 
+@pytest.fixture
+async def server(store_server: IdentityServer) -> IdentityServer:
+    """The reference server, on SQLite and on PostgreSQL in turn."""
+    return store_server
+
+
 def with_field(path: str, raw_value: bytes) -> bytes:
     """The route's valid body with its main field's JSON value replaced by ``raw_value``."""
     field = FIELDS[path].encode()

@@ -21,12 +21,12 @@ CREDENTIALS = {"email": "ann@example.test", "password": "long enough"}
 
 
 @pytest.fixture
-async def two_clients() -> AsyncIterator[IdentityServer]:
+async def two_clients(database_url: str) -> AsyncIterator[IdentityServer]:
     clients = [
         ClientConfig("hearing-app", ANON_SECRET, anonymous_only=True),
         ClientConfig("web-app", FULL_SECRET),
     ]
-    async with IdentityServer(clients=clients) as server:
+    async with IdentityServer(clients=clients, database=database_url) as server:
         yield server
 
 

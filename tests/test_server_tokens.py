@@ -29,10 +29,12 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-async def timed_server(client_secret: str, clock: Clock) -> AsyncIterator[IdentityServer]:
+async def timed_server(
+    client_secret: str, clock: Clock, database_url: str
+) -> AsyncIterator[IdentityServer]:
     settings = ServerSettings(access_token_ttl=60, session_idle_timeout=600, clock=clock)
     async with IdentityServer(
-        client_id=CLIENT_ID, client_secret=client_secret, settings=settings
+        client_id=CLIENT_ID, client_secret=client_secret, settings=settings, database=database_url
     ) as running:
         yield running
 

@@ -31,6 +31,7 @@ MIN_SECRET_BITS = 128
 SERVER_KEYS: dict[str, tuple[type, ...]] = {
     "host": (str,),
     "port": (int,),
+    "workers": (int,),
     "database": (str,),
     "issuer": (str,),
     "access_token_ttl": (int, float),

@@ -40,6 +40,10 @@ __all__ = [
 ]
 
 _SESSION_COLUMNS = "id, user_id, access_expires_at, last_used_at, client_id"
+_KEYS = (
+    "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
+    " ORDER BY created_at DESC, rowid DESC"
+)
 
 
 class SqliteIdentityDatabase:
@@ -53,6 +57,8 @@ class SqliteIdentityDatabase:
     def __init__(self, connection: aiosqlite.Connection) -> None:
         self._db = connection
         self._lock = asyncio.Lock()
+        self.schema_found = 0
+        """The schema version the database had when opened (before migrating)."""
 
     @classmethod
     async def open(cls, path: str | Path) -> SqliteIdentityDatabase:
@@ -67,11 +73,13 @@ class SqliteIdentityDatabase:
             # Only takes effect on a new file: swept pages go back to the OS, not just reused.
             await connection.execute("PRAGMA auto_vacuum = INCREMENTAL")
             await connection.execute("PRAGMA journal_mode = WAL")
-            await migrate(connection)
+            found = await migrate(connection)
         except BaseException:
             await connection.close()
             raise
-        return cls(connection)
+        opened = cls(connection)
+        opened.schema_found = found
+        return opened
 
     async def close(self) -> None:
         await self._db.close()
@@ -263,10 +271,7 @@ class SqliteIdentityDatabase:
         """Every stored signing key, newest first."""
         async with (
             self._transaction() as db,
-            db.execute(
-                "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
-                " ORDER BY created_at DESC, rowid DESC"
-            ) as cursor,
+            db.execute(_KEYS) as cursor,
         ):
             rows = await cursor.fetchall()
         return [SigningKeyRecord(*row) for row in rows]
@@ -283,6 +288,21 @@ class SqliteIdentityDatabase:
                 " VALUES (?, ?, ?, ?, ?)",
                 (key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at),
             )
+
+    async def ensure_signing_key(self, first: SigningKeyRecord) -> Sequence[SigningKeyRecord]:
+        """Every stored key, after storing ``first`` if there is none (in one transaction)."""
+        async with self._transaction() as db:
+            async with db.execute("SELECT 1 FROM signing_keys LIMIT 1") as cursor:
+                empty = await cursor.fetchone() is None
+            if empty:
+                await db.execute(
+                    "INSERT INTO signing_keys (kid, algorithm, private_pem, created_at,"
+                    " retired_at) VALUES (?, ?, ?, ?, ?)",
+                    (first.kid, first.algorithm, first.private_pem, first.created_at, None),
+                )
+            async with db.execute(_KEYS) as cursor:
+                rows = await cursor.fetchall()
+        return [SigningKeyRecord(*row) for row in rows]
 
     async def sweep(self, rules: SweepRules) -> SweepCounts:
         """Delete what can never work again, and spent tokens past their retention."""

@@ -8,6 +8,7 @@ instead of sleeping and every worker agrees on where a window ends.
 from __future__ import annotations
 
 import math
+import urllib.parse
 from collections.abc import Callable
 
 import attrs
@@ -28,10 +29,19 @@ class Limit:
 
 
 def limiter_storage(url: str) -> Storage:
-    """The async ``limits`` storage a URL names (``memory://``, ``redis://host:port``, ...)."""
+    """The async ``limits`` storage a URL names (``memory://``, ``redis://host:port``, ...).
+
+    ``?key_prefix=NAME`` keeps one deployment's counters apart from another's in a shared
+    Redis (``limits`` takes it as an option, not from the URL).
+    """
     full = url if url.startswith("async+") else f"async+{url}"
+    parts = urllib.parse.urlsplit(full)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    options = {name: value for name, value in query if name == "key_prefix"}
+    rest = urllib.parse.urlencode([(name, value) for name, value in query if name != "key_prefix"])
+    full = urllib.parse.urlunsplit(parts._replace(query=rest))
     try:
-        storage = storage_from_string(full)
+        storage = storage_from_string(full, **options)
     except (ConfigurationError, ValueError) as error:
         raise ValueError(f"unusable rate-limit storage URL ({error})") from None
     if not isinstance(storage, Storage):

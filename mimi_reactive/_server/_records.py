@@ -1,7 +1,7 @@
 """What the server stores, as records, and the ``IdentityDatabase`` seam every store implements.
 
-SQLite implements it today (``_database.py``); a PostgreSQL store can implement the same
-protocol. Each method is one transaction.
+SQLite implements it (``_database.py``) for one process, PostgreSQL (``_postgres.py``) for
+any number of workers. Each method is one transaction.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class EmailTakenError(Exception):
 
 
 class IdentityDatabase(Protocol):
-    """What the server needs from storage; SQLite implements it, PostgreSQL can later."""
+    """What the server needs from storage; SQLite and PostgreSQL implement it."""
 
     async def create_user(
         self,
@@ -172,6 +172,8 @@ class IdentityDatabase(Protocol):
     async def signing_keys(self) -> Sequence[SigningKeyRecord]: ...
 
     async def add_signing_key(self, key: SigningKeyRecord) -> None: ...
+
+    async def ensure_signing_key(self, first: SigningKeyRecord) -> Sequence[SigningKeyRecord]: ...
 
     async def sweep(self, rules: SweepRules) -> SweepCounts: ...
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import aiosqlite
 
-__all__ = ["SCHEMA_VERSION", "SchemaTooNewError", "migrate"]
+__all__ = ["SCHEMA_VERSION", "SchemaError", "SchemaTooNewError", "migrate"]
 
 # Version 1 is the schema before versioning existed (its databases say user_version 0).
 _V1 = """
@@ -63,7 +63,11 @@ _MIGRATIONS = (_V1, _V2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-class SchemaTooNewError(Exception):
+class SchemaError(Exception):
+    """The database's schema cannot be used or brought up to date."""
+
+
+class SchemaTooNewError(SchemaError):
     """The database was written by a newer version of the server."""
 
 

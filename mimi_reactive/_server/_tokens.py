@@ -1,8 +1,10 @@
 """Access tokens as signed JWTs (ES256, RFC 9068 shape), and the JWKS that verifies them.
 
-The signing key is created at first start and kept in the database (a 0600 file); each key
-has a ``kid``. Adding a key retires the one before it, which stays in the JWKS for one more
-access-token lifetime so tokens it signed keep verifying during a rotation.
+The signing key is created at first start and kept in the database, so every worker signs
+with the same key; each key has a ``kid``. Adding a key retires the one before it, which stays
+in the JWKS for one more access-token lifetime so tokens it signed keep verifying during a
+rotation. Workers take up a key added to the database within a minute, and serve the JWKS
+from the database itself.
 """
 
 from __future__ import annotations
@@ -55,11 +57,14 @@ class AccessTokens:
     @classmethod
     async def load(cls, database: IdentityDatabase, *, ttl: float, now: float) -> AccessTokens:
         """The stored keys; a first key is created and stored if there is none."""
-        keys = await database.signing_keys()
-        if not keys:
-            await database.add_signing_key(new_signing_key(now))
-            keys = await database.signing_keys()
-        return cls(keys, ttl=ttl)
+        return cls(await database.ensure_signing_key(new_signing_key(now)), ttl=ttl)
+
+    async def reload(self, database: IdentityDatabase) -> None:
+        """Take up the keys another worker (or an operator) stored: the newest signs."""
+        keys = sorted(await database.signing_keys(), key=lambda key: key.created_at, reverse=True)
+        if keys and [key.kid for key in keys] != [key.kid for key in self._keys]:
+            self._keys, self._signing = keys, keys[0]
+            self._private = _private_key(self._signing)
 
     def issue(self, claims: AccessClaims, now: float) -> str:
         """A signed access token for ``claims``, valid ``ttl`` seconds from ``now``."""

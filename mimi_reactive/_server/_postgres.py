@@ -1,0 +1,380 @@
+"""Where the reference server keeps users and sessions when several workers share them:
+PostgreSQL, through an ``asyncpg`` connection pool.
+
+Each operation is one statement where it can be (PostgreSQL runs a statement atomically, and
+data-modifying CTEs write a user, its session and its token together): one round trip. Refresh
+rotation is the exception: it locks the token and its session, asks the handler for the new
+access token, then writes, in one transaction. An operation that loses a deadlock to another
+worker is retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import asyncpg
+
+from ._records import (
+    AccessClaims,
+    EmailTakenError,
+    NewSession,
+    Rotation,
+    SessionRecord,
+    SigningKeyRecord,
+    SweepCounts,
+    SweepRules,
+    UserRecord,
+)
+from ._schema_postgres import migrate
+
+__all__ = ["PostgresIdentityDatabase"]
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    Connection = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
+
+_T = TypeVar("_T")
+_ATTEMPTS = 3
+_USER = "SELECT id, is_anonymous, email, password_hash FROM users WHERE "
+_SESSION_ROW = "id, user_id, access_expires_at, last_used_at, client_id"
+
+_CREATE_USER = """
+WITH u AS (
+    INSERT INTO users (id, anonymous_id_digest, email, password_hash, is_anonymous,
+        created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+), s AS (
+    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
+        last_used_at, client_id) VALUES ($7, $1, $8, $9, $6, $6, $10)
+)
+INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($11, $7, $6)
+"""
+
+_CREATE_SESSION = """
+WITH u AS (
+    UPDATE users SET last_seen_at = $6 WHERE id = $1
+), s AS (
+    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
+        last_used_at, client_id) VALUES ($2, $1, $3, $4, $6, $6, $5)
+)
+INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($7, $2, $6)
+"""
+
+_LOCK_REFRESH_ROW = """
+SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
+    u.is_anonymous, u.email, u.password_hash
+FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+WHERE t.digest = $1 FOR UPDATE OF s, t
+"""
+
+_NEWER_SPENT = """
+SELECT EXISTS (SELECT 1 FROM refresh_tokens
+    WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL)
+"""
+
+_ROTATE = """
+WITH spent AS (
+    UPDATE refresh_tokens SET used_at = $1 WHERE digest = $2 AND used_at IS NULL
+), issued AS (
+    INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($3, $4, $1)
+), session AS (
+    UPDATE sessions SET access_digest = $5, access_expires_at = $6, last_used_at = $1,
+        client_id = $7 WHERE id = $4
+)
+UPDATE users SET last_seen_at = $1 WHERE id = $8
+"""
+
+_REVOKE = (
+    "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL"
+)
+
+_REVOKE_BY_DIGEST = """
+UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out'
+WHERE revoked_at IS NULL AND id = (
+    SELECT id FROM sessions WHERE access_digest = $1 AND revoked_at IS NULL
+    UNION ALL SELECT session_id FROM refresh_tokens WHERE digest = $1 LIMIT 1
+)
+"""
+
+_SWEEP = """
+WITH users_gone AS (
+    DELETE FROM users WHERE $1::double precision IS NOT NULL AND is_anonymous
+        AND last_seen_at < $1 RETURNING 1
+), sessions_gone AS (
+    DELETE FROM sessions WHERE revoked_at IS NOT NULL OR last_used_at < $2 RETURNING 1
+), tokens_gone AS (
+    DELETE FROM refresh_tokens WHERE used_at IS NOT NULL AND used_at < $3 RETURNING 1
+)
+SELECT (SELECT count(*) FROM sessions_gone), (SELECT count(*) FROM tokens_gone),
+    (SELECT count(*) FROM users_gone)
+"""
+
+_KEYS = (
+    "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
+    " ORDER BY created_at DESC, seq DESC"
+)
+_ADD_KEY = """
+WITH retired AS (UPDATE signing_keys SET retired_at = $4 WHERE retired_at IS NULL)
+INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, retired_at)
+VALUES ($1, $2, $3, $4, $5)
+"""
+_KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mimi_reactive.keys.' || current_schema()))"
+
+
+class PostgresIdentityDatabase:
+    """``IdentityDatabase`` on a PostgreSQL database that any number of workers share."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+        self.schema_found = 0
+        """The schema version the database had when opened (before migrating)."""
+
+    def __repr__(self) -> str:
+        return f"PostgresIdentityDatabase(pool_size={self._pool.get_size()})"
+
+    @classmethod
+    async def open(cls, dsn: str, *, max_size: int = 10) -> PostgresIdentityDatabase:
+        """Connect a pool to ``dsn`` and migrate its schema forward."""
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+        try:
+            async with pool.acquire() as connection:
+                found = await migrate(connection)
+        except BaseException:
+            await pool.close()
+            raise
+        opened = cls(pool)
+        opened.schema_found = found
+        return opened
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def _retried(self, operation: Callable[[Connection], Awaitable[_T]]) -> _T:
+        """Run ``operation`` on a pooled connection, again if it lost a deadlock."""
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self._pool.acquire() as connection:
+                    return await operation(connection)
+            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _execute(self, query: str, *args: Any) -> str:
+        return await self._retried(lambda c: c.execute(query, *args))
+
+    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        return await self._retried(lambda c: c.fetchrow(query, *args))
+
+    async def create_user(
+        self,
+        *,
+        user_id: str,
+        anonymous_id_digest: str | None,
+        email: str | None,
+        password_hash: str | None,
+        session: NewSession,
+    ) -> UserRecord:
+        """Store a new user, its first session and refresh token: one statement."""
+        user = UserRecord(user_id, email is None, email, password_hash)
+        with _email_taken():
+            await self._execute(
+                _CREATE_USER,
+                user_id,
+                anonymous_id_digest,
+                email,
+                password_hash,
+                user.is_anonymous,
+                session.now,
+                session.id,
+                session.access_digest,
+                session.access_expires_at,
+                session.client_id,
+                session.refresh_digest,
+            )
+        return user
+
+    async def user_by_anonymous_id(self, anonymous_id_digest: str) -> UserRecord | None:
+        return _user(await self._fetchrow(_USER + "anonymous_id_digest = $1", anonymous_id_digest))
+
+    async def user_by_email(self, email: str) -> UserRecord | None:
+        return _user(await self._fetchrow(_USER + "email = $1", email))
+
+    async def user_by_id(self, user_id: str) -> UserRecord | None:
+        return _user(await self._fetchrow(_USER + "id = $1", user_id))
+
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord:
+        # The anonymous id stops being a way in: a promoted user logs in with credentials.
+        with _email_taken():
+            await self._execute(
+                "UPDATE users SET email = $2, password_hash = $3, is_anonymous = false,"
+                " anonymous_id_digest = NULL WHERE id = $1",
+                user_id,
+                email,
+                password_hash,
+            )
+        return UserRecord(user_id, False, email, password_hash)
+
+    async def delete_user(self, user_id: str) -> bool:
+        """Delete the user with every session and token (the foreign keys cascade)."""
+        return await self._execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
+
+    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
+        await self._execute(
+            _CREATE_SESSION,
+            user_id,
+            session.id,
+            session.access_digest,
+            session.access_expires_at,
+            session.client_id,
+            session.now,
+            session.refresh_digest,
+        )
+        return SessionRecord(
+            session.id, user_id, session.access_expires_at, session.now, session.client_id
+        )
+
+    async def session_by_access_token(self, access_digest: str) -> SessionRecord | None:
+        row = await self._fetchrow(
+            f"SELECT {_SESSION_ROW} FROM sessions"  # noqa: S608
+            " WHERE access_digest = $1 AND revoked_at IS NULL",
+            access_digest,
+        )
+        return None if row is None else SessionRecord(*row)
+
+    async def touch_session(self, session_id: str, now: float) -> None:
+        await self._execute("UPDATE sessions SET last_used_at = $2 WHERE id = $1", session_id, now)
+
+    async def rotate_refresh_token(
+        self,
+        refresh_digest: str,
+        *,
+        client_id: str,
+        new_refresh_digest: str,
+        issue_access: Callable[[AccessClaims], str],
+        access_expires_at: float,
+        now: float,
+        idle_timeout: float,
+        reuse_interval: float,
+    ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
+        """Spend a refresh token for a new pair, as ``SqliteIdentityDatabase`` does.
+
+        The token's row and its session's are locked first, so two workers presenting tokens
+        of one session take turns, and the second sees what the first wrote.
+        """
+
+        async def rotate(
+            db: Connection,
+        ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
+            async with db.transaction():
+                row = await db.fetchrow(_LOCK_REFRESH_ROW, refresh_digest)
+                if row is None or row["client_id"] not in (None, client_id):
+                    return Rotation.UNKNOWN, None, None
+                session_id, user_id, last_used_at, revoked_at, used_at, seq = tuple(row)[:6]
+                if revoked_at is not None:
+                    return Rotation.REVOKED, None, None
+                if now - last_used_at > idle_timeout:
+                    await db.execute(_REVOKE, session_id, now, "idle")
+                    return Rotation.IDLE, None, None
+                rotation = Rotation.ROTATED
+                if used_at is not None:
+                    if now - used_at >= reuse_interval or await db.fetchval(
+                        _NEWER_SPENT, session_id, seq
+                    ):
+                        await db.execute(_REVOKE, session_id, now, "refresh_token_reuse")
+                        return Rotation.REUSED, None, None
+                    rotation = Rotation.REISSUED
+                user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
+                access_digest = issue_access(
+                    AccessClaims(session_id, user_id, user.is_anonymous, client_id)
+                )
+                await db.execute(
+                    _ROTATE,
+                    now,
+                    refresh_digest,
+                    new_refresh_digest,
+                    session_id,
+                    access_digest,
+                    access_expires_at,
+                    client_id,
+                    user_id,
+                )
+            session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
+            return rotation, session, user
+
+        return await self._retried(rotate)
+
+    async def revoke_session_by_token(self, token_digest: str, now: float) -> bool:
+        return await self._execute(_REVOKE_BY_DIGEST, token_digest, now) != "UPDATE 0"
+
+    async def revoke_user_sessions(self, user_id: str, now: float) -> int:
+        """Revoke every live session of the user; how many there were."""
+        status = await self._execute(
+            "UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out_everywhere'"
+            " WHERE user_id = $1 AND revoked_at IS NULL",
+            user_id,
+            now,
+        )
+        return int(status.split()[-1])
+
+    async def signing_keys(self) -> Sequence[SigningKeyRecord]:
+        """Every stored signing key, newest first."""
+        rows = await self._retried(lambda c: c.fetch(_KEYS))
+        return [SigningKeyRecord(*row) for row in rows]
+
+    async def add_signing_key(self, key: SigningKeyRecord) -> None:
+        """Store a new signing key and retire the ones before it: one statement."""
+        await self._execute(
+            _ADD_KEY, key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at
+        )
+
+    async def ensure_signing_key(self, first: SigningKeyRecord) -> Sequence[SigningKeyRecord]:
+        """Every stored key, after storing ``first`` if there is none (workers starting
+        together agree on one first key: an advisory lock orders them)."""
+
+        async def ensure(db: Connection) -> list[asyncpg.Record]:
+            async with db.transaction():
+                await db.execute(_KEY_LOCK)
+                if not await db.fetchval("SELECT EXISTS (SELECT 1 FROM signing_keys)"):
+                    await db.execute(
+                        _ADD_KEY,
+                        first.kid,
+                        first.algorithm,
+                        first.private_pem,
+                        first.created_at,
+                        first.retired_at,
+                    )
+                return await db.fetch(_KEYS)
+
+        return [SigningKeyRecord(*row) for row in await self._retried(ensure)]
+
+    async def sweep(self, rules: SweepRules) -> SweepCounts:
+        """Delete what can never work again, and spent tokens past their retention."""
+        row = await self._fetchrow(
+            _SWEEP, rules.anonymous_unused_before, rules.idle_before, rules.spent_before
+        )
+        assert row is not None
+        return SweepCounts(sessions=row[0], refresh_tokens=row[1], users=row[2])
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[Connection]:
+        """One pooled connection (for tools and tests that look at the tables)."""
+        async with self._pool.acquire() as connection:
+            yield connection
+
+
+@contextlib.contextmanager
+def _email_taken() -> Any:
+    """A unique email that is taken becomes ``EmailTakenError``."""
+    try:
+        yield
+    except asyncpg.UniqueViolationError as error:
+        if error.constraint_name == "users_email_key":
+            raise EmailTakenError from None
+        raise
+
+
+def _user(row: asyncpg.Record | None) -> UserRecord | None:
+    return None if row is None else UserRecord(*row)

@@ -1,0 +1,144 @@
+"""``mimi-reactive serve --workers N``: N server processes on one port, run by gunicorn.
+
+gunicorn's arbiter binds the port once, forks the workers (``aiohttp.GunicornWebWorker``, the
+worker aiohttp ships for it), restarts one that dies, and stops them all gracefully on SIGTERM.
+Each worker builds the same app as ``IdentityServer`` and keeps nothing of its own that
+matters: users, sessions, revocations and signing keys are in PostgreSQL, and rate-limit
+counts in the ``limits`` storage (Redis).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+
+from ._context import RegisteredClient, ServerSettings
+from ._logs import RedactingFilter, http_logger
+from ._service import open_service
+from ._stores import is_postgres
+
+__all__ = ["WorkersRefusedError", "check_workers", "run_workers"]
+
+
+class WorkersRefusedError(Exception):
+    """These settings would give workers state of their own: one line saying what to change."""
+
+
+def check_workers(workers: int, database: str, settings: ServerSettings) -> None:
+    """Refuse several workers where they would not share what they keep."""
+    if workers <= 1:
+        return
+    if not is_postgres(database):
+        raise WorkersRefusedError(
+            f"--workers {workers} needs a database the workers share: give --database"
+            " postgresql://USER@HOST:PORT/DB (SQLite serves one process; its writers would"
+            " wait on one file lock, and :memory: would be one database per worker)"
+        )
+    limits_on = settings.max_anonymous_sign_ups_per_hour or settings.max_failed_log_ins_per_minute
+    if limits_on and settings.rate_limit_storage.startswith(("memory://", "async+memory://")):
+        raise WorkersRefusedError(
+            f"--workers {workers} needs rate-limit counts the workers share: give"
+            " --rate-limit-storage redis://HOST:6379 (memory:// counts per worker, so each"
+            " limit would be multiplied by the number of workers)"
+        )
+
+
+class _Gunicorn(BaseApplication):
+    """gunicorn configured in code; each worker's app is built by ``_app``."""
+
+    def __init__(
+        self,
+        *,
+        clients: Mapping[str, RegisteredClient],
+        database: str,
+        settings: ServerSettings,
+        host: str,
+        port: int,
+        workers: int,
+        log_level: str,
+    ) -> None:
+        self._clients, self._database, self._settings = clients, database, settings
+        self._options: dict[str, Any] = {
+            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "aiohttp.GunicornWebWorker",
+            "accesslog": None,
+            "errorlog": "-",
+            "loglevel": log_level,
+            "graceful_timeout": 10,
+            "proc_name": "mimi-reactive",
+            "when_ready": self._ready,
+            "post_worker_init": _redact_gunicorn_logs,
+        }
+        self._url = ""
+        super().__init__()
+
+    def load_config(self) -> None:
+        for name, value in self._options.items():
+            self.cfg.set(name, value)
+
+    def load(self) -> Any:
+        return self._app
+
+    def _ready(self, arbiter: Arbiter) -> None:
+        """The port is bound (workers not yet forked): fix the URL every worker will use."""
+        _redact_gunicorn_logs(arbiter)
+        host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]
+        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        print(f"serving on {self._url} with {self.cfg.workers} workers", flush=True)
+
+    async def _app(self) -> web.AppRunner:
+        service = await open_service(
+            clients=self._clients,
+            database=self._database,
+            settings=self._settings,
+            logger=structlog.get_logger("mimi_reactive.server"),
+        )
+        service.tokens.issuer = self._settings.issuer or self._url
+        # As IdentityServer: aiohttp's request-error records are redacted; no access log.
+        return web.AppRunner(
+            service.app, access_log=None, logger=http_logger(), shutdown_timeout=9.5
+        )
+
+
+def _redact_gunicorn_logs(_: object) -> None:
+    """gunicorn's own records (a worker's failure quotes its exception) are redacted too."""
+    for name in ("gunicorn.error", "gunicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(each, RedactingFilter) for each in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+def run_workers(
+    *,
+    clients: Mapping[str, RegisteredClient],
+    database: str,
+    settings: ServerSettings,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+) -> int:
+    """Run ``workers`` processes until SIGTERM or SIGINT; gunicorn's exit status."""
+    application = _Gunicorn(
+        clients=clients,
+        database=database,
+        settings=settings,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+    )
+    try:
+        application.run()
+    except SystemExit as done:
+        return done.code if isinstance(done.code, int) else 1
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,119 @@
+"""Versioned schemas on both stores: `mimi-reactive migrate`, migration at start, workers
+starting together, a newer schema refused, and a PostgreSQL URL's password never shown."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from mimi_reactive._server._postgres import PostgresIdentityDatabase
+from mimi_reactive._server._schema import SCHEMA_VERSION as SQLITE_VERSION
+from mimi_reactive._server._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
+from mimi_reactive._server._tokens import AccessTokens
+from mimi_reactive.server import IdentityServer, ServerStartError
+
+from .test_server_retention import VERSION_1
+
+
+def migrate(database: str) -> subprocess.CompletedProcess[str]:
+    """Run `mimi-reactive migrate --database DATABASE` to completion."""
+    return subprocess.run(
+        [sys.executable, "-m", "mimi_reactive", "migrate", "--database", database],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_migrate_upgrades_a_first_schema_sqlite_file(tmp_path: Path) -> None:
+    """`migrate` brings a SQLite file of the first schema to the current version, once."""
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(VERSION_1)
+    first = migrate(str(path))
+    assert (first.returncode, first.stdout) == (0, f"schema version {SQLITE_VERSION} (was 0)\n")
+    again = migrate(str(path))
+    assert again.stdout == f"schema version {SQLITE_VERSION} (was {SQLITE_VERSION})\n"
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SQLITE_VERSION
+
+
+async def test_migrate_creates_the_postgresql_schema_once(postgres_url: str) -> None:
+    """`migrate` creates the tables in an empty PostgreSQL schema; run again, it changes
+    nothing."""
+    first = await asyncio.to_thread(migrate, postgres_url)
+    assert first.stdout == f"schema version {POSTGRES_VERSION} (was 0)\n", first.stderr
+    again = await asyncio.to_thread(migrate, postgres_url)
+    assert again.stdout == f"schema version {POSTGRES_VERSION} (was {POSTGRES_VERSION})\n"
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables"
+            " WHERE table_schema = current_schema() ORDER BY 1"
+        )
+    finally:
+        await connection.close()
+    assert [row[0] for row in tables] == [
+        "mimi_schema",
+        "refresh_tokens",
+        "sessions",
+        "signing_keys",
+        "users",
+    ]
+
+
+async def test_workers_starting_together_migrate_once_and_agree_on_one_key(
+    postgres_url: str,
+) -> None:
+    """Four stores opened at once on an empty schema migrate it once and all sign with the
+    same first key."""
+    stores = await asyncio.gather(*(PostgresIdentityDatabase.open(postgres_url) for _ in range(4)))
+    try:
+        assert sorted(store.schema_found for store in stores) == [0, 1, 1, 1]
+        loaded = await asyncio.gather(
+            *(AccessTokens.load(store, ttl=60, now=time.time()) for store in stores)
+        )
+        assert len({repr(tokens) for tokens in loaded}) == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_a_newer_postgresql_schema_is_refused(postgres_url: str) -> None:
+    """A PostgreSQL schema written by a newer server stops the start, never downgraded."""
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        await connection.execute("CREATE TABLE mimi_schema (version integer)")
+        await connection.execute("INSERT INTO mimi_schema VALUES (99)")
+    finally:
+        await connection.close()
+    with pytest.raises(ServerStartError, match="schema version 99"):
+        await IdentityServer.migrate_database(postgres_url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://mimi:hunter2@127.0.0.1:1/identity",
+        "postgresql://mimi:hunter2@127.0.0.1:5432/no_such_database_here",
+    ],
+)
+async def test_a_postgresql_url_password_is_never_shown(url: str) -> None:
+    """A database that cannot be opened is named without the URL's password."""
+    with pytest.raises(ServerStartError) as raised:
+        async with IdentityServer(
+            client_id="app", client_secret=secrets.token_urlsafe(32), database=url
+        ):
+            pass
+    message = str(raised.value)
+    assert "hunter2" not in message
+    assert "postgresql://mimi@127.0.0.1:" in message

@@ -1,0 +1,253 @@
+"""Several server processes on one PostgreSQL database (and one Redis for the limits): what one
+process does, the other sees. Real `serve` processes, a real PostgreSQL and a real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import jwt
+import pytest
+
+from mimi_reactive.verify import AccessTokenVerifier
+
+from .server_helpers import Caller
+
+REDIS = ("127.0.0.1", 6379)
+CLIENT = "workers-app"
+SECRET = secrets.token_urlsafe(32)
+WORKERS = ("--workers", "2")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis URL whose counters are this test's own (a fresh key prefix)."""
+    try:
+        socket.create_connection(REDIS, timeout=2).close()
+    except OSError as error:
+        pytest.skip(f"no Redis at {REDIS[0]}:{REDIS[1]} ({type(error).__name__})")
+    return f"redis://{REDIS[0]}:{REDIS[1]}/0?key_prefix=mimi-test-{secrets.token_hex(6)}"
+
+
+class Serve:
+    """One `mimi-reactive serve` process; ``url`` once it printed where it listens."""
+
+    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
+        self.process, self.url = process, url
+        self.stderr = ""
+
+    async def stop(self) -> None:
+        """SIGTERM, then keep its stderr; it must exit 0."""
+        self.process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(self.process.communicate(), 30)
+        self.stderr = stderr.decode()
+        assert self.process.returncode == 0, self.stderr
+
+
+@contextlib.asynccontextmanager
+async def serve(*args: str) -> AsyncIterator[Serve]:
+    """Start `mimi-reactive serve ARGS` on a free port; wait for its first line; stop it after."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        "serve",
+        "--port",
+        "0",
+        "--client-id",
+        CLIENT,
+        *args,
+        env={**os.environ, "MIMI_CLIENT_SECRET": SECRET},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
+        assert line.startswith("serving on http://"), line
+        running = Serve(process, line.split()[2])
+        yield running
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        raise
+    await running.stop()
+
+
+@pytest.fixture
+async def pair(postgres_url: str, redis_url: str) -> AsyncIterator[tuple[Caller, Caller]]:
+    """Two separate `serve` processes on one PostgreSQL schema and one Redis, as callers."""
+    options = (
+        "--database",
+        postgres_url,
+        "--rate-limit-storage",
+        redis_url,
+        "--refresh-reuse-interval",
+        "0",
+        "--max-failed-log-ins-per-minute",
+        "3",
+        "--issuer",
+        "http://identity.test",
+    )
+    async with (
+        serve(*options) as first,
+        serve(*options) as second,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Caller(http, first.url, CLIENT, SECRET), Caller(http, second.url, CLIENT, SECRET)
+
+
+async def test_a_user_signed_up_on_one_logs_in_by_id_on_the_other(
+    pair: tuple[Caller, Caller],
+) -> None:
+    """An anonymous user created by one process logs in by its id on the other."""
+    one, other = pair
+    created = await one.anonymous_user()
+    status, logged_in = await other.log_in_anonymously(created["user"]["anonymous_id"])
+    assert (status, logged_in["user"]["id"]) == (200, created["user"]["id"])
+
+
+async def test_a_refresh_token_rotates_on_the_other_and_its_reuse_is_seen_back(
+    pair: tuple[Caller, Caller],
+) -> None:
+    """A refresh token issued by one process rotates on the other; presenting it again on the
+    first revokes the session, so the other's new token stops working too."""
+    one, other = pair
+    session = (await one.anonymous_user())["session"]
+    status, rotated = await other.refresh(session["refresh_token"])
+    assert status == 200
+    status, reused = await one.refresh(session["refresh_token"])
+    assert (status, reused["error"]["code"]) == (400, "invalid_grant")
+    status, after = await other.refresh(rotated["session"]["refresh_token"])
+    assert (status, after["error"]["message"]) == (400, "the session was revoked")
+
+
+async def test_deletion_on_one_ends_the_sessions_the_other_serves(
+    pair: tuple[Caller, Caller],
+) -> None:
+    """Deleting the user through one process ends its session on the other: refresh refused,
+    introspection inactive, the anonymous id unknown."""
+    one, other = pair
+    created = await one.anonymous_user()
+    anonymous_id = created["user"]["anonymous_id"]
+    status, elsewhere = await other.log_in_anonymously(anonymous_id)
+    assert status == 200
+    deletion = {"access_token": created["session"]["access_token"]}
+    assert (await one.post("/v1/users/delete", deletion))[0] == 200
+    assert (await other.refresh(elsewhere["session"]["refresh_token"]))[0] == 400
+    _, introspected, _ = await other.post(
+        "/v1/token/introspect", {"token": elsewhere["session"]["access_token"]}
+    )
+    assert introspected == {"active": False}
+    assert (await other.log_in_anonymously(anonymous_id))[0] == 401
+
+
+async def test_log_out_everywhere_on_one_ends_the_sessions_the_other_serves(
+    pair: tuple[Caller, Caller],
+) -> None:
+    """Log out everywhere through one process revokes the session opened on the other."""
+    one, other = pair
+    created = await one.anonymous_user()
+    status, elsewhere = await other.log_in_anonymously(created["user"]["anonymous_id"])
+    assert status == 200
+    everywhere = {"access_token": created["session"]["access_token"]}
+    status, answer, _ = await one.post("/v1/sessions/revoke-all", everywhere)
+    assert (status, answer) == (200, {"revoked_sessions": 2})
+    status, refused = await other.refresh(elsewhere["session"]["refresh_token"])
+    assert (status, refused["error"]["message"]) == (400, "the session was revoked")
+
+
+async def test_failed_log_ins_count_across_both(pair: tuple[Caller, Caller]) -> None:
+    """Failed log-ins on both processes count against one limit (3 a minute) in Redis."""
+    one, other = pair
+    right = (await one.anonymous_user())["user"]["anonymous_id"]
+    wrong = "w" * 43
+    for caller in (one, other, one):
+        assert (await caller.log_in_anonymously(wrong))[0] == 401
+    status, refused = await other.log_in_anonymously(wrong)
+    assert (status, refused["error"]["code"]) == (429, "rate_limited")
+    assert (await one.log_in_anonymously(right))[0] == 429
+
+
+async def test_both_publish_the_key_both_sign_with(pair: tuple[Caller, Caller]) -> None:
+    """Both processes sign with one key kept in the database: a token from either verifies
+    against the other's JWKS."""
+    one, other = pair
+    tokens = [(await each.anonymous_user())["session"]["access_token"] for each in pair]
+    assert len({jwt.get_unverified_header(token)["kid"] for token in tokens}) == 1
+    for caller, token in ((other, tokens[0]), (one, tokens[1])):
+        verifier = AccessTokenVerifier("http://identity.test")
+        verifier._jwks_url = caller.url + "/.well-known/jwks.json"  # the issuer is a name
+        async with verifier:
+            assert (await verifier.verify(token)).client_id == CLIENT
+
+
+def children(pid: int) -> list[int]:
+    """The ids of the processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+async def test_workers_run_under_gunicorn_and_share_the_database(
+    postgres_url: str, redis_url: str
+) -> None:
+    """`serve --workers 2` runs two worker processes on one port; what many requests create
+    through it logs in through it, whichever worker answers; SIGTERM stops them all."""
+    options = ("--database", postgres_url, "--rate-limit-storage", redis_url)
+    async with serve("--workers", "2", *options) as workers, aiohttp.ClientSession() as http:
+        caller = Caller(http, workers.url, CLIENT, SECRET)
+        created = [await caller.anonymous_user() for _ in range(10)]
+        for each in created:
+            status, _ = await caller.log_in_anonymously(each["user"]["anonymous_id"])
+            assert status == 200
+        async with asyncio.timeout(30):
+            while len(children(workers.process.pid)) < 2:  # noqa: ASYNC110 (other processes)
+                await asyncio.sleep(0.05)  # polling a condition, bounded by the timeout
+        assert len(children(workers.process.pid)) == 2
+    assert workers.process.returncode == 0
+    assert "Booting worker" in workers.stderr or workers.stderr == ""
+    assert SECRET not in workers.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        (("--database", "x.sqlite3"), "postgresql://"),
+        (("--database", "postgresql://u:hunter2@127.0.0.1:1/db"), "--rate-limit-storage"),
+    ],
+)
+def test_several_workers_are_refused_where_they_would_not_share(
+    options: tuple[str, ...], named: str, tmp_path: Path
+) -> None:
+    """`--workers 2` on SQLite, or with per-process rate-limit counts, exits 2 with one line
+    that says what to give instead (and never a password)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "mimi_reactive", "serve", "--client-id", CLIENT, *WORKERS, *options],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        env={**os.environ, "MIMI_CLIENT_SECRET": SECRET},
+    )
+    assert done.returncode == 2, done.stderr
+    assert named in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "hunter2" not in done.stderr
+    assert not list(tmp_path.iterdir())
