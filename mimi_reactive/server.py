@@ -21,7 +21,7 @@ from aiohttp import web
 
 from ._server._config import ClientConfig, ConfigError
 from ._server._context import RegisteredClient, ServerSettings
-from ._server._logs import http_logger
+from ._server._logs import http_logger, server_logger
 from ._server._records import SweepCounts
 from ._server._secrets import digest
 from ._server._service import Service, open_service
@@ -66,7 +66,7 @@ class IdentityServer:
         self._host = host
         self._port = port
         self._settings = settings or ServerSettings()
-        self._log = logger or structlog.get_logger("mimi_reactive.server")
+        self._log = logger or server_logger()
         self._runner: web.AppRunner | None = None
         self._service: Service | None = None
         self._url: str | None = None
@@ -135,9 +135,7 @@ class IdentityServer:
         except DatabaseOpenError as error:
             raise ServerStartError(str(error)) from None
         try:
-            return await sweep_once(
-                opened, settings, logger or structlog.get_logger("mimi_reactive.server")
-            )
+            return await sweep_once(opened, settings, logger or server_logger())
         finally:
             await opened.close()
 

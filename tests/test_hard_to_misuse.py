@@ -156,3 +156,50 @@ def test_a_core_never_closed_warns_with_our_own_message() -> None:
     assert done.stderr.count("ResourceWarning: a MimiCore was never closed") == 1, done.stderr
     assert "async with MimiCore.start" in done.stderr
     assert "Unclosed" not in done.stderr + done.stdout
+
+
+def test_the_in_process_server_is_silent_too_until_logging_is_configured() -> None:
+    """The reference server run in-process writes nothing unless the app configures logging."""
+    script = textwrap.dedent(
+        """
+        import asyncio, secrets, sys
+        from mimi_reactive import AuthRoute, MimiConfiguration, MimiCore
+        from mimi_reactive.backends.http import HttpBackend
+        from mimi_reactive.server import IdentityServer
+
+        async def main():
+            secret = secrets.token_urlsafe(32)
+            async with IdentityServer(client_id="a", client_secret=secret) as server:
+                async with MimiCore.start(
+                    client_id="a", client_secret=secret, backend=HttpBackend(server.url),
+                    configuration=MimiConfiguration(allow_anonymous_user_only=True),
+                ) as core:
+                    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+                    await core.auth.log_out()
+                    await core.auth.run(AuthRoute.log_in_anonymously("no-such-id-000000000000"))
+
+        if len(sys.argv) > 1:
+            import logging
+            logging.basicConfig(level=logging.DEBUG)
+        asyncio.run(main())
+        """
+    )
+    quiet = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    loud = subprocess.run(
+        [sys.executable, "-c", script, "--log"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "mimi_reactive.server:event='server.started'" in loud.stderr

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import cast
 
-__all__ = ["RedactingFilter", "http_logger"]
+import structlog
+
+__all__ = ["RedactingFilter", "http_logger", "server_logger"]
 
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[a-zA-Z%]")
 _HTTP_LOGGER = "mimi_reactive.server.http"
@@ -37,3 +40,28 @@ def http_logger() -> logging.Logger:
     if not any(isinstance(each, RedactingFilter) for each in logger.filters):
         logger.addFilter(RedactingFilter())
     return logger
+
+
+def server_logger() -> structlog.typing.FilteringBoundLogger:
+    """The server's own event logger when the app passed none.
+
+    Where structlog was configured (the ``mimi-reactive`` command does it, an app may), its
+    configuration is used. Otherwise, as a library should, events go to the stdlib logger
+    ``mimi_reactive.server``, silent until the app configures ``logging``.
+    """
+    if structlog.is_configured():
+        return cast(structlog.typing.FilteringBoundLogger, structlog.get_logger(_SERVER_LOGGER))
+    return cast(
+        structlog.typing.FilteringBoundLogger,
+        structlog.wrap_logger(
+            logging.getLogger(_SERVER_LOGGER),
+            processors=[
+                structlog.stdlib.filter_by_level,
+                structlog.processors.KeyValueRenderer(key_order=["event"], sort_keys=True),
+            ],
+            wrapper_class=structlog.stdlib.BoundLogger,
+        ),
+    )
+
+
+_SERVER_LOGGER = "mimi_reactive.server"

@@ -14,13 +14,12 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-import structlog
 from aiohttp import web
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from ._context import RegisteredClient, ServerSettings
-from ._logs import RedactingFilter, http_logger
+from ._logs import RedactingFilter, http_logger, server_logger
 from ._service import open_service
 from ._stores import is_postgres
 
@@ -99,7 +98,7 @@ class _Gunicorn(BaseApplication):
             clients=self._clients,
             database=self._database,
             settings=self._settings,
-            logger=structlog.get_logger("mimi_reactive.server"),
+            logger=server_logger(),
         )
         service.tokens.issuer = self._settings.issuer or self._url
         # As IdentityServer: aiohttp's request-error records are redacted; no access log.
