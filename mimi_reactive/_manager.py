@@ -35,7 +35,8 @@ class AnonymousAuthManager:
         except MimiCoreError as error:  # the core is closed
             return Failure(error)
         if outcome.skipped:
-            return Skipped() if outcome.reason is None else Skipped(outcome.reason)
+            assert outcome.reason is not None  # a skip always carries the guard's reason
+            return Skipped(outcome.reason)
         if outcome.error is not None:
             return Failure(outcome.error)
         assert anonymous_id is not None  # a blank id was skipped

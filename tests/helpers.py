@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -72,3 +75,18 @@ def event_names(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 def transitions(states: list[SessionState]) -> list[Transition]:
     return [state.transition for state in states]
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_python(*arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGUMENTS`` in a fresh process from the checkout; capture its output."""
+    return subprocess.run(
+        [sys.executable, *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 from reactivex import operators as ops
@@ -28,7 +25,8 @@ from mimi_reactive import (
 )
 from mimi_reactive.testing import ScriptedBackend
 
-REPO = Path(__file__).resolve().parent.parent
+from .helpers import run_python
+
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 
 
@@ -165,14 +163,7 @@ def test_a_forgotten_close_does_not_keep_the_process_alive() -> None:
         "core.auth.authenticate(AuthRoute.sign_up_anonymously())\n"
         "print('done')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    done = run_python("-c", script)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "done\n"
 

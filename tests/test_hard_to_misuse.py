@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from mimi_reactive import AuthRoute, LogOut, MimiCore, Transition
 from mimi_reactive.testing import Reply, ScriptedBackend
 
-REPO = Path(__file__).resolve().parent.parent
+from .helpers import run_python
 
 A_WHOLE_FLOW = """
 import asyncio, sys
@@ -49,14 +47,7 @@ asyncio.run(main(sys.argv[1]))
 def test_a_whole_flow_writes_nothing_when_the_app_configured_no_logging(tmp_path: Path) -> None:
     """In a fresh process with no logging configured, the library prints nothing at all,
     even for failures and a raising subscriber."""
-    done = subprocess.run(
-        [sys.executable, "-c", A_WHOLE_FLOW, str(tmp_path / "session.json")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-c", A_WHOLE_FLOW, str(tmp_path / "session.json"))
     assert done.returncode == 0, done.stderr
     assert done.stdout == ""
     assert done.stderr == ""
@@ -65,14 +56,7 @@ def test_a_whole_flow_writes_nothing_when_the_app_configured_no_logging(tmp_path
 def test_configured_logging_shows_the_library_events(tmp_path: Path) -> None:
     """An app that configures logging sees the library's events, tracebacks included."""
     script = "import logging; logging.basicConfig(level=logging.DEBUG)\n" + A_WHOLE_FLOW
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "session.json")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-c", script, str(tmp_path / "session.json"))
     assert done.returncode == 0, done.stderr
     assert "mimi_reactive.session:session.command" in done.stderr
     assert "stream.subscriber_failed" in done.stderr
@@ -143,14 +127,7 @@ def test_a_core_never_closed_warns_with_our_own_message() -> None:
         print("exited")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-W", "always::ResourceWarning", "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_python("-W", "always::ResourceWarning", "-c", script)
     assert done.returncode == 0, done.stderr
     assert "exited" in done.stdout
     assert done.stderr.count("ResourceWarning: a MimiCore was never closed") == 1, done.stderr
@@ -184,22 +161,8 @@ def test_the_in_process_server_is_silent_too_until_logging_is_configured() -> No
         asyncio.run(main())
         """
     )
-    quiet = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    quiet = run_python("-c", script)
     assert quiet.returncode == 0, quiet.stderr
     assert (quiet.stdout, quiet.stderr) == ("", "")
-    loud = subprocess.run(
-        [sys.executable, "-c", script, "--log"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    loud = run_python("-c", script, "--log")
     assert "mimi_reactive.server:event='server.started'" in loud.stderr
