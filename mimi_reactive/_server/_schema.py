@@ -6,7 +6,7 @@ the previous version intact. A database newer than this code is refused, never d
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 __all__ = ["SCHEMA_VERSION", "SchemaError", "SchemaTooNewError", "migrate"]
 
@@ -71,25 +71,24 @@ class SchemaTooNewError(SchemaError):
     """The database was written by a newer version of the server."""
 
 
-async def migrate(db: aiosqlite.Connection) -> int:
+def migrate(db: sqlite3.Connection) -> int:
     """Bring the database to ``SCHEMA_VERSION``; returns the version it had."""
-    async with db.execute("PRAGMA user_version") as cursor:
-        row = await cursor.fetchone()
+    row = db.execute("PRAGMA user_version").fetchone()
     found = int(row[0]) if row is not None else 0
     if found > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"
         )
     for version in range(found, SCHEMA_VERSION):  # v1 is idempotent: 0 may be v1 or empty
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             for statement in _statements(_MIGRATIONS[version]):
-                await db.execute(statement)
-            await db.execute(f"PRAGMA user_version = {version + 1}")
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version + 1}")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
-        await db.execute("COMMIT")
+        db.execute("COMMIT")
     return found
 
 
