@@ -28,21 +28,24 @@ def _user_json(user: UserRecord, *, anonymous_id: str | None = None) -> dict[str
 
 
 class _NewPair:
-    """A fresh token pair for a new session of ``user_id``, and what the database keeps."""
+    """A fresh token pair for a new session of a user, and what the database keeps of it."""
 
-    def __init__(
-        self, state: ServerState, client: RegisteredClient, user_id: str, *, is_anonymous: bool
-    ) -> None:
-        settings = state.settings
-        self.now = settings.clock()
-        self.ttl = settings.access_token_ttl
-        session_id = str(uuid.uuid4())
-        claims = AccessClaims(session_id, user_id, is_anonymous, client.id)
-        self.access_token = state.tokens.issue(claims, self.now)
+    def __init__(self, state: ServerState, client: RegisteredClient) -> None:
+        self._state = state
+        self._client = client
+        self.now = state.settings.clock()
+        self.ttl = state.settings.access_token_ttl
         self.refresh_token = new_secret()
-        self.stored = NewSession(
+        self.access_token = ""
+
+    def start(self, user: UserRecord) -> NewSession:
+        """Sign the access token for ``user``; the new session to store."""
+        session_id = str(uuid.uuid4())
+        claims = AccessClaims(session_id, user.id, user.is_anonymous, self._client.id)
+        self.access_token = self._state.tokens.issue(claims, self.now)
+        return NewSession(
             id=session_id,
-            client_id=client.id,
+            client_id=self._client.id,
             access_digest=digest(self.access_token),
             refresh_digest=digest(self.refresh_token),
             access_expires_at=self.now + self.ttl,
@@ -145,14 +148,14 @@ async def _create_anonymous_user(request: web.Request) -> web.Response:
     if retry_after is not None:
         raise rate_limited(retry_after)
     anonymous_id = new_secret()
-    user_id = str(uuid.uuid4())
-    pair = _NewPair(state, client_of(request), user_id, is_anonymous=True)
+    new_user = UserRecord(str(uuid.uuid4()), True, None, None)
+    pair = _NewPair(state, client_of(request))
     user = await state.database.create_user(
-        user_id=user_id,
+        user_id=new_user.id,
         anonymous_id_digest=digest(anonymous_id),
         email=None,
         password_hash=None,
-        session=pair.stored,
+        session=pair.start(new_user),
     )
     # The only time the id is ever sent: the server keeps its digest, not the id.
     return pair.answer(user, status=201, anonymous_id=anonymous_id)
@@ -162,13 +165,12 @@ async def _log_in_anonymously(request: web.Request) -> web.Response:
     body = await read_body(request, models.AnonymousLogIn)
     state = request.app[STATE]
     ip = await _not_blocked(request, state)
-    user = await state.database.user_by_anonymous_id(digest(body.anonymous_id))
+    pair = _NewPair(state, client_of(request))
+    user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.start)
     if user is None:
         raise await _failed(
             state, ip, ApiError(401, "invalid_anonymous_id", "no anonymous user has this id")
         )
-    pair = _NewPair(state, client_of(request), user.id, is_anonymous=user.is_anonymous)
-    await state.database.create_session(user.id, pair.stored)
     return pair.answer(user)
 
 
@@ -177,15 +179,16 @@ async def _sign_up(request: web.Request) -> web.Response:
     _refuse_anonymous_only(request)
     state = request.app[STATE]
     password_hash = await _hashing(state.passwords.hash(body.password))
-    user_id = str(uuid.uuid4())
-    pair = _NewPair(state, client_of(request), user_id, is_anonymous=False)
+    email = body.email.lower()
+    new_user = UserRecord(str(uuid.uuid4()), False, email, password_hash)
+    pair = _NewPair(state, client_of(request))
     try:
         user = await state.database.create_user(
-            user_id=user_id,
+            user_id=new_user.id,
             anonymous_id_digest=None,
-            email=body.email.lower(),
+            email=email,
             password_hash=password_hash,
-            session=pair.stored,
+            session=pair.start(new_user),
         )
     except EmailTakenError:
         raise ApiError(409, "email_taken", "this email is already registered") from None
@@ -204,8 +207,8 @@ async def _log_in(request: web.Request) -> web.Response:
         raise await _failed(
             state, ip, ApiError(401, "invalid_credentials", "the email or password is wrong")
         )
-    pair = _NewPair(state, client_of(request), user.id, is_anonymous=False)
-    await state.database.create_session(user.id, pair.stored)
+    pair = _NewPair(state, client_of(request))
+    await state.database.create_session(user.id, pair.start(user))
     return pair.answer(user)
 
 

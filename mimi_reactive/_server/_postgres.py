@@ -196,8 +196,16 @@ class PostgresIdentityDatabase:
             )
         return user
 
-    async def user_by_anonymous_id(self, anonymous_id_digest: str) -> UserRecord | None:
-        return _user(await self._fetchrow(_USER + "anonymous_id_digest = $1", anonymous_id_digest))
+    async def log_in_anonymously(
+        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+    ) -> UserRecord | None:
+        user = _user(await self._fetchrow(_USER + "anonymous_id_digest = $1", anonymous_id_digest))
+        if user is not None:
+            try:
+                await self.create_session(user.id, start(user))
+            except asyncpg.ForeignKeyViolationError:  # deleted in between: no such user now
+                return None
+        return user
 
     async def user_by_email(self, email: str) -> UserRecord | None:
         return _user(await self._fetchrow(_USER + "email = $1", email))

@@ -136,7 +136,12 @@ class IdentityDatabase(Protocol):
         session: NewSession,
     ) -> UserRecord: ...
 
-    async def user_by_anonymous_id(self, anonymous_id_digest: str) -> UserRecord | None: ...
+    async def log_in_anonymously(
+        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+    ) -> UserRecord | None:
+        """The user with this anonymous id, with a new session ``start`` made for it stored;
+        None (and nothing stored) if there is no such user."""
+        ...
 
     async def user_by_email(self, email: str) -> UserRecord | None: ...
 
