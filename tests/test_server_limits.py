@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -17,6 +18,7 @@ from mimi_reactive import (
     MimiCore,
     RateLimitedError,
 )
+from mimi_reactive._server._secrets import BUSY_DELAY, PasswordHasher
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer, ServerSettings
 
@@ -163,7 +165,8 @@ async def test_a_trusted_proxy_forwards_the_client_address(clock: Clock) -> None
 
 async def test_a_password_flood_gets_503_instead_of_queueing_without_end() -> None:
     """With one Argon2 worker and no queue, concurrent password log-ins past the first get
-    503 server_busy with Retry-After, and anonymous log-in still answers."""
+    503 server_busy with Retry-After (held back that long), and anonymous log-in still
+    answers."""
     settings = ServerSettings(
         password_hash_workers=1, password_hash_queue=0, max_failed_log_ins_per_minute=0
     )
@@ -174,10 +177,25 @@ async def test_a_password_flood_gets_503_instead_of_queueing_without_end() -> No
         caller = Caller(http, server.url, CLIENT_ID, SECRET)
         created = await caller.anonymous_user()
         wrong = {"email": "a@example.test", "password": "not the one"}
+        started = time.monotonic()
         answers = await asyncio.gather(*(caller.post("/v1/sessions", wrong) for _ in range(8)))
+        # Refusals are held back BUSY_DELAY seconds, so a flood that retries at once is slowed.
+        assert time.monotonic() - started >= BUSY_DELAY
         busy = [a for a in answers if a[0] == 503]
         assert busy, [a[0] for a in answers]
         assert all(a[1]["error"]["code"] == "server_busy" for a in busy)
         assert all(a[2]["Retry-After"] == "1" for a in busy)
         assert {a[0] for a in answers} <= {401, 503}
         assert (await caller.log_in_anonymously(created["user"]["anonymous_id"]))[0] == 200
+
+
+async def test_a_password_hash_takes_one_lane() -> None:
+    """Argon2 hashes in one lane (one thread), so one pool worker takes one core at most."""
+    hasher = PasswordHasher()
+    try:
+        stored = await hasher.hash("correct horse battery staple")
+        assert await hasher.verify(stored, "correct horse battery staple")
+    finally:
+        hasher.close()
+    assert stored.startswith("$argon2id$")
+    assert ",p=1$" in stored

@@ -13,7 +13,7 @@ from . import _models as models
 from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._edge import ApiError, client_ip, rate_limited, read_body
 from ._records import AccessClaims, EmailTakenError, NewSession, Rotation, SessionRecord, UserRecord
-from ._secrets import HashingBusyError, digest, new_secret
+from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
 
 __all__ = ["HANDLERS"]
 
@@ -106,7 +106,10 @@ async def _hashing(work: Awaitable[Any]) -> Any:
         return await work
     except HashingBusyError:
         raise ApiError(
-            503, "server_busy", "too many password checks at once; try again", retry_after=1
+            503,
+            "server_busy",
+            "too many password checks at once; try again",
+            retry_after=BUSY_DELAY,
         ) from None
 
 

@@ -12,7 +12,14 @@ from typing import TypeVar
 
 import argon2
 
-__all__ = ["HashingBusyError", "PasswordHasher", "digest", "new_secret", "same_secret"]
+__all__ = [
+    "BUSY_DELAY",
+    "HashingBusyError",
+    "PasswordHasher",
+    "digest",
+    "new_secret",
+    "same_secret",
+]
 
 _T = TypeVar("_T")
 
@@ -43,29 +50,53 @@ class HashingBusyError(Exception):
     """Every Argon2 worker is busy and the queue is full: answer 503, try again shortly."""
 
 
+# Argon2id as RFC 9106's second recommended option (t=3, 64 MiB) but in one lane: libargon2
+# runs a thread per lane, so with its default of four lanes one pool worker took every core
+# of a small machine and starved the event loop; with one lane a worker is one core.
+_ARGON2 = argon2.PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=1)
+# A refusal is held back this many seconds (see PasswordHasher), which is also the
+# Retry-After it carries; at most _MAX_HELD are held at once, past that they go at once.
+BUSY_DELAY = 1
+_MAX_HELD = 1024
+
+
 class PasswordHasher:
     """Argon2id password hashing on a fixed pool of threads, off the event loop.
 
     At most ``workers`` hashes run at once and ``queue`` more wait; past that a call raises
-    ``HashingBusyError`` at once instead of waiting, so a flood of password guesses cannot
-    take every core (or queue without end) while log-ins by anonymous id keep their speed.
+    ``HashingBusyError``, so a flood of password guesses cannot take more than ``workers``
+    cores (or queue without end) while log-ins by anonymous id keep their speed. The refusal
+    comes after ``BUSY_DELAY`` seconds, not at once: a flood that retries the moment it is
+    answered would otherwise turn into a flood of cheap requests that crowds the event loop;
+    held back, a client with N connections gets at most N refusals per ``BUSY_DELAY``.
     """
 
     def __init__(
-        self, hasher: argon2.PasswordHasher | None = None, *, workers: int = 1, queue: int = 8
+        self,
+        hasher: argon2.PasswordHasher | None = None,
+        *,
+        workers: int = 1,
+        queue: int = 8,
     ) -> None:
         if workers < 1 or queue < 0:
             raise ValueError("the password hashing pool needs at least one worker")
-        self._hasher = hasher or argon2.PasswordHasher()
+        self._hasher = hasher or _ARGON2
         self._pool = concurrent.futures.ThreadPoolExecutor(workers, "mimi-argon2")
         self._capacity = workers + queue
         self._in_flight = 0
+        self._held = 0
 
     def __repr__(self) -> str:
         return f"PasswordHasher(capacity={self._capacity}, in_flight={self._in_flight})"
 
     async def _run(self, work: Callable[[], _T]) -> _T:
         if self._in_flight >= self._capacity:
+            if self._held < _MAX_HELD:
+                self._held += 1
+                try:
+                    await asyncio.sleep(BUSY_DELAY)
+                finally:
+                    self._held -= 1
             raise HashingBusyError
         self._in_flight += 1
         try:
