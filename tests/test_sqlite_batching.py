@@ -90,3 +90,22 @@ async def test_a_closed_connection_refuses_work(tmp_path: Path) -> None:
     assert await queued
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         await connection.run(_names)
+
+
+async def test_a_failure_of_the_database_itself_fails_the_whole_batch(
+    writer: BatchingConnection,
+) -> None:
+    """A locked, full or failing database fails every operation of its batch: none commits."""
+
+    def broken(db: sqlite3.Connection) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    # The first starts a batch of its own at once; the other two queue behind it, together.
+    results = await asyncio.gather(
+        writer.run(_insert("first")),
+        writer.run(broken),
+        writer.run(_insert("after-it")),
+        return_exceptions=True,
+    )
+    assert all(isinstance(result, sqlite3.OperationalError) for result in results[1:])
+    assert "after-it" not in await writer.run(_names)
