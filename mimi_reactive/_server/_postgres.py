@@ -199,13 +199,21 @@ class PostgresIdentityDatabase:
     async def log_in_anonymously(
         self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
     ) -> UserRecord | None:
-        user = _user(await self._fetchrow(_USER + "anonymous_id_digest = $1", anonymous_id_digest))
-        if user is not None:
-            try:
-                await self.create_session(user.id, start(user))
-            except asyncpg.ForeignKeyViolationError:  # deleted in between: no such user now
-                return None
-        return user
+
+        async def log_in(connection: Connection) -> UserRecord | None:
+            # Two round trips on one pooled connection: the token is signed between them.
+            found = await connection.fetchrow(
+                _USER + "anonymous_id_digest = $1", anonymous_id_digest
+            )
+            user = _user(found)
+            if user is not None:
+                try:
+                    await connection.execute(_CREATE_SESSION, *_session_args(user.id, start(user)))
+                except asyncpg.ForeignKeyViolationError:  # deleted in between: no user now
+                    return None
+            return user
+
+        return await self._retried(log_in)
 
     async def user_by_email(self, email: str) -> UserRecord | None:
         return _user(await self._fetchrow(_USER + "email = $1", email))
@@ -230,16 +238,7 @@ class PostgresIdentityDatabase:
         return await self._execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
-        await self._execute(
-            _CREATE_SESSION,
-            user_id,
-            session.id,
-            session.access_digest,
-            session.access_expires_at,
-            session.client_id,
-            session.now,
-            session.refresh_digest,
-        )
+        await self._execute(_CREATE_SESSION, *_session_args(user_id, session))
         return SessionRecord(
             session.id, user_id, session.access_expires_at, session.now, session.client_id
         )
@@ -382,6 +381,19 @@ def _email_taken() -> Any:
         if error.constraint_name == "users_email_key":
             raise EmailTakenError from None
         raise
+
+
+def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
+    """_CREATE_SESSION's parameters, in order."""
+    return (
+        user_id,
+        session.id,
+        session.access_digest,
+        session.access_expires_at,
+        session.client_id,
+        session.now,
+        session.refresh_digest,
+    )
 
 
 def _user(row: asyncpg.Record | None) -> UserRecord | None:
