@@ -36,13 +36,17 @@ class Service:
     database: IdentityDatabase
     tokens: AccessTokens
     passwords: PasswordHasher
+    limiter: RateLimiter
     closed: bool = False
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            await asyncio.to_thread(self.passwords.close)
-            await self.database.close()
+            try:
+                await asyncio.to_thread(self.passwords.close)
+                await self.limiter.close()  # a Redis storage's connections, say
+            finally:
+                await self.database.close()
 
 
 async def open_service(
@@ -54,13 +58,17 @@ async def open_service(
 ) -> Service:
     """Open the store (migrating it), load the keys and build the app; ``ValueError`` for a
     bad rate-limit storage URL, ``DatabaseOpenError`` for a store that cannot be opened."""
-    storage = limiter_storage(settings.rate_limit_storage)
-    opened = await open_database(database)
+    limiter = RateLimiter(limiter_storage(settings.rate_limit_storage), settings.clock)
     try:
-        ttl, now = settings.access_token_ttl, settings.clock()
-        tokens = await AccessTokens.load(opened, ttl=ttl, now=now)
+        opened = await open_database(database)
+        try:
+            ttl, now = settings.access_token_ttl, settings.clock()
+            tokens = await AccessTokens.load(opened, ttl=ttl, now=now)
+        except BaseException:
+            await opened.close()
+            raise
     except BaseException:
-        await opened.close()
+        await limiter.close()
         raise
     passwords = PasswordHasher(
         workers=settings.password_hash_workers, queue=settings.password_hash_queue
@@ -71,10 +79,10 @@ async def open_service(
         settings=settings,
         logger=logger,
         passwords=passwords,
-        limiter=RateLimiter(storage, settings.clock),
+        limiter=limiter,
         tokens=tokens,
     )
-    service = Service(app, opened, tokens, passwords)
+    service = Service(app, opened, tokens, passwords, limiter)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_reload_keys(tokens, opened))]
