@@ -66,6 +66,7 @@ _DEFAULTS: dict[str, object] = {
     "port": 8080,
     "workers": 1,
     "database": "mimi-identity.sqlite3",
+    "database_pool_size": 10,
     "issuer": None,
     "access_token_ttl": 3600.0,
     "session_idle_timeout": 30 * 24 * 3600.0,
@@ -153,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         " --database and a shared --rate-limit-storage (1)",
     )
     _database_options(serve)
+    serve.add_argument(
+        "--database-pool-size",
+        type=_positive,
+        help="PostgreSQL connections each server process keeps at most (10)",
+    )
     serve.add_argument("--client-id", type=_non_blank, help="one app's client id")
     serve.add_argument(
         "--client-secret",

@@ -49,10 +49,14 @@ class ServerSettings:
     """Delete anonymous users unseen for this many days (0: never)."""
     issuer: str | None = None
     """The ``iss`` of access tokens: the service's public URL (default: the listening URL)."""
+    database_pool_size: int = 10
+    """PostgreSQL connections one server process keeps at most (unused on SQLite)."""
 
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:
             raise ValueError("spent_token_retention must be at least refresh_reuse_interval")
+        if self.database_pool_size < 1:
+            raise ValueError(f"database_pool_size must be 1 or more, not {self.database_pool_size}")
 
     @property
     def sign_up_limit(self) -> Limit:

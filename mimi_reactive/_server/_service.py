@@ -60,7 +60,7 @@ async def open_service(
     bad rate-limit storage URL, ``DatabaseOpenError`` for a store that cannot be opened."""
     limiter = RateLimiter(limiter_storage(settings.rate_limit_storage), settings.clock)
     try:
-        opened = await open_database(database)
+        opened = await open_database(database, pool_size=settings.database_pool_size)
         try:
             ttl, now = settings.access_token_ttl, settings.clock()
             tokens = await AccessTokens.load(opened, ttl=ttl, now=now)
