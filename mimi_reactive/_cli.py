@@ -1,5 +1,5 @@
 """The ``mimi-reactive`` command: ``serve`` the reference server (``--workers N`` under
-gunicorn), ``sweep`` or ``migrate`` its database, or run the ``demo``.
+gunicorn), ``sweep`` or ``migrate`` its database, ``rotate-signing-key``, or run the ``demo``.
 
 This is the only place that configures logging output.
 """
@@ -14,7 +14,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     _configure_logging(args.log_level)
-    if args.command in ("serve", "sweep", "migrate"):
+    if args.command in _SERVER_COMMANDS:
         try:
             options, clients = _options(args)
             if args.command == "serve" and options["workers"] > 1:
@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ServerStartError as error:
             print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
             return 1
-        command = {"serve": _serve, "sweep": _sweep, "migrate": _migrate}[args.command]
+        command = _SERVER_COMMANDS[args.command]
         try:
             asyncio.run(command(options, clients))
         except ServerStartError as error:
@@ -66,6 +66,7 @@ _DEFAULTS: dict[str, object] = {
     "port": 8080,
     "workers": 1,
     "database": "mimi-identity.sqlite3",
+    "database_pool_size": 10,
     "issuer": None,
     "access_token_ttl": 3600.0,
     "session_idle_timeout": 30 * 24 * 3600.0,
@@ -153,6 +154,11 @@ def _parser() -> argparse.ArgumentParser:
         " --database and a shared --rate-limit-storage (1)",
     )
     _database_options(serve)
+    serve.add_argument(
+        "--database-pool-size",
+        type=_positive,
+        help="PostgreSQL connections each server process keeps at most (10)",
+    )
     serve.add_argument("--client-id", type=_non_blank, help="one app's client id")
     serve.add_argument(
         "--client-secret",
@@ -220,7 +226,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--config", help="a TOML file with [server] options")
     migrate.add_argument("--database", help=_DATABASE_HELP)
-    for command in (serve, sweep, migrate):
+    rotate = commands.add_parser(
+        "rotate-signing-key",
+        help="store a new access-token signing key and retire the current one, then exit",
+        description="Store a new access-token signing key; running servers sign with it within"
+        " a minute, and keep publishing the retired key for one access-token lifetime plus"
+        " 300 s so the tokens it signed keep verifying. Prints the new key's kid.",
+        formatter_class=formatter,
+    )
+    rotate.add_argument("--config", help="a TOML file with [server] options")
+    rotate.add_argument("--database", help=_DATABASE_HELP)
+    for command in (serve, sweep, migrate, rotate):
         for action in command._actions:
             default = _DEFAULTS.get(action.dest)
             if default is not None and action.help is not None and action.dest != "help":
@@ -373,6 +389,22 @@ async def _sweep(options: dict[str, Any], clients: list[ClientConfig]) -> None:
         f" {counts.users} anonymous users",
         flush=True,
     )
+
+
+async def _rotate_signing_key(options: dict[str, Any], clients: list[ClientConfig]) -> None:
+    """Store a new signing key, without listening; print its kid (never the key)."""
+    kid = await IdentityServer.rotate_signing_key(options["database"])
+    print(f"signing key {kid} added; running servers sign with it within a minute", flush=True)
+
+
+_Command = Callable[[dict[str, Any], list[ClientConfig]], Coroutine[Any, Any, None]]
+# The commands that take the server's options (--database, --config, ...); demo does not.
+_SERVER_COMMANDS: dict[str, _Command] = {
+    "serve": _serve,
+    "sweep": _sweep,
+    "migrate": _migrate,
+    "rotate-signing-key": _rotate_signing_key,
+}
 
 
 def _configure_logging(level: str) -> None:

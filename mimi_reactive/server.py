@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +28,7 @@ from ._server._secrets import digest
 from ._server._service import Service, open_service
 from ._server._stores import DatabaseOpenError, migrate_database, open_database
 from ._server._sweeper import sweep_once
+from ._server._tokens import new_signing_key
 
 __all__ = ["ClientConfig", "IdentityServer", "ServerSettings", "ServerStartError", "SweepCounts"]
 
@@ -147,6 +149,27 @@ class IdentityServer:
             return await migrate_database(database)
         except DatabaseOpenError as error:
             raise ServerStartError(str(error)) from None
+
+    @staticmethod
+    async def rotate_signing_key(database: str | Path, *, now: float | None = None) -> str:
+        """Store a new access-token signing key and retire the current one, without a server
+        (``mimi-reactive rotate-signing-key``); the new key's ``kid``.
+
+        Running servers sign with it within ``key_reload_interval`` (60 s), or at once when
+        they serve the JWKS. The retired key stays published for one access-token lifetime
+        plus 300 s after ``now`` (default: the current time), so the tokens it signed keep
+        verifying until they expire.
+        """
+        key = new_signing_key(time.time() if now is None else now)
+        try:
+            opened = await open_database(database)
+        except DatabaseOpenError as error:
+            raise ServerStartError(str(error)) from None
+        try:
+            await opened.add_signing_key(key)
+        finally:
+            await opened.close()
+        return key.kid
 
     async def stop(self) -> None:
         """Stop listening and sweeping, and close the database. Idempotent."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import asyncpg
@@ -87,6 +88,19 @@ async def database_url(
         pytest.skip(postgres_unreachable)
     async with fresh_schema() as url:
         yield url
+
+
+REDIS = ("127.0.0.1", 6379)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis URL whose counters are this test's own (a fresh key prefix); skips without one."""
+    try:
+        socket.create_connection(REDIS, timeout=2).close()
+    except OSError as error:
+        pytest.skip(f"no Redis at {REDIS[0]}:{REDIS[1]} ({type(error).__name__})")
+    return f"redis://{REDIS[0]}:{REDIS[1]}/0?key_prefix=mimi-test-{secrets.token_hex(6)}"
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -22,20 +21,9 @@ from mimi_reactive.verify import AccessTokenVerifier
 
 from .server_helpers import Caller
 
-REDIS = ("127.0.0.1", 6379)
 CLIENT = "workers-app"
 SECRET = secrets.token_urlsafe(32)
 WORKERS = ("--workers", "2")
-
-
-@pytest.fixture
-def redis_url() -> str:
-    """A Redis URL whose counters are this test's own (a fresh key prefix)."""
-    try:
-        socket.create_connection(REDIS, timeout=2).close()
-    except OSError as error:
-        pytest.skip(f"no Redis at {REDIS[0]}:{REDIS[1]} ({type(error).__name__})")
-    return f"redis://{REDIS[0]}:{REDIS[1]}/0?key_prefix=mimi-test-{secrets.token_hex(6)}"
 
 
 class Serve:

@@ -33,6 +33,7 @@ SERVER_KEYS: dict[str, tuple[type, ...]] = {
     "port": (int,),
     "workers": (int,),
     "database": (str,),
+    "database_pool_size": (int,),
     "issuer": (str,),
     "access_token_ttl": (int, float),
     "session_idle_timeout": (int, float),

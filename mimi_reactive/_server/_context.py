@@ -12,7 +12,7 @@ from aiohttp import web
 from ._limits import Limit, RateLimiter
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher
-from ._tokens import AccessTokens
+from ._tokens import PUBLISH_MARGIN, AccessTokens
 
 __all__ = ["STATE", "RegisteredClient", "ServerSettings", "ServerState", "client_of"]
 
@@ -49,10 +49,21 @@ class ServerSettings:
     """Delete anonymous users unseen for this many days (0: never)."""
     issuer: str | None = None
     """The ``iss`` of access tokens: the service's public URL (default: the listening URL)."""
+    database_pool_size: int = 10
+    """PostgreSQL connections one server process keeps at most (unused on SQLite)."""
+    key_reload_interval: float = 60.0
+    """Seconds between a process's reads of the signing keys: a key added by
+    ``rotate-signing-key`` signs everywhere within this long (at most ``PUBLISH_MARGIN``)."""
 
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:
             raise ValueError("spent_token_retention must be at least refresh_reuse_interval")
+        if not 0 < self.key_reload_interval <= PUBLISH_MARGIN:
+            raise ValueError(
+                f"key_reload_interval must be more than 0 and at most {PUBLISH_MARGIN:g} seconds"
+            )
+        if self.database_pool_size < 1:
+            raise ValueError(f"database_pool_size must be 1 or more, not {self.database_pool_size}")
 
     @property
     def sign_up_limit(self) -> Limit:

@@ -137,7 +137,9 @@ async def _openapi(request: web.Request) -> web.Response:
 async def _jwks(request: web.Request) -> web.Response:
     state = request.app[STATE]
     # From the database: every worker publishes every key any worker may sign with.
-    await state.tokens.reload(state.database)
+    kid = await state.tokens.reload(state.database)
+    if kid is not None:
+        state.log.info("signing_key.taken_up", kid=kid)
     return web.json_response(
         state.tokens.jwks(state.settings.clock()), headers={"Cache-Control": "max-age=300"}
     )

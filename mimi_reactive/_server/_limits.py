@@ -7,16 +7,20 @@ instead of sleeping and every worker agrees on where a window ends.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import math
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 import attrs
-from limits.aio.storage import Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 
-__all__ = ["Limit", "RateLimiter", "limiter_storage"]
+__all__ = ["Limit", "RateLimiter", "close_storage", "limiter_storage"]
 
 
 @attrs.frozen
@@ -49,6 +53,37 @@ def limiter_storage(url: str) -> Storage:
     return storage
 
 
+async def close_storage(storage: Storage) -> None:
+    """Release what ``storage`` holds open; idempotent, and never touches the network."""
+    if isinstance(storage, MemoryStorage):
+        timer = storage.timer
+        if timer is not None and not timer.done():
+            timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await timer
+    elif isinstance(storage, RedisStorage):
+        # The bridge holds the client (coredis by default, or redis-py / valkey), and for a
+        # Sentinel setup a second client for the replicas.
+        clients = {id(c): c for c in _attributes(storage.bridge, "storage", "storage_replica")}
+        for client in clients.values():
+            await _close_redis_client(client)
+
+
+def _attributes(owner: object, *names: str) -> list[Any]:
+    return [value for name in names if (value := getattr(owner, name, None)) is not None]
+
+
+async def _close_redis_client(client: Any) -> None:
+    if callable(getattr(client, "aclose", None)):  # redis-py 5+, valkey
+        await client.aclose()
+        return
+    pool = getattr(client, "connection_pool", None)  # coredis: disconnect() closes every socket
+    if pool is not None:
+        done = pool.disconnect()
+        if inspect.isawaitable(done):
+            await done
+
+
 class RateLimiter:
     """Counts events per limit and key in fixed windows of the server clock."""
 
@@ -58,6 +93,10 @@ class RateLimiter:
 
     def __repr__(self) -> str:
         return f"RateLimiter({type(self._storage).__name__})"
+
+    async def close(self) -> None:
+        """Release the storage's connections (at server shutdown)."""
+        await close_storage(self._storage)
 
     def _window(self, limit: Limit, key: str) -> tuple[str, float]:
         now = self._clock()

@@ -132,11 +132,20 @@ class PostgresIdentityDatabase:
         """The schema version the database had when opened (before migrating)."""
 
     def __repr__(self) -> str:
-        return f"PostgresIdentityDatabase(pool_size={self._pool.get_size()})"
+        return (
+            f"PostgresIdentityDatabase(pool_size={self._pool.get_size()},"
+            f" pool_max_size={self.pool_max_size})"
+        )
+
+    @property
+    def pool_max_size(self) -> int:
+        """The most connections the pool opens."""
+        return self._pool.get_max_size()
 
     @classmethod
     async def open(cls, dsn: str, *, max_size: int = 10) -> PostgresIdentityDatabase:
-        """Connect a pool to ``dsn`` and migrate its schema forward."""
+        """Connect a pool of at most ``max_size`` connections to ``dsn`` and migrate its schema
+        forward."""
         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
         try:
             async with pool.acquire() as connection:

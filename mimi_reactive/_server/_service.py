@@ -21,11 +21,7 @@ from ._stores import open_database
 from ._sweeper import run_sweeper
 from ._tokens import AccessTokens
 
-__all__ = ["KEY_RELOAD_INTERVAL", "Service", "open_service"]
-
-KEY_RELOAD_INTERVAL = 60.0
-"""Seconds between a worker's reads of the signing keys (well inside the 300 s a retired key
-stays published), so a key added to the database signs everywhere within a minute."""
+__all__ = ["Service", "open_service"]
 
 
 @attrs.define
@@ -36,13 +32,17 @@ class Service:
     database: IdentityDatabase
     tokens: AccessTokens
     passwords: PasswordHasher
+    limiter: RateLimiter
     closed: bool = False
 
     async def close(self) -> None:
         if not self.closed:
             self.closed = True
-            await asyncio.to_thread(self.passwords.close)
-            await self.database.close()
+            try:
+                await asyncio.to_thread(self.passwords.close)
+                await self.limiter.close()  # a Redis storage's connections, say
+            finally:
+                await self.database.close()
 
 
 async def open_service(
@@ -54,13 +54,17 @@ async def open_service(
 ) -> Service:
     """Open the store (migrating it), load the keys and build the app; ``ValueError`` for a
     bad rate-limit storage URL, ``DatabaseOpenError`` for a store that cannot be opened."""
-    storage = limiter_storage(settings.rate_limit_storage)
-    opened = await open_database(database)
+    limiter = RateLimiter(limiter_storage(settings.rate_limit_storage), settings.clock)
     try:
-        ttl, now = settings.access_token_ttl, settings.clock()
-        tokens = await AccessTokens.load(opened, ttl=ttl, now=now)
+        opened = await open_database(database, pool_size=settings.database_pool_size)
+        try:
+            ttl, now = settings.access_token_ttl, settings.clock()
+            tokens = await AccessTokens.load(opened, ttl=ttl, now=now)
+        except BaseException:
+            await opened.close()
+            raise
     except BaseException:
-        await opened.close()
+        await limiter.close()
         raise
     passwords = PasswordHasher(
         workers=settings.password_hash_workers, queue=settings.password_hash_queue
@@ -71,13 +75,13 @@ async def open_service(
         settings=settings,
         logger=logger,
         passwords=passwords,
-        limiter=RateLimiter(storage, settings.clock),
+        limiter=limiter,
         tokens=tokens,
     )
-    service = Service(app, opened, tokens, passwords)
+    service = Service(app, opened, tokens, passwords, limiter)
 
     async def background(app: web.Application) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(_reload_keys(tokens, opened))]
+        tasks = [asyncio.create_task(_reload_keys(tokens, opened, settings, logger))]
         if settings.sweep_interval > 0:
             tasks.append(asyncio.create_task(run_sweeper(opened, settings, logger)))
         yield
@@ -95,9 +99,20 @@ async def open_service(
     return service
 
 
-async def _reload_keys(tokens: AccessTokens, database: IdentityDatabase) -> None:
-    """Take up keys stored by others every ``KEY_RELOAD_INTERVAL`` until cancelled."""
+async def _reload_keys(
+    tokens: AccessTokens,
+    database: IdentityDatabase,
+    settings: ServerSettings,
+    log: structlog.typing.FilteringBoundLogger,
+) -> None:
+    """Take up keys stored by others (``rotate-signing-key``) every ``key_reload_interval``
+    seconds until cancelled; a failed read keeps the keys it has and is logged."""
     while True:
-        await asyncio.sleep(KEY_RELOAD_INTERVAL)
-        with contextlib.suppress(Exception):  # a failed read keeps the keys it has
-            await tokens.reload(database)
+        await asyncio.sleep(settings.key_reload_interval)
+        try:
+            kid = await tokens.reload(database)
+        except Exception as error:
+            log.warning("signing_key.reload_failed", error=type(error).__name__)
+            continue
+        if kid is not None:
+            log.info("signing_key.taken_up", kid=kid)

@@ -49,11 +49,12 @@ def describe(database: str | Path) -> str:
     return f"postgresql://{user}{host}{port}{parts.path}"
 
 
-async def open_database(database: str | Path) -> IdentityDatabase:
-    """Open (and migrate forward) the store ``database`` names; ``DatabaseOpenError`` if not."""
+async def open_database(database: str | Path, *, pool_size: int = 10) -> IdentityDatabase:
+    """Open (and migrate forward) the store ``database`` names; ``DatabaseOpenError`` if not.
+    ``pool_size``: the most connections a PostgreSQL store opens (SQLite has one)."""
     try:
         if is_postgres(database):
-            return await PostgresIdentityDatabase.open(str(database))
+            return await PostgresIdentityDatabase.open(str(database), max_size=pool_size)
         return await SqliteIdentityDatabase.open(database)
     except (OSError, sqlite3.Error, asyncpg.PostgresError, SchemaError, ValueError) as error:
         raise DatabaseOpenError(

@@ -1,10 +1,11 @@
 """Access tokens as signed JWTs (ES256, RFC 9068 shape), and the JWKS that verifies them.
 
 The signing key is created at first start and kept in the database, so every worker signs
-with the same key; each key has a ``kid``. Adding a key retires the one before it, which stays
-in the JWKS for one more access-token lifetime so tokens it signed keep verifying during a
-rotation. Workers take up a key added to the database within a minute, and serve the JWKS
-from the database itself.
+with the same key; each key has a ``kid``. Adding a key (``mimi-reactive rotate-signing-key``)
+retires the one before it, which stays in the JWKS for one more access-token lifetime plus
+``PUBLISH_MARGIN`` so tokens it signed keep verifying during a rotation. Workers take up a key
+added to the database every ``key_reload_interval`` (60 s) and whenever they serve the JWKS,
+which they read from the database itself.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from jwt.algorithms import ECAlgorithm
 
 from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
 
-__all__ = ["ALGORITHM", "AccessTokens", "new_signing_key"]
+__all__ = ["ALGORITHM", "PUBLISH_MARGIN", "AccessTokens", "new_signing_key"]
 
 ALGORITHM = "ES256"
-# A retired key stays published this much past the last token it can have signed.
-_PUBLISH_MARGIN = 300.0
+PUBLISH_MARGIN = 300.0
+"""Seconds a retired key stays published past one access-token lifetime after its retirement:
+room for workers that take the new key up late (at most ``key_reload_interval``, which must
+not exceed this, after the rotation) and for clocks that differ a little."""
 
 
 def new_signing_key(now: float) -> SigningKeyRecord:
@@ -44,7 +47,7 @@ class AccessTokens:
     def __init__(self, keys: Sequence[SigningKeyRecord], *, ttl: float) -> None:
         if not keys:
             raise ValueError("at least one signing key is needed")
-        self._keys = sorted(keys, key=lambda key: key.created_at, reverse=True)
+        self._keys = _signing_order(keys)
         self._signing = self._keys[0]
         self._private = _private_key(self._signing)
         self._ttl = ttl
@@ -59,12 +62,16 @@ class AccessTokens:
         """The stored keys; a first key is created and stored if there is none."""
         return cls(await database.ensure_signing_key(new_signing_key(now)), ttl=ttl)
 
-    async def reload(self, database: IdentityDatabase) -> None:
-        """Take up the keys another worker (or an operator) stored: the newest signs."""
-        keys = sorted(await database.signing_keys(), key=lambda key: key.created_at, reverse=True)
-        if keys and [key.kid for key in keys] != [key.kid for key in self._keys]:
-            self._keys, self._signing = keys, keys[0]
-            self._private = _private_key(self._signing)
+    async def reload(self, database: IdentityDatabase) -> str | None:
+        """Take up the keys another worker (or an operator) stored; the ``kid`` of the key
+        that signs from now on if it changed, else None."""
+        keys = _signing_order(await database.signing_keys())
+        if not keys or [key.kid for key in keys] == [key.kid for key in self._keys]:
+            return None
+        before = self._signing.kid
+        self._keys, self._signing = keys, keys[0]
+        self._private = _private_key(self._signing)
+        return self._signing.kid if self._signing.kid != before else None
 
     def issue(self, claims: AccessClaims, now: float) -> str:
         """A signed access token for ``claims``, valid ``ttl`` seconds from ``now``."""
@@ -89,11 +96,17 @@ class AccessTokens:
         """The public keys a resource server needs: the signing one and recently retired ones."""
         published = []
         for key in self._keys:
-            if key.retired_at is not None and now > key.retired_at + self._ttl + _PUBLISH_MARGIN:
+            if key.retired_at is not None and now > key.retired_at + self._ttl + PUBLISH_MARGIN:
                 continue
             public = ECAlgorithm.to_jwk(_private_key(key).public_key(), as_dict=True)
             published.append({**public, "kid": key.kid, "alg": key.algorithm, "use": "sig"})
         return {"keys": published}
+
+
+def _signing_order(keys: Sequence[SigningKeyRecord]) -> list[SigningKeyRecord]:
+    """The key that signs first: the newest unretired one. By retirement, not by age alone, so a
+    key added by a machine whose clock is behind still signs, and a retired one never does."""
+    return sorted(keys, key=lambda key: (key.retired_at is None, key.created_at), reverse=True)
 
 
 def _private_key(key: SigningKeyRecord) -> ec.EllipticCurvePrivateKey:

@@ -1,0 +1,283 @@
+"""Signing-key rotation: `mimi-reactive rotate-signing-key` stores a new key, running servers
+sign with it (within key_reload_interval, or at once when they serve the JWKS), and the retired
+key stays published for one access-token lifetime plus PUBLISH_MARGIN so its tokens keep
+verifying. Over both stores, in-process and as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import jwt
+import pytest
+import structlog
+
+from mimi_reactive._server._stores import open_database
+from mimi_reactive._server._tokens import PUBLISH_MARGIN, new_signing_key
+from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive.verify import AccessTokenVerifier
+
+from .conftest import CLIENT_ID
+from .server_helpers import Caller, Clock
+from .test_server_workers import CLIENT, SECRET, serve
+
+KID_LINE = re.compile(r"^signing key (\S+) added; running servers sign with it within a minute$")
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path) -> str:
+    """Each store, named so that a second opener (the rotation) sees the server's data: a
+    SQLite file rather than :memory:, or this test's own PostgreSQL schema."""
+    return str(tmp_path / "ids.sqlite3") if database_url == ":memory:" else database_url
+
+
+class Events:
+    """The server's structlog events, kept in order; a waiter wakes on each new one."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self._new = asyncio.Event()
+        self.logger = cast(
+            structlog.typing.FilteringBoundLogger,
+            structlog.wrap_logger(
+                None,
+                processors=[self._keep],
+                wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+            ),
+        )
+
+    def _keep(self, _: Any, __: str, event: structlog.typing.EventDict) -> Any:
+        self.seen.append(dict(event))
+        self._new.set()
+        raise structlog.DropEvent
+
+    async def first(self, name: str) -> dict[str, Any]:
+        """The first event called ``name``, waiting for it if it has not been logged yet."""
+        async with asyncio.timeout(10):
+            while True:
+                for event in self.seen:
+                    if event["event"] == name:
+                        return event
+                self._new.clear()
+                await self._new.wait()
+
+
+def kid_of(token: str) -> str:
+    return str(jwt.get_unverified_header(token)["kid"])
+
+
+async def published(http: aiohttp.ClientSession, url: str) -> list[str]:
+    """The kids of the server's JWKS (asking for it also makes the server reload its keys)."""
+    async with http.get(url + "/.well-known/jwks.json") as response:
+        assert response.status == 200
+        return [key["kid"] for key in (await response.json())["keys"]]
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_after_rotation_both_keys_are_published_and_old_tokens_verify(
+    store: str, client_secret: str, http: aiohttp.ClientSession
+) -> None:
+    """After a rotation the JWKS holds the old and the new key; a token signed before it still
+    verifies, with a verifier that cached the old JWKS and with a fresh one; a token issued
+    after the server took the key up carries the new kid and verifies too."""
+    async with (
+        IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, database=store) as server,
+        AccessTokenVerifier(server.url) as cached,
+    ):
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        old = (await caller.anonymous_user())["session"]["access_token"]
+        await cached.verify(old)  # caches the JWKS of the old key alone
+        old_kid = kid_of(old)
+
+        new_kid = await IdentityServer.rotate_signing_key(store)
+
+        assert new_kid != old_kid
+        assert sorted(await published(http, server.url)) == sorted([old_kid, new_kid])
+        new = (await caller.anonymous_user())["session"]["access_token"]
+        assert kid_of(new) == new_kid
+        assert (await cached.verify(old)).client_id == CLIENT_ID
+        assert (await cached.verify(new)).client_id == CLIENT_ID  # refetched for the new kid
+        async with AccessTokenVerifier(server.url) as fresh:
+            assert (await fresh.verify(old)).client_id == CLIENT_ID
+
+
+async def test_a_running_server_takes_up_the_new_key_on_its_timer(
+    store: str, client_secret: str, http: aiohttp.ClientSession
+) -> None:
+    """Without anyone asking for the JWKS, the reload timer takes the rotated key up and logs
+    its kid; tokens issued from then on carry it; stopping the server ends the timer."""
+    events = Events()
+    settings = ServerSettings(key_reload_interval=0.05)
+    async with IdentityServer(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        database=store,
+        settings=settings,
+        logger=events.logger,
+    ) as server:
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        old_kid = kid_of((await caller.anonymous_user())["session"]["access_token"])
+
+        new_kid = await IdentityServer.rotate_signing_key(store)
+
+        assert (await events.first("signing_key.taken_up"))["kid"] == new_kid
+        new = (await caller.anonymous_user())["session"]["access_token"]
+        assert kid_of(new) == new_kid != old_kid
+    timers = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "_reload_keys"
+    ]
+    assert timers == []
+
+
+async def test_the_retired_key_leaves_the_jwks_after_a_token_lifetime_and_the_margin(
+    store: str, client_secret: str, http: aiohttp.ClientSession
+) -> None:
+    """With the server clock moved by hand: the retired key is published until one access-token
+    lifetime plus PUBLISH_MARGIN after the rotation (when every token it signed has expired),
+    and not a second longer; the new key stays."""
+    clock = Clock(time.time())
+    settings = ServerSettings(clock=clock, access_token_ttl=60)
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=store, settings=settings
+    ) as server:
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        old = (await caller.anonymous_user())["session"]["access_token"]
+        rotated_at = clock.now
+        new_kid = await IdentityServer.rotate_signing_key(store, now=rotated_at)
+        assert len(await published(http, server.url)) == 2
+
+        clock.now = rotated_at + 60 + PUBLISH_MARGIN
+        assert len(await published(http, server.url)) == 2
+        assert jwt.decode(old, options={"verify_signature": False})["exp"] < clock.now
+
+        clock.now += 1
+        assert await published(http, server.url) == [new_kid]
+
+
+async def test_a_key_added_by_a_clock_that_is_behind_still_signs(
+    store: str, client_secret: str, http: aiohttp.ClientSession
+) -> None:
+    """A rotation run on a machine whose clock is an hour behind the server's: the new key
+    signs all the same (the unretired key signs, whatever its creation time)."""
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=store
+    ) as server:
+        new_kid = await IdentityServer.rotate_signing_key(store, now=time.time() - 3600)
+        assert new_kid in await published(http, server.url)
+        created = await Caller(http, server.url, CLIENT_ID, client_secret).anonymous_user()
+        assert kid_of(created["session"]["access_token"]) == new_kid
+
+
+@pytest.mark.parametrize("interval", [0, -1, PUBLISH_MARGIN + 1, float("nan")])
+def test_a_reload_interval_past_the_margin_is_refused(interval: float) -> None:
+    """A key reload interval must be positive and within PUBLISH_MARGIN: a worker slower than
+    that could sign with a key the JWKS no longer publishes."""
+    with pytest.raises(ValueError, match="key_reload_interval"):
+        ServerSettings(key_reload_interval=interval)
+
+
+async def rotate_cli(*args: str) -> tuple[int, str, str]:
+    """Run `mimi-reactive rotate-signing-key ARGS`; its exit status, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        "rotate-signing-key",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if k != "MIMI_CLIENT_SECRET"},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_the_command_adds_a_key_and_prints_only_its_kid(store: str, tmp_path: Path) -> None:
+    """`rotate-signing-key --database` and `--config` each store a new key, retire the one
+    before, exit 0 and print the new kid and never key material."""
+    database = await open_database(store)
+    try:
+        await database.ensure_signing_key(new_signing_key(time.time()))
+    finally:
+        await database.close()
+    config = tmp_path / "mimi.toml"
+    config.write_text(f"[server]\ndatabase = {store!r}\n")
+
+    printed, output = [], ""
+    for args in (("--database", store), ("--config", str(config))):
+        status, stdout, stderr = await rotate_cli(*args)
+        assert status == 0, stderr
+        assert stderr == ""
+        match = KID_LINE.match(stdout.strip())
+        assert match is not None, stdout
+        printed.append(match.group(1))
+        output += stdout
+
+    database = await open_database(store)
+    try:
+        keys = await database.signing_keys()
+    finally:
+        await database.close()
+    assert [key.kid for key in keys][:2] == printed[::-1]
+    assert len(keys) == 3
+    assert keys[0].retired_at is None
+    assert all(key.retired_at is not None for key in keys[1:])
+    for key in keys:
+        pem_body = "".join(key.private_pem.splitlines()[1:-1])
+        assert pem_body[:40] not in output.replace("\n", "")
+    assert "PRIVATE KEY" not in output
+
+
+@pytest.mark.parametrize(
+    ("database", "named"),
+    [("{tmp}", "{tmp}"), ("postgresql://mimi:hunter2@127.0.0.1:1/db", "127.0.0.1:1/db")],
+    ids=["directory", "unreachable-postgresql"],
+)
+async def test_the_command_that_cannot_open_the_database_says_why(
+    tmp_path: Path, database: str, named: str
+) -> None:
+    """A database that cannot be opened: exit 1 with one line naming it (never a password)."""
+    status, stdout, stderr = await rotate_cli("--database", database.format(tmp=tmp_path))
+    assert status == 1
+    assert stdout == ""
+    assert stderr.count("\n") == 1, stderr
+    assert stderr.startswith("mimi-reactive rotate-signing-key: cannot open the database")
+    assert named.format(tmp=tmp_path) in stderr
+    assert "hunter2" not in stderr
+
+
+async def test_a_running_serve_takes_up_a_key_rotated_from_the_command_line(
+    store: str, http: aiohttp.ClientSession
+) -> None:
+    """`serve` running while an operator runs `rotate-signing-key` on its database: its JWKS
+    holds both keys, its next tokens carry the new kid, and tokens of either key verify."""
+    async with serve("--database", store) as running:
+        caller = Caller(http, running.url, CLIENT, SECRET)
+        old = (await caller.anonymous_user())["session"]["access_token"]
+        status, stdout, stderr = await rotate_cli("--database", store)
+        assert status == 0, stderr
+        match = KID_LINE.match(stdout.strip())
+        assert match is not None, stdout
+        new_kid = match.group(1)
+        assert sorted(await published(http, running.url)) == sorted([kid_of(old), new_kid])
+        new = (await caller.anonymous_user())["session"]["access_token"]
+        assert kid_of(new) == new_kid
+        async with AccessTokenVerifier(running.url) as verifier:
+            for token in (old, new):
+                assert (await verifier.verify(token)).client_id == CLIENT

@@ -1,0 +1,107 @@
+"""The PostgreSQL pool's size is an option (``--database-pool-size``, ``database_pool_size``):
+it reaches the pool, and a size below 1 is refused with one line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from mimi_reactive._server._postgres import PostgresIdentityDatabase
+from mimi_reactive.server import IdentityServer, ServerSettings
+
+from .conftest import CLIENT_ID
+from .test_cli import run_cli
+
+
+@pytest.mark.parametrize("size", [None, 1, 3])
+async def test_the_pool_size_reaches_the_postgresql_pool(
+    postgres_url: str, client_secret: str, size: int | None
+) -> None:
+    """The server's PostgreSQL pool opens at most database_pool_size connections (10 unless
+    told)."""
+    settings = ServerSettings() if size is None else ServerSettings(database_pool_size=size)
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=postgres_url, settings=settings
+    ) as server:
+        assert server._service is not None
+        database = server._service.database
+        assert isinstance(database, PostgresIdentityDatabase)
+        assert database.pool_max_size == (10 if size is None else size)
+
+
+@pytest.mark.parametrize("size", [0, -1])
+def test_a_pool_size_below_one_is_refused_in_process(size: int) -> None:
+    """ServerSettings refuses a pool size below 1, naming the setting."""
+    with pytest.raises(ValueError, match="database_pool_size must be 1 or more"):
+        ServerSettings(database_pool_size=size)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_serve_refuses_a_bad_pool_size_flag(value: str) -> None:
+    """`serve --database-pool-size` below 1 or not a number exits 2 with one line naming it."""
+    done = run_cli("serve", "--client-id", "app", "--database-pool-size", value)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert "--database-pool-size" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "status", "named"),
+    [("0", 1, "database_pool_size must be 1 or more"), ('"ten"', 2, "database_pool_size")],
+)
+def test_serve_refuses_a_bad_pool_size_in_the_config_file(
+    tmp_path: Path, setting: str, status: int, named: str
+) -> None:
+    """`database_pool_size` below 1 or not a whole number in [server] stops the start with one
+    line naming it, before anything is created."""
+    config = tmp_path / "mimi.toml"
+    config.write_text(f"[server]\ndatabase_pool_size = {setting}\n")
+    database = tmp_path / "ids.sqlite3"
+    done = run_cli(
+        "serve", "--client-id", "app", "--config", str(config), "--database", str(database)
+    )
+    assert done.returncode == status, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr
+    assert not database.exists()
+
+
+async def test_the_flag_wins_over_the_config_file(tmp_path: Path) -> None:
+    """A pool size of 0 in the file does not stop `serve` when --database-pool-size says 2."""
+    config = tmp_path / "mimi.toml"
+    config.write_text("[server]\ndatabase_pool_size = 0\n")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        "serve",
+        "--port",
+        "0",
+        "--client-id",
+        "app",
+        "--config",
+        str(config),
+        "--database",
+        str(tmp_path / "ids.sqlite3"),
+        "--database-pool-size",
+        "2",
+        env={**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = await asyncio.wait_for(process.stdout.readline(), 30)
+        assert line.decode().startswith("serving on http://"), line
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode()
