@@ -77,7 +77,11 @@ def test_the_state_diagram_renders_as_mermaid(site: Path) -> None:
 
 
 def test_the_pictures_are_on_the_site(site: Path) -> None:
-    """The Textual screenshot and the benchmark plot are published and shown."""
+    """The Textual screenshot and the benchmark plots are published and shown."""
     assert (site / "textual-session.svg").read_text().startswith("<svg")
     assert 'src="../textual-session.svg"' in (site / "observing" / "index.html").read_text()
     assert 'src="../publish-cost.png"' in (site / "benchmarks" / "index.html").read_text()
+    for page in ("benchmarks", "scaling"):
+        html = (site / page / "index.html").read_text()
+        for plot in ("server-users.png", "server-workers.png"):
+            assert f'src="../{plot}"' in html, (page, plot)
