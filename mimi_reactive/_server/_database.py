@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ._records import (
+    SEEN_PRECISION,
     AccessClaims,
     EmailTakenError,
     IdentityDatabase,
@@ -439,4 +440,7 @@ def _revoke(db: sqlite3.Connection, session_id: str, now: float, reason: str) ->
 
 def _seen(db: sqlite3.Connection, user_id: str, now: float) -> None:
     """Note that the user logged in or renewed (what anonymous retention measures)."""
-    db.execute("UPDATE users SET last_seen_at = ? WHERE id = ?", (now, user_id))
+    db.execute(
+        "UPDATE users SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?",
+        (now, user_id, now - SEEN_PRECISION),
+    )

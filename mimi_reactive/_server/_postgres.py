@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from ._records import (
+    SEEN_PRECISION,
     AccessClaims,
     EmailTakenError,
     NewSession,
@@ -54,7 +55,7 @@ INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($11, $7, $6)
 
 _CREATE_SESSION = """
 WITH u AS (
-    UPDATE users SET last_seen_at = $6 WHERE id = $1
+    UPDATE users SET last_seen_at = $6 WHERE id = $1 AND last_seen_at < $8
 ), s AS (
     INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
         last_used_at, client_id) VALUES ($2, $1, $3, $4, $6, $6, $5)
@@ -83,7 +84,7 @@ WITH spent AS (
     UPDATE sessions SET access_digest = $5, access_expires_at = $6, last_used_at = $1,
         client_id = $7 WHERE id = $4
 )
-UPDATE users SET last_seen_at = $1 WHERE id = $8
+UPDATE users SET last_seen_at = $1 WHERE id = $8 AND last_seen_at < $9
 """
 
 _REVOKE = (
@@ -316,6 +317,7 @@ class PostgresIdentityDatabase:
                     access_expires_at,
                     client_id,
                     user_id,
+                    now - SEEN_PRECISION,
                 )
             session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
             return rotation, session, user
@@ -402,6 +404,7 @@ def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
         session.client_id,
         session.now,
         session.refresh_digest,
+        session.now - SEEN_PRECISION,
     )
 
 

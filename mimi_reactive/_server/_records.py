@@ -13,6 +13,7 @@ from typing import Protocol
 import attrs
 
 __all__ = [
+    "SEEN_PRECISION",
     "AccessClaims",
     "EmailTakenError",
     "IdentityDatabase",
@@ -24,6 +25,12 @@ __all__ = [
     "SweepRules",
     "UserRecord",
 ]
+
+
+SEEN_PRECISION = 3600.0
+"""A user's ``last_seen_at`` is kept to within this many seconds: written at most once an
+hour per user, so most log-ins and renewals leave the users table and its indexes alone.
+Anonymous retention counts in days, so an hour is well inside what it needs."""
 
 
 @attrs.frozen
