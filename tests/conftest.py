@@ -7,6 +7,7 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -79,14 +80,28 @@ async def postgres_url(postgres_unreachable: str | None) -> AsyncIterator[str]:
 async def database_url(
     request: pytest.FixtureRequest, postgres_unreachable: str | None
 ) -> AsyncIterator[str]:
-    """Each store in turn: SQLite in memory, then a PostgreSQL schema of this test's own."""
+    """Each store in turn: SQLite in memory, then a PostgreSQL schema of this test's own.
+
+    ``@stores(...)`` picks other params: ``sqlite-file`` is SQLite in a file of the test's
+    ``tmp_path`` (for tests that look at the tables from outside the server).
+    """
     if request.param == "sqlite":
         yield ":memory:"
+        return
+    if request.param == "sqlite-file":
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        yield str(tmp_path / "ids.sqlite3")
         return
     if postgres_unreachable is not None:
         pytest.skip(postgres_unreachable)
     async with fresh_schema() as url:
         yield url
+
+
+def stores(*params: str) -> pytest.MarkDecorator:
+    """Run a test that uses ``database_url`` on these stores only: any of ``sqlite``,
+    ``sqlite-file`` and ``postgresql``."""
+    return pytest.mark.parametrize("database_url", params, indirect=True)
 
 
 @pytest.fixture

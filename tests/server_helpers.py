@@ -1,10 +1,16 @@
-"""Helpers for the server tests: a movable clock and a JSON caller over real HTTP."""
+"""Helpers for the server tests: a movable clock, a JSON caller over real HTTP, and a look at
+either store's tables from outside the server."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from typing import Any
 
 import aiohttp
+import asyncpg
+
+from mimi_reactive._server._stores import is_postgres
 
 
 class Clock:
@@ -44,3 +50,38 @@ class Caller:
             "/v1/token", {"grant_type": "refresh_token", "refresh_token": refresh_token}
         )
         return status, body
+
+
+async def query_value(database: str, query: str) -> Any:
+    """The first value of ``query``'s first row on the store ``database`` names (a SQLite file
+    or a PostgreSQL URL), over a connection of the test's own beside the server's."""
+    if is_postgres(database):
+        connection = await asyncpg.connect(database)
+        try:
+            return await connection.fetchval(query)
+        finally:
+            await connection.close()
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return db.execute(query).fetchone()[0]
+
+
+async def execute(database: str, script: str) -> None:
+    """Run ``script`` (one or more statements) on the live store, from outside the server."""
+    if is_postgres(database):
+        connection = await asyncpg.connect(database)
+        try:
+            await connection.execute(script)
+        finally:
+            await connection.close()
+        return
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.executescript(script)
+
+
+async def row_counts(database: str, *tables: str) -> dict[str, int]:
+    """How many rows each table has (users, sessions and refresh tokens unless told)."""
+    names = tables or ("users", "sessions", "refresh_tokens")
+    counts = {}
+    for name in names:
+        counts[name] = int(await query_value(database, f"SELECT count(*) FROM {name}"))  # noqa: S608
+    return counts
