@@ -115,6 +115,39 @@ async def test_anonymous_users_unseen_past_the_retention_go(
 
 
 @stores("sqlite-file", "postgresql")
+async def test_one_sweep_deletes_exactly_what_can_never_work_again(
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
+) -> None:
+    """With every rule due at once, a sweep deletes the forgotten user, dead sessions and old
+    spent tokens, counts them the same on either store, and leaves every row still in use."""
+    server, caller, database = swept
+    forgotten = await caller.anonymous_user()  # its session idles; the user is unseen 31 days
+    _, revoked = await caller.log_in_anonymously(forgotten["user"]["anonymous_id"])
+    _, revoked = await caller.refresh(revoked["session"]["refresh_token"])  # spends a token
+    await caller.post("/v1/sessions/revoke", {"token": revoked["session"]["access_token"]})
+    returning = await caller.anonymous_user()  # its first session idles; it logs in again
+    credentials = {"email": "k@example.test", "password": "long enough"}
+    _, kept, _ = await caller.post("/v1/users", credentials)
+    refresh_token = kept["session"]["refresh_token"]
+    for day in (5, 10, 15, 20, 25, 30.5):  # spends 6 tokens; 5 of them over a day ago at 31
+        clock.now = 1_000_000.0 + day * DAY
+        status, renewed = await caller.refresh(refresh_token)
+        assert status == 200, renewed
+        refresh_token = renewed["session"]["refresh_token"]
+        if day == 25:
+            assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
+    clock.now = 1_000_000.0 + 31 * DAY
+    counts = await server.sweep()
+    # Rows that go with a deleted user or session are not counted again.
+    assert (counts.users, counts.sessions, counts.refresh_tokens) == (1, 1, 5)
+    assert await row_counts(database) == {"users": 2, "sessions": 2, "refresh_tokens": 3}
+    assert await server.sweep() == type(counts)(sessions=0, refresh_tokens=0, users=0)
+    assert (await caller.refresh(refresh_token))[0] == 200
+    assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
+    assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 401
+
+
+@stores("sqlite-file", "postgresql")
 async def test_the_sweeper_runs_on_its_own(database_url: str, client_secret: str) -> None:
     """With a short sweep_interval, a revoked session disappears without anyone asking."""
     settings = ServerSettings(sweep_interval=0.05)
