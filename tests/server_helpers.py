@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -85,3 +86,23 @@ async def row_counts(database: str, *tables: str) -> dict[str, int]:
     for name in names:
         counts[name] = int(await query_value(database, f"SELECT count(*) FROM {name}"))  # noqa: S608
     return counts
+
+
+async def stored_bytes(database: str) -> bytes:
+    """Everything the store holds, as bytes: every file beside a SQLite database (its WAL and
+    free pages included), or every row of every table of the PostgreSQL schema, as text."""
+    if not is_postgres(database):
+        return b"".join(path.read_bytes() for path in Path(database).parent.iterdir())
+    connection = await asyncpg.connect(database)
+    try:
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        rows = [
+            row[0]
+            for table in tables
+            for row in await connection.fetch(f"SELECT t::text FROM {table[0]} t")  # noqa: S608
+        ]
+    finally:
+        await connection.close()
+    return "\n".join(rows).encode()
