@@ -197,8 +197,7 @@ async def test_email_is_unique_and_wrong_password_fails(
 
 @stores("sqlite-file", "postgresql")
 async def test_database_holds_no_secret_in_the_clear(database_url: str, client_secret: str) -> None:
-    """The store never holds an anonymous id, a token, a password or the client secret: not
-    in the SQLite files, not in any PostgreSQL row."""
+    """No anonymous id, token, password or client secret is stored in the clear, in either store."""
     async with IdentityServer(
         client_id=CLIENT_ID, client_secret=client_secret, database=database_url
     ) as server:

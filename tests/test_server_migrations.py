@@ -80,9 +80,9 @@ async def test_migrate_creates_the_postgresql_schema_once(postgres_url: str) -> 
 async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
     postgres_url: str, client_secret: str
 ) -> None:
-    """A PostgreSQL schema of the first version, its rows written by hand, migrates at start;
-    its anonymous user logs in and its refresh token rotates (the SQLite equivalent is in
-    test_server_retention.py)."""
+    """A first-schema PostgreSQL database migrates at start and its user and token still work."""
+    # The SQLite equivalent is in test_server_retention.py; rows are written by hand, as the
+    # first version's server would have.
     anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
     user_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
     connection = await asyncpg.connect(postgres_url)

@@ -118,8 +118,7 @@ async def test_anonymous_users_unseen_past_the_retention_go(
 async def test_one_sweep_deletes_exactly_what_can_never_work_again(
     swept: tuple[IdentityServer, Caller, str], clock: Clock
 ) -> None:
-    """With every rule due at once, a sweep deletes the forgotten user, dead sessions and old
-    spent tokens, counts them the same on either store, and leaves every row still in use."""
+    """Every rule due at once: both stores delete and count the same rows, and keep all in use."""
     server, caller, database = swept
     forgotten = await caller.anonymous_user()  # its session idles; the user is unseen 31 days
     _, revoked = await caller.log_in_anonymously(forgotten["user"]["anonymous_id"])

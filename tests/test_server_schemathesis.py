@@ -48,8 +48,7 @@ async def test_schemathesis_finds_nothing(
     tmp_path: Path, client_secret: str, database_url: str
 ) -> None:
     """schemathesis with all checks and the coverage, fuzzing and stateful phases reports no
-    failure against a real server on either store (bounded examples, so it stays well under
-    two minutes)."""
+    failure against a real server (bounded examples, so it stays well under two minutes)."""
     # Examples per operation: the full run on SQLite; on PostgreSQL enough for every phase to
     # reach every route through the other store, in half the time (keeps the suite short).
     examples = 5 if is_postgres(database_url) else 20
