@@ -98,9 +98,14 @@ async def database_url(
         yield url
 
 
+STORES = ("sqlite", "sqlite-file", "postgresql")
+
+
 def stores(*params: str) -> pytest.MarkDecorator:
-    """Run a test that uses ``database_url`` on these stores only: any of ``sqlite``,
-    ``sqlite-file`` and ``postgresql``."""
+    """Run a test that uses ``database_url`` on these of ``STORES`` only."""
+    unknown = set(params) - set(STORES)
+    if unknown:
+        raise ValueError(f"no such store: {', '.join(sorted(unknown))}")
     return pytest.mark.parametrize("database_url", params, indirect=True)
 
 
