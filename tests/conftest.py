@@ -8,6 +8,7 @@ import os
 import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -80,9 +81,17 @@ async def postgres_url(postgres_unreachable: str | None) -> AsyncIterator[str]:
 async def database_url(
     request: pytest.FixtureRequest, postgres_unreachable: str | None
 ) -> AsyncIterator[str]:
-    """Each store in turn: SQLite in memory, then a PostgreSQL schema of this test's own."""
+    """Each store in turn: SQLite in memory, then a PostgreSQL schema of this test's own.
+
+    ``@stores(...)`` picks other params: ``sqlite-file`` is SQLite in a file of the test's
+    ``tmp_path`` (for tests that look at the tables from outside the server).
+    """
     if request.param == "sqlite":
         yield ":memory:"
+        return
+    if request.param == "sqlite-file":
+        tmp_path: Path = request.getfixturevalue("tmp_path")
+        yield str(tmp_path / "ids.sqlite3")
         return
     if postgres_unreachable is not None:
         pytest.skip(postgres_unreachable)
@@ -101,6 +110,17 @@ def redis_url() -> str:
     except OSError as error:
         pytest.skip(f"no Redis at {REDIS[0]}:{REDIS[1]} ({type(error).__name__})")
     return f"redis://{REDIS[0]}:{REDIS[1]}/0?key_prefix=mimi-test-{secrets.token_hex(6)}"
+
+
+STORES = ("sqlite", "sqlite-file", "postgresql")
+
+
+def stores(*params: str) -> pytest.MarkDecorator:
+    """Run a test that uses ``database_url`` on these of ``STORES`` only."""
+    unknown = set(params) - set(STORES)
+    if unknown:
+        raise ValueError(f"no such store: {', '.join(sorted(unknown))}")
+    return pytest.mark.parametrize("database_url", params, indirect=True)
 
 
 @pytest.fixture

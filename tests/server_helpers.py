@@ -1,10 +1,17 @@
-"""Helpers for the server tests: a movable clock and a JSON caller over real HTTP."""
+"""Helpers for the server tests: a movable clock, a JSON caller over real HTTP, and a look at
+either store's tables from outside the server."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
+
+from mimi_reactive._server._stores import is_postgres
 
 
 class Clock:
@@ -44,3 +51,58 @@ class Caller:
             "/v1/token", {"grant_type": "refresh_token", "refresh_token": refresh_token}
         )
         return status, body
+
+
+async def query_value(database: str, query: str) -> Any:
+    """The first value of ``query``'s first row on the store ``database`` names (a SQLite file
+    or a PostgreSQL URL), over a connection of the test's own beside the server's."""
+    if is_postgres(database):
+        connection = await asyncpg.connect(database)
+        try:
+            return await connection.fetchval(query)
+        finally:
+            await connection.close()
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        return db.execute(query).fetchone()[0]
+
+
+async def execute(database: str, script: str) -> None:
+    """Run ``script`` (one or more statements) on the live store, from outside the server."""
+    if is_postgres(database):
+        connection = await asyncpg.connect(database)
+        try:
+            await connection.execute(script)
+        finally:
+            await connection.close()
+        return
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        db.executescript(script)
+
+
+async def row_counts(database: str, *tables: str) -> dict[str, int]:
+    """How many rows each table has (users, sessions and refresh tokens unless told)."""
+    names = tables or ("users", "sessions", "refresh_tokens")
+    counts = {}
+    for name in names:
+        counts[name] = int(await query_value(database, f"SELECT count(*) FROM {name}"))  # noqa: S608
+    return counts
+
+
+async def stored_bytes(database: str) -> bytes:
+    """Everything the store holds, as bytes: every file beside a SQLite database (its WAL and
+    free pages included), or every row of every table of the PostgreSQL schema, as text."""
+    if not is_postgres(database):
+        return b"".join(path.read_bytes() for path in Path(database).parent.iterdir())
+    connection = await asyncpg.connect(database)
+    try:
+        tables = await connection.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+        rows = [
+            row[0]
+            for table in tables
+            for row in await connection.fetch(f"SELECT t::text FROM {table[0]} t")  # noqa: S608
+        ]
+    finally:
+        await connection.close()
+    return "\n".join(rows).encode()

@@ -29,6 +29,12 @@ from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID, StartCore
 
 
+@pytest.fixture
+async def server(store_server: IdentityServer) -> IdentityServer:
+    """The reference server, on SQLite and on PostgreSQL in turn."""
+    return store_server
+
+
 async def two_sessions_of_one_user(start_core: StartCore) -> tuple[MimiCore, MimiCore, str]:
     """One user logged in on two cores (two devices); returns them and the anonymous id."""
     first = await start_core()

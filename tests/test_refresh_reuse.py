@@ -14,6 +14,12 @@ from .conftest import ANONYMOUS_ONLY, CLIENT_ID
 from .lossy_proxy import LossyProxy
 
 
+@pytest.fixture
+async def server(store_server: IdentityServer) -> IdentityServer:
+    """The reference server, on SQLite and on PostgreSQL in turn."""
+    return store_server
+
+
 async def test_retry_after_a_lost_refresh_answer_keeps_the_session(
     server: IdentityServer, client_secret: str
 ) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,7 +11,8 @@ import pytest
 
 from mimi_reactive.server import IdentityServer
 
-from .conftest import CLIENT_ID
+from .conftest import CLIENT_ID, stores
+from .server_helpers import stored_bytes
 
 
 @pytest.fixture
@@ -195,12 +195,11 @@ async def test_email_is_unique_and_wrong_password_fails(
     )
 
 
-async def test_database_holds_no_secret_in_the_clear(tmp_path: Path, client_secret: str) -> None:
-    """The SQLite files never contain an anonymous id, a token, a password or the secret."""
-    path = tmp_path / "identity.sqlite3"
-    assert not path.exists()
+@stores("sqlite-file", "postgresql")
+async def test_database_holds_no_secret_in_the_clear(database_url: str, client_secret: str) -> None:
+    """No anonymous id, token, password or client secret is stored in the clear, in either store."""
     async with IdentityServer(
-        client_id=CLIENT_ID, client_secret=client_secret, database=path
+        client_id=CLIENT_ID, client_secret=client_secret, database=database_url
     ) as server:
         auth = aiohttp.encode_basic_auth(CLIENT_ID, client_secret)
         async with aiohttp.ClientSession(headers={"Authorization": auth}) as http:
@@ -228,8 +227,7 @@ async def test_database_holds_no_secret_in_the_clear(tmp_path: Path, client_secr
         "a password to hide",
         client_secret,
     ]
-    stored = b"".join(p.read_bytes() for p in tmp_path.iterdir())
-    assert path.exists()
-    assert stored
+    stored = await stored_bytes(database_url)
+    assert created["user"]["id"].encode() in stored  # the look reaches the rows
     for secret in secrets_seen:
         assert secret.encode() not in stored

@@ -1,48 +1,53 @@
 """Each database operation is one transaction: a failure at its second statement leaves it
-wholly undone, and concurrent requests never commit each other's half-done work."""
+wholly undone, and concurrent requests never commit each other's half-done work, on either
+store."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from mimi_reactive._server._stores import is_postgres
 from mimi_reactive.server import IdentityServer
 
-from .conftest import CLIENT_ID
+from .conftest import CLIENT_ID, stores
+from .server_helpers import execute, query_value, row_counts
 
-FAIL_NEXT_REFRESH_TOKEN = """
-CREATE TRIGGER fail_refresh_token BEFORE INSERT ON refresh_tokens
-BEGIN SELECT RAISE(ABORT, 'injected failure'); END
-"""
+# SQL that makes every insert of a refresh token fail, and SQL that undoes it, per store.
+FAIL_REFRESH_TOKENS = {
+    "sqlite": """
+        CREATE TRIGGER fail_refresh_token BEFORE INSERT ON refresh_tokens
+        BEGIN SELECT RAISE(ABORT, 'injected failure'); END
+    """,
+    "postgresql": """
+        CREATE FUNCTION fail_refresh_token() RETURNS trigger LANGUAGE plpgsql
+            AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$;
+        CREATE TRIGGER fail_refresh_token BEFORE INSERT ON refresh_tokens
+            FOR EACH ROW EXECUTE FUNCTION fail_refresh_token();
+    """,
+}
+HEAL_REFRESH_TOKENS = {
+    "sqlite": "DROP TRIGGER fail_refresh_token",
+    "postgresql": "DROP FUNCTION fail_refresh_token() CASCADE",
+}
 
 
-def database_counts(path: Path) -> dict[str, int]:
-    """Rows per table, read through a separate connection."""
-    with sqlite3.connect(path) as db:
-        return {
-            table: db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
-            for table in ("users", "sessions", "refresh_tokens")
-        }
+def store_of(database: str) -> str:
+    return "postgresql" if is_postgres(database) else "sqlite"
 
 
-def execute(path: Path, statement: str) -> None:
-    """Run one statement on the live database from outside the server."""
-    with sqlite3.connect(path) as db:
-        db.execute(statement)
+async def fail_refresh_tokens(database: str) -> None:
+    """From now on, storing a refresh token fails: the last write of a sign-up and of a
+    rotation, after the user, session or spent mark it must not leave behind."""
+    await execute(database, FAIL_REFRESH_TOKENS[store_of(database)])
 
 
-@pytest.fixture
-async def file_server(tmp_path: Path, client_secret: str) -> AsyncIterator[IdentityServer]:
-    async with IdentityServer(
-        client_id=CLIENT_ID, client_secret=client_secret, database=tmp_path / "ids.sqlite3"
-    ) as running:
-        yield running
+async def heal_refresh_tokens(database: str) -> None:
+    await execute(database, HEAL_REFRESH_TOKENS[store_of(database)])
 
 
 @pytest.fixture
@@ -57,66 +62,65 @@ async def post(http: aiohttp.ClientSession, url: str, body: dict[str, Any]) -> t
         return response.status, await response.json()
 
 
+@stores("sqlite-file", "postgresql")
 async def test_failed_sign_up_leaves_no_user_and_no_session(
-    file_server: IdentityServer, http: aiohttp.ClientSession, tmp_path: Path
+    store_server: IdentityServer, http: aiohttp.ClientSession, database_url: str
 ) -> None:
     """If storing the refresh token fails, the new user and its session are rolled back."""
-    path = tmp_path / "ids.sqlite3"
-    assert (await post(http, file_server.url + "/v1/anonymous-users", {}))[0] == 201
-    before = database_counts(path)
-    execute(path, FAIL_NEXT_REFRESH_TOKEN)
-    status, answer = await post(http, file_server.url + "/v1/anonymous-users", {})
+    assert (await post(http, store_server.url + "/v1/anonymous-users", {}))[0] == 201
+    before = await row_counts(database_url)
+    await fail_refresh_tokens(database_url)
+    status, answer = await post(http, store_server.url + "/v1/anonymous-users", {})
     assert (status, answer["error"]["code"]) == (500, "internal_error")
-    assert database_counts(path) == before
-    execute(path, "DROP TRIGGER fail_refresh_token")
-    assert (await post(http, file_server.url + "/v1/anonymous-users", {}))[0] == 201
+    assert await row_counts(database_url) == before
+    await heal_refresh_tokens(database_url)
+    assert (await post(http, store_server.url + "/v1/anonymous-users", {}))[0] == 201
 
 
+@stores("sqlite-file", "postgresql")
 async def test_failed_rotation_leaves_the_refresh_token_unspent(
-    file_server: IdentityServer, http: aiohttp.ClientSession, tmp_path: Path
+    store_server: IdentityServer, http: aiohttp.ClientSession, database_url: str
 ) -> None:
     """If storing the new refresh token fails after the old one was marked spent, the old one
     is unspent again: presenting it later rotates normally instead of counting as reuse."""
-    path = tmp_path / "ids.sqlite3"
-    _, created = await post(http, file_server.url + "/v1/anonymous-users", {})
+    _, created = await post(http, store_server.url + "/v1/anonymous-users", {})
     grant = {"grant_type": "refresh_token", "refresh_token": created["session"]["refresh_token"]}
-    execute(path, FAIL_NEXT_REFRESH_TOKEN)
-    status, _ = await post(http, file_server.url + "/v1/token", grant)
+    await fail_refresh_tokens(database_url)
+    status, _ = await post(http, store_server.url + "/v1/token", grant)
     assert status == 500
-    with sqlite3.connect(path) as db:
-        spent = db.execute("SELECT count(*) FROM refresh_tokens WHERE used_at IS NOT NULL")
-        assert spent.fetchone()[0] == 0
-    execute(path, "DROP TRIGGER fail_refresh_token")
-    status, refreshed = await post(http, file_server.url + "/v1/token", grant)
+    spent = "SELECT count(*) FROM refresh_tokens WHERE used_at IS NOT NULL"
+    assert await query_value(database_url, spent) == 0
+    await heal_refresh_tokens(database_url)
+    status, refreshed = await post(http, store_server.url + "/v1/token", grant)
     assert status == 200
     _, introspected = await post(
         http,
-        file_server.url + "/v1/token/introspect",
+        store_server.url + "/v1/token/introspect",
         {"token": refreshed["session"]["access_token"]},
     )
     assert introspected["active"] is True
 
 
+@stores("sqlite-file", "postgresql")
 async def test_concurrent_sign_ups_each_commit_a_whole_session(
-    file_server: IdentityServer, http: aiohttp.ClientSession, tmp_path: Path
+    store_server: IdentityServer, http: aiohttp.ClientSession, database_url: str
 ) -> None:
     """Many concurrent sign-ups, some failing midway, leave every session with its token."""
-    path = tmp_path / "ids.sqlite3"
 
     async def sign_up() -> int:
-        return (await post(http, file_server.url + "/v1/anonymous-users", {}))[0]
+        return (await post(http, store_server.url + "/v1/anonymous-users", {}))[0]
 
     first = await asyncio.gather(*(sign_up() for _ in range(30)))
-    execute(path, FAIL_NEXT_REFRESH_TOKEN)
+    await fail_refresh_tokens(database_url)
     failing = await asyncio.gather(*(sign_up() for _ in range(10)))
-    execute(path, "DROP TRIGGER fail_refresh_token")
+    await heal_refresh_tokens(database_url)
     second = await asyncio.gather(*(sign_up() for _ in range(30)))
     assert set(first) == set(second) == {201}
     assert set(failing) == {500}
-    with sqlite3.connect(path) as db:
-        orphans = db.execute(
-            "SELECT count(*) FROM sessions s WHERE NOT EXISTS"
-            " (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id)"
-        ).fetchone()[0]
+    orphans = await query_value(
+        database_url,
+        "SELECT count(*) FROM sessions s WHERE NOT EXISTS"
+        " (SELECT 1 FROM refresh_tokens t WHERE t.session_id = s.id)",
+    )
     assert orphans == 0
-    assert database_counts(path) == {"users": 60, "sessions": 60, "refresh_tokens": 60}
+    assert await row_counts(database_url) == {"users": 60, "sessions": 60, "refresh_tokens": 60}

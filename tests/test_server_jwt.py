@@ -1,4 +1,5 @@
-"""Access tokens are ES256 JWTs that a resource server verifies offline with the JWKS."""
+"""Access tokens are ES256 JWTs that a resource server verifies offline with the JWKS, with
+the signing keys kept in either store."""
 
 from __future__ import annotations
 
@@ -15,15 +16,21 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mimi_reactive._server._database import SqliteIdentityDatabase
+from mimi_reactive._server._stores import open_database
 from mimi_reactive._server._tokens import new_signing_key
 from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, VerifiedToken
 
-from .conftest import CLIENT_ID
+from .conftest import CLIENT_ID, stores
 from .server_helpers import Caller, Clock
 
 sys_path_examples = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture
+async def server(store_server: IdentityServer) -> IdentityServer:
+    """The reference server, on SQLite and on PostgreSQL in turn."""
+    return store_server
 
 
 @pytest.fixture
@@ -106,12 +113,19 @@ async def test_forged_tokens_are_refused_without_echoing_them(
     assert created["session"]["access_token"] not in str(raised.value)
 
 
-async def test_an_expired_token_and_a_wrong_issuer_are_refused(client_secret: str) -> None:
+async def test_an_expired_token_and_a_wrong_issuer_are_refused(
+    client_secret: str, database_url: str
+) -> None:
     """A token past exp (beyond the leeway) is 'expired'; another issuer's is 'wrong_issuer'."""
     clock = Clock(time.time() - 7200)
     settings = ServerSettings(clock=clock, access_token_ttl=60)
     async with (
-        IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, settings=settings) as s,
+        IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            settings=settings,
+            database=database_url,
+        ) as s,
         aiohttp.ClientSession() as http,
     ):
         created = await Caller(http, s.url, CLIENT_ID, client_secret).anonymous_user()
@@ -127,25 +141,28 @@ async def test_an_expired_token_and_a_wrong_issuer_are_refused(client_secret: st
         assert raised.value.reason == "wrong_issuer"
 
 
+@stores("sqlite-file", "postgresql")
 async def test_a_rotated_key_is_fetched_once_and_the_old_one_still_verifies(
-    tmp_path: Path, client_secret: str
+    database_url: str, client_secret: str
 ) -> None:
     """After a key rotation the JWKS holds both keys; a cached verifier refetches on the new
     kid and still accepts tokens of the old key."""
-    path = tmp_path / "ids.sqlite3"
     settings = ServerSettings(issuer="http://identity.test")
     async with aiohttp.ClientSession() as http:
         async with IdentityServer(
-            client_id=CLIENT_ID, client_secret=client_secret, database=path, settings=settings
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=database_url,
+            settings=settings,
         ) as server:
             old = await Caller(http, server.url, CLIENT_ID, client_secret).anonymous_user()
-        database = await SqliteIdentityDatabase.open(path)
+        database = await open_database(database_url)
         await database.add_signing_key(new_signing_key(time.time()))
         await database.close()
         async with IdentityServer(
             client_id=CLIENT_ID,
             client_secret=client_secret,
-            database=path,
+            database=database_url,
             settings=settings,
         ) as server:
             async with http.get(server.url + "/.well-known/jwks.json") as response:

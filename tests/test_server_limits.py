@@ -1,5 +1,5 @@
 """Abuse limits per client IP: 429 with Retry-After past each limit, windows moved by the
-server clock (no sleeping), and 503 when every Argon2 worker is busy."""
+server clock (no sleeping), and 503 when every Argon2 worker is busy, on either store."""
 
 from __future__ import annotations
 
@@ -33,12 +33,20 @@ def clock() -> Clock:
     return Clock(3600.0 * 1000)  # the start of an hour: windows are easy to reason about
 
 
+def limited_server(settings: ServerSettings, database: str) -> IdentityServer:
+    """A server of this module's one client, with these limits, on this store."""
+    return IdentityServer(
+        client_id=CLIENT_ID, client_secret=SECRET, settings=settings, database=database
+    )
+
+
 @pytest.fixture
-async def limited(clock: Clock) -> AsyncIterator[IdentityServer]:
+async def limited(clock: Clock, database_url: str) -> AsyncIterator[IdentityServer]:
+    """A server with low limits, on each store in turn."""
     settings = ServerSettings(
         clock=clock, max_anonymous_sign_ups_per_hour=3, max_failed_log_ins_per_minute=2
     )
-    async with IdentityServer(client_id=CLIENT_ID, client_secret=SECRET, settings=settings) as s:
+    async with limited_server(settings, database_url) as s:
         yield s
 
 
@@ -122,13 +130,13 @@ async def test_the_client_library_raises_rate_limited_with_retry_after(
     assert raised.value.retry_after == 60
 
 
-async def test_limits_set_to_zero_are_off(clock: Clock) -> None:
+async def test_limits_set_to_zero_are_off(clock: Clock, database_url: str) -> None:
     """With both limits 0, many sign-ups and wrong ids from one address are never 429."""
     settings = ServerSettings(
         clock=clock, max_anonymous_sign_ups_per_hour=0, max_failed_log_ins_per_minute=0
     )
     async with (
-        IdentityServer(client_id=CLIENT_ID, client_secret=SECRET, settings=settings) as server,
+        limited_server(settings, database_url) as server,
         aiohttp.ClientSession() as http,
     ):
         caller = Caller(http, server.url, CLIENT_ID, SECRET)
@@ -138,7 +146,7 @@ async def test_limits_set_to_zero_are_off(clock: Clock) -> None:
             assert (await caller.log_in_anonymously(secrets.token_urlsafe(32)))[0] == 401
 
 
-async def test_a_trusted_proxy_forwards_the_client_address(clock: Clock) -> None:
+async def test_a_trusted_proxy_forwards_the_client_address(clock: Clock, database_url: str) -> None:
     """Behind a trusted proxy each X-Forwarded-For client has its own limit; others cannot
     forge one."""
     settings = ServerSettings(
@@ -147,7 +155,7 @@ async def test_a_trusted_proxy_forwards_the_client_address(clock: Clock) -> None
         trusted_proxies=frozenset({"127.0.0.1"}),
     )
     async with (
-        IdentityServer(client_id=CLIENT_ID, client_secret=SECRET, settings=settings) as server,
+        limited_server(settings, database_url) as server,
         aiohttp.ClientSession() as http,
     ):
         auth = aiohttp.encode_basic_auth(CLIENT_ID, SECRET)
@@ -163,7 +171,9 @@ async def test_a_trusted_proxy_forwards_the_client_address(clock: Clock) -> None
         assert await sign_up("not-an-address, 203.0.113.1") == 429
 
 
-async def test_a_password_flood_gets_503_instead_of_queueing_without_end() -> None:
+async def test_a_password_flood_gets_503_instead_of_queueing_without_end(
+    database_url: str,
+) -> None:
     """With one Argon2 worker and no queue, concurrent password log-ins past the first get
     503 server_busy with Retry-After (held back that long), and anonymous log-in still
     answers."""
@@ -171,7 +181,7 @@ async def test_a_password_flood_gets_503_instead_of_queueing_without_end() -> No
         password_hash_workers=1, password_hash_queue=0, max_failed_log_ins_per_minute=0
     )
     async with (
-        IdentityServer(client_id=CLIENT_ID, client_secret=SECRET, settings=settings) as server,
+        limited_server(settings, database_url) as server,
         aiohttp.ClientSession() as http,
     ):
         caller = Caller(http, server.url, CLIENT_ID, SECRET)

@@ -1,5 +1,5 @@
 """No secret reaches anything the server process writes, whatever a client sends: aiohttp's
-and asyncio's own records included."""
+and asyncio's own records included, on either store."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ import os
 import secrets
 import signal
 import sys
-from pathlib import Path
 
+from .conftest import stores
 from .raw_http import build_request, send_raw
 from .test_cli import free_port
 
 CLIENT_ID = "log-app"
 
 
-async def test_malformed_requests_leave_no_secret_in_the_server_output(tmp_path: Path) -> None:
+@stores("sqlite-file", "postgresql")
+async def test_malformed_requests_leave_no_secret_in_the_server_output(database_url: str) -> None:
     """Bad header bytes, a bad request line, an oversized header, a truncated body and bad
     JSON, each carrying the client secret or a token, at debug level: none is ever written."""
     port, client_secret = free_port(), secrets.token_urlsafe(32)
@@ -34,7 +35,7 @@ async def test_malformed_requests_leave_no_secret_in_the_server_output(tmp_path:
         "--port",
         str(port),
         "--database",
-        str(tmp_path / "ids.sqlite3"),
+        database_url,
         "--client-id",
         CLIENT_ID,
         env={**os.environ, "MIMI_CLIENT_SECRET": client_secret, "PYTHONASYNCIODEBUG": "1"},

@@ -9,17 +9,23 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
 from mimi_reactive._server._postgres import PostgresIdentityDatabase
 from mimi_reactive._server._schema import SCHEMA_VERSION as SQLITE_VERSION
 from mimi_reactive._server._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
+from mimi_reactive._server._schema_postgres import migrate as migrate_postgres
+from mimi_reactive._server._secrets import digest
 from mimi_reactive._server._tokens import AccessTokens
 from mimi_reactive.server import IdentityServer, ServerStartError
 
+from .conftest import CLIENT_ID
+from .server_helpers import Caller, query_value
 from .test_server_retention import VERSION_1
 
 
@@ -69,6 +75,50 @@ async def test_migrate_creates_the_postgresql_schema_once(postgres_url: str) -> 
         "signing_keys",
         "users",
     ]
+
+
+async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
+    postgres_url: str, client_secret: str
+) -> None:
+    """A first-schema PostgreSQL database migrates at start and its user and token still work."""
+    # The SQLite equivalent is in test_server_retention.py; rows are written by hand, as the
+    # first version's server would have.
+    anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
+    user_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        assert await migrate_postgres(connection, up_to=1) == 0
+        await connection.execute(
+            "INSERT INTO users (id, anonymous_id_digest, is_anonymous, created_at, last_seen_at)"
+            " VALUES ($1, $2, true, 1.0, 1.0)",
+            user_id,
+            digest(anonymous_id),
+        )
+        await connection.execute(
+            "INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,"
+            " last_used_at) VALUES ($1, $2, 'x', 1.0, 1.0, 9e9)",
+            session_id,
+            user_id,
+        )
+        await connection.execute(
+            "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($1, $2, 1.0)",
+            digest(refresh_token),
+            session_id,
+        )
+    finally:
+        await connection.close()
+    async with (
+        IdentityServer(
+            client_id=CLIENT_ID, client_secret=client_secret, database=postgres_url
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        status, logged_in = await caller.log_in_anonymously(anonymous_id)
+        assert (status, logged_in["user"]["id"]) == (200, user_id)
+        assert (await caller.refresh(refresh_token))[0] == 200
+    assert await query_value(postgres_url, "SELECT version FROM mimi_schema") == POSTGRES_VERSION
+    assert await query_value(postgres_url, "SELECT count(*) FROM signing_keys") == 1
 
 
 async def test_workers_starting_together_migrate_once_and_agree_on_one_key(

@@ -1,5 +1,6 @@
-"""Retention: the sweeper deletes dead sessions and old spent tokens and nothing in use, and
-a database of the previous schema upgrades itself."""
+"""Retention: the sweeper deletes dead sessions and old spent tokens and nothing in use, on
+either store; a SQLite database of the previous schema upgrades itself, and a sweep hands its
+freed pages back."""
 
 from __future__ import annotations
 
@@ -14,15 +15,14 @@ import pytest
 
 from mimi_reactive.server import IdentityServer, ServerSettings
 
-from .conftest import CLIENT_ID
-from .server_helpers import Caller, Clock
+from .conftest import CLIENT_ID, stores
+from .server_helpers import Caller, Clock, row_counts
 
 DAY = 86400.0
 
 
-def count(path: Path, table: str) -> int:
-    with sqlite3.connect(path) as db:
-        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+async def count(database: str, table: str) -> int:
+    return (await row_counts(database, table))[table]
 
 
 @pytest.fixture
@@ -32,26 +32,30 @@ def clock() -> Clock:
 
 @pytest.fixture
 async def swept(
-    tmp_path: Path, clock: Clock, client_secret: str
-) -> AsyncIterator[tuple[IdentityServer, Caller, Path]]:
-    path = tmp_path / "ids.sqlite3"
+    database_url: str, clock: Clock, client_secret: str
+) -> AsyncIterator[tuple[IdentityServer, Caller, str]]:
+    """A server that sweeps only when told, and the store it keeps, to look at from outside."""
     settings = ServerSettings(
         clock=clock, session_idle_timeout=10 * DAY, sweep_interval=0, anonymous_retention_days=30
     )
     async with (
         IdentityServer(
-            client_id=CLIENT_ID, client_secret=client_secret, database=path, settings=settings
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=database_url,
+            settings=settings,
         ) as server,
         aiohttp.ClientSession() as http,
     ):
-        yield server, Caller(http, server.url, CLIENT_ID, client_secret), path
+        yield server, Caller(http, server.url, CLIENT_ID, client_secret), database_url
 
 
+@stores("sqlite-file", "postgresql")
 async def test_a_sweep_deletes_dead_sessions_and_keeps_live_ones(
-    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
 ) -> None:
     """Revoked and idle sessions go with their tokens; a session in use survives and renews."""
-    server, caller, path = swept
+    server, caller, database = swept
     revoked = await caller.anonymous_user()
     await caller.post("/v1/sessions/revoke", {"token": revoked["session"]["refresh_token"]})
     idle = await caller.anonymous_user()
@@ -60,8 +64,8 @@ async def test_a_sweep_deletes_dead_sessions_and_keeps_live_ones(
     clock.now += 6 * DAY  # idle is 12 days unused; live 6
     counts = await server.sweep()
     assert (counts.sessions, counts.users) == (2, 0)
-    assert count(path, "sessions") == 1
-    assert count(path, "refresh_tokens") == 1
+    assert await count(database, "sessions") == 1
+    assert await count(database, "refresh_tokens") == 1
     status, _ = await caller.refresh(live["session"]["refresh_token"])
     assert status == 200
     for gone in (revoked, idle):
@@ -69,33 +73,35 @@ async def test_a_sweep_deletes_dead_sessions_and_keeps_live_ones(
         assert (await caller.log_in_anonymously(gone["user"]["anonymous_id"]))[0] == 200
 
 
+@stores("sqlite-file", "postgresql")
 async def test_spent_tokens_stay_until_the_retention_window_so_reuse_is_detected(
-    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
 ) -> None:
     """A spent token younger than 24 h survives a sweep and its reuse still revokes the
     session; once older, the sweep deletes it and the session's current token works."""
-    server, caller, path = swept
+    server, caller, database = swept
     created = await caller.anonymous_user()
     _, renewed = await caller.refresh(created["session"]["refresh_token"])
     clock.now += DAY - 60
     await server.sweep()
-    assert count(path, "refresh_tokens") == 2
+    assert await count(database, "refresh_tokens") == 2
     clock.now += 120
     _, current = await caller.refresh(renewed["session"]["refresh_token"])
     assert (await server.sweep()).refresh_tokens == 1
-    assert count(path, "refresh_tokens") == 2  # the newer spent one and the current one
+    assert await count(database, "refresh_tokens") == 2  # the newer spent one and the current one
     clock.now += 11  # past the refresh reuse interval: a stolen copy, not a retry
     status, _ = await caller.refresh(renewed["session"]["refresh_token"])
     assert status == 400  # reuse detected: the session is revoked
     assert (await caller.refresh(current["session"]["refresh_token"]))[0] == 400
 
 
+@stores("sqlite-file", "postgresql")
 async def test_anonymous_users_unseen_past_the_retention_go(
-    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
 ) -> None:
     """With anonymous_retention_days=30 an anonymous user unseen 31 days is deleted; one that
     logged in meanwhile and a credential user stay."""
-    server, caller, path = swept
+    server, caller, database = swept
     forgotten = await caller.anonymous_user()
     returning = await caller.anonymous_user()
     await caller.post("/v1/users", {"email": "c@example.test", "password": "long enough"})
@@ -105,16 +111,51 @@ async def test_anonymous_users_unseen_past_the_retention_go(
     assert (await server.sweep()).users == 1
     assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 401
     assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
-    assert count(path, "users") == 2
+    assert await count(database, "users") == 2
 
 
-async def test_the_sweeper_runs_on_its_own(tmp_path: Path, client_secret: str) -> None:
+@stores("sqlite-file", "postgresql")
+async def test_one_sweep_deletes_exactly_what_can_never_work_again(
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
+) -> None:
+    """Every rule due at once: both stores delete and count the same rows, and keep all in use."""
+    server, caller, database = swept
+    forgotten = await caller.anonymous_user()  # its session idles; the user is unseen 31 days
+    _, revoked = await caller.log_in_anonymously(forgotten["user"]["anonymous_id"])
+    _, revoked = await caller.refresh(revoked["session"]["refresh_token"])  # spends a token
+    await caller.post("/v1/sessions/revoke", {"token": revoked["session"]["access_token"]})
+    returning = await caller.anonymous_user()  # its first session idles; it logs in again
+    credentials = {"email": "k@example.test", "password": "long enough"}
+    _, kept, _ = await caller.post("/v1/users", credentials)
+    refresh_token = kept["session"]["refresh_token"]
+    for day in (5, 10, 15, 20, 25, 30.5):  # spends 6 tokens; 5 of them over a day ago at 31
+        clock.now = 1_000_000.0 + day * DAY
+        status, renewed = await caller.refresh(refresh_token)
+        assert status == 200, renewed
+        refresh_token = renewed["session"]["refresh_token"]
+        if day == 25:
+            assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
+    clock.now = 1_000_000.0 + 31 * DAY
+    counts = await server.sweep()
+    # Rows that go with a deleted user or session are not counted again.
+    assert (counts.users, counts.sessions, counts.refresh_tokens) == (1, 1, 5)
+    assert await row_counts(database) == {"users": 2, "sessions": 2, "refresh_tokens": 3}
+    assert await server.sweep() == type(counts)(sessions=0, refresh_tokens=0, users=0)
+    assert (await caller.refresh(refresh_token))[0] == 200
+    assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
+    assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 401
+
+
+@stores("sqlite-file", "postgresql")
+async def test_the_sweeper_runs_on_its_own(database_url: str, client_secret: str) -> None:
     """With a short sweep_interval, a revoked session disappears without anyone asking."""
-    path = tmp_path / "ids.sqlite3"
     settings = ServerSettings(sweep_interval=0.05)
     async with (
         IdentityServer(
-            client_id=CLIENT_ID, client_secret=client_secret, database=path, settings=settings
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=database_url,
+            settings=settings,
         ) as server,
         aiohttp.ClientSession() as http,
     ):
@@ -122,7 +163,7 @@ async def test_the_sweeper_runs_on_its_own(tmp_path: Path, client_secret: str) -
         created = await caller.anonymous_user()
         await caller.post("/v1/sessions/revoke", {"token": created["session"]["access_token"]})
         async with asyncio.timeout(10):
-            while count(path, "sessions"):  # noqa: ASYNC110 (a row in another connection)
+            while await count(database_url, "sessions"):  # noqa: ASYNC110 (a row elsewhere)
                 await asyncio.sleep(0.02)  # polling a condition, bounded by the timeout
 
 
@@ -191,12 +232,13 @@ async def test_a_database_from_a_newer_server_is_refused(
             pass
 
 
+@stores("sqlite-file")
 async def test_a_sweep_that_frees_pages_returns_them_and_truncates_the_wal(
-    swept: tuple[IdentityServer, Caller, Path], clock: Clock
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
 ) -> None:
     """A sweep that deletes enough to free whole pages completes: the pages go back to the
     file system and the WAL is truncated (the vacuum used to leave a statement open)."""
-    server, caller, path = swept
+    server, caller, database = swept
     user = await caller.anonymous_user()
     for _ in range(300):
         status, answer = await caller.log_in_anonymously(user["user"]["anonymous_id"])
@@ -205,6 +247,7 @@ async def test_a_sweep_that_frees_pages_returns_them_and_truncates_the_wal(
     clock.now += DAY
     counts = await server.sweep()
     assert counts.sessions >= 300
+    path = Path(database)
     wal = path.with_name(path.name + "-wal")
     assert not wal.exists() or wal.stat().st_size == 0
     with sqlite3.connect(path) as db:

@@ -11,9 +11,10 @@ import aiohttp
 import pytest
 
 from mimi_reactive._server._openapi import OPERATIONS, openapi_document
+from mimi_reactive._server._stores import is_postgres
 from mimi_reactive.server import IdentityServer, ServerSettings
 
-from .conftest import CLIENT_ID
+from .conftest import CLIENT_ID, stores
 
 # A schema-valid refresh token that was never issued is refused 400 invalid_grant, as
 # RFC 6749 section 5.2 says: tell the positive-data check that this answer is expected there.
@@ -42,9 +43,15 @@ async def test_served_document_is_the_generated_one(server: IdentityServer) -> N
 
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-async def test_schemathesis_finds_nothing(tmp_path: Path, client_secret: str) -> None:
+@stores("sqlite-file", "postgresql")
+async def test_schemathesis_finds_nothing(
+    tmp_path: Path, client_secret: str, database_url: str
+) -> None:
     """schemathesis with all checks and the coverage, fuzzing and stateful phases reports no
     failure against a real server (bounded examples, so it stays well under two minutes)."""
+    # Examples per operation: the full run on SQLite; on PostgreSQL enough for every phase to
+    # reach every route through the other store, in half the time (keeps the suite short).
+    examples = 5 if is_postgres(database_url) else 20
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG.format(client_id=CLIENT_ID, client_secret=client_secret))
     # The limits are tested on their own (test_server_limits.py); here they would turn the
@@ -53,7 +60,7 @@ async def test_schemathesis_finds_nothing(tmp_path: Path, client_secret: str) ->
     async with IdentityServer(
         client_id=CLIENT_ID,
         client_secret=client_secret,
-        database=tmp_path / "ids.sqlite3",
+        database=database_url,
         settings=unlimited,
     ) as server:
         process = await asyncio.create_subprocess_exec(
@@ -67,7 +74,7 @@ async def test_schemathesis_finds_nothing(tmp_path: Path, client_secret: str) ->
             "--phases",
             "examples,coverage,fuzzing,stateful",
             "--max-examples",
-            "20",
+            str(examples),
             "--no-color",
             cwd=tmp_path,
             stdout=asyncio.subprocess.PIPE,

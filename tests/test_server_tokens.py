@@ -11,16 +11,7 @@ import pytest
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID
-
-
-class Clock:
-    """A server clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .server_helpers import Clock
 
 
 @pytest.fixture
@@ -178,12 +169,19 @@ async def test_reuse_after_a_newer_token_was_spent_revokes(call: Any) -> None:
     assert not await active(call, second["session"]["access_token"])
 
 
-async def test_reuse_interval_zero_revokes_at_once(client_secret: str, clock: Clock) -> None:
+async def test_reuse_interval_zero_revokes_at_once(
+    client_secret: str, clock: Clock, database_url: str
+) -> None:
     """With refresh_reuse_interval=0 any reuse revokes the session, as before."""
     settings = ServerSettings(refresh_reuse_interval=0, clock=clock)
     auth = aiohttp.encode_basic_auth(CLIENT_ID, client_secret)
     async with (
-        IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, settings=settings) as s,
+        IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            settings=settings,
+            database=database_url,
+        ) as s,
         aiohttp.ClientSession(headers={"Authorization": auth}) as http,
     ):
         async with http.post(s.url + "/v1/anonymous-users", json={}) as response:

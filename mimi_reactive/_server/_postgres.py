@@ -99,14 +99,20 @@ WHERE revoked_at IS NULL AND id = (
 )
 """
 
+# Each rule counts only what it deletes from what the rules before it kept (as SQLite does):
+# a deleted user's sessions, and a deleted session's tokens, go by the foreign keys uncounted.
 _SWEEP = """
 WITH users_gone AS (
     DELETE FROM users WHERE $1::double precision IS NOT NULL AND is_anonymous
-        AND last_seen_at < $1 RETURNING 1
+        AND last_seen_at < $1 RETURNING id
 ), sessions_gone AS (
-    DELETE FROM sessions WHERE revoked_at IS NOT NULL OR last_used_at < $2 RETURNING 1
+    DELETE FROM sessions WHERE (revoked_at IS NOT NULL OR last_used_at < $2)
+        AND user_id NOT IN (SELECT id FROM users_gone) RETURNING 1
 ), tokens_gone AS (
-    DELETE FROM refresh_tokens WHERE used_at IS NOT NULL AND used_at < $3 RETURNING 1
+    DELETE FROM refresh_tokens t USING sessions s
+    WHERE s.id = t.session_id AND t.used_at IS NOT NULL AND t.used_at < $3
+        AND s.revoked_at IS NULL AND s.last_used_at >= $2
+        AND s.user_id NOT IN (SELECT id FROM users_gone) RETURNING 1
 )
 SELECT (SELECT count(*) FROM sessions_gone), (SELECT count(*) FROM tokens_gone),
     (SELECT count(*) FROM users_gone)
