@@ -14,7 +14,7 @@ from typing import cast
 
 import structlog
 
-__all__ = ["RedactingFilter", "http_logger", "server_logger"]
+__all__ = ["RedactingFilter", "debug_enabled", "http_logger", "server_logger"]
 
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[a-zA-Z%]")
 _HTTP_LOGGER = "mimi_reactive.server.http"
@@ -62,6 +62,14 @@ def server_logger() -> structlog.typing.FilteringBoundLogger:
             wrapper_class=structlog.stdlib.BoundLogger,
         ),
     )
+
+
+def debug_enabled(log: object) -> bool:
+    """Whether a debug event to ``log`` would be written: building one per request costs more
+    than the rest of ``GET /health``, so the server asks first. Loggers that cannot say
+    (an app's own structlog wrapper) are asked to write it."""
+    check = getattr(log, "is_enabled_for", None)
+    return True if check is None else bool(check(logging.DEBUG))
 
 
 _SERVER_LOGGER = "mimi_reactive.server"
