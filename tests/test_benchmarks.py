@@ -31,6 +31,7 @@ ROWS = (
 
 @pytest.mark.slow
 def test_quick_run_prints_every_row_and_writes_the_plot(tmp_path: Path) -> None:
+    """The client core benchmark's quick run prints every row and draws its plot."""
     plot = tmp_path / "publish-cost.png"
     done = subprocess.run(
         [sys.executable, str(BENCHMARK), "--quick", "--plot", str(plot)],

@@ -42,6 +42,7 @@ ROWS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("benchmark", sorted(ROWS))
 def test_quick_run_exits_0_and_prints_its_rows(benchmark: str) -> None:
+    """Each server benchmark's quick run exits 0 and prints every row it promises."""
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / benchmark), "--quick"],
         capture_output=True,
@@ -118,6 +119,8 @@ def row_with_ratio(lines: list[str], *words: str) -> str:
 def test_quick_run_prints_each_sqlite_figure_beside_its_baseline(
     server_run: tuple[str, Path],
 ) -> None:
+    """Speed, users and disk on SQLite each print a figure beside its baseline and the ratio,
+    and no sweep fails under load."""
     output, _ = server_run
     assert re.search(r"^load generator: (wrk|Python)", output, re.MULTILINE), output
     speed = table(output, "speed")
@@ -137,6 +140,7 @@ def test_quick_run_prints_each_sqlite_figure_beside_its_baseline(
 def test_quick_run_prints_the_postgresql_figures_and_workers(
     server_run: tuple[str, Path], postgres_unreachable: str | None
 ) -> None:
+    """On PostgreSQL the same figures print beside their baselines, and workers beside one."""
     output, _ = server_run
     if postgres_unreachable is not None:
         assert "PostgreSQL rows skipped" in output
@@ -157,6 +161,7 @@ def test_quick_run_prints_the_postgresql_figures_and_workers(
 
 @pytest.mark.slow
 def test_quick_run_writes_the_plots(server_run: tuple[str, Path]) -> None:
+    """The quick run draws requests/s and p99 against users (and against workers) as PNGs."""
     if importlib.util.find_spec("matplotlib") is None:
         pytest.skip("benchmark-only dependency: pip install -e '.[bench]'")
     output, plots = server_run
