@@ -48,14 +48,15 @@ class AccessTokens:
         if not keys:
             raise ValueError("at least one signing key is needed")
         self._keys = _signing_order(keys)
-        self._signing = self._keys[0]
-        self._private = _private_key(self._signing)
+        # The key id and the private key together, replaced as one: tokens are also signed
+        # on the SQLite store's thread, which must never pair one key's id with another key.
+        self._signer = (self._keys[0].kid, _private_key(self._keys[0]))
         self._ttl = ttl
         self.issuer = ""
         """The ``iss`` claim: the service's public URL (set once it listens)."""
 
     def __repr__(self) -> str:
-        return f"AccessTokens(kid={self._signing.kid!r}, keys={len(self._keys)})"
+        return f"AccessTokens(kid={self._signer[0]!r}, keys={len(self._keys)})"
 
     @classmethod
     async def load(cls, database: IdentityDatabase, *, ttl: float, now: float) -> AccessTokens:
@@ -68,10 +69,10 @@ class AccessTokens:
         keys = _signing_order(await database.signing_keys())
         if not keys or [key.kid for key in keys] == [key.kid for key in self._keys]:
             return None
-        before = self._signing.kid
-        self._keys, self._signing = keys, keys[0]
-        self._private = _private_key(self._signing)
-        return self._signing.kid if self._signing.kid != before else None
+        before = self._signer[0]
+        self._keys = keys
+        self._signer = (keys[0].kid, _private_key(keys[0]))
+        return keys[0].kid if keys[0].kid != before else None
 
     def issue(self, claims: AccessClaims, now: float) -> str:
         """A signed access token for ``claims``, valid ``ttl`` seconds from ``now``."""
@@ -85,11 +86,9 @@ class AccessTokens:
             "exp": int(now + self._ttl),
             "jti": secrets.token_urlsafe(16),
         }
+        kid, private = self._signer
         return jwt.encode(
-            payload,
-            self._private,
-            algorithm=ALGORITHM,
-            headers={"kid": self._signing.kid, "typ": "at+jwt"},
+            payload, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "at+jwt"}
         )
 
     def jwks(self, now: float) -> dict[str, Any]:
