@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from mimi_reactive._server._records import SEEN_PRECISION
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, stores
@@ -144,6 +145,25 @@ async def test_one_sweep_deletes_exactly_what_can_never_work_again(
     assert (await caller.refresh(refresh_token))[0] == 200
     assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
     assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 401
+
+
+async def test_last_seen_is_written_at_most_once_an_hour(
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
+) -> None:
+    """A log-in within the hour after the last recorded one is not recorded (so a log-in rarely
+    writes the users table); one past the hour is, and keeps the user from retention."""
+    server, caller, _ = swept
+    within = (await caller.anonymous_user())["user"]["anonymous_id"]
+    past = (await caller.anonymous_user())["user"]["anonymous_id"]
+    clock.now += SEEN_PRECISION / 2
+    assert (await caller.log_in_anonymously(within))[0] == 200  # within the hour
+    clock.now += SEEN_PRECISION
+    assert (await caller.log_in_anonymously(past))[0] == 200  # past it: recorded
+    # 30 days after creation plus a little: only the unrecorded log-in's user is past 30.
+    clock.now += 30 * DAY - SEEN_PRECISION
+    assert (await server.sweep()).users == 1
+    assert (await caller.log_in_anonymously(within))[0] == 401
+    assert (await caller.log_in_anonymously(past))[0] == 200
 
 
 @stores("sqlite-file", "postgresql")
