@@ -128,26 +128,19 @@ class SqliteIdentityDatabase:
         self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
     ) -> UserRecord | None:
         def log_in(db: sqlite3.Connection) -> UserRecord | None:
-            user = _user(
-                db.execute(
-                    f"SELECT {_USER_COLUMNS} FROM users WHERE anonymous_id_digest = ?",  # noqa: S608
-                    (anonymous_id_digest,),
-                ).fetchone()
-            )
+            user = _user_where(db, "anonymous_id_digest = ?", anonymous_id_digest)
             if user is not None:
-                session = start(user)
-                _seen(db, user.id, session.now)
-                _insert_session(db, user.id, session)
+                _start_session(db, user.id, start(user))
             return user
 
         # One operation on the writer: a log-in is one crossing, not a read and then a write.
         return await self._writer.run(log_in)
 
     async def user_by_email(self, email: str) -> UserRecord | None:
-        return await self._user_where("email = ?", email)
+        return await self._read_user("email = ?", email)
 
     async def user_by_id(self, user_id: str) -> UserRecord | None:
-        return await self._user_where("id = ?", user_id)
+        return await self._read_user("id = ?", user_id)
 
     async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord:
         def promote(db: sqlite3.Connection) -> UserRecord:
@@ -171,11 +164,7 @@ class SqliteIdentityDatabase:
         )
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
-        def create(db: sqlite3.Connection) -> SessionRecord:
-            _seen(db, user_id, session.now)
-            return _insert_session(db, user_id, session)
-
-        return await self._writer.run(create)
+        return await self._writer.run(lambda db: _start_session(db, user_id, session))
 
     async def session_by_access_token(self, access_digest: str) -> SessionRecord | None:
         def find(db: sqlite3.Connection) -> SessionRecord | None:
@@ -352,16 +341,8 @@ class SqliteIdentityDatabase:
         )
         return counts
 
-    async def _user_where(self, condition: str, value: str) -> UserRecord | None:
-        def find(db: sqlite3.Connection) -> UserRecord | None:
-            return _user(
-                db.execute(
-                    f"SELECT {_USER_COLUMNS} FROM users WHERE {condition}",  # noqa: S608
-                    (value,),
-                ).fetchone()
-            )
-
-        return await self._reader.run(find)
+    async def _read_user(self, condition: str, value: str) -> UserRecord | None:
+        return await self._reader.run(lambda db: _user_where(db, condition, value))
 
 
 def _create_private_file(path: Path) -> None:
@@ -392,8 +373,18 @@ def _prepare(db: sqlite3.Connection) -> int:
     return migrate(db)
 
 
-def _user(row: tuple[str, int, str | None, str | None] | None) -> UserRecord | None:
+def _user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord | None:
+    row = db.execute(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE {condition}",  # noqa: S608
+        (value,),
+    ).fetchone()
     return None if row is None else UserRecord(row[0], bool(row[1]), row[2], row[3])
+
+
+def _start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> SessionRecord:
+    """A new session of the user, who is seen now."""
+    _seen(db, user_id, session.now)
+    return _insert_session(db, user_id, session)
 
 
 def _insert_session(db: sqlite3.Connection, user_id: str, new: NewSession) -> SessionRecord:
