@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
-from ._edge import ApiError, authenticate_client, client_ip, rate_limited
+from ._edge import ApiError, authenticate_client, client_ip, failed_log_in
 from ._handlers import HANDLERS
 from ._limits import RateLimiter
 from ._logs import debug_enabled
@@ -115,10 +115,7 @@ async def _authenticate_client(request: web.Request) -> None:
         set_client(request, authenticate_client(request, state.clients))
     except ApiError as error:
         ip = client_ip(request, state.settings.trusted_proxies)
-        retry_after = await state.limiter.hit(state.settings.failure_limit, ip)
-        if retry_after is not None:
-            raise rate_limited(retry_after) from None
-        raise error from None
+        raise await failed_log_in(state, ip, error) from None
 
 
 def _route(request: web.Request) -> str:

@@ -15,11 +15,18 @@ from typing import TypeVar
 import pydantic
 from aiohttp import BasicAuth, web
 
-from ._context import RegisteredClient
+from ._context import RegisteredClient, ServerState
 from ._models import MIN_PASSWORD_LENGTH, Credentials, Promotion
 from ._secrets import digest
 
-__all__ = ["ApiError", "authenticate_client", "client_ip", "rate_limited", "read_body"]
+__all__ = [
+    "ApiError",
+    "authenticate_client",
+    "client_ip",
+    "failed_log_in",
+    "rate_limited",
+    "read_body",
+]
 
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 _NEW_PASSWORD_MODELS: frozenset[type[pydantic.BaseModel]] = frozenset({Credentials, Promotion})
@@ -44,6 +51,12 @@ def rate_limited(retry_after: float) -> ApiError:
     return ApiError(
         429, "rate_limited", "too many requests from this address", retry_after=retry_after
     )
+
+
+async def failed_log_in(state: ServerState, ip: str, error: ApiError) -> ApiError:
+    """Count a failed log-in from ``ip``; the error to answer (429 once past the limit)."""
+    retry_after = await state.limiter.hit(state.settings.failure_limit, ip)
+    return rate_limited(retry_after) if retry_after is not None else error
 
 
 def client_ip(request: web.Request, trusted_proxies: frozenset[str]) -> str:

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from . import _models as models
 from ._context import STATE, RegisteredClient, ServerState, client_of
-from ._edge import ApiError, client_ip, rate_limited, read_body
+from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
 from ._records import AccessClaims, EmailTakenError, NewSession, Rotation, SessionRecord, UserRecord
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
 
@@ -95,12 +95,6 @@ async def _not_blocked(request: web.Request, state: ServerState) -> str:
     return ip
 
 
-async def _failed(state: ServerState, ip: str, error: ApiError) -> ApiError:
-    """Count a failed log-in; the error to answer (429 once past the limit)."""
-    retry_after = await state.limiter.hit(state.settings.failure_limit, ip)
-    return rate_limited(retry_after) if retry_after is not None else error
-
-
 async def _hashing(work: Awaitable[Any]) -> Any:
     try:
         return await work
@@ -176,7 +170,7 @@ async def _log_in_anonymously(request: web.Request) -> web.Response:
     pair = _NewPair(state, client_of(request))
     user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.start)
     if user is None:
-        raise await _failed(
+        raise await failed_log_in(
             state, ip, ApiError(401, "invalid_anonymous_id", "no anonymous user has this id")
         )
     return pair.answer(user)
@@ -212,7 +206,7 @@ async def _log_in(request: web.Request) -> web.Response:
     stored = user.password_hash if user is not None else None
     valid = await _hashing(state.passwords.verify(stored or state.dummy_hash, body.password))
     if user is None or stored is None or not valid:
-        raise await _failed(
+        raise await failed_log_in(
             state, ip, ApiError(401, "invalid_credentials", "the email or password is wrong")
         )
     pair = _NewPair(state, client_of(request))
