@@ -703,29 +703,42 @@ print(time.perf_counter() - started)
 """
 
 
-def _python(code: str) -> str:
+def _python(code: str, environment: dict[str, str] | None = None) -> str:
     return subprocess.run(  # noqa: S603 - our own interpreter and code
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=environment
     ).stdout
+
+
+def _with_bytecode(cache: str) -> dict[str, str]:
+    """The environment of an installed package: bytecode compiled once and read after, for us
+    as for the dependencies (pip compiles at install; an editable checkout run with
+    PYTHONDONTWRITEBYTECODE would recompile our source at every import and not theirs)."""
+    environment = {**os.environ, "PYTHONPYCACHEPREFIX": cache}
+    environment.pop("PYTHONDONTWRITEBYTECODE", None)
+    return environment
 
 
 def import_row(runs: int) -> tuple[Row, list[str]]:
     """Each import in a fresh interpreter; the baseline imports every module that
     ``import mimi_reactive`` adds to ``sys.modules`` (its dependencies and the standard
-    library modules they and it use), in the order they were first imported."""
-    modules = _python(_PULLED_IN).split()
-    baseline = (
-        f"for name in {modules!r}:\n"
-        "    try:\n        __import__(name)\n    except ImportError:\n        pass"
-    )
+    library modules they and it use), in the order they were first imported. Both sides read
+    bytecode compiled by a first, untimed run."""
+    with tempfile.TemporaryDirectory() as cache:
+        environment = _with_bytecode(cache)
+        modules = _python(_PULLED_IN, environment).split()
+        baseline = (
+            f"for name in {modules!r}:\n"
+            "    try:\n        __import__(name)\n    except ImportError:\n        pass"
+        )
 
-    def ours() -> float:
-        return float(_python(_TIMED.format("import mimi_reactive")))
+        def ours() -> float:
+            return float(_python(_TIMED.format("import mimi_reactive"), environment))
 
-    def dependencies() -> float:
-        return float(_python(_TIMED.format(baseline)))
+        def dependencies() -> float:
+            return float(_python(_TIMED.format(baseline), environment))
 
-    samples = interleave([("ours", ours), ("dependencies", dependencies)], runs)
+        ours(), dependencies()  # compiles the bytecode both sides then read
+        samples = interleave([("ours", ours), ("dependencies", dependencies)], runs)
     top_level = {name.partition(".")[0] for name in modules}
     third_party = sorted(top_level - sys.stdlib_module_names)
     row = compare(

@@ -11,6 +11,7 @@ import reactivex
 from reactivex import operators as ops
 
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
+from ._redaction import value_repr
 from ._state import SessionState
 from ._store import CommandFuture, SessionStore
 from ._user import MimiUser
@@ -33,6 +34,8 @@ class AuthObserver(Protocol):
 @attrs.define
 class ObserverHandle:
     """Returned by ``add_observer``; ``remove()`` stops the notifications."""
+
+    __repr__ = value_repr
 
     _subscription: reactivex.abc.DisposableBase
 

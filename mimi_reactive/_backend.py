@@ -20,6 +20,7 @@ from ._messages import (
     SignUp,
     SignUpAnonymously,
 )
+from ._redaction import value_repr
 from ._session import BackendSession, Session
 
 __all__ = [
@@ -36,6 +37,8 @@ class ClientCredentials:
     """The app's identity at the identity service (None for a service that has none, such as
     Firebase Auth, where the backend holds the app's API key)."""
 
+    __repr__ = value_repr
+
     client_id: str | None = None
     client_secret: str | None = attrs.field(default=None, repr=False)
 
@@ -48,6 +51,8 @@ ALL_ROUTES: frozenset[type[AuthRoute]] = frozenset(
 @attrs.frozen
 class BackendCapabilities:
     """What a backend can do: which routes, and whether it can refresh and revoke sessions."""
+
+    __repr__ = value_repr
 
     routes: frozenset[type[AuthRoute]] = ALL_ROUTES
     """The route types it can authenticate with."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from ._redaction import value_repr
 from ._session import RefreshPolicy
 
 __all__ = ["MimiConfiguration", "RetryPolicy"]
@@ -12,6 +13,8 @@ __all__ = ["MimiConfiguration", "RetryPolicy"]
 @attrs.frozen
 class RetryPolicy:
     """Exponential backoff with full jitter, capped, for a bounded number of attempts."""
+
+    __repr__ = value_repr
 
     initial_delay: float = 1.0
     """Seconds the first wait may last at most."""
@@ -32,6 +35,8 @@ class MimiConfiguration:
     ``detach_failing_subscribers``: a subscriber that raises is always logged and never stops
     the others; with this set it is also unsubscribed.
     """
+
+    __repr__ = value_repr
 
     allow_anonymous_user_only: bool = False
     detach_failing_subscribers: bool = False

@@ -35,6 +35,7 @@ from ._messages import (
     SignedOut,
     TokensRefreshed,
 )
+from ._redaction import value_repr
 from ._retry import retrying, worth_retrying
 from ._session import Session
 from ._storage import SessionStorage, SharedSessionStorage
@@ -48,6 +49,8 @@ _log = Log("mimi_reactive.session")
 @attrs.frozen
 class EffectResult:
     """What an effect did: the event for the reducer and the session held afterwards."""
+
+    __repr__ = value_repr
 
     event: Event
     session: Session | None

@@ -35,6 +35,7 @@ from ._messages import (
     SyncSession,
 )
 from ._reasons import Reason
+from ._redaction import value_repr
 from ._session import Session
 from ._state import SessionState
 from ._user import MimiUser
@@ -46,6 +47,8 @@ __all__ = ["GUARDS", "GuardContext", "decide", "is_blank_anonymous_id"]
 class GuardContext:
     """Everything a guard may look at. ``session`` is the session behind ``state`` (its
     user is the one logged in) and ``now`` the local wall clock, for refresh decisions."""
+
+    __repr__ = value_repr
 
     state: SessionState
     command: Command

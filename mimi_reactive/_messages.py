@@ -28,7 +28,7 @@ import attrs
 
 from ._exceptions import MimiCoreError
 from ._reasons import Reason
-from ._redaction import mask, mask_email
+from ._redaction import mask, mask_email, value_repr
 from ._session import Session
 from ._state import SessionState
 from ._user import MimiUser
@@ -76,6 +76,8 @@ __all__ = [
 class AuthRoute:
     """A way to authenticate. Use the constructors below."""
 
+    __repr__ = value_repr
+
     @staticmethod
     def sign_up_anonymously() -> SignUpAnonymously:
         """Create a new anonymous user and log it in."""
@@ -115,10 +117,14 @@ class AuthRoute:
 class SignUpAnonymously(AuthRoute):
     """Create a new anonymous user."""
 
+    __repr__ = value_repr
+
 
 @attrs.frozen
 class LogInAnonymously(AuthRoute):
     """Log in by anonymous id (None, empty or whitespace: skipped)."""
+
+    __repr__ = value_repr
 
     anonymous_id: str | None = attrs.field(repr=mask)
 
@@ -126,6 +132,8 @@ class LogInAnonymously(AuthRoute):
 @attrs.frozen(kw_only=True)
 class LogIn(AuthRoute):
     """Log in with email and password."""
+
+    __repr__ = value_repr
 
     email: str = attrs.field(repr=mask_email)
     password: str = attrs.field(repr=False)
@@ -135,6 +143,8 @@ class LogIn(AuthRoute):
 class SignUp(AuthRoute):
     """Sign up with email and password."""
 
+    __repr__ = value_repr
+
     email: str = attrs.field(repr=mask_email)
     password: str = attrs.field(repr=False)
 
@@ -142,6 +152,8 @@ class SignUp(AuthRoute):
 @attrs.frozen(kw_only=True)
 class Promote(AuthRoute):
     """Turn the logged-in anonymous user into a credential user."""
+
+    __repr__ = value_repr
 
     email: str = attrs.field(repr=mask_email)
     password: str = attrs.field(repr=False)
@@ -151,6 +163,8 @@ class Promote(AuthRoute):
 class LogOut:
     """End the current session; with ``everywhere``, every session of the user."""
 
+    __repr__ = value_repr
+
     everywhere: bool = attrs.field(default=False, kw_only=True)
 
 
@@ -158,10 +172,14 @@ class LogOut:
 class DeleteAccount:
     """Delete the logged-in user's account at the service, then forget the session."""
 
+    __repr__ = value_repr
+
 
 @attrs.frozen
 class RefreshSession:
     """Refresh the session's tokens if they are due (or now, with ``force``)."""
+
+    __repr__ = value_repr
 
     force: bool = False
 
@@ -169,6 +187,8 @@ class RefreshSession:
 @attrs.frozen
 class SyncSession:
     """Read the shared storage and adopt the session another process stored there."""
+
+    __repr__ = value_repr
 
 
 Command = AuthRoute | LogOut | DeleteAccount | RefreshSession | SyncSession
@@ -181,12 +201,16 @@ Command = AuthRoute | LogOut | DeleteAccount | RefreshSession | SyncSession
 class Proceed:
     """Run these effects in order."""
 
+    __repr__ = value_repr
+
     effects: tuple[Effect, ...]
 
 
 @attrs.frozen
 class Skipped:
     """Nothing was done: there was nothing to act on (no anonymous id to log in)."""
+
+    __repr__ = value_repr
 
     reason: Reason = attrs.field(default=Reason.BLANK_ANONYMOUS_ID, repr=False)
 
@@ -195,12 +219,16 @@ class Skipped:
 class Satisfied:
     """Nothing was done: what the command wants already holds."""
 
+    __repr__ = value_repr
+
     reason: Reason
 
 
 @attrs.frozen
 class Refused:
     """Nothing was done, and the caller is told no."""
+
+    __repr__ = value_repr
 
     reason: Reason
 
@@ -216,6 +244,8 @@ class EndSession:
     """Forget ``session`` and revoke it at the service: in the background, retried; with
     ``everywhere``, every session of its user, before the command completes."""
 
+    __repr__ = value_repr
+
     session: Session
     everywhere: bool = False
 
@@ -224,6 +254,8 @@ class EndSession:
 class Authenticate:
     """Run ``route`` at the service. ``session`` is the one it acts on (a promotion's),
     ``replacing`` the user logged out to make room."""
+
+    __repr__ = value_repr
 
     route: AuthRoute
     session: Session | None = None
@@ -235,6 +267,8 @@ class RefreshTokens:
     """Exchange ``session``'s refresh token for new tokens (or take ones another process
     sharing the storage got first)."""
 
+    __repr__ = value_repr
+
     session: Session
 
 
@@ -242,12 +276,16 @@ class RefreshTokens:
 class AdoptSession:
     """Read the shared storage and take on the session stored there (none: logged out)."""
 
+    __repr__ = value_repr
+
     current: Session | None
 
 
 @attrs.frozen
 class DeleteUser:
     """Delete ``session``'s user at the service and, once it did, forget the session."""
+
+    __repr__ = value_repr
 
     session: Session
 
@@ -262,6 +300,8 @@ Effect = EndSession | Authenticate | RefreshTokens | AdoptSession | DeleteUser
 class SignedIn:
     """The service authenticated ``user`` by ``route``, replacing ``replaced`` if set."""
 
+    __repr__ = value_repr
+
     user: MimiUser
     route: AuthRoute
     replaced: MimiUser | None = None
@@ -272,12 +312,16 @@ class SignedOut:
     """The user's session ended; ``error`` if the service could not be told to end the
     user's other sessions (it is retried in the background)."""
 
+    __repr__ = value_repr
+
     error: MimiCoreError | None = None
 
 
 @attrs.frozen
 class CommandFailed:
     """A command failed with ``error``."""
+
+    __repr__ = value_repr
 
     error: MimiCoreError
 
@@ -286,12 +330,16 @@ class CommandFailed:
 class TokensRefreshed:
     """The session's tokens were refreshed; ``user`` is the user as the service sees it now."""
 
+    __repr__ = value_repr
+
     user: MimiUser
 
 
 @attrs.frozen
 class RefreshFailed:
     """Refreshing failed for a reason that may pass (network, service trouble)."""
+
+    __repr__ = value_repr
 
     error: MimiCoreError
 
@@ -300,6 +348,8 @@ class RefreshFailed:
 class SessionExpired:
     """The service refused to refresh the session: it is over."""
 
+    __repr__ = value_repr
+
     error: MimiCoreError
 
 
@@ -307,12 +357,16 @@ class SessionExpired:
 class SessionAdopted:
     """Another process stored this user's session (None: it logged out)."""
 
+    __repr__ = value_repr
+
     user: MimiUser | None
 
 
 @attrs.frozen
 class AccountDeleted:
     """The service deleted the logged-in user's account."""
+
+    __repr__ = value_repr
 
 
 Event = (
@@ -334,6 +388,8 @@ Event = (
 class Outcome:
     """How a command ended: the state after it, its error if it failed or was refused, and
     the guard's ``reason`` if a guard stopped it (None when it ran)."""
+
+    __repr__ = value_repr
 
     state: SessionState
     error: MimiCoreError | None = None

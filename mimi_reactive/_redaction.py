@@ -1,8 +1,10 @@
-"""How secrets are shown in reprs: never whole."""
+"""How values are shown in reprs: every field through its ``repr`` option, secrets never whole."""
 
 from __future__ import annotations
 
-__all__ = ["mask", "mask_email"]
+import attrs
+
+__all__ = ["mask", "mask_email", "value_repr"]
 
 _VISIBLE = 4
 
@@ -22,3 +24,20 @@ def mask_email(email: str | None) -> str:
         return "None"
     local, _, domain = email.partition("@")
     return f"'{local[:1]}***@{domain}'"
+
+
+def value_repr(value: attrs.AttrsInstance) -> str:
+    """``Name(field=..., ...)`` as attrs writes it, each field shown through its ``repr``
+    option (``False`` leaves it out, a function such as ``mask`` shows it).
+
+    Every attrs class of the library sets ``__repr__ = value_repr``: attrs then generates no
+    repr of its own, and generating one per class was a quarter of ``import mimi_reactive``.
+    """
+    shown = []
+    for field in attrs.fields(type(value)):
+        if field.repr is False:
+            continue
+        content = getattr(value, field.name)
+        text = field.repr(content) if callable(field.repr) else repr(content)
+        shown.append(f"{field.name}={text}")
+    return f"{type(value).__qualname__}({', '.join(shown)})"

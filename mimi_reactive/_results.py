@@ -6,7 +6,7 @@ import attrs
 
 from ._exceptions import MimiCoreError
 from ._messages import Skipped
-from ._redaction import mask
+from ._redaction import mask, value_repr
 
 __all__ = ["AnonymousLoginResult", "Failure", "Skipped", "Success"]
 
@@ -15,12 +15,16 @@ __all__ = ["AnonymousLoginResult", "Failure", "Skipped", "Success"]
 class Success:
     """The anonymous id is logged in (just now, or it already was)."""
 
+    __repr__ = value_repr
+
     anonymous_id: str = attrs.field(repr=mask)
 
 
 @attrs.frozen
 class Failure:
     """Logging in failed or was refused; ``error`` says why."""
+
+    __repr__ = value_repr
 
     error: MimiCoreError
 

@@ -18,6 +18,7 @@ from ._exceptions import (
 )
 from ._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from ._reasons import Reason
+from ._redaction import value_repr
 from ._session import AuthTokens, BackendSession, Session
 from ._user import MimiUser
 
@@ -29,6 +30,8 @@ class Reply:
     """How the backend answers one call: after ``delay`` seconds, with its normal result,
     by raising ``error`` (a ``MimiCoreError`` for a failure, anything else for a fault), or
     never (``hang``, until the caller gives up)."""
+
+    __repr__ = value_repr
 
     delay: float = 0.0
     error: BaseException | None = None
@@ -74,6 +77,8 @@ def _methods(names: tuple[str, ...] | None) -> frozenset[str] | None:
 
 @attrs.define
 class _StoredUser:
+    __repr__ = value_repr
+
     id: str
     anonymous_id: str | None = attrs.field(repr=False)
     email: str | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from ._redaction import value_repr
 from ._user import MimiUser
 
 __all__ = ["AuthTokens", "BackendSession", "RefreshPolicy", "Session"]
@@ -13,6 +14,8 @@ __all__ = ["AuthTokens", "BackendSession", "RefreshPolicy", "Session"]
 class AuthTokens:
     """The tokens of one session. ``expires_in`` is the service's lifetime, in seconds."""
 
+    __repr__ = value_repr
+
     access_token: str = attrs.field(repr=False)
     refresh_token: str | None = attrs.field(default=None, repr=False)
     expires_in: float | None = None
@@ -21,6 +24,8 @@ class AuthTokens:
 @attrs.frozen
 class BackendSession:
     """A user and the tokens the service issued for them, as a backend returns them."""
+
+    __repr__ = value_repr
 
     user: MimiUser
     tokens: AuthTokens
@@ -33,6 +38,8 @@ class Session:
     Expiry is worked out from the service's lifetime (``tokens.expires_in``) and the local
     ``obtained_at``, never from the service's clock, so clock skew cannot cause refresh loops.
     """
+
+    __repr__ = value_repr
 
     user: MimiUser
     tokens: AuthTokens
@@ -52,6 +59,8 @@ class RefreshPolicy:
     Because the service rotates refresh tokens, refreshing too late loses a call and
     refreshing wrongly can cost the session: every caller must agree, so there is one rule.
     """
+
+    __repr__ = value_repr
 
     ahead: float = attrs.field(
         default=0.2, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]

@@ -7,6 +7,7 @@ import enum
 import attrs
 
 from ._exceptions import MimiCoreError
+from ._redaction import value_repr
 from ._user import MimiUser
 
 __all__ = ["SessionState", "Transition"]
@@ -53,6 +54,8 @@ class SessionState:
     transition, ``error`` the failure when ``transition`` is ``FAILED``, ``DEGRADED`` or
     ``SESSION_EXPIRED``. ``degraded`` stays set from ``DEGRADED`` until a renewal succeeds.
     """
+
+    __repr__ = value_repr
 
     user: MimiUser | None = None
     previous_user: MimiUser | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._redaction import mask, mask_email
+from ._redaction import mask, mask_email, value_repr
 
 __all__ = ["MimiUser"]
 
@@ -16,6 +16,8 @@ class MimiUser:
     ``anonymous_id`` is a log-in credential: keep it like a password. The repr shows only
     its first characters, and masks the email.
     """
+
+    __repr__ = value_repr
 
     id: str
     anonymous_id: str | None = attrs.field(default=None, repr=mask)

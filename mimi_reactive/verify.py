@@ -29,6 +29,7 @@ import jwt
 from aiohttp import web
 
 from ._exceptions import MimiCoreError
+from ._redaction import value_repr
 
 __all__ = [
     "VERIFIED_TOKEN",
@@ -57,6 +58,8 @@ class InvalidTokenError(MimiCoreError):
 @attrs.frozen
 class VerifiedToken:
     """What a valid access token says about its caller."""
+
+    __repr__ = value_repr
 
     user_id: str
     is_anonymous: bool

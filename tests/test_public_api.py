@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
+from pathlib import Path
+
+import attrs
 
 import mimi_reactive
 import mimi_reactive.backends.http
+from mimi_reactive._redaction import value_repr
 
 REQUIRED = {
     "MimiCore",
@@ -66,3 +71,21 @@ def test_exports_name_the_public_module() -> None:
 def test_version_is_the_installed_distributions() -> None:
     """mimi_reactive.__version__ is the version pip installed."""
     assert mimi_reactive.__version__ == importlib.metadata.version("mimi-reactive")
+
+
+def test_every_client_value_is_shown_by_value_repr() -> None:
+    """Each attrs class of the client library uses the one shared repr (secrets masked
+    through their fields' ``repr`` option), so attrs generates none at import."""
+    package = Path(mimi_reactive.__file__).parent
+    names = [path.stem for path in package.glob("*.py") if not path.stem.startswith("__")]
+    values = {
+        value
+        for name in names
+        for value in vars(importlib.import_module(f"mimi_reactive.{name}")).values()
+        if isinstance(value, type)
+        and attrs.has(value)
+        and value.__module__.partition(".")[0] == "mimi_reactive"
+    }
+    client = {value for value in values if not value.__module__.startswith("mimi_reactive._server")}
+    assert len(client) > 40
+    assert {value for value in client if value.__repr__ is not value_repr} == set()
