@@ -113,6 +113,8 @@ class SweepRules:
     """Sessions last used before this are idle-expired: deleted with their tokens."""
     spent_before: float
     """Spent refresh tokens of live sessions, spent before this, are deleted."""
+    batch: int
+    """Rows deleted per transaction at most; a sweep repeats until a batch deletes fewer."""
     anonymous_unused_before: float | None = None
     """Anonymous users last seen before this are deleted (None: never)."""
 
