@@ -49,6 +49,8 @@ _KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
 )
+# Retired keys past their window, while a key that signs remains (there always is one).
+_KEYS_PAST = "retired_at < ? AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
 # Past a checkpoint the WAL file is cut back to this size, so it stays small under load.
 _WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
@@ -338,6 +340,9 @@ class SqliteIdentityDatabase:
         tokens = await self._delete_in_batches(
             "refresh_tokens", "used_at IS NOT NULL AND used_at < ?", rules.spent_before, rules.batch
         )
+        keys = await self._delete_in_batches(
+            "signing_keys", _KEYS_PAST, rules.keys_retired_before, rules.batch
+        )
         # Outside any transaction: hand freed pages back and cut the WAL file back. The
         # script steps each statement to its end (incremental_vacuum frees a page per step).
         await self._writer.run_alone(
@@ -345,7 +350,9 @@ class SqliteIdentityDatabase:
                 "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);"
             )
         )
-        return SweepCounts(sessions=revoked + idle, refresh_tokens=tokens, users=users)
+        return SweepCounts(
+            sessions=revoked + idle, refresh_tokens=tokens, users=users, signing_keys=keys
+        )
 
     async def _delete_in_batches(
         self, table: str, condition: str, before: float | None, batch: int

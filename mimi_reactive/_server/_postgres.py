@@ -117,6 +117,8 @@ WITH retired AS (UPDATE signing_keys SET retired_at = $4 WHERE retired_at IS NUL
 INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, retired_at)
 VALUES ($1, $2, $3, $4, $5)
 """
+# Retired keys past their window, while a key that signs remains (there always is one).
+_KEYS_PAST = "retired_at < $2 AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
 _KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mimi_reactive.keys.' || current_schema()))"
 
 
@@ -390,7 +392,12 @@ class PostgresIdentityDatabase:
             rules.spent_before,
             rules.batch,
         )
-        return SweepCounts(sessions=revoked + idle, refresh_tokens=tokens, users=users)
+        keys = await self._delete_in_batches(
+            "signing_keys", "kid", _KEYS_PAST, rules.keys_retired_before, rules.batch
+        )
+        return SweepCounts(
+            sessions=revoked + idle, refresh_tokens=tokens, users=users, signing_keys=keys
+        )
 
     async def _delete_in_batches(
         self, table: str, key: str, condition: str, before: float | None, batch: int

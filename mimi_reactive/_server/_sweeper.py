@@ -4,6 +4,8 @@ Revoked and idle-expired sessions go with all their tokens at the next sweep. A 
 token of a live session stays for ``spent_token_retention`` (24 h by default): presenting it is
 how reuse is detected, so deleting it sooner would turn a detectable theft into a mere
 "unknown token". Optionally, anonymous users unseen for ``anonymous_retention_days`` go too.
+A retired signing key goes once the JWKS stops publishing it (one access-token lifetime plus
+``PUBLISH_MARGIN`` after its retirement): by then every token it signed has expired.
 
 A sweep deletes in batches of ``SWEEP_BATCH`` rows, each its own short transaction, so the
 requests that write (log-ins, renewals) run between batches instead of waiting for the whole
@@ -18,6 +20,7 @@ import structlog
 
 from ._context import ServerSettings
 from ._records import IdentityDatabase, SweepCounts, SweepRules
+from ._tokens import unpublished_before
 
 __all__ = ["SWEEP_BATCH", "run_sweeper", "sweep_once"]
 
@@ -37,6 +40,7 @@ def sweep_rules(settings: ServerSettings) -> SweepRules:
         now=now,
         idle_before=now - settings.session_idle_timeout,
         spent_before=now - settings.spent_token_retention,
+        keys_retired_before=unpublished_before(now, settings.access_token_ttl),
         batch=SWEEP_BATCH,
         anonymous_unused_before=now - days * 86400.0 if days > 0 else None,
     )
@@ -54,6 +58,7 @@ async def sweep_once(
         sessions=counts.sessions,
         refresh_tokens=counts.refresh_tokens,
         users=counts.users,
+        signing_keys=counts.signing_keys,
     )
     return counts
 
