@@ -1,7 +1,7 @@
 """Signing-key rotation: `mimi-reactive rotate-signing-key` stores a new key, running servers
 sign with it (within key_reload_interval, or at once when they serve the JWKS), and the retired
 key stays published for one access-token lifetime plus PUBLISH_MARGIN so its tokens keep
-verifying. Over both stores, in-process and as real processes."""
+verifying, after which a sweep deletes it. Over both stores, in-process and as real processes."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .conftest import CLIENT_ID
-from .server_helpers import Caller, Clock
+from .server_helpers import Caller, Clock, execute
 from .test_server_workers import CLIENT, SECRET, serve
 
 KID_LINE = re.compile(r"^signing key (\S+) added; running servers sign with it within a minute$")
@@ -281,3 +281,74 @@ async def test_a_running_serve_takes_up_a_key_rotated_from_the_command_line(
         async with AccessTokenVerifier(running.url) as verifier:
             for token in (old, new):
                 assert (await verifier.verify(token)).client_id == CLIENT
+
+
+async def stored_kids(store: str) -> list[str]:
+    """The kids of the store's signing keys, newest first, read by an opener of the test's own."""
+    database = await open_database(store)
+    try:
+        return [key.kid for key in await database.signing_keys()]
+    finally:
+        await database.close()
+
+
+async def test_a_sweep_deletes_retired_keys_once_nothing_they_signed_can_verify(
+    store: str, client_secret: str, http: aiohttp.ClientSession
+) -> None:
+    """After two rotations, with the server clock past the first retired key's window, a sweep
+    deletes that key (and logs it), keeps the signing key and the one retired a second ago;
+    the JWKS serves both and tokens of both verify. The signing key outlives any window."""
+    ttl = 600.0
+    window = ttl + PUBLISH_MARGIN
+    clock = Clock(time.time() - window - 1)  # ends at the real now, which the verifier checks
+    events = Events()
+    settings = ServerSettings(clock=clock, access_token_ttl=ttl, sweep_interval=0)
+    async with IdentityServer(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        database=store,
+        settings=settings,
+        logger=events.logger,
+    ) as server:
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        first = kid_of((await caller.anonymous_user())["session"]["access_token"])
+        second = await IdentityServer.rotate_signing_key(store, now=clock.now)
+        clock.now += window  # the first key's last published second
+        assert (await server.sweep()).signing_keys == 0
+        assert first in await published(http, server.url)
+        signed_by_second = (await caller.anonymous_user())["session"]["access_token"]
+        assert kid_of(signed_by_second) == second
+
+        third = await IdentityServer.rotate_signing_key(store, now=clock.now)
+        clock.now += 1
+        assert (await server.sweep()).signing_keys == 1
+        assert [event["signing_keys"] for event in events.seen if "signing_keys" in event] == [0, 1]
+        assert await stored_kids(store) == [third, second]
+        assert sorted(await published(http, server.url)) == sorted([second, third])
+        signed_by_third = (await caller.anonymous_user())["session"]["access_token"]
+        assert kid_of(signed_by_third) == third
+        async with AccessTokenVerifier(server.url) as verifier:
+            for token in (signed_by_second, signed_by_third):
+                assert (await verifier.verify(token)).client_id == CLIENT_ID
+
+        clock.now += 365 * 86400.0
+        assert (await server.sweep()).signing_keys == 1
+        assert await stored_kids(store) == [third]
+        assert await published(http, server.url) == [third]
+
+
+async def test_a_sweep_keeps_every_key_when_none_is_left_to_sign(
+    store: str, client_secret: str
+) -> None:
+    """Keys that are all retired (no command does that) all stay: the sweep never deletes the
+    last key a server could sign with."""
+    clock = Clock(time.time())
+    settings = ServerSettings(clock=clock, sweep_interval=0)
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=store, settings=settings
+    ) as server:
+        await IdentityServer.rotate_signing_key(store, now=clock.now)
+        await execute(store, f"UPDATE signing_keys SET retired_at = {clock.now}")  # noqa: S608
+        clock.now += 365 * 86400.0
+        assert (await server.sweep()).signing_keys == 0
+        assert len(await stored_kids(store)) == 2

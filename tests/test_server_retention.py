@@ -1,19 +1,23 @@
 """Retention: the sweeper deletes dead sessions and old spent tokens and nothing in use, on
-either store; a SQLite database of the previous schema upgrades itself, and a sweep hands its
-freed pages back."""
+either store, in batches that log-ins run between; a SQLite database of the previous schema
+upgrades itself, and a sweep hands its freed pages back."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
-from mimi_reactive._server._records import SEEN_PRECISION
+from mimi_reactive._server import _sweeper
+from mimi_reactive._server._database import SqliteIdentityDatabase
+from mimi_reactive._server._records import SEEN_PRECISION, UserRecord
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, stores
@@ -272,3 +276,83 @@ async def test_a_sweep_that_frees_pages_returns_them_and_truncates_the_wal(
     assert not wal.exists() or wal.stat().st_size == 0
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+
+@stores("sqlite-file", "postgresql")
+async def test_a_sweep_of_more_rows_than_a_batch_deletes_them_all_and_counts_them(
+    swept: tuple[IdentityServer, Caller, str], clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With batches of 3 rows, every rule due more than once over (one an exact multiple of
+    the batch) deletes all of its rows and the counts are the totals."""
+    monkeypatch.setattr(_sweeper, "SWEEP_BATCH", 3)
+    server, caller, database = swept
+    for _ in range(4):  # unseen for 31 days at the sweep
+        await caller.anonymous_user()
+    kept = (await caller.anonymous_user())["user"]["anonymous_id"]
+    for _ in range(4):  # with its first session, 5 sessions that idle
+        assert (await caller.log_in_anonymously(kept))[0] == 200
+    clock.now += 25 * DAY
+    for _ in range(6):  # 6 revoked sessions: two full batches, then an empty one
+        _, answer = await caller.log_in_anonymously(kept)
+        await caller.post("/v1/sessions/revoke", {"token": answer["session"]["refresh_token"]})
+    _, live = await caller.log_in_anonymously(kept)
+    refresh_token = live["session"]["refresh_token"]
+    for _ in range(5):  # 5 spent tokens of a live session, 6 days old at the sweep
+        status, renewed = await caller.refresh(refresh_token)
+        assert status == 200, renewed
+        refresh_token = renewed["session"]["refresh_token"]
+    clock.now += 6 * DAY
+    counts = await server.sweep()
+    assert (counts.users, counts.sessions, counts.refresh_tokens) == (4, 11, 5)
+    assert await row_counts(database) == {"users": 1, "sessions": 1, "refresh_tokens": 1}
+    assert await server.sweep() == type(counts)(sessions=0, refresh_tokens=0, users=0)
+    assert (await caller.refresh(refresh_token))[0] == 200
+    assert (await caller.log_in_anonymously(kept))[0] == 200
+
+
+async def test_a_log_in_during_a_sweep_runs_between_its_batches(
+    tmp_path: Path, client_secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's one writer: a log-in queued while a sweep's first batch runs is stored before
+    the sweep's next batch, with revoked sessions of the sweep still left to delete."""
+    monkeypatch.setattr(_sweeper, "SWEEP_BATCH", 2)
+    path = tmp_path / "ids.sqlite3"
+    queued, left_at_log_in = asyncio.Event(), []
+    log_in = SqliteIdentityDatabase.log_in_anonymously
+
+    async def observed(
+        self: SqliteIdentityDatabase, anonymous_id_digest: str, start: Any
+    ) -> UserRecord | None:
+        queued.set()  # seen by the test only once the log-in's operation is queued
+        user = await log_in(self, anonymous_id_digest, start)
+        left_at_log_in.append(await count(str(path), "sessions"))
+        return user
+
+    monkeypatch.setattr(SqliteIdentityDatabase, "log_in_anonymously", observed)
+    settings = ServerSettings(sweep_interval=0)
+    async with (
+        IdentityServer(
+            client_id=CLIENT_ID, client_secret=client_secret, database=path, settings=settings
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        anonymous_id = (await caller.anonymous_user())["user"]["anonymous_id"]
+        for _ in range(10):
+            _, answer = await caller.log_in_anonymously(anonymous_id)
+            await caller.post("/v1/sessions/revoke", {"token": answer["session"]["refresh_token"]})
+        left_at_log_in.clear()
+        # Another writer holds the file: the sweep's first batch waits for it on the writer's
+        # thread, and the log-in queues behind that batch.
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")
+            sweep = asyncio.create_task(server.sweep())
+            logging_in = asyncio.create_task(caller.log_in_anonymously(anonymous_id))
+            async with asyncio.timeout(10):
+                await queued.wait()
+            holder.execute("ROLLBACK")
+        assert (await logging_in)[0] == 200
+        assert (await sweep).sessions == 10
+    # 12 sessions with the log-in's, 10 of them revoked: the first batch's 2 were gone when
+    # the log-in was stored, perhaps the second's too (committed meanwhile), never the rest.
+    assert left_at_log_in in ([10], [8])

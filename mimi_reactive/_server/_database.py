@@ -49,6 +49,8 @@ _KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
 )
+# Retired keys past their window, while a key that signs remains (there always is one).
+_KEYS_PAST = "retired_at < ? AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
 # Past a checkpoint the WAL file is cut back to this size, so it stays small under load.
 _WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
@@ -312,26 +314,35 @@ class SqliteIdentityDatabase:
         return await self._writer.run(ensure)
 
     async def sweep(self, rules: SweepRules) -> SweepCounts:
-        """Delete what can never work again, and spent tokens past their retention."""
+        """Delete what can never work again, and spent tokens past their retention.
 
-        def sweep(db: sqlite3.Connection) -> SweepCounts:
-            users = 0
-            if rules.anonymous_unused_before is not None:
-                users = db.execute(
-                    "DELETE FROM users WHERE is_anonymous = 1 AND last_seen_at < ?",
-                    (rules.anonymous_unused_before,),
-                ).rowcount
-            sessions = db.execute(
-                "DELETE FROM sessions WHERE revoked_at IS NOT NULL OR last_used_at < ?",
-                (rules.idle_before,),
-            ).rowcount
-            tokens = db.execute(
-                "DELETE FROM refresh_tokens WHERE used_at IS NOT NULL AND used_at < ?",
-                (rules.spent_before,),
-            ).rowcount
-            return SweepCounts(sessions=sessions, refresh_tokens=tokens, users=users)
-
-        counts = await self._writer.run(sweep)
+        Each rule deletes in batches of ``rules.batch`` rows, one writer operation each, so
+        log-ins queued meanwhile run between batches and the WAL checkpoints between them.
+        A rule counts only what the rules before it kept: a deleted user's sessions, and a
+        deleted session's tokens, go by the foreign keys uncounted.
+        """
+        users = 0
+        if rules.anonymous_unused_before is not None:
+            users = await self._delete_in_batches(
+                "users",
+                "is_anonymous = 1 AND last_seen_at < ?",
+                rules.anonymous_unused_before,
+                rules.batch,
+            )
+        # Revoked and idle sessions apart: each then walks its own index, where one condition
+        # with OR scans the whole table, once per batch.
+        revoked = await self._delete_in_batches(
+            "sessions", "revoked_at IS NOT NULL", None, rules.batch
+        )
+        idle = await self._delete_in_batches(
+            "sessions", "last_used_at < ?", rules.idle_before, rules.batch
+        )
+        tokens = await self._delete_in_batches(
+            "refresh_tokens", "used_at IS NOT NULL AND used_at < ?", rules.spent_before, rules.batch
+        )
+        keys = await self._delete_in_batches(
+            "signing_keys", _KEYS_PAST, rules.keys_retired_before, rules.batch
+        )
         # Outside any transaction: hand freed pages back and cut the WAL file back. The
         # script steps each statement to its end (incremental_vacuum frees a page per step).
         await self._writer.run_alone(
@@ -339,7 +350,27 @@ class SqliteIdentityDatabase:
                 "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);"
             )
         )
-        return counts
+        return SweepCounts(
+            sessions=revoked + idle, refresh_tokens=tokens, users=users, signing_keys=keys
+        )
+
+    async def _delete_in_batches(
+        self, table: str, condition: str, before: float | None, batch: int
+    ) -> int:
+        """Delete ``table``'s rows that meet ``condition`` (whose one ``?``, if any, is
+        ``before``), ``batch`` rows per writer operation until one deletes fewer; how many."""
+        query = (
+            f"DELETE FROM {table} WHERE rowid IN"  # noqa: S608 (names are constants)
+            f" (SELECT rowid FROM {table} WHERE {condition} LIMIT ?)"
+        )
+        params = (batch,) if before is None else (before, batch)
+        total = 0
+        while True:
+            # rowcount counts the table's own rows, not those the foreign keys cascade to.
+            deleted: int = await self._writer.run(lambda db: db.execute(query, params).rowcount)
+            total += deleted
+            if deleted < batch:
+                return total
 
     async def _read_user(self, condition: str, value: str) -> UserRecord | None:
         return await self._reader.run(lambda db: _user_where(db, condition, value))

@@ -99,23 +99,13 @@ WHERE revoked_at IS NULL AND id = (
 )
 """
 
-# Each rule counts only what it deletes from what the rules before it kept (as SQLite does):
-# a deleted user's sessions, and a deleted session's tokens, go by the foreign keys uncounted.
-_SWEEP = """
-WITH users_gone AS (
-    DELETE FROM users WHERE $1::double precision IS NOT NULL AND is_anonymous
-        AND last_seen_at < $1 RETURNING id
-), sessions_gone AS (
-    DELETE FROM sessions WHERE (revoked_at IS NOT NULL OR last_used_at < $2)
-        AND user_id NOT IN (SELECT id FROM users_gone) RETURNING 1
-), tokens_gone AS (
-    DELETE FROM refresh_tokens t USING sessions s
-    WHERE s.id = t.session_id AND t.used_at IS NOT NULL AND t.used_at < $3
-        AND s.revoked_at IS NULL AND s.last_used_at >= $2
-        AND s.user_id NOT IN (SELECT id FROM users_gone) RETURNING 1
+# One batch of a sweep rule: at most $1 rows, in a statement (a transaction) of its own. SKIP
+# LOCKED: rows a request or another worker's sweep holds are left for the next batch or sweep,
+# so sweeps of several workers share the work instead of queueing on each other's rows.
+_DELETE_BATCH = """
+DELETE FROM {table} WHERE {key} IN (
+    SELECT {key} FROM {table} WHERE {condition} LIMIT $1 FOR UPDATE SKIP LOCKED
 )
-SELECT (SELECT count(*) FROM sessions_gone), (SELECT count(*) FROM tokens_gone),
-    (SELECT count(*) FROM users_gone)
 """
 
 _KEYS = (
@@ -127,6 +117,8 @@ WITH retired AS (UPDATE signing_keys SET retired_at = $4 WHERE retired_at IS NUL
 INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, retired_at)
 VALUES ($1, $2, $3, $4, $5)
 """
+# Retired keys past their window, while a key that signs remains (there always is one).
+_KEYS_PAST = "retired_at < $2 AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
 _KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mimi_reactive.keys.' || current_schema()))"
 
 
@@ -375,12 +367,52 @@ class PostgresIdentityDatabase:
         return [SigningKeyRecord(*row) for row in await self._retried(ensure)]
 
     async def sweep(self, rules: SweepRules) -> SweepCounts:
-        """Delete what can never work again, and spent tokens past their retention."""
-        row = await self._fetchrow(
-            _SWEEP, rules.anonymous_unused_before, rules.idle_before, rules.spent_before
+        """Delete what can never work again, and spent tokens past their retention, as
+        ``SqliteIdentityDatabase`` does: each rule in batches of ``rules.batch`` rows, each
+        batch its own short transaction."""
+        users = 0
+        if rules.anonymous_unused_before is not None:
+            users = await self._delete_in_batches(
+                "users",
+                "id",
+                "is_anonymous AND last_seen_at < $2",
+                rules.anonymous_unused_before,
+                rules.batch,
+            )
+        revoked = await self._delete_in_batches(
+            "sessions", "id", "revoked_at IS NOT NULL", None, rules.batch
         )
-        assert row is not None
-        return SweepCounts(sessions=row[0], refresh_tokens=row[1], users=row[2])
+        idle = await self._delete_in_batches(
+            "sessions", "id", "last_used_at < $2", rules.idle_before, rules.batch
+        )
+        tokens = await self._delete_in_batches(
+            "refresh_tokens",
+            "digest",
+            "used_at IS NOT NULL AND used_at < $2",
+            rules.spent_before,
+            rules.batch,
+        )
+        keys = await self._delete_in_batches(
+            "signing_keys", "kid", _KEYS_PAST, rules.keys_retired_before, rules.batch
+        )
+        return SweepCounts(
+            sessions=revoked + idle, refresh_tokens=tokens, users=users, signing_keys=keys
+        )
+
+    async def _delete_in_batches(
+        self, table: str, key: str, condition: str, before: float | None, batch: int
+    ) -> int:
+        """Delete ``table``'s rows that meet ``condition`` (whose ``$2``, if any, is
+        ``before``), ``batch`` rows per statement until one deletes fewer; how many."""
+        query = _DELETE_BATCH.format(table=table, key=key, condition=condition)
+        args = (batch,) if before is None else (batch, before)
+        total = 0
+        while True:
+            # "DELETE n" counts the table's own rows, not those the foreign keys cascade to.
+            deleted = int((await self._execute(query, *args)).split()[-1])
+            total += deleted
+            if deleted < batch:
+                return total
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

@@ -113,6 +113,11 @@ class SweepRules:
     """Sessions last used before this are idle-expired: deleted with their tokens."""
     spent_before: float
     """Spent refresh tokens of live sessions, spent before this, are deleted."""
+    keys_retired_before: float
+    """Signing keys retired before this are deleted: every token they signed has expired, and
+    the JWKS no longer publishes them. The unretired key, which signs, is never deleted."""
+    batch: int
+    """Rows deleted per transaction at most; a sweep repeats until a batch deletes fewer."""
     anonymous_unused_before: float | None = None
     """Anonymous users last seen before this are deleted (None: never)."""
 
@@ -124,6 +129,7 @@ class SweepCounts:
     sessions: int
     refresh_tokens: int
     users: int
+    signing_keys: int = 0
 
 
 class EmailTakenError(Exception):

@@ -3,9 +3,10 @@
 The signing key is created at first start and kept in the database, so every worker signs
 with the same key; each key has a ``kid``. Adding a key (``mimi-reactive rotate-signing-key``)
 retires the one before it, which stays in the JWKS for one more access-token lifetime plus
-``PUBLISH_MARGIN`` so tokens it signed keep verifying during a rotation. Workers take up a key
-added to the database every ``key_reload_interval`` (60 s) and whenever they serve the JWKS,
-which they read from the database itself.
+``PUBLISH_MARGIN`` so tokens it signed keep verifying during a rotation; the first retention
+sweep after that deletes it. Workers take up a key added to the database every
+``key_reload_interval`` (60 s) and whenever they serve the JWKS, which they read from the
+database itself.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ from jwt.algorithms import ECAlgorithm
 
 from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
 
-__all__ = ["ALGORITHM", "PUBLISH_MARGIN", "AccessTokens", "new_signing_key"]
+__all__ = ["ALGORITHM", "PUBLISH_MARGIN", "AccessTokens", "new_signing_key", "unpublished_before"]
 
 ALGORITHM = "ES256"
 PUBLISH_MARGIN = 300.0
 """Seconds a retired key stays published past one access-token lifetime after its retirement:
 room for workers that take the new key up late (at most ``key_reload_interval``, which must
 not exceed this, after the rotation) and for clocks that differ a little."""
+
+
+def unpublished_before(now: float, ttl: float) -> float:
+    """Keys retired before this are no longer published, nor needed: every token they signed
+    has expired. The JWKS leaves them out and the retention sweep deletes them."""
+    return now - ttl - PUBLISH_MARGIN
 
 
 def new_signing_key(now: float) -> SigningKeyRecord:
@@ -94,8 +101,9 @@ class AccessTokens:
     def jwks(self, now: float) -> dict[str, Any]:
         """The public keys a resource server needs: the signing one and recently retired ones."""
         published = []
+        gone = unpublished_before(now, self._ttl)
         for key in self._keys:
-            if key.retired_at is not None and now > key.retired_at + self._ttl + PUBLISH_MARGIN:
+            if key.retired_at is not None and key.retired_at < gone:
                 continue
             public = ECAlgorithm.to_jwk(_private_key(key).public_key(), as_dict=True)
             published.append({**public, "kid": key.kid, "alg": key.algorithm, "use": "sig"})
