@@ -172,11 +172,6 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--issuer", help="the service's public URL, the iss of access tokens")
     serve.add_argument(
-        "--access-token-ttl",
-        type=_seconds(minimum_exclusive=0),
-        help="seconds an access token is valid (3600)",
-    )
-    serve.add_argument(
         "--refresh-reuse-interval",
         type=_seconds(minimum_exclusive=None),
         help="seconds a spent refresh token still gets a new pair, so a client retrying "
@@ -259,8 +254,14 @@ _DATABASE_HELP = (
 
 
 def _database_options(parser: argparse.ArgumentParser) -> None:
-    """The options ``serve`` and ``sweep`` share: where the data is and how long it stays."""
+    """The options ``serve`` and ``sweep`` share: where the data is and how long it stays
+    (a retired signing key stays until no access token it signed can still be valid)."""
     parser.add_argument("--database", help=_DATABASE_HELP)
+    parser.add_argument(
+        "--access-token-ttl",
+        type=_seconds(minimum_exclusive=0),
+        help="seconds an access token is valid (3600)",
+    )
     parser.add_argument(
         "--session-idle-timeout",
         type=_seconds(minimum_exclusive=0),
@@ -386,7 +387,7 @@ async def _sweep(options: dict[str, Any], clients: list[ClientConfig]) -> None:
     counts = await IdentityServer.sweep_database(options["database"], settings)
     print(
         f"deleted {counts.sessions} sessions, {counts.refresh_tokens} spent refresh tokens,"
-        f" {counts.users} anonymous users",
+        f" {counts.users} anonymous users, {counts.signing_keys} retired signing keys",
         flush=True,
     )
 

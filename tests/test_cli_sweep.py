@@ -6,6 +6,7 @@ import asyncio
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +16,31 @@ from mimi_reactive.server import IdentityServer
 from .conftest import CLIENT_ID, stores
 from .server_helpers import Caller, row_counts
 
-COUNTS = re.compile(r"^deleted (\d+) sessions, (\d+) spent refresh tokens, (\d+) anonymous users$")
+COUNTS = re.compile(
+    r"^deleted (\d+) sessions, (\d+) spent refresh tokens, (\d+) anonymous users,"
+    r" (\d+) retired signing keys$"
+)
+
+
+async def sweep(database_url: str, home: Path, *options: str) -> re.Match[str]:
+    """Run ``mimi-reactive sweep`` once; the counts it printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        "sweep",
+        "--database",
+        database_url,
+        *options,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "HOME": str(home)},
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, stderr.decode()
+    match = COUNTS.match(stdout.decode().strip())
+    assert match is not None, stdout.decode()
+    return match
 
 
 @stores("sqlite-file", "postgresql")
@@ -36,23 +61,31 @@ async def test_the_sweep_command_deletes_a_revoked_session_and_keeps_a_live_one(
         await caller.post("/v1/sessions/revoke", {"token": gone["session"]["refresh_token"]})
     assert (await row_counts(database_url, "sessions"))["sessions"] == 2
 
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "sweep",
-        "--database",
-        database_url,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "HOME": str(tmp_path)},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    match = COUNTS.match(stdout.decode().strip())
-    assert match is not None, stdout.decode()
-    assert match.groups() == ("1", "0", "0")
+    match = await sweep(database_url, tmp_path)
+    assert match.groups() == ("1", "0", "0", "0")
     assert await row_counts(database_url, "sessions", "refresh_tokens") == {
         "sessions": 1,
         "refresh_tokens": 1,
     }
+
+
+@stores("sqlite-file", "postgresql")
+async def test_the_sweep_command_keeps_a_retired_key_while_tokens_it_signed_can_be_valid(
+    database_url: str, client_secret: str, tmp_path: Path
+) -> None:
+    """A key retired two hours ago stays when the command is told tokens live a day, and goes
+    with the default hour: the sweep takes the servers' --access-token-ttl."""
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, database=database_url
+    ):
+        pass  # the first signing key
+    await IdentityServer.rotate_signing_key(database_url, now=time.time() - 7200)
+    assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 2
+
+    kept = await sweep(database_url, tmp_path, "--access-token-ttl", "86400")
+    assert kept.groups()[3] == "0"
+    assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 2
+
+    gone = await sweep(database_url, tmp_path)
+    assert gone.groups()[3] == "1"
+    assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 1
