@@ -199,7 +199,7 @@ class SessionStore:
         """
         if self._closed:
             raise CoreClosedError("the core is closed")
-        if asyncio.current_task() is self._worker:
+        if self._busy and asyncio.current_task() is self._worker:
             raise ReentrantCallError(
                 "awaiting a command from inside a running command would never return; "
                 "use core.auth.dispatch(...) to queue it"
@@ -225,7 +225,7 @@ class SessionStore:
                 if job is not None and _claim(job[1]):
                     job[1].set_exception(CoreClosedError("the core was closed before this ran"))
             self._queue.put_nowait(None)
-        if asyncio.current_task() is self._worker:
+        if self._busy and asyncio.current_task() is self._worker:
             return  # closed from inside a command: the worker stops after it
         done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
         if not done:
@@ -312,13 +312,15 @@ class SessionStore:
     def _apply(self, result: EffectResult) -> None:
         before = self.state
         state = reduce(before, result.event)
-        changed = result.session != self._session or state.degraded != before.degraded
-        self._session = result.session
+        session = result.session
+        changed = (session is not self._session and session != self._session) or (
+            state.degraded != before.degraded
+        )
+        self._session = session
         if state is not before:
             _log.debug("session.state", transition=state.transition.value)
             self._stream.publish(state)
         if changed:
-            session = result.session
             self._tokens.publish(None if session is None else session.tokens.access_token)
             for listener in self._session_listeners:
                 listener()
