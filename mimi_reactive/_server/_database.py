@@ -7,18 +7,20 @@ Every operation is a plain function of a connection, run whole on the connection
 thread (``BatchingConnection``): writes on one connection, batched so that many requests
 share one commit; reads on a second connection that WAL mode lets run beside the writer.
 Each write operation is atomic: a crash at any point leaves it wholly done or wholly undone.
+The file is created and prepared by ``_sqlite_file.py``; the row operations that several
+operations share are in ``_sqlite_rows.py``.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from . import _sqlite_file as sqlite_file
+from . import _sqlite_rows as rows
 from ._records import (
-    SEEN_PRECISION,
     AccessClaims,
     EmailTakenError,
     IdentityDatabase,
@@ -30,7 +32,6 @@ from ._records import (
     SweepRules,
     UserRecord,
 )
-from ._schema import migrate
 from ._sqlite_connection import BatchingConnection
 
 __all__ = [
@@ -44,15 +45,12 @@ __all__ = [
 ]
 
 _SESSION_COLUMNS = "id, user_id, access_expires_at, last_used_at, client_id"
-_USER_COLUMNS = "id, is_anonymous, email, password_hash"
 _KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
 )
 # Retired keys past their window, while a key that signs remains (there always is one).
 _KEYS_PAST = "retired_at < ? AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
-# Past a checkpoint the WAL file is cut back to this size, so it stays small under load.
-_WAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 
 class SqliteIdentityDatabase:
@@ -69,16 +67,16 @@ class SqliteIdentityDatabase:
         """Open (or create) the database at ``path``; ``":memory:"`` for a throwaway one."""
         in_memory = str(path) == ":memory:"
         if not in_memory:
-            _create_private_file(Path(path))
-        writer = BatchingConnection(functools.partial(_connect, path), writes=True)
+            sqlite_file.create_private_file(Path(path))
+        writer = BatchingConnection(functools.partial(sqlite_file.connect, path), writes=True)
         await writer.open()
         try:
-            found = await writer.run_alone(_prepare)
+            found = await writer.run_alone(sqlite_file.prepare)
             # A second connection to ":memory:" would be a second, empty database.
             reader = writer
             if not in_memory:
                 reader = BatchingConnection(
-                    functools.partial(_connect, path, read_only=True), writes=False
+                    functools.partial(sqlite_file.connect, path, read_only=True), writes=False
                 )
                 await reader.open()
         except BaseException:
@@ -121,7 +119,7 @@ class SqliteIdentityDatabase:
                 )
             except sqlite3.IntegrityError as error:
                 raise EmailTakenError from error
-            _insert_session(db, user.id, session)
+            rows.insert_session(db, user.id, session)
             return user
 
         return await self._writer.run(create)
@@ -130,9 +128,9 @@ class SqliteIdentityDatabase:
         self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
     ) -> UserRecord | None:
         def log_in(db: sqlite3.Connection) -> UserRecord | None:
-            user = _user_where(db, "anonymous_id_digest = ?", anonymous_id_digest)
+            user = rows.user_where(db, "anonymous_id_digest = ?", anonymous_id_digest)
             if user is not None:
-                _start_session(db, user.id, start(user))
+                rows.start_session(db, user.id, start(user))
             return user
 
         # One operation on the writer: a log-in is one crossing, not a read and then a write.
@@ -166,7 +164,7 @@ class SqliteIdentityDatabase:
         )
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
-        return await self._writer.run(lambda db: _start_session(db, user_id, session))
+        return await self._writer.run(lambda db: rows.start_session(db, user_id, session))
 
     async def session_by_access_token(self, access_digest: str) -> SessionRecord | None:
         def find(db: sqlite3.Connection) -> SessionRecord | None:
@@ -223,12 +221,14 @@ class SqliteIdentityDatabase:
             if revoked_at is not None:
                 return Rotation.REVOKED, None, None
             if now - last_used_at > idle_timeout:
-                _revoke(db, session_id, now, "idle")
+                rows.revoke(db, session_id, now, "idle")
                 return Rotation.IDLE, None, None
             rotation = Rotation.ROTATED
             if used_at is not None:
-                if now - used_at >= reuse_interval or _newer_token_spent(db, session_id, token_row):
-                    _revoke(db, session_id, now, "refresh_token_reuse")
+                if now - used_at >= reuse_interval or rows.newer_token_spent(
+                    db, session_id, token_row
+                ):
+                    rows.revoke(db, session_id, now, "refresh_token_reuse")
                     return Rotation.REUSED, None, None
                 rotation = Rotation.REISSUED
             else:
@@ -248,7 +248,7 @@ class SqliteIdentityDatabase:
                 " client_id = ? WHERE id = ?",
                 (access_digest, access_expires_at, now, client_id, session_id),
             )
-            _seen(db, user_id, now)
+            rows.seen(db, user_id, now)
             session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
             return rotation, session, user
 
@@ -261,7 +261,7 @@ class SqliteIdentityDatabase:
                 " UNION SELECT session_id FROM refresh_tokens WHERE digest = ?",
                 (token_digest, token_digest),
             ).fetchone()
-            return row is not None and _revoke(db, row[0], now, "log_out")
+            return row is not None and rows.revoke(db, row[0], now, "log_out")
 
         return await self._writer.run(revoke)
 
@@ -373,96 +373,4 @@ class SqliteIdentityDatabase:
                 return total
 
     async def _read_user(self, condition: str, value: str) -> UserRecord | None:
-        return await self._reader.run(lambda db: _user_where(db, condition, value))
-
-
-def _create_private_file(path: Path) -> None:
-    """Create the database file 0600 before SQLite does (its WAL and SHM files follow its mode)."""
-    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    os.close(descriptor)
-
-
-def _connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
-    # isolation_level=None: no implicit transactions; BatchingConnection says BEGIN itself.
-    # check_same_thread=False: made on the connection's thread, closed there too.
-    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
-    connection.execute("PRAGMA foreign_keys = ON")
-    # 64 MiB of page cache (the default is 2 MiB): with a million users the indexes that a
-    # log-in walks no longer fit in the default, and every miss is a read() call.
-    connection.execute("PRAGMA cache_size = -65536")
-    if read_only:
-        connection.execute("PRAGMA query_only = ON")
-    return connection
-
-
-def _prepare(db: sqlite3.Connection) -> int:
-    """Set the file up for WAL and bring its schema up to date; the version it had."""
-    # Only takes effect on a new file: swept pages go back to the OS, not just reused.
-    db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
-    return migrate(db)
-
-
-def _user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord | None:
-    row = db.execute(
-        f"SELECT {_USER_COLUMNS} FROM users WHERE {condition}",  # noqa: S608
-        (value,),
-    ).fetchone()
-    return None if row is None else UserRecord(row[0], bool(row[1]), row[2], row[3])
-
-
-def _start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> SessionRecord:
-    """A new session of the user, who is seen now."""
-    _seen(db, user_id, session.now)
-    return _insert_session(db, user_id, session)
-
-
-def _insert_session(db: sqlite3.Connection, user_id: str, new: NewSession) -> SessionRecord:
-    record = SessionRecord(new.id, user_id, new.access_expires_at, new.now, new.client_id)
-    db.execute(
-        "INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,"
-        " last_used_at, client_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            record.id,
-            user_id,
-            new.access_digest,
-            new.access_expires_at,
-            new.now,
-            new.now,
-            new.client_id,
-        ),
-    )
-    db.execute(
-        "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
-        (new.refresh_digest, record.id, new.now),
-    )
-    return record
-
-
-def _newer_token_spent(db: sqlite3.Connection, session_id: str, token_row: int) -> bool:
-    """Whether a token issued after this one (so, from it on) was spent: then this one's
-    reuse is a stolen copy, not the retry of a lost answer."""
-    row = db.execute(
-        "SELECT 1 FROM refresh_tokens WHERE session_id = ? AND rowid > ? AND used_at IS NOT NULL"
-        " LIMIT 1",
-        (session_id, token_row),
-    ).fetchone()
-    return row is not None
-
-
-def _revoke(db: sqlite3.Connection, session_id: str, now: float, reason: str) -> bool:
-    cursor = db.execute(
-        "UPDATE sessions SET revoked_at = ?, revoked_reason = ?"
-        " WHERE id = ? AND revoked_at IS NULL",
-        (now, reason, session_id),
-    )
-    return cursor.rowcount > 0
-
-
-def _seen(db: sqlite3.Connection, user_id: str, now: float) -> None:
-    """Note that the user logged in or renewed (what anonymous retention measures)."""
-    db.execute(
-        "UPDATE users SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?",
-        (now, user_id, now - SEEN_PRECISION),
-    )
+        return await self._reader.run(lambda db: rows.user_where(db, condition, value))

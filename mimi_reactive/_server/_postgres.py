@@ -5,7 +5,7 @@ Each operation is one statement where it can be (PostgreSQL runs a statement ato
 data-modifying CTEs write a user, its session and its token together): one round trip. Refresh
 rotation is the exception: it locks the token and its session, asks the handler for the new
 access token, then writes, in one transaction. An operation that loses a deadlock to another
-worker is retried.
+worker is retried. The statements longer than a line are in ``_postgres_sql.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
+from . import _postgres_sql as sql
 from ._records import (
     SEEN_PRECISION,
     AccessClaims,
@@ -39,87 +40,6 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _ATTEMPTS = 3
-_USER = "SELECT id, is_anonymous, email, password_hash FROM users WHERE "
-_SESSION_ROW = "id, user_id, access_expires_at, last_used_at, client_id"
-
-_CREATE_USER = """
-WITH u AS (
-    INSERT INTO users (id, anonymous_id_digest, email, password_hash, is_anonymous,
-        created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
-), s AS (
-    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
-        last_used_at, client_id) VALUES ($7, $1, $8, $9, $6, $6, $10)
-)
-INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($11, $7, $6)
-"""
-
-_CREATE_SESSION = """
-WITH u AS (
-    UPDATE users SET last_seen_at = $6 WHERE id = $1 AND last_seen_at < $8
-), s AS (
-    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
-        last_used_at, client_id) VALUES ($2, $1, $3, $4, $6, $6, $5)
-)
-INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($7, $2, $6)
-"""
-
-_LOCK_REFRESH_ROW = """
-SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
-    u.is_anonymous, u.email, u.password_hash
-FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-WHERE t.digest = $1 FOR UPDATE OF s, t
-"""
-
-_NEWER_SPENT = """
-SELECT EXISTS (SELECT 1 FROM refresh_tokens
-    WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL)
-"""
-
-_ROTATE = """
-WITH spent AS (
-    UPDATE refresh_tokens SET used_at = $1 WHERE digest = $2 AND used_at IS NULL
-), issued AS (
-    INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($3, $4, $1)
-), session AS (
-    UPDATE sessions SET access_digest = $5, access_expires_at = $6, last_used_at = $1,
-        client_id = $7 WHERE id = $4
-)
-UPDATE users SET last_seen_at = $1 WHERE id = $8 AND last_seen_at < $9
-"""
-
-_REVOKE = (
-    "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL"
-)
-
-_REVOKE_BY_DIGEST = """
-UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out'
-WHERE revoked_at IS NULL AND id = (
-    SELECT id FROM sessions WHERE access_digest = $1 AND revoked_at IS NULL
-    UNION ALL SELECT session_id FROM refresh_tokens WHERE digest = $1 LIMIT 1
-)
-"""
-
-# One batch of a sweep rule: at most $1 rows, in a statement (a transaction) of its own. SKIP
-# LOCKED: rows a request or another worker's sweep holds are left for the next batch or sweep,
-# so sweeps of several workers share the work instead of queueing on each other's rows.
-_DELETE_BATCH = """
-DELETE FROM {table} WHERE {key} IN (
-    SELECT {key} FROM {table} WHERE {condition} LIMIT $1 FOR UPDATE SKIP LOCKED
-)
-"""
-
-_KEYS = (
-    "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
-    " ORDER BY created_at DESC, seq DESC"
-)
-_ADD_KEY = """
-WITH retired AS (UPDATE signing_keys SET retired_at = $4 WHERE retired_at IS NULL)
-INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, retired_at)
-VALUES ($1, $2, $3, $4, $5)
-"""
-# Retired keys past their window, while a key that signs remains (there always is one).
-_KEYS_PAST = "retired_at < $2 AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
-_KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mimi_reactive.keys.' || current_schema()))"
 
 
 class PostgresIdentityDatabase:
@@ -189,7 +109,7 @@ class PostgresIdentityDatabase:
         user = UserRecord(user_id, email is None, email, password_hash)
         with _email_taken():
             await self._execute(
-                _CREATE_USER,
+                sql.CREATE_USER,
                 user_id,
                 anonymous_id_digest,
                 email,
@@ -211,12 +131,14 @@ class PostgresIdentityDatabase:
         async def log_in(connection: Connection) -> UserRecord | None:
             # Two round trips on one pooled connection: the token is signed between them.
             found = await connection.fetchrow(
-                _USER + "anonymous_id_digest = $1", anonymous_id_digest
+                sql.USER + "anonymous_id_digest = $1", anonymous_id_digest
             )
             user = _user(found)
             if user is not None:
                 try:
-                    await connection.execute(_CREATE_SESSION, *_session_args(user.id, start(user)))
+                    await connection.execute(
+                        sql.CREATE_SESSION, *_session_args(user.id, start(user))
+                    )
                 except asyncpg.ForeignKeyViolationError:  # deleted in between: no user now
                     return None
             return user
@@ -224,10 +146,10 @@ class PostgresIdentityDatabase:
         return await self._retried(log_in)
 
     async def user_by_email(self, email: str) -> UserRecord | None:
-        return _user(await self._fetchrow(_USER + "email = $1", email))
+        return _user(await self._fetchrow(sql.USER + "email = $1", email))
 
     async def user_by_id(self, user_id: str) -> UserRecord | None:
-        return _user(await self._fetchrow(_USER + "id = $1", user_id))
+        return _user(await self._fetchrow(sql.USER + "id = $1", user_id))
 
     async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord:
         # The anonymous id stops being a way in: a promoted user logs in with credentials.
@@ -246,14 +168,14 @@ class PostgresIdentityDatabase:
         return await self._execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
-        await self._execute(_CREATE_SESSION, *_session_args(user_id, session))
+        await self._execute(sql.CREATE_SESSION, *_session_args(user_id, session))
         return SessionRecord(
             session.id, user_id, session.access_expires_at, session.now, session.client_id
         )
 
     async def session_by_access_token(self, access_digest: str) -> SessionRecord | None:
         row = await self._fetchrow(
-            f"SELECT {_SESSION_ROW} FROM sessions"  # noqa: S608
+            f"SELECT {sql.SESSION_ROW} FROM sessions"  # noqa: S608
             " WHERE access_digest = $1 AND revoked_at IS NULL",
             access_digest,
         )
@@ -284,21 +206,21 @@ class PostgresIdentityDatabase:
             db: Connection,
         ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
             async with db.transaction():
-                row = await db.fetchrow(_LOCK_REFRESH_ROW, refresh_digest)
+                row = await db.fetchrow(sql.LOCK_REFRESH_ROW, refresh_digest)
                 if row is None or row["client_id"] not in (None, client_id):
                     return Rotation.UNKNOWN, None, None
                 session_id, user_id, last_used_at, revoked_at, used_at, seq = tuple(row)[:6]
                 if revoked_at is not None:
                     return Rotation.REVOKED, None, None
                 if now - last_used_at > idle_timeout:
-                    await db.execute(_REVOKE, session_id, now, "idle")
+                    await db.execute(sql.REVOKE, session_id, now, "idle")
                     return Rotation.IDLE, None, None
                 rotation = Rotation.ROTATED
                 if used_at is not None:
                     if now - used_at >= reuse_interval or await db.fetchval(
-                        _NEWER_SPENT, session_id, seq
+                        sql.NEWER_SPENT, session_id, seq
                     ):
-                        await db.execute(_REVOKE, session_id, now, "refresh_token_reuse")
+                        await db.execute(sql.REVOKE, session_id, now, "refresh_token_reuse")
                         return Rotation.REUSED, None, None
                     rotation = Rotation.REISSUED
                 user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
@@ -306,7 +228,7 @@ class PostgresIdentityDatabase:
                     AccessClaims(session_id, user_id, user.is_anonymous, client_id)
                 )
                 await db.execute(
-                    _ROTATE,
+                    sql.ROTATE,
                     now,
                     refresh_digest,
                     new_refresh_digest,
@@ -323,7 +245,7 @@ class PostgresIdentityDatabase:
         return await self._retried(rotate)
 
     async def revoke_session_by_token(self, token_digest: str, now: float) -> bool:
-        return await self._execute(_REVOKE_BY_DIGEST, token_digest, now) != "UPDATE 0"
+        return await self._execute(sql.REVOKE_BY_DIGEST, token_digest, now) != "UPDATE 0"
 
     async def revoke_user_sessions(self, user_id: str, now: float) -> int:
         """Revoke every live session of the user; how many there were."""
@@ -337,13 +259,13 @@ class PostgresIdentityDatabase:
 
     async def signing_keys(self) -> Sequence[SigningKeyRecord]:
         """Every stored signing key, newest first."""
-        rows = await self._retried(lambda c: c.fetch(_KEYS))
+        rows = await self._retried(lambda c: c.fetch(sql.KEYS))
         return [SigningKeyRecord(*row) for row in rows]
 
     async def add_signing_key(self, key: SigningKeyRecord) -> None:
         """Store a new signing key and retire the ones before it: one statement."""
         await self._execute(
-            _ADD_KEY, key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at
+            sql.ADD_KEY, key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at
         )
 
     async def ensure_signing_key(self, first: SigningKeyRecord) -> Sequence[SigningKeyRecord]:
@@ -352,17 +274,17 @@ class PostgresIdentityDatabase:
 
         async def ensure(db: Connection) -> list[asyncpg.Record]:
             async with db.transaction():
-                await db.execute(_KEY_LOCK)
+                await db.execute(sql.KEY_LOCK)
                 if not await db.fetchval("SELECT EXISTS (SELECT 1 FROM signing_keys)"):
                     await db.execute(
-                        _ADD_KEY,
+                        sql.ADD_KEY,
                         first.kid,
                         first.algorithm,
                         first.private_pem,
                         first.created_at,
                         first.retired_at,
                     )
-                return await db.fetch(_KEYS)
+                return await db.fetch(sql.KEYS)
 
         return [SigningKeyRecord(*row) for row in await self._retried(ensure)]
 
@@ -393,7 +315,7 @@ class PostgresIdentityDatabase:
             rules.batch,
         )
         keys = await self._delete_in_batches(
-            "signing_keys", "kid", _KEYS_PAST, rules.keys_retired_before, rules.batch
+            "signing_keys", "kid", sql.KEYS_PAST, rules.keys_retired_before, rules.batch
         )
         return SweepCounts(
             sessions=revoked + idle, refresh_tokens=tokens, users=users, signing_keys=keys
@@ -404,7 +326,7 @@ class PostgresIdentityDatabase:
     ) -> int:
         """Delete ``table``'s rows that meet ``condition`` (whose ``$2``, if any, is
         ``before``), ``batch`` rows per statement until one deletes fewer; how many."""
-        query = _DELETE_BATCH.format(table=table, key=key, condition=condition)
+        query = sql.DELETE_BATCH.format(table=table, key=key, condition=condition)
         args = (batch,) if before is None else (batch, before)
         total = 0
         while True:
@@ -433,7 +355,7 @@ def _email_taken() -> Any:
 
 
 def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
-    """_CREATE_SESSION's parameters, in order."""
+    """sql.CREATE_SESSION's parameters, in order."""
     return (
         user_id,
         session.id,

@@ -1,0 +1,103 @@
+"""The SQL the PostgreSQL store (``_postgres.py``) names rather than writes inline: its multi-line
+statements (data-modifying CTEs that write a user, its session and its token together; refresh
+rotation's locked read and its writes; the sweep's batch) and the pieces several operations share.
+"""
+
+__all__ = [
+    "ADD_KEY",
+    "CREATE_SESSION",
+    "CREATE_USER",
+    "DELETE_BATCH",
+    "KEYS",
+    "KEYS_PAST",
+    "KEY_LOCK",
+    "LOCK_REFRESH_ROW",
+    "NEWER_SPENT",
+    "REVOKE",
+    "REVOKE_BY_DIGEST",
+    "ROTATE",
+    "SESSION_ROW",
+    "USER",
+]
+
+USER = "SELECT id, is_anonymous, email, password_hash FROM users WHERE "
+SESSION_ROW = "id, user_id, access_expires_at, last_used_at, client_id"
+
+CREATE_USER = """
+WITH u AS (
+    INSERT INTO users (id, anonymous_id_digest, email, password_hash, is_anonymous,
+        created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+), s AS (
+    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
+        last_used_at, client_id) VALUES ($7, $1, $8, $9, $6, $6, $10)
+)
+INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($11, $7, $6)
+"""
+
+CREATE_SESSION = """
+WITH u AS (
+    UPDATE users SET last_seen_at = $6 WHERE id = $1 AND last_seen_at < $8
+), s AS (
+    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
+        last_used_at, client_id) VALUES ($2, $1, $3, $4, $6, $6, $5)
+)
+INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($7, $2, $6)
+"""
+
+LOCK_REFRESH_ROW = """
+SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
+    u.is_anonymous, u.email, u.password_hash
+FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
+WHERE t.digest = $1 FOR UPDATE OF s, t
+"""
+
+NEWER_SPENT = """
+SELECT EXISTS (SELECT 1 FROM refresh_tokens
+    WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL)
+"""
+
+ROTATE = """
+WITH spent AS (
+    UPDATE refresh_tokens SET used_at = $1 WHERE digest = $2 AND used_at IS NULL
+), issued AS (
+    INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($3, $4, $1)
+), session AS (
+    UPDATE sessions SET access_digest = $5, access_expires_at = $6, last_used_at = $1,
+        client_id = $7 WHERE id = $4
+)
+UPDATE users SET last_seen_at = $1 WHERE id = $8 AND last_seen_at < $9
+"""
+
+REVOKE = (
+    "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL"
+)
+
+REVOKE_BY_DIGEST = """
+UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out'
+WHERE revoked_at IS NULL AND id = (
+    SELECT id FROM sessions WHERE access_digest = $1 AND revoked_at IS NULL
+    UNION ALL SELECT session_id FROM refresh_tokens WHERE digest = $1 LIMIT 1
+)
+"""
+
+# One batch of a sweep rule: at most $1 rows, in a statement (a transaction) of its own. SKIP
+# LOCKED: rows a request or another worker's sweep holds are left for the next batch or sweep,
+# so sweeps of several workers share the work instead of queueing on each other's rows.
+DELETE_BATCH = """
+DELETE FROM {table} WHERE {key} IN (
+    SELECT {key} FROM {table} WHERE {condition} LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+"""
+
+KEYS = (
+    "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
+    " ORDER BY created_at DESC, seq DESC"
+)
+ADD_KEY = """
+WITH retired AS (UPDATE signing_keys SET retired_at = $4 WHERE retired_at IS NULL)
+INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, retired_at)
+VALUES ($1, $2, $3, $4, $5)
+"""
+# Retired keys past their window, while a key that signs remains (there always is one).
+KEYS_PAST = "retired_at < $2 AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
+KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mimi_reactive.keys.' || current_schema()))"

@@ -1,0 +1,77 @@
+"""The row operations the SQLite store's operations are built from: plain functions of a
+connection, called inside an operation already running on the connection's thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ._records import SEEN_PRECISION, NewSession, SessionRecord, UserRecord
+
+__all__ = ["insert_session", "newer_token_spent", "revoke", "seen", "start_session", "user_where"]
+
+_USER_COLUMNS = "id, is_anonymous, email, password_hash"
+
+
+def user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord | None:
+    row = db.execute(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE {condition}",  # noqa: S608
+        (value,),
+    ).fetchone()
+    return None if row is None else UserRecord(row[0], bool(row[1]), row[2], row[3])
+
+
+def start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> SessionRecord:
+    """A new session of the user, who is seen now."""
+    seen(db, user_id, session.now)
+    return insert_session(db, user_id, session)
+
+
+def insert_session(db: sqlite3.Connection, user_id: str, new: NewSession) -> SessionRecord:
+    record = SessionRecord(new.id, user_id, new.access_expires_at, new.now, new.client_id)
+    db.execute(
+        "INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,"
+        " last_used_at, client_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            record.id,
+            user_id,
+            new.access_digest,
+            new.access_expires_at,
+            new.now,
+            new.now,
+            new.client_id,
+        ),
+    )
+    db.execute(
+        "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
+        (new.refresh_digest, record.id, new.now),
+    )
+    return record
+
+
+def newer_token_spent(db: sqlite3.Connection, session_id: str, token_row: int) -> bool:
+    """Whether a token issued after this one (so, from it on) was spent: then this one's
+    reuse is a stolen copy, not the retry of a lost answer."""
+    row = db.execute(
+        "SELECT 1 FROM refresh_tokens WHERE session_id = ? AND rowid > ? AND used_at IS NOT NULL"
+        " LIMIT 1",
+        (session_id, token_row),
+    ).fetchone()
+    return row is not None
+
+
+def revoke(db: sqlite3.Connection, session_id: str, now: float, reason: str) -> bool:
+    cursor = db.execute(
+        "UPDATE sessions SET revoked_at = ?, revoked_reason = ?"
+        " WHERE id = ? AND revoked_at IS NULL",
+        (now, reason, session_id),
+    )
+    return cursor.rowcount > 0
+
+
+def seen(db: sqlite3.Connection, user_id: str, now: float) -> None:
+    """Note that the user logged in or renewed (what anonymous retention measures)."""
+    db.execute(
+        "UPDATE users SET last_seen_at = ? WHERE id = ? AND last_seen_at < ?",
+        (now, user_id, now - SEEN_PRECISION),
+    )
