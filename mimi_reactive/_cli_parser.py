@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the reference identity service",
-        description="Run the reference identity service on SQLite until SIGINT or SIGTERM.",
+        description="Run the reference identity service (on SQLite or PostgreSQL, see --database)"
+        " until SIGINT or SIGTERM.",
         formatter_class=formatter,
     )
     serve.add_argument("--config", help="a TOML file with [server] options and [[clients]]")
