@@ -35,7 +35,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime
 from typing import Any, ClassVar
 
-import jwt
 import reactivex
 import structlog
 from textual.app import App, ComposeResult
@@ -76,25 +75,16 @@ def describe_user(user: MimiUser | None) -> str:
     return line
 
 
-def describe_token(token: str | None, now: float) -> str:
+def describe_token(token: str | None, expires_at: float | None, now: float) -> str:
     """A fingerprint of an access token (never the token: it is a credential) and when it
-    expires, read from its ``exp`` claim.
-
-    The signature is not checked: this is only for display. An API that trusts the token
-    verifies it (``mimi_reactive.verify.AccessTokenVerifier``).
-    """
+    expires, as the core counts it (``core.auth.access_token_expires_at``)."""
     if token is None:
         return "none"
     line = f"#{hashlib.sha256(token.encode()).hexdigest()[:6]}"
-    try:
-        claims = jwt.decode(token, options={"verify_signature": False})
-    except jwt.PyJWTError:
-        return f"{line}, not a JWT: its expiry is the service's to know"
-    expires = claims.get("exp")
-    if not isinstance(expires, int | float):
+    if expires_at is None:
         return f"{line}, no expiry"
-    minutes = round((expires - now) / 60)
-    return f"{line}, expires {datetime.fromtimestamp(expires):%H:%M:%S} (in {minutes} min)"
+    minutes = round((expires_at - now) / 60)
+    return f"{line}, expires {datetime.fromtimestamp(expires_at):%H:%M:%S} (in {minutes} min)"
 
 
 class SessionApp(App[None]):
@@ -202,8 +192,9 @@ class SessionApp(App[None]):
 
     def show_token(self, token: str | None) -> None:
         """Render when the current access token expires."""
+        expires_at = None if self.core is None else self.core.auth.access_token_expires_at
         self.query_one("#token", Static).update(
-            f"access token: {describe_token(token, time.time())}"
+            f"access token: {describe_token(token, expires_at, time.time())}"
         )
 
     def show_status(self, text: str) -> None:

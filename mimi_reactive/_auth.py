@@ -70,6 +70,15 @@ class AuthController:
         """The logged-in user; None on a clean start or after logging out."""
         return self._store.state.user
 
+    @property
+    def access_token_expires_at(self) -> float | None:
+        """When the current access token expires, as a ``time.time()`` timestamp (the
+        service's lifetime counted from when the token arrived, so clock skew does not
+        matter); None when nobody is logged in or the token has no lifetime. The core renews
+        it before then, and ``access_token()`` stops handing it out a little earlier."""
+        session = self._store.session
+        return None if session is None else session.expires_at
+
     async def authenticate(self, route: AuthRoute) -> MimiUser:
         """Run ``route`` and return the user it logged in.
 

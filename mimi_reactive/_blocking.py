@@ -107,6 +107,12 @@ class BlockingAuthController:
         """The logged-in user; None on a clean start or after logging out."""
         return self._auth.current_user
 
+    @property
+    def access_token_expires_at(self) -> float | None:
+        """When the current access token expires (a ``time.time()`` timestamp); None when
+        nobody is logged in or the token has no lifetime."""
+        return self._auth.access_token_expires_at
+
     def authenticate(self, route: AuthRoute) -> MimiUser:
         """Run ``route`` and return the user it logged in; raises as the async one does."""
         return self._loop.call(self._auth.authenticate(route))

@@ -110,13 +110,13 @@ class ScriptedBackend:
         *,
         capabilities: BackendCapabilities | None = None,
         latency: float = 0.0,
-        token_ttl: float = 3600.0,
+        token_ttl: float | None = 3600.0,
     ) -> None:
         self.capabilities = capabilities or BackendCapabilities(delete=True, revoke_everywhere=True)
         self.latency = latency
         """Seconds every unscripted call takes."""
         self.token_ttl = token_ttl
-        """Seconds the access tokens it issues say they live."""
+        """Seconds the access tokens it issues say they live (None: no lifetime given)."""
         self.calls: list[str] = []
         self._replies: deque[Reply] = deque()
         self._users: dict[str, _StoredUser] = {}

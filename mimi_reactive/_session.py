@@ -50,6 +50,13 @@ class Session:
         """The session a backend issued, stamped with the local time it arrived."""
         return cls(issued.user, issued.tokens, obtained_at)
 
+    @property
+    def expires_at(self) -> float | None:
+        """Local time the access token expires: the service's lifetime counted from when it
+        arrived. None if the service gave it none."""
+        expires_in = self.tokens.expires_in
+        return None if expires_in is None else self.obtained_at + expires_in
+
 
 @attrs.frozen
 class RefreshPolicy:
@@ -75,10 +82,10 @@ class RefreshPolicy:
 
     def usable_until(self, session: Session) -> float | None:
         """Local time after which the access token is not handed out; None: never expires."""
-        expires_in = session.tokens.expires_in
-        if expires_in is None:
+        expires_in, expires_at = session.tokens.expires_in, session.expires_at
+        if expires_in is None or expires_at is None:
             return None
-        return session.obtained_at + expires_in - min(self.leeway, expires_in * 0.1)
+        return expires_at - min(self.leeway, expires_in * 0.1)
 
     def is_usable(self, session: Session, now: float) -> bool:
         """Whether the access token may be handed out at ``now``."""

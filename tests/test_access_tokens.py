@@ -77,3 +77,30 @@ async def test_a_slow_or_raising_subscriber_harms_no_one(caplog: pytest.LogCaptu
         await core.auth.log_out()
         assert tokens == [None, first, second, None]
     assert "stream.subscriber_failed" in caplog.text
+
+
+async def test_expires_at_is_the_lifetime_from_when_the_token_arrived() -> None:
+    """access_token_expires_at is the service's lifetime counted on the client's clock from
+    the sign-in or the refresh that brought the token, and None with nobody logged in."""
+    now = [1_000_000.0]
+    backend = ScriptedBackend(token_ttl=600.0)
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, clock=lambda: now[0]
+    ) as core:
+        assert core.auth.access_token_expires_at is None
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert core.auth.access_token_expires_at == 1_000_600.0
+        now[0] += 100.0
+        await core.auth.refresh()
+        assert core.auth.access_token_expires_at == 1_000_700.0
+        await core.auth.log_out()
+        assert core.auth.access_token_expires_at is None
+
+
+async def test_a_token_without_a_lifetime_never_expires() -> None:
+    """A service that gives no lifetime: the token has no expiry to show."""
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=ScriptedBackend(token_ttl=None)
+    ) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert core.auth.access_token_expires_at is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -40,14 +41,19 @@ def start(backend: ScriptedBackend | None = None) -> BlockingMimiCore:
 
 
 def test_the_whole_flow_from_plain_synchronous_code() -> None:
-    """Sign up, subscribe, get a token, log back in by id and log out, each call blocking."""
+    """Sign up, subscribe, get a token and its expiry, log back in by id and log out, each
+    call blocking."""
     with start() as core:
         seen: list[Transition] = []
         core.auth.states.subscribe(lambda state: seen.append(state.transition))
         user = core.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert core.auth.current_user == user
         assert core.auth.access_token()
+        expires_at = core.auth.access_token_expires_at
+        assert expires_at is not None
+        assert expires_at > time.time()
         core.auth.log_out()
+        assert core.auth.access_token_expires_at is None
         manager = BlockingAnonymousAuthManager(core)
         assert manager.authenticate_anonymous_user(user.anonymous_id) == Success(
             user.anonymous_id or ""

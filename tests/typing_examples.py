@@ -94,6 +94,8 @@ async def commands(core: MimiCore) -> str:
     from_a_thread: Outcome = await asyncio.to_thread(future.result, 5.0)
     assert dispatched.state == from_a_thread.state
     token: str = await core.auth.access_token()
+    expires_at: float | None = core.auth.access_token_expires_at
+    assert expires_at is None or expires_at > 0
     await core.auth.refresh()
     await core.auth.log_out()
     return token
@@ -110,6 +112,8 @@ def blocking(secret: str, render: Callable[[SessionState], None]) -> str:
         user: MimiUser = core.auth.authenticate(AuthRoute.sign_up_anonymously())
         result = BlockingAnonymousAuthManager(core).authenticate_anonymous_user(user.anonymous_id)
         assert isinstance(result, Success)
+        expires_at: float | None = core.auth.access_token_expires_at
+        assert expires_at is None or expires_at > 0
         return core.auth.access_token()
 
 
