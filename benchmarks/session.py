@@ -30,9 +30,11 @@ task. The hop is what lets a started command finish when its caller is cancelled
 commands from every thread; running a command inline when nothing is queued, without giving
 that up, needs eager tasks (Python 3.12's asyncio.eager_task_factory), and the floor is 3.11.
 So the switch rows stand at 0.38-0.40x of AsyncMachine (0.55-0.65x on ScriptedBackend, whose
-tokens cost their own), against a goal of 0.33x. Over loopback, HttpBackend alone takes 1.08x
-raw aiohttp's client CPU (849 against 789 us a switch); the core adds the rest, and the
-figure moves between 1.15x and 1.28x from run to run on these shared machines. The import
+tokens cost their own), against a goal of 0.33x. Over loopback, counted in instructions a
+switch takes 982k in raw aiohttp, 1,010k through HttpBackend alone (1.03x) and 1,188k through
+the core (1.21x): the core's own 178k are the pieces above, none more than a fifth of it, so
+the 1.15x goal would need a third of the core gone; timed, the row moves between 1.15x and
+1.28x from run to run on these shared machines. The import
 row: attrs compiled a repr for each of the 43 classes, a quarter of our own import; one
 shared value_repr took that away (1.55x before, with our source also recompiled at each
 import, to 1.09-1.20x). What is left of ours is attrs compiling each class's __init__,
