@@ -75,7 +75,8 @@ class AuthController:
         """When the current access token expires, as a ``time.time()`` timestamp (the
         service's lifetime counted from when the token arrived, so clock skew does not
         matter); None when nobody is logged in or the token has no lifetime. The core renews
-        it before then, and ``access_token()`` stops handing it out a little earlier."""
+        it before then if the backend can refresh, and ``access_token()`` stops handing it out
+        a little earlier."""
         session = self._store.session
         return None if session is None else session.expires_at
 
