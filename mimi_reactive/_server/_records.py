@@ -116,8 +116,9 @@ class SweepRules:
     keys_retired_before: float
     """Signing keys retired before this are deleted: every token they signed has expired, and
     the JWKS no longer publishes them. The unretired key, which signs, is never deleted."""
-    batch: int
-    """Rows deleted per transaction at most; a sweep repeats until a batch deletes fewer."""
+    batch: int = attrs.field(validator=attrs.validators.gt(0))
+    """Rows deleted per transaction at most (at least 1: a batch of none never ends a rule);
+    a rule repeats until a batch deletes fewer."""
     anonymous_unused_before: float | None = None
     """Anonymous users last seen before this are deleted (None: never)."""
 
