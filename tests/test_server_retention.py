@@ -79,6 +79,23 @@ async def test_a_sweep_deletes_dead_sessions_and_keeps_live_ones(
 
 
 @stores("sqlite-file", "postgresql")
+async def test_a_sweep_deletes_only_sessions_revoked_by_its_own_time(
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
+) -> None:
+    """A session revoked after the sweep's clock reading stays for the next sweep, so
+    revocations during a sweep cannot keep refilling its batches."""
+    server, caller, database = swept
+    revoked = await caller.anonymous_user()
+    await caller.post("/v1/sessions/revoke", {"token": revoked["session"]["refresh_token"]})
+    clock.now -= 1  # the sweep reads its clock before the revocation
+    assert (await server.sweep()).sessions == 0
+    assert await count(database, "sessions") == 1
+    clock.now += 1
+    assert (await server.sweep()).sessions == 1
+    assert await count(database, "sessions") == 0
+
+
+@stores("sqlite-file", "postgresql")
 async def test_spent_tokens_stay_until_the_retention_window_so_reuse_is_detected(
     swept: tuple[IdentityServer, Caller, str], clock: Clock
 ) -> None:

@@ -332,7 +332,7 @@ class SqliteIdentityDatabase:
         # Revoked and idle sessions apart: each then walks its own index, where one condition
         # with OR scans the whole table, once per batch.
         revoked = await self._delete_in_batches(
-            "sessions", "revoked_at IS NOT NULL", None, rules.batch
+            "sessions", "revoked_at IS NOT NULL AND revoked_at <= ?", rules.now, rules.batch
         )
         idle = await self._delete_in_batches(
             "sessions", "last_used_at < ?", rules.idle_before, rules.batch

@@ -302,7 +302,7 @@ class PostgresIdentityDatabase:
                 rules.batch,
             )
         revoked = await self._delete_in_batches(
-            "sessions", "id", "revoked_at IS NOT NULL", None, rules.batch
+            "sessions", "id", "revoked_at IS NOT NULL AND revoked_at <= $2", rules.now, rules.batch
         )
         idle = await self._delete_in_batches(
             "sessions", "id", "last_used_at < $2", rules.idle_before, rules.batch
