@@ -16,6 +16,7 @@ __all__ = [
     "SEEN_PRECISION",
     "AccessClaims",
     "EmailTakenError",
+    "Expired",
     "IdentityDatabase",
     "NewSession",
     "Rotation",
@@ -102,6 +103,25 @@ class SigningKeyRecord:
     private_pem: str = attrs.field(repr=False)
     created_at: float
     retired_at: float | None = None
+
+
+class Expired(enum.Enum):
+    """The rules a sweep deletes by, in the order it runs them: each finds the rows of one
+    table that are due by a cut-off time. A rule counts only what the rules before it kept:
+    a deleted user's sessions, and a deleted session's tokens, go by the foreign keys
+    uncounted. Revoked and idle sessions are separate rules: each then walks its own index,
+    where one condition with OR scans the whole table, once per batch."""
+
+    ANONYMOUS_USERS = "anonymous_users"
+    """Anonymous users last seen before the cut-off."""
+    REVOKED_SESSIONS = "revoked_sessions"
+    """Sessions revoked at or before the cut-off (the sweep's own time), with their tokens."""
+    IDLE_SESSIONS = "idle_sessions"
+    """Sessions last used before the cut-off, with their tokens."""
+    SPENT_TOKENS = "spent_tokens"
+    """Refresh tokens spent before the cut-off."""
+    RETIRED_KEYS = "retired_keys"
+    """Signing keys retired before the cut-off, while a key that signs remains."""
 
 
 @attrs.frozen
@@ -194,6 +214,14 @@ class IdentityDatabase(Protocol):
 
     async def ensure_signing_key(self, first: SigningKeyRecord) -> Sequence[SigningKeyRecord]: ...
 
-    async def sweep(self, rules: SweepRules) -> SweepCounts: ...
+    async def delete_batch(self, rule: Expired, before: float, limit: int) -> int:
+        """Delete at most ``limit`` of the rows ``rule`` finds due by ``before``, in one
+        transaction; how many (the rule's own table's rows, not those the foreign keys
+        cascade to). The sweep (``_sweeper.sweep``) repeats it until it deletes fewer."""
+        ...
+
+    async def compact(self) -> None:
+        """After a sweep: hand back the space its deletions freed, where the store needs to."""
+        ...
 
     async def close(self) -> None: ...

@@ -19,10 +19,10 @@ import asyncio
 import structlog
 
 from ._context import ServerSettings
-from ._records import IdentityDatabase, SweepCounts, SweepRules
+from ._records import Expired, IdentityDatabase, SweepCounts, SweepRules
 from ._tokens import unpublished_before
 
-__all__ = ["SWEEP_BATCH", "run_sweeper", "sweep_once"]
+__all__ = ["SWEEP_BATCH", "run_sweeper", "sweep", "sweep_once"]
 
 SWEEP_BATCH = 250
 """Rows one sweep transaction deletes at most (a session's tokens go with it). A sweep in one
@@ -47,13 +47,43 @@ def sweep_rules(settings: ServerSettings) -> SweepRules:
     )
 
 
+async def sweep(database: IdentityDatabase, rules: SweepRules) -> SweepCounts:
+    """Delete what can never work again, and spent tokens past their retention: each rule of
+    ``Expired`` in turn, in batches of ``rules.batch`` rows until a batch deletes fewer, then
+    let the store compact. The counts are of each rule's own rows (see ``Expired``)."""
+    cut_offs = {
+        Expired.ANONYMOUS_USERS: rules.anonymous_unused_before,
+        Expired.REVOKED_SESSIONS: rules.now,
+        Expired.IDLE_SESSIONS: rules.idle_before,
+        Expired.SPENT_TOKENS: rules.spent_before,
+        Expired.RETIRED_KEYS: rules.keys_retired_before,
+    }
+    deleted = dict.fromkeys(Expired, 0)
+    for rule in Expired:
+        before = cut_offs[rule]
+        if before is None:
+            continue
+        while True:
+            batch = await database.delete_batch(rule, before, rules.batch)
+            deleted[rule] += batch
+            if batch < rules.batch:
+                break
+    await database.compact()
+    return SweepCounts(
+        sessions=deleted[Expired.REVOKED_SESSIONS] + deleted[Expired.IDLE_SESSIONS],
+        refresh_tokens=deleted[Expired.SPENT_TOKENS],
+        users=deleted[Expired.ANONYMOUS_USERS],
+        signing_keys=deleted[Expired.RETIRED_KEYS],
+    )
+
+
 async def sweep_once(
     database: IdentityDatabase,
     settings: ServerSettings,
     log: structlog.typing.FilteringBoundLogger,
 ) -> SweepCounts:
     """One sweep; logs what it deleted (counts only)."""
-    counts = await database.sweep(sweep_rules(settings))
+    counts = await sweep(database, sweep_rules(settings))
     log.info(
         "retention.swept",
         sessions=counts.sessions,
