@@ -133,9 +133,10 @@ class SweepRules:
     """Sessions last used before this are idle-expired: deleted with their tokens."""
     spent_before: float
     """Spent refresh tokens of live sessions, spent before this, are deleted."""
-    keys_retired_before: float
+    keys_retired_before: float | None
     """Signing keys retired before this are deleted: every token they signed has expired, and
-    the JWKS no longer publishes them. The unretired key, which signs, is never deleted."""
+    the JWKS no longer publishes them (None: retired keys are kept, as when the access-token
+    lifetime is not known). The unretired key, which signs, is never deleted."""
     batch: int = attrs.field(validator=attrs.validators.gt(0))
     """Rows deleted per transaction at most (at least 1: a batch of none never ends a rule);
     a rule repeats until a batch deletes fewer."""

@@ -33,15 +33,18 @@ benchmark batches of 1,000 still took the WAL to 2.5x, 250 to 1.9x. A sweep of a
 is then 4,000 short transactions, which PostgreSQL and SQLite's group commit take easily."""
 
 
-def sweep_rules(settings: ServerSettings) -> SweepRules:
-    """The cut-offs a sweep now uses, from the server clock."""
+def sweep_rules(settings: ServerSettings, *, delete_retired_keys: bool = True) -> SweepRules:
+    """The cut-offs a sweep now uses, from the server clock; retired signing keys are kept
+    unless ``delete_retired_keys`` (``settings.access_token_ttl`` is the servers' own)."""
     now = settings.clock()
     days = settings.anonymous_retention_days
     return SweepRules(
         now=now,
         idle_before=now - settings.session_idle_timeout,
         spent_before=now - settings.spent_token_retention,
-        keys_retired_before=unpublished_before(now, settings.access_token_ttl),
+        keys_retired_before=(
+            unpublished_before(now, settings.access_token_ttl) if delete_retired_keys else None
+        ),
         batch=SWEEP_BATCH,
         anonymous_unused_before=now - days * 86400.0 if days > 0 else None,
     )
@@ -81,9 +84,11 @@ async def sweep_once(
     database: IdentityDatabase,
     settings: ServerSettings,
     log: structlog.typing.FilteringBoundLogger,
+    *,
+    delete_retired_keys: bool = True,
 ) -> SweepCounts:
-    """One sweep; logs what it deleted (counts only)."""
-    counts = await sweep(database, sweep_rules(settings))
+    """One sweep (see ``sweep_rules``); logs what it deleted (counts only)."""
+    counts = await sweep(database, sweep_rules(settings, delete_retired_keys=delete_retired_keys))
     log.info(
         "retention.swept",
         sessions=counts.sessions,
