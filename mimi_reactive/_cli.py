@@ -65,9 +65,14 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], list[ClientConfi
         loaded = load_config_file(Path(args.config))
         from_file, clients = dict(loaded.server), list(loaded.clients)
     options: dict[str, Any] = {}
+    given: set[str] = set()
     for name, default in DEFAULTS.items():
         flag = getattr(args, name, None)
         options[name] = flag if flag is not None else from_file.get(name, default)
+        if flag is not None or name in from_file:
+            given.add(name)
+    # The options a flag or the config file set, as opposed to defaults (sweep asks).
+    options["given"] = frozenset(given)
     if args.command == "serve":
         if args.client_id is not None:
             secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
@@ -131,15 +136,22 @@ async def _migrate(options: dict[str, Any], clients: list[ClientConfig]) -> None
 
 
 async def _sweep(options: dict[str, Any], clients: list[ClientConfig]) -> None:
-    """One sweep of the database, without listening."""
+    """One sweep of the database, without listening; retired signing keys only with the
+    access-token lifetime given (flag or config file)."""
     try:
         settings = _settings({**options, "sweep_interval": 0})
     except ValueError as error:
         raise ServerStartError(str(error)) from None
-    counts = await IdentityServer.sweep_database(options["database"], settings)
+    # A retired key may go only once every token it signed has expired: that needs the
+    # servers' access-token lifetime, which the default (3600 s) may not be.
+    ttl_known = "access_token_ttl" in options["given"]
+    counts = await IdentityServer.sweep_database(
+        options["database"], settings, delete_retired_keys=ttl_known
+    )
+    kept = "" if ttl_known else " (kept: give the servers' --access-token-ttl to delete them)"
     print(
         f"deleted {counts.sessions} sessions, {counts.refresh_tokens} spent refresh tokens,"
-        f" {counts.users} anonymous users, {counts.signing_keys} retired signing keys",
+        f" {counts.users} anonymous users, {counts.signing_keys} retired signing keys{kept}",
         flush=True,
     )
 

@@ -135,9 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep = commands.add_parser(
         "sweep",
-        help="delete dead sessions and old spent tokens once, then exit",
+        help="delete dead sessions, old spent tokens and retired signing keys once, then exit",
         description="Delete revoked and idle-expired sessions with their tokens, spent refresh"
-        " tokens past the retention window, and (if set) long-unused anonymous users.",
+        " tokens past the retention window, (if set) long-unused anonymous users, and retired"
+        " signing keys once every token they signed has expired: the last only when given the"
+        " servers' --access-token-ttl (flag or [server] access_token_ttl in --config), which"
+        " decides when they go; without it retired keys are kept.",
         formatter_class=formatter,
     )
     sweep.add_argument("--config", help="a TOML file with [server] options")
@@ -168,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
                 # the effective default instead.
                 action.help = re.sub(r" \([^()]*\)$", "", action.help)
                 action.help += f" (default: {default})"
+    # sweep assumes no lifetime: without the servers' it keeps retired keys.
+    ttl = next(action for action in sweep._actions if action.dest == "access_token_ttl")
+    ttl.help = (
+        "seconds the servers' access tokens are valid: retired signing keys are deleted once"
+        " every token they signed has expired (not given: they are kept)"
+    )
     commands.add_parser(
         "demo",
         help="walk the anonymous-user flow against an in-process server",

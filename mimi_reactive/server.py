@@ -130,14 +130,24 @@ class IdentityServer:
         database: str | Path,
         settings: ServerSettings,
         logger: structlog.typing.FilteringBoundLogger | None = None,
+        *,
+        delete_retired_keys: bool = True,
     ) -> SweepCounts:
-        """One retention sweep of a database, without a server (``mimi-reactive sweep``)."""
+        """One retention sweep of a database, without a server (``mimi-reactive sweep``).
+        Retired signing keys go only with ``delete_retired_keys``: pass False unless
+        ``settings.access_token_ttl`` is the servers' (a longer one would have tokens that
+        a deleted key signed still unexpired)."""
         try:
             opened = await open_database(database)
         except DatabaseOpenError as error:
             raise ServerStartError(str(error)) from None
         try:
-            return await sweep_once(opened, settings, logger or server_logger())
+            return await sweep_once(
+                opened,
+                settings,
+                logger or server_logger(),
+                delete_retired_keys=delete_retired_keys,
+            )
         finally:
             await opened.close()
 

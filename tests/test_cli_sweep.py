@@ -18,7 +18,7 @@ from .server_helpers import Caller, row_counts
 
 COUNTS = re.compile(
     r"^deleted (\d+) sessions, (\d+) spent refresh tokens, (\d+) anonymous users,"
-    r" (\d+) retired signing keys$"
+    r" (\d+) retired signing keys( \(kept: give the servers' --access-token-ttl to delete them\))?$"
 )
 
 
@@ -62,7 +62,7 @@ async def test_the_sweep_command_deletes_a_revoked_session_and_keeps_a_live_one(
     assert (await row_counts(database_url, "sessions"))["sessions"] == 2
 
     match = await sweep(database_url, tmp_path)
-    assert match.groups() == ("1", "0", "0", "0")
+    assert match.groups()[:4] == ("1", "0", "0", "0")
     assert await row_counts(database_url, "sessions", "refresh_tokens") == {
         "sessions": 1,
         "refresh_tokens": 1,
@@ -70,22 +70,34 @@ async def test_the_sweep_command_deletes_a_revoked_session_and_keeps_a_live_one(
 
 
 @stores("sqlite-file", "postgresql")
-async def test_the_sweep_command_keeps_a_retired_key_while_tokens_it_signed_can_be_valid(
+async def test_the_sweep_command_deletes_a_retired_key_only_by_the_servers_token_lifetime(
     database_url: str, client_secret: str, tmp_path: Path
 ) -> None:
-    """A key retired two hours ago stays when the command is told tokens live a day, and goes
-    with the default hour: the sweep takes the servers' --access-token-ttl."""
+    """Retired keys stay without a lifetime (the command says so) and while tokens they signed
+    can be valid; each goes once they cannot, by the lifetime of the config file or flag."""
     async with IdentityServer(
         client_id=CLIENT_ID, client_secret=client_secret, database=database_url
     ):
         pass  # the first signing key
+    await IdentityServer.rotate_signing_key(database_url, now=time.time() - 10000)
     await IdentityServer.rotate_signing_key(database_url, now=time.time() - 7200)
-    assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 2
+    assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 3
 
-    kept = await sweep(database_url, tmp_path, "--access-token-ttl", "86400")
-    assert kept.groups()[3] == "0"
-    assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 2
+    unknown = await sweep(database_url, tmp_path)
+    assert unknown.groups()[3] == "0"
+    assert unknown.groups()[4] is not None
+    assert (await sweep(database_url, tmp_path, "--access-token-ttl", "86400")).groups()[3:] == (
+        "0",
+        None,
+    )
+    assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 3
 
-    gone = await sweep(database_url, tmp_path)
-    assert gone.groups()[3] == "1"
+    config = tmp_path / "server.toml"
+    config.write_text("[server]\naccess_token_ttl = 7000\n")  # the key retired 10000 s ago
+    assert (await sweep(database_url, tmp_path, "--config", str(config))).groups()[3:] == (
+        "1",
+        None,
+    )
+    gone = await sweep(database_url, tmp_path, "--access-token-ttl", "3600")
+    assert gone.groups()[3:] == ("1", None)
     assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 1

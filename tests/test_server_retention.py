@@ -17,7 +17,7 @@ import pytest
 
 from mimi_reactive._server import _sweeper
 from mimi_reactive._server._database import SqliteIdentityDatabase
-from mimi_reactive._server._records import SEEN_PRECISION, UserRecord
+from mimi_reactive._server._records import SEEN_PRECISION, SweepRules, UserRecord
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, stores
@@ -76,6 +76,23 @@ async def test_a_sweep_deletes_dead_sessions_and_keeps_live_ones(
     for gone in (revoked, idle):
         assert (await caller.refresh(gone["session"]["refresh_token"]))[0] == 400
         assert (await caller.log_in_anonymously(gone["user"]["anonymous_id"]))[0] == 200
+
+
+@stores("sqlite-file", "postgresql")
+async def test_a_sweep_deletes_only_sessions_revoked_by_its_own_time(
+    swept: tuple[IdentityServer, Caller, str], clock: Clock
+) -> None:
+    """A session revoked after the sweep's clock reading stays for the next sweep, so
+    revocations during a sweep cannot keep refilling its batches."""
+    server, caller, database = swept
+    revoked = await caller.anonymous_user()
+    await caller.post("/v1/sessions/revoke", {"token": revoked["session"]["refresh_token"]})
+    clock.now -= 1  # the sweep reads its clock before the revocation
+    assert (await server.sweep()).sessions == 0
+    assert await count(database, "sessions") == 1
+    clock.now += 1
+    assert (await server.sweep()).sessions == 1
+    assert await count(database, "sessions") == 0
 
 
 @stores("sqlite-file", "postgresql")
@@ -308,6 +325,13 @@ async def test_a_sweep_of_more_rows_than_a_batch_deletes_them_all_and_counts_the
     assert await server.sweep() == type(counts)(sessions=0, refresh_tokens=0, users=0)
     assert (await caller.refresh(refresh_token))[0] == 200
     assert (await caller.log_in_anonymously(kept))[0] == 200
+
+
+@pytest.mark.parametrize("batch", [0, -1])
+def test_a_batch_of_no_rows_is_refused(batch: int) -> None:
+    """A batch of 0 or fewer rows would never end a rule, so the rules refuse it."""
+    with pytest.raises(ValueError, match="batch"):
+        SweepRules(now=0.0, idle_before=0.0, spent_before=0.0, keys_retired_before=0.0, batch=batch)
 
 
 async def test_a_log_in_during_a_sweep_runs_between_its_batches(

@@ -23,13 +23,12 @@ from . import _sqlite_rows as rows
 from ._records import (
     AccessClaims,
     EmailTakenError,
+    Expired,
     IdentityDatabase,
     NewSession,
     Rotation,
     SessionRecord,
     SigningKeyRecord,
-    SweepCounts,
-    SweepRules,
     UserRecord,
 )
 from ._sqlite_connection import BatchingConnection
@@ -49,8 +48,24 @@ _KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
 )
-# Retired keys past their window, while a key that signs remains (there always is one).
-_KEYS_PAST = "retired_at < ? AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
+# Each sweep rule's table and the condition its rows meet when due by the one ``?``.
+_DUE = {
+    Expired.ANONYMOUS_USERS: ("users", "is_anonymous = 1 AND last_seen_at < ?"),
+    Expired.REVOKED_SESSIONS: ("sessions", "revoked_at IS NOT NULL AND revoked_at <= ?"),
+    Expired.IDLE_SESSIONS: ("sessions", "last_used_at < ?"),
+    Expired.SPENT_TOKENS: ("refresh_tokens", "used_at IS NOT NULL AND used_at < ?"),
+    # Retired keys past their window, while a key that signs remains (there always is one).
+    Expired.RETIRED_KEYS: (
+        "signing_keys",
+        "retired_at < ? AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)",
+    ),
+}
+# One batch of a rule: at most the second ``?`` rows.
+_DELETE_DUE = {
+    rule: f"DELETE FROM {table} WHERE rowid IN"  # noqa: S608 (names are constants)
+    f" (SELECT rowid FROM {table} WHERE {condition} LIMIT ?)"
+    for rule, (table, condition) in _DUE.items()
+}
 
 
 class SqliteIdentityDatabase:
@@ -313,64 +328,23 @@ class SqliteIdentityDatabase:
 
         return await self._writer.run(ensure)
 
-    async def sweep(self, rules: SweepRules) -> SweepCounts:
-        """Delete what can never work again, and spent tokens past their retention.
+    async def delete_batch(self, rule: Expired, before: float, limit: int) -> int:
+        """Delete at most ``limit`` of the rows ``rule`` finds due by ``before``, in one writer
+        operation, so log-ins queued meanwhile run before the next batch and the WAL can
+        checkpoint between batches; how many."""
+        query, params = _DELETE_DUE[rule], (before, limit)
+        # rowcount counts the table's own rows, not those the foreign keys cascade to.
+        deleted: int = await self._writer.run(lambda db: db.execute(query, params).rowcount)
+        return deleted
 
-        Each rule deletes in batches of ``rules.batch`` rows, one writer operation each, so
-        log-ins queued meanwhile run between batches and the WAL checkpoints between them.
-        A rule counts only what the rules before it kept: a deleted user's sessions, and a
-        deleted session's tokens, go by the foreign keys uncounted.
-        """
-        users = 0
-        if rules.anonymous_unused_before is not None:
-            users = await self._delete_in_batches(
-                "users",
-                "is_anonymous = 1 AND last_seen_at < ?",
-                rules.anonymous_unused_before,
-                rules.batch,
-            )
-        # Revoked and idle sessions apart: each then walks its own index, where one condition
-        # with OR scans the whole table, once per batch.
-        revoked = await self._delete_in_batches(
-            "sessions", "revoked_at IS NOT NULL", None, rules.batch
-        )
-        idle = await self._delete_in_batches(
-            "sessions", "last_used_at < ?", rules.idle_before, rules.batch
-        )
-        tokens = await self._delete_in_batches(
-            "refresh_tokens", "used_at IS NOT NULL AND used_at < ?", rules.spent_before, rules.batch
-        )
-        keys = await self._delete_in_batches(
-            "signing_keys", _KEYS_PAST, rules.keys_retired_before, rules.batch
-        )
-        # Outside any transaction: hand freed pages back and cut the WAL file back. The
-        # script steps each statement to its end (incremental_vacuum frees a page per step).
+    async def compact(self) -> None:
+        """Outside any transaction: hand freed pages back and cut the WAL file back. The
+        script steps each statement to its end (incremental_vacuum frees a page per step)."""
         await self._writer.run_alone(
             lambda db: db.executescript(
                 "PRAGMA incremental_vacuum; PRAGMA wal_checkpoint(TRUNCATE);"
             )
         )
-        return SweepCounts(
-            sessions=revoked + idle, refresh_tokens=tokens, users=users, signing_keys=keys
-        )
-
-    async def _delete_in_batches(
-        self, table: str, condition: str, before: float | None, batch: int
-    ) -> int:
-        """Delete ``table``'s rows that meet ``condition`` (whose one ``?``, if any, is
-        ``before``), ``batch`` rows per writer operation until one deletes fewer; how many."""
-        query = (
-            f"DELETE FROM {table} WHERE rowid IN"  # noqa: S608 (names are constants)
-            f" (SELECT rowid FROM {table} WHERE {condition} LIMIT ?)"
-        )
-        params = (batch,) if before is None else (before, batch)
-        total = 0
-        while True:
-            # rowcount counts the table's own rows, not those the foreign keys cascade to.
-            deleted: int = await self._writer.run(lambda db: db.execute(query, params).rowcount)
-            total += deleted
-            if deleted < batch:
-                return total
 
     async def _read_user(self, condition: str, value: str) -> UserRecord | None:
         return await self._reader.run(lambda db: rows.user_where(db, condition, value))

@@ -21,12 +21,11 @@ from ._records import (
     SEEN_PRECISION,
     AccessClaims,
     EmailTakenError,
+    Expired,
     NewSession,
     Rotation,
     SessionRecord,
     SigningKeyRecord,
-    SweepCounts,
-    SweepRules,
     UserRecord,
 )
 from ._schema_postgres import migrate
@@ -288,53 +287,14 @@ class PostgresIdentityDatabase:
 
         return [SigningKeyRecord(*row) for row in await self._retried(ensure)]
 
-    async def sweep(self, rules: SweepRules) -> SweepCounts:
-        """Delete what can never work again, and spent tokens past their retention, as
-        ``SqliteIdentityDatabase`` does: each rule in batches of ``rules.batch`` rows, each
-        batch its own short transaction."""
-        users = 0
-        if rules.anonymous_unused_before is not None:
-            users = await self._delete_in_batches(
-                "users",
-                "id",
-                "is_anonymous AND last_seen_at < $2",
-                rules.anonymous_unused_before,
-                rules.batch,
-            )
-        revoked = await self._delete_in_batches(
-            "sessions", "id", "revoked_at IS NOT NULL", None, rules.batch
-        )
-        idle = await self._delete_in_batches(
-            "sessions", "id", "last_used_at < $2", rules.idle_before, rules.batch
-        )
-        tokens = await self._delete_in_batches(
-            "refresh_tokens",
-            "digest",
-            "used_at IS NOT NULL AND used_at < $2",
-            rules.spent_before,
-            rules.batch,
-        )
-        keys = await self._delete_in_batches(
-            "signing_keys", "kid", sql.KEYS_PAST, rules.keys_retired_before, rules.batch
-        )
-        return SweepCounts(
-            sessions=revoked + idle, refresh_tokens=tokens, users=users, signing_keys=keys
-        )
+    async def delete_batch(self, rule: Expired, before: float, limit: int) -> int:
+        """Delete at most ``limit`` of the rows ``rule`` finds due by ``before``, in one
+        statement (its own short transaction) that passes over rows others hold; how many."""
+        # "DELETE n" counts the table's own rows, not those the foreign keys cascade to.
+        return int((await self._execute(sql.DELETE_DUE[rule], limit, before)).split()[-1])
 
-    async def _delete_in_batches(
-        self, table: str, key: str, condition: str, before: float | None, batch: int
-    ) -> int:
-        """Delete ``table``'s rows that meet ``condition`` (whose ``$2``, if any, is
-        ``before``), ``batch`` rows per statement until one deletes fewer; how many."""
-        query = sql.DELETE_BATCH.format(table=table, key=key, condition=condition)
-        args = (batch,) if before is None else (batch, before)
-        total = 0
-        while True:
-            # "DELETE n" counts the table's own rows, not those the foreign keys cascade to.
-            deleted = int((await self._execute(query, *args)).split()[-1])
-            total += deleted
-            if deleted < batch:
-                return total
+    async def compact(self) -> None:
+        """Nothing: autovacuum reuses the space deleted rows leave."""
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

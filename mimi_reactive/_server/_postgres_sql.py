@@ -1,15 +1,16 @@
 """The SQL the PostgreSQL store (``_postgres.py``) names rather than writes inline: its multi-line
 statements (data-modifying CTEs that write a user, its session and its token together; refresh
-rotation's locked read and its writes; the sweep's batch) and the pieces several operations share.
+rotation's locked read and its writes; the sweep's batches) and the pieces several operations share.
 """
+
+from ._records import Expired
 
 __all__ = [
     "ADD_KEY",
     "CREATE_SESSION",
     "CREATE_USER",
-    "DELETE_BATCH",
+    "DELETE_DUE",
     "KEYS",
-    "KEYS_PAST",
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
     "NEWER_SPENT",
@@ -80,14 +81,31 @@ WHERE revoked_at IS NULL AND id = (
 )
 """
 
+# Each sweep rule's table, its key, and the condition its rows meet when due by $2.
+_DUE = {
+    Expired.ANONYMOUS_USERS: ("users", "id", "is_anonymous AND last_seen_at < $2"),
+    Expired.REVOKED_SESSIONS: ("sessions", "id", "revoked_at IS NOT NULL AND revoked_at <= $2"),
+    Expired.IDLE_SESSIONS: ("sessions", "id", "last_used_at < $2"),
+    Expired.SPENT_TOKENS: ("refresh_tokens", "digest", "used_at IS NOT NULL AND used_at < $2"),
+    # Retired keys past their window, while a key that signs remains (there always is one).
+    Expired.RETIRED_KEYS: (
+        "signing_keys",
+        "kid",
+        "retired_at < $2 AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)",
+    ),
+}
 # One batch of a sweep rule: at most $1 rows, in a statement (a transaction) of its own. SKIP
-# LOCKED: rows a request or another worker's sweep holds are left for the next batch or sweep,
-# so sweeps of several workers share the work instead of queueing on each other's rows.
-DELETE_BATCH = """
+# LOCKED: rows a request or another worker's sweep holds are passed over, so sweeps of several
+# workers share the work instead of queueing on each other's rows. A batch that passes over
+# rows can delete fewer than $1 and so end its rule: what it passed over waits for the next sweep.
+DELETE_DUE = {
+    rule: f"""
 DELETE FROM {table} WHERE {key} IN (
     SELECT {key} FROM {table} WHERE {condition} LIMIT $1 FOR UPDATE SKIP LOCKED
 )
-"""
+"""  # noqa: S608 (names are constants)
+    for rule, (table, key, condition) in _DUE.items()
+}
 
 KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
@@ -98,6 +116,4 @@ WITH retired AS (UPDATE signing_keys SET retired_at = $4 WHERE retired_at IS NUL
 INSERT INTO signing_keys (kid, algorithm, private_pem, created_at, retired_at)
 VALUES ($1, $2, $3, $4, $5)
 """
-# Retired keys past their window, while a key that signs remains (there always is one).
-KEYS_PAST = "retired_at < $2 AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)"
 KEY_LOCK = "SELECT pg_advisory_xact_lock(hashtext('mimi_reactive.keys.' || current_schema()))"

@@ -16,6 +16,7 @@ __all__ = [
     "SEEN_PRECISION",
     "AccessClaims",
     "EmailTakenError",
+    "Expired",
     "IdentityDatabase",
     "NewSession",
     "Rotation",
@@ -104,6 +105,25 @@ class SigningKeyRecord:
     retired_at: float | None = None
 
 
+class Expired(enum.Enum):
+    """The rules a sweep deletes by, in the order it runs them: each finds the rows of one
+    table that are due by a cut-off time. A rule counts only what the rules before it kept:
+    a deleted user's sessions, and a deleted session's tokens, go by the foreign keys
+    uncounted. Revoked and idle sessions are separate rules: each then walks its own index,
+    where one condition with OR scans the whole table, once per batch."""
+
+    ANONYMOUS_USERS = "anonymous_users"
+    """Anonymous users last seen before the cut-off."""
+    REVOKED_SESSIONS = "revoked_sessions"
+    """Sessions revoked at or before the cut-off (the sweep's own time), with their tokens."""
+    IDLE_SESSIONS = "idle_sessions"
+    """Sessions last used before the cut-off, with their tokens."""
+    SPENT_TOKENS = "spent_tokens"
+    """Refresh tokens spent before the cut-off."""
+    RETIRED_KEYS = "retired_keys"
+    """Signing keys retired before the cut-off, while a key that signs remains."""
+
+
 @attrs.frozen
 class SweepRules:
     """What a sweep deletes, as cut-off times of the server clock."""
@@ -113,11 +133,13 @@ class SweepRules:
     """Sessions last used before this are idle-expired: deleted with their tokens."""
     spent_before: float
     """Spent refresh tokens of live sessions, spent before this, are deleted."""
-    keys_retired_before: float
+    keys_retired_before: float | None
     """Signing keys retired before this are deleted: every token they signed has expired, and
-    the JWKS no longer publishes them. The unretired key, which signs, is never deleted."""
-    batch: int
-    """Rows deleted per transaction at most; a sweep repeats until a batch deletes fewer."""
+    the JWKS no longer publishes them (None: retired keys are kept, as when the access-token
+    lifetime is not known). The unretired key, which signs, is never deleted."""
+    batch: int = attrs.field(validator=attrs.validators.gt(0))
+    """Rows deleted per transaction at most (at least 1: a batch of none never ends a rule);
+    a rule repeats until a batch deletes fewer."""
     anonymous_unused_before: float | None = None
     """Anonymous users last seen before this are deleted (None: never)."""
 
@@ -193,6 +215,14 @@ class IdentityDatabase(Protocol):
 
     async def ensure_signing_key(self, first: SigningKeyRecord) -> Sequence[SigningKeyRecord]: ...
 
-    async def sweep(self, rules: SweepRules) -> SweepCounts: ...
+    async def delete_batch(self, rule: Expired, before: float, limit: int) -> int:
+        """Delete at most ``limit`` of the rows ``rule`` finds due by ``before``, in one
+        transaction; how many (the rule's own table's rows, not those the foreign keys
+        cascade to). The sweep (``_sweeper.sweep``) repeats it until it deletes fewer."""
+        ...
+
+    async def compact(self) -> None:
+        """After a sweep: hand back the space its deletions freed, where the store needs to."""
+        ...
 
     async def close(self) -> None: ...

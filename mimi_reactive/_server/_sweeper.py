@@ -19,10 +19,10 @@ import asyncio
 import structlog
 
 from ._context import ServerSettings
-from ._records import IdentityDatabase, SweepCounts, SweepRules
+from ._records import Expired, IdentityDatabase, SweepCounts, SweepRules
 from ._tokens import unpublished_before
 
-__all__ = ["SWEEP_BATCH", "run_sweeper", "sweep_once"]
+__all__ = ["SWEEP_BATCH", "run_sweeper", "sweep", "sweep_once"]
 
 SWEEP_BATCH = 250
 """Rows one sweep transaction deletes at most (a session's tokens go with it). A sweep in one
@@ -33,17 +33,50 @@ benchmark batches of 1,000 still took the WAL to 2.5x, 250 to 1.9x. A sweep of a
 is then 4,000 short transactions, which PostgreSQL and SQLite's group commit take easily."""
 
 
-def sweep_rules(settings: ServerSettings) -> SweepRules:
-    """The cut-offs a sweep now uses, from the server clock."""
+def sweep_rules(settings: ServerSettings, *, delete_retired_keys: bool = True) -> SweepRules:
+    """The cut-offs a sweep now uses, from the server clock; retired signing keys are kept
+    unless ``delete_retired_keys`` (``settings.access_token_ttl`` is the servers' own)."""
     now = settings.clock()
     days = settings.anonymous_retention_days
     return SweepRules(
         now=now,
         idle_before=now - settings.session_idle_timeout,
         spent_before=now - settings.spent_token_retention,
-        keys_retired_before=unpublished_before(now, settings.access_token_ttl),
+        keys_retired_before=(
+            unpublished_before(now, settings.access_token_ttl) if delete_retired_keys else None
+        ),
         batch=SWEEP_BATCH,
         anonymous_unused_before=now - days * 86400.0 if days > 0 else None,
+    )
+
+
+async def sweep(database: IdentityDatabase, rules: SweepRules) -> SweepCounts:
+    """Delete what can never work again, and spent tokens past their retention: each rule of
+    ``Expired`` in turn, in batches of ``rules.batch`` rows until a batch deletes fewer, then
+    let the store compact. The counts are of each rule's own rows (see ``Expired``)."""
+    cut_offs = {
+        Expired.ANONYMOUS_USERS: rules.anonymous_unused_before,
+        Expired.REVOKED_SESSIONS: rules.now,
+        Expired.IDLE_SESSIONS: rules.idle_before,
+        Expired.SPENT_TOKENS: rules.spent_before,
+        Expired.RETIRED_KEYS: rules.keys_retired_before,
+    }
+    deleted = dict.fromkeys(Expired, 0)
+    for rule in Expired:
+        before = cut_offs[rule]
+        if before is None:
+            continue
+        while True:
+            batch = await database.delete_batch(rule, before, rules.batch)
+            deleted[rule] += batch
+            if batch < rules.batch:
+                break
+    await database.compact()
+    return SweepCounts(
+        sessions=deleted[Expired.REVOKED_SESSIONS] + deleted[Expired.IDLE_SESSIONS],
+        refresh_tokens=deleted[Expired.SPENT_TOKENS],
+        users=deleted[Expired.ANONYMOUS_USERS],
+        signing_keys=deleted[Expired.RETIRED_KEYS],
     )
 
 
@@ -51,9 +84,11 @@ async def sweep_once(
     database: IdentityDatabase,
     settings: ServerSettings,
     log: structlog.typing.FilteringBoundLogger,
+    *,
+    delete_retired_keys: bool = True,
 ) -> SweepCounts:
-    """One sweep; logs what it deleted (counts only)."""
-    counts = await database.sweep(sweep_rules(settings))
+    """One sweep (see ``sweep_rules``); logs what it deleted (counts only)."""
+    counts = await sweep(database, sweep_rules(settings, delete_retired_keys=delete_retired_keys))
     log.info(
         "retention.swept",
         sessions=counts.sessions,
