@@ -106,7 +106,13 @@ def _serve_workers(options: dict[str, Any], clients: list[ClientConfig], log_lev
         port=options["port"],
         workers=options["workers"],
         log_level=log_level,
+        announce=_announce_workers,
     )
+
+
+def _announce_workers(url: str, workers: int) -> None:
+    """The line `serve --workers` prints once its port is bound (tests and scripts read it)."""
+    print(f"serving on {url} with {workers} workers", flush=True)
 
 
 async def _serve(options: dict[str, Any], clients: list[ClientConfig]) -> None:

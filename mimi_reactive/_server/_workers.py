@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -62,8 +62,10 @@ class _Gunicorn(BaseApplication):
         port: int,
         workers: int,
         log_level: str,
+        announce: Callable[[str, int], None],
     ) -> None:
         self._clients, self._database, self._settings = clients, database, settings
+        self._announce = announce
         self._options: dict[str, Any] = {
             "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             "workers": workers,
@@ -91,7 +93,7 @@ class _Gunicorn(BaseApplication):
         _redact_gunicorn_logs(arbiter)
         host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]
         self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-        print(f"serving on {self._url} with {self.cfg.workers} workers", flush=True)
+        self._announce(self._url, self.cfg.workers)
 
     async def _app(self) -> web.AppRunner:
         service = await open_service(
@@ -124,8 +126,10 @@ def run_workers(
     port: int,
     workers: int,
     log_level: str,
+    announce: Callable[[str, int], None],
 ) -> int:
-    """Run ``workers`` processes until SIGTERM or SIGINT; gunicorn's exit status."""
+    """Run ``workers`` processes until SIGTERM or SIGINT; gunicorn's exit status.
+    ``announce(url, workers)`` is called once the port is bound."""
     application = _Gunicorn(
         clients=clients,
         database=database,
@@ -134,6 +138,7 @@ def run_workers(
         port=port,
         workers=workers,
         log_level=log_level,
+        announce=announce,
     )
     try:
         application.run()
