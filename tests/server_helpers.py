@@ -3,8 +3,11 @@ either store's tables from outside the server."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -106,3 +109,25 @@ async def stored_bytes(database: str) -> bytes:
     finally:
         await connection.close()
     return "\n".join(rows).encode()
+
+
+async def run_command(
+    *args: str, environment: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    """Run ``mimi-reactive ARGS`` in a child process to its end (60 s at most); its exit
+    status, stdout and stderr. ``environment`` defaults to this process's, less the client
+    secret."""
+    if environment is None:
+        environment = {k: v for k, v in os.environ.items() if k != "MIMI_CLIENT_SECRET"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=environment,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +12,7 @@ import aiohttp
 from mimi_reactive.server import IdentityServer
 
 from .conftest import CLIENT_ID, stores
-from .server_helpers import Caller, row_counts
+from .server_helpers import Caller, row_counts, run_command
 
 COUNTS = re.compile(
     r"^deleted (\d+) sessions, (\d+) spent refresh tokens, (\d+) anonymous users,"
@@ -24,22 +22,12 @@ COUNTS = re.compile(
 
 async def sweep(database_url: str, home: Path, *options: str) -> re.Match[str]:
     """Run ``mimi-reactive sweep`` once; the counts it printed."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "sweep",
-        "--database",
-        database_url,
-        *options,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "HOME": str(home)},
+    status, stdout, stderr = await run_command(
+        "sweep", "--database", database_url, *options, environment={**os.environ, "HOME": str(home)}
     )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    match = COUNTS.match(stdout.decode().strip())
-    assert match is not None, stdout.decode()
+    assert status == 0, stderr
+    match = COUNTS.match(stdout.strip())
+    assert match is not None, stdout
     return match
 
 

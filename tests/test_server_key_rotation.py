@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -26,7 +24,7 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .conftest import CLIENT_ID
-from .server_helpers import Caller, Clock, execute
+from .server_helpers import Caller, Clock, execute, run_command
 from .test_server_workers import CLIENT, SECRET, serve
 
 KID_LINE = re.compile(r"^signing key (\S+) added; running servers sign with it within a minute$")
@@ -193,19 +191,7 @@ def test_a_reload_interval_past_the_margin_is_refused(interval: float) -> None:
 
 async def rotate_cli(*args: str) -> tuple[int, str, str]:
     """Run `mimi-reactive rotate-signing-key ARGS`; its exit status, stdout and stderr."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "rotate-signing-key",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={k: v for k, v in os.environ.items() if k != "MIMI_CLIENT_SECRET"},
-    )
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode is not None
-    return process.returncode, stdout.decode(), stderr.decode()
+    return await run_command("rotate-signing-key", *args)
 
 
 async def test_the_command_adds_a_key_and_prints_only_its_kid(store: str, tmp_path: Path) -> None:
