@@ -113,7 +113,8 @@ def test_subscribers_run_on_the_core_thread_and_observe_on_moves_them() -> None:
         plain: list[str] = []
         moved: list[str] = []
         delivered = threading.Event()
-        scheduler = EventLoopScheduler()
+        # Ends its thread when idle: disposing it while it still delivers fails that thread.
+        scheduler = EventLoopScheduler(exit_if_empty=True)
         core.auth.states.subscribe(lambda _: plain.append(threading.current_thread().name))
 
         def on_app_thread(state: SessionState) -> None:
@@ -124,7 +125,6 @@ def test_subscribers_run_on_the_core_thread_and_observe_on_moves_them() -> None:
         core.auth.states.pipe(ops.observe_on(scheduler)).subscribe(on_app_thread)
         core.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert delivered.wait(10)
-        scheduler.dispose()
     assert plain[-1] == "mimi_reactive.core"
     assert moved
     assert "mimi_reactive.core" not in moved
