@@ -32,10 +32,15 @@ START_DEADLINE = 120.0
 INSTALL_DEADLINE = 900.0
 
 
+# Read once, at import: the documents' tests point HOME at a temporary folder per document,
+# and an emulator installed or started under one would lose its files when that folder goes.
+_CACHE_BASE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+_HOME = str(Path.home())
+
+
 def cache_folder() -> Path:
     """Where firebase-tools is installed, outside the repository and shared by worktrees."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "mimi_reactive" / "firebase-tools"
+    return _CACHE_BASE / "mimi_reactive" / "firebase-tools"
 
 
 def missing_tools() -> str | None:
@@ -63,6 +68,7 @@ def installed_firebase() -> Path:
             check=True,
             timeout=INSTALL_DEADLINE,
             stdout=subprocess.DEVNULL,
+            env={**os.environ, "HOME": _HOME},  # npm's own cache, not a document's HOME
         )
     return command
 
@@ -127,6 +133,7 @@ class AuthEmulator:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop() ends node and its children
+            env={**os.environ, "HOME": _HOME},  # not a document's temporary HOME
         )
         log.close()
         deadline = time.monotonic() + START_DEADLINE
