@@ -12,12 +12,20 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import HealthCheck, settings
 
 from mimi_reactive import MimiConfiguration, MimiCore
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 
 from .helpers import CountingBackend
+
+# Property tests judge behaviour, not speed: on a loaded machine a stalled example (a slow
+# turn of a shared core, a full garbage collection) must not fail a run as too slow.
+settings.register_profile(
+    "mimi_reactive", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("mimi_reactive")
 
 CLIENT_ID = "test-app"
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)

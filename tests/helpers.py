@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import subprocess
 import sys
@@ -30,6 +31,7 @@ class CountingBackend:
         self.calls: Counter[str] = Counter()
         self.sessions: list[BackendSession] = []
         """Every session the service returned, tokens included, for tests to look for."""
+        self._called = asyncio.Event()
 
     @property
     def capabilities(self) -> BackendCapabilities:
@@ -47,16 +49,26 @@ class CountingBackend:
         await self.inner.close()
 
     async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
-        self.calls["authenticate"] += 1
+        self._count("authenticate")
         return self._keep(await self.inner.authenticate(route, session))
 
     async def refresh(self, session: Session) -> BackendSession:
-        self.calls["refresh"] += 1
+        self._count("refresh")
         return self._keep(await self.inner.refresh(session))
 
     async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
-        self.calls["revoke"] += 1
+        self._count("revoke")
         await self.inner.revoke(session, everywhere=everywhere)
+
+    async def wait_for_calls(self, name: str, count: int = 1) -> None:
+        """Wait until ``name`` has been called ``count`` times (bound it with a timeout)."""
+        while self.calls[name] < count:
+            self._called.clear()
+            await self._called.wait()
+
+    def _count(self, name: str) -> None:
+        self.calls[name] += 1
+        self._called.set()
 
     def _keep(self, session: BackendSession) -> BackendSession:
         self.sessions.append(session)

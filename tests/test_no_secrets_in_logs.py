@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 from structlog.testing import capture_logs
 
 from mimi_reactive import (
@@ -33,6 +37,19 @@ PASSWORD = "a password nobody may read"
 EMAIL = "secret.person@example.test"
 
 
+@contextlib.contextmanager
+def structlog_captured() -> Iterator[list[MutableMapping[str, Any]]]:
+    """structlog's capture_logs, leaving structlog unconfigured after if it was before: once
+    configured, every later in-process server would log through structlog, not stdlib."""
+    configured = structlog.is_configured()
+    try:
+        with capture_logs() as events:
+            yield events
+    finally:
+        if not configured:
+            structlog.reset_defaults()
+
+
 def divide_by_zero(state: SessionState) -> None:
     """A subscriber with a bug."""
     print(1 / 0)
@@ -45,7 +62,7 @@ async def test_full_flow_logs_no_secret(caplog: pytest.LogCaptureFixture, tmp_pa
     client_secret = secrets.token_urlsafe(32)
     unknown_id = secrets.token_urlsafe(32)
     seen_reprs: list[str] = []
-    with capture_logs() as events:
+    with structlog_captured() as events:
         async with IdentityServer(client_id=CLIENT_ID, client_secret=client_secret) as server:
             anonymous = CountingBackend(HttpBackend(server.url))
             async with MimiCore.start(
