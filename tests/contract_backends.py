@@ -8,19 +8,15 @@ fixture parameter in ``test_backend_contract.py``.
 from __future__ import annotations
 
 import abc
-import asyncio
 import secrets
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, cast
 
 import aiohttp
 
 from mimi_reactive import (
-    AuthRoute,
     BackendCapabilities,
-    BackendSession,
     ClientCredentials,
     DeletingBackend,
     MimiConfiguration,
@@ -38,6 +34,7 @@ from mimi_reactive.testing import ScriptedBackend
 
 from .conftest import CLIENT_ID
 from .firebase_emulator import API_KEY, AuthEmulator
+from .helpers import CountingBackend
 from .tcp_gate import TcpGate
 
 FAST_RETRY = RetryPolicy(initial_delay=0.02, max_delay=0.1, max_attempts=1000)
@@ -45,50 +42,20 @@ RENEW_AT_ONCE = RefreshPolicy(ahead=0.9999, min_interval=0.05)
 """Renew a one-hour token after about a third of a second, so renewal runs in real time."""
 
 
-class ObservedBackend:
+class ObservedBackend(CountingBackend):
     """Delegates to a real backend, counts its calls, and fails them while ``offline``."""
 
     def __init__(self, inner: DeletingBackend) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
+        super().__init__(inner)
+        self.inner: DeletingBackend = inner
         self.offline = False
-        self._called = asyncio.Event()
-
-    async def wait_for_calls(self, name: str, count: int = 1) -> None:
-        """Wait until ``name`` has been called ``count`` times (bound it with a timeout)."""
-        while self.calls[name] < count:
-            self._called.clear()
-            await self._called.wait()
-
-    @property
-    def capabilities(self) -> BackendCapabilities:
-        return self.inner.capabilities
-
-    async def open(self, client: ClientCredentials) -> None:
-        await self.inner.open(client)
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
-        self._call("authenticate")
-        return await self.inner.authenticate(route, session)
-
-    async def refresh(self, session: Session) -> BackendSession:
-        self._call("refresh")
-        return await self.inner.refresh(session)
-
-    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
-        self._call("revoke")
-        await self.inner.revoke(session, everywhere=everywhere)
 
     async def delete(self, session: Session) -> None:
-        self._call("delete")
+        self._count("delete")
         await self.inner.delete(session)
 
-    def _call(self, name: str) -> None:
-        self.calls[name] += 1
-        self._called.set()
+    def _count(self, name: str) -> None:
+        super()._count(name)
         if self.offline:
             raise TransportError("offline (the test cut the network)")
 
