@@ -210,6 +210,12 @@ def occupied_port() -> tuple[socket.socket, int]:
     return holder, int(holder.getsockname()[1])
 
 
+UNRESOLVABLE = "no-such-host." * 20 + "invalid"
+"""A host name longer than DNS allows (267 characters; 253 at most): the resolver refuses it
+without asking a nameserver, so the test does not hang on an unreachable one (a lookup of
+``no-such-host.invalid`` can take 5 s per attempt there)."""
+
+
 @pytest.mark.parametrize(
     "case",
     ["busy-port", "unbindable-host", "unknown-host", "missing-folder", "directory", "not-sqlite"],
@@ -223,7 +229,7 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
     options, named = {
         "busy-port": (["--port", str(busy)], f"127.0.0.1:{busy}"),
         "unbindable-host": (["--host", "192.0.2.1", "--port", "0"], "192.0.2.1"),
-        "unknown-host": (["--host", "no-such-host.invalid", "--port", "0"], "no-such-host"),
+        "unknown-host": (["--host", UNRESOLVABLE, "--port", "0"], UNRESOLVABLE),
         "missing-folder": (["--database", str(tmp_path / "none" / "x.db")], "none/x.db"),
         "directory": (["--database", str(tmp_path)], str(tmp_path)),
         "not-sqlite": (["--database", str(tmp_path / "junk")], "junk"),
