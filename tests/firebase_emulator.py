@@ -113,7 +113,19 @@ class AuthEmulator:
         return f"http://{self.host}"
 
     def start(self) -> None:
-        """Start it and wait until it answers (or fail with its output)."""
+        """Start it and wait until it answers (or fail with its output). If it exits first,
+        it starts once more on fresh ports: ``free_ports`` only finds ports free now, and
+        another process can take one before Node binds it seconds later."""
+        exited = self._launch()
+        if exited is not None:
+            exited = self._launch()
+        if exited is not None:
+            self.stop()
+            raise RuntimeError(f"the Auth emulator did not start (twice):\n{exited[-3000:]}")
+
+    def _launch(self) -> str | None:
+        """One start on fresh ports: None once it answers, or its output if it exited before
+        (a port taken). Not answering within START_DEADLINE fails at once."""
         self.port, hub, logging = free_ports(3)
         loopback = "127.0.0.1"
         config = {
@@ -138,11 +150,16 @@ class AuthEmulator:
         log.close()
         deadline = time.monotonic() + START_DEADLINE
         while not self._answers():
-            if self._process.poll() is not None or time.monotonic() > deadline:
+            exited = self._process.poll() is not None
+            if exited or time.monotonic() > deadline:
                 output = (self._folder / "emulator.log").read_text(errors="replace")
+                if exited:
+                    self._end_process()  # its process group, should a child outlive it
+                    return output
                 self.stop()
                 raise RuntimeError(f"the Auth emulator did not start:\n{output[-3000:]}")
             time.sleep(0.05)  # polling interval while waiting for the condition
+        return None
 
     def _answers(self) -> bool:
         try:
@@ -160,7 +177,12 @@ class AuthEmulator:
             assert response.status == 200
 
     def stop(self) -> None:
-        """Stop it by its process group; wait for it to go."""
+        """Stop it; remove its folder."""
+        self._end_process()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _end_process(self) -> None:
+        """End the emulator by its process group (node and its children); wait for it."""
         process = self._process
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -171,7 +193,6 @@ class AuthEmulator:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=15)
-        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
