@@ -2,7 +2,9 @@
 
 ``firebase-tools`` comes from the npm registry the first time (about 260 MB, a minute or two)
 into ``~/.cache/mimi_reactive/firebase-tools`` (or ``$XDG_CACHE_HOME``); later runs start it
-from there offline. Without Node.js and npm the Firebase tests skip and say why.
+from there offline. scripts/test installs it before pytest starts (``python -m
+tests.firebase_emulator --install``); pytest run directly installs it in the first Firebase
+test's setup instead. Without Node.js and npm the Firebase tests skip and say why.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -214,3 +217,28 @@ def firebase_emulator(auth_emulator: AuthEmulator) -> AuthEmulator:
     """The session's Auth emulator, with no accounts left from earlier tests."""
     auth_emulator.clear_accounts()
     return auth_emulator
+
+
+def main(arguments: list[str]) -> int:
+    """``python -m tests.firebase_emulator --install``: install firebase-tools into the cache
+    folder now, so that no test's setup waits on the npm registry under pytest-timeout
+    (scripts/test runs it before pytest). Without Node.js it says so and does nothing."""
+    if arguments != ["--install"]:
+        print("usage: python -m tests.firebase_emulator --install", file=sys.stderr)
+        return 2
+    reason = missing_tools()
+    if reason is not None:
+        print(f"{reason}: the Firebase tests will skip", file=sys.stderr)
+        return 0
+    if _installed_version(cache_folder()) != FIREBASE_TOOLS.rsplit("@", 1)[1]:
+        print(f"installing {FIREBASE_TOOLS} into {cache_folder()} (once; a minute or two)")
+    try:
+        installed_firebase()
+    except (OSError, subprocess.SubprocessError, filelock.Timeout) as error:
+        print(f"could not install {FIREBASE_TOOLS}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
