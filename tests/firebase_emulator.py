@@ -2,7 +2,9 @@
 
 ``firebase-tools`` comes from the npm registry the first time (about 260 MB, a minute or two)
 into ``~/.cache/mimi_reactive/firebase-tools`` (or ``$XDG_CACHE_HOME``); later runs start it
-from there offline. Without Node.js and npm the Firebase tests skip and say why.
+from there offline. scripts/test installs it before pytest starts (``python -m
+tests.firebase_emulator --install``); pytest run directly installs it in the first Firebase
+test's setup instead. Without Node.js and npm the Firebase tests skip and say why.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -113,7 +116,19 @@ class AuthEmulator:
         return f"http://{self.host}"
 
     def start(self) -> None:
-        """Start it and wait until it answers (or fail with its output)."""
+        """Start it and wait until it answers (or fail with its output). If it exits first,
+        it starts once more on fresh ports: ``free_ports`` only finds ports free now, and
+        another process can take one before Node binds it seconds later."""
+        exited = self._launch()
+        if exited is not None:
+            exited = self._launch()
+        if exited is not None:
+            self.stop()
+            raise RuntimeError(f"the Auth emulator did not start (twice):\n{exited[-3000:]}")
+
+    def _launch(self) -> str | None:
+        """One start on fresh ports: None once it answers, or its output if it exited before
+        (a port taken). Not answering within START_DEADLINE fails at once."""
         self.port, hub, logging = free_ports(3)
         loopback = "127.0.0.1"
         config = {
@@ -138,11 +153,16 @@ class AuthEmulator:
         log.close()
         deadline = time.monotonic() + START_DEADLINE
         while not self._answers():
-            if self._process.poll() is not None or time.monotonic() > deadline:
+            exited = self._process.poll() is not None
+            if exited or time.monotonic() > deadline:
                 output = (self._folder / "emulator.log").read_text(errors="replace")
+                if exited:
+                    self._end_process()  # its process group, should a child outlive it
+                    return output
                 self.stop()
                 raise RuntimeError(f"the Auth emulator did not start:\n{output[-3000:]}")
             time.sleep(0.05)  # polling interval while waiting for the condition
+        return None
 
     def _answers(self) -> bool:
         try:
@@ -160,7 +180,12 @@ class AuthEmulator:
             assert response.status == 200
 
     def stop(self) -> None:
-        """Stop it by its process group; wait for it to go."""
+        """Stop it; remove its folder."""
+        self._end_process()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def _end_process(self) -> None:
+        """End the emulator by its process group (node and its children); wait for it."""
         process = self._process
         if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -171,7 +196,6 @@ class AuthEmulator:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=15)
-        shutil.rmtree(self._folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -193,3 +217,28 @@ def firebase_emulator(auth_emulator: AuthEmulator) -> AuthEmulator:
     """The session's Auth emulator, with no accounts left from earlier tests."""
     auth_emulator.clear_accounts()
     return auth_emulator
+
+
+def main(arguments: list[str]) -> int:
+    """``python -m tests.firebase_emulator --install``: install firebase-tools into the cache
+    folder now, so that no test's setup waits on the npm registry under pytest-timeout
+    (scripts/test runs it before pytest). Without Node.js it says so and does nothing."""
+    if arguments != ["--install"]:
+        print("usage: python -m tests.firebase_emulator --install", file=sys.stderr)
+        return 2
+    reason = missing_tools()
+    if reason is not None:
+        print(f"{reason}: the Firebase tests will skip", file=sys.stderr)
+        return 0
+    if _installed_version(cache_folder()) != FIREBASE_TOOLS.rsplit("@", 1)[1]:
+        print(f"installing {FIREBASE_TOOLS} into {cache_folder()} (once; a minute or two)")
+    try:
+        installed_firebase()
+    except (OSError, subprocess.SubprocessError, filelock.Timeout) as error:
+        print(f"could not install {FIREBASE_TOOLS}: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

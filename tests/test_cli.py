@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import re
 import secrets
 import signal
 import socket
@@ -11,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
 
@@ -45,38 +48,60 @@ def test_demo_walks_the_flow_and_exits_zero() -> None:
         assert expected in done.stdout
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+class Served:
+    """A `mimi-reactive ... serve` process: its ``url`` once it printed where it listens, and
+    its exit status and output once it stopped."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process, self.url = process, ""
+        self.returncode: int | None = None
+        self.stdout = self.stderr = b""
 
 
-async def test_serve_runs_a_server_until_terminated(tmp_path: Path) -> None:
-    """`mimi-reactive serve` creates its database, serves the API, logs no secret, stops on TERM."""
-    port, database = free_port(), tmp_path / "ids.sqlite3"
-    client_secret = secrets.token_urlsafe(32)
+@contextlib.asynccontextmanager
+async def serving(*arguments: str, environment: dict[str, str]) -> AsyncIterator[Served]:
+    """Run `mimi-reactive ARGUMENTS` (a `serve` on ``--port 0``: the server binds a port the OS
+    picks, so no other process can take it first); wait for the line saying where it
+    listens; SIGTERM it after, keeping its exit status and the rest of its output."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "mimi_reactive",
-        "--log-level",
-        "debug",
-        "serve",
-        "--port",
-        str(port),
-        "--database",
-        str(database),
-        "--client-id",
-        "cli-app",
-        env={**os.environ, "MIMI_CLIENT_SECRET": client_secret},
+        *arguments,
+        env=environment,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    served = Served(process)
     try:
         assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        url = f"http://127.0.0.1:{port}"
-        assert line.decode().strip() == f"serving on {url}"
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        listening = re.fullmatch(r"serving on (http://127\.0\.0\.1:[1-9][0-9]*)\n", line)
+        assert listening is not None, line
+        served.url = listening[1]
+        yield served
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            served.stdout, served.stderr = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:  # it did not stop on TERM: not left running
+                process.kill()
+                await process.wait()
+        served.returncode = process.returncode
+
+
+async def test_serve_runs_a_server_until_terminated(tmp_path: Path) -> None:
+    """`mimi-reactive serve` creates its database, serves the API, logs no secret, stops on TERM."""
+    database = tmp_path / "ids.sqlite3"
+    client_secret = secrets.token_urlsafe(32)
+    async with serving(
+        *("--log-level", "debug", "serve", "--port", "0", "--database", str(database)),
+        *("--client-id", "cli-app"),
+        environment={**os.environ, "MIMI_CLIENT_SECRET": client_secret},
+    ) as served:
+        url = served.url
         async with aiohttp.ClientSession() as http, http.get(url + "/health") as response:
             assert response.status == 200
         async with MimiCore.start(
@@ -90,11 +115,8 @@ async def test_serve_runs_a_server_until_terminated(tmp_path: Path) -> None:
             result = await AnonymousAuthManager(core).authenticate_anonymous_user(user.anonymous_id)
             assert result == Success(user.anonymous_id)  # type: ignore[arg-type]
         assert database.exists()
-    finally:
-        process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0
-    log = stderr.decode()
+    assert served.returncode == 0
+    log = served.stderr.decode()
     assert "http.request" in log  # it did log at debug
     assert user.anonymous_id is not None
     assert user.anonymous_id not in log
@@ -188,6 +210,12 @@ def occupied_port() -> tuple[socket.socket, int]:
     return holder, int(holder.getsockname()[1])
 
 
+UNRESOLVABLE = "no-such-host." * 20 + "invalid"
+"""A host name longer than DNS allows (267 characters; 253 at most): the resolver refuses it
+without asking a nameserver, so the test does not hang on an unreachable one (a lookup of
+``no-such-host.invalid`` can take 5 s per attempt there)."""
+
+
 @pytest.mark.parametrize(
     "case",
     ["busy-port", "unbindable-host", "unknown-host", "missing-folder", "directory", "not-sqlite"],
@@ -201,7 +229,7 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
     options, named = {
         "busy-port": (["--port", str(busy)], f"127.0.0.1:{busy}"),
         "unbindable-host": (["--host", "192.0.2.1", "--port", "0"], "192.0.2.1"),
-        "unknown-host": (["--host", "no-such-host.invalid", "--port", "0"], "no-such-host"),
+        "unknown-host": (["--host", UNRESOLVABLE, "--port", "0"], UNRESOLVABLE),
         "missing-folder": (["--database", str(tmp_path / "none" / "x.db")], "none/x.db"),
         "directory": (["--database", str(tmp_path)], str(tmp_path)),
         "not-sqlite": (["--database", str(tmp_path / "junk")], "junk"),
@@ -223,35 +251,19 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
 
 async def test_serve_database_files_are_private(tmp_path: Path) -> None:
     """The database and its WAL and SHM files are created 0600."""
-    port, database = free_port(), tmp_path / "ids.sqlite3"
+    database = tmp_path / "ids.sqlite3"
     client_secret = secrets.token_urlsafe(32)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "serve",
-        "--port",
-        str(port),
-        "--database",
-        str(database),
-        "--client-id",
-        "app",
-        env={**os.environ, "MIMI_CLIENT_SECRET": client_secret},
-        stdout=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        await asyncio.wait_for(process.stdout.readline(), 30)
+    async with serving(
+        *("serve", "--port", "0", "--database", str(database), "--client-id", "app"),
+        environment={**os.environ, "MIMI_CLIENT_SECRET": client_secret},
+    ) as served:
         auth = aiohttp.encode_basic_auth("app", client_secret)
         async with (
             aiohttp.ClientSession(headers={"Authorization": auth}) as http,
-            http.post(f"http://127.0.0.1:{port}/v1/anonymous-users", json={}) as response,
+            http.post(served.url + "/v1/anonymous-users", json={}) as response,
         ):
             assert response.status == 201  # a write: SQLite makes its WAL and SHM files
         files = sorted(tmp_path.iterdir())
         assert [f.name for f in files] == ["ids.sqlite3", "ids.sqlite3-shm", "ids.sqlite3-wal"]
         for file in files:
             assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
-    finally:
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.communicate(), 30)  # closes the pipe too

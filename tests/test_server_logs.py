@@ -3,17 +3,14 @@ and asyncio's own records included, on either store."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
 import secrets
-import signal
-import sys
 
 from .conftest import stores
 from .raw_http import build_request, send_raw
-from .test_cli import free_port
+from .test_cli import serving
 
 CLIENT_ID = "log-app"
 
@@ -22,27 +19,8 @@ CLIENT_ID = "log-app"
 async def test_malformed_requests_leave_no_secret_in_the_server_output(database_url: str) -> None:
     """Bad header bytes, a bad request line, an oversized header, a truncated body and bad
     JSON, each carrying the client secret or a token, at debug level: none is ever written."""
-    port, client_secret = free_port(), secrets.token_urlsafe(32)
-    token = secrets.token_urlsafe(32)
+    client_secret, token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     basic = base64.b64encode(f"{CLIENT_ID}:{client_secret}".encode())
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "--log-level",
-        "debug",
-        "serve",
-        "--port",
-        str(port),
-        "--database",
-        database_url,
-        "--client-id",
-        CLIENT_ID,
-        env={**os.environ, "MIMI_CLIENT_SECRET": client_secret, "PYTHONASYNCIODEBUG": "1"},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
     auth = (b"Authorization", b"Basic " + basic)
     json_type = (b"Content-Type", b"application/json")
     requests = [
@@ -68,18 +46,17 @@ async def test_malformed_requests_leave_no_secret_in_the_server_output(database_
             b'{"grant_type": "refresh_token", "refresh_token": "' + token.encode() + b'"}',
         ),
     ]
-    try:
-        assert process.stdout is not None
-        await asyncio.wait_for(process.stdout.readline(), 30)
+    async with serving(
+        *("--log-level", "debug", "serve", "--port", "0", "--database", database_url),
+        *("--client-id", CLIENT_ID),
+        environment={**os.environ, "MIMI_CLIENT_SECRET": client_secret, "PYTHONASYNCIODEBUG": "1"},
+    ) as served:
         for raw in requests:
             # The server may drop a connection it cannot parse.
             with contextlib.suppress(ConnectionError, TimeoutError):
-                await send_raw(url, raw)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0
-    written = stdout + stderr
+                await send_raw(served.url, raw)
+    assert served.returncode == 0
+    written = served.stdout + served.stderr
     assert b"Error handling request" in written  # aiohttp did log the malformed requests
     assert b"http.request" in written  # and our own request log ran
     for secret in (client_secret.encode(), basic, token.encode(), token.encode()[:16]):
