@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import signal
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +134,49 @@ async def run_command(
     stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()
+
+
+class Served:
+    """A `mimi-reactive ... serve` process: its ``url`` once it printed where it listens, and
+    its exit status and output once it stopped."""
+
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process, self.url = process, ""
+        self.returncode: int | None = None
+        self.stdout = self.stderr = b""
+
+
+@contextlib.asynccontextmanager
+async def serving(*arguments: str, environment: dict[str, str]) -> AsyncIterator[Served]:
+    """Run `mimi-reactive ARGUMENTS` (a `serve` on ``--port 0``: the server binds a port the OS
+    picks, so no other process can take it first); wait for the line saying where it
+    listens; SIGTERM it after, keeping its exit status and the rest of its output."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "mimi_reactive",
+        *arguments,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    served = Served(process)
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        listening = re.fullmatch(
+            r"serving on (http://127\.0\.0\.1:[1-9][0-9]*)( with [1-9][0-9]* workers)?\n", line
+        )
+        assert listening is not None, line
+        served.url = listening[1]
+        yield served
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            served.stdout, served.stderr = await asyncio.wait_for(process.communicate(), 30)
+        finally:
+            if process.returncode is None:  # it did not stop on TERM: not left running
+                process.kill()
+                await process.wait()
+        served.returncode = process.returncode

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
-import re
 import secrets
-import signal
 import socket
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
 
@@ -24,6 +19,7 @@ from mimi_reactive import AnonymousAuthManager, AuthRoute, MimiCore, Success
 from mimi_reactive.backends.http import HttpBackend
 
 from .conftest import ANONYMOUS_ONLY
+from .server_helpers import serving
 
 
 def test_demo_walks_the_flow_and_exits_zero() -> None:
@@ -46,50 +42,6 @@ def test_demo_walks_the_flow_and_exits_zero() -> None:
         "Failure(InvalidCredentialsError",
     ):
         assert expected in done.stdout
-
-
-class Served:
-    """A `mimi-reactive ... serve` process: its ``url`` once it printed where it listens, and
-    its exit status and output once it stopped."""
-
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
-        self.process, self.url = process, ""
-        self.returncode: int | None = None
-        self.stdout = self.stderr = b""
-
-
-@contextlib.asynccontextmanager
-async def serving(*arguments: str, environment: dict[str, str]) -> AsyncIterator[Served]:
-    """Run `mimi-reactive ARGUMENTS` (a `serve` on ``--port 0``: the server binds a port the OS
-    picks, so no other process can take it first); wait for the line saying where it
-    listens; SIGTERM it after, keeping its exit status and the rest of its output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        *arguments,
-        env=environment,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    served = Served(process)
-    try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
-        listening = re.fullmatch(r"serving on (http://127\.0\.0\.1:[1-9][0-9]*)\n", line)
-        assert listening is not None, line
-        served.url = listening[1]
-        yield served
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGTERM)
-        try:
-            served.stdout, served.stderr = await asyncio.wait_for(process.communicate(), 30)
-        finally:
-            if process.returncode is None:  # it did not stop on TERM: not left running
-                process.kill()
-                await process.wait()
-        served.returncode = process.returncode
 
 
 async def test_serve_runs_a_server_until_terminated(tmp_path: Path) -> None:

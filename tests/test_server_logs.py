@@ -10,7 +10,7 @@ import secrets
 
 from .conftest import stores
 from .raw_http import build_request, send_raw
-from .test_cli import serving
+from .server_helpers import serving
 
 CLIENT_ID = "log-app"
 

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -20,57 +19,22 @@ import pytest
 
 from mimi_reactive.verify import AccessTokenVerifier
 
-from .server_helpers import Caller
+from .server_helpers import Caller, Served, serving
 
 CLIENT = "workers-app"
 SECRET = secrets.token_urlsafe(32)
 WORKERS = ("--workers", "2")
 
 
-class Serve:
-    """One `mimi-reactive serve` process; ``url`` once it printed where it listens."""
-
-    def __init__(self, process: asyncio.subprocess.Process, url: str) -> None:
-        self.process, self.url = process, url
-        self.stderr = ""
-
-    async def stop(self) -> None:
-        """SIGTERM, then keep its stderr; it must exit 0."""
-        self.process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(self.process.communicate(), 30)
-        self.stderr = stderr.decode()
-        assert self.process.returncode == 0, self.stderr
-
-
 @contextlib.asynccontextmanager
-async def serve(*args: str) -> AsyncIterator[Serve]:
-    """Start `mimi-reactive serve ARGS` on a free port; wait for its first line; stop it after."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "serve",
-        "--port",
-        "0",
-        "--client-id",
-        CLIENT,
-        *args,
-        env={**os.environ, "MIMI_CLIENT_SECRET": SECRET},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
-        assert line.startswith("serving on http://"), line
-        running = Serve(process, line.split()[2])
-        yield running
-    except BaseException:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-        raise
-    await running.stop()
+async def serve(*args: str) -> AsyncIterator[Served]:
+    """`mimi-reactive serve ARGS` on a port the OS picks, for client CLIENT; it must exit 0."""
+    async with serving(
+        *("serve", "--port", "0", "--client-id", CLIENT, *args),
+        environment={**os.environ, "MIMI_CLIENT_SECRET": SECRET},
+    ) as served:
+        yield served
+    assert served.returncode == 0, served.stderr.decode()
 
 
 @pytest.fixture
@@ -220,8 +184,9 @@ async def test_workers_run_under_gunicorn_and_share_the_database(
                 await asyncio.sleep(0.05)  # polling a condition, bounded by the timeout
         assert len(children(workers.process.pid)) == 2
     assert workers.process.returncode == 0
-    assert "Booting worker" in workers.stderr or workers.stderr == ""
-    assert SECRET not in workers.stderr
+    stderr = workers.stderr.decode()
+    assert "Booting worker" in stderr or stderr == ""
+    assert SECRET not in stderr
 
 
 @pytest.mark.parametrize(
