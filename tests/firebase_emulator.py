@@ -119,12 +119,16 @@ class AuthEmulator:
         """Start it and wait until it answers (or fail with its output). If it exits first,
         it starts once more on fresh ports: ``free_ports`` only finds ports free now, and
         another process can take one before Node binds it seconds later."""
-        exited = self._launch()
-        if exited is not None:
-            exited = self._launch()
-        if exited is not None:
+        first = self._launch()
+        if first is None:
+            return
+        second = self._launch()
+        if second is not None:
             self.stop()
-            raise RuntimeError(f"the Auth emulator did not start (twice):\n{exited[-3000:]}")
+            raise RuntimeError(
+                "the Auth emulator did not start (twice):\n"
+                f"{first[-2000:]}\n--- then ---\n{second[-2000:]}"
+            )
 
     def _launch(self) -> str | None:
         """One start on fresh ports: None once it answers, or its output if it exited before
@@ -152,7 +156,8 @@ class AuthEmulator:
         )
         log.close()
         deadline = time.monotonic() + START_DEADLINE
-        while not self._answers():
+        # Answering while its process still runs: a stranger on the port is not the emulator.
+        while not (self._answers() and self._process.poll() is None):
             exited = self._process.poll() is not None
             if exited or time.monotonic() > deadline:
                 output = (self._folder / "emulator.log").read_text(errors="replace")
@@ -187,15 +192,20 @@ class AuthEmulator:
     def _end_process(self) -> None:
         """End the emulator by its process group (node and its children); wait for it."""
         process = self._process
-        if process is not None and process.poll() is None:
+        if process is None:
+            return
+        if process.poll() is not None:  # it exited; a child of its group may not have
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=15)
+                os.killpg(process.pid, signal.SIGKILL)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
 
 
 @pytest.fixture(scope="session")

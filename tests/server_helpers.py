@@ -160,23 +160,34 @@ async def serving(*arguments: str, environment: dict[str, str]) -> AsyncIterator
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    assert process.stdout is not None
+    assert process.stderr is not None
     served = Served(process)
+    # Read all along: a server logging at debug would block once the pipe's buffer is full.
+    stderr = asyncio.ensure_future(process.stderr.read())
     try:
-        assert process.stdout is not None
-        line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode()
+        # A worker pool also migrates the database first: give the first line time.
+        line = (await asyncio.wait_for(process.stdout.readline(), 60)).decode()
         listening = re.fullmatch(
             r"serving on (http://127\.0\.0\.1:[1-9][0-9]*)( with [1-9][0-9]* workers)?\n", line
         )
-        assert listening is not None, line
+        if listening is None:
+            process.kill()
+            why = (await asyncio.wait_for(stderr, 30)).decode(errors="replace")
+            raise AssertionError(f"serve printed {line!r}, not where it listens:\n{why}")
         served.url = listening[1]
         yield served
     finally:
         with contextlib.suppress(ProcessLookupError):
             process.send_signal(signal.SIGTERM)
         try:
-            served.stdout, served.stderr = await asyncio.wait_for(process.communicate(), 30)
+            async with asyncio.timeout(30):
+                served.stdout = await process.stdout.read()
+                served.stderr = await stderr
+                await process.wait()
         finally:
             if process.returncode is None:  # it did not stop on TERM: not left running
                 process.kill()
                 await process.wait()
+            stderr.cancel()
         served.returncode = process.returncode

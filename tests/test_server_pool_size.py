@@ -3,11 +3,8 @@ it reaches the pool, and a size below 1 is refused with one line."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-import signal
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from mimi_reactive._server._postgres import PostgresIdentityDatabase
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID
+from .server_helpers import serving
 from .test_cli import run_cli
 
 
@@ -77,31 +75,10 @@ async def test_the_flag_wins_over_the_config_file(tmp_path: Path) -> None:
     """A pool size of 0 in the file does not stop `serve` when --database-pool-size says 2."""
     config = tmp_path / "mimi.toml"
     config.write_text("[server]\ndatabase_pool_size = 0\n")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "serve",
-        "--port",
-        "0",
-        "--client-id",
-        "app",
-        "--config",
-        str(config),
-        "--database",
-        str(tmp_path / "ids.sqlite3"),
-        "--database-pool-size",
-        "2",
-        env={**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        assert line.decode().startswith("serving on http://"), line
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGTERM)
-        _, stderr = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, stderr.decode()
+    async with serving(
+        *("serve", "--port", "0", "--client-id", "app", "--config", str(config)),
+        *("--database", str(tmp_path / "ids.sqlite3"), "--database-pool-size", "2"),
+        environment={**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)},
+    ) as served:
+        assert served.url.startswith("http://127.0.0.1:")
+    assert served.returncode == 0, served.stderr.decode()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -377,19 +377,9 @@ class ServerSessionMachine(SessionMachine):
 
 
 TestScriptedSession = ScriptedSessionMachine.TestCase
-TestScriptedSession.settings = settings(
-    max_examples=300,
-    stateful_step_count=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+TestScriptedSession.settings = settings(max_examples=300, stateful_step_count=40)
 
 
 @pytest.mark.slow
 class TestServerSession(ServerSessionMachine.TestCase):  # type: ignore[misc,valid-type]
-    settings = settings(
-        max_examples=40,
-        stateful_step_count=30,
-        deadline=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    settings = settings(max_examples=40, stateful_step_count=30)
