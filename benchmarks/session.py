@@ -29,6 +29,11 @@ few percent each. AsyncMachine runs its triggers inline in the caller's task: no
 task. The hop is what lets a started command finish when its caller is cancelled and orders
 commands from every thread; running a command inline when nothing is queued, without giving
 that up, needs eager tasks (Python 3.12's asyncio.eager_task_factory), and the floor is 3.11.
+Tried and not kept: starting a command in the caller's task and handing the rest to the
+worker at its first wait moves a backend call between tasks mid-way (aiohttp's timeouts cancel
+the task they were entered in); a plain deque in place of asyncio.Queue for the worker moved
+the count by nothing measurable (266k to 267k); a revocation leaving the pending set itself
+rather than by done callback saved 1.8%.
 So the switch rows stand at 0.38-0.40x of AsyncMachine (0.55-0.65x on ScriptedBackend, whose
 tokens cost their own), against a goal of 0.33x. Over loopback, counted in instructions a
 switch takes 982k in raw aiohttp, 1,010k through HttpBackend alone (1.03x) and 1,188k through
