@@ -89,7 +89,6 @@ import random
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import sys
@@ -129,10 +128,25 @@ app.router.add_route("*", "/bare", answer)
 BARE_SCRIPT = (
     BARE_APP
     + """
-import sys
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+import asyncio
+
+async def main():
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()  # a port the OS picks, never taken
+    host, port = runner.addresses[0][:2]
+    print(f"serving on http://{host}:{port}", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
 """
 )
+BARE_GUNICORN_CONFIG = """
+def when_ready(arbiter):
+    host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]
+    print(f"serving on http://{host}:{port}", flush=True)
+"""
+"""gunicorn's bare pool says where it listens as ``serve`` does, once bound to port 0."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -420,20 +434,13 @@ class Bench:
 # Servers -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @dataclasses.dataclass(frozen=True)
 class Server:
-    """A server process to run: its command, where its stderr goes, and its URL if known."""
+    """A server process to run: its command and where its stderr goes. Its first line on
+    stdout says where it listens (``serving on URL``)."""
 
     argv: Sequence[str]
     log: Path
-    url: str | None = None
-    """None: the URL ``serve`` prints."""
     suffix: str = ""
     """Added to the URL handed out (the bare handler's path)."""
 
@@ -464,15 +471,13 @@ async def start(server: Server, children: list[asyncio.subprocess.Process]) -> s
             stderr=errors,
         )
     children.append(child)
-    url = server.url
-    if url is None:
-        assert child.stdout is not None
-        line = (await asyncio.wait_for(child.stdout.readline(), 60)).decode()
-        if not line.startswith("serving on "):
-            await child.wait()
-            tail = server.log.read_text(errors="replace").strip().splitlines()[-3:]
-            raise RuntimeError(f"{' '.join(server.argv[3:6])} did not start: {tail}")
-        url = line.split()[2]
+    assert child.stdout is not None
+    line = (await asyncio.wait_for(child.stdout.readline(), 60)).decode()
+    if not line.startswith("serving on "):
+        await child.wait()
+        tail = server.log.read_text(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"{' '.join(server.argv[3:6])} did not start: {tail}")
+    url = line.split()[2]
     async with aiohttp.ClientSession() as http, asyncio.timeout(60):
         while True:
             with contextlib.suppress(aiohttp.ClientError):
@@ -508,18 +513,20 @@ def serve(
 
 
 def bare(bench: Bench, workers: int = 0) -> Server:
-    """The bare handler: one plain process (``workers=0``), or gunicorn with ``workers``."""
-    port = free_port()
+    """The bare handler: one plain process (``workers=0``), or gunicorn with ``workers``; on
+    a port the OS picks, printed on its first line like ``serve``'s."""
     if workers == 0:
-        argv = [sys.executable, "-c", BARE_SCRIPT, str(port)]
+        argv = [sys.executable, "-c", BARE_SCRIPT]
     else:
         (bench.folder / "bare_app.py").write_text(BARE_APP)
+        (bench.folder / "bare_gunicorn.py").write_text(BARE_GUNICORN_CONFIG)
         argv = [
             *(sys.executable, "-m", "gunicorn", "--chdir", str(bench.folder)),
-            *("--bind", f"127.0.0.1:{port}", "--workers", str(workers)),
+            *("--config", str(bench.folder / "bare_gunicorn.py")),
+            *("--bind", "127.0.0.1:0", "--workers", str(workers)),
             *("--worker-class", "aiohttp.GunicornWebWorker", "bare_app:app"),
         ]
-    return Server(argv, bench.folder / "bare.log", f"http://127.0.0.1:{port}", "/bare")
+    return Server(argv, bench.folder / "bare.log", suffix="/bare")
 
 
 # Stores ------------------------------------------------------------------------------------
