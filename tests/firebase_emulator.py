@@ -28,6 +28,7 @@ import filelock
 import pytest
 
 FIREBASE_TOOLS = "firebase-tools@15.34.2"
+FIREBASE_VERSION = FIREBASE_TOOLS.rsplit("@", 1)[1]
 PROJECT = "demo-test"
 API_KEY = "emulator-api-key"
 """Any non-empty key works on the emulator; Firebase's SDKs need one all the same."""
@@ -59,9 +60,8 @@ def installed_firebase() -> Path:
     folder = cache_folder()
     folder.mkdir(parents=True, exist_ok=True)
     command = folder / "node_modules" / ".bin" / "firebase"
-    wanted = FIREBASE_TOOLS.rsplit("@", 1)[1]
     with filelock.FileLock(folder / ".install.lock", timeout=INSTALL_DEADLINE):
-        if command.exists() and _installed_version(folder) == wanted:
+        if command.exists() and _installed_version(folder) == FIREBASE_VERSION:
             return command
         npm = shutil.which("npm")
         assert npm is not None
@@ -240,7 +240,7 @@ def main(arguments: list[str]) -> int:
     if reason is not None:
         print(f"{reason}: the Firebase tests will skip", file=sys.stderr)
         return 0
-    if _installed_version(cache_folder()) != FIREBASE_TOOLS.rsplit("@", 1)[1]:
+    if _installed_version(cache_folder()) != FIREBASE_VERSION:
         print(f"installing {FIREBASE_TOOLS} into {cache_folder()} (once; a minute or two)")
     try:
         installed_firebase()

@@ -59,14 +59,11 @@ async def test_the_sweep_command_deletes_a_revoked_session_and_keeps_a_live_one(
 
 @stores("sqlite-file", "postgresql")
 async def test_the_sweep_command_deletes_a_retired_key_only_by_the_servers_token_lifetime(
-    database_url: str, client_secret: str, tmp_path: Path
+    database_url: str, tmp_path: Path
 ) -> None:
     """Retired keys stay without a lifetime (the command says so) and while tokens they signed
     can be valid; each goes once they cannot, by the lifetime of the config file or flag."""
-    async with IdentityServer(
-        client_id=CLIENT_ID, client_secret=client_secret, database=database_url
-    ):
-        pass  # the first signing key
+    await IdentityServer.rotate_signing_key(database_url, now=time.time() - 20000)  # the first
     await IdentityServer.rotate_signing_key(database_url, now=time.time() - 10000)
     await IdentityServer.rotate_signing_key(database_url, now=time.time() - 7200)
     assert (await row_counts(database_url, "signing_keys"))["signing_keys"] == 3

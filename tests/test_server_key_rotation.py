@@ -189,11 +189,6 @@ def test_a_reload_interval_past_the_margin_is_refused(interval: float) -> None:
         ServerSettings(key_reload_interval=interval)
 
 
-async def rotate_cli(*args: str) -> tuple[int, str, str]:
-    """Run `mimi-reactive rotate-signing-key ARGS`; its exit status, stdout and stderr."""
-    return await run_command("rotate-signing-key", *args)
-
-
 async def test_the_command_adds_a_key_and_prints_only_its_kid(store: str, tmp_path: Path) -> None:
     """`rotate-signing-key --database` and `--config` each store a new key, retire the one
     before, exit 0 and print the new kid and never key material."""
@@ -207,7 +202,7 @@ async def test_the_command_adds_a_key_and_prints_only_its_kid(store: str, tmp_pa
 
     printed, output = [], ""
     for args in (("--database", store), ("--config", str(config))):
-        status, stdout, stderr = await rotate_cli(*args)
+        status, stdout, stderr = await run_command("rotate-signing-key", *args)
         assert status == 0, stderr
         assert stderr == ""
         match = KID_LINE.match(stdout.strip())
@@ -239,7 +234,9 @@ async def test_the_command_that_cannot_open_the_database_says_why(
     tmp_path: Path, database: str, named: str
 ) -> None:
     """A database that cannot be opened: exit 1 with one line naming it (never a password)."""
-    status, stdout, stderr = await rotate_cli("--database", database.format(tmp=tmp_path))
+    status, stdout, stderr = await run_command(
+        "rotate-signing-key", "--database", database.format(tmp=tmp_path)
+    )
     assert status == 1
     assert stdout == ""
     assert stderr.count("\n") == 1, stderr
@@ -256,7 +253,7 @@ async def test_a_running_serve_takes_up_a_key_rotated_from_the_command_line(
     async with serve("--database", store) as running:
         caller = Caller(http, running.url, CLIENT, SECRET)
         old = (await caller.anonymous_user())["session"]["access_token"]
-        status, stdout, stderr = await rotate_cli("--database", store)
+        status, stdout, stderr = await run_command("rotate-signing-key", "--database", store)
         assert status == 0, stderr
         match = KID_LINE.match(stdout.strip())
         assert match is not None, stdout

@@ -183,7 +183,6 @@ async def test_workers_run_under_gunicorn_and_share_the_database(
             while len(children(workers.process.pid)) < 2:  # noqa: ASYNC110 (other processes)
                 await asyncio.sleep(0.05)  # polling a condition, bounded by the timeout
         assert len(children(workers.process.pid)) == 2
-    assert workers.process.returncode == 0
     stderr = workers.stderr.decode()
     assert "Booting worker" in stderr or stderr == ""
     assert SECRET not in stderr
