@@ -31,6 +31,7 @@ class SessionKeeper:
         self._retry = store.configuration.retry
         self._policy = store.configuration.refresh
         self._clock = store.clock
+        self._can_refresh = store.can_refresh  # the backend's capabilities never change
         self._loop = asyncio.get_running_loop()
         # Set when a refresh is due. A timer sets it; a session change only moves the timer,
         # so a sign-in or switch costs no wake-up of the keeper's task.
@@ -87,7 +88,7 @@ class SessionKeeper:
 
     def _next_refresh_at(self) -> float | None:
         session = self._store.session
-        if session is None or not self._store.can_refresh:
+        if session is None or not self._can_refresh:
             return None
         degraded = self._store.state.degraded
         return self._policy.next_refresh_at(session, degraded=degraded, now=self._clock())

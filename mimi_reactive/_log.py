@@ -22,10 +22,13 @@ class Log:
     (``extra``) for structured handlers. Fields must never hold secrets.
     """
 
-    __slots__ = ("_logger",)
+    __slots__ = ("_logger", "enabled_for")
 
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
+        self.enabled_for = self._logger.isEnabledFor
+        """Whether an event at ``level`` would be logged: where building an event's fields
+        costs something, ask first (on a command's path, the fields cost more than the check)."""
 
     def debug(self, event: str, **fields: object) -> None:
         if self._logger.isEnabledFor(logging.DEBUG):

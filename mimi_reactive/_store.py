@@ -12,8 +12,10 @@ turn of the worker when nothing is queued or running: it is decided at once, in 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import logging
 import threading
 from collections.abc import Callable, Generator
 from typing import Any
@@ -34,16 +36,11 @@ from ._guards import GuardContext, decide
 from ._log import Log
 from ._messages import (
     Command,
-    CommandFailed,
     Decision,
-    Event,
     Outcome,
     Proceed,
-    RefreshFailed,
     Refused,
     Satisfied,
-    SessionExpired,
-    SignedOut,
     Skipped,
 )
 from ._reasons import Reason
@@ -126,6 +123,7 @@ class SessionStore:
             else SessionState()
         )
         detach = configuration.detach_failing_subscribers
+        self._state = initial  # what the stream holds (read on every command: no property)
         self._stream = Stream[SessionState](initial, detach_failing_subscribers=detach)
         self._tokens = Stream[str | None](
             restored.tokens.access_token if restored is not None else None,
@@ -133,7 +131,10 @@ class SessionStore:
         )
         self._session = restored
         self._session_listeners: list[Callable[[], None]] = []
-        self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
+        # The commands waiting for the worker (None: stop), and while it waits for one, the
+        # future that wakes it: lighter than an asyncio.Queue on every command's path.
+        self._jobs: collections.deque[_Job | None] = collections.deque()
+        self._wake: asyncio.Future[None] | None = None
         self._busy = False
         self._closed = False
         self._loop = asyncio.get_running_loop()
@@ -163,7 +164,7 @@ class SessionStore:
     @property
     def state(self) -> SessionState:
         """The state last published."""
-        return self._stream.value
+        return self._state
 
     @property
     def stream(self) -> Stream[SessionState]:
@@ -205,14 +206,14 @@ class SessionStore:
                 "use core.auth.dispatch(...) to queue it"
             )
         decision = None
-        if not self._busy and self._queue.empty():
+        if not self._busy and not self._jobs:
             # Nothing ahead of it: deciding now keeps the order, and most decisions that
             # need no effects end here without a turn of the worker.
             decision = self._decide(command)
             if not isinstance(decision, Proceed):
                 return self._settle(decision)
         future: asyncio.Future[Outcome] = self._loop.create_future()
-        self._queue.put_nowait((command, future, decision))
+        self._push((command, future, decision))
         return await future
 
     async def close(self, *, grace_period: float) -> None:
@@ -220,11 +221,11 @@ class SessionStore:
         (then cancel it: its caller gets ``CoreClosedError``), and complete the stream."""
         if not self._closed:
             self._closed = True
-            while not self._queue.empty():
-                job = self._queue.get_nowait()
+            while self._jobs:
+                job = self._jobs.popleft()
                 if job is not None and _claim(job[1]):
                     job[1].set_exception(CoreClosedError("the core was closed before this ran"))
-            self._queue.put_nowait(None)
+            self._push(None)
         if self._busy and asyncio.current_task() is self._worker:
             return  # closed from inside a command: the worker stops after it
         done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
@@ -240,11 +241,26 @@ class SessionStore:
             if future.set_running_or_notify_cancel():
                 future.set_exception(CoreClosedError("the core is closed"))
             return
-        self._queue.put_nowait((command, future, None))
+        self._push((command, future, None))
+
+    def _push(self, job: _Job | None) -> None:
+        self._jobs.append(job)
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():  # done only if the worker was cancelled while it waited
+                wake.set_result(None)
 
     async def _work(self) -> None:
         try:
-            while (job := await self._queue.get()) is not None:
+            while True:
+                if not self._jobs:
+                    self._wake = self._loop.create_future()
+                    await self._wake
+                    continue
+                job = self._jobs.popleft()
+                if job is None:
+                    break
                 command, future, decision = job
                 if not _claim(future):
                     continue  # the caller stopped waiting before it started
@@ -269,7 +285,7 @@ class SessionStore:
 
     def _decide(self, command: Command) -> Decision:
         context = GuardContext(
-            self.state,
+            self._state,
             command,
             self.configuration,
             self._capabilities,
@@ -277,12 +293,13 @@ class SessionStore:
             now=self.clock(),
         )
         decision = decide(context)
-        _log.debug(
-            "session.command",
-            command=type(command).__name__,
-            decision=type(decision).__name__,
-            reason=None if isinstance(decision, Proceed) else decision.reason.value,
-        )
+        if _log.enabled_for(logging.DEBUG):
+            _log.debug(
+                "session.command",
+                command=type(command).__name__,
+                decision=type(decision).__name__,
+                reason=None if isinstance(decision, Proceed) else decision.reason.value,
+            )
         return decision
 
     def _settle(self, decision: Skipped | Satisfied | Refused) -> Outcome:
@@ -290,11 +307,11 @@ class SessionStore:
         match decision:
             case Refused(reason=reason):
                 refusal = _REFUSALS.get(reason, RouteRefusedError)
-                return Outcome(self.state, refusal(reason), reason)
+                return Outcome(self._state, refusal(reason), reason)
             case Skipped(reason=reason):
-                return Outcome(self.state, InvalidRouteError(reason), reason, skipped=True)
+                return Outcome(self._state, InvalidRouteError(reason), reason, skipped=True)
             case Satisfied(reason=reason):
-                return Outcome(self.state, None, reason)
+                return Outcome(self._state, None, reason)
 
     async def _perform(self, command: Command, decision: Decision | None) -> Outcome:
         if decision is None:
@@ -304,22 +321,26 @@ class SessionStore:
         for effect in decision.effects:
             result = await self._effects.perform(effect)
             self._apply(result)
-            error = _error_of(result.event)
+            # Every event with an ``error`` field carries the command's error (see _messages).
+            error: MimiCoreError | None = getattr(result.event, "error", None)
             if error is not None:
-                return Outcome(self.state, error)
-        return Outcome(self.state)
+                return Outcome(self._state, error)
+        return Outcome(self._state)
 
     def _apply(self, result: EffectResult) -> None:
-        before = self.state
+        before = self._state
         state = reduce(before, result.event)
-        session = result.session
-        changed = (session is not self._session and session != self._session) or (
-            state.degraded != before.degraded
-        )
+        session, held = result.session, self._session
+        changed = (
+            session is not held and (session is None or held is None or session != held)
+        ) or state.degraded != before.degraded
         self._session = session
         if state is not before:
-            _log.debug("session.state", transition=state.transition.value)
-            self._stream.publish(state)
+            if _log.enabled_for(logging.DEBUG):
+                _log.debug("session.state", transition=state.transition.value)
+            self._state = state  # before delivery: subscribers that read it see this one
+            if not self._stream.publish(state):  # an equal state, or the stream is complete
+                self._state = before
         if changed:
             self._tokens.publish(None if session is None else session.tokens.access_token)
             for listener in self._session_listeners:
@@ -349,12 +370,3 @@ def _resolve(
     else:
         assert outcome is not None
         future.set_result(outcome)
-
-
-def _error_of(event: Event) -> MimiCoreError | None:
-    match event:
-        case CommandFailed(error=error) | RefreshFailed(error=error) | SessionExpired(error=error):
-            return error
-        case SignedOut(error=error):
-            return error
-    return None

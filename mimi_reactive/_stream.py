@@ -37,7 +37,8 @@ class Stream(Generic[T]):
             self._subject.subscribe_isolated
         )
         self.publish = self._subject.push
-        """Hand a value to every subscriber, unless it equals the current one."""
+        """Hand a value to every subscriber, unless it equals the current one or the stream
+        is complete; True if it was handed out (it is the value now)."""
         self.complete = self._subject.complete
         """End the stream: subscribers get ``on_completed``. Idempotent."""
 
@@ -55,10 +56,10 @@ class _IsolatingSubject(BehaviorSubject[T]):
         super().__init__(initial)
         self._detach = detach
 
-    def push(self, state: T) -> None:
+    def push(self, state: T) -> bool:
         with self.lock:
             if state is self.value or state == self.value or self.is_stopped:
-                return
+                return False
             self.value = state
             observers = self.observers.copy()
         for observer in observers:
@@ -66,6 +67,7 @@ class _IsolatingSubject(BehaviorSubject[T]):
                 observer.on_next(state)
             except Exception as error:
                 self._failed(observer, error)
+        return True
 
     def complete(self) -> None:
         with self.lock:
