@@ -8,10 +8,11 @@ order and, when none objects, plans the effects the runner must perform. No I/O 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import get_args
 
 import attrs
 
-from ._backend import BackendCapabilities
+from ._backend import ALL_ROUTES, BackendCapabilities
 from ._config import MimiConfiguration
 from ._messages import (
     AdoptSession,
@@ -65,12 +66,27 @@ class GuardContext:
 
 Guard = Callable[[GuardContext], Skipped | Satisfied | Refused | None]
 
+# The command type each guard can object to: it returns None for any other command.
+_LOOKS_AT: dict[Guard, type] = {}
+
+
+def looks_at(command: type) -> Callable[[Guard], Guard]:
+    """Declare that a guard can object only to commands of type ``command``, so ``decide``
+    asks it about no other (the guard still checks the type itself: it is pure on its own)."""
+
+    def declare(guard: Guard) -> Guard:
+        _LOOKS_AT[guard] = command
+        return guard
+
+    return declare
+
 
 def is_blank_anonymous_id(anonymous_id: str | None) -> bool:
     """Whether an anonymous id is missing: None, empty or only whitespace."""
     return anonymous_id is None or not anonymous_id.strip()
 
 
+@looks_at(LogInAnonymously)
 def refuse_anonymous_login_without_anonymous_only(context: GuardContext) -> Refused | None:
     """Logging in by anonymous id is only for apps that allow anonymous users only."""
     if (
@@ -81,6 +97,7 @@ def refuse_anonymous_login_without_anonymous_only(context: GuardContext) -> Refu
     return None
 
 
+@looks_at(AuthRoute)
 def refuse_credentials_in_anonymous_only(context: GuardContext) -> Refused | None:
     """In anonymous-only mode no route may make a user non-anonymous."""
     command = context.command
@@ -93,6 +110,7 @@ def refuse_credentials_in_anonymous_only(context: GuardContext) -> Refused | Non
     return None
 
 
+@looks_at(AuthRoute)
 def refuse_unsupported_route(context: GuardContext) -> Refused | None:
     """A route the backend declared it cannot perform is refused before any call."""
     command = context.command
@@ -101,6 +119,7 @@ def refuse_unsupported_route(context: GuardContext) -> Refused | None:
     return None
 
 
+@looks_at(LogInAnonymously)
 def skip_blank_anonymous_id(context: GuardContext) -> Skipped | None:
     """A blank anonymous id means there is no user to log in."""
     command = context.command
@@ -109,6 +128,7 @@ def skip_blank_anonymous_id(context: GuardContext) -> Skipped | None:
     return None
 
 
+@looks_at(LogInAnonymously)
 def accept_same_anonymous_user(context: GuardContext) -> Satisfied | None:
     """The anonymous id asked for is the one logged in already."""
     command, user = context.command, context.user
@@ -121,6 +141,7 @@ def accept_same_anonymous_user(context: GuardContext) -> Satisfied | None:
     return None
 
 
+@looks_at(LogOut)
 def accept_log_out_without_user(context: GuardContext) -> Satisfied | None:
     """Logging out with nobody logged in has nothing to do."""
     if isinstance(context.command, LogOut) and context.user is None:
@@ -128,6 +149,7 @@ def accept_log_out_without_user(context: GuardContext) -> Satisfied | None:
     return None
 
 
+@looks_at(Promote)
 def refuse_promote_without_anonymous_user(context: GuardContext) -> Refused | None:
     """Only a logged-in anonymous user can be promoted."""
     user = context.user
@@ -136,6 +158,7 @@ def refuse_promote_without_anonymous_user(context: GuardContext) -> Refused | No
     return None
 
 
+@looks_at(LogOut)
 def refuse_log_out_everywhere_the_backend_cannot_do(context: GuardContext) -> Refused | None:
     """A backend that cannot end every session of a user is never asked to."""
     command = context.command
@@ -148,6 +171,7 @@ def refuse_log_out_everywhere_the_backend_cannot_do(context: GuardContext) -> Re
     return None
 
 
+@looks_at(DeleteAccount)
 def refuse_delete_without_user(context: GuardContext) -> Refused | None:
     """Only a logged-in user can delete their account."""
     if isinstance(context.command, DeleteAccount) and context.session is None:
@@ -155,6 +179,7 @@ def refuse_delete_without_user(context: GuardContext) -> Refused | None:
     return None
 
 
+@looks_at(DeleteAccount)
 def refuse_delete_the_backend_cannot_do(context: GuardContext) -> Refused | None:
     """A backend that declares no account deletion is never asked to delete."""
     if isinstance(context.command, DeleteAccount) and not context.capabilities.delete:
@@ -162,6 +187,7 @@ def refuse_delete_the_backend_cannot_do(context: GuardContext) -> Refused | None
     return None
 
 
+@looks_at(RefreshSession)
 def refuse_refresh_without_user(context: GuardContext) -> Refused | None:
     """There is nothing to renew when nobody is logged in."""
     if isinstance(context.command, RefreshSession) and context.session is None:
@@ -169,6 +195,7 @@ def refuse_refresh_without_user(context: GuardContext) -> Refused | None:
     return None
 
 
+@looks_at(RefreshSession)
 def refuse_refresh_the_backend_cannot_do(context: GuardContext) -> Refused | None:
     """A backend without refresh cannot renew a session."""
     if isinstance(context.command, RefreshSession) and not context.capabilities.refresh:
@@ -176,6 +203,7 @@ def refuse_refresh_the_backend_cannot_do(context: GuardContext) -> Refused | Non
     return None
 
 
+@looks_at(RefreshSession)
 def accept_fresh_tokens(context: GuardContext) -> Satisfied | None:
     """Tokens not yet due for refresh are kept; this makes concurrent refreshes one. A
     degraded session is always retried."""
@@ -206,9 +234,17 @@ GUARDS: tuple[Guard, ...] = (
 )
 
 
+# Per command type, the guards that can object to it, in the order of GUARDS: a command is
+# asked about by a third of them (decide is on every command's path).
+_GUARDS_FOR: dict[type, tuple[Guard, ...]] = {
+    command: tuple(guard for guard in GUARDS if issubclass(command, _LOOKS_AT[guard]))
+    for command in (*ALL_ROUTES, *(other for other in get_args(Command) if other is not AuthRoute))
+}
+
+
 def decide(context: GuardContext) -> Decision:
     """Run the guards in order; when none objects, plan the effects."""
-    for guard in GUARDS:
+    for guard in _GUARDS_FOR.get(type(context.command), GUARDS):
         verdict = guard(context)
         if verdict is not None:
             return verdict

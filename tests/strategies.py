@@ -17,6 +17,7 @@ from mimi_reactive import (
     Transition,
 )
 from mimi_reactive._backend import ALL_ROUTES
+from mimi_reactive._messages import Command, DeleteAccount, RefreshSession, SyncSession
 
 
 def session_for(user: MimiUser, obtained_at: float = 0.0) -> Session:
@@ -89,12 +90,21 @@ routes = st.one_of(
     st.builds(lambda e, p: AuthRoute.promote(email=e, password=p), emails, passwords),
 )
 commands: st.SearchStrategy[AuthRoute | LogOut] = st.one_of(routes, st.just(LogOut()))
+every_command: st.SearchStrategy[Command] = st.one_of(
+    routes,
+    st.builds(LogOut, everywhere=st.booleans()),
+    st.just(DeleteAccount()),
+    st.builds(RefreshSession, force=st.booleans()),
+    st.just(SyncSession()),
+)
 configurations = st.builds(MimiConfiguration, allow_anonymous_user_only=st.booleans())
 capabilities = st.builds(
     BackendCapabilities,
     routes=st.frozensets(st.sampled_from(sorted(ALL_ROUTES, key=lambda r: r.__name__))),
     refresh=st.booleans(),
     revoke=st.booleans(),
+    revoke_everywhere=st.booleans(),
+    delete=st.booleans(),
 )
 
 # Token lifetimes from none to years, sessions obtained at any time, and refresh policies.

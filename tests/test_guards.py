@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from mimi_reactive import (
     AuthRoute,
@@ -16,7 +17,7 @@ from mimi_reactive import (
     SignUpAnonymously,
     Transition,
 )
-from mimi_reactive._guards import GuardContext, decide, is_blank_anonymous_id
+from mimi_reactive._guards import GUARDS, GuardContext, decide, is_blank_anonymous_id
 from mimi_reactive._messages import (
     Authenticate,
     Command,
@@ -162,6 +163,37 @@ def test_every_plan_starts_from_the_current_user(
             assert not ends
     else:
         assert verdict.reason in Reason
+
+
+@given(
+    st_.states,
+    st_.every_command,
+    st_.configurations,
+    st_.capabilities,
+    st.floats(min_value=0, max_value=7200),
+    st.booleans(),
+)
+def test_each_command_is_asked_about_by_the_guards_that_look_at_it(
+    state: SessionState,
+    command: Command,
+    configuration: MimiConfiguration,
+    capabilities: BackendCapabilities,
+    now: float,
+    same_user: bool,
+) -> None:
+    """Asking only a command's own guards decides as asking every guard in order would."""
+    if same_user and state.user is not None and state.user.anonymous_id is not None:
+        command = AuthRoute.log_in_anonymously(state.user.anonymous_id)
+    given = GuardContext(
+        state, command, configuration, capabilities, session=session_of(state.user), now=now
+    )
+    verdicts = (guard(given) for guard in GUARDS)
+    expected = next((verdict for verdict in verdicts if verdict is not None), None)
+    decided = decide(given)
+    if expected is None:
+        assert isinstance(decided, Proceed)
+    else:
+        assert decided == expected
 
 
 def test_blankness() -> None:
