@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in _SERVER_COMMANDS:
         try:
             options, clients = _options(args)
-            if args.command == "serve" and options["workers"] > 1:
+            if args.command == "serve" and options.values["workers"] > 1:
                 return _serve_workers(options, clients, args.log_level)
         except (ConfigError, WorkersRefusedError) as error:
             print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
@@ -57,22 +57,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _options(args: argparse.Namespace) -> tuple[dict[str, Any], list[ClientConfig]]:
+@attrs.frozen
+class _Options:
+    """The server options a command runs with."""
+
+    values: Mapping[str, Any]
+    """Each option's value: the flag's, else the config file's, else its default."""
+    given: frozenset[str]
+    """The options a flag or the config file set, as opposed to defaults (sweep asks)."""
+
+
+def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     """Every option from the flags, else the config file, else its default; and the clients."""
     from_file: dict[str, Any] = {}
     clients: list[ClientConfig] = []
     if args.config is not None:
         loaded = load_config_file(Path(args.config))
         from_file, clients = dict(loaded.server), list(loaded.clients)
-    options: dict[str, Any] = {}
+    values: dict[str, Any] = {}
     given: set[str] = set()
     for name, default in DEFAULTS.items():
         flag = getattr(args, name, None)
-        options[name] = flag if flag is not None else from_file.get(name, default)
+        values[name] = flag if flag is not None else from_file.get(name, default)
         if flag is not None or name in from_file:
             given.add(name)
-    # The options a flag or the config file set, as opposed to defaults (sweep asks).
-    options["given"] = frozenset(given)
     if args.command == "serve":
         if args.client_id is not None:
             secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
@@ -81,30 +89,31 @@ def _options(args: argparse.Namespace) -> tuple[dict[str, Any], list[ClientConfi
             clients.append(ClientConfig(args.client_id, secret, args.anonymous_only))
         if not clients:
             raise ConfigError("no client: give --client-id, or [[clients]] in --config")
-    return options, clients
+    return _Options(values, frozenset(given)), clients
 
 
-def _settings(options: dict[str, Any]) -> ServerSettings:
+def _settings(values: Mapping[str, Any]) -> ServerSettings:
     names = {field.name for field in attrs.fields(ServerSettings)}
-    return ServerSettings(**{k: v for k, v in options.items() if k in names})
+    return ServerSettings(**{k: v for k, v in values.items() if k in names})
 
 
-def _serve_workers(options: dict[str, Any], clients: list[ClientConfig], log_level: str) -> int:
+def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: str) -> int:
     """Several worker processes under gunicorn, once the database is migrated (here, once)."""
+    values = options.values
     try:
-        settings = _settings(options)
+        settings = _settings(values)
     except ValueError as error:
         raise ServerStartError(str(error)) from None
-    check_workers(options["workers"], options["database"], settings)
+    check_workers(values["workers"], values["database"], settings)
     registered = registered_clients(clients)
-    asyncio.run(IdentityServer.migrate_database(options["database"]))
+    asyncio.run(IdentityServer.migrate_database(values["database"]))
     return run_workers(
         clients=registered,
-        database=options["database"],
+        database=values["database"],
         settings=settings,
-        host=options["host"],
-        port=options["port"],
-        workers=options["workers"],
+        host=values["host"],
+        port=values["port"],
+        workers=values["workers"],
         log_level=log_level,
         announce=_announce_workers,
     )
@@ -115,44 +124,44 @@ def _announce_workers(url: str, workers: int) -> None:
     print(f"serving on {url} with {workers} workers", flush=True)
 
 
-async def _serve(options: dict[str, Any], clients: list[ClientConfig]) -> None:
+async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     try:
-        settings = _settings(options)
+        settings = _settings(options.values)
     except ValueError as error:
         raise ServerStartError(str(error)) from None
     async with IdentityServer(
         clients=clients,
-        database=options["database"],
-        host=options["host"],
-        port=options["port"],
+        database=options.values["database"],
+        host=options.values["host"],
+        port=options.values["port"],
         settings=settings,
     ) as server:
         print(f"serving on {server.url}", flush=True)
         await stop.wait()
 
 
-async def _migrate(options: dict[str, Any], clients: list[ClientConfig]) -> None:
+async def _migrate(options: _Options, clients: list[ClientConfig]) -> None:
     """Create or upgrade the schema, without listening."""
-    found, now = await IdentityServer.migrate_database(options["database"])
+    found, now = await IdentityServer.migrate_database(options.values["database"])
     print(f"schema version {now} (was {found})", flush=True)
 
 
-async def _sweep(options: dict[str, Any], clients: list[ClientConfig]) -> None:
+async def _sweep(options: _Options, clients: list[ClientConfig]) -> None:
     """One sweep of the database, without listening; retired signing keys only with the
     access-token lifetime given (flag or config file)."""
     try:
-        settings = _settings({**options, "sweep_interval": 0})
+        settings = _settings({**options.values, "sweep_interval": 0})
     except ValueError as error:
         raise ServerStartError(str(error)) from None
     # A retired key may go only once every token it signed has expired: that needs the
     # servers' access-token lifetime, which the default (3600 s) may not be.
-    ttl_known = "access_token_ttl" in options["given"]
+    ttl_known = "access_token_ttl" in options.given
     counts = await IdentityServer.sweep_database(
-        options["database"], settings, delete_retired_keys=ttl_known
+        options.values["database"], settings, delete_retired_keys=ttl_known
     )
     kept = "" if ttl_known else " (kept: give the servers' --access-token-ttl to delete them)"
     print(
@@ -162,13 +171,13 @@ async def _sweep(options: dict[str, Any], clients: list[ClientConfig]) -> None:
     )
 
 
-async def _rotate_signing_key(options: dict[str, Any], clients: list[ClientConfig]) -> None:
+async def _rotate_signing_key(options: _Options, clients: list[ClientConfig]) -> None:
     """Store a new signing key, without listening; print its kid (never the key)."""
-    kid = await IdentityServer.rotate_signing_key(options["database"])
+    kid = await IdentityServer.rotate_signing_key(options.values["database"])
     print(f"signing key {kid} added; running servers sign with it within a minute", flush=True)
 
 
-_Command = Callable[[dict[str, Any], list[ClientConfig]], Coroutine[Any, Any, None]]
+_Command = Callable[[_Options, list[ClientConfig]], Coroutine[Any, Any, None]]
 # The commands that take the server's options (--database, --config, ...); demo does not.
 _SERVER_COMMANDS: dict[str, _Command] = {
     "serve": _serve,

@@ -6,34 +6,35 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from collections.abc import Callable
 from importlib import metadata
 from typing import NoReturn
+
+import attrs
+
+from ._server._config import SERVER_KEYS
+from ._server._context import ServerSettings
 
 __all__ = ["DEFAULTS", "build_parser"]
 
 _DESCRIPTION = "mimi_reactive's command line: run the reference identity service or the demo."
 
-# Each server option and its default (a config file's values are type-checked by _config.py).
-DEFAULTS: dict[str, object] = {
+# The options only the command line has; every other server option is a ServerSettings field
+# and has that field's default (one source for the command line, the config file and the API).
+_COMMAND_LINE_DEFAULTS: dict[str, object] = {
     "host": "127.0.0.1",
     "port": 8080,
     "workers": 1,
     "database": "mimi-identity.sqlite3",
-    "database_pool_size": 10,
-    "issuer": None,
-    "access_token_ttl": 3600.0,
-    "session_idle_timeout": 30 * 24 * 3600.0,
-    "refresh_reuse_interval": 10.0,
-    "max_anonymous_sign_ups_per_hour": 100,
-    "max_failed_log_ins_per_minute": 30,
-    "rate_limit_storage": "memory://",
-    "password_hash_workers": 1,
-    "password_hash_queue": 8,
-    "sweep_interval": 3600.0,
-    "spent_token_retention": 24 * 3600.0,
-    "anonymous_retention_days": 0,
+}
+_SETTINGS_FIELDS = attrs.fields_dict(ServerSettings)
+# Each server option (a [server] key of the config file, which type-checks its values) and its
+# default.
+DEFAULTS: dict[str, object] = {
+    name: _COMMAND_LINE_DEFAULTS[name]
+    if name in _COMMAND_LINE_DEFAULTS
+    else _SETTINGS_FIELDS[name].default
+    for name in SERVER_KEYS
 }
 
 
@@ -74,19 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     serve.add_argument("--config", help="a TOML file with [server] options and [[clients]]")
-    serve.add_argument("--host", help="address to listen on (127.0.0.1)")
-    serve.add_argument("--port", type=_port, help="TCP port, 0 for any free port (8080)")
+    serve.add_argument("--host", help="address to listen on")
+    serve.add_argument("--port", type=_port, help="TCP port, 0 for any free port")
     serve.add_argument(
         "--workers",
         type=_positive,
         help="server processes on the port, run by gunicorn; more than 1 needs a PostgreSQL"
-        " --database and a shared --rate-limit-storage (1)",
+        " --database and a shared --rate-limit-storage",
     )
     _database_options(serve)
     serve.add_argument(
         "--database-pool-size",
         type=_positive,
-        help="PostgreSQL connections each server process keeps at most (10)",
+        help="PostgreSQL connections each server process keeps at most",
     )
     serve.add_argument("--client-id", type=_non_blank, help="one app's client id")
     serve.add_argument(
@@ -104,34 +105,30 @@ def build_parser() -> argparse.ArgumentParser:
         "--refresh-reuse-interval",
         type=_seconds(minimum_exclusive=None),
         help="seconds a spent refresh token still gets a new pair, so a client retrying "
-        "after a lost answer keeps its session; 0 revokes on any reuse (10)",
+        "after a lost answer keeps its session; 0 revokes on any reuse",
     )
     serve.add_argument(
         "--max-anonymous-sign-ups-per-hour",
         type=_count,
-        help="anonymous users one client IP may create per hour; 0: no limit (100)",
+        help="anonymous users one client IP may create per hour; 0: no limit",
     )
     serve.add_argument(
         "--max-failed-log-ins-per-minute",
         type=_count,
         help="wrong anonymous ids, passwords and client secrets one client IP may send "
-        "per minute before 429; 0: no limit (30)",
+        "per minute before 429; 0: no limit",
     )
-    serve.add_argument(
-        "--rate-limit-storage", help="where limits count, a limits storage URL (memory://)"
-    )
-    serve.add_argument(
-        "--password-hash-workers", type=_positive, help="Argon2 hashes run at once (1)"
-    )
+    serve.add_argument("--rate-limit-storage", help="where limits count, a limits storage URL")
+    serve.add_argument("--password-hash-workers", type=_positive, help="Argon2 hashes run at once")
     serve.add_argument(
         "--password-hash-queue",
         type=_count,
-        help="Argon2 hashes that may wait; past that 503 with Retry-After (8)",
+        help="Argon2 hashes that may wait; past that 503 with Retry-After",
     )
     serve.add_argument(
         "--sweep-interval",
         type=_seconds(minimum_exclusive=None),
-        help="seconds between retention sweeps; 0: no sweeper (3600)",
+        help="seconds between retention sweeps; 0: no sweeper",
     )
     sweep = commands.add_parser(
         "sweep",
@@ -166,10 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (serve, sweep, migrate, rotate):
         for action in command._actions:
             default = DEFAULTS.get(action.dest)
-            if default is not None and action.help is not None and action.dest != "help":
+            if default is not None and action.help is not None:
                 # The flag's own default is None (so the config file can fill it in): show
                 # the effective default instead.
-                action.help = re.sub(r" \([^()]*\)$", "", action.help)
                 action.help += f" (default: {default})"
     # sweep assumes no lifetime: without the servers' it keeps retired keys.
     ttl = next(action for action in sweep._actions if action.dest == "access_token_ttl")
@@ -187,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 _DATABASE_HELP = (
     "a SQLite file, created 0600 if missing, or postgresql://USER[:PASSWORD]@HOST:PORT/DB"
-    " (?search_path=SCHEMA picks a schema) (mimi-identity.sqlite3)"
+    " (?search_path=SCHEMA picks a schema)"
 )
 
 
@@ -198,22 +194,22 @@ def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--access-token-ttl",
         type=_seconds(minimum_exclusive=0),
-        help="seconds an access token is valid (3600)",
+        help="seconds an access token is valid",
     )
     parser.add_argument(
         "--session-idle-timeout",
         type=_seconds(minimum_exclusive=0),
-        help="seconds a session may go unused before it ends (30 days)",
+        help="seconds a session may go unused before it ends",
     )
     parser.add_argument(
         "--spent-token-retention",
         type=_seconds(minimum_exclusive=None),
-        help="seconds a spent refresh token is kept so its reuse is detected (86400)",
+        help="seconds a spent refresh token is kept so its reuse is detected",
     )
     parser.add_argument(
         "--anonymous-retention-days",
         type=_seconds(minimum_exclusive=None),
-        help="delete anonymous users unused this many days; they can never log in again (0: never)",
+        help="delete anonymous users unused this many days; they can never log in again",
     )
 
 

@@ -27,7 +27,7 @@ from ._server._records import SweepCounts
 from ._server._secrets import digest
 from ._server._service import Service, open_service
 from ._server._stores import DatabaseOpenError, migrate_database, open_database
-from ._server._sweeper import sweep_once
+from ._server._sweeper import sweep_once, sweep_rules
 from ._server._tokens import new_signing_key
 
 __all__ = ["ClientConfig", "IdentityServer", "ServerSettings", "ServerStartError", "SweepCounts"]
@@ -123,7 +123,7 @@ class IdentityServer:
         """Run one retention sweep now (the sweeper does it every ``sweep_interval``)."""
         if self._service is None:
             raise RuntimeError("the server is not started")
-        return await sweep_once(self._service.database, self._settings, self._log)
+        return await sweep_once(self._service.database, sweep_rules(self._settings), self._log)
 
     @staticmethod
     async def sweep_database(
@@ -142,12 +142,8 @@ class IdentityServer:
         except DatabaseOpenError as error:
             raise ServerStartError(str(error)) from None
         try:
-            return await sweep_once(
-                opened,
-                settings,
-                logger or server_logger(),
-                delete_retired_keys=delete_retired_keys,
-            )
+            rules = sweep_rules(settings, delete_retired_keys=delete_retired_keys)
+            return await sweep_once(opened, rules, logger or server_logger())
         finally:
             await opened.close()
 

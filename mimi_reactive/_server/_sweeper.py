@@ -22,7 +22,7 @@ from ._context import ServerSettings
 from ._records import Expired, IdentityDatabase, SweepCounts, SweepRules
 from ._tokens import unpublished_before
 
-__all__ = ["SWEEP_BATCH", "run_sweeper", "sweep", "sweep_once"]
+__all__ = ["SWEEP_BATCH", "run_sweeper", "sweep", "sweep_once", "sweep_rules"]
 
 SWEEP_BATCH = 250
 """Rows one sweep transaction deletes at most (a session's tokens go with it). A sweep in one
@@ -81,14 +81,10 @@ async def sweep(database: IdentityDatabase, rules: SweepRules) -> SweepCounts:
 
 
 async def sweep_once(
-    database: IdentityDatabase,
-    settings: ServerSettings,
-    log: structlog.typing.FilteringBoundLogger,
-    *,
-    delete_retired_keys: bool = True,
+    database: IdentityDatabase, rules: SweepRules, log: structlog.typing.FilteringBoundLogger
 ) -> SweepCounts:
-    """One sweep (see ``sweep_rules``); logs what it deleted (counts only)."""
-    counts = await sweep(database, sweep_rules(settings, delete_retired_keys=delete_retired_keys))
+    """One sweep by ``rules`` (from ``sweep_rules``); logs what it deleted (counts only)."""
+    counts = await sweep(database, rules)
     log.info(
         "retention.swept",
         sessions=counts.sessions,
@@ -108,6 +104,6 @@ async def run_sweeper(
     while True:
         await asyncio.sleep(settings.sweep_interval)
         try:
-            await sweep_once(database, settings, log)
+            await sweep_once(database, sweep_rules(settings), log)
         except Exception as error:
             log.error("retention.sweep_failed", error=type(error).__name__)
