@@ -20,27 +20,37 @@ both sides alike.
 A plot of per-state publish cost against subscriber count goes to docs/publish-cost.png.
 
 Where the time goes (callgrind instruction counts, which machine noise does not move, and
-py-spy; 2026-11-25). A switch on the backend doing nothing is about 270k instructions: the
-revocation of the old session, a task of its own so the switch never waits on the service,
-18%; the keeper working out the next renewal, 9%; the access-token stream, 4%; the hop to the
-store's worker and back (a queue, a future and two turns of the loop: 13 us in a bare asyncio
-loop) about a fifth; the rest the guards, two effects, the reducer and the state stream, a
-few percent each. AsyncMachine runs its triggers inline in the caller's task: no hop, no
-task. The hop is what lets a started command finish when its caller is cancelled and orders
+cProfile call counts; 2026-11-25). A switch on the backend doing nothing was about 270k
+instructions: the revocation of the old session, a task of its own so the switch never waits
+on the service, 18%; the keeper working out the next renewal, 9%; the access-token stream,
+4%; the hop to the store's worker and back (a future and two turns of the loop, each with
+an epoll call: 13 us in a bare asyncio loop) about a fifth; the rest the guards, two
+effects, the reducer and the state stream, a few percent each. AsyncMachine runs its
+triggers inline in the caller's task: no hop, no task.
+Cut since (269k to 231k with PYTHONHASHSEED=0, 240 to 202 Python calls a switch): decide
+asks a command only the guards that look at its type (5 of 13 for a log-in); the worker
+waits on one future over a deque, not an asyncio.Queue; the store holds the state it
+published instead of reading it through two properties; debug events are built only when
+debug is on; a session change against nobody skips attrs' equality. The rows went from
+0.38-0.39x to 0.29x of AsyncMachine (backend doing nothing, goal 0.33x: met) and from
+0.55-0.58x to 0.48-0.49x on ScriptedBackend, whose tokens cost their own.
+The hop is what lets a started command finish when its caller is cancelled and orders
 commands from every thread; running a command inline when nothing is queued, without giving
 that up, needs eager tasks (Python 3.12's asyncio.eager_task_factory), and the floor is 3.11.
 Tried and not kept: starting a command in the caller's task and handing the rest to the
 worker at its first wait moves a backend call between tasks mid-way (aiohttp's timeouts cancel
-the task they were entered in); a plain deque in place of asyncio.Queue for the worker moved
-the count by nothing measurable (266k to 267k); a revocation leaving the pending set itself
-rather than by done callback saved 1.8%.
-So the switch rows stand at 0.38-0.40x of AsyncMachine (0.55-0.65x on ScriptedBackend, whose
-tokens cost their own), against a goal of 0.33x. Over loopback, counted in instructions a
-switch takes 982k in raw aiohttp, 1,010k through HttpBackend alone (1.03x) and 1,188k through
-the core (1.21x): the core's own 178k are the pieces above, none more than a fifth of it, so
-the 1.15x goal would need a third of the core gone; timed, the row moves between 1.15x and
-1.28x from run to run on these shared machines. The import
-row: attrs compiled a repr for each of the 43 classes, a quarter of our own import; one
+the task they were entered in); a revocation leaving the pending set itself rather than by
+done callback saved 1.8%; a long-lived revoking task instead of a task per revocation would
+save about 2% for a task's lifecycle of its own to get right at close.
+Over loopback, counted in instructions a switch took 982k in raw aiohttp, 1,010k through
+HttpBackend alone (1.03x) and 1,188k through the core (1.21x); the cuts above take about 38k
+off that path too (about 1.17x). Timed, the row moved from 1.37-1.49x to 1.21-1.23x in runs
+interleaved with the code before the cuts (p50 latency 1.02-1.11x, goal 1.05x). What is left
+of the gap is the hop (about 50k instructions, two turns of the loop) and the core's own
+values and calls (about 90 Python calls a switch, none more than a few percent): without the
+hop it would be about 1.12x, so the 1.15x goal is bounded by the hop on 3.11, and timed runs
+on these shared machines move by more than the remaining distance.
+The import row: attrs compiled a repr for each of the 43 classes, a quarter of our own import; one
 shared value_repr took that away (1.55x before, with our source also recompiled at each
 import, to 1.09-1.20x). What is left of ours is attrs compiling each class's __init__,
 __eq__ and __hash__ (11 of 25 ms).
