@@ -22,6 +22,7 @@ import structlog
 
 from ._cli_parser import DEFAULTS, build_parser
 from ._demo import run_demo
+from ._redaction import value_repr
 from ._server._config import ClientConfig, ConfigError, load_config_file
 from ._server._context import ServerSettings
 from ._server._logs import RedactingFilter
@@ -61,7 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 class _Options:
     """The server options a command runs with."""
 
-    values: Mapping[str, Any]
+    __repr__ = value_repr
+
+    # Hidden from the repr: a database or rate-limit storage URL may hold a password.
+    values: Mapping[str, Any] = attrs.field(repr=False)
     """Each option's value: the flag's, else the config file's, else its default."""
     given: frozenset[str]
     """The options a flag or the config file set, as opposed to defaults (sweep asks)."""

@@ -8,7 +8,7 @@ order and, when none objects, plans the effects the runner must perform. No I/O 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import get_args
+from typing import TypeVar, get_args
 
 import attrs
 
@@ -70,11 +70,14 @@ Guard = Callable[[GuardContext], Skipped | Satisfied | Refused | None]
 _LOOKS_AT: dict[Guard, type] = {}
 
 
-def looks_at(command: type) -> Callable[[Guard], Guard]:
+_G = TypeVar("_G", bound=Guard)
+
+
+def looks_at(command: type) -> Callable[[_G], _G]:
     """Declare that a guard can object only to commands of type ``command``, so ``decide``
     asks it about no other (the guard still checks the type itself: it is pure on its own)."""
 
-    def declare(guard: Guard) -> Guard:
+    def declare(guard: _G) -> _G:
         _LOOKS_AT[guard] = command
         return guard
 

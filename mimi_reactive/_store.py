@@ -36,11 +36,15 @@ from ._guards import GuardContext, decide
 from ._log import Log
 from ._messages import (
     Command,
+    CommandFailed,
     Decision,
     Outcome,
     Proceed,
+    RefreshFailed,
     Refused,
     Satisfied,
+    SessionExpired,
+    SignedOut,
     Skipped,
 )
 from ._reasons import Reason
@@ -321,10 +325,9 @@ class SessionStore:
         for effect in decision.effects:
             result = await self._effects.perform(effect)
             self._apply(result)
-            # Every event with an ``error`` field carries the command's error (see _messages).
-            error: MimiCoreError | None = getattr(result.event, "error", None)
-            if error is not None:
-                return Outcome(self._state, error)
+            event = result.event
+            if isinstance(event, _FAILING) and event.error is not None:
+                return Outcome(self._state, event.error)
         return Outcome(self._state)
 
     def _apply(self, result: EffectResult) -> None:
@@ -346,6 +349,9 @@ class SessionStore:
             for listener in self._session_listeners:
                 listener()
 
+
+# The events that carry the command's error (a log-out's only when the service was not told).
+_FAILING = CommandFailed | RefreshFailed | SessionExpired | SignedOut
 
 _REFUSALS: dict[Reason, type[RouteRefusedError]] = {
     Reason.BACKEND_CANNOT: UnsupportedRouteError,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
-from hypothesis import given
+from hypothesis import find, given
 from hypothesis import strategies as st
 
 from mimi_reactive import (
@@ -17,7 +18,13 @@ from mimi_reactive import (
     SignUpAnonymously,
     Transition,
 )
-from mimi_reactive._guards import GUARDS, GuardContext, decide, is_blank_anonymous_id
+from mimi_reactive._guards import (
+    _GUARDS_FOR,
+    GUARDS,
+    GuardContext,
+    decide,
+    is_blank_anonymous_id,
+)
 from mimi_reactive._messages import (
     Authenticate,
     Command,
@@ -172,6 +179,7 @@ def test_every_plan_starts_from_the_current_user(
     st_.capabilities,
     st.floats(min_value=0, max_value=7200),
     st.booleans(),
+    st.booleans(),
 )
 def test_each_command_is_asked_about_by_the_guards_that_look_at_it(
     state: SessionState,
@@ -180,20 +188,30 @@ def test_each_command_is_asked_about_by_the_guards_that_look_at_it(
     capabilities: BackendCapabilities,
     now: float,
     same_user: bool,
+    degraded: bool,
 ) -> None:
     """Asking only a command's own guards decides as asking every guard in order would."""
-    if same_user and state.user is not None and state.user.anonymous_id is not None:
-        command = AuthRoute.log_in_anonymously(state.user.anonymous_id)
-    given = GuardContext(
+    user = state.user
+    if user is not None:
+        state = attrs.evolve(state, degraded=degraded)
+        if same_user and user.anonymous_id is not None:
+            command = AuthRoute.log_in_anonymously(user.anonymous_id)
+    guard_context = GuardContext(
         state, command, configuration, capabilities, session=session_of(state.user), now=now
     )
-    verdicts = (guard(given) for guard in GUARDS)
+    verdicts = (guard(guard_context) for guard in GUARDS)
     expected = next((verdict for verdict in verdicts if verdict is not None), None)
-    decided = decide(given)
+    decided = decide(guard_context)
     if expected is None:
         assert isinstance(decided, Proceed)
     else:
         assert decided == expected
+
+
+@pytest.mark.parametrize("command_type", list(_GUARDS_FOR), ids=lambda t: t.__name__)
+def test_the_commands_drawn_cover_every_command_type(command_type: type) -> None:
+    """The strategy above draws every command type decide knows, so none goes unchecked."""
+    find(st_.every_command, lambda command: type(command) is command_type)
 
 
 def test_blankness() -> None:
