@@ -27,13 +27,14 @@ on the service, 18%; the keeper working out the next renewal, 9%; the access-tok
 an epoll call: 13 us in a bare asyncio loop) about a fifth; the rest the guards, two
 effects, the reducer and the state stream, a few percent each. AsyncMachine runs its
 triggers inline in the caller's task: no hop, no task.
-Cut since (269k to 231k with PYTHONHASHSEED=0, 240 to 202 Python calls a switch): decide
+Cut since (269k to 231-233k with PYTHONHASHSEED=0, 240 to 202 Python calls a switch): decide
 asks a command only the guards that look at its type (5 of 13 for a log-in); the worker
-waits on one future over a deque, not an asyncio.Queue; the store holds the state it
-published instead of reading it through two properties; debug events are built only when
-debug is on; a session change against nobody skips attrs' equality. The rows went from
-0.38-0.39x to 0.29x of AsyncMachine (backend doing nothing, goal 0.33x: met) and from
-0.55-0.58x to 0.48-0.49x on ScriptedBackend, whose tokens cost their own.
+waits on one future over a deque, not an asyncio.Queue (8k of it: 241k with the queue and
+the other cuts, against 233k); the store holds the state it published instead of reading it
+through two properties; debug events are built only when debug is on; a session change
+against nobody skips attrs' equality. The rows went from 0.38-0.39x to 0.29x of AsyncMachine
+(backend doing nothing, goal 0.33x: met) and from 0.55-0.58x to 0.48-0.49x on
+ScriptedBackend, whose tokens cost their own.
 The hop is what lets a started command finish when its caller is cancelled and orders
 commands from every thread; running a command inline when nothing is queued, without giving
 that up, needs eager tasks (Python 3.12's asyncio.eager_task_factory), and the floor is 3.11.
