@@ -63,9 +63,12 @@ def context(
     command: Command,
     configuration: MimiConfiguration,
     capabilities: BackendCapabilities,
+    now: float = 0.0,
 ) -> GuardContext:
     """What the store would hand the guards: the state and the session behind it."""
-    return GuardContext(state, command, configuration, capabilities, session=session_of(state.user))
+    return GuardContext(
+        state, command, configuration, capabilities, session=session_of(state.user), now=now
+    )
 
 
 @pytest.mark.parametrize("blank", [None, "", " ", "\t\n"])
@@ -196,9 +199,7 @@ def test_each_command_is_asked_about_by_the_guards_that_look_at_it(
         state = attrs.evolve(state, degraded=degraded)
         if same_user and user.anonymous_id is not None:
             command = AuthRoute.log_in_anonymously(user.anonymous_id)
-    guard_context = GuardContext(
-        state, command, configuration, capabilities, session=session_of(state.user), now=now
-    )
+    guard_context = context(state, command, configuration, capabilities, now)
     verdicts = (guard(guard_context) for guard in GUARDS)
     expected = next((verdict for verdict in verdicts if verdict is not None), None)
     decided = decide(guard_context)
