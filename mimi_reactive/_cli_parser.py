@@ -13,7 +13,7 @@ from typing import NoReturn
 import attrs
 
 from ._server._config import SERVER_KEYS
-from ._server._context import ServerSettings
+from ._server._settings import ServerSettings
 
 __all__ = ["DEFAULTS", "build_parser"]
 
