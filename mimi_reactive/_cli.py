@@ -2,7 +2,8 @@
 gunicorn), ``sweep`` or ``migrate`` its database, ``rotate-signing-key``, or run the ``demo``.
 
 This is the only place that configures logging output. The commands and their options are
-declared in ``_cli_parser.py``; this module runs them.
+declared in ``_cli_parser.py``; this module runs them. Each command imports what it runs (the
+server, the demo) when it runs: ``--help``, ``--version`` and a refused argument load neither.
 """
 
 from __future__ import annotations
@@ -18,16 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import structlog
 
 from ._cli_parser import DEFAULTS, build_parser
-from ._demo import run_demo
 from ._redaction import value_repr
 from ._server._config import ClientConfig, ConfigError, load_config_file
-from ._server._context import ServerSettings
-from ._server._logs import RedactingFilter
-from ._server._workers import WorkersRefusedError, check_workers, run_workers
-from .server import IdentityServer, ServerStartError, registered_clients
+from ._server._settings import ServerSettings
 
 __all__ = ["main"]
 
@@ -37,25 +33,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging(args.log_level)
     if args.command in _SERVER_COMMANDS:
-        try:
-            options, clients = _options(args)
-            if args.command == "serve" and options.values["workers"] > 1:
-                return _serve_workers(options, clients, args.log_level)
-        except (ConfigError, WorkersRefusedError) as error:
-            print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
-            return 2
-        except ServerStartError as error:
-            print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
-            return 1
-        command = _SERVER_COMMANDS[args.command]
-        try:
-            asyncio.run(command(options, clients))
-        except ServerStartError as error:
-            print(f"mimi-reactive {args.command}: {error}", file=sys.stderr)
-            return 1
-        return 0
+        return _run_server_command(args)
+    from ._demo import run_demo  # here, not at the top: it loads the server (start-up time)
+
     asyncio.run(run_demo())
     return 0
+
+
+def _run_server_command(args: argparse.Namespace) -> int:
+    """Run a command that takes the server's options; its exit status."""
+    try:
+        options, clients = _options(args)
+    except ConfigError as error:
+        return _refused(args.command, error, status=2)
+    # Here, not at the top: --help, --version and a refused option need not load the server.
+    from ._server._workers import WorkersRefusedError
+    from .server import ServerStartError
+
+    try:
+        if args.command == "serve" and options.values["workers"] > 1:
+            return _serve_workers(options, clients, args.log_level)
+    except (ConfigError, WorkersRefusedError) as error:
+        return _refused(args.command, error, status=2)
+    except ServerStartError as error:
+        return _refused(args.command, error, status=1)
+    command = _SERVER_COMMANDS[args.command]
+    try:
+        asyncio.run(command(options, clients))
+    except ServerStartError as error:
+        return _refused(args.command, error, status=1)
+    return 0
+
+
+def _refused(command: str, error: Exception, *, status: int) -> int:
+    """Say in one line why ``command`` could not run; ``status`` is the exit status."""
+    print(f"mimi-reactive {command}: {error}", file=sys.stderr)
+    return status
 
 
 @attrs.frozen
@@ -103,6 +116,10 @@ def _settings(values: Mapping[str, Any]) -> ServerSettings:
 
 def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: str) -> int:
     """Several worker processes under gunicorn, once the database is migrated (here, once)."""
+    # Not at the top: --help need not load the server.
+    from ._server._workers import check_workers, run_workers
+    from .server import IdentityServer, ServerStartError, registered_clients
+
     values = options.values
     try:
         settings = _settings(values)
@@ -129,6 +146,9 @@ def _announce_workers(url: str, workers: int) -> None:
 
 
 async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
+    """Listen until SIGINT or SIGTERM."""
+    from .server import IdentityServer, ServerStartError  # not at the top: --help need not load it
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -150,6 +170,8 @@ async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
 
 async def _migrate(options: _Options, clients: list[ClientConfig]) -> None:
     """Create or upgrade the schema, without listening."""
+    from .server import IdentityServer  # not at the top: --help need not load it
+
     found, now = await IdentityServer.migrate_database(options.values["database"])
     print(f"schema version {now} (was {found})", flush=True)
 
@@ -157,6 +179,8 @@ async def _migrate(options: _Options, clients: list[ClientConfig]) -> None:
 async def _sweep(options: _Options, clients: list[ClientConfig]) -> None:
     """One sweep of the database, without listening; retired signing keys only with the
     access-token lifetime given (flag or config file)."""
+    from .server import IdentityServer, ServerStartError  # not at the top: --help need not load it
+
     try:
         settings = _settings({**options.values, "sweep_interval": 0})
     except ValueError as error:
@@ -177,6 +201,8 @@ async def _sweep(options: _Options, clients: list[ClientConfig]) -> None:
 
 async def _rotate_signing_key(options: _Options, clients: list[ClientConfig]) -> None:
     """Store a new signing key, without listening; print its kid (never the key)."""
+    from .server import IdentityServer  # not at the top: --help need not load it
+
     kid = await IdentityServer.rotate_signing_key(options.values["database"])
     print(f"signing key {kid} added; running servers sign with it within a minute", flush=True)
 
@@ -193,6 +219,10 @@ _SERVER_COMMANDS: dict[str, _Command] = {
 
 def _configure_logging(level: str) -> None:
     """Our structlog events, and every stdlib record (aiohttp's, asyncio's) redacted, to stderr."""
+    import structlog  # not at the top: it loads rich, which --help need not wait for
+
+    from ._server._logs import RedactingFilter
+
     numeric = getattr(logging, level.upper())
     structlog.configure(
         wrapper_class=structlog.make_filtering_bound_logger(numeric),

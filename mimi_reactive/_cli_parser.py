@@ -7,13 +7,15 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
-from importlib import metadata
 from typing import NoReturn
 
 import attrs
 
+# The version pyproject.toml gives the distribution; importlib.metadata would cost --version
+# and --help some 20-40 ms.
+from . import __version__
 from ._server._config import SERVER_KEYS
-from ._server._context import ServerSettings
+from ._server._settings import ServerSettings
 
 __all__ = ["DEFAULTS", "build_parser"]
 
@@ -57,9 +59,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     formatter = _Formatter
     parser = _Parser(prog="mimi-reactive", description=_DESCRIPTION, formatter_class=formatter)
-    parser.add_argument(
-        "--version", action="version", version=f"%(prog)s {metadata.version('mimi-reactive')}"
-    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--log-level",
         default="warning",

@@ -1,77 +1,20 @@
-"""The server's settings and the state every handler shares (one app key holds it all)."""
+"""The state every handler shares (one app key holds it all); the settings are in ``_settings``."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 import structlog
 from aiohttp import web
 
-from ._limits import Limit, RateLimiter
+from ._limits import RateLimiter
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher
-from ._tokens import PUBLISH_MARGIN, AccessTokens
+from ._settings import ServerSettings
+from ._tokens import AccessTokens
 
 __all__ = ["STATE", "RegisteredClient", "ServerSettings", "ServerState", "client_of"]
-
-
-@attrs.frozen
-class ServerSettings:
-    """How the reference server behaves; every limit's 0 turns it off."""
-
-    access_token_ttl: float = 3600.0
-    """Seconds an access token is valid."""
-    session_idle_timeout: float = 30 * 24 * 3600.0
-    """Seconds a session may go unused before its refresh token stops working."""
-    refresh_reuse_interval: float = 10.0
-    """Seconds a spent refresh token still gets a new pair (the retry after a lost answer)."""
-    clock: Callable[[], float] = time.time
-    """The server's wall clock (tests move it instead of sleeping)."""
-    max_anonymous_sign_ups_per_hour: int = 100
-    """Anonymous users one client IP may create per hour."""
-    max_failed_log_ins_per_minute: int = 30
-    """Wrong anonymous ids, passwords and client secrets one client IP may send per minute."""
-    rate_limit_storage: str = "memory://"
-    """Where the limits count: a ``limits`` storage URL (``redis://...`` to share them)."""
-    trusted_proxies: frozenset[str] = frozenset()
-    """Addresses of reverse proxies whose ``X-Forwarded-For`` names the client."""
-    password_hash_workers: int = 1
-    """Argon2 hashes run at once (each takes a core for about 50 ms)."""
-    password_hash_queue: int = 8
-    """Argon2 hashes that may wait for a worker; past that, 503 with Retry-After."""
-    sweep_interval: float = 3600.0
-    """Seconds between sweeps of dead sessions and old spent tokens (0: no sweeper)."""
-    spent_token_retention: float = 24 * 3600.0
-    """Seconds a spent refresh token is kept so its reuse is still detected."""
-    anonymous_retention_days: float = 0
-    """Delete anonymous users unseen for this many days (0: never)."""
-    issuer: str | None = None
-    """The ``iss`` of access tokens: the service's public URL (default: the listening URL)."""
-    database_pool_size: int = 10
-    """PostgreSQL connections one server process keeps at most (unused on SQLite)."""
-    key_reload_interval: float = 60.0
-    """Seconds between a process's reads of the signing keys: a key added by
-    ``rotate-signing-key`` signs everywhere within this long (at most ``PUBLISH_MARGIN``)."""
-
-    def __attrs_post_init__(self) -> None:
-        if self.spent_token_retention < self.refresh_reuse_interval:
-            raise ValueError("spent_token_retention must be at least refresh_reuse_interval")
-        if not 0 < self.key_reload_interval <= PUBLISH_MARGIN:
-            raise ValueError(
-                f"key_reload_interval must be more than 0 and at most {PUBLISH_MARGIN:g} seconds"
-            )
-        if self.database_pool_size < 1:
-            raise ValueError(f"database_pool_size must be 1 or more, not {self.database_pool_size}")
-
-    @property
-    def sign_up_limit(self) -> Limit:
-        return Limit("anonymous_sign_ups", self.max_anonymous_sign_ups_per_hour, 3600)
-
-    @property
-    def failure_limit(self) -> Limit:
-        return Limit("failed_log_ins", self.max_failed_log_ins_per_minute, 60)
 
 
 @attrs.frozen

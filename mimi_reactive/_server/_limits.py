@@ -15,21 +15,13 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConfigurationError
 from limits.storage import storage_from_string
 
+from ._settings import Limit
+
 __all__ = ["Limit", "RateLimiter", "close_storage", "limiter_storage"]
-
-
-@attrs.frozen
-class Limit:
-    """At most ``count`` events per ``window`` (whole) seconds per key; ``count`` 0 turns it off."""
-
-    name: str
-    count: int
-    window: int
 
 
 def limiter_storage(url: str) -> Storage:

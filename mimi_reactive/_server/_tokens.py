@@ -21,14 +21,11 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
+from ._settings import PUBLISH_MARGIN
 
 __all__ = ["ALGORITHM", "PUBLISH_MARGIN", "AccessTokens", "new_signing_key", "unpublished_before"]
 
 ALGORITHM = "ES256"
-PUBLISH_MARGIN = 300.0
-"""Seconds a retired key stays published past one access-token lifetime after its retirement:
-room for workers that take the new key up late (at most ``key_reload_interval``, which must
-not exceed this, after the rotation) and for clocks that differ a little."""
 
 
 def unpublished_before(now: float, ttl: float) -> float:
