@@ -99,12 +99,39 @@ async def test_a_dropped_connection_is_network_trouble(firebase_emulator: AuthEm
         await gate.close()
 
 
-def test_construction_refuses_what_cannot_work() -> None:
-    """A blank API key or an emulator host that is not host:port is refused at once."""
+def test_construction_refuses_a_blank_api_key() -> None:
+    """A blank API key is refused at once."""
     with pytest.raises(ValueError, match="API key"):
         FirebaseBackend("  ")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "http://127.0.0.1:9099",
+        "localhost",  # no port: requests would go to port 80
+        "localhost:",
+        "localhost:0",
+        "localhost:70000",
+        "localhost:9o99",
+        "127.0.0.1:9099/",
+        "127.0.0.1:9099?x",
+        "user@127.0.0.1:9099",
+        " 127.0.0.1:9099",
+        ":9099",
+        "[::1]",
+    ],
+)
+def test_construction_refuses_an_emulator_host_that_is_not_host_and_port(host: str) -> None:
+    """An emulator host must be host:port with a port in range and nothing else."""
     with pytest.raises(ValueError, match="host:port"):
-        FirebaseBackend(API_KEY, emulator_host="http://127.0.0.1:9099")
+        FirebaseBackend(API_KEY, emulator_host=host)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:9099", "localhost:9099", "[::1]:9099"])
+def test_construction_takes_an_emulator_host_and_port(host: str) -> None:
+    """Names, IPv4 and bracketed IPv6 addresses with a port are taken as they are."""
+    assert host in repr(FirebaseBackend(API_KEY, emulator_host=host))
 
 
 async def test_http_backend_refuses_a_missing_client() -> None:

@@ -7,6 +7,7 @@ import binascii
 import json
 import os
 import re
+import urllib.parse
 from typing import Any
 
 import aiohttp
@@ -92,7 +93,7 @@ class FirebaseBackend:
         if not api_key or not api_key.strip():
             raise ValueError("FirebaseBackend needs the Firebase app's Web API key")
         host = emulator_host or os.environ.get(EMULATOR_HOST_VARIABLE) or None
-        if host is not None and ("/" in host or not host.strip()):
+        if host is not None and not _is_host_and_port(host):
             raise ValueError(f"emulator_host must be host:port, got {host!r}")
         self._api_key = api_key
         self._emulator_host = host
@@ -203,6 +204,18 @@ class FirebaseBackend:
         if not isinstance(answer, dict):
             raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
         return answer
+
+
+def _is_host_and_port(text: str) -> bool:
+    """Whether ``text`` is ``host:port`` (``[::1]:9099`` for IPv6) with a port in range and
+    nothing else: a missing port would send the emulator's requests to port 80."""
+    try:
+        parts = urllib.parse.urlsplit(f"//{text}")
+        port = parts.port
+    except ValueError:
+        return False
+    extra = parts.path or parts.query or parts.fragment or "@" in parts.netloc
+    return bool(parts.hostname) and bool(port) and not extra and text.strip() == text
 
 
 def error_from(status: int, answer: Any) -> BackendError:
