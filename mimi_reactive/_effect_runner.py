@@ -104,7 +104,7 @@ class EffectRunner:
         try:
             stored = await self._storage.load()
         except OSError as error:  # keep the session we have; the next change retries
-            _log.error("storage.load_failed", error=type(error).__name__)
+            _storage_failed("storage.load_failed", self._storage, error)
             stored = current
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
 
@@ -238,13 +238,20 @@ class EffectRunner:
         try:
             await self._storage.save(session)
         except OSError as error:  # the session still works in memory; say so
-            _log.error("storage.save_failed", error=type(error).__name__)
+            _storage_failed("storage.save_failed", self._storage, error)
 
     async def _forget(self) -> None:
         try:
             await self._storage.clear()
         except OSError as error:
-            _log.error("storage.clear_failed", error=type(error).__name__)
+            _storage_failed("storage.clear_failed", self._storage, error)
+
+
+def _storage_failed(event: str, storage: object, error: OSError) -> None:
+    """Log a storage failure: which storage and why, so the app's owner can fix the path or
+    its permissions (the storage's repr names its place, never the session; the OS's reason,
+    never the error's text, which a custom storage may fill with anything)."""
+    _log.error(event, storage=repr(storage), error=type(error).__name__, reason=error.strerror)
 
 
 def _backend_bug(error: Exception) -> MimiCoreError:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mimi_reactive import FileSessionStorage, MemorySessionStorage
+from mimi_reactive import AuthRoute, FileSessionStorage, MemorySessionStorage, MimiCore
+from mimi_reactive.testing import ScriptedBackend
 
 from .helpers import event_names, library_events
 from .session_writer import numbered
@@ -202,3 +203,27 @@ async def test_sigkill_while_saving_never_loses_the_last_good_session(tmp_path: 
 
     finals = await asyncio.gather(*(crash_repeatedly(lane) for lane in range(PARALLEL)))
     assert all(final > CRASHES // PARALLEL for final in finals)
+
+
+async def test_a_session_that_cannot_be_saved_is_kept_in_memory_and_the_log_says_where(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A save that fails leaves the session working in memory; the error names the storage's
+    place and the OS's reason, and never the session."""
+    caplog.set_level(logging.DEBUG, logger="mimi_reactive")
+    path = tmp_path / "session.json"
+    storage = FileSessionStorage(path)
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=ScriptedBackend(), storage=storage
+    ) as core:
+        path.mkdir()  # a directory where the file goes: no save can replace it
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert core.auth.current_user == user
+        assert user.anonymous_id is not None
+        failed = [r for r in library_events(caplog) if r.getMessage().startswith("storage.")]
+        assert failed[0].getMessage().startswith("storage.save_failed ")
+        assert all(r.levelno == logging.ERROR for r in failed)
+        line = failed[0].getMessage()
+        assert str(path) in line
+        assert "Is a directory" in line
+        assert user.anonymous_id not in line
