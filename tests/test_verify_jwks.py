@@ -10,7 +10,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import TracebackType
 
 import aiohttp
 import jwt
@@ -22,57 +21,40 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError
 
 from .conftest import CLIENT_ID
+from .lossy_proxy import LossyProxy
 from .server_helpers import Caller, Clock
 
 INTERVAL, TTL, MAX_STALE = 30.0, 300.0, 3600.0
+JWKS = "/.well-known/jwks.json"
 
 
-class JwksProxy:
-    """Serves ``GET /.well-known/jwks.json`` from the server at ``target``, counting requests;
-    ``failing`` makes it answer 503, ``stop()`` closes its port."""
+class JwksProxy(LossyProxy):
+    """Forwards to the server ``forward_to`` names, losing nothing, and counts the JWKS
+    requests; ``failing`` makes it answer them 503, ``stop()`` closes its port."""
 
     def __init__(self) -> None:
-        self.target = ""
+        super().__init__("", path=JWKS, lose=0)
         self.requests = 0
         self.failing = False
-        app = web.Application()
-        app.router.add_get("/.well-known/jwks.json", self._jwks)
-        self._runner = web.AppRunner(app)
-        self.url = ""
 
-    async def _jwks(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        if self.failing:
-            return web.json_response({"error": "down"}, status=503)
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(self.target + "/.well-known/jwks.json") as response,
-        ):
-            return web.Response(body=await response.read(), content_type="application/json")
+    def forward_to(self, upstream: str) -> None:
+        self._upstream = upstream
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if request.path == JWKS:
+            self.requests += 1
+            if self.failing:
+                return web.json_response({"error": "down"}, status=503)
+        return await super()._forward(request)
 
     async def stop(self) -> None:
-        await self._runner.cleanup()
-
-    async def __aenter__(self) -> JwksProxy:
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        await self.stop()
+        await self.__aexit__(None, None, None)
 
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[JwksProxy]:
-    async with JwksProxy() as running:
+    running = JwksProxy()
+    async with running:
         yield running
 
 
@@ -89,7 +71,7 @@ async def server(proxy: JwksProxy, client_secret: str, store: str) -> AsyncItera
     async with IdentityServer(
         client_id=CLIENT_ID, client_secret=client_secret, database=store, settings=settings
     ) as running:
-        proxy.target = running.url
+        proxy.forward_to(running.url)
         yield running
 
 
@@ -226,7 +208,7 @@ async def test_a_key_rotated_in_is_taken_up_after_the_interval(
     old = await access_token(caller)
     await verifier.verify(old)
     await IdentityServer.rotate_signing_key(store)
-    async with caller.http.get(proxy.target + "/.well-known/jwks.json"):  # the server takes it up
+    async with caller.http.get(caller.url + JWKS):  # the server takes it up
         pass
     new = await access_token(caller)
     assert jwt.get_unverified_header(new)["kid"] != jwt.get_unverified_header(old)["kid"]
