@@ -78,6 +78,63 @@ class VerifiedToken:
     session_id: str | None = None
 
 
+def kid_of(token: str) -> str:
+    """The ``kid`` of the key the token says signed it, if it is a JWT of an allowed algorithm."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidTokenError("malformed", "not a signed JWT") from None
+    if header.get("alg") not in _ALGORITHMS:
+        raise InvalidTokenError("algorithm_not_allowed", "the token's algorithm is refused")
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise InvalidTokenError("unknown_key", "the token names no key")
+    return kid
+
+
+def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: float) -> VerifiedToken:
+    """The claims of ``token`` if ``key`` signed it for ``issuer`` and it is valid at ``now``
+    (Unix time, give or take ``leeway`` seconds). The identity service's introspection checks
+    its tokens with this too, against its own clock, so both say the same of a token."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=list(_ALGORITHMS),
+            issuer=issuer,
+            options={
+                "require": ["exp", "iat", "iss", "sub"],
+                "verify_exp": False,  # checked below against ``now``, not this machine's clock
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidIssuerError:
+        raise InvalidTokenError("wrong_issuer", "the token is from another issuer") from None
+    except jwt.InvalidSignatureError:
+        raise InvalidTokenError("bad_signature", "the signature does not verify") from None
+    except jwt.PyJWTError as error:
+        raise InvalidTokenError("invalid", type(error).__name__) from None
+    client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
+    expires_at, issued_at = claims["exp"], claims["iat"]
+    if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
+        raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
+    if not isinstance(expires_at, int | float) or not isinstance(issued_at, int | float):
+        raise InvalidTokenError("invalid", "exp and iat must be numbers")
+    if expires_at <= now - leeway:
+        raise InvalidTokenError("expired", "the token has expired")
+    if issued_at > now + leeway:
+        raise InvalidTokenError("invalid", "the token is issued in the future")
+    session_id = claims.get("sid")
+    return VerifiedToken(
+        user_id=str(claims["sub"]),
+        is_anonymous=is_anonymous,
+        client_id=client_id,
+        expires_at=float(expires_at),
+        issued_at=float(issued_at),
+        session_id=session_id if isinstance(session_id, str) else None,
+    )
+
+
 class AccessTokenVerifier:
     """Verifies access tokens of the identity service at ``issuer`` (its public URL).
 
@@ -132,50 +189,11 @@ class AccessTokenVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         """The token's claims if it is valid now; ``InvalidTokenError`` otherwise."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidTokenError("malformed", "not a signed JWT") from None
-        if header.get("alg") not in _ALGORITHMS:
-            raise InvalidTokenError("algorithm_not_allowed", "the token's algorithm is refused")
-        kid = header.get("kid")
-        if not isinstance(kid, str):
-            raise InvalidTokenError("unknown_key", "the token names no key")
-        key = await self._key(kid)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=list(_ALGORITHMS),
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iat", "iss", "sub"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidTokenError("expired", "the token has expired") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidTokenError("wrong_issuer", "the token is from another issuer") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidTokenError("bad_signature", "the signature does not verify") from None
-        except jwt.PyJWTError as error:
-            raise InvalidTokenError("invalid", type(error).__name__) from None
-        return self._claims(claims)
-
-    def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
-        client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
-        if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
-            raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
-        if self._clients is not None and client_id not in self._clients:
+        key = await self._key(kid_of(token))
+        claims = decoded(token, key, issuer=self._issuer, leeway=self._leeway, now=time.time())
+        if self._clients is not None and claims.client_id not in self._clients:
             raise InvalidTokenError("wrong_client", "the token was issued to another client")
-        session_id = claims.get("sid")
-        return VerifiedToken(
-            user_id=str(claims["sub"]),
-            is_anonymous=is_anonymous,
-            client_id=client_id,
-            expires_at=float(claims["exp"]),
-            issued_at=float(claims["iat"]),
-            session_id=session_id if isinstance(session_id, str) else None,
-        )
+        return claims
 
     async def _key(self, kid: str) -> jwt.PyJWK:
         """The key named ``kid``: from the cache, fetching the JWKS first when the cache is
