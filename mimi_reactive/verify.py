@@ -8,10 +8,12 @@ claims: VerifiedToken = await verifier.verify(token)
 ```
 
 Access tokens are ES256 JWTs. The verifier fetches the service's keys from
-``/.well-known/jwks.json``, caches them, fetches them again once when a token names a key it
-does not know (a rotation), and checks the signature, algorithm, issuer and expiry (with a
-small leeway). A deleted user's or revoked session's token still verifies until it expires
-(minutes); where a check must see revocation at once, ask ``POST /v1/token/introspect``.
+``/.well-known/jwks.json``, caches them, fetches them again when a token names a key it does
+not know (a rotation), at most once per ``jwks_refetch_interval``, and checks the signature,
+algorithm, issuer and expiry (with a small leeway). While the JWKS cannot be fetched, the keys
+it has stay in use for up to ``jwks_max_stale``. A token stays valid until it expires, unless
+its session ends (log-out, revocation, deletion): introspection (``POST /v1/token/introspect``)
+sees that at once, this verifier only at the token's expiry.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import jwt
 from aiohttp import web
 
 from ._exceptions import MimiCoreError
+from ._log import Log
 from ._redaction import value_repr
 
 __all__ = [
@@ -41,6 +44,7 @@ __all__ = [
 ]
 
 _ALGORITHMS = ("ES256",)
+_log = Log("mimi_reactive.verify")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -53,6 +57,10 @@ class InvalidTokenError(MimiCoreError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+
+
+class _JwksUnavailableError(Exception):
+    """The JWKS could not be fetched or used; the message names why (never a key)."""
 
 
 @attrs.frozen
@@ -70,12 +78,74 @@ class VerifiedToken:
     session_id: str | None = None
 
 
+def kid_of(token: str) -> str:
+    """The ``kid`` of the key the token says signed it, if it is a JWT of an allowed algorithm."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise InvalidTokenError("malformed", "not a signed JWT") from None
+    if header.get("alg") not in _ALGORITHMS:
+        raise InvalidTokenError("algorithm_not_allowed", "the token's algorithm is refused")
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise InvalidTokenError("unknown_key", "the token names no key")
+    return kid
+
+
+def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: float) -> VerifiedToken:
+    """The claims of ``token`` if ``key`` signed it for ``issuer`` and it is valid at ``now``
+    (Unix time, give or take ``leeway`` seconds). The identity service's introspection checks
+    its tokens with this too, against its own clock, so both say the same of a token."""
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=list(_ALGORITHMS),
+            issuer=issuer,
+            options={
+                "require": ["exp", "iat", "iss", "sub"],
+                "verify_exp": False,  # checked below against ``now``, not this machine's clock
+                "verify_iat": False,
+            },
+        )
+    except jwt.InvalidIssuerError:
+        raise InvalidTokenError("wrong_issuer", "the token is from another issuer") from None
+    except jwt.InvalidSignatureError:
+        raise InvalidTokenError("bad_signature", "the signature does not verify") from None
+    except jwt.PyJWTError as error:
+        raise InvalidTokenError("invalid", type(error).__name__) from None
+    client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
+    expires_at, issued_at = claims["exp"], claims["iat"]
+    if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
+        raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
+    if not isinstance(expires_at, int | float) or not isinstance(issued_at, int | float):
+        raise InvalidTokenError("invalid", "exp and iat must be numbers")
+    if expires_at <= now - leeway:
+        raise InvalidTokenError("expired", "the token has expired")
+    if issued_at > now + leeway:
+        raise InvalidTokenError("invalid", "the token is issued in the future")
+    session_id = claims.get("sid")
+    return VerifiedToken(
+        user_id=str(claims["sub"]),
+        is_anonymous=is_anonymous,
+        client_id=client_id,
+        expires_at=float(expires_at),
+        issued_at=float(issued_at),
+        session_id=session_id if isinstance(session_id, str) else None,
+    )
+
+
 class AccessTokenVerifier:
     """Verifies access tokens of the identity service at ``issuer`` (its public URL).
 
     ``leeway``: seconds of clock difference tolerated on expiry. ``jwks_ttl``: seconds the
-    keys are cached. ``clients``: if given, only tokens issued to these client ids pass.
-    Use one verifier for the whole app and ``close()`` it (or ``async with``) at the end.
+    keys are cached. ``jwks_refetch_interval``: seconds between two fetches at least, for an
+    unknown ``kid`` or after a failed fetch (a token naming an unknown key inside it is refused
+    without a fetch, so forged tokens cannot make the service busy). ``jwks_max_stale``: seconds
+    after the last successful fetch that its keys stay in use while the JWKS cannot be fetched.
+    ``clients``: if given, only tokens issued to these client ids pass. ``clock``: monotonic
+    seconds (tests move it instead of sleeping). Use one verifier for the whole app and
+    ``close()`` it (or ``async with``) at the end.
     """
 
     def __init__(
@@ -84,17 +154,33 @@ class AccessTokenVerifier:
         *,
         leeway: float = 30.0,
         jwks_ttl: float = 300.0,
+        jwks_refetch_interval: float = 30.0,
+        jwks_max_stale: float = 3600.0,
         timeout: float = 5.0,
         clients: frozenset[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not 0 <= jwks_refetch_interval <= jwks_ttl <= jwks_max_stale:
+            raise ValueError(
+                "need 0 <= jwks_refetch_interval <= jwks_ttl <= jwks_max_stale, not "
+                f"{jwks_refetch_interval:g}, {jwks_ttl:g}, {jwks_max_stale:g}"
+            )
         self._issuer = issuer.rstrip("/")
         self._jwks_url = self._issuer + "/.well-known/jwks.json"
         self._leeway = leeway
         self._jwks_ttl = jwks_ttl
+        self._refetch_interval = jwks_refetch_interval
+        self._max_stale = jwks_max_stale
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._clients = clients
+        self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
+        """When the keys were last fetched (the clock's time)."""
+        self._attempted_at = -float("inf")
+        """When a fetch last started, whether or not it succeeded."""
+        self._failing = False
+        """Whether the last fetch failed (logged once, when it starts failing)."""
         self._lock = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
 
@@ -103,81 +189,63 @@ class AccessTokenVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         """The token's claims if it is valid now; ``InvalidTokenError`` otherwise."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise InvalidTokenError("malformed", "not a signed JWT") from None
-        if header.get("alg") not in _ALGORITHMS:
-            raise InvalidTokenError("algorithm_not_allowed", "the token's algorithm is refused")
-        kid = header.get("kid")
-        if not isinstance(kid, str):
-            raise InvalidTokenError("unknown_key", "the token names no key")
-        key = await self._key(kid)
-        try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=list(_ALGORITHMS),
-                issuer=self._issuer,
-                leeway=self._leeway,
-                options={"require": ["exp", "iat", "iss", "sub"]},
-            )
-        except jwt.ExpiredSignatureError:
-            raise InvalidTokenError("expired", "the token has expired") from None
-        except jwt.InvalidIssuerError:
-            raise InvalidTokenError("wrong_issuer", "the token is from another issuer") from None
-        except jwt.InvalidSignatureError:
-            raise InvalidTokenError("bad_signature", "the signature does not verify") from None
-        except jwt.PyJWTError as error:
-            raise InvalidTokenError("invalid", type(error).__name__) from None
-        return self._claims(claims)
-
-    def _claims(self, claims: dict[str, Any]) -> VerifiedToken:
-        client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
-        if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
-            raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
-        if self._clients is not None and client_id not in self._clients:
+        key = await self._key(kid_of(token))
+        claims = decoded(token, key, issuer=self._issuer, leeway=self._leeway, now=time.time())
+        if self._clients is not None and claims.client_id not in self._clients:
             raise InvalidTokenError("wrong_client", "the token was issued to another client")
-        session_id = claims.get("sid")
-        return VerifiedToken(
-            user_id=str(claims["sub"]),
-            is_anonymous=is_anonymous,
-            client_id=client_id,
-            expires_at=float(claims["exp"]),
-            issued_at=float(claims["iat"]),
-            session_id=session_id if isinstance(session_id, str) else None,
-        )
+        return claims
 
     async def _key(self, kid: str) -> jwt.PyJWK:
-        """The key named ``kid``: from the cache, else from one fresh fetch of the JWKS."""
-        if kid in self._keys and time.monotonic() - self._fetched_at < self._jwks_ttl:
+        """The key named ``kid``: from the cache, fetching the JWKS first when the cache is
+        older than ``jwks_ttl`` or lacks ``kid``, if no fetch started in the last
+        ``jwks_refetch_interval``."""
+        known = kid in self._keys and self._age() < self._max_stale
+        # A known key while another caller fetches: use it rather than wait for the fetch.
+        if not (known and (self._age() < self._jwks_ttl or self._lock.locked())):
+            async with self._lock:  # callers that wait here find the fetch done, and share it
+                wanted = kid not in self._keys or self._age() >= self._jwks_ttl
+                if wanted and self._clock() - self._attempted_at >= self._refetch_interval:
+                    await self._refresh()
+        if kid in self._keys and self._age() < self._max_stale:
             return self._keys[kid]
-        async with self._lock:
-            if kid not in self._keys or time.monotonic() - self._fetched_at >= self._jwks_ttl:
-                await self._fetch()
-        if kid not in self._keys:
-            raise InvalidTokenError("unknown_key", "no key of the issuer has this kid")
-        return self._keys[kid]
+        if self._failing:
+            raise InvalidTokenError("jwks_unavailable", "cannot fetch the issuer's keys")
+        raise InvalidTokenError("unknown_key", "no key of the issuer has this kid")
 
-    async def _fetch(self) -> None:
+    def _age(self) -> float:
+        """Seconds since the keys were fetched."""
+        return self._clock() - self._fetched_at
+
+    async def _refresh(self) -> None:
+        """Fetch the keys; on failure keep the ones cached, and log the first failure of a run."""
+        self._attempted_at = self._clock()
+        try:
+            keys = await self._fetch()
+        except _JwksUnavailableError as error:
+            if not self._failing:
+                _log.warning("verify.jwks_unavailable", reason=str(error), keys=len(self._keys))
+            self._failing = True
+            return
+        if self._failing:
+            _log.info("verify.jwks_available_again", keys=len(keys))
+        self._keys, self._fetched_at, self._failing = keys, self._clock(), False
+
+    async def _fetch(self) -> dict[str, jwt.PyJWK]:
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
             async with self._http.get(self._jwks_url) as response:
                 response.raise_for_status()
                 document = await response.json(content_type=None)
-            keys = {
+            return {
                 entry["kid"]: jwt.PyJWK(entry)
                 for entry in document["keys"]
                 if entry.get("alg") in _ALGORITHMS and isinstance(entry.get("kid"), str)
             }
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
-            raise InvalidTokenError(
-                "jwks_unavailable", f"cannot fetch the issuer's keys ({type(error).__name__})"
-            ) from error
+            raise _JwksUnavailableError(type(error).__name__) from error
         except jwt.PyJWTError as error:
-            raise InvalidTokenError("jwks_unavailable", "the issuer's keys are unusable") from error
-        self._keys, self._fetched_at = keys, time.monotonic()
+            raise _JwksUnavailableError("unusable keys") from error
 
     async def close(self) -> None:
         """Close the HTTP session that fetches keys."""

@@ -113,6 +113,74 @@ async def test_forged_tokens_are_refused_without_echoing_them(
     assert created["session"]["access_token"] not in str(raised.value)
 
 
+async def introspected(caller: Caller, token: str) -> dict[str, Any]:
+    status, answer, _ = await caller.post("/v1/token/introspect", {"token": token})
+    assert status == 200
+    return answer  # type: ignore[no-any-return]
+
+
+async def test_after_a_refresh_both_paths_accept_the_old_token_until_the_session_ends(
+    caller: Caller, verifier: AccessTokenVerifier
+) -> None:
+    """After a refresh the old access token is active to introspection and verifies offline;
+    after a log-out introspection says inactive at once, the offline verifier until expiry."""
+    created = await caller.anonymous_user()
+    old = created["session"]["access_token"]
+    status, refreshed = await caller.refresh(created["session"]["refresh_token"])
+    assert status == 200
+    answer = await introspected(caller, old)
+    assert answer["active"] is True
+    assert answer["user_id"] == created["user"]["id"]
+    assert (await verifier.verify(old)).expires_at - time.time() == pytest.approx(
+        answer["expires_in"], abs=2
+    )
+    await caller.post("/v1/sessions/revoke", {"token": refreshed["session"]["refresh_token"]})
+    assert await introspected(caller, old) == {"active": False}
+    assert await introspected(caller, refreshed["session"]["access_token"]) == {"active": False}
+    assert (await verifier.verify(old)).user_id == created["user"]["id"]
+
+
+def unknown_kid(token: str) -> str:
+    claims = jwt.decode(token, options={"verify_signature": False})
+    other = ec.generate_private_key(ec.SECP256R1())
+    return jwt.encode(claims, other, algorithm="ES256", headers={"kid": "never-published"})
+
+
+def other_session(token: str) -> str:
+    """The token's signature over claims naming a session that does not exist."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return ".".join([header, b64({**claims, "sid": "no-such-session"}), signature])
+
+
+@pytest.mark.parametrize(
+    ("forge", "status"),
+    [
+        (tampered, 200),
+        (unsigned, 200),
+        (foreign_key, 200),
+        (hs256_with_public_key, 200),
+        (unknown_kid, 200),
+        (other_session, 200),
+        (lambda token: "not.a.jwt", 200),
+        (lambda token: token[: len(token) // 2], 200),
+        (lambda token: token + "A", 200),
+        (lambda token: "", 400),
+        (lambda token: "\x00" * 4096, 400),
+    ],
+)
+async def test_introspection_calls_forged_tokens_inactive(
+    caller: Caller, forge: Any, status: int
+) -> None:
+    """Tampered, unsigned, foreign-key, HS256, unknown-kid, cut or junk tokens are inactive;
+    an empty or oversized token is refused at the edge (400), never a 5xx."""
+    created = await caller.anonymous_user()
+    forged = forge(created["session"]["access_token"])
+    answered, answer, _ = await caller.post("/v1/token/introspect", {"token": forged})
+    assert answered == status
+    assert answer == {"active": False} if status == 200 else answer["error"]["code"]
+
+
 async def test_an_expired_token_and_a_wrong_issuer_are_refused(
     client_secret: str, database_url: str
 ) -> None:

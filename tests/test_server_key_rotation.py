@@ -90,10 +90,12 @@ async def test_after_rotation_both_keys_are_published_and_old_tokens_verify(
 ) -> None:
     """After a rotation the JWKS holds the old and the new key; a token signed before it still
     verifies, with a verifier that cached the old JWKS and with a fresh one; a token issued
-    after the server took the key up carries the new kid and verifies too."""
+    after the server took the key up carries the new kid and verifies too, once the cached
+    verifier may fetch again (``jwks_refetch_interval`` after its last fetch)."""
+    verifier_clock = Clock()
     async with (
         IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, database=store) as server,
-        AccessTokenVerifier(server.url) as cached,
+        AccessTokenVerifier(server.url, clock=verifier_clock) as cached,
     ):
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
         old = (await caller.anonymous_user())["session"]["access_token"]
@@ -107,6 +109,7 @@ async def test_after_rotation_both_keys_are_published_and_old_tokens_verify(
         new = (await caller.anonymous_user())["session"]["access_token"]
         assert kid_of(new) == new_kid
         assert (await cached.verify(old)).client_id == CLIENT_ID
+        verifier_clock.now += 30.0
         assert (await cached.verify(new)).client_id == CLIENT_ID  # refetched for the new kid
         async with AccessTokenVerifier(server.url) as fresh:
             assert (await fresh.verify(old)).client_id == CLIENT_ID

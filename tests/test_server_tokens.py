@@ -71,16 +71,24 @@ async def test_access_token_expires_after_its_ttl(call: Any, clock: Clock) -> No
 
 
 async def test_refresh_rotates_both_tokens(call: Any, clock: Clock) -> None:
-    """A refresh gives a new pair; the old access token stops, the new one works."""
+    """A refresh gives a new pair; the old access token stays active until it expires (a call
+    in flight with it still passes), the new one beyond; a log-out ends both at once."""
     session = await new_session(call)
-    clock.now += 120
+    clock.now += 48  # the core refreshes at 80% of the lifetime
     status, refreshed = await refresh(call, session["refresh_token"])
     assert status == 200
     new = refreshed["session"]
     assert new["refresh_token"] != session["refresh_token"]
     assert new["access_token"] != session["access_token"]
     assert await active(call, new["access_token"])
+    assert await active(call, session["access_token"])
+    clock.now += 12  # the old token's 60 s are over
     assert not await active(call, session["access_token"])
+    assert await active(call, new["access_token"])
+    _, again = await refresh(call, new["refresh_token"])
+    await call("/v1/sessions/revoke", {"token": again["session"]["refresh_token"]})
+    assert not await active(call, new["access_token"])
+    assert not await active(call, again["session"]["access_token"])
 
 
 async def test_reusing_a_refresh_token_revokes_the_family(call: Any, clock: Clock) -> None:

@@ -192,6 +192,17 @@ class SqliteIdentityDatabase:
 
         return await self._reader.run(find)
 
+    async def session_by_id(self, session_id: str) -> SessionRecord | None:
+        def find(db: sqlite3.Connection) -> SessionRecord | None:
+            row = db.execute(
+                f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608
+                " WHERE id = ? AND revoked_at IS NULL",
+                (session_id,),
+            ).fetchone()
+            return None if row is None else SessionRecord(*row)
+
+        return await self._reader.run(find)
+
     async def touch_session(self, session_id: str, now: float) -> None:
         await self._writer.run(
             lambda db: db.execute(

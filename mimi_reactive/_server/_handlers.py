@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..verify import InvalidTokenError, VerifiedToken
 from . import _models as models
 from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
@@ -302,16 +303,37 @@ async def _refresh(request: web.Request) -> web.Response:
 
 
 async def _introspect(request: web.Request) -> web.Response:
+    """Active while the token is unexpired and its session has not ended: the rule
+    ``AccessTokenVerifier`` follows, which sees the session's end only at expiry. A refresh
+    does not end the token it replaces (a call in flight with it still passes)."""
     body = await read_body(request, models.TokenQuery)
     state = request.app[STATE]
     now = state.settings.clock()
-    session = await state.database.session_by_access_token(digest(body.token))
-    if session is None or session.access_expires_at <= now:
+    try:
+        claims = await _verified(state, body.token, now)
+    except InvalidTokenError:
+        return web.json_response({"active": False})
+    session = await state.database.session_by_id(claims.session_id or "")
+    if session is None or session.user_id != claims.user_id:
         return web.json_response({"active": False})
     await state.database.touch_session(session.id, now)
     return web.json_response(
-        {"active": True, "user_id": session.user_id, "expires_in": session.access_expires_at - now}
+        {"active": True, "user_id": claims.user_id, "expires_in": claims.expires_at - now}
     )
+
+
+async def _verified(state: ServerState, token: str, now: float) -> VerifiedToken:
+    """The token's claims, checked with this server's keys; a key not loaded here yet (another
+    worker took it up first) is looked for in the database once."""
+    try:
+        return state.tokens.verify(token, now)
+    except InvalidTokenError as error:
+        if error.reason != "unknown_key":
+            raise
+    kid = await state.tokens.reload(state.database)
+    if kid is not None:
+        state.log.info("signing_key.taken_up", kid=kid)
+    return state.tokens.verify(token, now)
 
 
 HANDLERS: dict[str, Handler] = {

@@ -180,6 +180,14 @@ class PostgresIdentityDatabase:
         )
         return None if row is None else SessionRecord(*row)
 
+    async def session_by_id(self, session_id: str) -> SessionRecord | None:
+        row = await self._fetchrow(
+            f"SELECT {sql.SESSION_ROW} FROM sessions"  # noqa: S608
+            " WHERE id = $1 AND revoked_at IS NULL",
+            session_id,
+        )
+        return None if row is None else SessionRecord(*row)
+
     async def touch_session(self, session_id: str, now: float) -> None:
         await self._execute("UPDATE sessions SET last_used_at = $2 WHERE id = $1", session_id, now)
 

@@ -190,6 +190,10 @@ class IdentityDatabase(Protocol):
 
     async def session_by_access_token(self, access_digest: str) -> SessionRecord | None: ...
 
+    async def session_by_id(self, session_id: str) -> SessionRecord | None:
+        """The session, unless it has ended (revoked, or deleted with its user)."""
+        ...
+
     async def touch_session(self, session_id: str, now: float) -> None: ...
 
     async def rotate_refresh_token(

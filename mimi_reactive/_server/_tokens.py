@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from ..verify import InvalidTokenError, VerifiedToken, decoded, kid_of
 from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
 from ._settings import PUBLISH_MARGIN
 
@@ -55,6 +56,7 @@ class AccessTokens:
         # The key id and the private key together, replaced as one: tokens are also signed
         # on the SQLite store's thread, which must never pair one key's id with another key.
         self._signer = (self._keys[0].kid, _private_key(self._keys[0]))
+        self._public = _public_keys(self._keys)
         self._ttl = ttl
         self.issuer = ""
         """The ``iss`` claim: the service's public URL (set once it listens)."""
@@ -76,6 +78,7 @@ class AccessTokens:
         before = self._signer[0]
         self._keys = keys
         self._signer = (keys[0].kid, _private_key(keys[0]))
+        self._public = _public_keys(keys)
         return keys[0].kid if keys[0].kid != before else None
 
     def issue(self, claims: AccessClaims, now: float) -> str:
@@ -95,6 +98,15 @@ class AccessTokens:
             payload, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "at+jwt"}
         )
 
+    def verify(self, token: str, now: float) -> VerifiedToken:
+        """The claims of ``token`` if one of these keys signed it and it is unexpired at
+        ``now``, as ``AccessTokenVerifier`` checks it; ``InvalidTokenError`` otherwise
+        (``unknown_key`` for a key not loaded here: ``reload`` may know it)."""
+        key = self._public.get(kid_of(token))
+        if key is None:
+            raise InvalidTokenError("unknown_key", "no key of the issuer has this kid")
+        return decoded(token, key, issuer=self.issuer, leeway=0.0, now=now)
+
     def jwks(self, now: float) -> dict[str, Any]:
         """The public keys a resource server needs: the signing one and recently retired ones."""
         published = []
@@ -102,9 +114,18 @@ class AccessTokens:
         for key in self._keys:
             if key.retired_at is not None and key.retired_at < gone:
                 continue
-            public = ECAlgorithm.to_jwk(_private_key(key).public_key(), as_dict=True)
-            published.append({**public, "kid": key.kid, "alg": key.algorithm, "use": "sig"})
+            published.append(_public_jwk(key))
         return {"keys": published}
+
+
+def _public_jwk(key: SigningKeyRecord) -> dict[str, Any]:
+    public = ECAlgorithm.to_jwk(_private_key(key).public_key(), as_dict=True)
+    return {**public, "kid": key.kid, "alg": key.algorithm, "use": "sig"}
+
+
+def _public_keys(keys: Sequence[SigningKeyRecord]) -> dict[str, jwt.PyJWK]:
+    """The keys that check tokens, by ``kid``."""
+    return {key.kid: jwt.PyJWK(_public_jwk(key)) for key in keys}
 
 
 def _signing_order(keys: Sequence[SigningKeyRecord]) -> list[SigningKeyRecord]:
