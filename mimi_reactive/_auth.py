@@ -10,6 +10,7 @@ import attrs
 import reactivex
 from reactivex import operators as ops
 
+from ._exceptions import CoreClosedError
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._redaction import value_repr
 from ._state import SessionState
@@ -132,7 +133,11 @@ class AuthController:
         """
         store = self._store
         session = store.session
-        if session is not None and store.configuration.refresh.is_usable(session, store.clock()):
+        if (
+            session is not None
+            and not store.closed  # a closed core hands out nothing: store.run raises
+            and store.configuration.refresh.is_usable(session, store.clock())
+        ):
             return session.tokens.access_token
         outcome = await store.run(RefreshSession())
         if outcome.error is not None:
@@ -158,9 +163,11 @@ class AuthController:
     async def updates(self) -> AsyncGenerator[SessionState, None]:
         """Iterate the states on the core's event loop: the current one first, then changes.
 
-        Ends when the core closes. A slow consumer never makes states pile up: it gets the
-        latest state when it asks for the next one, skipping any it was too slow to see.
+        Ends when the core closes; raises ``CoreClosedError`` if it was closed before. A slow
+        consumer never makes states pile up: it gets the latest state when it asks for the
+        next one, skipping any it was too slow to see.
         """
+        self._refuse_if_closed()
         latest: list[SessionState] = []  # at most one: the newest state not yet taken
         ready = asyncio.Event()
         completed = False
@@ -189,8 +196,10 @@ class AuthController:
     def add_observer(self, observer: AuthObserver) -> ObserverHandle:
         """Tell ``observer`` of every later state change as (current, old user, error).
 
-        Raises ``TypeError`` at once for an object without ``auth_controller_did_update``.
+        Raises ``TypeError`` at once for an object without ``auth_controller_did_update``,
+        and ``CoreClosedError`` once the core is closed (it would never be told of anything).
         """
+        self._refuse_if_closed()
         if not callable(getattr(observer, "auth_controller_did_update", None)):
             raise TypeError(
                 "an observer needs an auth_controller_did_update(controller, current_user, "
@@ -202,6 +211,10 @@ class AuthController:
             )
         )
         return ObserverHandle(subscription)
+
+    def _refuse_if_closed(self) -> None:
+        if self._store.closed:
+            raise CoreClosedError("the core is closed")
 
 
 def _user_of(state: SessionState) -> MimiUser | None:

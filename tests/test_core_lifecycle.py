@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Callable
 
 import pytest
 
 from mimi_reactive import (
     AnonymousAuthManager,
+    AuthController,
     AuthRoute,
     CoreClosedError,
     Failure,
+    LogOut,
     MimiCore,
+    MimiUser,
     SessionState,
 )
 from mimi_reactive.backends.http import HttpBackend
@@ -80,3 +85,54 @@ async def test_cancelled_caller_leaves_a_whole_state(start_core: StartCore) -> N
     user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     assert core.auth.current_user == user
     assert seen[-1] == core.auth.state
+
+
+class _Observer:
+    def auth_controller_did_update(
+        self,
+        controller: AuthController,
+        current_user: MimiUser | None,
+        old_user: MimiUser | None,
+        error: Exception | None,
+    ) -> None:
+        raise AssertionError("a closed core tells no observer anything")
+
+
+# Every public method of core.auth, called after close (an awaitable is awaited).
+AFTER_CLOSE: dict[str, Callable[[AuthController], object]] = {
+    "access_token": lambda auth: auth.access_token(),
+    "add_observer": lambda auth: auth.add_observer(_Observer()),
+    "authenticate": lambda auth: auth.authenticate(AuthRoute.sign_up_anonymously()),
+    "delete_account": lambda auth: auth.delete_account(),
+    "dispatch": lambda auth: auth.dispatch(LogOut()),
+    "log_out": lambda auth: auth.log_out(),
+    "log_out everywhere": lambda auth: auth.log_out(everywhere=True),
+    "refresh": lambda auth: auth.refresh(),
+    "run": lambda auth: auth.run(LogOut()),
+    "updates": lambda auth: anext(auth.updates()),
+}
+
+
+def test_the_table_covers_every_public_method() -> None:
+    """AFTER_CLOSE calls every public method of AuthController."""
+    methods = {name for name, member in vars(AuthController).items() if inspect.isfunction(member)}
+    assert {name.split()[0] for name in AFTER_CLOSE} == {m for m in methods if m[0] != "_"}
+
+
+@pytest.mark.parametrize("call", AFTER_CLOSE.values(), ids=AFTER_CLOSE.keys())
+async def test_every_call_after_close_raises_core_closed(
+    start_core: StartCore, call: Callable[[AuthController], object]
+) -> None:
+    """After close every method raises CoreClosedError, even access_token with a cached,
+    still valid token; the state stays readable."""
+    core = await start_core()
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    await core.close()
+    with pytest.raises(CoreClosedError):
+        await _completed(call(core.auth))
+    assert core.auth.current_user == user
+
+
+async def _completed(result: object) -> object:
+    """The result of a call, awaited if it is awaitable."""
+    return await result if inspect.isawaitable(result) else result
