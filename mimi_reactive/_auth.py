@@ -86,8 +86,14 @@ class AuthController:
 
         Raises ``RouteRefusedError`` if the configuration or backend forbids the route,
         ``InvalidRouteError`` for a blank anonymous id, and the backend's
-        ``MimiCoreError`` if the service fails (the state then shows ``FAILED``).
+        ``MimiCoreError`` if the service fails (the state then shows ``FAILED``), and
+        ``TypeError`` for anything but an ``AuthRoute``.
         """
+        if not isinstance(route, AuthRoute):
+            raise TypeError(
+                "route must be an AuthRoute, e.g. AuthRoute.sign_up_anonymously(), "
+                f"not {type(route).__name__}"
+            )
         outcome = await self.run(route)
         if outcome.error is not None:
             raise outcome.error
@@ -121,8 +127,9 @@ class AuthController:
             raise outcome.error
 
     async def run(self, command: AuthRoute | LogOut | DeleteAccount) -> Outcome:
-        """Run a command and return its full outcome instead of raising."""
-        return await self._store.run(command)
+        """Run a command and return its full outcome instead of raising (a command of
+        another type raises ``TypeError``)."""
+        return await self._store.run(_checked(command))
 
     async def access_token(self) -> str:
         """A valid access token for the app's own API calls, renewed first if needed.
@@ -156,9 +163,10 @@ class AuthController:
         """Queue a command without waiting; safe from any thread and from inside callbacks.
 
         It runs after every command queued before it. ``await`` the returned future on any
-        event loop, or call its ``result()`` from another thread, for the ``Outcome``.
+        event loop, or call its ``result()`` from another thread, for the ``Outcome``. A
+        command of another type raises ``TypeError`` at once.
         """
-        return self._store.dispatch(command)
+        return self._store.dispatch(_checked(command))
 
     async def updates(self) -> AsyncGenerator[SessionState, None]:
         """Iterate the states on the core's event loop: the current one first, then changes.
@@ -215,6 +223,19 @@ class AuthController:
     def _refuse_if_closed(self) -> None:
         if self._store.closed:
             raise CoreClosedError("the core is closed")
+
+
+_COMMANDS = (AuthRoute, LogOut, DeleteAccount)
+
+
+def _checked(command: AuthRoute | LogOut | DeleteAccount) -> AuthRoute | LogOut | DeleteAccount:
+    """``command`` if the app may run it; a ``TypeError`` otherwise."""
+    if not isinstance(command, _COMMANDS):
+        raise TypeError(
+            "command must be an AuthRoute, LogOut or DeleteAccount, "
+            f"not {type(command).__name__}"
+        )
+    return command
 
 
 def _user_of(state: SessionState) -> MimiUser | None:

@@ -16,6 +16,7 @@ import reactivex
 
 from ._auth import AuthObserver, ObserverHandle
 from ._backend import AuthBackend
+from ._checks import check_seconds
 from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._exceptions import CoreClosedError, ReentrantCallError
@@ -196,6 +197,8 @@ class BlockingMimiCore:
 
     def close(self, *, grace_period: float | None = None) -> None:
         """Close the core as ``MimiCore.close`` does, then stop its thread. Idempotent."""
+        if grace_period is not None:  # refused here: the loop must not stop unclosed
+            check_seconds("grace_period", grace_period)
         if self._loop.loop.is_closed():
             return
         try:

@@ -9,6 +9,7 @@ MimiCoreError                      base of every error the library raises
 │   ├── UnsupportedRouteError      the backend cannot perform this route at all
 │   └── NotLoggedInError           the command needs a logged-in user
 ├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
+├── ConfigurationError (ValueError) a setting's value is wrong (e.g. a negative duration)
 ├── CoreClosedError                the core was closed before or while the call ran
 ├── ReentrantCallError             waiting on a command where it can never finish
 ├── TransportError                 the identity service could not be reached in time
@@ -34,6 +35,7 @@ __all__ = [
     "AccountDisabledError",
     "BackendError",
     "ClientAuthenticationError",
+    "ConfigurationError",
     "ConflictError",
     "CoreClosedError",
     "InvalidCredentialsError",
@@ -79,6 +81,10 @@ class InvalidRouteError(MimiCoreError, ValueError):
     def __init__(self, reason: Reason) -> None:
         super().__init__(reason.describe())
         self.reason = reason
+
+
+class ConfigurationError(MimiCoreError, ValueError):
+    """A value given to configure the core is wrong, e.g. a negative duration."""
 
 
 class CoreClosedError(MimiCoreError):

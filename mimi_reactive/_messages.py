@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import attrs
 
+from ._checks import flag, optional_text, text
 from ._exceptions import MimiCoreError
 from ._reasons import Reason
 from ._redaction import mask, mask_email, value_repr
@@ -126,7 +127,7 @@ class LogInAnonymously(AuthRoute):
 
     __repr__ = value_repr
 
-    anonymous_id: str | None = attrs.field(repr=mask)
+    anonymous_id: str | None = attrs.field(repr=mask, validator=optional_text)
 
 
 @attrs.frozen(kw_only=True)
@@ -135,8 +136,8 @@ class LogIn(AuthRoute):
 
     __repr__ = value_repr
 
-    email: str = attrs.field(repr=mask_email)
-    password: str = attrs.field(repr=False)
+    email: str = attrs.field(repr=mask_email, validator=text)
+    password: str = attrs.field(repr=False, validator=text)
 
 
 @attrs.frozen(kw_only=True)
@@ -145,8 +146,8 @@ class SignUp(AuthRoute):
 
     __repr__ = value_repr
 
-    email: str = attrs.field(repr=mask_email)
-    password: str = attrs.field(repr=False)
+    email: str = attrs.field(repr=mask_email, validator=text)
+    password: str = attrs.field(repr=False, validator=text)
 
 
 @attrs.frozen(kw_only=True)
@@ -155,8 +156,8 @@ class Promote(AuthRoute):
 
     __repr__ = value_repr
 
-    email: str = attrs.field(repr=mask_email)
-    password: str = attrs.field(repr=False)
+    email: str = attrs.field(repr=mask_email, validator=text)
+    password: str = attrs.field(repr=False, validator=text)
 
 
 @attrs.frozen
@@ -165,7 +166,7 @@ class LogOut:
 
     __repr__ = value_repr
 
-    everywhere: bool = attrs.field(default=False, kw_only=True)
+    everywhere: bool = attrs.field(default=False, kw_only=True, validator=flag)
 
 
 @attrs.frozen

@@ -23,6 +23,7 @@ from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID, StartCore
+from .helpers import completed
 
 
 async def test_async_with_start_closes(server: IdentityServer, client_secret: str) -> None:
@@ -129,10 +130,5 @@ async def test_every_call_after_close_raises_core_closed(
     user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     await core.close()
     with pytest.raises(CoreClosedError):
-        await _completed(call(core.auth))
+        await completed(call(core.auth))
     assert core.auth.current_user == user
-
-
-async def _completed(result: object) -> object:
-    """The result of a call, awaited if it is awaitable."""
-    return await result if inspect.isawaitable(result) else result
