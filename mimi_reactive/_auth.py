@@ -232,8 +232,7 @@ def _checked(command: AuthRoute | LogOut | DeleteAccount) -> AuthRoute | LogOut 
     """``command`` if the app may run it; a ``TypeError`` otherwise."""
     if not isinstance(command, _COMMANDS):
         raise TypeError(
-            "command must be an AuthRoute, LogOut or DeleteAccount, "
-            f"not {type(command).__name__}"
+            f"command must be an AuthRoute, LogOut or DeleteAccount, not {type(command).__name__}"
         )
     return command
 

@@ -7,14 +7,32 @@ each names the argument and never shows its value, which may be a secret.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from ._exceptions import ConfigurationError
+from ._exceptions import ConfigurationError, InvalidRouteError
+from ._reasons import Reason
 
-__all__ = ["check_seconds", "count", "flag", "instance_of", "optional_text", "seconds", "text"]
+__all__ = [
+    "anonymous_id_problem",
+    "check_seconds",
+    "count",
+    "flag",
+    "instance_of",
+    "is_blank_anonymous_id",
+    "optional_text",
+    "possible_anonymous_id",
+    "seconds",
+    "text",
+]
+
+ANONYMOUS_ID_MAX_LENGTH = 2048
+# What every backend issues: the reference server takes 1 to 2048 of these (its _models.py),
+# and it and the scripted backend issue secrets.token_urlsafe; Firebase issues none.
+_ANONYMOUS_ID = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 def text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -66,3 +84,29 @@ def check_seconds(name: str, value: object) -> None:
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not (math.isfinite(value) and value >= 0):
         raise ConfigurationError(f"{name} must be a finite number of seconds, 0 or more")
+
+
+def is_blank_anonymous_id(anonymous_id: str | None) -> bool:
+    """Whether an anonymous id is missing: None, empty or only whitespace."""
+    return anonymous_id is None or not anonymous_id.strip()
+
+
+def anonymous_id_problem(anonymous_id: str) -> Reason | None:
+    """Why ``anonymous_id`` (not blank) cannot be one a service issued; None if it can be."""
+    if anonymous_id != anonymous_id.strip():
+        return Reason.ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE
+    if len(anonymous_id) > ANONYMOUS_ID_MAX_LENGTH:
+        return Reason.ANONYMOUS_ID_TOO_LONG
+    if _ANONYMOUS_ID.fullmatch(anonymous_id) is None:
+        return Reason.ANONYMOUS_ID_MALFORMED
+    return None
+
+
+def possible_anonymous_id(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is None, blank (the guards skip it) or an id a service could have issued;
+    a malformed one raises ``InvalidRouteError`` before any call could log anyone out."""
+    optional_text(instance, attribute, value)
+    if isinstance(value, str) and not is_blank_anonymous_id(value):
+        problem = anonymous_id_problem(value)
+        if problem is not None:
+            raise InvalidRouteError(problem)

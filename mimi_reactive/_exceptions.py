@@ -8,7 +8,7 @@ MimiCoreError                      base of every error the library raises
 ├── RouteRefusedError              a guard refused the route; nothing changed
 │   ├── UnsupportedRouteError      the backend cannot perform this route at all
 │   └── NotLoggedInError           the command needs a logged-in user
-├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
+├── InvalidRouteError (ValueError) the route cannot run as given (a blank or malformed id)
 ├── ConfigurationError (ValueError) a setting's value is wrong (e.g. a negative duration)
 ├── CoreClosedError                the core was closed before or while the call ran
 ├── ReentrantCallError             waiting on a command where it can never finish
@@ -76,7 +76,7 @@ class NotLoggedInError(RouteRefusedError):
 
 
 class InvalidRouteError(MimiCoreError, ValueError):
-    """The route cannot run as given, e.g. its anonymous id is blank."""
+    """The route cannot run as given: its anonymous id is blank, or no service issues it."""
 
     def __init__(self, reason: Reason) -> None:
         super().__init__(reason.describe())

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._checks import flag, optional_text, text
+from ._checks import flag, possible_anonymous_id, text
 from ._exceptions import MimiCoreError
 from ._reasons import Reason
 from ._redaction import mask, mask_email, value_repr
@@ -89,7 +89,8 @@ class AuthRoute:
         """Log in the anonymous user that ``anonymous_id`` belongs to.
 
         A blank id (None, empty, whitespace) is accepted here and skipped by the guards:
-        it usually comes from an app's storage that holds no id yet.
+        it usually comes from an app's storage that holds no id yet. One no service issues
+        (see ``anonymous_id_problem``) raises ``InvalidRouteError`` before anything changes.
         """
         return LogInAnonymously(anonymous_id)
 
@@ -123,11 +124,11 @@ class SignUpAnonymously(AuthRoute):
 
 @attrs.frozen
 class LogInAnonymously(AuthRoute):
-    """Log in by anonymous id (None, empty or whitespace: skipped)."""
+    """Log in by anonymous id (None, empty or whitespace: skipped; malformed: refused)."""
 
     __repr__ = value_repr
 
-    anonymous_id: str | None = attrs.field(repr=mask, validator=optional_text)
+    anonymous_id: str | None = attrs.field(repr=mask, validator=possible_anonymous_id)
 
 
 @attrs.frozen(kw_only=True)
