@@ -165,8 +165,8 @@ class BlockingMimiCore:
     def start(
         cls,
         *,
-        client_id: str,
-        client_secret: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         backend: AuthBackend,
         configuration: MimiConfiguration | None = None,
         storage: SessionStorage | None = None,
@@ -174,7 +174,7 @@ class BlockingMimiCore:
         clock: Callable[[], float] = time.time,
     ) -> BlockingMimiCore:
         """Start the core on its own thread and restore the stored session; the same
-        arguments as ``MimiCore.start``."""
+        arguments as ``MimiCore.start`` (a test keeps the two signatures the same)."""
 
         async def start() -> MimiCore:
             return await MimiCore.start(
