@@ -9,7 +9,7 @@ MimiCoreError                      base of every error the library raises
 │   ├── UnsupportedRouteError      the backend cannot perform this route at all
 │   └── NotLoggedInError           the command needs a logged-in user
 ├── InvalidRouteError (ValueError) the route cannot run as given (a blank or malformed id)
-├── ConfigurationError (ValueError) a setting's value is wrong (e.g. a negative duration)
+├── ConfigurationError (ValueError) a setting is wrong: a negative duration, a bad URL, …
 ├── CoreClosedError                the core was closed before or while the call ran
 ├── ReentrantCallError             waiting on a command where it can never finish
 ├── TransportError                 the identity service could not be reached in time
@@ -84,7 +84,8 @@ class InvalidRouteError(MimiCoreError, ValueError):
 
 
 class ConfigurationError(MimiCoreError, ValueError):
-    """A value given to configure the core is wrong, e.g. a negative duration."""
+    """A value given to configure the core or its backend is wrong: a negative duration, a
+    URL that is not http(s) or holds credentials, a missing API key or client credentials."""
 
 
 class CoreClosedError(MimiCoreError):

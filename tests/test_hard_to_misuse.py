@@ -21,9 +21,12 @@ from mimi_reactive import (
     LogOut,
     MimiConfiguration,
     MimiCore,
+    MimiCoreError,
     RetryPolicy,
     Transition,
 )
+from mimi_reactive.backends.firebase import FirebaseBackend
+from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.testing import Reply, ScriptedBackend
 
 from .helpers import completed, run_python
@@ -217,6 +220,11 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (_START, {}, "close_grace_period", BAD_SECONDS, ConfigurationError),
     (_START, {}, "configuration", [{}, "anonymous"], TypeError),
     (_START, {}, "clock", [5.0, None], TypeError),
+    (HttpBackend, {}, "base_url", [123, None, b"http://h"], TypeError),
+    (HttpBackend, {"base_url": "http://h"}, "timeout", NOT_SECONDS, TypeError),
+    (HttpBackend, {"base_url": "http://h"}, "timeout", BAD_SECONDS, ConfigurationError),
+    (FirebaseBackend, {}, "api_key", [123, None, b"key"], TypeError),
+    (FirebaseBackend, {"api_key": "k"}, "timeout", BAD_SECONDS, ConfigurationError),
 ]
 
 
@@ -285,3 +293,28 @@ async def test_a_wrong_argument_to_a_core_call_is_refused_before_anything_change
             await completed(call(core))
         assert core.auth.state is state
         assert backend.calls == calls
+
+
+BAD_SETTINGS: dict[str, Callable[[], object]] = {
+    "a URL without its scheme": partial(HttpBackend, "localhost:8080"),
+    "a URL with credentials": partial(HttpBackend, "https://app:secret-1@id.example"),
+    "credentials without the scheme": partial(HttpBackend, "app:secret-1@id.example"),
+    "a URL with no host": partial(HttpBackend, "http://app:secret-1@"),
+    "an ftp URL": partial(HttpBackend, "ftp://app:secret-1@id.example"),
+    "a blank API key": partial(FirebaseBackend, "  "),
+    "an emulator host with a path": partial(FirebaseBackend, "k", emulator_host="h:1/x"),
+    "no client credentials for HttpBackend": partial(
+        MimiCore.start, backend=HttpBackend("http://127.0.0.1:9")
+    ),
+}
+
+
+@pytest.mark.parametrize("call", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+async def test_a_bad_setting_raises_a_configuration_error(call: Callable[[], object]) -> None:
+    """A bad URL, API key or missing credentials raise ConfigurationError, which is both a
+    MimiCoreError and a ValueError, and never show a password."""
+    with pytest.raises(ConfigurationError) as raised:
+        await completed(call())
+    assert isinstance(raised.value, MimiCoreError)
+    assert isinstance(raised.value, ValueError)
+    assert "secret-1" not in str(raised.value)
