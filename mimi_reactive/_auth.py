@@ -171,11 +171,10 @@ class AuthController:
     async def updates(self) -> AsyncGenerator[SessionState, None]:
         """Iterate the states on the core's event loop: the current one first, then changes.
 
-        Ends when the core closes; raises ``CoreClosedError`` if it was closed before. A slow
+        Ends when the core closes (at once on a closed core, as the streams complete). A slow
         consumer never makes states pile up: it gets the latest state when it asks for the
         next one, skipping any it was too slow to see.
         """
-        self._refuse_if_closed()
         latest: list[SessionState] = []  # at most one: the newest state not yet taken
         ready = asyncio.Event()
         completed = False
