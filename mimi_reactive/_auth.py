@@ -10,6 +10,7 @@ import attrs
 import reactivex
 from reactivex import operators as ops
 
+from ._exceptions import CoreClosedError
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._redaction import value_repr
 from ._state import SessionState
@@ -85,8 +86,14 @@ class AuthController:
 
         Raises ``RouteRefusedError`` if the configuration or backend forbids the route,
         ``InvalidRouteError`` for a blank anonymous id, and the backend's
-        ``MimiCoreError`` if the service fails (the state then shows ``FAILED``).
+        ``MimiCoreError`` if the service fails (the state then shows ``FAILED``), and
+        ``TypeError`` for anything but an ``AuthRoute``.
         """
+        if not isinstance(route, AuthRoute):
+            raise TypeError(
+                "route must be an AuthRoute, e.g. AuthRoute.sign_up_anonymously(), "
+                f"not {type(route).__name__}"
+            )
         outcome = await self.run(route)
         if outcome.error is not None:
             raise outcome.error
@@ -120,8 +127,9 @@ class AuthController:
             raise outcome.error
 
     async def run(self, command: AuthRoute | LogOut | DeleteAccount) -> Outcome:
-        """Run a command and return its full outcome instead of raising."""
-        return await self._store.run(command)
+        """Run a command and return its full outcome instead of raising (a command of
+        another type raises ``TypeError``)."""
+        return await self._store.run(_checked(command))
 
     async def access_token(self) -> str:
         """A valid access token for the app's own API calls, renewed first if needed.
@@ -132,7 +140,11 @@ class AuthController:
         """
         store = self._store
         session = store.session
-        if session is not None and store.configuration.refresh.is_usable(session, store.clock()):
+        if (
+            session is not None
+            and not store.closed  # a closed core hands out nothing: store.run raises
+            and store.configuration.refresh.is_usable(session, store.clock())
+        ):
             return session.tokens.access_token
         outcome = await store.run(RefreshSession())
         if outcome.error is not None:
@@ -151,15 +163,17 @@ class AuthController:
         """Queue a command without waiting; safe from any thread and from inside callbacks.
 
         It runs after every command queued before it. ``await`` the returned future on any
-        event loop, or call its ``result()`` from another thread, for the ``Outcome``.
+        event loop, or call its ``result()`` from another thread, for the ``Outcome``. A
+        command of another type raises ``TypeError`` at once.
         """
-        return self._store.dispatch(command)
+        return self._store.dispatch(_checked(command))
 
     async def updates(self) -> AsyncGenerator[SessionState, None]:
         """Iterate the states on the core's event loop: the current one first, then changes.
 
-        Ends when the core closes. A slow consumer never makes states pile up: it gets the
-        latest state when it asks for the next one, skipping any it was too slow to see.
+        Ends when the core closes (at once on a closed core, as the streams complete). A slow
+        consumer never makes states pile up: it gets the latest state when it asks for the
+        next one, skipping any it was too slow to see.
         """
         latest: list[SessionState] = []  # at most one: the newest state not yet taken
         ready = asyncio.Event()
@@ -189,8 +203,10 @@ class AuthController:
     def add_observer(self, observer: AuthObserver) -> ObserverHandle:
         """Tell ``observer`` of every later state change as (current, old user, error).
 
-        Raises ``TypeError`` at once for an object without ``auth_controller_did_update``.
+        Raises ``TypeError`` at once for an object without ``auth_controller_did_update``,
+        and ``CoreClosedError`` once the core is closed (it would never be told of anything).
         """
+        self._refuse_if_closed()
         if not callable(getattr(observer, "auth_controller_did_update", None)):
             raise TypeError(
                 "an observer needs an auth_controller_did_update(controller, current_user, "
@@ -202,6 +218,22 @@ class AuthController:
             )
         )
         return ObserverHandle(subscription)
+
+    def _refuse_if_closed(self) -> None:
+        if self._store.closed:
+            raise CoreClosedError("the core is closed")
+
+
+_COMMANDS = (AuthRoute, LogOut, DeleteAccount)
+
+
+def _checked(command: AuthRoute | LogOut | DeleteAccount) -> AuthRoute | LogOut | DeleteAccount:
+    """``command`` if the app may run it; a ``TypeError`` otherwise."""
+    if not isinstance(command, _COMMANDS):
+        raise TypeError(
+            f"command must be an AuthRoute, LogOut or DeleteAccount, not {type(command).__name__}"
+        )
+    return command
 
 
 def _user_of(state: SessionState) -> MimiUser | None:

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import attrs
 
+from ._checks import optional_text
 from ._messages import (
     AuthRoute,
     LogIn,
@@ -39,8 +40,8 @@ class ClientCredentials:
 
     __repr__ = value_repr
 
-    client_id: str | None = None
-    client_secret: str | None = attrs.field(default=None, repr=False)
+    client_id: str | None = attrs.field(default=None, validator=optional_text)
+    client_secret: str | None = attrs.field(default=None, repr=False, validator=optional_text)
 
 
 ALL_ROUTES: frozenset[type[AuthRoute]] = frozenset(

@@ -16,6 +16,7 @@ import reactivex
 
 from ._auth import AuthObserver, ObserverHandle
 from ._backend import AuthBackend
+from ._checks import check_seconds
 from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._exceptions import CoreClosedError, ReentrantCallError
@@ -164,8 +165,8 @@ class BlockingMimiCore:
     def start(
         cls,
         *,
-        client_id: str,
-        client_secret: str,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         backend: AuthBackend,
         configuration: MimiConfiguration | None = None,
         storage: SessionStorage | None = None,
@@ -173,7 +174,7 @@ class BlockingMimiCore:
         clock: Callable[[], float] = time.time,
     ) -> BlockingMimiCore:
         """Start the core on its own thread and restore the stored session; the same
-        arguments as ``MimiCore.start``."""
+        arguments as ``MimiCore.start`` (a test keeps the two signatures the same)."""
 
         async def start() -> MimiCore:
             return await MimiCore.start(
@@ -196,6 +197,8 @@ class BlockingMimiCore:
 
     def close(self, *, grace_period: float | None = None) -> None:
         """Close the core as ``MimiCore.close`` does, then stop its thread. Idempotent."""
+        if grace_period is not None:  # refused here: the loop must not stop unclosed
+            check_seconds("grace_period", grace_period)
         if self._loop.loop.is_closed():
             return
         try:

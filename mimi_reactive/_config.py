@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from ._checks import count, flag, instance_of, seconds
 from ._redaction import value_repr
 from ._session import RefreshPolicy
 
@@ -16,11 +17,11 @@ class RetryPolicy:
 
     __repr__ = value_repr
 
-    initial_delay: float = 1.0
+    initial_delay: float = attrs.field(default=1.0, validator=seconds)
     """Seconds the first wait may last at most."""
-    max_delay: float = 60.0
+    max_delay: float = attrs.field(default=60.0, validator=seconds)
     """Seconds no wait exceeds."""
-    max_attempts: int = 10
+    max_attempts: int = attrs.field(default=10, validator=count)
     """Attempts before giving up (until the next trigger: a call, a sign-in, a change)."""
 
 
@@ -38,10 +39,12 @@ class MimiConfiguration:
 
     __repr__ = value_repr
 
-    allow_anonymous_user_only: bool = False
-    detach_failing_subscribers: bool = False
+    allow_anonymous_user_only: bool = attrs.field(default=False, validator=flag)
+    detach_failing_subscribers: bool = attrs.field(default=False, validator=flag)
     """Stop delivering to a subscriber or observer once it raises (it is logged either way)."""
-    refresh: RefreshPolicy = attrs.field(factory=RefreshPolicy)
+    refresh: RefreshPolicy = attrs.field(
+        factory=RefreshPolicy, validator=instance_of(RefreshPolicy)
+    )
     """When tokens are refreshed and stop being handed out."""
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = attrs.field(default=RetryPolicy(), validator=instance_of(RetryPolicy))
     """How refreshes and revocations that hit network trouble are retried."""

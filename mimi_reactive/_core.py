@@ -12,6 +12,7 @@ from typing import Any
 
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials
+from ._checks import check_seconds
 from ._config import MimiConfiguration
 from ._keeper import SessionKeeper
 from ._storage import MemorySessionStorage, SessionStorage
@@ -69,7 +70,16 @@ class MimiCore:
         ``close_grace_period`` is how long closing waits at most for a running command and
         for background revocations (a log-out made offline), in seconds.
         ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
+        An argument of the wrong type raises ``TypeError``, a negative or NaN duration
+        ``ConfigurationError``, before anything starts.
         """
+        check_seconds("close_grace_period", close_grace_period)
+        if configuration is not None and not isinstance(configuration, MimiConfiguration):
+            raise TypeError(
+                f"configuration must be a MimiConfiguration, not {type(configuration).__name__}"
+            )
+        if not callable(clock):
+            raise TypeError(f"clock must be callable, like time.time; got {type(clock).__name__}")
         return _Starting(
             cls._start(
                 client=ClientCredentials(client_id, client_secret),
@@ -118,6 +128,8 @@ class MimiCore:
         caller then gets ``CoreClosedError``), and background revocations as long again.
         The streams complete; later calls raise ``CoreClosedError``.
         """
+        if grace_period is not None:
+            check_seconds("grace_period", grace_period)
         self._closed = True
         grace = self._close_grace_period if grace_period is None else grace_period
         await self._keeper.close()

@@ -8,7 +8,8 @@ MimiCoreError                      base of every error the library raises
 ├── RouteRefusedError              a guard refused the route; nothing changed
 │   ├── UnsupportedRouteError      the backend cannot perform this route at all
 │   └── NotLoggedInError           the command needs a logged-in user
-├── InvalidRouteError (ValueError) the route cannot run as given (a blank anonymous id)
+├── InvalidRouteError (ValueError) the route cannot run as given (a blank or malformed id)
+├── ConfigurationError (ValueError) a setting is wrong: a negative duration, a bad URL, …
 ├── CoreClosedError                the core was closed before or while the call ran
 ├── ReentrantCallError             waiting on a command where it can never finish
 ├── TransportError                 the identity service could not be reached in time
@@ -34,6 +35,7 @@ __all__ = [
     "AccountDisabledError",
     "BackendError",
     "ClientAuthenticationError",
+    "ConfigurationError",
     "ConflictError",
     "CoreClosedError",
     "InvalidCredentialsError",
@@ -74,11 +76,16 @@ class NotLoggedInError(RouteRefusedError):
 
 
 class InvalidRouteError(MimiCoreError, ValueError):
-    """The route cannot run as given, e.g. its anonymous id is blank."""
+    """The route cannot run as given: its anonymous id is blank, or no service issues it."""
 
     def __init__(self, reason: Reason) -> None:
         super().__init__(reason.describe())
         self.reason = reason
+
+
+class ConfigurationError(MimiCoreError, ValueError):
+    """A value given to configure the core or its backend is wrong: a negative duration, a
+    URL that is not http(s) or holds credentials, a missing API key or client credentials."""
 
 
 class CoreClosedError(MimiCoreError):

@@ -13,6 +13,7 @@ from typing import TypeVar, get_args
 import attrs
 
 from ._backend import ALL_ROUTES, BackendCapabilities
+from ._checks import is_blank_anonymous_id
 from ._config import MimiConfiguration
 from ._messages import (
     AdoptSession,
@@ -82,11 +83,6 @@ def looks_at(command: type) -> Callable[[_G], _G]:
         return guard
 
     return declare
-
-
-def is_blank_anonymous_id(anonymous_id: str | None) -> bool:
-    """Whether an anonymous id is missing: None, empty or only whitespace."""
-    return anonymous_id is None or not anonymous_id.strip()
 
 
 @looks_at(LogInAnonymously)

@@ -28,7 +28,9 @@ class AnonymousAuthManager:
         """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``.
 
         ``Success`` if it is logged in now (or already was), ``Skipped`` if the id is blank,
-        ``Failure`` with the error if the route was refused or the service failed.
+        ``Failure`` with the error if the route was refused or the service failed, and
+        ``Failure(InvalidRouteError)`` before anything changes for an id no service issues
+        (whitespace around it, say). An id that is not a ``str`` raises ``TypeError``.
         """
         try:
             outcome = await self._core.auth.run(AuthRoute.log_in_anonymously(anonymous_id))

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import attrs
 
+from ._checks import flag, possible_anonymous_id, text
 from ._exceptions import MimiCoreError
 from ._reasons import Reason
 from ._redaction import mask, mask_email, value_repr
@@ -88,7 +89,8 @@ class AuthRoute:
         """Log in the anonymous user that ``anonymous_id`` belongs to.
 
         A blank id (None, empty, whitespace) is accepted here and skipped by the guards:
-        it usually comes from an app's storage that holds no id yet.
+        it usually comes from an app's storage that holds no id yet. One no service issues
+        (see ``anonymous_id_problem``) raises ``InvalidRouteError`` before anything changes.
         """
         return LogInAnonymously(anonymous_id)
 
@@ -122,11 +124,11 @@ class SignUpAnonymously(AuthRoute):
 
 @attrs.frozen
 class LogInAnonymously(AuthRoute):
-    """Log in by anonymous id (None, empty or whitespace: skipped)."""
+    """Log in by anonymous id (None, empty or whitespace: skipped; malformed: refused)."""
 
     __repr__ = value_repr
 
-    anonymous_id: str | None = attrs.field(repr=mask)
+    anonymous_id: str | None = attrs.field(repr=mask, validator=possible_anonymous_id)
 
 
 @attrs.frozen(kw_only=True)
@@ -135,8 +137,8 @@ class LogIn(AuthRoute):
 
     __repr__ = value_repr
 
-    email: str = attrs.field(repr=mask_email)
-    password: str = attrs.field(repr=False)
+    email: str = attrs.field(repr=mask_email, validator=text)
+    password: str = attrs.field(repr=False, validator=text)
 
 
 @attrs.frozen(kw_only=True)
@@ -145,8 +147,8 @@ class SignUp(AuthRoute):
 
     __repr__ = value_repr
 
-    email: str = attrs.field(repr=mask_email)
-    password: str = attrs.field(repr=False)
+    email: str = attrs.field(repr=mask_email, validator=text)
+    password: str = attrs.field(repr=False, validator=text)
 
 
 @attrs.frozen(kw_only=True)
@@ -155,8 +157,8 @@ class Promote(AuthRoute):
 
     __repr__ = value_repr
 
-    email: str = attrs.field(repr=mask_email)
-    password: str = attrs.field(repr=False)
+    email: str = attrs.field(repr=mask_email, validator=text)
+    password: str = attrs.field(repr=False, validator=text)
 
 
 @attrs.frozen
@@ -165,7 +167,7 @@ class LogOut:
 
     __repr__ = value_repr
 
-    everywhere: bool = attrs.field(default=False, kw_only=True)
+    everywhere: bool = attrs.field(default=False, kw_only=True, validator=flag)
 
 
 @attrs.frozen

@@ -11,6 +11,9 @@ class Reason(enum.Enum):
     """The reason a guard gives for its decision; ``describe()`` is safe to show."""
 
     BLANK_ANONYMOUS_ID = "blank_anonymous_id"
+    ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE = "anonymous_id_surrounded_by_whitespace"
+    ANONYMOUS_ID_TOO_LONG = "anonymous_id_too_long"
+    ANONYMOUS_ID_MALFORMED = "anonymous_id_malformed"
     ALREADY_LOGGED_IN = "already_logged_in"
     NO_USER_LOGGED_IN = "no_user_logged_in"
     ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
@@ -26,6 +29,17 @@ class Reason(enum.Enum):
 
 _DESCRIPTIONS = {
     Reason.BLANK_ANONYMOUS_ID: "the anonymous id is blank; there is no user to log in",
+    Reason.ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE: (
+        "the anonymous id has whitespace around it (a newline read with it from a file?): "
+        "read it without, as it was issued"
+    ),
+    Reason.ANONYMOUS_ID_TOO_LONG: (
+        "the anonymous id is longer than 2048 characters: no service issues such an id"
+    ),
+    Reason.ANONYMOUS_ID_MALFORMED: (
+        "the anonymous id holds characters no service issues: only letters A-Z and a-z, "
+        "digits, '_', '.' and '-'"
+    ),
     Reason.ALREADY_LOGGED_IN: "this user is already logged in",
     Reason.NO_USER_LOGGED_IN: "no user is logged in",
     Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY: (

@@ -151,6 +151,11 @@ class SessionStore:
         return self._session
 
     @property
+    def closed(self) -> bool:
+        """Whether ``close`` was called: every later command fails with ``CoreClosedError``."""
+        return self._closed
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop the store runs on."""
         return self._loop

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import subprocess
 import sys
@@ -102,3 +103,8 @@ def run_python(*arguments: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+async def completed(result: object) -> object:
+    """The result of a call, awaited if it is awaitable (for tables mixing both kinds)."""
+    return await result if inspect.isawaitable(result) else result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import strategies as st
 
 from mimi_reactive import (
@@ -35,6 +37,18 @@ secrets_ = st.text(
     min_size=16,
     max_size=43,
 )
+# Every id the reference server's format allows (what the route must take).
+issuable_anonymous_ids = st.from_regex(r"\A[A-Za-z0-9_.-]{1,2048}\Z")
+# Ways to spoil an issued id so that no service would have issued it.
+SPOILT_ANONYMOUS_IDS: dict[str, Callable[[str], str]] = {
+    "a newline read with it": lambda id_: id_ + "\n",
+    "a space before it": lambda id_: " " + id_,
+    "a tab inside it": lambda id_: id_[:4] + "\t" + id_[4:],
+    "over 2048 characters": lambda id_: (id_ * 2500)[:100_000],
+    "an accented letter": lambda id_: id_[:-1] + "\u00e9",
+    "a NUL": lambda id_: id_[:4] + "\x00" + id_[4:],
+    "a slash": lambda id_: id_[:4] + "/" + id_[4:],
+}
 blank_ids = st.one_of(st.none(), st.text(alphabet=" \t\n\r", max_size=4))
 emails = st.builds(
     lambda local, domain: f"{local}@{domain}.test",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +16,11 @@ from mimi_reactive import (
     AuthRoute,
     BlockingAnonymousAuthManager,
     BlockingMimiCore,
+    ConfigurationError,
     CoreClosedError,
     InvalidCredentialsError,
     MimiConfiguration,
+    MimiCore,
     ReentrantCallError,
     SessionState,
     Skipped,
@@ -181,3 +184,25 @@ def test_close_is_idempotent_and_later_calls_fail_cleanly() -> None:
     core.close()
     with pytest.raises(CoreClosedError):
         core.auth.access_token()
+
+
+def test_start_takes_exactly_the_arguments_of_the_async_start() -> None:
+    """BlockingMimiCore.start has MimiCore.start's parameters: names, kinds, defaults, types."""
+    blocking = inspect.signature(BlockingMimiCore.start).parameters
+    async_ = inspect.signature(MimiCore.start).parameters
+    assert list(blocking.values()) == list(async_.values())
+
+
+def test_start_needs_no_client_credentials_when_the_backend_needs_none() -> None:
+    """As with MimiCore.start, client_id and client_secret may be left out (Firebase holds
+    its API key itself)."""
+    with BlockingMimiCore.start(backend=ScriptedBackend()) as core:
+        assert core.auth.authenticate(AuthRoute.sign_up_anonymously()).is_anonymous
+
+
+def test_a_wrong_argument_to_start_is_refused_and_leaves_no_thread() -> None:
+    """A negative grace period raises ConfigurationError and the core's thread is gone."""
+    before = {thread.name for thread in threading.enumerate()}
+    with pytest.raises(ConfigurationError, match="close_grace_period"):
+        BlockingMimiCore.start(backend=ScriptedBackend(), close_grace_period=-5)
+    assert {thread.name for thread in threading.enumerate()} == before

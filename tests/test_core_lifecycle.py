@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Callable
 
 import pytest
 
 from mimi_reactive import (
     AnonymousAuthManager,
+    AuthController,
     AuthRoute,
     CoreClosedError,
     Failure,
+    LogOut,
     MimiCore,
     SessionState,
 )
@@ -18,6 +22,7 @@ from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID, StartCore
+from .helpers import completed
 
 
 async def test_async_with_start_closes(server: IdentityServer, client_secret: str) -> None:
@@ -80,3 +85,46 @@ async def test_cancelled_caller_leaves_a_whole_state(start_core: StartCore) -> N
     user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     assert core.auth.current_user == user
     assert seen[-1] == core.auth.state
+
+
+class _Observer:
+    def auth_controller_did_update(self, *args: object) -> None:
+        raise AssertionError("a closed core tells no observer anything")
+
+
+# Every public method of core.auth, called after close (an awaitable is awaited).
+AFTER_CLOSE: dict[str, Callable[[AuthController], object]] = {
+    "access_token": lambda auth: auth.access_token(),
+    "add_observer": lambda auth: auth.add_observer(_Observer()),
+    "authenticate": lambda auth: auth.authenticate(AuthRoute.sign_up_anonymously()),
+    "delete_account": lambda auth: auth.delete_account(),
+    "dispatch": lambda auth: auth.dispatch(LogOut()),
+    "log_out": lambda auth: auth.log_out(),
+    "log_out everywhere": lambda auth: auth.log_out(everywhere=True),
+    "refresh": lambda auth: auth.refresh(),
+    "run": lambda auth: auth.run(LogOut()),
+}
+# updates() is an iteration: on a closed core it ends at once, as the streams complete
+# (tests/test_stream_guarantees.py, guarantee 6).
+ENDS_AT_ONCE = {"updates"}
+
+
+def test_the_table_covers_every_public_method() -> None:
+    """AFTER_CLOSE calls every public method of AuthController but the iteration."""
+    methods = {name for name, member in vars(AuthController).items() if inspect.isfunction(member)}
+    public = {method for method in methods if method[0] != "_"}
+    assert {name.split()[0] for name in AFTER_CLOSE} | ENDS_AT_ONCE == public
+
+
+@pytest.mark.parametrize("call", AFTER_CLOSE.values(), ids=AFTER_CLOSE.keys())
+async def test_every_call_after_close_raises_core_closed(
+    start_core: StartCore, call: Callable[[AuthController], object]
+) -> None:
+    """After close every method raises CoreClosedError, even access_token with a cached,
+    still valid token; the state stays readable."""
+    core = await start_core()
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    await core.close()
+    with pytest.raises(CoreClosedError):
+        await completed(call(core.auth))
+    assert core.auth.current_user == user

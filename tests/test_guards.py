@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
+
 import attrs
 import pytest
 from hypothesis import find, given
@@ -10,6 +13,7 @@ from hypothesis import strategies as st
 from mimi_reactive import (
     AuthRoute,
     BackendCapabilities,
+    InvalidRouteError,
     LogOut,
     MimiConfiguration,
     MimiUser,
@@ -18,6 +22,7 @@ from mimi_reactive import (
     SignUpAnonymously,
     Transition,
 )
+from mimi_reactive._checks import anonymous_id_problem
 from mimi_reactive._guards import (
     _GUARDS_FOR,
     GUARDS,
@@ -34,6 +39,8 @@ from mimi_reactive._messages import (
     Satisfied,
     Skipped,
 )
+from mimi_reactive._server._models import AnonymousLogIn
+from mimi_reactive._server._secrets import new_secret
 
 from . import strategies as st_
 from .strategies import session_for, session_of
@@ -220,3 +227,52 @@ def test_blankness() -> None:
     assert is_blank_anonymous_id(None)
     assert is_blank_anonymous_id(" \t")
     assert not is_blank_anonymous_id(" x ")
+
+
+@given(
+    st.one_of(st_.issuable_anonymous_ids, st.builds(secrets.token_urlsafe, st.integers(1, 1500)))
+)
+def test_an_id_a_backend_could_issue_is_taken(anonymous_id: str) -> None:
+    """Every id the server and the scripted backend issue (token_urlsafe), and every id the
+    server's format allows, makes a route."""
+    assert AuthRoute.log_in_anonymously(anonymous_id).anonymous_id == anonymous_id
+
+
+def test_the_ids_the_server_issues_are_taken() -> None:
+    """The reference server's own ids make routes."""
+    for _ in range(100):
+        AuthRoute.log_in_anonymously(new_secret())
+
+
+@given(st.text(min_size=1) | st_.issuable_anonymous_ids.map(lambda id_: id_ + "\n"))
+def test_an_id_the_route_takes_is_one_the_server_takes(anonymous_id: str) -> None:
+    """No id the route takes is refused by the server for its format (a 400 after the
+    current user was logged out); blank ids are skipped, the rest refused with the reason."""
+    if is_blank_anonymous_id(anonymous_id):
+        AuthRoute.log_in_anonymously(anonymous_id)  # taken here, skipped by the guard
+    elif (reason := anonymous_id_problem(anonymous_id)) is None:
+        AuthRoute.log_in_anonymously(anonymous_id)
+        AnonymousLogIn(anonymous_id=anonymous_id)  # the server takes it
+    else:
+        with pytest.raises(InvalidRouteError) as raised:
+            AuthRoute.log_in_anonymously(anonymous_id)
+        assert raised.value.reason is reason
+
+
+@pytest.mark.parametrize(
+    "spoil", st_.SPOILT_ANONYMOUS_IDS.values(), ids=st_.SPOILT_ANONYMOUS_IDS.keys()
+)
+def test_an_id_no_backend_issues_is_refused_saying_why(spoil: Callable[[str], str]) -> None:
+    """A spoilt id raises InvalidRouteError (a ValueError) with its reason, never the id."""
+    issued = new_secret()
+    anonymous_id = spoil(issued)
+    with pytest.raises(InvalidRouteError) as raised:
+        AuthRoute.log_in_anonymously(anonymous_id)
+    assert raised.value.reason in {
+        Reason.ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE,
+        Reason.ANONYMOUS_ID_TOO_LONG,
+        Reason.ANONYMOUS_ID_MALFORMED,
+    }
+    assert issued[4:] not in str(raised.value)
+    if anonymous_id != anonymous_id.strip():
+        assert "whitespace" in str(raised.value)

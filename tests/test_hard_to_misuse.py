@@ -3,15 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import textwrap
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from mimi_reactive import AuthRoute, LogOut, MimiCore, Transition
+from mimi_reactive import (
+    AnonymousAuthManager,
+    AuthRoute,
+    ClientCredentials,
+    ConfigurationError,
+    LogOut,
+    MimiConfiguration,
+    MimiCore,
+    MimiCoreError,
+    RetryPolicy,
+    Transition,
+)
+from mimi_reactive.backends.firebase import FirebaseBackend
+from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.testing import Reply, ScriptedBackend
 
-from .helpers import run_python
+from .helpers import completed, run_python
 
 A_WHOLE_FLOW = """
 import asyncio, sys
@@ -166,3 +184,137 @@ def test_the_in_process_server_is_silent_too_until_logging_is_configured() -> No
     assert (quiet.stdout, quiet.stderr) == ("", "")
     loud = run_python("-c", script, "--log")
     assert "mimi_reactive.server:event='server.started'" in loud.stderr
+
+
+# Wrong arguments: refused at once, naming the argument, before anything changes.
+
+NOT_TEXT: list[object] = [123, b"secret-bytes", ["x"], 1.5, {"a": 1}]
+NOT_FLAGS: list[object] = ["no", "", 1, 0, None]
+NOT_SECONDS: list[object] = ["1", None, True, [1]]
+BAD_SECONDS: list[object] = [-1, -0.001, math.nan, math.inf, -math.inf]
+_ROUTE: dict[str, object] = {"email": "a@b.test", "password": "password1"}
+_START = partial(MimiCore.start, backend=ScriptedBackend())
+
+# (constructor, its other arguments, the argument given wrong values, the values, the error)
+_WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list[object], type]] = [
+    (AuthRoute.log_in_anonymously, {}, "anonymous_id", NOT_TEXT, TypeError),
+    (ClientCredentials, {}, "client_id", NOT_TEXT, TypeError),
+    (ClientCredentials, {}, "client_secret", NOT_TEXT, TypeError),
+    *(
+        (route, _ROUTE, field, NOT_TEXT, TypeError)
+        for route in (AuthRoute.log_in, AuthRoute.sign_up, AuthRoute.promote)
+        for field in _ROUTE
+    ),
+    (LogOut, {}, "everywhere", NOT_FLAGS, TypeError),
+    (MimiConfiguration, {}, "allow_anonymous_user_only", NOT_FLAGS, TypeError),
+    (MimiConfiguration, {}, "detach_failing_subscribers", NOT_FLAGS, TypeError),
+    (MimiConfiguration, {}, "refresh", [{}, None], TypeError),
+    (MimiConfiguration, {}, "retry", [{}, None], TypeError),
+    (RetryPolicy, {}, "initial_delay", NOT_SECONDS, TypeError),
+    (RetryPolicy, {}, "initial_delay", BAD_SECONDS, ConfigurationError),
+    (RetryPolicy, {}, "max_delay", NOT_SECONDS, TypeError),
+    (RetryPolicy, {}, "max_delay", BAD_SECONDS, ConfigurationError),
+    (RetryPolicy, {}, "max_attempts", [1.0, "3", True, None], TypeError),
+    (RetryPolicy, {}, "max_attempts", [0, -1], ConfigurationError),
+    (_START, {}, "close_grace_period", NOT_SECONDS, TypeError),
+    (_START, {}, "close_grace_period", BAD_SECONDS, ConfigurationError),
+    (_START, {}, "configuration", [{}, "anonymous"], TypeError),
+    (_START, {}, "clock", [5.0, None], TypeError),
+    (HttpBackend, {}, "base_url", [123, None, b"http://h"], TypeError),
+    (HttpBackend, {"base_url": "http://h"}, "timeout", NOT_SECONDS, TypeError),
+    (HttpBackend, {"base_url": "http://h"}, "timeout", BAD_SECONDS, ConfigurationError),
+    (FirebaseBackend, {}, "api_key", [123, None, b"key"], TypeError),
+    (FirebaseBackend, {"api_key": "k"}, "timeout", BAD_SECONDS, ConfigurationError),
+]
+
+
+def _calls() -> list[tuple[str, Callable[[], object], type]]:
+    """(argument, a call giving it a wrong value, the error it must raise)."""
+    return [
+        (argument, partial(constructor, **{**others, argument: value}), error)
+        for constructor, others, argument, values, error in _WRONG_ARGUMENTS
+        for value in values
+    ]
+
+
+@pytest.mark.parametrize(("argument", "call", "error"), _calls())
+def test_a_public_value_refuses_a_wrong_argument_naming_it(
+    argument: str, call: Callable[[], object], error: type
+) -> None:
+    """Each public constructor refuses a wrong type with TypeError and a wrong value with
+    ConfigurationError (a ValueError and a MimiCoreError), naming the argument, not the value."""
+    with pytest.raises(error) as raised:
+        call()
+    message = str(raised.value)
+    assert argument in message
+    assert "secret-bytes" not in message
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True) | st.integers())
+def test_a_duration_is_taken_exactly_when_it_is_finite_and_not_negative(value: float) -> None:
+    """RetryPolicy's delays and the grace period accept any finite number of seconds >= 0
+    and refuse every other."""
+    if math.isfinite(value) and value >= 0:
+        assert RetryPolicy(initial_delay=value, max_delay=value).max_delay == value
+    else:
+        with pytest.raises(ConfigurationError, match="initial_delay"):
+            RetryPolicy(initial_delay=value)
+
+
+# Calls on a started core with a user logged in: none may log them out or call the backend.
+WRONG_CALLS: dict[str, Callable[[MimiCore], object]] = {
+    "authenticate('sign_up')": lambda core: core.auth.authenticate("sign_up"),  # type: ignore[arg-type]
+    "authenticate(None)": lambda core: core.auth.authenticate(None),  # type: ignore[arg-type]
+    "run('x')": lambda core: core.auth.run("x"),  # type: ignore[arg-type]
+    "run(None)": lambda core: core.auth.run(None),  # type: ignore[arg-type]
+    "dispatch(42)": lambda core: core.auth.dispatch(42),  # type: ignore[arg-type]
+    "log_out(everywhere='yes')": lambda core: core.auth.log_out(everywhere="yes"),  # type: ignore[arg-type]
+    "authenticate_anonymous_user(123)": lambda core: AnonymousAuthManager(
+        core
+    ).authenticate_anonymous_user(123),  # type: ignore[arg-type]
+    "authenticate_anonymous_user(b'abc')": lambda core: AnonymousAuthManager(
+        core
+    ).authenticate_anonymous_user(b"abc"),  # type: ignore[arg-type]
+}
+
+
+@pytest.mark.parametrize("call", WRONG_CALLS.values(), ids=WRONG_CALLS.keys())
+async def test_a_wrong_argument_to_a_core_call_is_refused_before_anything_changes(
+    call: Callable[[MimiCore], object],
+) -> None:
+    """A call given the wrong type raises TypeError (under python -O too): the user stays
+    logged in and the backend is not called."""
+    backend = ScriptedBackend()
+    configuration = MimiConfiguration(allow_anonymous_user_only=True)
+    async with MimiCore.start(backend=backend, configuration=configuration) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        state, calls = core.auth.state, list(backend.calls)
+        with pytest.raises(TypeError):
+            await completed(call(core))
+        assert core.auth.state is state
+        assert backend.calls == calls
+
+
+BAD_SETTINGS: dict[str, Callable[[], object]] = {
+    "a URL without its scheme": partial(HttpBackend, "localhost:8080"),
+    "a URL with credentials": partial(HttpBackend, "https://app:secret-1@id.example"),
+    "credentials without the scheme": partial(HttpBackend, "app:secret-1@id.example"),
+    "a URL with no host": partial(HttpBackend, "http://app:secret-1@"),
+    "an ftp URL": partial(HttpBackend, "ftp://app:secret-1@id.example"),
+    "a blank API key": partial(FirebaseBackend, "  "),
+    "an emulator host with a path": partial(FirebaseBackend, "k", emulator_host="h:1/x"),
+    "no client credentials for HttpBackend": partial(
+        MimiCore.start, backend=HttpBackend("http://127.0.0.1:9")
+    ),
+}
+
+
+@pytest.mark.parametrize("call", BAD_SETTINGS.values(), ids=BAD_SETTINGS.keys())
+async def test_a_bad_setting_raises_a_configuration_error(call: Callable[[], object]) -> None:
+    """A bad URL, API key or missing credentials raise ConfigurationError, which is both a
+    MimiCoreError and a ValueError, and never show a password."""
+    with pytest.raises(ConfigurationError) as raised:
+        await completed(call())
+    assert isinstance(raised.value, MimiCoreError)
+    assert isinstance(raised.value, ValueError)
+    assert "secret-1" not in str(raised.value)

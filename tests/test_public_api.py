@@ -25,6 +25,7 @@ REQUIRED = {
     "Skipped",
     "MimiCoreError",
     "RouteRefusedError",
+    "ConfigurationError",
 }
 
 
@@ -58,6 +59,16 @@ def test_every_error_is_a_mimi_core_error() -> None:
     assert errors
     for error in errors:
         assert issubclass(error, mimi_reactive.MimiCoreError)
+
+
+def test_a_wrong_value_is_a_value_error_too() -> None:
+    """The errors for a value given wrong are also ValueErrors, for code that catches those."""
+    for error in (
+        mimi_reactive.ConfigurationError,
+        mimi_reactive.InvalidRouteError,
+        mimi_reactive.SessionFilePathError,
+    ):
+        assert issubclass(error, ValueError)
 
 
 def test_exports_name_the_public_module() -> None:

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import pytest
 
 from mimi_reactive import (
+    AnonymousAuthManager,
     AnonymousLoginResult,
+    AuthRoute,
     Failure,
+    InvalidRouteError,
+    MimiCore,
     MimiCoreError,
     Skipped,
     Success,
     TransportError,
 )
+
+from .helpers import CountingBackend
+from .strategies import SPOILT_ANONYMOUS_IDS
 
 
 def kind(result: AnonymousLoginResult) -> str:
@@ -43,3 +52,22 @@ def test_results_are_frozen() -> None:
     """A result cannot be changed after the fact."""
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         Success("a").anonymous_id = "b"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("spoil", SPOILT_ANONYMOUS_IDS.values(), ids=SPOILT_ANONYMOUS_IDS.keys())
+async def test_a_malformed_id_fails_before_the_user_is_logged_out(
+    counting_core: tuple[MimiCore, CountingBackend], spoil: Callable[[str], str]
+) -> None:
+    """An id no service issues (the real one with a newline, say) is a Failure with
+    InvalidRouteError; the current user stays logged in and the service is not called."""
+    core, backend = counting_core
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert user.anonymous_id is not None
+    calls = backend.total
+    malformed = spoil(user.anonymous_id)
+    result = await AnonymousAuthManager(core).authenticate_anonymous_user(malformed)
+    assert isinstance(result, Failure)
+    assert isinstance(result.error, InvalidRouteError)
+    assert user.anonymous_id[4:] not in str(result.error)
+    assert core.auth.current_user == user
+    assert backend.total == calls

@@ -13,10 +13,12 @@ from typing import Any
 import aiohttp
 
 from .._backend import BackendCapabilities, ClientCredentials
+from .._checks import check_seconds
 from .._exceptions import (
     AccountDisabledError,
     BackendError,
     ClientAuthenticationError,
+    ConfigurationError,
     ConflictError,
     InvalidCredentialsError,
     RateLimitedError,
@@ -90,11 +92,14 @@ class FirebaseBackend:
         tenant_id: str | None = None,
         timeout: float = 10.0,
     ) -> None:
-        if not api_key or not api_key.strip():
-            raise ValueError("FirebaseBackend needs the Firebase app's Web API key")
+        if not isinstance(api_key, str):
+            raise TypeError(f"api_key must be a str, not {type(api_key).__name__}")
+        check_seconds("timeout", timeout)
+        if not api_key.strip():
+            raise ConfigurationError("FirebaseBackend needs the Firebase app's Web API key")
         host = emulator_host or os.environ.get(EMULATOR_HOST_VARIABLE) or None
         if host is not None and not _is_host_and_port(host):
-            raise ValueError(f"emulator_host must be host:port, got {host!r}")
+            raise ConfigurationError(f"emulator_host must be host:port, got {host!r}")
         self._api_key = api_key
         self._emulator_host = host
         self._tenant_id = tenant_id

@@ -1,0 +1,112 @@
+"""The checks the public values run on their arguments, as attrs validators.
+
+A wrong type raises ``TypeError``, a wrong value ``ConfigurationError`` (a ``ValueError``);
+each names the argument and never shows its value, which may be a secret.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from ._exceptions import ConfigurationError, InvalidRouteError
+from ._reasons import Reason
+
+__all__ = [
+    "anonymous_id_problem",
+    "check_seconds",
+    "count",
+    "flag",
+    "instance_of",
+    "is_blank_anonymous_id",
+    "optional_text",
+    "possible_anonymous_id",
+    "seconds",
+    "text",
+]
+
+ANONYMOUS_ID_MAX_LENGTH = 2048
+# What every backend issues: the reference server takes 1 to 2048 of these (its _models.py),
+# and it and the scripted backend issue secrets.token_urlsafe; Firebase issues none.
+_ANONYMOUS_ID = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a ``str``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str, not {type(value).__name__}")
+
+
+def optional_text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a ``str`` or None."""
+    if value is not None and not isinstance(value, str):
+        raise TypeError(f"{attribute.name} must be a str or None, not {type(value).__name__}")
+
+
+def flag(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a ``bool`` (a truthy string such as ``"no"`` is refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{attribute.name} must be True or False, not {type(value).__name__}")
+
+
+def instance_of(kind: type) -> Callable[[object, attrs.Attribute[Any], object], None]:
+    """A validator: the argument is a ``kind``."""
+
+    def check(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, kind):
+            raise TypeError(
+                f"{attribute.name} must be a {kind.__name__}, not {type(value).__name__}"
+            )
+
+    return check
+
+
+def seconds(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a duration: a finite number of seconds, 0 or more."""
+    check_seconds(attribute.name, value)
+
+
+def count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a whole number, 1 or more."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be an int, not {type(value).__name__}")
+    if value < 1:
+        raise ConfigurationError(f"{attribute.name} must be 1 or more, got {value}")
+
+
+def check_seconds(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is a finite number of seconds, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigurationError(f"{name} must be a finite number of seconds, 0 or more")
+
+
+def is_blank_anonymous_id(anonymous_id: str | None) -> bool:
+    """Whether an anonymous id is missing: None, empty or only whitespace."""
+    return anonymous_id is None or not anonymous_id.strip()
+
+
+def anonymous_id_problem(anonymous_id: str) -> Reason | None:
+    """Why ``anonymous_id`` (not blank) cannot be one a service issued; None if it can be."""
+    if anonymous_id != anonymous_id.strip():
+        return Reason.ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE
+    if len(anonymous_id) > ANONYMOUS_ID_MAX_LENGTH:
+        return Reason.ANONYMOUS_ID_TOO_LONG
+    if _ANONYMOUS_ID.fullmatch(anonymous_id) is None:
+        return Reason.ANONYMOUS_ID_MALFORMED
+    return None
+
+
+def possible_anonymous_id(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is None, blank (the guards skip it) or an id a service could have issued;
+    a malformed one raises ``InvalidRouteError`` before any call could log anyone out."""
+    optional_text(instance, attribute, value)
+    if isinstance(value, str) and not is_blank_anonymous_id(value):
+        problem = anonymous_id_problem(value)
+        if problem is not None:
+            raise InvalidRouteError(problem)
