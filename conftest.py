@@ -1,4 +1,5 @@
-"""Runs every Python block in README.md and docs/*.md, as written, with Sybil.
+"""Runs every Python block in README.md, docs/*.md and the package's docstrings, as written,
+with Sybil.
 
 Blocks that talk to an identity service find its address in ``url`` and the client secret
 of ``my-app`` in ``secret``: one reference server per document, in-process on loopback, on an
@@ -22,6 +23,7 @@ from typing import Any
 
 import pytest
 from sybil import Sybil
+from sybil.document import PythonDocStringDocument
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
 from mimi_reactive.server import IdentityServer
@@ -93,10 +95,20 @@ def _teardown(namespace: dict[str, Any]) -> None:
     namespace["_home"].cleanup()
 
 
-pytest_collect_file = Sybil(
+_documents = Sybil(
     parsers=[PythonCodeBlockParser(), SkipParser()],
     patterns=["README.md", "docs/*.md"],
     setup=_setup,
     teardown=_teardown,
     fixtures=["firebase_env"],
-).pytest()
+)
+# The package's docstrings: the API reference pages show them, so their blocks run too.
+_docstrings = Sybil(
+    parsers=[PythonCodeBlockParser(), SkipParser()],
+    patterns=["mimi_reactive/*.py", "mimi_reactive/**/*.py"],
+    document_types={".py": PythonDocStringDocument},
+    setup=_setup,
+    teardown=_teardown,
+    name="docstrings",
+)
+pytest_collect_file = (_documents + _docstrings).pytest()

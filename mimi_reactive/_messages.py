@@ -17,8 +17,12 @@ Build routes with the ``AuthRoute`` constructors; each is a frozen value that ``
 can take apart:
 
 ```python
+from mimi_reactive import AuthRoute, LogInAnonymously
+
+route = AuthRoute.log_in_anonymously("the-id-the-app-stored")
 match route:
-    case LogInAnonymously(anonymous_id=anonymous_id): ...
+    case LogInAnonymously(anonymous_id=anonymous_id):
+        print("logging in with an id of", len(anonymous_id), "characters")
 ```
 """
 

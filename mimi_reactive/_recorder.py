@@ -21,9 +21,21 @@ class StateRecorder:
     Use it as a context manager, or call ``stop()``:
 
     ```python
-    with StateRecorder(core) as recorder:
-        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-    assert recorder.transitions == [Transition.INITIAL, Transition.ANONYMOUS_CREATED]
+    import asyncio
+
+    from mimi_reactive import AuthRoute, MimiCore, Transition
+    from mimi_reactive.testing import ScriptedBackend, StateRecorder
+
+
+    async def main() -> None:
+        backend = ScriptedBackend()
+        async with MimiCore.start(client_id="a", client_secret="s", backend=backend) as core:
+            with StateRecorder(core) as recorder:
+                await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            assert recorder.transitions == [Transition.INITIAL, Transition.ANONYMOUS_CREATED]
+
+
+    asyncio.run(main())
     ```
     """
 

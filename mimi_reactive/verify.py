@@ -1,11 +1,25 @@
 """Check the identity service's access tokens in your own API, without calling the service.
 
 ```python
+import asyncio
+
 from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, VerifiedToken
 
-verifier = AccessTokenVerifier("https://id.example.com")  # the identity service's URL
-claims: VerifiedToken = await verifier.verify(token)
+
+async def user_of(token: str) -> str | None:  # the user a bearer token names, if it verifies
+    async with AccessTokenVerifier(url) as verifier:  # url: the identity service's
+        try:
+            claims: VerifiedToken = await verifier.verify(token)
+        except InvalidTokenError as error:
+            print("refused:", error.reason)  # never the token itself
+            return None
+        return claims.user_id
+
+
+assert asyncio.run(user_of("not-a-token")) is None
 ```
+
+(A real API keeps one verifier for its life: it caches the keys.)
 
 Access tokens are ES256 JWTs. The verifier fetches the service's keys from
 ``/.well-known/jwks.json``, caches them, fetches them again when a token names a key it does
