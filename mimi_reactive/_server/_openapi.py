@@ -10,7 +10,8 @@ from typing import Any
 
 import attrs
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 
 from . import _models as models
 
@@ -214,6 +215,18 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+class _EcmaPatterns(GenerateJsonSchema):
+    """Patterns in JSON Schema's dialect (ECMA-262): the models' Python ``\\Z`` (the true
+    end) is ``$`` there."""
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        generated = super().str_schema(schema)
+        pattern = generated.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("\\Z"):
+            generated["pattern"] = pattern.removesuffix("\\Z") + "$"
+        return generated
+
+
 def openapi_document() -> dict[str, Any]:
     """The document ``GET /openapi.json`` serves."""
     entries = [(op.answer, "serialization") for op in OPERATIONS]
@@ -222,6 +235,7 @@ def openapi_document() -> dict[str, Any]:
     refs, definitions = models_json_schema(
         entries,  # type: ignore[arg-type]
         ref_template="#/components/schemas/{model}",
+        schema_generator=_EcmaPatterns,
     )
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
