@@ -32,6 +32,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
 _PUBLIC_HANDLERS = frozenset(HANDLERS[op.name] for op in OPERATIONS if op.public)
 _MAX_BODY_BYTES = 64 * 1024
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def create_app(
@@ -73,7 +74,7 @@ async def _prepare_dummy_hash(app: web.Application) -> None:
 @web.middleware
 async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Every request: its client authenticated (but on public paths), any error answered as
-    JSON with a stable code, and one debug line.
+    JSON with a stable code, no answer cached, and one debug line.
 
     One middleware rather than one per concern: each layer costs a coroutine per request, and
     three made ``GET /health`` a quarter slower than a bare handler.
@@ -94,6 +95,10 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
             "http.internal_error", route=_route(request), error=type(error).__name__
         )
         response = _error_response(ApiError(500, "internal_error", "the server failed"))
+    if "Cache-Control" not in response.headers:  # the JWKS says how long it may be kept
+        # Answers carry tokens, anonymous ids and user data: no cache may keep any
+        # (RFC 6749 section 5.1; Pragma for HTTP/1.0 caches).
+        response.headers.update(_NO_STORE)
     log = request.app[STATE].log
     if debug_enabled(log):
         # The route, not the path (a path can carry anything), and the status: never bodies
