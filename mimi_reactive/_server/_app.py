@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
-from ._edge import ApiError, authenticate_client, client_ip, failed_log_in
+from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
 from ._handlers import HANDLERS
 from ._limits import RateLimiter
 from ._logs import debug_enabled
@@ -85,6 +85,8 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
             await _authenticate_client(request)
         response = await handler(request)
     except ApiError as error:
+        if isinstance(error, ClientGoneError):
+            request.app[STATE].log.info("http.client_gone", route=_route(request))
         response = _error_response(error)
     except web.HTTPException as error:
         if error.status < 400:
