@@ -19,7 +19,7 @@ from aiohttp import web
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
 from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
 from ._handlers import HANDLERS
-from ._limits import RateLimiter
+from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled
 from ._openapi import OPERATIONS, openapi_document
 from ._records import IdentityDatabase
@@ -32,6 +32,13 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
 _PUBLIC_HANDLERS = frozenset(HANDLERS[op.name] for op in OPERATIONS if op.public)
 _MAX_BODY_BYTES = 64 * 1024
+_STORAGE_RETRY_AFTER = 5
+_STORAGE_FAILED = ApiError(
+    503,
+    "temporarily_unavailable",
+    "the server cannot count requests now; try again",
+    retry_after=_STORAGE_RETRY_AFTER,
+)
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -92,6 +99,12 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if error.status < 400:
             raise
         response = _http_error_response(error)
+    except RateLimitStorageError as error:
+        # Not this request's fault nor a bug: the storage (Redis) is down; try again soon.
+        request.app[STATE].log.warning(
+            "rate_limit.storage_failed", route=_route(request), storage=error.storage
+        )
+        response = _error_response(_STORAGE_FAILED)
     except Exception as error:
         request.app[STATE].log.error(
             "http.internal_error", route=_route(request), error=type(error).__name__

@@ -221,6 +221,7 @@ ErrorCode = Literal[
     "route_not_allowed",
     "rate_limited",
     "server_busy",
+    "temporarily_unavailable",
     "invalid_grant",
     "unsupported_grant_type",
     "not_found",

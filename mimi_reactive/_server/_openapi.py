@@ -64,14 +64,19 @@ def _links_from_session() -> dict[str, Any]:
     }
 
 
+_STORAGE_FAILED = (
+    "the rate-limit storage does not answer (temporarily_unavailable); Retry-After says when"
+    " to try again"
+)
 _CLIENT = {
     "401": "the client id or secret is missing or wrong (invalid_client)",
     "429": "this client IP sent too many wrong client secrets, anonymous ids or passwords"
     " (rate_limited); Retry-After says when to try again",
+    "503": _STORAGE_FAILED,
 }
 _CREDENTIAL_ROUTE = {
     "403": "this client is anonymous-only: it may not use credentials (route_not_allowed)",
-    "503": "every password-hashing worker is busy (server_busy); Retry-After says when to retry",
+    "503": "every password-hashing worker is busy (server_busy), or " + _STORAGE_FAILED,
 }
 _BAD_BEARER = (
     "invalid_client, or the access token is not valid, has expired or belongs to"
