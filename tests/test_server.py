@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -208,6 +209,32 @@ def test_the_document_writes_patterns_in_json_schema_dialect() -> None:
     ]
     assert len(patterns) >= 10
     assert all(pattern.endswith("$") and "\\Z" not in pattern for pattern in patterns)
+
+
+def test_the_server_doc_states_the_input_rules_and_error_codes_of_the_code() -> None:
+    """docs/server.md gives the id and token length and characters the models check, and
+    every error code an answer can carry."""
+    doc = " ".join((Path(__file__).parents[1] / "docs" / "server.md").read_text().split())
+    schemas = openapi_document()["components"]["schemas"]
+    token = schemas["AnonymousLogIn"]["properties"]["anonymous_id"]
+    characters = token["pattern"].removeprefix("^").removesuffix("+$")
+    assert f"{token['minLength']} to {token['maxLength']} characters of `{characters}`" in doc
+    codes = schemas["ErrorDetail"]["properties"]["code"]["enum"]
+    assert [code for code in codes if f"`{code}`" not in doc] == []
+
+
+def test_no_table_of_the_server_doc_is_cut_by_a_blank_line() -> None:
+    """In docs/server.md no blank line sits between two table rows (the rows after it would
+    render as a paragraph)."""
+    lines = (Path(__file__).parents[1] / "docs" / "server.md").read_text().splitlines()
+    cut = [
+        number + 1
+        for number in range(1, len(lines) - 1)
+        if not lines[number].strip()
+        and lines[number - 1].startswith("|")
+        and lines[number + 1].startswith("|")
+    ]
+    assert cut == []
 
 
 async def test_one_email_is_one_account_whatever_its_case_or_trailing_newline(
