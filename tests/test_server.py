@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from mimi_reactive._server._openapi import openapi_document
 from mimi_reactive.server import IdentityServer
 
 from .conftest import CLIENT_ID, stores
@@ -193,6 +195,71 @@ async def test_email_is_unique_and_wrong_password_fails(
             {"error": {"code": "invalid_credentials", "message": "the email or password is wrong"}},
         )
     )
+
+
+def test_the_document_writes_patterns_in_json_schema_dialect() -> None:
+    """Every pattern in /openapi.json ends at ``$`` (the true end in ECMA-262), never at
+    Python's ``\\Z``."""
+    schemas = openapi_document()["components"]["schemas"]
+    patterns = [
+        field["pattern"]
+        for schema in schemas.values()
+        for field in schema.get("properties", {}).values()
+        if "pattern" in field
+    ]
+    assert len(patterns) >= 10
+    assert all(pattern.endswith("$") and "\\Z" not in pattern for pattern in patterns)
+
+
+def test_the_server_doc_states_the_input_rules_and_error_codes_of_the_code() -> None:
+    """docs/server.md gives the id and token length and characters the models check, and
+    every error code an answer can carry."""
+    doc = " ".join((Path(__file__).parents[1] / "docs" / "server.md").read_text().split())
+    schemas = openapi_document()["components"]["schemas"]
+    token = schemas["AnonymousLogIn"]["properties"]["anonymous_id"]
+    characters = token["pattern"].removeprefix("^").removesuffix("+$")
+    assert f"{token['minLength']} to {token['maxLength']} characters of `{characters}`" in doc
+    codes = schemas["ErrorDetail"]["properties"]["code"]["enum"]
+    assert [code for code in codes if f"`{code}`" not in doc] == []
+
+
+def test_no_table_of_the_server_doc_is_cut_by_a_blank_line() -> None:
+    """In docs/server.md no blank line sits between two table rows (the rows after it would
+    render as a paragraph)."""
+    lines = (Path(__file__).parents[1] / "docs" / "server.md").read_text().splitlines()
+    cut = [
+        number + 1
+        for number in range(1, len(lines) - 1)
+        if not lines[number].strip()
+        and lines[number - 1].startswith("|")
+        and lines[number + 1].startswith("|")
+    ]
+    assert cut == []
+
+
+async def test_one_email_is_one_account_whatever_its_case_or_trailing_newline(
+    server: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """An email with a trailing newline is refused (it was stored as another account); one
+    differing only in case is the same account, to sign up, log in and promote."""
+    users, sessions = server.url + "/v1/users", server.url + "/v1/sessions"
+    body = {"email": "nl@example.test", "password": "long enough"}
+    for hostile in ("nl@example.test\n", "nl@example.test\r\n", "NL@example.test\n"):
+        status, error = await post(http, users, {**body, "email": hostile})
+        assert (status, error["error"]["code"]) == (400, "invalid_request")
+    assert (await post(http, users, body))[0] == 201
+    status, error = await post(http, users, {**body, "email": "Nl@Example.TEST"})
+    assert (status, error["error"]["code"]) == (409, "email_taken")
+    status, signed_in = await post(http, sessions, {**body, "email": "NL@EXAMPLE.test"})
+    assert (status, signed_in["user"]["email"]) == (200, "nl@example.test")
+    status, error = await post(http, sessions, {**body, "email": "nl@example.test\n"})
+    assert (status, error["error"]["code"]) == (400, "invalid_request")
+    _, anonymous = await post(http, server.url + "/v1/anonymous-users")
+    promotion = {**body, "access_token": anonymous["session"]["access_token"]}
+    status, error = await post(
+        http, server.url + "/v1/users/promote", {**promotion, "email": "nL@example.Test"}
+    )
+    assert (status, error["error"]["code"]) == (409, "email_taken")
 
 
 @stores("sqlite-file", "postgresql")

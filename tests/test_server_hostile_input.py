@@ -4,6 +4,7 @@ request gets a 4xx JSON error with a stable code, and the server keeps serving."
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import aiohttp
@@ -41,6 +42,19 @@ FIELDS = {
     "/v1/users/delete": "access_token",
     "/v1/sessions/revoke-all": "access_token",
 }
+# Every field with a pattern, by route: each is refused unless it matches to its very end.
+PATTERN_FIELDS = [
+    ("/v1/sessions/anonymous", "anonymous_id"),
+    ("/v1/users", "email"),
+    ("/v1/sessions", "email"),
+    ("/v1/users/promote", "access_token"),
+    ("/v1/users/promote", "email"),
+    ("/v1/sessions/revoke", "token"),
+    ("/v1/token", "refresh_token"),
+    ("/v1/token/introspect", "token"),
+    ("/v1/users/delete", "access_token"),
+    ("/v1/sessions/revoke-all", "access_token"),
+]
 DEEP = b"[" * 1000 + b"]" * 1000
 
 
@@ -289,6 +303,29 @@ def field_cases() -> list[Case]:
     return cases
 
 
+def pattern_cases() -> list[Case]:
+    """A valid value with a character its pattern refuses around or inside it, in every field
+    that has a pattern: Python's ``$`` matched before a final newline, which let one through."""
+    cases: list[Case] = []
+    for path, field in PATTERN_FIELDS:
+        short = path.removeprefix("/v1/").replace("/", "-")
+        valid: dict[str, Any] = json.loads(BODY_ROUTES[path])
+        for name, change in [
+            ("trailing-newline", "{}\n"),
+            ("trailing-crlf", "{}\r\n"),
+            ("leading-newline", "\n{}"),
+            ("leading-space", " {}"),
+            ("trailing-space", "{} "),
+            ("trailing-nul", "{}\x00"),
+            ("non-ascii", "{}\u00e9"),
+        ]:
+            value = change.format(valid[field])
+            body = json.dumps({**valid, field: value}, ensure_ascii=False).encode()
+            name = f"{short}-{field}-{name}"
+            cases.append((name, "POST", path, [JSON], body, 400, "invalid_request"))
+    return cases
+
+
 def client_cases() -> list[Case]:
     """Malformed client credentials, on public and authenticated routes, and wrong methods."""
     body = BODY_ROUTES["/v1/anonymous-users"]
@@ -328,7 +365,7 @@ def client_cases() -> list[Case]:
     return cases
 
 
-CASES = body_cases() + field_cases() + client_cases()
+CASES = body_cases() + field_cases() + pattern_cases() + client_cases()
 
 
 @pytest.mark.parametrize(

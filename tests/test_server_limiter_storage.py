@@ -1,5 +1,6 @@
-"""The rate-limit storage is closed when the server stops: a server started and stopped again and
-again leaves no Redis connection behind. Over the real Redis on 127.0.0.1:6379."""
+"""The rate-limit storage: closed when the server stops (a server started and stopped again and
+again leaves no Redis connection behind), checked at start, and a storage lost while serving
+answers 503 rather than 500. Over the real Redis on 127.0.0.1:6379."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ import aiohttp
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from mimi_reactive._server._limits import close_storage
-from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive._server._limits import close_storage, describe_storage
+from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartError
 
 from .conftest import CLIENT_ID, REDIS
-from .server_helpers import Caller
+from .server_helpers import Caller, run_command
+from .tcp_gate import TcpGate
+from .test_server_logs import capturing_logger, logged
 
 STARTS = 5
 
@@ -85,3 +88,82 @@ async def test_closing_the_memory_storage_ends_its_expiry_task() -> None:
     await close_storage(storage)
     assert timer.done()
     await close_storage(storage)  # again: nothing left to do
+
+
+# Port 1 (tcpmux) is closed on any machine these tests run on: nothing answers there.
+CLOSED = "redis://:hunter2-password@127.0.0.1:1/0?key_prefix=mimi"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (CLOSED, "redis://127.0.0.1:1/0"),
+        ("redis://user:pw@host:6379", "redis://user@host:6379"),
+        ("rediss://:pw@host:6380/2?password=other", "rediss://host:6380/2"),
+        (
+            "redis+sentinel://:pw@a:26379,b:26379/primary",
+            "redis+sentinel://a:26379,b:26379/primary",
+        ),
+        ("redis+unix:///run/redis.sock?password=pw", "redis+unix:///run/redis.sock"),
+        ("memory://", "memory://"),
+        ("no-scheme:pw@host", "a rate-limit storage URL that cannot be parsed"),
+    ],
+)
+def test_a_storage_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    """describe_storage keeps the scheme, user, hosts and path; never a password or query."""
+    assert describe_storage(url) == shown
+
+
+async def test_an_unreachable_storage_refuses_start(client_secret: str) -> None:
+    """A server whose rate-limit storage does not answer does not start: one line naming the
+    storage, without its password."""
+    settings = ServerSettings(rate_limit_storage=CLOSED)
+    server = IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, settings=settings)
+    with pytest.raises(ServerStartError) as refused:
+        await server.start()
+    assert str(refused.value) == "the rate-limit storage redis://127.0.0.1:1/0 does not answer"
+
+
+async def test_serve_refuses_an_unreachable_storage_before_serving(client_secret: str) -> None:
+    """``serve`` exits 1 with one line, before printing where it serves, and no password."""
+    status, out, err = await run_command(
+        *("serve", "--port", "0", "--client-id", CLIENT_ID, "--client-secret", client_secret),
+        *("--rate-limit-storage", CLOSED),
+    )
+    assert (status, out) == (1, "")
+    assert (
+        err == "mimi-reactive serve: the rate-limit storage redis://127.0.0.1:1/0 does not answer\n"
+    )
+
+
+async def test_a_storage_lost_while_serving_answers_503_until_it_is_back(
+    redis_url: str, client_secret: str
+) -> None:
+    """With Redis cut off mid-run, a limited call answers 503 temporarily_unavailable with a
+    Retry-After, logged at warning naming the storage; once Redis is back, calls succeed."""
+    gate = TcpGate(*REDIS)
+    await gate.start()
+    url = redis_url.replace(f"{REDIS[0]}:{REDIS[1]}", gate.host)
+    captured, logger = capturing_logger()
+    settings = ServerSettings(rate_limit_storage=url)
+    try:
+        async with (
+            IdentityServer(
+                client_id=CLIENT_ID, client_secret=client_secret, settings=settings, logger=logger
+            ) as server,
+            aiohttp.ClientSession() as http,
+        ):
+            caller = Caller(http, server.url, CLIENT_ID, client_secret)
+            await caller.anonymous_user()
+            gate.shut()
+            status, body, headers = await caller.post("/v1/anonymous-users")
+            assert (status, body["error"]["code"]) == (503, "temporarily_unavailable")
+            assert headers["Retry-After"] == "5"
+            failed = await logged(captured, "rate_limit.storage_failed")
+            assert failed["log_level"] == "warning"
+            assert failed["storage"] == describe_storage(url) == f"redis://{gate.host}/0"
+            assert not [e for e in captured.entries if e["event"] == "http.internal_error"]
+            gate.reopen()
+            await caller.anonymous_user()
+    finally:
+        await gate.close()

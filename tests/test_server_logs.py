@@ -3,10 +3,20 @@ and asyncio's own records included, on either store."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import logging
 import os
 import secrets
+from typing import cast
+from urllib.parse import urlsplit
+
+import pytest
+import structlog
+from structlog.testing import LogCapture
+
+from mimi_reactive.server import IdentityServer
 
 from .conftest import stores
 from .raw_http import build_request, send_raw
@@ -61,3 +71,57 @@ async def test_malformed_requests_leave_no_secret_in_the_server_output(database_
     assert b"http.request" in written  # and our own request log ran
     for secret in (client_secret.encode(), basic, token.encode(), token.encode()[:16]):
         assert secret not in written
+
+
+def capturing_logger() -> tuple[LogCapture, structlog.typing.FilteringBoundLogger]:
+    """A server logger at debug whose events, with their level, are kept in ``entries``."""
+    captured = LogCapture()
+    logger = structlog.wrap_logger(
+        None,
+        processors=[captured],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+    )
+    return captured, cast(structlog.typing.FilteringBoundLogger, logger)
+
+
+async def logged(captured: LogCapture, event: str) -> structlog.typing.EventDict:
+    """The first ``event`` the server logged, waiting (10 s at most) for it."""
+    async with asyncio.timeout(10):
+        while True:
+            found = [entry for entry in captured.entries if entry["event"] == event]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("path", ["/v1/sessions/anonymous", "/v1/users", "/v1/token"])
+@pytest.mark.parametrize("closing", ["fin", "reset"])
+async def test_a_client_gone_mid_body_is_not_a_server_error(
+    path: str, closing: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that sends 10 of its 1000 body bytes and closes (or resets) the connection is
+    logged http.client_gone at info: no error-level line, no 500."""
+    caplog.set_level(logging.DEBUG)
+    client_secret = secrets.token_urlsafe(32)
+    captured, logger = capturing_logger()
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, logger=logger
+    ) as server:
+        url = urlsplit(server.url)
+        _, writer = await asyncio.open_connection(url.hostname, url.port)
+        basic = base64.b64encode(f"{CLIENT_ID}:{client_secret}".encode())
+        headers = [(b"Authorization", b"Basic " + basic), (b"Content-Type", b"application/json")]
+        request = build_request("POST", path, headers, b"x" * 1000)
+        writer.write(request[: len(request) - 990])
+        await writer.drain()
+        if closing == "reset":
+            writer.transport.abort()
+        else:
+            writer.close()
+            await writer.wait_closed()
+        gone = await logged(captured, "http.client_gone")
+        answered = await logged(captured, "http.request")
+    assert (gone["log_level"], gone["route"]) == ("info", path)
+    assert answered["status"] == 400
+    assert not [entry for entry in captured.entries if entry["log_level"] in ("error", "critical")]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]

@@ -17,9 +17,9 @@ import structlog
 from aiohttp import web
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
-from ._edge import ApiError, authenticate_client, client_ip, failed_log_in
+from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
 from ._handlers import HANDLERS
-from ._limits import RateLimiter
+from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled
 from ._openapi import OPERATIONS, openapi_document
 from ._records import IdentityDatabase
@@ -32,6 +32,14 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
 _PUBLIC_HANDLERS = frozenset(HANDLERS[op.name] for op in OPERATIONS if op.public)
 _MAX_BODY_BYTES = 64 * 1024
+_STORAGE_RETRY_AFTER = 5
+_STORAGE_FAILED = ApiError(
+    503,
+    "temporarily_unavailable",
+    "the server cannot count requests now; try again",
+    retry_after=_STORAGE_RETRY_AFTER,
+)
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def create_app(
@@ -73,7 +81,7 @@ async def _prepare_dummy_hash(app: web.Application) -> None:
 @web.middleware
 async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
     """Every request: its client authenticated (but on public paths), any error answered as
-    JSON with a stable code, and one debug line.
+    JSON with a stable code, no answer cached, and one debug line.
 
     One middleware rather than one per concern: each layer costs a coroutine per request, and
     three made ``GET /health`` a quarter slower than a bare handler.
@@ -84,16 +92,28 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
             await _authenticate_client(request)
         response = await handler(request)
     except ApiError as error:
+        if isinstance(error, ClientGoneError):
+            request.app[STATE].log.info("http.client_gone", route=_route(request))
         response = _error_response(error)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         response = _http_error_response(error)
+    except RateLimitStorageError as error:
+        # Not this request's fault nor a bug: the storage (Redis) is down; try again soon.
+        request.app[STATE].log.warning(
+            "rate_limit.storage_failed", route=_route(request), storage=error.storage
+        )
+        response = _error_response(_STORAGE_FAILED)
     except Exception as error:
         request.app[STATE].log.error(
             "http.internal_error", route=_route(request), error=type(error).__name__
         )
         response = _error_response(ApiError(500, "internal_error", "the server failed"))
+    if "Cache-Control" not in response.headers:  # the JWKS says how long it may be kept
+        # Answers carry tokens, anonymous ids and user data: no cache may keep any
+        # (RFC 6749 section 5.1; Pragma for HTTP/1.0 caches).
+        response.headers.update(_NO_STORE)
     log = request.app[STATE].log
     if debug_enabled(log):
         # The route, not the path (a path can carry anything), and the status: never bodies

@@ -21,6 +21,7 @@ from ._secrets import digest
 
 __all__ = [
     "ApiError",
+    "ClientGoneError",
     "authenticate_client",
     "client_ip",
     "failed_log_in",
@@ -44,6 +45,14 @@ class ApiError(Exception):
         self.message = message
         self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
         """Whole seconds for the ``Retry-After`` header (429 and 503)."""
+
+
+class ClientGoneError(ApiError):
+    """The client closed the connection before the end of its body: its doing, not a server
+    fault (logged ``http.client_gone``); answered 400 in case it still reads."""
+
+    def __init__(self) -> None:
+        super().__init__(400, "invalid_request", "the body ended before its Content-Length")
 
 
 def rate_limited(retry_after: float) -> ApiError:
@@ -103,7 +112,10 @@ async def read_body(request: web.Request, model: type[_Model]) -> _Model:
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise ApiError(415, "unsupported_media_type", "the body must be application/json in UTF-8")
-    raw = await request.read()  # past client_max_size: HTTPRequestEntityTooLarge, a 413
+    try:
+        raw = await request.read()  # past client_max_size: HTTPRequestEntityTooLarge, a 413
+    except ConnectionResetError:  # aiohttp's word for a connection lost mid-body
+        raise ClientGoneError from None
     try:
         return model.model_validate_json(raw)
     except pydantic.ValidationError as error:

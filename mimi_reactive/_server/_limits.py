@@ -2,7 +2,8 @@
 
 The storage is chosen by URL (``memory://`` for one process; ``redis://...`` lets several
 workers share counts), and windows are numbered by the server's own clock, so tests move time
-instead of sleeping and every worker agrees on where a window ends.
+instead of sleeping and every worker agrees on where a window ends. A storage URL can carry a
+password, so it is only ever shown through ``describe_storage``.
 """
 
 from __future__ import annotations
@@ -16,12 +17,43 @@ from collections.abc import Callable
 from typing import Any
 
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
-from limits.errors import ConfigurationError
+from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
 from ._settings import Limit
 
-__all__ = ["Limit", "RateLimiter", "close_storage", "limiter_storage"]
+__all__ = [
+    "Limit",
+    "RateLimitStorageError",
+    "RateLimiter",
+    "close_storage",
+    "describe_storage",
+    "limiter_storage",
+]
+
+_CHECK_TIMEOUT = 10.0
+"""Seconds the storage has to answer at start: a host that drops packets would hang it."""
+
+
+class RateLimitStorageError(Exception):
+    """The rate-limit storage failed while serving (Redis gone, say); names it, no password."""
+
+    def __init__(self, storage: str) -> None:
+        super().__init__(f"the rate-limit storage {storage} failed")
+        self.storage = storage
+
+
+def describe_storage(url: str) -> str:
+    """The storage URL as it may be shown: its scheme, user, hosts and path; no password and
+    no query (either can hold one). Sentinel and cluster URLs name several hosts."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return "a rate-limit storage URL that cannot be parsed"
+    location, _, path = rest.partition("/")
+    user_info, at, hosts = location.rpartition("@")
+    user = user_info.partition(":")[0]
+    path = path.partition("?")[0].partition("#")[0]
+    return f"{scheme}://{user}{at if user else ''}{hosts}" + (f"/{path}" if path else "")
 
 
 def limiter_storage(url: str) -> Storage:
@@ -37,7 +69,8 @@ def limiter_storage(url: str) -> Storage:
     rest = urllib.parse.urlencode([(name, value) for name, value in query if name != "key_prefix"])
     full = urllib.parse.urlunsplit(parts._replace(query=rest))
     try:
-        storage = storage_from_string(full, **options)
+        # Wrapped, the storage's own errors (a lost Redis) are one type: StorageError.
+        storage = storage_from_string(full, wrap_exceptions=True, **options)
     except (ConfigurationError, ValueError) as error:
         raise ValueError(f"unusable rate-limit storage URL ({error})") from None
     if not isinstance(storage, Storage):
@@ -77,14 +110,29 @@ async def _close_redis_client(client: Any) -> None:
 
 
 class RateLimiter:
-    """Counts events per limit and key in fixed windows of the server clock."""
+    """Counts events per limit and key in fixed windows of the server clock; a failing
+    storage raises ``RateLimitStorageError``."""
 
-    def __init__(self, storage: Storage, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, storage: Storage, clock: Callable[[], float], *, shown: str = "memory://"
+    ) -> None:
         self._storage = storage
         self._clock = clock
+        self.shown = shown
+        """The storage's URL as ``describe_storage`` shows it."""
 
     def __repr__(self) -> str:
         return f"RateLimiter({type(self._storage).__name__})"
+
+    async def check(self) -> None:
+        """At start: ``ValueError`` naming the storage unless it answers within 10 s."""
+        try:
+            async with asyncio.timeout(_CHECK_TIMEOUT):
+                answered = await self._storage.check()
+        except (TimeoutError, StorageError):
+            answered = False
+        if not answered:
+            raise ValueError(f"the rate-limit storage {self.shown} does not answer")
 
     async def close(self) -> None:
         """Release the storage's connections (at server shutdown)."""
@@ -96,12 +144,18 @@ class RateLimiter:
         retry_after = (index + 1) * limit.window - now
         return f"mimi:{limit.name}:{key}:{index}", retry_after
 
+    async def _incr(self, name: str, window: int) -> int:
+        try:
+            return await self._storage.incr(name, window)
+        except StorageError:
+            raise RateLimitStorageError(self.shown) from None
+
     async def hit(self, limit: Limit, key: str) -> float | None:
         """Count one event; the seconds until the window ends if it was past the limit."""
         if limit.count <= 0:
             return None
         name, retry_after = self._window(limit, key)
-        count = await self._storage.incr(name, limit.window)
+        count = await self._incr(name, limit.window)
         return retry_after if count > limit.count else None
 
     async def exhausted(self, limit: Limit, key: str) -> float | None:
@@ -109,10 +163,14 @@ class RateLimiter:
         if limit.count <= 0:
             return None
         name, retry_after = self._window(limit, key)
-        return retry_after if await self._storage.get(name) >= limit.count else None
+        try:
+            count = await self._storage.get(name)
+        except StorageError:
+            raise RateLimitStorageError(self.shown) from None
+        return retry_after if count >= limit.count else None
 
     async def count(self, limit: Limit, key: str) -> None:
         """Count one event without checking."""
         if limit.count > 0:
             name, _ = self._window(limit, key)
-            await self._storage.incr(name, limit.window)
+            await self._incr(name, limit.window)

@@ -2,8 +2,10 @@
 
 The server validates each body against its model at one edge (``_edge.py``) and the OpenAPI
 document is generated from the same models (``_openapi.py``), so what the document says is
-refused is exactly what the server refuses. Patterns use Python's ``re`` (``regex_engine``),
-the engine schemathesis generates from, so both read each pattern the same way.
+refused is exactly what the server refuses. Patterns use Python's ``re`` (``regex_engine``)
+and end at ``\\Z``, the true end (Python's ``$`` also matches before a final newline, which
+let ``"a@example.test\\n"`` in as a second account). The document writes ``\\Z`` as ``$``,
+the true end in ECMA-262, the dialect of JSON Schema, as schemathesis reads it too.
 """
 
 from __future__ import annotations
@@ -40,12 +42,12 @@ _REQUEST = ConfigDict(strict=True, regex_engine="python-re", extra="ignore")
 
 # Anonymous ids and refresh tokens are 32 random bytes in URL-safe base64 (43 characters);
 # access tokens are JWTs (three such parts joined by dots, under 1 KiB).
-Secret = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9_.-]+$")]
+Secret = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 Email = Annotated[
     str,
     Field(
         max_length=254,
-        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$",
+        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z",
         description="compared without regard to case",
     ),
 ]
@@ -219,6 +221,7 @@ ErrorCode = Literal[
     "route_not_allowed",
     "rate_limited",
     "server_busy",
+    "temporarily_unavailable",
     "invalid_grant",
     "unsupported_grant_type",
     "not_found",

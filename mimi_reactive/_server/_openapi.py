@@ -10,7 +10,8 @@ from typing import Any
 
 import attrs
 from pydantic import BaseModel
-from pydantic.json_schema import models_json_schema
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue, models_json_schema
+from pydantic_core import core_schema
 
 from . import _models as models
 
@@ -63,14 +64,19 @@ def _links_from_session() -> dict[str, Any]:
     }
 
 
+_STORAGE_FAILED = (
+    "the rate-limit storage does not answer (temporarily_unavailable); Retry-After says when"
+    " to try again"
+)
 _CLIENT = {
     "401": "the client id or secret is missing or wrong (invalid_client)",
     "429": "this client IP sent too many wrong client secrets, anonymous ids or passwords"
     " (rate_limited); Retry-After says when to try again",
+    "503": _STORAGE_FAILED,
 }
 _CREDENTIAL_ROUTE = {
     "403": "this client is anonymous-only: it may not use credentials (route_not_allowed)",
-    "503": "every password-hashing worker is busy (server_busy); Retry-After says when to retry",
+    "503": "every password-hashing worker is busy (server_busy), or " + _STORAGE_FAILED,
 }
 _BAD_BEARER = (
     "invalid_client, or the access token is not valid, has expired or belongs to"
@@ -214,6 +220,18 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
+class _EcmaPatterns(GenerateJsonSchema):
+    """Patterns in JSON Schema's dialect (ECMA-262): the models' Python ``\\Z`` (the true
+    end) is ``$`` there."""
+
+    def str_schema(self, schema: core_schema.StringSchema) -> JsonSchemaValue:
+        generated = super().str_schema(schema)
+        pattern = generated.get("pattern")
+        if isinstance(pattern, str) and pattern.endswith("\\Z"):
+            generated["pattern"] = pattern.removesuffix("\\Z") + "$"
+        return generated
+
+
 def openapi_document() -> dict[str, Any]:
     """The document ``GET /openapi.json`` serves."""
     entries = [(op.answer, "serialization") for op in OPERATIONS]
@@ -222,6 +240,7 @@ def openapi_document() -> dict[str, Any]:
     refs, definitions = models_json_schema(
         entries,  # type: ignore[arg-type]
         ref_template="#/components/schemas/{model}",
+        schema_generator=_EcmaPatterns,
     )
     paths: dict[str, dict[str, Any]] = {}
     for op in OPERATIONS:
