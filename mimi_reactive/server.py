@@ -37,9 +37,10 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
+from ._server._app import app_runner
 from ._server._config import ClientConfig, ConfigError
 from ._server._context import RegisteredClient, ServerSettings
-from ._server._logs import http_logger, server_logger
+from ._server._logs import server_logger
 from ._server._records import SweepCounts
 from ._server._secrets import digest
 from ._server._service import Service, open_service
@@ -120,9 +121,7 @@ class IdentityServer:
         except (ValueError, DatabaseOpenError) as error:
             raise ServerStartError(str(error)) from None
         self._service = service
-        # aiohttp's own request-error logs go through a logger that drops their details
-        # (they can quote a raw header line, credentials included).
-        self._runner = web.AppRunner(service.app, access_log=None, logger=http_logger())
+        self._runner = app_runner(service.app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         try:

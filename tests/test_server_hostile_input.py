@@ -81,6 +81,17 @@ def with_field(path: str, raw_value: bytes) -> bytes:
 Case = tuple[str, str, str, list[tuple[bytes, bytes]] | None, bytes, int, str]
 
 
+# Every Content-Encoding but identity is refused, whatever the body: a body compressed as
+# it says would be refused all the same, so one that is not is no different.
+ENCODINGS = [
+    ("not-gzip", b"gzip", 415, "unsupported_media_type"),
+    ("not-deflate", b"deflate", 415, "unsupported_media_type"),
+    ("brotli", b"br", 415, "unsupported_media_type"),
+    ("unknown-encoding", b"x-unheard-of", 415, "unsupported_media_type"),
+    ("two-encodings", b"gzip, identity", 415, "unsupported_media_type"),
+]
+
+
 def body_cases() -> list[Case]:
     """Malformed and mis-encoded bodies, on every route that takes one."""
     cases: list[Case] = []
@@ -144,6 +155,19 @@ def body_cases() -> list[Case]:
                 413,
                 "request_too_large",
             ),
+        ]
+        # A body that is not what its Content-Encoding says, or in an encoding not taken.
+        cases += [
+            (
+                f"{short}-{name}",
+                "POST",
+                path,
+                [JSON, (b"Content-Encoding", encoding)],
+                BODY_ROUTES[path],
+                status,
+                code,
+            )
+            for name, encoding, status, code in ENCODINGS
         ]
     cases += [
         (

@@ -20,13 +20,13 @@ from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_
 from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
 from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
-from ._logs import debug_enabled
+from ._logs import debug_enabled, http_logger
 from ._openapi import OPERATIONS, openapi_document
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher, new_secret
 from ._tokens import AccessTokens
 
-__all__ = ["ApiError", "ServerSettings", "create_app"]
+__all__ = ["ApiError", "ServerSettings", "app_runner", "create_app"]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
@@ -40,6 +40,20 @@ _STORAGE_FAILED = ApiError(
     retry_after=_STORAGE_RETRY_AFTER,
 )
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def app_runner(app: web.Application, *, shutdown_timeout: float = 60.0) -> web.AppRunner:
+    """The runner of every server process (in-process and each worker): no access log;
+    aiohttp's request-error records go through the redacting logger (they can quote a raw
+    header line, credentials included); bodies are not inflated, so a compressed one reaches
+    ``read_body``, which refuses it with JSON, instead of failing in aiohttp's parser."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        logger=http_logger(),
+        auto_decompress=False,
+        shutdown_timeout=shutdown_timeout,
+    )
 
 
 def create_app(

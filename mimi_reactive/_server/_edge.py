@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 import pydantic
-from aiohttp import BasicAuth, web
+from aiohttp import BasicAuth, hdrs, web
 
 from ._context import RegisteredClient, ServerState
 from ._models import MIN_PASSWORD_LENGTH, Credentials, Promotion
@@ -108,10 +108,16 @@ def authenticate_client(
 
 
 async def read_body(request: web.Request, model: type[_Model]) -> _Model:
-    """The body as ``model``: 415 unless UTF-8 JSON, 413 if too large, 400 unless valid."""
+    """The body as ``model``: 415 unless uncompressed UTF-8 JSON, 413 if too large, 400 unless
+    valid."""
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise ApiError(415, "unsupported_media_type", "the body must be application/json in UTF-8")
+    # Bodies are a few hundred bytes: compression buys nothing and a bomb costs memory and CPU
+    # before any size check. aiohttp would inflate gzip and deflate (and pass unknown codings
+    # through as they are), so every coding but identity is refused before the body is read.
+    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+        raise ApiError(415, "unsupported_media_type", "the body must not be compressed")
     try:
         raw = await request.read()  # past client_max_size: HTTPRequestEntityTooLarge, a 413
     except ConnectionResetError:  # aiohttp's word for a connection lost mid-body

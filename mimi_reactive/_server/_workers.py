@@ -18,8 +18,9 @@ from aiohttp import web
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from ._app import app_runner
 from ._context import RegisteredClient, ServerSettings
-from ._logs import RedactingFilter, http_logger, server_logger
+from ._logs import RedactingFilter, server_logger
 from ._service import open_service
 from ._stores import is_postgres
 
@@ -103,10 +104,7 @@ class _Gunicorn(BaseApplication):
             logger=server_logger(),
         )
         service.tokens.issuer = self._settings.issuer or self._url
-        # As IdentityServer: aiohttp's request-error records are redacted; no access log.
-        return web.AppRunner(
-            service.app, access_log=None, logger=http_logger(), shutdown_timeout=9.5
-        )
+        return app_runner(service.app, shutdown_timeout=9.5)
 
 
 def _redact_gunicorn_logs(_: object) -> None:
