@@ -20,9 +20,9 @@ from typing import Any
 
 import attrs
 
-from ._cli_parser import DEFAULTS, build_parser
+from ._cli_parser import COMMAND_LINE_RULES, DEFAULTS, build_parser
 from ._redaction import value_repr
-from ._server._config import ClientConfig, ConfigError, load_config_file
+from ._server._config import ClientConfig, ConfigError, check_clients, load_config_file
 from ._server._settings import ServerSettings
 
 __all__ = ["main"]
@@ -47,9 +47,15 @@ def _run_server_command(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return _refused(args.command, error, status=2)
     # Here, not at the top: --help, --version and a refused option need not load the server.
+    from ._server._stores import DatabaseOpenError, check_database
     from ._server._workers import WorkersRefusedError
     from .server import ServerStartError
 
+    try:
+        # sweep and rotate-signing-key on a mistyped path would create an empty database.
+        check_database(options.values["database"], create=args.command in _CREATING_COMMANDS)
+    except DatabaseOpenError as error:
+        return _refused(args.command, error, status=2)
     try:
         if args.command == "serve" and options.values["workers"] > 1:
             return _serve_workers(options, clients, args.log_level)
@@ -82,14 +88,19 @@ class _Options:
     """Each option's value: the flag's, else the config file's, else its default."""
     given: frozenset[str]
     """The options a flag or the config file set, as opposed to defaults (sweep asks)."""
+    settings: ServerSettings = attrs.field(repr=False)
+    """The options that are settings of the server, checked by its rules."""
 
 
 def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
-    """Every option from the flags, else the config file, else its default; and the clients."""
+    """Every option from the flags, else the config file, else its default; and the clients
+    (``serve`` only: the other commands authenticate none, so need none of their secrets).
+    ``ConfigError`` for a value out of its option's range, or a client ``serve`` refuses."""
+    serving = args.command == "serve"
     from_file: dict[str, Any] = {}
     clients: list[ClientConfig] = []
     if args.config is not None:
-        loaded = load_config_file(Path(args.config))
+        loaded = load_config_file(Path(args.config), read_secrets=serving)
         from_file, clients = dict(loaded.server), list(loaded.clients)
     values: dict[str, Any] = {}
     given: set[str] = set()
@@ -98,7 +109,16 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
         values[name] = flag if flag is not None else from_file.get(name, default)
         if flag is not None or name in from_file:
             given.add(name)
-    if args.command == "serve":
+    for name, rule in COMMAND_LINE_RULES.items():
+        problem = rule.problem(values[name])
+        if problem is not None:
+            raise ConfigError(f"{name} {problem}")
+    names = attrs.fields_dict(ServerSettings)
+    try:
+        settings = ServerSettings(**{k: v for k, v in values.items() if k in names})
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if serving:
         if args.client_id is not None:
             secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
             if not secret:
@@ -106,25 +126,17 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
             clients.append(ClientConfig(args.client_id, secret, args.anonymous_only))
         if not clients:
             raise ConfigError("no client: give --client-id, or [[clients]] in --config")
-    return _Options(values, frozenset(given)), clients
-
-
-def _settings(values: Mapping[str, Any]) -> ServerSettings:
-    names = {field.name for field in attrs.fields(ServerSettings)}
-    return ServerSettings(**{k: v for k, v in values.items() if k in names})
+        check_clients(clients)
+    return _Options(values, frozenset(given), settings), clients
 
 
 def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: str) -> int:
     """Several worker processes under gunicorn, once the database is migrated (here, once)."""
     # Not at the top: --help need not load the server.
     from ._server._workers import check_workers, run_workers
-    from .server import IdentityServer, ServerStartError, registered_clients
+    from .server import IdentityServer, registered_clients
 
-    values = options.values
-    try:
-        settings = _settings(values)
-    except ValueError as error:
-        raise ServerStartError(str(error)) from None
+    values, settings = options.values, options.settings
     check_workers(values["workers"], values["database"], settings)
     registered = registered_clients(clients)
     asyncio.run(IdentityServer.migrate_database(values["database"]))
@@ -147,22 +159,18 @@ def _announce_workers(url: str, workers: int) -> None:
 
 async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
     """Listen until SIGINT or SIGTERM."""
-    from .server import IdentityServer, ServerStartError  # not at the top: --help need not load it
+    from .server import IdentityServer  # not at the top: --help need not load it
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    try:
-        settings = _settings(options.values)
-    except ValueError as error:
-        raise ServerStartError(str(error)) from None
     async with IdentityServer(
         clients=clients,
         database=options.values["database"],
         host=options.values["host"],
         port=options.values["port"],
-        settings=settings,
+        settings=options.settings,
     ) as server:
         print(f"serving on {server.url}", flush=True)
         await stop.wait()
@@ -179,17 +187,13 @@ async def _migrate(options: _Options, clients: list[ClientConfig]) -> None:
 async def _sweep(options: _Options, clients: list[ClientConfig]) -> None:
     """One sweep of the database, without listening; retired signing keys only with the
     access-token lifetime given (flag or config file)."""
-    from .server import IdentityServer, ServerStartError  # not at the top: --help need not load it
+    from .server import IdentityServer  # not at the top: --help need not load it
 
-    try:
-        settings = _settings({**options.values, "sweep_interval": 0})
-    except ValueError as error:
-        raise ServerStartError(str(error)) from None
     # A retired key may go only once every token it signed has expired: that needs the
     # servers' access-token lifetime, which the default (3600 s) may not be.
     ttl_known = "access_token_ttl" in options.given
     counts = await IdentityServer.sweep_database(
-        options.values["database"], settings, delete_retired_keys=ttl_known
+        options.values["database"], options.settings, delete_retired_keys=ttl_known
     )
     kept = "" if ttl_known else " (kept: give the servers' --access-token-ttl to delete them)"
     print(
@@ -207,6 +211,8 @@ async def _rotate_signing_key(options: _Options, clients: list[ClientConfig]) ->
     print(f"signing key {kid} added; running servers sign with it within a minute", flush=True)
 
 
+# The commands that create a missing SQLite file; the others refuse it (a mistyped path).
+_CREATING_COMMANDS = frozenset({"serve", "migrate"})
 _Command = Callable[[_Options, list[ClientConfig]], Coroutine[Any, Any, None]]
 # The commands that take the server's options (--database, --config, ...); demo does not.
 _SERVER_COMMANDS: dict[str, _Command] = {

@@ -5,7 +5,6 @@ the argument types that refuse a bad value (one line, exit status 2) before anyt
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from typing import NoReturn
 
@@ -15,9 +14,9 @@ import attrs
 # and --help some 20-40 ms.
 from . import __version__
 from ._server._config import SERVER_KEYS
-from ._server._settings import ServerSettings
+from ._server._settings import AT_LEAST_1, NOT_BLANK, PORT, Network, Rule, ServerSettings, network
 
-__all__ = ["DEFAULTS", "build_parser"]
+__all__ = ["COMMAND_LINE_RULES", "DEFAULTS", "build_parser"]
 
 _DESCRIPTION = "mimi_reactive's command line: run the reference identity service or the demo."
 
@@ -28,6 +27,13 @@ _COMMAND_LINE_DEFAULTS: dict[str, object] = {
     "port": 8080,
     "workers": 1,
     "database": "mimi-identity.sqlite3",
+}
+# What each of those must be (the settings' own rules are their fields' validators).
+COMMAND_LINE_RULES: dict[str, Rule] = {
+    "host": NOT_BLANK,
+    "port": PORT,
+    "workers": AT_LEAST_1,
+    "database": NOT_BLANK,
 }
 _SETTINGS_FIELDS = attrs.fields_dict(ServerSettings)
 # Each server option (a [server] key of the config file, which type-checks its values) and its
@@ -56,16 +62,24 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _log_level(parser: argparse.ArgumentParser, default: str) -> None:
+    parser.add_argument(
+        "--log-level",
+        default=default,
+        choices=["debug", "info", "warning", "error"],
+        help="what to log to stderr",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     formatter = _Formatter
     parser = _Parser(prog="mimi-reactive", description=_DESCRIPTION, formatter_class=formatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default="warning",
-        choices=["debug", "info", "warning", "error"],
-        help="what to log to stderr",
-    )
+    _log_level(parser, "warning")
+    # Each command takes --log-level after its name too. SUPPRESS: not given there, it leaves
+    # the value given before the command (or the default) alone.
+    log_level = _Parser(add_help=False)
+    _log_level(log_level, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -73,23 +87,26 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the reference identity service (on SQLite or PostgreSQL, see --database)"
         " until SIGINT or SIGTERM.",
         formatter_class=formatter,
+        parents=[log_level],
     )
     serve.add_argument("--config", help="a TOML file with [server] options and [[clients]]")
-    serve.add_argument("--host", help="address to listen on")
-    serve.add_argument("--port", type=_port, help="TCP port, 0 for any free port")
+    serve.add_argument("--host", type=_checked("host"), help="address to listen on")
+    serve.add_argument("--port", type=_checked("port"), help="TCP port, 0 for any free port")
     serve.add_argument(
         "--workers",
-        type=_positive,
+        type=_checked("workers"),
         help="server processes on the port, run by gunicorn; more than 1 needs a PostgreSQL"
         " --database and a shared --rate-limit-storage",
     )
     _database_options(serve)
     serve.add_argument(
         "--database-pool-size",
-        type=_positive,
+        type=_checked("database_pool_size"),
         help="PostgreSQL connections each server process keeps at most",
     )
-    serve.add_argument("--client-id", type=_non_blank, help="one app's client id")
+    serve.add_argument(
+        "--client-id", type=_checked("client_id", NOT_BLANK), help="one app's client id"
+    )
     serve.add_argument(
         "--client-secret",
         help="the client's secret; prefer the MIMI_CLIENT_SECRET environment variable, "
@@ -100,35 +117,62 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="refuse this client credential sign-up, log-in and promotion",
     )
-    serve.add_argument("--issuer", help="the service's public URL, the iss of access tokens")
+    serve.add_argument(
+        "--issuer",
+        type=_checked("issuer"),
+        help="the service's public URL, the iss of access tokens",
+    )
     serve.add_argument(
         "--refresh-reuse-interval",
-        type=_seconds(minimum_exclusive=None),
+        type=_checked("refresh_reuse_interval"),
         help="seconds a spent refresh token still gets a new pair, so a client retrying "
         "after a lost answer keeps its session; 0 revokes on any reuse",
     )
     serve.add_argument(
         "--max-anonymous-sign-ups-per-hour",
-        type=_count,
+        type=_checked("max_anonymous_sign_ups_per_hour"),
         help="anonymous users one client IP may create per hour; 0: no limit",
     )
     serve.add_argument(
         "--max-failed-log-ins-per-minute",
-        type=_count,
+        type=_checked("max_failed_log_ins_per_minute"),
         help="wrong anonymous ids, passwords and client secrets one client IP may send "
         "per minute before 429; 0: no limit",
     )
-    serve.add_argument("--rate-limit-storage", help="where limits count, a limits storage URL")
-    serve.add_argument("--password-hash-workers", type=_positive, help="Argon2 hashes run at once")
+    serve.add_argument(
+        "--rate-limit-storage",
+        type=_checked("rate_limit_storage"),
+        help="where limits count, a limits storage URL",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        dest="trusted_proxies",
+        action="append",
+        type=_trusted_proxy,
+        metavar="ADDRESS",
+        help="a reverse proxy (an address, or a network such as 10.0.0.0/8) whose"
+        " X-Forwarded-For names the client that limits count by; repeat for several",
+    )
+    serve.add_argument(
+        "--password-hash-workers",
+        type=_checked("password_hash_workers"),
+        help="Argon2 hashes run at once",
+    )
     serve.add_argument(
         "--password-hash-queue",
-        type=_count,
+        type=_checked("password_hash_queue"),
         help="Argon2 hashes that may wait; past that 503 with Retry-After",
     )
     serve.add_argument(
         "--sweep-interval",
-        type=_seconds(minimum_exclusive=None),
+        type=_checked("sweep_interval"),
         help="seconds between retention sweeps; 0: no sweeper",
+    )
+    serve.add_argument(
+        "--key-reload-interval",
+        type=_checked("key_reload_interval"),
+        help="seconds between reads of the signing keys: a key rotate-signing-key adds signs"
+        " within this long",
     )
     sweep = commands.add_parser(
         "sweep",
@@ -139,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         " servers' --access-token-ttl (flag or [server] access_token_ttl in --config), which"
         " decides when they go; without it retired keys are kept.",
         formatter_class=formatter,
+        parents=[log_level],
     )
     sweep.add_argument("--config", help="a TOML file with [server] options")
     _database_options(sweep)
@@ -147,9 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="bring the database's schema up to date, then exit",
         description="Create or upgrade the database's schema (serve does it at start too).",
         formatter_class=formatter,
+        parents=[log_level],
     )
     migrate.add_argument("--config", help="a TOML file with [server] options")
-    migrate.add_argument("--database", help=_DATABASE_HELP)
+    migrate.add_argument("--database", type=_checked("database"), help=_DATABASE_HELP)
     rotate = commands.add_parser(
         "rotate-signing-key",
         help="store a new access-token signing key and retire the current one, then exit",
@@ -157,13 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
         " a minute, and keep publishing the retired key for one access-token lifetime plus"
         " 300 s so the tokens it signed keep verifying. Prints the new key's kid.",
         formatter_class=formatter,
+        parents=[log_level],
     )
     rotate.add_argument("--config", help="a TOML file with [server] options")
-    rotate.add_argument("--database", help=_DATABASE_HELP)
+    rotate.add_argument("--database", type=_checked("database"), help=_DATABASE_HELP)
     for command in (serve, sweep, migrate, rotate):
         for action in command._actions:
             default = DEFAULTS.get(action.dest)
-            if default is not None and action.help is not None:
+            if default not in (None, frozenset()) and action.help is not None:
                 # The flag's own default is None (so the config file can fill it in): show
                 # the effective default instead.
                 action.help += f" (default: {default})"
@@ -177,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="walk the anonymous-user flow against an in-process server",
         description="Walk the anonymous-user flow against an in-process server.",
+        parents=[log_level],
     )
     return parser
 
@@ -190,77 +238,51 @@ _DATABASE_HELP = (
 def _database_options(parser: argparse.ArgumentParser) -> None:
     """The options ``serve`` and ``sweep`` share: where the data is and how long it stays
     (a retired signing key stays until no access token it signed can still be valid)."""
-    parser.add_argument("--database", help=_DATABASE_HELP)
+    parser.add_argument("--database", type=_checked("database"), help=_DATABASE_HELP)
     parser.add_argument(
         "--access-token-ttl",
-        type=_seconds(minimum_exclusive=0),
+        type=_checked("access_token_ttl"),
         help="seconds an access token is valid",
     )
     parser.add_argument(
         "--session-idle-timeout",
-        type=_seconds(minimum_exclusive=0),
+        type=_checked("session_idle_timeout"),
         help="seconds a session may go unused before it ends",
     )
     parser.add_argument(
         "--spent-token-retention",
-        type=_seconds(minimum_exclusive=None),
+        type=_checked("spent_token_retention"),
         help="seconds a spent refresh token is kept so its reuse is detected",
     )
     parser.add_argument(
         "--anonymous-retention-days",
-        type=_seconds(minimum_exclusive=None),
+        type=_checked("anonymous_retention_days"),
         help="delete anonymous users unused this many days; they can never log in again",
     )
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
+def _checked(name: str, rule: Rule | None = None) -> Callable[[str], object]:
+    """The argument type of option ``name``'s flag: its text read as the option's rule says,
+    then checked by that rule (the one the config file and ``ServerSettings`` use)."""
+    found = rule or COMMAND_LINE_RULES.get(name) or _SETTINGS_FIELDS[name].validator
+    assert isinstance(found, Rule), name
 
-
-def _positive(text: str) -> int:
-    value = _count(text)
-    if value == 0:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port {port} is out of range (0 to 65535)")
-    return port
-
-
-def _non_blank(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("must not be empty")
-    return text
-
-
-def _seconds(*, minimum_exclusive: float | None) -> Callable[[str], float]:
-    """A finite number of seconds, above ``minimum_exclusive`` (or at least 0 if None)."""
-
-    def parse(text: str) -> float:
+    def check(text: str) -> object:
         try:
-            value = float(text)
+            value = found.read(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-        if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number of seconds, not {text}")
-        if minimum_exclusive is not None and value <= minimum_exclusive:
-            raise argparse.ArgumentTypeError(f"must be more than {minimum_exclusive:g}, not {text}")
-        if minimum_exclusive is None and value < 0:
-            raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+            value = text  # not a number: refused by the rule, the text quoted
+        problem = found.problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
         return value
 
-    parse.__name__ = "seconds"  # argparse names the type in its messages
-    return parse
+    check.__name__ = name  # argparse names the type in its messages
+    return check
+
+
+def _trusted_proxy(text: str) -> Network:
+    try:
+        return network(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

@@ -38,7 +38,7 @@ import structlog
 from aiohttp import web
 
 from ._server._app import app_runner
-from ._server._config import ClientConfig, ConfigError
+from ._server._config import ClientConfig, ConfigError, check_clients
 from ._server._context import RegisteredClient, ServerSettings
 from ._server._logs import server_logger
 from ._server._records import SweepCounts
@@ -147,14 +147,14 @@ class IdentityServer:
         settings: ServerSettings,
         logger: structlog.typing.FilteringBoundLogger | None = None,
         *,
-        delete_retired_keys: bool = True,
+        delete_retired_keys: bool = False,
     ) -> SweepCounts:
-        """One retention sweep of a database, without a server (``mimi-reactive sweep``).
-        Retired signing keys go only with ``delete_retired_keys``: pass False unless
-        ``settings.access_token_ttl`` is the servers' (a longer one would have tokens that
-        a deleted key signed still unexpired)."""
+        """One retention sweep of an existing database, without a server (``mimi-reactive
+        sweep``). Retired signing keys are kept unless ``delete_retired_keys`` (default
+        False): pass True only if ``settings.access_token_ttl`` is the servers' own, as a
+        shorter one deletes keys whose tokens are still unexpired."""
         try:
-            opened = await open_database(database)
+            opened = await open_database(database, create=False)
         except DatabaseOpenError as error:
             raise ServerStartError(str(error)) from None
         try:
@@ -174,8 +174,9 @@ class IdentityServer:
 
     @staticmethod
     async def rotate_signing_key(database: str | Path, *, now: float | None = None) -> str:
-        """Store a new access-token signing key and retire the current one, without a server
-        (``mimi-reactive rotate-signing-key``); the new key's ``kid``.
+        """Store a new access-token signing key and retire the current one in an existing
+        database, without a server (``mimi-reactive rotate-signing-key``); the new key's
+        ``kid``.
 
         Running servers sign with it within ``key_reload_interval`` (60 s), or at once when
         they serve the JWKS. The retired key stays published for one access-token lifetime
@@ -184,7 +185,7 @@ class IdentityServer:
         """
         key = new_signing_key(time.time() if now is None else now)
         try:
-            opened = await open_database(database)
+            opened = await open_database(database, create=False)
         except DatabaseOpenError as error:
             raise ServerStartError(str(error)) from None
         try:
@@ -217,21 +218,25 @@ class IdentityServer:
 
 def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredClient]:
     """The clients as the server keeps them (secret digests), by id; ``ServerStartError`` for
-    none, a repeated id, or a guessable secret."""
+    none, or one ``check_clients`` refuses (a repeated id, a bad id, a guessable secret)."""
     if not configs:
         raise ServerStartError("no client: give client_id and client_secret, or clients")
-    registered: dict[str, RegisteredClient] = {}
-    for config in configs:
-        try:
-            config.check()
-        except ConfigError as error:
-            raise ServerStartError(str(error)) from None
-        if config.id in registered:
-            raise ServerStartError(f"client {config.id!r} is given twice")
-        registered[config.id] = RegisteredClient(
-            config.id, digest(config.secret), config.anonymous_only
-        )
-    return registered
+    try:
+        check_clients(configs)
+    except ConfigError as error:
+        raise ServerStartError(str(error)) from None
+    return {
+        config.id: RegisteredClient(config.id, digest(config.secret), config.anonymous_only)
+        for config in configs
+    }
+
+
+# Tracebacks and reprs name the public module, not the private one it is defined in.
+for _name in __all__:
+    _exported = globals()[_name]
+    if isinstance(_exported, type) and _exported.__module__.startswith("mimi_reactive._"):
+        _exported.__module__ = __name__
+del _name, _exported
 
 
 def _reason(error: BaseException) -> str:

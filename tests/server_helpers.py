@@ -48,6 +48,14 @@ class Caller:
         assert status == 201, created
         return created  # type: ignore[no-any-return]
 
+    async def sign_up_forwarded_for(self, forwarded_for: str) -> int:
+        """The status of an anonymous sign-up sent as a proxy would, for ``forwarded_for``
+        (the X-Forwarded-For header)."""
+        headers = {"Authorization": self.auth, "X-Forwarded-For": forwarded_for}
+        url = self.url + "/v1/anonymous-users"
+        async with self.http.post(url, json={}, headers=headers) as response:
+            return response.status
+
     async def log_in_anonymously(self, anonymous_id: str) -> tuple[int, Any]:
         status, body, _ = await self.post("/v1/sessions/anonymous", {"anonymous_id": anonymous_id})
         return status, body

@@ -90,15 +90,18 @@ def test_serve_without_a_secret_says_so() -> None:
     assert "MIMI_CLIENT_SECRET" in done.stderr
 
 
-def run_cli(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
-    """Run `mimi-reactive ARGS` to completion with a client secret in the environment."""
+def run_cli(
+    *args: str, timeout: float = 20, secret: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `mimi-reactive ARGS` to completion with a client secret (``secret``, else a strong
+    one) in the environment."""
     return subprocess.run(
         [sys.executable, "-m", "mimi_reactive", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)},
+        env={**os.environ, "MIMI_CLIENT_SECRET": secret or secrets.token_urlsafe(32)},
     )
 
 
@@ -128,8 +131,12 @@ def test_serve_help_shows_defaults_for_users() -> None:
         ("--refresh-reuse-interval", "-1", "--refresh-reuse-interval"),
         ("--client-id", "", "--client-id"),
         ("--client-id", "   ", "--client-id"),
-        ("--port", "70000", "port 70000"),
-        ("--port", "-1", "port -1"),
+        ("--issuer", "", "--issuer"),
+        ("--password-hash-queue", "-1", "--password-hash-queue"),
+        ("--trusted-proxy", "proxy.example", "--trusted-proxy"),
+        ("--key-reload-interval", "301", "--key-reload-interval"),
+        ("--port", "70000", "--port"),
+        ("--port", "-1", "--port"),
         ("--port", "http", "--port"),
     ],
     ids=[
@@ -139,6 +146,10 @@ def test_serve_help_shows_defaults_for_users() -> None:
         "negative-reuse",
         "empty-id",
         "blank-id",
+        "empty-issuer",
+        "negative-queue",
+        "proxy-not-an-address",
+        "reload-past-the-margin",
         "port-too-big",
         "negative-port",
         "port-not-a-number",
@@ -219,3 +230,19 @@ async def test_serve_database_files_are_private(tmp_path: Path) -> None:
         assert [f.name for f in files] == ["ids.sqlite3", "ids.sqlite3-shm", "ids.sqlite3-wal"]
         for file in files:
             assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "debug"),
+    [([], ["--log-level", "debug"], True), (["--log-level", "debug"], [], True), ([], [], False)],
+    ids=["after-the-command", "before-the-command", "not-given"],
+)
+def test_the_log_level_goes_before_or_after_the_command(
+    tmp_path: Path, before: list[str], after: list[str], debug: bool
+) -> None:
+    """--log-level is taken after the command's name as before it; not given after it, the
+    one given before (or the default) holds."""
+    database = str(tmp_path / "ids.sqlite3")
+    done = run_cli(*before, "migrate", "--database", database, *after)
+    assert done.returncode == 0, done.stderr
+    assert ("[DEBUG]" in done.stderr) == debug, done.stderr

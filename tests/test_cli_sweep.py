@@ -63,6 +63,7 @@ async def test_the_sweep_command_deletes_a_retired_key_only_by_the_servers_token
 ) -> None:
     """Retired keys stay without a lifetime (the command says so) and while tokens they signed
     can be valid; each goes once they cannot, by the lifetime of the config file or flag."""
+    await IdentityServer.migrate_database(database_url)  # rotation needs an existing database
     await IdentityServer.rotate_signing_key(database_url, now=time.time() - 20000)  # the first
     await IdentityServer.rotate_signing_key(database_url, now=time.time() - 10000)
     await IdentityServer.rotate_signing_key(database_url, now=time.time() - 7200)

@@ -10,6 +10,7 @@ import attrs
 
 import mimi_reactive
 import mimi_reactive.backends.http
+import mimi_reactive.server
 from mimi_reactive._redaction import value_repr
 
 REQUIRED = {
@@ -79,6 +80,14 @@ def test_exports_name_the_public_module() -> None:
             assert exported.__module__ == "mimi_reactive", name
 
 
+def test_server_exports_name_the_server_module() -> None:
+    """The server's public classes show as mimi_reactive.server.X, never the private module."""
+    for name in mimi_reactive.server.__all__:
+        exported = getattr(mimi_reactive.server, name)
+        assert isinstance(exported, type), name
+        assert exported.__module__ == "mimi_reactive.server", name
+
+
 def test_version_is_the_installed_distributions() -> None:
     """mimi_reactive.__version__ is the version pip installed."""
     assert mimi_reactive.__version__ == importlib.metadata.version("mimi-reactive")
@@ -97,6 +106,7 @@ def test_every_client_value_is_shown_by_value_repr() -> None:
         and attrs.has(value)
         and value.__module__.partition(".")[0] == "mimi_reactive"
     }
-    client = {value for value in values if not value.__module__.startswith("mimi_reactive._server")}
+    server = ("mimi_reactive._server", "mimi_reactive.server")
+    client = {value for value in values if not value.__module__.startswith(server)}
     assert len(client) > 40
     assert {value for value in client if value.__repr__ is not value_repr} == set()

@@ -338,3 +338,18 @@ async def test_a_sweep_keeps_every_key_when_none_is_left_to_sign(
         clock.now += 365 * 86400.0
         assert (await server.sweep()).signing_keys == 0
         assert len(await stored_kids(store)) == 2
+
+
+async def test_sweep_database_keeps_retired_keys_unless_told_to_delete_them(store: str) -> None:
+    """`IdentityServer.sweep_database` keeps retired keys by default (its settings' lifetime
+    may not be the servers'); with ``delete_retired_keys=True`` it deletes those past it."""
+    await IdentityServer.migrate_database(store)
+    long_ago = time.time() - 10 * 86400.0
+    first = await IdentityServer.rotate_signing_key(store, now=long_ago)
+    second = await IdentityServer.rotate_signing_key(store, now=long_ago)
+    settings = ServerSettings(access_token_ttl=60)
+    assert (await IdentityServer.sweep_database(store, settings)).signing_keys == 0
+    assert await stored_kids(store) == [second, first]
+    swept = await IdentityServer.sweep_database(store, settings, delete_retired_keys=True)
+    assert swept.signing_keys == 1
+    assert await stored_kids(store) == [second]

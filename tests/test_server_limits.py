@@ -158,13 +158,7 @@ async def test_a_trusted_proxy_forwards_the_client_address(clock: Clock, databas
         limited_server(settings, database_url) as server,
         aiohttp.ClientSession() as http,
     ):
-        auth = aiohttp.encode_basic_auth(CLIENT_ID, SECRET)
-
-        async def sign_up(forwarded: str) -> int:
-            headers = {"Authorization": auth, "X-Forwarded-For": forwarded}
-            async with http.post(server.url + "/v1/anonymous-users", json={}, headers=headers) as r:
-                return r.status
-
+        sign_up = Caller(http, server.url, CLIENT_ID, SECRET).sign_up_forwarded_for
         assert await sign_up("203.0.113.1") == 201
         assert await sign_up("203.0.113.2") == 201
         assert await sign_up("203.0.113.1") == 429

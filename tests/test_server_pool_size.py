@@ -52,7 +52,7 @@ def test_serve_refuses_a_bad_pool_size_flag(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("setting", "status", "named"),
-    [("0", 1, "database_pool_size must be 1 or more"), ('"ten"', 2, "database_pool_size")],
+    [("0", 2, "database_pool_size must be 1 or more"), ('"ten"', 2, "database_pool_size")],
 )
 def test_serve_refuses_a_bad_pool_size_in_the_config_file(
     tmp_path: Path, setting: str, status: int, named: str

@@ -18,9 +18,11 @@ import attrs
 
 __all__ = [
     "MIN_SECRET_BITS",
+    "SERVER_KEYS",
     "ClientConfig",
     "ConfigError",
     "ConfigFile",
+    "check_clients",
     "estimated_bits",
     "load_config_file",
 ]
@@ -46,6 +48,8 @@ SERVER_KEYS: dict[str, tuple[type, ...]] = {
     "sweep_interval": (int, float),
     "spent_token_retention": (int, float),
     "anonymous_retention_days": (int, float),
+    "trusted_proxies": (list,),
+    "key_reload_interval": (int, float),
 }
 
 
@@ -63,9 +67,13 @@ class ClientConfig:
     """Refused credential sign-up, credential log-in and promotion (403 route_not_allowed)."""
 
     def check(self) -> None:
-        """Refuse a blank id or a guessable secret (``ConfigError``)."""
+        """Refuse a blank id, one with a colon, or a guessable secret (``ConfigError``)."""
         if not self.id.strip():
             raise ConfigError("a client id must not be empty")
+        if ":" in self.id:
+            # HTTP Basic (RFC 7617) ends the user id at the first colon: no client could
+            # authenticate as this one.
+            raise ConfigError(f"client id {self.id!r} must not contain ':' (HTTP Basic)")
         bits = estimated_bits(self.secret)
         if bits < MIN_SECRET_BITS:
             raise ConfigError(
@@ -96,7 +104,19 @@ def estimated_bits(secret: str) -> float:
     by_classes = len(secret) * math.log2(max(alphabet, 2))
     counts = collections.Counter(secret)
     shannon = -sum((n / len(secret)) * math.log2(n / len(secret)) for n in counts.values())
-    return min(by_classes, len(secret) * shannon)
+    # max: one repeated character sums to -0.0, which would print as "-0 bits".
+    return max(0.0, min(by_classes, len(secret) * shannon))
+
+
+def check_clients(configs: Sequence[ClientConfig]) -> None:
+    """Refuse (``ConfigError``) a client that ``ClientConfig.check`` refuses, or one id given
+    twice."""
+    seen: set[str] = set()
+    for config in configs:
+        config.check()
+        if config.id in seen:
+            raise ConfigError(f"client {config.id!r} is given twice")
+        seen.add(config.id)
 
 
 @attrs.frozen
@@ -107,8 +127,12 @@ class ConfigFile:
     clients: Sequence[ClientConfig]
 
 
-def load_config_file(path: Path, environ: Mapping[str, str] | None = None) -> ConfigFile:
-    """Read a TOML config file; ``ConfigError`` for anything unusable."""
+def load_config_file(
+    path: Path, environ: Mapping[str, str] | None = None, *, read_secrets: bool = True
+) -> ConfigFile:
+    """Read a TOML config file; ``ConfigError`` for anything unusable. Without
+    ``read_secrets`` (a command that authenticates no client) the clients are checked but not
+    returned, and their secrets' environment variables need not be set."""
     environ = os.environ if environ is None else environ
     try:
         with path.open("rb") as file:
@@ -118,6 +142,10 @@ def load_config_file(path: Path, environ: Mapping[str, str] | None = None) -> Co
         raise ConfigError(f"cannot read the config file {str(path)!r}: {reason}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"the config file {str(path)!r} is not valid TOML: {error}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"the config file {str(path)!r} is not UTF-8 (byte {error.start})"
+        ) from None
     unknown = set(document) - {"server", "clients"}
     if unknown:
         raise ConfigError(f"unknown table in the config file: {sorted(unknown)[0]!r}")
@@ -133,10 +161,27 @@ def load_config_file(path: Path, environ: Mapping[str, str] | None = None) -> Co
     entries = document.get("clients", [])
     if not isinstance(entries, list):
         raise ConfigError("clients must be an array of tables: [[clients]]")
-    return ConfigFile(server, tuple(_client(entry, environ) for entry in entries))
+    listed = [_client(entry) for entry in entries]
+    if not read_secrets:
+        return ConfigFile(server, ())
+    clients = (
+        ClientConfig(name, _secret(name, variable, environ), only)
+        for name, variable, only in listed
+    )
+    return ConfigFile(server, tuple(clients))
 
 
-def _client(entry: object, environ: Mapping[str, str]) -> ClientConfig:
+def _secret(client_id: str, variable: str, environ: Mapping[str, str]) -> str:
+    """The secret of ``client_id``, from the environment variable the file names."""
+    secret = environ.get(variable)
+    if not secret:
+        raise ConfigError(f"client {client_id!r}: the environment variable {variable} is not set")
+    return secret
+
+
+def _client(entry: object) -> tuple[str, str, bool]:
+    """A [[clients]] entry's id, the name of its secret's environment variable, and whether
+    it is anonymous-only."""
     if not isinstance(entry, dict):
         raise ConfigError("each [[clients]] entry must be a table")
     client_id = entry.get("id")
@@ -153,10 +198,7 @@ def _client(entry: object, environ: Mapping[str, str]) -> ClientConfig:
     variable = entry.get("secret_env")
     if not isinstance(variable, str) or not variable:
         raise ConfigError(f"client {client_id!r} needs secret_env, an environment variable name")
-    secret = environ.get(variable)
-    if not secret:
-        raise ConfigError(f"client {client_id!r}: the environment variable {variable} is not set")
     anonymous_only = entry.get("anonymous_only", False)
     if not isinstance(anonymous_only, bool):
         raise ConfigError(f"client {client_id!r}: anonymous_only must be true or false")
-    return ClientConfig(client_id, secret, anonymous_only)
+    return client_id, variable, anonymous_only

@@ -18,6 +18,7 @@ from aiohttp import BasicAuth, hdrs, web
 from ._context import RegisteredClient, ServerState
 from ._models import MIN_PASSWORD_LENGTH, Credentials, Promotion
 from ._secrets import digest
+from ._settings import Network
 
 __all__ = [
     "ApiError",
@@ -68,24 +69,33 @@ async def failed_log_in(state: ServerState, ip: str, error: ApiError) -> ApiErro
     return rate_limited(retry_after) if retry_after is not None else error
 
 
-def client_ip(request: web.Request, trusted_proxies: frozenset[str]) -> str:
+def client_ip(request: web.Request, trusted_proxies: frozenset[Network]) -> str:
     """The address limits count by: the peer, or the client a trusted proxy forwarded for.
 
     ``X-Forwarded-For`` is read right to left, skipping trusted proxies: the first other
     address is the one the nearest trusted proxy saw, which a client cannot forge.
     """
     peer = request.remote or "unknown"
-    if peer not in trusted_proxies:
+    if not trusted_proxies or not _trusted(peer, trusted_proxies):
         return peer
     hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
     for hop in reversed(hops):
-        if hop in trusted_proxies:
+        if _trusted(hop, trusted_proxies):
             continue
         try:
             return str(ipaddress.ip_address(hop))
         except ValueError:
             break
     return peer
+
+
+def _trusted(peer: str, trusted_proxies: frozenset[Network]) -> bool:
+    """Whether ``peer`` is an address within one of ``trusted_proxies``."""
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(address in proxies for proxies in trusted_proxies)
 
 
 def authenticate_client(

@@ -6,17 +6,106 @@ defaults without loading the server (aiohttp, JWT, limits), which ``--help`` wou
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import attrs
 
-__all__ = ["PUBLISH_MARGIN", "Limit", "ServerSettings"]
+__all__ = [
+    "AT_LEAST_0",
+    "AT_LEAST_1",
+    "NOT_BLANK",
+    "PORT",
+    "PUBLISH_MARGIN",
+    "SECONDS",
+    "SECONDS_ABOVE_0",
+    "Limit",
+    "Network",
+    "Rule",
+    "ServerSettings",
+]
 
 PUBLISH_MARGIN = 300.0
 """Seconds a retired key stays published past one access-token lifetime after its retirement:
 room for workers that take the new key up late (at most ``key_reload_interval``, which must
 not exceed this, after the rotation) and for clocks that differ a little."""
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@attrs.frozen
+class Rule:
+    """What a setting's value must be: the one check the API, the config file and the command
+    line's flags share (as an attrs validator, or through ``problem``)."""
+
+    holds: Callable[[Any], bool]
+    must: str
+    """What a refused value is told, after the setting's name: ``must be ...``."""
+    read: Callable[[str], object]
+    """How a flag's text becomes the value (``int``, ``float``, ``str``)."""
+
+    def problem(self, value: object) -> str | None:
+        """Why ``value`` is refused (``must be ..., not ...``), or None if it holds."""
+        return None if self.holds(value) else f"{self.must}, not {value!r}"
+
+    def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        problem = self.problem(value)
+        if problem is not None:
+            raise ValueError(f"{attribute.name} {problem}")
+
+
+def _number(value: object) -> bool:
+    """A finite int or float (bool is not a number here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+SECONDS = Rule(lambda v: _number(v) and v >= 0, "must be 0 or more (a finite number)", float)
+SECONDS_ABOVE_0 = Rule(
+    lambda v: _number(v) and v > 0, "must be more than 0 (a finite number)", float
+)
+AT_LEAST_0 = Rule(lambda v: _whole(v) and v >= 0, "must be 0 or more (a whole number)", int)
+AT_LEAST_1 = Rule(lambda v: _whole(v) and v >= 1, "must be 1 or more (a whole number)", int)
+PORT = Rule(lambda v: _whole(v) and 0 <= v <= 65535, "must be a port number from 0 to 65535", int)
+NOT_BLANK = Rule(lambda v: isinstance(v, str) and bool(v.strip()), "must not be empty", str)
+_ISSUER = Rule(lambda v: v is None or NOT_BLANK.holds(v), NOT_BLANK.must, str)
+_RELOAD = Rule(
+    lambda v: _number(v) and 0 < v <= PUBLISH_MARGIN,
+    f"must be more than 0 and at most {PUBLISH_MARGIN:g} (seconds)",
+    float,
+)
+
+
+def network(text: str) -> Network:
+    """A trusted proxy's address or network (CIDR) as ``ipaddress`` reads it; ValueError if
+    it is neither."""
+    try:
+        return ipaddress.ip_network(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an IP address or network (CIDR)") from None
+
+
+def _networks(values: Iterable[str | Network]) -> frozenset[Network]:
+    """``trusted_proxies`` as networks: each address or CIDR read by ``network``."""
+    if isinstance(values, str):
+        raise ValueError("trusted_proxies must be a collection of addresses, not one string")
+    networks: set[Network] = set()
+    for value in values:
+        if isinstance(value, str):
+            try:
+                value = network(value)
+            except ValueError as error:
+                raise ValueError(f"trusted_proxies: {error}") from None
+        if not isinstance(value, Network):
+            raise ValueError(f"trusted_proxies must hold addresses, not {value!r}")
+        networks.add(value)
+    return frozenset(networks)
 
 
 @attrs.frozen
@@ -30,51 +119,48 @@ class Limit:
 
 @attrs.frozen
 class ServerSettings:
-    """How the reference server behaves; every limit's 0 turns it off."""
+    """How the reference server behaves; every limit's 0 turns it off. A value out of its
+    range is refused with ``ValueError`` naming the setting (as the config file and flags)."""
 
-    access_token_ttl: float = 3600.0
+    access_token_ttl: float = attrs.field(default=3600.0, validator=SECONDS_ABOVE_0)
     """Seconds an access token is valid."""
-    session_idle_timeout: float = 30 * 24 * 3600.0
+    session_idle_timeout: float = attrs.field(default=30 * 24 * 3600.0, validator=SECONDS_ABOVE_0)
     """Seconds a session may go unused before its refresh token stops working."""
-    refresh_reuse_interval: float = 10.0
+    refresh_reuse_interval: float = attrs.field(default=10.0, validator=SECONDS)
     """Seconds a spent refresh token still gets a new pair (the retry after a lost answer)."""
     clock: Callable[[], float] = time.time
     """The server's wall clock (tests move it instead of sleeping)."""
-    max_anonymous_sign_ups_per_hour: int = 100
+    max_anonymous_sign_ups_per_hour: int = attrs.field(default=100, validator=AT_LEAST_0)
     """Anonymous users one client IP may create per hour."""
-    max_failed_log_ins_per_minute: int = 30
+    max_failed_log_ins_per_minute: int = attrs.field(default=30, validator=AT_LEAST_0)
     """Wrong anonymous ids, passwords and client secrets one client IP may send per minute."""
-    rate_limit_storage: str = "memory://"
+    # Hidden from the repr: a storage URL may hold a password.
+    rate_limit_storage: str = attrs.field(default="memory://", validator=NOT_BLANK, repr=False)
     """Where the limits count: a ``limits`` storage URL (``redis://...`` to share them)."""
-    trusted_proxies: frozenset[str] = frozenset()
-    """Addresses of reverse proxies whose ``X-Forwarded-For`` names the client."""
-    password_hash_workers: int = 1
+    trusted_proxies: frozenset[Network] = attrs.field(default=frozenset(), converter=_networks)
+    """Addresses or networks (CIDR, as strings) of reverse proxies whose ``X-Forwarded-For``
+    names the client."""
+    password_hash_workers: int = attrs.field(default=1, validator=AT_LEAST_1)
     """Argon2 hashes run at once (each takes a core for about 50 ms)."""
-    password_hash_queue: int = 8
+    password_hash_queue: int = attrs.field(default=8, validator=AT_LEAST_0)
     """Argon2 hashes that may wait for a worker; past that, 503 with Retry-After."""
-    sweep_interval: float = 3600.0
+    sweep_interval: float = attrs.field(default=3600.0, validator=SECONDS)
     """Seconds between sweeps of dead sessions and old spent tokens (0: no sweeper)."""
-    spent_token_retention: float = 24 * 3600.0
+    spent_token_retention: float = attrs.field(default=24 * 3600.0, validator=SECONDS)
     """Seconds a spent refresh token is kept so its reuse is still detected."""
-    anonymous_retention_days: float = 0
+    anonymous_retention_days: float = attrs.field(default=0, validator=SECONDS)
     """Delete anonymous users unseen for this many days (0: never)."""
-    issuer: str | None = None
+    issuer: str | None = attrs.field(default=None, validator=_ISSUER)
     """The ``iss`` of access tokens: the service's public URL (default: the listening URL)."""
-    database_pool_size: int = 10
+    database_pool_size: int = attrs.field(default=10, validator=AT_LEAST_1)
     """PostgreSQL connections one server process keeps at most (unused on SQLite)."""
-    key_reload_interval: float = 60.0
+    key_reload_interval: float = attrs.field(default=60.0, validator=_RELOAD)
     """Seconds between a process's reads of the signing keys: a key added by
     ``rotate-signing-key`` signs everywhere within this long (at most ``PUBLISH_MARGIN``)."""
 
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:
             raise ValueError("spent_token_retention must be at least refresh_reuse_interval")
-        if not 0 < self.key_reload_interval <= PUBLISH_MARGIN:
-            raise ValueError(
-                f"key_reload_interval must be more than 0 and at most {PUBLISH_MARGIN:g} seconds"
-            )
-        if self.database_pool_size < 1:
-            raise ValueError(f"database_pool_size must be 1 or more, not {self.database_pool_size}")
 
     @property
     def sign_up_limit(self) -> Limit:

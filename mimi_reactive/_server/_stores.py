@@ -6,6 +6,7 @@ A PostgreSQL URL can carry a password, so it is only ever shown through ``descri
 from __future__ import annotations
 
 import os
+import re
 import socket
 import sqlite3
 import urllib.parse
@@ -20,9 +21,18 @@ from ._schema import SCHEMA_VERSION as SQLITE_VERSION
 from ._schema import SchemaError
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 
-__all__ = ["DatabaseOpenError", "describe", "is_postgres", "migrate_database", "open_database"]
+__all__ = [
+    "DatabaseOpenError",
+    "check_database",
+    "describe",
+    "is_postgres",
+    "migrate_database",
+    "open_database",
+]
 
 _SCHEMES = ("postgresql://", "postgres://")
+# A URL's scheme (RFC 3986): what a value that is no file path starts with.
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class DatabaseOpenError(Exception):
@@ -49,9 +59,28 @@ def describe(database: str | Path) -> str:
     return f"postgresql://{user}{host}{port}{parts.path}"
 
 
-async def open_database(database: str | Path, *, pool_size: int = 10) -> IdentityDatabase:
+def check_database(database: str | Path, *, create: bool = True) -> None:
+    """Refuse (``DatabaseOpenError``) a URL of a store other than PostgreSQL, which would be
+    taken for a file path; and without ``create``, a SQLite file that does not exist."""
+    text = str(database)
+    scheme = _URL_SCHEME.match(text)
+    if scheme is not None and not is_postgres(text):
+        # Only the scheme: the rest of the URL may hold a password.
+        raise DatabaseOpenError(
+            f"unsupported database URL scheme {scheme.group(1)!r}"
+            " (use a file path, or postgresql://...)"
+        )
+    if not create and not is_postgres(text) and text != ":memory:" and not Path(text).exists():
+        raise DatabaseOpenError(f"no database at {describe(text)}; run migrate or serve first")
+
+
+async def open_database(
+    database: str | Path, *, pool_size: int = 10, create: bool = True
+) -> IdentityDatabase:
     """Open (and migrate forward) the store ``database`` names; ``DatabaseOpenError`` if not.
-    ``pool_size``: the most connections a PostgreSQL store opens (SQLite has one)."""
+    ``pool_size``: the most connections a PostgreSQL store opens (SQLite has one). Without
+    ``create``, a missing SQLite file is refused rather than created (see ``check_database``)."""
+    check_database(database, create=create)
     try:
         if is_postgres(database):
             return await PostgresIdentityDatabase.open(str(database), max_size=pool_size)

@@ -1,0 +1,201 @@
+"""`mimi-reactive` with a `--config` file or flags that cannot be used: one line naming the
+problem, exit status 2, nothing created; and what the file may now set."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from .server_helpers import Caller, run_command, serving
+from .test_cli import run_cli
+
+
+def refused_in_one_line(done_status: int, stderr: str, named: str) -> None:
+    """The command exited 2 with one line on stderr naming ``named``, without a traceback."""
+    assert done_status == 2, stderr
+    assert stderr.count("\n") == 1, stderr
+    assert named in stderr
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("access_token_ttl = nan", "access_token_ttl"),
+        ("access_token_ttl = 0", "access_token_ttl"),
+        ("session_idle_timeout = -100", "session_idle_timeout"),
+        ("sweep_interval = -5", "sweep_interval"),
+        ("max_failed_log_ins_per_minute = -3", "max_failed_log_ins_per_minute"),
+        ("password_hash_queue = -1", "password_hash_queue must be 0 or more"),
+        ("workers = 0", "workers"),
+        ("port = 70000", "port"),
+        ('issuer = ""', "issuer"),
+        ('trusted_proxies = ["proxy.example"]', "trusted_proxies"),
+        ("key_reload_interval = 600", "key_reload_interval"),
+        ("database_pool_size = 0", "database_pool_size must be 1 or more"),
+    ],
+)
+def test_serve_refuses_a_value_out_of_range_in_the_config_file(
+    tmp_path: Path, setting: str, named: str
+) -> None:
+    """`serve --config` with a [server] value out of its range exits 2 with one line naming
+    the setting, before the database is created."""
+    config = tmp_path / "mimi.toml"
+    config.write_text(f"[server]\n{setting}\n")
+    database = tmp_path / "ids.sqlite3"
+    done = run_cli(
+        "serve", "--client-id", "app", "--config", str(config), "--database", str(database)
+    )
+    refused_in_one_line(done.returncode, done.stderr, named)
+    assert not database.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [(b"\xff\xfe", "not UTF-8"), (b"[server]\nissuer = '\xe9'\n", "not UTF-8")],
+    ids=["bom-like", "latin-1"],
+)
+def test_a_config_file_that_is_not_utf8_is_refused_in_one_line(
+    tmp_path: Path, content: bytes, named: str
+) -> None:
+    """A config file that is not UTF-8 exits 2 with one line naming the file."""
+    config = tmp_path / "mimi.toml"
+    config.write_bytes(content)
+    done = run_cli("serve", "--client-id", "app", "--config", str(config))
+    refused_in_one_line(done.returncode, done.stderr, named)
+    assert str(config) in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "url"),
+    [
+        ("migrate", "mysql://u:hunter2@h/db"),
+        ("sweep", "postgresql+asyncpg://u:hunter2@127.0.0.1/db"),
+        ("rotate-signing-key", "sqlite://u:hunter2@h/db"),
+        ("migrate", "redis://:hunter2@127.0.0.1:6379"),
+    ],
+)
+async def test_an_unsupported_database_url_is_refused_without_its_password(
+    tmp_path: Path, command: str, url: str
+) -> None:
+    """A --database URL of a store other than PostgreSQL exits 2 with one line naming its
+    scheme, never its password, and is not taken for a file path."""
+    status, stdout, stderr = await run_command(command, "--database", url)
+    scheme = url.partition("://")[0]
+    refused_in_one_line(status, stderr, f"unsupported database URL scheme {scheme!r}")
+    assert "hunter2" not in stderr + stdout
+
+
+@pytest.mark.parametrize("command", ["sweep", "rotate-signing-key"])
+async def test_a_missing_database_file_is_refused_by_sweep_and_rotation(
+    tmp_path: Path, command: str
+) -> None:
+    """`sweep` and `rotate-signing-key` on a path with no database exit 2 with one line and
+    create nothing; `migrate` creates it."""
+    database = tmp_path / "mistyped.sqlite3"
+    status, _, stderr = await run_command(command, "--database", str(database))
+    refused_in_one_line(status, stderr, f"no database at '{database}'; run migrate or serve first")
+    assert list(tmp_path.iterdir()) == []
+    status, _, stderr = await run_command("migrate", "--database", str(database))
+    assert status == 0, stderr
+    status, _, stderr = await run_command(command, "--database", str(database))
+    assert status == 0, stderr
+
+
+CLIENTS = """
+[[clients]]
+id = "hearing-app"
+secret_env = "HEARING_APP_SECRET"
+"""
+
+
+@pytest.mark.parametrize("command", ["sweep", "rotate-signing-key", "migrate"])
+async def test_commands_that_do_not_serve_need_no_client_secret(
+    tmp_path: Path, command: str
+) -> None:
+    """`sweep`, `rotate-signing-key` and `migrate --config` run with [[clients]] whose secret
+    variables are not set: they authenticate no client."""
+    database = tmp_path / "ids.sqlite3"
+    config = tmp_path / "mimi.toml"
+    config.write_text(f"[server]\ndatabase = {str(database)!r}\n{CLIENTS}")
+    assert (await run_command("migrate", "--database", str(database)))[0] == 0
+    environment = {k: v for k, v in os.environ.items() if k != "HEARING_APP_SECRET"}
+    status, _, stderr = await run_command(command, "--config", str(config), environment=environment)
+    assert status == 0, stderr
+
+
+def test_serve_still_needs_each_clients_secret(tmp_path: Path) -> None:
+    """`serve --config` says which client's secret variable is not set (exit 2)."""
+    config = tmp_path / "mimi.toml"
+    config.write_text(CLIENTS)
+    done = run_cli("serve", "--config", str(config))
+    refused_in_one_line(
+        done.returncode, done.stderr, "the environment variable HEARING_APP_SECRET is not set"
+    )
+
+
+@pytest.mark.parametrize(
+    ("arguments", "file", "named"),
+    [
+        (["--client-id", "a:b"], "", "client id 'a:b' must not contain ':'"),
+        ([], '[[clients]]\nid = "a:b"\nsecret_env = "MIMI_CLIENT_SECRET"\n', "'a:b'"),
+        (
+            [],
+            '[[clients]]\nid = "app"\nsecret_env = "MIMI_CLIENT_SECRET"\n' * 2,
+            "client 'app' is given twice",
+        ),
+        (
+            ["--client-id", "app"],
+            '[[clients]]\nid = "app"\nsecret_env = "MIMI_CLIENT_SECRET"\n',
+            "twice",
+        ),
+    ],
+    ids=["colon-flag", "colon-file", "twice-in-file", "twice-flag-and-file"],
+)
+def test_serve_refuses_a_client_no_app_could_use(
+    tmp_path: Path, arguments: list[str], file: str, named: str
+) -> None:
+    """A client id with ':' (HTTP Basic ends the id there) or a client given twice: exit 2
+    with one line, before the database is created."""
+    config = tmp_path / "mimi.toml"
+    config.write_text(file)
+    database = tmp_path / "ids.sqlite3"
+    done = run_cli("serve", *arguments, "--config", str(config), "--database", str(database))
+    refused_in_one_line(done.returncode, done.stderr, named)
+    assert not database.exists()
+
+
+def test_a_secret_of_one_character_has_zero_bits() -> None:
+    """A secret of one repeated character is reported as 0 bits of entropy, not -0."""
+    done = run_cli("serve", "--client-id", "app", secret="s" * 40)
+    refused_in_one_line(done.returncode, done.stderr, "(about 0 bits of entropy;")
+
+
+@pytest.mark.parametrize("where", ["flag", "file"])
+async def test_a_trusted_proxy_from_the_command_line_counts_limits_per_forwarded_client(
+    tmp_path: Path, where: str
+) -> None:
+    """`serve --trusted-proxy 127.0.0.0/8` (or trusted_proxies in [server]): each client a
+    proxy on loopback forwards for has its own sign-up limit."""
+    secret = secrets.token_urlsafe(32)
+    config = tmp_path / "mimi.toml"
+    config.write_text('[server]\ntrusted_proxies = ["127.0.0.0/8", "::1"]\n')
+    trust = ["--trusted-proxy", "127.0.0.0/8"] if where == "flag" else ["--config", str(config)]
+    async with (
+        serving(
+            *("serve", "--port", "0", "--database", str(tmp_path / "ids.sqlite3")),
+            *("--client-id", "app", "--max-anonymous-sign-ups-per-hour", "1", *trust),
+            environment={**os.environ, "MIMI_CLIENT_SECRET": secret},
+        ) as served,
+        aiohttp.ClientSession() as http,
+    ):
+        sign_up = Caller(http, served.url, "app", secret).sign_up_forwarded_for
+        assert await sign_up("203.0.113.1") == 201
+        assert await sign_up("203.0.113.2") == 201
+        assert await sign_up("203.0.113.1") == 429
+        assert await sign_up("203.0.113.3, 127.0.0.5") == 201  # a trusted hop is skipped
+    assert served.returncode == 0

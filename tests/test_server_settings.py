@@ -1,0 +1,91 @@
+"""ServerSettings refuses every value out of its setting's range, naming the setting: the one
+rule the Python API, the config file and the command line's flags share."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import attrs
+import pytest
+
+from mimi_reactive.server import ServerSettings
+
+NAN, INF = float("nan"), float("inf")
+
+# Each setting and values it refuses; a 0 that turns something off stays allowed.
+REFUSED: dict[str, list[Any]] = {
+    "access_token_ttl": [NAN, INF, 0, -1, "3600", True],
+    "session_idle_timeout": [NAN, 0, -100],
+    "refresh_reuse_interval": [NAN, -INF, -1],
+    "max_anonymous_sign_ups_per_hour": [-1, 1.5, NAN],
+    "max_failed_log_ins_per_minute": [-3, "30", False],
+    "rate_limit_storage": ["", "  ", None],
+    "trusted_proxies": ["10.0.0.1", ["proxy.example"], ["10.0.0.1/8"], [5]],
+    "password_hash_workers": [0, -1],
+    "password_hash_queue": [-1, 2.0],
+    "sweep_interval": [NAN, -5],
+    "spent_token_retention": [NAN, -1],
+    "anonymous_retention_days": [NAN, INF, -2],
+    "issuer": ["", "   ", 5],
+    "database_pool_size": [0, -3],
+    "key_reload_interval": [0, -1, 301, NAN],
+}
+
+# Values at the edge of each range, which stay allowed.
+ALLOWED: dict[str, list[Any]] = {
+    "access_token_ttl": [0.5, 1],
+    "refresh_reuse_interval": [0],
+    "max_anonymous_sign_ups_per_hour": [0],
+    "max_failed_log_ins_per_minute": [0],
+    "password_hash_queue": [0],
+    "sweep_interval": [0],
+    "spent_token_retention": [10],
+    "anonymous_retention_days": [0, 0.5],
+    "issuer": [None, "https://id.example"],
+    "key_reload_interval": [300],
+}
+
+
+def test_every_setting_has_refused_values() -> None:
+    """The table covers every setting but the clock."""
+    assert set(REFUSED) == set(attrs.fields_dict(ServerSettings)) - {"clock"}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name, values in REFUSED.items() for value in values],
+    ids=[f"{name}={value!r}" for name, values in REFUSED.items() for value in values],
+)
+def test_a_value_out_of_range_is_refused_naming_the_setting(name: str, value: Any) -> None:
+    """ServerSettings(name=value) raises ValueError whose one line starts with the name."""
+    with pytest.raises(ValueError, match=f"^{name}\\b[^\n]*$"):
+        ServerSettings(**{name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name, values in ALLOWED.items() for value in values],
+    ids=[f"{name}={value!r}" for name, values in ALLOWED.items() for value in values],
+)
+def test_a_value_at_the_edge_of_its_range_is_taken(name: str, value: Any) -> None:
+    """The bounds themselves (0 where it means off) are allowed."""
+    assert getattr(ServerSettings(**{name: value}), name) == value
+
+
+def test_trusted_proxies_are_read_as_networks() -> None:
+    """Addresses and CIDR networks, as strings or ipaddress values, become networks."""
+    settings = ServerSettings(
+        trusted_proxies=["10.0.0.0/8", "::1", ipaddress.ip_network("192.0.2.0/24")]
+    )
+    assert settings.trusted_proxies == {
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+        ipaddress.ip_network("192.0.2.0/24"),
+    }
+
+
+def test_the_rate_limit_storage_url_is_not_in_the_repr() -> None:
+    """A Redis URL's password never shows in the settings' repr."""
+    settings = ServerSettings(rate_limit_storage="redis://:hunter2@127.0.0.1:6379")
+    assert "hunter2" not in repr(settings)
