@@ -30,7 +30,10 @@ from .server_helpers import Caller, Clock, execute, run_command
 from .test_server_workers import CLIENT, SECRET, serve
 from .test_verify_jwks import access_token
 
-KID_LINE = re.compile(r"^signing key (\S+) added; running servers sign with it within a minute$")
+KID_LINE = re.compile(
+    r"^signing key (\S+) added; running servers publish it now and sign with it within"
+    r" two minutes$"
+)
 
 
 @pytest.fixture
