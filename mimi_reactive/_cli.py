@@ -208,7 +208,11 @@ async def _rotate_signing_key(options: _Options, clients: list[ClientConfig]) ->
     from .server import IdentityServer  # not at the top: --help need not load it
 
     kid = await IdentityServer.rotate_signing_key(options.values["database"])
-    print(f"signing key {kid} added; running servers sign with it within a minute", flush=True)
+    print(
+        f"signing key {kid} added; running servers publish it now and sign with it within"
+        " two minutes",
+        flush=True,
+    )
 
 
 # The commands that create a missing SQLite file; the others refuse it (a mistyped path).

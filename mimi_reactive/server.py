@@ -46,7 +46,7 @@ from ._server._secrets import digest
 from ._server._service import Service, open_service
 from ._server._stores import DatabaseOpenError, migrate_database, open_database
 from ._server._sweeper import sweep_once, sweep_rules
-from ._server._tokens import new_signing_key
+from ._server._tokens import PUBLISH_LEAD, new_signing_key
 
 __all__ = ["ClientConfig", "IdentityServer", "ServerSettings", "ServerStartError", "SweepCounts"]
 
@@ -174,16 +174,17 @@ class IdentityServer:
 
     @staticmethod
     async def rotate_signing_key(database: str | Path, *, now: float | None = None) -> str:
-        """Store a new access-token signing key and retire the current one in an existing
-        database, without a server (``mimi-reactive rotate-signing-key``); the new key's
-        ``kid``.
+        """Store a new access-token signing key, without a server (``mimi-reactive
+        rotate-signing-key``); the new key's ``kid``.
 
-        Running servers sign with it within ``key_reload_interval`` (60 s), or at once when
-        they serve the JWKS. The retired key stays published for one access-token lifetime
-        plus 300 s after ``now`` (default: the current time), so the tokens it signed keep
-        verifying until they expire.
+        Running servers publish it at once but sign with it only from 60 s (``PUBLISH_LEAD``)
+        after ``now`` (default: the current time), so verifiers have it before its first
+        token: within that plus ``key_reload_interval`` (60 s), or at once when they serve
+        the JWKS after that instant. The current key signs until then and is retired from
+        then; it stays published for one access-token lifetime plus 300 s after that, so
+        the tokens it signed keep verifying until they expire.
         """
-        key = new_signing_key(time.time() if now is None else now)
+        key = new_signing_key((time.time() if now is None else now) + PUBLISH_LEAD)
         try:
             opened = await open_database(database, create=False)
         except DatabaseOpenError as error:

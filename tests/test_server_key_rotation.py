@@ -1,7 +1,9 @@
-"""Signing-key rotation: `mimi-reactive rotate-signing-key` stores a new key, running servers
-sign with it (within key_reload_interval, or at once when they serve the JWKS), and the retired
-key stays published for one access-token lifetime plus PUBLISH_MARGIN so its tokens keep
-verifying, after which a sweep deletes it. Over both stores, in-process and as real processes."""
+"""Signing-key rotation: `mimi-reactive rotate-signing-key` stores a new key that running
+servers publish at once and sign with from PUBLISH_LEAD later (taken up at their next read of
+the keys: every key_reload_interval, or when they serve the JWKS), and the retired key stays
+published for one access-token lifetime plus PUBLISH_MARGIN after it stopped signing so its
+tokens keep verifying, after which a sweep deletes it. Over both stores, in-process and as
+real processes."""
 
 from __future__ import annotations
 
@@ -19,15 +21,19 @@ import pytest
 import structlog
 
 from mimi_reactive._server._stores import open_database
-from mimi_reactive._server._tokens import PUBLISH_MARGIN, new_signing_key
+from mimi_reactive._server._tokens import PUBLISH_LEAD, PUBLISH_MARGIN, new_signing_key
 from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .conftest import CLIENT_ID
 from .server_helpers import Caller, Clock, execute, run_command
 from .test_server_workers import CLIENT, SECRET, serve
+from .test_verify_jwks import access_token
 
-KID_LINE = re.compile(r"^signing key (\S+) added; running servers sign with it within a minute$")
+KID_LINE = re.compile(
+    r"^signing key (\S+) added; running servers publish it now and sign with it within"
+    r" two minutes$"
+)
 
 
 @pytest.fixture
@@ -72,6 +78,10 @@ def kid_of(token: str) -> str:
     return str(jwt.get_unverified_header(token)["kid"])
 
 
+def expiry_of(token: str) -> float:
+    return float(jwt.decode(token, options={"verify_signature": False})["exp"])
+
+
 async def published(http: aiohttp.ClientSession, url: str) -> list[str]:
     """The kids of the server's JWKS (asking for it also makes the server reload its keys)."""
     async with http.get(url + "/.well-known/jwks.json") as response:
@@ -85,43 +95,51 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_after_rotation_both_keys_are_published_and_old_tokens_verify(
+async def test_a_rotated_in_key_is_published_at_once_and_signs_from_the_lead(
     store: str, client_secret: str, http: aiohttp.ClientSession
 ) -> None:
-    """After a rotation the JWKS holds the old and the new key; a token signed before it still
-    verifies, with a verifier that cached the old JWKS and with a fresh one; a token issued
-    after the server took the key up carries the new kid and verifies too, once the cached
-    verifier may fetch again (``jwks_refetch_interval`` after its last fetch)."""
-    verifier_clock = Clock()
+    """After a rotation at T the JWKS holds both keys at once while tokens are still signed by
+    the old key; from T + PUBLISH_LEAD (at the server's next read of its keys) they carry the
+    new kid, and a verifier that fetched the JWKS just after the rotation verifies the first
+    of them without fetching again (its clock stands still, so it may not)."""
+    clock = Clock(time.time() - PUBLISH_LEAD)  # ends at the real now, which the verifier checks
     async with (
-        IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, database=store) as server,
-        AccessTokenVerifier(server.url, clock=verifier_clock) as cached,
+        IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=store,
+            settings=ServerSettings(clock=clock),
+        ) as server,
+        AccessTokenVerifier(server.url, clock=Clock(0.0)) as verifier,
     ):
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
-        old = (await caller.anonymous_user())["session"]["access_token"]
-        await cached.verify(old)  # caches the JWKS of the old key alone
-        old_kid = kid_of(old)
+        old = await access_token(caller)
+        rotated_at = clock.now
 
-        new_kid = await IdentityServer.rotate_signing_key(store)
+        new_kid = await IdentityServer.rotate_signing_key(store, now=rotated_at)
 
-        assert new_kid != old_kid
-        assert sorted(await published(http, server.url)) == sorted([old_kid, new_kid])
-        new = (await caller.anonymous_user())["session"]["access_token"]
+        assert sorted(await published(http, server.url)) == sorted([kid_of(old), new_kid])
+        assert (await verifier.verify(old)).client_id == CLIENT_ID  # fetches both keys
+        clock.now = rotated_at + PUBLISH_LEAD - 1
+        await published(http, server.url)  # the server reads its keys again
+        assert kid_of(await access_token(caller)) == kid_of(old)
+        clock.now = rotated_at + PUBLISH_LEAD
+        await published(http, server.url)
+        new = await access_token(caller)
         assert kid_of(new) == new_kid
-        assert (await cached.verify(old)).client_id == CLIENT_ID
-        verifier_clock.now += 30.0
-        assert (await cached.verify(new)).client_id == CLIENT_ID  # refetched for the new kid
-        async with AccessTokenVerifier(server.url) as fresh:
-            assert (await fresh.verify(old)).client_id == CLIENT_ID
+        assert (await verifier.verify(new)).client_id == CLIENT_ID
+        assert (await verifier.verify(old)).client_id == CLIENT_ID
 
 
 async def test_a_running_server_takes_up_the_new_key_on_its_timer(
     store: str, client_secret: str, http: aiohttp.ClientSession
 ) -> None:
-    """Without anyone asking for the JWKS, the reload timer takes the rotated key up and logs
-    its kid; tokens issued from then on carry it; stopping the server ends the timer."""
+    """Without anyone asking for the JWKS, the reload timer takes the rotated key up once its
+    lead has passed and logs its kid; tokens issued from then on carry it; stopping the server
+    ends the timer."""
     events = Events()
-    settings = ServerSettings(key_reload_interval=0.05)
+    clock = Clock(time.time())
+    settings = ServerSettings(clock=clock, key_reload_interval=0.05)
     async with IdentityServer(
         client_id=CLIENT_ID,
         client_secret=client_secret,
@@ -130,13 +148,13 @@ async def test_a_running_server_takes_up_the_new_key_on_its_timer(
         logger=events.logger,
     ) as server:
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
-        old_kid = kid_of((await caller.anonymous_user())["session"]["access_token"])
+        old_kid = kid_of(await access_token(caller))
 
-        new_kid = await IdentityServer.rotate_signing_key(store)
+        new_kid = await IdentityServer.rotate_signing_key(store, now=clock.now)
+        clock.now += PUBLISH_LEAD
 
         assert (await events.first("signing_key.taken_up"))["kid"] == new_kid
-        new = (await caller.anonymous_user())["session"]["access_token"]
-        assert kid_of(new) == new_kid != old_kid
+        assert kid_of(await access_token(caller)) == new_kid != old_kid
     timers = [
         task
         for task in asyncio.all_tasks()
@@ -145,27 +163,32 @@ async def test_a_running_server_takes_up_the_new_key_on_its_timer(
     assert timers == []
 
 
-async def test_the_retired_key_leaves_the_jwks_after_a_token_lifetime_and_the_margin(
+async def test_the_retired_key_stays_published_until_every_token_it_signed_has_expired(
     store: str, client_secret: str, http: aiohttp.ClientSession
 ) -> None:
-    """With the server clock moved by hand: the retired key is published until one access-token
-    lifetime plus PUBLISH_MARGIN after the rotation (when every token it signed has expired),
-    and not a second longer; the new key stays."""
+    """With the server clock moved by hand and the longest key_reload_interval: a server that
+    has not read its keys since the rotation signs with the old key up to a reload interval
+    after the new key's lead; the old key stays published until the last of those tokens has
+    expired, one access-token lifetime plus PUBLISH_MARGIN after the new key started
+    signing, and not a second longer."""
     clock = Clock(time.time())
-    settings = ServerSettings(clock=clock, access_token_ttl=60)
+    settings = ServerSettings(clock=clock, access_token_ttl=60, key_reload_interval=PUBLISH_MARGIN)
     async with IdentityServer(
         client_id=CLIENT_ID, client_secret=client_secret, database=store, settings=settings
     ) as server:
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
-        old = (await caller.anonymous_user())["session"]["access_token"]
+        old_kid = kid_of(await access_token(caller))
         rotated_at = clock.now
         new_kid = await IdentityServer.rotate_signing_key(store, now=rotated_at)
-        assert len(await published(http, server.url)) == 2
 
-        clock.now = rotated_at + 60 + PUBLISH_MARGIN
-        assert len(await published(http, server.url)) == 2
-        assert jwt.decode(old, options={"verify_signature": False})["exp"] < clock.now
+        clock.now = rotated_at + PUBLISH_LEAD + settings.key_reload_interval - 1
+        last = await access_token(caller)  # no read of the keys since the rotation
+        assert kid_of(last) == old_kid
+        clock.now = expiry_of(last)
+        assert sorted(await published(http, server.url)) == sorted([old_kid, new_kid])
 
+        clock.now = rotated_at + PUBLISH_LEAD + 60 + PUBLISH_MARGIN
+        assert len(await published(http, server.url)) == 2
         clock.now += 1
         assert await published(http, server.url) == [new_kid]
 
@@ -182,6 +205,28 @@ async def test_a_key_added_by_a_clock_that_is_behind_still_signs(
         assert new_kid in await published(http, server.url)
         created = await Caller(http, server.url, CLIENT_ID, client_secret).anonymous_user()
         assert kid_of(created["session"]["access_token"]) == new_kid
+
+
+async def test_a_key_added_by_a_clock_that_is_ahead_signs_a_lead_after_the_server_read_it(
+    store: str, client_secret: str, http: aiohttp.ClientSession
+) -> None:
+    """A rotation run on a machine whose clock is an hour ahead of the server's: the key is
+    published at once and signs PUBLISH_LEAD after the server first read it, not an hour on."""
+    clock = Clock(time.time())
+    async with IdentityServer(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        database=store,
+        settings=ServerSettings(clock=clock),
+    ) as server:
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        old_kid = kid_of(await access_token(caller))
+        new_kid = await IdentityServer.rotate_signing_key(store, now=clock.now + 3600)
+        assert sorted(await published(http, server.url)) == sorted([old_kid, new_kid])
+        assert kid_of(await access_token(caller)) == old_kid
+        clock.now += PUBLISH_LEAD
+        await published(http, server.url)  # the server reads its keys again
+        assert kid_of(await access_token(caller)) == new_kid
 
 
 @pytest.mark.parametrize("interval", [0, -1, PUBLISH_MARGIN + 1, float("nan")])
@@ -252,17 +297,26 @@ async def test_a_running_serve_takes_up_a_key_rotated_from_the_command_line(
     store: str, http: aiohttp.ClientSession
 ) -> None:
     """`serve` running while an operator runs `rotate-signing-key` on its database: its JWKS
-    holds both keys, its next tokens carry the new kid, and tokens of either key verify."""
+    holds both keys at once while its tokens still carry the old kid; once the new key's lead
+    has passed (its stored times moved back by it, the server's clock being real) its next
+    tokens carry the new kid, and tokens of either key verify."""
     async with serve("--database", store) as running:
         caller = Caller(http, running.url, CLIENT, SECRET)
-        old = (await caller.anonymous_user())["session"]["access_token"]
+        old = await access_token(caller)
         status, stdout, stderr = await run_command("rotate-signing-key", "--database", store)
         assert status == 0, stderr
         match = KID_LINE.match(stdout.strip())
         assert match is not None, stdout
         new_kid = match.group(1)
         assert sorted(await published(http, running.url)) == sorted([kid_of(old), new_kid])
-        new = (await caller.anonymous_user())["session"]["access_token"]
+        assert kid_of(await access_token(caller)) == kid_of(old)
+        await execute(
+            store,
+            f"UPDATE signing_keys SET created_at = created_at - {PUBLISH_LEAD},"  # noqa: S608
+            f" retired_at = retired_at - {PUBLISH_LEAD}",
+        )
+        await published(http, running.url)  # the server reads its keys again
+        new = await access_token(caller)
         assert kid_of(new) == new_kid
         async with AccessTokenVerifier(running.url) as verifier:
             for token in (old, new):
@@ -286,7 +340,7 @@ async def test_a_sweep_deletes_retired_keys_once_nothing_they_signed_can_verify(
     the JWKS serves both and tokens of both verify. The signing key outlives any window."""
     ttl = 600.0
     window = ttl + PUBLISH_MARGIN
-    clock = Clock(time.time() - window - 1)  # ends at the real now, which the verifier checks
+    clock = Clock(time.time() - window - 2 * PUBLISH_LEAD)  # ends at the real now (verified)
     events = Events()
     settings = ServerSettings(clock=clock, access_token_ttl=ttl, sweep_interval=0)
     async with IdentityServer(
@@ -297,21 +351,24 @@ async def test_a_sweep_deletes_retired_keys_once_nothing_they_signed_can_verify(
         logger=events.logger,
     ) as server:
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
-        first = kid_of((await caller.anonymous_user())["session"]["access_token"])
+        first = kid_of(await access_token(caller))
         second = await IdentityServer.rotate_signing_key(store, now=clock.now)
-        clock.now += window  # the first key's last published second
+        clock.now += PUBLISH_LEAD + window  # the first key's last published second
         assert (await server.sweep()).signing_keys == 0
         assert first in await published(http, server.url)
-        signed_by_second = (await caller.anonymous_user())["session"]["access_token"]
+        signed_by_second = await access_token(caller)
         assert kid_of(signed_by_second) == second
 
         third = await IdentityServer.rotate_signing_key(store, now=clock.now)
+        rotated_at = clock.now
         clock.now += 1
         assert (await server.sweep()).signing_keys == 1
         assert [event["signing_keys"] for event in events.seen if "signing_keys" in event] == [0, 1]
         assert await stored_kids(store) == [third, second]
         assert sorted(await published(http, server.url)) == sorted([second, third])
-        signed_by_third = (await caller.anonymous_user())["session"]["access_token"]
+        clock.now = rotated_at + PUBLISH_LEAD
+        await published(http, server.url)  # the server reads its keys again
+        signed_by_third = await access_token(caller)
         assert kid_of(signed_by_third) == third
         async with AccessTokenVerifier(server.url) as verifier:
             for token in (signed_by_second, signed_by_third):

@@ -130,7 +130,7 @@ async def test_workers_starting_together_migrate_once_and_agree_on_one_key(
     try:
         assert sorted(store.schema_found for store in stores) == [0, 1, 1, 1]
         loaded = await asyncio.gather(
-            *(AccessTokens.load(store, ttl=60, now=time.time()) for store in stores)
+            *(AccessTokens.load(store, ttl=60, clock=time.time) for store in stores)
         )
         assert len({repr(tokens) for tokens in loaded}) == 1
     finally:

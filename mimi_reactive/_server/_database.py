@@ -310,7 +310,8 @@ class SqliteIdentityDatabase:
         )
 
     async def add_signing_key(self, key: SigningKeyRecord) -> None:
-        """Store a new signing key and retire the ones before it, together."""
+        """Store a new signing key and retire the ones before it from the instant it starts
+        signing (its ``created_at``), together."""
 
         def add(db: sqlite3.Connection) -> None:
             db.execute(

@@ -270,7 +270,8 @@ class PostgresIdentityDatabase:
         return [SigningKeyRecord(*row) for row in rows]
 
     async def add_signing_key(self, key: SigningKeyRecord) -> None:
-        """Store a new signing key and retire the ones before it: one statement."""
+        """Store a new signing key and retire the ones before it from the instant it starts
+        signing (its ``created_at``): one statement."""
         await self._execute(
             sql.ADD_KEY, key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at
         )

@@ -96,7 +96,9 @@ class NewSession:
 
 @attrs.frozen
 class SigningKeyRecord:
-    """A private key that signs access tokens; ``retired_at`` set once a newer key signs."""
+    """A private key that signs access tokens from ``created_at`` on (a rotated-in key: from
+    ``PUBLISH_LEAD`` after the rotation); ``retired_at``: set by the rotation that adds the
+    next key, to the instant that key starts signing."""
 
     kid: str
     algorithm: str

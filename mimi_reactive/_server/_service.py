@@ -61,8 +61,8 @@ async def open_service(
         await limiter.check()  # else every limited call would fail, after "serving on"
         opened = await open_database(database, pool_size=settings.database_pool_size)
         try:
-            ttl, now = settings.access_token_ttl, settings.clock()
-            tokens = await AccessTokens.load(opened, ttl=ttl, now=now)
+            ttl = settings.access_token_ttl
+            tokens = await AccessTokens.load(opened, ttl=ttl, clock=settings.clock)
         except BaseException:
             await opened.close()
             raise

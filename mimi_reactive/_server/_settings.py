@@ -19,6 +19,7 @@ __all__ = [
     "AT_LEAST_1",
     "NOT_BLANK",
     "PORT",
+    "PUBLISH_LEAD",
     "PUBLISH_MARGIN",
     "SECONDS",
     "SECONDS_ABOVE_0",
@@ -28,10 +29,17 @@ __all__ = [
     "ServerSettings",
 ]
 
+PUBLISH_LEAD = 60.0
+"""Seconds a rotated-in key is published before it signs: a verifier that fetched the JWKS
+just before the rotation may fetch again only ``jwks_refetch_interval`` (30 s) later, so the
+key must be in the JWKS that long before its first token; twice that leaves room for clocks
+that differ a little and for caches that keep the JWKS a little longer."""
+
 PUBLISH_MARGIN = 300.0
-"""Seconds a retired key stays published past one access-token lifetime after its retirement:
-room for workers that take the new key up late (at most ``key_reload_interval``, which must
-not exceed this, after the rotation) and for clocks that differ a little."""
+"""Seconds a retired key stays published past one access-token lifetime after its retirement
+(the instant the next key starts signing): room for workers that take the new key up late
+(at most ``key_reload_interval`` after that instant, which must not exceed this) and for
+clocks that differ a little."""
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -156,7 +164,8 @@ class ServerSettings:
     """PostgreSQL connections one server process keeps at most (unused on SQLite)."""
     key_reload_interval: float = attrs.field(default=60.0, validator=_RELOAD)
     """Seconds between a process's reads of the signing keys: a key added by
-    ``rotate-signing-key`` signs everywhere within this long (at most ``PUBLISH_MARGIN``)."""
+    ``rotate-signing-key`` signs everywhere within ``PUBLISH_LEAD`` plus this long (at most
+    ``PUBLISH_MARGIN``)."""
 
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:

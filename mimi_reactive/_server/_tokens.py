@@ -2,17 +2,19 @@
 
 The signing key is created at first start and kept in the database, so every worker signs
 with the same key; each key has a ``kid``. Adding a key (``mimi-reactive rotate-signing-key``)
-retires the one before it, which stays in the JWKS for one more access-token lifetime plus
-``PUBLISH_MARGIN`` so tokens it signed keep verifying during a rotation; the first retention
-sweep after that deletes it. Workers take up a key added to the database every
-``key_reload_interval`` (60 s) and whenever they serve the JWKS, which they read from the
-database itself.
+publishes it at once but has it sign only ``PUBLISH_LEAD`` later (its ``created_at``), so
+verifiers have the key before its first token; the key before it signs until then and is
+retired from then (its ``retired_at``), and stays in the JWKS for one more access-token
+lifetime plus ``PUBLISH_MARGIN`` so tokens it signed keep verifying; the first retention sweep
+after that deletes it. Workers read the keys every ``key_reload_interval`` (60 s) and whenever
+they serve the JWKS, which they read from the database itself, and choose the key that signs
+by their own clock at each read.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jwt
@@ -22,9 +24,16 @@ from jwt.algorithms import ECAlgorithm
 
 from ..verify import InvalidTokenError, VerifiedToken, decoded, kid_of
 from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
-from ._settings import PUBLISH_MARGIN
+from ._settings import PUBLISH_LEAD, PUBLISH_MARGIN
 
-__all__ = ["ALGORITHM", "PUBLISH_MARGIN", "AccessTokens", "new_signing_key", "unpublished_before"]
+__all__ = [
+    "ALGORITHM",
+    "PUBLISH_LEAD",
+    "PUBLISH_MARGIN",
+    "AccessTokens",
+    "new_signing_key",
+    "unpublished_before",
+]
 
 ALGORITHM = "ES256"
 
@@ -35,27 +44,34 @@ def unpublished_before(now: float, ttl: float) -> float:
     return now - ttl - PUBLISH_MARGIN
 
 
-def new_signing_key(now: float) -> SigningKeyRecord:
-    """A fresh P-256 key with a random ``kid``."""
+def new_signing_key(signs_from: float) -> SigningKeyRecord:
+    """A fresh P-256 key with a random ``kid`` that signs from ``signs_from`` on."""
     private = ec.generate_private_key(ec.SECP256R1())
     pem = private.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode()
-    return SigningKeyRecord(secrets.token_urlsafe(12), ALGORITHM, pem, now)
+    return SigningKeyRecord(secrets.token_urlsafe(12), ALGORITHM, pem, signs_from)
 
 
 class AccessTokens:
-    """Signs access tokens with the newest key; publishes every key still needed."""
+    """Signs access tokens with the key whose turn it is; publishes every key still needed."""
 
-    def __init__(self, keys: Sequence[SigningKeyRecord], *, ttl: float) -> None:
+    def __init__(
+        self, keys: Sequence[SigningKeyRecord], *, ttl: float, clock: Callable[[], float]
+    ) -> None:
         if not keys:
             raise ValueError("at least one signing key is needed")
-        self._keys = _signing_order(keys)
+        self._clock = clock
+        now = clock()
+        self._keys = list(keys)
+        self._seen = dict.fromkeys((key.kid for key in keys), now)
+        """When this process first read each key (its clock's time)."""
+        signer = _signing_key(self._keys, self._seen, now)
         # The key id and the private key together, replaced as one: tokens are also signed
         # on the SQLite store's thread, which must never pair one key's id with another key.
-        self._signer = (self._keys[0].kid, _private_key(self._keys[0]))
+        self._signer = (signer.kid, _private_key(signer))
         self._public = _public_keys(self._keys)
         self._ttl = ttl
         self.issuer = ""
@@ -65,21 +81,29 @@ class AccessTokens:
         return f"AccessTokens(kid={self._signer[0]!r}, keys={len(self._keys)})"
 
     @classmethod
-    async def load(cls, database: IdentityDatabase, *, ttl: float, now: float) -> AccessTokens:
-        """The stored keys; a first key is created and stored if there is none."""
-        return cls(await database.ensure_signing_key(new_signing_key(now)), ttl=ttl)
+    async def load(
+        cls, database: IdentityDatabase, *, ttl: float, clock: Callable[[], float]
+    ) -> AccessTokens:
+        """The stored keys; a first key, which signs at once, is stored if there is none."""
+        first = new_signing_key(clock())
+        return cls(await database.ensure_signing_key(first), ttl=ttl, clock=clock)
 
     async def reload(self, database: IdentityDatabase) -> str | None:
-        """Take up the keys another worker (or an operator) stored; the ``kid`` of the key
-        that signs from now on if it changed, else None."""
-        keys = _signing_order(await database.signing_keys())
-        if not keys or [key.kid for key in keys] == [key.kid for key in self._keys]:
+        """Take up the keys another worker (or an operator) stored and choose again, by this
+        process's clock, the key that signs; its ``kid`` if that changed, else None."""
+        keys = await database.signing_keys()
+        if not keys:
             return None
-        before = self._signer[0]
-        self._keys = keys
-        self._signer = (keys[0].kid, _private_key(keys[0]))
-        self._public = _public_keys(keys)
-        return keys[0].kid if keys[0].kid != before else None
+        now = self._clock()
+        self._seen = {key.kid: self._seen.get(key.kid, now) for key in keys}
+        if [key.kid for key in keys] != [key.kid for key in self._keys]:
+            self._public = _public_keys(keys)
+        self._keys = list(keys)
+        signer = _signing_key(self._keys, self._seen, now)
+        if signer.kid == self._signer[0]:
+            return None
+        self._signer = (signer.kid, _private_key(signer))
+        return signer.kid
 
     def issue(self, claims: AccessClaims, now: float) -> str:
         """A signed access token for ``claims``, valid ``ttl`` seconds from ``now``."""
@@ -108,7 +132,8 @@ class AccessTokens:
         return decoded(token, key, issuer=self.issuer, leeway=0.0, now=now)
 
     def jwks(self, now: float) -> dict[str, Any]:
-        """The public keys a resource server needs: the signing one and recently retired ones."""
+        """The public keys a resource server needs: the one that signs, any that will (a key
+        rotated in signs only ``PUBLISH_LEAD`` after it is published) and recently retired ones."""
         published = []
         gone = unpublished_before(now, self._ttl)
         for key in self._keys:
@@ -128,10 +153,21 @@ def _public_keys(keys: Sequence[SigningKeyRecord]) -> dict[str, jwt.PyJWK]:
     return {key.kid: jwt.PyJWK(_public_jwk(key)) for key in keys}
 
 
-def _signing_order(keys: Sequence[SigningKeyRecord]) -> list[SigningKeyRecord]:
-    """The key that signs first: the newest unretired one. By retirement, not by age alone, so a
-    key added by a machine whose clock is behind still signs, and a retired one never does."""
-    return sorted(keys, key=lambda key: (key.retired_at is None, key.created_at), reverse=True)
+def _signing_key(
+    keys: Sequence[SigningKeyRecord], seen: dict[str, float], now: float
+) -> SigningKeyRecord:
+    """The key that signs at ``now``: the newest one whose signing has begun (at its
+    ``created_at``) and which is not retired yet. A key this process has read for
+    ``PUBLISH_LEAD`` has begun too, so a key added by a machine whose clock is ahead signs all
+    the same; a key added by one whose clock is behind has begun already. If no key may sign
+    (all retired by hand), the unretired one, else the newest."""
+
+    def rank(key: SigningKeyRecord) -> tuple[bool, bool, float]:
+        begun = key.created_at <= now or seen[key.kid] + PUBLISH_LEAD <= now
+        retired = key.retired_at is not None and key.retired_at <= now
+        return (begun and not retired, key.retired_at is None, key.created_at)
+
+    return max(keys, key=rank)
 
 
 def _private_key(key: SigningKeyRecord) -> ec.EllipticCurvePrivateKey:
