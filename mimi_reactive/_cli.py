@@ -131,21 +131,31 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
 
 
 def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: str) -> int:
-    """Several worker processes under gunicorn, once the database is migrated (here, once)."""
+    """Several worker processes under gunicorn, once the port is bound, the rate-limit storage
+    answers and the database is migrated (here, once: what fails says so in one line)."""
     # Not at the top: --help need not load the server.
-    from ._server._workers import check_workers, run_workers
-    from .server import IdentityServer, registered_clients
+    from ._server._app import listen
+    from ._server._stores import DatabaseOpenError
+    from ._server._workers import check_workers, prepare_workers, run_workers
+    from .server import ServerStartError, registered_clients
 
     values, settings = options.values, options.settings
     check_workers(values["workers"], values["database"], settings)
     registered = registered_clients(clients)
-    asyncio.run(IdentityServer.migrate_database(values["database"]))
+    try:
+        listener = listen(values["host"], values["port"])  # before the database is touched
+    except ValueError as error:
+        raise ServerStartError(str(error)) from None
+    try:
+        asyncio.run(prepare_workers(values["database"], settings))
+    except (ValueError, DatabaseOpenError) as error:
+        listener.close()
+        raise ServerStartError(str(error)) from None
     return run_workers(
         clients=registered,
         database=values["database"],
         settings=settings,
-        host=values["host"],
-        port=values["port"],
+        listener=listener,
         workers=values["workers"],
         log_level=log_level,
         announce=_announce_workers,

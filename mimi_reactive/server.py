@@ -27,8 +27,6 @@ Several apps: ``IdentityServer(clients=[ClientConfig("app", secret, anonymous_on
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,7 +35,7 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
-from ._server._app import app_runner
+from ._server._app import app_runner, cannot_listen
 from ._server._config import ClientConfig, ConfigError, check_clients
 from ._server._context import RegisteredClient, ServerSettings
 from ._server._logs import server_logger
@@ -127,9 +125,7 @@ class IdentityServer:
         try:
             await site.start()
         except (OSError, OverflowError) as error:
-            raise ServerStartError(
-                f"cannot listen on {self._host}:{self._port}: {_reason(error)}"
-            ) from None
+            raise ServerStartError(cannot_listen(self._host, self._port, error)) from None
         host, port = self._runner.addresses[0][:2]
         self._url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
         service.tokens.issuer = self._settings.issuer or self._url
@@ -238,12 +234,3 @@ for _name in __all__:
     if isinstance(_exported, type) and _exported.__module__.startswith("mimi_reactive._"):
         _exported.__module__ = __name__
 del _name, _exported
-
-
-def _reason(error: BaseException) -> str:
-    """The OS's or SQLite's own words for a failure, without a traceback."""
-    if isinstance(error, socket.gaierror) and error.strerror:
-        return error.strerror.lower()
-    if isinstance(error, OSError) and error.errno:
-        return os.strerror(error.errno).lower()
-    return str(error) or type(error).__name__

@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 import jwt
 import pytest
 
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .server_helpers import Caller, Served, serving
+from .test_cli import UNRESOLVABLE, occupied_port
 
 CLIENT = "workers-app"
 SECRET = secrets.token_urlsafe(32)
@@ -214,3 +216,50 @@ def test_several_workers_are_refused_where_they_would_not_share(
     assert len(done.stderr.strip().splitlines()) == 1
     assert "hunter2" not in done.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("case", ["busy-port", "unbindable-host", "unknown-host", "no-redis"])
+async def test_workers_that_cannot_start_say_why_in_one_line_before_touching_the_database(
+    case: str, postgres_url: str, redis_url: str
+) -> None:
+    """`serve --workers 2` that cannot listen or reach its rate-limit storage exits 1 within
+    seconds with one line naming what failed (no password), and creates no table: the port and
+    the storage are checked before the database, and before gunicorn starts."""
+    holder, busy = occupied_port()
+    options, named = {
+        "busy-port": (["--port", str(busy)], f"127.0.0.1:{busy}"),
+        "unbindable-host": (["--host", "192.0.2.1"], "192.0.2.1"),
+        "unknown-host": (["--host", UNRESOLVABLE], UNRESOLVABLE),
+        "no-redis": (["--rate-limit-storage", "redis://:hunter2@127.0.0.1:1/0"], "127.0.0.1:1"),
+    }[case]
+    if "--rate-limit-storage" not in options:
+        options += ["--rate-limit-storage", redis_url]
+    if "--port" not in options:
+        options += ["--port", "0"]
+    command = ["serve", "--client-id", CLIENT, *WORKERS, "--database", postgres_url, *options]
+    with holder:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "mimi_reactive", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "MIMI_CLIENT_SECRET": SECRET},
+        )
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("mimi-reactive serve: "), lines[0]
+    assert named in lines[0]
+    assert "hunter2" not in done.stderr
+    assert done.stdout == ""
+    connection = await asyncpg.connect(postgres_url.partition("?")[0])
+    try:
+        schema = postgres_url.partition("search_path=")[2]
+        tables = await connection.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = $1", schema
+        )
+    finally:
+        await connection.close()
+    assert tables == 0

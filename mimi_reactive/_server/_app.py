@@ -10,6 +10,7 @@ messages never hold secrets.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
@@ -24,9 +25,10 @@ from ._logs import debug_enabled, http_logger
 from ._openapi import OPERATIONS, openapi_document
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher, new_secret
+from ._stores import failure_reason
 from ._tokens import AccessTokens
 
-__all__ = ["ApiError", "ServerSettings", "app_runner", "create_app"]
+__all__ = ["ApiError", "ServerSettings", "app_runner", "cannot_listen", "create_app", "listen"]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
@@ -54,6 +56,21 @@ def app_runner(app: web.Application, *, shutdown_timeout: float = 60.0) -> web.A
         auto_decompress=False,
         shutdown_timeout=shutdown_timeout,
     )
+
+
+def cannot_listen(host: str, port: int, error: BaseException) -> str:
+    """The one line for a port that cannot be listened on."""
+    return f"cannot listen on {host}:{port}: {failure_reason(error)}"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on ``host:port`` (its first address); ``ValueError`` saying in one
+    line why not (a busy port, an address not of this machine, an unknown host)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except (OSError, OverflowError) as error:
+        raise ValueError(cannot_listen(host, port, error)) from None
 
 
 def create_app(

@@ -124,6 +124,11 @@ class RateLimiter:
     def __repr__(self) -> str:
         return f"RateLimiter({type(self._storage).__name__})"
 
+    @classmethod
+    def from_url(cls, url: str, clock: Callable[[], float]) -> RateLimiter:
+        """A limiter on the storage ``url`` names (``ValueError`` for a URL it cannot use)."""
+        return cls(limiter_storage(url), clock, shown=describe_storage(url))
+
     async def check(self) -> None:
         """At start: ``ValueError`` naming the storage unless it answers within 10 s."""
         try:

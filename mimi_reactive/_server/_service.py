@@ -14,7 +14,7 @@ from aiohttp import web
 
 from ._app import create_app
 from ._context import RegisteredClient, ServerSettings
-from ._limits import RateLimiter, describe_storage, limiter_storage
+from ._limits import RateLimiter
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher
 from ._stores import open_database
@@ -55,8 +55,7 @@ async def open_service(
     """Open the store (migrating it), load the keys and build the app; ``ValueError`` for a
     rate-limit storage with a bad URL or that does not answer, ``DatabaseOpenError`` for a
     store that cannot be opened."""
-    url = settings.rate_limit_storage
-    limiter = RateLimiter(limiter_storage(url), settings.clock, shown=describe_storage(url))
+    limiter = RateLimiter.from_url(settings.rate_limit_storage, settings.clock)
     try:
         await limiter.check()  # else every limited call would fail, after "serving on"
         opened = await open_database(database, pool_size=settings.database_pool_size)

@@ -25,6 +25,7 @@ __all__ = [
     "DatabaseOpenError",
     "check_database",
     "describe",
+    "failure_reason",
     "is_postgres",
     "migrate_database",
     "open_database",
@@ -87,7 +88,7 @@ async def open_database(
         return await SqliteIdentityDatabase.open(database)
     except (OSError, sqlite3.Error, asyncpg.PostgresError, SchemaError, ValueError) as error:
         raise DatabaseOpenError(
-            f"cannot open the database {describe(database)}: {_reason(error)}"
+            f"cannot open the database {describe(database)}: {failure_reason(error)}"
         ) from None
     except asyncpg.InterfaceError as error:
         raise DatabaseOpenError(
@@ -105,8 +106,9 @@ async def migrate_database(database: str | Path) -> tuple[int, int]:
     return opened.schema_found, SQLITE_VERSION
 
 
-def _reason(error: BaseException) -> str:
-    """The OS's, SQLite's or PostgreSQL's own words for a failure, never a URL or password."""
+def failure_reason(error: BaseException) -> str:
+    """The OS's, SQLite's or PostgreSQL's own words for a failure at start (one line, no
+    traceback), never a URL or password."""
     if isinstance(error, socket.gaierror) and error.strerror:
         return error.strerror.lower()
     if isinstance(error, OSError) and error.errno:

@@ -10,6 +10,7 @@ counts in the ``limits`` storage (Redis).
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,11 +21,12 @@ from gunicorn.arbiter import Arbiter
 
 from ._app import app_runner
 from ._context import RegisteredClient, ServerSettings
+from ._limits import RateLimiter
 from ._logs import RedactingFilter, server_logger
 from ._service import open_service
-from ._stores import is_postgres
+from ._stores import is_postgres, migrate_database
 
-__all__ = ["WorkersRefusedError", "check_workers", "run_workers"]
+__all__ = ["WorkersRefusedError", "check_workers", "prepare_workers", "run_workers"]
 
 
 class WorkersRefusedError(Exception):
@@ -59,8 +61,7 @@ class _Gunicorn(BaseApplication):
         clients: Mapping[str, RegisteredClient],
         database: str,
         settings: ServerSettings,
-        host: str,
-        port: int,
+        listener: socket.socket,
         workers: int,
         log_level: str,
         announce: Callable[[str, int], None],
@@ -68,7 +69,8 @@ class _Gunicorn(BaseApplication):
         self._clients, self._database, self._settings = clients, database, settings
         self._announce = announce
         self._options: dict[str, Any] = {
-            "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+            # The socket bound before gunicorn starts (gunicorn takes over its descriptor).
+            "bind": f"fd://{listener.detach()}",
             "workers": workers,
             "worker_class": "aiohttp.GunicornWebWorker",
             "accesslog": None,
@@ -107,6 +109,18 @@ class _Gunicorn(BaseApplication):
         return app_runner(service.app, shutdown_timeout=9.5)
 
 
+async def prepare_workers(database: str, settings: ServerSettings) -> None:
+    """Once, before the workers start: the rate-limit storage answers (``ValueError`` if not,
+    rather than every worker failing to boot after "serving on") and the schema is up to date
+    (``DatabaseOpenError`` if it cannot be)."""
+    limiter = RateLimiter.from_url(settings.rate_limit_storage, settings.clock)
+    try:
+        await limiter.check()
+    finally:
+        await limiter.close()
+    await migrate_database(database)
+
+
 def _redact_gunicorn_logs(_: object) -> None:
     """gunicorn's own records (a worker's failure quotes its exception) are redacted too."""
     for name in ("gunicorn.error", "gunicorn.access"):
@@ -120,20 +134,19 @@ def run_workers(
     clients: Mapping[str, RegisteredClient],
     database: str,
     settings: ServerSettings,
-    host: str,
-    port: int,
+    listener: socket.socket,
     workers: int,
     log_level: str,
     announce: Callable[[str, int], None],
 ) -> int:
-    """Run ``workers`` processes until SIGTERM or SIGINT; gunicorn's exit status.
-    ``announce(url, workers)`` is called once the port is bound."""
+    """Run ``workers`` processes on ``listener`` (from ``listen``, bound before the database is
+    touched, so a busy port fails in one line) until SIGTERM or SIGINT; gunicorn's exit status.
+    ``announce(url, workers)`` is called once gunicorn listens."""
     application = _Gunicorn(
         clients=clients,
         database=database,
         settings=settings,
-        host=host,
-        port=port,
+        listener=listener,
         workers=workers,
         log_level=log_level,
         announce=announce,
