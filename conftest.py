@@ -14,11 +14,9 @@ the tests share one emulator per session.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import tempfile
-import threading
 from typing import Any
 
 import pytest
@@ -26,8 +24,8 @@ from sybil import Sybil
 from sybil.document import PythonDocStringDocument
 from sybil.parsers.markdown import PythonCodeBlockParser, SkipParser
 
-from mimi_reactive.server import IdentityServer
 from tests.firebase_emulator import auth_emulator, firebase_emulator, missing_tools
+from tests.server_helpers import BackgroundServer
 
 __all__ = ["auth_emulator", "firebase_emulator"]  # fixtures for the tests and the documents
 
@@ -49,37 +47,20 @@ def firebase_env(firebase_emulator_host: str | None, monkeypatch: pytest.MonkeyP
     return firebase_emulator_host
 
 
-class _Service:
-    """The reference server on a loop in a daemon thread."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.secret = secrets.token_urlsafe(32)
-        self.folder = tempfile.TemporaryDirectory()
-        self.server = IdentityServer(
-            client_id="my-app",
-            client_secret=self.secret,
-            database=os.path.join(self.folder.name, "identity.sqlite3"),
-        )
-        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(60)
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(60)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join()
-        self.loop.close()
-        self.folder.cleanup()
-
-
 def _setup(namespace: dict[str, Any]) -> None:
-    service = _Service()
+    secret = secrets.token_urlsafe(32)
+    folder = tempfile.TemporaryDirectory()
+    service = BackgroundServer(
+        client_id="my-app",
+        client_secret=secret,
+        database=os.path.join(folder.name, "identity.sqlite3"),
+    )
     home = tempfile.TemporaryDirectory()
     namespace.update(
         url=service.server.url,
-        secret=service.secret,
+        secret=secret,
         _service=service,
+        _folder=folder,
         _home=home,
         _real_home=os.environ.get("HOME"),
     )
@@ -88,6 +69,7 @@ def _setup(namespace: dict[str, Any]) -> None:
 
 def _teardown(namespace: dict[str, Any]) -> None:
     namespace["_service"].stop()
+    namespace["_folder"].cleanup()
     if namespace["_real_home"] is None:
         os.environ.pop("HOME", None)
     else:

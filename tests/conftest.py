@@ -7,7 +7,7 @@ import contextlib
 import os
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -74,6 +74,18 @@ async def fresh_schema() -> AsyncIterator[str]:
     finally:
         await connection.execute(f"DROP SCHEMA {schema} CASCADE")
         await connection.close()
+
+
+@contextlib.contextmanager
+def fresh_schema_outside_a_loop() -> Iterator[str]:
+    """``fresh_schema`` for a synchronous fixture (one wider than a test's loop)."""
+    entered = fresh_schema()
+    runner = asyncio.Runner()
+    try:
+        yield runner.run(entered.__aenter__())
+    finally:
+        runner.run(entered.__aexit__(None, None, None))
+        runner.close()
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""Helpers for the server tests: a movable clock, a JSON caller over real HTTP, and a look at
-either store's tables from outside the server."""
+"""Helpers for the server tests: a movable clock, a JSON caller over real HTTP, a server on a
+thread of its own, and a look at either store's tables from outside the server."""
 
 from __future__ import annotations
 
@@ -10,14 +10,18 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
 
 from mimi_reactive._server._stores import is_postgres
+from mimi_reactive.server import IdentityServer
+
+_T = TypeVar("_T")
 
 
 class Clock:
@@ -199,3 +203,26 @@ async def serving(*arguments: str, environment: dict[str, str]) -> AsyncIterator
                 await process.wait()
             stderr.cancel()
         served.returncode = process.returncode
+
+
+class BackgroundServer:
+    """An ``IdentityServer`` on an event loop of its own thread: one server for many tests (a
+    module's table, a document's blocks), whatever loop each of them runs on."""
+
+    def __init__(self, **options: Any) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server = IdentityServer(**options)
+        self.run(self.server.start())
+
+    def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
+        """Run ``coroutine`` on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(60)
+
+    def stop(self) -> None:
+        """Stop the server, then its loop and thread."""
+        self.run(self.server.stop())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
