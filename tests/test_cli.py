@@ -23,7 +23,8 @@ from .server_helpers import serving
 
 
 def test_demo_walks_the_flow_and_exits_zero() -> None:
-    """`mimi-reactive demo` prints every transition of the seeds' flow and exits 0."""
+    """`mimi-reactive demo` prints every transition of the seeds' flow, ending with a deleted
+    account whose id no longer logs in, and exits 0."""
     done = subprocess.run(
         [sys.executable, "-m", "mimi_reactive", "demo"],
         capture_output=True,
@@ -40,6 +41,8 @@ def test_demo_walks_the_flow_and_exits_zero() -> None:
         "Skipped()",
         "failed",
         "Failure(InvalidCredentialsError",
+        "deleted",
+        "logging in with the old id: Failure(InvalidCredentialsError)",
     ):
         assert expected in done.stdout
 
