@@ -26,6 +26,7 @@ __all__ = [
     "optional_text",
     "possible_anonymous_id",
     "seconds",
+    "share",
     "text",
 ]
 
@@ -68,6 +69,14 @@ def instance_of(kind: type) -> Callable[[object, attrs.Attribute[Any], object], 
 def seconds(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """The argument is a duration: a finite number of seconds, 0 or more."""
     check_seconds(attribute.name, value)
+
+
+def share(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a share of a whole: a number from 0 up to, not including, 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number, not {type(value).__name__}")
+    if not 0 <= value < 1:  # NaN fails both comparisons
+        raise ConfigurationError(f"{attribute.name} must be from 0 up to, not including, 1")
 
 
 def count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

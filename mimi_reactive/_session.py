@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 
+from ._checks import seconds, share
 from ._redaction import value_repr
 from ._user import MimiUser
 
@@ -69,14 +70,12 @@ class RefreshPolicy:
 
     __repr__ = value_repr
 
-    ahead: float = attrs.field(
-        default=0.2, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
-    )
+    ahead: float = attrs.field(default=0.2, validator=share)
     """Refresh when this share (from 0 up to, not including, 1) of the lifetime is left."""
-    leeway: float = attrs.field(default=30.0, validator=attrs.validators.ge(0.0))
+    leeway: float = attrs.field(default=30.0, validator=seconds)
     """Stop handing out an access token this many seconds before it expires (at most a tenth
     of its lifetime): a call made with it could reach the service after it expired."""
-    min_interval: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
+    min_interval: float = attrs.field(default=1.0, validator=seconds)
     """However short the lifetimes a service hands out, the keeper refreshes in the
     background at most this often (seconds)."""
 
