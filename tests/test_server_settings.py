@@ -27,7 +27,18 @@ REFUSED: dict[str, list[Any]] = {
     "sweep_interval": [NAN, -5],
     "spent_token_retention": [NAN, -1],
     "anonymous_retention_days": [NAN, INF, -2],
-    "issuer": ["", "   ", 5],
+    "issuer": [
+        "",
+        "   ",
+        5,
+        "id.example.com",
+        "ftp://id.example.com",
+        "https://",
+        "https://id.example.com?x=1",
+        "https://id.example.com#x",
+        "https://user:pw@id.example.com",
+        " https://id.example.com",
+    ],
     "database_pool_size": [0, -3],
     "key_reload_interval": [0, -1, 301, NAN],
 }
@@ -42,7 +53,7 @@ ALLOWED: dict[str, list[Any]] = {
     "sweep_interval": [0],
     "spent_token_retention": [10],
     "anonymous_retention_days": [0, 0.5],
-    "issuer": [None, "https://id.example"],
+    "issuer": [None, "https://id.example", "http://127.0.0.1:8080", "https://example.com/auth"],
     "key_reload_interval": [300],
 }
 

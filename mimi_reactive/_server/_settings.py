@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
+import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -74,6 +75,19 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _public_url(value: object) -> bool:
+    """Whether ``value`` is an http(s) URL with a host and nothing past its path: the ``iss``
+    a verifier is given (``AccessTokenVerifier(issuer)``) must be exactly this."""
+    if not isinstance(value, str) or value != value.strip():
+        return False
+    try:
+        parts = urllib.parse.urlsplit(value)
+    except ValueError:
+        return False
+    plain = not (parts.query or parts.fragment or "@" in parts.netloc)
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and plain
+
+
 SECONDS = Rule(lambda v: _number(v) and v >= 0, "must be 0 or more (a finite number)", float)
 SECONDS_ABOVE_0 = Rule(
     lambda v: _number(v) and v > 0, "must be more than 0 (a finite number)", float
@@ -82,7 +96,11 @@ AT_LEAST_0 = Rule(lambda v: _whole(v) and v >= 0, "must be 0 or more (a whole nu
 AT_LEAST_1 = Rule(lambda v: _whole(v) and v >= 1, "must be 1 or more (a whole number)", int)
 PORT = Rule(lambda v: _whole(v) and 0 <= v <= 65535, "must be a port number from 0 to 65535", int)
 NOT_BLANK = Rule(lambda v: isinstance(v, str) and bool(v.strip()), "must not be empty", str)
-_ISSUER = Rule(lambda v: v is None or NOT_BLANK.holds(v), NOT_BLANK.must, str)
+_ISSUER = Rule(
+    lambda v: v is None or _public_url(v),
+    "must be the service's public URL (http:// or https:// and a host, no query)",
+    str,
+)
 _RELOAD = Rule(
     lambda v: _number(v) and 0 < v <= PUBLISH_MARGIN,
     f"must be more than 0 and at most {PUBLISH_MARGIN:g} (seconds)",
