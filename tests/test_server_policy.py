@@ -102,3 +102,24 @@ async def test_real_secrets_start() -> None:
     for secret in (secrets.token_urlsafe(32), secrets.token_hex(32)):
         async with IdentityServer(client_id="app", client_secret=secret) as server:
             assert server.url
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/users/delete", {}),
+        ("/v1/sessions/revoke-all", {}),
+        ("/v1/users/promote", {**CREDENTIALS, "email": "carl@example.test"}),
+    ],
+)
+async def test_an_access_token_only_works_for_its_own_client(
+    two_clients: IdentityServer, http: aiohttp.ClientSession, path: str, body: dict[str, str]
+) -> None:
+    """Another client presenting a client's valid access token gets 401 invalid_token."""
+    anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    created = await anon.anonymous_user()
+    token = created["session"]["access_token"]
+    status, answer, _ = await full.post(path, {**body, "access_token": token})
+    assert (status, answer["error"]["code"]) == (401, "invalid_token")
+    assert (await anon.refresh(created["session"]["refresh_token"]))[0] == 200

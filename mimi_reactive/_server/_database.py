@@ -181,17 +181,6 @@ class SqliteIdentityDatabase:
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
         return await self._writer.run(lambda db: rows.start_session(db, user_id, session))
 
-    async def session_by_access_token(self, access_digest: str) -> SessionRecord | None:
-        def find(db: sqlite3.Connection) -> SessionRecord | None:
-            row = db.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608
-                " WHERE access_digest = ? AND revoked_at IS NULL",
-                (access_digest,),
-            ).fetchone()
-            return None if row is None else SessionRecord(*row)
-
-        return await self._reader.run(find)
-
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
         def find(db: sqlite3.Connection) -> SessionRecord | None:
             row = db.execute(
@@ -280,12 +269,13 @@ class SqliteIdentityDatabase:
 
         return await self._writer.run(rotate)
 
-    async def revoke_session_by_token(self, token_digest: str, now: float) -> bool:
+    async def revoke_session(self, session_id: str, now: float) -> bool:
+        return await self._writer.run(lambda db: rows.revoke(db, session_id, now, "log_out"))
+
+    async def revoke_session_by_refresh_token(self, refresh_digest: str, now: float) -> bool:
         def revoke(db: sqlite3.Connection) -> bool:
             row = db.execute(
-                "SELECT id FROM sessions WHERE access_digest = ? AND revoked_at IS NULL"
-                " UNION SELECT session_id FROM refresh_tokens WHERE digest = ?",
-                (token_digest, token_digest),
+                "SELECT session_id FROM refresh_tokens WHERE digest = ?", (refresh_digest,)
             ).fetchone()
             return row is not None and rows.revoke(db, row[0], now, "log_out")
 

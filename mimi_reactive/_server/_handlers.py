@@ -108,17 +108,30 @@ async def _hashing(work: Awaitable[Any]) -> Any:
         ) from None
 
 
+async def _session_of(
+    state: ServerState, access_token: str, now: float
+) -> tuple[VerifiedToken, SessionRecord] | None:
+    """The claims of ``access_token`` and its session, if the token is valid by the one rule
+    (docs/security.md): signed by this server, unexpired, and its session not ended (a
+    refresh does not end the token it replaces); None if not."""
+    try:
+        claims = await _verified(state, access_token, now)
+    except InvalidTokenError:
+        return None
+    session = await state.database.session_by_id(claims.session_id or "")
+    if session is None or session.user_id != claims.user_id:
+        return None
+    return claims, session
+
+
 async def _live_session(request: web.Request, access_token: str) -> SessionRecord:
-    """The unrevoked, unexpired session of this client that ``access_token`` belongs to."""
+    """The session of ``access_token``, valid by ``_session_of``'s rule and issued to this
+    client; 401 ``invalid_token`` otherwise."""
     state = request.app[STATE]
-    session = await state.database.session_by_access_token(digest(access_token))
-    if (
-        session is None
-        or session.access_expires_at <= state.settings.clock()
-        or session.client_id not in (None, client_of(request).id)
-    ):
+    found = await _session_of(state, access_token, state.settings.clock())
+    if found is None or found[0].client_id != client_of(request).id:
         raise ApiError(401, "invalid_token", "the access token is not valid")
-    return session
+    return found[1]
 
 
 _HEALTHY = b'{"status": "ok"}'  # the same every time: encoded once
@@ -251,10 +264,16 @@ async def _revoke_all(request: web.Request) -> web.Response:
 
 
 async def _revoke(request: web.Request) -> web.Response:
+    """End the session of a valid access token (by ``_session_of``'s rule) or of a refresh
+    token of it. As RFC 7009: 200 whether or not there was such a session."""
     body = await read_body(request, models.Revocation)
-    # As RFC 7009: the answer is the same whether or not the token was valid.
     state = request.app[STATE]
-    await state.database.revoke_session_by_token(digest(body.token), state.settings.clock())
+    now = state.settings.clock()
+    found = await _session_of(state, body.token, now)
+    if found is not None:
+        await state.database.revoke_session(found[1].id, now)
+    else:
+        await state.database.revoke_session_by_refresh_token(digest(body.token), now)
     return web.json_response({})
 
 
@@ -309,13 +328,10 @@ async def _introspect(request: web.Request) -> web.Response:
     body = await read_body(request, models.TokenQuery)
     state = request.app[STATE]
     now = state.settings.clock()
-    try:
-        claims = await _verified(state, body.token, now)
-    except InvalidTokenError:
+    found = await _session_of(state, body.token, now)
+    if found is None:
         return web.json_response({"active": False})
-    session = await state.database.session_by_id(claims.session_id or "")
-    if session is None or session.user_id != claims.user_id:
-        return web.json_response({"active": False})
+    claims, session = found
     await state.database.touch_session(session.id, now)
     return web.json_response(
         {"active": True, "user_id": claims.user_id, "expires_in": claims.expires_at - now}

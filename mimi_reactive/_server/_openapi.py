@@ -79,8 +79,9 @@ _CREDENTIAL_ROUTE = {
     "503": "every password-hashing worker is busy (server_busy), or " + _STORAGE_FAILED,
 }
 _BAD_BEARER = (
-    "invalid_client, or the access token is not valid, has expired or belongs to"
-    " another client (invalid_token)"
+    "invalid_client, or the access token is forged, has expired, belongs to a session that"
+    " ended or to another client (invalid_token); the one a refresh replaced is valid until"
+    " it expires"
 )
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -190,8 +191,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "revokeSession",
         "POST",
         "/v1/sessions/revoke",
-        "Revoke the session an access or refresh token belongs to (as RFC 7009: the same"
-        " answer whether or not the token was valid)",
+        "Revoke the session a refresh token (current or spent) or a valid access token (the"
+        " one a refresh replaced included) belongs to. As RFC 7009, the same answer for a"
+        " token it does not act on: forged, expired, of an ended session, or unknown",
         models.Empty,
         body=models.Revocation,
     ),

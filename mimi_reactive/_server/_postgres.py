@@ -172,14 +172,6 @@ class PostgresIdentityDatabase:
             session.id, user_id, session.access_expires_at, session.now, session.client_id
         )
 
-    async def session_by_access_token(self, access_digest: str) -> SessionRecord | None:
-        row = await self._fetchrow(
-            f"SELECT {sql.SESSION_ROW} FROM sessions"  # noqa: S608
-            " WHERE access_digest = $1 AND revoked_at IS NULL",
-            access_digest,
-        )
-        return None if row is None else SessionRecord(*row)
-
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
         row = await self._fetchrow(
             f"SELECT {sql.SESSION_ROW} FROM sessions"  # noqa: S608
@@ -251,8 +243,11 @@ class PostgresIdentityDatabase:
 
         return await self._retried(rotate)
 
-    async def revoke_session_by_token(self, token_digest: str, now: float) -> bool:
-        return await self._execute(sql.REVOKE_BY_DIGEST, token_digest, now) != "UPDATE 0"
+    async def revoke_session(self, session_id: str, now: float) -> bool:
+        return await self._execute(sql.REVOKE, session_id, now, "log_out") != "UPDATE 0"
+
+    async def revoke_session_by_refresh_token(self, refresh_digest: str, now: float) -> bool:
+        return await self._execute(sql.REVOKE_BY_REFRESH, refresh_digest, now) != "UPDATE 0"
 
     async def revoke_user_sessions(self, user_id: str, now: float) -> int:
         """Revoke every live session of the user; how many there were."""

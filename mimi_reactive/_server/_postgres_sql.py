@@ -15,7 +15,7 @@ __all__ = [
     "LOCK_REFRESH_ROW",
     "NEWER_SPENT",
     "REVOKE",
-    "REVOKE_BY_DIGEST",
+    "REVOKE_BY_REFRESH",
     "ROTATE",
     "SESSION_ROW",
     "USER",
@@ -73,12 +73,9 @@ REVOKE = (
     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL"
 )
 
-REVOKE_BY_DIGEST = """
+REVOKE_BY_REFRESH = """
 UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out'
-WHERE revoked_at IS NULL AND id = (
-    SELECT id FROM sessions WHERE access_digest = $1 AND revoked_at IS NULL
-    UNION ALL SELECT session_id FROM refresh_tokens WHERE digest = $1 LIMIT 1
-)
+WHERE revoked_at IS NULL AND id = (SELECT session_id FROM refresh_tokens WHERE digest = $1)
 """
 
 # Each sweep rule's table, its key, and the condition its rows meet when due by $2.
