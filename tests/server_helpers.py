@@ -205,6 +205,19 @@ async def serving(*arguments: str, environment: dict[str, str]) -> AsyncIterator
         served.returncode = process.returncode
 
 
+@contextlib.asynccontextmanager
+async def calling(
+    client_id: str, client_secret: str, **options: Any
+) -> AsyncIterator[tuple[IdentityServer, Caller]]:
+    """A reference server for one client (``options`` as ``IdentityServer`` takes them) and a
+    caller of it as that client."""
+    async with (
+        IdentityServer(client_id=client_id, client_secret=client_secret, **options) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        yield server, Caller(http, server.url, client_id, client_secret)
+
+
 class BackgroundServer:
     """An ``IdentityServer`` on an event loop of its own thread: one server for many tests (a
     module's table, a document's blocks), whatever loop each of them runs on."""

@@ -10,7 +10,6 @@ import logging
 import secrets
 import warnings
 
-import aiohttp
 import pytest
 from limits.aio.storage import MemoryStorage
 
@@ -18,7 +17,7 @@ from mimi_reactive._server._limits import close_storage, describe_storage
 from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartError
 
 from .conftest import CLIENT_ID, REDIS
-from .server_helpers import Caller, run_command
+from .server_helpers import calling, run_command
 from .tcp_gate import TcpGate
 from .test_server_logs import capturing_logger, logged
 
@@ -61,13 +60,8 @@ async def test_stopping_the_server_closes_its_redis_connections(
         warnings.simplefilter("always")
         assert await connections_named(name) == 0
         for _ in range(STARTS):
-            async with (
-                IdentityServer(
-                    client_id=CLIENT_ID, client_secret=client_secret, settings=settings
-                ) as server,
-                aiohttp.ClientSession() as http,
-            ):
-                await Caller(http, server.url, CLIENT_ID, client_secret).anonymous_user()
+            async with calling(CLIENT_ID, client_secret, settings=settings) as (_, caller):
+                await caller.anonymous_user()
                 assert await connections_named(name) >= 1  # the limiter counted in Redis
             # Redis, another process, notices a closed socket in its own time: poll, bounded.
             async with asyncio.timeout(10):
@@ -147,13 +141,10 @@ async def test_a_storage_lost_while_serving_answers_503_until_it_is_back(
     captured, logger = capturing_logger()
     settings = ServerSettings(rate_limit_storage=url)
     try:
-        async with (
-            IdentityServer(
-                client_id=CLIENT_ID, client_secret=client_secret, settings=settings, logger=logger
-            ) as server,
-            aiohttp.ClientSession() as http,
+        async with calling(CLIENT_ID, client_secret, settings=settings, logger=logger) as (
+            _,
+            caller,
         ):
-            caller = Caller(http, server.url, CLIENT_ID, client_secret)
             await caller.anonymous_user()
             gate.shut()
             status, body, headers = await caller.post("/v1/anonymous-users")

@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
-from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive.server import ServerSettings
 
 from .conftest import CLIENT_ID
-from .server_helpers import Caller, Clock
+from .server_helpers import Caller, Clock, calling
 from .test_server_jwt import foreign_key, other_session, tampered, unknown_kid, unsigned
 
 TTL = 60
@@ -38,16 +37,11 @@ def clock() -> Clock:
 async def caller(client_secret: str, clock: Clock, database_url: str) -> AsyncIterator[Caller]:
     """A caller of the reference server on each store in turn, its clock moved by hand."""
     settings = ServerSettings(access_token_ttl=TTL, clock=clock)
-    async with (
-        IdentityServer(
-            client_id=CLIENT_ID,
-            client_secret=client_secret,
-            settings=settings,
-            database=database_url,
-        ) as server,
-        aiohttp.ClientSession() as http,
+    async with calling(CLIENT_ID, client_secret, settings=settings, database=database_url) as (
+        _,
+        caller,
     ):
-        yield Caller(http, server.url, CLIENT_ID, client_secret)
+        yield caller
 
 
 async def use(caller: Caller, route: str, access_token: str) -> tuple[int, Any]:
