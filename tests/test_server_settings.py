@@ -100,3 +100,9 @@ def test_the_rate_limit_storage_url_is_not_in_the_repr() -> None:
     """A Redis URL's password never shows in the settings' repr."""
     settings = ServerSettings(rate_limit_storage="redis://:hunter2@127.0.0.1:6379")
     assert "hunter2" not in repr(settings)
+
+
+def test_an_issuer_is_kept_without_its_final_slash() -> None:
+    """An issuer given with a final slash is kept without it, as verifiers compare it."""
+    assert ServerSettings(issuer="https://id.example/").issuer == "https://id.example"
+    assert ServerSettings(issuer="https://id.example/auth/").issuer == "https://id.example/auth"

@@ -3,11 +3,13 @@ until it expires unless its session ended, and a refresh does not end the token 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from mimi_reactive._server._database import SqliteIdentityDatabase
+from mimi_reactive._server._postgres import PostgresIdentityDatabase
 from mimi_reactive.server import ServerSettings
 
 from .conftest import CLIENT_ID
@@ -121,3 +123,30 @@ async def test_a_forged_or_expired_access_token_gets_todays_answer_and_ends_noth
     for route in ROUTES:
         assert await use(caller, route, token) == NOT_VALID[route], route
     assert (await caller.refresh(created["session"]["refresh_token"]))[0] == 200
+
+
+async def test_tokens_naming_unknown_keys_read_the_keys_at_most_once_per_interval(
+    caller: Caller, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Tokens naming keys nobody published make the server read its keys from the database
+    at most once per interval, however many arrive, and then once more after it."""
+    reads = 0
+
+    def counting(read_keys: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        async def counted(self: Any) -> Any:
+            nonlocal reads
+            reads += 1
+            return await read_keys(self)
+
+        return counted
+
+    for store in (SqliteIdentityDatabase, PostgresIdentityDatabase):
+        monkeypatch.setattr(store, "signing_keys", counting(store.signing_keys))
+    token = (await caller.anonymous_user())["session"]["access_token"]
+    clock.now += 10  # past the interval since the server read its keys at start
+    for _ in range(20):
+        assert not await active(caller, unknown_kid(token))
+    assert reads == 1
+    clock.now += 10
+    assert not await active(caller, unknown_kid(token))
+    assert reads == 2

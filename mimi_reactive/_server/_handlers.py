@@ -134,6 +134,10 @@ async def _live_session(request: web.Request, access_token: str) -> SessionRecor
     return found[1]
 
 
+_UNKNOWN_KEY_RELOAD = 5.0
+"""Seconds between two reads of the keys for tokens naming a key not loaded here: a new key
+is stored a minute before it signs (PUBLISH_LEAD), so it is nearly always loaded already."""
+
 _HEALTHY = b'{"status": "ok"}'  # the same every time: encoded once
 
 
@@ -340,11 +344,12 @@ async def _introspect(request: web.Request) -> web.Response:
 
 async def _verified(state: ServerState, token: str, now: float) -> VerifiedToken:
     """The token's claims, checked with this server's keys; a key not loaded here yet (another
-    worker took it up first) is looked for in the database once."""
+    worker took it up first) is looked for in the database, at most once per
+    ``_UNKNOWN_KEY_RELOAD`` seconds, so tokens naming made-up keys cannot keep it busy."""
     try:
         return state.tokens.verify(token, now)
     except InvalidTokenError as error:
-        if error.reason != "unknown_key":
+        if error.reason != "unknown_key" or now - state.tokens.reloaded_at < _UNKNOWN_KEY_RELOAD:
             raise
     kid = await state.tokens.reload(state.database)
     if kid is not None:

@@ -75,6 +75,12 @@ def _whole(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _without_final_slash(value: object) -> object:
+    """An issuer as verifiers compare it (``AccessTokenVerifier`` and ``HttpBackend`` drop a
+    final ``/``): signed with one, ``iss`` would match no verifier's."""
+    return value.rstrip("/") if isinstance(value, str) else value
+
+
 def _public_url(value: object) -> bool:
     """Whether ``value`` is an http(s) URL with a host and nothing past its path: the ``iss``
     a verifier is given (``AccessTokenVerifier(issuer)``) must be exactly this."""
@@ -176,7 +182,9 @@ class ServerSettings:
     """Seconds a spent refresh token is kept so its reuse is still detected."""
     anonymous_retention_days: float = attrs.field(default=0, validator=SECONDS)
     """Delete anonymous users unseen for this many days (0: never)."""
-    issuer: str | None = attrs.field(default=None, validator=_ISSUER)
+    issuer: str | None = attrs.field(
+        default=None, converter=_without_final_slash, validator=_ISSUER
+    )
     """The ``iss`` of access tokens: the service's public URL (default: the listening URL)."""
     database_pool_size: int = attrs.field(default=10, validator=AT_LEAST_1)
     """PostgreSQL connections one server process keeps at most (unused on SQLite)."""

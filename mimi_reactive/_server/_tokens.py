@@ -76,6 +76,8 @@ class AccessTokens:
         self._ttl = ttl
         self.issuer = ""
         """The ``iss`` claim: the service's public URL (set once it listens)."""
+        self.reloaded_at = now
+        """When the keys were last read from the database (the clock's time)."""
 
     def __repr__(self) -> str:
         return f"AccessTokens(kid={self._signer[0]!r}, keys={len(self._keys)})"
@@ -91,10 +93,10 @@ class AccessTokens:
     async def reload(self, database: IdentityDatabase) -> str | None:
         """Take up the keys another worker (or an operator) stored and choose again, by this
         process's clock, the key that signs; its ``kid`` if that changed, else None."""
+        now = self.reloaded_at = self._clock()
         keys = await database.signing_keys()
         if not keys:
             return None
-        now = self._clock()
         self._seen = {key.kid: self._seen.get(key.kid, now) for key in keys}
         if [key.kid for key in keys] != [key.kid for key in self._keys]:
             self._public = _public_keys(keys)
