@@ -44,7 +44,8 @@ import attrs
 import jwt
 from aiohttp import web
 
-from ._exceptions import MimiCoreError
+from ._checks import check_seconds
+from ._exceptions import ConfigurationError, MimiCoreError
 from ._log import Log
 from ._redaction import value_repr
 
@@ -174,8 +175,16 @@ class AccessTokenVerifier:
         clients: frozenset[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not 0 <= jwks_refetch_interval <= jwks_ttl <= jwks_max_stale:
-            raise ValueError(
+        for name, value in (
+            ("leeway", leeway),
+            ("jwks_ttl", jwks_ttl),
+            ("jwks_refetch_interval", jwks_refetch_interval),
+            ("jwks_max_stale", jwks_max_stale),
+            ("timeout", timeout),
+        ):
+            check_seconds(name, value)
+        if not jwks_refetch_interval <= jwks_ttl <= jwks_max_stale:
+            raise ConfigurationError(
                 "need 0 <= jwks_refetch_interval <= jwks_ttl <= jwks_max_stale, not "
                 f"{jwks_refetch_interval:g}, {jwks_ttl:g}, {jwks_max_stale:g}"
             )
@@ -213,10 +222,15 @@ class AccessTokenVerifier:
         """The key named ``kid``: from the cache, fetching the JWKS first when the cache is
         older than ``jwks_ttl`` or lacks ``kid``, if no fetch started in the last
         ``jwks_refetch_interval``."""
-        known = kid in self._keys and self._age() < self._max_stale
-        # A known key while another caller fetches: use it rather than wait for the fetch.
-        if not (known and (self._age() < self._jwks_ttl or self._lock.locked())):
-            async with self._lock:  # callers that wait here find the fetch done, and share it
+        now = self._clock()
+        known = kid in self._keys and now - self._fetched_at < self._max_stale
+        fresh = now - self._fetched_at < self._jwks_ttl
+        may_fetch = now - self._attempted_at >= self._refetch_interval
+        # A known key while another caller fetches: use it rather than wait for the fetch. An
+        # unknown one waits for that fetch, and shares it; inside the refetch interval, with
+        # no fetch running, there is nothing to wait for.
+        if not (known and (fresh or self._lock.locked())) and (may_fetch or self._lock.locked()):
+            async with self._lock:
                 wanted = kid not in self._keys or self._age() >= self._jwks_ttl
                 if wanted and self._clock() - self._attempted_at >= self._refetch_interval:
                     await self._refresh()

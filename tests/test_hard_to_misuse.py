@@ -29,6 +29,7 @@ from mimi_reactive import (
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.testing import Reply, ScriptedBackend
+from mimi_reactive.verify import AccessTokenVerifier
 
 from .helpers import completed, run_python
 
@@ -195,6 +196,7 @@ NOT_SECONDS: list[object] = ["1", None, True, [1]]
 BAD_SECONDS: list[object] = [-1, -0.001, math.nan, math.inf, -math.inf]
 _ROUTE: dict[str, object] = {"email": "a@b.test", "password": "password1"}
 _START = partial(MimiCore.start, backend=ScriptedBackend())
+_VERIFIER: dict[str, object] = {"issuer": "http://h"}
 
 # (constructor, its other arguments, the argument given wrong values, the values, the error)
 _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list[object], type]] = [
@@ -232,6 +234,11 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (HttpBackend, {"base_url": "http://h"}, "timeout", BAD_SECONDS, ConfigurationError),
     (FirebaseBackend, {}, "api_key", [123, None, b"key"], TypeError),
     (FirebaseBackend, {"api_key": "k"}, "timeout", BAD_SECONDS, ConfigurationError),
+    *(
+        (AccessTokenVerifier, _VERIFIER, argument, values, error)
+        for argument in ("leeway", "jwks_ttl", "jwks_max_stale", "timeout")
+        for values, error in ((NOT_SECONDS, TypeError), (BAD_SECONDS, ConfigurationError))
+    ),
 ]
 
 
