@@ -17,6 +17,8 @@ from ._exceptions import ConfigurationError, InvalidRouteError
 from ._reasons import Reason
 
 __all__ = [
+    "ANONYMOUS_ID_CHARACTERS",
+    "ANONYMOUS_ID_MAX_LENGTH",
     "anonymous_id_problem",
     "check_seconds",
     "count",
@@ -31,9 +33,11 @@ __all__ = [
 ]
 
 ANONYMOUS_ID_MAX_LENGTH = 2048
-# What every backend issues: the reference server takes 1 to 2048 of these (its _models.py),
-# and it and the scripted backend issue secrets.token_urlsafe; Firebase issues none.
-_ANONYMOUS_ID = re.compile(r"[A-Za-z0-9_.-]+")
+ANONYMOUS_ID_CHARACTERS = "A-Za-z0-9_.-"
+# What every backend issues: the reference server takes 1 to 2048 of these (its _models.py
+# builds its rule from these two), and it and the scripted backend issue
+# secrets.token_urlsafe; Firebase issues none.
+_ANONYMOUS_ID = re.compile(f"[{ANONYMOUS_ID_CHARACTERS}]+")
 
 
 def text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

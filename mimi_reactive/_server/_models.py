@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .._checks import ANONYMOUS_ID_CHARACTERS, ANONYMOUS_ID_MAX_LENGTH
+
 __all__ = [
     "AnonymousLogIn",
     "AnonymousSignUp",
@@ -42,7 +44,15 @@ _REQUEST = ConfigDict(strict=True, regex_engine="python-re", extra="ignore")
 
 # Anonymous ids and refresh tokens are 32 random bytes in URL-safe base64 (43 characters);
 # access tokens are JWTs (three such parts joined by dots, under 1 KiB).
-Secret = Annotated[str, Field(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9_.-]+\Z")]
+# The client refuses an anonymous id by the same rule before it sends one (``_checks``).
+Secret = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=ANONYMOUS_ID_MAX_LENGTH,
+        pattern=rf"^[{ANONYMOUS_ID_CHARACTERS}]+\Z",
+    ),
+]
 Email = Annotated[
     str,
     Field(
