@@ -59,7 +59,7 @@ def _run_server_command(args: argparse.Namespace) -> int:
     try:
         if args.command == "serve" and options.values["workers"] > 1:
             return _serve_workers(options, clients, args.log_level)
-    except (ConfigError, WorkersRefusedError) as error:
+    except WorkersRefusedError as error:
         return _refused(args.command, error, status=2)
     except ServerStartError as error:
         return _refused(args.command, error, status=1)
