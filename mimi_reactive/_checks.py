@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeGuard
 
 import attrs
 
@@ -20,14 +21,22 @@ __all__ = [
     "ANONYMOUS_ID_CHARACTERS",
     "ANONYMOUS_ID_MAX_LENGTH",
     "anonymous_id_problem",
+    "check_host_and_port",
     "check_seconds",
+    "check_service_url",
     "count",
     "flag",
+    "host_and_port_problem",
     "instance_of",
     "is_blank_anonymous_id",
+    "is_count",
+    "is_number",
+    "is_seconds",
+    "is_whole",
     "optional_text",
     "possible_anonymous_id",
     "seconds",
+    "service_url_problem",
     "share",
     "text",
 ]
@@ -77,7 +86,7 @@ def seconds(_instance: object, attribute: attrs.Attribute[Any], value: object) -
 
 def share(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """The argument is a share of a whole: a number from 0 up to, not including, 1."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(f"{attribute.name} must be a number, not {type(value).__name__}")
     if not 0 <= value < 1:  # NaN fails both comparisons
         raise ConfigurationError(f"{attribute.name} must be from 0 up to, not including, 1")
@@ -85,18 +94,101 @@ def share(_instance: object, attribute: attrs.Attribute[Any], value: object) -> 
 
 def count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """The argument is a whole number, 1 or more."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_whole(value):
         raise TypeError(f"{attribute.name} must be an int, not {type(value).__name__}")
-    if value < 1:
+    if not is_count(value):
         raise ConfigurationError(f"{attribute.name} must be 1 or more, got {value}")
 
 
 def check_seconds(name: str, value: object) -> None:
     """Refuse ``value`` unless it is a finite number of seconds, 0 or more."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
-    if not (math.isfinite(value) and value >= 0):
+    if not is_seconds(value):
         raise ConfigurationError(f"{name} must be a finite number of seconds, 0 or more")
+
+
+# The rules themselves, as predicates: the validators above and the reference server's
+# settings (_server/_settings.py, which raise ValueError in the server's words) share them.
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An int or a float; a bool is no number of anything here."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_whole(value: object) -> TypeGuard[int]:
+    """An int that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_seconds(value: object) -> bool:
+    """A duration: a finite number of seconds, 0 or more."""
+    return is_number(value) and math.isfinite(value) and value >= 0
+
+
+def is_count(value: object) -> bool:
+    """A whole number, 1 or more."""
+    return is_whole(value) and value >= 1
+
+
+def _address(text: str) -> urllib.parse.SplitResult | None:
+    """``text`` split as a URL, or None if it cannot be one: white space in it, a port
+    that is not a number from 1 to 65535 (``urlsplit`` refuses above that; 0 reaches
+    nothing), a user or password, or no host."""
+    if any(character.isspace() for character in text):
+        return None
+    try:
+        parts = urllib.parse.urlsplit(text)
+        port = parts.port  # reading it refuses a port that is not a number in range
+    except ValueError:
+        return None
+    if "@" in parts.netloc or not parts.hostname or port == 0:
+        return None
+    return parts
+
+
+def service_url_problem(text: str) -> str | None:
+    """Why ``text`` is not a service's base URL (None if it is): an http:// or https:// URL
+    with a host, and neither credentials, a query nor a fragment (a path appended to it would
+    land in them). What it says never quotes the text, which may hold a password."""
+    parts = _address(text)
+    if parts is None and "@" in text.partition("://")[2].partition("/")[0]:
+        return "must not hold credentials"
+    if parts is None or parts.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL with a host"
+    if parts.query or parts.fragment:
+        return "must not have a query or a fragment"
+    return None
+
+
+def host_and_port_problem(text: str) -> str | None:
+    """Why ``text`` is not ``host:port`` (``[::1]:9099`` for IPv6) and nothing else (None if
+    it is): a missing port would send requests to port 80."""
+    parts = _address(f"//{text}")
+    if parts is None or parts.port is None or parts.path or parts.query or parts.fragment:
+        return "must be host:port"
+    return None
+
+
+def check_service_url(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is a service's base URL (``service_url_problem``); the
+    message shows the value only where it can hold no password (no ``@`` in it)."""
+    _check_text(name, value, service_url_problem)
+
+
+def check_host_and_port(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is ``host:port`` (``host_and_port_problem``)."""
+    _check_text(name, value, host_and_port_problem)
+
+
+def _check_text(name: str, value: object, problem_of: Callable[[str], str | None]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    problem = problem_of(value)
+    if problem is not None:
+        shown = "" if "@" in value else f", got {value!r}"
+        raise ConfigurationError(f"{name} {problem}{shown}")
 
 
 def is_blank_anonymous_id(anonymous_id: str | None) -> bool:

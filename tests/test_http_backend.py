@@ -14,6 +14,7 @@ from mimi_reactive import (
     BackendError,
     ClientAuthenticationError,
     ClientCredentials,
+    ConfigurationError,
     MimiCore,
     SessionState,
     Transition,
@@ -134,6 +135,24 @@ async def test_backend_repr_hides_the_client_secret(server: IdentityServer) -> N
 def test_a_url_without_scheme_or_host_is_refused_at_construction(url: str) -> None:
     """A URL the backend could never reach fails at once, naming what was given."""
     with pytest.raises(ValueError, match="http:// or https://"):
+        HttpBackend(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("https://identity.example?tenant=1", "query"),
+        ("https://identity.example/#top", "fragment"),
+        ("https://identity.example:70000", "http:// or https://"),
+        ("https://identity.example:0", "http:// or https://"),
+        (" https://identity.example", "http:// or https://"),
+        ("https://identity.example/a b", "http:// or https://"),
+    ],
+)
+def test_a_url_a_path_cannot_be_appended_to_is_refused(url: str, named: str) -> None:
+    """The base URL is the issuer's rule: a query or fragment (the API's paths would land in
+    them), a port out of range or white space fail at construction."""
+    with pytest.raises(ConfigurationError, match=named):
         HttpBackend(url)
 
 

@@ -1,19 +1,20 @@
 """The server's settings, and the values they are checked against or produce.
 
-Only the standard library and attrs here: the command line builds its grammar from these
-defaults without loading the server (aiohttp, JWT, limits), which ``--help`` would wait for.
+Only the standard library, attrs and the client's checks (``_checks``, whose primitives the
+rules here are built on) here: the command line builds its grammar from these defaults
+without loading the server (aiohttp, JWT, limits), which ``--help`` would wait for.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
 import time
-import urllib.parse
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
+
+from .._checks import is_count, is_seconds, is_whole, service_url_problem
 
 __all__ = [
     "AT_LEAST_0",
@@ -53,8 +54,14 @@ class Rule:
     holds: Callable[[Any], bool]
     must: str
     """What a refused value is told, after the setting's name: ``must be ...``."""
-    read: Callable[[str], object]
+    read: type[int] | type[float] | type[str]
     """How a flag's text becomes the value (``int``, ``float``, ``str``)."""
+
+    @property
+    def types(self) -> tuple[type, ...]:
+        """The types a value may have before the rule checks it (a config file's value): what
+        ``read`` makes, and an int where that is a float."""
+        return (int, float) if self.read is float else (self.read,)
 
     def problem(self, value: object) -> str | None:
         """Why ``value`` is refused (``must be ..., not ...``), or None if it holds."""
@@ -66,49 +73,29 @@ class Rule:
             raise ValueError(f"{attribute.name} {problem}")
 
 
-def _number(value: object) -> bool:
-    """A finite int or float (bool is not a number here)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _without_final_slash(value: object) -> object:
     """An issuer as verifiers compare it (``AccessTokenVerifier`` and ``HttpBackend`` drop a
     final ``/``): signed with one, ``iss`` would match no verifier's."""
     return value.rstrip("/") if isinstance(value, str) else value
 
 
-def _public_url(value: object) -> bool:
-    """Whether ``value`` is an http(s) URL with a host and nothing past its path: the ``iss``
-    a verifier is given (``AccessTokenVerifier(issuer)``) must be exactly this."""
-    if not isinstance(value, str) or value != value.strip():
-        return False
-    try:
-        parts = urllib.parse.urlsplit(value)
-    except ValueError:
-        return False
-    plain = not (parts.query or parts.fragment or "@" in parts.netloc)
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and plain
-
-
-SECONDS = Rule(lambda v: _number(v) and v >= 0, "must be 0 or more (a finite number)", float)
+SECONDS = Rule(is_seconds, "must be 0 or more (a finite number)", float)
 SECONDS_ABOVE_0 = Rule(
-    lambda v: _number(v) and v > 0, "must be more than 0 (a finite number)", float
+    lambda v: is_seconds(v) and v > 0, "must be more than 0 (a finite number)", float
 )
-AT_LEAST_0 = Rule(lambda v: _whole(v) and v >= 0, "must be 0 or more (a whole number)", int)
-AT_LEAST_1 = Rule(lambda v: _whole(v) and v >= 1, "must be 1 or more (a whole number)", int)
-PORT = Rule(lambda v: _whole(v) and 0 <= v <= 65535, "must be a port number from 0 to 65535", int)
+AT_LEAST_0 = Rule(lambda v: is_whole(v) and v >= 0, "must be 0 or more (a whole number)", int)
+AT_LEAST_1 = Rule(is_count, "must be 1 or more (a whole number)", int)
+PORT = Rule(lambda v: is_whole(v) and 0 <= v <= 65535, "must be a port number from 0 to 65535", int)
 NOT_BLANK = Rule(lambda v: isinstance(v, str) and bool(v.strip()), "must not be empty", str)
+# The iss a verifier is given (AccessTokenVerifier(issuer)) must be exactly this: the URL
+# HttpBackend takes.
 _ISSUER = Rule(
-    lambda v: v is None or _public_url(v),
+    lambda v: v is None or (isinstance(v, str) and service_url_problem(v) is None),
     "must be the service's public URL (http:// or https:// and a host, no query)",
     str,
 )
 _RELOAD = Rule(
-    lambda v: _number(v) and 0 < v <= PUBLISH_MARGIN,
+    lambda v: is_seconds(v) and 0 < v <= PUBLISH_MARGIN,
     f"must be more than 0 and at most {PUBLISH_MARGIN:g} (seconds)",
     float,
 )

@@ -7,13 +7,12 @@ import binascii
 import json
 import os
 import re
-import urllib.parse
 from typing import Any
 
 import aiohttp
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_seconds
+from .._checks import check_host_and_port, check_seconds
 from .._exceptions import (
     AccountDisabledError,
     BackendError,
@@ -98,8 +97,8 @@ class FirebaseBackend:
         if not api_key.strip():
             raise ConfigurationError("FirebaseBackend needs the Firebase app's Web API key")
         host = emulator_host or os.environ.get(EMULATOR_HOST_VARIABLE) or None
-        if host is not None and not _is_host_and_port(host):
-            raise ConfigurationError(f"emulator_host must be host:port, got {host!r}")
+        if host is not None:
+            check_host_and_port("emulator_host", host)
         self._api_key = api_key
         self._emulator_host = host
         self._tenant_id = tenant_id
@@ -209,18 +208,6 @@ class FirebaseBackend:
         if not isinstance(answer, dict):
             raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
         return answer
-
-
-def _is_host_and_port(text: str) -> bool:
-    """Whether ``text`` is ``host:port`` (``[::1]:9099`` for IPv6) with a port in range and
-    nothing else: a missing port would send the emulator's requests to port 80."""
-    try:
-        parts = urllib.parse.urlsplit(f"//{text}")
-        port = parts.port
-    except ValueError:
-        return False
-    extra = parts.path or parts.query or parts.fragment or "@" in parts.netloc
-    return bool(parts.hostname) and bool(port) and not extra and text.strip() == text
 
 
 def error_from(status: int, answer: Any) -> BackendError:

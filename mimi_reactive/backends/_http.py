@@ -7,10 +7,9 @@ import email.utils
 from typing import Any
 
 import aiohttp
-import yarl
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_seconds
+from .._checks import check_seconds, check_service_url
 from .._exceptions import (
     BackendError,
     ClientAuthenticationError,
@@ -52,27 +51,8 @@ class HttpBackend:
     capabilities = BackendCapabilities(delete=True, revoke_everywhere=True)
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
-        if not isinstance(base_url, str):
-            raise TypeError(f"base_url must be a str, not {type(base_url).__name__}")
+        check_service_url("base_url", base_url)
         check_seconds("timeout", timeout)
-        try:
-            url = yarl.URL(base_url)
-        except ValueError:  # its message may hold the URL, and so a password: not chained
-            url = yarl.URL()
-        if url.scheme not in ("http", "https") or not url.host:
-            if url.host:
-                shown = f", got {url.with_user(None)}"  # without any user or password
-            elif "@" in base_url:
-                shown = ""  # e.g. "user:secret@host", its scheme missing: not shown
-            else:
-                shown = f", got {base_url!r}"
-            raise ConfigurationError(
-                f"HttpBackend needs the service's http:// or https:// URL{shown}"
-            )
-        if url.user is not None or url.password is not None:
-            raise ConfigurationError(
-                "HttpBackend's URL must not hold credentials; pass them to start"
-            )
         self._base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
