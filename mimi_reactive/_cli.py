@@ -20,9 +20,16 @@ from typing import Any
 
 import attrs
 
-from ._cli_parser import COMMAND_LINE_RULES, DEFAULTS, build_parser
+from ._cli_parser import build_parser
 from ._redaction import value_repr
-from ._server._config import ClientConfig, ConfigError, check_clients, load_config_file
+from ._server._config import (
+    COMMAND_LINE_RULES,
+    DEFAULTS,
+    ClientConfig,
+    ConfigError,
+    check_clients,
+    load_config_file,
+)
 from ._server._settings import ServerSettings
 
 __all__ = ["main"]
@@ -85,17 +92,21 @@ class _Options:
 
     # Hidden from the repr: a database or rate-limit storage URL may hold a password.
     values: Mapping[str, Any] = attrs.field(repr=False)
-    """Each option's value: the flag's, else the config file's, else its default."""
+    """Each option the command has a flag for, and its value: the flag's, else the config
+    file's, else its default."""
     given: frozenset[str]
     """The options a flag or the config file set, as opposed to defaults (sweep asks)."""
     settings: ServerSettings = attrs.field(repr=False)
-    """The options that are settings of the server, checked by its rules."""
+    """The options that are settings of the server, checked by its rules (the defaults for
+    those the command has no flag for)."""
 
 
 def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
-    """Every option from the flags, else the config file, else its default; and the clients
-    (``serve`` only: the other commands authenticate none, so need none of their secrets).
-    ``ConfigError`` for a value out of its option's range, or a client ``serve`` refuses."""
+    """Every option the command has a flag for, from the flag, else the config file, else its
+    default; and the clients (``serve`` only: the other commands authenticate none, so need
+    none of their secrets). ``ConfigError`` for a value of those options out of its range, or
+    a client ``serve`` refuses; the other options' values are left unchecked (a ``migrate``
+    is not refused for a rate limit only ``serve`` reads)."""
     serving = args.command == "serve"
     from_file: dict[str, Any] = {}
     clients: list[ClientConfig] = []
@@ -105,12 +116,16 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     values: dict[str, Any] = {}
     given: set[str] = set()
     for name, default in DEFAULTS.items():
-        flag = getattr(args, name, None)
+        if not hasattr(args, name):
+            # An option this command has no flag for, so does not use: its value in a config
+            # file shared with serve is serve's, and is not checked here.
+            continue
+        flag = getattr(args, name)
         values[name] = flag if flag is not None else from_file.get(name, default)
         if flag is not None or name in from_file:
             given.add(name)
     for name, rule in COMMAND_LINE_RULES.items():
-        problem = rule.problem(values[name])
+        problem = rule.problem(values[name]) if name in values else None
         if problem is not None:
             raise ConfigError(f"{name} {problem}")
     names = attrs.fields_dict(ServerSettings)

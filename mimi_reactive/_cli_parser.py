@@ -13,37 +13,13 @@ import attrs
 # The version pyproject.toml gives the distribution; importlib.metadata would cost --version
 # and --help some 20-40 ms.
 from . import __version__
-from ._server._config import SERVER_KEYS
-from ._server._settings import AT_LEAST_1, NOT_BLANK, PORT, Network, Rule, ServerSettings, network
+from ._server._config import COMMAND_LINE_RULES, DEFAULTS
+from ._server._settings import NOT_BLANK, Network, Rule, ServerSettings, network
 
-__all__ = ["COMMAND_LINE_RULES", "DEFAULTS", "build_parser"]
+__all__ = ["build_parser"]
 
 _DESCRIPTION = "mimi_reactive's command line: run the reference identity service or the demo."
-
-# The options only the command line has; every other server option is a ServerSettings field
-# and has that field's default (one source for the command line, the config file and the API).
-_COMMAND_LINE_DEFAULTS: dict[str, object] = {
-    "host": "127.0.0.1",
-    "port": 8080,
-    "workers": 1,
-    "database": "mimi-identity.sqlite3",
-}
-# What each of those must be (the settings' own rules are their fields' validators).
-COMMAND_LINE_RULES: dict[str, Rule] = {
-    "host": NOT_BLANK,
-    "port": PORT,
-    "workers": AT_LEAST_1,
-    "database": NOT_BLANK,
-}
 _SETTINGS_FIELDS = attrs.fields_dict(ServerSettings)
-# Each server option (a [server] key of the config file, which type-checks its values) and its
-# default.
-DEFAULTS: dict[str, object] = {
-    name: _COMMAND_LINE_DEFAULTS[name]
-    if name in _COMMAND_LINE_DEFAULTS
-    else _SETTINGS_FIELDS[name].default
-    for name in SERVER_KEYS
-}
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):

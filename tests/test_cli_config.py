@@ -8,7 +8,11 @@ import secrets
 from pathlib import Path
 
 import aiohttp
+import attrs
 import pytest
+
+from mimi_reactive._server._config import COMMAND_LINE_RULES, SERVER_KEYS
+from mimi_reactive.server import ServerSettings
 
 from .server_helpers import Caller, run_command, serving
 from .test_cli import run_cli
@@ -88,6 +92,29 @@ async def test_an_unsupported_database_url_is_refused_without_its_password(
     scheme = url.partition("://")[0]
     refused_in_one_line(status, stderr, f"unsupported database URL scheme {scheme!r}")
     assert "hunter2" not in stderr + stdout
+
+
+@pytest.mark.parametrize("command", ["migrate", "rotate-signing-key", "sweep"])
+async def test_a_command_checks_only_the_options_it_uses(tmp_path: Path, command: str) -> None:
+    """A config file shared with serve may hold a value only serve refuses (a negative rate
+    limit): migrate, rotate-signing-key and sweep, which do not use it, still run."""
+    config = tmp_path / "mimi.toml"
+    config.write_text("[server]\nmax_failed_log_ins_per_minute = -1\nworkers = 0\n")
+    database = str(tmp_path / "ids.sqlite3")
+    status, _, stderr = await run_command("migrate", "--database", database)
+    assert status == 0, stderr
+    status, _, stderr = await run_command(command, "--config", str(config), "--database", database)
+    assert status == 0, stderr
+
+
+async def test_sweep_still_checks_the_options_it_uses(tmp_path: Path) -> None:
+    """sweep refuses an out-of-range retention from the config file, naming it."""
+    config = tmp_path / "mimi.toml"
+    config.write_text("[server]\nsession_idle_timeout = -1\n")
+    status, _, stderr = await run_command(
+        "sweep", "--config", str(config), "--database", str(tmp_path / "ids.sqlite3")
+    )
+    refused_in_one_line(status, stderr, "session_idle_timeout")
 
 
 @pytest.mark.parametrize("command", ["sweep", "rotate-signing-key"])
@@ -199,3 +226,14 @@ async def test_a_trusted_proxy_from_the_command_line_counts_limits_per_forwarded
         assert await sign_up("203.0.113.1") == 429
         assert await sign_up("203.0.113.3, 127.0.0.5") == 201  # a trusted hop is skipped
     assert served.returncode == 0
+
+
+def test_the_config_file_takes_every_option_with_its_rules_types() -> None:
+    """[server] takes every server option (each ServerSettings field but the clock, and the
+    command line's own), each with the types its rule reads: a float's may be an int."""
+    settings = set(attrs.fields_dict(ServerSettings)) - {"clock"}
+    assert set(SERVER_KEYS) == settings | set(COMMAND_LINE_RULES)
+    assert SERVER_KEYS["access_token_ttl"] == (int, float)
+    assert SERVER_KEYS["port"] == SERVER_KEYS["max_failed_log_ins_per_minute"] == (int,)
+    assert SERVER_KEYS["issuer"] == SERVER_KEYS["rate_limit_storage"] == (str,)
+    assert SERVER_KEYS["trusted_proxies"] == (list,)

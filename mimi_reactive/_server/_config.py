@@ -16,7 +16,12 @@ from typing import Any
 
 import attrs
 
+from ._settings import AT_LEAST_1, NOT_BLANK, PORT, Rule, ServerSettings
+
 __all__ = [
+    "COMMAND_LINE_DEFAULTS",
+    "COMMAND_LINE_RULES",
+    "DEFAULTS",
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
     "ClientConfig",
@@ -29,27 +34,38 @@ __all__ = [
 
 MIN_SECRET_BITS = 128
 
-# What the [server] table may hold: the option's name, and the type each value must have.
+# The server options that are not settings of the server, with their defaults and rules; every
+# other option is a ServerSettings field, with that field's default and rule (one source for the
+# command line, the config file and the API).
+COMMAND_LINE_DEFAULTS: dict[str, object] = {
+    "host": "127.0.0.1",
+    "port": 8080,
+    "workers": 1,
+    "database": "mimi-identity.sqlite3",
+}
+COMMAND_LINE_RULES: dict[str, Rule] = {
+    "host": NOT_BLANK,
+    "port": PORT,
+    "workers": AT_LEAST_1,
+    "database": NOT_BLANK,
+}
+_SETTINGS_FIELDS = attrs.fields_dict(ServerSettings)
+# What the [server] table may hold: each option and the types its value may have, as its rule
+# reads them (the rule checks the value itself where the command uses it).
 SERVER_KEYS: dict[str, tuple[type, ...]] = {
-    "host": (str,),
-    "port": (int,),
-    "workers": (int,),
-    "database": (str,),
-    "database_pool_size": (int,),
-    "issuer": (str,),
-    "access_token_ttl": (int, float),
-    "session_idle_timeout": (int, float),
-    "refresh_reuse_interval": (int, float),
-    "max_anonymous_sign_ups_per_hour": (int,),
-    "max_failed_log_ins_per_minute": (int,),
-    "rate_limit_storage": (str,),
-    "password_hash_workers": (int,),
-    "password_hash_queue": (int,),
-    "sweep_interval": (int, float),
-    "spent_token_retention": (int, float),
-    "anonymous_retention_days": (int, float),
-    "trusted_proxies": (list,),
-    "key_reload_interval": (int, float),
+    name: rule.types for name, rule in COMMAND_LINE_RULES.items()
+} | {
+    name: field.validator.types
+    for name, field in _SETTINGS_FIELDS.items()
+    if isinstance(field.validator, Rule)
+}
+SERVER_KEYS["trusted_proxies"] = (list,)  # no rule: its converter reads each address
+# Each server option and its default.
+DEFAULTS: dict[str, object] = {
+    name: COMMAND_LINE_DEFAULTS[name]
+    if name in COMMAND_LINE_DEFAULTS
+    else _SETTINGS_FIELDS[name].default
+    for name in SERVER_KEYS
 }
 
 
