@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["mask", "mask_email", "value_repr"]
+__all__ = ["mask", "mask_email", "shown_url", "value_repr"]
 
 _VISIBLE = 4
 
@@ -24,6 +24,26 @@ def mask_email(email: str | None) -> str:
         return "None"
     local, _, domain = email.partition("@")
     return f"'{local[:1]}***@{domain}'"
+
+
+def shown_url(url: str, kind: str) -> str:
+    """A storage or database URL as logs and messages may show it: its scheme, user, hosts and
+    path; no password and no query (either can hold one), and ``a KIND URL that cannot be
+    parsed`` for text with no ``scheme://``. Several hosts (Sentinel, PostgreSQL fail-over)
+    and bracketed IPv6 addresses are kept as written.
+
+    Where ``/``, ``?`` or ``#`` come before the last ``@``, that ``@`` is in a password
+    (where URL parsers would end it early, and show the rest) or in a query: either way what
+    follows it may be secret, and only the scheme is shown."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return f"a {kind} URL that cannot be parsed"
+    user_info, at, location = rest.rpartition("@")
+    if any(mark in user_info for mark in "/?#"):
+        return f"{scheme}://..."
+    user = user_info.partition(":")[0]
+    hosts_and_path = location.partition("?")[0].partition("#")[0]
+    return f"{scheme}://{user}{at if user else ''}{hosts_and_path}"
 
 
 def value_repr(value: attrs.AttrsInstance) -> str:

@@ -14,6 +14,7 @@ import pytest
 from limits.aio.storage import MemoryStorage
 
 from mimi_reactive._server._limits import close_storage, describe_storage
+from mimi_reactive._server._stores import describe
 from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartError
 
 from .conftest import CLIENT_ID, REDIS
@@ -101,11 +102,28 @@ CLOSED = "redis://:hunter2-password@127.0.0.1:1/0?key_prefix=mimi"
         ("redis+unix:///run/redis.sock?password=pw", "redis+unix:///run/redis.sock"),
         ("memory://", "memory://"),
         ("no-scheme:pw@host", "a rate-limit storage URL that cannot be parsed"),
+        # An @ past a / ? or #: in a password URL parsers would cut short, or in a query.
+        ("redis://:hunter2/pw@host:6379/0", "redis://..."),
+        ("redis://host:6379/0?password=hunter2@pw", "redis://..."),
     ],
 )
 def test_a_storage_url_is_shown_without_its_password(url: str, shown: str) -> None:
     """describe_storage keeps the scheme, user, hosts and path; never a password or query."""
     assert describe_storage(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://mimi:pw@[::1]:5432/db?password=pw2", "postgresql://mimi@[::1]:5432/db"),
+        ("postgres://mimi:pw@a:5432,b:5433/db", "postgres://mimi@a:5432,b:5433/db"),
+        ("postgresql://mimi:pw/2@a/db", "postgresql://..."),
+    ],
+)
+def test_a_database_url_is_shown_by_the_same_rule(url: str, shown: str) -> None:
+    """The database's URL in messages is shown as the storage's is: IPv6 and several hosts as
+    written, no password, no query."""
+    assert describe(url) == shown
 
 
 async def test_an_unreachable_storage_refuses_start(client_secret: str) -> None:

@@ -20,6 +20,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
+from .._redaction import shown_url
 from ._settings import Limit
 
 __all__ = [
@@ -44,16 +45,8 @@ class RateLimitStorageError(Exception):
 
 
 def describe_storage(url: str) -> str:
-    """The storage URL as it may be shown: its scheme, user, hosts and path; no password and
-    no query (either can hold one). Sentinel and cluster URLs name several hosts."""
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return "a rate-limit storage URL that cannot be parsed"
-    location, _, path = rest.partition("/")
-    user_info, at, hosts = location.rpartition("@")
-    user = user_info.partition(":")[0]
-    path = path.partition("?")[0].partition("#")[0]
-    return f"{scheme}://{user}{at if user else ''}{hosts}" + (f"/{path}" if path else "")
+    """The storage URL as it may be shown: ``shown_url``'s scheme, user, hosts and path."""
+    return shown_url(url, "rate-limit storage")
 
 
 def limiter_storage(url: str) -> Storage:
@@ -143,39 +136,36 @@ class RateLimiter:
         """Release the storage's connections (at server shutdown)."""
         await close_storage(self._storage)
 
-    def _window(self, limit: Limit, key: str) -> tuple[str, float]:
+    async def _read(self, limit: Limit, key: str, *, counting: bool) -> tuple[int, float]:
+        """The events counted in ``key``'s current window of ``limit`` (with one more counted
+        first if ``counting``), and the seconds until that window ends."""
         now = self._clock()
         index = math.floor(now / limit.window)
-        retry_after = (index + 1) * limit.window - now
-        return f"mimi:{limit.name}:{key}:{index}", retry_after
-
-    async def _incr(self, name: str, window: int) -> int:
+        name = f"mimi:{limit.name}:{key}:{index}"
         try:
-            return await self._storage.incr(name, window)
+            if counting:
+                events = await self._storage.incr(name, limit.window)
+            else:
+                events = await self._storage.get(name)
         except StorageError:
             raise RateLimitStorageError(self.shown) from None
+        return events, (index + 1) * limit.window - now
 
     async def hit(self, limit: Limit, key: str) -> float | None:
         """Count one event; the seconds until the window ends if it was past the limit."""
         if limit.count <= 0:
             return None
-        name, retry_after = self._window(limit, key)
-        count = await self._incr(name, limit.window)
-        return retry_after if count > limit.count else None
+        events, retry_after = await self._read(limit, key, counting=True)
+        return retry_after if events > limit.count else None
 
     async def exhausted(self, limit: Limit, key: str) -> float | None:
         """Without counting: the seconds until the window ends if the limit is reached."""
         if limit.count <= 0:
             return None
-        name, retry_after = self._window(limit, key)
-        try:
-            count = await self._storage.get(name)
-        except StorageError:
-            raise RateLimitStorageError(self.shown) from None
-        return retry_after if count >= limit.count else None
+        events, retry_after = await self._read(limit, key, counting=False)
+        return retry_after if events >= limit.count else None
 
     async def count(self, limit: Limit, key: str) -> None:
         """Count one event without checking."""
         if limit.count > 0:
-            name, _ = self._window(limit, key)
-            await self._incr(name, limit.window)
+            await self._read(limit, key, counting=True)

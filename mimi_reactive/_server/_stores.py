@@ -9,11 +9,11 @@ import os
 import re
 import socket
 import sqlite3
-import urllib.parse
 from pathlib import Path
 
 import asyncpg
 
+from .._redaction import shown_url
 from ._database import SqliteIdentityDatabase
 from ._postgres import PostgresIdentityDatabase
 from ._records import IdentityDatabase
@@ -46,18 +46,10 @@ def is_postgres(database: str | Path) -> bool:
 
 
 def describe(database: str | Path) -> str:
-    """The database as it may be shown: a URL without its password, or the file path."""
+    """The database as it may be shown: a URL as ``shown_url`` shows it (no password), or the
+    file path."""
     text = str(database)
-    if not is_postgres(text):
-        return repr(text)
-    try:
-        parts = urllib.parse.urlsplit(text)
-        user = f"{parts.username}@" if parts.username else ""
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "a postgresql:// URL that cannot be parsed"
-    return f"postgresql://{user}{host}{port}{parts.path}"
+    return shown_url(text, "database") if is_postgres(text) else repr(text)
 
 
 def check_database(database: str | Path, *, create: bool = True) -> None:
