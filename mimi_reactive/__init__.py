@@ -1,5 +1,6 @@
 """mimi_reactive: an app's user session, anonymous users first, as a reactive stream."""
 
+from . import _exports
 from ._auth import AuthController, AuthObserver, ObserverHandle
 from ._backend import AuthBackend, BackendCapabilities, ClientCredentials, DeletingBackend
 from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
@@ -115,10 +116,5 @@ __all__ = [
     "WeakPasswordError",
 ]
 
-# Tracebacks and reprs name the public module, not the private one it is defined in.
-# (Type aliases such as AnonymousLoginResult are unions: they have no module to set.)
-for _name in __all__:
-    _exported = globals()[_name]
-    if isinstance(_exported, type) and _exported.__module__.startswith("mimi_reactive._"):
-        _exported.__module__ = __name__
-del _name, _exported
+# Tracebacks and reprs name this public module, not the private one each is defined in.
+_exports.name_public_module(__name__, globals(), __all__)

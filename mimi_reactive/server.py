@@ -35,6 +35,7 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
+from . import _exports
 from ._server._app import app_runner, cannot_listen
 from ._server._config import ClientConfig, ConfigError, check_clients
 from ._server._context import RegisteredClient, ServerSettings
@@ -228,9 +229,5 @@ def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredC
     }
 
 
-# Tracebacks and reprs name the public module, not the private one it is defined in.
-for _name in __all__:
-    _exported = globals()[_name]
-    if isinstance(_exported, type) and _exported.__module__.startswith("mimi_reactive._"):
-        _exported.__module__ = __name__
-del _name, _exported
+# Tracebacks and reprs name this public module, not the private one each is defined in.
+_exports.name_public_module(__name__, globals(), __all__)
