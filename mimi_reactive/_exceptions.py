@@ -109,7 +109,8 @@ class TransportError(MimiCoreError):
 
 
 class SessionFilePathError(MimiCoreError, ValueError):
-    """The path given to ``FileSessionStorage`` cannot hold the session file (a directory)."""
+    """The path given to ``FileSessionStorage`` cannot hold the session file (a directory, or a
+    path under a file)."""
 
 
 class SessionLockTimeoutError(MimiCoreError, TimeoutError):

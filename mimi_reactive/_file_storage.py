@@ -51,7 +51,8 @@ class FileSessionStorage:
     an unknown schema is moved aside (``.unreadable-*``, 0600, the newest 3 kept) with a
     warning, and the core starts logged out.
 
-    ``path`` may start with ``~``; a directory there is refused with ``SessionFilePathError``.
+    ``path`` may start with ``~``; a directory there, or a path under a file, is refused with
+    ``SessionFilePathError``.
 
     Processes sharing the file share the session: refreshes take an OS lock on
     ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
@@ -70,6 +71,13 @@ class FileSessionStorage:
         if self.path.is_dir():
             raise SessionFilePathError(
                 f"{str(self.path)!r} is a directory; give the path of the session file in it"
+            )
+        # The nearest existing folder of the path must be one: under a file, creating the
+        # folders (or listing them) fails with NotADirectoryError on every call.
+        nearest = next((parent for parent in self.path.parents if parent.exists()), None)
+        if nearest is not None and not nearest.is_dir():
+            raise SessionFilePathError(
+                f"{str(self.path)!r} lies under {str(nearest)!r}, which is not a directory"
             )
         self.poll_interval = poll_interval
         self.lock_timeout = lock_timeout

@@ -213,3 +213,15 @@ def test_a_directory_at_the_path_is_refused_by_name(tmp_path: Path) -> None:
         FileSessionStorage(folder)
     assert str(folder) in str(raised.value)
     assert isinstance(raised.value, ValueError)
+
+
+@pytest.mark.parametrize("below", ["session.json", "app/session.json"])
+def test_a_path_under_a_file_is_refused_by_name(tmp_path: Path, below: str) -> None:
+    """A path whose folder would be a regular file fails at once with SessionFilePathError
+    naming that file, rather than NotADirectoryError at start."""
+    file = tmp_path / "notes.txt"
+    file.write_text("not a folder")
+    with pytest.raises(SessionFilePathError, match="which is not a directory") as raised:
+        FileSessionStorage(file / below)
+    assert repr(str(file)) in str(raised.value)
+    assert file.read_text() == "not a folder"
