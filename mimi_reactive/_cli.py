@@ -27,7 +27,6 @@ from ._server._config import (
     DEFAULTS,
     ClientConfig,
     ConfigError,
-    check_clients,
     load_config_file,
 )
 from ._server._settings import ServerSettings
@@ -54,27 +53,18 @@ def _run_server_command(args: argparse.Namespace) -> int:
     except ConfigError as error:
         return _refused(args.command, error, status=2)
     # Here, not at the top: --help, --version and a refused option need not load the server.
-    from ._server._stores import DatabaseOpenError, check_database
     from ._server._workers import WorkersRefusedError
     from .server import ServerStartError
 
     try:
-        # sweep and rotate-signing-key on a mistyped path would create an empty database.
-        check_database(options.values["database"], create=args.command in _CREATING_COMMANDS)
-    except DatabaseOpenError as error:
-        return _refused(args.command, error, status=2)
-    try:
         if args.command == "serve" and options.values["workers"] > 1:
             return _serve_workers(options, clients, args.log_level)
+        asyncio.run(_SERVER_COMMANDS[args.command](options, clients))
     except WorkersRefusedError as error:
         return _refused(args.command, error, status=2)
     except ServerStartError as error:
-        return _refused(args.command, error, status=1)
-    command = _SERVER_COMMANDS[args.command]
-    try:
-        asyncio.run(command(options, clients))
-    except ServerStartError as error:
-        return _refused(args.command, error, status=1)
+        # A refused client or database name is a bad argument, as a bad flag is.
+        return _refused(args.command, error, status=2 if error.refused else 1)
     return 0
 
 
@@ -141,7 +131,6 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
             clients.append(ClientConfig(args.client_id, secret, args.anonymous_only))
         if not clients:
             raise ConfigError("no client: give --client-id, or [[clients]] in --config")
-        check_clients(clients)
     return _Options(values, frozenset(given), settings), clients
 
 
@@ -152,7 +141,7 @@ def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: st
     from ._server._app import listen
     from ._server._stores import DatabaseOpenError
     from ._server._workers import check_workers, prepare_workers, run_workers
-    from .server import ServerStartError, registered_clients
+    from .server import ServerStartError, registered_clients, start_error
 
     values, settings = options.values, options.settings
     check_workers(values["workers"], values["database"], settings)
@@ -165,7 +154,7 @@ def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: st
         asyncio.run(prepare_workers(values["database"], settings))
     except (ValueError, DatabaseOpenError) as error:
         listener.close()
-        raise ServerStartError(str(error)) from None
+        raise start_error(error) from None
     return run_workers(
         clients=registered,
         database=values["database"],
@@ -240,8 +229,6 @@ async def _rotate_signing_key(options: _Options, clients: list[ClientConfig]) ->
     )
 
 
-# The commands that create a missing SQLite file; the others refuse it (a mistyped path).
-_CREATING_COMMANDS = frozenset({"serve", "migrate"})
 _Command = Callable[[_Options, list[ClientConfig]], Coroutine[Any, Any, None]]
 # The commands that take the server's options (--database, --config, ...); demo does not.
 _SERVER_COMMANDS: dict[str, _Command] = {

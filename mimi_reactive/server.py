@@ -43,7 +43,12 @@ from ._server._logs import server_logger
 from ._server._records import SweepCounts
 from ._server._secrets import digest
 from ._server._service import Service, open_service
-from ._server._stores import DatabaseOpenError, migrate_database, open_database
+from ._server._stores import (
+    DatabaseNameError,
+    DatabaseOpenError,
+    migrate_database,
+    open_database,
+)
 from ._server._sweeper import sweep_once, sweep_rules
 from ._server._tokens import PUBLISH_LEAD, new_signing_key
 
@@ -51,7 +56,15 @@ __all__ = ["ClientConfig", "IdentityServer", "ServerSettings", "ServerStartError
 
 
 class ServerStartError(Exception):
-    """The server could not start: one line that names the problem (never a secret)."""
+    """The server could not start: one line that names the problem (never a secret).
+
+    ``refused`` says an argument was refused before anything was opened (no client, a
+    guessable secret, a database name no store has, a missing file where nothing may be
+    created): the command line exits 2 for those, as for any bad argument, else 1."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 class IdentityServer:
@@ -118,7 +131,7 @@ class IdentityServer:
                 logger=self._log,
             )
         except (ValueError, DatabaseOpenError) as error:
-            raise ServerStartError(str(error)) from None
+            raise start_error(error) from None
         self._service = service
         self._runner = app_runner(service.app)
         await self._runner.setup()
@@ -153,7 +166,7 @@ class IdentityServer:
         try:
             opened = await open_database(database, create=False)
         except DatabaseOpenError as error:
-            raise ServerStartError(str(error)) from None
+            raise start_error(error) from None
         try:
             rules = sweep_rules(settings, delete_retired_keys=delete_retired_keys)
             return await sweep_once(opened, rules, logger or server_logger())
@@ -167,7 +180,7 @@ class IdentityServer:
         try:
             return await migrate_database(database)
         except DatabaseOpenError as error:
-            raise ServerStartError(str(error)) from None
+            raise start_error(error) from None
 
     @staticmethod
     async def rotate_signing_key(database: str | Path, *, now: float | None = None) -> str:
@@ -185,7 +198,7 @@ class IdentityServer:
         try:
             opened = await open_database(database, create=False)
         except DatabaseOpenError as error:
-            raise ServerStartError(str(error)) from None
+            raise start_error(error) from None
         try:
             await opened.add_signing_key(key)
         finally:
@@ -218,15 +231,23 @@ def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredC
     """The clients as the server keeps them (secret digests), by id; ``ServerStartError`` for
     none, or one ``check_clients`` refuses (a repeated id, a bad id, a guessable secret)."""
     if not configs:
-        raise ServerStartError("no client: give client_id and client_secret, or clients")
+        raise ServerStartError(
+            "no client: give client_id and client_secret, or clients", refused=True
+        )
     try:
         check_clients(configs)
     except ConfigError as error:
-        raise ServerStartError(str(error)) from None
+        raise ServerStartError(str(error), refused=True) from None
     return {
         config.id: RegisteredClient(config.id, digest(config.secret), config.anonymous_only)
         for config in configs
     }
+
+
+def start_error(error: ValueError | DatabaseOpenError) -> ServerStartError:
+    """What a failure to open the rate-limit storage or the database is raised as: refused
+    where the database's name was (``DatabaseNameError``)."""
+    return ServerStartError(str(error), refused=isinstance(error, DatabaseNameError))
 
 
 # Tracebacks and reprs name this public module, not the private one each is defined in.

@@ -94,6 +94,14 @@ async def test_an_unsupported_database_url_is_refused_without_its_password(
     assert "hunter2" not in stderr + stdout
 
 
+def test_serve_refuses_an_unsupported_database_url_as_a_bad_argument(tmp_path: Path) -> None:
+    """serve, which checks the database's name when it opens it, exits 2 for another store's
+    URL as the other commands do, never showing its password."""
+    done = run_cli("serve", "--client-id", "app", "--database", "mysql://u:hunter2@h/db")
+    refused_in_one_line(done.returncode, done.stderr, "unsupported database URL scheme 'mysql'")
+    assert "hunter2" not in done.stderr + done.stdout
+
+
 @pytest.mark.parametrize("command", ["migrate", "rotate-signing-key", "sweep"])
 async def test_a_command_checks_only_the_options_it_uses(tmp_path: Path, command: str) -> None:
     """A config file shared with serve may hold a value only serve refuses (a negative rate

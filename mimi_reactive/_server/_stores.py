@@ -22,8 +22,8 @@ from ._schema import SchemaError
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 
 __all__ = [
+    "DatabaseNameError",
     "DatabaseOpenError",
-    "check_database",
     "describe",
     "failure_reason",
     "is_postgres",
@@ -40,6 +40,11 @@ class DatabaseOpenError(Exception):
     """The database cannot be opened: one line naming it (password removed) and why."""
 
 
+class DatabaseNameError(DatabaseOpenError):
+    """The database's name is refused before anything is opened: a URL of another store, or
+    (where nothing may be created) a SQLite file that does not exist."""
+
+
 def is_postgres(database: str | Path) -> bool:
     """Whether ``database`` names a PostgreSQL database rather than a SQLite file."""
     return str(database).startswith(_SCHEMES)
@@ -52,19 +57,19 @@ def describe(database: str | Path) -> str:
     return shown_url(text, "database") if is_postgres(text) else repr(text)
 
 
-def check_database(database: str | Path, *, create: bool = True) -> None:
-    """Refuse (``DatabaseOpenError``) a URL of a store other than PostgreSQL, which would be
+def _check_name(database: str | Path, *, create: bool) -> None:
+    """Refuse (``DatabaseNameError``) a URL of a store other than PostgreSQL, which would be
     taken for a file path; and without ``create``, a SQLite file that does not exist."""
     text = str(database)
     scheme = _URL_SCHEME.match(text)
     if scheme is not None and not is_postgres(text):
         # Only the scheme: the rest of the URL may hold a password.
-        raise DatabaseOpenError(
+        raise DatabaseNameError(
             f"unsupported database URL scheme {scheme.group(1)!r}"
             " (use a file path, or postgresql://...)"
         )
     if not create and not is_postgres(text) and text != ":memory:" and not Path(text).exists():
-        raise DatabaseOpenError(f"no database at {describe(text)}; run migrate or serve first")
+        raise DatabaseNameError(f"no database at {describe(text)}; run migrate or serve first")
 
 
 async def open_database(
@@ -72,8 +77,9 @@ async def open_database(
 ) -> IdentityDatabase:
     """Open (and migrate forward) the store ``database`` names; ``DatabaseOpenError`` if not.
     ``pool_size``: the most connections a PostgreSQL store opens (SQLite has one). Without
-    ``create``, a missing SQLite file is refused rather than created (see ``check_database``)."""
-    check_database(database, create=create)
+    ``create``, a missing SQLite file is refused rather than created; that and a URL of
+    another store raise ``DatabaseNameError``, before anything is opened."""
+    _check_name(database, create=create)
     try:
         if is_postgres(database):
             return await PostgresIdentityDatabase.open(str(database), max_size=pool_size)
