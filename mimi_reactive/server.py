@@ -27,8 +27,9 @@ Several apps: ``IdentityServer(clients=[ClientConfig("app", secret, anonymous_on
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -40,7 +41,7 @@ from ._server._app import app_runner, cannot_listen
 from ._server._config import ClientConfig, ConfigError, check_clients
 from ._server._context import RegisteredClient, ServerSettings
 from ._server._logs import server_logger
-from ._server._records import SweepCounts
+from ._server._records import IdentityDatabase, SweepCounts
 from ._server._secrets import digest
 from ._server._service import Service, open_service
 from ._server._stores import (
@@ -163,15 +164,9 @@ class IdentityServer:
         sweep``). Retired signing keys are kept unless ``delete_retired_keys`` (default
         False): pass True only if ``settings.access_token_ttl`` is the servers' own, as a
         shorter one deletes keys whose tokens are still unexpired."""
-        try:
-            opened = await open_database(database, create=False)
-        except DatabaseOpenError as error:
-            raise start_error(error) from None
-        try:
+        async with _existing_database(database) as opened:
             rules = sweep_rules(settings, delete_retired_keys=delete_retired_keys)
             return await sweep_once(opened, rules, logger or server_logger())
-        finally:
-            await opened.close()
 
     @staticmethod
     async def migrate_database(database: str | Path) -> tuple[int, int]:
@@ -195,14 +190,8 @@ class IdentityServer:
         the tokens it signed keep verifying until they expire.
         """
         key = new_signing_key((time.time() if now is None else now) + PUBLISH_LEAD)
-        try:
-            opened = await open_database(database, create=False)
-        except DatabaseOpenError as error:
-            raise start_error(error) from None
-        try:
+        async with _existing_database(database) as opened:
             await opened.add_signing_key(key)
-        finally:
-            await opened.close()
         return key.kid
 
     async def stop(self) -> None:
@@ -242,6 +231,20 @@ def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredC
         config.id: RegisteredClient(config.id, digest(config.secret), config.anonymous_only)
         for config in configs
     }
+
+
+@contextlib.asynccontextmanager
+async def _existing_database(database: str | Path) -> AsyncIterator[IdentityDatabase]:
+    """The store ``database`` names, opened without creating it (a mistyped path is refused,
+    not made an empty database); ``ServerStartError`` if it cannot be opened; closed after."""
+    try:
+        opened = await open_database(database, create=False)
+    except DatabaseOpenError as error:
+        raise start_error(error) from None
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def start_error(error: ValueError | DatabaseOpenError) -> ServerStartError:
