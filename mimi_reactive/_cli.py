@@ -95,8 +95,9 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     """Every option the command has a flag for, from the flag, else the config file, else its
     default; and the clients (``serve`` only: the other commands authenticate none, so need
     none of their secrets). ``ConfigError`` for a value of those options out of its range, or
-    a client ``serve`` refuses; the other options' values are left unchecked (a ``migrate``
-    is not refused for a rate limit only ``serve`` reads)."""
+    ``serve`` without a client (the server checks each client as it starts); the other
+    options' values are left unchecked (a ``migrate`` is not refused for a rate limit only
+    ``serve`` reads)."""
     serving = args.command == "serve"
     from_file: dict[str, Any] = {}
     clients: list[ClientConfig] = []
