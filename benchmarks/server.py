@@ -882,6 +882,7 @@ async def part_disk(bench: Bench) -> None:
             *LIMITS_OFF,
             *("--sweep-interval", str(sizes.sweep_interval)),
             *("--session-idle-timeout", str(sizes.idle_timeout)),
+            *("--access-token-ttl", str(sizes.idle_timeout / 2)),  # must be shorter
             log_level="info",  # the sweeper logs each sweep
         )
         wal = store.path.with_name(store.path.name + "-wal")

@@ -223,7 +223,7 @@ def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--session-idle-timeout",
         type=_checked("session_idle_timeout"),
-        help="seconds a session may go unused before it ends",
+        help="seconds a session may go unused before it ends (longer than --access-token-ttl)",
     )
     parser.add_argument(
         "--spent-token-retention",

@@ -87,6 +87,16 @@ def test_a_value_at_the_edge_of_its_range_is_taken(name: str, value: Any) -> Non
     assert getattr(ServerSettings(**{name: value}), name) == value
 
 
+def test_an_idle_timeout_must_outlast_the_access_token() -> None:
+    """A session idle timeout no longer than the access token's lifetime is refused: a client
+    renews about once per lifetime, so every session in use would expire."""
+    with pytest.raises(ValueError, match=r"^session_idle_timeout must be longer"):
+        ServerSettings(access_token_ttl=600, session_idle_timeout=600)
+    assert (
+        ServerSettings(access_token_ttl=600, session_idle_timeout=601).session_idle_timeout == 601
+    )
+
+
 def test_trusted_proxies_are_read_as_networks() -> None:
     """Addresses and CIDR networks, as strings or ipaddress values, become networks."""
     settings = ServerSettings(

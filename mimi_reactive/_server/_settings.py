@@ -183,6 +183,13 @@ class ServerSettings:
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:
             raise ValueError("spent_token_retention must be at least refresh_reuse_interval")
+        # A client in use renews before its access token expires, so it touches its session
+        # about once per access_token_ttl: a shorter idle timeout would end every session.
+        if self.session_idle_timeout <= self.access_token_ttl:
+            raise ValueError(
+                "session_idle_timeout must be longer than access_token_ttl, or sessions in use"
+                " expire between two renewals"
+            )
 
     @property
     def sign_up_limit(self) -> Limit:
