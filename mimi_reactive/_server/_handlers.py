@@ -13,7 +13,15 @@ from ..verify import InvalidTokenError, VerifiedToken
 from . import _models as models
 from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
-from ._records import AccessClaims, EmailTakenError, NewSession, Rotation, SessionRecord, UserRecord
+from ._records import (
+    AccessClaims,
+    EmailTakenError,
+    NewSession,
+    OtherClientError,
+    Rotation,
+    SessionRecord,
+    UserRecord,
+)
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
 
 __all__ = ["HANDLERS"]
@@ -267,17 +275,30 @@ async def _revoke_all(request: web.Request) -> web.Response:
     return web.json_response({"revoked_sessions": revoked})
 
 
+_OTHER_CLIENT = ApiError(400, "unauthorized_client", "the token was issued to another client")
+
+
 async def _revoke(request: web.Request) -> web.Response:
     """End the session of a valid access token (by ``_session_of``'s rule) or of a refresh
-    token of it. As RFC 7009: 200 whether or not there was such a session."""
+    token of it. As RFC 7009: 200 whether or not there was such a session, but a token issued
+    to another client ends nothing and is refused (section 2.1), 400 ``unauthorized_client``
+    as RFC 6749 section 5.2 names a client not allowed what it asked."""
     body = await read_body(request, models.Revocation)
     state = request.app[STATE]
+    client_id = client_of(request).id
     now = state.settings.clock()
     found = await _session_of(state, body.token, now)
     if found is not None:
+        if found[0].client_id != client_id:
+            raise _OTHER_CLIENT
         await state.database.revoke_session(found[1].id, now)
-    else:
-        await state.database.revoke_session_by_refresh_token(digest(body.token), now)
+        return web.json_response({})
+    try:
+        await state.database.revoke_session_by_refresh_token(
+            digest(body.token), now, client_id=client_id
+        )
+    except OtherClientError:
+        raise _OTHER_CLIENT from None
     return web.json_response({})
 
 
@@ -328,12 +349,15 @@ async def _refresh(request: web.Request) -> web.Response:
 async def _introspect(request: web.Request) -> web.Response:
     """Active while the token is unexpired and its session has not ended: the rule
     ``AccessTokenVerifier`` follows, which sees the session's end only at expiry. A refresh
-    does not end the token it replaces (a call in flight with it still passes)."""
+    does not end the token it replaces (a call in flight with it still passes). Only the
+    client the token was issued to sees it active."""
     body = await read_body(request, models.TokenQuery)
     state = request.app[STATE]
     now = state.settings.clock()
     found = await _session_of(state, body.token, now)
-    if found is None:
+    # RFC 7662 section 2.2: a token the caller may not introspect is inactive to it. Another
+    # client learns nothing of this client's users, nor keeps their sessions in use.
+    if found is None or found[0].client_id != client_of(request).id:
         return web.json_response({"active": False})
     claims, session = found
     await state.database.touch_session(session.id, now)

@@ -233,6 +233,7 @@ ErrorCode = Literal[
     "server_busy",
     "temporarily_unavailable",
     "invalid_grant",
+    "unauthorized_client",
     "unsupported_grant_type",
     "not_found",
     "method_not_allowed",

@@ -196,6 +196,10 @@ OPERATIONS: tuple[Operation, ...] = (
         " token it does not act on: forged, expired, of an ended session, or unknown",
         models.Empty,
         body=models.Revocation,
+        errors={
+            "400": _BODY_ERRORS["400"] + ", or the token was issued to another client, whose"
+            " session it does not end (unauthorized_client, RFC 7009 section 2.1)"
+        },
     ),
     Operation(
         "refreshSession",
@@ -215,7 +219,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "introspectToken",
         "POST",
         "/v1/token/introspect",
-        "Whether an access token is valid now (as RFC 7662); counts as use of its session",
+        "Whether an access token is valid now (as RFC 7662); counts as use of its session. A"
+        " token issued to another client is inactive to this one",
         models.Introspection,
         body=models.TokenQuery,
     ),
