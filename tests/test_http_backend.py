@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from collections.abc import AsyncIterator
 
@@ -14,6 +15,8 @@ from mimi_reactive import (
     BackendError,
     ClientAuthenticationError,
     ClientCredentials,
+    InvalidCredentialsError,
+    MimiConfiguration,
     MimiCore,
     SessionState,
     Transition,
@@ -76,6 +79,35 @@ async def test_wrong_client_secret_is_a_client_authentication_error(
         assert raised.value.code == "invalid_client"
         assert raised.value.status == 401
         assert core.auth.state.transition is Transition.FAILED
+
+
+@pytest.mark.parametrize(
+    ("route", "configuration"),
+    [
+        (AuthRoute.log_in_anonymously(secrets.token_urlsafe(32)), ANONYMOUS_ONLY),
+        (
+            AuthRoute.log_in(email="nobody@example.test", password="long enough"),
+            MimiConfiguration(allow_anonymous_user_only=False),
+        ),
+    ],
+)
+async def test_a_wrong_user_credential_is_invalid_credentials(
+    server: IdentityServer,
+    client_secret: str,
+    route: AuthRoute,
+    configuration: MimiConfiguration,
+) -> None:
+    """The server's 400 invalid_grant at log-in (a wrong anonymous id or password) raises
+    InvalidCredentialsError, not SessionRevokedError as the same code at a refresh does."""
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        configuration=configuration,
+        backend=HttpBackend(server.url),
+    ) as core:
+        with pytest.raises(InvalidCredentialsError) as raised:
+            await core.auth.authenticate(route)
+        assert (raised.value.code, raised.value.status) == ("invalid_grant", 400)
 
 
 async def test_unreachable_server_is_a_transport_error_with_cause() -> None:

@@ -191,9 +191,19 @@ def _http_error_response(error: web.HTTPException) -> web.Response:
     return answer
 
 
+_CHALLENGES = {
+    "invalid_client": 'Basic realm="mimi"',
+    "invalid_token": 'Bearer realm="mimi", error="invalid_token"',
+}
+"""The challenge of each 401 (RFC 9110 asks one of every 401), by the credential refused: the
+client's (HTTP Basic), or a user's access token (RFC 6750 section 3.1; it travels in the
+body, as section 2.2 allows). A user's wrong password or anonymous id is no failed
+authentication of the caller: 400 ``invalid_grant``, as RFC 6749 section 5.2 answers a
+refused grant, so no HTTP client takes it for wrong client credentials."""
+
+
 def _error_response(error: ApiError) -> web.Response:
-    # Every 401 carries a challenge (RFC 9110), whichever credential was refused.
-    headers = {"WWW-Authenticate": 'Basic realm="mimi"'} if error.status == 401 else {}
+    headers = {"WWW-Authenticate": _CHALLENGES[error.code]} if error.status == 401 else {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return web.json_response(

@@ -197,7 +197,7 @@ async def _log_in_anonymously(request: web.Request) -> web.Response:
     user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.start)
     if user is None:
         raise await failed_log_in(
-            state, ip, ApiError(401, "invalid_anonymous_id", "no anonymous user has this id")
+            state, ip, ApiError(400, "invalid_grant", "no anonymous user has this id")
         )
     return pair.answer(user)
 
@@ -233,7 +233,7 @@ async def _log_in(request: web.Request) -> web.Response:
     valid = await _hashing(state.passwords.verify(stored or state.dummy_hash, body.password))
     if user is None or stored is None or not valid:
         raise await failed_log_in(
-            state, ip, ApiError(401, "invalid_credentials", "the email or password is wrong")
+            state, ip, ApiError(400, "invalid_grant", "the email or password is wrong")
         )
     pair = _NewPair(state, client_of(request))
     await state.database.create_session(user.id, pair.start(user))

@@ -223,8 +223,6 @@ ErrorCode = Literal[
     "invalid_request",
     "weak_password",
     "invalid_client",
-    "invalid_anonymous_id",
-    "invalid_credentials",
     "invalid_token",
     "email_taken",
     "not_anonymous",

@@ -69,7 +69,7 @@ _STORAGE_FAILED = (
     " to try again"
 )
 _CLIENT = {
-    "401": "the client id or secret is missing or wrong (invalid_client)",
+    "401": "the client id or secret is missing or wrong (invalid_client; WWW-Authenticate: Basic)",
     "429": "this client IP sent too many wrong client secrets, anonymous ids or passwords"
     " (rate_limited); Retry-After says when to try again",
     "503": _STORAGE_FAILED,
@@ -80,8 +80,8 @@ _CREDENTIAL_ROUTE = {
 }
 _BAD_BEARER = (
     "invalid_client, or the access token is forged, has expired, belongs to a session that"
-    " ended or to another client (invalid_token); the one a refresh replaced is valid until"
-    " it expires"
+    " ended or to another client (invalid_token; WWW-Authenticate: Bearer"
+    ' error="invalid_token"); the one a refresh replaced is valid until it expires'
 )
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -124,7 +124,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Log in the anonymous user an anonymous_id belongs to",
         models.SignedIn,
         body=models.AnonymousLogIn,
-        errors={"401": "invalid_client, or no user has this id (invalid_anonymous_id)"},
+        errors={"400": _BODY_ERRORS["400"] + ", or no anonymous user has this id (invalid_grant)"},
         links=_links_from_session(),
     ),
     Operation(
@@ -146,7 +146,7 @@ OPERATIONS: tuple[Operation, ...] = (
         models.SignedIn,
         body=models.LogIn,
         errors={
-            "401": "invalid_client, or the email or password is wrong (invalid_credentials)",
+            "400": _BODY_ERRORS["400"] + ", or the email or password is wrong (invalid_grant)",
             **_CREDENTIAL_ROUTE,
         },
         links=_links_from_session(),
