@@ -1,7 +1,8 @@
 """The reference identity service's HTTP API, on ``aiohttp.web``.
 
-Every call but ``GET /health``, ``GET /openapi.json`` and ``GET /.well-known/jwks.json``
-authenticates the app's client with HTTP Basic (client id and secret). Tokens travel in JSON
+Every call but ``GET /health``, ``GET /openapi.json`` and ``GET /.well-known/jwks.json`` (and
+``HEAD`` of each) authenticates the app's client with HTTP Basic (client id and secret); an
+unknown path (404) or method (405) is refused before that. Tokens travel in JSON
 bodies, as in OAuth token revocation (RFC 7009), so the ``Authorization`` header stays the
 client's. Errors answer ``{"error": {"code": ..., "message": ...}}`` with a stable code;
 messages never hold secrets.
@@ -100,7 +101,10 @@ def create_app(
     )
     app.on_startup.append(_prepare_dummy_hash)
     for operation in OPERATIONS:
-        app.router.add_route(operation.method, operation.path, HANDLERS[operation.name])
+        if operation.method == "GET":  # and HEAD (RFC 9110 section 9.3.2), by the same handler
+            app.router.add_get(operation.path, HANDLERS[operation.name])
+        else:
+            app.router.add_route(operation.method, operation.path, HANDLERS[operation.name])
     return app
 
 
@@ -111,15 +115,17 @@ async def _prepare_dummy_hash(app: web.Application) -> None:
 
 @web.middleware
 async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """Every request: its client authenticated (but on public paths), any error answered as
-    JSON with a stable code, no answer cached, and one debug line.
+    """Every request: its client authenticated (but on public paths, and where routing
+    refused it: an unknown path is 404 and a wrong method 405 whoever asks), any error
+    answered as JSON with a stable code, no answer cached, and one debug line.
 
     One middleware rather than one per concern: each layer costs a coroutine per request, and
     three made ``GET /health`` a quarter slower than a bare handler.
     """
     started = time.perf_counter()
     try:
-        if request.match_info.handler not in _PUBLIC_HANDLERS:
+        route = request.match_info
+        if route.http_exception is None and route.handler not in _PUBLIC_HANDLERS:
             await _authenticate_client(request)
         response = await handler(request)
     except ApiError as error:

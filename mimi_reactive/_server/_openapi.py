@@ -257,11 +257,13 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "mimi_reactive reference identity service",
             "version": "1",
-            "description": "Anonymous-first identity service. Every operation but /health"
-            " and /openapi.json authenticates the app's client with HTTP Basic (client id and"
-            " client secret). User tokens travel in JSON bodies so the Authorization header"
-            " stays the client's. The server stores digests of anonymous ids and tokens."
-            " Access tokens are ES256 JWTs that /.well-known/jwks.json verifies.",
+            "description": "Anonymous-first identity service. Every operation but /health,"
+            " /openapi.json and /.well-known/jwks.json (which also answer HEAD) authenticates"
+            " the app's client with HTTP Basic (client id and client secret); an unknown path"
+            " is 404 and an unknown method 405 without it. User tokens travel in JSON bodies"
+            " so the Authorization header stays the client's. The server stores digests of"
+            " anonymous ids and tokens. Access tokens are ES256 JWTs that"
+            " /.well-known/jwks.json verifies.",
         },
         "security": [{"client": []}],
         "paths": paths,
