@@ -23,6 +23,7 @@ from ._records import (
     UserRecord,
 )
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
+from ._tokens import JWKS_MAX_AGE
 
 __all__ = ["HANDLERS"]
 
@@ -142,10 +143,6 @@ async def _live_session(request: web.Request, access_token: str) -> SessionRecor
     return found[1]
 
 
-_UNKNOWN_KEY_RELOAD = 5.0
-"""Seconds between two reads of the keys for tokens naming a key not loaded here: a new key
-is stored a minute before it signs (PUBLISH_LEAD), so it is nearly always loaded already."""
-
 _HEALTHY = b'{"status": "ok"}'  # the same every time: encoded once
 
 
@@ -157,15 +154,24 @@ async def _openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[STATE].openapi, content_type="application/json")
 
 
+_JWKS_CACHING = {"Cache-Control": f"max-age={JWKS_MAX_AGE}"}
+
+
 async def _jwks(request: web.Request) -> web.Response:
+    """Every key any worker may sign with (read again from the database, at most once per
+    ``KEY_READ_THROTTLE``), cacheable ``JWKS_MAX_AGE``: see ``_tokens`` for why that is in
+    time for every new key."""
     state = request.app[STATE]
-    # From the database: every worker publishes every key any worker may sign with.
-    kid = await state.tokens.reload(state.database)
+    await _take_up_keys(state)
+    return web.json_response(state.tokens.jwks(state.settings.clock()), headers=_JWKS_CACHING)
+
+
+async def _take_up_keys(state: ServerState) -> None:
+    """Read the keys from the database unless they were read less than
+    ``KEY_READ_THROTTLE`` ago: the one throttle of every read a request causes."""
+    kid = await state.tokens.reload_throttled(state.database)
     if kid is not None:
         state.log.info("signing_key.taken_up", kid=kid)
-    return web.json_response(
-        state.tokens.jwks(state.settings.clock()), headers={"Cache-Control": "max-age=300"}
-    )
 
 
 async def _create_anonymous_user(request: web.Request) -> web.Response:
@@ -369,15 +375,13 @@ async def _introspect(request: web.Request) -> web.Response:
 async def _verified(state: ServerState, token: str, now: float) -> VerifiedToken:
     """The token's claims, checked with this server's keys; a key not loaded here yet (another
     worker took it up first) is looked for in the database, at most once per
-    ``_UNKNOWN_KEY_RELOAD`` seconds, so tokens naming made-up keys cannot keep it busy."""
+    ``KEY_READ_THROTTLE`` seconds, so tokens naming made-up keys cannot keep it busy."""
     try:
         return state.tokens.verify(token, now)
     except InvalidTokenError as error:
-        if error.reason != "unknown_key" or now - state.tokens.reloaded_at < _UNKNOWN_KEY_RELOAD:
+        if error.reason != "unknown_key":
             raise
-    kid = await state.tokens.reload(state.database)
-    if kid is not None:
-        state.log.info("signing_key.taken_up", kid=kid)
+    await _take_up_keys(state)
     return state.tokens.verify(token, now)
 
 
