@@ -40,8 +40,12 @@ _ERRORS_BY_CODE: dict[str, type[BackendError]] = {
     "email_taken": ConflictError,
     "not_anonymous": ConflictError,
 }
-_LOG_IN_ERRORS = {**_ERRORS_BY_CODE, "invalid_grant": InvalidCredentialsError}
-"""At log-in the grant refused is the user's anonymous id or password, not a session."""
+_LOG_IN_REFUSALS = {
+    "/v1/sessions/anonymous": "invalid_anonymous_id",
+    "/v1/sessions": "invalid_credentials",
+}
+"""The code every backend gives a refused log-in, by path: there the server's 400
+``invalid_grant`` refuses the user's anonymous id or password, not a session."""
 
 
 class HttpBackend:
@@ -109,14 +113,12 @@ class HttpBackend:
             case SignUpAnonymously():
                 return _session_from(await self._post("/v1/anonymous-users", {}))
             case LogInAnonymously(anonymous_id=anonymous_id):
-                answer = await self._post(
-                    "/v1/sessions/anonymous", {"anonymous_id": anonymous_id}, _LOG_IN_ERRORS
-                )
+                answer = await self._post("/v1/sessions/anonymous", {"anonymous_id": anonymous_id})
                 # The server keeps only a digest of the id, so it cannot send it back.
                 return _session_from(answer, anonymous_id=anonymous_id)
             case LogIn(email=email, password=password):
                 credentials = {"email": email, "password": password}
-                return _session_from(await self._post("/v1/sessions", credentials, _LOG_IN_ERRORS))
+                return _session_from(await self._post("/v1/sessions", credentials))
             case SignUp(email=email, password=password):
                 credentials = {"email": email, "password": password}
                 return _session_from(await self._post("/v1/users", credentials))
@@ -153,14 +155,7 @@ class HttpBackend:
     async def delete(self, session: Session) -> None:
         await self._post("/v1/users/delete", {"access_token": session.tokens.access_token})
 
-    async def _post(
-        self,
-        path: str,
-        payload: dict[str, Any],
-        errors: dict[str, type[BackendError]] = _ERRORS_BY_CODE,
-    ) -> dict[str, Any]:
-        """The answer to ``payload`` at ``path``; an error answer raised as ``errors`` maps
-        its code."""
+    async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         if self._session is None:
             raise RuntimeError("HttpBackend.open() was not called")
         try:
@@ -185,7 +180,11 @@ class HttpBackend:
                 raise RouteRefusedError(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
             if status in (429, 503):
                 raise _rate_limited(status, answer, retry_after)
-            raise _error_from(status, answer, errors)
+            refused = _error_from(status, answer)
+            if refused.code == "invalid_grant" and path in _LOG_IN_REFUSALS:
+                code = _LOG_IN_REFUSALS[path]
+                raise InvalidCredentialsError(code, refused.message, status=status)
+            raise refused
         if not isinstance(answer, dict):
             raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
         return answer
@@ -222,13 +221,13 @@ def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedEr
     )
 
 
-def _error_from(status: int, answer: Any, errors: dict[str, type[BackendError]]) -> BackendError:
+def _error_from(status: int, answer: Any) -> BackendError:
     error = answer.get("error") if isinstance(answer, dict) else None
     if not isinstance(error, dict) or not isinstance(error.get("code"), str):
         return BackendError(f"http_{status}", "the service answered with an error", status=status)
     code = error["code"]
     message = str(error.get("message", ""))
-    return errors.get(code, BackendError)(code, message, status=status)
+    return _ERRORS_BY_CODE.get(code, BackendError)(code, message, status=status)
 
 
 def _user_from(answer: dict[str, Any], *, anonymous_id: str | None = None) -> MimiUser:
