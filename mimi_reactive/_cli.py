@@ -220,12 +220,13 @@ async def _sweep(options: _Options, clients: list[ClientConfig]) -> None:
 
 async def _rotate_signing_key(options: _Options, clients: list[ClientConfig]) -> None:
     """Store a new signing key, without listening; print its kid (never the key)."""
+    from ._server._tokens import KEY_READ_THROTTLE
     from .server import IdentityServer  # not at the top: --help need not load it
 
     kid = await IdentityServer.rotate_signing_key(options.values["database"])
     print(
-        f"signing key {kid} added; running servers publish it now and sign with it within"
-        " two minutes",
+        f"signing key {kid} added; running servers publish it within {KEY_READ_THROTTLE:g}"
+        " seconds and sign with it within two minutes",
         flush=True,
     )
 

@@ -182,10 +182,11 @@ class IdentityServer:
         """Store a new access-token signing key, without a server (``mimi-reactive
         rotate-signing-key``); the new key's ``kid``.
 
-        Running servers publish it at once but sign with it only from 60 s (``PUBLISH_LEAD``)
-        after ``now`` (default: the current time), so verifiers have it before its first
-        token: within that plus ``key_reload_interval`` (60 s), or at once when they serve
-        the JWKS after that instant. The current key signs until then and is retired from
+        Running servers publish it at their next read of the keys (a JWKS request reads them
+        if they were not read in the last 5 s) but sign with it only from 60 s
+        (``PUBLISH_LEAD``) after ``now`` (default: the current time), so verifiers have it
+        before its first token: within that plus ``key_reload_interval`` (60 s), or from the
+        first JWKS request after that instant. The current key signs until then and is retired from
         then; it stays published for one access-token lifetime plus 300 s after that, so
         the tokens it signed keep verifying until they expire.
         """

@@ -11,7 +11,7 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -69,6 +69,13 @@ class Caller:
             "/v1/token", {"grant_type": "refresh_token", "refresh_token": refresh_token}
         )
         return status, body
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], *, every: float = 0.05) -> None:
+    """Wait until ``check()`` holds, asked again every ``every`` seconds: for a state of another
+    process, which no event announces. Bound it with ``asyncio.timeout``."""
+    while not await check():  # noqa: ASYNC110
+        await asyncio.sleep(every)
 
 
 async def query_value(database: str, query: str) -> Any:

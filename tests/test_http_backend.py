@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,8 @@ from mimi_reactive import (
     ClientAuthenticationError,
     ClientCredentials,
     ConfigurationError,
+    InvalidCredentialsError,
+    MimiConfiguration,
     MimiCore,
     SessionState,
     Transition,
@@ -77,6 +80,42 @@ async def test_wrong_client_secret_is_a_client_authentication_error(
         assert raised.value.code == "invalid_client"
         assert raised.value.status == 401
         assert core.auth.state.transition is Transition.FAILED
+
+
+@pytest.mark.parametrize(
+    ("route", "configuration", "code"),
+    [
+        (
+            AuthRoute.log_in_anonymously(secrets.token_urlsafe(32)),
+            ANONYMOUS_ONLY,
+            "invalid_anonymous_id",
+        ),
+        (
+            AuthRoute.log_in(email="nobody@example.test", password="long enough"),
+            MimiConfiguration(allow_anonymous_user_only=False),
+            "invalid_credentials",
+        ),
+    ],
+)
+async def test_a_wrong_user_credential_is_invalid_credentials(
+    server: IdentityServer,
+    client_secret: str,
+    route: AuthRoute,
+    configuration: MimiConfiguration,
+    code: str,
+) -> None:
+    """The server's 400 invalid_grant at log-in (a wrong anonymous id or password) raises
+    InvalidCredentialsError with the code every backend gives it, not SessionRevokedError as
+    the same answer to a refresh does."""
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        configuration=configuration,
+        backend=HttpBackend(server.url),
+    ) as core:
+        with pytest.raises(InvalidCredentialsError) as raised:
+            await core.auth.authenticate(route)
+        assert (raised.value.code, raised.value.status) == (code, 400)
 
 
 async def test_unreachable_server_is_a_transport_error_with_cause() -> None:

@@ -88,6 +88,40 @@ async def test_every_call_authenticates_the_client(
                 assert (await response.json())["error"]["code"] == "invalid_client"
 
 
+async def test_each_refused_credential_has_its_own_challenge(
+    server: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """A wrong client secret is 401 with a Basic challenge, an invalid access token 401 with a
+    Bearer one (RFC 6750), and a user's wrong anonymous id or password 400 invalid_grant with
+    no challenge: no HTTP client takes a user's mistake for wrong client credentials."""
+    wrong_client = {"Authorization": aiohttp.encode_basic_auth(CLIENT_ID, "wrong")}
+    calls: list[tuple[str, dict[str, str], dict[str, str], int, str, str | None]] = [
+        ("/v1/anonymous-users", {}, wrong_client, 401, "invalid_client", 'Basic realm="mimi"'),
+        (
+            "/v1/users/delete",
+            {"access_token": "not.a.token"},
+            {},
+            401,
+            "invalid_token",
+            'Bearer realm="mimi", error="invalid_token"',
+        ),
+        ("/v1/sessions/anonymous", {"anonymous_id": "x" * 43}, {}, 400, "invalid_grant", None),
+        (
+            "/v1/sessions",
+            {"email": "nobody@example.test", "password": "long enough"},
+            {},
+            400,
+            "invalid_grant",
+            None,
+        ),
+    ]
+    for path, body, headers, status, code, challenge in calls:
+        async with http.post(server.url + path, json=body, headers=headers) as response:
+            answer = await response.json()
+            assert (response.status, answer["error"]["code"]) == (status, code), path
+            assert response.headers.get("WWW-Authenticate") == challenge, path
+
+
 async def test_anonymous_user_round_trip(
     server: IdentityServer, http: aiohttp.ClientSession
 ) -> None:
@@ -106,7 +140,7 @@ async def test_anonymous_user_round_trip(
     status, error = await post(
         http, server.url + "/v1/sessions/anonymous", {"anonymous_id": secrets.token_urlsafe(32)}
     )
-    assert (status, error["error"]["code"]) == (401, "invalid_anonymous_id")
+    assert (status, error["error"]["code"]) == (400, "invalid_grant")
 
 
 async def test_anonymous_ids_are_unique(
@@ -178,7 +212,7 @@ async def test_revoked_session_token_stops_working(
 async def test_email_is_unique_and_wrong_password_fails(
     server: IdentityServer, http: aiohttp.ClientSession
 ) -> None:
-    """A taken email is 409; a wrong password or unknown email is the same 401."""
+    """A taken email is 409; a wrong password or unknown email is the same 400 invalid_grant."""
     body = {"email": "Ann@Example.test", "password": "long enough"}
     assert (await post(http, server.url + "/v1/users", body))[0] == 201
     status, error = await post(
@@ -191,8 +225,8 @@ async def test_email_is_unique_and_wrong_password_fails(
         wrong
         == unknown
         == (
-            401,
-            {"error": {"code": "invalid_credentials", "message": "the email or password is wrong"}},
+            400,
+            {"error": {"code": "invalid_grant", "message": "the email or password is wrong"}},
         )
     )
 

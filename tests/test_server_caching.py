@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from mimi_reactive._server._tokens import JWKS_MAX_AGE
 from mimi_reactive.server import IdentityServer
 
 from .conftest import CLIENT_ID
@@ -107,5 +108,5 @@ async def test_every_answer_but_the_jwks_is_no_store(
     }
     for name, status in expected.items():
         assert calls.headers[name] == (status, NO_STORE), name
-    jwks = {"cache-control": "max-age=300", "pragma": None}
+    jwks = {"cache-control": f"max-age={JWKS_MAX_AGE}", "pragma": None}
     assert calls.headers["jwks"] == (200, jwks)

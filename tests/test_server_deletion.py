@@ -40,7 +40,7 @@ async def test_deleting_a_user_ends_its_id_and_every_session(caller: Caller) -> 
     )
     assert (status, answer) == (200, {})
     status, answer = await caller.log_in_anonymously(anonymous_id)
-    assert (status, answer["error"]["code"]) == (401, "invalid_anonymous_id")
+    assert (status, answer["error"]["code"]) == (400, "invalid_grant")
     for session in (created["session"], other["session"]):
         status, answer = await caller.refresh(session["refresh_token"])
         assert (status, answer["error"]["code"]) == (400, "invalid_grant")

@@ -240,7 +240,7 @@ def field_cases() -> list[Case]:
         ]:
             # A password may hold any character: the NUL one is just a wrong password.
             status, code = (
-                (401, "invalid_credentials")
+                (400, "invalid_grant")
                 if (path, name) == ("/v1/sessions", "nul-byte")
                 else (400, "invalid_request")
             )

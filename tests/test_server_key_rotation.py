@@ -1,6 +1,7 @@
 """Signing-key rotation: `mimi-reactive rotate-signing-key` stores a new key that running
-servers publish at once and sign with from PUBLISH_LEAD later (taken up at their next read of
-the keys: every key_reload_interval, or when they serve the JWKS), and the retired key stays
+servers publish at their next read of the keys (every key_reload_interval, or when they serve
+the JWKS, at most once per KEY_READ_THROTTLE) and sign with from PUBLISH_LEAD later (taken up
+at such a read), and the retired key stays
 published for one access-token lifetime plus PUBLISH_MARGIN after it stopped signing so its
 tokens keep verifying, after which a sweep deletes it. Over both stores, in-process and as
 real processes."""
@@ -21,17 +22,22 @@ import pytest
 import structlog
 
 from mimi_reactive._server._stores import open_database
-from mimi_reactive._server._tokens import PUBLISH_LEAD, PUBLISH_MARGIN, new_signing_key
+from mimi_reactive._server._tokens import (
+    KEY_READ_THROTTLE,
+    PUBLISH_LEAD,
+    PUBLISH_MARGIN,
+    new_signing_key,
+)
 from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .conftest import CLIENT_ID
-from .server_helpers import Caller, Clock, execute, run_command
+from .server_helpers import Caller, Clock, eventually, execute, run_command
 from .test_server_workers import CLIENT, SECRET, serve
 from .test_verify_jwks import access_token
 
 KID_LINE = re.compile(
-    r"^signing key (\S+) added; running servers publish it now and sign with it within"
+    r"^signing key (\S+) added; running servers publish it within 5 seconds and sign with it within"
     r" two minutes$"
 )
 
@@ -83,7 +89,8 @@ def expiry_of(token: str) -> float:
 
 
 async def published(http: aiohttp.ClientSession, url: str) -> list[str]:
-    """The kids of the server's JWKS (asking for it also makes the server reload its keys)."""
+    """The kids of the server's JWKS (asking for it also makes the server reload its keys, if
+    it has not for KEY_READ_THROTTLE)."""
     async with http.get(url + "/.well-known/jwks.json") as response:
         assert response.status == 200
         return [key["kid"] for key in (await response.json())["keys"]]
@@ -95,13 +102,14 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
         yield session
 
 
-async def test_a_rotated_in_key_is_published_at_once_and_signs_from_the_lead(
+async def test_a_rotated_in_key_is_published_at_the_next_read_and_signs_from_the_lead(
     store: str, client_secret: str, http: aiohttp.ClientSession
 ) -> None:
-    """After a rotation at T the JWKS holds both keys at once while tokens are still signed by
-    the old key; from T + PUBLISH_LEAD (at the server's next read of its keys) they carry the
-    new kid, and a verifier that fetched the JWKS just after the rotation verifies the first
-    of them without fetching again (its clock stands still, so it may not)."""
+    """After a rotation at T the JWKS holds both keys from its next read (within
+    KEY_READ_THROTTLE) while tokens are still signed by the old key; from T + PUBLISH_LEAD (at
+    the server's next read of its keys) they carry the new kid, and a verifier that fetched
+    the JWKS just after the rotation verifies the first of them without fetching again (its
+    clock stands still, so it may not)."""
     clock = Clock(time.time() - PUBLISH_LEAD)  # ends at the real now, which the verifier checks
     async with (
         IdentityServer(
@@ -118,9 +126,10 @@ async def test_a_rotated_in_key_is_published_at_once_and_signs_from_the_lead(
 
         new_kid = await IdentityServer.rotate_signing_key(store, now=rotated_at)
 
+        clock.now += KEY_READ_THROTTLE
         assert sorted(await published(http, server.url)) == sorted([kid_of(old), new_kid])
         assert (await verifier.verify(old)).client_id == CLIENT_ID  # fetches both keys
-        clock.now = rotated_at + PUBLISH_LEAD - 1
+        clock.now = rotated_at + PUBLISH_LEAD - KEY_READ_THROTTLE
         await published(http, server.url)  # the server reads its keys again
         assert kid_of(await access_token(caller)) == kid_of(old)
         clock.now = rotated_at + PUBLISH_LEAD
@@ -198,10 +207,15 @@ async def test_a_key_added_by_a_clock_that_is_behind_still_signs(
 ) -> None:
     """A rotation run on a machine whose clock is an hour behind the server's: the new key
     signs all the same (the unretired key signs, whatever its creation time)."""
+    clock = Clock(time.time())
     async with IdentityServer(
-        client_id=CLIENT_ID, client_secret=client_secret, database=store
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        database=store,
+        settings=ServerSettings(clock=clock),
     ) as server:
-        new_kid = await IdentityServer.rotate_signing_key(store, now=time.time() - 3600)
+        new_kid = await IdentityServer.rotate_signing_key(store, now=clock.now - 3600)
+        clock.now += KEY_READ_THROTTLE
         assert new_kid in await published(http, server.url)
         created = await Caller(http, server.url, CLIENT_ID, client_secret).anonymous_user()
         assert kid_of(created["session"]["access_token"]) == new_kid
@@ -222,6 +236,7 @@ async def test_a_key_added_by_a_clock_that_is_ahead_signs_a_lead_after_the_serve
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
         old_kid = kid_of(await access_token(caller))
         new_kid = await IdentityServer.rotate_signing_key(store, now=clock.now + 3600)
+        clock.now += KEY_READ_THROTTLE
         assert sorted(await published(http, server.url)) == sorted([old_kid, new_kid])
         assert kid_of(await access_token(caller)) == old_kid
         clock.now += PUBLISH_LEAD
@@ -308,16 +323,29 @@ async def test_a_running_serve_takes_up_a_key_rotated_from_the_command_line(
         match = KID_LINE.match(stdout.strip())
         assert match is not None, stdout
         new_kid = match.group(1)
-        assert sorted(await published(http, running.url)) == sorted([kid_of(old), new_kid])
+
+        async def both_published() -> bool:
+            return sorted(await published(http, running.url)) == sorted([kid_of(old), new_kid])
+
+        async with asyncio.timeout(30):
+            await eventually(both_published)  # its next read: within KEY_READ_THROTTLE
         assert kid_of(await access_token(caller)) == kid_of(old)
         await execute(
             store,
             f"UPDATE signing_keys SET created_at = created_at - {PUBLISH_LEAD},"  # noqa: S608
             f" retired_at = retired_at - {PUBLISH_LEAD}",
         )
-        await published(http, running.url)  # the server reads its keys again
-        new = await access_token(caller)
-        assert kid_of(new) == new_kid
+        signed: list[str] = []
+
+        async def signs_with_the_new_key() -> bool:
+            await published(http, running.url)  # the server reads its keys again
+            signed.append(await access_token(caller))
+            return kid_of(signed[-1]) == new_kid
+
+        # Each try signs up a user: slowly, well within the sign-up limit.
+        async with asyncio.timeout(30):
+            await eventually(signs_with_the_new_key, every=0.5)
+        new = signed[-1]
         async with AccessTokenVerifier(running.url) as verifier:
             for token in (old, new):
                 assert (await verifier.verify(token)).client_id == CLIENT
@@ -361,7 +389,7 @@ async def test_a_sweep_deletes_retired_keys_once_nothing_they_signed_can_verify(
 
         third = await IdentityServer.rotate_signing_key(store, now=clock.now)
         rotated_at = clock.now
-        clock.now += 1
+        clock.now += KEY_READ_THROTTLE
         assert (await server.sweep()).signing_keys == 1
         assert [event["signing_keys"] for event in events.seen if "signing_keys" in event] == [0, 1]
         assert await stored_kids(store) == [third, second]

@@ -77,7 +77,7 @@ async def test_wrong_anonymous_ids_past_the_limit_get_429_even_for_a_right_one(
     created = await caller.anonymous_user()
     for _ in range(2):
         status, _ = await caller.log_in_anonymously(secrets.token_urlsafe(32))
-        assert status == 401
+        assert status == 400
     status, answer = await caller.log_in_anonymously(secrets.token_urlsafe(32))
     assert (status, answer["error"]["code"]) == (429, "rate_limited")
     status, answer = await caller.log_in_anonymously(created["user"]["anonymous_id"])
@@ -95,7 +95,7 @@ async def test_wrong_passwords_and_client_secrets_count_together(
     status, _, _ = await caller.post(
         "/v1/sessions", {"email": "a@example.test", "password": "not the one"}
     )
-    assert status == 401
+    assert status == 400
     wrong = Caller(caller.http, limited.url, CLIENT_ID, secrets.token_urlsafe(32))
     assert (await wrong.post("/v1/anonymous-users"))[0] == 401
     status, answer, headers = await wrong.post("/v1/anonymous-users")
@@ -143,7 +143,7 @@ async def test_limits_set_to_zero_are_off(clock: Clock, database_url: str) -> No
         for _ in range(110):
             await caller.anonymous_user()
         for _ in range(40):
-            assert (await caller.log_in_anonymously(secrets.token_urlsafe(32)))[0] == 401
+            assert (await caller.log_in_anonymously(secrets.token_urlsafe(32)))[0] == 400
 
 
 async def test_a_trusted_proxy_forwards_the_client_address(clock: Clock, database_url: str) -> None:
@@ -189,7 +189,7 @@ async def test_a_password_flood_gets_503_instead_of_queueing_without_end(
         assert busy, [a[0] for a in answers]
         assert all(a[1]["error"]["code"] == "server_busy" for a in busy)
         assert all(a[2]["Retry-After"] == "1" for a in busy)
-        assert {a[0] for a in answers} <= {401, 503}
+        assert {a[0] for a in answers} <= {400, 503}
         assert (await caller.log_in_anonymously(created["user"]["anonymous_id"]))[0] == 200
 
 

@@ -123,3 +123,52 @@ async def test_an_access_token_only_works_for_its_own_client(
     status, answer, _ = await full.post(path, {**body, "access_token": token})
     assert (status, answer["error"]["code"]) == (401, "invalid_token")
     assert (await anon.refresh(created["session"]["refresh_token"]))[0] == 200
+
+
+@pytest.mark.parametrize("which", ["access_token", "refresh_token", "spent_refresh_token"])
+async def test_a_token_of_another_client_revokes_nothing(
+    two_clients: IdentityServer, http: aiohttp.ClientSession, which: str
+) -> None:
+    """Revoking another client's access or refresh token (spent or not) is 400
+    unauthorized_client and its session lives on (RFC 7009 section 2.1)."""
+    anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    created = await anon.anonymous_user()
+    status, refreshed = await anon.refresh(created["session"]["refresh_token"])
+    assert status == 200
+    token = {
+        "access_token": refreshed["session"]["access_token"],
+        "refresh_token": refreshed["session"]["refresh_token"],
+        "spent_refresh_token": created["session"]["refresh_token"],
+    }[which]
+    status, answer, _ = await full.post("/v1/sessions/revoke", {"token": token})
+    assert (status, answer["error"]["code"]) == (400, "unauthorized_client")
+    status, answer, _ = await anon.post(
+        "/v1/token/introspect", {"token": refreshed["session"]["access_token"]}
+    )
+    assert (status, answer["active"]) == (200, True)
+    assert (await anon.post("/v1/sessions/revoke", {"token": token}))[:2] == (200, {})
+    assert (await anon.refresh(refreshed["session"]["refresh_token"]))[0] == 400
+
+
+async def test_revoking_an_unknown_token_answers_200(
+    two_clients: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """A token never issued is no other client's: 200 {} as RFC 7009 asks."""
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    status, answer, _ = await full.post("/v1/sessions/revoke", {"token": secrets.token_urlsafe(32)})
+    assert (status, answer) == (200, {})
+
+
+async def test_introspection_shows_a_token_only_to_its_own_client(
+    two_clients: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """Another client introspecting a valid access token sees active: false (RFC 7662 section
+    2.2); its own client sees it active."""
+    anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    created = await anon.anonymous_user()
+    query = {"token": created["session"]["access_token"]}
+    assert (await full.post("/v1/token/introspect", query))[:2] == (200, {"active": False})
+    status, answer, _ = await anon.post("/v1/token/introspect", query)
+    assert (status, answer["active"], answer["user_id"]) == (200, True, created["user"]["id"])

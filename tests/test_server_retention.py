@@ -131,7 +131,7 @@ async def test_anonymous_users_unseen_past_the_retention_go(
     assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
     clock.now += 11 * DAY
     assert (await server.sweep()).users == 1
-    assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 401
+    assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 400
     assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
     assert await count(database, "users") == 2
 
@@ -165,7 +165,7 @@ async def test_one_sweep_deletes_exactly_what_can_never_work_again(
     assert await server.sweep() == type(counts)(sessions=0, refresh_tokens=0, users=0)
     assert (await caller.refresh(refresh_token))[0] == 200
     assert (await caller.log_in_anonymously(returning["user"]["anonymous_id"]))[0] == 200
-    assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 401
+    assert (await caller.log_in_anonymously(forgotten["user"]["anonymous_id"]))[0] == 400
 
 
 async def test_last_seen_is_written_at_most_once_an_hour(
@@ -183,7 +183,7 @@ async def test_last_seen_is_written_at_most_once_an_hour(
     # 30 days after creation plus a little: only the unrecorded log-in's user is past 30.
     clock.now += 30 * DAY - SEEN_PRECISION
     assert (await server.sweep()).users == 1
-    assert (await caller.log_in_anonymously(within))[0] == 401
+    assert (await caller.log_in_anonymously(within))[0] == 400
     assert (await caller.log_in_anonymously(past))[0] == 200
 
 

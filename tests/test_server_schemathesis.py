@@ -17,17 +17,21 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, stores
 
-# A schema-valid refresh token that was never issued is refused 400 invalid_grant, as
-# RFC 6749 section 5.2 says: tell the positive-data check that this answer is expected there.
+# A schema-valid refresh token that was never issued, anonymous id of no user, or wrong email
+# or password is refused 400 invalid_grant, as RFC 6749 section 5.2 says: tell the
+# positive-data check that this answer is expected there.
 CONFIG = """
 [auth.openapi.client]
 username = "{client_id}"
 password = "{client_secret}"
-
+""" + "".join(
+    f"""
 [[operations]]
-include-operation-id = "refreshSession"
+include-operation-id = "{operation}"
 checks.positive_data_acceptance.expected-statuses = ["200", "400", "401"]
 """
+    for operation in ("refreshSession", "logIn", "logInAnonymously")
+)
 
 
 async def test_served_document_is_the_generated_one(server: IdentityServer) -> None:

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from mimi_reactive._server._tokens import PUBLISH_LEAD
+from mimi_reactive._server._tokens import KEY_READ_THROTTLE, PUBLISH_LEAD
 from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError
 
@@ -67,9 +67,11 @@ def store(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def server(proxy: JwksProxy, client_secret: str, store: str) -> AsyncIterator[IdentityServer]:
+async def server(
+    proxy: JwksProxy, client_secret: str, store: str, server_clock: Clock
+) -> AsyncIterator[IdentityServer]:
     """The server, whose tokens name the proxy as their issuer (so verifiers fetch there)."""
-    settings = ServerSettings(issuer=proxy.url)
+    settings = ServerSettings(issuer=proxy.url, clock=server_clock)
     async with IdentityServer(
         client_id=CLIENT_ID, client_secret=client_secret, database=store, settings=settings
     ) as running:
@@ -86,6 +88,12 @@ async def caller(server: IdentityServer, client_secret: str) -> AsyncIterator[Ca
 @pytest.fixture
 def clock() -> Clock:
     return Clock()
+
+
+@pytest.fixture
+def server_clock() -> Clock:
+    """The server's clock: the real time until a test moves it."""
+    return Clock(time.time())
 
 
 @pytest.fixture
@@ -203,6 +211,7 @@ async def test_a_key_rotated_in_is_taken_up_after_the_interval(
     verifier: AccessTokenVerifier,
     proxy: JwksProxy,
     clock: Clock,
+    server_clock: Clock,
     store: str,
 ) -> None:
     """A token of a key rotated in just after a fetch is unknown_key until the interval has
@@ -210,7 +219,8 @@ async def test_a_key_rotated_in_is_taken_up_after_the_interval(
     (The rotation runs on a clock a lead behind, so its key signs at once, unpublished ahead.)"""
     old = await access_token(caller)
     await verifier.verify(old)
-    await IdentityServer.rotate_signing_key(store, now=time.time() - PUBLISH_LEAD)
+    await IdentityServer.rotate_signing_key(store, now=server_clock.now - PUBLISH_LEAD)
+    server_clock.now += KEY_READ_THROTTLE
     async with caller.http.get(caller.url + JWKS):  # the server takes it up
         pass
     new = await access_token(caller)

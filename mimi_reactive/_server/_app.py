@@ -1,7 +1,8 @@
 """The reference identity service's HTTP API, on ``aiohttp.web``.
 
-Every call but ``GET /health``, ``GET /openapi.json`` and ``GET /.well-known/jwks.json``
-authenticates the app's client with HTTP Basic (client id and secret). Tokens travel in JSON
+Every call but ``GET /health``, ``GET /openapi.json`` and ``GET /.well-known/jwks.json`` (and
+``HEAD`` of each) authenticates the app's client with HTTP Basic (client id and secret); an
+unknown path (404) or method (405) is refused before that. Tokens travel in JSON
 bodies, as in OAuth token revocation (RFC 7009), so the ``Authorization`` header stays the
 client's. Errors answer ``{"error": {"code": ..., "message": ...}}`` with a stable code;
 messages never hold secrets.
@@ -100,7 +101,10 @@ def create_app(
     )
     app.on_startup.append(_prepare_dummy_hash)
     for operation in OPERATIONS:
-        app.router.add_route(operation.method, operation.path, HANDLERS[operation.name])
+        if operation.method == "GET":  # and HEAD (RFC 9110 section 9.3.2), by the same handler
+            app.router.add_get(operation.path, HANDLERS[operation.name])
+        else:
+            app.router.add_route(operation.method, operation.path, HANDLERS[operation.name])
     return app
 
 
@@ -111,15 +115,17 @@ async def _prepare_dummy_hash(app: web.Application) -> None:
 
 @web.middleware
 async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """Every request: its client authenticated (but on public paths), any error answered as
-    JSON with a stable code, no answer cached, and one debug line.
+    """Every request: its client authenticated (but on public paths, and where routing
+    refused it: an unknown path is 404 and a wrong method 405 whoever asks), any error
+    answered as JSON with a stable code, no answer cached, and one debug line.
 
     One middleware rather than one per concern: each layer costs a coroutine per request, and
     three made ``GET /health`` a quarter slower than a bare handler.
     """
     started = time.perf_counter()
     try:
-        if request.match_info.handler not in _PUBLIC_HANDLERS:
+        route = request.match_info
+        if route.http_exception is None and route.handler not in _PUBLIC_HANDLERS:
             await _authenticate_client(request)
         response = await handler(request)
     except ApiError as error:
@@ -191,9 +197,19 @@ def _http_error_response(error: web.HTTPException) -> web.Response:
     return answer
 
 
+_CHALLENGES = {
+    "invalid_client": 'Basic realm="mimi"',
+    "invalid_token": 'Bearer realm="mimi", error="invalid_token"',
+}
+"""The challenge of each 401 (RFC 9110 asks one of every 401), by the credential refused: the
+client's (HTTP Basic), or a user's access token (RFC 6750 section 3.1; it travels in the
+body, as section 2.2 allows). A user's wrong password or anonymous id is no failed
+authentication of the caller: 400 ``invalid_grant``, as RFC 6749 section 5.2 answers a
+refused grant, so no HTTP client takes it for wrong client credentials."""
+
+
 def _error_response(error: ApiError) -> web.Response:
-    # Every 401 carries a challenge (RFC 9110), whichever credential was refused.
-    headers = {"WWW-Authenticate": 'Basic realm="mimi"'} if error.status == 401 else {}
+    headers = {"WWW-Authenticate": _CHALLENGES[error.code]} if error.status == 401 else {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
     return web.json_response(

@@ -26,6 +26,7 @@ from ._records import (
     Expired,
     IdentityDatabase,
     NewSession,
+    OtherClientError,
     Rotation,
     SessionRecord,
     SigningKeyRecord,
@@ -272,11 +273,17 @@ class SqliteIdentityDatabase:
     async def revoke_session(self, session_id: str, now: float) -> bool:
         return await self._writer.run(lambda db: rows.revoke(db, session_id, now, "log_out"))
 
-    async def revoke_session_by_refresh_token(self, refresh_digest: str, now: float) -> bool:
+    async def revoke_session_by_refresh_token(
+        self, refresh_digest: str, now: float, *, client_id: str
+    ) -> bool:
         def revoke(db: sqlite3.Connection) -> bool:
             row = db.execute(
-                "SELECT session_id FROM refresh_tokens WHERE digest = ?", (refresh_digest,)
+                "SELECT t.session_id, s.client_id FROM refresh_tokens t"
+                " JOIN sessions s ON s.id = t.session_id WHERE t.digest = ?",
+                (refresh_digest,),
             ).fetchone()
+            if row is not None and row[1] not in (None, client_id):
+                raise OtherClientError
             return row is not None and rows.revoke(db, row[0], now, "log_out")
 
         return await self._writer.run(revoke)

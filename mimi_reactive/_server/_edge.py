@@ -76,26 +76,32 @@ def client_ip(request: web.Request, trusted_proxies: frozenset[Network]) -> str:
     address is the one the nearest trusted proxy saw, which a client cannot forge.
     """
     peer = request.remote or "unknown"
-    if not trusted_proxies or not _trusted(peer, trusted_proxies):
+    if not trusted_proxies or not _trusted(_address(peer), trusted_proxies):
         return peer
-    hops = [hop.strip() for hop in request.headers.get("X-Forwarded-For", "").split(",")]
-    for hop in reversed(hops):
-        if _trusted(hop, trusted_proxies):
-            continue
-        try:
-            return str(ipaddress.ip_address(hop))
-        except ValueError:
+    # One pass, each hop parsed once; one that is not an address ends the trust.
+    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
+        address = _address(hop.strip())
+        if address is None:
             break
+        if not _trusted(address, trusted_proxies):
+            return str(address)
     return peer
 
 
-def _trusted(peer: str, trusted_proxies: frozenset[Network]) -> bool:
-    """Whether ``peer`` is an address within one of ``trusted_proxies``."""
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``text`` as an IP address; None if it is not one."""
     try:
-        address = ipaddress.ip_address(peer)
+        return ipaddress.ip_address(text)
     except ValueError:
-        return False
-    return any(address in proxies for proxies in trusted_proxies)
+        return None
+
+
+def _trusted(
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    trusted_proxies: frozenset[Network],
+) -> bool:
+    """Whether ``address`` is within one of ``trusted_proxies``."""
+    return address is not None and any(address in proxies for proxies in trusted_proxies)
 
 
 def authenticate_client(

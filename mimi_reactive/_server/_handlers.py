@@ -13,8 +13,17 @@ from ..verify import InvalidTokenError, VerifiedToken
 from . import _models as models
 from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
-from ._records import AccessClaims, EmailTakenError, NewSession, Rotation, SessionRecord, UserRecord
+from ._records import (
+    AccessClaims,
+    EmailTakenError,
+    NewSession,
+    OtherClientError,
+    Rotation,
+    SessionRecord,
+    UserRecord,
+)
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
+from ._tokens import JWKS_MAX_AGE
 
 __all__ = ["HANDLERS"]
 
@@ -134,10 +143,6 @@ async def _live_session(request: web.Request, access_token: str) -> SessionRecor
     return found[1]
 
 
-_UNKNOWN_KEY_RELOAD = 5.0
-"""Seconds between two reads of the keys for tokens naming a key not loaded here: a new key
-is stored a minute before it signs (PUBLISH_LEAD), so it is nearly always loaded already."""
-
 _HEALTHY = b'{"status": "ok"}'  # the same every time: encoded once
 
 
@@ -149,15 +154,24 @@ async def _openapi(request: web.Request) -> web.Response:
     return web.Response(body=request.app[STATE].openapi, content_type="application/json")
 
 
+_JWKS_CACHING = {"Cache-Control": f"max-age={JWKS_MAX_AGE}"}
+
+
 async def _jwks(request: web.Request) -> web.Response:
+    """Every key any worker may sign with (read again from the database, at most once per
+    ``KEY_READ_THROTTLE``), cacheable ``JWKS_MAX_AGE``: see ``_tokens`` for why that is in
+    time for every new key."""
     state = request.app[STATE]
-    # From the database: every worker publishes every key any worker may sign with.
-    kid = await state.tokens.reload(state.database)
+    await _take_up_keys(state)
+    return web.json_response(state.tokens.jwks(state.settings.clock()), headers=_JWKS_CACHING)
+
+
+async def _take_up_keys(state: ServerState) -> None:
+    """Read the keys from the database unless they were read less than
+    ``KEY_READ_THROTTLE`` ago: the one throttle of every read a request causes."""
+    kid = await state.tokens.reload_throttled(state.database)
     if kid is not None:
         state.log.info("signing_key.taken_up", kid=kid)
-    return web.json_response(
-        state.tokens.jwks(state.settings.clock()), headers={"Cache-Control": "max-age=300"}
-    )
 
 
 async def _create_anonymous_user(request: web.Request) -> web.Response:
@@ -189,7 +203,7 @@ async def _log_in_anonymously(request: web.Request) -> web.Response:
     user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.start)
     if user is None:
         raise await failed_log_in(
-            state, ip, ApiError(401, "invalid_anonymous_id", "no anonymous user has this id")
+            state, ip, ApiError(400, "invalid_grant", "no anonymous user has this id")
         )
     return pair.answer(user)
 
@@ -225,7 +239,7 @@ async def _log_in(request: web.Request) -> web.Response:
     valid = await _hashing(state.passwords.verify(stored or state.dummy_hash, body.password))
     if user is None or stored is None or not valid:
         raise await failed_log_in(
-            state, ip, ApiError(401, "invalid_credentials", "the email or password is wrong")
+            state, ip, ApiError(400, "invalid_grant", "the email or password is wrong")
         )
     pair = _NewPair(state, client_of(request))
     await state.database.create_session(user.id, pair.start(user))
@@ -267,17 +281,30 @@ async def _revoke_all(request: web.Request) -> web.Response:
     return web.json_response({"revoked_sessions": revoked})
 
 
+_OTHER_CLIENT = ApiError(400, "unauthorized_client", "the token was issued to another client")
+
+
 async def _revoke(request: web.Request) -> web.Response:
     """End the session of a valid access token (by ``_session_of``'s rule) or of a refresh
-    token of it. As RFC 7009: 200 whether or not there was such a session."""
+    token of it. As RFC 7009: 200 whether or not there was such a session, but a token issued
+    to another client ends nothing and is refused (section 2.1), 400 ``unauthorized_client``
+    as RFC 6749 section 5.2 names a client not allowed what it asked."""
     body = await read_body(request, models.Revocation)
     state = request.app[STATE]
+    client_id = client_of(request).id
     now = state.settings.clock()
     found = await _session_of(state, body.token, now)
     if found is not None:
+        if found[0].client_id != client_id:
+            raise _OTHER_CLIENT
         await state.database.revoke_session(found[1].id, now)
-    else:
-        await state.database.revoke_session_by_refresh_token(digest(body.token), now)
+        return web.json_response({})
+    try:
+        await state.database.revoke_session_by_refresh_token(
+            digest(body.token), now, client_id=client_id
+        )
+    except OtherClientError:
+        raise _OTHER_CLIENT from None
     return web.json_response({})
 
 
@@ -328,12 +355,15 @@ async def _refresh(request: web.Request) -> web.Response:
 async def _introspect(request: web.Request) -> web.Response:
     """Active while the token is unexpired and its session has not ended: the rule
     ``AccessTokenVerifier`` follows, which sees the session's end only at expiry. A refresh
-    does not end the token it replaces (a call in flight with it still passes)."""
+    does not end the token it replaces (a call in flight with it still passes). Only the
+    client the token was issued to sees it active."""
     body = await read_body(request, models.TokenQuery)
     state = request.app[STATE]
     now = state.settings.clock()
     found = await _session_of(state, body.token, now)
-    if found is None:
+    # RFC 7662 section 2.2: a token the caller may not introspect is inactive to it. Another
+    # client learns nothing of this client's users, nor keeps their sessions in use.
+    if found is None or found[0].client_id != client_of(request).id:
         return web.json_response({"active": False})
     claims, session = found
     await state.database.touch_session(session.id, now)
@@ -345,15 +375,13 @@ async def _introspect(request: web.Request) -> web.Response:
 async def _verified(state: ServerState, token: str, now: float) -> VerifiedToken:
     """The token's claims, checked with this server's keys; a key not loaded here yet (another
     worker took it up first) is looked for in the database, at most once per
-    ``_UNKNOWN_KEY_RELOAD`` seconds, so tokens naming made-up keys cannot keep it busy."""
+    ``KEY_READ_THROTTLE`` seconds, so tokens naming made-up keys cannot keep it busy."""
     try:
         return state.tokens.verify(token, now)
     except InvalidTokenError as error:
-        if error.reason != "unknown_key" or now - state.tokens.reloaded_at < _UNKNOWN_KEY_RELOAD:
+        if error.reason != "unknown_key":
             raise
-    kid = await state.tokens.reload(state.database)
-    if kid is not None:
-        state.log.info("signing_key.taken_up", kid=kid)
+    await _take_up_keys(state)
     return state.tokens.verify(token, now)
 
 

@@ -69,7 +69,7 @@ _STORAGE_FAILED = (
     " to try again"
 )
 _CLIENT = {
-    "401": "the client id or secret is missing or wrong (invalid_client)",
+    "401": "the client id or secret is missing or wrong (invalid_client; WWW-Authenticate: Basic)",
     "429": "this client IP sent too many wrong client secrets, anonymous ids or passwords"
     " (rate_limited); Retry-After says when to try again",
     "503": _STORAGE_FAILED,
@@ -80,8 +80,8 @@ _CREDENTIAL_ROUTE = {
 }
 _BAD_BEARER = (
     "invalid_client, or the access token is forged, has expired, belongs to a session that"
-    " ended or to another client (invalid_token); the one a refresh replaced is valid until"
-    " it expires"
+    " ended or to another client (invalid_token; WWW-Authenticate: Bearer"
+    ' error="invalid_token"); the one a refresh replaced is valid until it expires'
 )
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -124,7 +124,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "Log in the anonymous user an anonymous_id belongs to",
         models.SignedIn,
         body=models.AnonymousLogIn,
-        errors={"401": "invalid_client, or no user has this id (invalid_anonymous_id)"},
+        errors={"400": _BODY_ERRORS["400"] + ", or no anonymous user has this id (invalid_grant)"},
         links=_links_from_session(),
     ),
     Operation(
@@ -146,7 +146,7 @@ OPERATIONS: tuple[Operation, ...] = (
         models.SignedIn,
         body=models.LogIn,
         errors={
-            "401": "invalid_client, or the email or password is wrong (invalid_credentials)",
+            "400": _BODY_ERRORS["400"] + ", or the email or password is wrong (invalid_grant)",
             **_CREDENTIAL_ROUTE,
         },
         links=_links_from_session(),
@@ -196,6 +196,10 @@ OPERATIONS: tuple[Operation, ...] = (
         " token it does not act on: forged, expired, of an ended session, or unknown",
         models.Empty,
         body=models.Revocation,
+        errors={
+            "400": _BODY_ERRORS["400"] + ", or the token was issued to another client, whose"
+            " session it does not end (unauthorized_client, RFC 7009 section 2.1)"
+        },
     ),
     Operation(
         "refreshSession",
@@ -215,7 +219,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "introspectToken",
         "POST",
         "/v1/token/introspect",
-        "Whether an access token is valid now (as RFC 7662); counts as use of its session",
+        "Whether an access token is valid now (as RFC 7662); counts as use of its session. A"
+        " token issued to another client is inactive to this one",
         models.Introspection,
         body=models.TokenQuery,
     ),
@@ -252,11 +257,13 @@ def openapi_document() -> dict[str, Any]:
         "info": {
             "title": "mimi_reactive reference identity service",
             "version": "1",
-            "description": "Anonymous-first identity service. Every operation but /health"
-            " and /openapi.json authenticates the app's client with HTTP Basic (client id and"
-            " client secret). User tokens travel in JSON bodies so the Authorization header"
-            " stays the client's. The server stores digests of anonymous ids and tokens."
-            " Access tokens are ES256 JWTs that /.well-known/jwks.json verifies.",
+            "description": "Anonymous-first identity service. Every operation but /health,"
+            " /openapi.json and /.well-known/jwks.json (which also answer HEAD) authenticates"
+            " the app's client with HTTP Basic (client id and client secret); an unknown path"
+            " is 404 and an unknown method 405 without it. User tokens travel in JSON bodies"
+            " so the Authorization header stays the client's. The server stores digests of"
+            " anonymous ids and tokens. Access tokens are ES256 JWTs that"
+            " /.well-known/jwks.json verifies.",
         },
         "security": [{"client": []}],
         "paths": paths,

@@ -23,6 +23,7 @@ from ._records import (
     EmailTakenError,
     Expired,
     NewSession,
+    OtherClientError,
     Rotation,
     SessionRecord,
     SigningKeyRecord,
@@ -246,8 +247,13 @@ class PostgresIdentityDatabase:
     async def revoke_session(self, session_id: str, now: float) -> bool:
         return await self._execute(sql.REVOKE, session_id, now, "log_out") != "UPDATE 0"
 
-    async def revoke_session_by_refresh_token(self, refresh_digest: str, now: float) -> bool:
-        return await self._execute(sql.REVOKE_BY_REFRESH, refresh_digest, now) != "UPDATE 0"
+    async def revoke_session_by_refresh_token(
+        self, refresh_digest: str, now: float, *, client_id: str
+    ) -> bool:
+        row = await self._fetchrow(sql.REVOKE_BY_REFRESH, refresh_digest, now, client_id)
+        if row is not None and row["own"] is False:
+            raise OtherClientError
+        return row is not None and bool(row["revoked"])
 
     async def revoke_user_sessions(self, user_id: str, now: float) -> int:
         """Revoke every live session of the user; how many there were."""

@@ -73,9 +73,16 @@ REVOKE = (
     "UPDATE sessions SET revoked_at = $2, revoked_reason = $3 WHERE id = $1 AND revoked_at IS NULL"
 )
 
+# A session of no recorded client (stored before sessions kept theirs) is any client's.
 REVOKE_BY_REFRESH = """
-UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out'
-WHERE revoked_at IS NULL AND id = (SELECT session_id FROM refresh_tokens WHERE digest = $1)
+WITH token AS (
+    SELECT s.id, s.client_id IS NULL OR s.client_id = $3 AS own
+    FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id WHERE t.digest = $1
+), revoked AS (
+    UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out'
+    WHERE revoked_at IS NULL AND id = (SELECT id FROM token WHERE own) RETURNING id
+)
+SELECT (SELECT own FROM token) AS own, EXISTS (SELECT 1 FROM revoked) AS revoked
 """
 
 # Each sweep rule's table, its key, and the condition its rows meet when due by $2.

@@ -19,6 +19,7 @@ __all__ = [
     "Expired",
     "IdentityDatabase",
     "NewSession",
+    "OtherClientError",
     "Rotation",
     "SessionRecord",
     "SigningKeyRecord",
@@ -160,6 +161,10 @@ class EmailTakenError(Exception):
     """The email belongs to another user."""
 
 
+class OtherClientError(Exception):
+    """The token belongs to a session issued to another client."""
+
+
 class IdentityDatabase(Protocol):
     """What the server needs from storage; SQLite and PostgreSQL implement it."""
 
@@ -213,9 +218,12 @@ class IdentityDatabase(Protocol):
         """End the session (a log-out), unless it has ended; whether it did."""
         ...
 
-    async def revoke_session_by_refresh_token(self, refresh_digest: str, now: float) -> bool:
+    async def revoke_session_by_refresh_token(
+        self, refresh_digest: str, now: float, *, client_id: str
+    ) -> bool:
         """End the session this refresh token (spent or not) belongs to, as
-        ``revoke_session``."""
+        ``revoke_session``; ``OtherClientError`` (ending nothing) if that session was issued
+        to another client than ``client_id``."""
         ...
 
     async def revoke_user_sessions(self, user_id: str, now: float) -> int: ...

@@ -6,9 +6,17 @@ publishes it at once but has it sign only ``PUBLISH_LEAD`` later (its ``created_
 verifiers have the key before its first token; the key before it signs until then and is
 retired from then (its ``retired_at``), and stays in the JWKS for one more access-token
 lifetime plus ``PUBLISH_MARGIN`` so tokens it signed keep verifying; the first retention sweep
-after that deletes it. Workers read the keys every ``key_reload_interval`` (60 s) and whenever
-they serve the JWKS, which they read from the database itself, and choose the key that signs
-by their own clock at each read.
+after that deletes it. Workers read the keys every ``key_reload_interval`` (60 s), and when
+a request needs the newest (the JWKS, a token naming a key not loaded here) at most once per
+``KEY_READ_THROTTLE``; they choose the key that signs by their own clock at each read.
+
+Every worker publishes a key before any signs with it, for every resource server: a key is
+in each worker's JWKS at most ``KEY_READ_THROTTLE`` after it is stored, and a JWKS may be
+cached ``JWKS_MAX_AGE``, so one that lacks the key is refetched by
+``KEY_READ_THROTTLE + JWKS_MAX_AGE`` after the rotation; the key signs ``PUBLISH_LEAD``
+after it, which is not less (``tests/test_server_jwks.py`` checks it on a real server). Even
+a resource server that caches the JWKS for its ``max-age`` and never refetches on an unknown
+``kid`` has the key before its first token. What is left of the lead is room for clocks.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from ._settings import PUBLISH_LEAD, PUBLISH_MARGIN
 
 __all__ = [
     "ALGORITHM",
+    "JWKS_MAX_AGE",
+    "KEY_READ_THROTTLE",
     "PUBLISH_LEAD",
     "PUBLISH_MARGIN",
     "AccessTokens",
@@ -36,6 +46,16 @@ __all__ = [
 ]
 
 ALGORITHM = "ES256"
+
+KEY_READ_THROTTLE = 5.0
+"""Seconds between two reads of the keys a request causes (a JWKS request, a token naming a
+key not loaded here): anyone may send those, so they cannot make every request read the
+database; a new key is stored ``PUBLISH_LEAD`` before it signs, so it is loaded in time."""
+
+JWKS_MAX_AGE = 30
+"""Seconds the JWKS may be cached (its ``Cache-Control: max-age``): with ``KEY_READ_THROTTLE``
+at most ``PUBLISH_LEAD`` (see the module's docstring), and as long as the verifier's own
+``jwks_refetch_interval``."""
 
 
 def unpublished_before(now: float, ttl: float) -> float:
@@ -72,7 +92,7 @@ class AccessTokens:
         # The key id and the private key together, replaced as one: tokens are also signed
         # on the SQLite store's thread, which must never pair one key's id with another key.
         self._signer = (signer.kid, _private_key(signer))
-        self._public = _public_keys(self._keys)
+        self._jwks, self._public = _public_keys(self._keys)
         self._ttl = ttl
         self.issuer = ""
         """The ``iss`` claim: the service's public URL (set once it listens)."""
@@ -99,13 +119,20 @@ class AccessTokens:
             return None
         self._seen = {key.kid: self._seen.get(key.kid, now) for key in keys}
         if [key.kid for key in keys] != [key.kid for key in self._keys]:
-            self._public = _public_keys(keys)
+            self._jwks, self._public = _public_keys(keys)
         self._keys = list(keys)
         signer = _signing_key(self._keys, self._seen, now)
         if signer.kid == self._signer[0]:
             return None
         self._signer = (signer.kid, _private_key(signer))
         return signer.kid
+
+    async def reload_throttled(self, database: IdentityDatabase) -> str | None:
+        """``reload``, unless the keys were read less than ``KEY_READ_THROTTLE`` ago (then
+        None): what a request that anyone may send does."""
+        if self._clock() - self.reloaded_at < KEY_READ_THROTTLE:
+            return None
+        return await self.reload(database)
 
     def issue(self, claims: AccessClaims, now: float) -> str:
         """A signed access token for ``claims``, valid ``ttl`` seconds from ``now``."""
@@ -135,14 +162,16 @@ class AccessTokens:
 
     def jwks(self, now: float) -> dict[str, Any]:
         """The public keys a resource server needs: the one that signs, any that will (a key
-        rotated in signs only ``PUBLISH_LEAD`` after it is published) and recently retired ones."""
-        published = []
+        rotated in signs only ``PUBLISH_LEAD`` after it is published) and recently retired ones.
+        Each key's JWK was built when it was read: no private key is parsed here."""
         gone = unpublished_before(now, self._ttl)
-        for key in self._keys:
-            if key.retired_at is not None and key.retired_at < gone:
-                continue
-            published.append(_public_jwk(key))
-        return {"keys": published}
+        return {
+            "keys": [
+                self._jwks[key.kid]
+                for key in self._keys
+                if key.retired_at is None or key.retired_at >= gone
+            ]
+        }
 
 
 def _public_jwk(key: SigningKeyRecord) -> dict[str, Any]:
@@ -150,9 +179,13 @@ def _public_jwk(key: SigningKeyRecord) -> dict[str, Any]:
     return {**public, "kid": key.kid, "alg": key.algorithm, "use": "sig"}
 
 
-def _public_keys(keys: Sequence[SigningKeyRecord]) -> dict[str, jwt.PyJWK]:
-    """The keys that check tokens, by ``kid``."""
-    return {key.kid: jwt.PyJWK(_public_jwk(key)) for key in keys}
+def _public_keys(
+    keys: Sequence[SigningKeyRecord],
+) -> tuple[dict[str, dict[str, Any]], dict[str, jwt.PyJWK]]:
+    """Each key's public JWK (what the JWKS publishes) and the key that checks tokens, by
+    ``kid``: built once per set of keys read, as parsing a private key costs."""
+    jwks = {key.kid: _public_jwk(key) for key in keys}
+    return jwks, {kid: jwt.PyJWK(jwk) for kid, jwk in jwks.items()}
 
 
 def _signing_key(

@@ -31,6 +31,7 @@ __all__ = ["HttpBackend"]
 
 _ERRORS_BY_CODE: dict[str, type[BackendError]] = {
     "invalid_client": ClientAuthenticationError,
+    # Servers before 400 invalid_grant answered a wrong anonymous id or password with these.
     "invalid_anonymous_id": InvalidCredentialsError,
     "invalid_credentials": InvalidCredentialsError,
     "invalid_token": SessionRevokedError,
@@ -38,6 +39,12 @@ _ERRORS_BY_CODE: dict[str, type[BackendError]] = {
     "email_taken": ConflictError,
     "not_anonymous": ConflictError,
 }
+_LOG_IN_REFUSALS = {
+    "/v1/sessions/anonymous": "invalid_anonymous_id",
+    "/v1/sessions": "invalid_credentials",
+}
+"""The code every backend gives a refused log-in, by path: there the server's 400
+``invalid_grant`` refuses the user's anonymous id or password, not a session."""
 
 
 class HttpBackend:
@@ -153,7 +160,11 @@ class HttpBackend:
                 raise RouteRefusedError(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
             if status in (429, 503):
                 raise _rate_limited(status, answer, retry_after)
-            raise _error_from(status, answer)
+            refused = _error_from(status, answer)
+            if refused.code == "invalid_grant" and path in _LOG_IN_REFUSALS:
+                code = _LOG_IN_REFUSALS[path]
+                raise InvalidCredentialsError(code, refused.message, status=status)
+            raise refused
         if not isinstance(answer, dict):
             raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
         return answer
