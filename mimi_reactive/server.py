@@ -37,7 +37,7 @@ import structlog
 from aiohttp import web
 
 from . import _exports
-from ._server._app import app_runner, cannot_listen
+from ._server._app import app_runner, cannot_listen, served_url, token_issuer
 from ._server._config import ClientConfig, ConfigError, check_clients
 from ._server._context import RegisteredClient, ServerSettings
 from ._server._logs import server_logger
@@ -142,8 +142,8 @@ class IdentityServer:
         except (OSError, OverflowError) as error:
             raise ServerStartError(cannot_listen(self._host, self._port, error)) from None
         host, port = self._runner.addresses[0][:2]
-        self._url = f"http://{host}:{port}" if ":" not in host else f"http://[{host}]:{port}"
-        service.tokens.issuer = self._settings.issuer or self._url
+        self._url = served_url(host, port)
+        service.tokens.issuer = token_issuer(self._settings, self._url, self._log)
         self._log.info("server.started", url=self._url)
 
     async def sweep(self) -> SweepCounts:

@@ -16,7 +16,7 @@ import pytest
 import structlog
 from structlog.testing import LogCapture
 
-from mimi_reactive.server import IdentityServer
+from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartError
 
 from .conftest import stores
 from .raw_http import build_request, send_raw
@@ -125,3 +125,47 @@ async def test_a_client_gone_mid_body_is_not_a_server_error(
     assert answered["status"] == 400
     assert not [entry for entry in captured.entries if entry["log_level"] in ("error", "critical")]
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+ALL_IPV4 = "0.0.0.0"  # noqa: S104 (binding every interface is the case under test)
+
+
+@pytest.mark.parametrize(
+    ("host", "issuer", "warned"),
+    [
+        (ALL_IPV4, None, True),
+        ("::", None, True),
+        (ALL_IPV4, "https://id.example.com", False),
+        ("127.0.0.1", None, False),
+    ],
+)
+async def test_a_wildcard_address_as_issuer_is_warned_of(
+    host: str, issuer: str | None, warned: bool
+) -> None:
+    """A server listening on a wildcard address with no issuer signs tokens for a URL no
+    resource server reaches: it says so in a warning naming --issuer, and only then."""
+    captured, logger = capturing_logger()
+    settings = ServerSettings(issuer=issuer)
+    try:
+        server = IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=secrets.token_urlsafe(32),
+            host=host,
+            settings=settings,
+            logger=logger,
+        )
+        await server.start()
+    except ServerStartError as error:  # a machine without IPv6
+        pytest.skip(str(error))
+    try:
+        warnings = [
+            entry
+            for entry in captured.entries
+            if entry["event"] == "server.issuer_is_a_wildcard_address"
+        ]
+        assert (len(warnings) == 1) is warned
+        if warned:
+            assert warnings[0]["log_level"] == "warning"
+            assert "--issuer" in warnings[0]["hint"]
+    finally:
+        await server.stop()

@@ -10,6 +10,7 @@ messages never hold secrets.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import time
@@ -29,7 +30,16 @@ from ._secrets import PasswordHasher, new_secret
 from ._stores import failure_reason
 from ._tokens import AccessTokens
 
-__all__ = ["ApiError", "ServerSettings", "app_runner", "cannot_listen", "create_app", "listen"]
+__all__ = [
+    "ApiError",
+    "ServerSettings",
+    "app_runner",
+    "cannot_listen",
+    "create_app",
+    "listen",
+    "served_url",
+    "token_issuer",
+]
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
@@ -62,6 +72,33 @@ def app_runner(app: web.Application, *, shutdown_timeout: float = 60.0) -> web.A
 def cannot_listen(host: str, port: int, error: BaseException) -> str:
     """The one line for a port that cannot be listened on."""
     return f"cannot listen on {host}:{port}: {failure_reason(error)}"
+
+
+def served_url(host: str, port: int) -> str:
+    """The URL of a server listening on ``host:port`` (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def token_issuer(
+    settings: ServerSettings, url: str, log: structlog.typing.FilteringBoundLogger
+) -> str:
+    """The ``iss`` of access tokens: the configured issuer, else the listening ``url``. A
+    wildcard address (0.0.0.0, ::) is no URL a resource server can fetch keys from or match
+    tokens against, so taking one is logged as a warning naming ``--issuer``."""
+    if settings.issuer is not None:
+        return settings.issuer
+    host = url.removeprefix("http://").rpartition(":")[0].strip("[]")
+    try:
+        wildcard = ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        wildcard = False
+    if wildcard:
+        log.warning(
+            "server.issuer_is_a_wildcard_address",
+            issuer=url,
+            hint="set --issuer (issuer in the config file) to the URL resource servers reach",
+        )
+    return url
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -19,7 +19,7 @@ from aiohttp import web
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
-from ._app import app_runner
+from ._app import app_runner, served_url, token_issuer
 from ._context import RegisteredClient, ServerSettings
 from ._limits import RateLimiter
 from ._logs import RedactingFilter, server_logger
@@ -81,7 +81,7 @@ class _Gunicorn(BaseApplication):
             "when_ready": self._ready,
             "post_worker_init": _redact_gunicorn_logs,
         }
-        self._url = ""
+        self._url = self._issuer = ""
         super().__init__()
 
     def load_config(self) -> None:
@@ -95,7 +95,8 @@ class _Gunicorn(BaseApplication):
         """The port is bound (workers not yet forked): fix the URL every worker will use."""
         _redact_gunicorn_logs(arbiter)
         host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]
-        self._url = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self._url = served_url(host, port)
+        self._issuer = token_issuer(self._settings, self._url, server_logger())
         self._announce(self._url, self.cfg.workers)
 
     async def _app(self) -> web.AppRunner:
@@ -105,7 +106,7 @@ class _Gunicorn(BaseApplication):
             settings=self._settings,
             logger=server_logger(),
         )
-        service.tokens.issuer = self._settings.issuer or self._url
+        service.tokens.issuer = self._issuer
         return app_runner(service.app, shutdown_timeout=9.5)
 
 
