@@ -130,8 +130,7 @@ class SessionStore:
         self._state = initial  # what the stream holds (read on every command: no property)
         self._stream = Stream[SessionState](initial, detach_failing_subscribers=detach)
         self._tokens = Stream[str | None](
-            restored.tokens.access_token if restored is not None else None,
-            detach_failing_subscribers=detach,
+            self._usable_token(restored), detach_failing_subscribers=detach
         )
         self._session = restored
         self._session_listeners: list[Callable[[], None]] = []
@@ -245,6 +244,13 @@ class SessionStore:
                 await self._worker
         await self._effects.close(grace_period)
 
+    def _usable_token(self, session: Session | None) -> str | None:
+        """The access token to publish: None when nobody is logged in, and while the token
+        is no longer usable (a stored one restored expired, one a failed renewal left)."""
+        if session is None or not self.configuration.refresh.is_usable(session, self.clock()):
+            return None
+        return session.tokens.access_token
+
     def _enqueue(self, command: Command, future: CommandFuture) -> None:
         if self._closed:
             if future.set_running_or_notify_cancel():
@@ -350,7 +356,7 @@ class SessionStore:
             if not self._stream.publish(state):  # an equal state, or the stream is complete
                 self._state = before
         if changed:
-            self._tokens.publish(None if session is None else session.tokens.access_token)
+            self._tokens.publish(self._usable_token(session))
             for listener in self._session_listeners:
                 listener()
 
