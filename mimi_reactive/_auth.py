@@ -105,14 +105,16 @@ class AuthController:
         """Log the current user out; does nothing when nobody is logged in.
 
         The local session always ends at once, even if the service cannot be told (it is
-        told in the background). With ``everywhere`` every session of the user ends, on
-        every device: that call is made before this returns, and if the service could not
-        be reached its error is raised (the local session has ended all the same, and the
-        call is retried in the background). A backend that cannot do it raises
-        ``UnsupportedRouteError`` before anything happens.
+        told in the background). If the storage could not forget it, ``SessionStorageError``
+        is raised (the session has ended here all the same, but a restart would restore it).
+        With ``everywhere`` every session of the user ends, on every device: that call is
+        made before this returns, and if the service could not be reached its error is
+        raised (the local session has ended all the same, and the call is retried in the
+        background). A backend that cannot do it raises ``UnsupportedRouteError`` before
+        anything happens.
         """
         outcome = await self.run(LogOut(everywhere=everywhere))
-        if everywhere and outcome.error is not None:
+        if outcome.error is not None:
             raise outcome.error
 
     async def delete_account(self) -> None:

@@ -35,6 +35,7 @@ from ._exceptions import (
 from ._guards import GuardContext, decide
 from ._log import Log
 from ._messages import (
+    AccountDeleted,
     Command,
     CommandFailed,
     Decision,
@@ -44,6 +45,7 @@ from ._messages import (
     Refused,
     Satisfied,
     SessionExpired,
+    SignedIn,
     SignedOut,
     Skipped,
 )
@@ -361,8 +363,9 @@ class SessionStore:
                 listener()
 
 
-# The events that carry the command's error (a log-out's only when the service was not told).
-_FAILING = CommandFailed | RefreshFailed | SessionExpired | SignedOut
+# The events that carry the command's error (a log-out's only when the service was not told
+# or the storage failed, a sign-in's and a deletion's only when the storage failed).
+_FAILING = CommandFailed | RefreshFailed | SessionExpired | SignedOut | SignedIn | AccountDeleted
 
 _REFUSALS: dict[Reason, type[RouteRefusedError]] = {
     Reason.BACKEND_CANNOT: UnsupportedRouteError,
