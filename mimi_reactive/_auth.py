@@ -87,7 +87,9 @@ class AuthController:
         Raises ``RouteRefusedError`` if the configuration or backend forbids the route,
         ``InvalidRouteError`` for a blank anonymous id, and the backend's
         ``MimiCoreError`` if the service fails (the state then shows ``FAILED``), and
-        ``TypeError`` for anything but an ``AuthRoute``.
+        ``TypeError`` for anything but an ``AuthRoute``. ``SessionStorageError`` means the
+        user is logged in but the storage could not keep the session (the state is
+        degraded, and the core renews it until it is kept).
         """
         if not isinstance(route, AuthRoute):
             raise TypeError(
@@ -121,8 +123,9 @@ class AuthController:
         """Delete the logged-in user's account at the service, then forget the session.
 
         Raises ``UnsupportedRouteError`` (before any call) if the backend cannot delete,
-        ``NotLoggedInError`` with nobody logged in, and the backend's error if the service
-        refuses (the user then stays logged in).
+        ``NotLoggedInError`` with nobody logged in, the backend's error if the service
+        refuses (the user then stays logged in), and ``SessionStorageError`` if the account
+        was deleted but the storage could not forget the session.
         """
         outcome = await self.run(DeleteAccount())
         if outcome.error is not None:
@@ -138,7 +141,9 @@ class AuthController:
 
         Any number of concurrent callers share one renewal. Raises ``NotLoggedInError`` when
         nobody is logged in, ``SessionRevokedError`` when the service ended the session,
-        ``TransportError`` when it is expired and cannot be renewed now.
+        ``TransportError`` when it is expired and cannot be renewed now, and
+        ``SessionStorageError`` when the renewed tokens could not be saved (they work; the
+        core renews again until a pair is kept).
         """
         store = self._store
         session = store.session
