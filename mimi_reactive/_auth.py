@@ -87,7 +87,9 @@ class AuthController:
         Raises ``RouteRefusedError`` if the configuration or backend forbids the route,
         ``InvalidRouteError`` for a blank anonymous id, and the backend's
         ``MimiCoreError`` if the service fails (the state then shows ``FAILED``), and
-        ``TypeError`` for anything but an ``AuthRoute``.
+        ``TypeError`` for anything but an ``AuthRoute``. ``SessionStorageError`` means the
+        user is logged in but the storage could not keep the session (the state is
+        degraded, and the core renews it until it is kept).
         """
         if not isinstance(route, AuthRoute):
             raise TypeError(
@@ -105,22 +107,25 @@ class AuthController:
         """Log the current user out; does nothing when nobody is logged in.
 
         The local session always ends at once, even if the service cannot be told (it is
-        told in the background). With ``everywhere`` every session of the user ends, on
-        every device: that call is made before this returns, and if the service could not
-        be reached its error is raised (the local session has ended all the same, and the
-        call is retried in the background). A backend that cannot do it raises
-        ``UnsupportedRouteError`` before anything happens.
+        told in the background). If the storage could not forget it, ``SessionStorageError``
+        is raised (the session has ended here all the same, but a restart would restore it).
+        With ``everywhere`` every session of the user ends, on every device: that call is
+        made before this returns, and if the service could not be reached its error is
+        raised (the local session has ended all the same, and the call is retried in the
+        background). A backend that cannot do it raises ``UnsupportedRouteError`` before
+        anything happens.
         """
         outcome = await self.run(LogOut(everywhere=everywhere))
-        if everywhere and outcome.error is not None:
+        if outcome.error is not None:
             raise outcome.error
 
     async def delete_account(self) -> None:
         """Delete the logged-in user's account at the service, then forget the session.
 
         Raises ``UnsupportedRouteError`` (before any call) if the backend cannot delete,
-        ``NotLoggedInError`` with nobody logged in, and the backend's error if the service
-        refuses (the user then stays logged in).
+        ``NotLoggedInError`` with nobody logged in, the backend's error if the service
+        refuses (the user then stays logged in), and ``SessionStorageError`` if the account
+        was deleted but the storage could not forget the session.
         """
         outcome = await self.run(DeleteAccount())
         if outcome.error is not None:
@@ -136,7 +141,9 @@ class AuthController:
 
         Any number of concurrent callers share one renewal. Raises ``NotLoggedInError`` when
         nobody is logged in, ``SessionRevokedError`` when the service ended the session,
-        ``TransportError`` when it is expired and cannot be renewed now.
+        ``TransportError`` when it is expired and cannot be renewed now, and
+        ``SessionStorageError`` when the renewed tokens could not be saved (they work; the
+        core renews again until a pair is kept).
         """
         store = self._store
         session = store.session

@@ -1,7 +1,10 @@
 """The runner of effects: the calls to the backend and the storage the guards planned.
 
 Each effect gives the reducer one event and the session held afterwards. Network trouble
-never blocks a log-out: revocations run in the background and are retried.
+never blocks a log-out: revocations run in the background and are retried. A session that
+expired unused (not one the service ended on purpose) is renewed by logging its anonymous
+user back in by id: the id is the user's long-lived credential, the session only a lease.
+A storage that fails to keep a change is reported in the event, never only logged.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ import attrs
 
 from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
-from ._exceptions import MimiCoreError, SessionLockTimeoutError, SessionRevokedError
+from ._exceptions import (
+    InvalidCredentialsError,
+    MimiCoreError,
+    SessionEndedError,
+    SessionLockTimeoutError,
+    SessionRevokedError,
+    SessionStorageError,
+)
 from ._log import Log
 from ._messages import (
     AccountDeleted,
@@ -27,6 +37,7 @@ from ._messages import (
     Effect,
     EndSession,
     Event,
+    LogInAnonymously,
     RefreshFailed,
     RefreshTokens,
     SessionAdopted,
@@ -104,12 +115,14 @@ class EffectRunner:
         try:
             stored = await self._storage.load()
         except OSError as error:  # keep the session we have; the next change retries
-            _storage_failed("storage.load_failed", self._storage, error)
+            _storage_failed("load", self._storage, error)
             stored = current
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
 
     async def _end(self, session: Session, *, everywhere: bool) -> EffectResult:
-        await self._forget()
+        # A session the storage could not forget would be restored on the next start: that
+        # is the error the app hears first (a failed revocation is retried in the background).
+        unforgotten = await self._forget()
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
             try:
@@ -117,12 +130,17 @@ class EffectRunner:
             except MimiCoreError as error:
                 if worth_retrying(error):
                     self._revoke_in_background(session, everywhere=True)
-                return EffectResult(SignedOut(error), None)
+                return EffectResult(SignedOut(unforgotten or error), None)
             except Exception as error:  # a backend's bug must not break the stream
-                return EffectResult(SignedOut(_backend_bug(error)), None)
-        elif self._backend.capabilities.revoke:
+                return EffectResult(SignedOut(unforgotten or _backend_bug(error)), None)
+        else:
+            self._revoke_quietly(session)
+        return EffectResult(SignedOut(unforgotten), None)
+
+    def _revoke_quietly(self, session: Session) -> None:
+        """End ``session`` at the service in the background, if the backend can."""
+        if self._backend.capabilities.revoke:
             self._revoke_in_background(session, everywhere=False)
-        return EffectResult(SignedOut(), None)
 
     async def _live(self, session: Session) -> Session:
         """``session`` with an access token the service still accepts: refreshed first if it
@@ -173,8 +191,13 @@ class EffectRunner:
         except Exception as error:  # a backend's bug must not break the stream
             return EffectResult(CommandFailed(_backend_bug(error)), session)
         signed_in = Session.issued(issued, self._clock())
-        await self._keep(signed_in)
-        return EffectResult(SignedIn(signed_in.user, route, replacing), signed_in)
+        if not self._admissible(signed_in.user):
+            self._revoke_quietly(signed_in)
+            return EffectResult(CommandFailed(_not_anonymous()), session)
+        # One the storage could not keep still works here: the event says so, the state is
+        # degraded, and the keeper renews (and saves) until a save succeeds.
+        unsaved = await self._keep(signed_in)
+        return EffectResult(SignedIn(signed_in.user, route, replacing, unsaved), signed_in)
 
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.
@@ -187,8 +210,7 @@ class EffectRunner:
             return EffectResult(CommandFailed(error), session)
         except Exception as error:  # a backend's bug must not break the stream
             return EffectResult(CommandFailed(_backend_bug(error)), session)
-        await self._forget()
-        return EffectResult(AccountDeleted(), None)
+        return EffectResult(AccountDeleted(await self._forget()), None)
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
@@ -203,21 +225,73 @@ class EffectRunner:
         elsewhere = self._refreshed_elsewhere(session, await self._storage.load())
         if elsewhere is not None:
             return EffectResult(TokensRefreshed(elsewhere.user), elsewhere)
+        anonymous_id = self._anonymous_id_to_log_in(session)
+        if anonymous_id is not None and session.tokens.refresh_token is None:
+            return await self._log_back_in(session, anonymous_id)  # refused before: skip it
         try:
             issued = await self._backend.refresh(session)
         except SessionRevokedError as error:
-            return await self._expired(error)
+            if anonymous_id is None or isinstance(error, SessionEndedError):
+                return await self._expired(error)
+            _log.info("session.expired_unused", error=type(error).__name__)
+            return await self._log_back_in(session, anonymous_id)
         except Exception as error:
             failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
             _log.info("session.refresh_failed", error=type(error).__name__)
             return EffectResult(RefreshFailed(failure), session)
-        fresh = Session.issued(issued, self._clock())
-        await self._keep(fresh)  # saved before it is used
+        return await self._renewed(Session.issued(issued, self._clock()))
+
+    def _anonymous_id_to_log_in(self, session: Session) -> str | None:
+        """The id that logs ``session``'s user back in when the session expires unused: an
+        anonymous user's, if the backend can log in by id (whatever the configuration: it is
+        the core's own user coming back, not an id the app brings)."""
+        user = session.user
+        if not user.is_anonymous or not user.anonymous_id:
+            return None
+        route = LogInAnonymously(user.anonymous_id)
+        return user.anonymous_id if self._backend.capabilities.supports(route) else None
+
+    async def _log_back_in(self, session: Session, anonymous_id: str) -> EffectResult:
+        """Renew a session the service let expire by logging its user in again by id."""
+        try:
+            issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
+        except (InvalidCredentialsError, SessionRevokedError) as error:  # the user is gone
+            ended = SessionRevokedError(
+                "invalid_grant", "the session expired and its anonymous id no longer logs in"
+            )
+            ended.__cause__ = error
+            return await self._expired(ended)
+        except Exception as error:  # network trouble: keep the id, and try again later
+            failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
+            _log.info("session.refresh_failed", error=type(error).__name__)
+            # The refused refresh token is dropped, so the next try (after a restart too)
+            # logs in by id at once instead of presenting it again.
+            refused = attrs.evolve(session, tokens=attrs.evolve(session.tokens, refresh_token=None))
+            await self._keep(refused)
+            return EffectResult(RefreshFailed(failure), refused)
+        _log.info("session.logged_back_in")
+        return await self._renewed(Session.issued(issued, self._clock()))
+
+    async def _renewed(self, fresh: Session) -> EffectResult:
+        """Take on renewed tokens: saved before they are used; a save that failed leaves the
+        session degraded (it works here, but a restart would restore the spent pair), and
+        the keeper renews again until one is kept."""
+        if not self._admissible(fresh.user):
+            self._revoke_quietly(fresh)
+            return await self._expired(_not_anonymous())
+        unsaved = await self._keep(fresh)
+        if unsaved is not None:
+            return EffectResult(RefreshFailed(unsaved), fresh)
         return EffectResult(TokensRefreshed(fresh.user), fresh)
+
+    def _admissible(self, user: MimiUser) -> bool:
+        """Whether the core may hold ``user``: with ``allow_anonymous_user_only`` only an
+        anonymous one (another client may have promoted it since)."""
+        return user.is_anonymous or not self._configuration.allow_anonymous_user_only
 
     async def _expired(self, error: SessionRevokedError) -> EffectResult:
         """The service said the session is over: forget it, and say so."""
-        await self._forget()
+        await self._forget()  # if it failed, the next start finds the session refused again
         return EffectResult(SessionExpired(error), None)
 
     def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
@@ -234,24 +308,44 @@ class EffectRunner:
         else:
             yield
 
-    async def _keep(self, session: Session) -> None:
+    async def _keep(self, session: Session) -> SessionStorageError | None:
+        """Save ``session``; the error if the storage failed, for the event to carry."""
         try:
             await self._storage.save(session)
-        except OSError as error:  # the session still works in memory; say so
-            _storage_failed("storage.save_failed", self._storage, error)
+        except OSError as error:
+            return _storage_failed("save", self._storage, error)
+        return None
 
-    async def _forget(self) -> None:
+    async def _forget(self) -> SessionStorageError | None:
+        """Clear the storage; the error if it failed, for the event to carry."""
         try:
             await self._storage.clear()
         except OSError as error:
-            _storage_failed("storage.clear_failed", self._storage, error)
+            return _storage_failed("clear", self._storage, error)
+        return None
 
 
-def _storage_failed(event: str, storage: object, error: OSError) -> None:
-    """Log a storage failure: which storage and why, so the app's owner can fix the path or
-    its permissions (the storage's repr names its place, never the session; the OS's reason,
-    never the error's text, which a custom storage may fill with anything)."""
-    _log.error(event, storage=repr(storage), error=type(error).__name__, reason=error.strerror)
+def _storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:
+    """Log a storage failure and make the error the app is told: which storage and why, so
+    the app's owner can fix the path or its permissions (the storage's repr names its place,
+    never the session; the OS's reason, never the error's text, which a custom storage may
+    fill with anything)."""
+    reason = error.strerror or type(error).__name__
+    _log.error(
+        f"storage.{action}_failed", storage=repr(storage), error=type(error).__name__, reason=reason
+    )
+    failure = SessionStorageError(f"{storage!r} could not {action} the session: {reason}")
+    failure.__cause__ = error
+    return failure
+
+
+def _not_anonymous() -> SessionRevokedError:
+    """Why a user made non-anonymous elsewhere is not taken in under anonymous-only."""
+    return SessionRevokedError(
+        "not_anonymous",
+        "the user is no longer anonymous and allow_anonymous_user_only keeps only anonymous "
+        "users: the session ended here",
+    )
 
 
 def _backend_bug(error: Exception) -> MimiCoreError:

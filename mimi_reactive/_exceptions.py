@@ -15,10 +15,12 @@ MimiCoreError                      base of every error the library raises
 ├── TransportError                 the identity service could not be reached in time
 ├── SessionFilePathError (ValueError)       the session file's path is a directory
 ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
+├── SessionStorageError            the storage could not save or clear the session
 └── BackendError                   the identity service answered with an error code
     ├── ClientAuthenticationError  the app's client id or secret was rejected
     ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
     ├── SessionRevokedError        the session was revoked, expired or reused
+    │   ├── SessionEndedError      the service ended it on purpose: no log-in by id
     │   └── AccountDisabledError   the user's account is disabled at the service
     ├── ConflictError              e.g. an email already registered
     ├── RateLimitedError           too many requests, or the service is busy: retry later
@@ -45,9 +47,11 @@ __all__ = [
     "RateLimitedError",
     "ReentrantCallError",
     "RouteRefusedError",
+    "SessionEndedError",
     "SessionFilePathError",
     "SessionLockTimeoutError",
     "SessionRevokedError",
+    "SessionStorageError",
     "SignInMethodDisabledError",
     "TransportError",
     "UnsupportedRouteError",
@@ -117,6 +121,11 @@ class SessionLockTimeoutError(MimiCoreError, TimeoutError):
     """Another process held the session file's lock longer than the storage waits."""
 
 
+class SessionStorageError(MimiCoreError):
+    """The session storage could not save or clear the session (the OS error is chained as
+    ``__cause__``): what the core holds in memory and what a restart would restore differ."""
+
+
 class BackendError(MimiCoreError):
     """The identity service answered with an error.
 
@@ -141,6 +150,12 @@ class InvalidCredentialsError(BackendError):
 
 class SessionRevokedError(BackendError):
     """The session's token was revoked, expired, or its user deleted."""
+
+
+class SessionEndedError(SessionRevokedError):
+    """The service ended the session on purpose: a log-out (here or everywhere) or a reused
+    refresh token. Unlike a session that expired unused, its anonymous user is not logged
+    back in by id."""
 
 
 class ConflictError(BackendError):

@@ -304,19 +304,21 @@ Effect = EndSession | Authenticate | RefreshTokens | AdoptSession | DeleteUser
 
 @attrs.frozen
 class SignedIn:
-    """The service authenticated ``user`` by ``route``, replacing ``replaced`` if set."""
+    """The service authenticated ``user`` by ``route``, replacing ``replaced`` if set;
+    ``error`` if the storage could not keep the session (it works in memory)."""
 
     __repr__ = value_repr
 
     user: MimiUser
     route: AuthRoute
     replaced: MimiUser | None = None
+    error: MimiCoreError | None = None
 
 
 @attrs.frozen
 class SignedOut:
-    """The user's session ended; ``error`` if the service could not be told to end the
-    user's other sessions (it is retried in the background)."""
+    """The user's session ended; ``error`` if the storage could not forget it, or if the
+    service could not be told to end the user's other sessions (retried in the background)."""
 
     __repr__ = value_repr
 
@@ -343,7 +345,8 @@ class TokensRefreshed:
 
 @attrs.frozen
 class RefreshFailed:
-    """Refreshing failed for a reason that may pass (network, service trouble)."""
+    """Refreshing failed for a reason that may pass (network, service trouble, a storage
+    that could not save the renewed tokens)."""
 
     __repr__ = value_repr
 
@@ -370,9 +373,12 @@ class SessionAdopted:
 
 @attrs.frozen
 class AccountDeleted:
-    """The service deleted the logged-in user's account."""
+    """The service deleted the logged-in user's account; ``error`` if the storage could not
+    forget the session."""
 
     __repr__ = value_repr
+
+    error: MimiCoreError | None = None
 
 
 Event = (

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import attrs
 
+from ._exceptions import MimiCoreError
 from ._messages import (
     AccountDeleted,
     AuthRoute,
@@ -46,8 +47,8 @@ def reduce(state: SessionState, event: Event) -> SessionState:
             )
         case SignedOut(error=error):
             return SessionState(None, _logged_in(state, event), Transition.LOGGED_OUT, error)
-        case SignedIn(user=user, route=route, replaced=replaced):
-            return _signed_in(state, user, route, replaced)
+        case SignedIn(user=user, route=route, replaced=replaced, error=error):
+            return _signed_in(state, user, route, replaced, error)
         case TokensRefreshed(user=user):
             old = _logged_in(state, event)
             if state.degraded:
@@ -64,8 +65,8 @@ def reduce(state: SessionState, event: Event) -> SessionState:
             return SessionState(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
         case SessionAdopted(user=user):
             return _adopted(state, user)
-        case AccountDeleted():
-            return SessionState(None, _logged_in(state, event), Transition.DELETED)
+        case AccountDeleted(error=error):
+            return SessionState(None, _logged_in(state, event), Transition.DELETED, error)
 
 
 def _logged_in(state: SessionState, event: Event) -> MimiUser:
@@ -95,17 +96,23 @@ def _adopted(state: SessionState, user: MimiUser | None) -> SessionState:
 
 
 def _signed_in(
-    state: SessionState, user: MimiUser, route: AuthRoute, replaced: MimiUser | None
+    state: SessionState,
+    user: MimiUser,
+    route: AuthRoute,
+    replaced: MimiUser | None,
+    error: MimiCoreError | None,
 ) -> SessionState:
+    # A session the storage could not keep (error set) is degraded until a renewal is kept.
+    unsaved = error is not None
     if isinstance(route, Promote):
         if state.user is None:
             raise IllegalTransitionError("promoted while nobody was logged in")
-        return SessionState(user, state.user, Transition.PROMOTED)
+        return SessionState(user, state.user, Transition.PROMOTED, error, degraded=unsaved)
     if state.user is not None:
         raise IllegalTransitionError("signed in over a logged-in user without logging out")
     if replaced is not None:
-        return SessionState(user, replaced, Transition.SWITCHED_USER)
-    return SessionState(user, None, _SIGN_IN_TRANSITIONS[type(route)])
+        return SessionState(user, replaced, Transition.SWITCHED_USER, error, degraded=unsaved)
+    return SessionState(user, None, _SIGN_IN_TRANSITIONS[type(route)], error, degraded=unsaved)
 
 
 _SIGN_IN_TRANSITIONS: dict[type[AuthRoute], Transition] = {

@@ -13,6 +13,7 @@ from ._backend import BackendCapabilities, ClientCredentials
 from ._exceptions import (
     ConflictError,
     InvalidCredentialsError,
+    SessionEndedError,
     SessionRevokedError,
     UnsupportedRouteError,
 )
@@ -164,7 +165,7 @@ class ScriptedBackend:
         family = self._live_family(token)
         if token in self._spent:
             self._revoked.add(family)
-            raise SessionRevokedError("invalid_grant", "the refresh token was already used")
+            raise SessionEndedError("invalid_grant", "the refresh token was already used")
         self._spent.add(token)
         user = self._users[self._user_of_family[family]]
         return self._session_for(user, family)
@@ -244,8 +245,10 @@ class ScriptedBackend:
 
     def _live_family(self, token: str) -> str:
         family = self._family_of.get(token)
-        if family is None or family in self._revoked:
+        if family is None:
             raise SessionRevokedError("invalid_grant", "the session is not valid")
+        if family in self._revoked:  # ended on purpose, as the reference server says
+            raise SessionEndedError("invalid_grant", "the session was revoked")
         return family
 
     def _session_for(self, user: _StoredUser, family: str | None = None) -> BackendSession:

@@ -35,11 +35,13 @@ class Transition(enum.Enum):
     LOGGED_OUT = "logged_out"
     """The user logged out (here, or in another process sharing the storage)."""
     SESSION_EXPIRED = "session_expired"
-    """The service refused to renew the session (revoked, expired, reused): nobody is
-    logged in and ``error`` says why."""
+    """The service refused to renew the session (ended on purpose, reused, or expired with
+    no anonymous id to log back in by), or, with ``allow_anonymous_user_only``, answered
+    with a user made non-anonymous elsewhere: nobody is logged in and ``error`` says why."""
     DEGRADED = "degraded"
-    """The session could not be renewed for now (network or service trouble); the user stays
-    logged in, ``degraded`` is set and the core keeps retrying."""
+    """The session could not be renewed for now (network or service trouble), or its renewed
+    tokens could not be saved; the user stays logged in, ``degraded`` is set and the core
+    keeps retrying."""
     RECOVERED = "recovered"
     """A renewal succeeded after the session was degraded."""
     FAILED = "failed"
@@ -52,7 +54,9 @@ class SessionState:
 
     ``user`` is who is logged in now (None if nobody), ``previous_user`` who was before the
     transition, ``error`` the failure when ``transition`` is ``FAILED``, ``DEGRADED`` or
-    ``SESSION_EXPIRED``. ``degraded`` stays set from ``DEGRADED`` until a renewal succeeds.
+    ``SESSION_EXPIRED``, or a ``SessionStorageError`` beside any other transition whose
+    change the storage could not keep. ``degraded`` stays set from ``DEGRADED`` (or a
+    sign-in not kept) until a renewal succeeds and is kept.
     """
 
     __repr__ = value_repr

@@ -35,6 +35,7 @@ from ._exceptions import (
 from ._guards import GuardContext, decide
 from ._log import Log
 from ._messages import (
+    AccountDeleted,
     Command,
     CommandFailed,
     Decision,
@@ -44,6 +45,7 @@ from ._messages import (
     Refused,
     Satisfied,
     SessionExpired,
+    SignedIn,
     SignedOut,
     Skipped,
 )
@@ -130,8 +132,7 @@ class SessionStore:
         self._state = initial  # what the stream holds (read on every command: no property)
         self._stream = Stream[SessionState](initial, detach_failing_subscribers=detach)
         self._tokens = Stream[str | None](
-            restored.tokens.access_token if restored is not None else None,
-            detach_failing_subscribers=detach,
+            self._usable_token(restored), detach_failing_subscribers=detach
         )
         self._session = restored
         self._session_listeners: list[Callable[[], None]] = []
@@ -245,6 +246,13 @@ class SessionStore:
                 await self._worker
         await self._effects.close(grace_period)
 
+    def _usable_token(self, session: Session | None) -> str | None:
+        """The access token to publish: None when nobody is logged in, and while the token
+        is no longer usable (a stored one restored expired, one a failed renewal left)."""
+        if session is None or not self.configuration.refresh.is_usable(session, self.clock()):
+            return None
+        return session.tokens.access_token
+
     def _enqueue(self, command: Command, future: CommandFuture) -> None:
         if self._closed:
             if future.set_running_or_notify_cancel():
@@ -350,13 +358,14 @@ class SessionStore:
             if not self._stream.publish(state):  # an equal state, or the stream is complete
                 self._state = before
         if changed:
-            self._tokens.publish(None if session is None else session.tokens.access_token)
+            self._tokens.publish(self._usable_token(session))
             for listener in self._session_listeners:
                 listener()
 
 
-# The events that carry the command's error (a log-out's only when the service was not told).
-_FAILING = CommandFailed | RefreshFailed | SessionExpired | SignedOut
+# The events that carry the command's error (a log-out's only when the service was not told
+# or the storage failed, a sign-in's and a deletion's only when the storage failed).
+_FAILING = CommandFailed | RefreshFailed | SessionExpired | SignedOut | SignedIn | AccountDeleted
 
 _REFUSALS: dict[Reason, type[RouteRefusedError]] = {
     Reason.BACKEND_CANNOT: UnsupportedRouteError,

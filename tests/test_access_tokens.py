@@ -55,6 +55,29 @@ async def test_a_restored_session_replays_its_token() -> None:
         assert tokens == [token]
 
 
+async def test_a_restored_token_that_expired_is_not_replayed() -> None:
+    """A stored session whose access token expired while the app was closed replays None;
+    the renewed token follows once the core has it."""
+    storage = MemorySessionStorage()
+    backend = ScriptedBackend(token_ttl=60.0)
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, storage=storage
+    ) as first:
+        await first.auth.authenticate(AuthRoute.sign_up_anonymously())
+        stale = await first.auth.access_token()
+    later = time.time() + 3600  # the app comes back an hour later
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, storage=storage, clock=lambda: later
+    ) as second:
+        tokens: list[str | None] = []
+        second.auth.access_tokens.subscribe(tokens.append)
+        assert tokens[0] is None
+        renewed = await second.auth.access_token()
+        assert renewed != stale
+        assert tokens[-1] == renewed
+        assert stale not in tokens
+
+
 async def test_a_slow_or_raising_subscriber_harms_no_one(caplog: pytest.LogCaptureFixture) -> None:
     """A subscriber that raises is logged and skipped, a slow one only delays; the others
     get every token in order, and the commands complete."""

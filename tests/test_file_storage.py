@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from mimi_reactive import AuthRoute, FileSessionStorage, MemorySessionStorage, MimiCore
+from mimi_reactive import (
+    AuthRoute,
+    FileSessionStorage,
+    MemorySessionStorage,
+    MimiCore,
+    SessionStorageError,
+    Transition,
+)
 from mimi_reactive.testing import ScriptedBackend
 
 from .helpers import event_names, library_events
@@ -208,8 +215,9 @@ async def test_sigkill_while_saving_never_loses_the_last_good_session(tmp_path: 
 async def test_a_session_that_cannot_be_saved_is_kept_in_memory_and_the_log_says_where(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A save that fails leaves the session working in memory; the error names the storage's
-    place and the OS's reason, and never the session."""
+    """A save that fails leaves the session working in memory and tells the app (the outcome
+    and the degraded state carry SessionStorageError); the error and the log name the
+    storage's place and the OS's reason, and never the session."""
     caplog.set_level(logging.DEBUG, logger="mimi_reactive")
     path = tmp_path / "session.json"
     storage = FileSessionStorage(path)
@@ -217,9 +225,17 @@ async def test_a_session_that_cannot_be_saved_is_kept_in_memory_and_the_log_says
         client_id="a", client_secret="s", backend=ScriptedBackend(), storage=storage
     ) as core:
         path.mkdir()  # a directory where the file goes: no save can replace it
-        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        assert core.auth.current_user == user
+        outcome = await core.auth.run(AuthRoute.sign_up_anonymously())
+        user = core.auth.current_user
+        assert user is not None
         assert user.anonymous_id is not None
+        assert isinstance(outcome.error, SessionStorageError)
+        assert outcome.state.error is outcome.error
+        assert outcome.state.transition is Transition.ANONYMOUS_CREATED
+        assert outcome.state.degraded
+        assert str(path) in str(outcome.error)
+        assert "Is a directory" in str(outcome.error)
+        assert user.anonymous_id not in str(outcome.error)
         failed = [r for r in library_events(caplog) if r.getMessage().startswith("storage.")]
         assert failed[0].getMessage().startswith("storage.save_failed ")
         assert all(r.levelno == logging.ERROR for r in failed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,13 +16,17 @@ import pytest
 from mimi_reactive import (
     AuthRoute,
     FileSessionStorage,
+    MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
     NotLoggedInError,
     RefreshPolicy,
     RetryPolicy,
+    Session,
+    SessionEndedError,
     SessionRevokedError,
     SessionStorage,
+    SessionStorageError,
     Transition,
     TransportError,
 )
@@ -31,6 +36,7 @@ from mimi_reactive.testing import StateRecorder
 
 from .conftest import CLIENT_ID
 from .helpers import CountingBackend, event_names
+from .server_helpers import Clock
 
 FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=100)
 
@@ -76,7 +82,7 @@ class Service:
             client_secret=self.client_secret,
             backend=backend or HttpBackend(self.url, timeout=2),
             configuration=MimiConfiguration(
-                allow_anonymous_user_only=True, retry=FAST_RETRY, **configuration
+                **{"allow_anonymous_user_only": True, "retry": FAST_RETRY, **configuration}
             ),
             storage=storage,
             clock=clock,
@@ -319,3 +325,166 @@ async def test_renewed_tokens_are_saved_before_they_are_handed_out(
         assert after is not None
         assert after.tokens != before.tokens
         assert after.tokens.access_token == await core.auth.access_token()
+
+
+class ShiftedClock:
+    """The real clock, moved on by hand: the core's, where the server's is a ``Clock``."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.shift
+
+
+@pytest.fixture
+async def idling(tmp_path: Path, client_secret: str) -> AsyncIterator[tuple[Service, Clock]]:
+    """A service whose sessions end after 10 minutes unused, on a clock the test moves."""
+    clock = Clock(time.time())
+    settings = {"access_token_ttl": 60.0, "session_idle_timeout": 600.0, "clock": clock}
+    async for running in make_service(tmp_path, client_secret, **settings):
+        yield running, clock
+
+
+@pytest.mark.parametrize("anonymous_only", [True, False])
+async def test_an_anonymous_session_that_expired_unused_logs_back_in_by_id(
+    idling: tuple[Service, Clock], tmp_path: Path, anonymous_only: bool
+) -> None:
+    """Back after the idle timeout, the core logs its anonymous user back in by id (in either
+    configuration): same user, a working token, no SESSION_EXPIRED, the new pair stored."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    backend = CountingBackend(HttpBackend(service.url))
+    options: dict[str, Any] = {"allow_anonymous_user_only": anonymous_only}
+    async with service.core(FileSessionStorage(path), **options) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    client_clock = ShiftedClock()
+    server_clock.now += 601
+    client_clock.shift = 601
+    async with service.core(
+        FileSessionStorage(path), backend=backend, clock=client_clock, **options
+    ) as core:
+        recorder = StateRecorder(core)
+        assert core.auth.current_user == user
+        token = await core.auth.access_token()
+        assert backend.calls["refresh"] == 1  # refused: the session idled out
+        assert backend.calls["authenticate"] == 1  # by id
+        assert core.auth.current_user == user
+        assert recorder.transitions == [Transition.RESTORED]
+        _, answer = await service.post("/v1/token/introspect", {"token": token})
+        assert answer["active"] is True
+        stored = await FileSessionStorage(path).load()
+        assert stored is not None
+        assert stored.user == user
+        assert stored.tokens.access_token == token
+
+
+async def test_a_session_ended_on_purpose_is_not_logged_back_in(
+    service: Service, tmp_path: Path
+) -> None:
+    """Logged out everywhere from another device: SESSION_EXPIRED, no log-in by id, the
+    storage cleared."""
+    path = tmp_path / "session.json"
+    backend = CountingBackend(HttpBackend(service.url))
+    async with service.core(FileSessionStorage(path), backend=backend) as core:
+        recorder = StateRecorder(core)
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        status, elsewhere = await service.post(
+            "/v1/sessions/anonymous", {"anonymous_id": user.anonymous_id}
+        )
+        assert status == 200
+        access = elsewhere["session"]["access_token"]
+        status, _ = await service.post("/v1/sessions/revoke-all", {"access_token": access})
+        assert status == 200
+        with pytest.raises(SessionEndedError):
+            await core.auth.refresh()
+        assert recorder.states[-1].transition is Transition.SESSION_EXPIRED
+        assert recorder.states[-1].previous_user == user
+        assert backend.calls["authenticate"] == 1  # the sign-up only
+    assert await FileSessionStorage(path).load() is None
+
+
+async def test_an_expired_session_of_a_deleted_user_ends(
+    idling: tuple[Service, Clock], tmp_path: Path
+) -> None:
+    """The user was deleted elsewhere while this session idled: the id no longer logs in,
+    so the session ends (SESSION_EXPIRED) and the storage is cleared."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    async with service.core(FileSessionStorage(path)) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    _, elsewhere = await service.post("/v1/sessions/anonymous", {"anonymous_id": user.anonymous_id})
+    access = elsewhere["session"]["access_token"]
+    assert (await service.post("/v1/users/delete", {"access_token": access}))[0] == 200
+    client_clock = ShiftedClock()
+    server_clock.now += 601
+    client_clock.shift = 601
+    async with service.core(FileSessionStorage(path), clock=client_clock) as core:
+        with pytest.raises(SessionRevokedError):
+            await core.auth.access_token()
+        assert core.auth.state.transition is Transition.SESSION_EXPIRED
+        assert core.auth.state.previous_user == user
+    assert await FileSessionStorage(path).load() is None
+
+
+class FailingStorage(MemorySessionStorage):
+    """A storage whose saves or clears fail while told to, as a full or read-only disk's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    async def save(self, session: Session) -> None:
+        if self.failing:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        await super().save(session)
+
+    async def clear(self) -> None:
+        if self.failing:
+            raise OSError(errno.EROFS, "Read-only file system")
+        await super().clear()
+
+
+async def test_renewed_tokens_the_storage_cannot_save_degrade_the_session_until_kept(
+    service: Service,
+) -> None:
+    """A refresh whose pair cannot be saved fails with SessionStorageError and leaves the
+    session DEGRADED (a restart would present a spent token); once a save works again the
+    keeper renews, keeps the pair and the session RECOVERS."""
+    storage = FailingStorage()
+    async with service.core(storage) as core:
+        recorder = StateRecorder(core)
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        storage.failing = True
+        with pytest.raises(SessionStorageError):
+            await core.auth.refresh()
+        degraded = core.auth.state
+        assert degraded.transition is Transition.DEGRADED
+        assert degraded.user == user
+        assert isinstance(degraded.error, SessionStorageError)
+        assert isinstance(degraded.error.__cause__, OSError)
+        storage.failing = False
+        async with asyncio.timeout(10):
+            recovered = await recorder.wait_for(Transition.RECOVERED)
+        assert recovered.user == user
+        kept = await storage.load()
+        assert kept is not None
+        assert kept.tokens.access_token == await core.auth.access_token()
+        _, answer = await service.post("/v1/token/introspect", {"token": kept.tokens.access_token})
+        assert answer["active"] is True
+
+
+async def test_a_log_out_the_storage_cannot_forget_is_reported(service: Service) -> None:
+    """A log-out whose clear fails ends the session here and raises SessionStorageError (a
+    restart would restore the user); the LOGGED_OUT state carries it."""
+    storage = FailingStorage()
+    async with service.core(storage) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        storage.failing = True
+        with pytest.raises(SessionStorageError):
+            await core.auth.log_out()
+        state = core.auth.state
+        assert state.transition is Transition.LOGGED_OUT
+        assert state.previous_user == user
+        assert isinstance(state.error, SessionStorageError)
+        assert "Read-only file system" in str(state.error)

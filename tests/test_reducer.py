@@ -7,8 +7,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mimi_reactive import AuthRoute, MimiUser, SessionState, Transition, TransportError
+from mimi_reactive import (
+    AuthRoute,
+    MimiUser,
+    SessionState,
+    SessionStorageError,
+    Transition,
+    TransportError,
+)
 from mimi_reactive._messages import (
+    AccountDeleted,
     CommandFailed,
     Event,
     RefreshFailed,
@@ -47,6 +55,37 @@ def test_switch_keeps_the_replaced_user() -> None:
     route = AuthRoute.log_in_anonymously(BOB.anonymous_id)
     assert reduce(out, SignedIn(BOB, route, replaced=ALICE)) == SessionState(
         BOB, ALICE, Transition.SWITCHED_USER
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "route", "transition"),
+    [
+        (NOBODY, AuthRoute.sign_up_anonymously(), Transition.ANONYMOUS_CREATED),
+        (
+            SessionState(ALICE, transition=Transition.LOGGED_IN),
+            AuthRoute.promote(email="a@b.test", password="password1"),
+            Transition.PROMOTED,
+        ),
+    ],
+)
+def test_a_sign_in_the_storage_could_not_keep_is_degraded_with_its_error(
+    before: SessionState, route: AuthRoute, transition: Transition
+) -> None:
+    """A sign-in or promotion that was not kept names the storage's error and is degraded
+    (the keeper renews it until a save succeeds); the transition is the usual one."""
+    unsaved = SessionStorageError("could not save the session: No space left on device")
+    after = reduce(before, SignedIn(ALICE, route, error=unsaved))
+    assert (after.user, after.transition, after.error) == (ALICE, transition, unsaved)
+    assert after.degraded
+
+
+def test_a_deletion_the_storage_could_not_forget_carries_its_error() -> None:
+    """The account is gone either way; DELETED says the storage still holds the session."""
+    unforgotten = SessionStorageError("could not clear the session: Read-only file system")
+    state = SessionState(ALICE, transition=Transition.LOGGED_IN)
+    assert reduce(state, AccountDeleted(unforgotten)) == SessionState(
+        None, ALICE, Transition.DELETED, unforgotten
     )
 
 
