@@ -18,6 +18,7 @@ class Reason(enum.Enum):
     NO_USER_LOGGED_IN = "no_user_logged_in"
     ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
     ANONYMOUS_ONLY_FORBIDS_CREDENTIALS = "anonymous_only_forbids_credentials"
+    SERVICE_ALLOWS_ONLY_ANONYMOUS = "service_allows_only_anonymous"
     PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
     BACKEND_CANNOT = "backend_cannot"
     TOKENS_FRESH = "tokens_fresh"
@@ -48,6 +49,10 @@ _DESCRIPTIONS = {
     Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS: (
         "allow_anonymous_user_only forbids credential log-in, sign-up and promotion: "
         "an anonymous user must never become a non-anonymous one"
+    ),
+    Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS: (
+        "the identity service registers this client as anonymous-only: it refuses credential "
+        "log-in, sign-up and promotion"
     ),
     Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
     Reason.BACKEND_CANNOT: "the configured backend does not support this route",

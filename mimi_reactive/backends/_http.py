@@ -170,7 +170,7 @@ class HttpBackend:
         if status >= 400:
             if status == 403 and _code_of(answer) == "route_not_allowed":
                 # The server's own policy for this client: as if a guard had refused it.
-                raise RouteRefusedError(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
+                raise RouteRefusedError(Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS)
             if status in (429, 503):
                 raise _rate_limited(status, answer, retry_after)
             raise _error_from(status, answer)
