@@ -123,3 +123,21 @@ def possible_anonymous_id(instance: object, attribute: attrs.Attribute[Any], val
         problem = anonymous_id_problem(value)
         if problem is not None:
             raise InvalidRouteError(problem)
+
+
+# The reference server's rules for emails and passwords: its request models (_server/_models.py)
+# are built from these, and HttpBackend and ScriptedBackend apply them too.
+EMAIL_MAX_LENGTH = 254
+EMAIL_PATTERN = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+"""An email's shape, without anchors: a dot-atom local part and a domain with a dot in it."""
+MIN_PASSWORD_LENGTH = 8
+"""The fewest characters of a new password (sign-up, promotion): shorter is ``weak_password``."""
+PASSWORD_MAX_LENGTH = 1024
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def check_email(email: str) -> None:
+    """Refuse an email the reference server would refuse, before it is sent, with
+    ``InvalidRouteError`` (whose message never shows the email)."""
+    if len(email) > EMAIL_MAX_LENGTH or _EMAIL.fullmatch(email) is None:
+        raise InvalidRouteError(Reason.EMAIL_MALFORMED)

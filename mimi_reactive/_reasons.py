@@ -14,6 +14,7 @@ class Reason(enum.Enum):
     ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE = "anonymous_id_surrounded_by_whitespace"
     ANONYMOUS_ID_TOO_LONG = "anonymous_id_too_long"
     ANONYMOUS_ID_MALFORMED = "anonymous_id_malformed"
+    EMAIL_MALFORMED = "email_malformed"
     ALREADY_LOGGED_IN = "already_logged_in"
     NO_USER_LOGGED_IN = "no_user_logged_in"
     ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
@@ -40,6 +41,10 @@ _DESCRIPTIONS = {
     Reason.ANONYMOUS_ID_MALFORMED: (
         "the anonymous id holds characters no service issues: only letters A-Z and a-z, "
         "digits, '_', '.' and '-'"
+    ),
+    Reason.EMAIL_MALFORMED: (
+        "the email is not an address the identity service takes: name@domain.example, "
+        "at most 254 characters, without spaces"
     ),
     Reason.ALREADY_LOGGED_IN: "this user is already logged in",
     Reason.NO_USER_LOGGED_IN: "no user is logged in",

@@ -10,11 +10,14 @@ from collections import deque
 import attrs
 
 from ._backend import BackendCapabilities, ClientCredentials
+from ._checks import MIN_PASSWORD_LENGTH, PASSWORD_MAX_LENGTH, check_email
 from ._exceptions import (
+    BackendError,
     ConflictError,
     InvalidCredentialsError,
     SessionRevokedError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from ._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from ._reasons import Reason
@@ -102,7 +105,9 @@ class ScriptedBackend:
     its session. ``calls`` lists the calls made, in order, by name: the route's
     (``"sign_up_anonymously"``, ``"log_in_anonymously"``, ``"log_in"``, ``"sign_up"``,
     ``"promote"``), ``"refresh"``, ``"revoke"`` or ``"delete"``. It can delete accounts
-    unless ``capabilities`` say otherwise.
+    unless ``capabilities`` say otherwise. Emails and passwords meet the reference server's
+    rules: a malformed email raises ``InvalidRouteError`` (as ``HttpBackend`` does before
+    sending), a new password under 8 characters ``WeakPasswordError``.
     """
 
     def __init__(
@@ -194,18 +199,21 @@ class ScriptedBackend:
         raise InvalidCredentialsError("invalid_anonymous_id", "no anonymous user has this id")
 
     def _log_in(self, email: str, password: str) -> BackendSession:
+        _check_credentials(email, password, new=False)
         user = self._by_email(email)
         if user is None or not secrets.compare_digest(user.password or "", password):
             raise InvalidCredentialsError("invalid_credentials", "the email or password is wrong")
         return self._session_for(user)
 
     def _sign_up(self, email: str, password: str) -> BackendSession:
+        _check_credentials(email, password, new=True)
         self._ensure_email_free(email)
         user = self._new_user(anonymous=False)
         user.email, user.password = email.strip().lower(), password
         return self._session_for(user)
 
     def _promote(self, session: Session, email: str, password: str) -> BackendSession:
+        _check_credentials(email, password, new=True)
         family = self._live_family(session.tokens.access_token)
         user = self._users[self._user_of_family[family]]
         if not user.is_anonymous:
@@ -255,3 +263,17 @@ class ScriptedBackend:
         self._family_of[tokens.access_token] = family
         self._family_of[tokens.refresh_token or ""] = family
         return BackendSession(user.as_mimi_user(), tokens)
+
+
+def _check_credentials(email: str, password: str, *, new: bool) -> None:
+    """Refuse what the reference server refuses: a malformed email (``HttpBackend`` refuses
+    it before sending), a password it cannot take, and a new one that is too short."""
+    check_email(email)
+    if new and len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPasswordError(
+            "weak_password", f"'password' must have at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    if not 1 <= len(password) <= PASSWORD_MAX_LENGTH:
+        raise BackendError(
+            "invalid_request", f"'password' must have 1 to {PASSWORD_MAX_LENGTH} characters"
+        )

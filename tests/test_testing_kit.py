@@ -13,6 +13,7 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
     BackendCapabilities,
+    BackendError,
     ConflictError,
     CoreClosedError,
     Failure,
@@ -25,6 +26,7 @@ from mimi_reactive import (
     Transition,
     TransportError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 
@@ -64,6 +66,19 @@ async def test_recorder_waits_for_a_transition_from_a_dispatched_command() -> No
         assert state.user == core.auth.current_user
     with pytest.raises(AssertionError, match="LOGGED_OUT"):
         await recorder.wait_for(Transition.LOGGED_OUT)
+
+
+async def test_the_scripted_backend_refuses_passwords_as_the_server_does() -> None:
+    """A new password under 8 characters is WeakPasswordError, an empty log-in password
+    an invalid_request BackendError, as the reference server answers."""
+    async with start(ScriptedBackend(), OPEN) as core:
+        with pytest.raises(WeakPasswordError, match="8 characters"):
+            await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="x" * 7))
+        await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="x" * 8))
+        await core.auth.log_out()
+        with pytest.raises(BackendError) as raised:
+            await core.auth.authenticate(AuthRoute.log_in(email="a@b.test", password=""))
+        assert raised.value.code == "invalid_request"
 
 
 async def test_scripted_backend_behaves_like_the_service_by_default() -> None:

@@ -10,7 +10,7 @@ import aiohttp
 import yarl
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_seconds
+from .._checks import check_email, check_seconds
 from .._exceptions import (
     BackendError,
     ClientAuthenticationError,
@@ -22,6 +22,7 @@ from .._exceptions import (
     SessionRevokedError,
     TransportError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from .._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from .._reasons import Reason
@@ -38,6 +39,7 @@ _ERRORS_BY_CODE: dict[str, type[BackendError]] = {
     "invalid_grant": SessionRevokedError,
     "email_taken": ConflictError,
     "not_anonymous": ConflictError,
+    "weak_password": WeakPasswordError,
 }
 
 
@@ -46,7 +48,8 @@ class HttpBackend:
 
     One ``aiohttp.ClientSession`` serves every call; each call has a total ``timeout`` in
     seconds. Network failures raise ``TransportError``, error answers the
-    ``BackendError`` subclass for the server's error code.
+    ``BackendError`` subclass for the server's error code. An email the server would refuse
+    raises ``InvalidRouteError`` without a call.
     """
 
     capabilities = BackendCapabilities(delete=True, revoke_everywhere=True)
@@ -102,6 +105,8 @@ class HttpBackend:
             self._session = None
 
     async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        if isinstance(route, LogIn | SignUp | Promote):
+            check_email(route.email)  # the server's rule, refused here without a round trip
         match route:
             case SignUpAnonymously():
                 return _session_from(await self._post("/v1/anonymous-users", {}))
