@@ -6,13 +6,23 @@ import asyncio
 import secrets
 import uuid
 from collections import deque
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
 from ._backend import BackendCapabilities, ClientCredentials
-from ._checks import MIN_PASSWORD_LENGTH, PASSWORD_MAX_LENGTH, check_email
+from ._checks import (
+    MIN_PASSWORD_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    check_email,
+    check_seconds,
+    flag,
+    seconds,
+)
 from ._exceptions import (
     BackendError,
+    ConfigurationError,
     ConflictError,
     InvalidCredentialsError,
     SessionRevokedError,
@@ -28,42 +38,6 @@ from ._user import MimiUser
 __all__ = ["Reply", "ScriptedBackend"]
 
 
-@attrs.frozen
-class Reply:
-    """How the backend answers one call: after ``delay`` seconds, with its normal result,
-    by raising ``error`` (a ``MimiCoreError`` for a failure, anything else for a fault), or
-    never (``hang``, until the caller gives up)."""
-
-    __repr__ = value_repr
-
-    delay: float = 0.0
-    error: BaseException | None = None
-    hang: bool = False
-    only_for: frozenset[str] | None = None
-    """Method names this reply answers (None: any); other calls pass it by."""
-
-    @classmethod
-    def succeed(cls, *, delay: float = 0.0, only_for: tuple[str, ...] | None = None) -> Reply:
-        """Answer normally, after ``delay`` seconds."""
-        return cls(delay=delay, only_for=_methods(only_for))
-
-    @classmethod
-    def fail(
-        cls, error: BaseException, *, delay: float = 0.0, only_for: tuple[str, ...] | None = None
-    ) -> Reply:
-        """Raise ``error`` after ``delay`` seconds."""
-        return cls(delay=delay, error=error, only_for=_methods(only_for))
-
-    @classmethod
-    def never(cls, *, only_for: tuple[str, ...] | None = None) -> Reply:
-        """Never answer: the call waits until it is cancelled."""
-        return cls(hang=True, only_for=_methods(only_for))
-
-    def answers(self, method: str) -> bool:
-        """Whether this reply is for a call of ``method``."""
-        return self.only_for is None or method in self.only_for
-
-
 # The name each route's call goes by in ``calls`` and ``Reply.only_for``.
 _METHODS: dict[type[AuthRoute], str] = {
     SignUpAnonymously: "sign_up_anonymously",
@@ -72,10 +46,80 @@ _METHODS: dict[type[AuthRoute], str] = {
     SignUp: "sign_up",
     Promote: "promote",
 }
+_CALLS = (*_METHODS.values(), "refresh", "revoke", "delete")
+"""Every name a call goes by: a ``Reply.only_for`` naming another would never answer."""
 
 
-def _methods(names: tuple[str, ...] | None) -> frozenset[str] | None:
-    return None if names is None else frozenset(names)
+def _methods(names: Iterable[str] | None) -> frozenset[str] | None:
+    """``only_for`` as a set of call names; a bare string, an unknown name (a typo would
+    leave the reply waiting for a call that never comes) or no name at all is refused."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(
+            "only_for must be a collection of call names, such as ('log_in',), "
+            f"not {type(names).__name__}"
+        )
+    chosen = frozenset(names)
+    if not all(isinstance(name, str) for name in chosen):
+        raise TypeError("only_for must hold call names as str")
+    if not chosen or not chosen <= set(_CALLS):
+        unknown = ", ".join(sorted(chosen - set(_CALLS))) or "none"
+        raise ConfigurationError(
+            f"only_for must name calls among {', '.join(_CALLS)}; unknown: {unknown}"
+        )
+    return chosen
+
+
+def _exception(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is None or an exception instance (something ``raise`` can raise)."""
+    if value is not None and not isinstance(value, BaseException):
+        raise TypeError(
+            f"{attribute.name} must be an exception, such as TransportError('down'), "
+            f"not {type(value).__name__}"
+        )
+
+
+@attrs.frozen
+class Reply:
+    """How the backend answers one call: after ``delay`` seconds, with its normal result,
+    by raising ``error`` (a ``MimiCoreError`` for a failure, anything else for a fault), or
+    never (``hang``, until the caller gives up).
+
+    A negative or infinite ``delay``, an ``error`` that is no exception, and an ``only_for``
+    that is a bare string or names no call (see ``ScriptedBackend.calls``) are refused.
+    """
+
+    __repr__ = value_repr
+
+    delay: float = attrs.field(default=0.0, validator=seconds)
+    error: BaseException | None = attrs.field(default=None, validator=_exception)
+    hang: bool = attrs.field(default=False, validator=flag)
+    only_for: frozenset[str] | None = attrs.field(default=None, converter=_methods)
+    """Call names this reply answers (None: any); other calls pass it by."""
+
+    @classmethod
+    def succeed(cls, *, delay: float = 0.0, only_for: Iterable[str] | None = None) -> Reply:
+        """Answer normally, after ``delay`` seconds."""
+        return cls(delay=delay, only_for=only_for)
+
+    @classmethod
+    def fail(
+        cls, error: BaseException, *, delay: float = 0.0, only_for: Iterable[str] | None = None
+    ) -> Reply:
+        """Raise ``error`` after ``delay`` seconds."""
+        if error is None:
+            raise TypeError("Reply.fail needs the error to raise (Reply.succeed answers normally)")
+        return cls(delay=delay, error=error, only_for=only_for)
+
+    @classmethod
+    def never(cls, *, only_for: Iterable[str] | None = None) -> Reply:
+        """Never answer: the call waits until it is cancelled."""
+        return cls(hang=True, only_for=only_for)
+
+    def answers(self, method: str) -> bool:
+        """Whether this reply is for a call of ``method``."""
+        return self.only_for is None or method in self.only_for
 
 
 @attrs.define
@@ -117,6 +161,9 @@ class ScriptedBackend:
         latency: float = 0.0,
         token_ttl: float | None = 3600.0,
     ) -> None:
+        check_seconds("latency", latency)
+        if token_ttl is not None:
+            check_seconds("token_ttl", token_ttl)
         self.capabilities = capabilities or BackendCapabilities(delete=True, revoke_everywhere=True)
         self.latency = latency
         """Seconds every unscripted call takes."""

@@ -25,6 +25,7 @@ from mimi_reactive import (
     RefreshPolicy,
     RetryPolicy,
     Transition,
+    TransportError,
 )
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
@@ -239,6 +240,14 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
         for argument in ("leeway", "jwks_ttl", "jwks_max_stale", "timeout")
         for values, error in ((NOT_SECONDS, TypeError), (BAD_SECONDS, ConfigurationError))
     ),
+    (Reply.succeed, {}, "delay", NOT_SECONDS, TypeError),
+    (Reply.succeed, {}, "delay", BAD_SECONDS, ConfigurationError),
+    (Reply.succeed, {}, "only_for", ["sign_up_anonymously", 5, [5]], TypeError),
+    (Reply.never, {}, "only_for", [(), ("signup_anon",), ["log_in", "login"]], ConfigurationError),
+    (Reply.fail, {}, "error", ["oops", None, TransportError], TypeError),
+    (ScriptedBackend, {}, "latency", NOT_SECONDS, TypeError),
+    (ScriptedBackend, {}, "latency", BAD_SECONDS, ConfigurationError),
+    (ScriptedBackend, {}, "token_ttl", BAD_SECONDS, ConfigurationError),
 ]
 
 
