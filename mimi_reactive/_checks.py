@@ -141,3 +141,25 @@ def check_email(email: str) -> None:
     ``InvalidRouteError`` (whose message never shows the email)."""
     if len(email) > EMAIL_MAX_LENGTH or _EMAIL.fullmatch(email) is None:
         raise InvalidRouteError(Reason.EMAIL_MALFORMED)
+
+
+def client_credential(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is None (a service that needs no client credentials) or a str that is not
+    blank: an empty one would fail only at the service, as a failed log-in."""
+    optional_text(instance, attribute, value)
+    if isinstance(value, str) and not value.strip():
+        raise ConfigurationError(
+            f"{attribute.name} is blank: pass the app's credentials, or None for a service "
+            "that needs none"
+        )
+
+
+def basic_auth_id(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A ``client_credential`` without ``:``, which HTTP Basic authentication (RFC 7617) takes for
+    the end of the id, so the service would read another one (the reference server refuses
+    it)."""
+    client_credential(instance, attribute, value)
+    if isinstance(value, str) and ":" in value:
+        raise ConfigurationError(
+            f"{attribute.name} must not hold ':' (HTTP Basic authentication ends the id there)"
+        )

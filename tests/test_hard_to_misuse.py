@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
+    BlockingMimiCore,
     ClientCredentials,
     ConfigurationError,
+    FileSessionStorage,
     LogOut,
     MimiConfiguration,
     MimiCore,
@@ -197,13 +199,24 @@ NOT_SECONDS: list[object] = ["1", None, True, [1]]
 BAD_SECONDS: list[object] = [-1, -0.001, math.nan, math.inf, -math.inf]
 _ROUTE: dict[str, object] = {"email": "a@b.test", "password": "password1"}
 _START = partial(MimiCore.start, backend=ScriptedBackend())
+_BLOCKING_START = partial(BlockingMimiCore.start, backend=ScriptedBackend())
 _VERIFIER: dict[str, object] = {"issuer": "http://h"}
+BLANK_CREDENTIALS: list[object] = ["", "  ", "\n"]
+# What MimiCore.start and BlockingMimiCore.start both refuse (the one check) before the core starts.
+_EITHER_START: list[tuple[dict[str, object], str, list[object], type]] = [
+    ({}, "backend", ["http://127.0.0.1:8080", None, HttpBackend], TypeError),
+    ({}, "storage", ["session.json", {}, FileSessionStorage], TypeError),
+    ({}, "client_id", ["", "app:admin"], ConfigurationError),
+    ({"client_id": "app"}, "client_secret", [""], ConfigurationError),
+]
 
 # (constructor, its other arguments, the argument given wrong values, the values, the error)
 _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list[object], type]] = [
     (AuthRoute.log_in_anonymously, {}, "anonymous_id", NOT_TEXT, TypeError),
     (ClientCredentials, {}, "client_id", NOT_TEXT, TypeError),
     (ClientCredentials, {}, "client_secret", NOT_TEXT, TypeError),
+    (ClientCredentials, {}, "client_id", [*BLANK_CREDENTIALS, "app:admin"], ConfigurationError),
+    (ClientCredentials, {}, "client_secret", BLANK_CREDENTIALS, ConfigurationError),
     *(
         (route, _ROUTE, field, NOT_TEXT, TypeError)
         for route in (AuthRoute.log_in, AuthRoute.sign_up, AuthRoute.promote)
@@ -230,6 +243,11 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (_START, {}, "close_grace_period", BAD_SECONDS, ConfigurationError),
     (_START, {}, "configuration", [{}, "anonymous"], TypeError),
     (_START, {}, "clock", [5.0, None], TypeError),
+    *(
+        (start, others, argument, values, error)
+        for start in (_START, _BLOCKING_START)
+        for others, argument, values, error in _EITHER_START
+    ),
     (HttpBackend, {}, "base_url", [123, None, b"http://h"], TypeError),
     (HttpBackend, {"base_url": "http://h"}, "timeout", NOT_SECONDS, TypeError),
     (HttpBackend, {"base_url": "http://h"}, "timeout", BAD_SECONDS, ConfigurationError),
