@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -163,3 +164,29 @@ def basic_auth_id(instance: object, attribute: attrs.Attribute[Any], value: obje
         raise ConfigurationError(
             f"{attribute.name} must not hold ':' (HTTP Basic authentication ends the id there)"
         )
+
+
+def check_service_url(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is a service's base URL: http:// or https:// with a host,
+    without credentials, query or fragment; the message quotes it only when it cannot hold a
+    password (no ``@`` in it)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    try:
+        parts = urllib.parse.urlsplit(value)
+        port = parts.port  # reading it refuses a port that is not a number up to 65535
+    except ValueError:
+        parts, port = None, None
+    shown = "" if "@" in value else f", got {value!r}"
+    if "@" in value.partition("://")[2].partition("/")[0]:
+        raise ConfigurationError(f"{name} must not hold credentials")
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or port == 0
+        or any(character.isspace() for character in value)
+    ):
+        raise ConfigurationError(f"{name} must be an http:// or https:// URL with a host{shown}")
+    if parts.query or parts.fragment:
+        raise ConfigurationError(f"{name} must not have a query or a fragment{shown}")

@@ -258,6 +258,16 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
         for argument in ("leeway", "jwks_ttl", "jwks_max_stale", "timeout")
         for values, error in ((NOT_SECONDS, TypeError), (BAD_SECONDS, ConfigurationError))
     ),
+    (AccessTokenVerifier, {}, "issuer", [None, 5, b"http://h"], TypeError),
+    (
+        AccessTokenVerifier,
+        {},
+        "issuer",
+        ["", "not a url", "ftp://h", "http://", "h:8080", "http://h?x=1", "http://h:0"],
+        ConfigurationError,
+    ),
+    (AccessTokenVerifier, _VERIFIER, "clients", ["app-admin", b"app", 5, ["app", 5]], TypeError),
+    (AccessTokenVerifier, _VERIFIER, "clients", [[], set()], ConfigurationError),
     (Reply.succeed, {}, "delay", NOT_SECONDS, TypeError),
     (Reply.succeed, {}, "delay", BAD_SECONDS, ConfigurationError),
     (Reply.succeed, {}, "only_for", ["sign_up_anonymously", 5, [5]], TypeError),
