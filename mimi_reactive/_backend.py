@@ -8,11 +8,11 @@ a route (the Firebase Auth REST API cannot log in by anonymous id).
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ._checks import optional_text
+from ._checks import basic_auth_id, client_credential
 from ._messages import (
     AuthRoute,
     LogIn,
@@ -36,12 +36,16 @@ __all__ = [
 @attrs.frozen
 class ClientCredentials:
     """The app's identity at the identity service (None for a service that has none, such as
-    Firebase Auth, where the backend holds the app's API key)."""
+    Firebase Auth, where the backend holds the app's API key).
+
+    A blank id or secret, or an id holding ``:`` (which HTTP Basic authentication cannot
+    carry), raises ``ConfigurationError``; one that is not a str, ``TypeError``.
+    """
 
     __repr__ = value_repr
 
-    client_id: str | None = attrs.field(default=None, validator=optional_text)
-    client_secret: str | None = attrs.field(default=None, repr=False, validator=optional_text)
+    client_id: str | None = attrs.field(default=None, validator=basic_auth_id)
+    client_secret: str | None = attrs.field(default=None, repr=False, validator=client_credential)
 
 
 ALL_ROUTES: frozenset[type[AuthRoute]] = frozenset(
@@ -72,6 +76,7 @@ class BackendCapabilities:
         return type(route) in self.routes
 
 
+@runtime_checkable
 class AuthBackend(Protocol):
     """An identity service, as the core needs it.
 

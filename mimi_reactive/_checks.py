@@ -215,3 +215,43 @@ def possible_anonymous_id(instance: object, attribute: attrs.Attribute[Any], val
         problem = anonymous_id_problem(value)
         if problem is not None:
             raise InvalidRouteError(problem)
+
+
+# The reference server's rules for emails and passwords: its request models (_server/_models.py)
+# are built from these, and HttpBackend and ScriptedBackend apply them too.
+EMAIL_MAX_LENGTH = 254
+EMAIL_PATTERN = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+"""An email's shape, without anchors: a dot-atom local part and a domain with a dot in it."""
+MIN_PASSWORD_LENGTH = 8
+"""The fewest characters of a new password (sign-up, promotion): shorter is ``weak_password``."""
+PASSWORD_MAX_LENGTH = 1024
+_EMAIL = re.compile(EMAIL_PATTERN)
+
+
+def check_email(email: str) -> None:
+    """Refuse an email the reference server would refuse, before it is sent, with
+    ``InvalidRouteError`` (whose message never shows the email)."""
+    if len(email) > EMAIL_MAX_LENGTH or _EMAIL.fullmatch(email) is None:
+        raise InvalidRouteError(Reason.EMAIL_MALFORMED)
+
+
+def client_credential(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is None (a service that needs no client credentials) or a str that is not
+    blank: an empty one would fail only at the service, as a failed log-in."""
+    optional_text(instance, attribute, value)
+    if isinstance(value, str) and not value.strip():
+        raise ConfigurationError(
+            f"{attribute.name} is blank: pass the app's credentials, or None for a service "
+            "that needs none"
+        )
+
+
+def basic_auth_id(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """A ``client_credential`` without ``:``, which HTTP Basic authentication (RFC 7617) takes for
+    the end of the id, so the service would read another one (the reference server refuses
+    it)."""
+    client_credential(instance, attribute, value)
+    if isinstance(value, str) and ":" in value:
+        raise ConfigurationError(
+            f"{attribute.name} must not hold ':' (HTTP Basic authentication ends the id there)"
+        )

@@ -70,10 +70,25 @@ class MimiCore:
         ``close_grace_period`` is how long closing waits at most for a running command and
         for background revocations (a log-out made offline), in seconds.
         ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
-        An argument of the wrong type raises ``TypeError``, a negative or NaN duration
-        ``ConfigurationError``, before anything starts.
+        An argument of the wrong type (a URL for ``backend``, a path for ``storage``) raises
+        ``TypeError``; a negative or NaN duration, or a blank ``client_id`` or
+        ``client_secret``, ``ConfigurationError``: all before anything starts.
         """
         check_seconds("close_grace_period", close_grace_period)
+        client = ClientCredentials(client_id, client_secret)
+        # A class has the methods too: HttpBackend without its "(url)" is refused as well.
+        if isinstance(backend, type) or not isinstance(backend, AuthBackend):
+            raise TypeError(
+                f"backend must be an AuthBackend such as HttpBackend(url), not "
+                f"{type(backend).__name__}"
+            )
+        if storage is not None and (
+            isinstance(storage, type) or not isinstance(storage, SessionStorage)
+        ):
+            raise TypeError(
+                f"storage must be a SessionStorage such as FileSessionStorage(path), not "
+                f"{type(storage).__name__}"
+            )
         if configuration is not None and not isinstance(configuration, MimiConfiguration):
             raise TypeError(
                 f"configuration must be a MimiConfiguration, not {type(configuration).__name__}"
@@ -82,7 +97,7 @@ class MimiCore:
             raise TypeError(f"clock must be callable, like time.time; got {type(clock).__name__}")
         return _Starting(
             cls._start(
-                client=ClientCredentials(client_id, client_secret),
+                client=client,
                 backend=backend,
                 configuration=configuration or MimiConfiguration(),
                 storage=storage if storage is not None else MemorySessionStorage(),

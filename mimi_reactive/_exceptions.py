@@ -10,7 +10,7 @@ MimiCoreError                      base of every error the library raises
 │   └── NotLoggedInError           the command needs a logged-in user
 ├── InvalidRouteError (ValueError) the route cannot run as given (a blank or malformed id)
 ├── ConfigurationError (ValueError) a setting is wrong: a negative duration, a bad URL, …
-├── CoreClosedError                the core was closed before or while the call ran
+├── CoreClosedError                the core (or a verifier) was closed before or while the call ran
 ├── ReentrantCallError             waiting on a command where it can never finish
 ├── TransportError                 the identity service could not be reached in time
 ├── SessionFilePathError (ValueError)       the session file's path is a directory
@@ -93,7 +93,8 @@ class ConfigurationError(MimiCoreError, ValueError):
 
 
 class CoreClosedError(MimiCoreError):
-    """The core was closed: queued and later calls fail with this instead of hanging."""
+    """The core was closed: queued and later calls fail with this instead of hanging. A
+    closed ``AccessTokenVerifier`` raises it too."""
 
 
 class ReentrantCallError(MimiCoreError):

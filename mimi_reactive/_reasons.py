@@ -14,10 +14,12 @@ class Reason(enum.Enum):
     ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE = "anonymous_id_surrounded_by_whitespace"
     ANONYMOUS_ID_TOO_LONG = "anonymous_id_too_long"
     ANONYMOUS_ID_MALFORMED = "anonymous_id_malformed"
+    EMAIL_MALFORMED = "email_malformed"
     ALREADY_LOGGED_IN = "already_logged_in"
     NO_USER_LOGGED_IN = "no_user_logged_in"
     ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
     ANONYMOUS_ONLY_FORBIDS_CREDENTIALS = "anonymous_only_forbids_credentials"
+    SERVICE_ALLOWS_ONLY_ANONYMOUS = "service_allows_only_anonymous"
     PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
     BACKEND_CANNOT = "backend_cannot"
     TOKENS_FRESH = "tokens_fresh"
@@ -40,6 +42,10 @@ _DESCRIPTIONS = {
         "the anonymous id holds characters no service issues: only letters A-Z and a-z, "
         "digits, '_', '.' and '-'"
     ),
+    Reason.EMAIL_MALFORMED: (
+        "the email is not an address the identity service takes: name@domain.example, "
+        "at most 254 characters, without spaces"
+    ),
     Reason.ALREADY_LOGGED_IN: "this user is already logged in",
     Reason.NO_USER_LOGGED_IN: "no user is logged in",
     Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY: (
@@ -48,6 +54,10 @@ _DESCRIPTIONS = {
     Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS: (
         "allow_anonymous_user_only forbids credential log-in, sign-up and promotion: "
         "an anonymous user must never become a non-anonymous one"
+    ),
+    Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS: (
+        "the identity service registers this client as anonymous-only: it refuses credential "
+        "log-in, sign-up and promotion"
     ),
     Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
     Reason.BACKEND_CANNOT: "the configured backend does not support this route",

@@ -42,6 +42,7 @@ class StateRecorder:
     def __init__(self, core: MimiCore) -> None:
         self.states: list[SessionState] = []
         self.completed = False
+        self.stopped = False
         self._waiters: list[asyncio.Future[None]] = []
         self._subscription = core.auth.states.subscribe(self._record, on_completed=self._end)
 
@@ -58,8 +59,8 @@ class StateRecorder:
     async def wait_for(self, transition: Transition) -> SessionState:
         """Wait until a state with ``transition`` has been recorded; return the first.
 
-        Raises ``AssertionError`` if the core closes first. Bound the wait with
-        ``asyncio.timeout``.
+        Raises ``AssertionError`` if the core closes or the recorder stops first. Bound the
+        wait with ``asyncio.timeout``.
         """
 
         def found() -> SessionState | None:
@@ -68,14 +69,19 @@ class StateRecorder:
         while (state := found()) is None:
             if self.completed:
                 raise AssertionError(f"the core closed without a {transition.name} state")
+            if self.stopped:
+                raise AssertionError(f"the recorder stopped without a {transition.name} state")
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append(waiter)
             await waiter
         return state
 
     def stop(self) -> None:
-        """Stop recording; what was recorded stays."""
+        """Stop recording; what was recorded stays, and a ``wait_for`` still waiting for a
+        state it did not record raises."""
         self._subscription.dispose()
+        self.stopped = True
+        self._notify()
 
     def __enter__(self) -> StateRecorder:
         return self

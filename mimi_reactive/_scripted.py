@@ -6,16 +6,29 @@ import asyncio
 import secrets
 import uuid
 from collections import deque
+from collections.abc import Iterable
+from typing import Any
 
 import attrs
 
 from ._backend import BackendCapabilities, ClientCredentials
+from ._checks import (
+    MIN_PASSWORD_LENGTH,
+    PASSWORD_MAX_LENGTH,
+    check_email,
+    check_seconds,
+    flag,
+    seconds,
+)
 from ._exceptions import (
+    BackendError,
+    ConfigurationError,
     ConflictError,
     InvalidCredentialsError,
     SessionEndedError,
     SessionRevokedError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from ._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from ._reasons import Reason
@@ -26,42 +39,6 @@ from ._user import MimiUser
 __all__ = ["Reply", "ScriptedBackend"]
 
 
-@attrs.frozen
-class Reply:
-    """How the backend answers one call: after ``delay`` seconds, with its normal result,
-    by raising ``error`` (a ``MimiCoreError`` for a failure, anything else for a fault), or
-    never (``hang``, until the caller gives up)."""
-
-    __repr__ = value_repr
-
-    delay: float = 0.0
-    error: BaseException | None = None
-    hang: bool = False
-    only_for: frozenset[str] | None = None
-    """Method names this reply answers (None: any); other calls pass it by."""
-
-    @classmethod
-    def succeed(cls, *, delay: float = 0.0, only_for: tuple[str, ...] | None = None) -> Reply:
-        """Answer normally, after ``delay`` seconds."""
-        return cls(delay=delay, only_for=_methods(only_for))
-
-    @classmethod
-    def fail(
-        cls, error: BaseException, *, delay: float = 0.0, only_for: tuple[str, ...] | None = None
-    ) -> Reply:
-        """Raise ``error`` after ``delay`` seconds."""
-        return cls(delay=delay, error=error, only_for=_methods(only_for))
-
-    @classmethod
-    def never(cls, *, only_for: tuple[str, ...] | None = None) -> Reply:
-        """Never answer: the call waits until it is cancelled."""
-        return cls(hang=True, only_for=_methods(only_for))
-
-    def answers(self, method: str) -> bool:
-        """Whether this reply is for a call of ``method``."""
-        return self.only_for is None or method in self.only_for
-
-
 # The name each route's call goes by in ``calls`` and ``Reply.only_for``.
 _METHODS: dict[type[AuthRoute], str] = {
     SignUpAnonymously: "sign_up_anonymously",
@@ -70,10 +47,80 @@ _METHODS: dict[type[AuthRoute], str] = {
     SignUp: "sign_up",
     Promote: "promote",
 }
+_CALLS = (*_METHODS.values(), "refresh", "revoke", "delete")
+"""Every name a call goes by: a ``Reply.only_for`` naming another would never answer."""
 
 
-def _methods(names: tuple[str, ...] | None) -> frozenset[str] | None:
-    return None if names is None else frozenset(names)
+def _methods(names: Iterable[str] | None) -> frozenset[str] | None:
+    """``only_for`` as a set of call names; a bare string, an unknown name (a typo would
+    leave the reply waiting for a call that never comes) or no name at all is refused."""
+    if names is None:
+        return None
+    if isinstance(names, str) or not isinstance(names, Iterable):
+        raise TypeError(
+            "only_for must be a collection of call names, such as ('log_in',), "
+            f"not {type(names).__name__}"
+        )
+    chosen = frozenset(names)
+    if not all(isinstance(name, str) for name in chosen):
+        raise TypeError("only_for must hold call names as str")
+    if not chosen or not chosen <= set(_CALLS):
+        unknown = ", ".join(sorted(chosen - set(_CALLS))) or "none"
+        raise ConfigurationError(
+            f"only_for must name calls among {', '.join(_CALLS)}; unknown: {unknown}"
+        )
+    return chosen
+
+
+def _exception(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is None or an exception instance (something ``raise`` can raise)."""
+    if value is not None and not isinstance(value, BaseException):
+        raise TypeError(
+            f"{attribute.name} must be an exception, such as TransportError('down'), "
+            f"not {type(value).__name__}"
+        )
+
+
+@attrs.frozen
+class Reply:
+    """How the backend answers one call: after ``delay`` seconds, with its normal result,
+    by raising ``error`` (a ``MimiCoreError`` for a failure, anything else for a fault), or
+    never (``hang``, until the caller gives up).
+
+    A negative or infinite ``delay``, an ``error`` that is no exception, and an ``only_for``
+    that is a bare string or names no call (see ``ScriptedBackend.calls``) are refused.
+    """
+
+    __repr__ = value_repr
+
+    delay: float = attrs.field(default=0.0, validator=seconds)
+    error: BaseException | None = attrs.field(default=None, validator=_exception)
+    hang: bool = attrs.field(default=False, validator=flag)
+    only_for: frozenset[str] | None = attrs.field(default=None, converter=_methods)
+    """Call names this reply answers (None: any); other calls pass it by."""
+
+    @classmethod
+    def succeed(cls, *, delay: float = 0.0, only_for: Iterable[str] | None = None) -> Reply:
+        """Answer normally, after ``delay`` seconds."""
+        return cls(delay=delay, only_for=only_for)
+
+    @classmethod
+    def fail(
+        cls, error: BaseException, *, delay: float = 0.0, only_for: Iterable[str] | None = None
+    ) -> Reply:
+        """Raise ``error`` after ``delay`` seconds."""
+        if error is None:
+            raise TypeError("Reply.fail needs the error to raise (Reply.succeed answers normally)")
+        return cls(delay=delay, error=error, only_for=only_for)
+
+    @classmethod
+    def never(cls, *, only_for: Iterable[str] | None = None) -> Reply:
+        """Never answer: the call waits until it is cancelled."""
+        return cls(hang=True, only_for=only_for)
+
+    def answers(self, method: str) -> bool:
+        """Whether this reply is for a call of ``method``."""
+        return self.only_for is None or method in self.only_for
 
 
 @attrs.define
@@ -103,7 +150,9 @@ class ScriptedBackend:
     its session. ``calls`` lists the calls made, in order, by name: the route's
     (``"sign_up_anonymously"``, ``"log_in_anonymously"``, ``"log_in"``, ``"sign_up"``,
     ``"promote"``), ``"refresh"``, ``"revoke"`` or ``"delete"``. It can delete accounts
-    unless ``capabilities`` say otherwise.
+    unless ``capabilities`` say otherwise. Emails and passwords meet the reference server's
+    rules: a malformed email raises ``InvalidRouteError`` (as ``HttpBackend`` does before
+    sending), a new password under 8 characters ``WeakPasswordError``.
     """
 
     def __init__(
@@ -113,6 +162,9 @@ class ScriptedBackend:
         latency: float = 0.0,
         token_ttl: float | None = 3600.0,
     ) -> None:
+        check_seconds("latency", latency)
+        if token_ttl is not None:
+            check_seconds("token_ttl", token_ttl)
         self.capabilities = capabilities or BackendCapabilities(delete=True, revoke_everywhere=True)
         self.latency = latency
         """Seconds every unscripted call takes."""
@@ -195,18 +247,21 @@ class ScriptedBackend:
         raise InvalidCredentialsError("invalid_anonymous_id", "no anonymous user has this id")
 
     def _log_in(self, email: str, password: str) -> BackendSession:
+        _check_credentials(email, password, new=False)
         user = self._by_email(email)
         if user is None or not secrets.compare_digest(user.password or "", password):
             raise InvalidCredentialsError("invalid_credentials", "the email or password is wrong")
         return self._session_for(user)
 
     def _sign_up(self, email: str, password: str) -> BackendSession:
+        _check_credentials(email, password, new=True)
         self._ensure_email_free(email)
         user = self._new_user(anonymous=False)
         user.email, user.password = email.strip().lower(), password
         return self._session_for(user)
 
     def _promote(self, session: Session, email: str, password: str) -> BackendSession:
+        _check_credentials(email, password, new=True)
         family = self._live_family(session.tokens.access_token)
         user = self._users[self._user_of_family[family]]
         if not user.is_anonymous:
@@ -258,3 +313,17 @@ class ScriptedBackend:
         self._family_of[tokens.access_token] = family
         self._family_of[tokens.refresh_token or ""] = family
         return BackendSession(user.as_mimi_user(), tokens)
+
+
+def _check_credentials(email: str, password: str, *, new: bool) -> None:
+    """Refuse what the reference server refuses: a malformed email (``HttpBackend`` refuses
+    it before sending), a password it cannot take, and a new one that is too short."""
+    check_email(email)
+    if new and len(password) < MIN_PASSWORD_LENGTH:
+        raise WeakPasswordError(
+            "weak_password", f"'password' must have at least {MIN_PASSWORD_LENGTH} characters"
+        )
+    if not 1 <= len(password) <= PASSWORD_MAX_LENGTH:
+        raise BackendError(
+            "invalid_request", f"'password' must have 1 to {PASSWORD_MAX_LENGTH} characters"
+        )

@@ -19,6 +19,7 @@ __all__ = [
 ]
 
 
+@runtime_checkable
 class SessionStorage(Protocol):
     """Keeps one session between runs. Implementations must be safe against crashes:
     after ``save`` returns, a crash loses nothing; during ``save``, the previous session

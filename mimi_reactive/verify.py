@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any
 
@@ -44,8 +44,8 @@ import attrs
 import jwt
 from aiohttp import web
 
-from ._checks import check_seconds
-from ._exceptions import ConfigurationError, MimiCoreError
+from ._checks import check_seconds, check_service_url
+from ._exceptions import ConfigurationError, CoreClosedError, MimiCoreError
 from ._log import Log
 from ._redaction import value_repr
 
@@ -158,9 +158,13 @@ class AccessTokenVerifier:
     unknown ``kid`` or after a failed fetch (a token naming an unknown key inside it is refused
     without a fetch, so forged tokens cannot make the service busy). ``jwks_max_stale``: seconds
     after the last successful fetch that its keys stay in use while the JWKS cannot be fetched.
-    ``clients``: if given, only tokens issued to these client ids pass. ``clock``: monotonic
+    ``clients``: if given, only tokens issued to these client ids pass (a set or list of
+    them; one id alone is ``{"my-app"}``, never the bare string). ``clock``: monotonic
     seconds (tests move it instead of sleeping). Use one verifier for the whole app and
-    ``close()`` it (or ``async with``) at the end.
+    ``close()`` it (or ``async with``) at the end; ``verify`` then raises ``CoreClosedError``.
+
+    An ``issuer`` that is not an http(s) URL, or a duration or ``clients`` of the wrong type,
+    raises ``TypeError`` or ``ConfigurationError``.
     """
 
     def __init__(
@@ -172,9 +176,10 @@ class AccessTokenVerifier:
         jwks_refetch_interval: float = 30.0,
         jwks_max_stale: float = 3600.0,
         timeout: float = 5.0,
-        clients: frozenset[str] | None = None,
+        clients: Iterable[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        check_service_url("issuer", issuer)
         for name, value in (
             ("leeway", leeway),
             ("jwks_ttl", jwks_ttl),
@@ -195,7 +200,7 @@ class AccessTokenVerifier:
         self._refetch_interval = jwks_refetch_interval
         self._max_stale = jwks_max_stale
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._clients = clients
+        self._clients = _client_ids(clients)
         self._clock = clock
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = -float("inf")
@@ -206,12 +211,15 @@ class AccessTokenVerifier:
         """Whether the last fetch failed (logged once, when it starts failing)."""
         self._lock = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"AccessTokenVerifier({self._issuer!r}, keys={len(self._keys)})"
 
     async def verify(self, token: str) -> VerifiedToken:
-        """The token's claims if it is valid now; ``InvalidTokenError`` otherwise."""
+        """The token's claims if it is valid now; ``InvalidTokenError`` otherwise, and
+        ``CoreClosedError`` once the verifier is closed."""
+        self._ensure_open()
         key = await self._key(kid_of(token))
         claims = decoded(token, key, issuer=self._issuer, leeway=self._leeway, now=time.time())
         if self._clients is not None and claims.client_id not in self._clients:
@@ -259,6 +267,7 @@ class AccessTokenVerifier:
         self._keys, self._fetched_at, self._failing = keys, self._clock(), False
 
     async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        self._ensure_open()  # closed while this caller waited for the lock
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
@@ -275,8 +284,14 @@ class AccessTokenVerifier:
         except jwt.PyJWTError as error:
             raise _JwksUnavailableError("unusable keys") from error
 
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise CoreClosedError("this AccessTokenVerifier is closed")
+
     async def close(self) -> None:
-        """Close the HTTP session that fetches keys."""
+        """Close the HTTP session that fetches keys; later ``verify`` calls raise
+        ``CoreClosedError``. Idempotent."""
+        self._closed = True
         if self._http is not None:
             await self._http.close()
             self._http = None
@@ -291,6 +306,24 @@ class AccessTokenVerifier:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _client_ids(clients: Iterable[str] | None) -> frozenset[str] | None:
+    """``clients`` as a set of client ids. A bare str is refused: ``in`` on it would test
+    substrings, and let ``"app"`` pass a verifier given ``"app-admin"``."""
+    if clients is None:
+        return None
+    if isinstance(clients, str | bytes) or not isinstance(clients, Iterable):
+        raise TypeError(
+            "clients must be a set of client ids, such as {'my-app'}, not "
+            f"{type(clients).__name__}"
+        )
+    ids = frozenset(clients)
+    if not all(isinstance(client, str) for client in ids):
+        raise TypeError("clients must hold client ids as str")
+    if not ids:
+        raise ConfigurationError("clients is empty: no token would pass; None accepts any client")
+    return ids
 
 
 VERIFIED_TOKEN = web.RequestKey("mimi_verified_token", VerifiedToken)

@@ -29,6 +29,7 @@ from mimi_reactive import (
     Transition,
     TransportError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from mimi_reactive._backend import ALL_ROUTES
 from mimi_reactive.testing import StateRecorder
@@ -285,6 +286,21 @@ async def test_credentials_sign_up_log_in_and_errors_are_typed(service: Harness)
     again = await core.auth.authenticate(AuthRoute.log_in(email=email, password=password))
     assert again == user
     assert transition(core) is Transition.LOGGED_IN
+
+
+async def test_a_too_short_new_password_is_a_weak_password_error(service: Harness) -> None:
+    """Sign-up and promotion with a 3-character password raise WeakPasswordError (every
+    service's minimum is longer) and change nothing: the anonymous user stays."""
+    needs(service, SignUpAnonymously, SignUp, Promote)
+    core, _ = await service.core()
+    with pytest.raises(WeakPasswordError):
+        await core.auth.authenticate(AuthRoute.sign_up(email=new_email(), password="abc"))
+    assert core.auth.current_user is None
+    anonymous = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    with pytest.raises(WeakPasswordError):
+        await core.auth.authenticate(AuthRoute.promote(email=new_email(), password="abc"))
+    assert transition(core) is Transition.FAILED
+    assert core.auth.current_user == anonymous
 
 
 async def test_log_in_by_anonymous_id(service: Harness) -> None:

@@ -16,8 +16,10 @@ from hypothesis import strategies as st
 from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
+    BlockingMimiCore,
     ClientCredentials,
     ConfigurationError,
+    FileSessionStorage,
     LogOut,
     MimiConfiguration,
     MimiCore,
@@ -25,6 +27,7 @@ from mimi_reactive import (
     RefreshPolicy,
     RetryPolicy,
     Transition,
+    TransportError,
 )
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
@@ -196,13 +199,24 @@ NOT_SECONDS: list[object] = ["1", None, True, [1]]
 BAD_SECONDS: list[object] = [-1, -0.001, math.nan, math.inf, -math.inf]
 _ROUTE: dict[str, object] = {"email": "a@b.test", "password": "password1"}
 _START = partial(MimiCore.start, backend=ScriptedBackend())
+_BLOCKING_START = partial(BlockingMimiCore.start, backend=ScriptedBackend())
 _VERIFIER: dict[str, object] = {"issuer": "http://h"}
+BLANK_CREDENTIALS: list[object] = ["", "  ", "\n"]
+# What MimiCore.start and BlockingMimiCore.start both refuse (the one check) before the core starts.
+_EITHER_START: list[tuple[dict[str, object], str, list[object], type]] = [
+    ({}, "backend", ["http://127.0.0.1:8080", None, HttpBackend], TypeError),
+    ({}, "storage", ["session.json", {}, FileSessionStorage], TypeError),
+    ({}, "client_id", ["", "app:admin"], ConfigurationError),
+    ({"client_id": "app"}, "client_secret", [""], ConfigurationError),
+]
 
 # (constructor, its other arguments, the argument given wrong values, the values, the error)
 _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list[object], type]] = [
     (AuthRoute.log_in_anonymously, {}, "anonymous_id", NOT_TEXT, TypeError),
     (ClientCredentials, {}, "client_id", NOT_TEXT, TypeError),
     (ClientCredentials, {}, "client_secret", NOT_TEXT, TypeError),
+    (ClientCredentials, {}, "client_id", [*BLANK_CREDENTIALS, "app:admin"], ConfigurationError),
+    (ClientCredentials, {}, "client_secret", BLANK_CREDENTIALS, ConfigurationError),
     *(
         (route, _ROUTE, field, NOT_TEXT, TypeError)
         for route in (AuthRoute.log_in, AuthRoute.sign_up, AuthRoute.promote)
@@ -229,6 +243,11 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (_START, {}, "close_grace_period", BAD_SECONDS, ConfigurationError),
     (_START, {}, "configuration", [{}, "anonymous"], TypeError),
     (_START, {}, "clock", [5.0, None], TypeError),
+    *(
+        (start, others, argument, values, error)
+        for start in (_START, _BLOCKING_START)
+        for others, argument, values, error in _EITHER_START
+    ),
     (HttpBackend, {}, "base_url", [123, None, b"http://h"], TypeError),
     (HttpBackend, {"base_url": "http://h"}, "timeout", NOT_SECONDS, TypeError),
     (HttpBackend, {"base_url": "http://h"}, "timeout", BAD_SECONDS, ConfigurationError),
@@ -239,6 +258,24 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
         for argument in ("leeway", "jwks_ttl", "jwks_max_stale", "timeout")
         for values, error in ((NOT_SECONDS, TypeError), (BAD_SECONDS, ConfigurationError))
     ),
+    (AccessTokenVerifier, {}, "issuer", [None, 5, b"http://h"], TypeError),
+    (
+        AccessTokenVerifier,
+        {},
+        "issuer",
+        ["", "not a url", "ftp://h", "http://", "h:8080", "http://h?x=1", "http://h:0"],
+        ConfigurationError,
+    ),
+    (AccessTokenVerifier, _VERIFIER, "clients", ["app-admin", b"app", 5, ["app", 5]], TypeError),
+    (AccessTokenVerifier, _VERIFIER, "clients", [[], set()], ConfigurationError),
+    (Reply.succeed, {}, "delay", NOT_SECONDS, TypeError),
+    (Reply.succeed, {}, "delay", BAD_SECONDS, ConfigurationError),
+    (Reply.succeed, {}, "only_for", ["sign_up_anonymously", 5, [5]], TypeError),
+    (Reply.never, {}, "only_for", [(), ("signup_anon",), ["log_in", "login"]], ConfigurationError),
+    (Reply.fail, {}, "error", ["oops", None, TransportError], TypeError),
+    (ScriptedBackend, {}, "latency", NOT_SECONDS, TypeError),
+    (ScriptedBackend, {}, "latency", BAD_SECONDS, ConfigurationError),
+    (ScriptedBackend, {}, "token_ttl", BAD_SECONDS, ConfigurationError),
 ]
 
 

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from mimi_reactive import AuthRoute, MimiConfiguration, MimiCore, RouteRefusedError
+from mimi_reactive import AuthRoute, MimiConfiguration, MimiCore, Reason, RouteRefusedError
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
 
@@ -59,18 +59,22 @@ async def test_anonymous_only_client_is_refused_credential_routes(
 async def test_the_client_library_maps_the_refusal_to_route_refused(
     two_clients: IdentityServer,
 ) -> None:
-    """A modified client that skips its own guard still gets RouteRefusedError from the server."""
+    """A modified client that skips its own guard still gets RouteRefusedError from the server,
+    with a reason of its own: the app did not set allow_anonymous_user_only, the service did."""
     async with MimiCore.start(
         client_id="hearing-app",
         client_secret=ANON_SECRET,
         configuration=MimiConfiguration(allow_anonymous_user_only=False),  # the guard is off
         backend=HttpBackend(two_clients.url),
     ) as core:
-        with pytest.raises(RouteRefusedError):
+        with pytest.raises(RouteRefusedError) as raised:
             await core.auth.authenticate(
                 AuthRoute.sign_up(email="eve@example.test", password="long enough")
             )
         assert core.auth.current_user is None
+    assert raised.value.reason is Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS
+    assert "registers this client as anonymous-only" in str(raised.value)
+    assert "allow_anonymous_user_only" not in str(raised.value)
 
 
 async def test_a_refresh_token_only_works_for_its_own_client(

@@ -13,6 +13,7 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
     BackendCapabilities,
+    BackendError,
     ConflictError,
     CoreClosedError,
     Failure,
@@ -25,6 +26,7 @@ from mimi_reactive import (
     Transition,
     TransportError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 
@@ -64,6 +66,48 @@ async def test_recorder_waits_for_a_transition_from_a_dispatched_command() -> No
         assert state.user == core.auth.current_user
     with pytest.raises(AssertionError, match="LOGGED_OUT"):
         await recorder.wait_for(Transition.LOGGED_OUT)
+
+
+async def test_a_wait_for_ends_when_the_recorder_stops() -> None:
+    """wait_for raises once the recorder is stopped, whether it was waiting already or is
+    called after stop(): its states can no longer come (the core may never close)."""
+    async with start(ScriptedBackend()) as core:
+        recorder = StateRecorder(core)
+        waiting = asyncio.ensure_future(recorder.wait_for(Transition.ANONYMOUS_CREATED))
+        await asyncio.sleep(0)  # it is waiting
+        recorder.stop()
+        async with asyncio.timeout(5):
+            with pytest.raises(AssertionError, match="stopped without a ANONYMOUS_CREATED"):
+                await waiting
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            with pytest.raises(AssertionError, match="stopped"):
+                await recorder.wait_for(Transition.ANONYMOUS_CREATED)
+        assert await recorder.wait_for(Transition.INITIAL) is recorder.states[0]
+
+
+def test_a_misspelled_call_name_is_refused_with_the_names_there_are() -> None:
+    """only_for naming a call that does not exist raises, listing every valid name; a bare
+    string (a set of its letters) raises TypeError."""
+    with pytest.raises(ValueError, match="unknown: signup_anon") as raised:
+        Reply.fail(TransportError("down"), only_for=("signup_anon",))
+    for name in ("sign_up_anonymously", "log_in", "refresh", "revoke", "delete"):
+        assert name in str(raised.value)
+    with pytest.raises(TypeError, match="only_for"):
+        Reply.succeed(only_for="sign_up_anonymously")
+    assert Reply.never(only_for=["refresh"]).only_for == frozenset({"refresh"})
+
+
+async def test_the_scripted_backend_refuses_passwords_as_the_server_does() -> None:
+    """A new password under 8 characters is WeakPasswordError, an empty log-in password
+    an invalid_request BackendError, as the reference server answers."""
+    async with start(ScriptedBackend(), OPEN) as core:
+        with pytest.raises(WeakPasswordError, match="8 characters"):
+            await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="x" * 7))
+        await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="x" * 8))
+        await core.auth.log_out()
+        with pytest.raises(BackendError) as raised:
+            await core.auth.authenticate(AuthRoute.log_in(email="a@b.test", password=""))
+        assert raised.value.code == "invalid_request"
 
 
 async def test_scripted_backend_behaves_like_the_service_by_default() -> None:

@@ -15,8 +15,9 @@ from typing import TypeVar
 import pydantic
 from aiohttp import BasicAuth, hdrs, web
 
+from .._checks import MIN_PASSWORD_LENGTH
 from ._context import RegisteredClient, ServerState
-from ._models import MIN_PASSWORD_LENGTH, Credentials, Promotion
+from ._models import Credentials, Promotion
 from ._secrets import digest
 from ._settings import Network
 

@@ -14,7 +14,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._checks import ANONYMOUS_ID_CHARACTERS, ANONYMOUS_ID_MAX_LENGTH
+from .._checks import (
+    ANONYMOUS_ID_CHARACTERS,
+    ANONYMOUS_ID_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    EMAIL_PATTERN,
+    MIN_PASSWORD_LENGTH,
+    PASSWORD_MAX_LENGTH,
+)
 
 __all__ = [
     "AnonymousLogIn",
@@ -38,8 +45,6 @@ __all__ = [
     "TokenQuery",
 ]
 
-MIN_PASSWORD_LENGTH = 8
-
 _REQUEST = ConfigDict(strict=True, regex_engine="python-re", extra="ignore")
 
 # Anonymous ids and refresh tokens are 32 random bytes in URL-safe base64 (43 characters);
@@ -56,17 +61,17 @@ Secret = Annotated[
 Email = Annotated[
     str,
     Field(
-        max_length=254,
-        pattern=r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+\Z",
+        max_length=EMAIL_MAX_LENGTH,
+        pattern=rf"^{EMAIL_PATTERN}\Z",
         description="compared without regard to case",
     ),
 ]
-Password = Annotated[str, Field(min_length=1, max_length=1024)]
+Password = Annotated[str, Field(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
 NewPassword = Annotated[
     str,
     Field(
         min_length=MIN_PASSWORD_LENGTH,
-        max_length=1024,
+        max_length=PASSWORD_MAX_LENGTH,
         description=f"at least {MIN_PASSWORD_LENGTH} characters (else 400 weak_password)",
     ),
 ]

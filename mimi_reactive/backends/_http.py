@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_seconds, check_service_url
+from .._checks import check_email, check_seconds, check_service_url
 from .._exceptions import (
     BackendError,
     ClientAuthenticationError,
@@ -22,6 +22,7 @@ from .._exceptions import (
     SessionRevokedError,
     TransportError,
     UnsupportedRouteError,
+    WeakPasswordError,
 )
 from .._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from .._reasons import Reason
@@ -39,6 +40,7 @@ _ERRORS_BY_CODE: dict[str, type[BackendError]] = {
     "invalid_grant": SessionRevokedError,
     "email_taken": ConflictError,
     "not_anonymous": ConflictError,
+    "weak_password": WeakPasswordError,
 }
 _LOG_IN_REFUSALS = {
     "/v1/sessions/anonymous": "invalid_anonymous_id",
@@ -53,7 +55,8 @@ class HttpBackend:
 
     One ``aiohttp.ClientSession`` serves every call; each call has a total ``timeout`` in
     seconds. Network failures raise ``TransportError``, error answers the
-    ``BackendError`` subclass for the server's error code.
+    ``BackendError`` subclass for the server's error code. An email the server would refuse
+    raises ``InvalidRouteError`` without a call.
     """
 
     capabilities = BackendCapabilities(delete=True, revoke_everywhere=True)
@@ -90,6 +93,8 @@ class HttpBackend:
             self._session = None
 
     async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        if isinstance(route, LogIn | SignUp | Promote):
+            check_email(route.email)  # the server's rule, refused here without a round trip
         match route:
             case SignUpAnonymously():
                 return _session_from(await self._post("/v1/anonymous-users", {}))
@@ -158,7 +163,7 @@ class HttpBackend:
         if status >= 400:
             if status == 403 and _code_of(answer) == "route_not_allowed":
                 # The server's own policy for this client: as if a guard had refused it.
-                raise RouteRefusedError(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
+                raise RouteRefusedError(Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS)
             if status in (429, 503):
                 raise _rate_limited(status, answer, retry_after)
             refused = _error_from(status, answer)
