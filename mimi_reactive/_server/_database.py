@@ -43,7 +43,7 @@ __all__ = [
     "UserRecord",
 ]
 
-_SESSION_COLUMNS = "id, user_id, access_expires_at, last_used_at, client_id"
+_SESSION_COLUMNS = "id, user_id, last_used_at, client_id"
 _KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
@@ -205,7 +205,7 @@ class SqliteIdentityDatabase:
         *,
         client_id: str,
         new_refresh_digest: str,
-        issue_access: Callable[[AccessClaims], str],
+        issue_access: Callable[[AccessClaims], object],
         access_expires_at: float,
         now: float,
         idle_timeout: float,
@@ -216,7 +216,7 @@ class SqliteIdentityDatabase:
         A token spent less than ``reuse_interval`` seconds ago, when no newer token of its
         session has been spent since, is the retry of a client whose answer was lost: it gets
         a new pair too. Any other reuse revokes the whole session. ``issue_access`` makes the
-        new access token for the session's owner and returns the digest to store. A token of
+        new access token for the session's owner. A token of
         another client's session is unknown to this one.
         """
 
@@ -251,20 +251,17 @@ class SqliteIdentityDatabase:
                     "UPDATE refresh_tokens SET used_at = ? WHERE digest = ?", (now, refresh_digest)
                 )
             user = UserRecord(user_id, bool(row[7]), row[8], row[9])
-            access_digest = issue_access(
-                AccessClaims(session_id, user_id, user.is_anonymous, client_id)
-            )
+            issue_access(AccessClaims(session_id, user_id, user.is_anonymous, client_id))
             db.execute(
                 "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
                 (new_refresh_digest, session_id, now),
             )
             db.execute(
-                "UPDATE sessions SET access_digest = ?, access_expires_at = ?, last_used_at = ?,"
-                " client_id = ? WHERE id = ?",
-                (access_digest, access_expires_at, now, client_id, session_id),
+                "UPDATE sessions SET last_used_at = ?, client_id = ? WHERE id = ?",
+                (now, client_id, session_id),
             )
             rows.seen(db, user_id, now)
-            session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
+            session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user
 
         return await self._writer.run(rotate)

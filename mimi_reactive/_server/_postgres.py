@@ -116,8 +116,6 @@ class PostgresIdentityDatabase:
                 user.is_anonymous,
                 session.now,
                 session.id,
-                session.access_digest,
-                session.access_expires_at,
                 session.client_id,
                 session.refresh_digest,
             )
@@ -168,9 +166,7 @@ class PostgresIdentityDatabase:
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
         await self._execute(sql.CREATE_SESSION, *_session_args(user_id, session))
-        return SessionRecord(
-            session.id, user_id, session.access_expires_at, session.now, session.client_id
-        )
+        return SessionRecord(session.id, user_id, session.now, session.client_id)
 
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
         row = await self._fetchrow(
@@ -189,7 +185,7 @@ class PostgresIdentityDatabase:
         *,
         client_id: str,
         new_refresh_digest: str,
-        issue_access: Callable[[AccessClaims], str],
+        issue_access: Callable[[AccessClaims], object],
         access_expires_at: float,
         now: float,
         idle_timeout: float,
@@ -223,22 +219,18 @@ class PostgresIdentityDatabase:
                         return Rotation.REUSED, None, None
                     rotation = Rotation.REISSUED
                 user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
-                access_digest = issue_access(
-                    AccessClaims(session_id, user_id, user.is_anonymous, client_id)
-                )
+                issue_access(AccessClaims(session_id, user_id, user.is_anonymous, client_id))
                 await db.execute(
                     sql.ROTATE,
                     now,
                     refresh_digest,
                     new_refresh_digest,
                     session_id,
-                    access_digest,
-                    access_expires_at,
                     client_id,
                     user_id,
                     now - SEEN_PRECISION,
                 )
-            session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
+            session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user
 
         return await self._retried(rotate)
@@ -323,8 +315,6 @@ def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
     return (
         user_id,
         session.id,
-        session.access_digest,
-        session.access_expires_at,
         session.client_id,
         session.now,
         session.refresh_digest,

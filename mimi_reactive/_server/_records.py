@@ -50,7 +50,6 @@ class SessionRecord:
 
     id: str
     user_id: str
-    access_expires_at: float
     last_used_at: float
     client_id: str | None = None
 
@@ -202,7 +201,7 @@ class IdentityDatabase(Protocol):
         *,
         client_id: str,
         new_refresh_digest: str,
-        issue_access: Callable[[AccessClaims], str],
+        issue_access: Callable[[AccessClaims], object],
         access_expires_at: float,
         now: float,
         idle_timeout: float,
