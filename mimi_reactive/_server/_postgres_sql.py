@@ -13,6 +13,7 @@ __all__ = [
     "KEYS",
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
+    "LOG_IN",
     "NEWER_SPENT",
     "REVOKE",
     "REVOKE_BY_REFRESH",
@@ -43,6 +44,22 @@ WITH u AS (
     VALUES ($2, $1, $4, $4, $3)
 )
 INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($5, $2, $4)
+"""
+
+# A log-in by anonymous id: the user, with its new session and refresh token (and last_seen_at,
+# at most once per SEEN_PRECISION) written only if the user exists.
+LOG_IN = """
+WITH u AS (
+    SELECT id, is_anonymous, email, password_hash FROM users WHERE anonymous_id_digest = $1
+), seen AS (
+    UPDATE users SET last_seen_at = $4 WHERE id = (SELECT id FROM u) AND last_seen_at < $6
+), s AS (
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)
+    SELECT $2, id, $4, $4, $3 FROM u
+), t AS (
+    INSERT INTO refresh_tokens (digest, session_id, created_at) SELECT $5, $2, $4 FROM u
+)
+SELECT id, is_anonymous, email, password_hash FROM u
 """
 
 LOCK_REFRESH_ROW = """
