@@ -25,7 +25,7 @@ from mimi_reactive._server._tokens import AccessTokens
 from mimi_reactive.server import IdentityServer, ServerStartError
 
 from .conftest import CLIENT_ID
-from .server_helpers import Caller, query_value
+from .server_helpers import Caller, query_value, row_counts
 from .test_server_retention import VERSION_1
 
 
@@ -80,7 +80,8 @@ async def test_migrate_creates_the_postgresql_schema_once(postgres_url: str) -> 
 async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
     postgres_url: str, client_secret: str
 ) -> None:
-    """A first-schema PostgreSQL database migrates at start and its user and token still work."""
+    """A first-schema PostgreSQL database migrates at start keeping its rows and foreign keys:
+    its user logs in, its refresh token rotates, and deleting the user takes its sessions."""
     # The SQLite equivalent is in test_server_retention.py; rows are written by hand, as the
     # first version's server would have.
     anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
@@ -114,11 +115,23 @@ async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
         aiohttp.ClientSession() as http,
     ):
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        assert await row_counts(postgres_url) == {"users": 1, "sessions": 1, "refresh_tokens": 1}
         status, logged_in = await caller.log_in_anonymously(anonymous_id)
         assert (status, logged_in["user"]["id"]) == (200, user_id)
-        assert (await caller.refresh(refresh_token))[0] == 200
+        status, rotated = await caller.refresh(refresh_token)
+        assert (status, rotated["user"]["id"]) == (200, user_id)
+        assert (await caller.refresh(rotated["session"]["refresh_token"]))[0] == 200
     assert await query_value(postgres_url, "SELECT version FROM mimi_schema") == POSTGRES_VERSION
     assert await query_value(postgres_url, "SELECT count(*) FROM signing_keys") == 1
+    columns = await query_value(
+        postgres_url,
+        "SELECT string_agg(column_name, ',' ORDER BY ordinal_position)"
+        " FROM information_schema.columns"
+        " WHERE table_schema = current_schema() AND table_name = 'sessions'",
+    )
+    assert columns == "id,user_id,created_at,last_used_at,revoked_at,revoked_reason,client_id"
+    await query_value(postgres_url, "DELETE FROM users")
+    assert await row_counts(postgres_url) == {"users": 0, "sessions": 0, "refresh_tokens": 0}
 
 
 async def test_workers_starting_together_migrate_once_and_agree_on_one_key(
@@ -128,7 +141,8 @@ async def test_workers_starting_together_migrate_once_and_agree_on_one_key(
     same first key."""
     stores = await asyncio.gather(*(PostgresIdentityDatabase.open(postgres_url) for _ in range(4)))
     try:
-        assert sorted(store.schema_found for store in stores) == [0, 1, 1, 1]
+        found = sorted(store.schema_found for store in stores)
+        assert found == [0, POSTGRES_VERSION, POSTGRES_VERSION, POSTGRES_VERSION]
         loaded = await asyncio.gather(
             *(AccessTokens.load(store, ttl=60, clock=time.time) for store in stores)
         )

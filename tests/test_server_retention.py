@@ -225,15 +225,16 @@ CREATE INDEX refresh_tokens_by_session ON refresh_tokens(session_id);
 async def test_a_database_of_the_previous_schema_upgrades_and_keeps_its_users(
     tmp_path: Path, client_secret: str
 ) -> None:
-    """A version-1 database (no user_version) migrates to the current schema; its anonymous
-    user logs in and its refresh token rotates."""
+    """A version-1 database (no user_version) migrates to the current schema keeping its rows,
+    indexes and foreign keys (version 3 rebuilds the sessions table): its anonymous user logs
+    in, its refresh token rotates, and deleting the user still takes its sessions and tokens."""
     from mimi_reactive._server._schema import SCHEMA_VERSION
     from mimi_reactive._server._secrets import digest
 
     path = tmp_path / "old.sqlite3"
     anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
     user_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.executescript(VERSION_1)
         db.execute(
             "INSERT INTO users VALUES (?, ?, NULL, NULL, 1, 1.0)", (user_id, digest(anonymous_id))
@@ -242,10 +243,36 @@ async def test_a_database_of_the_previous_schema_upgrades_and_keeps_its_users(
             "INSERT INTO sessions VALUES (?, ?, 'x', 1.0, 1.0, ?, NULL, NULL)",
             (session_id, user_id, 9e9),
         )
-        db.execute(
-            "INSERT INTO refresh_tokens VALUES (?, ?, 1.0, NULL)",
-            (digest(refresh_token), session_id),
+        db.executemany(
+            "INSERT INTO refresh_tokens VALUES (?, ?, 1.0, ?)",
+            [
+                (digest("spent-" + refresh_token), session_id, 1.0),
+                (digest(refresh_token), session_id, None),
+            ],
         )
+    assert await IdentityServer.migrate_database(path) == (0, SCHEMA_VERSION)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT * FROM sessions").fetchall() == [
+            (session_id, user_id, 1.0, 9e9, None, None, None)
+        ]
+        assert [row[1] for row in db.execute("PRAGMA table_info(sessions)")] == [
+            "id",
+            "user_id",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+            "revoked_reason",
+            "client_id",
+        ]
+        indexes = {row[1] for row in db.execute("PRAGMA index_list(sessions)")}
+        assert indexes == {
+            "sqlite_autoindex_sessions_1",
+            "sessions_by_user",
+            "sessions_by_last_use",
+            "sessions_revoked",
+        }
+        assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert await row_counts(str(path)) == {"users": 1, "sessions": 1, "refresh_tokens": 2}
     async with (
         IdentityServer(client_id=CLIENT_ID, client_secret=client_secret, database=path) as server,
         aiohttp.ClientSession() as http,
@@ -253,10 +280,15 @@ async def test_a_database_of_the_previous_schema_upgrades_and_keeps_its_users(
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
         status, logged_in = await caller.log_in_anonymously(anonymous_id)
         assert (status, logged_in["user"]["id"]) == (200, user_id)
-        assert (await caller.refresh(refresh_token))[0] == 200
-    with sqlite3.connect(path) as db:
+        status, rotated = await caller.refresh(refresh_token)
+        assert (status, rotated["user"]["id"]) == (200, user_id)
+        assert (await caller.refresh(rotated["session"]["refresh_token"]))[0] == 200
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("SELECT count(*) FROM signing_keys").fetchone()[0] == 1
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("DELETE FROM users")
+    assert await row_counts(str(path)) == {"users": 0, "sessions": 0, "refresh_tokens": 0}
 
 
 async def test_a_database_from_a_newer_server_is_refused(

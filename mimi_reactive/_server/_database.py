@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import functools
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import _sqlite_file as sqlite_file
 from . import _sqlite_rows as rows
 from ._records import (
-    AccessClaims,
     EmailTakenError,
     Expired,
     IdentityDatabase,
@@ -44,7 +43,7 @@ __all__ = [
     "UserRecord",
 ]
 
-_SESSION_COLUMNS = "id, user_id, access_expires_at, last_used_at, client_id"
+_SESSION_COLUMNS = "id, user_id, last_used_at, client_id"
 _KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
@@ -141,12 +140,12 @@ class SqliteIdentityDatabase:
         return await self._writer.run(create)
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+        self, anonymous_id_digest: str, session: NewSession
     ) -> UserRecord | None:
         def log_in(db: sqlite3.Connection) -> UserRecord | None:
             user = rows.user_where(db, "anonymous_id_digest = ?", anonymous_id_digest)
             if user is not None:
-                rows.start_session(db, user.id, start(user))
+                rows.start_session(db, user.id, session)
             return user
 
         # One operation on the writer: a log-in is one crossing, not a read and then a write.
@@ -206,19 +205,17 @@ class SqliteIdentityDatabase:
         *,
         client_id: str,
         new_refresh_digest: str,
-        issue_access: Callable[[AccessClaims], str],
-        access_expires_at: float,
         now: float,
         idle_timeout: float,
         reuse_interval: float,
     ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
-        """Spend a refresh token for a new pair, in one transaction.
+        """Spend a refresh token for a new one, in one transaction; the session and its owner,
+        for whom the caller signs the new access token.
 
         A token spent less than ``reuse_interval`` seconds ago, when no newer token of its
         session has been spent since, is the retry of a client whose answer was lost: it gets
-        a new pair too. Any other reuse revokes the whole session. ``issue_access`` makes the
-        new access token for the session's owner and returns the digest to store. A token of
-        another client's session is unknown to this one.
+        a new pair too. Any other reuse revokes the whole session. A token of another client's
+        session is unknown to this one.
         """
 
         def rotate(
@@ -252,20 +249,16 @@ class SqliteIdentityDatabase:
                     "UPDATE refresh_tokens SET used_at = ? WHERE digest = ?", (now, refresh_digest)
                 )
             user = UserRecord(user_id, bool(row[7]), row[8], row[9])
-            access_digest = issue_access(
-                AccessClaims(session_id, user_id, user.is_anonymous, client_id)
-            )
             db.execute(
                 "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
                 (new_refresh_digest, session_id, now),
             )
             db.execute(
-                "UPDATE sessions SET access_digest = ?, access_expires_at = ?, last_used_at = ?,"
-                " client_id = ? WHERE id = ?",
-                (access_digest, access_expires_at, now, client_id, session_id),
+                "UPDATE sessions SET last_used_at = ?, client_id = ? WHERE id = ?",
+                (now, client_id, session_id),
             )
             rows.seen(db, user_id, now)
-            session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
+            session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user
 
         return await self._writer.run(rotate)

@@ -38,7 +38,8 @@ def _user_json(user: UserRecord, *, anonymous_id: str | None = None) -> dict[str
 
 
 class _NewPair:
-    """A fresh token pair for a new session of a user, and what the database keeps of it."""
+    """A fresh token pair for a new session of a user: the session to store, then the access
+    token, signed once the session is stored (the database keeps nothing of it)."""
 
     def __init__(self, state: ServerState, client: RegisteredClient) -> None:
         self._state = state
@@ -46,28 +47,20 @@ class _NewPair:
         self.now = state.settings.clock()
         self.ttl = state.settings.access_token_ttl
         self.refresh_token = new_secret()
-        self.access_token = ""
-
-    def start(self, user: UserRecord) -> NewSession:
-        """Sign the access token for ``user``; the new session to store."""
-        session_id = str(uuid.uuid4())
-        claims = AccessClaims(session_id, user.id, user.is_anonymous, self._client.id)
-        self.access_token = self._state.tokens.issue(claims, self.now)
-        return NewSession(
-            id=session_id,
-            client_id=self._client.id,
-            access_digest=digest(self.access_token),
+        self.session = NewSession(
+            id=str(uuid.uuid4()),
+            client_id=client.id,
             refresh_digest=digest(self.refresh_token),
-            access_expires_at=self.now + self.ttl,
             now=self.now,
         )
 
     def answer(
         self, user: UserRecord, *, status: int = 200, anonymous_id: str | None = None
     ) -> web.Response:
-        return _signed_in(
-            user, self.access_token, self.refresh_token, self.ttl, status, anonymous_id
-        )
+        """Sign the access token for ``user``'s new session; the answer that hands both over."""
+        claims = AccessClaims(self.session.id, user.id, user.is_anonymous, self._client.id)
+        access_token = self._state.tokens.issue(claims, self.now)
+        return _signed_in(user, access_token, self.refresh_token, self.ttl, status, anonymous_id)
 
 
 def _signed_in(
@@ -189,7 +182,7 @@ async def _create_anonymous_user(request: web.Request) -> web.Response:
         anonymous_id_digest=digest(anonymous_id),
         email=None,
         password_hash=None,
-        session=pair.start(new_user),
+        session=pair.session,
     )
     # The only time the id is ever sent: the server keeps its digest, not the id.
     return pair.answer(user, status=201, anonymous_id=anonymous_id)
@@ -200,7 +193,7 @@ async def _log_in_anonymously(request: web.Request) -> web.Response:
     state = request.app[STATE]
     ip = await _not_blocked(request, state)
     pair = _NewPair(state, client_of(request))
-    user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.start)
+    user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.session)
     if user is None:
         raise await failed_log_in(
             state, ip, ApiError(400, "invalid_grant", "no anonymous user has this id")
@@ -222,7 +215,7 @@ async def _sign_up(request: web.Request) -> web.Response:
             anonymous_id_digest=None,
             email=email,
             password_hash=password_hash,
-            session=pair.start(new_user),
+            session=pair.session,
         )
     except EmailTakenError:
         raise ApiError(409, "email_taken", "this email is already registered") from None
@@ -242,7 +235,7 @@ async def _log_in(request: web.Request) -> web.Response:
             state, ip, ApiError(400, "invalid_grant", "the email or password is wrong")
         )
     pair = _NewPair(state, client_of(request))
-    await state.database.create_session(user.id, pair.start(user))
+    await state.database.create_session(user.id, pair.session)
     return pair.answer(user)
 
 
@@ -327,18 +320,11 @@ async def _refresh(request: web.Request) -> web.Response:
     settings = state.settings
     now = settings.clock()
     refresh_token = new_secret()
-    issued: list[str] = []
-
-    def issue_access(claims: AccessClaims) -> str:
-        issued.append(state.tokens.issue(claims, now))
-        return digest(issued[-1])
-
-    rotation, _, user = await state.database.rotate_refresh_token(
+    client_id = client_of(request).id
+    rotation, session, user = await state.database.rotate_refresh_token(
         digest(body.refresh_token),
-        client_id=client_of(request).id,
+        client_id=client_id,
         new_refresh_digest=digest(refresh_token),
-        issue_access=issue_access,
-        access_expires_at=now + settings.access_token_ttl,
         now=now,
         idle_timeout=settings.session_idle_timeout,
         reuse_interval=settings.refresh_reuse_interval,
@@ -347,9 +333,12 @@ async def _refresh(request: web.Request) -> web.Response:
         state.log.warning("token.refresh_reuse_detected")
     elif rotation is Rotation.REISSUED:
         state.log.info("token.refresh_reissued_within_reuse_interval")
-    if user is None or not issued:
+    if session is None or user is None:
         raise ApiError(400, "invalid_grant", _REFRESH_REFUSALS.get(rotation, "invalid"))
-    return _signed_in(user, issued[-1], refresh_token, settings.access_token_ttl)
+    access_token = state.tokens.issue(
+        AccessClaims(session.id, user.id, user.is_anonymous, client_id), now
+    )
+    return _signed_in(user, access_token, refresh_token, settings.access_token_ttl)
 
 
 async def _introspect(request: web.Request) -> web.Response:

@@ -2,9 +2,9 @@
 PostgreSQL, through an ``asyncpg`` connection pool.
 
 Each operation is one statement where it can be (PostgreSQL runs a statement atomically, and
-data-modifying CTEs write a user, its session and its token together): one round trip. Refresh
-rotation is the exception: it locks the token and its session, asks the handler for the new
-access token, then writes, in one transaction. An operation that loses a deadlock to another
+data-modifying CTEs find or write a user, its session and its token together): one round trip.
+Refresh rotation is the exception: it locks the token and its session, then writes, in one
+transaction. An operation that loses a deadlock to another
 worker is retried. The statements longer than a line are in ``_postgres_sql.py``.
 """
 
@@ -19,7 +19,6 @@ import asyncpg
 from . import _postgres_sql as sql
 from ._records import (
     SEEN_PRECISION,
-    AccessClaims,
     EmailTakenError,
     Expired,
     NewSession,
@@ -117,33 +116,28 @@ class PostgresIdentityDatabase:
                 user.is_anonymous,
                 session.now,
                 session.id,
-                session.access_digest,
-                session.access_expires_at,
                 session.client_id,
                 session.refresh_digest,
             )
         return user
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+        self, anonymous_id_digest: str, session: NewSession
     ) -> UserRecord | None:
-
-        async def log_in(connection: Connection) -> UserRecord | None:
-            # Two round trips on one pooled connection: the token is signed between them.
-            found = await connection.fetchrow(
-                sql.USER + "anonymous_id_digest = $1", anonymous_id_digest
+        """The user, with the new session and its refresh token stored: one statement."""
+        try:
+            found = await self._fetchrow(
+                sql.LOG_IN,
+                anonymous_id_digest,
+                session.id,
+                session.client_id,
+                session.now,
+                session.refresh_digest,
+                session.now - SEEN_PRECISION,
             )
-            user = _user(found)
-            if user is not None:
-                try:
-                    await connection.execute(
-                        sql.CREATE_SESSION, *_session_args(user.id, start(user))
-                    )
-                except asyncpg.ForeignKeyViolationError:  # deleted in between: no user now
-                    return None
-            return user
-
-        return await self._retried(log_in)
+        except asyncpg.ForeignKeyViolationError:  # deleted meanwhile: no user now
+            return None
+        return _user(found)
 
     async def user_by_email(self, email: str) -> UserRecord | None:
         return _user(await self._fetchrow(sql.USER + "email = $1", email))
@@ -169,9 +163,7 @@ class PostgresIdentityDatabase:
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
         await self._execute(sql.CREATE_SESSION, *_session_args(user_id, session))
-        return SessionRecord(
-            session.id, user_id, session.access_expires_at, session.now, session.client_id
-        )
+        return SessionRecord(session.id, user_id, session.now, session.client_id)
 
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
         row = await self._fetchrow(
@@ -190,8 +182,6 @@ class PostgresIdentityDatabase:
         *,
         client_id: str,
         new_refresh_digest: str,
-        issue_access: Callable[[AccessClaims], str],
-        access_expires_at: float,
         now: float,
         idle_timeout: float,
         reuse_interval: float,
@@ -224,22 +214,17 @@ class PostgresIdentityDatabase:
                         return Rotation.REUSED, None, None
                     rotation = Rotation.REISSUED
                 user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
-                access_digest = issue_access(
-                    AccessClaims(session_id, user_id, user.is_anonymous, client_id)
-                )
                 await db.execute(
                     sql.ROTATE,
                     now,
                     refresh_digest,
                     new_refresh_digest,
                     session_id,
-                    access_digest,
-                    access_expires_at,
                     client_id,
                     user_id,
                     now - SEEN_PRECISION,
                 )
-            session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
+            session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user
 
         return await self._retried(rotate)
@@ -329,8 +314,6 @@ def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
     return (
         user_id,
         session.id,
-        session.access_digest,
-        session.access_expires_at,
         session.client_id,
         session.now,
         session.refresh_digest,

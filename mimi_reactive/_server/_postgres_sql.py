@@ -13,6 +13,7 @@ __all__ = [
     "KEYS",
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
+    "LOG_IN",
     "NEWER_SPENT",
     "REVOKE",
     "REVOKE_BY_REFRESH",
@@ -22,27 +23,43 @@ __all__ = [
 ]
 
 USER = "SELECT id, is_anonymous, email, password_hash FROM users WHERE "
-SESSION_ROW = "id, user_id, access_expires_at, last_used_at, client_id"
+SESSION_ROW = "id, user_id, last_used_at, client_id"
 
 CREATE_USER = """
 WITH u AS (
     INSERT INTO users (id, anonymous_id_digest, email, password_hash, is_anonymous,
         created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
 ), s AS (
-    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
-        last_used_at, client_id) VALUES ($7, $1, $8, $9, $6, $6, $10)
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)
+    VALUES ($7, $1, $6, $6, $8)
 )
-INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($11, $7, $6)
+INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($9, $7, $6)
 """
 
 CREATE_SESSION = """
 WITH u AS (
-    UPDATE users SET last_seen_at = $6 WHERE id = $1 AND last_seen_at < $8
+    UPDATE users SET last_seen_at = $4 WHERE id = $1 AND last_seen_at < $6
 ), s AS (
-    INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
-        last_used_at, client_id) VALUES ($2, $1, $3, $4, $6, $6, $5)
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)
+    VALUES ($2, $1, $4, $4, $3)
 )
-INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($7, $2, $6)
+INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($5, $2, $4)
+"""
+
+# A log-in by anonymous id: the user, with its new session and refresh token (and last_seen_at,
+# at most once per SEEN_PRECISION) written only if the user exists.
+LOG_IN = """
+WITH u AS (
+    SELECT id, is_anonymous, email, password_hash FROM users WHERE anonymous_id_digest = $1
+), seen AS (
+    UPDATE users SET last_seen_at = $4 WHERE id = (SELECT id FROM u) AND last_seen_at < $6
+), s AS (
+    INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)
+    SELECT $2, id, $4, $4, $3 FROM u
+), t AS (
+    INSERT INTO refresh_tokens (digest, session_id, created_at) SELECT $5, $2, $4 FROM u
+)
+SELECT id, is_anonymous, email, password_hash FROM u
 """
 
 LOCK_REFRESH_ROW = """
@@ -63,10 +80,9 @@ WITH spent AS (
 ), issued AS (
     INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($3, $4, $1)
 ), session AS (
-    UPDATE sessions SET access_digest = $5, access_expires_at = $6, last_used_at = $1,
-        client_id = $7 WHERE id = $4
+    UPDATE sessions SET last_used_at = $1, client_id = $5 WHERE id = $4
 )
-UPDATE users SET last_seen_at = $1 WHERE id = $8 AND last_seen_at < $9
+UPDATE users SET last_seen_at = $1 WHERE id = $6 AND last_seen_at < $7
 """
 
 REVOKE = (

@@ -7,7 +7,7 @@ any number of workers. Each method is one transaction.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Protocol
 
 import attrs
@@ -51,7 +51,6 @@ class SessionRecord:
 
     id: str
     user_id: str
-    access_expires_at: float
     last_used_at: float
     client_id: str | None = None
 
@@ -85,13 +84,12 @@ class Rotation(enum.Enum):
 
 @attrs.frozen
 class NewSession:
-    """A new session's id, client, and the digests and expiry of its first token pair."""
+    """A new session's id, client, the digest of its first refresh token, and when it starts.
+    Its access token is signed after it is stored: the store keeps nothing of that token."""
 
     id: str
     client_id: str
-    access_digest: str
     refresh_digest: str
-    access_expires_at: float
     now: float
 
 
@@ -179,9 +177,9 @@ class IdentityDatabase(Protocol):
     ) -> UserRecord: ...
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+        self, anonymous_id_digest: str, session: NewSession
     ) -> UserRecord | None:
-        """The user with this anonymous id, with a new session ``start`` made for it stored;
+        """The user with this anonymous id, with ``session`` stored as a new session of it;
         None (and nothing stored) if there is no such user."""
         ...
 
@@ -207,8 +205,6 @@ class IdentityDatabase(Protocol):
         *,
         client_id: str,
         new_refresh_digest: str,
-        issue_access: Callable[[AccessClaims], str],
-        access_expires_at: float,
         now: float,
         idle_timeout: float,
         reuse_interval: float,

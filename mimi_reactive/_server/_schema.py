@@ -2,6 +2,10 @@
 
 Each migration runs in one transaction with the version bump, so a crash mid-upgrade leaves
 the previous version intact. A database newer than this code is refused, never downgraded.
+Foreign keys are off while migrations run, as SQLite's procedure for the changes ALTER TABLE
+cannot make requires (https://sqlite.org/lang_altertable.html#otheralter): dropping a table to
+rebuild it must not cascade to the rows that refer to it. Each migration checks the foreign
+keys before it commits.
 """
 
 from __future__ import annotations
@@ -59,7 +63,32 @@ CREATE TABLE signing_keys (
 );
 """
 
-_MIGRATIONS = (_V1, _V2)
+# Version 3: sessions no longer keep their access token's digest and expiry, which nothing read
+# (a token is checked by its signature and its session's row): a log-in writes one index less.
+# SQLite cannot drop a UNIQUE column, so the table is rebuilt (the procedure linked above:
+# create, copy, drop, rename, then the indexes again); refresh_tokens refers to it by name.
+_V3 = """
+CREATE TABLE sessions_new (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    created_at REAL NOT NULL,
+    last_used_at REAL NOT NULL,
+    revoked_at REAL,
+    revoked_reason TEXT,
+    client_id TEXT
+);
+INSERT INTO sessions_new (id, user_id, created_at, last_used_at, revoked_at, revoked_reason,
+    client_id)
+SELECT id, user_id, created_at, last_used_at, revoked_at, revoked_reason, client_id
+FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_new RENAME TO sessions;
+CREATE INDEX sessions_by_user ON sessions(user_id);
+CREATE INDEX sessions_by_last_use ON sessions(last_used_at);
+CREATE INDEX sessions_revoked ON sessions(revoked_at) WHERE revoked_at IS NOT NULL;
+"""
+
+_MIGRATIONS = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
@@ -79,16 +108,26 @@ def migrate(db: sqlite3.Connection) -> int:
         raise SchemaTooNewError(
             f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"
         )
-    for version in range(found, SCHEMA_VERSION):  # v1 is idempotent: 0 may be v1 or empty
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in _statements(_MIGRATIONS[version]):
-                db.execute(statement)
-            db.execute(f"PRAGMA user_version = {version + 1}")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    if found == SCHEMA_VERSION:
+        return found
+    # Outside any transaction: inside one, SQLite ignores this pragma.
+    foreign_keys = db.execute("PRAGMA foreign_keys").fetchone()[0]
+    db.execute("PRAGMA foreign_keys = OFF")
+    try:
+        for version in range(found, SCHEMA_VERSION):  # v1 is idempotent: 0 may be v1 or empty
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _statements(_MIGRATIONS[version]):
+                    db.execute(statement)
+                if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise SchemaError(f"migration to version {version + 1} broke a foreign key")
+                db.execute(f"PRAGMA user_version = {version + 1}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+    finally:
+        db.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
     return found
 
 

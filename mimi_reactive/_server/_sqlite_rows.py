@@ -28,19 +28,11 @@ def start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> 
 
 
 def insert_session(db: sqlite3.Connection, user_id: str, new: NewSession) -> SessionRecord:
-    record = SessionRecord(new.id, user_id, new.access_expires_at, new.now, new.client_id)
+    record = SessionRecord(new.id, user_id, new.now, new.client_id)
     db.execute(
-        "INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,"
-        " last_used_at, client_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            record.id,
-            user_id,
-            new.access_digest,
-            new.access_expires_at,
-            new.now,
-            new.now,
-            new.client_id,
-        ),
+        "INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (record.id, user_id, new.now, new.now, new.client_id),
     )
     db.execute(
         "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
