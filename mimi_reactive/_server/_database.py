@@ -215,7 +215,9 @@ class SqliteIdentityDatabase:
 
         A token spent less than ``reuse_interval`` seconds ago, when no newer token of its
         session has been spent since, is the retry of a client whose answer was lost: it gets
-        a new pair too. Any other reuse revokes the whole session. ``issue_access`` makes the
+        a new pair too, which replaces the pair of the lost answer (its refresh token is
+        superseded, so the session never forks into two lines). Any other reuse, a superseded
+        token's included, revokes the whole session. ``issue_access`` makes the
         new access token for the session's owner and returns the digest to store. A token of
         another client's session is unknown to this one.
         """
@@ -225,7 +227,7 @@ class SqliteIdentityDatabase:
         ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
             row = db.execute(
                 "SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.rowid,"
-                " s.client_id, u.is_anonymous, u.email, u.password_hash"
+                " s.client_id, u.is_anonymous, u.email, u.password_hash, t.superseded"
                 " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
                 " JOIN users u ON u.id = s.user_id WHERE t.digest = ?",
                 (refresh_digest,),
@@ -240,11 +242,14 @@ class SqliteIdentityDatabase:
                 return Rotation.IDLE, None, None
             rotation = Rotation.ROTATED
             if used_at is not None:
-                if now - used_at >= reuse_interval or rows.newer_token_spent(
-                    db, session_id, token_row
+                if (
+                    row[10]
+                    or now - used_at >= reuse_interval
+                    or rows.newer_token_spent(db, session_id, token_row)
                 ):
                     rows.revoke(db, session_id, now, "refresh_token_reuse")
                     return Rotation.REUSED, None, None
+                rows.supersede_newer(db, session_id, token_row, now)
                 rotation = Rotation.REISSUED
             else:
                 db.execute(

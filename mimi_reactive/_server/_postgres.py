@@ -216,11 +216,14 @@ class PostgresIdentityDatabase:
                     return Rotation.IDLE, None, None
                 rotation = Rotation.ROTATED
                 if used_at is not None:
-                    if now - used_at >= reuse_interval or await db.fetchval(
-                        sql.NEWER_SPENT, session_id, seq
+                    if (
+                        row["superseded"]
+                        or now - used_at >= reuse_interval
+                        or await db.fetchval(sql.NEWER_SPENT, session_id, seq)
                     ):
                         await db.execute(sql.REVOKE, session_id, now, "refresh_token_reuse")
                         return Rotation.REUSED, None, None
+                    await db.execute(sql.SUPERSEDE_NEWER, session_id, seq, now)
                     rotation = Rotation.REISSUED
                 user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
                 access_digest = issue_access(

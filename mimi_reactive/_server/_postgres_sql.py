@@ -18,6 +18,7 @@ __all__ = [
     "REVOKE_BY_REFRESH",
     "ROTATE",
     "SESSION_ROW",
+    "SUPERSEDE_NEWER",
     "USER",
 ]
 
@@ -47,14 +48,21 @@ INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($7, $2, $6)
 
 LOCK_REFRESH_ROW = """
 SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
-    u.is_anonymous, u.email, u.password_hash
+    u.is_anonymous, u.email, u.password_hash, t.superseded
 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
 WHERE t.digest = $1 FOR UPDATE OF s, t
 """
 
 NEWER_SPENT = """
 SELECT EXISTS (SELECT 1 FROM refresh_tokens
-    WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL)
+    WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL AND NOT superseded)
+"""
+
+# A retry's reissue retires the unspent tokens issued from the retried one (see
+# ``_sqlite_rows.supersede_newer``).
+SUPERSEDE_NEWER = """
+UPDATE refresh_tokens SET used_at = $3, superseded = true
+WHERE session_id = $1 AND seq > $2 AND used_at IS NULL
 """
 
 ROTATE = """

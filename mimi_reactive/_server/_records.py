@@ -79,7 +79,8 @@ class Rotation(enum.Enum):
     IDLE = "idle"
     """Its session was unused for longer than the idle timeout: revoked now."""
     REISSUED = "reissued"
-    """It was spent within the reuse interval (a lost answer): a new pair was stored."""
+    """It was spent within the reuse interval (a lost answer): a new pair was stored, and the
+    refresh token of the lost answer is superseded (presenting it is reuse)."""
 
 
 @attrs.frozen

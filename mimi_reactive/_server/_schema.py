@@ -59,7 +59,13 @@ CREATE TABLE signing_keys (
 );
 """
 
-_MIGRATIONS = (_V1, _V2)
+# Version 3: a refresh token a retry's reissue replaced before anyone presented it is kept,
+# marked superseded: presenting it later is reuse.
+_V3 = """
+ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+"""
+
+_MIGRATIONS = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

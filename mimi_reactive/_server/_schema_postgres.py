@@ -63,7 +63,12 @@ CREATE TABLE signing_keys (
 );
 """
 
-MIGRATIONS = (_V1,)
+# Version 2: the SQLite schema's version 3 (superseded refresh tokens).
+_V2 = """
+ALTER TABLE refresh_tokens ADD COLUMN superseded boolean NOT NULL DEFAULT false;
+"""
+
+MIGRATIONS = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # One lock per schema: two databases (or schemas) on one server migrate independently.
