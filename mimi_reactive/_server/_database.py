@@ -18,6 +18,8 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import attrs
+
 from . import _sqlite_file as sqlite_file
 from . import _sqlite_rows as rows
 from ._records import (
@@ -113,15 +115,17 @@ class SqliteIdentityDatabase:
         email: str | None,
         password_hash: str | None,
         session: NewSession,
+        anonymous_only: bool = False,
     ) -> UserRecord:
         """Store a new user and its first session together."""
-        user = UserRecord(user_id, email is None, email, password_hash)
+        user = UserRecord(user_id, email is None, email, password_hash, anonymous_only)
 
         def create(db: sqlite3.Connection) -> UserRecord:
             try:
                 db.execute(
                     "INSERT INTO users (id, anonymous_id_digest, email, password_hash,"
-                    " is_anonymous, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " is_anonymous, created_at, last_seen_at, anonymous_only)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         user.id,
                         anonymous_id_digest,
@@ -130,6 +134,7 @@ class SqliteIdentityDatabase:
                         user.is_anonymous,
                         session.now,
                         session.now,
+                        anonymous_only,
                     ),
                 )
             except sqlite3.IntegrityError as error:
@@ -140,11 +145,18 @@ class SqliteIdentityDatabase:
         return await self._writer.run(create)
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+        self,
+        anonymous_id_digest: str,
+        start: Callable[[UserRecord], NewSession],
+        *,
+        anonymous_only: bool = False,
     ) -> UserRecord | None:
         def log_in(db: sqlite3.Connection) -> UserRecord | None:
             user = rows.user_where(db, "anonymous_id_digest = ?", anonymous_id_digest)
             if user is not None:
+                if anonymous_only and not user.anonymous_only:
+                    db.execute("UPDATE users SET anonymous_only = 1 WHERE id = ?", (user.id,))
+                    user = attrs.evolve(user, anonymous_only=True)
                 rows.start_session(db, user.id, start(user))
             return user
 
@@ -157,18 +169,19 @@ class SqliteIdentityDatabase:
     async def user_by_id(self, user_id: str) -> UserRecord | None:
         return await self._read_user("id = ?", user_id)
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord:
-        def promote(db: sqlite3.Connection) -> UserRecord:
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
+        def promote(db: sqlite3.Connection) -> UserRecord | None:
             # The anonymous id stops being a way in: a promoted user logs in with credentials.
             try:
-                db.execute(
+                promoted = db.execute(
                     "UPDATE users SET email = ?, password_hash = ?, is_anonymous = 0,"
-                    " anonymous_id_digest = NULL WHERE id = ?",
+                    " anonymous_id_digest = NULL"
+                    " WHERE id = ? AND is_anonymous = 1 AND anonymous_only = 0",
                     (email, password_hash, user_id),
-                )
+                ).rowcount
             except sqlite3.IntegrityError as error:
                 raise EmailTakenError from error
-            return UserRecord(user_id, False, email, password_hash)
+            return UserRecord(user_id, False, email, password_hash) if promoted else None
 
         return await self._writer.run(promote)
 

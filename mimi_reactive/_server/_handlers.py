@@ -168,14 +168,16 @@ async def _create_anonymous_user(request: web.Request) -> web.Response:
     if retry_after is not None:
         raise rate_limited(retry_after)
     anonymous_id = new_secret()
-    new_user = UserRecord(str(uuid.uuid4()), True, None, None)
-    pair = _NewPair(state, client_of(request))
+    client = client_of(request)
+    new_user = UserRecord(str(uuid.uuid4()), True, None, None, client.anonymous_only)
+    pair = _NewPair(state, client)
     user = await state.database.create_user(
         user_id=new_user.id,
         anonymous_id_digest=digest(anonymous_id),
         email=None,
         password_hash=None,
         session=pair.start(new_user),
+        anonymous_only=client.anonymous_only,
     )
     # The only time the id is ever sent: the server keeps its digest, not the id.
     return pair.answer(user, status=201, anonymous_id=anonymous_id)
@@ -185,8 +187,11 @@ async def _log_in_anonymously(request: web.Request) -> web.Response:
     body = await read_body(request, models.AnonymousLogIn)
     state = request.app[STATE]
     ip = await _not_blocked(request, state)
-    pair = _NewPair(state, client_of(request))
-    user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.start)
+    client = client_of(request)
+    pair = _NewPair(state, client)
+    user = await state.database.log_in_anonymously(
+        digest(body.anonymous_id), pair.start, anonymous_only=client.anonymous_only
+    )
     if user is None:
         raise await failed_log_in(
             state, ip, ApiError(401, "invalid_anonymous_id", "no anonymous user has this id")
@@ -237,17 +242,36 @@ async def _promote(request: web.Request) -> web.Response:
     _refuse_anonymous_only(request)
     state = request.app[STATE]
     session = await _live_session(request, body.access_token)
-    user = await state.database.user_by_id(session.user_id)
-    if user is None or not user.is_anonymous:
-        raise ApiError(409, "not_anonymous", "only an anonymous user can be promoted")
+    _check_promotable(await state.database.user_by_id(session.user_id))
     password_hash = await _hashing(state.passwords.hash(body.password))
     try:
         promoted = await state.database.promote(
-            user.id, email=body.email.lower(), password_hash=password_hash
+            session.user_id, email=body.email.lower(), password_hash=password_hash
         )
     except EmailTakenError:
         raise ApiError(409, "email_taken", "this email is already registered") from None
+    if promoted is None:  # it changed while the password was hashed: say how
+        _check_promotable(await state.database.user_by_id(session.user_id))
+        raise _not_anonymous()
     return web.json_response({"user": _user_json(promoted)})
+
+
+def _check_promotable(user: UserRecord | None) -> None:
+    """409 ``not_anonymous`` for a user that is gone or not anonymous; 403
+    ``route_not_allowed`` for one an anonymous-only client made or logged in by id, whichever
+    client asks (its app would take in a user it may not have)."""
+    if user is None or not user.is_anonymous:
+        raise _not_anonymous()
+    if user.anonymous_only:
+        raise ApiError(
+            403,
+            "route_not_allowed",
+            "this user belongs to an anonymous-only client: it cannot be promoted",
+        )
+
+
+def _not_anonymous() -> ApiError:
+    return ApiError(409, "not_anonymous", "only an anonymous user can be promoted")
 
 
 async def _delete_user(request: web.Request) -> web.Response:

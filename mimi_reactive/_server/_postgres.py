@@ -103,9 +103,10 @@ class PostgresIdentityDatabase:
         email: str | None,
         password_hash: str | None,
         session: NewSession,
+        anonymous_only: bool = False,
     ) -> UserRecord:
         """Store a new user, its first session and refresh token: one statement."""
-        user = UserRecord(user_id, email is None, email, password_hash)
+        user = UserRecord(user_id, email is None, email, password_hash, anonymous_only)
         with _email_taken():
             await self._execute(
                 sql.CREATE_USER,
@@ -120,18 +121,23 @@ class PostgresIdentityDatabase:
                 session.access_expires_at,
                 session.client_id,
                 session.refresh_digest,
+                anonymous_only,
             )
         return user
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+        self,
+        anonymous_id_digest: str,
+        start: Callable[[UserRecord], NewSession],
+        *,
+        anonymous_only: bool = False,
     ) -> UserRecord | None:
 
         async def log_in(connection: Connection) -> UserRecord | None:
-            # Two round trips on one pooled connection: the token is signed between them.
-            found = await connection.fetchrow(
-                sql.USER + "anonymous_id_digest = $1", anonymous_id_digest
-            )
+            # Two round trips on one pooled connection: the token is signed between them. An
+            # anonymous-only client marks the user in the first: a promotion after it is refused.
+            find = sql.MARK_ANONYMOUS_ONLY if anonymous_only else sql.USER_BY_ANONYMOUS_ID
+            found = await connection.fetchrow(find, anonymous_id_digest)
             user = _user(found)
             if user is not None:
                 try:
@@ -150,17 +156,17 @@ class PostgresIdentityDatabase:
     async def user_by_id(self, user_id: str) -> UserRecord | None:
         return _user(await self._fetchrow(sql.USER + "id = $1", user_id))
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord:
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
         # The anonymous id stops being a way in: a promoted user logs in with credentials.
         with _email_taken():
-            await self._execute(
+            status = await self._execute(
                 "UPDATE users SET email = $2, password_hash = $3, is_anonymous = false,"
-                " anonymous_id_digest = NULL WHERE id = $1",
+                " anonymous_id_digest = NULL WHERE id = $1 AND is_anonymous AND NOT anonymous_only",
                 user_id,
                 email,
                 password_hash,
             )
-        return UserRecord(user_id, False, email, password_hash)
+        return None if status == "UPDATE 0" else UserRecord(user_id, False, email, password_hash)
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete the user with every session and token (the foreign keys cascade)."""

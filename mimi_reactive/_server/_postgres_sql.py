@@ -13,6 +13,7 @@ __all__ = [
     "KEYS",
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
+    "MARK_ANONYMOUS_ONLY",
     "NEWER_SPENT",
     "REVOKE",
     "REVOKE_BY_REFRESH",
@@ -20,21 +21,36 @@ __all__ = [
     "SESSION_ROW",
     "SUPERSEDE_NEWER",
     "USER",
+    "USER_BY_ANONYMOUS_ID",
+    "USER_ROW",
 ]
 
-USER = "SELECT id, is_anonymous, email, password_hash FROM users WHERE "
+USER_ROW = "id, is_anonymous, email, password_hash, anonymous_only"
+USER = f"SELECT {USER_ROW} FROM users WHERE "  # noqa: S608
+USER_BY_ANONYMOUS_ID = USER + "anonymous_id_digest = $1"
 SESSION_ROW = "id, user_id, access_expires_at, last_used_at, client_id"
 
 CREATE_USER = """
 WITH u AS (
     INSERT INTO users (id, anonymous_id_digest, email, password_hash, is_anonymous,
-        created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+        created_at, last_seen_at, anonymous_only) VALUES ($1, $2, $3, $4, $5, $6, $6, $12)
 ), s AS (
     INSERT INTO sessions (id, user_id, access_digest, access_expires_at, created_at,
         last_used_at, client_id) VALUES ($7, $1, $8, $9, $6, $6, $10)
 )
 INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($11, $7, $6)
 """
+
+# A log-in by id through an anonymous-only client: the user, marked anonymous-only (written
+# once: a user marked already is only read).
+MARK_ANONYMOUS_ONLY = f"""
+WITH marked AS (
+    UPDATE users SET anonymous_only = true
+    WHERE anonymous_id_digest = $1 AND NOT anonymous_only RETURNING {USER_ROW}
+)
+SELECT * FROM marked UNION ALL
+SELECT {USER_ROW} FROM users WHERE anonymous_id_digest = $1 AND NOT EXISTS (SELECT 1 FROM marked)
+"""  # noqa: S608
 
 CREATE_SESSION = """
 WITH u AS (

@@ -42,6 +42,8 @@ class UserRecord:
     is_anonymous: bool
     email: str | None
     password_hash: str | None = attrs.field(repr=False)
+    anonymous_only: bool = False
+    """An anonymous-only client made it or logged it in by id: no client may promote it."""
 
 
 @attrs.frozen
@@ -172,20 +174,29 @@ class IdentityDatabase(Protocol):
         email: str | None,
         password_hash: str | None,
         session: NewSession,
+        anonymous_only: bool = False,
     ) -> UserRecord: ...
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, start: Callable[[UserRecord], NewSession]
+        self,
+        anonymous_id_digest: str,
+        start: Callable[[UserRecord], NewSession],
+        *,
+        anonymous_only: bool = False,
     ) -> UserRecord | None:
-        """The user with this anonymous id, with a new session ``start`` made for it stored;
-        None (and nothing stored) if there is no such user."""
+        """The user with this anonymous id, with a new session ``start`` made for it stored
+        (and, for an ``anonymous_only`` client, the user marked so); None (and nothing stored)
+        if there is no such user."""
         ...
 
     async def user_by_email(self, email: str) -> UserRecord | None: ...
 
     async def user_by_id(self, user_id: str) -> UserRecord | None: ...
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord: ...
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
+        """The user with these credentials, no longer anonymous; None (and nothing changed) if
+        it cannot be promoted: it is gone, not anonymous, or ``anonymous_only``."""
+        ...
 
     async def delete_user(self, user_id: str) -> bool: ...
 

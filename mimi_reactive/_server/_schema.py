@@ -60,9 +60,11 @@ CREATE TABLE signing_keys (
 """
 
 # Version 3: a refresh token a retry's reissue replaced before anyone presented it is kept,
-# marked superseded: presenting it later is reuse.
+# marked superseded (presenting it later is reuse); and users an anonymous-only client made or
+# logged in by id are marked anonymous_only, so that no client promotes them.
 _V3 = """
 ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN anonymous_only INTEGER NOT NULL DEFAULT 0;
 """
 
 _MIGRATIONS = (_V1, _V2, _V3)

@@ -63,9 +63,10 @@ CREATE TABLE signing_keys (
 );
 """
 
-# Version 2: the SQLite schema's version 3 (superseded refresh tokens).
+# Version 2: the SQLite schema's version 3 (superseded refresh tokens, anonymous-only users).
 _V2 = """
 ALTER TABLE refresh_tokens ADD COLUMN superseded boolean NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN anonymous_only boolean NOT NULL DEFAULT false;
 """
 
 MIGRATIONS = (_V1, _V2)

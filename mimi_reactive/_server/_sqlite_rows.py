@@ -18,7 +18,7 @@ __all__ = [
     "user_where",
 ]
 
-_USER_COLUMNS = "id, is_anonymous, email, password_hash"
+_USER_COLUMNS = "id, is_anonymous, email, password_hash, anonymous_only"
 
 
 def user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord | None:
@@ -26,7 +26,7 @@ def user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord
         f"SELECT {_USER_COLUMNS} FROM users WHERE {condition}",  # noqa: S608
         (value,),
     ).fetchone()
-    return None if row is None else UserRecord(row[0], bool(row[1]), row[2], row[3])
+    return None if row is None else UserRecord(row[0], bool(row[1]), row[2], row[3], bool(row[4]))
 
 
 def start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> SessionRecord:
