@@ -261,7 +261,8 @@ class SqliteIdentityDatabase:
                     or rows.newer_token_spent(db, session_id, token_row)
                 ):
                     rows.revoke(db, session_id, now, "refresh_token_reuse")
-                    return Rotation.REUSED, None, None
+                    ended = SessionRecord(session_id, user_id, now, last_used_at, row[6])
+                    return Rotation.REUSED, ended, None
                 rows.supersede_newer(db, session_id, token_row, now)
                 rotation = Rotation.REISSUED
             else:

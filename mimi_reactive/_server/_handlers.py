@@ -80,6 +80,16 @@ def _signed_in(
     )
 
 
+def _ids(request: web.Request, user_id: str, session_id: str | None = None) -> dict[str, str]:
+    """What a security event says of who: the user, the session, the client that asked and
+    its IP. Identifiers, not secrets: never a token, anonymous id, password, nor an email."""
+    ids = {"user_id": user_id, "client_id": client_of(request).id}
+    if session_id is not None:
+        ids["session_id"] = session_id
+    ids["ip"] = client_ip(request, request.app[STATE].settings.trusted_proxies)
+    return ids
+
+
 def _refuse_anonymous_only(request: web.Request) -> None:
     if client_of(request).anonymous_only:
         raise ApiError(
@@ -253,6 +263,7 @@ async def _promote(request: web.Request) -> web.Response:
     if promoted is None:  # it changed while the password was hashed: say how
         _check_promotable(await state.database.user_by_id(session.user_id))
         raise _not_anonymous()
+    state.log.info("user.promoted", **_ids(request, session.user_id, session.id))
     return web.json_response({"user": _user_json(promoted)})
 
 
@@ -279,7 +290,7 @@ async def _delete_user(request: web.Request) -> web.Response:
     state = request.app[STATE]
     session = await _live_session(request, body.access_token)
     await state.database.delete_user(session.user_id)
-    state.log.info("user.deleted")
+    state.log.info("user.deleted", **_ids(request, session.user_id, session.id))
     return web.json_response({})
 
 
@@ -288,6 +299,11 @@ async def _revoke_all(request: web.Request) -> web.Response:
     state = request.app[STATE]
     session = await _live_session(request, body.access_token)
     revoked = await state.database.revoke_user_sessions(session.user_id, state.settings.clock())
+    state.log.info(
+        "user.logged_out_everywhere",
+        revoked_sessions=revoked,
+        **_ids(request, session.user_id, session.id),
+    )
     return web.json_response({"revoked_sessions": revoked})
 
 
@@ -330,7 +346,7 @@ async def _refresh(request: web.Request) -> web.Response:
         issued.append(state.tokens.issue(claims, now))
         return digest(issued[-1])
 
-    rotation, _, user = await state.database.rotate_refresh_token(
+    rotation, session, user = await state.database.rotate_refresh_token(
         digest(body.refresh_token),
         client_id=client_of(request).id,
         new_refresh_digest=digest(refresh_token),
@@ -340,10 +356,15 @@ async def _refresh(request: web.Request) -> web.Response:
         idle_timeout=settings.session_idle_timeout,
         reuse_interval=settings.refresh_reuse_interval,
     )
-    if rotation is Rotation.REUSED:
-        state.log.warning("token.refresh_reuse_detected")
-    elif rotation is Rotation.REISSUED:
-        state.log.info("token.refresh_reissued_within_reuse_interval")
+    if rotation is Rotation.REUSED and session is not None:
+        state.log.warning(
+            "token.refresh_reuse_detected", **_ids(request, session.user_id, session.id)
+        )
+    elif rotation is Rotation.REISSUED and session is not None:
+        state.log.info(
+            "token.refresh_reissued_within_reuse_interval",
+            **_ids(request, session.user_id, session.id),
+        )
     if user is None or not issued:
         raise ApiError(400, "invalid_grant", _REFRESH_REFUSALS.get(rotation, "invalid"))
     return _signed_in(user, issued[-1], refresh_token, settings.access_token_ttl)

@@ -228,7 +228,10 @@ class PostgresIdentityDatabase:
                         or await db.fetchval(sql.NEWER_SPENT, session_id, seq)
                     ):
                         await db.execute(sql.REVOKE, session_id, now, "refresh_token_reuse")
-                        return Rotation.REUSED, None, None
+                        ended = SessionRecord(
+                            session_id, user_id, now, last_used_at, row["client_id"]
+                        )
+                        return Rotation.REUSED, ended, None
                     await db.execute(sql.SUPERSEDE_NEWER, session_id, seq, now)
                     rotation = Rotation.REISSUED
                 user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])

@@ -77,7 +77,8 @@ class Rotation(enum.Enum):
     REVOKED = "revoked"
     """Its session had been revoked (log-out, reuse, idle)."""
     REUSED = "reused"
-    """It had been spent already: the whole session is revoked now (OAuth 2.0 Security BCP)."""
+    """It had been spent already: the whole session is revoked now (OAuth 2.0 Security BCP).
+    The rotation answers that session (its access tokens end now), for the log."""
     IDLE = "idle"
     """Its session was unused for longer than the idle timeout: revoked now."""
     REISSUED = "reissued"
