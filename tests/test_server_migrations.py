@@ -87,8 +87,8 @@ async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
     postgres_url: str, client_secret: str
 ) -> None:
     """A first-schema PostgreSQL database migrates at start and its user and token still work;
-    the user becomes anonymous-only when an anonymous-only client logs it in by id, and then no
-    other client promotes it."""
+    the user becomes anonymous-only when an anonymous-only client renews its old session, and
+    then no other client promotes it."""
     # The SQLite equivalent is in test_server_retention.py; rows are written by hand, as the
     # first version's server would have.
     anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
@@ -125,17 +125,18 @@ async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
         aiohttp.ClientSession() as http,
     ):
         other = Caller(http, server.url, "web-app", other_secret)
-        _, before = await other.log_in_anonymously(anonymous_id)
+        status, before = await other.log_in_anonymously(anonymous_id)
+        assert (status, before["user"]["id"]) == (200, user_id)
         assert await query_value(postgres_url, "SELECT anonymous_only FROM users") is False
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
-        status, logged_in = await caller.log_in_anonymously(anonymous_id)
-        assert (status, logged_in["user"]["id"]) == (200, user_id)
         assert (await caller.refresh(refresh_token))[0] == 200
         promotion = {"email": "old@example.test", "password": "long enough"}
         status, refused, _ = await other.post(
             "/v1/users/promote", {**promotion, "access_token": before["session"]["access_token"]}
         )
         assert (status, refused["error"]["code"]) == (403, "route_not_allowed")
+        status, logged_in = await caller.log_in_anonymously(anonymous_id)
+        assert (status, logged_in["user"]["is_anonymous"]) == (200, True)
     assert await query_value(postgres_url, "SELECT version FROM mimi_schema") == POSTGRES_VERSION
     assert await query_value(postgres_url, "SELECT anonymous_only FROM users") is True
     assert await query_value(postgres_url, "SELECT count(*) FROM signing_keys") == 1

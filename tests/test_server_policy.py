@@ -16,7 +16,8 @@ from mimi_reactive import AuthRoute, MimiConfiguration, MimiCore, RouteRefusedEr
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
 
-from .server_helpers import Caller
+from .conftest import stores
+from .server_helpers import Caller, execute
 
 ANON_SECRET = secrets.token_urlsafe(32)
 FULL_SECRET = secrets.token_urlsafe(32)
@@ -91,6 +92,23 @@ async def test_no_client_promotes_a_user_an_anonymous_only_client_made_or_logged
     status, signed_up, _ = await full.post("/v1/users", CREDENTIALS)
     assert status == 201
     assert signed_up["user"]["id"] not in (made_there["user"]["id"], logged_in_there["user"]["id"])
+
+
+@stores("sqlite-file", "postgresql")
+async def test_a_renewal_by_the_anonymous_only_client_marks_a_user_from_before_the_mark(
+    two_clients: IdentityServer, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    """A user of the anonymous-only client without the mark (stored before it existed) gets it
+    at the client's next renewal: then no other client promotes it."""
+    anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    created = await anon.anonymous_user()
+    await execute(database_url, "UPDATE users SET anonymous_only = false")
+    status, elsewhere = await full.log_in_anonymously(created["user"]["anonymous_id"])
+    assert status == 200
+    assert (await anon.refresh(created["session"]["refresh_token"]))[0] == 200
+    status, answer = await promote(full, elsewhere["session"]["access_token"], "o@example.test")
+    assert (status, answer["error"]["code"]) == (403, "route_not_allowed")
 
 
 async def test_a_log_in_by_the_anonymous_only_client_during_a_promotion_never_loses(

@@ -155,7 +155,7 @@ class SqliteIdentityDatabase:
             user = rows.user_where(db, "anonymous_id_digest = ?", anonymous_id_digest)
             if user is not None:
                 if anonymous_only and not user.anonymous_only:
-                    db.execute("UPDATE users SET anonymous_only = 1 WHERE id = ?", (user.id,))
+                    rows.mark_anonymous_only(db, user.id)
                     user = attrs.evolve(user, anonymous_only=True)
                 rows.start_session(db, user.id, start(user))
             return user
@@ -223,6 +223,7 @@ class SqliteIdentityDatabase:
         now: float,
         idle_timeout: float,
         reuse_interval: float,
+        anonymous_only: bool = False,
     ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
         """Spend a refresh token for a new pair, in one transaction.
 
@@ -232,7 +233,9 @@ class SqliteIdentityDatabase:
         superseded, so the session never forks into two lines). Any other reuse, a superseded
         token's included, revokes the whole session. ``issue_access`` makes the
         new access token for the session's owner and returns the digest to store. A token of
-        another client's session is unknown to this one.
+        another client's session is unknown to this one. An ``anonymous_only`` client's
+        renewal marks its user so, as its log-in by id does: a user of an anonymous-only app
+        from before the mark existed gets it at the app's next renewal.
         """
 
         def rotate(
@@ -283,6 +286,8 @@ class SqliteIdentityDatabase:
                 (access_digest, access_expires_at, now, client_id, session_id),
             )
             rows.seen(db, user_id, now)
+            if anonymous_only:
+                rows.mark_anonymous_only(db, user_id)
             session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
             return rotation, session, user
 

@@ -355,6 +355,7 @@ async def _refresh(request: web.Request) -> web.Response:
         now=now,
         idle_timeout=settings.session_idle_timeout,
         reuse_interval=settings.refresh_reuse_interval,
+        anonymous_only=client_of(request).anonymous_only,
     )
     if rotation is Rotation.REUSED and session is not None:
         state.log.warning(

@@ -200,6 +200,7 @@ class PostgresIdentityDatabase:
         now: float,
         idle_timeout: float,
         reuse_interval: float,
+        anonymous_only: bool = False,
     ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
         """Spend a refresh token for a new pair, as ``SqliteIdentityDatabase`` does.
 
@@ -250,6 +251,8 @@ class PostgresIdentityDatabase:
                     user_id,
                     now - SEEN_PRECISION,
                 )
+                if anonymous_only:
+                    await db.execute(sql.MARK_USER_ANONYMOUS_ONLY, user_id)
             session = SessionRecord(session_id, user_id, access_expires_at, now, client_id)
             return rotation, session, user
 

@@ -14,6 +14,7 @@ __all__ = [
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
     "MARK_ANONYMOUS_ONLY",
+    "MARK_USER_ANONYMOUS_ONLY",
     "NEWER_SPENT",
     "REVOKE",
     "REVOKE_BY_REFRESH",
@@ -51,6 +52,11 @@ WITH marked AS (
 SELECT * FROM marked UNION ALL
 SELECT {USER_ROW} FROM users WHERE anonymous_id_digest = $1 AND NOT EXISTS (SELECT 1 FROM marked)
 """  # noqa: S608
+
+# A renewal through an anonymous-only client marks its user (written once).
+MARK_USER_ANONYMOUS_ONLY = (
+    "UPDATE users SET anonymous_only = true WHERE id = $1 AND NOT anonymous_only"
+)
 
 CREATE_SESSION = """
 WITH u AS (

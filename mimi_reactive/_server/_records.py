@@ -220,7 +220,11 @@ class IdentityDatabase(Protocol):
         now: float,
         idle_timeout: float,
         reuse_interval: float,
-    ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]: ...
+        anonymous_only: bool = False,
+    ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
+        """Spend a refresh token for a new pair (see ``SqliteIdentityDatabase``); for an
+        ``anonymous_only`` client, its user is marked so (users from before the mark existed)."""
+        ...
 
     async def revoke_session(self, session_id: str, now: float) -> bool:
         """End the session (a log-out), unless it has ended; whether it did."""

@@ -10,6 +10,7 @@ from ._records import SEEN_PRECISION, NewSession, SessionRecord, UserRecord
 
 __all__ = [
     "insert_session",
+    "mark_anonymous_only",
     "newer_token_spent",
     "revoke",
     "seen",
@@ -77,6 +78,14 @@ def supersede_newer(db: sqlite3.Connection, session_id: str, token_row: int, now
         "UPDATE refresh_tokens SET used_at = ?, superseded = 1"
         " WHERE session_id = ? AND rowid > ? AND used_at IS NULL",
         (now, session_id, token_row),
+    )
+
+
+def mark_anonymous_only(db: sqlite3.Connection, user_id: str) -> None:
+    """Note that an anonymous-only client has the user: no client may promote it now. Written
+    once: a user marked already is only read."""
+    db.execute(
+        "UPDATE users SET anonymous_only = 1 WHERE id = ? AND anonymous_only = 0", (user_id,)
     )
 
 
