@@ -1,5 +1,5 @@
 """No secret reaches anything the server process writes, whatever a client sends: aiohttp's
-and asyncio's own records included, on either store."""
+and asyncio's own records included, on either store; security events say who, by ids."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import secrets
 from typing import cast
 from urllib.parse import urlsplit
 
+import jwt
 import pytest
 import structlog
 from structlog.testing import LogCapture
@@ -20,7 +21,7 @@ from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartErro
 
 from .conftest import stores
 from .raw_http import build_request, send_raw
-from .server_helpers import serving
+from .server_helpers import calling, serving
 
 CLIENT_ID = "log-app"
 
@@ -169,3 +170,52 @@ async def test_a_wildcard_address_as_issuer_is_warned_of(
             assert "--issuer" in warnings[0]["hint"]
     finally:
         await server.stop()
+
+
+def session_of(session: dict[str, str]) -> str:
+    """The session id an answer's access token names (its ``sid``)."""
+    return str(jwt.decode(session["access_token"], options={"verify_signature": False})["sid"])
+
+
+async def test_security_events_name_user_session_client_and_ip(database_url: str) -> None:
+    """A refresh reissued in the reuse interval, a reuse, a promotion, a log-out everywhere and
+    a deletion are logged with the user, session and client ids and the IP, each once; no
+    event holds a token, an anonymous id, the email or the password."""
+    captured, logger = capturing_logger()
+    email, password = "kept.private@example.test", "a password nobody may read"
+    async with calling(
+        CLIENT_ID, secrets.token_urlsafe(32), logger=logger, database=database_url
+    ) as (_, caller):
+        users = [await caller.anonymous_user() for _ in range(3)]
+        first, second, third = (user["session"] for user in users)
+        _, lost = await caller.refresh(first["refresh_token"])
+        _, retried = await caller.refresh(first["refresh_token"])
+        _, reused = await caller.refresh(lost["session"]["refresh_token"])
+        promotion = {"email": email, "password": password, "access_token": second["access_token"]}
+        assert (await caller.post("/v1/users/promote", promotion))[0] == 200
+        token = {"access_token": second["access_token"]}
+        assert (await caller.post("/v1/sessions/revoke-all", token))[0] == 200
+        token = {"access_token": third["access_token"]}
+        assert (await caller.post("/v1/users/delete", token))[0] == 200
+    expected = {
+        "token.refresh_reissued_within_reuse_interval": (users[0], first),
+        "token.refresh_reuse_detected": (users[0], first),
+        "user.promoted": (users[1], second),
+        "user.logged_out_everywhere": (users[1], second),
+        "user.deleted": (users[2], third),
+    }
+    for event, (user, session) in expected.items():
+        [entry] = [entry for entry in captured.entries if entry["event"] == event]
+        ids = {key: entry.get(key) for key in ("user_id", "session_id", "client_id", "ip")}
+        assert ids == {
+            "user_id": user["user"]["id"],
+            "session_id": session_of(session),
+            "client_id": CLIENT_ID,
+            "ip": "127.0.0.1",
+        }, event
+    secret_values = [email, password, *(user["user"]["anonymous_id"] for user in users)]
+    for answer in (*(user["session"] for user in users), lost["session"], retried["session"]):
+        secret_values += [answer["access_token"], answer["refresh_token"]]
+    texts = [repr(entry) for entry in captured.entries]
+    assert not [secret for secret in secret_values for text in texts if secret in text]
+    assert reused["error"]["code"] == "invalid_grant"

@@ -22,7 +22,7 @@ from mimi_reactive._server._schema_postgres import SCHEMA_VERSION as POSTGRES_VE
 from mimi_reactive._server._schema_postgres import migrate as migrate_postgres
 from mimi_reactive._server._secrets import digest
 from mimi_reactive._server._tokens import AccessTokens
-from mimi_reactive.server import IdentityServer, ServerStartError
+from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
 
 from .conftest import CLIENT_ID
 from .server_helpers import Caller, query_value, row_counts
@@ -41,16 +41,22 @@ def migrate(database: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_migrate_upgrades_a_first_schema_sqlite_file(tmp_path: Path) -> None:
-    """`migrate` brings a SQLite file of the first schema to the current version, once."""
+    """`migrate` brings a SQLite file of the first schema to the current version, once; its
+    user is not anonymous-only (no client was known to be so) and its token not superseded."""
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:
         db.executescript(VERSION_1)
+        db.execute("INSERT INTO users VALUES ('u', 'a', NULL, NULL, 1, 1.0)")
+        db.execute("INSERT INTO sessions VALUES ('s', 'u', 'x', 1.0, 1.0, 1.0, NULL, NULL)")
+        db.execute("INSERT INTO refresh_tokens VALUES ('r', 's', 1.0, NULL)")
     first = migrate(str(path))
     assert (first.returncode, first.stdout) == (0, f"schema version {SQLITE_VERSION} (was 0)\n")
     again = migrate(str(path))
     assert again.stdout == f"schema version {SQLITE_VERSION} (was {SQLITE_VERSION})\n"
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SQLITE_VERSION
+        assert db.execute("SELECT anonymous_only FROM users").fetchall() == [(0,)]
+        assert db.execute("SELECT superseded FROM refresh_tokens").fetchall() == [(0,)]
 
 
 async def test_migrate_creates_the_postgresql_schema_once(postgres_url: str) -> None:
@@ -81,7 +87,9 @@ async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
     postgres_url: str, client_secret: str
 ) -> None:
     """A first-schema PostgreSQL database migrates at start keeping its rows and foreign keys:
-    its user logs in, its refresh token rotates, and deleting the user takes its sessions."""
+    its user logs in, its refresh token rotates, and deleting the user takes its sessions; the
+    user becomes anonymous-only when an anonymous-only client renews its old session, and then
+    no other client promotes it."""
     # The SQLite equivalent is in test_server_retention.py; rows are written by hand, as the
     # first version's server would have.
     anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
@@ -108,20 +116,33 @@ async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
         )
     finally:
         await connection.close()
+    other_secret = secrets.token_urlsafe(32)
+    clients = [
+        ClientConfig(CLIENT_ID, client_secret, anonymous_only=True),
+        ClientConfig("web-app", other_secret),
+    ]
     async with (
-        IdentityServer(
-            client_id=CLIENT_ID, client_secret=client_secret, database=postgres_url
-        ) as server,
+        IdentityServer(clients=clients, database=postgres_url) as server,
         aiohttp.ClientSession() as http,
     ):
-        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        other = Caller(http, server.url, "web-app", other_secret)
         assert await row_counts(postgres_url) == {"users": 1, "sessions": 1, "refresh_tokens": 1}
-        status, logged_in = await caller.log_in_anonymously(anonymous_id)
-        assert (status, logged_in["user"]["id"]) == (200, user_id)
+        status, before = await other.log_in_anonymously(anonymous_id)
+        assert (status, before["user"]["id"]) == (200, user_id)
+        assert await query_value(postgres_url, "SELECT anonymous_only FROM users") is False
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
         status, rotated = await caller.refresh(refresh_token)
         assert (status, rotated["user"]["id"]) == (200, user_id)
         assert (await caller.refresh(rotated["session"]["refresh_token"]))[0] == 200
+        promotion = {"email": "old@example.test", "password": "long enough"}
+        status, refused, _ = await other.post(
+            "/v1/users/promote", {**promotion, "access_token": before["session"]["access_token"]}
+        )
+        assert (status, refused["error"]["code"]) == (403, "route_not_allowed")
+        status, logged_in = await caller.log_in_anonymously(anonymous_id)
+        assert (status, logged_in["user"]["is_anonymous"]) == (200, True)
     assert await query_value(postgres_url, "SELECT version FROM mimi_schema") == POSTGRES_VERSION
+    assert await query_value(postgres_url, "SELECT anonymous_only FROM users") is True
     assert await query_value(postgres_url, "SELECT count(*) FROM signing_keys") == 1
     columns = await query_value(
         postgres_url,

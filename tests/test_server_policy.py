@@ -1,10 +1,13 @@
 """Per-client policy: an anonymous-only client is refused credential routes by the server
-itself, tokens are bound to their client, and guessable client secrets never start."""
+itself, no client promotes its users, tokens are bound to their client, and guessable client
+secrets never start."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -13,7 +16,8 @@ from mimi_reactive import AuthRoute, MimiConfiguration, MimiCore, Reason, RouteR
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
 
-from .server_helpers import Caller
+from .conftest import stores
+from .server_helpers import Caller, execute
 
 ANON_SECRET = secrets.token_urlsafe(32)
 FULL_SECRET = secrets.token_urlsafe(32)
@@ -54,6 +58,73 @@ async def test_anonymous_only_client_is_refused_credential_routes(
         assert (status, answer["error"]["code"]) == (403, "route_not_allowed"), path
     status, _ = await anon.log_in_anonymously(created["user"]["anonymous_id"])
     assert status == 200
+
+
+async def promote(caller: Caller, access_token: str, email: str) -> tuple[int, Any]:
+    """Promote the user of ``access_token`` with ``email``: the status and answer."""
+    body = {"email": email, "password": "long enough", "access_token": access_token}
+    status, answer, _ = await caller.post("/v1/users/promote", body)
+    return status, answer
+
+
+async def test_no_client_promotes_a_user_an_anonymous_only_client_made_or_logged_in(
+    two_clients: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """A user the anonymous-only client made, or logged in by id (even after another client's
+    session of it began), is refused promotion by any client (403 route_not_allowed) and stays
+    anonymous there; a user it never had is promoted; a sign-up makes a new user."""
+    anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    made_there = await anon.anonymous_user()
+    logged_in_there = await full.anonymous_user()
+    never_there = await full.anonymous_user()
+    assert (await anon.log_in_anonymously(logged_in_there["user"]["anonymous_id"]))[0] == 200
+    status, made_there_here = await full.log_in_anonymously(made_there["user"]["anonymous_id"])
+    assert status == 200
+    for number, session in enumerate([made_there_here["session"], logged_in_there["session"]]):
+        status, answer = await promote(full, session["access_token"], f"p{number}@example.test")
+        assert (status, answer["error"]["code"]) == (403, "route_not_allowed")
+    for user in (made_there["user"], logged_in_there["user"]):
+        status, again = await anon.log_in_anonymously(user["anonymous_id"])
+        assert (status, again["user"]["is_anonymous"]) == (200, True)
+    status, promoted = await promote(full, never_there["session"]["access_token"], "n@example.test")
+    assert (status, promoted["user"]["is_anonymous"]) == (200, False)
+    status, signed_up, _ = await full.post("/v1/users", CREDENTIALS)
+    assert status == 201
+    assert signed_up["user"]["id"] not in (made_there["user"]["id"], logged_in_there["user"]["id"])
+
+
+@stores("sqlite-file", "postgresql")
+async def test_a_renewal_by_the_anonymous_only_client_marks_a_user_from_before_the_mark(
+    two_clients: IdentityServer, http: aiohttp.ClientSession, database_url: str
+) -> None:
+    """A user of the anonymous-only client without the mark (stored before it existed) gets it
+    at the client's next renewal: then no other client promotes it."""
+    anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    created = await anon.anonymous_user()
+    await execute(database_url, "UPDATE users SET anonymous_only = false")
+    status, elsewhere = await full.log_in_anonymously(created["user"]["anonymous_id"])
+    assert status == 200
+    assert (await anon.refresh(created["session"]["refresh_token"]))[0] == 200
+    status, answer = await promote(full, elsewhere["session"]["access_token"], "o@example.test")
+    assert (status, answer["error"]["code"]) == (403, "route_not_allowed")
+
+
+async def test_a_log_in_by_the_anonymous_only_client_during_a_promotion_never_loses(
+    two_clients: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """The anonymous-only client logs the user in by id while another client's promotion of
+    it hashes the password: one of them wins, never both (the id works and the user is
+    promoted)."""
+    anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+    full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
+    created = await full.anonymous_user()
+    (promoted, _), (logged_in, _) = await asyncio.gather(
+        promote(full, created["session"]["access_token"], "race@example.test"),
+        anon.log_in_anonymously(created["user"]["anonymous_id"]),
+    )
+    assert (promoted, logged_in == 200) in [(200, False), (403, True)], (promoted, logged_in)
 
 
 async def test_the_client_library_maps_the_refusal_to_route_refused(

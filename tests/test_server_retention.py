@@ -377,10 +377,10 @@ async def test_a_log_in_during_a_sweep_runs_between_its_batches(
     log_in = SqliteIdentityDatabase.log_in_anonymously
 
     async def observed(
-        self: SqliteIdentityDatabase, anonymous_id_digest: str, start: Any
+        self: SqliteIdentityDatabase, anonymous_id_digest: str, start: Any, **options: Any
     ) -> UserRecord | None:
         queued.set()  # seen by the test only once the log-in's operation is queued
-        user = await log_in(self, anonymous_id_digest, start)
+        user = await log_in(self, anonymous_id_digest, start, **options)
         left_at_log_in.append(await count(str(path), "sessions"))
         return user
 

@@ -18,6 +18,8 @@ import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
+
 from . import _sqlite_file as sqlite_file
 from . import _sqlite_rows as rows
 from ._records import (
@@ -113,15 +115,17 @@ class SqliteIdentityDatabase:
         email: str | None,
         password_hash: str | None,
         session: NewSession,
+        anonymous_only: bool = False,
     ) -> UserRecord:
         """Store a new user and its first session together."""
-        user = UserRecord(user_id, email is None, email, password_hash)
+        user = UserRecord(user_id, email is None, email, password_hash, anonymous_only)
 
         def create(db: sqlite3.Connection) -> UserRecord:
             try:
                 db.execute(
                     "INSERT INTO users (id, anonymous_id_digest, email, password_hash,"
-                    " is_anonymous, created_at, last_seen_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    " is_anonymous, created_at, last_seen_at, anonymous_only)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         user.id,
                         anonymous_id_digest,
@@ -130,6 +134,7 @@ class SqliteIdentityDatabase:
                         user.is_anonymous,
                         session.now,
                         session.now,
+                        anonymous_only,
                     ),
                 )
             except sqlite3.IntegrityError as error:
@@ -140,11 +145,18 @@ class SqliteIdentityDatabase:
         return await self._writer.run(create)
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, session: NewSession
+        self,
+        anonymous_id_digest: str,
+        session: NewSession,
+        *,
+        anonymous_only: bool = False,
     ) -> UserRecord | None:
         def log_in(db: sqlite3.Connection) -> UserRecord | None:
             user = rows.user_where(db, "anonymous_id_digest = ?", anonymous_id_digest)
             if user is not None:
+                if anonymous_only and not user.anonymous_only:
+                    rows.mark_anonymous_only(db, user.id)
+                    user = attrs.evolve(user, anonymous_only=True)
                 rows.start_session(db, user.id, session)
             return user
 
@@ -157,18 +169,19 @@ class SqliteIdentityDatabase:
     async def user_by_id(self, user_id: str) -> UserRecord | None:
         return await self._read_user("id = ?", user_id)
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord:
-        def promote(db: sqlite3.Connection) -> UserRecord:
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
+        def promote(db: sqlite3.Connection) -> UserRecord | None:
             # The anonymous id stops being a way in: a promoted user logs in with credentials.
             try:
-                db.execute(
+                promoted = db.execute(
                     "UPDATE users SET email = ?, password_hash = ?, is_anonymous = 0,"
-                    " anonymous_id_digest = NULL WHERE id = ?",
+                    " anonymous_id_digest = NULL"
+                    " WHERE id = ? AND is_anonymous = 1 AND anonymous_only = 0",
                     (email, password_hash, user_id),
-                )
+                ).rowcount
             except sqlite3.IntegrityError as error:
                 raise EmailTakenError from error
-            return UserRecord(user_id, False, email, password_hash)
+            return UserRecord(user_id, False, email, password_hash) if promoted else None
 
         return await self._writer.run(promote)
 
@@ -208,14 +221,19 @@ class SqliteIdentityDatabase:
         now: float,
         idle_timeout: float,
         reuse_interval: float,
+        anonymous_only: bool = False,
     ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
         """Spend a refresh token for a new one, in one transaction; the session and its owner,
         for whom the caller signs the new access token.
 
         A token spent less than ``reuse_interval`` seconds ago, when no newer token of its
         session has been spent since, is the retry of a client whose answer was lost: it gets
-        a new pair too. Any other reuse revokes the whole session. A token of another client's
-        session is unknown to this one.
+        a new pair too, which replaces the pair of the lost answer (its refresh token is
+        superseded, so the session never forks into two lines). Any other reuse, a superseded
+        token's included, revokes the whole session. A token of another client's session is
+        unknown to this one. An ``anonymous_only`` client's renewal marks its user so, as its
+        log-in by id does: a user of an anonymous-only app from before the mark existed gets it
+        at the app's next renewal.
         """
 
         def rotate(
@@ -223,7 +241,7 @@ class SqliteIdentityDatabase:
         ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
             row = db.execute(
                 "SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.rowid,"
-                " s.client_id, u.is_anonymous, u.email, u.password_hash"
+                " s.client_id, u.is_anonymous, u.email, u.password_hash, t.superseded"
                 " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
                 " JOIN users u ON u.id = s.user_id WHERE t.digest = ?",
                 (refresh_digest,),
@@ -238,11 +256,15 @@ class SqliteIdentityDatabase:
                 return Rotation.IDLE, None, None
             rotation = Rotation.ROTATED
             if used_at is not None:
-                if now - used_at >= reuse_interval or rows.newer_token_spent(
-                    db, session_id, token_row
+                if (
+                    row[10]
+                    or now - used_at >= reuse_interval
+                    or rows.newer_token_spent(db, session_id, token_row)
                 ):
                     rows.revoke(db, session_id, now, "refresh_token_reuse")
-                    return Rotation.REUSED, None, None
+                    ended = SessionRecord(session_id, user_id, last_used_at, row[6])
+                    return Rotation.REUSED, ended, None
+                rows.supersede_newer(db, session_id, token_row, now)
                 rotation = Rotation.REISSUED
             else:
                 db.execute(
@@ -258,6 +280,8 @@ class SqliteIdentityDatabase:
                 (now, client_id, session_id),
             )
             rows.seen(db, user_id, now)
+            if anonymous_only:
+                rows.mark_anonymous_only(db, user_id)
             session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user
 

@@ -82,6 +82,16 @@ def _signed_in(
     )
 
 
+def _ids(request: web.Request, user_id: str, session_id: str | None = None) -> dict[str, str]:
+    """What a security event says of who: the user, the session, the client that asked and
+    its IP. Identifiers, not secrets: never a token, anonymous id, password, nor an email."""
+    ids = {"user_id": user_id, "client_id": client_of(request).id}
+    if session_id is not None:
+        ids["session_id"] = session_id
+    ids["ip"] = client_ip(request, request.app[STATE].settings.trusted_proxies)
+    return ids
+
+
 def _refuse_anonymous_only(request: web.Request) -> None:
     if client_of(request).anonymous_only:
         raise ApiError(
@@ -175,14 +185,15 @@ async def _create_anonymous_user(request: web.Request) -> web.Response:
     if retry_after is not None:
         raise rate_limited(retry_after)
     anonymous_id = new_secret()
-    new_user = UserRecord(str(uuid.uuid4()), True, None, None)
-    pair = _NewPair(state, client_of(request))
+    client = client_of(request)
+    pair = _NewPair(state, client)
     user = await state.database.create_user(
-        user_id=new_user.id,
+        user_id=str(uuid.uuid4()),
         anonymous_id_digest=digest(anonymous_id),
         email=None,
         password_hash=None,
         session=pair.session,
+        anonymous_only=client.anonymous_only,
     )
     # The only time the id is ever sent: the server keeps its digest, not the id.
     return pair.answer(user, status=201, anonymous_id=anonymous_id)
@@ -192,8 +203,11 @@ async def _log_in_anonymously(request: web.Request) -> web.Response:
     body = await read_body(request, models.AnonymousLogIn)
     state = request.app[STATE]
     ip = await _not_blocked(request, state)
-    pair = _NewPair(state, client_of(request))
-    user = await state.database.log_in_anonymously(digest(body.anonymous_id), pair.session)
+    client = client_of(request)
+    pair = _NewPair(state, client)
+    user = await state.database.log_in_anonymously(
+        digest(body.anonymous_id), pair.session, anonymous_only=client.anonymous_only
+    )
     if user is None:
         raise await failed_log_in(
             state, ip, ApiError(400, "invalid_grant", "no anonymous user has this id")
@@ -244,17 +258,37 @@ async def _promote(request: web.Request) -> web.Response:
     _refuse_anonymous_only(request)
     state = request.app[STATE]
     session = await _live_session(request, body.access_token)
-    user = await state.database.user_by_id(session.user_id)
-    if user is None or not user.is_anonymous:
-        raise ApiError(409, "not_anonymous", "only an anonymous user can be promoted")
+    _check_promotable(await state.database.user_by_id(session.user_id))
     password_hash = await _hashing(state.passwords.hash(body.password))
     try:
         promoted = await state.database.promote(
-            user.id, email=body.email.lower(), password_hash=password_hash
+            session.user_id, email=body.email.lower(), password_hash=password_hash
         )
     except EmailTakenError:
         raise ApiError(409, "email_taken", "this email is already registered") from None
+    if promoted is None:  # it changed while the password was hashed: say how
+        _check_promotable(await state.database.user_by_id(session.user_id))
+        raise _not_anonymous()
+    state.log.info("user.promoted", **_ids(request, session.user_id, session.id))
     return web.json_response({"user": _user_json(promoted)})
+
+
+def _check_promotable(user: UserRecord | None) -> None:
+    """409 ``not_anonymous`` for a user that is gone or not anonymous; 403
+    ``route_not_allowed`` for one an anonymous-only client made or logged in by id, whichever
+    client asks (its app would take in a user it may not have)."""
+    if user is None or not user.is_anonymous:
+        raise _not_anonymous()
+    if user.anonymous_only:
+        raise ApiError(
+            403,
+            "route_not_allowed",
+            "this user belongs to an anonymous-only client: it cannot be promoted",
+        )
+
+
+def _not_anonymous() -> ApiError:
+    return ApiError(409, "not_anonymous", "only an anonymous user can be promoted")
 
 
 async def _delete_user(request: web.Request) -> web.Response:
@@ -262,7 +296,7 @@ async def _delete_user(request: web.Request) -> web.Response:
     state = request.app[STATE]
     session = await _live_session(request, body.access_token)
     await state.database.delete_user(session.user_id)
-    state.log.info("user.deleted")
+    state.log.info("user.deleted", **_ids(request, session.user_id, session.id))
     return web.json_response({})
 
 
@@ -271,6 +305,11 @@ async def _revoke_all(request: web.Request) -> web.Response:
     state = request.app[STATE]
     session = await _live_session(request, body.access_token)
     revoked = await state.database.revoke_user_sessions(session.user_id, state.settings.clock())
+    state.log.info(
+        "user.logged_out_everywhere",
+        revoked_sessions=revoked,
+        **_ids(request, session.user_id, session.id),
+    )
     return web.json_response({"revoked_sessions": revoked})
 
 
@@ -328,11 +367,17 @@ async def _refresh(request: web.Request) -> web.Response:
         now=now,
         idle_timeout=settings.session_idle_timeout,
         reuse_interval=settings.refresh_reuse_interval,
+        anonymous_only=client_of(request).anonymous_only,
     )
-    if rotation is Rotation.REUSED:
-        state.log.warning("token.refresh_reuse_detected")
-    elif rotation is Rotation.REISSUED:
-        state.log.info("token.refresh_reissued_within_reuse_interval")
+    if rotation is Rotation.REUSED and session is not None:
+        state.log.warning(
+            "token.refresh_reuse_detected", **_ids(request, session.user_id, session.id)
+        )
+    elif rotation is Rotation.REISSUED and session is not None:
+        state.log.info(
+            "token.refresh_reissued_within_reuse_interval",
+            **_ids(request, session.user_id, session.id),
+        )
     if session is None or user is None:
         raise ApiError(400, "invalid_grant", _REFRESH_REFUSALS.get(rotation, "invalid"))
     access_token = state.tokens.issue(

@@ -103,9 +103,10 @@ class PostgresIdentityDatabase:
         email: str | None,
         password_hash: str | None,
         session: NewSession,
+        anonymous_only: bool = False,
     ) -> UserRecord:
         """Store a new user, its first session and refresh token: one statement."""
-        user = UserRecord(user_id, email is None, email, password_hash)
+        user = UserRecord(user_id, email is None, email, password_hash, anonymous_only)
         with _email_taken():
             await self._execute(
                 sql.CREATE_USER,
@@ -118,13 +119,16 @@ class PostgresIdentityDatabase:
                 session.id,
                 session.client_id,
                 session.refresh_digest,
+                anonymous_only,
             )
         return user
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, session: NewSession
+        self, anonymous_id_digest: str, session: NewSession, *, anonymous_only: bool = False
     ) -> UserRecord | None:
-        """The user, with the new session and its refresh token stored: one statement."""
+        """The user, with the new session and its refresh token stored (and, through an
+        anonymous-only client, the user marked so, after which no promotion passes): one
+        statement."""
         try:
             found = await self._fetchrow(
                 sql.LOG_IN,
@@ -134,6 +138,7 @@ class PostgresIdentityDatabase:
                 session.now,
                 session.refresh_digest,
                 session.now - SEEN_PRECISION,
+                anonymous_only,
             )
         except asyncpg.ForeignKeyViolationError:  # deleted meanwhile: no user now
             return None
@@ -145,17 +150,17 @@ class PostgresIdentityDatabase:
     async def user_by_id(self, user_id: str) -> UserRecord | None:
         return _user(await self._fetchrow(sql.USER + "id = $1", user_id))
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord:
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
         # The anonymous id stops being a way in: a promoted user logs in with credentials.
         with _email_taken():
-            await self._execute(
+            status = await self._execute(
                 "UPDATE users SET email = $2, password_hash = $3, is_anonymous = false,"
-                " anonymous_id_digest = NULL WHERE id = $1",
+                " anonymous_id_digest = NULL WHERE id = $1 AND is_anonymous AND NOT anonymous_only",
                 user_id,
                 email,
                 password_hash,
             )
-        return UserRecord(user_id, False, email, password_hash)
+        return None if status == "UPDATE 0" else UserRecord(user_id, False, email, password_hash)
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete the user with every session and token (the foreign keys cascade)."""
@@ -185,6 +190,7 @@ class PostgresIdentityDatabase:
         now: float,
         idle_timeout: float,
         reuse_interval: float,
+        anonymous_only: bool = False,
     ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
         """Spend a refresh token for a new pair, as ``SqliteIdentityDatabase`` does.
 
@@ -207,11 +213,15 @@ class PostgresIdentityDatabase:
                     return Rotation.IDLE, None, None
                 rotation = Rotation.ROTATED
                 if used_at is not None:
-                    if now - used_at >= reuse_interval or await db.fetchval(
-                        sql.NEWER_SPENT, session_id, seq
+                    if (
+                        row["superseded"]
+                        or now - used_at >= reuse_interval
+                        or await db.fetchval(sql.NEWER_SPENT, session_id, seq)
                     ):
                         await db.execute(sql.REVOKE, session_id, now, "refresh_token_reuse")
-                        return Rotation.REUSED, None, None
+                        ended = SessionRecord(session_id, user_id, last_used_at, row["client_id"])
+                        return Rotation.REUSED, ended, None
+                    await db.execute(sql.SUPERSEDE_NEWER, session_id, seq, now)
                     rotation = Rotation.REISSUED
                 user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
                 await db.execute(
@@ -224,6 +234,8 @@ class PostgresIdentityDatabase:
                     user_id,
                     now - SEEN_PRECISION,
                 )
+                if anonymous_only:
+                    await db.execute(sql.MARK_USER_ANONYMOUS_ONLY, user_id)
             session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user
 

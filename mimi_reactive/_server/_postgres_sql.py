@@ -14,27 +14,36 @@ __all__ = [
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
     "LOG_IN",
+    "MARK_USER_ANONYMOUS_ONLY",
     "NEWER_SPENT",
     "REVOKE",
     "REVOKE_BY_REFRESH",
     "ROTATE",
     "SESSION_ROW",
+    "SUPERSEDE_NEWER",
     "USER",
+    "USER_ROW",
 ]
 
-USER = "SELECT id, is_anonymous, email, password_hash FROM users WHERE "
+USER_ROW = "id, is_anonymous, email, password_hash, anonymous_only"
+USER = f"SELECT {USER_ROW} FROM users WHERE "  # noqa: S608
 SESSION_ROW = "id, user_id, last_used_at, client_id"
 
 CREATE_USER = """
 WITH u AS (
     INSERT INTO users (id, anonymous_id_digest, email, password_hash, is_anonymous,
-        created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+        created_at, last_seen_at, anonymous_only) VALUES ($1, $2, $3, $4, $5, $6, $6, $10)
 ), s AS (
     INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)
     VALUES ($7, $1, $6, $6, $8)
 )
 INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($9, $7, $6)
 """
+
+# A renewal through an anonymous-only client marks its user (written once).
+MARK_USER_ANONYMOUS_ONLY = (
+    "UPDATE users SET anonymous_only = true WHERE id = $1 AND NOT anonymous_only"
+)
 
 CREATE_SESSION = """
 WITH u AS (
@@ -46,32 +55,43 @@ WITH u AS (
 INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($5, $2, $4)
 """
 
-# A log-in by anonymous id: the user, with its new session and refresh token (and last_seen_at,
-# at most once per SEEN_PRECISION) written only if the user exists.
-LOG_IN = """
+# A log-in by anonymous id: the user, with its new session and refresh token written only if
+# the user exists; its last_seen_at at most once per SEEN_PRECISION and, through an
+# anonymous-only client ($7), its anonymous_only mark, in one UPDATE (two on one row in one
+# statement would leave only one of them).
+LOG_IN = f"""
 WITH u AS (
-    SELECT id, is_anonymous, email, password_hash FROM users WHERE anonymous_id_digest = $1
+    SELECT {USER_ROW} FROM users WHERE anonymous_id_digest = $1
 ), seen AS (
-    UPDATE users SET last_seen_at = $4 WHERE id = (SELECT id FROM u) AND last_seen_at < $6
+    UPDATE users
+    SET last_seen_at = GREATEST(last_seen_at, $4), anonymous_only = anonymous_only OR $7
+    WHERE id = (SELECT id FROM u) AND (last_seen_at < $6 OR ($7 AND NOT anonymous_only))
 ), s AS (
     INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)
     SELECT $2, id, $4, $4, $3 FROM u
 ), t AS (
     INSERT INTO refresh_tokens (digest, session_id, created_at) SELECT $5, $2, $4 FROM u
 )
-SELECT id, is_anonymous, email, password_hash FROM u
-"""
+SELECT id, is_anonymous, email, password_hash, anonymous_only OR $7 FROM u
+"""  # noqa: S608
 
 LOCK_REFRESH_ROW = """
 SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
-    u.is_anonymous, u.email, u.password_hash
+    u.is_anonymous, u.email, u.password_hash, t.superseded
 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
 WHERE t.digest = $1 FOR UPDATE OF s, t
 """
 
 NEWER_SPENT = """
 SELECT EXISTS (SELECT 1 FROM refresh_tokens
-    WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL)
+    WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL AND NOT superseded)
+"""
+
+# A retry's reissue retires the unspent tokens issued from the retried one (see
+# ``_sqlite_rows.supersede_newer``).
+SUPERSEDE_NEWER = """
+UPDATE refresh_tokens SET used_at = $3, superseded = true
+WHERE session_id = $1 AND seq > $2 AND used_at IS NULL
 """
 
 ROTATE = """

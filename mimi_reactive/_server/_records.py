@@ -43,6 +43,8 @@ class UserRecord:
     is_anonymous: bool
     email: str | None
     password_hash: str | None = attrs.field(repr=False)
+    anonymous_only: bool = False
+    """An anonymous-only client made it or logged it in by id: no client may promote it."""
 
 
 @attrs.frozen
@@ -75,11 +77,13 @@ class Rotation(enum.Enum):
     REVOKED = "revoked"
     """Its session had been revoked (log-out, reuse, idle)."""
     REUSED = "reused"
-    """It had been spent already: the whole session is revoked now (OAuth 2.0 Security BCP)."""
+    """It had been spent already: the whole session is revoked now (OAuth 2.0 Security BCP).
+    The rotation answers that session (its access tokens end now), for the log."""
     IDLE = "idle"
     """Its session was unused for longer than the idle timeout: revoked now."""
     REISSUED = "reissued"
-    """It was spent within the reuse interval (a lost answer): a new pair was stored."""
+    """It was spent within the reuse interval (a lost answer): a new pair was stored, and the
+    refresh token of the lost answer is superseded (presenting it is reuse)."""
 
 
 @attrs.frozen
@@ -174,20 +178,25 @@ class IdentityDatabase(Protocol):
         email: str | None,
         password_hash: str | None,
         session: NewSession,
+        anonymous_only: bool = False,
     ) -> UserRecord: ...
 
     async def log_in_anonymously(
-        self, anonymous_id_digest: str, session: NewSession
+        self, anonymous_id_digest: str, session: NewSession, *, anonymous_only: bool = False
     ) -> UserRecord | None:
-        """The user with this anonymous id, with ``session`` stored as a new session of it;
-        None (and nothing stored) if there is no such user."""
+        """The user with this anonymous id, with ``session`` stored as a new session of it
+        (and, for an ``anonymous_only`` client, the user marked so); None (and nothing stored)
+        if there is no such user."""
         ...
 
     async def user_by_email(self, email: str) -> UserRecord | None: ...
 
     async def user_by_id(self, user_id: str) -> UserRecord | None: ...
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord: ...
+    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
+        """The user with these credentials, no longer anonymous; None (and nothing changed) if
+        it cannot be promoted: it is gone, not anonymous, or ``anonymous_only``."""
+        ...
 
     async def delete_user(self, user_id: str) -> bool: ...
 
@@ -208,7 +217,11 @@ class IdentityDatabase(Protocol):
         now: float,
         idle_timeout: float,
         reuse_interval: float,
-    ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]: ...
+        anonymous_only: bool = False,
+    ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
+        """Spend a refresh token for a new pair (see ``SqliteIdentityDatabase``); for an
+        ``anonymous_only`` client, its user is marked so (users from before the mark existed)."""
+        ...
 
     async def revoke_session(self, session_id: str, now: float) -> bool:
         """End the session (a log-out), unless it has ended; whether it did."""

@@ -88,7 +88,15 @@ CREATE INDEX sessions_by_last_use ON sessions(last_used_at);
 CREATE INDEX sessions_revoked ON sessions(revoked_at) WHERE revoked_at IS NOT NULL;
 """
 
-_MIGRATIONS = (_V1, _V2, _V3)
+# Version 4: a refresh token a retry's reissue replaced before anyone presented it is kept,
+# marked superseded (presenting it later is reuse); and users an anonymous-only client made or
+# logged in by id are marked anonymous_only, so that no client promotes them.
+_V4 = """
+ALTER TABLE refresh_tokens ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN anonymous_only INTEGER NOT NULL DEFAULT 0;
+"""
+
+_MIGRATIONS = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -70,7 +70,13 @@ _V2 = """
 ALTER TABLE sessions DROP COLUMN access_digest, DROP COLUMN access_expires_at;
 """
 
-MIGRATIONS = (_V1, _V2)
+# Version 3: the SQLite schema's version 4 (superseded refresh tokens, anonymous-only users).
+_V3 = """
+ALTER TABLE refresh_tokens ADD COLUMN superseded boolean NOT NULL DEFAULT false;
+ALTER TABLE users ADD COLUMN anonymous_only boolean NOT NULL DEFAULT false;
+"""
+
+MIGRATIONS = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # One lock per schema: two databases (or schemas) on one server migrate independently.

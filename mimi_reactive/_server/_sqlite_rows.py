@@ -8,9 +8,18 @@ import sqlite3
 
 from ._records import SEEN_PRECISION, NewSession, SessionRecord, UserRecord
 
-__all__ = ["insert_session", "newer_token_spent", "revoke", "seen", "start_session", "user_where"]
+__all__ = [
+    "insert_session",
+    "mark_anonymous_only",
+    "newer_token_spent",
+    "revoke",
+    "seen",
+    "start_session",
+    "supersede_newer",
+    "user_where",
+]
 
-_USER_COLUMNS = "id, is_anonymous, email, password_hash"
+_USER_COLUMNS = "id, is_anonymous, email, password_hash, anonymous_only"
 
 
 def user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord | None:
@@ -18,7 +27,7 @@ def user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord
         f"SELECT {_USER_COLUMNS} FROM users WHERE {condition}",  # noqa: S608
         (value,),
     ).fetchone()
-    return None if row is None else UserRecord(row[0], bool(row[1]), row[2], row[3])
+    return None if row is None else UserRecord(row[0], bool(row[1]), row[2], row[3], bool(row[4]))
 
 
 def start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> SessionRecord:
@@ -43,13 +52,33 @@ def insert_session(db: sqlite3.Connection, user_id: str, new: NewSession) -> Ses
 
 def newer_token_spent(db: sqlite3.Connection, session_id: str, token_row: int) -> bool:
     """Whether a token issued after this one (so, from it on) was spent: then this one's
-    reuse is a stolen copy, not the retry of a lost answer."""
+    reuse is a stolen copy, not the retry of a lost answer. A superseded token was never
+    presented: it does not count."""
     row = db.execute(
         "SELECT 1 FROM refresh_tokens WHERE session_id = ? AND rowid > ? AND used_at IS NOT NULL"
-        " LIMIT 1",
+        " AND superseded = 0 LIMIT 1",
         (session_id, token_row),
     ).fetchone()
     return row is not None
+
+
+def supersede_newer(db: sqlite3.Connection, session_id: str, token_row: int, now: float) -> None:
+    """Retire the unspent tokens issued from this one (a retried answer's, never presented):
+    the retry's new token replaces them, and presenting one later is reuse. They count as
+    spent now, so the sweep keeps them as long as any spent token."""
+    db.execute(
+        "UPDATE refresh_tokens SET used_at = ?, superseded = 1"
+        " WHERE session_id = ? AND rowid > ? AND used_at IS NULL",
+        (now, session_id, token_row),
+    )
+
+
+def mark_anonymous_only(db: sqlite3.Connection, user_id: str) -> None:
+    """Note that an anonymous-only client has the user: no client may promote it now. Written
+    once: a user marked already is only read."""
+    db.execute(
+        "UPDATE users SET anonymous_only = 1 WHERE id = ? AND anonymous_only = 0", (user_id,)
+    )
 
 
 def revoke(db: sqlite3.Connection, session_id: str, now: float, reason: str) -> bool:
