@@ -101,18 +101,23 @@ async def test_reusing_a_refresh_token_revokes_the_family(call: Any, clock: Cloc
     status, error = await refresh(call, session["refresh_token"])  # the spent one, again
     assert (status, error["error"]["code"]) == (400, "invalid_grant")
     assert "already used" in error["error"]["message"]
+    assert error["error"]["reason"] == "reused"
     assert not await active(call, newest["access_token"])
     status, error = await refresh(call, newest["refresh_token"])
     assert (status, error["error"]["code"]) == (400, "invalid_grant")
+    assert error["error"]["reason"] == "revoked"
 
 
 async def test_idle_session_cannot_be_refreshed(call: Any, clock: Clock) -> None:
-    """A session unused for longer than the idle timeout is over."""
+    """A session unused for longer than the idle timeout is over, and says so with the reason
+    idle each time it is presented (a client may log back in by id, unlike after a log-out)."""
     session = await new_session(call)
     clock.now += 601
-    status, error = await refresh(call, session["refresh_token"])
-    assert (status, error["error"]["code"]) == (400, "invalid_grant")
-    assert "unused" in error["error"]["message"]
+    for _ in range(2):
+        status, error = await refresh(call, session["refresh_token"])
+        assert (status, error["error"]["code"]) == (400, "invalid_grant")
+        assert "unused" in error["error"]["message"]
+        assert error["error"]["reason"] == "idle"
 
 
 async def test_use_keeps_a_session_alive(call: Any, clock: Clock) -> None:
@@ -130,7 +135,11 @@ async def test_logged_out_session_cannot_be_refreshed(call: Any) -> None:
     session = await new_session(call)
     await call("/v1/sessions/revoke", {"token": session["access_token"]})
     status, error = await refresh(call, session["refresh_token"])
-    assert (status, error["error"]["code"]) == (400, "invalid_grant")
+    assert (status, error["error"]["code"], error["error"]["reason"]) == (
+        400,
+        "invalid_grant",
+        "revoked",
+    )
 
 
 @pytest.mark.parametrize(
@@ -142,9 +151,11 @@ async def test_logged_out_session_cannot_be_refreshed(call: Any) -> None:
     ],
 )
 async def test_bad_refresh_requests(call: Any, body: dict[str, Any], code: str) -> None:
-    """Malformed or unknown refresh requests get a 400 with a stable code."""
+    """Malformed or unknown refresh requests get a 400 with a stable code (an unknown token's
+    reason: unknown)."""
     status, error = await call("/v1/token", body)
     assert (status, error["error"]["code"]) == (400, code)
+    assert error["error"].get("reason") == ("unknown" if code == "invalid_grant" else None)
 
 
 async def test_reuse_within_the_interval_gets_a_pair_of_the_same_session(

@@ -249,8 +249,11 @@ def _error_response(error: ApiError) -> web.Response:
     headers = {"WWW-Authenticate": _CHALLENGES[error.code]} if error.status == 401 else {}
     if error.retry_after is not None:
         headers["Retry-After"] = str(error.retry_after)
+    answer = {"code": error.code, "message": error.message}
+    if error.reason is not None:
+        answer["reason"] = error.reason
     return web.json_response(
-        {"error": {"code": error.code, "message": error.message}},
+        {"error": answer},
         status=error.status,
         headers=headers,
     )

@@ -241,7 +241,8 @@ class SqliteIdentityDatabase:
         ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
             row = db.execute(
                 "SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.rowid,"
-                " s.client_id, u.is_anonymous, u.email, u.password_hash, t.superseded"
+                " s.client_id, u.is_anonymous, u.email, u.password_hash, t.superseded,"
+                " s.revoked_reason"
                 " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
                 " JOIN users u ON u.id = s.user_id WHERE t.digest = ?",
                 (refresh_digest,),
@@ -250,7 +251,7 @@ class SqliteIdentityDatabase:
                 return Rotation.UNKNOWN, None, None
             session_id, user_id, last_used_at, revoked_at, used_at, token_row = row[:6]
             if revoked_at is not None:
-                return Rotation.REVOKED, None, None
+                return Rotation.ended(row[11]), None, None
             if now - last_used_at > idle_timeout:
                 rows.revoke(db, session_id, now, "idle")
                 return Rotation.IDLE, None, None

@@ -39,12 +39,21 @@ class ApiError(Exception):
     """An error answer: HTTP status, stable code, safe message."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, retry_after: float | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.reason = reason
+        """Why, in a word a program reads, where the code alone does not say (a refused
+        refresh: ``unknown``, ``revoked``, ``reused`` or ``idle``)."""
         self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
         """Whole seconds for the ``Retry-After`` header (429 and 503)."""
 

@@ -379,7 +379,12 @@ async def _refresh(request: web.Request) -> web.Response:
             **_ids(request, session.user_id, session.id),
         )
     if session is None or user is None:
-        raise ApiError(400, "invalid_grant", _REFRESH_REFUSALS.get(rotation, "invalid"))
+        raise ApiError(
+            400,
+            "invalid_grant",
+            _REFRESH_REFUSALS.get(rotation, "invalid"),
+            reason=rotation.value,
+        )
     access_token = state.tokens.issue(
         AccessClaims(session.id, user.id, user.is_anonymous, client_id), now
     )

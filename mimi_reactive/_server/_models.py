@@ -246,11 +246,17 @@ ErrorCode = Literal[
 ]
 
 
+RefusalReason = Literal["unknown", "revoked", "reused", "idle"]
+
+
 class ErrorDetail(BaseModel):
-    """A stable code and a message that never holds a secret."""
+    """A stable code and a message that never holds a secret; a refused refresh says why in
+    ``reason`` too: a session ended on purpose (``revoked``, ``reused``) stays ended, one that
+    expired unused (``idle``) or is not known (``unknown``) may log back in by anonymous id."""
 
     code: ErrorCode
     message: str
+    reason: RefusalReason | None = None
 
 
 class ErrorAnswer(BaseModel):

@@ -212,7 +212,10 @@ OPERATIONS: tuple[Operation, ...] = (
         " be refreshed.",
         models.SignedIn,
         body=models.RefreshGrant,
-        errors={"400": "invalid_request, unsupported_grant_type, or invalid_grant"},
+        errors={
+            "400": "invalid_request, unsupported_grant_type, or invalid_grant (its reason:"
+            " unknown, revoked, reused or idle)"
+        },
         links=_links_from_session(),
     ),
     Operation(

@@ -207,7 +207,7 @@ class PostgresIdentityDatabase:
                     return Rotation.UNKNOWN, None, None
                 session_id, user_id, last_used_at, revoked_at, used_at, seq = tuple(row)[:6]
                 if revoked_at is not None:
-                    return Rotation.REVOKED, None, None
+                    return Rotation.ended(row["revoked_reason"]), None, None
                 if now - last_used_at > idle_timeout:
                     await db.execute(sql.REVOKE, session_id, now, "idle")
                     return Rotation.IDLE, None, None

@@ -75,15 +75,21 @@ class Rotation(enum.Enum):
     UNKNOWN = "unknown"
     """No such token (or it belongs to another client)."""
     REVOKED = "revoked"
-    """Its session had been revoked (log-out, reuse, idle)."""
+    """Its session had been ended on purpose (log-out, log-out everywhere, reuse)."""
     REUSED = "reused"
     """It had been spent already: the whole session is revoked now (OAuth 2.0 Security BCP).
     The rotation answers that session (its access tokens end now), for the log."""
     IDLE = "idle"
-    """Its session was unused for longer than the idle timeout: revoked now."""
+    """Its session was unused for longer than the idle timeout: revoked now, or earlier."""
     REISSUED = "reissued"
     """It was spent within the reuse interval (a lost answer): a new pair was stored, and the
     refresh token of the lost answer is superseded (presenting it is reuse)."""
+
+    @classmethod
+    def ended(cls, revoked_reason: str | None) -> Rotation:
+        """What presenting a token of a session revoked for ``revoked_reason`` did: an idle
+        session stays idle (a client may log back in by id), any other was ended on purpose."""
+        return cls.IDLE if revoked_reason == "idle" else cls.REVOKED
 
 
 @attrs.frozen

@@ -213,16 +213,14 @@ def _error_from(status: int, answer: Any) -> BackendError:
         return BackendError(f"http_{status}", "the service answered with an error", status=status)
     code = error["code"]
     message = str(error.get("message", ""))
-    if code == "invalid_grant" and message in _ENDED_ON_PURPOSE:
+    if code == "invalid_grant" and error.get("reason") in _ENDED_ON_PURPOSE:
         return SessionEndedError(code, message, status=status)
     return _ERRORS_BY_CODE.get(code, BackendError)(code, message, status=status)
 
 
-# The server's refusals of a refresh for a session it ended on purpose (a log-out, a reused
-# token), as its messages word them: its code, invalid_grant, is the same for an idle session.
-_ENDED_ON_PURPOSE = frozenset(
-    {"the session was revoked", "the refresh token was already used; the session is revoked"}
-)
+# The reasons the server gives a refused refresh of a session it ended on purpose (a log-out,
+# a reused token); an idle or unknown session may log back in by its anonymous id.
+_ENDED_ON_PURPOSE = frozenset({"revoked", "reused"})
 
 
 def _user_from(answer: dict[str, Any], *, anonymous_id: str | None = None) -> MimiUser:
