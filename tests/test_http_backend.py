@@ -25,6 +25,7 @@ from mimi_reactive import (
 )
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
+from mimi_reactive.verify import AccessTokenVerifier
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID
 
@@ -215,3 +216,27 @@ async def test_transport_errors_name_the_service_url(client_secret: str) -> None
         assert client_secret not in str(raised.value)
     finally:
         await backend.close()
+
+
+async def test_promotion_hands_out_the_new_access_token_and_keeps_the_session(
+    server: IdentityServer, client_secret: str
+) -> None:
+    """After a promotion the core hands out the server's new access token, which says the user
+    is not anonymous, and renews the same session with the refresh token it had."""
+    async with MimiCore.start(
+        client_id=CLIENT_ID, client_secret=client_secret, backend=HttpBackend(server.url)
+    ) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        anonymous_token = await core.auth.access_token()
+        await core.auth.authenticate(
+            AuthRoute.promote(email="kept@example.test", password="long enough")
+        )
+        promoted_token = await core.auth.access_token()
+        assert promoted_token != anonymous_token
+        async with AccessTokenVerifier(server.url) as verifier:
+            promoted = await verifier.verify(promoted_token)
+            assert promoted.is_anonymous is False
+            assert promoted.session_id == (await verifier.verify(anonymous_token)).session_id
+            await core.auth.refresh()
+            renewed = await verifier.verify(await core.auth.access_token())
+        assert (renewed.session_id, renewed.is_anonymous) == (promoted.session_id, False)

@@ -282,3 +282,29 @@ async def test_the_example_api_answers_only_logged_in_users(
                 assert (await response.json())["error"]["code"] == "invalid_token"
     finally:
         await runner.cleanup()
+
+
+async def test_promotion_answers_an_access_token_that_says_so(
+    caller: Caller, verifier: AccessTokenVerifier
+) -> None:
+    """Promotion answers a new access token of the same session whose is_anonymous is false,
+    so resource servers see the credentials at once; the session's refresh token goes on."""
+    created = await caller.anonymous_user()
+    before = await verifier.verify(created["session"]["access_token"])
+    promotion = {
+        "access_token": created["session"]["access_token"],
+        "email": "promoted@example.test",
+        "password": "long enough",
+    }
+    status, promoted, _ = await caller.post("/v1/users/promote", promotion)
+    assert status == 200
+    assert set(promoted["session"]) == {"access_token", "token_type", "expires_in"}
+    after = await verifier.verify(promoted["session"]["access_token"])
+    assert (after.user_id, after.session_id, after.is_anonymous) == (
+        before.user_id,
+        before.session_id,
+        False,
+    )
+    status, renewed = await caller.refresh(created["session"]["refresh_token"])
+    assert status == 200
+    assert (await verifier.verify(renewed["session"]["access_token"])).is_anonymous is False

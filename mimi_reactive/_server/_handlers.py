@@ -270,7 +270,13 @@ async def _promote(request: web.Request) -> web.Response:
         _check_promotable(await state.database.user_by_id(session.user_id))
         raise _not_anonymous()
     state.log.info("user.promoted", **_ids(request, session.user_id, session.id))
-    return web.json_response({"user": _user_json(promoted)})
+    # A new access token, so that resource servers see the user with credentials now rather
+    # than when the app next renews (as Firebase answers a link with new tokens).
+    ttl = state.settings.access_token_ttl
+    claims = AccessClaims(session.id, promoted.id, promoted.is_anonymous, client_of(request).id)
+    access_token = state.tokens.issue(claims, state.settings.clock())
+    grant = {"access_token": access_token, "token_type": "Bearer", "expires_in": ttl}
+    return web.json_response({"user": _user_json(promoted), "session": grant})
 
 
 def _check_promotable(user: UserRecord | None) -> None:

@@ -181,10 +181,20 @@ class SignedIn(BaseModel):
     session: Session
 
 
+class AccessGrant(BaseModel):
+    """A new access token of the same session: its refresh token goes on."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: float = Field(description="seconds the access token is valid")
+
+
 class Promoted(BaseModel):
-    """The promoted user (the session goes on)."""
+    """The promoted user, and an access token that says it is no longer anonymous (the
+    session and its refresh token go on; tokens issued before still say it was)."""
 
     user: User
+    session: AccessGrant
 
 
 class Introspection(BaseModel):

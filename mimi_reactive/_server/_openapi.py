@@ -156,7 +156,8 @@ OPERATIONS: tuple[Operation, ...] = (
         "POST",
         "/v1/users/promote",
         "Give the anonymous user of a session an email and password; the user id stays the"
-        " same and the anonymous id stops working",
+        " same and the anonymous id stops working. The answer holds a new access token of the"
+        " same session (is_anonymous false); the refresh token goes on",
         models.Promoted,
         body=models.Promotion,
         errors={

@@ -7,6 +7,7 @@ import email.utils
 from typing import Any
 
 import aiohttp
+import attrs
 
 from .._backend import BackendCapabilities, ClientCredentials
 from .._checks import check_email, check_seconds, check_service_url
@@ -117,7 +118,10 @@ class HttpBackend:
                         "password": password,
                     },
                 )
-                return BackendSession(_user_from(answer), session.tokens)
+                # A new access token of the same session: the refresh token goes on.
+                granted = _session_from(answer)
+                tokens = attrs.evolve(granted.tokens, refresh_token=session.tokens.refresh_token)
+                return BackendSession(granted.user, tokens)
         raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
 
     async def refresh(self, session: Session) -> BackendSession:
