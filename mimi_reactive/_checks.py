@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, TypeGuard
 
 import attrs
@@ -255,3 +255,17 @@ def basic_auth_id(instance: object, attribute: attrs.Attribute[Any], value: obje
         raise ConfigurationError(
             f"{attribute.name} must not hold ':' (HTTP Basic authentication ends the id there)"
         )
+
+
+def str_set(name: str, value: object, example: str) -> frozenset[str]:
+    """``value``, a collection of str, as a frozenset; ``TypeError`` (``example`` shows one) for
+    a bare str, whose ``in`` would test substrings, and for anything else not a collection of
+    str."""
+    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+        raise TypeError(
+            f"{name} must be a collection of str, such as {example}, not {type(value).__name__}"
+        )
+    chosen = frozenset(value)
+    if not all(isinstance(item, str) for item in chosen):
+        raise TypeError(f"{name} must hold str values")
+    return chosen

@@ -19,6 +19,7 @@ from ._checks import (
     check_seconds,
     flag,
     seconds,
+    str_set,
 )
 from ._exceptions import (
     BackendError,
@@ -56,14 +57,7 @@ def _methods(names: Iterable[str] | None) -> frozenset[str] | None:
     leave the reply waiting for a call that never comes) or no name at all is refused."""
     if names is None:
         return None
-    if isinstance(names, str) or not isinstance(names, Iterable):
-        raise TypeError(
-            "only_for must be a collection of call names, such as ('log_in',), "
-            f"not {type(names).__name__}"
-        )
-    chosen = frozenset(names)
-    if not all(isinstance(name, str) for name in chosen):
-        raise TypeError("only_for must hold call names as str")
+    chosen = str_set("only_for", names, "('log_in',)")
     if not chosen or not chosen <= set(_CALLS):
         unknown = ", ".join(sorted(chosen - set(_CALLS))) or "none"
         raise ConfigurationError(

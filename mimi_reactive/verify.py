@@ -44,7 +44,7 @@ import attrs
 import jwt
 from aiohttp import web
 
-from ._checks import check_seconds, check_service_url
+from ._checks import check_seconds, check_service_url, str_set
 from ._exceptions import ConfigurationError, CoreClosedError, MimiCoreError
 from ._log import Log
 from ._redaction import value_repr
@@ -313,14 +313,7 @@ def _client_ids(clients: Iterable[str] | None) -> frozenset[str] | None:
     substrings, and let ``"app"`` pass a verifier given ``"app-admin"``."""
     if clients is None:
         return None
-    if isinstance(clients, str | bytes) or not isinstance(clients, Iterable):
-        raise TypeError(
-            "clients must be a set of client ids, such as {'my-app'}, not "
-            f"{type(clients).__name__}"
-        )
-    ids = frozenset(clients)
-    if not all(isinstance(client, str) for client in ids):
-        raise TypeError("clients must hold client ids as str")
+    ids = str_set("clients", clients, "{'my-app'}")
     if not ids:
         raise ConfigurationError("clients is empty: no token would pass; None accepts any client")
     return ids
