@@ -32,10 +32,11 @@ __all__ = [
 ]
 
 PUBLISH_LEAD = 60.0
-"""Seconds a rotated-in key is published before it signs: a verifier that fetched the JWKS
-just before the rotation may fetch again only ``jwks_refetch_interval`` (30 s) later, so the
-key must be in the JWKS that long before its first token; twice that leaves room for clocks
-that differ a little and for caches that keep the JWKS a little longer."""
+"""Seconds a rotated-in key is published before it signs: every worker publishes it within
+``KEY_READ_THROTTLE`` and a JWKS is cached at most ``JWKS_MAX_AGE``, so a verifier that keeps
+the JWKS for its max-age and never refetches on an unknown kid has the key before its first
+token (the invariant in ``_tokens``' docstring and docs/security.md); what is left over is room
+for clocks that differ a little."""
 
 PUBLISH_MARGIN = 300.0
 """Seconds a retired key stays published past one access-token lifetime after its retirement
