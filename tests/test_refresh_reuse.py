@@ -124,6 +124,25 @@ async def test_the_pair_a_retry_replaced_is_reuse_so_the_session_never_forks(
     await assert_revoked(caller, newest)
 
 
+async def test_a_delayed_copy_of_a_refresh_does_not_end_the_pair_the_client_holds(
+    caller: Caller,
+) -> None:
+    """rt gives rt1 to the client's retry; the first request, delayed in the network, arrives
+    within the reuse interval and gets rt2, which nobody receives. The client's rt1 goes on
+    (the first token presented after a reissue is the one kept) and rt2 is then reuse."""
+    first = (await caller.anonymous_user())["session"]
+    held = await refreshed(caller, first["refresh_token"])
+    unreceived = await refreshed(caller, first["refresh_token"])  # the delayed copy
+    newest = await refreshed(caller, held["refresh_token"])
+    status, answer = await caller.refresh(unreceived["refresh_token"])
+    assert (status, answer["error"]["code"], answer["error"]["reason"]) == (
+        400,
+        "invalid_grant",
+        "reused",
+    )
+    await assert_revoked(caller, newest)
+
+
 async def test_a_replay_after_the_first_pair_was_used_is_reuse(caller: Caller) -> None:
     """rt gives rt1, which is used; rt presented again within the reuse interval is no lost
     answer's retry (its answer arrived): reuse, and the session is revoked."""

@@ -190,6 +190,8 @@ async def test_security_events_name_user_session_client_and_ip(database_url: str
         first, second, third = (user["session"] for user in users)
         _, lost = await caller.refresh(first["refresh_token"])
         _, retried = await caller.refresh(first["refresh_token"])
+        # The client kept the retry's pair: presenting it retires the lost one.
+        assert (await caller.refresh(retried["session"]["refresh_token"]))[0] == 200
         _, reused = await caller.refresh(lost["session"]["refresh_token"])
         promotion = {"email": email, "password": password, "access_token": second["access_token"]}
         assert (await caller.post("/v1/users/promote", promotion))[0] == 200

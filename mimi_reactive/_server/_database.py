@@ -228,9 +228,10 @@ class SqliteIdentityDatabase:
 
         A token spent less than ``reuse_interval`` seconds ago, when no newer token of its
         session has been spent since, is the retry of a client whose answer was lost: it gets
-        a new pair too, which replaces the pair of the lost answer (its refresh token is
-        superseded, so the session never forks into two lines). Any other reuse, a superseded
-        token's included, revokes the whole session. A token of another client's session is
+        a new pair too. The first of the unspent tokens presented after that supersedes the
+        others (the one the client kept is the one it presents), so the session never forks
+        into two lines. Any other reuse, a superseded token's included, revokes the whole
+        session. A token of another client's session is
         unknown to this one. An ``anonymous_only`` client's renewal marks its user so, as its
         log-in by id does: a user of an anonymous-only app from before the mark existed gets it
         at the app's next renewal.
@@ -265,12 +266,12 @@ class SqliteIdentityDatabase:
                     rows.revoke(db, session_id, now, "refresh_token_reuse")
                     ended = SessionRecord(session_id, user_id, last_used_at, row[6])
                     return Rotation.REUSED, ended, None
-                rows.supersede_newer(db, session_id, token_row, now)
                 rotation = Rotation.REISSUED
             else:
                 db.execute(
                     "UPDATE refresh_tokens SET used_at = ? WHERE digest = ?", (now, refresh_digest)
                 )
+                rows.supersede_siblings(db, session_id, now)
             user = UserRecord(user_id, bool(row[7]), row[8], row[9])
             db.execute(
                 "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",

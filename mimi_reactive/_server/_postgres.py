@@ -221,7 +221,6 @@ class PostgresIdentityDatabase:
                         await db.execute(sql.REVOKE, session_id, now, "refresh_token_reuse")
                         ended = SessionRecord(session_id, user_id, last_used_at, row["client_id"])
                         return Rotation.REUSED, ended, None
-                    await db.execute(sql.SUPERSEDE_NEWER, session_id, seq, now)
                     rotation = Rotation.REISSUED
                 user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
                 await db.execute(

@@ -20,7 +20,6 @@ __all__ = [
     "REVOKE_BY_REFRESH",
     "ROTATE",
     "SESSION_ROW",
-    "SUPERSEDE_NEWER",
     "USER",
     "USER_ROW",
 ]
@@ -61,7 +60,7 @@ INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($5, $2, $4)
 # statement would leave only one of them).
 LOG_IN = f"""
 WITH u AS (
-    SELECT {USER_ROW} FROM users WHERE anonymous_id_digest = $1
+    SELECT {USER_ROW} FROM users WHERE anonymous_id_digest = $1 FOR UPDATE
 ), seen AS (
     UPDATE users
     SET last_seen_at = GREATEST(last_seen_at, $4), anonymous_only = anonymous_only OR $7
@@ -79,7 +78,7 @@ LOCK_REFRESH_ROW = """
 SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
     u.is_anonymous, u.email, u.password_hash, t.superseded, s.revoked_reason
 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-WHERE t.digest = $1 FOR UPDATE OF s, t
+WHERE t.digest = $1 FOR UPDATE OF s, t, u
 """
 
 NEWER_SPENT = """
@@ -87,16 +86,15 @@ SELECT EXISTS (SELECT 1 FROM refresh_tokens
     WHERE session_id = $1 AND seq > $2 AND used_at IS NOT NULL AND NOT superseded)
 """
 
-# A retry's reissue retires the unspent tokens issued from the retried one (see
-# ``_sqlite_rows.supersede_newer``).
-SUPERSEDE_NEWER = """
-UPDATE refresh_tokens SET used_at = $3, superseded = true
-WHERE session_id = $1 AND seq > $2 AND used_at IS NULL
-"""
-
+# Spends the token (unless a retry's reissue: spent already) and then retires the session's
+# other unspent tokens (see ``_sqlite_rows.supersede_siblings``): the CTEs see one snapshot,
+# so neither the token spent nor the one issued here is among them.
 ROTATE = """
 WITH spent AS (
-    UPDATE refresh_tokens SET used_at = $1 WHERE digest = $2 AND used_at IS NULL
+    UPDATE refresh_tokens SET used_at = $1 WHERE digest = $2 AND used_at IS NULL RETURNING 1
+), siblings AS (
+    UPDATE refresh_tokens SET used_at = $1, superseded = true
+    WHERE session_id = $4 AND used_at IS NULL AND digest <> $2 AND EXISTS (SELECT 1 FROM spent)
 ), issued AS (
     INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($3, $4, $1)
 ), session AS (

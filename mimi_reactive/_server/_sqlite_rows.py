@@ -15,7 +15,7 @@ __all__ = [
     "revoke",
     "seen",
     "start_session",
-    "supersede_newer",
+    "supersede_siblings",
     "user_where",
 ]
 
@@ -62,14 +62,16 @@ def newer_token_spent(db: sqlite3.Connection, session_id: str, token_row: int) -
     return row is not None
 
 
-def supersede_newer(db: sqlite3.Connection, session_id: str, token_row: int, now: float) -> None:
-    """Retire the unspent tokens issued from this one (a retried answer's, never presented):
-    the retry's new token replaces them, and presenting one later is reuse. They count as
+def supersede_siblings(db: sqlite3.Connection, session_id: str, now: float) -> None:
+    """Retire the session's other unspent refresh tokens as one of them is spent: after a
+    retry's reissue two answers hold one each, and the first presented is the one the client
+    kept (a delayed copy of the retried request can reissue after the retry's answer arrived,
+    so the newest is not always it). Presenting a retired one later is reuse. They count as
     spent now, so the sweep keeps them as long as any spent token."""
     db.execute(
         "UPDATE refresh_tokens SET used_at = ?, superseded = 1"
-        " WHERE session_id = ? AND rowid > ? AND used_at IS NULL",
-        (now, session_id, token_row),
+        " WHERE session_id = ? AND used_at IS NULL",
+        (now, session_id),
     )
 
 
