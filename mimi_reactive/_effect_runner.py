@@ -143,11 +143,27 @@ class EffectRunner:
             self._revoke_in_background(session, everywhere=False)
 
     async def _live(self, session: Session) -> Session:
-        """``session`` with an access token the service still accepts: refreshed first if it
-        is no longer handed out (the refreshed tokens are not kept: the session is ending)."""
+        """``session`` with an access token the service still accepts, for a call that needs
+        one (a deletion, a log-out everywhere): renewed first if it is no longer handed out,
+        as a refresh renews it: an anonymous user whose session expired unused, or whose
+        refused refresh token was dropped, is logged in by id, so the call acts on the user
+        instead of ending the session and losing the id. The renewed tokens are not kept:
+        the session is ending. Raises what the renewal raised (``SessionRevokedError`` when
+        the user can no longer log in)."""
         if self._configuration.refresh.is_usable(session, self._clock()):
             return session
-        return Session.issued(await self._backend.refresh(session), self._clock())
+        anonymous_id = self._anonymous_id_to_log_in(session)
+        if anonymous_id is None or session.tokens.refresh_token is not None:
+            try:
+                return Session.issued(await self._backend.refresh(session), self._clock())
+            except SessionRevokedError as error:
+                if anonymous_id is None or isinstance(error, SessionEndedError):
+                    raise
+        try:
+            issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
+        except InvalidCredentialsError as error:
+            raise _id_refused(error) from error
+        return Session.issued(issued, self._clock())
 
     def _revoke_in_background(self, session: Session, *, everywhere: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._revoke(session, everywhere))
@@ -256,11 +272,7 @@ class EffectRunner:
         try:
             issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
         except (InvalidCredentialsError, SessionRevokedError) as error:  # the user is gone
-            ended = SessionRevokedError(
-                "invalid_grant", "the session expired and its anonymous id no longer logs in"
-            )
-            ended.__cause__ = error
-            return await self._expired(ended)
+            return await self._expired(_id_refused(error))
         except Exception as error:  # network trouble: keep the id, and try again later
             failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
             _log.info("session.refresh_failed", error=type(error).__name__)
@@ -337,6 +349,15 @@ def _storage_failed(action: str, storage: object, error: OSError) -> SessionStor
     failure = SessionStorageError(f"{storage!r} could not {action} the session: {reason}")
     failure.__cause__ = error
     return failure
+
+
+def _id_refused(error: MimiCoreError) -> SessionRevokedError:
+    """Why a session whose anonymous id no longer logs in (the user is gone) is over."""
+    ended = SessionRevokedError(
+        "invalid_grant", "the session expired and its anonymous id no longer logs in"
+    )
+    ended.__cause__ = error
+    return ended
 
 
 def _not_anonymous() -> SessionRevokedError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import logging
 import time
@@ -15,10 +16,12 @@ import pytest
 
 from mimi_reactive import (
     AuthRoute,
+    BackendError,
     FileSessionStorage,
     MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
+    MimiUser,
     NotLoggedInError,
     RefreshPolicy,
     RetryPolicy,
@@ -36,6 +39,7 @@ from mimi_reactive.testing import StateRecorder
 
 from .conftest import CLIENT_ID
 from .helpers import CountingBackend, event_names
+from .lossy_proxy import LossyProxy
 from .server_helpers import Clock
 
 FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=100)
@@ -488,3 +492,98 @@ async def test_a_log_out_the_storage_cannot_forget_is_reported(service: Service)
         assert state.previous_user == user
         assert isinstance(state.error, SessionStorageError)
         assert "Read-only file system" in str(state.error)
+
+
+@contextlib.asynccontextmanager
+async def degraded_after_idling(
+    service: Service, server_clock: Clock, path: Path
+) -> AsyncIterator[tuple[MimiCore, MimiUser]]:
+    """A user whose session idled out and whose log-in by id then lost its answer: a core
+    (degraded, its keeper given up) that holds the id but no refresh token, and whose access
+    token expired on its clock."""
+    async with service.core(FileSessionStorage(path)) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    client_clock = ShiftedClock()
+    server_clock.now += 601
+    client_clock.shift = 601
+    retry = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=1)
+    async with (
+        LossyProxy(service.url, path="/v1/sessions/anonymous") as proxy,
+        service.core(
+            FileSessionStorage(path),
+            backend=HttpBackend(proxy.url, timeout=2),
+            clock=client_clock,
+            retry=retry,
+        ) as core,
+    ):
+        recorder = StateRecorder(core)
+        async with asyncio.timeout(10):  # the keeper renews at once, and gives up after one try
+            degraded = await recorder.wait_for(Transition.DEGRADED)
+        assert degraded.user == user
+        assert proxy.lost_statuses == [200]  # the log-in by id happened; its answer was lost
+        stored = await FileSessionStorage(path).load()
+        assert stored is not None
+        assert stored.tokens.refresh_token is None
+        yield core, user
+
+
+async def test_deleting_a_degraded_session_without_its_refresh_token_logs_in_by_id_first(
+    idling: tuple[Service, Clock], tmp_path: Path
+) -> None:
+    """delete_account() on a session that idled out, lost its refresh token and whose access
+    token expired logs the user in by id for a live token, then deletes: DELETED, and the id
+    no longer logs in (it used to end the session, keep the account and lose the id)."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    async with degraded_after_idling(service, server_clock, path) as (core, user):
+        await core.auth.delete_account()
+        assert core.auth.state.transition is Transition.DELETED
+        assert core.auth.state.error is None
+    status, _ = await service.post("/v1/sessions/anonymous", {"anonymous_id": user.anonymous_id})
+    assert status == 400
+    assert await FileSessionStorage(path).load() is None
+
+
+async def test_logging_out_everywhere_from_a_degraded_session_ends_the_other_sessions(
+    idling: tuple[Service, Clock], tmp_path: Path
+) -> None:
+    """log_out(everywhere=True) from the same degraded session logs in by id for a live token
+    and ends every session of the user: another device's refresh is refused after."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    async with degraded_after_idling(service, server_clock, path) as (core, user):
+        status, elsewhere = await service.post(
+            "/v1/sessions/anonymous", {"anonymous_id": user.anonymous_id}
+        )
+        assert status == 200
+        await core.auth.log_out(everywhere=True)
+        assert core.auth.state.transition is Transition.LOGGED_OUT
+        assert core.auth.state.error is None
+    status, _ = await service.post(
+        "/v1/token",
+        {"grant_type": "refresh_token", "refresh_token": elsewhere["session"]["refresh_token"]},
+    )
+    assert status == 400
+
+
+async def test_a_deletion_whose_log_in_by_id_fails_for_now_keeps_the_id(
+    idling: tuple[Service, Clock], tmp_path: Path
+) -> None:
+    """If that log-in by id fails for now too (the service is down behind its proxy: 500),
+    delete_account() raises why and the session, id included, is kept (degraded): nothing is
+    lost, and the call can be retried."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    async with degraded_after_idling(service, server_clock, path) as (core, user):
+        await service.stop()
+        with pytest.raises(BackendError) as failed:
+            await core.auth.delete_account()
+        assert failed.value.status == 500
+        assert core.auth.state.user == user
+        assert core.auth.state.degraded
+        stored = await FileSessionStorage(path).load()
+        assert stored is not None
+        assert stored.user == user
+        await service.start()
+        await core.auth.delete_account()
+        assert core.auth.state.transition is Transition.DELETED
