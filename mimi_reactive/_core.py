@@ -141,7 +141,9 @@ class MimiCore:
         Queued commands fail with ``CoreClosedError``; the running one has ``grace_period``
         seconds (default: the one given to ``start``) to finish before it is cancelled (its
         caller then gets ``CoreClosedError``), and background revocations as long again.
-        The streams complete; later calls raise ``CoreClosedError``.
+        The streams complete; later calls raise ``CoreClosedError``. A session (or log-out)
+        the storage failed to keep is saved once more (a failure again is logged: the app was
+        told the first time), so a restart does not present a spent refresh token.
         """
         if grace_period is not None:
             check_seconds("grace_period", grace_period)

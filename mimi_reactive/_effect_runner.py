@@ -85,6 +85,9 @@ class EffectRunner:
         self._configuration = configuration
         self._clock = clock
         self._revocations: set[asyncio.Task[None]] = set()
+        # What the storage should hold but does not: a session (or None, for a clear) whose
+        # save failed, tried again at close. None: the storage holds what the core does.
+        self._unkept: tuple[Session | None] | None = None
 
     async def perform(self, effect: Effect) -> EffectResult:
         """Perform ``effect`` with the data it carries."""
@@ -101,7 +104,14 @@ class EffectRunner:
                 return await self._delete(session)
 
     async def close(self, grace_period: float) -> None:
-        """Give pending revocations ``grace_period`` seconds, then abandon them (logged)."""
+        """Save once more what the storage failed to keep (so a restart restores the live
+        refresh token, not a spent one), then give pending revocations ``grace_period``
+        seconds and abandon them (logged)."""
+        if self._unkept is not None:
+            (unkept,) = self._unkept
+            failure = await (self._forget() if unkept is None else self._keep(unkept))
+            if failure is None:
+                _log.info("storage.kept_at_close")
         if not self._revocations:
             return
         _, pending = await asyncio.wait(self._revocations, timeout=grace_period)
@@ -117,6 +127,8 @@ class EffectRunner:
         except OSError as error:  # keep the session we have; the next change retries
             _storage_failed("load", self._storage, error)
             stored = current
+        else:
+            self._unkept = None  # another process's write replaced what we failed to keep
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
 
     async def _end(self, session: Session, *, everywhere: bool) -> EffectResult:
@@ -307,8 +319,12 @@ class EffectRunner:
         return EffectResult(SessionExpired(error), None)
 
     def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
-        """The stored session if another process refreshed ours and it is not due again."""
+        """The stored session if another process refreshed ours and it is not due again.
+        While a save of ours failed, the stored one is our own older pair (its refresh token
+        spent), never a newer one."""
         if stored is None or stored == ours or stored.user.id != ours.user.id:
+            return None
+        if self._unkept is not None:
             return None
         return None if self._configuration.refresh.is_due(stored, self._clock()) else stored
 
@@ -325,7 +341,9 @@ class EffectRunner:
         try:
             await self._storage.save(session)
         except OSError as error:
+            self._unkept = (session,)
             return _storage_failed("save", self._storage, error)
+        self._unkept = None
         return None
 
     async def _forget(self) -> SessionStorageError | None:
@@ -333,7 +351,9 @@ class EffectRunner:
         try:
             await self._storage.clear()
         except OSError as error:
+            self._unkept = (None,)
             return _storage_failed("clear", self._storage, error)
+        self._unkept = None
         return None
 
 

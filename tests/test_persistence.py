@@ -40,7 +40,7 @@ from mimi_reactive.testing import StateRecorder
 from .conftest import CLIENT_ID
 from .helpers import CountingBackend, event_names
 from .lossy_proxy import LossyProxy
-from .server_helpers import Clock
+from .server_helpers import Clock, eventually
 
 FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=100)
 
@@ -454,11 +454,14 @@ async def test_renewed_tokens_the_storage_cannot_save_degrade_the_session_until_
 ) -> None:
     """A refresh whose pair cannot be saved fails with SessionStorageError and leaves the
     session DEGRADED (a restart would present a spent token); once a save works again the
-    keeper renews, keeps the pair and the session RECOVERS."""
+    keeper renews, keeps the pair and the session RECOVERS (with a new pair: not the one
+    stored before, whose refresh token the unsaved renewal spent)."""
     storage = FailingStorage()
     async with service.core(storage) as core:
         recorder = StateRecorder(core)
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        spent = await storage.load()
+        assert spent is not None
         storage.failing = True
         with pytest.raises(SessionStorageError):
             await core.auth.refresh()
@@ -473,9 +476,12 @@ async def test_renewed_tokens_the_storage_cannot_save_degrade_the_session_until_
         assert recovered.user == user
         kept = await storage.load()
         assert kept is not None
+        assert kept.tokens.refresh_token != spent.tokens.refresh_token
         assert kept.tokens.access_token == await core.auth.access_token()
         _, answer = await service.post("/v1/token/introspect", {"token": kept.tokens.access_token})
         assert answer["active"] is True
+        await core.auth.refresh()  # the pair held is live: no reuse
+        assert core.auth.current_user == user
 
 
 async def test_a_log_out_the_storage_cannot_forget_is_reported(service: Service) -> None:
@@ -587,3 +593,35 @@ async def test_a_deletion_whose_log_in_by_id_fails_for_now_keeps_the_id(
         await service.start()
         await core.auth.delete_account()
         assert core.auth.state.transition is Transition.DELETED
+
+
+async def test_renewed_tokens_the_storage_could_not_save_are_saved_at_close(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Renewals the storage failed to keep are saved again when the core closes, so the
+    next start presents the live refresh token (not a spent one: reuse, which ends the
+    session) and the user stays logged in."""
+    storage = FailingStorage()
+    backend = CountingBackend(HttpBackend(service.url))
+    retry = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=1)
+    core = await service.core(storage, backend=backend, retry=retry)
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    storage.failing = True
+    with pytest.raises(SessionStorageError):
+        await core.auth.refresh()
+
+    async def keeper_gave_up() -> bool:
+        return "session.refresh_gave_up" in event_names(caplog)
+
+    async with asyncio.timeout(10):  # it renews once more, unsaved too, and gives up
+        await eventually(keeper_gave_up)
+    assert backend.calls["refresh"] == 2  # the stored pair's successor is spent as well
+    storage.failing = False
+    await core.close()
+    kept = await storage.load()
+    assert kept is not None
+    assert kept.tokens == backend.sessions[-1].tokens
+    async with service.core(storage) as again:
+        await again.auth.refresh()
+        assert again.auth.current_user == user
+        assert again.auth.state.transition is Transition.RESTORED
