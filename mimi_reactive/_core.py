@@ -15,10 +15,13 @@ from ._backend import AuthBackend, ClientCredentials
 from ._checks import check_seconds
 from ._config import MimiConfiguration
 from ._keeper import SessionKeeper
+from ._log import Log
 from ._storage import MemorySessionStorage, SessionStorage
 from ._store import SessionStore
 
 __all__ = ["MimiCore"]
+
+_log = Log("mimi_reactive.session")
 
 
 class MimiCore:
@@ -118,6 +121,14 @@ class MimiCore:
         clock: Callable[[], float],
     ) -> MimiCore:
         restored = await storage.load()
+        if (
+            restored is not None
+            and configuration.allow_anonymous_user_only
+            and not restored.user.is_anonymous
+        ):
+            # Stored by another process that allows credentials: never held here.
+            _log.warning("session.not_anonymous_not_restored")
+            restored = None
         await backend.open(client)
         store = SessionStore(
             backend=backend,

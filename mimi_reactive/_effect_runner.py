@@ -129,7 +129,19 @@ class EffectRunner:
             stored = current
         else:
             self._unkept = None  # another process's write replaced what we failed to keep
+        if stored is not None and not self._admissible(stored.user):
+            return self._not_taken_in(current)
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
+
+    def _not_taken_in(self, current: Session | None) -> EffectResult:
+        """Another process sharing the storage stored a user with credentials, which an
+        anonymous-only core never holds: a session here ends (``not_anonymous``), as when a
+        refresh answers such a user. The stored session is the other process's: it is
+        neither revoked nor cleared (and a later start does not restore it here)."""
+        _log.warning("session.not_anonymous_not_adopted")
+        if current is None:
+            return EffectResult(SessionAdopted(None), None)
+        return EffectResult(SessionExpired(_not_anonymous()), None)
 
     async def _end(self, session: Session, *, everywhere: bool) -> EffectResult:
         # A session the storage could not forget would be restored on the next start: that
@@ -252,6 +264,8 @@ class EffectRunner:
     async def _refresh_holding_lock(self, session: Session) -> EffectResult:
         elsewhere = self._refreshed_elsewhere(session, await self._storage.load())
         if elsewhere is not None:
+            if not self._admissible(elsewhere.user):
+                return self._not_taken_in(session)
             return EffectResult(TokensRefreshed(elsewhere.user), elsewhere)
         anonymous_id = self._anonymous_id_to_log_in(session)
         if anonymous_id is not None and session.tokens.refresh_token is None:
