@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -18,14 +17,12 @@ from mimi_reactive import (
     AuthRoute,
     BackendError,
     FileSessionStorage,
-    MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
     MimiUser,
     NotLoggedInError,
     RefreshPolicy,
     RetryPolicy,
-    Session,
     SessionEndedError,
     SessionRevokedError,
     SessionStorage,
@@ -38,7 +35,7 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.testing import StateRecorder
 
 from .conftest import CLIENT_ID
-from .helpers import CountingBackend, event_names
+from .helpers import CountingBackend, FailingStorage, event_names
 from .lossy_proxy import LossyProxy
 from .server_helpers import Clock, eventually
 
@@ -429,24 +426,6 @@ async def test_an_expired_session_of_a_deleted_user_ends(
         assert core.auth.state.transition is Transition.SESSION_EXPIRED
         assert core.auth.state.previous_user == user
     assert await FileSessionStorage(path).load() is None
-
-
-class FailingStorage(MemorySessionStorage):
-    """A storage whose saves or clears fail while told to, as a full or read-only disk's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing = False
-
-    async def save(self, session: Session) -> None:
-        if self.failing:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        await super().save(session)
-
-    async def clear(self) -> None:
-        if self.failing:
-            raise OSError(errno.EROFS, "Read-only file system")
-        await super().clear()
 
 
 async def test_renewed_tokens_the_storage_cannot_save_degrade_the_session_until_kept(
