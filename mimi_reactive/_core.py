@@ -14,6 +14,7 @@ from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials
 from ._checks import check_seconds
 from ._config import MimiConfiguration
+from ._effect_runner import storage_failed
 from ._keeper import SessionKeeper
 from ._log import Log
 from ._storage import MemorySessionStorage, SessionStorage
@@ -75,7 +76,9 @@ class MimiCore:
         ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
         An argument of the wrong type (a URL for ``backend``, a path for ``storage``) raises
         ``TypeError``; a negative or NaN duration, or a blank ``client_id`` or
-        ``client_secret``, ``ConfigurationError``: all before anything starts.
+        ``client_secret``, ``ConfigurationError``: all before anything starts. A storage that
+        cannot load (the OS refuses to read the session file) raises ``SessionStorageError``
+        naming the storage and the OS's reason, the ``OSError`` chained.
         """
         check_seconds("close_grace_period", close_grace_period)
         client = ClientCredentials(client_id, client_secret)
@@ -120,7 +123,10 @@ class MimiCore:
         close_grace_period: float,
         clock: Callable[[], float],
     ) -> MimiCore:
-        restored = await storage.load()
+        try:
+            restored = await storage.load()
+        except OSError as error:  # the app hears which storage and why, typed as every fault
+            raise storage_failed("load", storage, error) from error
         if (
             restored is not None
             and configuration.allow_anonymous_user_only

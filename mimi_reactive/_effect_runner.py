@@ -52,7 +52,7 @@ from ._session import Session
 from ._storage import SessionStorage, SharedSessionStorage
 from ._user import MimiUser
 
-__all__ = ["EffectResult", "EffectRunner"]
+__all__ = ["EffectResult", "EffectRunner", "storage_failed"]
 
 _log = Log("mimi_reactive.session")
 
@@ -125,7 +125,7 @@ class EffectRunner:
         try:
             stored = await self._storage.load()
         except OSError as error:  # keep the session we have; the next change retries
-            _storage_failed("load", self._storage, error)
+            storage_failed("load", self._storage, error)
             stored = current
         else:
             self._unkept = None  # another process's write replaced what we failed to keep
@@ -260,9 +260,17 @@ class EffectRunner:
         except SessionLockTimeoutError as error:  # another process is stuck: try again later
             _log.warning("session.refresh_failed", error=type(error).__name__)
             return EffectResult(RefreshFailed(error), session)
+        except OSError as error:  # the lock could not be taken (its folder, its file)
+            failure = storage_failed("lock", self._storage, error)
+            return EffectResult(RefreshFailed(failure), session)
 
     async def _refresh_holding_lock(self, session: Session) -> EffectResult:
-        elsewhere = self._refreshed_elsewhere(session, await self._storage.load())
+        try:
+            stored = await self._storage.load()
+        except OSError as error:  # renew all the same: saving the pair reports a storage fault
+            storage_failed("load", self._storage, error)
+            stored = None
+        elsewhere = self._refreshed_elsewhere(session, stored)
         if elsewhere is not None:
             if not self._admissible(elsewhere.user):
                 return self._not_taken_in(session)
@@ -356,7 +364,7 @@ class EffectRunner:
             await self._storage.save(session)
         except OSError as error:
             self._unkept = (session,)
-            return _storage_failed("save", self._storage, error)
+            return storage_failed("save", self._storage, error)
         self._unkept = None
         return None
 
@@ -366,12 +374,12 @@ class EffectRunner:
             await self._storage.clear()
         except OSError as error:
             self._unkept = (None,)
-            return _storage_failed("clear", self._storage, error)
+            return storage_failed("clear", self._storage, error)
         self._unkept = None
         return None
 
 
-def _storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:
+def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:
     """Log a storage failure and make the error the app is told: which storage and why, so
     the app's owner can fix the path or its permissions (the storage's repr names its place,
     never the session; the OS's reason, never the error's text, which a custom storage may
