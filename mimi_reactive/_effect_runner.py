@@ -171,9 +171,9 @@ class EffectRunner:
         one (a deletion, a log-out everywhere): renewed first if it is no longer handed out,
         as a refresh renews it: an anonymous user whose session expired unused, or whose
         refused refresh token was dropped, is logged in by id, so the call acts on the user
-        instead of ending the session and losing the id. The renewed tokens are not kept:
-        the session is ending. Raises what the renewal raised (``SessionRevokedError`` when
-        the user can no longer log in)."""
+        instead of ending the session and losing the id. The renewed tokens are kept only if
+        the call then fails (``_still_held``): otherwise the session is ending. Raises what
+        the renewal raised (``SessionRevokedError`` when the user can no longer log in)."""
         if self._configuration.refresh.is_usable(session, self._clock()):
             return session
         anonymous_id = self._anonymous_id_to_log_in(session)
@@ -242,15 +242,27 @@ class EffectRunner:
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.
         backend = cast(DeletingBackend, self._backend)
+        live = session
         try:
-            await backend.delete(await self._live(session))
+            live = await self._live(session)
+            await backend.delete(live)
         except SessionRevokedError as error:  # the session is over; the account may be too
             return await self._expired(error)
         except MimiCoreError as error:
-            return EffectResult(CommandFailed(error), session)
+            return EffectResult(CommandFailed(error), await self._still_held(session, live))
         except Exception as error:  # a backend's bug must not break the stream
-            return EffectResult(CommandFailed(_backend_bug(error)), session)
+            failure = _backend_bug(error)
+            return EffectResult(CommandFailed(failure), await self._still_held(session, live))
         return EffectResult(AccountDeleted(await self._forget()), None)
+
+    async def _still_held(self, session: Session, live: Session) -> Session:
+        """The session to hold after a call on ``live`` failed: the renewed one if renewing
+        spent ``session``'s refresh token (kept, so the next refresh does not present the
+        spent one), else ``session``."""
+        if live is session or live.user != session.user:
+            return session
+        await self._keep(live)  # a failed save is retried at close
+        return live
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
