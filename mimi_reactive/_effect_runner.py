@@ -149,11 +149,13 @@ class EffectRunner:
         unforgotten = await self._forget()
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
+            live = session
             try:
-                await self._backend.revoke(await self._live(session), everywhere=True)
+                live = await self._live(session)
+                await self._backend.revoke(live, everywhere=True)
             except MimiCoreError as error:
-                if worth_retrying(error):
-                    self._revoke_in_background(session, everywhere=True)
+                if worth_retrying(error):  # with the renewed pair: renewing again is reuse
+                    self._revoke_in_background(live, everywhere=True)
                 return EffectResult(SignedOut(unforgotten or error), None)
             except Exception as error:  # a backend's bug must not break the stream
                 return EffectResult(SignedOut(unforgotten or _backend_bug(error)), None)
