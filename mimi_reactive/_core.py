@@ -14,11 +14,15 @@ from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials
 from ._checks import check_seconds
 from ._config import MimiConfiguration
+from ._effect_runner import storage_failed
 from ._keeper import SessionKeeper
+from ._log import Log
 from ._storage import MemorySessionStorage, SessionStorage
 from ._store import SessionStore
 
 __all__ = ["MimiCore"]
+
+_log = Log("mimi_reactive.session")
 
 
 class MimiCore:
@@ -72,7 +76,9 @@ class MimiCore:
         ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
         An argument of the wrong type (a URL for ``backend``, a path for ``storage``) raises
         ``TypeError``; a negative or NaN duration, or a blank ``client_id`` or
-        ``client_secret``, ``ConfigurationError``: all before anything starts.
+        ``client_secret``, ``ConfigurationError``: all before anything starts. A storage that
+        cannot load (the OS refuses to read the session file) raises ``SessionStorageError``
+        naming the storage and the OS's reason, the ``OSError`` chained.
         """
         check_seconds("close_grace_period", close_grace_period)
         client = ClientCredentials(client_id, client_secret)
@@ -117,7 +123,18 @@ class MimiCore:
         close_grace_period: float,
         clock: Callable[[], float],
     ) -> MimiCore:
-        restored = await storage.load()
+        try:
+            restored = await storage.load()
+        except OSError as error:  # the app hears which storage and why, typed as every fault
+            raise storage_failed("load", storage, error) from error
+        if (
+            restored is not None
+            and configuration.allow_anonymous_user_only
+            and not restored.user.is_anonymous
+        ):
+            # Stored by another process that allows credentials: never held here.
+            _log.warning("session.not_anonymous_not_restored")
+            restored = None
         await backend.open(client)
         store = SessionStore(
             backend=backend,
@@ -141,7 +158,9 @@ class MimiCore:
         Queued commands fail with ``CoreClosedError``; the running one has ``grace_period``
         seconds (default: the one given to ``start``) to finish before it is cancelled (its
         caller then gets ``CoreClosedError``), and background revocations as long again.
-        The streams complete; later calls raise ``CoreClosedError``.
+        The streams complete; later calls raise ``CoreClosedError``. A session (or log-out)
+        the storage failed to keep is saved once more (a failure again is logged: the app was
+        told the first time), so a restart does not present a spent refresh token.
         """
         if grace_period is not None:
             check_seconds("grace_period", grace_period)

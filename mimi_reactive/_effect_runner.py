@@ -52,7 +52,7 @@ from ._session import Session
 from ._storage import SessionStorage, SharedSessionStorage
 from ._user import MimiUser
 
-__all__ = ["EffectResult", "EffectRunner"]
+__all__ = ["EffectResult", "EffectRunner", "storage_failed"]
 
 _log = Log("mimi_reactive.session")
 
@@ -85,6 +85,9 @@ class EffectRunner:
         self._configuration = configuration
         self._clock = clock
         self._revocations: set[asyncio.Task[None]] = set()
+        # What the storage should hold but does not: a session (or None, for a clear) whose
+        # save failed, tried again at close. None: the storage holds what the core does.
+        self._unkept: tuple[Session | None] | None = None
 
     async def perform(self, effect: Effect) -> EffectResult:
         """Perform ``effect`` with the data it carries."""
@@ -101,7 +104,14 @@ class EffectRunner:
                 return await self._delete(session)
 
     async def close(self, grace_period: float) -> None:
-        """Give pending revocations ``grace_period`` seconds, then abandon them (logged)."""
+        """Save once more what the storage failed to keep (so a restart restores the live
+        refresh token, not a spent one), then give pending revocations ``grace_period``
+        seconds and abandon them (logged)."""
+        if self._unkept is not None:
+            (unkept,) = self._unkept
+            failure = await (self._forget() if unkept is None else self._keep(unkept))
+            if failure is None:
+                _log.info("storage.kept_at_close")
         if not self._revocations:
             return
         _, pending = await asyncio.wait(self._revocations, timeout=grace_period)
@@ -115,9 +125,23 @@ class EffectRunner:
         try:
             stored = await self._storage.load()
         except OSError as error:  # keep the session we have; the next change retries
-            _storage_failed("load", self._storage, error)
+            storage_failed("load", self._storage, error)
             stored = current
+        else:
+            self._unkept = None  # another process's write replaced what we failed to keep
+        if stored is not None and not self._admissible(stored.user):
+            return self._not_taken_in(current)
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
+
+    def _not_taken_in(self, current: Session | None) -> EffectResult:
+        """Another process sharing the storage stored a user with credentials, which an
+        anonymous-only core never holds: a session here ends (``not_anonymous``), as when a
+        refresh answers such a user. The stored session is the other process's: it is
+        neither revoked nor cleared (and a later start does not restore it here)."""
+        _log.warning("session.not_anonymous_not_adopted")
+        if current is None:
+            return EffectResult(SessionAdopted(None), None)
+        return EffectResult(SessionExpired(_not_anonymous()), None)
 
     async def _end(self, session: Session, *, everywhere: bool) -> EffectResult:
         # A session the storage could not forget would be restored on the next start: that
@@ -125,11 +149,13 @@ class EffectRunner:
         unforgotten = await self._forget()
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
+            live = session
             try:
-                await self._backend.revoke(await self._live(session), everywhere=True)
+                live = await self._live(session)
+                await self._backend.revoke(live, everywhere=True)
             except MimiCoreError as error:
-                if worth_retrying(error):
-                    self._revoke_in_background(session, everywhere=True)
+                if worth_retrying(error):  # with the renewed pair: renewing again is reuse
+                    self._revoke_in_background(live, everywhere=True)
                 return EffectResult(SignedOut(unforgotten or error), None)
             except Exception as error:  # a backend's bug must not break the stream
                 return EffectResult(SignedOut(unforgotten or _backend_bug(error)), None)
@@ -143,11 +169,27 @@ class EffectRunner:
             self._revoke_in_background(session, everywhere=False)
 
     async def _live(self, session: Session) -> Session:
-        """``session`` with an access token the service still accepts: refreshed first if it
-        is no longer handed out (the refreshed tokens are not kept: the session is ending)."""
+        """``session`` with an access token the service still accepts, for a call that needs
+        one (a deletion, a log-out everywhere): renewed first if it is no longer handed out,
+        as a refresh renews it: an anonymous user whose session expired unused, or whose
+        refused refresh token was dropped, is logged in by id, so the call acts on the user
+        instead of ending the session and losing the id. The renewed tokens are kept only if
+        the call then fails (``_still_held``): otherwise the session is ending. Raises what
+        the renewal raised (``SessionRevokedError`` when the user can no longer log in)."""
         if self._configuration.refresh.is_usable(session, self._clock()):
             return session
-        return Session.issued(await self._backend.refresh(session), self._clock())
+        anonymous_id = self._anonymous_id_to_log_in(session)
+        if anonymous_id is None or session.tokens.refresh_token is not None:
+            try:
+                return Session.issued(await self._backend.refresh(session), self._clock())
+            except SessionRevokedError as error:
+                if anonymous_id is None or isinstance(error, SessionEndedError):
+                    raise
+        try:
+            issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
+        except InvalidCredentialsError as error:
+            raise _id_refused(error) from error
+        return Session.issued(issued, self._clock())
 
     def _revoke_in_background(self, session: Session, *, everywhere: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._revoke(session, everywhere))
@@ -202,15 +244,27 @@ class EffectRunner:
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.
         backend = cast(DeletingBackend, self._backend)
+        live = session
         try:
-            await backend.delete(await self._live(session))
+            live = await self._live(session)
+            await backend.delete(live)
         except SessionRevokedError as error:  # the session is over; the account may be too
             return await self._expired(error)
         except MimiCoreError as error:
-            return EffectResult(CommandFailed(error), session)
+            return EffectResult(CommandFailed(error), await self._still_held(session, live))
         except Exception as error:  # a backend's bug must not break the stream
-            return EffectResult(CommandFailed(_backend_bug(error)), session)
+            failure = _backend_bug(error)
+            return EffectResult(CommandFailed(failure), await self._still_held(session, live))
         return EffectResult(AccountDeleted(await self._forget()), None)
+
+    async def _still_held(self, session: Session, live: Session) -> Session:
+        """The session to hold after a call on ``live`` failed: the renewed one if renewing
+        spent ``session``'s refresh token (kept, so the next refresh does not present the
+        spent one), else ``session``."""
+        if live is session or live.user != session.user:
+            return session
+        await self._keep(live)  # a failed save is retried at close
+        return live
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
@@ -220,10 +274,20 @@ class EffectRunner:
         except SessionLockTimeoutError as error:  # another process is stuck: try again later
             _log.warning("session.refresh_failed", error=type(error).__name__)
             return EffectResult(RefreshFailed(error), session)
+        except OSError as error:  # the lock could not be taken (its folder, its file)
+            failure = storage_failed("lock", self._storage, error)
+            return EffectResult(RefreshFailed(failure), session)
 
     async def _refresh_holding_lock(self, session: Session) -> EffectResult:
-        elsewhere = self._refreshed_elsewhere(session, await self._storage.load())
+        try:
+            stored = await self._storage.load()
+        except OSError as error:  # renew all the same: saving the pair reports a storage fault
+            storage_failed("load", self._storage, error)
+            stored = None
+        elsewhere = self._refreshed_elsewhere(session, stored)
         if elsewhere is not None:
+            if not self._admissible(elsewhere.user):
+                return self._not_taken_in(session)
             return EffectResult(TokensRefreshed(elsewhere.user), elsewhere)
         anonymous_id = self._anonymous_id_to_log_in(session)
         if anonymous_id is not None and session.tokens.refresh_token is None:
@@ -256,11 +320,7 @@ class EffectRunner:
         try:
             issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
         except (InvalidCredentialsError, SessionRevokedError) as error:  # the user is gone
-            ended = SessionRevokedError(
-                "invalid_grant", "the session expired and its anonymous id no longer logs in"
-            )
-            ended.__cause__ = error
-            return await self._expired(ended)
+            return await self._expired(_id_refused(error))
         except Exception as error:  # network trouble: keep the id, and try again later
             failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
             _log.info("session.refresh_failed", error=type(error).__name__)
@@ -295,8 +355,12 @@ class EffectRunner:
         return EffectResult(SessionExpired(error), None)
 
     def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
-        """The stored session if another process refreshed ours and it is not due again."""
+        """The stored session if another process refreshed ours and it is not due again.
+        While a save of ours failed, the stored one is our own older pair (its refresh token
+        spent), never a newer one."""
         if stored is None or stored == ours or stored.user.id != ours.user.id:
+            return None
+        if self._unkept is not None:
             return None
         return None if self._configuration.refresh.is_due(stored, self._clock()) else stored
 
@@ -313,7 +377,9 @@ class EffectRunner:
         try:
             await self._storage.save(session)
         except OSError as error:
-            return _storage_failed("save", self._storage, error)
+            self._unkept = (session,)
+            return storage_failed("save", self._storage, error)
+        self._unkept = None
         return None
 
     async def _forget(self) -> SessionStorageError | None:
@@ -321,11 +387,13 @@ class EffectRunner:
         try:
             await self._storage.clear()
         except OSError as error:
-            return _storage_failed("clear", self._storage, error)
+            self._unkept = (None,)
+            return storage_failed("clear", self._storage, error)
+        self._unkept = None
         return None
 
 
-def _storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:
+def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:
     """Log a storage failure and make the error the app is told: which storage and why, so
     the app's owner can fix the path or its permissions (the storage's repr names its place,
     never the session; the OS's reason, never the error's text, which a custom storage may
@@ -337,6 +405,15 @@ def _storage_failed(action: str, storage: object, error: OSError) -> SessionStor
     failure = SessionStorageError(f"{storage!r} could not {action} the session: {reason}")
     failure.__cause__ = error
     return failure
+
+
+def _id_refused(error: MimiCoreError) -> SessionRevokedError:
+    """Why a session whose anonymous id no longer logs in (the user is gone) is over."""
+    ended = SessionRevokedError(
+        "invalid_grant", "the session expired and its anonymous id no longer logs in"
+    )
+    ended.__cause__ = error
+    return ended
 
 
 def _not_anonymous() -> SessionRevokedError:

@@ -15,7 +15,7 @@ MimiCoreError                      base of every error the library raises
 ├── TransportError                 the identity service could not be reached in time
 ├── SessionFilePathError (ValueError)       the session file's path is a directory
 ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
-├── SessionStorageError            the storage could not save or clear the session
+├── SessionStorageError            the storage could not load, save or clear the session
 └── BackendError                   the identity service answered with an error code
     ├── ClientAuthenticationError  the app's client id or secret was rejected
     ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
@@ -124,7 +124,8 @@ class SessionLockTimeoutError(MimiCoreError, TimeoutError):
 
 class SessionStorageError(MimiCoreError):
     """The session storage could not save or clear the session (the OS error is chained as
-    ``__cause__``): what the core holds in memory and what a restart would restore differ."""
+    ``__cause__``): what the core holds in memory and what a restart would restore differ.
+    ``MimiCore.start`` raises it too for a storage that cannot load the session."""
 
 
 class BackendError(MimiCoreError):

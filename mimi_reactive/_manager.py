@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._exceptions import MimiCoreError
+from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import AuthRoute, Skipped
 from ._results import AnonymousLoginResult, Failure, Success
 
@@ -27,8 +27,10 @@ class AnonymousAuthManager:
     async def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLoginResult:
         """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``.
 
-        ``Success`` if it is logged in now (or already was), ``Skipped`` if the id is blank,
-        ``Failure`` with the error if the route was refused or the service failed, and
+        ``Success`` if it is logged in now (or already was), with ``storage_error`` set if
+        the storage could not keep the session; ``Skipped`` if the id is blank; ``Failure``
+        with the error if the route was refused or the service failed, or if the storage
+        could not forget the user it replaced (nobody is logged in then); and
         ``Failure(InvalidRouteError)`` before anything changes for an id no service issues
         (whitespace around it, say). An id that is not a ``str`` raises ``TypeError``.
         """
@@ -39,7 +41,12 @@ class AnonymousAuthManager:
         if outcome.skipped:
             assert outcome.reason is not None  # a skip always carries the guard's reason
             return Skipped(outcome.reason)
+        assert anonymous_id is not None  # a blank id was skipped
+        user = outcome.state.user
+        if isinstance(outcome.error, SessionStorageError) and (
+            user is not None and user.anonymous_id == anonymous_id
+        ):
+            return Success(anonymous_id, storage_error=outcome.error)  # logged in, not kept
         if outcome.error is not None:
             return Failure(outcome.error)
-        assert anonymous_id is not None  # a blank id was skipped
         return Success(anonymous_id)

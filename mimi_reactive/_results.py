@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._exceptions import MimiCoreError
+from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import Skipped
 from ._redaction import mask, value_repr
 
@@ -13,11 +13,17 @@ __all__ = ["AnonymousLoginResult", "Failure", "Skipped", "Success"]
 
 @attrs.frozen
 class Success:
-    """The anonymous id is logged in (just now, or it already was)."""
+    """The anonymous id is logged in (just now, or it already was).
+
+    ``storage_error`` is set when the storage could not keep the session: the user is logged
+    in all the same (the state is ``degraded``, and the session is saved once a renewal can
+    be kept), but a restart now would not restore it.
+    """
 
     __repr__ = value_repr
 
     anonymous_id: str = attrs.field(repr=mask)
+    storage_error: SessionStorageError | None = None
 
 
 @attrs.frozen

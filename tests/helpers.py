@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import logging
 import subprocess
@@ -18,6 +19,7 @@ from mimi_reactive import (
     BackendCapabilities,
     BackendSession,
     ClientCredentials,
+    MemorySessionStorage,
     Session,
     SessionState,
     Transition,
@@ -74,6 +76,24 @@ class CountingBackend:
     def _keep(self, session: BackendSession) -> BackendSession:
         self.sessions.append(session)
         return session
+
+
+class FailingStorage(MemorySessionStorage):
+    """A storage whose saves or clears fail while told to, as a full or read-only disk's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    async def save(self, session: Session) -> None:
+        if self.failing:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        await super().save(session)
+
+    async def clear(self) -> None:
+        if self.failing:
+            raise OSError(errno.EROFS, "Read-only file system")
+        await super().clear()
 
 
 def library_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

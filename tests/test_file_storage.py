@@ -243,3 +243,46 @@ async def test_a_session_that_cannot_be_saved_is_kept_in_memory_and_the_log_says
         assert str(path) in line
         assert "Is a directory" in line
         assert user.anonymous_id not in line
+
+
+async def test_a_session_file_start_cannot_read_is_a_storage_error(tmp_path: Path) -> None:
+    """A session file the OS will not open (here a symbolic link to itself: ELOOP, as
+    PermissionError would) makes start raise SessionStorageError naming the path and the OS's
+    reason, with the OSError chained, instead of the raw OSError."""
+    path = tmp_path / "session.json"
+    path.symlink_to(path)
+    with pytest.raises(SessionStorageError) as failed:
+        await MimiCore.start(
+            client_id="a",
+            client_secret="s",
+            backend=ScriptedBackend(),
+            storage=FileSessionStorage(path),
+        )
+    assert str(path) in str(failed.value)
+    assert "Too many levels of symbolic links" in str(failed.value)
+    assert isinstance(failed.value.__cause__, OSError)
+
+
+async def test_a_session_file_a_renewal_cannot_read_is_renewed_and_saved_over(
+    tmp_path: Path,
+) -> None:
+    """A renewal that cannot read the session file (replaced by a symbolic link to itself)
+    renews all the same, logging the failed read, and saves the new pair over it, instead of
+    failing as a crashed command."""
+    path = tmp_path / "session.json"
+    async with MimiCore.start(
+        client_id="a",
+        client_secret="s",
+        backend=ScriptedBackend(),
+        storage=FileSessionStorage(path),
+    ) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        loop = tmp_path / "loop"
+        loop.symlink_to(path.name)
+        loop.replace(path)  # at once: no reader ever finds the file missing
+        await core.auth.refresh()
+        assert core.auth.current_user == user
+        assert core.auth.state.transition is Transition.ANONYMOUS_CREATED
+        stored = await FileSessionStorage(path).load()
+        assert stored is not None
+        assert stored.tokens.access_token == await core.auth.access_token()

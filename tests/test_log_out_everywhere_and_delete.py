@@ -12,6 +12,7 @@ from mimi_reactive import (
     BackendCapabilities,
     BackendSession,
     InvalidCredentialsError,
+    MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
     RateLimitedError,
@@ -168,3 +169,62 @@ async def test_background_refresh_waits_as_long_as_the_service_asked() -> None:
             await recorder.wait_for(Transition.RECOVERED)
     first, second = backend.refreshed_at[:2]
     assert second - first >= 0.6
+
+
+async def test_a_deletion_that_fails_after_renewing_keeps_the_renewed_pair() -> None:
+    """delete_account() renews an access token past its use first; when the deletion then
+    fails for now, the core keeps (and stores) the renewed pair, so its next refresh presents
+    the live refresh token, not the one the renewal spent (reuse, which ends the session)."""
+    backend = ScriptedBackend()
+    storage = MemorySessionStorage()
+    now = [time.time()]
+    async with MimiCore.start(
+        client_id="a",
+        client_secret="s",
+        backend=backend,
+        storage=storage,
+        clock=lambda: now[0],
+    ) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        now[0] += 3600.0  # the access token is past its use on the core's clock
+        backend.script(Reply.fail(TransportError("offline"), only_for=("delete",)))
+        with pytest.raises(TransportError):
+            await core.auth.delete_account()
+        assert backend.calls[-2:] == ["refresh", "delete"]
+        held = core.auth.state
+        assert held.user == user
+        stored = await storage.load()
+        assert stored is not None
+        assert stored.tokens.access_token == await core.auth.access_token()
+        await core.auth.refresh()
+        assert core.auth.current_user == user
+        assert Transition.SESSION_EXPIRED not in [held.transition, core.auth.state.transition]
+
+
+async def test_a_log_out_everywhere_retried_after_renewing_uses_the_renewed_pair() -> None:
+    """log_out(everywhere=True) renews an access token past its use, then the call fails for
+    now: the background retry acts with the renewed pair (not by renewing the spent one
+    again, which is reuse), so the other device's session ends all the same."""
+    backend = ScriptedBackend()
+    now = [time.time()]
+    configuration = MimiConfiguration(retry=RetryPolicy(initial_delay=0.01, max_delay=0.02))
+    async with MimiCore.start(
+        client_id="a",
+        client_secret="s",
+        backend=backend,
+        configuration=configuration,
+        clock=lambda: now[0],
+    ) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        other = Session.issued(
+            await backend.authenticate(AuthRoute.log_in_anonymously(user.anonymous_id), None),
+            time.time(),
+        )
+        now[0] += 3600.0  # the access token is past its use on the core's clock
+        backend.script(Reply.fail(TransportError("offline"), only_for=("revoke",)))
+        with pytest.raises(TransportError):
+            await core.auth.log_out(everywhere=True)
+    # Closing waited for the background retry.
+    assert backend.calls.count("refresh") == 1
+    with pytest.raises(SessionRevokedError):
+        await backend.refresh(other)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import errno
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -15,14 +15,14 @@ import pytest
 
 from mimi_reactive import (
     AuthRoute,
+    BackendError,
     FileSessionStorage,
-    MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
+    MimiUser,
     NotLoggedInError,
     RefreshPolicy,
     RetryPolicy,
-    Session,
     SessionEndedError,
     SessionRevokedError,
     SessionStorage,
@@ -35,8 +35,9 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.testing import StateRecorder
 
 from .conftest import CLIENT_ID
-from .helpers import CountingBackend, event_names
-from .server_helpers import Clock
+from .helpers import CountingBackend, FailingStorage, event_names
+from .lossy_proxy import LossyProxy
+from .server_helpers import Clock, eventually
 
 FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=100)
 
@@ -427,34 +428,19 @@ async def test_an_expired_session_of_a_deleted_user_ends(
     assert await FileSessionStorage(path).load() is None
 
 
-class FailingStorage(MemorySessionStorage):
-    """A storage whose saves or clears fail while told to, as a full or read-only disk's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing = False
-
-    async def save(self, session: Session) -> None:
-        if self.failing:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        await super().save(session)
-
-    async def clear(self) -> None:
-        if self.failing:
-            raise OSError(errno.EROFS, "Read-only file system")
-        await super().clear()
-
-
 async def test_renewed_tokens_the_storage_cannot_save_degrade_the_session_until_kept(
     service: Service,
 ) -> None:
     """A refresh whose pair cannot be saved fails with SessionStorageError and leaves the
     session DEGRADED (a restart would present a spent token); once a save works again the
-    keeper renews, keeps the pair and the session RECOVERS."""
+    keeper renews, keeps the pair and the session RECOVERS (with a new pair: not the one
+    stored before, whose refresh token the unsaved renewal spent)."""
     storage = FailingStorage()
     async with service.core(storage) as core:
         recorder = StateRecorder(core)
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        spent = await storage.load()
+        assert spent is not None
         storage.failing = True
         with pytest.raises(SessionStorageError):
             await core.auth.refresh()
@@ -469,9 +455,12 @@ async def test_renewed_tokens_the_storage_cannot_save_degrade_the_session_until_
         assert recovered.user == user
         kept = await storage.load()
         assert kept is not None
+        assert kept.tokens.refresh_token != spent.tokens.refresh_token
         assert kept.tokens.access_token == await core.auth.access_token()
         _, answer = await service.post("/v1/token/introspect", {"token": kept.tokens.access_token})
         assert answer["active"] is True
+        await core.auth.refresh()  # the pair held is live: no reuse
+        assert core.auth.current_user == user
 
 
 async def test_a_log_out_the_storage_cannot_forget_is_reported(service: Service) -> None:
@@ -488,3 +477,130 @@ async def test_a_log_out_the_storage_cannot_forget_is_reported(service: Service)
         assert state.previous_user == user
         assert isinstance(state.error, SessionStorageError)
         assert "Read-only file system" in str(state.error)
+
+
+@contextlib.asynccontextmanager
+async def degraded_after_idling(
+    service: Service, server_clock: Clock, path: Path
+) -> AsyncIterator[tuple[MimiCore, MimiUser]]:
+    """A user whose session idled out and whose log-in by id then lost its answer: a core
+    (degraded, its keeper given up) that holds the id but no refresh token, and whose access
+    token expired on its clock."""
+    async with service.core(FileSessionStorage(path)) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    client_clock = ShiftedClock()
+    server_clock.now += 601
+    client_clock.shift = 601
+    retry = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=1)
+    async with (
+        LossyProxy(service.url, path="/v1/sessions/anonymous") as proxy,
+        service.core(
+            FileSessionStorage(path),
+            backend=HttpBackend(proxy.url, timeout=2),
+            clock=client_clock,
+            retry=retry,
+        ) as core,
+    ):
+        recorder = StateRecorder(core)
+        async with asyncio.timeout(10):  # the keeper renews at once, and gives up after one try
+            degraded = await recorder.wait_for(Transition.DEGRADED)
+        assert degraded.user == user
+        assert proxy.lost_statuses == [200]  # the log-in by id happened; its answer was lost
+        stored = await FileSessionStorage(path).load()
+        assert stored is not None
+        assert stored.tokens.refresh_token is None
+        yield core, user
+
+
+async def test_deleting_a_degraded_session_without_its_refresh_token_logs_in_by_id_first(
+    idling: tuple[Service, Clock], tmp_path: Path
+) -> None:
+    """delete_account() on a session that idled out, lost its refresh token and whose access
+    token expired logs the user in by id for a live token, then deletes: DELETED, and the id
+    no longer logs in (it used to end the session, keep the account and lose the id)."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    async with degraded_after_idling(service, server_clock, path) as (core, user):
+        await core.auth.delete_account()
+        assert core.auth.state.transition is Transition.DELETED
+        assert core.auth.state.error is None
+    status, _ = await service.post("/v1/sessions/anonymous", {"anonymous_id": user.anonymous_id})
+    assert status == 400
+    assert await FileSessionStorage(path).load() is None
+
+
+async def test_logging_out_everywhere_from_a_degraded_session_ends_the_other_sessions(
+    idling: tuple[Service, Clock], tmp_path: Path
+) -> None:
+    """log_out(everywhere=True) from the same degraded session logs in by id for a live token
+    and ends every session of the user: another device's refresh is refused after."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    async with degraded_after_idling(service, server_clock, path) as (core, user):
+        status, elsewhere = await service.post(
+            "/v1/sessions/anonymous", {"anonymous_id": user.anonymous_id}
+        )
+        assert status == 200
+        await core.auth.log_out(everywhere=True)
+        assert core.auth.state.transition is Transition.LOGGED_OUT
+        assert core.auth.state.error is None
+    status, _ = await service.post(
+        "/v1/token",
+        {"grant_type": "refresh_token", "refresh_token": elsewhere["session"]["refresh_token"]},
+    )
+    assert status == 400
+
+
+async def test_a_deletion_whose_log_in_by_id_fails_for_now_keeps_the_id(
+    idling: tuple[Service, Clock], tmp_path: Path
+) -> None:
+    """If that log-in by id fails for now too (the service is down behind its proxy: 500),
+    delete_account() raises why and the session, id included, is kept (degraded): nothing is
+    lost, and the call can be retried."""
+    service, server_clock = idling
+    path = tmp_path / "session.json"
+    async with degraded_after_idling(service, server_clock, path) as (core, user):
+        await service.stop()
+        with pytest.raises(BackendError) as failed:
+            await core.auth.delete_account()
+        assert failed.value.status == 500
+        assert core.auth.state.user == user
+        assert core.auth.state.degraded
+        stored = await FileSessionStorage(path).load()
+        assert stored is not None
+        assert stored.user == user
+        await service.start()
+        await core.auth.delete_account()
+        assert core.auth.state.transition is Transition.DELETED
+
+
+async def test_renewed_tokens_the_storage_could_not_save_are_saved_at_close(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Renewals the storage failed to keep are saved again when the core closes, so the
+    next start presents the live refresh token (not a spent one: reuse, which ends the
+    session) and the user stays logged in."""
+    storage = FailingStorage()
+    backend = CountingBackend(HttpBackend(service.url))
+    retry = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=1)
+    core = await service.core(storage, backend=backend, retry=retry)
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    storage.failing = True
+    with pytest.raises(SessionStorageError):
+        await core.auth.refresh()
+
+    async def keeper_gave_up() -> bool:
+        return "session.refresh_gave_up" in event_names(caplog)
+
+    async with asyncio.timeout(10):  # it renews once more, unsaved too, and gives up
+        await eventually(keeper_gave_up)
+    assert backend.calls["refresh"] == 2  # the stored pair's successor is spent as well
+    storage.failing = False
+    await core.close()
+    kept = await storage.load()
+    assert kept is not None
+    assert kept.tokens == backend.sessions[-1].tokens
+    async with service.core(storage) as again:
+        await again.auth.refresh()
+        assert again.auth.current_user == user
+        assert again.auth.state.transition is Transition.RESTORED

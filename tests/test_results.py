@@ -15,12 +15,15 @@ from mimi_reactive import (
     InvalidRouteError,
     MimiCore,
     MimiCoreError,
+    SessionStorageError,
     Skipped,
     Success,
     TransportError,
 )
+from mimi_reactive.testing import ScriptedBackend
 
-from .helpers import CountingBackend
+from .conftest import ANONYMOUS_ONLY
+from .helpers import CountingBackend, FailingStorage
 from .strategies import SPOILT_ANONYMOUS_IDS
 
 
@@ -71,3 +74,51 @@ async def test_a_malformed_id_fails_before_the_user_is_logged_out(
     assert user.anonymous_id[4:] not in str(result.error)
     assert core.auth.current_user == user
     assert backend.total == calls
+
+
+async def test_a_log_in_the_storage_could_not_keep_is_a_success_that_says_so() -> None:
+    """The id is logged in but the storage failed to save the session: Success (the user is
+    logged in, degraded, until a save works) with the SessionStorageError in storage_error,
+    not a Failure that would have the app sign in again."""
+    backend = ScriptedBackend()
+    user = backend.add_anonymous_user()
+    storage = FailingStorage()
+    storage.failing = True
+    async with MimiCore.start(
+        client_id="a",
+        client_secret="s",
+        backend=backend,
+        storage=storage,
+        configuration=ANONYMOUS_ONLY,
+    ) as core:
+        result = await AnonymousAuthManager(core).authenticate_anonymous_user(user.anonymous_id)
+        assert isinstance(result, Success)
+        assert result.anonymous_id == user.anonymous_id
+        assert isinstance(result.storage_error, SessionStorageError)
+        assert core.auth.current_user == user
+        assert core.auth.state.degraded
+        assert Success(user.anonymous_id or "") == Success(user.anonymous_id or "", None)
+
+
+async def test_a_switch_whose_log_out_the_storage_could_not_keep_is_a_failure() -> None:
+    """Switching users first logs the current one out; when the storage cannot forget it,
+    the switch stops there with nobody logged in: Failure(SessionStorageError)."""
+    backend = ScriptedBackend()
+    first, second = backend.add_anonymous_user(), backend.add_anonymous_user()
+    storage = FailingStorage()
+    async with MimiCore.start(
+        client_id="a",
+        client_secret="s",
+        backend=backend,
+        storage=storage,
+        configuration=ANONYMOUS_ONLY,
+    ) as core:
+        manager = AnonymousAuthManager(core)
+        assert await manager.authenticate_anonymous_user(first.anonymous_id) == Success(
+            first.anonymous_id or ""
+        )
+        storage.failing = True
+        result = await manager.authenticate_anonymous_user(second.anonymous_id)
+        assert isinstance(result, Failure)
+        assert isinstance(result.error, SessionStorageError)
+        assert core.auth.current_user is None

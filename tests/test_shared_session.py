@@ -26,6 +26,7 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.testing import StateRecorder
 
 from .conftest import CLIENT_ID
+from .server_helpers import eventually
 
 REPO = Path(__file__).resolve().parent.parent
 # A bound on waiting for a change to reach the other process (it is watched every 0.1 s),
@@ -204,3 +205,92 @@ async def test_write_between_restore_and_watch_is_seen(
         async with asyncio.timeout(WITHIN):
             await recorder.wait_for(Transition.LOGGED_OUT)
         assert core.auth.current_user is None
+
+
+def credentials_core_on(url: str, path: Path, client_secret: str) -> Any:
+    """A core on the same file that allows users with credentials (the default)."""
+    return MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        backend=HttpBackend(url),
+        storage=FileSessionStorage(path, poll_interval=0.1),
+    )
+
+
+async def test_anonymous_only_never_adopts_a_user_another_process_stored_with_credentials(
+    server: IdentityServer, client_secret: str, tmp_path: Path
+) -> None:
+    """A core allowing credentials promotes the shared user: the anonymous-only core ends its
+    session (SESSION_EXPIRED, not_anonymous) instead of taking it in as PROMOTED, leaves the
+    other's session stored, and does not restore it at its next start either."""
+    path = tmp_path / "session.json"
+    async with core_on(server.url, path, client_secret) as core:
+        recorder = StateRecorder(core)
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        async with credentials_core_on(server.url, path, client_secret) as other:
+            assert other.auth.current_user == user
+            promote = AuthRoute.promote(email="shared@example.com", password="a long passphrase")
+            await other.auth.authenticate(promote)
+            async with asyncio.timeout(WITHIN):
+                expired = await recorder.wait_for(Transition.SESSION_EXPIRED)
+            assert expired.previous_user == user
+            assert expired.error is not None
+            assert getattr(expired.error, "code", None) == "not_anonymous"
+            assert all(seen.user is None or seen.user.is_anonymous for seen in recorder.states)
+            assert other.auth.current_user is not None
+            assert not other.auth.current_user.is_anonymous
+            await other.auth.refresh()  # its session lives on: not revoked from here
+            assert other.auth.state.transition is Transition.PROMOTED
+            stored = await FileSessionStorage(path).load()
+            assert stored is not None
+            assert not stored.user.is_anonymous
+    async with core_on(server.url, path, client_secret) as again:
+        assert again.auth.state.transition is Transition.INITIAL
+        assert again.auth.current_user is None
+
+
+class LoadsRecorded(FileSessionStorage):
+    """A session file whose loads are recorded, to wait until the core read a change."""
+
+    loaded: list[Any]
+
+    async def load(self) -> Any:
+        stored = await super().load()
+        self.loaded.append(stored)
+        return stored
+
+
+async def test_anonymous_only_with_nobody_stays_logged_out_when_another_process_signs_up(
+    server: IdentityServer, client_secret: str, tmp_path: Path
+) -> None:
+    """Another process signs up with an email: the anonymous-only core, logged out, reads it
+    and stays logged out (no LOGGED_IN with that user), and still follows a later anonymous
+    sign-up."""
+    path = tmp_path / "session.json"
+    storage = LoadsRecorded(path, poll_interval=0.1)
+    storage.loaded = []
+    async with (
+        MimiCore.start(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            backend=HttpBackend(server.url),
+            configuration=MimiConfiguration(allow_anonymous_user_only=True),
+            storage=storage,
+        ) as core,
+        credentials_core_on(server.url, path, client_secret) as other,
+    ):
+        recorder = StateRecorder(core)
+        sign_up = AuthRoute.sign_up(email="someone@example.com", password="a long passphrase")
+        with_email = await other.auth.authenticate(sign_up)
+
+        async def read_it() -> bool:
+            return any(s is not None and s.user == with_email for s in storage.loaded)
+
+        async with asyncio.timeout(WITHIN):
+            await eventually(read_it)
+        await other.auth.log_out()
+        anonymous = await other.auth.authenticate(AuthRoute.sign_up_anonymously())
+        async with asyncio.timeout(WITHIN):
+            adopted = await recorder.wait_for(Transition.LOGGED_IN)
+        assert adopted.user == anonymous
+        assert all(seen.user is None or seen.user.is_anonymous for seen in recorder.states)
