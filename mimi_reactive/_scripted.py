@@ -151,8 +151,8 @@ class ScriptedBackend:
     Where it differs from the reference server: a spent refresh token presented again always
     ends its session (``SessionEndedError``), whereas the server takes one presented within
     its ``refresh_reuse_interval`` (while no newer token of the session was spent) as the retry
-    of a lost answer and reissues a pair that supersedes the lost one (presenting the
-    superseded token later is reuse). And it serves a single client with no registration of
+    of a lost answer and reissues a pair (the first unspent token presented next supersedes
+    the others, and presenting one of those later is reuse). And it serves a single client with no registration of
     its own, so no user is anonymous-only: the server's refusal to promote, for any client, a
     user an ``anonymous_only`` client created or logged in by id is not played, and a
     promotion through the backend itself (a test playing another client) succeeds. Test those

@@ -82,8 +82,9 @@ class Rotation(enum.Enum):
     IDLE = "idle"
     """Its session was unused for longer than the idle timeout: revoked now, or earlier."""
     REISSUED = "reissued"
-    """It was spent within the reuse interval (a lost answer): a new pair was stored, and the
-    refresh token of the lost answer is superseded (presenting it is reuse)."""
+    """It was spent within the reuse interval (a lost answer): a new pair was stored; the
+    first unspent token of the session presented next supersedes the others (presenting one
+    of them then is reuse)."""
 
     @classmethod
     def ended(cls, revoked_reason: str | None) -> Rotation:
