@@ -51,6 +51,8 @@ _METHODS: dict[type[AuthRoute], str] = {
 _CALLS = (*_METHODS.values(), "refresh", "revoke", "delete")
 """Every name a call goes by: a ``Reply.only_for`` naming another would never answer."""
 
+_REUSED = "a refresh token of this session was already used; the session is revoked"
+
 
 def _methods(names: Iterable[str] | None) -> frozenset[str] | None:
     """``only_for`` as a set of call names; a bare string, an unknown name (a typo would
@@ -149,14 +151,14 @@ class ScriptedBackend:
     sending), a new password under 8 characters ``WeakPasswordError``.
 
     Where it differs from the reference server: a spent refresh token presented again always
-    ends its session (``SessionEndedError``), whereas the server takes one presented within
-    its ``refresh_reuse_interval`` (while no newer token of the session was spent) as the retry
-    of a lost answer and reissues a pair (the first unspent token presented next supersedes
-    the others, and presenting one of those later is reuse). And it serves a single client with no registration of
-    its own, so no user is anonymous-only: the server's refusal to promote, for any client, a
-    user an ``anonymous_only`` client created or logged in by id is not played, and a
-    promotion through the backend itself (a test playing another client) succeeds. Test those
-    against the reference server.
+    revokes its session (reason reused: ``SessionRevokedError``), whereas the server takes one
+    presented within its ``refresh_reuse_interval`` (while no newer token of the session was
+    spent) as the retry of a lost answer and reissues a pair (the first unspent token presented
+    next supersedes the others, and presenting one of those later is reuse). And it serves a
+    single client with no registration of its own, so no user is anonymous-only: the server's
+    refusal to promote, for any client, a user an ``anonymous_only`` client created or logged
+    in by id is not played, and a promotion through the backend itself (a test playing another
+    client) succeeds. Test those against the reference server.
     """
 
     def __init__(
@@ -182,6 +184,7 @@ class ScriptedBackend:
         self._user_of_family: dict[str, str] = {}
         self._spent: set[str] = set()
         self._revoked: set[str] = set()
+        self._reused: set[str] = set()  # revoked for a reused token: not ended on purpose
         self.client: ClientCredentials | None = None
 
     def script(self, *replies: Reply) -> None:
@@ -221,7 +224,8 @@ class ScriptedBackend:
         family = self._live_family(token)
         if token in self._spent:
             self._revoked.add(family)
-            raise SessionEndedError("invalid_grant", "the refresh token was already used")
+            self._reused.add(family)
+            raise SessionRevokedError("invalid_grant", _REUSED)
         self._spent.add(token)
         user = self._users[self._user_of_family[family]]
         return self._session_for(user, family)
@@ -306,6 +310,8 @@ class ScriptedBackend:
         family = self._family_of.get(token)
         if family is None:
             raise SessionRevokedError("invalid_grant", "the session is not valid")
+        if family in self._reused:  # as the reference server: its reason is reused, not revoked
+            raise SessionRevokedError("invalid_grant", _REUSED)
         if family in self._revoked:  # ended on purpose, as the reference server says
             raise SessionEndedError("invalid_grant", "the session was revoked")
         return family

@@ -195,13 +195,19 @@ async def test_fifty_concurrent_callers_share_one_renewal(service: Service) -> N
         assert tokens[0] != old
 
 
-async def test_refresh_token_reuse_ends_the_session(service: Service, tmp_path: Path) -> None:
-    """A stolen spent refresh token used again revokes the family: SESSION_EXPIRED here."""
+async def test_refresh_token_reuse_ends_the_session_of_a_user_with_credentials(
+    service: Service, tmp_path: Path
+) -> None:
+    """A stolen spent refresh token used again revokes the family: SESSION_EXPIRED here for a
+    user with no anonymous id to log back in with."""
     backend = CountingBackend(HttpBackend(service.url))
     storage = FileSessionStorage(tmp_path / "session.json")
-    async with service.core(storage, backend=backend) as core:
+    async with service.core(storage, backend=backend, allow_anonymous_user_only=False) as core:
         recorder = StateRecorder(core)
-        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        user = await core.auth.authenticate(
+            AuthRoute.promote(email="stolen@example.test", password="long enough")
+        )
         stolen = backend.sessions[0].tokens.refresh_token
         await core.auth.refresh()  # rotates: the stolen token is spent now
         # and again: a token whose successor was spent too cannot be a lost answer's retry,
@@ -220,6 +226,35 @@ async def test_refresh_token_reuse_ends_the_session(service: Service, tmp_path: 
         assert isinstance(expired.error, SessionRevokedError)
         assert expired.error.code == "invalid_grant"
     assert await storage.load() is None
+
+
+async def test_refresh_token_reuse_logs_an_anonymous_user_back_in_by_id(
+    service: Service, tmp_path: Path
+) -> None:
+    """A reused refresh token ends the session's tokens at the server, but an anonymous user is
+    logged back in by its id (a lost answer and a long time offline look the same as a theft):
+    the same user goes on in a new session, with no SESSION_EXPIRED and nothing forgotten."""
+    backend = CountingBackend(HttpBackend(service.url))
+    storage = FileSessionStorage(tmp_path / "session.json")
+    async with service.core(storage, backend=backend) as core:
+        recorder = StateRecorder(core)
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        spent = backend.sessions[0].tokens.refresh_token
+        await core.auth.refresh()
+        await core.auth.refresh()  # the spent token's successor is spent: no retry window
+        status, error = await service.post(
+            "/v1/token", {"grant_type": "refresh_token", "refresh_token": spent}
+        )
+        assert (status, error["error"]["reason"]) == (400, "reused")
+        await core.auth.refresh()
+        assert core.auth.current_user == user
+        assert Transition.SESSION_EXPIRED not in [state.transition for state in recorder.states]
+        token = await core.auth.access_token()
+        status, answer = await service.post("/v1/token/introspect", {"token": token})
+        assert (status, answer["active"], answer["user_id"]) == (200, True, user.id)
+    stored = await storage.load()
+    assert stored is not None
+    assert stored.user == user
 
 
 async def test_server_outage_degrades_then_recovers_without_log_out(

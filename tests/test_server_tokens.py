@@ -105,7 +105,7 @@ async def test_reusing_a_refresh_token_revokes_the_family(call: Any, clock: Cloc
     assert not await active(call, newest["access_token"])
     status, error = await refresh(call, newest["refresh_token"])
     assert (status, error["error"]["code"]) == (400, "invalid_grant")
-    assert error["error"]["reason"] == "revoked"
+    assert error["error"]["reason"] == "reused"  # and so for every token of the session after
 
 
 async def test_idle_session_cannot_be_refreshed(call: Any, clock: Clock) -> None:

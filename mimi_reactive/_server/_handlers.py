@@ -349,7 +349,7 @@ async def _revoke(request: web.Request) -> web.Response:
 _REFRESH_REFUSALS = {
     Rotation.UNKNOWN: "the refresh token is not valid",
     Rotation.REVOKED: "the session was revoked",
-    Rotation.REUSED: "the refresh token was already used; the session is revoked",
+    Rotation.REUSED: "a refresh token of this session was already used; the session is revoked",
     Rotation.IDLE: "the session expired after being unused",
 }
 

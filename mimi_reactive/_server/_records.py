@@ -89,8 +89,13 @@ class Rotation(enum.Enum):
     @classmethod
     def ended(cls, revoked_reason: str | None) -> Rotation:
         """What presenting a token of a session revoked for ``revoked_reason`` did: an idle
-        session stays idle (a client may log back in by id), any other was ended on purpose."""
-        return cls.IDLE if revoked_reason == "idle" else cls.REVOKED
+        session stays idle and a reused one reused (a client may log back in by id after
+        either); any other was ended on purpose."""
+        return _ENDED_BY.get(revoked_reason or "", cls.REVOKED)
+
+
+_ENDED_BY = {"idle": Rotation.IDLE, "refresh_token_reuse": Rotation.REUSED}
+"""The rotation a session's stored ``revoked_reason`` answers its tokens with after."""
 
 
 @attrs.frozen

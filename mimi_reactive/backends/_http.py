@@ -222,9 +222,13 @@ def _error_from(status: int, answer: Any) -> BackendError:
     return _ERRORS_BY_CODE.get(code, BackendError)(code, message, status=status)
 
 
-# The reasons the server gives a refused refresh of a session it ended on purpose (a log-out,
-# a reused token); an idle or unknown session may log back in by its anonymous id.
-_ENDED_ON_PURPOSE = frozenset({"revoked", "reused"})
+# The reason the server gives a refused refresh of a session it ended on purpose (a log-out,
+# a log-out everywhere). An idle, unknown or reused one may log back in by its anonymous id:
+# reuse is as often a client that lost an answer and stayed offline past the reuse interval
+# (or a process killed between the server's rotation and its save) as a thief, and the
+# revocation has ended the tokens a thief could hold; the id, which only the device keeps, is
+# the stronger credential.
+_ENDED_ON_PURPOSE = frozenset({"revoked"})
 
 
 def _user_from(answer: dict[str, Any], *, anonymous_id: str | None = None) -> MimiUser:
