@@ -6,7 +6,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._config import RetryPolicy
-from ._exceptions import BackendError, TransportError
+from ._exceptions import (
+    BackendError,
+    ClientAuthenticationError,
+    ConflictError,
+    InvalidCredentialsError,
+    SessionRevokedError,
+    SignInMethodDisabledError,
+    TransportError,
+    WeakPasswordError,
+)
 
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying
@@ -48,8 +57,22 @@ def retrying(
     )
 
 
+_REFUSALS = (
+    ClientAuthenticationError,
+    ConflictError,
+    InvalidCredentialsError,
+    SessionRevokedError,
+    SignInMethodDisabledError,
+    WeakPasswordError,
+)
+"""Answers that say no: asking again gets the same, whatever status a backend gave them (a
+test double's errors have none)."""
+
+
 def worth_retrying(error: BaseException) -> bool:
     """Network trouble and server errors may pass; a refusal will not."""
     if isinstance(error, TransportError):
         return True
+    if isinstance(error, _REFUSALS):
+        return False
     return isinstance(error, BackendError) and (error.status is None or error.status >= 500)

@@ -18,6 +18,7 @@ from mimi_reactive import (
     RateLimitedError,
     RetryPolicy,
     Session,
+    SessionEndedError,
     SessionRevokedError,
     Transition,
     TransportError,
@@ -136,6 +137,23 @@ async def test_offline_log_out_everywhere_ends_here_raises_and_is_retried() -> N
         assert isinstance(core.auth.state.error, TransportError)
     # Closing waits for background revocations (up to its grace period): the retry landed.
     assert backend.calls.count("revoke") == 2
+
+
+async def test_a_refused_background_revocation_is_not_retried() -> None:
+    """A log-out whose revocation the service refuses (the session ended already) is not
+    retried in the background: asking again would get the same answer."""
+    backend = ScriptedBackend()
+    configuration = MimiConfiguration(retry=RetryPolicy(initial_delay=0.01, max_delay=0.02))
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, configuration=configuration
+    ) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        ended = SessionEndedError("invalid_grant", "the session was revoked")
+        backend.script(Reply.fail(ended, only_for=("revoke",)))
+        with pytest.raises(SessionEndedError):
+            await core.auth.log_out(everywhere=True)
+    # Closing waits for background revocations: there were none to wait for.
+    assert backend.calls.count("revoke") == 1
 
 
 class TimedBackend(ScriptedBackend):
