@@ -228,7 +228,8 @@ def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spent-token-retention",
         type=_checked("spent_token_retention"),
-        help="seconds a spent refresh token is kept so its reuse is detected",
+        help="seconds a spent refresh token, and a revoked session, are kept so that reuse is"
+        " detected and an ended session is not taken for an unknown one",
     )
     parser.add_argument(
         "--anonymous-retention-days",
