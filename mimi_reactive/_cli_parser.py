@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep",
         help="delete dead sessions, old spent tokens and retired signing keys once, then exit",
-        description="Delete revoked and idle-expired sessions with their tokens, spent refresh"
-        " tokens past the retention window, (if set) long-unused anonymous users, and retired"
+        description="Delete idle-expired sessions with their tokens, revoked sessions and spent"
+        " refresh tokens past the retention window (spent_token_retention in --config), (if"
+        " set) long-unused anonymous users, and retired"
         " signing keys once every token they signed has expired: the last only when given the"
         " servers' --access-token-ttl (flag or [server] access_token_ttl in --config), which"
         " decides when they go; without it retired keys are kept.",
