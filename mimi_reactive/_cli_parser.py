@@ -153,8 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep",
         help="delete dead sessions, old spent tokens and retired signing keys once, then exit",
-        description="Delete revoked and idle-expired sessions with their tokens, spent refresh"
-        " tokens past the retention window, (if set) long-unused anonymous users, and retired"
+        description="Delete idle-expired sessions with their tokens, revoked sessions and spent"
+        " refresh tokens past the retention window (spent_token_retention in --config), (if"
+        " set) long-unused anonymous users, and retired"
         " signing keys once every token they signed has expired: the last only when given the"
         " servers' --access-token-ttl (flag or [server] access_token_ttl in --config), which"
         " decides when they go; without it retired keys are kept.",
@@ -228,7 +229,8 @@ def _database_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spent-token-retention",
         type=_checked("spent_token_retention"),
-        help="seconds a spent refresh token is kept so its reuse is detected",
+        help="seconds a spent refresh token, and a revoked session, are kept so that reuse is"
+        " detected and an ended session is not taken for an unknown one",
     )
     parser.add_argument(
         "--anonymous-retention-days",

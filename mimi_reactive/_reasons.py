@@ -20,6 +20,7 @@ class Reason(enum.Enum):
     ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
     ANONYMOUS_ONLY_FORBIDS_CREDENTIALS = "anonymous_only_forbids_credentials"
     SERVICE_ALLOWS_ONLY_ANONYMOUS = "service_allows_only_anonymous"
+    SERVICE_KEEPS_USER_ANONYMOUS = "service_keeps_user_anonymous"
     PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
     BACKEND_CANNOT = "backend_cannot"
     TOKENS_FRESH = "tokens_fresh"
@@ -58,6 +59,10 @@ _DESCRIPTIONS = {
     Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS: (
         "the identity service registers this client as anonymous-only: it refuses credential "
         "log-in, sign-up and promotion"
+    ),
+    Reason.SERVICE_KEEPS_USER_ANONYMOUS: (
+        "the identity service keeps this user anonymous: an anonymous-only client made it or "
+        "logged it in by its anonymous id, so no client may promote it"
     ),
     Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
     Reason.BACKEND_CANNOT: "the configured backend does not support this route",

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import aiohttp
 
-from mimi_reactive.server import IdentityServer
+from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, stores
-from .server_helpers import Caller, row_counts, run_command
+from .server_helpers import Caller, Clock, row_counts, run_command
 
 COUNTS = re.compile(
     r"^deleted (\d+) sessions, (\d+) spent refresh tokens, (\d+) anonymous users,"
@@ -35,11 +35,15 @@ async def sweep(database_url: str, home: Path, *options: str) -> re.Match[str]:
 async def test_the_sweep_command_deletes_a_revoked_session_and_keeps_a_live_one(
     database_url: str, client_secret: str, tmp_path: Path
 ) -> None:
-    """A session logged out is deleted with its token; a session in use stays; the command
-    prints what it deleted and exits 0."""
+    """A session logged out over a day ago (spent_token_retention) is deleted with its token;
+    a session in use stays; the command prints what it deleted and exits 0."""
+    settings = ServerSettings(clock=Clock(time.time() - 2 * 86400))  # the command's is now
     async with (
         IdentityServer(
-            client_id=CLIENT_ID, client_secret=client_secret, database=database_url
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=database_url,
+            settings=settings,
         ) as server,
         aiohttp.ClientSession() as http,
     ):

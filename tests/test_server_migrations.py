@@ -4,10 +4,13 @@ starting together, a newer schema refused, and a PostgreSQL URL's password never
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import secrets
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -21,6 +24,7 @@ from mimi_reactive._server._schema import SCHEMA_VERSION as SQLITE_VERSION
 from mimi_reactive._server._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 from mimi_reactive._server._schema_postgres import migrate as migrate_postgres
 from mimi_reactive._server._secrets import digest
+from mimi_reactive._server._sqlite_file import connect, prepare
 from mimi_reactive._server._tokens import AccessTokens
 from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
 
@@ -57,6 +61,32 @@ def test_migrate_upgrades_a_first_schema_sqlite_file(tmp_path: Path) -> None:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SQLITE_VERSION
         assert db.execute("SELECT anonymous_only FROM users").fetchall() == [(0,)]
         assert db.execute("SELECT superseded FROM refresh_tokens").fetchall() == [(0,)]
+
+
+def test_two_processes_opening_one_old_sqlite_file_at_once_migrate_it_once(
+    tmp_path: Path,
+) -> None:
+    """Two connections opening a first-schema SQLite file at the same moment (serve starting
+    while migrate runs) both succeed, each step applied once: the second finds under the
+    write lock the steps the first applied, rather than adding a column twice."""
+    path = tmp_path / "old.sqlite3"
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("PRAGMA journal_mode = WAL")  # as every server made its file
+        db.executescript(VERSION_1)
+        db.execute("INSERT INTO users VALUES ('u', 'a', NULL, NULL, 1, 1.0)")
+    together = threading.Barrier(2)
+
+    def open_and_migrate() -> int:
+        with contextlib.closing(connect(path)) as db:
+            together.wait(timeout=10)
+            return prepare(db)
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        found = sorted(pool.map(lambda _: open_and_migrate(), range(2)))
+    assert found[0] == 0
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SQLITE_VERSION
+        assert db.execute("SELECT id, anonymous_only FROM users").fetchall() == [("u", 0)]
 
 
 async def test_migrate_creates_the_postgresql_schema_once(postgres_url: str) -> None:

@@ -43,7 +43,8 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 async def test_anonymous_only_client_is_refused_credential_routes(
     two_clients: IdentityServer, http: aiohttp.ClientSession
 ) -> None:
-    """Sign-up, log-in and promotion are 403 route_not_allowed for an anonymous-only client."""
+    """Sign-up, log-in and promotion are 403 route_not_allowed for an anonymous-only client,
+    with the reason anonymous_only_client."""
     anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
     full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
     assert (await full.post("/v1/users", CREDENTIALS))[0] == 201
@@ -55,7 +56,8 @@ async def test_anonymous_only_client_is_refused_credential_routes(
         ("/v1/users/promote", promotion),
     ]:
         status, answer, _ = await anon.post(path, body)
-        assert (status, answer["error"]["code"]) == (403, "route_not_allowed"), path
+        refused = (status, answer["error"]["code"], answer["error"]["reason"])
+        assert refused == (403, "route_not_allowed", "anonymous_only_client"), path
     status, _ = await anon.log_in_anonymously(created["user"]["anonymous_id"])
     assert status == 200
 
@@ -71,8 +73,9 @@ async def test_no_client_promotes_a_user_an_anonymous_only_client_made_or_logged
     two_clients: IdentityServer, http: aiohttp.ClientSession
 ) -> None:
     """A user the anonymous-only client made, or logged in by id (even after another client's
-    session of it began), is refused promotion by any client (403 route_not_allowed) and stays
-    anonymous there; a user it never had is promoted; a sign-up makes a new user."""
+    session of it began), is refused promotion by any client (403 route_not_allowed, reason
+    anonymous_only_user) and stays anonymous there; a user it never had is promoted; a sign-up
+    makes a new user."""
     anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
     full = Caller(http, two_clients.url, "web-app", FULL_SECRET)
     made_there = await anon.anonymous_user()
@@ -83,7 +86,8 @@ async def test_no_client_promotes_a_user_an_anonymous_only_client_made_or_logged
     assert status == 200
     for number, session in enumerate([made_there_here["session"], logged_in_there["session"]]):
         status, answer = await promote(full, session["access_token"], f"p{number}@example.test")
-        assert (status, answer["error"]["code"]) == (403, "route_not_allowed")
+        refused = (status, answer["error"]["code"], answer["error"]["reason"])
+        assert refused == (403, "route_not_allowed", "anonymous_only_user")
     for user in (made_there["user"], logged_in_there["user"]):
         status, again = await anon.log_in_anonymously(user["anonymous_id"])
         assert (status, again["user"]["is_anonymous"]) == (200, True)
@@ -146,6 +150,26 @@ async def test_the_client_library_maps_the_refusal_to_route_refused(
     assert raised.value.reason is Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS
     assert "registers this client as anonymous-only" in str(raised.value)
     assert "allow_anonymous_user_only" not in str(raised.value)
+
+
+async def test_the_client_library_tells_a_user_kept_anonymous_from_an_anonymous_only_client(
+    two_clients: IdentityServer, http: aiohttp.ClientSession
+) -> None:
+    """A normal client's promotion of a user the anonymous-only client logged in by id raises
+    RouteRefusedError saying the service keeps that user anonymous, not that this client is
+    anonymous-only (which it is not): the app may still sign up or promote other users."""
+    async with MimiCore.start(
+        client_id="web-app", client_secret=FULL_SECRET, backend=HttpBackend(two_clients.url)
+    ) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert user.anonymous_id is not None
+        anon = Caller(http, two_clients.url, "hearing-app", ANON_SECRET)
+        assert (await anon.log_in_anonymously(user.anonymous_id))[0] == 200
+        with pytest.raises(RouteRefusedError) as raised:
+            await core.auth.authenticate(AuthRoute.promote(**CREDENTIALS))
+        assert core.auth.current_user == user
+    assert raised.value.reason is Reason.SERVICE_KEEPS_USER_ANONYMOUS
+    assert "registers this client" not in str(raised.value)
 
 
 async def test_a_refresh_token_only_works_for_its_own_client(

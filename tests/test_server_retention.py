@@ -79,20 +79,28 @@ async def test_a_sweep_deletes_dead_sessions_and_keeps_live_ones(
 
 
 @stores("sqlite-file", "postgresql")
-async def test_a_sweep_deletes_only_sessions_revoked_by_its_own_time(
+async def test_a_revoked_session_stays_for_the_spent_token_retention_and_says_revoked(
     swept: tuple[IdentityServer, Caller, str], clock: Clock
 ) -> None:
-    """A session revoked after the sweep's clock reading stays for the next sweep, so
-    revocations during a sweep cannot keep refilling its batches."""
+    """Sessions a log-out everywhere ended, one of them idle past the timeout too, stay a day
+    (spent_token_retention) after the revocation: a sweep leaves them and a refresh says
+    revoked, not unknown (which a client answers by logging back in by id); then they go."""
     server, caller, database = swept
-    revoked = await caller.anonymous_user()
-    await caller.post("/v1/sessions/revoke", {"token": revoked["session"]["refresh_token"]})
-    clock.now -= 1  # the sweep reads its clock before the revocation
+    idle = await caller.anonymous_user()
+    clock.now += 9.5 * DAY
+    _, here = await caller.log_in_anonymously(idle["user"]["anonymous_id"])
+    everywhere = {"access_token": here["session"]["access_token"]}
+    assert (await caller.post("/v1/sessions/revoke-all", everywhere))[0] == 200
+    clock.now += DAY - 60  # idle is 10.5 days unused, past its timeout of 10
     assert (await server.sweep()).sessions == 0
-    assert await count(database, "sessions") == 1
-    clock.now += 1
-    assert (await server.sweep()).sessions == 1
-    assert await count(database, "sessions") == 0
+    assert await count(database, "sessions") == 2
+    for ended in (idle, here):
+        status, answer = await caller.refresh(ended["session"]["refresh_token"])
+        assert (status, answer["error"]["reason"]) == (400, "revoked")
+    clock.now += 120
+    assert (await server.sweep()).sessions == 2
+    status, answer = await caller.refresh(idle["session"]["refresh_token"])
+    assert (status, answer["error"]["reason"]) == (400, "unknown")
 
 
 @stores("sqlite-file", "postgresql")
@@ -189,8 +197,10 @@ async def test_last_seen_is_written_at_most_once_an_hour(
 
 @stores("sqlite-file", "postgresql")
 async def test_the_sweeper_runs_on_its_own(database_url: str, client_secret: str) -> None:
-    """With a short sweep_interval, a revoked session disappears without anyone asking."""
-    settings = ServerSettings(sweep_interval=0.05)
+    """With a short sweep_interval, a session revoked over a day ago disappears without anyone
+    asking."""
+    clock = Clock()
+    settings = ServerSettings(sweep_interval=0.05, clock=clock)
     async with (
         IdentityServer(
             client_id=CLIENT_ID,
@@ -203,6 +213,7 @@ async def test_the_sweeper_runs_on_its_own(database_url: str, client_secret: str
         caller = Caller(http, server.url, CLIENT_ID, client_secret)
         created = await caller.anonymous_user()
         await caller.post("/v1/sessions/revoke", {"token": created["session"]["access_token"]})
+        clock.now += DAY + 1
         async with asyncio.timeout(10):
             while await count(database_url, "sessions"):  # noqa: ASYNC110 (a row elsewhere)
                 await asyncio.sleep(0.02)  # polling a condition, bounded by the timeout
@@ -317,7 +328,7 @@ async def test_a_sweep_that_frees_pages_returns_them_and_truncates_the_wal(
         status, answer = await caller.log_in_anonymously(user["user"]["anonymous_id"])
         assert status == 200
         await caller.post("/v1/sessions/revoke", {"token": answer["session"]["refresh_token"]})
-    clock.now += DAY
+    clock.now += DAY + 1
     counts = await server.sweep()
     assert counts.sessions >= 300
     path = Path(database)
@@ -363,7 +374,7 @@ async def test_a_sweep_of_more_rows_than_a_batch_deletes_them_all_and_counts_the
 def test_a_batch_of_no_rows_is_refused(batch: int) -> None:
     """A batch of 0 or fewer rows would never end a rule, so the rules refuse it."""
     with pytest.raises(ValueError, match="batch"):
-        SweepRules(now=0.0, idle_before=0.0, spent_before=0.0, keys_retired_before=0.0, batch=batch)
+        SweepRules(idle_before=0.0, spent_before=0.0, keys_retired_before=0.0, batch=batch)
 
 
 async def test_a_log_in_during_a_sweep_runs_between_its_batches(
@@ -385,7 +396,8 @@ async def test_a_log_in_during_a_sweep_runs_between_its_batches(
         return user
 
     monkeypatch.setattr(SqliteIdentityDatabase, "log_in_anonymously", observed)
-    settings = ServerSettings(sweep_interval=0)
+    clock = Clock()
+    settings = ServerSettings(sweep_interval=0, clock=clock)
     async with (
         IdentityServer(
             client_id=CLIENT_ID, client_secret=client_secret, database=path, settings=settings
@@ -398,6 +410,7 @@ async def test_a_log_in_during_a_sweep_runs_between_its_batches(
             _, answer = await caller.log_in_anonymously(anonymous_id)
             await caller.post("/v1/sessions/revoke", {"token": answer["session"]["refresh_token"]})
         left_at_log_in.clear()
+        clock.now += DAY + 1  # the revoked sessions are past their retention
         # Another writer holds the file: the sweep's first batch waits for it on the writer's
         # thread, and the log-in queues behind that batch.
         with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as holder:

@@ -53,8 +53,8 @@ _KEYS = (
 # Each sweep rule's table and the condition its rows meet when due by the one ``?``.
 _DUE = {
     Expired.ANONYMOUS_USERS: ("users", "is_anonymous = 1 AND last_seen_at < ?"),
-    Expired.REVOKED_SESSIONS: ("sessions", "revoked_at IS NOT NULL AND revoked_at <= ?"),
-    Expired.IDLE_SESSIONS: ("sessions", "last_used_at < ?"),
+    Expired.REVOKED_SESSIONS: ("sessions", "revoked_at IS NOT NULL AND revoked_at < ?"),
+    Expired.IDLE_SESSIONS: ("sessions", "last_used_at < ? AND revoked_at IS NULL"),
     Expired.SPENT_TOKENS: ("refresh_tokens", "used_at IS NOT NULL AND used_at < ?"),
     # Retired keys past their window, while a key that signs remains (there always is one).
     Expired.RETIRED_KEYS: (

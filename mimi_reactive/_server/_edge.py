@@ -53,7 +53,8 @@ class ApiError(Exception):
         self.message = message
         self.reason = reason
         """Why, in a word a program reads, where the code alone does not say (a refused
-        refresh: ``unknown``, ``revoked``, ``reused`` or ``idle``)."""
+        refresh: ``unknown``, ``revoked``, ``reused`` or ``idle``; a ``route_not_allowed``:
+        ``anonymous_only_client`` or ``anonymous_only_user``)."""
         self.retry_after = None if retry_after is None else max(1, math.ceil(retry_after))
         """Whole seconds for the ``Retry-After`` header (429 and 503)."""
 

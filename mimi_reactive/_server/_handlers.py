@@ -95,7 +95,10 @@ def _ids(request: web.Request, user_id: str, session_id: str | None = None) -> d
 def _refuse_anonymous_only(request: web.Request) -> None:
     if client_of(request).anonymous_only:
         raise ApiError(
-            403, "route_not_allowed", "this client may only use anonymous users (anonymous_only)"
+            403,
+            "route_not_allowed",
+            "this client may only use anonymous users (anonymous_only)",
+            reason="anonymous_only_client",
         )
 
 
@@ -281,8 +284,8 @@ async def _promote(request: web.Request) -> web.Response:
 
 def _check_promotable(user: UserRecord | None) -> None:
     """409 ``not_anonymous`` for a user that is gone or not anonymous; 403
-    ``route_not_allowed`` for one an anonymous-only client made or logged in by id, whichever
-    client asks (its app would take in a user it may not have)."""
+    ``route_not_allowed`` (reason ``anonymous_only_user``) for one an anonymous-only client made
+    or logged in by id, whichever client asks (its app would take in a user it may not have)."""
     if user is None or not user.is_anonymous:
         raise _not_anonymous()
     if user.anonymous_only:
@@ -290,6 +293,7 @@ def _check_promotable(user: UserRecord | None) -> None:
             403,
             "route_not_allowed",
             "this user belongs to an anonymous-only client: it cannot be promoted",
+            reason="anonymous_only_user",
         )
 
 

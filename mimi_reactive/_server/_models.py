@@ -256,13 +256,18 @@ ErrorCode = Literal[
 ]
 
 
-RefusalReason = Literal["unknown", "revoked", "reused", "idle"]
+RefusalReason = Literal[
+    "unknown", "revoked", "reused", "idle", "anonymous_only_client", "anonymous_only_user"
+]
 
 
 class ErrorDetail(BaseModel):
-    """A stable code and a message that never holds a secret; a refused refresh says why in
-    ``reason`` too: a session ended on purpose (``revoked``, ``reused``) stays ended, one that
-    expired unused (``idle``) or is not known (``unknown``) may log back in by anonymous id."""
+    """A stable code and a message that never holds a secret; where the code alone does not
+    say why, ``reason`` does. A refused refresh: a session ended on purpose (``revoked``,
+    ``reused``) stays ended, one that expired unused (``idle``) or is not known (``unknown``)
+    may log back in by anonymous id. A ``route_not_allowed``: the calling client is
+    anonymous-only (``anonymous_only_client``), or the user to promote belongs to an
+    anonymous-only client (``anonymous_only_user``), whichever client asks."""
 
     code: ErrorCode
     message: str

@@ -75,7 +75,8 @@ _CLIENT = {
     "503": _STORAGE_FAILED,
 }
 _CREDENTIAL_ROUTE = {
-    "403": "this client is anonymous-only: it may not use credentials (route_not_allowed)",
+    "403": "this client is anonymous-only: it may not use credentials (route_not_allowed,"
+    " reason anonymous_only_client)",
     "503": "every password-hashing worker is busy (server_busy), or " + _STORAGE_FAILED,
 }
 _BAD_BEARER = (

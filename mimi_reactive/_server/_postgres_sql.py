@@ -122,8 +122,8 @@ SELECT (SELECT own FROM token) AS own, EXISTS (SELECT 1 FROM revoked) AS revoked
 # Each sweep rule's table, its key, and the condition its rows meet when due by $2.
 _DUE = {
     Expired.ANONYMOUS_USERS: ("users", "id", "is_anonymous AND last_seen_at < $2"),
-    Expired.REVOKED_SESSIONS: ("sessions", "id", "revoked_at IS NOT NULL AND revoked_at <= $2"),
-    Expired.IDLE_SESSIONS: ("sessions", "id", "last_used_at < $2"),
+    Expired.REVOKED_SESSIONS: ("sessions", "id", "revoked_at IS NOT NULL AND revoked_at < $2"),
+    Expired.IDLE_SESSIONS: ("sessions", "id", "last_used_at < $2 AND revoked_at IS NULL"),
     Expired.SPENT_TOKENS: ("refresh_tokens", "digest", "used_at IS NOT NULL AND used_at < $2"),
     # Retired keys past their window, while a key that signs remains (there always is one).
     Expired.RETIRED_KEYS: (

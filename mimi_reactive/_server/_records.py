@@ -132,9 +132,10 @@ class Expired(enum.Enum):
     ANONYMOUS_USERS = "anonymous_users"
     """Anonymous users last seen before the cut-off."""
     REVOKED_SESSIONS = "revoked_sessions"
-    """Sessions revoked at or before the cut-off (the sweep's own time), with their tokens."""
+    """Sessions revoked before the cut-off (``spent_token_retention`` ago), with their tokens:
+    until then a refresh of one says ``revoked`` or ``reused``, not ``unknown``."""
     IDLE_SESSIONS = "idle_sessions"
-    """Sessions last used before the cut-off, with their tokens."""
+    """Sessions not revoked and last used before the cut-off, with their tokens."""
     SPENT_TOKENS = "spent_tokens"
     """Refresh tokens spent before the cut-off."""
     RETIRED_KEYS = "retired_keys"
@@ -145,11 +146,11 @@ class Expired(enum.Enum):
 class SweepRules:
     """What a sweep deletes, as cut-off times of the server clock."""
 
-    now: float
     idle_before: float
     """Sessions last used before this are idle-expired: deleted with their tokens."""
     spent_before: float
-    """Spent refresh tokens of live sessions, spent before this, are deleted."""
+    """Spent refresh tokens spent before this, and sessions revoked before this, are deleted:
+    until then presenting one says what ended it (reuse, a log-out), not ``unknown``."""
     keys_retired_before: float | None
     """Signing keys retired before this are deleted: every token they signed has expired, and
     the JWKS no longer publishes them (None: retired keys are kept, as when the access-token

@@ -1,7 +1,9 @@
 """The SQLite schema, versioned with ``PRAGMA user_version``; a database migrates itself forward.
 
 Each migration runs in one transaction with the version bump, so a crash mid-upgrade leaves
-the previous version intact. A database newer than this code is refused, never downgraded.
+the previous version intact; the transaction reads the version under the write lock, so two
+processes opening one old file at once apply each migration once. A database newer than this
+code is refused, never downgraded.
 Foreign keys are off while migrations run, as SQLite's procedure for the changes ALTER TABLE
 cannot make requires (https://sqlite.org/lang_altertable.html#otheralter): dropping a table to
 rebuild it must not cascade to the rows that refer to it. Each migration checks the foreign
@@ -109,34 +111,58 @@ class SchemaTooNewError(SchemaError):
 
 
 def migrate(db: sqlite3.Connection) -> int:
-    """Bring the database to ``SCHEMA_VERSION``; returns the version it had."""
-    row = db.execute("PRAGMA user_version").fetchone()
-    found = int(row[0]) if row is not None else 0
-    if found > SCHEMA_VERSION:
-        raise SchemaTooNewError(
-            f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"
-        )
-    if found == SCHEMA_VERSION:
+    """Bring the database to ``SCHEMA_VERSION``; returns the version it had.
+
+    Each step reads the version again under the write lock (``BEGIN IMMEDIATE``), so that two
+    processes opening one old file at once (``serve`` starting while ``migrate`` runs) apply
+    each step once: the second finds it done and skips it.
+    """
+    found = _version(db)
+    _refuse_newer(found)
+    if found == SCHEMA_VERSION:  # the usual start: no write lock taken
         return found
     # Outside any transaction: inside one, SQLite ignores this pragma.
     foreign_keys = db.execute("PRAGMA foreign_keys").fetchone()[0]
     db.execute("PRAGMA foreign_keys = OFF")
     try:
-        for version in range(found, SCHEMA_VERSION):  # v1 is idempotent: 0 may be v1 or empty
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _statements(_MIGRATIONS[version]):
-                    db.execute(statement)
-                if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
-                    raise SchemaError(f"migration to version {version + 1} broke a foreign key")
-                db.execute(f"PRAGMA user_version = {version + 1}")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        had = version = _step(db)
+        while version + 1 < SCHEMA_VERSION:
+            version = _step(db)
     finally:
         db.execute(f"PRAGMA foreign_keys = {int(foreign_keys)}")
-    return found
+    return had
+
+
+def _step(db: sqlite3.Connection) -> int:
+    """Apply the migration after the version the database has under the write lock, if it is
+    not the current one; the version read."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = _version(db)
+        _refuse_newer(version)
+        if version < SCHEMA_VERSION:  # v1 is idempotent: 0 may be v1 or empty
+            for statement in _statements(_MIGRATIONS[version]):
+                db.execute(statement)
+            if db.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                raise SchemaError(f"migration to version {version + 1} broke a foreign key")
+            db.execute(f"PRAGMA user_version = {version + 1}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return version
+
+
+def _version(db: sqlite3.Connection) -> int:
+    row = db.execute("PRAGMA user_version").fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def _refuse_newer(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"the database has schema version {version}; this server knows up to {SCHEMA_VERSION}"
+        )
 
 
 def _statements(script: str) -> list[str]:

@@ -167,7 +167,8 @@ class ServerSettings:
     sweep_interval: float = attrs.field(default=3600.0, validator=SECONDS)
     """Seconds between sweeps of dead sessions and old spent tokens (0: no sweeper)."""
     spent_token_retention: float = attrs.field(default=24 * 3600.0, validator=SECONDS)
-    """Seconds a spent refresh token is kept so its reuse is still detected."""
+    """Seconds a spent refresh token is kept so its reuse is still detected, and a revoked
+    session so that its refresh still says it was ended on purpose, not unknown."""
     anonymous_retention_days: float = attrs.field(default=0, validator=SECONDS)
     """Delete anonymous users unseen for this many days (0: never)."""
     issuer: str | None = attrs.field(

@@ -1,9 +1,11 @@
 """Retention: delete what can never work again, and spent refresh tokens past their window.
 
-Revoked and idle-expired sessions go with all their tokens at the next sweep. A spent refresh
-token of a live session stays for ``spent_token_retention`` (24 h by default): presenting it is
-how reuse is detected, so deleting it sooner would turn a detectable theft into a mere
-"unknown token". Optionally, anonymous users unseen for ``anonymous_retention_days`` go too.
+Idle-expired sessions go with all their tokens at the next sweep. A spent refresh token stays
+for ``spent_token_retention`` (24 h by default): presenting it is how reuse is detected, so
+deleting it sooner would turn a detectable theft into a mere "unknown token". A revoked session
+stays as long after its revocation, so that its tokens keep saying it was ended on purpose
+(a log-out, a reuse) rather than ``unknown``, which a client answers by logging back in by id.
+Optionally, anonymous users unseen for ``anonymous_retention_days`` go too.
 A retired signing key goes once the JWKS stops publishing it (one access-token lifetime plus
 ``PUBLISH_MARGIN`` after its retirement): by then every token it signed has expired.
 
@@ -39,7 +41,6 @@ def sweep_rules(settings: ServerSettings, *, delete_retired_keys: bool = True) -
     now = settings.clock()
     days = settings.anonymous_retention_days
     return SweepRules(
-        now=now,
         idle_before=now - settings.session_idle_timeout,
         spent_before=now - settings.spent_token_retention,
         keys_retired_before=(
@@ -56,7 +57,7 @@ async def sweep(database: IdentityDatabase, rules: SweepRules) -> SweepCounts:
     let the store compact. The counts are of each rule's own rows (see ``Expired``)."""
     cut_offs = {
         Expired.ANONYMOUS_USERS: rules.anonymous_unused_before,
-        Expired.REVOKED_SESSIONS: rules.now,
+        Expired.REVOKED_SESSIONS: rules.spent_before,
         Expired.IDLE_SESSIONS: rules.idle_before,
         Expired.SPENT_TOKENS: rules.spent_before,
         Expired.RETIRED_KEYS: rules.keys_retired_before,

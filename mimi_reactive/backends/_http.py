@@ -166,8 +166,11 @@ class HttpBackend:
             ) from error
         if status >= 400:
             if status == 403 and _code_of(answer) == "route_not_allowed":
-                # The server's own policy for this client: as if a guard had refused it.
-                raise RouteRefusedError(Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS)
+                # The server's own policy: as if a guard had refused it.
+                reason = _ROUTE_REFUSALS.get(
+                    _reason_of(answer), Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS
+                )
+                raise RouteRefusedError(reason)
             if status in (429, 503):
                 raise _rate_limited(status, answer, retry_after)
             refused = _error_from(status, answer)
@@ -184,6 +187,18 @@ def _code_of(answer: Any) -> str | None:
     error = answer.get("error") if isinstance(answer, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
     return code if isinstance(code, str) else None
+
+
+def _reason_of(answer: Any) -> str:
+    """The error's ``reason`` word; '' if it gives none (an older server)."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    reason = error.get("reason") if isinstance(error, dict) else None
+    return reason if isinstance(reason, str) else ""
+
+
+# A route_not_allowed's Reason by the error's reason: the user to promote is kept anonymous;
+# any other (or none, from an older server) says this client is anonymous-only.
+_ROUTE_REFUSALS = {"anonymous_only_user": Reason.SERVICE_KEEPS_USER_ANONYMOUS}
 
 
 def _retry_after(header: str | None) -> float | None:
