@@ -84,6 +84,8 @@ async def test_an_access_token_a_refresh_replaced_works_for_every_route(
     status, answered = await use(caller, route, old)
     if "user" in answered:
         del answered["user"]["id"]
+        # a promotion answers a new access token too
+        assert set(answered.pop("session")) == {"access_token", "token_type", "expires_in"}
     assert (status, answered) == (200, answer)
     assert await active(caller, new["access_token"]) is not ends
     assert (await caller.refresh(new["refresh_token"]))[0] == (400 if ends else 200)
