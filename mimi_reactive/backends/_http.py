@@ -165,10 +165,10 @@ class HttpBackend:
                 f"could not reach the identity service at {self._base_url} ({type(error).__name__})"
             ) from error
         if status >= 400:
-            if status == 403 and _code_of(answer) == "route_not_allowed":
+            if status == 403 and _error_field(answer, "code") == "route_not_allowed":
                 # The server's own policy: as if a guard had refused it.
                 reason = _ROUTE_REFUSALS.get(
-                    _reason_of(answer), Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS
+                    _error_field(answer, "reason"), Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS
                 )
                 raise RouteRefusedError(reason)
             if status in (429, 503):
@@ -183,22 +183,19 @@ class HttpBackend:
         return answer
 
 
-def _code_of(answer: Any) -> str | None:
+def _error_field(answer: Any, name: str) -> str | None:
+    """The error answer's ``code``, ``message`` or ``reason``; None where it has no such text
+    (an answer of another shape, or an older server's without a reason)."""
     error = answer.get("error") if isinstance(answer, dict) else None
-    code = error.get("code") if isinstance(error, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _reason_of(answer: Any) -> str:
-    """The error's ``reason`` word; '' if it gives none (an older server)."""
-    error = answer.get("error") if isinstance(answer, dict) else None
-    reason = error.get("reason") if isinstance(error, dict) else None
-    return reason if isinstance(reason, str) else ""
+    value = error.get(name) if isinstance(error, dict) else None
+    return value if isinstance(value, str) else None
 
 
 # A route_not_allowed's Reason by the error's reason: the user to promote is kept anonymous;
 # any other (or none, from an older server) says this client is anonymous-only.
-_ROUTE_REFUSALS = {"anonymous_only_user": Reason.SERVICE_KEEPS_USER_ANONYMOUS}
+_ROUTE_REFUSALS: dict[str | None, Reason] = {
+    "anonymous_only_user": Reason.SERVICE_KEEPS_USER_ANONYMOUS
+}
 
 
 def _retry_after(header: str | None) -> float | None:
@@ -218,21 +215,23 @@ def _retry_after(header: str | None) -> float | None:
 
 
 def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedError:
-    error = answer.get("error") if isinstance(answer, dict) else None
-    message = str(error.get("message", "")) if isinstance(error, dict) else ""
-    code = _code_of(answer) or ("rate_limited" if status == 429 else "service_unavailable")
+    code = _error_field(answer, "code") or (
+        "rate_limited" if status == 429 else "service_unavailable"
+    )
     return RateLimitedError(
-        code, message or "try again later", status=status, retry_after=_retry_after(header)
+        code,
+        _error_field(answer, "message") or "try again later",
+        status=status,
+        retry_after=_retry_after(header),
     )
 
 
 def _error_from(status: int, answer: Any) -> BackendError:
-    error = answer.get("error") if isinstance(answer, dict) else None
-    if not isinstance(error, dict) or not isinstance(error.get("code"), str):
+    code = _error_field(answer, "code")
+    if code is None:
         return BackendError(f"http_{status}", "the service answered with an error", status=status)
-    code = error["code"]
-    message = str(error.get("message", ""))
-    if code == "invalid_grant" and error.get("reason") in _ENDED_ON_PURPOSE:
+    message = _error_field(answer, "message") or ""
+    if code == "invalid_grant" and _error_field(answer, "reason") in _ENDED_ON_PURPOSE:
         return SessionEndedError(code, message, status=status)
     return _ERRORS_BY_CODE.get(code, BackendError)(code, message, status=status)
 
