@@ -243,7 +243,7 @@ class SqliteIdentityDatabase:
             row = db.execute(
                 "SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.rowid,"
                 " s.client_id, u.is_anonymous, u.email, u.password_hash, t.superseded,"
-                " s.revoked_reason"
+                " s.revoked_reason, u.anonymous_only"
                 " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
                 " JOIN users u ON u.id = s.user_id WHERE t.digest = ?",
                 (refresh_digest,),
@@ -272,7 +272,8 @@ class SqliteIdentityDatabase:
                     "UPDATE refresh_tokens SET used_at = ? WHERE digest = ?", (now, refresh_digest)
                 )
                 rows.supersede_siblings(db, session_id, now)
-            user = UserRecord(user_id, bool(row[7]), row[8], row[9])
+            marked = anonymous_only or bool(row[12])
+            user = UserRecord(user_id, bool(row[7]), row[8], row[9], marked)
             db.execute(
                 "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
                 (new_refresh_digest, session_id, now),
@@ -282,7 +283,7 @@ class SqliteIdentityDatabase:
                 (now, client_id, session_id),
             )
             rows.seen(db, user_id, now)
-            if anonymous_only:
+            if anonymous_only and not row[12]:  # read above: written once, not every renewal
                 rows.mark_anonymous_only(db, user_id)
             session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user

@@ -222,7 +222,10 @@ class PostgresIdentityDatabase:
                         ended = SessionRecord(session_id, user_id, last_used_at, row["client_id"])
                         return Rotation.REUSED, ended, None
                     rotation = Rotation.REISSUED
-                user = UserRecord(user_id, row["is_anonymous"], row["email"], row["password_hash"])
+                marked = anonymous_only or row["anonymous_only"]
+                user = UserRecord(
+                    user_id, row["is_anonymous"], row["email"], row["password_hash"], marked
+                )
                 await db.execute(
                     sql.ROTATE,
                     now,
@@ -233,7 +236,7 @@ class PostgresIdentityDatabase:
                     user_id,
                     now - SEEN_PRECISION,
                 )
-                if anonymous_only:
+                if anonymous_only and not row["anonymous_only"]:  # once, not every renewal
                     await db.execute(sql.MARK_USER_ANONYMOUS_ONLY, user_id)
             session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user

@@ -76,7 +76,7 @@ SELECT id, is_anonymous, email, password_hash, anonymous_only OR $7 FROM u
 
 LOCK_REFRESH_ROW = """
 SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
-    u.is_anonymous, u.email, u.password_hash, t.superseded, s.revoked_reason
+    u.is_anonymous, u.email, u.password_hash, t.superseded, s.revoked_reason, u.anonymous_only
 FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
 WHERE t.digest = $1 FOR UPDATE OF s, t, u
 """
