@@ -143,7 +143,7 @@ class IdentityServer:
             raise ServerStartError(cannot_listen(self._host, self._port, error)) from None
         host, port = self._runner.addresses[0][:2]
         self._url = served_url(host, port)
-        service.tokens.issuer = token_issuer(self._settings, self._url, self._log)
+        service.tokens.issuer = token_issuer(self._settings, host, self._url, self._log)
         self._log.info("server.started", url=self._url)
 
     async def sweep(self) -> SweepCounts:

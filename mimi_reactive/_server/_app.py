@@ -80,14 +80,14 @@ def served_url(host: str, port: int) -> str:
 
 
 def token_issuer(
-    settings: ServerSettings, url: str, log: structlog.typing.FilteringBoundLogger
+    settings: ServerSettings, host: str, url: str, log: structlog.typing.FilteringBoundLogger
 ) -> str:
-    """The ``iss`` of access tokens: the configured issuer, else the listening ``url``. A
-    wildcard address (0.0.0.0, ::) is no URL a resource server can fetch keys from or match
-    tokens against, so taking one is logged as a warning naming ``--issuer``."""
+    """The ``iss`` of access tokens: the configured issuer, else ``url``, where the server
+    listens on ``host``. A wildcard address (0.0.0.0, ::) makes no URL a resource server can
+    fetch keys from or match tokens against, so taking one is logged as a warning naming
+    ``--issuer``."""
     if settings.issuer is not None:
         return settings.issuer
-    host = url.removeprefix("http://").rpartition(":")[0].strip("[]")
     try:
         wildcard = ipaddress.ip_address(host).is_unspecified
     except ValueError:

@@ -96,7 +96,7 @@ class _Gunicorn(BaseApplication):
         _redact_gunicorn_logs(arbiter)
         host, port = arbiter.LISTENERS[0].sock.getsockname()[:2]
         self._url = served_url(host, port)
-        self._issuer = token_issuer(self._settings, self._url, server_logger())
+        self._issuer = token_issuer(self._settings, host, self._url, server_logger())
         self._announce(self._url, self.cfg.workers)
 
     async def _app(self) -> web.AppRunner:
