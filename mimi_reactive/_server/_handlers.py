@@ -71,15 +71,16 @@ def _signed_in(
     status: int = 200,
     anonymous_id: str | None = None,
 ) -> web.Response:
-    session = {
-        "access_token": access_token,
-        "refresh_token": refresh_token,
-        "token_type": "Bearer",
-        "expires_in": ttl,
-    }
+    session = {**_access_grant(access_token, ttl), "refresh_token": refresh_token}
     return web.json_response(
         {"user": _user_json(user, anonymous_id=anonymous_id), "session": session}, status=status
     )
+
+
+def _access_grant(access_token: str, ttl: float) -> dict[str, Any]:
+    """An access token as the answers hand it over (a promotion's alone, a pair's with its
+    refresh token)."""
+    return {"access_token": access_token, "token_type": "Bearer", "expires_in": ttl}
 
 
 def _ids(request: web.Request, user_id: str, session_id: str | None = None) -> dict[str, str]:
@@ -275,10 +276,9 @@ async def _promote(request: web.Request) -> web.Response:
     state.log.info("user.promoted", **_ids(request, session.user_id, session.id))
     # A new access token, so that resource servers see the user with credentials now rather
     # than when the app next renews (as Firebase answers a link with new tokens).
-    ttl = state.settings.access_token_ttl
     claims = AccessClaims(session.id, promoted.id, promoted.is_anonymous, client_of(request).id)
     access_token = state.tokens.issue(claims, state.settings.clock())
-    grant = {"access_token": access_token, "token_type": "Bearer", "expires_in": ttl}
+    grant = _access_grant(access_token, state.settings.access_token_ttl)
     return web.json_response({"user": _user_json(promoted), "session": grant})
 
 
@@ -369,7 +369,8 @@ async def _refresh(request: web.Request) -> web.Response:
     settings = state.settings
     now = settings.clock()
     refresh_token = new_secret()
-    client_id = client_of(request).id
+    client = client_of(request)
+    client_id = client.id
     rotation, session, user = await state.database.rotate_refresh_token(
         digest(body.refresh_token),
         client_id=client_id,
@@ -377,7 +378,7 @@ async def _refresh(request: web.Request) -> web.Response:
         now=now,
         idle_timeout=settings.session_idle_timeout,
         reuse_interval=settings.refresh_reuse_interval,
-        anonymous_only=client_of(request).anonymous_only,
+        anonymous_only=client.anonymous_only,
     )
     if rotation is Rotation.REUSED and session is not None:
         state.log.warning(
