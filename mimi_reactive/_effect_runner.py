@@ -19,9 +19,7 @@ import attrs
 from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
 from ._exceptions import (
-    InvalidCredentialsError,
     MimiCoreError,
-    SessionEndedError,
     SessionLockTimeoutError,
     SessionRevokedError,
     SessionStorageError,
@@ -37,7 +35,6 @@ from ._messages import (
     Effect,
     EndSession,
     Event,
-    LogInAnonymously,
     RefreshFailed,
     RefreshTokens,
     SessionAdopted,
@@ -47,6 +44,7 @@ from ._messages import (
     TokensRefreshed,
 )
 from ._redaction import value_repr
+from ._renewal import NotRenewedError, Renewal, as_failure
 from ._retry import retrying, worth_retrying
 from ._session import Session
 from ._storage import SessionStorage, SharedSessionStorage
@@ -84,6 +82,7 @@ class EffectRunner:
         self._shared = storage if isinstance(storage, SharedSessionStorage) else None
         self._configuration = configuration
         self._clock = clock
+        self._renewal = Renewal(backend, clock)
         self._revocations: set[asyncio.Task[None]] = set()
         # What the storage should hold but does not: a session (or None, for a clear) whose
         # save failed, tried again at close. None: the storage holds what the core does.
@@ -153,12 +152,11 @@ class EffectRunner:
             try:
                 live = await self._live(session)
                 await self._backend.revoke(live, everywhere=True)
-            except MimiCoreError as error:
-                if worth_retrying(error):  # with the renewed pair: renewing again is reuse
+            except Exception as error:  # a backend's bug, too, must not break the stream
+                failure = as_failure(error)
+                if worth_retrying(failure):  # with the renewed pair: renewing again is reuse
                     self._revoke_in_background(live, everywhere=True)
-                return EffectResult(SignedOut(unforgotten or error), None)
-            except Exception as error:  # a backend's bug must not break the stream
-                return EffectResult(SignedOut(unforgotten or _backend_bug(error)), None)
+                return EffectResult(SignedOut(unforgotten or failure), None)
         else:
             self._revoke_quietly(session)
         return EffectResult(SignedOut(unforgotten), None)
@@ -170,26 +168,17 @@ class EffectRunner:
 
     async def _live(self, session: Session) -> Session:
         """``session`` with an access token the service still accepts, for a call that needs
-        one (a deletion, a log-out everywhere): renewed first if it is no longer handed out,
-        as a refresh renews it: an anonymous user whose session expired unused, or whose
-        refused refresh token was dropped, is logged in by id, so the call acts on the user
-        instead of ending the session and losing the id. The renewed tokens are kept only if
-        the call then fails (``_still_held``): otherwise the session is ending. Raises what
-        the renewal raised (``SessionRevokedError`` when the user can no longer log in)."""
+        one (a deletion, a log-out everywhere): renewed first (``Renewal.renew``) if it is no longer
+        handed out, so the call acts on the user instead of ending the session and losing the
+        id. The renewed tokens are kept only if the call then fails (``_still_held``):
+        otherwise the session is ending. Raises ``SessionRevokedError`` when the session is
+        over, and why it could not be renewed otherwise."""
         if self._configuration.refresh.is_usable(session, self._clock()):
             return session
-        anonymous_id = self._anonymous_id_to_log_in(session)
-        if anonymous_id is None or session.tokens.refresh_token is not None:
-            try:
-                return Session.issued(await self._backend.refresh(session), self._clock())
-            except SessionRevokedError as error:
-                if anonymous_id is None or isinstance(error, SessionEndedError):
-                    raise
         try:
-            issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
-        except InvalidCredentialsError as error:
-            raise _id_refused(error) from error
-        return Session.issued(issued, self._clock())
+            return await self._renewal.renew(session)
+        except NotRenewedError as not_renewed:
+            raise not_renewed.failure from not_renewed.__cause__
 
     def _revoke_in_background(self, session: Session, *, everywhere: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._revoke(session, everywhere))
@@ -228,10 +217,8 @@ class EffectRunner:
             if session is not None:  # the session a promotion acted on is over
                 return await self._expired(error)
             return EffectResult(CommandFailed(error), session)
-        except MimiCoreError as error:
-            return EffectResult(CommandFailed(error), session)
-        except Exception as error:  # a backend's bug must not break the stream
-            return EffectResult(CommandFailed(_backend_bug(error)), session)
+        except Exception as error:  # a backend's bug, too, must not break the stream
+            return EffectResult(CommandFailed(as_failure(error)), session)
         signed_in = Session.issued(issued, self._clock())
         if not self._admissible(signed_in.user):
             self._revoke_quietly(signed_in)
@@ -250,10 +237,8 @@ class EffectRunner:
             await backend.delete(live)
         except SessionRevokedError as error:  # the session is over; the account may be too
             return await self._expired(error)
-        except MimiCoreError as error:
-            return EffectResult(CommandFailed(error), await self._still_held(session, live))
-        except Exception as error:  # a backend's bug must not break the stream
-            failure = _backend_bug(error)
+        except Exception as error:  # a backend's bug, too, must not break the stream
+            failure = as_failure(error)
             return EffectResult(CommandFailed(failure), await self._still_held(session, live))
         return EffectResult(AccountDeleted(await self._forget()), None)
 
@@ -289,48 +274,16 @@ class EffectRunner:
             if not self._admissible(elsewhere.user):
                 return self._not_taken_in(session)
             return EffectResult(TokensRefreshed(elsewhere.user), elsewhere)
-        anonymous_id = self._anonymous_id_to_log_in(session)
-        if anonymous_id is not None and session.tokens.refresh_token is None:
-            return await self._log_back_in(session, anonymous_id)  # refused before: skip it
         try:
-            issued = await self._backend.refresh(session)
+            fresh = await self._renewal.renew(session)
         except SessionRevokedError as error:
-            if anonymous_id is None or isinstance(error, SessionEndedError):
-                return await self._expired(error)
-            _log.info("session.expired_unused", error=type(error).__name__)
-            return await self._log_back_in(session, anonymous_id)
-        except Exception as error:
-            failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
-            _log.info("session.refresh_failed", error=type(error).__name__)
-            return EffectResult(RefreshFailed(failure), session)
-        return await self._renewed(Session.issued(issued, self._clock()))
-
-    def _anonymous_id_to_log_in(self, session: Session) -> str | None:
-        """The id that logs ``session``'s user back in when the session expires unused: an
-        anonymous user's, if the backend can log in by id (whatever the configuration: it is
-        the core's own user coming back, not an id the app brings)."""
-        user = session.user
-        if not user.is_anonymous or not user.anonymous_id:
-            return None
-        route = LogInAnonymously(user.anonymous_id)
-        return user.anonymous_id if self._backend.capabilities.supports(route) else None
-
-    async def _log_back_in(self, session: Session, anonymous_id: str) -> EffectResult:
-        """Renew a session the service let expire by logging its user in again by id."""
-        try:
-            issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
-        except (InvalidCredentialsError, SessionRevokedError) as error:  # the user is gone
-            return await self._expired(_id_refused(error))
-        except Exception as error:  # network trouble: keep the id, and try again later
-            failure = error if isinstance(error, MimiCoreError) else _backend_bug(error)
-            _log.info("session.refresh_failed", error=type(error).__name__)
-            # The refused refresh token is dropped, so the next try (after a restart too)
-            # logs in by id at once instead of presenting it again.
-            refused = attrs.evolve(session, tokens=attrs.evolve(session.tokens, refresh_token=None))
-            await self._keep(refused)
-            return EffectResult(RefreshFailed(failure), refused)
-        _log.info("session.logged_back_in")
-        return await self._renewed(Session.issued(issued, self._clock()))
+            return await self._expired(error)
+        except NotRenewedError as not_renewed:
+            _log.info("session.refresh_failed", error=type(not_renewed.__cause__).__name__)
+            if not_renewed.held is not session:
+                await self._keep(not_renewed.held)  # its refused refresh token dropped
+            return EffectResult(RefreshFailed(not_renewed.failure), not_renewed.held)
+        return await self._renewed(fresh)
 
     async def _renewed(self, fresh: Session) -> EffectResult:
         """Take on renewed tokens: saved before they are used; a save that failed leaves the
@@ -407,15 +360,6 @@ def storage_failed(action: str, storage: object, error: OSError) -> SessionStora
     return failure
 
 
-def _id_refused(error: MimiCoreError) -> SessionRevokedError:
-    """Why a session whose anonymous id no longer logs in (the user is gone) is over."""
-    ended = SessionRevokedError(
-        "invalid_grant", "the session expired and its anonymous id no longer logs in"
-    )
-    ended.__cause__ = error
-    return ended
-
-
 def _not_anonymous() -> SessionRevokedError:
     """Why a user made non-anonymous elsewhere is not taken in under anonymous-only."""
     return SessionRevokedError(
@@ -423,10 +367,3 @@ def _not_anonymous() -> SessionRevokedError:
         "the user is no longer anonymous and allow_anonymous_user_only keeps only anonymous "
         "users: the session ended here",
     )
-
-
-def _backend_bug(error: Exception) -> MimiCoreError:
-    """Wrap what a backend raised against its contract; the cause stays chained."""
-    wrapped = MimiCoreError(f"the backend raised {type(error).__name__}")
-    wrapped.__cause__ = error
-    return wrapped

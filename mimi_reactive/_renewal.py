@@ -1,0 +1,109 @@
+"""How a session is renewed: by its refresh token or, for an anonymous user whose session
+expired unused, by logging the user back in by id (the id is the user's long-lived
+credential, the session only a lease). One rule, for a refresh and for a call that needs a
+live access token alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from ._backend import AuthBackend
+from ._exceptions import (
+    InvalidCredentialsError,
+    MimiCoreError,
+    SessionEndedError,
+    SessionRevokedError,
+)
+from ._log import Log
+from ._messages import LogInAnonymously
+from ._session import Session
+
+__all__ = ["NotRenewedError", "Renewal", "as_failure"]
+
+_log = Log("mimi_reactive.session")
+
+
+class NotRenewedError(Exception):
+    """A renewal left to a later try (network trouble, a backend's bug): why, and the
+    session to hold meanwhile."""
+
+    def __init__(self, failure: MimiCoreError, held: Session) -> None:
+        super().__init__(failure)
+        self.failure = failure
+        self.held = held
+
+
+class Renewal:
+    """Renews sessions through a backend; keeps nothing (the caller decides what to keep)."""
+
+    def __init__(self, backend: AuthBackend, clock: Callable[[], float]) -> None:
+        self._backend = backend
+        self._clock = clock
+
+    async def renew(self, session: Session) -> Session:
+        """New tokens for ``session``'s user, not yet kept: its refresh token renewed or, for
+        an anonymous user whose session expired unused (the service refused the refresh
+        token but did not end the session) or whose refused refresh token was dropped
+        before, a log-in by id. Raises ``SessionRevokedError`` when the session is over and
+        ``NotRenewedError`` when it is left to a later try."""
+        anonymous_id = self._anonymous_id_to_log_in(session)
+        if anonymous_id is None:
+            return await self._refreshed(session)
+        if session.tokens.refresh_token is not None:
+            try:
+                return await self._refreshed(session)
+            except SessionRevokedError as error:
+                if isinstance(error, SessionEndedError):
+                    raise
+                _log.info("session.expired_unused", error=type(error).__name__)
+            # Dropped, so the next try (after a restart too) logs in by id at once instead
+            # of presenting the refused token again.
+            session = attrs.evolve(session, tokens=attrs.evolve(session.tokens, refresh_token=None))
+        try:
+            issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
+        except (InvalidCredentialsError, SessionRevokedError) as error:  # the user is gone
+            raise _id_refused(error) from error
+        except Exception as error:  # network trouble: keep the id, and try again later
+            raise NotRenewedError(as_failure(error), session) from error
+        _log.info("session.logged_back_in")
+        return Session.issued(issued, self._clock())
+
+    async def _refreshed(self, session: Session) -> Session:
+        """``session`` renewed by its refresh token (raises as ``renew`` does)."""
+        try:
+            return Session.issued(await self._backend.refresh(session), self._clock())
+        except SessionRevokedError:
+            raise
+        except Exception as error:
+            raise NotRenewedError(as_failure(error), session) from error
+
+    def _anonymous_id_to_log_in(self, session: Session) -> str | None:
+        """The id that logs ``session``'s user back in when the session expires unused: an
+        anonymous user's, if the backend can log in by id (whatever the configuration: it is
+        the core's own user coming back, not an id the app brings)."""
+        user = session.user
+        if not user.is_anonymous or not user.anonymous_id:
+            return None
+        route = LogInAnonymously(user.anonymous_id)
+        return user.anonymous_id if self._backend.capabilities.supports(route) else None
+
+
+def as_failure(error: Exception) -> MimiCoreError:
+    """``error`` as the core reports it: a backend's own error as raised, anything else
+    wrapped as the backend's bug (its cause chained)."""
+    if isinstance(error, MimiCoreError):
+        return error
+    wrapped = MimiCoreError(f"the backend raised {type(error).__name__}")
+    wrapped.__cause__ = error
+    return wrapped
+
+
+def _id_refused(error: MimiCoreError) -> SessionRevokedError:
+    """Why a session whose anonymous id no longer logs in (the user is gone) is over."""
+    ended = SessionRevokedError(
+        "invalid_grant", "the session expired and its anonymous id no longer logs in"
+    )
+    ended.__cause__ = error
+    return ended
