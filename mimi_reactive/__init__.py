@@ -7,6 +7,7 @@ from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, Blo
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore
 from ._exceptions import (
+    AccessTokenRefusedError,
     AccountDisabledError,
     BackendError,
     ClientAuthenticationError,
@@ -56,6 +57,7 @@ __version__ = "0.1.0"
 """This release's version (pyproject.toml reads it from here)."""
 
 __all__ = [
+    "AccessTokenRefusedError",
     "AccountDisabledError",
     "AnonymousAuthManager",
     "AnonymousLoginResult",

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import cast
+from functools import partial
+from typing import TypeVar, cast
 
 import attrs
 
@@ -44,7 +45,7 @@ from ._messages import (
     TokensRefreshed,
 )
 from ._redaction import value_repr
-from ._renewal import NotRenewedError, Renewal, as_failure
+from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
 from ._retry import retrying, worth_retrying
 from ._session import Session
 from ._storage import SessionStorage, SharedSessionStorage
@@ -53,6 +54,8 @@ from ._user import MimiUser
 __all__ = ["EffectResult", "EffectRunner", "storage_failed"]
 
 _log = Log("mimi_reactive.session")
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -82,7 +85,7 @@ class EffectRunner:
         self._shared = storage if isinstance(storage, SharedSessionStorage) else None
         self._configuration = configuration
         self._clock = clock
-        self._renewal = Renewal(backend, clock)
+        self._renewal = Renewal(backend, configuration.refresh, clock)
         self._revocations: set[asyncio.Task[None]] = set()
         # What the storage should hold but does not: a session (or None, for a clear) whose
         # save failed, tried again at close. None: the storage holds what the core does.
@@ -148,14 +151,11 @@ class EffectRunner:
         unforgotten = await self._forget()
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
-            live = session
-            try:
-                live = await self._live(session)
-                await self._backend.revoke(live, everywhere=True)
-            except Exception as error:  # a backend's bug, too, must not break the stream
-                failure = as_failure(error)
+            called = await self._renewal.call_live(session, self._revoke_everywhere)
+            if isinstance(called, CallFailed):
+                failure = as_failure(called.error)
                 if worth_retrying(failure):  # with the renewed pair: renewing again is reuse
-                    self._revoke_in_background(live, everywhere=True)
+                    self._revoke_in_background(called.live, everywhere=True)
                 return EffectResult(SignedOut(unforgotten or failure), None)
         else:
             self._revoke_quietly(session)
@@ -166,19 +166,8 @@ class EffectRunner:
         if self._backend.capabilities.revoke:
             self._revoke_in_background(session, everywhere=False)
 
-    async def _live(self, session: Session) -> Session:
-        """``session`` with an access token the service still accepts, for a call that needs
-        one (a deletion, a log-out everywhere): renewed first (``Renewal.renew``) if it is no longer
-        handed out, so the call acts on the user instead of ending the session and losing the
-        id. The renewed tokens are kept only if the call then fails (``_still_held``):
-        otherwise the session is ending. Raises ``SessionRevokedError`` when the session is
-        over, and why it could not be renewed otherwise."""
-        if self._configuration.refresh.is_usable(session, self._clock()):
-            return session
-        try:
-            return await self._renewal.renew(session)
-        except NotRenewedError as not_renewed:
-            raise not_renewed.failure from not_renewed.__cause__
+    async def _revoke_everywhere(self, session: Session) -> None:
+        await self._backend.revoke(session, everywhere=True)
 
     def _revoke_in_background(self, session: Session, *, everywhere: bool) -> None:
         task = asyncio.get_running_loop().create_task(self._revoke(session, everywhere))
@@ -188,10 +177,17 @@ class EffectRunner:
     async def _revoke(self, session: Session, everywhere: bool) -> None:
         """Tell the service, retrying network trouble; the user is already logged out."""
 
-        # Revoking one session needs only its refresh token; every session, a live access token.
+        # Revoking one session needs only its refresh token; every session, a live access
+        # token: each try acts on the session the last one renewed (renewing again is reuse).
         async def revoke() -> None:
-            target = await self._live(session) if everywhere else session
-            await self._backend.revoke(target, everywhere=everywhere)
+            nonlocal session
+            if not everywhere:
+                await self._backend.revoke(session)
+                return
+            called = await self._renewal.call_live(session, self._revoke_everywhere)
+            if isinstance(called, CallFailed):
+                session = called.live
+                raise called.error
 
         try:
             try:  # most revocations succeed at once: build the retrier only when needed
@@ -211,14 +207,20 @@ class EffectRunner:
     async def _authenticate(
         self, route: AuthRoute, session: Session | None, replacing: MimiUser | None
     ) -> EffectResult:
-        try:
-            issued = await self._backend.authenticate(route, session)
-        except SessionRevokedError as error:
-            if session is not None:  # the session a promotion acted on is over
-                return await self._expired(error)
-            return EffectResult(CommandFailed(error), session)
-        except Exception as error:  # a backend's bug, too, must not break the stream
-            return EffectResult(CommandFailed(as_failure(error)), session)
+        if session is not None:  # a promotion: it acts on the logged-in session
+            promote = partial(self._backend.authenticate, route)
+            called = await self._renewal.call_live(session, promote)
+            if isinstance(called, CallFailed):
+                if isinstance(called.error, SessionRevokedError):  # that session is over
+                    return await self._expired(called.error)
+                held = await self._still_held(session, called.live)
+                return EffectResult(CommandFailed(as_failure(called.error)), held)
+            issued, _ = called
+        else:
+            try:
+                issued = await self._backend.authenticate(route, None)
+            except Exception as error:  # a backend's bug, too, must not break the stream
+                return EffectResult(CommandFailed(as_failure(error)), session)
         signed_in = Session.issued(issued, self._clock())
         if not self._admissible(signed_in.user):
             self._revoke_quietly(signed_in)
@@ -231,15 +233,12 @@ class EffectRunner:
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.
         backend = cast(DeletingBackend, self._backend)
-        live = session
-        try:
-            live = await self._live(session)
-            await backend.delete(live)
-        except SessionRevokedError as error:  # the session is over; the account may be too
-            return await self._expired(error)
-        except Exception as error:  # a backend's bug, too, must not break the stream
-            failure = as_failure(error)
-            return EffectResult(CommandFailed(failure), await self._still_held(session, live))
+        called = await self._renewal.call_live(session, backend.delete)
+        if isinstance(called, CallFailed):
+            if isinstance(called.error, SessionRevokedError):  # over; the account may be too
+                return await self._expired(called.error)
+            held = await self._still_held(session, called.live)
+            return EffectResult(CommandFailed(as_failure(called.error)), held)
         return EffectResult(AccountDeleted(await self._forget()), None)
 
     async def _still_held(self, session: Session, live: Session) -> Session:

@@ -20,6 +20,7 @@ MimiCoreError                      base of every error the library raises
     ├── ClientAuthenticationError  the app's client id or secret was rejected
     ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
     ├── SessionRevokedError        the session was revoked, expired or reused
+    │   ├── AccessTokenRefusedError  the access token was refused even after a renewal
     │   ├── SessionEndedError      the service ended it on purpose: no log-in by id
     │   └── AccountDisabledError   the user's account is disabled at the service
     ├── ConflictError              e.g. an email already registered
@@ -34,6 +35,7 @@ from __future__ import annotations
 from ._reasons import Reason
 
 __all__ = [
+    "AccessTokenRefusedError",
     "AccountDisabledError",
     "BackendError",
     "ClientAuthenticationError",
@@ -152,6 +154,12 @@ class InvalidCredentialsError(BackendError):
 
 class SessionRevokedError(BackendError):
     """The session's token was revoked, expired, or its user deleted."""
+
+
+class AccessTokenRefusedError(SessionRevokedError):
+    """The service did not take the session's access token (expired by its clock, or signed
+    with a key it no longer has). The core renews the session and calls once more before it
+    gives up: an app sees this only when the renewed token was refused too."""
 
 
 class SessionEndedError(SessionRevokedError):

@@ -1,16 +1,18 @@
 """How a session is renewed: by its refresh token or, for an anonymous user whose session
 expired unused, by logging the user back in by id (the id is the user's long-lived
 credential, the session only a lease). One rule, for a refresh and for a call that needs a
-live access token alike."""
+live access token (a deletion, a promotion, a log-out everywhere) alike."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import attrs
 
 from ._backend import AuthBackend
 from ._exceptions import (
+    AccessTokenRefusedError,
     InvalidCredentialsError,
     MimiCoreError,
     SessionEndedError,
@@ -18,11 +20,14 @@ from ._exceptions import (
 )
 from ._log import Log
 from ._messages import LogInAnonymously
-from ._session import Session
+from ._redaction import value_repr
+from ._session import RefreshPolicy, Session
 
-__all__ = ["NotRenewedError", "Renewal", "as_failure"]
+__all__ = ["CallFailed", "NotRenewedError", "Renewal", "as_failure"]
 
 _log = Log("mimi_reactive.session")
+
+T = TypeVar("T")
 
 
 class NotRenewedError(Exception):
@@ -35,11 +40,25 @@ class NotRenewedError(Exception):
         self.held = held
 
 
+@attrs.frozen
+class CallFailed:
+    """A call on a live session failed: what it raised, and the session it acted on last
+    (renewed, if renewing spent the one before)."""
+
+    __repr__ = value_repr
+
+    error: Exception
+    live: Session
+
+
 class Renewal:
     """Renews sessions through a backend; keeps nothing (the caller decides what to keep)."""
 
-    def __init__(self, backend: AuthBackend, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, backend: AuthBackend, policy: RefreshPolicy, clock: Callable[[], float]
+    ) -> None:
         self._backend = backend
+        self._policy = policy
         self._clock = clock
 
     async def renew(self, session: Session) -> Session:
@@ -69,6 +88,37 @@ class Renewal:
             raise NotRenewedError(as_failure(error), session) from error
         _log.info("session.logged_back_in")
         return Session.issued(issued, self._clock())
+
+    async def call_live(
+        self, session: Session, call: Callable[[Session], Awaitable[T]]
+    ) -> tuple[T, Session] | CallFailed:
+        """Run ``call``, which needs an access token the service accepts (a deletion, a
+        promotion, a log-out everywhere), on ``session``: renewed first if its token is no
+        longer handed out, and once more if the service refused the token all the same (a
+        clock that was wrong, a key the service dropped), so the call acts on the user
+        instead of ending the session and losing the id. Gives the answer and the session it
+        acted on, or what failed and the session it acted on last (the caller keeps renewed
+        tokens only if the call failed: otherwise the call changed the session)."""
+        live = session
+        try:
+            if not self._policy.is_usable(session, self._clock()):
+                live = await self._renew_for_call(session)
+            try:
+                return await call(live), live
+            except AccessTokenRefusedError:
+                _log.info("session.access_token_refused")
+                live = await self._renew_for_call(live)
+                return await call(live), live
+        except Exception as error:
+            return CallFailed(error, live)
+
+    async def _renew_for_call(self, session: Session) -> Session:
+        """``session`` renewed for a call; raises ``SessionRevokedError`` when it is over,
+        and why it could not be renewed otherwise."""
+        try:
+            return await self.renew(session)
+        except NotRenewedError as not_renewed:
+            raise not_renewed.failure from not_renewed.__cause__
 
     async def _refreshed(self, session: Session) -> Session:
         """``session`` renewed by its refresh token (raises as ``renew`` does)."""

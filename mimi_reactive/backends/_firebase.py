@@ -14,6 +14,7 @@ import aiohttp
 from .._backend import BackendCapabilities, ClientCredentials
 from .._checks import check_host_and_port, check_seconds
 from .._exceptions import (
+    AccessTokenRefusedError,
     AccountDisabledError,
     BackendError,
     ClientAuthenticationError,
@@ -48,7 +49,7 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
     "INVALID_PASSWORD": (InvalidCredentialsError, "the email or password is wrong"),
     "EMAIL_NOT_FOUND": (InvalidCredentialsError, "the email or password is wrong"),
     "INVALID_REFRESH_TOKEN": (SessionRevokedError, "the session is no longer valid"),
-    "INVALID_ID_TOKEN": (SessionRevokedError, "the session is no longer valid"),
+    "INVALID_ID_TOKEN": (AccessTokenRefusedError, "the ID token was refused"),
     "TOKEN_EXPIRED": (SessionRevokedError, "the session was revoked; log in again"),
     "USER_NOT_FOUND": (SessionRevokedError, "the user no longer exists"),
     "USER_DISABLED": (AccountDisabledError, "the user's account is disabled"),

@@ -12,6 +12,7 @@ import attrs
 from .._backend import BackendCapabilities, ClientCredentials
 from .._checks import check_email, check_seconds, check_service_url
 from .._exceptions import (
+    AccessTokenRefusedError,
     BackendError,
     ClientAuthenticationError,
     ConfigurationError,
@@ -37,7 +38,7 @@ _ERRORS_BY_CODE: dict[str, type[BackendError]] = {
     # Servers before 400 invalid_grant answered a wrong anonymous id or password with these.
     "invalid_anonymous_id": InvalidCredentialsError,
     "invalid_credentials": InvalidCredentialsError,
-    "invalid_token": SessionRevokedError,
+    "invalid_token": AccessTokenRefusedError,
     "invalid_grant": SessionRevokedError,
     "email_taken": ConflictError,
     "not_anonymous": ConflictError,
