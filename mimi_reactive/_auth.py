@@ -79,7 +79,7 @@ class AuthController:
         it before then if the backend can refresh, and ``access_token()`` stops handing it out
         a little earlier."""
         session = self._store.session
-        return None if session is None else session.expires_at
+        return None if session is None else session.expires_at(self._store.clock())
 
     async def authenticate(self, route: AuthRoute) -> MimiUser:
         """Run ``route`` and return the user it logged in.

@@ -17,9 +17,19 @@ __all__ = ["SessionKeeper"]
 
 _log = Log("mimi_reactive.session")
 
+# The longest the keeper sleeps before it compares the due time with the wall clock again.
+# Its timers run on the monotonic clock, which stands still while the machine is suspended,
+# and the wall clock expiry is measured on may jump either way (a resume, an NTP step): a
+# timer set for the whole delay could fire long after the tokens expired.
+_LONGEST_SLEEP = 60.0
+
 
 class _StillDegradedError(Exception):
     """A refresh attempt left the session degraded."""
+
+
+class _SessionChangedError(Exception):
+    """The session changed while the keeper waited to retry: plan again from it."""
 
 
 class SessionKeeper:
@@ -39,6 +49,9 @@ class SessionKeeper:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the local time the pending timer is for
         self._gave_up = False
+        # Set only while the keeper waits between refresh attempts: a session change then
+        # ends the wait (a recovery, a sign-in or another process may have made it moot).
+        self._interrupt: asyncio.Event | None = None
         self._last_error: MimiCoreError | None = None  # of the last refresh attempt
         self._tasks = [
             self._loop.create_task(self._refresh_forever(), name="mimi_reactive.refresh")
@@ -59,13 +72,16 @@ class SessionKeeper:
 
     def _session_changed(self) -> None:
         self._gave_up = False  # a sign-in, a call or another process: worth trying again
+        if self._interrupt is not None:
+            self._interrupt.set()
         self._schedule()
 
     def _schedule(self) -> None:
         """Make sure the keeper wakes by the next refresh time.
 
         A timer that fires sooner is kept (the keeper re-checks when it fires), so the
-        usual change, a sign-in with tokens due later, costs no new timer.
+        usual change, a sign-in with tokens due later, costs no new timer. No timer is set
+        for longer than ``_LONGEST_SLEEP``.
         """
         due = None if self._gave_up else self._next_refresh_at()
         if due is None:
@@ -74,12 +90,14 @@ class SessionKeeper:
             return
         if self._timer is not None:
             self._timer.cancel()
-        delay = due - self._clock()
+        now = self._clock()
+        delay = due - now
         if delay <= 0:
             self._timer = None
             self._due.set()
         else:
-            self._timer_at = due
+            delay = min(delay, _LONGEST_SLEEP)
+            self._timer_at = now + delay
             self._timer = self._loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
@@ -109,7 +127,8 @@ class SessionKeeper:
             self._schedule()
 
     async def _refresh_until_healthy(self) -> bool:
-        """Refresh, retrying while the session stays degraded; False if it gave up."""
+        """Refresh, retrying while the session stays degraded; False if it gave up. A
+        session change during a wait between attempts ends it: the caller plans again."""
         from tenacity import RetryError  # imported when needed: costly, and rarely needed
 
         try:
@@ -117,6 +136,7 @@ class SessionKeeper:
                 self._retry,
                 lambda e: isinstance(e, _StillDegradedError),
                 at_least=self._wait_asked_for,
+                sleep=self._wait_unless_changed,
             )
             async for attempt in still_degraded:
                 with attempt:
@@ -127,7 +147,22 @@ class SessionKeeper:
         except RetryError:
             _log.warning("session.refresh_gave_up", attempts=self._retry.max_attempts)
             return False
+        except _SessionChangedError:
+            pass
         return True
+
+    async def _wait_unless_changed(self, seconds: float) -> None:
+        """Wait ``seconds`` before the next attempt; raise ``_SessionChangedError`` as soon
+        as the session changes."""
+        interrupt = self._interrupt = asyncio.Event()
+        try:
+            async with asyncio.timeout(seconds):
+                await interrupt.wait()
+        except TimeoutError:
+            return
+        finally:
+            self._interrupt = None
+        raise _SessionChangedError
 
     def _wait_asked_for(self) -> float:
         """Seconds the service asked us to wait (Retry-After) before trying again, if any."""

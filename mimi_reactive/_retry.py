@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from ._config import RetryPolicy
@@ -20,7 +22,13 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying
 
-__all__ = ["retrying", "worth_retrying"]
+__all__ = ["LONGEST_ASKED_WAIT", "retrying", "worth_retrying"]
+
+LONGEST_ASKED_WAIT = 300.0
+"""Seconds a wait the service asks for (``Retry-After``) is honoured up to. A broken proxy's
+date decades away, or an honest hour, would otherwise park background work long after the
+service is back; a wait still longer than our own backoff is kept, so a busy service is
+not hammered."""
 
 
 def retrying(
@@ -28,11 +36,13 @@ def retrying(
     retry_on: Callable[[BaseException], bool],
     *,
     at_least: Callable[[], float] | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
 ) -> AsyncRetrying:
     """Capped exponential backoff with full jitter, for a bounded number of attempts.
 
     ``at_least`` gives the shortest wait the service asked for (``Retry-After``) before the
-    next attempt, read when each wait begins.
+    next attempt, read when each wait begins and honoured up to ``LONGEST_ASKED_WAIT``.
+    ``sleep`` waits between attempts (``asyncio.sleep`` if not given); it may raise to stop.
     """
     # Imported here: only a retry needs it, and it is costly to import and to build.
     from tenacity import (
@@ -48,13 +58,22 @@ def retrying(
         floor = at_least
 
         def wait(retry_state: RetryCallState) -> float:
-            return max(backoff(retry_state), floor())
+            return max(backoff(retry_state), _asked_wait(floor()))
 
     return AsyncRetrying(
         wait=backoff if at_least is None else wait,
         stop=stop_after_attempt(policy.max_attempts),
         retry=retry_if_exception(retry_on),
+        sleep=asyncio.sleep if sleep is None else sleep,
     )
+
+
+def _asked_wait(seconds: float) -> float:
+    """The part of a wait the service asked for that is honoured: none for a negative or NaN
+    one (an app's backend may pass anything), at most ``LONGEST_ASKED_WAIT``."""
+    if math.isnan(seconds) or seconds <= 0.0:
+        return 0.0
+    return min(seconds, LONGEST_ASKED_WAIT)
 
 
 _REFUSALS = (

@@ -38,6 +38,8 @@ class Session:
 
     Expiry is worked out from the service's lifetime (``tokens.expires_in``) and the local
     ``obtained_at``, never from the service's clock, so clock skew cannot cause refresh loops.
+    An ``obtained_at`` ahead of the clock (it was set back since, or a stored time is wrong)
+    counts as now: no token lives longer than its lifetime from now.
     """
 
     __repr__ = value_repr
@@ -51,12 +53,15 @@ class Session:
         """The session a backend issued, stamped with the local time it arrived."""
         return cls(issued.user, issued.tokens, obtained_at)
 
-    @property
-    def expires_at(self) -> float | None:
-        """Local time the access token expires: the service's lifetime counted from when it
-        arrived. None if the service gave it none."""
+    def expires_at(self, now: float) -> float | None:
+        """Local time the access token expires, as seen at ``now``: the service's lifetime
+        counted from ``obtained_at``, or from ``now`` if that lies ahead of it. None if the
+        service gave it none."""
         expires_in = self.tokens.expires_in
-        return None if expires_in is None else self.obtained_at + expires_in
+        if expires_in is None:
+            return None
+        obtained_at = self.obtained_at  # no min(): this runs at every sign-in and switch
+        return (obtained_at if obtained_at <= now else now) + expires_in
 
 
 @attrs.frozen
@@ -66,6 +71,8 @@ class RefreshPolicy:
 
     Because the service rotates refresh tokens, refreshing too late loses a call and
     refreshing wrongly can cost the session: every caller must agree, so there is one rule.
+    Every answer is for a time ``now`` on the local wall clock, which may have jumped since the
+    tokens came: tokens obtained after ``now`` are of unknown age, so they are due at once.
     """
 
     __repr__ = value_repr
@@ -79,32 +86,38 @@ class RefreshPolicy:
     """However short the lifetimes a service hands out, the keeper refreshes in the
     background at most this often (seconds)."""
 
-    def usable_until(self, session: Session) -> float | None:
-        """Local time after which the access token is not handed out; None: never expires."""
-        expires_in, expires_at = session.tokens.expires_in, session.expires_at
+    def usable_until(self, session: Session, now: float) -> float | None:
+        """Local time after which the access token is not handed out, as seen at ``now``;
+        None: never expires."""
+        expires_in, expires_at = session.tokens.expires_in, session.expires_at(now)
         if expires_in is None or expires_at is None:
             return None
         return expires_at - min(self.leeway, expires_in * 0.1)
 
     def is_usable(self, session: Session, now: float) -> bool:
         """Whether the access token may be handed out at ``now``."""
-        until = self.usable_until(session)
+        until = self.usable_until(session, now)
         return until is None or now < until
 
-    def due_at(self, session: Session) -> float | None:
-        """Local time the tokens are due for refresh: when ``ahead`` of the lifetime is left,
-        not before ``min_interval`` after they came, and never after they stop being usable.
-        None if they never expire."""
-        until = self.usable_until(session)
+    def due_at(self, session: Session, now: float) -> float | None:
+        """Local time the tokens are due for refresh, as seen at ``now``: when ``ahead`` of
+        the lifetime is left, not before ``min_interval`` after they came, and never after
+        they stop being usable; ``now`` if they came after ``now``. None if they never
+        expire."""
+        until = self.usable_until(session, now)
         expires_in = session.tokens.expires_in
         if until is None or expires_in is None:
             return None
+        if session.obtained_at > now:
+            # Counting from now would put the due time off for as long as the clock stays
+            # behind; the refresh stamps tokens with this clock's time instead.
+            return now
         ahead = session.obtained_at + expires_in * (1.0 - self.ahead)
         return min(max(ahead, session.obtained_at + self.min_interval), until)
 
     def is_due(self, session: Session, now: float) -> bool:
         """Whether the tokens are due for refresh at ``now``."""
-        due = self.due_at(session)
+        due = self.due_at(session, now)
         return due is not None and now >= due
 
     def next_refresh_at(self, session: Session, *, degraded: bool, now: float) -> float | None:
@@ -113,5 +126,7 @@ class RefreshPolicy:
         after the tokens came, so a tiny lifetime cannot make a tight loop. None: never."""
         if degraded:
             return now
-        due = self.due_at(session)
-        return None if due is None else max(due, session.obtained_at + self.min_interval)
+        due = self.due_at(session, now)
+        if due is None or session.obtained_at > now:
+            return due
+        return max(due, session.obtained_at + self.min_interval)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mimi_reactive import AuthTokens, MimiUser, RefreshPolicy, Session
@@ -23,24 +23,24 @@ def test_an_hour_long_token_is_due_at_four_fifths_and_usable_until_thirty_second
     """The defaults: refresh when 20 % of the lifetime is left, stop handing out 30 s early."""
     policy = RefreshPolicy()
     hour = session(3600.0)
-    assert policy.due_at(hour) == 1000.0 + 2880.0
-    assert policy.usable_until(hour) == 1000.0 + 3570.0
+    assert policy.due_at(hour, 1000.0) == 1000.0 + 2880.0
+    assert policy.usable_until(hour, 1000.0) == 1000.0 + 3570.0
 
 
 def test_tokens_that_never_expire_are_never_due() -> None:
     """Without a lifetime the token is always usable and never refreshed."""
     policy = RefreshPolicy()
     forever = session(None)
-    assert policy.due_at(forever) is None
+    assert policy.due_at(forever, 0.0) is None
     assert policy.is_usable(forever, 1e12)
     assert policy.next_refresh_at(forever, degraded=False, now=0.0) is None
 
 
-@given(st_.timed_sessions, st_.refresh_policies)
-def test_due_no_later_than_unusable(candidate: Session, policy: RefreshPolicy) -> None:
+@given(st_.timed_sessions, st_.refresh_policies, NOW)
+def test_due_no_later_than_unusable(candidate: Session, policy: RefreshPolicy, now: float) -> None:
     """Tokens fall due no later than they stop being handed out, so a caller that finds
     the token unusable always gets a refresh, never a stale token."""
-    due, until = policy.due_at(candidate), policy.usable_until(candidate)
+    due, until = policy.due_at(candidate, now), policy.usable_until(candidate, now)
     assert (due is None) == (until is None)
     if due is not None and until is not None:
         assert due <= until
@@ -67,10 +67,42 @@ def test_the_keeper_never_refreshes_before_the_guard_agrees(
 def test_the_keeper_never_loops_faster_than_the_minimum_interval(
     candidate: Session, policy: RefreshPolicy, now: float
 ) -> None:
-    """However short the lifetime, background refreshes are min_interval apart at least."""
+    """However short the lifetime, background refreshes are min_interval apart at least
+    (a session from the future excepted: it is due at once, and its refresh is not)."""
+    assume(candidate.obtained_at <= now)
     at = policy.next_refresh_at(candidate, degraded=False, now=now)
     if at is not None:
         assert at >= candidate.obtained_at + policy.min_interval
+
+
+@given(st_.timed_sessions, st_.refresh_policies, NOW)
+def test_no_token_lives_longer_than_its_lifetime_from_now(
+    candidate: Session, policy: RefreshPolicy, now: float
+) -> None:
+    """Wherever the clock stands (set back since, or a stored time wrong), the access token
+    expires, and stops being handed out, no later than its lifetime from now."""
+    expires_in = candidate.tokens.expires_in
+    assume(expires_in is not None)
+    assert expires_in is not None
+    expires_at, until = candidate.expires_at(now), policy.usable_until(candidate, now)
+    assert expires_at is not None
+    assert until is not None
+    assert until <= expires_at <= now + expires_in
+
+
+@given(st_.timed_sessions, st_.refresh_policies, NOW, st.booleans())
+def test_tokens_from_the_future_are_due_now_and_renewed_by_the_keeper_now(
+    candidate: Session, policy: RefreshPolicy, now: float, degraded: bool
+) -> None:
+    """Tokens obtained after ``now`` are of unknown age: due at once, for the guard and the
+    keeper alike, and still handed out meanwhile (their lifetime counts from now)."""
+    assume(candidate.obtained_at > now and candidate.tokens.expires_in is not None)
+    assert candidate.tokens.expires_in is not None
+    assert policy.is_due(candidate, now)
+    assert policy.next_refresh_at(candidate, degraded=degraded, now=now) == now
+    assert candidate.expires_at(now) == now + candidate.tokens.expires_in
+    if candidate.tokens.expires_in >= 1.0:  # any shorter may round to nothing at 5e9 s
+        assert policy.is_usable(candidate, now)
 
 
 @given(st_.timed_sessions, st_.refresh_policies, NOW)
@@ -86,7 +118,7 @@ def test_fresh_tokens_are_usable_and_not_due(lifetime: float, policy: RefreshPol
     """Right after tokens of a second or more arrive they are handed out and not yet due."""
     fresh = session(lifetime)
     assert policy.is_usable(fresh, fresh.obtained_at)
-    due = policy.due_at(fresh)
+    due = policy.due_at(fresh, fresh.obtained_at)
     assert due is not None
     assert math.isfinite(due)
     assert due > fresh.obtained_at

@@ -199,20 +199,27 @@ _ROUTE_REFUSALS: dict[str | None, Reason] = {
 }
 
 
+# The longest wait a Retry-After is read as: no real limit asks more, and a longer one (a
+# broken proxy's date decades away, twenty digits) would only mislead the app reading it.
+_LONGEST_RETRY_AFTER = 24 * 3600.0
+
+
 def _retry_after(header: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110)."""
+    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110), at
+    most ``_LONGEST_RETRY_AFTER``; a date past is 0; None if absent or not either form."""
     if header is None:
         return None
     text = header.strip()
-    if text.isdigit():
-        return float(text)
+    if text.isascii() and text.isdigit():  # str.isdigit alone takes "²", which float refuses
+        return min(float(text), _LONGEST_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     if when.tzinfo is None:
         return None
-    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+    seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
+    return min(max(0.0, seconds), _LONGEST_RETRY_AFTER)
 
 
 def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedError:
