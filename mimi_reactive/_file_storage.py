@@ -17,7 +17,8 @@ from typing import Any
 
 import filelock
 
-from ._exceptions import SessionFilePathError, SessionLockTimeoutError
+from ._checks import check_seconds
+from ._exceptions import ConfigurationError, SessionFilePathError, SessionLockTimeoutError
 from ._log import Log
 from ._session import Session
 from ._storage import UnreadableSessionError, decode_session, encode_session
@@ -39,6 +40,8 @@ _READ_ATTEMPTS = 3
 # Seconds between attempts to take a lock another process holds: first, then at most.
 _LOCK_RETRY_FIRST = 0.005
 _LOCK_RETRY_MAX = 0.1
+# The shortest watch period: each is a stat() on the event loop.
+_MIN_POLL_INTERVAL = 0.01
 _UNREADABLE = "the session file was unreadable"
 
 
@@ -69,7 +72,7 @@ class FileSessionStorage:
     Processes sharing the file share the session: refreshes take an OS lock on
     ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
     ``SessionLockTimeoutError``), and ``changes()`` notices other writers by watching the
-    file (no server polling), within ``poll_interval`` seconds.
+    file (no server polling), within ``poll_interval`` seconds (0.01 or more).
     """
 
     def __init__(
@@ -79,6 +82,12 @@ class FileSessionStorage:
         poll_interval: float = 0.2,
         lock_timeout: float = 30.0,
     ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or a path, not {type(path).__name__}")
+        check_seconds("poll_interval", poll_interval)
+        if poll_interval < _MIN_POLL_INTERVAL:  # each poll is a stat() on the event loop
+            raise ConfigurationError(f"poll_interval must be {_MIN_POLL_INTERVAL:g} s or more")
+        check_seconds("lock_timeout", lock_timeout)
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             raise SessionFilePathError(

@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
 
 from mimi_reactive import (
     AuthRoute,
+    ConfigurationError,
     FileSessionStorage,
     MimiCore,
     MimiUser,
@@ -200,3 +203,44 @@ def test_a_lost_session_degrades_a_logged_in_state_once() -> None:
     assert reduce(degraded, SessionAdopted(_ANONYMOUS, _LOST)) is degraded
     with pytest.raises(IllegalTransitionError):
         reduce(SessionState(), SessionAdopted(_ANONYMOUS, _LOST))
+
+
+BAD_ARGUMENTS: list[tuple[dict[str, Any], type[Exception], str]] = [
+    ({"poll_interval": -1}, ConfigurationError, "poll_interval"),
+    ({"poll_interval": 0}, ConfigurationError, "poll_interval must be 0.01 s or more"),
+    ({"poll_interval": 0.001}, ConfigurationError, "poll_interval must be 0.01 s or more"),
+    ({"poll_interval": math.nan}, ConfigurationError, "poll_interval"),
+    ({"poll_interval": math.inf}, ConfigurationError, "poll_interval"),
+    ({"poll_interval": "0.2"}, TypeError, "poll_interval"),
+    ({"poll_interval": True}, TypeError, "poll_interval"),
+    ({"poll_interval": None}, TypeError, "poll_interval"),
+    ({"lock_timeout": -1}, ConfigurationError, "lock_timeout"),
+    ({"lock_timeout": math.nan}, ConfigurationError, "lock_timeout"),
+    ({"lock_timeout": math.inf}, ConfigurationError, "lock_timeout"),
+    ({"lock_timeout": "30"}, TypeError, "lock_timeout"),
+    ({"path": None}, TypeError, "path must be a str or a path, not NoneType"),
+    ({"path": 3}, TypeError, "path must be a str or a path, not int"),
+    ({"path": b"session.json"}, TypeError, "path must be a str or a path, not bytes"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "kind", "message"), BAD_ARGUMENTS)
+def test_file_storage_refuses_bad_arguments_by_name(
+    tmp_path: Path, arguments: dict[str, Any], kind: type[Exception], message: str
+) -> None:
+    """A path that is no path, a poll that would spin the loop (under 0.01 s, not finite) or a
+    lock wait that is negative or never ends fails at construction, naming the argument."""
+    given: dict[str, Any] = {"path": tmp_path / "session.json", **arguments}
+    path = given.pop("path")
+    with pytest.raises(kind, match=message):
+        FileSessionStorage(path, **given)
+
+
+def test_file_storage_takes_arguments_at_their_bounds(tmp_path: Path) -> None:
+    """The shortest poll, a lock tried once, and a plain str path are taken."""
+    storage = FileSessionStorage(str(tmp_path / "s.json"), poll_interval=0.01, lock_timeout=0)
+    assert (storage.path, storage.poll_interval, storage.lock_timeout) == (
+        tmp_path / "s.json",
+        0.01,
+        0,
+    )
