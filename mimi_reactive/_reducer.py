@@ -75,6 +75,8 @@ def _logged_in(state: SessionState, event: Event) -> MimiUser:
 
 
 def _degraded(state: SessionState, event: Event, error: MimiCoreError) -> SessionState:
+    """The user stays, the session is not kept for now (a renewal failed, or the storage
+    lost it): ``DEGRADED`` once, until a kept renewal recovers it."""
     old = _logged_in(state, event)
     if state.degraded:
         return state  # still degraded: nothing new to tell
