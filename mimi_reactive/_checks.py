@@ -1,7 +1,8 @@
 """The checks the public values run on their arguments, as attrs validators.
 
 A wrong type raises ``TypeError``, a wrong value ``ConfigurationError`` (a ``ValueError``);
-each names the argument and never shows its value, which may be a secret.
+each names the argument and never shows a value that may be a secret (a URL only without
+its user, password, query and fragment).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import attrs
 
 from ._exceptions import ConfigurationError, InvalidRouteError
 from ._reasons import Reason
+from ._redaction import shown_url
 
 __all__ = [
     "ANONYMOUS_ID_CHARACTERS",
@@ -173,7 +175,7 @@ def host_and_port_problem(text: str) -> str | None:
 
 def check_service_url(name: str, value: object) -> None:
     """Refuse ``value`` unless it is a service's base URL (``service_url_problem``); the
-    message shows the value only where it can hold no password (no ``@`` in it)."""
+    message shows no user, password, query or fragment of it (see ``_shown``)."""
     _check_text(name, value, service_url_problem)
 
 
@@ -187,8 +189,17 @@ def _check_text(name: str, value: object, problem_of: Callable[[str], str | None
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
     problem = problem_of(value)
     if problem is not None:
-        shown = "" if "@" in value else f", got {value!r}"
-        raise ConfigurationError(f"{name} {problem}{shown}")
+        raise ConfigurationError(f"{name} {problem}{_shown(value)}")
+
+
+def _shown(text: str) -> str:
+    """``, got ...`` for a message: ``text`` through ``shown_url`` (no password, query or
+    fragment, any of which may hold a secret, as may a user name: with an ``@``, nothing)."""
+    if "@" in text:
+        return ""
+    # shown_url needs a scheme to find the host; one is lent to text that has none.
+    lent = "" if "://" in text else "-://"
+    return f", got {shown_url(lent + text, 'service').removeprefix(lent)!r}"
 
 
 def is_blank_anonymous_id(anonymous_id: str | None) -> bool:

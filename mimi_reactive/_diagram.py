@@ -62,6 +62,7 @@ def _events() -> list[Event]:
         SessionAdopted(_ANONYMOUS),
         SessionAdopted(_OTHER),
         SessionAdopted(_PROMOTED),
+        SessionAdopted(_ANONYMOUS, _OFFLINE),  # the storage lost the session held
         AccountDeleted(),
     ]
 

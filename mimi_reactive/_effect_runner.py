@@ -126,14 +126,22 @@ class EffectRunner:
     async def _adopt(self, current: Session | None) -> EffectResult:
         try:
             stored = await self._storage.load()
-        except OSError as error:  # keep the session we have; the next change retries
-            storage_failed("load", self._storage, error)
-            stored = current
-        else:
-            self._unkept = None  # another process's write replaced what we failed to keep
+        except OSError as error:  # never a log-out: only a stored {"session": null} is one
+            failure = storage_failed("load", self._storage, error)
+            if current is None:
+                return EffectResult(SessionAdopted(None), None)
+            return await self._kept_through(current, failure)
+        self._unkept = None  # another process's write replaced what we failed to keep
         if stored is not None and not self._admissible(stored.user):
             return self._not_taken_in(current)
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
+
+    async def _kept_through(self, held: Session, failure: SessionStorageError) -> EffectResult:
+        """The shared storage could not load (its file removed or found unreadable): keep the
+        session held and write it back, and tell the app (degraded until a renewal is kept),
+        with the save's error if that failed too (tried again at close)."""
+        unsaved = await self._keep(held)
+        return EffectResult(SessionAdopted(held.user, unsaved or failure), held)
 
     def _not_taken_in(self, current: Session | None) -> EffectResult:
         """Another process sharing the storage stored a user with credentials, which an

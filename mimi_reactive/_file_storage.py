@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import math
 import os
@@ -16,7 +17,8 @@ from typing import Any
 
 import filelock
 
-from ._exceptions import SessionFilePathError, SessionLockTimeoutError
+from ._checks import check_seconds
+from ._exceptions import ConfigurationError, SessionFilePathError, SessionLockTimeoutError
 from ._log import Log
 from ._session import Session
 from ._storage import UnreadableSessionError, decode_session, encode_session
@@ -38,6 +40,14 @@ _READ_ATTEMPTS = 3
 # Seconds between attempts to take a lock another process holds: first, then at most.
 _LOCK_RETRY_FIRST = 0.005
 _LOCK_RETRY_MAX = 0.1
+# The shortest watch period: each is a stat() on the event loop.
+_MIN_POLL_INTERVAL = 0.01
+_UNREADABLE = "the session file was unreadable"
+
+
+class _SessionFileLostError(OSError):
+    """The watched file lost the session this storage last read or wrote (removed, or
+    unreadable and moved aside): a loss to report, not a log-out."""
 
 
 class FileSessionStorage:
@@ -51,13 +61,18 @@ class FileSessionStorage:
     an unknown schema is moved aside (``.unreadable-*``, 0600, the newest 3 kept) with a
     warning, and the core starts logged out.
 
+    A log-out is written (``{"session": null}``), never a missing file. So while
+    ``changes()`` watches it, a file that held a session as this storage last read or wrote
+    it and is then removed, or found unreadable (moved aside all the same), is a loss:
+    ``load`` raises an ``OSError`` saying which, and the core writes its session back.
+
     ``path`` may start with ``~``; a directory there, or a path under a file, is refused with
     ``SessionFilePathError``.
 
     Processes sharing the file share the session: refreshes take an OS lock on
     ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
     ``SessionLockTimeoutError``), and ``changes()`` notices other writers by watching the
-    file (no server polling), within ``poll_interval`` seconds.
+    file (no server polling), within ``poll_interval`` seconds (0.01 or more).
     """
 
     def __init__(
@@ -67,6 +82,12 @@ class FileSessionStorage:
         poll_interval: float = 0.2,
         lock_timeout: float = 30.0,
     ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise TypeError(f"path must be a str or a path, not {type(path).__name__}")
+        check_seconds("poll_interval", poll_interval)
+        if poll_interval < _MIN_POLL_INTERVAL:  # each poll is a stat() on the event loop
+            raise ConfigurationError(f"poll_interval must be {_MIN_POLL_INTERVAL:g} s or more")
+        check_seconds("lock_timeout", lock_timeout)
         self.path = Path(path).expanduser()
         if self.path.is_dir():
             raise SessionFilePathError(
@@ -82,6 +103,11 @@ class FileSessionStorage:
         self.poll_interval = poll_interval
         self.lock_timeout = lock_timeout
         self._swept = False
+        # Whether the last document read or written held a session, and how many changes()
+        # watches run: both, and a missing or unreadable file is a loss (see the class).
+        self._holds_session = False
+        self._watches = 0
+        self._saves = 0  # this storage's writes, for the watch
         # Not thread-local: the lock belongs to this storage, whichever thread uses it.
         self._file_lock = filelock.FileLock(
             self.path.with_name(self.path.name + ".lock"), thread_local=False
@@ -138,16 +164,21 @@ class FileSessionStorage:
         """Yield once now, then each time the file changes; runs until cancelled.
 
         The first yield closes the gap between the caller's ``load()`` and the watch: a
-        write made in between is read then, and every later one changes the signature.
+        write made in between is read then, and every later one changes the signature. A
+        save of ours counts too, so one removed before the next poll is not missed.
         """
-        seen = self._signature()
-        yield
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            signature = self._signature()
-            if signature != seen:
-                seen = signature
-                yield
+        self._watches += 1
+        try:
+            seen = (self._signature(), self._saves)
+            yield
+            while True:
+                await asyncio.sleep(self.poll_interval)
+                now = (self._signature(), self._saves)
+                if now != seen:
+                    seen = now
+                    yield
+        finally:
+            self._watches -= 1
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
@@ -165,19 +196,33 @@ class FileSessionStorage:
                     read = os.fstat(file.fileno())
                     data = file.read(_MAX_FILE_BYTES + 1)
             except FileNotFoundError:
+                self._check_not_lost(errno.ENOENT, "the session file was removed")
                 return None
             try:
                 if len(data) > _MAX_FILE_BYTES:
                     raise UnreadableSessionError("larger than a session file can be")
-                return decode_session(_parse(data))
+                session = decode_session(_parse(data))
             except (ValueError, RecursionError) as error:  # JSON and Unicode errors included
                 # Our own reasons are safe to log; others might quote the file: name them only.
                 ours = type(error) is UnreadableSessionError
                 reason = str(error) if ours else type(error).__name__
                 if self._move_aside(read, reason):
+                    self._check_not_lost(errno.EIO, f"{_UNREADABLE} and was moved aside")
                     return None
                 # Another process replaced the file since it was read: read its save.
-        return None  # rewritten under us each time; the watcher reads it again
+            else:
+                self._holds_session = session is not None
+                return session
+        # Rewritten unreadable under us each time; the watcher reads it again.
+        self._check_not_lost(errno.EIO, _UNREADABLE)
+        return None
+
+    def _check_not_lost(self, code: int, reason: str) -> None:
+        """A missing or unreadable file means nothing stored, unless this storage watches
+        it and last saw it hold a session: then it lost one (``_SessionFileLostError``)."""
+        if self._holds_session and self._watches:
+            raise _SessionFileLostError(code, reason)
+        self._holds_session = False  # None is what it now holds as far as the core knows
 
     def _remove_stale_temporaries(self) -> None:
         """Delete what a crash mid-save left behind (it holds tokens). Fresh ones may be
@@ -245,6 +290,8 @@ class FileSessionStorage:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
             raise
+        self._holds_session = document["session"] is not None
+        self._saves += 1
         # The rename is durable only once the directory entry is.
         directory_descriptor = os.open(directory, os.O_RDONLY)
         try:

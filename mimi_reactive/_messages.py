@@ -364,11 +364,13 @@ class SessionExpired:
 
 @attrs.frozen
 class SessionAdopted:
-    """Another process stored this user's session (None: it logged out)."""
+    """Another process stored this user's session (None: it logged out); with ``error``, the
+    storage could not load it (its file lost) and the core keeps ``user``, the one it holds."""
 
     __repr__ = value_repr
 
     user: MimiUser | None
+    error: MimiCoreError | None = None
 
 
 @attrs.frozen

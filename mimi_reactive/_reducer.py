@@ -57,12 +57,11 @@ def reduce(state: SessionState, event: Event) -> SessionState:
                 return SessionState(user, old, _changed_elsewhere(old, user))
             return state
         case RefreshFailed(error=error):
-            old = _logged_in(state, event)
-            if state.degraded:
-                return state  # still degraded: nothing new to tell
-            return SessionState(old, old, Transition.DEGRADED, error, degraded=True)
+            return _degraded(state, event, error)
         case SessionExpired(error=error):
             return SessionState(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
+        case SessionAdopted(error=MimiCoreError() as error):  # the storage lost the session
+            return _degraded(state, event, error)
         case SessionAdopted(user=user):
             return _adopted(state, user)
         case AccountDeleted(error=error):
@@ -73,6 +72,15 @@ def _logged_in(state: SessionState, event: Event) -> MimiUser:
     if state.user is None:
         raise IllegalTransitionError(f"{type(event).__name__} while nobody was logged in")
     return state.user
+
+
+def _degraded(state: SessionState, event: Event, error: MimiCoreError) -> SessionState:
+    """The user stays, the session is not kept for now (a renewal failed, or the storage
+    lost it): ``DEGRADED`` once, until a kept renewal recovers it."""
+    old = _logged_in(state, event)
+    if state.degraded:
+        return state  # still degraded: nothing new to tell
+    return SessionState(old, old, Transition.DEGRADED, error, degraded=True)
 
 
 def _changed_elsewhere(old: MimiUser, new: MimiUser) -> Transition:

@@ -39,9 +39,9 @@ class Transition(enum.Enum):
     no anonymous id to log back in by), or, with ``allow_anonymous_user_only``, answered
     with a user made non-anonymous elsewhere: nobody is logged in and ``error`` says why."""
     DEGRADED = "degraded"
-    """The session could not be renewed for now (network or service trouble), or its renewed
-    tokens could not be saved; the user stays logged in, ``degraded`` is set and the core
-    keeps retrying."""
+    """The session could not be renewed for now (network or service trouble), its renewed
+    tokens could not be saved, or the shared storage lost it (its file removed or unreadable:
+    written back); the user stays logged in, ``degraded`` is set and the core keeps renewing."""
     RECOVERED = "recovered"
     """A renewal succeeded after the session was degraded."""
     FAILED = "failed"

@@ -26,7 +26,11 @@ class SessionStorage(Protocol):
     survives."""
 
     async def load(self) -> Session | None:
-        """The stored session, or None (none stored, or unreadable and moved aside)."""
+        """The stored session, or None (none stored, or unreadable and moved aside).
+
+        An ``OSError`` if it cannot be read, or if the storage lost a session it held (a
+        file removed under a watch): never a log-out, the core keeps its session and saves it.
+        """
         ...
 
     async def save(self, session: Session) -> None:
@@ -45,6 +49,7 @@ class SharedSessionStorage(SessionStorage, Protocol):
     ``lock()`` is held while refreshing, so only one process refreshes at a time;
     ``changes()`` yields once when the watch starts and again whenever another writer may
     have changed the stored session; the reader then loads it, in order with its own writes.
+    A log-out is stored (``clear``) for the others to see: a session merely gone is a loss.
     """
 
     def lock(self) -> AbstractAsyncContextManager[None]: ...

@@ -128,6 +128,14 @@ def test_construction_refuses_an_emulator_host_that_is_not_host_and_port(host: s
         FirebaseBackend(API_KEY, emulator_host=host)
 
 
+def test_a_refused_emulator_host_is_shown_without_its_query() -> None:
+    """An emulator host refused for a query is named without it: it may hold a key."""
+    with pytest.raises(ValueError, match="host:port") as raised:
+        FirebaseBackend(API_KEY, emulator_host="127.0.0.1:9099?key=hunter2-secret")
+    assert "hunter2-secret" not in str(raised.value)
+    assert str(raised.value).endswith(", got '127.0.0.1:9099'")
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1:9099", "localhost:9099", "[::1]:9099"])
 def test_construction_takes_an_emulator_host_and_port(host: str) -> None:
     """Names, IPv4 and bracketed IPv6 addresses with a port are taken as they are."""

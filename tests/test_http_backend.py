@@ -203,6 +203,32 @@ def test_a_url_with_credentials_is_refused_without_echoing_them() -> None:
     assert "hunter2-secret" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://identity.example/?key=hunter2-secret", "'http://identity.example/'"),
+        ("https://identity.example#hunter2-secret", "'https://identity.example'"),
+        ("https://identity.example/v1?a=1&token=hunter2-secret#x", "'https://identity.example/v1'"),
+        ("ftp://identity.example/?key=hunter2-secret", "'ftp://identity.example/'"),
+        ("identity.example?key=hunter2-secret", "'identity.example'"),
+        ("https://hunter2-secret@identity.example", None),
+        ("https://app:hunter2-secret@identity.example/?q=1", None),
+        ("https://identity.example/?next=a@hunter2-secret", None),
+    ],
+)
+def test_a_refused_url_is_shown_without_query_fragment_or_user(url: str, shown: str | None) -> None:
+    """A refused base URL is named without its query, fragment, user or password (any may be
+    a secret); with an ``@`` in it, not at all."""
+    with pytest.raises(ConfigurationError) as raised:
+        HttpBackend(url)
+    message = str(raised.value)
+    assert "hunter2-secret" not in message
+    if shown is None:
+        assert "got" not in message
+    else:
+        assert message.endswith(f", got {shown}")
+
+
 async def test_transport_errors_name_the_service_url(client_secret: str) -> None:
     """An unreachable service's error says which URL was tried."""
     with socket.socket() as probe:  # a port nobody listens on
