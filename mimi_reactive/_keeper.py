@@ -24,6 +24,11 @@ _log = Log("mimi_reactive.session")
 _LONGEST_SLEEP = 60.0
 
 
+# Seconds before a watch of the shared storage that failed starts again: first, then at most.
+_FIRST_WATCH_PAUSE = 0.5
+_LONGEST_WATCH_PAUSE = 30.0
+
+
 class _StillDegradedError(Exception):
     """A refresh attempt left the session degraded."""
 
@@ -172,10 +177,21 @@ class SessionKeeper:
         return 0.0
 
     async def _follow(self, storage: SharedSessionStorage) -> None:
-        try:
-            async for _ in storage.changes():
-                # The store reads the storage when the command runs, in order with its own
-                # writes, so a notice that raced our own save never rolls the session back.
-                self._store.dispatch(SyncSession())
-        except OSError as error:
-            _log.error("storage.watch_failed", error=type(error).__name__)
+        """Turn the storage's changes into ``SyncSession`` commands. A watch the OS fails
+        (a permission, a symlink loop) starts again after a pause that doubles up to
+        ``_LONGEST_WATCH_PAUSE``: a watch that stopped for good would leave this process
+        deaf to the others' log-outs for the rest of its life."""
+        pause = _FIRST_WATCH_PAUSE
+        while True:
+            try:
+                async for _ in storage.changes():
+                    pause = _FIRST_WATCH_PAUSE
+                    # The store reads the storage when the command runs, in order with its
+                    # own writes, so a notice that raced our own save never rolls it back.
+                    self._store.dispatch(SyncSession())
+                return
+            except OSError as error:
+                reason = error.strerror or type(error).__name__
+                _log.error("storage.watch_failed", reason=reason, retry_in=pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, _LONGEST_WATCH_PAUSE)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from mimi_reactive import (
     SessionState,
     SessionStorageError,
     Transition,
+    _keeper,
 )
 from mimi_reactive._messages import RefreshFailed, SessionAdopted
 from mimi_reactive._reducer import IllegalTransitionError, reduce
@@ -244,3 +246,38 @@ def test_file_storage_takes_arguments_at_their_bounds(tmp_path: Path) -> None:
         0.01,
         0,
     )
+
+
+class FailingOnceWatch(FileSessionStorage):
+    """A file storage whose first watch the OS fails (as a permission or a symlink loop
+    would), after it has begun."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, poll_interval=POLL)
+        self.watches = 0
+
+    async def changes(self) -> AsyncGenerator[None, None]:
+        self.watches += 1
+        if self.watches == 1:
+            yield
+            raise OSError(errno.ELOOP, "Too many levels of symbolic links")
+        async for change in super().changes():
+            yield change
+
+
+async def test_a_watch_the_os_fails_starts_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A watch the OS fails starts again after a pause: the core still follows another
+    process's log-out."""
+    monkeypatch.setattr(_keeper, "_FIRST_WATCH_PAUSE", 0.01)
+    path = tmp_path / "session.json"
+    storage = FailingOnceWatch(path)
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=ScriptedBackend(), storage=storage
+    ) as core:
+        recorder = StateRecorder(core)
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await FileSessionStorage(path).clear()  # another process logs out
+        await wait_for(recorder, Transition.LOGGED_OUT)
+        assert storage.watches == 2
