@@ -16,6 +16,7 @@ from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
 from ._records import (
     AccessClaims,
     EmailTakenError,
+    EndedSessionError,
     NewSession,
     OtherClientError,
     Rotation,
@@ -146,8 +147,12 @@ async def _live_session(request: web.Request, access_token: str) -> SessionRecor
     state = request.app[STATE]
     found = await _session_of(state, access_token, state.settings.clock())
     if found is None or found[0].client_id != client_of(request).id:
-        raise ApiError(401, "invalid_token", "the access token is not valid")
+        raise _token_refused()
     return found[1]
+
+
+def _token_refused() -> ApiError:
+    return ApiError(401, "invalid_token", "the access token is not valid")
 
 
 _HEALTHY = b'{"status": "ok"}'  # the same every time: encoded once
@@ -265,9 +270,15 @@ async def _promote(request: web.Request) -> web.Response:
     _check_promotable(await state.database.user_by_id(session.user_id))
     password_hash = await _hashing(state.passwords.hash(body.password))
     try:
+        # The store checks the session again with the write: it may have ended meanwhile.
         promoted = await state.database.promote(
-            session.user_id, email=body.email.lower(), password_hash=password_hash
+            session.user_id,
+            session_id=session.id,
+            email=body.email.lower(),
+            password_hash=password_hash,
         )
+    except EndedSessionError:
+        raise _token_refused() from None
     except EmailTakenError:
         raise ApiError(409, "email_taken", "this email is already registered") from None
     if promoted is None:  # it changed while the password was hashed: say how
