@@ -110,10 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="anonymous users one client IP may create per hour; 0: no limit",
     )
     serve.add_argument(
+        "--max-credential-sign-ups-per-hour",
+        type=_checked("max_credential_sign_ups_per_hour"),
+        help="sign-ups with email and password one client IP may ask for per hour; 0: no limit",
+    )
+    serve.add_argument(
         "--max-failed-log-ins-per-minute",
         type=_checked("max_failed_log_ins_per_minute"),
-        help="wrong anonymous ids, passwords and client secrets one client IP may send "
-        "per minute before 429; 0: no limit",
+        help="wrong anonymous ids, passwords and client secrets, and emails already taken at"
+        " sign-up or promotion, one client IP may send per minute before 429; 0: no limit",
     )
     serve.add_argument(
         "--rate-limit-storage",

@@ -65,7 +65,11 @@ DEEP = b"[" * 1000 + b"]" * 1000
 SECRET = secrets.token_urlsafe(32)
 # Limits off: the table sends hundreds of failures the limits would count (they have their own
 # tests), so a case would get 429 for what the cases before it did.
-NO_LIMITS = ServerSettings(max_anonymous_sign_ups_per_hour=0, max_failed_log_ins_per_minute=0)
+NO_LIMITS = ServerSettings(
+    max_anonymous_sign_ups_per_hour=0,
+    max_credential_sign_ups_per_hour=0,
+    max_failed_log_ins_per_minute=0,
+)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

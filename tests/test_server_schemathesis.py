@@ -61,7 +61,11 @@ async def test_schemathesis_finds_nothing(
     config.write_text(CONFIG.format(client_id=CLIENT_ID, client_secret=client_secret))
     # The limits are tested on their own (test_server_limits.py); here they would turn the
     # fuzzer's thousands of calls from one address into 429s that hide the API's behaviour.
-    unlimited = ServerSettings(max_anonymous_sign_ups_per_hour=0, max_failed_log_ins_per_minute=0)
+    unlimited = ServerSettings(
+        max_anonymous_sign_ups_per_hour=0,
+        max_credential_sign_ups_per_hour=0,
+        max_failed_log_ins_per_minute=0,
+    )
     async with IdentityServer(
         client_id=CLIENT_ID,
         client_secret=client_secret,

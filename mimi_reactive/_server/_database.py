@@ -24,6 +24,7 @@ from . import _sqlite_file as sqlite_file
 from . import _sqlite_rows as rows
 from ._records import (
     EmailTakenError,
+    EndedSessionError,
     Expired,
     IdentityDatabase,
     NewSession,
@@ -169,8 +170,18 @@ class SqliteIdentityDatabase:
     async def user_by_id(self, user_id: str) -> UserRecord | None:
         return await self._read_user("id = ?", user_id)
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
-        def promote(db: sqlite3.Connection) -> UserRecord | None:
+    async def promote(
+        self, user_id: str, *, session_id: str, email: str, password_hash: str
+    ) -> UserRecord | None:
+        def promote(db: sqlite3.Connection) -> tuple[bool, UserRecord | None]:
+            # On the writer, in the promotion's transaction: a log-out committed before it
+            # (while the password hashed) is seen, and none can commit between check and write.
+            live = db.execute(
+                "SELECT 1 FROM sessions WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+                (session_id, user_id),
+            ).fetchone()
+            if live is None:
+                return False, None  # returned, not raised: raising would roll the batch back
             # The anonymous id stops being a way in: a promoted user logs in with credentials.
             try:
                 promoted = db.execute(
@@ -181,9 +192,12 @@ class SqliteIdentityDatabase:
                 ).rowcount
             except sqlite3.IntegrityError as error:
                 raise EmailTakenError from error
-            return UserRecord(user_id, False, email, password_hash) if promoted else None
+            return True, UserRecord(user_id, False, email, password_hash) if promoted else None
 
-        return await self._writer.run(promote)
+        live, promoted = await self._writer.run(promote)
+        if not live:
+            raise EndedSessionError
+        return promoted
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete the user with every session and token (the foreign keys cascade)."""

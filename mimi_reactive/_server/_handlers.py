@@ -16,6 +16,7 @@ from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
 from ._records import (
     AccessClaims,
     EmailTakenError,
+    EndedSessionError,
     NewSession,
     OtherClientError,
     Rotation,
@@ -23,6 +24,7 @@ from ._records import (
     UserRecord,
 )
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
+from ._settings import Limit
 from ._tokens import JWKS_MAX_AGE
 
 __all__ = ["HANDLERS"]
@@ -112,6 +114,21 @@ async def _not_blocked(request: web.Request, state: ServerState) -> str:
     return ip
 
 
+async def _counted(state: ServerState, limit: Limit, ip: str) -> None:
+    """Count one event of ``limit`` for ``ip``; 429 if that is past the limit."""
+    retry_after = await state.limiter.hit(limit, ip)
+    if retry_after is not None:
+        raise rate_limited(retry_after)
+
+
+async def _email_taken(state: ServerState, ip: str) -> ApiError:
+    """409 ``email_taken``, counted as a failed log-in of ``ip`` (429 once past the limit): the
+    answer tells that the email exists, so asking it costs what a password guess does."""
+    return await failed_log_in(
+        state, ip, ApiError(409, "email_taken", "this email is already registered")
+    )
+
+
 async def _hashing(work: Awaitable[Any]) -> Any:
     try:
         return await work
@@ -146,8 +163,12 @@ async def _live_session(request: web.Request, access_token: str) -> SessionRecor
     state = request.app[STATE]
     found = await _session_of(state, access_token, state.settings.clock())
     if found is None or found[0].client_id != client_of(request).id:
-        raise ApiError(401, "invalid_token", "the access token is not valid")
+        raise _token_refused()
     return found[1]
+
+
+def _token_refused() -> ApiError:
+    return ApiError(401, "invalid_token", "the access token is not valid")
 
 
 _HEALTHY = b'{"status": "ok"}'  # the same every time: encoded once
@@ -185,9 +206,7 @@ async def _create_anonymous_user(request: web.Request) -> web.Response:
     await read_body(request, models.AnonymousSignUp)
     state = request.app[STATE]
     ip = client_ip(request, state.settings.trusted_proxies)
-    retry_after = await state.limiter.hit(state.settings.sign_up_limit, ip)
-    if retry_after is not None:
-        raise rate_limited(retry_after)
+    await _counted(state, state.settings.anonymous_sign_up_limit, ip)
     anonymous_id = new_secret()
     client = client_of(request)
     pair = _NewPair(state, client)
@@ -223,6 +242,8 @@ async def _sign_up(request: web.Request) -> web.Response:
     body = await read_body(request, models.Credentials)
     _refuse_anonymous_only(request)
     state = request.app[STATE]
+    ip = await _not_blocked(request, state)
+    await _counted(state, state.settings.credential_sign_up_limit, ip)
     password_hash = await _hashing(state.passwords.hash(body.password))
     email = body.email.lower()
     new_user = UserRecord(str(uuid.uuid4()), False, email, password_hash)
@@ -236,7 +257,7 @@ async def _sign_up(request: web.Request) -> web.Response:
             session=pair.session,
         )
     except EmailTakenError:
-        raise ApiError(409, "email_taken", "this email is already registered") from None
+        raise await _email_taken(state, ip) from None
     return pair.answer(user, status=201)
 
 
@@ -261,15 +282,22 @@ async def _promote(request: web.Request) -> web.Response:
     body = await read_body(request, models.Promotion)
     _refuse_anonymous_only(request)
     state = request.app[STATE]
+    ip = await _not_blocked(request, state)
     session = await _live_session(request, body.access_token)
     _check_promotable(await state.database.user_by_id(session.user_id))
     password_hash = await _hashing(state.passwords.hash(body.password))
     try:
+        # The store checks the session again with the write: it may have ended meanwhile.
         promoted = await state.database.promote(
-            session.user_id, email=body.email.lower(), password_hash=password_hash
+            session.user_id,
+            session_id=session.id,
+            email=body.email.lower(),
+            password_hash=password_hash,
         )
+    except EndedSessionError:
+        raise _token_refused() from None
     except EmailTakenError:
-        raise ApiError(409, "email_taken", "this email is already registered") from None
+        raise await _email_taken(state, ip) from None
     if promoted is None:  # it changed while the password was hashed: say how
         _check_promotable(await state.database.user_by_id(session.user_id))
         raise _not_anonymous()

@@ -70,8 +70,8 @@ _STORAGE_FAILED = (
 )
 _CLIENT = {
     "401": "the client id or secret is missing or wrong (invalid_client; WWW-Authenticate: Basic)",
-    "429": "this client IP sent too many wrong client secrets, anonymous ids or passwords"
-    " (rate_limited); Retry-After says when to try again",
+    "429": "this client IP sent too many wrong client secrets, anonymous ids or passwords, or"
+    " emails already taken (rate_limited); Retry-After says when to try again",
     "503": _STORAGE_FAILED,
 }
 _CREDENTIAL_ROUTE = {
@@ -136,7 +136,13 @@ OPERATIONS: tuple[Operation, ...] = (
         models.SignedIn,
         status=201,
         body=models.Credentials,
-        errors={"409": "the email is registered already (email_taken)", **_CREDENTIAL_ROUTE},
+        errors={
+            "409": "the email is registered already (email_taken; counted as a failed log-in)",
+            "429": "this client IP asked for too many credential sign-ups this hour, or sent too"
+            " many wrong secrets, passwords or taken emails (rate_limited); Retry-After says"
+            " when to try again",
+            **_CREDENTIAL_ROUTE,
+        },
         links=_links_from_session(),
     ),
     Operation(
@@ -163,7 +169,8 @@ OPERATIONS: tuple[Operation, ...] = (
         body=models.Promotion,
         errors={
             "401": _BAD_BEARER,
-            "409": "the user is not anonymous (not_anonymous) or the email is taken",
+            "409": "the user is not anonymous (not_anonymous) or the email is taken"
+            " (email_taken; counted as a failed log-in)",
             **_CREDENTIAL_ROUTE,
         },
     ),

@@ -20,6 +20,7 @@ from . import _postgres_sql as sql
 from ._records import (
     SEEN_PRECISION,
     EmailTakenError,
+    EndedSessionError,
     Expired,
     NewSession,
     OtherClientError,
@@ -150,17 +151,17 @@ class PostgresIdentityDatabase:
     async def user_by_id(self, user_id: str) -> UserRecord | None:
         return _user(await self._fetchrow(sql.USER + "id = $1", user_id))
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
+    async def promote(
+        self, user_id: str, *, session_id: str, email: str, password_hash: str
+    ) -> UserRecord | None:
+        """The promoted user, as ``SqliteIdentityDatabase`` does: one statement."""
         # The anonymous id stops being a way in: a promoted user logs in with credentials.
         with _email_taken():
-            status = await self._execute(
-                "UPDATE users SET email = $2, password_hash = $3, is_anonymous = false,"
-                " anonymous_id_digest = NULL WHERE id = $1 AND is_anonymous AND NOT anonymous_only",
-                user_id,
-                email,
-                password_hash,
-            )
-        return None if status == "UPDATE 0" else UserRecord(user_id, False, email, password_hash)
+            row = await self._fetchrow(sql.PROMOTE, user_id, email, password_hash, session_id)
+        assert row is not None  # SELECT of two EXISTS: always one row
+        if not row["live"]:
+            raise EndedSessionError
+        return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
     async def delete_user(self, user_id: str) -> bool:
         """Delete the user with every session and token (the foreign keys cascade)."""

@@ -16,6 +16,7 @@ __all__ = [
     "LOG_IN",
     "MARK_USER_ANONYMOUS_ONLY",
     "NEWER_SPENT",
+    "PROMOTE",
     "REVOKE",
     "REVOKE_BY_REFRESH",
     "ROTATE",
@@ -73,6 +74,21 @@ WITH u AS (
 )
 SELECT id, is_anonymous, email, password_hash, anonymous_only OR $7 FROM u
 """  # noqa: S608
+
+# A promotion, only while the caller's session ($4) is a live session of the user: the session
+# row is locked (FOR SHARE) so a log-out waits for the promotion's commit, and one that
+# committed first (while the password hashed) leaves "live" empty and nothing written.
+PROMOTE = """
+WITH live AS (
+    SELECT 1 FROM sessions WHERE id = $4 AND user_id = $1 AND revoked_at IS NULL FOR SHARE
+), promoted AS (
+    UPDATE users SET email = $2, password_hash = $3, is_anonymous = false,
+        anonymous_id_digest = NULL
+    WHERE id = $1 AND is_anonymous AND NOT anonymous_only AND EXISTS (SELECT 1 FROM live)
+    RETURNING 1
+)
+SELECT EXISTS (SELECT 1 FROM live) AS live, EXISTS (SELECT 1 FROM promoted) AS promoted
+"""
 
 LOCK_REFRESH_ROW = """
 SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,

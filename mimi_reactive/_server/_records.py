@@ -16,6 +16,7 @@ __all__ = [
     "SEEN_PRECISION",
     "AccessClaims",
     "EmailTakenError",
+    "EndedSessionError",
     "Expired",
     "IdentityDatabase",
     "NewSession",
@@ -176,6 +177,10 @@ class EmailTakenError(Exception):
     """The email belongs to another user."""
 
 
+class EndedSessionError(Exception):
+    """The session has ended (revoked, or deleted with its user): nothing was changed."""
+
+
 class OtherClientError(Exception):
     """The token belongs to a session issued to another client."""
 
@@ -206,9 +211,13 @@ class IdentityDatabase(Protocol):
 
     async def user_by_id(self, user_id: str) -> UserRecord | None: ...
 
-    async def promote(self, user_id: str, *, email: str, password_hash: str) -> UserRecord | None:
+    async def promote(
+        self, user_id: str, *, session_id: str, email: str, password_hash: str
+    ) -> UserRecord | None:
         """The user with these credentials, no longer anonymous; None (and nothing changed) if
-        it cannot be promoted: it is gone, not anonymous, or ``anonymous_only``."""
+        it cannot be promoted: not anonymous, or ``anonymous_only``. ``EndedSessionError``
+        (nothing changed) unless ``session_id``, the caller's session, is a live session of
+        the user in the same transaction: a log-out while the password hashed wins."""
         ...
 
     async def delete_user(self, user_id: str) -> bool: ...

@@ -152,8 +152,12 @@ class ServerSettings:
     """The server's wall clock (tests move it instead of sleeping)."""
     max_anonymous_sign_ups_per_hour: int = attrs.field(default=100, validator=AT_LEAST_0)
     """Anonymous users one client IP may create per hour."""
+    max_credential_sign_ups_per_hour: int = attrs.field(default=100, validator=AT_LEAST_0)
+    """Sign-ups with email and password one client IP may ask for per hour (each costs an
+    Argon2 hash, and each answer tells whether the email is taken)."""
     max_failed_log_ins_per_minute: int = attrs.field(default=30, validator=AT_LEAST_0)
-    """Wrong anonymous ids, passwords and client secrets one client IP may send per minute."""
+    """Wrong anonymous ids, passwords and client secrets, and emails already taken at sign-up
+    or promotion, one client IP may send per minute."""
     # Hidden from the repr: a storage URL may hold a password.
     rate_limit_storage: str = attrs.field(default="memory://", validator=NOT_BLANK, repr=False)
     """Where the limits count: a ``limits`` storage URL (``redis://...`` to share them)."""
@@ -194,8 +198,12 @@ class ServerSettings:
             )
 
     @property
-    def sign_up_limit(self) -> Limit:
+    def anonymous_sign_up_limit(self) -> Limit:
         return Limit("anonymous_sign_ups", self.max_anonymous_sign_ups_per_hour, 3600)
+
+    @property
+    def credential_sign_up_limit(self) -> Limit:
+        return Limit("credential_sign_ups", self.max_credential_sign_ups_per_hour, 3600)
 
     @property
     def failure_limit(self) -> Limit:

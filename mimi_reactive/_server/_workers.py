@@ -43,7 +43,11 @@ def check_workers(workers: int, database: str, settings: ServerSettings) -> None
             " postgresql://USER@HOST:PORT/DB (SQLite serves one process; its writers would"
             " wait on one file lock, and :memory: would be one database per worker)"
         )
-    limits_on = settings.max_anonymous_sign_ups_per_hour or settings.max_failed_log_ins_per_minute
+    limits_on = (
+        settings.max_anonymous_sign_ups_per_hour
+        or settings.max_credential_sign_ups_per_hour
+        or settings.max_failed_log_ins_per_minute
+    )
     if limits_on and settings.rate_limit_storage.startswith(("memory://", "async+memory://")):
         raise WorkersRefusedError(
             f"--workers {workers} needs rate-limit counts the workers share: give"
