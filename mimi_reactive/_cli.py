@@ -37,9 +37,9 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = build_parser().parse_args(argv)
-    _configure_logging(args.log_level)
     if args.command in _SERVER_COMMANDS:
         return _run_server_command(args)
+    _configure_logging(args.log_level, DEFAULTS["log_format"])
     from ._demo import run_demo  # here, not at the top: it loads the server (start-up time)
 
     asyncio.run(run_demo())
@@ -52,6 +52,8 @@ def _run_server_command(args: argparse.Namespace) -> int:
         options, clients = _options(args)
     except ConfigError as error:
         return _refused(args.command, error, status=2)
+    # Only serve has a --log-format: the others write the default.
+    _configure_logging(args.log_level, options.values.get("log_format", DEFAULTS["log_format"]))
     # Here, not at the top: --help, --version and a refused option need not load the server.
     from ._server._workers import WorkersRefusedError
     from .server import ServerStartError
@@ -241,20 +243,39 @@ _SERVER_COMMANDS: dict[str, _Command] = {
 }
 
 
-def _configure_logging(level: str) -> None:
-    """Our structlog events, and every stdlib record (aiohttp's, asyncio's) redacted, to stderr."""
+def _configure_logging(level: str, log_format: object) -> None:
+    """Our structlog events, and every stdlib record (aiohttp's, asyncio's, gunicorn's) redacted,
+    to stderr through one processor chain: each line says when (ISO 8601, UTC), at which
+    level and from which logger, as ``console`` text or one ``json`` object."""
     import structlog  # not at the top: it loads rich, which --help need not wait for
 
-    from ._server._logs import RedactingFilter
+    from ._server._logs import NamedPrintLogger, RedactingFilter
 
     numeric = getattr(logging, level.upper())
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: list[structlog.typing.Processor] = (
+        [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+        if log_format == "json"
+        else [structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())]
+    )
     structlog.configure(
+        processors=[*shared, structlog.processors.StackInfoRenderer(), *renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=NamedPrintLogger,
         # Bind once, not on every event: a lazy proxy re-binds per call (4 us a request).
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(name)s: %(message)s"))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=shared,
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+        )
+    )
     logging.basicConfig(level=numeric, handlers=[handler], force=True)

@@ -13,7 +13,7 @@ import attrs
 # The version pyproject.toml gives the distribution; importlib.metadata would cost --version
 # and --help some 20-40 ms.
 from . import __version__
-from ._server._config import COMMAND_LINE_RULES, DEFAULTS
+from ._server._config import COMMAND_LINE_RULES, DEFAULTS, LOG_FORMATS
 from ._server._settings import NOT_BLANK, Network, Rule, ServerSettings, network
 
 __all__ = ["build_parser"]
@@ -66,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[log_level],
     )
     serve.add_argument("--config", help="a TOML file with [server] options and [[clients]]")
+    serve.add_argument(
+        "--log-format",
+        type=_checked("log_format"),
+        metavar="{" + ",".join(LOG_FORMATS) + "}",
+        help="how each line on stderr is written: console text, or one JSON object (timestamp"
+        " in ISO 8601 UTC, level, logger, event and its fields); both for the server's events,"
+        " aiohttp's and gunicorn's",
+    )
     serve.add_argument("--host", type=_checked("host"), help="address to listen on")
     serve.add_argument("--port", type=_checked("port"), help="TCP port, 0 for any free port")
     serve.add_argument(

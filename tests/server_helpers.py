@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+from multidict import CIMultiDict
 
 from mimi_reactive._server._stores import is_postgres
 from mimi_reactive.server import IdentityServer
@@ -52,10 +53,12 @@ class Caller:
         assert status == 201, created
         return created  # type: ignore[no-any-return]
 
-    async def sign_up_forwarded_for(self, forwarded_for: str) -> int:
+    async def sign_up_forwarded_for(self, forwarded_for: str | tuple[str, ...]) -> int:
         """The status of an anonymous sign-up sent as a proxy would, for ``forwarded_for``
-        (the X-Forwarded-For header)."""
-        headers = {"Authorization": self.auth, "X-Forwarded-For": forwarded_for}
+        (the X-Forwarded-For header, or its lines in order)."""
+        lines = (forwarded_for,) if isinstance(forwarded_for, str) else forwarded_for
+        headers = CIMultiDict([("Authorization", self.auth)])
+        headers.extend(("X-Forwarded-For", line) for line in lines)
         url = self.url + "/v1/anonymous-users"
         async with self.http.post(url, json={}, headers=headers) as response:
             return response.status

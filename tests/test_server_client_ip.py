@@ -9,8 +9,9 @@ from mimi_reactive.server import ServerSettings
 
 from .server_helpers import Clock, calling
 
-# (the first sign-up's X-Forwarded-For, the second's, whether both count as one address)
-CASES = [
+# (the first sign-up's X-Forwarded-For, the second's, whether both count as one address);
+# a tuple is the header's lines in order
+CASES: list[tuple[str | tuple[str, ...], str | tuple[str, ...], bool]] = [
     ("203.0.113.1", "203.0.113.2", False),
     ("203.0.113.1", "198.51.100.7, 203.0.113.1", True),  # the rightmost untrusted hop
     ("203.0.113.1, 127.0.0.1", "203.0.113.1", True),  # a trusted hop is skipped
@@ -20,6 +21,26 @@ CASES = [
     ("not-an-address", "", True),  # not an address: the peer
     ("203.0.113.1, not-an-address", "", True),  # it ends the trust, even with one beyond
     ("203.0.113.1, not-an-address", "203.0.113.1", False),
+    # A proxy that appends a line of its own: the client's lines cannot choose the address.
+    (("198.51.100.1", "203.0.113.1"), ("198.51.100.2", "203.0.113.1"), True),
+    (("198.51.100.1", "203.0.113.1"), "203.0.113.1", True),
+    (("198.51.100.1, 198.51.100.2", "203.0.113.1, 127.0.0.1"), "203.0.113.1", True),
+    (("203.0.113.1", "127.0.0.1"), "203.0.113.1", True),  # trusted hops go on across lines
+    (("203.0.113.1", "203.0.113.2"), "203.0.113.1", False),
+    (("", "203.0.113.1"), "203.0.113.1", True),  # a blank line is no hop
+    (("203.0.113.1,", " ,127.0.0.1"), "203.0.113.1", True),  # nor an empty element
+    ("203.0.113.1,,, ", "203.0.113.1", True),
+    (("not-an-address", "203.0.113.1"), "203.0.113.1", True),  # garbage left of the client
+    (("203.0.113.1", "not-an-address"), "", True),  # garbage the proxy passed: the peer
+    (("203.0.113.1", "garbage, 127.0.0.1"), "", True),
+    (("2001:db8::1", "127.0.0.1"), "2001:DB8::1", True),  # IPv6 across lines
+    (("2001:db8::1", "::1"), "2001:db8::2", False),  # ::1 is not a trusted proxy here
+    ("203.0.113.1:4711", "203.0.113.1", True),  # a port some proxies add is not the address
+    ("[2001:db8::1]:4711", "2001:db8::1", True),
+    ("[2001:db8::1]", "2001:db8::1", True),
+    ("203.0.113.1:http", "", True),  # not a port: not an address
+    ("[2001:db8::1]x", "", True),
+    ("203.0.113.1:1:2", "", True),
 ]
 
 

@@ -27,9 +27,13 @@ CLIENT_ID = "log-app"
 
 
 @stores("sqlite-file", "postgresql")
-async def test_malformed_requests_leave_no_secret_in_the_server_output(database_url: str) -> None:
+@pytest.mark.parametrize("log_format", ["console", "json"])
+async def test_malformed_requests_leave_no_secret_in_the_server_output(
+    database_url: str, log_format: str
+) -> None:
     """Bad header bytes, a bad request line, an oversized header, a truncated body and bad
-    JSON, each carrying the client secret or a token, at debug level: none is ever written."""
+    JSON, each carrying the client secret or a token, at debug level, in either log format:
+    none is ever written."""
     client_secret, token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     basic = base64.b64encode(f"{CLIENT_ID}:{client_secret}".encode())
     auth = (b"Authorization", b"Basic " + basic)
@@ -59,6 +63,7 @@ async def test_malformed_requests_leave_no_secret_in_the_server_output(database_
     ]
     async with serving(
         *("--log-level", "debug", "serve", "--port", "0", "--database", database_url),
+        *("--log-format", log_format),
         *("--client-id", CLIENT_ID),
         environment={**os.environ, "MIMI_CLIENT_SECRET": client_secret, "PYTHONASYNCIODEBUG": "1"},
     ) as served:

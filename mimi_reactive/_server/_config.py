@@ -22,6 +22,7 @@ __all__ = [
     "COMMAND_LINE_DEFAULTS",
     "COMMAND_LINE_RULES",
     "DEFAULTS",
+    "LOG_FORMATS",
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
     "ClientConfig",
@@ -33,6 +34,7 @@ __all__ = [
 ]
 
 MIN_SECRET_BITS = 128
+LOG_FORMATS = ("console", "json")
 
 # The server options that are not settings of the server, with their defaults and rules; every
 # other option is a ServerSettings field, with that field's default and rule (one source for the
@@ -42,12 +44,14 @@ COMMAND_LINE_DEFAULTS: dict[str, object] = {
     "port": 8080,
     "workers": 1,
     "database": "mimi-identity.sqlite3",
+    "log_format": "console",
 }
 COMMAND_LINE_RULES: dict[str, Rule] = {
     "host": NOT_BLANK,
     "port": PORT,
     "workers": AT_LEAST_1,
     "database": NOT_BLANK,
+    "log_format": Rule(lambda v: v in LOG_FORMATS, "must be " + " or ".join(LOG_FORMATS), str),
 }
 _SETTINGS_FIELDS = attrs.fields_dict(ServerSettings)
 # What the [server] table may hold: each option and the types its value may have, as its rule

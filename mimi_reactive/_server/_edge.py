@@ -89,14 +89,35 @@ def client_ip(request: web.Request, trusted_proxies: frozenset[Network]) -> str:
     peer = request.remote or "unknown"
     if not trusted_proxies or not _trusted(_address(peer), trusted_proxies):
         return peer
-    # One pass, each hop parsed once; one that is not an address ends the trust.
-    for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
-        address = _address(hop.strip())
+    # Repeated lines are one list in order (RFC 9110 5.3): a proxy that appends a line of its
+    # own (HAProxy's option forwardfor) puts the hop it saw after the client's lines.
+    hops = ",".join(request.headers.getall(hdrs.X_FORWARDED_FOR, ())).split(",")
+    # One pass, each hop parsed once; empty elements are no hops (RFC 9110 5.6.1); one that
+    # is not an address ends the trust.
+    for hop in reversed(hops):
+        if not (hop := hop.strip()):
+            continue
+        address = _address(_without_port(hop))
         if address is None:
             break
         if not _trusted(address, trusted_proxies):
             return str(address)
     return peer
+
+
+def _without_port(hop: str) -> str:
+    """``hop`` without the port some proxies add (``203.0.113.1:4711``, ``[2001:db8::1]:4711``)
+    or the brackets around an IPv6 address."""
+    if hop.startswith("["):
+        host, bracket, rest = hop[1:].partition("]")
+        return host if bracket and (not rest or _is_port(rest)) else hop
+    host, colon, port = hop.partition(":")
+    return host if colon and ":" not in port and port.isdigit() else hop
+
+
+def _is_port(text: str) -> bool:
+    """Whether ``text`` is ``:`` and a port number."""
+    return text.startswith(":") and text[1:].isdigit()
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

@@ -3,43 +3,114 @@
 aiohttp logs a malformed request with the exception, whose message can quote the raw header
 line (a client id and secret in base64) or request line; asyncio logs failed callbacks with
 their arguments. Our own structlog events never carry secrets; these records might, so they
-are reduced to their logger, template and exception type before any handler sees them.
+are reduced to their logger, template, harmless arguments and exception type before any
+handler sees them.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
+import signal
+import sys
 from typing import cast
 
 import structlog
+from aiohttp.http import HttpProcessingError
 
-__all__ = ["RedactingFilter", "debug_enabled", "http_logger", "server_logger"]
+__all__ = [
+    "ClientFaultFilter",
+    "NamedPrintLogger",
+    "RedactingFilter",
+    "debug_enabled",
+    "http_logger",
+    "server_logger",
+]
 
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[a-zA-Z%]")
 _HTTP_LOGGER = "mimi_reactive.server.http"
+# Signal names as gunicorn writes them: SIGTERM, and term as its arbiter says.
+_SIGNAL_NAMES = frozenset(
+    name for each in signal.Signals for name in (each.name, each.name.removeprefix("SIG").lower())
+)
 
 
 class RedactingFilter(logging.Filter):
-    """Keep a record's template and exception type; drop its arguments and traceback."""
+    """Keep a record's template, harmless arguments and exception type; drop every other
+    argument and the traceback."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        args = record.args if isinstance(record.args, tuple) else ()
+        kept: list[object] = []
         if record.args:
-            template = _PLACEHOLDER.sub("<redacted>", template)
+            values = iter(args)
+
+            def redact(placeholder: re.Match[str]) -> str:
+                if placeholder[0] == "%%":
+                    return "%%"
+                value = next(values, None)
+                if "*" in placeholder[0] or "(" in placeholder[0] or not _harmless(value):
+                    return "<redacted>"
+                kept.append(value)
+                return placeholder[0]
+
+            template = _PLACEHOLDER.sub(redact, template)
+            if not kept:  # no arguments left: the template is written as it is
+                template = template.replace("%%", "%")
         if record.exc_info and record.exc_info[1] is not None:
             template += f" ({type(record.exc_info[1]).__name__})"
-        record.msg, record.args = template, ()
+        record.msg, record.args = template, tuple(kept)
         record.exc_info, record.exc_text, record.stack_info = None, None, None
         return True
 
 
+def _harmless(value: object) -> bool:
+    """Whether ``value`` can be written as it is: a number (a pid, an exit code), an IP
+    address (the peer) or a signal name. Any other string may come from a request."""
+    if isinstance(value, int | float):
+        return True
+    if not isinstance(value, str):
+        return False
+    if value in _SIGNAL_NAMES:
+        return True
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+class ClientFaultFilter(logging.Filter):
+    """aiohttp logs every request its parser refuses (a bad header, a line too long) as an
+    error: a client's fault, so it is written at info, or not at all below that level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fault = record.exc_info[1] if record.exc_info else None
+        if isinstance(fault, HttpProcessingError) and record.levelno > logging.INFO:
+            record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
 def http_logger() -> logging.Logger:
-    """The logger aiohttp's request handler writes to, with its records redacted."""
+    """The logger aiohttp's request handler writes to: client faults at info, every record
+    redacted."""
     logger = logging.getLogger(_HTTP_LOGGER)
-    if not any(isinstance(each, RedactingFilter) for each in logger.filters):
+    if not logger.filters:
+        logger.addFilter(ClientFaultFilter())  # first: redaction drops the exception
         logger.addFilter(RedactingFilter())
     return logger
+
+
+class NamedPrintLogger(structlog.PrintLogger):
+    """The command line's structlog logger: prints to stderr and keeps the name it was got by
+    (``mimi_reactive.server``) for ``add_logger_name``, as a stdlib logger would."""
+
+    def __init__(self, name: str = "mimi_reactive") -> None:
+        super().__init__(sys.stderr)
+        self.name = name
 
 
 def server_logger() -> structlog.typing.FilteringBoundLogger:

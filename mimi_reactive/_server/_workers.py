@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.glogging import Logger
 
 from ._app import app_runner, served_url, token_issuer
 from ._context import RegisteredClient, ServerSettings
@@ -79,6 +80,7 @@ class _Gunicorn(BaseApplication):
             "worker_class": "aiohttp.GunicornWebWorker",
             "accesslog": None,
             "errorlog": "-",
+            "logger_class": _GunicornLogs,
             "loglevel": log_level,
             "graceful_timeout": 10,
             "proc_name": "mimi-reactive",
@@ -124,6 +126,18 @@ async def prepare_workers(database: str, settings: ServerSettings) -> None:
     finally:
         await limiter.close()
     await migrate_database(database)
+
+
+class _GunicornLogs(Logger):
+    """gunicorn's records go to the process's own handlers (the command line's: its format,
+    with redaction), not to a stream and format of gunicorn's own."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            for handler in list(log.handlers):
+                log.removeHandler(handler)
+            log.propagate = True
 
 
 def _redact_gunicorn_logs(_: object) -> None:
