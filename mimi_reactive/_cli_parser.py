@@ -89,6 +89,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="PostgreSQL connections each server process keeps at most",
     )
     serve.add_argument(
+        "--storage-timeout",
+        type=_checked("storage_timeout"),
+        help="seconds the database and the rate-limit storage each have for one call;"
+        " past that 503 with Retry-After",
+    )
+    serve.add_argument(
         "--client-id", type=_checked("client_id", NOT_BLANK), help="one app's client id"
     )
     serve.add_argument(

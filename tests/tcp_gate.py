@@ -1,4 +1,5 @@
-"""A loopback TCP relay in front of a real service that can be shut, to cut the network."""
+"""A loopback TCP relay in front of a real service that can be shut, to cut the network, or
+paused, to make it stop answering (a partition: packets dropped, nothing closed)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ class TcpGate:
 
     ``shut()`` drops every open connection and every new one at once (the client sees the
     connection closed: network trouble); ``reopen()`` lets traffic through again.
+    ``pause()`` holds every byte in both directions, new connections' included, with nothing
+    closed (a peer that stops answering); ``resume()`` passes them on.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -20,6 +23,8 @@ class TcpGate:
         self._relays: set[asyncio.Task[None]] = set()
         self.is_open = True
         self.port = 0
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     @property
     def host(self) -> str:
@@ -40,31 +45,47 @@ class TcpGate:
         """Let connections through again."""
         self.is_open = True
 
+    def pause(self) -> None:
+        """Hold every byte from now on, in both directions, closing nothing."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Pass held and new bytes on again."""
+        self._flowing.set()
+
     async def close(self) -> None:
+        self.resume()  # a relay held by a pause ends too
         self.shut()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        # Every relay ends of itself once its connections are dropped; cancelling one instead
+        # makes asyncio's stream callback log the cancellation as an error.
+        if self._relays:
+            await asyncio.wait(set(self._relays), timeout=5)
         for relay in list(self._relays):
             relay.cancel()
         await asyncio.gather(*self._relays, return_exceptions=True)
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if not self.is_open:
-            writer.transport.abort()
-            return
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self._upstream)
-        except OSError:
-            writer.transport.abort()
-            return
-        pair = {writer, upstream_writer}
-        self._writers |= pair
         relay = asyncio.current_task()
         assert relay is not None
         self._relays.add(relay)
+        pair = {writer}
         try:
-            await asyncio.gather(_pipe(reader, upstream_writer), _pipe(upstream_reader, writer))
+            await self._flowing.wait()  # paused: the client's connect is answered, no more
+            if not self.is_open:
+                return
+            try:
+                upstream_reader, upstream_writer = await asyncio.open_connection(*self._upstream)
+            except OSError:
+                return
+            pair.add(upstream_writer)
+            self._writers |= pair
+            await asyncio.gather(
+                _pipe(reader, upstream_writer, self._flowing),
+                _pipe(upstream_reader, writer, self._flowing),
+            )
         finally:
             self._writers -= pair
             self._relays.discard(relay)
@@ -72,9 +93,12 @@ class TcpGate:
                 each.transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     with contextlib.suppress(ConnectionError, OSError):
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     writer.transport.abort()

@@ -51,6 +51,7 @@ async def test_openapi_document_describes_every_route(server: IdentityServer) ->
     assert document["openapi"].startswith("3.")
     assert set(document["paths"]) == {
         "/health",
+        "/ready",
         "/openapi.json",
         "/v1/anonymous-users",
         "/v1/sessions/anonymous",

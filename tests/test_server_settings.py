@@ -45,6 +45,7 @@ REFUSED: dict[str, list[Any]] = {
     ],
     "database_pool_size": [0, -3],
     "key_reload_interval": [0, -1, 301, NAN],
+    "storage_timeout": [0, -1, NAN, INF],
 }
 
 # Values at the edge of each range, which stay allowed.

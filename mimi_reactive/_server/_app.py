@@ -1,10 +1,11 @@
 """The reference identity service's HTTP API, on ``aiohttp.web``.
 
-Every call but ``GET /health``, ``GET /openapi.json`` and ``GET /.well-known/jwks.json`` (and
-``HEAD`` of each) authenticates the app's client with HTTP Basic (client id and secret); an
-unknown path (404) or method (405) is refused before that. Tokens travel in JSON
-bodies, as in OAuth token revocation (RFC 7009), so the ``Authorization`` header stays the
-client's. Errors answer ``{"error": {"code": ..., "message": ...}}`` with a stable code;
+Every call but ``GET /health``, ``GET /ready``, ``GET /openapi.json`` and
+``GET /.well-known/jwks.json`` (and ``HEAD`` of each) authenticates the app's client with HTTP
+Basic (client id and secret); an unknown path (404) or method (405) is refused before that.
+Tokens travel in JSON bodies, as in OAuth token revocation (RFC 7009), so the
+``Authorization`` header stays the client's. Errors answer ``{"error": {"code": ...,
+"message": ...}}`` with a stable code; a store that is out answers 503 with Retry-After;
 messages never hold secrets.
 """
 
@@ -25,6 +26,7 @@ from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled, http_logger
 from ._openapi import OPERATIONS, openapi_document
+from ._outages import OUTAGE_RETRY_AFTER, STORE_UNAVAILABLE, is_outage
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher, new_secret
 from ._stores import failure_reason
@@ -45,12 +47,11 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
 _PUBLIC_HANDLERS = frozenset(HANDLERS[op.name] for op in OPERATIONS if op.public)
 _MAX_BODY_BYTES = 64 * 1024
-_STORAGE_RETRY_AFTER = 5
 _STORAGE_FAILED = ApiError(
     503,
     "temporarily_unavailable",
     "the server cannot count requests now; try again",
-    retry_after=_STORAGE_RETRY_AFTER,
+    retry_after=OUTAGE_RETRY_AFTER,
 )
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -176,14 +177,24 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
     except RateLimitStorageError as error:
         # Not this request's fault nor a bug: the storage (Redis) is down; try again soon.
         request.app[STATE].log.warning(
-            "rate_limit.storage_failed", route=_route(request), storage=error.storage
+            "rate_limit.storage_failed",
+            route=_route(request),
+            storage=error.storage,
+            timed_out=error.timed_out,
         )
         response = _error_response(_STORAGE_FAILED)
     except Exception as error:
-        request.app[STATE].log.error(
-            "http.internal_error", route=_route(request), error=type(error).__name__
-        )
-        response = _error_response(ApiError(500, "internal_error", "the server failed"))
+        if is_outage(error):
+            # Neither this request's fault nor a bug: the database is unreachable or failing.
+            request.app[STATE].log.warning(
+                "database.unavailable", route=_route(request), error=type(error).__name__
+            )
+            response = _error_response(STORE_UNAVAILABLE)
+        else:
+            request.app[STATE].log.error(
+                "http.internal_error", route=_route(request), error=type(error).__name__
+            )
+            response = _error_response(ApiError(500, "internal_error", "the server failed"))
     if "Cache-Control" not in response.headers:  # the JWKS says how long it may be kept
         # Answers carry tokens, anonymous ids and user data: no cache may keep any
         # (RFC 6749 section 5.1; Pragma for HTTP/1.0 caches).

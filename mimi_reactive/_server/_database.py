@@ -13,7 +13,9 @@ operations share are in ``_sqlite_rows.py``.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +39,7 @@ from ._records import (
 from ._sqlite_connection import BatchingConnection
 
 __all__ = [
+    "DatabaseReplacedError",
     "EmailTakenError",
     "IdentityDatabase",
     "NewSession",
@@ -71,12 +74,31 @@ _DELETE_DUE = {
 }
 
 
+class DatabaseReplacedError(Exception):
+    """The database file was removed or replaced since the server opened it: what the server
+    writes goes to a file no restart will find."""
+
+
+def _identity(path: str | Path) -> tuple[int, int]:
+    """Which file ``path`` names now: its device and inode (``OSError`` if none)."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
 class SqliteIdentityDatabase:
     """``IdentityDatabase`` on one SQLite file (created if missing, 0600)."""
 
-    def __init__(self, writer: BatchingConnection, reader: BatchingConnection) -> None:
+    def __init__(
+        self,
+        writer: BatchingConnection,
+        reader: BatchingConnection,
+        path: str | Path | None = None,
+    ) -> None:
         self._writer = writer
         self._reader = reader
+        self._path = path
+        # The file the connections opened, to tell it from one put at its path later.
+        self._opened = None if path is None else _identity(path)
         self.schema_found = 0
         """The schema version the database had when opened (before migrating)."""
 
@@ -100,13 +122,32 @@ class SqliteIdentityDatabase:
         except BaseException:
             await writer.close()
             raise
-        opened = cls(writer, reader)
+        opened = cls(writer, reader, None if in_memory else path)
         opened.schema_found = found
         return opened
 
     async def close(self) -> None:
         await self._reader.close()
         await self._writer.close()
+
+    async def ready(self, within: float) -> None:
+        """Return once the reader answers a query within ``within`` seconds and the path
+        still names the file opened; ``DatabaseReplacedError`` if it does not (removed or
+        replaced: SQLite goes on writing to the open file), else what failed."""
+
+        def probe(db: sqlite3.Connection) -> None:
+            if self._path is not None:
+                try:
+                    same = _identity(self._path) == self._opened
+                except FileNotFoundError:
+                    same = False
+                if not same:
+                    raise DatabaseReplacedError
+            db.execute("SELECT 1 FROM signing_keys LIMIT 1").fetchall()
+
+        # The probe only reads: one that outlives the timeout does no harm when it ends.
+        async with asyncio.timeout(within):
+            await self._reader.run(probe)
 
     async def create_user(
         self,

@@ -13,6 +13,7 @@ from ..verify import InvalidTokenError, VerifiedToken
 from . import _models as models
 from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
+from ._outages import STORE_UNAVAILABLE
 from ._records import (
     AccessClaims,
     EmailTakenError,
@@ -176,6 +177,21 @@ _HEALTHY = b'{"status": "ok"}'  # the same every time: encoded once
 
 async def _health(request: web.Request) -> web.Response:
     return web.Response(body=_HEALTHY, content_type="application/json")
+
+
+_READY = b'{"status": "ready"}'
+
+
+async def _ready(request: web.Request) -> web.Response:
+    """Readiness: the database answers a trivial query within ``storage_timeout`` and is still
+    the one opened (a SQLite file removed or replaced is not); 503 with Retry-After if not."""
+    state = request.app[STATE]
+    try:
+        await state.database.ready(state.settings.storage_timeout)
+    except Exception as error:
+        state.log.warning("database.not_ready", error=type(error).__name__)
+        raise STORE_UNAVAILABLE from None
+    return web.Response(body=_READY, content_type="application/json")
 
 
 async def _openapi(request: web.Request) -> web.Response:
@@ -465,6 +481,7 @@ async def _verified(state: ServerState, token: str, now: float) -> VerifiedToken
 
 HANDLERS: dict[str, Handler] = {
     "health": _health,
+    "ready": _ready,
     "openapi": _openapi,
     "jwks": _jwks,
     "createAnonymousUser": _create_anonymous_user,

@@ -34,14 +34,19 @@ __all__ = [
 
 _CHECK_TIMEOUT = 10.0
 """Seconds the storage has to answer at start: a host that drops packets would hang it."""
+READ_TIMEOUT = 5.0
+"""Seconds the storage has for one count while serving, unless told (``storage_timeout``):
+a Redis that stops answering (a partition) would hang every limited request."""
 
 
 class RateLimitStorageError(Exception):
-    """The rate-limit storage failed while serving (Redis gone, say); names it, no password."""
+    """The rate-limit storage failed while serving (Redis gone, say), or did not answer in
+    time (``timed_out``); names it, no password."""
 
-    def __init__(self, storage: str) -> None:
+    def __init__(self, storage: str, *, timed_out: bool = False) -> None:
         super().__init__(f"the rate-limit storage {storage} failed")
         self.storage = storage
+        self.timed_out = timed_out
 
 
 def describe_storage(url: str) -> str:
@@ -107,10 +112,17 @@ class RateLimiter:
     storage raises ``RateLimitStorageError``."""
 
     def __init__(
-        self, storage: Storage, clock: Callable[[], float], *, shown: str = "memory://"
+        self,
+        storage: Storage,
+        clock: Callable[[], float],
+        *,
+        shown: str = "memory://",
+        timeout: float = READ_TIMEOUT,
     ) -> None:
         self._storage = storage
         self._clock = clock
+        # Counts in this process's memory cannot hang: no timer for them on the hot path.
+        self._timeout = None if isinstance(storage, MemoryStorage) else timeout
         self.shown = shown
         """The storage's URL as ``describe_storage`` shows it."""
 
@@ -118,9 +130,12 @@ class RateLimiter:
         return f"RateLimiter({type(self._storage).__name__})"
 
     @classmethod
-    def from_url(cls, url: str, clock: Callable[[], float]) -> RateLimiter:
-        """A limiter on the storage ``url`` names (``ValueError`` for a URL it cannot use)."""
-        return cls(limiter_storage(url), clock, shown=describe_storage(url))
+    def from_url(
+        cls, url: str, clock: Callable[[], float], *, timeout: float = READ_TIMEOUT
+    ) -> RateLimiter:
+        """A limiter on the storage ``url`` names, whose counts each have ``timeout`` seconds
+        (``ValueError`` for a URL it cannot use)."""
+        return cls(limiter_storage(url), clock, shown=describe_storage(url), timeout=timeout)
 
     async def check(self) -> None:
         """At start: ``ValueError`` naming the storage unless it answers within 10 s."""
@@ -143,12 +158,17 @@ class RateLimiter:
         index = math.floor(now / limit.window)
         name = f"mimi:{limit.name}:{key}:{index}"
         try:
-            if counting:
-                events = await self._storage.incr(name, limit.window)
-            else:
-                events = await self._storage.get(name)
+            # A count cut short by the timeout may still land once the storage answers again:
+            # one event counted that the caller was not answered for, as with a lost answer.
+            async with asyncio.timeout(self._timeout):
+                if counting:
+                    events = await self._storage.incr(name, limit.window)
+                else:
+                    events = await self._storage.get(name)
         except StorageError:
             raise RateLimitStorageError(self.shown) from None
+        except TimeoutError:
+            raise RateLimitStorageError(self.shown, timed_out=True) from None
         return events, (index + 1) * limit.window - now
 
     async def hit(self, limit: Limit, key: str) -> float | None:

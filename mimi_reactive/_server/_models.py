@@ -234,6 +234,12 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class Readiness(BaseModel):
+    """The server can serve: its database answers and is the one it opened."""
+
+    status: Literal["ready"]
+
+
 ErrorCode = Literal[
     "invalid_request",
     "weak_password",

@@ -65,8 +65,8 @@ def _links_from_session() -> dict[str, Any]:
 
 
 _STORAGE_FAILED = (
-    "the rate-limit storage does not answer (temporarily_unavailable); Retry-After says when"
-    " to try again"
+    "the rate-limit storage or the database does not answer in time or fails"
+    " (temporarily_unavailable); Retry-After says when to try again"
 )
 _CLIENT = {
     "401": "the client id or secret is missing or wrong (invalid_client; WWW-Authenticate: Basic)",
@@ -86,7 +86,28 @@ _BAD_BEARER = (
 )
 
 OPERATIONS: tuple[Operation, ...] = (
-    Operation("health", "GET", "/health", "Liveness probe", models.Health, public=True),
+    Operation(
+        "health",
+        "GET",
+        "/health",
+        "Liveness probe: the process answers (it touches no store, so an outage of the"
+        " database does not get the process restarted)",
+        models.Health,
+        public=True,
+    ),
+    Operation(
+        "ready",
+        "GET",
+        "/ready",
+        "Readiness probe: the database answers a trivial query within storage_timeout and is"
+        " the one the server opened (a SQLite file removed or replaced is not)",
+        models.Readiness,
+        errors={
+            "503": "the database does not answer, fails, or is not the one opened"
+            " (temporarily_unavailable); Retry-After says when to try again"
+        },
+        public=True,
+    ),
     Operation("openapi", "GET", "/openapi.json", "This document", models.Document, public=True),
     Operation(
         "jwks",
@@ -95,6 +116,10 @@ OPERATIONS: tuple[Operation, ...] = (
         "The public keys that verify access tokens (ES256 JWTs): the signing key, and during a"
         " rotation the one before it",
         models.Jwks,
+        errors={
+            "503": "the database, read for keys added since, does not answer in time or"
+            " fails (temporarily_unavailable); Retry-After says when to try again"
+        },
         public=True,
     ),
     Operation(
@@ -270,7 +295,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "mimi_reactive reference identity service",
             "version": "1",
             "description": "Anonymous-first identity service. Every operation but /health,"
-            " /openapi.json and /.well-known/jwks.json (which also answer HEAD) authenticates"
+            " /ready, /openapi.json and /.well-known/jwks.json (which also answer HEAD)"
+            " authenticates"
             " the app's client with HTTP Basic (client id and client secret); an unknown path"
             " is 404 and an unknown method 405 without it. User tokens travel in JSON bodies"
             " so the Authorization header stays the client's. The server stores digests of"

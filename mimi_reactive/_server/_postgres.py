@@ -40,13 +40,15 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _ATTEMPTS = 3
+_READY_QUERY = "SELECT 1"
 
 
 class PostgresIdentityDatabase:
     """``IdentityDatabase`` on a PostgreSQL database that any number of workers share."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0) -> None:
         self._pool = pool
+        self._timeout = timeout
         self.schema_found = 0
         """The schema version the database had when opened (before migrating)."""
 
@@ -62,17 +64,27 @@ class PostgresIdentityDatabase:
         return self._pool.get_max_size()
 
     @classmethod
-    async def open(cls, dsn: str, *, max_size: int = 10) -> PostgresIdentityDatabase:
-        """Connect a pool of at most ``max_size`` connections to ``dsn`` and migrate its schema
-        forward."""
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size)
+    async def open(
+        cls, dsn: str, *, max_size: int = 10, storage_timeout: float = 5.0
+    ) -> PostgresIdentityDatabase:
+        """Migrate the schema of ``dsn`` forward, then connect a pool of at most ``max_size``
+        connections to it, where each connect, wait for a connection and statement has
+        ``storage_timeout`` seconds (``TimeoutError`` past that): a database that stops answering (a
+        partition) fails the call rather than hanging it."""
+        # On a connection of its own, without the timeout: a migration may rightly take long.
+        connection = await asyncpg.connect(dsn)
         try:
-            async with pool.acquire() as connection:
-                found = await migrate(connection)
-        except BaseException:
-            await pool.close()
-            raise
-        opened = cls(pool)
+            found = await migrate(connection)
+        finally:
+            await connection.close()
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=storage_timeout,
+            command_timeout=storage_timeout,
+        )
+        opened = cls(pool, timeout=storage_timeout)
         opened.schema_found = found
         return opened
 
@@ -83,7 +95,9 @@ class PostgresIdentityDatabase:
         """Run ``operation`` on a pooled connection, again if it lost a deadlock."""
         for attempt in range(_ATTEMPTS):
             try:
-                async with self._pool.acquire() as connection:
+                # The acquire's timeout bounds the wait for a free connection and the reset
+                # when it goes back (a cut-off connection is closed, not pooled again).
+                async with self._pool.acquire(timeout=self._timeout) as connection:
                     return await operation(connection)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == _ATTEMPTS - 1:
@@ -305,6 +319,14 @@ class PostgresIdentityDatabase:
 
     async def compact(self) -> None:
         """Nothing: autovacuum reuses the space deleted rows leave."""
+
+    async def ready(self, within: float) -> None:
+        """Return once a trivial query through the pool is answered within ``timeout``
+        seconds; raise what failed (``TimeoutError``, a dropped database's ``PostgresError``)."""
+        # asyncpg's own timeouts, not a cancellation: one cancelled while it returns a
+        # cut-off connection to the pool waits for that connection without end.
+        async with self._pool.acquire(timeout=within) as connection:
+            await connection.fetchval(_READY_QUERY, timeout=within)
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

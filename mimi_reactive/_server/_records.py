@@ -275,4 +275,9 @@ class IdentityDatabase(Protocol):
         """After a sweep: hand back the space its deletions freed, where the store needs to."""
         ...
 
+    async def ready(self, within: float) -> None:
+        """Return once the store answers a trivial query within ``within`` seconds, and is
+        still the one opened; raise what failed (``GET /ready``)."""
+        ...
+
     async def close(self) -> None: ...

@@ -55,10 +55,16 @@ async def open_service(
     """Open the store (migrating it), load the keys and build the app; ``ValueError`` for a
     rate-limit storage with a bad URL or that does not answer, ``DatabaseOpenError`` for a
     store that cannot be opened."""
-    limiter = RateLimiter.from_url(settings.rate_limit_storage, settings.clock)
+    limiter = RateLimiter.from_url(
+        settings.rate_limit_storage, settings.clock, timeout=settings.storage_timeout
+    )
     try:
         await limiter.check()  # else every limited call would fail, after "serving on"
-        opened = await open_database(database, pool_size=settings.database_pool_size)
+        opened = await open_database(
+            database,
+            pool_size=settings.database_pool_size,
+            storage_timeout=settings.storage_timeout,
+        )
         try:
             ttl = settings.access_token_ttl
             tokens = await AccessTokens.load(opened, ttl=ttl, clock=settings.clock)

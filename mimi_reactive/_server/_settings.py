@@ -186,6 +186,11 @@ class ServerSettings:
     ``rotate-signing-key`` signs everywhere within ``PUBLISH_LEAD`` plus this long (at most
     ``PUBLISH_MARGIN``)."""
 
+    storage_timeout: float = attrs.field(default=5.0, validator=SECONDS_ABOVE_0)
+    """Seconds the database and the rate-limit storage each have for one call (and for
+    ``GET /ready``'s probe): one that stops answering (a network partition) gets 503 with
+    Retry-After instead of requests that hang."""
+
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:
             raise ValueError("spent_token_retention must be at least refresh_reuse_interval")

@@ -73,16 +73,19 @@ def _check_name(database: str | Path, *, create: bool) -> None:
 
 
 async def open_database(
-    database: str | Path, *, pool_size: int = 10, create: bool = True
+    database: str | Path, *, pool_size: int = 10, create: bool = True, storage_timeout: float = 5.0
 ) -> IdentityDatabase:
     """Open (and migrate forward) the store ``database`` names; ``DatabaseOpenError`` if not.
-    ``pool_size``: the most connections a PostgreSQL store opens (SQLite has one). Without
+    ``pool_size``: the most connections a PostgreSQL store opens (SQLite has one);
+    ``storage_timeout``: the seconds each of its calls has once open. Without
     ``create``, a missing SQLite file is refused rather than created; that and a URL of
     another store raise ``DatabaseNameError``, before anything is opened."""
     _check_name(database, create=create)
     try:
         if is_postgres(database):
-            return await PostgresIdentityDatabase.open(str(database), max_size=pool_size)
+            return await PostgresIdentityDatabase.open(
+                str(database), max_size=pool_size, storage_timeout=storage_timeout
+            )
         return await SqliteIdentityDatabase.open(database)
     except (OSError, sqlite3.Error, asyncpg.PostgresError, SchemaError, ValueError) as error:
         raise DatabaseOpenError(

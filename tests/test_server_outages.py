@@ -1,0 +1,149 @@
+"""A store that stops answering (a network partition: a ``TcpGate`` paused, bytes held and
+nothing closed) bounds each request by ``storage_timeout``: 503 ``temporarily_unavailable``
+with Retry-After and a warning, never a request left hanging, and calls succeed again once it
+answers. Over the real Redis and PostgreSQL on loopback; which store failures count as an
+outage (503) rather than a bug (500)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from structlog.testing import LogCapture
+
+from mimi_reactive._server._limits import describe_storage
+from mimi_reactive._server._outages import is_outage
+from mimi_reactive.server import ServerSettings
+
+from .conftest import CLIENT_ID, REDIS
+from .server_helpers import Caller, calling
+from .tcp_gate import TcpGate
+from .test_server_logs import capturing_logger, logged
+from .test_server_readiness import NOT_READY, probe
+
+# Short enough for the test to be quick, long enough for a loaded machine's loopback call.
+TIMEOUT = 0.5
+# The bound a request must be answered within: the timeout on the store's call, and on
+# PostgreSQL once more on giving the cut-off connection back (asyncpg), with ample room.
+ANSWERED_WITHIN = 10 * TIMEOUT
+
+
+@pytest.fixture
+async def gate_to_redis() -> AsyncIterator[TcpGate]:
+    """A gate in front of the test Redis."""
+    gate = TcpGate(*REDIS)
+    await gate.start()
+    yield gate
+    await gate.close()
+
+
+async def answered_503(caller: Caller) -> None:
+    """An anonymous sign-up answers 503 temporarily_unavailable with Retry-After: 5, within
+    the bound."""
+    async with asyncio.timeout(ANSWERED_WITHIN):
+        status, body, headers = await caller.post("/v1/anonymous-users")
+    assert (status, body["error"]["code"], headers.get("Retry-After")) == (
+        503,
+        "temporarily_unavailable",
+        "5",
+    )
+
+
+def no_internal_error(captured: LogCapture) -> bool:
+    return not [e for e in captured.entries if e["event"] == "http.internal_error"]
+
+
+async def test_a_redis_that_stops_answering_gets_503_within_the_timeout(
+    redis_url: str, client_secret: str, gate_to_redis: TcpGate
+) -> None:
+    """With the rate-limit Redis cut off by a partition, a limited call answers 503 with
+    Retry-After within the bound, logged at warning with timed_out and the storage named
+    without secrets; once Redis answers again, calls succeed."""
+    url = redis_url.replace(f"{REDIS[0]}:{REDIS[1]}", gate_to_redis.host)
+    captured, logger = capturing_logger()
+    settings = ServerSettings(rate_limit_storage=url, storage_timeout=TIMEOUT)
+    async with calling(CLIENT_ID, client_secret, settings=settings, logger=logger) as (_, call):
+        await call.anonymous_user()
+        gate_to_redis.pause()
+        await answered_503(call)
+        failed = await logged(captured, "rate_limit.storage_failed")
+        assert (failed["log_level"], failed["timed_out"]) == ("warning", True)
+        assert failed["storage"] == describe_storage(url)
+        assert no_internal_error(captured)
+        gate_to_redis.resume()
+        await call.anonymous_user()
+
+
+async def test_a_postgresql_that_stops_answering_gets_503_within_the_timeout(
+    postgres_url: str, client_secret: str
+) -> None:
+    """With the PostgreSQL database cut off by a partition, sign-ups and GET /ready answer
+    503 with Retry-After within the bound (several at once: the pool's waits are bounded too),
+    logged at warning; once it answers again, sign-ups and /ready succeed."""
+    gate = TcpGate("127.0.0.1", 5432)
+    await gate.start()
+    url = postgres_url.replace("127.0.0.1:5432", gate.host)
+    captured, logger = capturing_logger()
+    settings = ServerSettings(storage_timeout=TIMEOUT, database_pool_size=2)
+    try:
+        async with calling(
+            CLIENT_ID, client_secret, database=url, settings=settings, logger=logger
+        ) as (server, call):
+            await call.anonymous_user()
+            gate.pause()
+            # More calls than the pool has connections: the rest wait for one, bounded.
+            await asyncio.gather(*(answered_503(call) for _ in range(4)))
+            async with asyncio.timeout(ANSWERED_WITHIN):
+                assert await probe(server.url) == NOT_READY
+            unavailable = await logged(captured, "database.unavailable")
+            assert (unavailable["log_level"], unavailable["error"]) == ("warning", "TimeoutError")
+            assert no_internal_error(captured)
+            gate.resume()
+            await call.anonymous_user()
+            assert (await probe(server.url))[0] == 200
+    finally:
+        await gate.close()
+
+
+def sqlite_error(code: int) -> sqlite3.Error:
+    """A SQLite error as the module raises it, with its result code."""
+    error = sqlite3.OperationalError("failed")
+    error.sqlite_errorcode = code
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (TimeoutError(), True),
+        (ConnectionRefusedError(), True),
+        (ConnectionResetError(), True),
+        (asyncpg.ConnectionDoesNotExistError("closed mid-operation"), True),
+        (asyncpg.InvalidCatalogNameError("database does not exist"), True),
+        (asyncpg.CannotConnectNowError("starting up"), True),
+        (asyncpg.AdminShutdownError("terminating"), True),
+        (asyncpg.TooManyConnectionsError("too many"), True),
+        (asyncpg.InvalidPasswordError("password"), True),
+        (sqlite_error(14), True),  # CANTOPEN
+        (sqlite_error(10 | 10 << 8), True),  # IOERR_FSYNC: the primary code counts
+        (sqlite_error(13), True),  # FULL
+        (sqlite_error(5), True),  # BUSY
+        (sqlite_error(8), True),  # READONLY
+        (sqlite_error(26), True),  # NOTADB
+        (sqlite_error(11), False),  # CORRUPT: trying again does not mend it
+        (sqlite_error(1), False),  # a statement's own error: a bug
+        (sqlite3.ProgrammingError("closed database"), False),
+        (asyncpg.UndefinedColumnError("no column"), False),
+        (asyncpg.InterfaceError("another operation is in progress"), False),
+        (KeyError("x"), False),
+        (ValueError("x"), False),
+    ],
+    ids=lambda value: type(value).__name__ if isinstance(value, BaseException) else str(value),
+)
+def test_store_failures_that_are_outages(error: BaseException, outage: bool) -> None:
+    """A timeout, a lost or refused connection, a dropped database, an unusable SQLite file
+    are outages (503); a statement's own error or any other exception is a bug (500)."""
+    assert is_outage(error) is outage
