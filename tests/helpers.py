@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import inspect
 import logging
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 from mimi_reactive import (
     AuthBackend,
@@ -128,3 +131,16 @@ def run_python(*arguments: str) -> subprocess.CompletedProcess[str]:
 async def completed(result: object) -> object:
     """The result of a call, awaited if it is awaitable (for tables mixing both kinds)."""
     return await result if inspect.isawaitable(result) else result
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """Serve ``app`` on a free loopback port; yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()

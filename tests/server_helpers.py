@@ -26,7 +26,8 @@ _T = TypeVar("_T")
 
 
 class Clock:
-    """A server clock the test moves by hand."""
+    """A wall clock the test moves by hand (a server's or a core's); it stands still in
+    between."""
 
     def __init__(self, now: float = 1_000_000.0) -> None:
         self.now = now

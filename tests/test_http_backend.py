@@ -28,6 +28,7 @@ from mimi_reactive.server import IdentityServer
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID
+from .helpers import serving
 
 
 @pytest.fixture
@@ -50,14 +51,9 @@ async def odd_server() -> AsyncIterator[str]:
     app.router.add_post("/v1/anonymous-users", hang)
     app.router.add_post("/v1/sessions/anonymous", html)
     app.router.add_post("/v1/sessions", not_an_object)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}"
-    released.set()
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url
+        released.set()
 
 
 def free_port() -> int:

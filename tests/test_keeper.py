@@ -26,20 +26,21 @@ from mimi_reactive import (
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 
 from .helpers import CountingBackend
+from .server_helpers import Clock
 
 HOUR = 3600.0
 # What a broken proxy's "Retry-After: <a date in 2099>" reads as.
 DECADES = 2.3e9
 
 
-class Clock:
-    """A wall clock the test sets; it stands still in between."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
+def refuse_next_refresh_for_decades(backend: CountingBackend) -> None:
+    """The next refresh is answered 429 with a Retry-After decades long (a broken proxy's)."""
+    backend.inner.script(  # type: ignore[attr-defined]
+        Reply.fail(
+            RateLimitedError("rate_limited", "slow", status=429, retry_after=DECADES),
+            only_for=("refresh",),
+        )
+    )
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ async def test_a_forward_jump_of_the_wall_clock_is_noticed_without_a_call() -> N
     """After the wall clock jumps past the tokens' due time (a resume from suspend, when the
     monotonic timers stood still), the keeper refreshes in the background and access_tokens
     publishes the new token."""
-    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock()
+    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock(time.time())
     async with start(backend, clock) as core:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         signed_up = await core.auth.access_token()
@@ -92,7 +93,7 @@ async def test_a_forward_jump_of_the_wall_clock_is_noticed_without_a_call() -> N
 async def test_tokens_from_before_a_backward_jump_are_refreshed_at_once() -> None:
     """Tokens that arrived while the wall clock was a day ahead count from now, not from
     then, and the keeper refreshes them without waiting for a call."""
-    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock()
+    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock(time.time())
     clock.now += 24 * HOUR
     async with start(backend, clock) as core:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
@@ -108,7 +109,7 @@ async def test_tokens_from_before_a_backward_jump_are_refreshed_at_once() -> Non
 async def test_a_stored_session_from_the_future_is_refreshed_at_start() -> None:
     """A stored session obtained ten years from now is believed for no longer than its
     lifetime, and refreshed as soon as the core starts."""
-    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock()
+    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock(time.time())
     storage = MemorySessionStorage()
     clock.now += 10 * 365 * 24 * HOUR
     async with start(backend, clock, storage=storage) as core:
@@ -141,16 +142,11 @@ async def test_a_session_change_ends_the_wait_a_retry_after_asked_for(
 ) -> None:
     """While the keeper waits out a long Retry-After, the app's own recovery or a new
     sign-in ends the wait: the next session is refreshed in the background when due."""
-    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock()
+    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock(time.time())
     async with start(backend, clock) as core:
         recorder = StateRecorder(core)
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        backend.inner.script(  # type: ignore[attr-defined]
-            Reply.fail(
-                RateLimitedError("rate_limited", "slow", status=429, retry_after=DECADES),
-                only_for=("refresh",),
-            )
-        )
+        refuse_next_refresh_for_decades(backend)
         clock.now += 0.9 * HOUR
         async with asyncio.timeout(10):
             await recorder.wait_for(Transition.DEGRADED)
@@ -166,17 +162,12 @@ async def test_a_retry_after_is_honoured_up_to_a_bound(monkeypatch: pytest.Monke
     """A Retry-After decades long holds the keeper's next attempt back only up to
     LONGEST_ASKED_WAIT, then it recovers the session."""
     monkeypatch.setattr(_retry, "LONGEST_ASKED_WAIT", 0.05)
-    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock()
+    backend, clock = CountingBackend(ScriptedBackend(token_ttl=HOUR)), Clock(time.time())
     retry = RetryPolicy(initial_delay=0.001, max_delay=0.001)
     async with start(backend, clock, retry=retry) as core:
         recorder = StateRecorder(core)
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        backend.inner.script(  # type: ignore[attr-defined]
-            Reply.fail(
-                RateLimitedError("rate_limited", "slow", status=429, retry_after=DECADES),
-                only_for=("refresh",),
-            )
-        )
+        refuse_next_refresh_for_decades(backend)
         with pytest.raises(RateLimitedError):
             await core.auth.refresh()  # DEGRADED: the keeper takes over
         async with asyncio.timeout(10):

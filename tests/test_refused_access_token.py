@@ -24,28 +24,20 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.testing import Reply, ScriptedBackend
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID
+from .server_helpers import Clock
 
 ACCESS_TOKEN_TTL = 60.0
 
 
-class ServerClock:
-    """The server's wall clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-
 @pytest.fixture
-def server_clock() -> ServerClock:
-    return ServerClock()
+def server_clock() -> Clock:
+    """The server's clock; the cores keep the real one."""
+    return Clock(time.time())
 
 
 @pytest.fixture
 async def server(
-    client_secret: str, tmp_path_factory: pytest.TempPathFactory, server_clock: ServerClock
+    client_secret: str, tmp_path_factory: pytest.TempPathFactory, server_clock: Clock
 ) -> AsyncIterator[IdentityServer]:
     settings = ServerSettings(clock=server_clock, access_token_ttl=ACCESS_TOKEN_TTL)
     database = tmp_path_factory.mktemp("refused") / "identity.db"
@@ -67,14 +59,14 @@ def start(
 
 
 async def test_a_deletion_refused_for_its_token_renews_and_deletes(
-    server: IdentityServer, client_secret: str, server_clock: ServerClock
+    server: IdentityServer, client_secret: str, server_clock: Clock
 ) -> None:
     """The service's clock has run past the access token the core deems fresh: the account
     is deleted all the same, and its id no longer logs in."""
     async with start(server, client_secret) as core:
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert user.anonymous_id is not None
-        server_clock.offset = 2 * ACCESS_TOKEN_TTL
+        server_clock.now += 2 * ACCESS_TOKEN_TTL
         await core.auth.delete_account()
         assert core.auth.state.transition is Transition.DELETED
         outcome = await core.auth.run(AuthRoute.log_in_anonymously(user.anonymous_id))
@@ -82,7 +74,7 @@ async def test_a_deletion_refused_for_its_token_renews_and_deletes(
 
 
 async def test_a_log_out_everywhere_refused_for_its_token_renews_and_ends_every_session(
-    server: IdentityServer, client_secret: str, server_clock: ServerClock
+    server: IdentityServer, client_secret: str, server_clock: Clock
 ) -> None:
     """With the service's clock past the access token, log_out(everywhere=True) still ends
     the other device's session."""
@@ -90,7 +82,7 @@ async def test_a_log_out_everywhere_refused_for_its_token_renews_and_ends_every_
         user = await first.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert user.anonymous_id is not None
         await second.auth.authenticate(AuthRoute.log_in_anonymously(user.anonymous_id))
-        server_clock.offset = 2 * ACCESS_TOKEN_TTL
+        server_clock.now += 2 * ACCESS_TOKEN_TTL
         await first.auth.log_out(everywhere=True)
         assert first.auth.state.transition is Transition.LOGGED_OUT
         assert first.auth.state.error is None
@@ -99,13 +91,13 @@ async def test_a_log_out_everywhere_refused_for_its_token_renews_and_ends_every_
 
 
 async def test_a_promotion_refused_for_its_token_renews_and_promotes(
-    server: IdentityServer, client_secret: str, server_clock: ServerClock
+    server: IdentityServer, client_secret: str, server_clock: Clock
 ) -> None:
     """With the service's clock past the access token, the anonymous user is promoted,
     not logged out."""
     async with start(server, client_secret, MimiConfiguration()) as core:
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        server_clock.offset = 2 * ACCESS_TOKEN_TTL
+        server_clock.now += 2 * ACCESS_TOKEN_TTL
         promoted = await core.auth.authenticate(
             AuthRoute.promote(email="ada@example.com", password="correct horse battery")
         )

@@ -11,6 +11,7 @@ from mimi_reactive import AuthRoute, MimiCore, RateLimitedError
 from mimi_reactive.backends.http import HttpBackend
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID
+from .helpers import serving
 
 DAY = 24 * 3600.0
 
@@ -29,13 +30,8 @@ async def limiting() -> AsyncIterator[tuple[str, dict[str, str]]]:
 
     app = web.Application()
     app.router.add_post("/v1/anonymous-users", limited)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    yield f"http://{host}:{port}", headers
-    await runner.cleanup()
+    async with serving(app) as url:
+        yield url, headers
 
 
 @pytest.mark.parametrize(

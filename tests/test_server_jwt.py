@@ -13,7 +13,6 @@ from typing import Any
 import aiohttp
 import jwt
 import pytest
-from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from mimi_reactive._server._stores import open_database
@@ -22,6 +21,7 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, VerifiedToken
 
 from .conftest import CLIENT_ID, stores
+from .helpers import serving
 from .server_helpers import Caller, Clock
 
 sys_path_examples = Path(__file__).resolve().parent.parent / "examples"
@@ -260,13 +260,7 @@ async def test_the_example_api_answers_only_logged_in_users(
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    runner = web.AppRunner(module.make_app(server.url))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    api = f"http://{host}:{port}"
-    try:
+    async with serving(module.make_app(server.url)) as api:
         created = await caller.anonymous_user()
         bearer = {"Authorization": "Bearer " + created["session"]["access_token"]}
         async with caller.http.get(api + "/me", headers=bearer) as response:
@@ -280,8 +274,6 @@ async def test_the_example_api_answers_only_logged_in_users(
                 assert response.status == 401
                 assert response.headers["WWW-Authenticate"].startswith("Bearer")
                 assert (await response.json())["error"]["code"] == "invalid_token"
-    finally:
-        await runner.cleanup()
 
 
 async def test_promotion_answers_an_access_token_that_says_so(
