@@ -79,7 +79,8 @@ async def test_a_sqlite_file_removed_or_replaced_is_not_ready(
 ) -> None:
     """Once the SQLite file's directory is removed, or another file is put at its path, GET
     /ready answers 503 temporarily_unavailable with Retry-After: 5, logged as a warning naming
-    DatabaseReplacedError; GET /health still answers 200 (liveness)."""
+    DatabaseReplacedError, and so does a sign-up, which no restart would find; GET /health
+    still answers 200 (liveness)."""
     assert callable(change)
     path = tmp_path / "data" / "ids.sqlite3"
     path.parent.mkdir()
@@ -92,6 +93,9 @@ async def test_a_sqlite_file_removed_or_replaced_is_not_ready(
         assert (await probe(server.url, "/health"))[0] == 200
         entry = await logged(captured, "database.not_ready")
         assert (entry["log_level"], entry["error"]) == ("warning", "DatabaseReplacedError")
+        status, answer, headers = await call.post("/v1/anonymous-users")
+        assert (status, answer["error"]["code"]) == (503, "temporarily_unavailable")
+        assert headers["Retry-After"] == "5"
 
 
 @contextlib.asynccontextmanager

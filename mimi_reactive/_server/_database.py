@@ -14,6 +14,7 @@ operations share are in ``_sqlite_rows.py``.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import os
 import sqlite3
@@ -74,15 +75,25 @@ _DELETE_DUE = {
 }
 
 
-class DatabaseReplacedError(Exception):
+class DatabaseReplacedError(OSError):
     """The database file was removed or replaced since the server opened it: what the server
-    writes goes to a file no restart will find."""
+    writes goes to a file no restart will find (an outage: 503, never a 201 that is lost)."""
 
 
 def _identity(path: str | Path) -> tuple[int, int]:
     """Which file ``path`` names now: its device and inode (``OSError`` if none)."""
     found = os.stat(path)
     return found.st_dev, found.st_ino
+
+
+def _check_same_file(path: str | Path, opened: tuple[int, int]) -> None:
+    """Raise ``DatabaseReplacedError`` unless ``path`` still names the file ``opened``."""
+    try:
+        same = _identity(path) == opened
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise DatabaseReplacedError(errno.ENOENT, "the database file was removed or replaced")
 
 
 class SqliteIdentityDatabase:
@@ -106,9 +117,14 @@ class SqliteIdentityDatabase:
     async def open(cls, path: str | Path) -> SqliteIdentityDatabase:
         """Open (or create) the database at ``path``; ``":memory:"`` for a throwaway one."""
         in_memory = str(path) == ":memory:"
+        before_writes = None
         if not in_memory:
             sqlite_file.create_private_file(Path(path))
-        writer = BatchingConnection(functools.partial(sqlite_file.connect, path), writes=True)
+            # Each write batch first checks the file is still there: a stat, a microsecond.
+            before_writes = functools.partial(_check_same_file, path, _identity(path))
+        writer = BatchingConnection(
+            functools.partial(sqlite_file.connect, path), writes=True, before_writes=before_writes
+        )
         await writer.open()
         try:
             found = await writer.run_alone(sqlite_file.prepare)
@@ -136,13 +152,8 @@ class SqliteIdentityDatabase:
         replaced: SQLite goes on writing to the open file), else what failed."""
 
         def probe(db: sqlite3.Connection) -> None:
-            if self._path is not None:
-                try:
-                    same = _identity(self._path) == self._opened
-                except FileNotFoundError:
-                    same = False
-                if not same:
-                    raise DatabaseReplacedError
+            if self._path is not None and self._opened is not None:
+                _check_same_file(self._path, self._opened)
             db.execute("SELECT 1 FROM signing_keys LIMIT 1").fetchall()
 
         # The probe only reads: one that outlives the timeout does no harm when it ends.

@@ -34,12 +34,20 @@ class BatchingConnection:
     """A SQLite connection that runs operations in batches on its own thread.
 
     ``writes=True`` wraps each batch in ``BEGIN IMMEDIATE`` ... ``COMMIT``; otherwise a batch is
-    one read transaction (one consistent snapshot).
+    one read transaction (one consistent snapshot). ``before_writes`` runs on the thread before
+    each write batch; what it raises fails the whole batch (a file that is gone, say).
     """
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], *, writes: bool) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        *,
+        writes: bool,
+        before_writes: Callable[[], None] | None = None,
+    ) -> None:
         self._connect = connect
         self._writes = writes
+        self._before_writes = before_writes
         self._thread = concurrent.futures.ThreadPoolExecutor(1, "mimi-sqlite")
         self._connection: sqlite3.Connection | None = None
         self._queue: list[tuple[Operation[Any], asyncio.Future[Any], bool]] = []
@@ -127,6 +135,8 @@ class BatchingConnection:
         """
         connection = self._connection
         assert connection is not None
+        if self._before_writes is not None:
+            self._before_writes()
         results: list[Any] = [None] * len(operations)
         pending = list(range(len(operations)))
         while pending:
