@@ -413,6 +413,15 @@ def client_cases() -> list[Case]:
         ("unknown-path", "POST", "/v1/nowhere", [JSON], b"{}", 404, "not_found"),
         ("path-with-secret-like-bytes", "GET", "/v1/%ff%fe", [], b"", 404, "not_found"),
     ]
+    expect_bogus = [(b"Expect", b"secret-looking-value"), JSON]
+    cases += [
+        (f"expect-bogus-{path}", method, path, expect_bogus, payload, 417, "expectation_failed")
+        for method, path, payload in (
+            ("POST", "/v1/anonymous-users", body),
+            ("GET", "/health", b""),
+            ("GET", "/ready", b""),
+        )
+    ]
     return cases
 
 
@@ -459,3 +468,14 @@ def test_the_table_covers_every_route_with_fifty_cases() -> None:
         "/openapi.json",
         "/.well-known/jwks.json",
     }
+
+
+async def test_expect_100_continue_is_still_served(server: IdentityServer) -> None:
+    """A client that sends Expect: 100-continue gets the interim 100 and then its answer."""
+    basic = aiohttp.encode_basic_auth(CLIENT_ID, SECRET).encode()
+    headers = [(b"Authorization", basic), (b"Expect", b"100-Continue"), JSON]
+    body = BODY_ROUTES["/v1/anonymous-users"]
+    answer = await send_raw(server.url, build_request("POST", "/v1/anonymous-users", headers, body))
+    assert answer is not None
+    assert answer.status == 100  # the interim answer, then the final one
+    assert b"HTTP/1.1 201" in answer.body

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
-from aiohttp import web
+from aiohttp import HttpVersion11, hdrs, web
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
 from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
@@ -139,11 +139,29 @@ def create_app(
     )
     app.on_startup.append(_prepare_dummy_hash)
     for operation in OPERATIONS:
+        handler = HANDLERS[operation.name]
         if operation.method == "GET":  # and HEAD (RFC 9110 section 9.3.2), by the same handler
-            app.router.add_get(operation.path, HANDLERS[operation.name])
+            app.router.add_get(operation.path, handler, expect_handler=_expect)
         else:
-            app.router.add_route(operation.method, operation.path, HANDLERS[operation.name])
+            app.router.add_route(operation.method, operation.path, handler, expect_handler=_expect)
     return app
+
+
+_EXPECTATION_FAILED = ApiError(
+    417, "expectation_failed", "the only expectation served is Expect: 100-continue"
+)
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` as aiohttp answers it; any other expectation refused as the
+    other errors are, in JSON (aiohttp's own answer is plain text echoing the header). It
+    runs before the middlewares, so it answers itself."""
+    if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
+        return _error_response(_EXPECTATION_FAILED)
+    if request.version == HttpVersion11:
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0  # the interim answer is not the body's
+    return None
 
 
 async def _prepare_dummy_hash(app: web.Application) -> None:

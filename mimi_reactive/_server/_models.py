@@ -256,6 +256,7 @@ ErrorCode = Literal[
     "unsupported_grant_type",
     "not_found",
     "method_not_allowed",
+    "expectation_failed",
     "request_too_large",
     "unsupported_media_type",
     "internal_error",
