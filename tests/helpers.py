@@ -134,7 +134,7 @@ async def completed(result: object) -> object:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: web.Application) -> AsyncIterator[str]:
+async def serving_app(app: web.Application) -> AsyncIterator[str]:
     """Serve ``app`` on a free loopback port; yields its base URL."""
     runner = web.AppRunner(app)
     await runner.setup()

@@ -28,7 +28,7 @@ from mimi_reactive.server import IdentityServer
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID
-from .helpers import serving
+from .helpers import serving_app
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ async def odd_server() -> AsyncIterator[str]:
     app.router.add_post("/v1/anonymous-users", hang)
     app.router.add_post("/v1/sessions/anonymous", html)
     app.router.add_post("/v1/sessions", not_an_object)
-    async with serving(app) as url:
+    async with serving_app(app) as url:
         yield url
         released.set()
 

@@ -11,7 +11,7 @@ from mimi_reactive import AuthRoute, MimiCore, RateLimitedError
 from mimi_reactive.backends.http import HttpBackend
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID
-from .helpers import serving
+from .helpers import serving_app
 
 DAY = 24 * 3600.0
 
@@ -30,7 +30,7 @@ async def limiting() -> AsyncIterator[tuple[str, dict[str, str]]]:
 
     app = web.Application()
     app.router.add_post("/v1/anonymous-users", limited)
-    async with serving(app) as url:
+    async with serving_app(app) as url:
         yield url, headers
 
 

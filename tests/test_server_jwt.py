@@ -21,7 +21,7 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, VerifiedToken
 
 from .conftest import CLIENT_ID, stores
-from .helpers import serving
+from .helpers import serving_app
 from .server_helpers import Caller, Clock
 
 sys_path_examples = Path(__file__).resolve().parent.parent / "examples"
@@ -260,7 +260,7 @@ async def test_the_example_api_answers_only_logged_in_users(
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    async with serving(module.make_app(server.url)) as api:
+    async with serving_app(module.make_app(server.url)) as api:
         created = await caller.anonymous_user()
         bearer = {"Authorization": "Bearer " + created["session"]["access_token"]}
         async with caller.http.get(api + "/me", headers=bearer) as response:

@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mimi_reactive._server._logs import RedactingFilter
+from mimi_reactive._server._logs import ClientFaultFilter, RedactingFilter, http_logger
 
 from .raw_http import build_request, send_raw
 from .server_helpers import Caller, serving
@@ -227,3 +227,22 @@ def test_an_unknown_log_format_flag_is_refused_in_one_line(value: str) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1, done.stderr
     assert "must be console or json" in done.stderr
+
+
+def test_redaction_is_added_beside_an_apps_own_filter() -> None:
+    """A filter the app put on aiohttp's server logger does not stop ours being added."""
+    logger = logging.getLogger("mimi_reactive.server.http")
+    before = list(logger.filters)
+    foreign = logging.Filter("somewhere-else")
+    for kept in before:
+        logger.removeFilter(kept)
+    logger.addFilter(foreign)
+    try:
+        kinds = [type(kept) for kept in http_logger().filters]
+        assert kinds == [logging.Filter, ClientFaultFilter, RedactingFilter]
+        assert [type(kept) for kept in http_logger().filters] == kinds  # added once
+    finally:
+        for kept in list(logger.filters):
+            logger.removeFilter(kept)
+        for kept in before:
+            logger.addFilter(kept)

@@ -24,8 +24,9 @@ from .tcp_gate import TcpGate
 from .test_server_logs import capturing_logger, logged
 from .test_server_readiness import NOT_READY, probe
 
-# Short enough for the test to be quick, long enough for a loaded machine's loopback call.
-TIMEOUT = 0.5
+# It bounds the calls made before the partition and after it too (the pool's first connect,
+# a migration's statements): long enough for those on two loaded cores, short enough to wait.
+TIMEOUT = 2.0
 # The bound a request must be answered within: the timeout on the store's call, and on
 # PostgreSQL once more on giving the cut-off connection back (asyncpg), with ample room.
 ANSWERED_WITHIN = 10 * TIMEOUT

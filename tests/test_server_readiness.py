@@ -35,7 +35,9 @@ NOT_READY = (
     {
         "error": {
             "code": "temporarily_unavailable",
-            "message": "the server cannot reach its database now; try again",
+            "message": (
+                "the server cannot reach its database or its rate-limit counters now; try again"
+            ),
         }
     },
     "5",

@@ -26,7 +26,7 @@ from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled, http_logger
 from ._openapi import OPERATIONS, openapi_document
-from ._outages import OUTAGE_RETRY_AFTER, STORE_UNAVAILABLE, is_outage
+from ._outages import STORE_UNAVAILABLE, is_outage
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher, new_secret
 from ._stores import failure_reason
@@ -47,12 +47,6 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
 _PUBLIC_HANDLERS = frozenset(HANDLERS[op.name] for op in OPERATIONS if op.public)
 _MAX_BODY_BYTES = 64 * 1024
-_STORAGE_FAILED = ApiError(
-    503,
-    "temporarily_unavailable",
-    "the server cannot count requests now; try again",
-    retry_after=OUTAGE_RETRY_AFTER,
-)
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
@@ -200,7 +194,7 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
             storage=error.storage,
             timed_out=error.timed_out,
         )
-        response = _error_response(_STORAGE_FAILED)
+        response = _error_response(STORE_UNAVAILABLE)
     except Exception as error:
         if is_outage(error):
             # Neither this request's fault nor a bug: the database is unreachable or failing.

@@ -27,12 +27,12 @@ from . import _sqlite_file as sqlite_file
 from . import _sqlite_rows as rows
 from ._records import (
     EmailTakenError,
-    EndedSessionError,
     Expired,
     IdentityDatabase,
     NewSession,
     OtherClientError,
     Rotation,
+    SessionEndedError,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
@@ -248,7 +248,7 @@ class SqliteIdentityDatabase:
 
         live, promoted = await self._writer.run(promote)
         if not live:
-            raise EndedSessionError
+            raise SessionEndedError
         return promoted
 
     async def delete_user(self, user_id: str) -> bool:

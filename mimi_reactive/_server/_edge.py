@@ -19,13 +19,14 @@ from .._checks import MIN_PASSWORD_LENGTH
 from ._context import RegisteredClient, ServerState
 from ._models import Credentials, Promotion
 from ._secrets import digest
-from ._settings import Network
+from ._settings import Limit, Network
 
 __all__ = [
     "ApiError",
     "ClientGoneError",
     "authenticate_client",
     "client_ip",
+    "counted",
     "failed_log_in",
     "rate_limited",
     "read_body",
@@ -74,10 +75,16 @@ def rate_limited(retry_after: float) -> ApiError:
     )
 
 
+async def counted(state: ServerState, limit: Limit, ip: str) -> ApiError | None:
+    """Count one event of ``limit`` for ``ip``: the 429 to answer once that is past the
+    limit, else None."""
+    retry_after = await state.limiter.hit(limit, ip)
+    return None if retry_after is None else rate_limited(retry_after)
+
+
 async def failed_log_in(state: ServerState, ip: str, error: ApiError) -> ApiError:
     """Count a failed log-in from ``ip``; the error to answer (429 once past the limit)."""
-    retry_after = await state.limiter.hit(state.settings.failure_limit, ip)
-    return rate_limited(retry_after) if retry_after is not None else error
+    return await counted(state, state.settings.failure_limit, ip) or error
 
 
 def client_ip(request: web.Request, trusted_proxies: frozenset[Network]) -> str:

@@ -12,20 +12,19 @@ from aiohttp import web
 from ..verify import InvalidTokenError, VerifiedToken
 from . import _models as models
 from ._context import STATE, RegisteredClient, ServerState, client_of
-from ._edge import ApiError, client_ip, failed_log_in, rate_limited, read_body
+from ._edge import ApiError, client_ip, counted, failed_log_in, rate_limited, read_body
 from ._outages import STORE_UNAVAILABLE
 from ._records import (
     AccessClaims,
     EmailTakenError,
-    EndedSessionError,
     NewSession,
     OtherClientError,
     Rotation,
+    SessionEndedError,
     SessionRecord,
     UserRecord,
 )
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
-from ._settings import Limit
 from ._tokens import JWKS_MAX_AGE
 
 __all__ = ["HANDLERS"]
@@ -113,13 +112,6 @@ async def _not_blocked(request: web.Request, state: ServerState) -> str:
     if retry_after is not None:
         raise rate_limited(retry_after)
     return ip
-
-
-async def _counted(state: ServerState, limit: Limit, ip: str) -> None:
-    """Count one event of ``limit`` for ``ip``; 429 if that is past the limit."""
-    retry_after = await state.limiter.hit(limit, ip)
-    if retry_after is not None:
-        raise rate_limited(retry_after)
 
 
 async def _email_taken(state: ServerState, ip: str) -> ApiError:
@@ -222,7 +214,8 @@ async def _create_anonymous_user(request: web.Request) -> web.Response:
     await read_body(request, models.AnonymousSignUp)
     state = request.app[STATE]
     ip = client_ip(request, state.settings.trusted_proxies)
-    await _counted(state, state.settings.anonymous_sign_up_limit, ip)
+    if refused := await counted(state, state.settings.anonymous_sign_up_limit, ip):
+        raise refused
     anonymous_id = new_secret()
     client = client_of(request)
     pair = _NewPair(state, client)
@@ -259,7 +252,8 @@ async def _sign_up(request: web.Request) -> web.Response:
     _refuse_anonymous_only(request)
     state = request.app[STATE]
     ip = await _not_blocked(request, state)
-    await _counted(state, state.settings.credential_sign_up_limit, ip)
+    if refused := await counted(state, state.settings.credential_sign_up_limit, ip):
+        raise refused
     password_hash = await _hashing(state.passwords.hash(body.password))
     email = body.email.lower()
     new_user = UserRecord(str(uuid.uuid4()), False, email, password_hash)
@@ -310,7 +304,7 @@ async def _promote(request: web.Request) -> web.Response:
             email=body.email.lower(),
             password_hash=password_hash,
         )
-    except EndedSessionError:
+    except SessionEndedError:
         raise _token_refused() from None
     except EmailTakenError:
         raise await _email_taken(state, ip) from None

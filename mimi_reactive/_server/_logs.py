@@ -98,9 +98,10 @@ def http_logger() -> logging.Logger:
     """The logger aiohttp's request handler writes to: client faults at info, every record
     redacted."""
     logger = logging.getLogger(_HTTP_LOGGER)
-    if not logger.filters:
-        logger.addFilter(ClientFaultFilter())  # first: redaction drops the exception
-        logger.addFilter(RedactingFilter())
+    present = {type(kept) for kept in logger.filters}  # an app's own filters may be there
+    for kind in (ClientFaultFilter, RedactingFilter):  # first: redaction drops the exception
+        if kind not in present:
+            logger.addFilter(kind())
     return logger
 
 

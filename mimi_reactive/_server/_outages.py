@@ -17,10 +17,11 @@ OUTAGE_RETRY_AFTER = 5
 STORE_UNAVAILABLE = ApiError(
     503,
     "temporarily_unavailable",
-    "the server cannot reach its database now; try again",
+    "the server cannot reach its database or its rate-limit counters now; try again",
     retry_after=OUTAGE_RETRY_AFTER,
 )
-"""The answer while the database is unavailable: an outage, not this request's fault."""
+"""The answer while the database or the rate-limit storage is unavailable: an outage, not
+this request's fault."""
 
 # PostgreSQL's SQLSTATE classes of a server that cannot serve now (PostgreSQL Appendix A):
 # 08 connection exception, 28 invalid authorization, 53 insufficient resources, 57 operator

@@ -20,11 +20,11 @@ from . import _postgres_sql as sql
 from ._records import (
     SEEN_PRECISION,
     EmailTakenError,
-    EndedSessionError,
     Expired,
     NewSession,
     OtherClientError,
     Rotation,
+    SessionEndedError,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
@@ -174,7 +174,7 @@ class PostgresIdentityDatabase:
             row = await self._fetchrow(sql.PROMOTE, user_id, email, password_hash, session_id)
         assert row is not None  # SELECT of two EXISTS: always one row
         if not row["live"]:
-            raise EndedSessionError
+            raise SessionEndedError
         return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
     async def delete_user(self, user_id: str) -> bool:

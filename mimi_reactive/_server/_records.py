@@ -16,12 +16,12 @@ __all__ = [
     "SEEN_PRECISION",
     "AccessClaims",
     "EmailTakenError",
-    "EndedSessionError",
     "Expired",
     "IdentityDatabase",
     "NewSession",
     "OtherClientError",
     "Rotation",
+    "SessionEndedError",
     "SessionRecord",
     "SigningKeyRecord",
     "SweepCounts",
@@ -177,7 +177,7 @@ class EmailTakenError(Exception):
     """The email belongs to another user."""
 
 
-class EndedSessionError(Exception):
+class SessionEndedError(Exception):
     """The session has ended (revoked, or deleted with its user): nothing was changed."""
 
 
@@ -215,7 +215,7 @@ class IdentityDatabase(Protocol):
         self, user_id: str, *, session_id: str, email: str, password_hash: str
     ) -> UserRecord | None:
         """The user with these credentials, no longer anonymous; None (and nothing changed) if
-        it cannot be promoted: not anonymous, or ``anonymous_only``. ``EndedSessionError``
+        it cannot be promoted: not anonymous, or ``anonymous_only``. ``SessionEndedError``
         (nothing changed) unless ``session_id``, the caller's session, is a live session of
         the user in the same transaction: a log-out while the password hashed wins."""
         ...
