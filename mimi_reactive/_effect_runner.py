@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import TypeVar, cast
+from typing import cast
 
 import attrs
 
@@ -48,14 +48,12 @@ from ._redaction import value_repr
 from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
 from ._retry import retrying, worth_retrying
 from ._session import Session
-from ._storage import SessionStorage, SharedSessionStorage
+from ._storage import SessionStorage, SharedSessionStorage, StoredSessionLostError
 from ._user import MimiUser
 
 __all__ = ["EffectResult", "EffectRunner", "storage_failed"]
 
 _log = Log("mimi_reactive.session")
-
-T = TypeVar("T")
 
 
 @attrs.frozen
@@ -127,21 +125,35 @@ class EffectRunner:
         try:
             stored = await self._storage.load()
         except OSError as error:  # never a log-out: only a stored {"session": null} is one
-            failure = storage_failed("load", self._storage, error)
-            if current is None:
-                return EffectResult(SessionAdopted(None), None)
-            return await self._kept_through(current, failure)
+            storage_failed("load", self._storage, error)
+            if current is not None and isinstance(error, StoredSessionLostError):
+                return await self._write_back(current)
+            return EffectResult(SessionAdopted(current.user if current else None), current)
+        return self._adopted(current, stored)
+
+    def _adopted(self, current: Session | None, stored: Session | None) -> EffectResult:
         self._unkept = None  # another process's write replaced what we failed to keep
         if stored is not None and not self._admissible(stored.user):
             return self._not_taken_in(current)
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
 
-    async def _kept_through(self, held: Session, failure: SessionStorageError) -> EffectResult:
-        """The shared storage could not load (its file removed or found unreadable): keep the
-        session held and write it back, and tell the app (degraded until a renewal is kept),
-        with the save's error if that failed too (tried again at close)."""
-        unsaved = await self._keep(held)
-        return EffectResult(SessionAdopted(held.user, unsaved or failure), held)
+    async def _write_back(self, held: Session) -> EffectResult:
+        """The shared storage lost the session (its file removed or found unreadable): under
+        its lock, unless another process stored one since, write back the session held. A
+        write-back that fails is reported (degraded until a save succeeds, tried at close)."""
+        try:
+            async with self._storage_lock():
+                try:
+                    stored = await self._storage.load()
+                except StoredSessionLostError:
+                    unsaved = await self._keep(held)
+                    if unsaved is None:
+                        _log.warning("storage.session_written_back")
+                    return EffectResult(SessionAdopted(held.user, unsaved), held)
+        except (SessionLockTimeoutError, OSError) as error:  # the next change tries again
+            _log.warning("storage.write_back_failed", error=type(error).__name__)
+            return EffectResult(SessionAdopted(held.user), held)
+        return self._adopted(held, stored)
 
     def _not_taken_in(self, current: Session | None) -> EffectResult:
         """Another process sharing the storage stored a user with credentials, which an
@@ -159,7 +171,9 @@ class EffectRunner:
         unforgotten = await self._forget()
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
-            called = await self._renewal.call_live(session, self._revoke_everywhere)
+            called = await self._renewal.call_live(
+                session, self._revoke_everywhere, self._renew_for_call
+            )
             if isinstance(called, CallFailed):
                 failure = as_failure(called.error)
                 if worth_retrying(failure):  # with the renewed pair: renewing again is reuse
@@ -173,6 +187,19 @@ class EffectRunner:
         """End ``session`` at the service in the background, if the backend can."""
         if self._backend.capabilities.revoke:
             self._revoke_in_background(session, everywhere=False)
+
+    async def _renew_for_call(self, session: Session) -> Session:
+        """``session`` renewed for a call (``Renewal.renew``), one process at a time across
+        a shared storage: tokens another process stored since, not yet due, are taken
+        instead, as a refresh takes them (renewing ours again would present a spent refresh
+        token)."""
+        async with self._storage_lock():
+            try:
+                stored = await self._storage.load()
+            except OSError:  # renew all the same
+                stored = None
+            elsewhere = self._refreshed_elsewhere(session, stored)
+            return elsewhere or await self._renewal.renew(session)
 
     async def _revoke_everywhere(self, session: Session) -> None:
         await self._backend.revoke(session, everywhere=True)
@@ -192,7 +219,9 @@ class EffectRunner:
             if not everywhere:
                 await self._backend.revoke(session)
                 return
-            called = await self._renewal.call_live(session, self._revoke_everywhere)
+            called = await self._renewal.call_live(
+                session, self._revoke_everywhere, self._renew_for_call
+            )
             if isinstance(called, CallFailed):
                 session = called.live
                 raise called.error
@@ -217,10 +246,10 @@ class EffectRunner:
     ) -> EffectResult:
         if session is not None:  # a promotion: it acts on the logged-in session
             promote = partial(self._backend.authenticate, route)
-            called = await self._renewal.call_live(session, promote)
+            called = await self._renewal.call_live(session, promote, self._renew_for_call)
             if isinstance(called, CallFailed):
-                if isinstance(called.error, SessionRevokedError):  # that session is over
-                    return await self._expired(called.error)
+                if called.ended is not None:  # the session a promotion acted on is over
+                    return await self._expired(called.ended)
                 held = await self._still_held(session, called.live)
                 return EffectResult(CommandFailed(as_failure(called.error)), held)
             issued, _ = called
@@ -241,10 +270,10 @@ class EffectRunner:
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.
         backend = cast(DeletingBackend, self._backend)
-        called = await self._renewal.call_live(session, backend.delete)
+        called = await self._renewal.call_live(session, backend.delete, self._renew_for_call)
         if isinstance(called, CallFailed):
-            if isinstance(called.error, SessionRevokedError):  # over; the account may be too
-                return await self._expired(called.error)
+            if called.ended is not None:  # the session is over; the account may be too
+                return await self._expired(called.ended)
             held = await self._still_held(session, called.live)
             return EffectResult(CommandFailed(as_failure(called.error)), held)
         return EffectResult(AccountDeleted(await self._forget()), None)

@@ -21,7 +21,12 @@ from ._checks import check_seconds
 from ._exceptions import ConfigurationError, SessionFilePathError, SessionLockTimeoutError
 from ._log import Log
 from ._session import Session
-from ._storage import UnreadableSessionError, decode_session, encode_session
+from ._storage import (
+    StoredSessionLostError,
+    UnreadableSessionError,
+    decode_session,
+    encode_session,
+)
 
 __all__ = ["FileSessionStorage"]
 
@@ -45,7 +50,7 @@ _MIN_POLL_INTERVAL = 0.01
 _UNREADABLE = "the session file was unreadable"
 
 
-class _SessionFileLostError(OSError):
+class _SessionFileLostError(StoredSessionLostError):
     """The watched file lost the session this storage last read or wrote (removed, or
     unreadable and moved aside): a loss to report, not a log-out."""
 
@@ -198,6 +203,9 @@ class FileSessionStorage:
             except FileNotFoundError:
                 self._check_not_lost(errno.ENOENT, "the session file was removed")
                 return None
+            except (IsADirectoryError, NotADirectoryError):
+                self._check_not_lost(errno.EISDIR, "the session file's path names no file now")
+                raise
             try:
                 if len(data) > _MAX_FILE_BYTES:
                     raise UnreadableSessionError("larger than a session file can be")

@@ -42,13 +42,20 @@ class NotRenewedError(Exception):
 
 @attrs.frozen
 class CallFailed:
-    """A call on a live session failed: what it raised, and the session it acted on last
-    (renewed, if renewing spent the one before)."""
+    """A call on a live session failed: what it raised, the session it acted on last
+    (renewed, if renewing spent the one before), and whether the failure ends the session."""
 
     __repr__ = value_repr
 
     error: Exception
     live: Session
+    ends_session: bool = False
+
+    @property
+    def ended(self) -> SessionRevokedError | None:
+        """The error, if it says the session is over."""
+        error = self.error
+        return error if self.ends_session and isinstance(error, SessionRevokedError) else None
 
 
 class Renewal:
@@ -90,35 +97,39 @@ class Renewal:
         return Session.issued(issued, self._clock())
 
     async def call_live(
-        self, session: Session, call: Callable[[Session], Awaitable[T]]
+        self,
+        session: Session,
+        call: Callable[[Session], Awaitable[T]],
+        renew: Callable[[Session], Awaitable[Session]],
     ) -> tuple[T, Session] | CallFailed:
         """Run ``call``, which needs an access token the service accepts (a deletion, a
-        promotion, a log-out everywhere), on ``session``: renewed first if its token is no
-        longer handed out, and once more if the service refused the token all the same (a
-        clock that was wrong, a key the service dropped), so the call acts on the user
-        instead of ending the session and losing the id. Gives the answer and the session it
-        acted on, or what failed and the session it acted on last (the caller keeps renewed
-        tokens only if the call failed: otherwise the call changed the session)."""
+        promotion, a log-out everywhere), on ``session``: renewed by ``renew`` (``renew``'s
+        rule, raising as it does) first if its token is no longer handed out, and once more
+        if the service refused the token all the same (a clock that was wrong, a key the
+        service dropped), so the call acts on the user instead of ending the session and
+        losing the id. Gives the answer and the session it acted on, or what failed and the
+        session to hold (the caller keeps renewed tokens only if the call failed: otherwise
+        the call changed the session). Only a renewal refused ends the session: a token the
+        service has just issued and then refuses fails the call alone."""
         live = session
+        renewed = False
         try:
             if not self._policy.is_usable(session, self._clock()):
-                live = await self._renew_for_call(session)
+                live, renewed = await renew(session), True
             try:
                 return await call(live), live
             except AccessTokenRefusedError:
+                if renewed:
+                    raise
                 _log.info("session.access_token_refused")
-                live = await self._renew_for_call(live)
+                live, renewed = await renew(live), True
                 return await call(live), live
-        except Exception as error:
-            return CallFailed(error, live)
-
-    async def _renew_for_call(self, session: Session) -> Session:
-        """``session`` renewed for a call; raises ``SessionRevokedError`` when it is over,
-        and why it could not be renewed otherwise."""
-        try:
-            return await self.renew(session)
         except NotRenewedError as not_renewed:
-            raise not_renewed.failure from not_renewed.__cause__
+            return CallFailed(not_renewed.failure, not_renewed.held)
+        except Exception as error:
+            refused_fresh = renewed and isinstance(error, AccessTokenRefusedError)
+            ends = isinstance(error, SessionRevokedError) and not refused_fresh
+            return CallFailed(error, live, ends_session=ends)
 
     async def _refreshed(self, session: Session) -> Session:
         """``session`` renewed by its refresh token (raises as ``renew`` does)."""

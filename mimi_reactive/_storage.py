@@ -14,6 +14,7 @@ __all__ = [
     "MemorySessionStorage",
     "SessionStorage",
     "SharedSessionStorage",
+    "StoredSessionLostError",
     "decode_session",
     "encode_session",
 ]
@@ -28,8 +29,9 @@ class SessionStorage(Protocol):
     async def load(self) -> Session | None:
         """The stored session, or None (none stored, or unreadable and moved aside).
 
-        An ``OSError`` if it cannot be read, or if the storage lost a session it held (a
-        file removed under a watch): never a log-out, the core keeps its session and saves it.
+        An ``OSError`` if it cannot be read (the core keeps its session), and a
+        ``StoredSessionLostError`` if the storage lost a session it held (a file removed under
+        a watch): never a log-out, the core writes its session back.
         """
         ...
 
@@ -55,6 +57,11 @@ class SharedSessionStorage(SessionStorage, Protocol):
     def lock(self) -> AbstractAsyncContextManager[None]: ...
 
     def changes(self) -> AsyncIterator[None]: ...
+
+
+class StoredSessionLostError(OSError):
+    """What a storage's ``load`` raises when the session it held is gone without a log-out
+    (a file removed, or found unreadable): the core writes back the session it holds."""
 
 
 class MemorySessionStorage:

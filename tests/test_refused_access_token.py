@@ -16,6 +16,7 @@ from mimi_reactive import (
     InvalidCredentialsError,
     MimiConfiguration,
     MimiCore,
+    SessionEndedError,
     SessionRevokedError,
     Transition,
 )
@@ -106,12 +107,14 @@ async def test_a_promotion_refused_for_its_token_renews_and_promotes(
         assert core.auth.state.transition is Transition.PROMOTED
 
 
-async def test_a_token_refused_after_the_renewal_ends_the_session() -> None:
-    """The service refuses the renewed token too: the session ends (SESSION_EXPIRED) after
-    exactly one renewal and one second call, and the caller hears why."""
+async def test_a_token_refused_after_the_renewal_fails_the_call_and_keeps_the_session() -> None:
+    """The service renews the session and then refuses the renewed token too: after exactly
+    one renewal and one second call the command fails (AccessTokenRefusedError), and the
+    user, whose session the renewal showed alive, stays logged in with the renewed tokens."""
     backend = ScriptedBackend()
     async with MimiCore.start(client_id="a", client_secret="s", backend=backend) as core:
-        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        first_token = await core.auth.access_token()
         refused = AccessTokenRefusedError("invalid_token", "the access token is not valid")
         backend.script(
             Reply.fail(refused, only_for=["delete"]), Reply.fail(refused, only_for=["delete"])
@@ -120,6 +123,24 @@ async def test_a_token_refused_after_the_renewal_ends_the_session() -> None:
         with pytest.raises(AccessTokenRefusedError):
             await core.auth.delete_account()
         assert backend.calls[calls:] == ["delete", "refresh", "delete"]
+        assert core.auth.current_user == user
+        assert await core.auth.access_token() != first_token  # the renewed pair is kept
+        await core.auth.refresh()  # and its refresh token is the live one
+
+
+async def test_a_refused_token_whose_renewal_is_refused_ends_the_session() -> None:
+    """The service refuses the token and then the renewal (the session was ended on
+    purpose): the session ends (SESSION_EXPIRED) and the caller hears why."""
+    backend = ScriptedBackend()
+    async with MimiCore.start(client_id="a", client_secret="s", backend=backend) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        refused = AccessTokenRefusedError("invalid_token", "the access token is not valid")
+        backend.script(
+            Reply.fail(refused, only_for=["delete"]),
+            Reply.fail(SessionEndedError("invalid_grant", "revoked"), only_for=["refresh"]),
+        )
+        with pytest.raises(SessionEndedError):
+            await core.auth.delete_account()
         assert core.auth.state.transition is Transition.SESSION_EXPIRED
         assert core.auth.current_user is None
 
