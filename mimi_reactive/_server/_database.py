@@ -7,16 +7,14 @@ Every operation is a plain function of a connection, run whole on the connection
 thread (``BatchingConnection``): writes on one connection, batched so that many requests
 share one commit; reads on a second connection that WAL mode lets run beside the writer.
 Each write operation is atomic: a crash at any point leaves it wholly done or wholly undone.
-The file is created and prepared by ``_sqlite_file.py``; the row operations that several
-operations share are in ``_sqlite_rows.py``.
+The file is created, prepared and told from one put in its place by ``_sqlite_file.py``; the
+row operations and the SQL text that several operations share are in ``_sqlite_rows.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import errno
 import functools
-import os
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,6 +36,7 @@ from ._records import (
     UserRecord,
 )
 from ._sqlite_connection import BatchingConnection
+from ._sqlite_file import DatabaseReplacedError, check_same_file, identity
 
 __all__ = [
     "DatabaseReplacedError",
@@ -49,51 +48,6 @@ __all__ = [
     "SqliteIdentityDatabase",
     "UserRecord",
 ]
-
-_SESSION_COLUMNS = "id, user_id, last_used_at, client_id"
-_KEYS = (
-    "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
-    " ORDER BY created_at DESC, rowid DESC"
-)
-# Each sweep rule's table and the condition its rows meet when due by the one ``?``.
-_DUE = {
-    Expired.ANONYMOUS_USERS: ("users", "is_anonymous = 1 AND last_seen_at < ?"),
-    Expired.REVOKED_SESSIONS: ("sessions", "revoked_at IS NOT NULL AND revoked_at < ?"),
-    Expired.IDLE_SESSIONS: ("sessions", "last_used_at < ? AND revoked_at IS NULL"),
-    Expired.SPENT_TOKENS: ("refresh_tokens", "used_at IS NOT NULL AND used_at < ?"),
-    # Retired keys past their window, while a key that signs remains (there always is one).
-    Expired.RETIRED_KEYS: (
-        "signing_keys",
-        "retired_at < ? AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)",
-    ),
-}
-# One batch of a rule: at most the second ``?`` rows.
-_DELETE_DUE = {
-    rule: f"DELETE FROM {table} WHERE rowid IN"  # noqa: S608 (names are constants)
-    f" (SELECT rowid FROM {table} WHERE {condition} LIMIT ?)"
-    for rule, (table, condition) in _DUE.items()
-}
-
-
-class DatabaseReplacedError(OSError):
-    """The database file was removed or replaced since the server opened it: what the server
-    writes goes to a file no restart will find (an outage: 503, never a 201 that is lost)."""
-
-
-def _identity(path: str | Path) -> tuple[int, int]:
-    """Which file ``path`` names now: its device and inode (``OSError`` if none)."""
-    found = os.stat(path)
-    return found.st_dev, found.st_ino
-
-
-def _check_same_file(path: str | Path, opened: tuple[int, int]) -> None:
-    """Raise ``DatabaseReplacedError`` unless ``path`` still names the file ``opened``."""
-    try:
-        same = _identity(path) == opened
-    except FileNotFoundError:
-        same = False
-    if not same:
-        raise DatabaseReplacedError(errno.ENOENT, "the database file was removed or replaced")
 
 
 class SqliteIdentityDatabase:
@@ -109,7 +63,7 @@ class SqliteIdentityDatabase:
         self._reader = reader
         self._path = path
         # The file the connections opened, to tell it from one put at its path later.
-        self._opened = None if path is None else _identity(path)
+        self._opened = None if path is None else identity(path)
         self.schema_found = 0
         """The schema version the database had when opened (before migrating)."""
 
@@ -121,7 +75,7 @@ class SqliteIdentityDatabase:
         if not in_memory:
             sqlite_file.create_private_file(Path(path))
             # Each write batch first checks the file is still there: a stat, a microsecond.
-            before_writes = functools.partial(_check_same_file, path, _identity(path))
+            before_writes = functools.partial(check_same_file, path, identity(path))
         writer = BatchingConnection(
             functools.partial(sqlite_file.connect, path), writes=True, before_writes=before_writes
         )
@@ -153,7 +107,7 @@ class SqliteIdentityDatabase:
 
         def probe(db: sqlite3.Connection) -> None:
             if self._path is not None and self._opened is not None:
-                _check_same_file(self._path, self._opened)
+                check_same_file(self._path, self._opened)
             db.execute("SELECT 1 FROM signing_keys LIMIT 1").fetchall()
 
         # The probe only reads: one that outlives the timeout does no harm when it ends.
@@ -263,7 +217,7 @@ class SqliteIdentityDatabase:
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
         def find(db: sqlite3.Connection) -> SessionRecord | None:
             row = db.execute(
-                f"SELECT {_SESSION_COLUMNS} FROM sessions"  # noqa: S608
+                f"SELECT {rows.SESSION_COLUMNS} FROM sessions"  # noqa: S608
                 " WHERE id = ? AND revoked_at IS NULL",
                 (session_id,),
             ).fetchone()
@@ -389,7 +343,7 @@ class SqliteIdentityDatabase:
     async def signing_keys(self) -> Sequence[SigningKeyRecord]:
         """Every stored signing key, newest first."""
         return await self._reader.run(
-            lambda db: [SigningKeyRecord(*row) for row in db.execute(_KEYS)]
+            lambda db: [SigningKeyRecord(*row) for row in db.execute(rows.KEYS)]
         )
 
     async def add_signing_key(self, key: SigningKeyRecord) -> None:
@@ -419,7 +373,7 @@ class SqliteIdentityDatabase:
                     " retired_at) VALUES (?, ?, ?, ?, ?)",
                     (first.kid, first.algorithm, first.private_pem, first.created_at, None),
                 )
-            return [SigningKeyRecord(*row) for row in db.execute(_KEYS)]
+            return [SigningKeyRecord(*row) for row in db.execute(rows.KEYS)]
 
         return await self._writer.run(ensure)
 
@@ -427,7 +381,7 @@ class SqliteIdentityDatabase:
         """Delete at most ``limit`` of the rows ``rule`` finds due by ``before``, in one writer
         operation, so log-ins queued meanwhile run before the next batch and the WAL can
         checkpoint between batches; how many."""
-        query, params = _DELETE_DUE[rule], (before, limit)
+        query, params = rows.DELETE_DUE[rule], (before, limit)
         # rowcount counts the table's own rows, not those the foreign keys cascade to.
         deleted: int = await self._writer.run(lambda db: db.execute(query, params).rowcount)
         return deleted

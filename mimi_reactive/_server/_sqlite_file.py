@@ -1,16 +1,25 @@
 """The SQLite file the store keeps: created 0600, each connection with foreign keys on and a
-large page cache, the file in WAL mode and its schema brought up to date.
+large page cache, the file in WAL mode and its schema brought up to date; and how the store
+tells that file from one removed or put in its place since it opened it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 from pathlib import Path
 
 from ._schema import migrate
 
-__all__ = ["connect", "create_private_file", "prepare"]
+__all__ = [
+    "DatabaseReplacedError",
+    "check_same_file",
+    "connect",
+    "create_private_file",
+    "identity",
+    "prepare",
+]
 
 # Past a checkpoint the WAL file is cut back to this size, so it stays small under load.
 _WAL_SIZE_LIMIT = 4 * 1024 * 1024
@@ -42,3 +51,24 @@ def prepare(db: sqlite3.Connection) -> int:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
     return migrate(db)
+
+
+class DatabaseReplacedError(OSError):
+    """The database file was removed or replaced since the server opened it: what the server
+    writes goes to a file no restart will find (an outage: 503, never a 201 that is lost)."""
+
+
+def identity(path: str | Path) -> tuple[int, int]:
+    """Which file ``path`` names now: its device and inode (``OSError`` if none)."""
+    found = os.stat(path)
+    return found.st_dev, found.st_ino
+
+
+def check_same_file(path: str | Path, opened: tuple[int, int]) -> None:
+    """Raise ``DatabaseReplacedError`` unless ``path`` still names the file ``opened``."""
+    try:
+        same = identity(path) == opened
+    except FileNotFoundError:
+        same = False
+    if not same:
+        raise DatabaseReplacedError(errno.ENOENT, "the database file was removed or replaced")

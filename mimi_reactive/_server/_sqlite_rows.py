@@ -1,14 +1,18 @@
 """The row operations the SQLite store's operations are built from: plain functions of a
-connection, called inside an operation already running on the connection's thread.
+connection, called inside an operation already running on the connection's thread; and the
+SQL text the store names rather than writes inline (its key listing, its sweep's batches).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from ._records import SEEN_PRECISION, NewSession, SessionRecord, UserRecord
+from ._records import SEEN_PRECISION, Expired, NewSession, SessionRecord, UserRecord
 
 __all__ = [
+    "DELETE_DUE",
+    "KEYS",
+    "SESSION_COLUMNS",
     "insert_session",
     "mark_anonymous_only",
     "newer_token_spent",
@@ -20,6 +24,29 @@ __all__ = [
 ]
 
 _USER_COLUMNS = "id, is_anonymous, email, password_hash, anonymous_only"
+SESSION_COLUMNS = "id, user_id, last_used_at, client_id"
+KEYS = (
+    "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
+    " ORDER BY created_at DESC, rowid DESC"
+)
+# Each sweep rule's table and the condition its rows meet when due by the one ``?``.
+_DUE = {
+    Expired.ANONYMOUS_USERS: ("users", "is_anonymous = 1 AND last_seen_at < ?"),
+    Expired.REVOKED_SESSIONS: ("sessions", "revoked_at IS NOT NULL AND revoked_at < ?"),
+    Expired.IDLE_SESSIONS: ("sessions", "last_used_at < ? AND revoked_at IS NULL"),
+    Expired.SPENT_TOKENS: ("refresh_tokens", "used_at IS NOT NULL AND used_at < ?"),
+    # Retired keys past their window, while a key that signs remains (there always is one).
+    Expired.RETIRED_KEYS: (
+        "signing_keys",
+        "retired_at < ? AND EXISTS (SELECT 1 FROM signing_keys WHERE retired_at IS NULL)",
+    ),
+}
+# One batch of a rule: at most the second ``?`` rows.
+DELETE_DUE = {
+    rule: f"DELETE FROM {table} WHERE rowid IN"  # noqa: S608 (names are constants)
+    f" (SELECT rowid FROM {table} WHERE {condition} LIMIT ?)"
+    for rule, (table, condition) in _DUE.items()
+}
 
 
 def user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord | None:
