@@ -14,10 +14,9 @@ from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials
 from ._checks import check_seconds
 from ._config import MimiConfiguration
-from ._effect_runner import storage_failed
 from ._keeper import SessionKeeper
 from ._log import Log
-from ._storage import MemorySessionStorage, SessionStorage
+from ._storage import MemorySessionStorage, SessionStorage, storage_failed
 from ._store import SessionStore
 
 __all__ = ["MimiCore"]

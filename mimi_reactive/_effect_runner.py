@@ -48,10 +48,15 @@ from ._redaction import value_repr
 from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
 from ._retry import retrying, worth_retrying
 from ._session import Session
-from ._storage import SessionStorage, SharedSessionStorage, StoredSessionLostError
+from ._storage import (
+    SessionStorage,
+    SharedSessionStorage,
+    StoredSessionLostError,
+    storage_failed,
+)
 from ._user import MimiUser
 
-__all__ = ["EffectResult", "EffectRunner", "storage_failed"]
+__all__ = ["EffectResult", "EffectRunner"]
 
 _log = Log("mimi_reactive.session")
 
@@ -380,20 +385,6 @@ class EffectRunner:
             return storage_failed("clear", self._storage, error)
         self._unkept = None
         return None
-
-
-def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:
-    """Log a storage failure and make the error the app is told: which storage and why, so
-    the app's owner can fix the path or its permissions (the storage's repr names its place,
-    never the session; the OS's reason, never the error's text, which a custom storage may
-    fill with anything)."""
-    reason = error.strerror or type(error).__name__
-    _log.error(
-        f"storage.{action}_failed", storage=repr(storage), error=type(error).__name__, reason=reason
-    )
-    failure = SessionStorageError(f"{storage!r} could not {action} the session: {reason}")
-    failure.__cause__ = error
-    return failure
 
 
 def _not_anonymous() -> SessionRevokedError:

@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
+from ._exceptions import SessionStorageError
+from ._log import Log
 from ._session import AuthTokens, Session
 from ._user import MimiUser
 
@@ -17,6 +19,7 @@ __all__ = [
     "StoredSessionLostError",
     "decode_session",
     "encode_session",
+    "storage_failed",
 ]
 
 
@@ -79,6 +82,8 @@ class MemorySessionStorage:
     async def clear(self) -> None:
         self._session = None
 
+
+_log = Log("mimi_reactive.session")
 
 # The stored form, shared by storages that write bytes.
 
@@ -195,3 +200,17 @@ def _instant(value: Any) -> float:
     if not 0 <= instant <= _LATEST_INSTANT:
         raise UnreadableSessionError("a time out of range")
     return instant
+
+
+def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:
+    """Log a storage failure and make the error the app is told: which storage and why, so
+    the app's owner can fix the path or its permissions (the storage's repr names its place,
+    never the session; the OS's reason, never the error's text, which a custom storage may
+    fill with anything)."""
+    reason = error.strerror or type(error).__name__
+    _log.error(
+        f"storage.{action}_failed", storage=repr(storage), error=type(error).__name__, reason=reason
+    )
+    failure = SessionStorageError(f"{storage!r} could not {action} the session: {reason}")
+    failure.__cause__ = error
+    return failure
