@@ -43,19 +43,14 @@ class NotRenewedError(Exception):
 @attrs.frozen
 class CallFailed:
     """A call on a live session failed: what it raised, the session it acted on last
-    (renewed, if renewing spent the one before), and whether the failure ends the session."""
+    (renewed, if renewing spent the one before), and the error again as ``ended`` if it
+    says the session is over."""
 
     __repr__ = value_repr
 
     error: Exception
     live: Session
-    ends_session: bool = False
-
-    @property
-    def ended(self) -> SessionRevokedError | None:
-        """The error, if it says the session is over."""
-        error = self.error
-        return error if self.ends_session and isinstance(error, SessionRevokedError) else None
+    ended: SessionRevokedError | None = None
 
 
 class Renewal:
@@ -128,8 +123,8 @@ class Renewal:
             return CallFailed(not_renewed.failure, not_renewed.held)
         except Exception as error:
             refused_fresh = renewed and isinstance(error, AccessTokenRefusedError)
-            ends = isinstance(error, SessionRevokedError) and not refused_fresh
-            return CallFailed(error, live, ends_session=ends)
+            over = error if isinstance(error, SessionRevokedError) and not refused_fresh else None
+            return CallFailed(error, live, over)
 
     async def _refreshed(self, session: Session) -> Session:
         """``session`` renewed by its refresh token (raises as ``renew`` does)."""
