@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 
 import attrs
 import pytest
@@ -15,6 +16,7 @@ from mimi_reactive import (
     InvalidRouteError,
     MimiCore,
     MimiCoreError,
+    SessionStorage,
     SessionStorageError,
     Skipped,
     Success,
@@ -76,6 +78,19 @@ async def test_a_malformed_id_fails_before_the_user_is_logged_out(
     assert backend.total == calls
 
 
+def anonymous_only_core(
+    backend: ScriptedBackend, storage: SessionStorage
+) -> AbstractAsyncContextManager[MimiCore]:
+    """An anonymous-only core on ``backend`` keeping its session in ``storage``."""
+    return MimiCore.start(
+        client_id="a",
+        client_secret="s",
+        backend=backend,
+        storage=storage,
+        configuration=ANONYMOUS_ONLY,
+    )
+
+
 async def test_a_log_in_the_storage_could_not_keep_is_a_success_that_says_so() -> None:
     """The id is logged in but the storage failed to save the session: Success (the user is
     logged in, degraded, until a save works) with the SessionStorageError in storage_error,
@@ -84,13 +99,7 @@ async def test_a_log_in_the_storage_could_not_keep_is_a_success_that_says_so() -
     user = backend.add_anonymous_user()
     storage = FailingStorage()
     storage.failing = True
-    async with MimiCore.start(
-        client_id="a",
-        client_secret="s",
-        backend=backend,
-        storage=storage,
-        configuration=ANONYMOUS_ONLY,
-    ) as core:
+    async with anonymous_only_core(backend, storage) as core:
         result = await AnonymousAuthManager(core).authenticate_anonymous_user(user.anonymous_id)
         assert isinstance(result, Success)
         assert result.anonymous_id == user.anonymous_id
@@ -106,13 +115,7 @@ async def test_a_switch_whose_log_out_the_storage_could_not_keep_is_a_failure() 
     backend = ScriptedBackend()
     first, second = backend.add_anonymous_user(), backend.add_anonymous_user()
     storage = FailingStorage()
-    async with MimiCore.start(
-        client_id="a",
-        client_secret="s",
-        backend=backend,
-        storage=storage,
-        configuration=ANONYMOUS_ONLY,
-    ) as core:
+    async with anonymous_only_core(backend, storage) as core:
         manager = AnonymousAuthManager(core)
         assert await manager.authenticate_anonymous_user(first.anonymous_id) == Success(
             first.anonymous_id or ""

@@ -13,6 +13,7 @@ from mimi_reactive import (
     MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
+    MimiUser,
     Session,
     SessionRevokedError,
     Transition,
@@ -24,6 +25,15 @@ from .helpers import CountingBackend
 
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 EXPIRED = SessionRevokedError("invalid_grant", "the session expired after being unused")
+
+
+async def promote_elsewhere(backend: ScriptedBackend, user: MimiUser) -> None:
+    """Through a client that allows credentials: log ``user`` in by id, then promote it."""
+    elsewhere = await backend.authenticate(AuthRoute.log_in_anonymously(user.anonymous_id), None)
+    await backend.authenticate(
+        AuthRoute.promote(email="someone@example.com", password="a long passphrase"),
+        Session.issued(elsewhere, time.time()),
+    )
 
 
 async def test_a_log_in_by_id_that_fails_for_now_is_retried_without_the_refused_token() -> None:
@@ -70,14 +80,7 @@ async def test_anonymous_only_never_takes_in_a_user_promoted_elsewhere() -> None
     ) as core:
         recorder = StateRecorder(core)
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        # Elsewhere, through a client that allows credentials: log in by id, then promote.
-        elsewhere = await backend.authenticate(
-            AuthRoute.log_in_anonymously(user.anonymous_id), None
-        )
-        await backend.authenticate(
-            AuthRoute.promote(email="someone@example.com", password="a long passphrase"),
-            Session.issued(elsewhere, time.time()),
-        )
+        await promote_elsewhere(backend, user)
         with pytest.raises(SessionRevokedError) as ended:
             await core.auth.refresh()
         assert ended.value.code == "not_anonymous"
@@ -97,13 +100,7 @@ async def test_without_anonymous_only_a_user_promoted_elsewhere_is_taken_in() ->
     backend = ScriptedBackend()
     async with MimiCore.start(client_id="a", client_secret="s", backend=backend) as core:
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        elsewhere = await backend.authenticate(
-            AuthRoute.log_in_anonymously(user.anonymous_id), None
-        )
-        await backend.authenticate(
-            AuthRoute.promote(email="someone@example.com", password="a long passphrase"),
-            Session.issued(elsewhere, time.time()),
-        )
+        await promote_elsewhere(backend, user)
         await core.auth.refresh()
         assert core.auth.state.transition is Transition.PROMOTED
         promoted = core.auth.current_user
