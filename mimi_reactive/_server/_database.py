@@ -211,8 +211,8 @@ class SqliteIdentityDatabase:
             lambda db: db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
         )
 
-    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
-        return await self._writer.run(lambda db: rows.start_session(db, user_id, session))
+    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
+        return await self._writer.run(lambda db: rows.start_session_if_user(db, user_id, session))
 
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
         def find(db: sqlite3.Connection) -> SessionRecord | None:

@@ -185,12 +185,13 @@ async def _log_in(request: web.Request) -> web.Response:
     user = await state.database.user_by_email(body.email.lower())
     stored = user.password_hash if user is not None else None
     valid = await _hashing(state.passwords.verify(stored or state.dummy_hash, body.password))
+    wrong = ApiError(400, "invalid_grant", "the email or password is wrong")
     if user is None or stored is None or not valid:
-        raise await failed_log_in(
-            state, ip, ApiError(400, "invalid_grant", "the email or password is wrong")
-        )
+        raise await failed_log_in(state, ip, wrong)
     pair = _NewPair(state, client_of(request))
-    await state.database.create_session(user.id, pair.session)
+    # The user may have been deleted while the password was checked: then it is no user now.
+    if await state.database.create_session(user.id, pair.session) is None:
+        raise await failed_log_in(state, ip, wrong)
     return pair.answer(user)
 
 

@@ -181,8 +181,11 @@ class PostgresIdentityDatabase:
         """Delete the user with every session and token (the foreign keys cascade)."""
         return await self._execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
 
-    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord:
-        await self._execute(sql.CREATE_SESSION, *_session_args(user_id, session))
+    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
+        try:
+            await self._execute(sql.CREATE_SESSION, *_session_args(user_id, session))
+        except asyncpg.ForeignKeyViolationError:  # deleted meanwhile: no user now
+            return None
         return SessionRecord(session.id, user_id, session.now, session.client_id)
 
     async def session_by_id(self, session_id: str) -> SessionRecord | None:

@@ -222,7 +222,10 @@ class IdentityDatabase(Protocol):
 
     async def delete_user(self, user_id: str) -> bool: ...
 
-    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord: ...
+    async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
+        """``session`` stored as a new session of the user (seen now); None (and nothing
+        stored) if there is no such user, as when it was deleted since it was looked up."""
+        ...
 
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
         """The session, unless it has ended (revoked, or deleted with its user)."""

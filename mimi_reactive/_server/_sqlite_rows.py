@@ -19,6 +19,7 @@ __all__ = [
     "revoke",
     "seen",
     "start_session",
+    "start_session_if_user",
     "supersede_siblings",
     "user_where",
 ]
@@ -61,6 +62,18 @@ def start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> 
     """A new session of the user, who is seen now."""
     seen(db, user_id, session.now)
     return insert_session(db, user_id, session)
+
+
+def start_session_if_user(
+    db: sqlite3.Connection, user_id: str, session: NewSession
+) -> SessionRecord | None:
+    """``start_session``, if the user exists: on the writer, in the session's transaction, a
+    deletion committed since the user was looked up (while a log-in checked the password) is
+    seen, and none commits between check and write. None, not raised: a raise would roll the
+    whole batch back."""
+    if user_where(db, "id = ?", user_id) is None:
+        return None
+    return start_session(db, user_id, session)
 
 
 def insert_session(db: sqlite3.Connection, user_id: str, new: NewSession) -> SessionRecord:

@@ -1,6 +1,7 @@
-"""A promotion whose session ends while its password hashes writes nothing and answers 401
-``invalid_token``: the store checks the session in the promotion's own transaction, on
-either store."""
+"""Writes that race the end of what they stand on, on either store: a promotion whose session
+ends while its password hashes writes nothing and answers 401 ``invalid_token``; a log-in with
+credentials whose user is deleted while its password is checked answers as a wrong password.
+The store checks the session or the user in the write's own transaction."""
 
 from __future__ import annotations
 
@@ -20,10 +21,10 @@ from mimi_reactive._server._records import (
 )
 from mimi_reactive._server._secrets import PasswordHasher, digest, new_secret
 from mimi_reactive._server._stores import open_database
-from mimi_reactive.server import IdentityServer
+from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID
-from .server_helpers import Caller
+from .server_helpers import Caller, Clock
 
 NOW = 1_000_000.0
 EMAIL = "promoted@example.test"
@@ -104,8 +105,8 @@ async def test_the_store_promotes_through_a_live_session(store: IdentityDatabase
 
 
 class GatedHasher(PasswordHasher):
-    """A password hasher that waits, once it is asked, until the test lets it go on: the
-    promotion is held between its session check and its write."""
+    """A password hasher that waits, once it is asked to hash or check, until the test lets
+    it go on: the promotion or log-in is held between its look-up and its write."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,6 +117,11 @@ class GatedHasher(PasswordHasher):
         self.hashing.set()
         await self.go_on.wait()
         return await super().hash(password)
+
+    async def verify(self, stored_hash: str, password: str) -> bool:
+        self.hashing.set()
+        await self.go_on.wait()
+        return await super().verify(stored_hash, password)
 
 
 @pytest.fixture
@@ -168,3 +174,47 @@ async def test_a_log_out_while_the_password_hashes_wins_over_the_promotion(
     status, again = await caller.log_in_anonymously(created["user"]["anonymous_id"])
     assert status == 200
     assert again["user"]["is_anonymous"] is True
+
+
+async def test_the_store_starts_no_session_for_a_deleted_user(store: IdentityDatabase) -> None:
+    """create_session answers None for a user deleted before it, and stores nothing."""
+    user, _ = await anonymous_user(store)
+    await store.delete_user(user.id)
+    session = NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), NOW)
+    assert await store.create_session(user.id, session) is None
+    assert await store.session_by_id(session.id) is None
+
+
+@pytest.fixture
+async def strict_server(client_secret: str, database_url: str) -> AsyncIterator[IdentityServer]:
+    """A server where the first failed log-in of a minute is the last one let through."""
+    settings = ServerSettings(clock=Clock(), max_failed_log_ins_per_minute=1)
+    async with IdentityServer(
+        client_id=CLIENT_ID, client_secret=client_secret, settings=settings, database=database_url
+    ) as running:
+        yield running
+
+
+async def test_a_log_in_whose_user_is_deleted_meanwhile_is_a_failed_log_in(
+    strict_server: IdentityServer, client_secret: str
+) -> None:
+    """User deleted while its log-in checks the password: 400 invalid_grant, counted as a
+    failed log-in (the next one is 429), and no session is issued."""
+    credentials = {"email": EMAIL, "password": PASSWORD}
+    async with aiohttp.ClientSession() as http:
+        caller = Caller(http, strict_server.url, CLIENT_ID, client_secret)
+        status, created, _ = await caller.post("/v1/users", credentials)
+        assert status == 201
+        gated = gate(strict_server)
+        log_in = asyncio.create_task(caller.post("/v1/sessions", credentials))
+        async with asyncio.timeout(30):
+            await gated.hashing.wait()  # past the handler's look-up of the user
+            access_token = created["session"]["access_token"]
+            status, _, _ = await caller.post("/v1/users/delete", {"access_token": access_token})
+            assert status == 200
+            gated.go_on.set()
+            status, answer, _ = await log_in
+        assert (status, answer["error"]["code"]) == (400, "invalid_grant")
+        assert "session" not in answer
+        status, answer, _ = await caller.post("/v1/sessions", credentials)
+        assert (status, answer["error"]["code"]) == (429, "rate_limited")
