@@ -14,7 +14,7 @@ import attrs
 # and --help some 20-40 ms.
 from . import __version__
 from ._server._config import COMMAND_LINE_RULES, DEFAULTS, LOG_FORMATS
-from ._server._settings import NOT_BLANK, Network, Rule, ServerSettings, network
+from ._server._settings import MAX_POOL_SIZE, NOT_BLANK, Network, Rule, ServerSettings, network
 
 __all__ = ["build_parser"]
 
@@ -86,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--database-pool-size",
         type=_checked("database_pool_size"),
-        help="PostgreSQL connections each server process keeps at most",
+        help=f"PostgreSQL connections each server process keeps at most (1 to {MAX_POOL_SIZE}:"
+        " each one is set up at start)",
     )
     serve.add_argument(
         "--storage-timeout",

@@ -40,7 +40,7 @@ def refused_in_one_line(done_status: int, stderr: str, named: str) -> None:
         ('issuer = ""', "issuer"),
         ('trusted_proxies = ["proxy.example"]', "trusted_proxies"),
         ("key_reload_interval = 600", "key_reload_interval"),
-        ("database_pool_size = 0", "database_pool_size must be 1 or more"),
+        ("database_pool_size = 0", "database_pool_size must be from 1 to 1000"),
         ('log_format = "xml"', "log_format must be console or json, not 'xml'"),
         ('log_format = "JSON"', "log_format must be console or json"),
         ("log_format = 1", "log_format has the wrong type"),

@@ -43,7 +43,7 @@ REFUSED: dict[str, list[Any]] = {
         "https://id.example.com:70000",
         "https://id.example.com/a b",
     ],
-    "database_pool_size": [0, -3],
+    "database_pool_size": [0, -3, 1001, 10**20, 2.0],
     "key_reload_interval": [0, -1, 301, NAN],
     "storage_timeout": [0, -1, NAN, INF],
 }
@@ -61,6 +61,7 @@ ALLOWED: dict[str, list[Any]] = {
     "anonymous_retention_days": [0, 0.5],
     "issuer": [None, "https://id.example", "http://127.0.0.1:8080", "https://example.com/auth"],
     "key_reload_interval": [300],
+    "database_pool_size": [1, 1000],
 }
 
 

@@ -19,6 +19,7 @@ from .._checks import is_count, is_seconds, is_whole, service_url_problem
 __all__ = [
     "AT_LEAST_0",
     "AT_LEAST_1",
+    "MAX_POOL_SIZE",
     "NOT_BLANK",
     "PORT",
     "PUBLISH_LEAD",
@@ -94,6 +95,16 @@ _ISSUER = Rule(
     lambda v: v is None or (isinstance(v, str) and service_url_problem(v) is None),
     "must be the service's public URL (http:// or https:// and a host, no query)",
     str,
+)
+MAX_POOL_SIZE = 1000
+"""The most connections ``database_pool_size`` may ask for: asyncpg sets up every slot of its
+pool when it starts, so a huge size would hang the start eating memory (and ignore SIGTERM
+meanwhile), and no PostgreSQL server lets one process have that many (100 in all by default)."""
+_POOL_SIZE = Rule(
+    lambda v: is_count(v) and v <= MAX_POOL_SIZE,
+    f"must be from 1 to {MAX_POOL_SIZE} (a whole number; each connection is set up at start,"
+    " and PostgreSQL allows 100 in all by default)",
+    int,
 )
 _RELOAD = Rule(
     lambda v: is_seconds(v) and 0 < v <= PUBLISH_MARGIN,
@@ -179,8 +190,9 @@ class ServerSettings:
         default=None, converter=_without_final_slash, validator=_ISSUER
     )
     """The ``iss`` of access tokens: the service's public URL (default: the listening URL)."""
-    database_pool_size: int = attrs.field(default=10, validator=AT_LEAST_1)
-    """PostgreSQL connections one server process keeps at most (unused on SQLite)."""
+    database_pool_size: int = attrs.field(default=10, validator=_POOL_SIZE)
+    """PostgreSQL connections one server process keeps at most, up to ``MAX_POOL_SIZE``
+    (unused on SQLite)."""
     key_reload_interval: float = attrs.field(default=60.0, validator=_RELOAD)
     """Seconds between a process's reads of the signing keys: a key added by
     ``rotate-signing-key`` signs everywhere within ``PUBLISH_LEAD`` plus this long (at most
