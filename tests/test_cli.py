@@ -184,11 +184,20 @@ without asking a nameserver, so the test does not hang on an unreachable one (a 
 
 @pytest.mark.parametrize(
     "case",
-    ["busy-port", "unbindable-host", "unknown-host", "missing-folder", "directory", "not-sqlite"],
+    [
+        "busy-port",
+        "unbindable-host",
+        "unknown-host",
+        "missing-folder",
+        "directory",
+        "not-sqlite",
+        "postgresql-port-past-65535",
+    ],
 )
 def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -> None:
     """`serve` that cannot listen or open its database exits 1 within seconds with one line
-    naming the problem (and the path), no traceback, and leaves nothing running."""
+    naming the problem (and the path, never a password), no traceback, and leaves nothing
+    running."""
     holder, busy = occupied_port()
     database = tmp_path / "ids.sqlite3"
     (tmp_path / "junk").write_text("this is not a database")
@@ -199,6 +208,10 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
         "missing-folder": (["--database", str(tmp_path / "none" / "x.db")], "none/x.db"),
         "directory": (["--database", str(tmp_path)], str(tmp_path)),
         "not-sqlite": (["--database", str(tmp_path / "junk")], "junk"),
+        "postgresql-port-past-65535": (
+            ["--database", "postgresql://u:hunter2@127.0.0.1:99999/db"],
+            "postgresql://u@127.0.0.1:99999/db: its port is not from 0 to 65535",
+        ),
     }[case]
     if "--database" not in options:
         options += ["--database", str(database)]
@@ -212,6 +225,7 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("mimi-reactive serve: cannot")
     assert named in lines[0]
+    assert "hunter2" not in done.stderr
     assert done.stdout == ""
 
 

@@ -290,8 +290,12 @@ async def test_the_command_adds_a_key_and_prints_only_its_kid(store: str, tmp_pa
 
 @pytest.mark.parametrize(
     ("database", "named"),
-    [("{tmp}", "{tmp}"), ("postgresql://mimi:hunter2@127.0.0.1:1/db", "127.0.0.1:1/db")],
-    ids=["directory", "unreachable-postgresql"],
+    [
+        ("{tmp}", "{tmp}"),
+        ("postgresql://mimi:hunter2@127.0.0.1:1/db", "127.0.0.1:1/db"),
+        ("postgresql://mimi:hunter2@127.0.0.1:99999/db", "127.0.0.1:99999/db: its port"),
+    ],
+    ids=["directory", "unreachable-postgresql", "postgresql-port-past-65535"],
 )
 async def test_the_command_that_cannot_open_the_database_says_why(
     tmp_path: Path, database: str, named: str

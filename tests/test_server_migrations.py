@@ -220,6 +220,7 @@ async def test_a_newer_postgresql_schema_is_refused(postgres_url: str) -> None:
     [
         "postgresql://mimi:hunter2@127.0.0.1:1/identity",
         "postgresql://mimi:hunter2@127.0.0.1:5432/no_such_database_here",
+        "postgresql://mimi:hunter2@127.0.0.1:99999/identity",
     ],
 )
 async def test_a_postgresql_url_password_is_never_shown(url: str) -> None:

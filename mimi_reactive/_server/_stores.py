@@ -87,7 +87,14 @@ async def open_database(
                 str(database), max_size=pool_size, storage_timeout=storage_timeout
             )
         return await SqliteIdentityDatabase.open(database)
-    except (OSError, sqlite3.Error, asyncpg.PostgresError, SchemaError, ValueError) as error:
+    except (
+        OSError,
+        sqlite3.Error,
+        asyncpg.PostgresError,
+        SchemaError,
+        ValueError,
+        OverflowError,  # a URL's port past 65535, which asyncpg passes on to the socket
+    ) as error:
         raise DatabaseOpenError(
             f"cannot open the database {describe(database)}: {failure_reason(error)}"
         ) from None
@@ -118,4 +125,6 @@ def failure_reason(error: BaseException) -> str:
         return str(error.args[0]) if error.args else type(error).__name__
     if isinstance(error, ValueError):
         return "the URL is not valid"
+    if isinstance(error, OverflowError):
+        return "its port is not from 0 to 65535"
     return str(error) or type(error).__name__
