@@ -8,11 +8,11 @@ a route (the Firebase Auth REST API cannot log in by anonymous id).
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-from ._checks import basic_auth_id, client_credential
+from ._checks import basic_auth_id, client_credential, flag
 from ._messages import (
     AuthRoute,
     LogIn,
@@ -53,21 +53,33 @@ ALL_ROUTES: frozenset[type[AuthRoute]] = frozenset(
 )
 
 
+def _route_types(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a frozenset of route types, such as ``ALL_ROUTES - {LogIn}``."""
+    if not isinstance(value, frozenset) or not all(route in ALL_ROUTES for route in value):
+        raise TypeError(
+            f"{attribute.name} must be a frozenset of route types such as "
+            f"frozenset({{SignUpAnonymously, LogInAnonymously}}), not {type(value).__name__}"
+        )
+
+
 @attrs.frozen
 class BackendCapabilities:
-    """What a backend can do: which routes, and whether it can refresh and revoke sessions."""
+    """What a backend can do: which routes, and whether it can refresh and revoke sessions.
+
+    ``routes`` is a frozenset of route types (``ALL_ROUTES`` minus some); anything else, or a
+    flag that is not a ``bool`` (a truthy ``"no"``), raises ``TypeError``."""
 
     __repr__ = value_repr
 
-    routes: frozenset[type[AuthRoute]] = ALL_ROUTES
+    routes: frozenset[type[AuthRoute]] = attrs.field(default=ALL_ROUTES, validator=_route_types)
     """The route types it can authenticate with."""
-    refresh: bool = True
+    refresh: bool = attrs.field(default=True, validator=flag)
     """Whether sessions can be refreshed; without it a session ends when its token expires."""
-    revoke: bool = True
+    revoke: bool = attrs.field(default=True, validator=flag)
     """Whether the service can be told a session ended; without it a log-out is local."""
-    revoke_everywhere: bool = False
+    revoke_everywhere: bool = attrs.field(default=False, validator=flag)
     """Whether the service can end every session of the user at once (log out everywhere)."""
-    delete: bool = False
+    delete: bool = attrs.field(default=False, validator=flag)
     """Whether the logged-in user can delete their account (the backend is a
     ``DeletingBackend``)."""
 

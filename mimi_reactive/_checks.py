@@ -1,8 +1,10 @@
 """The checks the public values run on their arguments, as attrs validators.
 
-A wrong type raises ``TypeError``, a wrong value ``ConfigurationError`` (a ``ValueError``);
-each names the argument and never shows a value that may be a secret (a URL only without
-its user, password, query and fragment).
+A wrong type raises ``TypeError``, a wrong setting ``ConfigurationError`` (a ``ValueError``)
+and a wrong value of a session (a user, tokens, what a backend builds from a service's
+answer) a plain ``ValueError``, which the core reports as the backend's bug, not the app's
+configuration. Each names the argument and never shows a value that may be a secret (a URL
+only without its user, password, query and fragment).
 """
 
 from __future__ import annotations
@@ -22,19 +24,25 @@ from ._redaction import shown_url
 __all__ = [
     "ANONYMOUS_ID_CHARACTERS",
     "ANONYMOUS_ID_MAX_LENGTH",
+    "LATEST_INSTANT",
+    "LONGEST_LIFETIME",
     "anonymous_id_problem",
     "check_host_and_port",
     "check_seconds",
     "check_service_url",
+    "check_timeout",
     "count",
     "flag",
+    "has_surrounding_whitespace",
     "host_and_port_problem",
     "instance_of",
+    "instant",
     "is_blank_anonymous_id",
     "is_count",
     "is_number",
     "is_seconds",
     "is_whole",
+    "lifetime",
     "optional_text",
     "possible_anonymous_id",
     "seconds",
@@ -102,12 +110,48 @@ def count(_instance: object, attribute: attrs.Attribute[Any], value: object) -> 
         raise ConfigurationError(f"{attribute.name} must be 1 or more, got {value}")
 
 
+# Bounds no real session reaches: a token lifetime over a century, a time after the year 5000.
+# The values refuse beyond them, so a stored session never holds what a load would refuse.
+LONGEST_LIFETIME = 100 * 365.25 * 24 * 3600
+LATEST_INSTANT = 95_617_584_000.0
+
+
+def lifetime(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is None (never expires) or a token's lifetime: a number of seconds from
+    0 to a century (``ValueError`` beyond: no service issues such tokens)."""
+    if value is None:
+        return
+    if not is_number(value):
+        raise TypeError(
+            f"{attribute.name} must be a number of seconds or None, not {type(value).__name__}"
+        )
+    if not 0 <= value <= LONGEST_LIFETIME:  # NaN fails both; no float() of a huge int
+        raise ValueError(f"{attribute.name} must be from 0 seconds to a century")
+
+
+def instant(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is a time on the local clock, in seconds since the epoch, from 0 up to
+    the year 5000 (``ValueError`` beyond: no clock reads that)."""
+    if not is_number(value):
+        raise TypeError(f"{attribute.name} must be a number of seconds, not {type(value).__name__}")
+    if not 0 <= value <= LATEST_INSTANT:
+        raise ValueError(f"{attribute.name} must be a time from 0 up to the year 5000")
+
+
 def check_seconds(name: str, value: object) -> None:
     """Refuse ``value`` unless it is a finite number of seconds, 0 or more."""
     if not is_number(value):
         raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not is_seconds(value):
         raise ConfigurationError(f"{name} must be a finite number of seconds, 0 or more")
+
+
+def check_timeout(name: str, value: object) -> None:
+    """Refuse ``value`` unless it is a finite number of seconds above 0: aiohttp reads a
+    timeout of 0 as no timeout at all, so a service that never answers would hang the call."""
+    check_seconds(name, value)
+    if value == 0:
+        raise ConfigurationError(f"{name} must be above 0 seconds (0 would mean no timeout)")
 
 
 # The rules themselves, as predicates: the validators above and the reference server's
@@ -127,6 +171,12 @@ def is_whole(value: object) -> TypeGuard[int]:
 def is_seconds(value: object) -> bool:
     """A duration: a finite number of seconds, 0 or more."""
     return is_number(value) and math.isfinite(value) and value >= 0
+
+
+def has_surrounding_whitespace(text: str) -> bool:
+    """Whether ``text`` has whitespace before or after it: a newline read with it from a
+    file, a space pasted with it. No service issues an id or key like that."""
+    return text != text.strip()
 
 
 def is_count(value: object) -> bool:
@@ -209,7 +259,7 @@ def is_blank_anonymous_id(anonymous_id: str | None) -> bool:
 
 def anonymous_id_problem(anonymous_id: str) -> Reason | None:
     """Why ``anonymous_id`` (not blank) cannot be one a service issued; None if it can be."""
-    if anonymous_id != anonymous_id.strip():
+    if has_surrounding_whitespace(anonymous_id):
         return Reason.ANONYMOUS_ID_SURROUNDED_BY_WHITESPACE
     if len(anonymous_id) > ANONYMOUS_ID_MAX_LENGTH:
         return Reason.ANONYMOUS_ID_TOO_LONG
@@ -260,11 +310,15 @@ def client_credential(instance: object, attribute: attrs.Attribute[Any], value: 
 def basic_auth_id(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """A ``client_credential`` without ``:``, which HTTP Basic authentication (RFC 7617) takes for
     the end of the id, so the service would read another one (the reference server refuses
-    it)."""
+    it), and without whitespace around it, which the service would take as part of the id."""
     client_credential(instance, attribute, value)
     if isinstance(value, str) and ":" in value:
         raise ConfigurationError(
             f"{attribute.name} must not hold ':' (HTTP Basic authentication ends the id there)"
+        )
+    if isinstance(value, str) and has_surrounding_whitespace(value):
+        raise ConfigurationError(
+            f"{attribute.name} has whitespace around it (a newline read with it from a file?)"
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import attrs
 
 from ._checks import count, flag, instance_of, seconds
+from ._exceptions import ConfigurationError
 from ._redaction import value_repr
 from ._session import RefreshPolicy
 
@@ -13,7 +14,10 @@ __all__ = ["MimiConfiguration", "RetryPolicy"]
 
 @attrs.frozen
 class RetryPolicy:
-    """Exponential backoff with full jitter, capped, for a bounded number of attempts."""
+    """Exponential backoff with full jitter, capped, for a bounded number of attempts.
+
+    An ``initial_delay`` above ``max_delay`` raises ``ConfigurationError``: the cap would
+    silently shorten the first wait the app asked for."""
 
     __repr__ = value_repr
 
@@ -23,6 +27,10 @@ class RetryPolicy:
     """Seconds no wait exceeds."""
     max_attempts: int = attrs.field(default=10, validator=count)
     """Attempts before giving up (until the next trigger: a call, a sign-in, a change)."""
+
+    def __attrs_post_init__(self) -> None:  # after each field's own check
+        if self.initial_delay > self.max_delay:
+            raise ConfigurationError("initial_delay must not be above max_delay")
 
 
 @attrs.frozen

@@ -249,21 +249,21 @@ class EffectRunner:
     async def _authenticate(
         self, route: AuthRoute, session: Session | None, replacing: MimiUser | None
     ) -> EffectResult:
+        # A backend's bug (an answer of the wrong type too) fails the command, as errors do.
         if session is not None:  # a promotion: it acts on the logged-in session
-            promote = partial(self._backend.authenticate, route)
+            promote = partial(self._signed_in, route)
             called = await self._renewal.call_live(session, promote, self._renew_for_call)
             if isinstance(called, CallFailed):
                 if called.ended is not None:  # the session a promotion acted on is over
                     return await self._expired(called.ended)
                 held = await self._still_held(session, called.live)
                 return EffectResult(CommandFailed(as_failure(called.error)), held)
-            issued, _ = called
+            signed_in, _ = called
         else:
             try:
-                issued = await self._backend.authenticate(route, None)
-            except Exception as error:  # a backend's bug, too, must not break the stream
+                signed_in = await self._signed_in(route, None)
+            except Exception as error:
                 return EffectResult(CommandFailed(as_failure(error)), session)
-        signed_in = Session.issued(issued, self._clock())
         if not self._admissible(signed_in.user):
             self._revoke_quietly(signed_in)
             return EffectResult(CommandFailed(_not_anonymous()), session)
@@ -271,6 +271,10 @@ class EffectRunner:
         # degraded, and the keeper renews (and saves) until a save succeeds.
         unsaved = await self._keep(signed_in)
         return EffectResult(SignedIn(signed_in.user, route, replacing, unsaved), signed_in)
+
+    async def _signed_in(self, route: AuthRoute, session: Session | None) -> Session:
+        """The session the backend issues for ``route`` (``TypeError`` for a wrong answer)."""
+        return Session.issued(await self._backend.authenticate(route, session), self._clock())
 
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.

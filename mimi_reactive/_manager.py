@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from ._core import MimiCore
 from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import AuthRoute, Skipped
 from ._results import AnonymousLoginResult, Failure, Success
-
-if TYPE_CHECKING:
-    from ._core import MimiCore
 
 __all__ = ["AnonymousAuthManager"]
 
@@ -22,6 +18,8 @@ class AnonymousAuthManager:
     """
 
     def __init__(self, core: MimiCore) -> None:
+        if not isinstance(core, MimiCore):
+            raise TypeError(f"core must be a MimiCore, not {type(core).__name__}")
         self._core = core
 
     async def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLoginResult:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from types import TracebackType
-from typing import TYPE_CHECKING
 
+from ._core import MimiCore
 from ._state import SessionState, Transition
 from ._user import MimiUser
-
-if TYPE_CHECKING:
-    from ._core import MimiCore
 
 __all__ = ["StateRecorder"]
 
@@ -40,6 +37,8 @@ class StateRecorder:
     """
 
     def __init__(self, core: MimiCore) -> None:
+        if not isinstance(core, MimiCore):
+            raise TypeError(f"core must be a MimiCore, not {type(core).__name__}")
         self.states: list[SessionState] = []
         self.completed = False
         self.stopped = False

@@ -84,12 +84,13 @@ class Renewal:
             session = attrs.evolve(session, tokens=attrs.evolve(session.tokens, refresh_token=None))
         try:
             issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
+            renewed = Session.issued(issued, self._clock())
         except (InvalidCredentialsError, SessionRevokedError) as error:  # the user is gone
             raise _id_refused(error) from error
-        except Exception as error:  # network trouble: keep the id, and try again later
+        except Exception as error:  # network trouble, a bad answer: keep the id, try later
             raise NotRenewedError(as_failure(error), session) from error
         _log.info("session.logged_back_in")
-        return Session.issued(issued, self._clock())
+        return renewed
 
     async def call_live(
         self,

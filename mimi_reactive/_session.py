@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._checks import seconds, share
+from ._checks import instance_of, instant, lifetime, optional_text, seconds, share, text
 from ._redaction import value_repr
 from ._user import MimiUser
 
@@ -13,13 +13,15 @@ __all__ = ["AuthTokens", "BackendSession", "RefreshPolicy", "Session"]
 
 @attrs.frozen
 class AuthTokens:
-    """The tokens of one session. ``expires_in`` is the service's lifetime, in seconds."""
+    """The tokens of one session. ``expires_in`` is the service's lifetime, in seconds (None:
+    they never expire), from 0 to a century: more raises ``ValueError``, a wrong type
+    ``TypeError`` (messages name the field, never a token)."""
 
     __repr__ = value_repr
 
-    access_token: str = attrs.field(repr=False)
-    refresh_token: str | None = attrs.field(default=None, repr=False)
-    expires_in: float | None = None
+    access_token: str = attrs.field(repr=False, validator=text)
+    refresh_token: str | None = attrs.field(default=None, repr=False, validator=optional_text)
+    expires_in: float | None = attrs.field(default=None, validator=lifetime)
 
 
 @attrs.frozen
@@ -28,8 +30,8 @@ class BackendSession:
 
     __repr__ = value_repr
 
-    user: MimiUser
-    tokens: AuthTokens
+    user: MimiUser = attrs.field(validator=instance_of(MimiUser))
+    tokens: AuthTokens = attrs.field(validator=instance_of(AuthTokens))
 
 
 @attrs.frozen
@@ -39,18 +41,23 @@ class Session:
     Expiry is worked out from the service's lifetime (``tokens.expires_in``) and the local
     ``obtained_at``, never from the service's clock, so clock skew cannot cause refresh loops.
     An ``obtained_at`` ahead of the clock (it was set back since, or a stored time is wrong)
-    counts as now: no token lives longer than its lifetime from now.
+    counts as now: no token lives longer than its lifetime from now. ``obtained_at`` is a
+    time from 0 up to the year 5000 (``ValueError`` beyond), so every session can be stored
+    and read back.
     """
 
     __repr__ = value_repr
 
-    user: MimiUser
-    tokens: AuthTokens
-    obtained_at: float
+    user: MimiUser = attrs.field(validator=instance_of(MimiUser))
+    tokens: AuthTokens = attrs.field(validator=instance_of(AuthTokens))
+    obtained_at: float = attrs.field(validator=instant)
 
     @classmethod
     def issued(cls, issued: BackendSession, obtained_at: float) -> Session:
-        """The session a backend issued, stamped with the local time it arrived."""
+        """The session a backend issued, stamped with the local time it arrived; a backend
+        that answered anything but a ``BackendSession`` raises ``TypeError``."""
+        if not isinstance(issued, BackendSession):
+            raise TypeError(f"a backend must answer a BackendSession, not {type(issued).__name__}")
         return cls(issued.user, issued.tokens, obtained_at)
 
     def expires_at(self, now: float) -> float | None:

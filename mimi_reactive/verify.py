@@ -44,7 +44,7 @@ import attrs
 import jwt
 from aiohttp import web
 
-from ._checks import check_seconds, check_service_url, str_set
+from ._checks import check_seconds, check_service_url, check_timeout, str_set
 from ._exceptions import ConfigurationError, CoreClosedError, MimiCoreError
 from ._log import Log
 from ._redaction import value_repr
@@ -185,9 +185,9 @@ class AccessTokenVerifier:
             ("jwks_ttl", jwks_ttl),
             ("jwks_refetch_interval", jwks_refetch_interval),
             ("jwks_max_stale", jwks_max_stale),
-            ("timeout", timeout),
         ):
             check_seconds(name, value)
+        check_timeout("timeout", timeout)
         if not jwks_refetch_interval <= jwks_ttl <= jwks_max_stale:
             raise ConfigurationError(
                 "need 0 <= jwks_refetch_interval <= jwks_ttl <= jwks_max_stale, not "

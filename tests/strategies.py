@@ -19,6 +19,7 @@ from mimi_reactive import (
     Transition,
 )
 from mimi_reactive._backend import ALL_ROUTES
+from mimi_reactive._checks import LATEST_INSTANT, LONGEST_LIFETIME
 from mimi_reactive._messages import Command, DeleteAccount, RefreshSession, SyncSession
 
 
@@ -136,4 +137,44 @@ refresh_policies = st.builds(
     ahead=st.floats(min_value=0.0, max_value=0.99),
     leeway=st.floats(min_value=0.0, max_value=3600.0),
     min_interval=st.floats(min_value=0.0, max_value=60.0),
+)
+
+# The fields of a session (user, tokens, obtained_at), as keyword arguments of the values.
+SessionFields = tuple[dict[str, object], dict[str, object], object]
+
+
+def session_fields(
+    text: st.SearchStrategy[object],
+    optional: st.SearchStrategy[object],
+    flag: st.SearchStrategy[object],
+    lifetime: st.SearchStrategy[object],
+    instant: st.SearchStrategy[object],
+) -> st.SearchStrategy[SessionFields]:
+    """A session's fields, each drawn from the strategy for its kind."""
+    return st.tuples(
+        st.fixed_dictionaries(
+            {"id": text, "anonymous_id": optional, "is_anonymous": flag, "email": optional}
+        ),
+        st.fixed_dictionaries(
+            {"access_token": text, "refresh_token": optional, "expires_in": lifetime}
+        ),
+        instant,
+    )
+
+
+# Any text, lone surrogates included; lifetimes and times as ints or floats up to the bounds.
+any_text = st.text(st.characters(exclude_categories=()))
+valid_session_fields = session_fields(
+    any_text,
+    st.none() | any_text,
+    st.booleans(),
+    st.none() | st.integers(0, int(LONGEST_LIFETIME)) | st.floats(0.0, LONGEST_LIFETIME),
+    st.integers(0, int(LATEST_INSTANT)) | st.floats(0.0, LATEST_INSTANT),
+)
+# What a backend copying the service's JSON as it came (or a clock gone wrong) may pass.
+json_values = (
+    st.none() | st.booleans() | st.integers() | st.floats() | any_text | st.lists(st.integers())
+)
+json_session_fields = session_fields(
+    json_values, json_values, json_values, json_values, json_values
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import stat
@@ -13,9 +14,22 @@ from string import Template
 from typing import Any
 
 import pytest
+from hypothesis import given
 
-from mimi_reactive import FileSessionStorage, MimiCore, SessionFilePathError, Transition
+from mimi_reactive import (
+    AuthTokens,
+    FileSessionStorage,
+    MimiCore,
+    MimiUser,
+    Session,
+    SessionFilePathError,
+    Transition,
+)
+from mimi_reactive._file_storage import _parse
+from mimi_reactive._storage import decode_session, encode_session
 from mimi_reactive.testing import ScriptedBackend
+
+from .strategies import SessionFields, json_session_fields, valid_session_fields
 
 ACCESS_TOKEN = "access-token-that-must-never-be-logged"
 ANONYMOUS_ID = "anonymous-id-that-must-never-be-logged"
@@ -225,3 +239,17 @@ def test_a_path_under_a_file_is_refused_by_name(tmp_path: Path, below: str) -> N
         FileSessionStorage(file / below)
     assert repr(str(file)) in str(raised.value)
     assert file.read_text() == "not a folder"
+
+
+@given(valid_session_fields | json_session_fields)
+def test_every_session_the_values_take_is_read_back_as_written(fields: SessionFields) -> None:
+    """Whatever session the values take is stored in a form the load takes, and read back
+    equal: what the load refuses (a string where a flag goes, a time beyond the year 5000) is
+    refused when the value is built, never found unreadable at the next start."""
+    user, tokens, obtained_at = fields
+    try:
+        session = Session(MimiUser(**user), AuthTokens(**tokens), obtained_at)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # refused when built: no session holds it
+    written = json.dumps(encode_session(session)).encode()  # as FileSessionStorage writes
+    assert decode_session(_parse(written)) == session

@@ -16,6 +16,9 @@ from hypothesis import strategies as st
 from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
+    AuthTokens,
+    BackendCapabilities,
+    BackendSession,
     BlockingMimiCore,
     ClientCredentials,
     ConfigurationError,
@@ -24,14 +27,18 @@ from mimi_reactive import (
     MimiConfiguration,
     MimiCore,
     MimiCoreError,
+    MimiUser,
     RefreshPolicy,
     RetryPolicy,
+    Session,
+    SignUpAnonymously,
     Transition,
     TransportError,
 )
+from mimi_reactive._checks import LATEST_INSTANT, LONGEST_LIFETIME
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
-from mimi_reactive.testing import Reply, ScriptedBackend
+from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .helpers import completed, run_python
@@ -197,6 +204,8 @@ NOT_TEXT: list[object] = [123, b"secret-bytes", ["x"], 1.5, {"a": 1}]
 NOT_FLAGS: list[object] = ["no", "", 1, 0, None]
 NOT_SECONDS: list[object] = ["1", None, True, [1]]
 BAD_SECONDS: list[object] = [-1, -0.001, math.nan, math.inf, -math.inf]
+BAD_TIMEOUTS: list[object] = [*BAD_SECONDS, 0, 0.0]  # 0 is no timeout at all to aiohttp
+SURROUNDED: list[object] = [" app", "app ", "app\n", "\tapp"]
 _ROUTE: dict[str, object] = {"email": "a@b.test", "password": "password1"}
 _START = partial(MimiCore.start, backend=ScriptedBackend())
 _BLOCKING_START = partial(BlockingMimiCore.start, backend=ScriptedBackend())
@@ -206,7 +215,7 @@ BLANK_CREDENTIALS: list[object] = ["", "  ", "\n"]
 _EITHER_START: list[tuple[dict[str, object], str, list[object], type]] = [
     ({}, "backend", ["http://127.0.0.1:8080", None, HttpBackend], TypeError),
     ({}, "storage", ["session.json", {}, FileSessionStorage], TypeError),
-    ({}, "client_id", ["", "app:admin"], ConfigurationError),
+    ({}, "client_id", ["", "app:admin", *SURROUNDED], ConfigurationError),
     ({"client_id": "app"}, "client_secret", [""], ConfigurationError),
 ]
 
@@ -215,7 +224,13 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (AuthRoute.log_in_anonymously, {}, "anonymous_id", NOT_TEXT, TypeError),
     (ClientCredentials, {}, "client_id", NOT_TEXT, TypeError),
     (ClientCredentials, {}, "client_secret", NOT_TEXT, TypeError),
-    (ClientCredentials, {}, "client_id", [*BLANK_CREDENTIALS, "app:admin"], ConfigurationError),
+    (
+        ClientCredentials,
+        {},
+        "client_id",
+        [*BLANK_CREDENTIALS, "app:admin", *SURROUNDED],
+        ConfigurationError,
+    ),
     (ClientCredentials, {}, "client_secret", BLANK_CREDENTIALS, ConfigurationError),
     *(
         (route, _ROUTE, field, NOT_TEXT, TypeError)
@@ -233,6 +248,7 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (RetryPolicy, {}, "max_delay", BAD_SECONDS, ConfigurationError),
     (RetryPolicy, {}, "max_attempts", [1.0, "3", True, None], TypeError),
     (RetryPolicy, {}, "max_attempts", [0, -1], ConfigurationError),
+    (RetryPolicy, {"max_delay": 1}, "initial_delay", [1.001, 100], ConfigurationError),
     (RefreshPolicy, {}, "ahead", NOT_SECONDS, TypeError),
     (RefreshPolicy, {}, "ahead", [-0.1, 1, 1.5, math.nan, math.inf], ConfigurationError),
     (RefreshPolicy, {}, "leeway", NOT_SECONDS, TypeError),
@@ -250,9 +266,57 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     ),
     (HttpBackend, {}, "base_url", [123, None, b"http://h"], TypeError),
     (HttpBackend, {"base_url": "http://h"}, "timeout", NOT_SECONDS, TypeError),
-    (HttpBackend, {"base_url": "http://h"}, "timeout", BAD_SECONDS, ConfigurationError),
+    (HttpBackend, {"base_url": "http://h"}, "timeout", BAD_TIMEOUTS, ConfigurationError),
     (FirebaseBackend, {}, "api_key", [123, None, b"key"], TypeError),
-    (FirebaseBackend, {"api_key": "k"}, "timeout", BAD_SECONDS, ConfigurationError),
+    (FirebaseBackend, {}, "api_key", SURROUNDED, ConfigurationError),
+    (FirebaseBackend, {"api_key": "k"}, "timeout", BAD_TIMEOUTS, ConfigurationError),
+    (AnonymousAuthManager, {}, "core", [None, "core", ScriptedBackend()], TypeError),
+    (StateRecorder, {}, "core", [None, "core", ScriptedBackend()], TypeError),
+    # What a backend builds from the service's answer: its JSON copied as it came is refused
+    # (ValueError, not ConfigurationError, for a value out of range: a backend's bug).
+    (MimiUser, {}, "id", [*NOT_TEXT, None], TypeError),
+    (MimiUser, {"id": "u"}, "anonymous_id", NOT_TEXT, TypeError),
+    (MimiUser, {"id": "u"}, "email", NOT_TEXT, TypeError),
+    (MimiUser, {"id": "u"}, "is_anonymous", NOT_FLAGS, TypeError),
+    (AuthTokens, {}, "access_token", [*NOT_TEXT, None], TypeError),
+    (AuthTokens, {"access_token": "a"}, "refresh_token", NOT_TEXT, TypeError),
+    (AuthTokens, {"access_token": "a"}, "expires_in", ["3600", True, [1]], TypeError),
+    (
+        AuthTokens,
+        {"access_token": "a"},
+        "expires_in",
+        [*BAD_SECONDS, LONGEST_LIFETIME + 1, 10**400],
+        ValueError,
+    ),
+    (BackendSession, {"tokens": AuthTokens("a")}, "user", ["u", None, AuthTokens("a")], TypeError),
+    (BackendSession, {"user": MimiUser("u")}, "tokens", ["t", None, MimiUser("u")], TypeError),
+    (Session, {"tokens": AuthTokens("a"), "obtained_at": 0}, "user", ["u", None], TypeError),
+    (Session, {"user": MimiUser("u"), "obtained_at": 0}, "tokens", ["t", None], TypeError),
+    (
+        Session,
+        {"user": MimiUser("u"), "tokens": AuthTokens("a")},
+        "obtained_at",
+        NOT_SECONDS,
+        TypeError,
+    ),
+    (
+        Session,
+        {"user": MimiUser("u"), "tokens": AuthTokens("a")},
+        "obtained_at",
+        [*BAD_SECONDS, LATEST_INSTANT * 2],
+        ValueError,
+    ),
+    (
+        BackendCapabilities,
+        {},
+        "routes",
+        [["x"], frozenset({"x"}), {SignUpAnonymously}, "SignUpAnonymously", None],
+        TypeError,
+    ),
+    *(
+        (BackendCapabilities, {}, flag, NOT_FLAGS, TypeError)
+        for flag in ("refresh", "revoke", "revoke_everywhere", "delete")
+    ),
     *(
         (AccessTokenVerifier, _VERIFIER, argument, values, error)
         for argument in ("leeway", "jwks_ttl", "jwks_max_stale", "timeout")
@@ -292,13 +356,16 @@ def _calls() -> list[tuple[str, Callable[[], object], type]]:
 def test_a_public_value_refuses_a_wrong_argument_naming_it(
     argument: str, call: Callable[[], object], error: type
 ) -> None:
-    """Each public constructor refuses a wrong type with TypeError and a wrong value with
-    ConfigurationError (a ValueError and a MimiCoreError), naming the argument, not the value."""
+    """Each public constructor refuses a wrong type with TypeError and a wrong setting with
+    ConfigurationError (a ValueError and a MimiCoreError), a wrong value of a session with
+    ValueError, naming the argument, not the value."""
     with pytest.raises(error) as raised:
         call()
     message = str(raised.value)
     assert argument in message
     assert "secret-bytes" not in message
+    if error is ValueError:  # a session's value: the backend's bug, not the app's setting
+        assert not isinstance(raised.value, MimiCoreError)
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.integers())
@@ -369,3 +436,22 @@ async def test_a_bad_setting_raises_a_configuration_error(call: Callable[[], obj
     assert isinstance(raised.value, MimiCoreError)
     assert isinstance(raised.value, ValueError)
     assert "secret-1" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [partial(HttpBackend, "http://127.0.0.1:9"), partial(FirebaseBackend, "key")],
+    ids=["HttpBackend", "FirebaseBackend"],
+)
+async def test_a_backend_already_serving_a_core_is_refused_by_a_second_one(
+    make: Callable[[], HttpBackend | FirebaseBackend],
+) -> None:
+    """Starting a second core on a backend the first one holds open raises ConfigurationError
+    (a MimiCoreError, as every library error) and leaves the first core's backend open."""
+    backend = make()
+    async with MimiCore.start(client_id="a", client_secret="s", backend=backend) as first:
+        with pytest.raises(ConfigurationError, match="already open"):
+            await MimiCore.start(client_id="a", client_secret="s", backend=backend)
+        assert backend._session is not None
+        assert not backend._session.closed
+        assert first.auth.state.transition is Transition.INITIAL

@@ -10,21 +10,26 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from reactivex.subject import BehaviorSubject
 
 from mimi_reactive import (
     AuthRoute,
+    AuthTokens,
     BackendSession,
     CoreClosedError,
+    DeleteAccount,
     LogOut,
+    MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
     MimiCoreError,
     MimiUser,
     ReentrantCallError,
     Session,
+    SessionRevokedError,
     SessionState,
     Transition,
 )
@@ -437,6 +442,121 @@ async def test_7_a_backend_fault_becomes_a_failed_state(
     await plain.authenticate(SIGN_UP)
     assert len(plain_errors) == 1
     assert plain.subject.is_stopped  # nothing after the fault is ever published
+
+
+class MisbuildingBackend(ScriptedBackend):
+    """A custom backend with a bug in one method: it copies the service's JSON fields as they
+    come (strings), so building its answer raises, or it answers None instead of a session."""
+
+    def __init__(self, broken: str, *, answers_none: bool) -> None:
+        super().__init__()
+        self.broken = ""  # set once the user is in: the method that misbuilds from then on
+        self._will_break = broken
+        self._answers_none = answers_none
+
+    def break_now(self) -> None:
+        self.broken = self._will_break
+
+    def _misbuilt(self, method: str, issued: BackendSession) -> BackendSession:
+        if self.broken != method:
+            return issued
+        if self._answers_none:
+            return None  # type: ignore[return-value]
+        user = issued.user
+        flag: Any = "false"  # as the JSON had it
+        return BackendSession(MimiUser(user.id, user.anonymous_id, flag), issued.tokens)
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        return self._misbuilt("authenticate", await super().authenticate(route, session))
+
+    async def refresh(self, session: Session) -> BackendSession:
+        return self._misbuilt("refresh", await super().refresh(session))
+
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        self._build_wrongly("revoke")
+        await super().revoke(session, everywhere=everywhere)
+
+    async def delete(self, session: Session) -> None:
+        self._build_wrongly("delete")
+        await super().delete(session)
+
+    def _build_wrongly(self, method: str) -> None:
+        """What a call answering nothing may build: a value of the service's JSON."""
+        if self.broken == method:
+            lifetime: Any = "3600"
+            AuthTokens("access", "refresh", lifetime)
+
+
+async def _run(core: MimiCore, command: AuthRoute | LogOut | DeleteAccount | None) -> Any:
+    """The error ``command`` ended with (None: a forced refresh, through ``refresh()``)."""
+    if command is not None:
+        return (await core.auth.run(command)).error
+    try:
+        await core.auth.refresh()
+    except MimiCoreError as error:
+        return error
+    return None
+
+
+# (backend method, the command that calls it, whether the user stays, the state published)
+_MISBUILT_CALLS: dict[
+    str, tuple[str, AuthRoute | LogOut | DeleteAccount | None, bool, Transition]
+] = {
+    "sign-up": ("authenticate", SIGN_UP, False, Transition.FAILED),
+    "promotion": (
+        "authenticate",
+        AuthRoute.promote(email="a@b.test", password="password1"),
+        True,
+        Transition.FAILED,
+    ),
+    "refresh": ("refresh", None, True, Transition.DEGRADED),
+    "log-in by id after a refused refresh": ("authenticate", None, True, Transition.DEGRADED),
+    "log-out everywhere": ("revoke", LogOut(everywhere=True), False, Transition.LOGGED_OUT),
+    "account deletion": ("delete", DeleteAccount(), True, Transition.FAILED),
+}
+
+
+@pytest.mark.parametrize("answers_none", [False, True], ids=["raises-building", "answers-none"])
+@pytest.mark.parametrize(
+    ("method", "command", "user_stays", "transition"),
+    _MISBUILT_CALLS.values(),
+    ids=_MISBUILT_CALLS.keys(),
+)
+async def test_7_a_backend_building_a_wrong_answer_fails_the_command_and_the_stream_goes_on(
+    method: str,
+    command: AuthRoute | LogOut | DeleteAccount | None,
+    user_stays: bool,
+    transition: Transition,
+    answers_none: bool,
+) -> None:
+    """At every call the core makes, a backend whose answer is of the wrong type (a value built
+    from JSON strings, refused at construction, or None) ends the command with a
+    MimiCoreError caused by the TypeError, naming no secret; the stream goes on, nothing
+    wrong is held or stored, and the next command runs."""
+    if (method in ("revoke", "delete")) and answers_none:
+        return  # nothing to answer: the call raises while building, or not at all
+    backend = MisbuildingBackend(method, answers_none=answers_none)
+    storage = MemorySessionStorage()
+    async with MimiCore.start(backend=backend, storage=storage) as core:
+        errors: list[Exception] = []
+        core.auth.states.subscribe(on_error=errors.append)
+        user = None if command == SIGN_UP else await core.auth.authenticate(SIGN_UP)
+        if method == "authenticate" and command is None:  # refused, not ended: log in by id
+            backend.script(Reply.fail(SessionRevokedError("invalid_grant", "expired unused")))
+        backend.break_now()
+        error = await _run(core, command)
+        assert isinstance(error, MimiCoreError)
+        assert isinstance(error.__cause__, TypeError)
+        assert user is None or str(user.anonymous_id) not in str(error.__cause__)
+        state = core.auth.state
+        assert state.transition is transition
+        assert state.user == (user if user_stays else None)
+        assert isinstance(state.user is None or state.user.is_anonymous, bool)
+        assert (await storage.load() is not None) is user_stays
+        backend.broken = ""
+        assert (await core.auth.run(LogOut())).error is None
+        assert (await core.auth.run(SIGN_UP)).state.transition is Transition.ANONYMOUS_CREATED
+        assert errors == []
 
 
 # Ways to subscribe.

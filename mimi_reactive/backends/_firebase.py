@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_host_and_port, check_seconds
+from .._checks import check_host_and_port, check_timeout, has_surrounding_whitespace
 from .._exceptions import (
     AccessTokenRefusedError,
     AccountDisabledError,
@@ -94,9 +94,13 @@ class FirebaseBackend:
     ) -> None:
         if not isinstance(api_key, str):
             raise TypeError(f"api_key must be a str, not {type(api_key).__name__}")
-        check_seconds("timeout", timeout)
+        check_timeout("timeout", timeout)
         if not api_key.strip():
             raise ConfigurationError("FirebaseBackend needs the Firebase app's Web API key")
+        if has_surrounding_whitespace(api_key):
+            raise ConfigurationError(
+                "api_key has whitespace around it (a newline read with it from a file?)"
+            )
         host = emulator_host or os.environ.get(EMULATOR_HOST_VARIABLE) or None
         if host is not None:
             check_host_and_port("emulator_host", host)
@@ -121,7 +125,7 @@ class FirebaseBackend:
     async def open(self, client: ClientCredentials) -> None:
         """Open the connection pool; Firebase identifies the app by the API key alone."""
         if self._session is not None:
-            raise RuntimeError("this FirebaseBackend is already open; use one per MimiCore")
+            raise ConfigurationError("this FirebaseBackend is already open; use one per MimiCore")
         # The key goes in a header, never in the URL, so no logged URL or error can show it.
         self._session = aiohttp.ClientSession(
             headers={"X-Goog-Api-Key": self._api_key},

@@ -10,7 +10,7 @@ import aiohttp
 import attrs
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_email, check_seconds, check_service_url
+from .._checks import check_email, check_service_url, check_timeout
 from .._exceptions import (
     AccessTokenRefusedError,
     BackendError,
@@ -65,7 +65,7 @@ class HttpBackend:
 
     def __init__(self, base_url: str, *, timeout: float = 10.0) -> None:
         check_service_url("base_url", base_url)
-        check_seconds("timeout", timeout)
+        check_timeout("timeout", timeout)
         self._base_url = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
@@ -75,7 +75,7 @@ class HttpBackend:
 
     async def open(self, client: ClientCredentials) -> None:
         if self._session is not None:
-            raise RuntimeError("this HttpBackend is already open; use one per MimiCore")
+            raise ConfigurationError("this HttpBackend is already open; use one per MimiCore")
         if client.client_id is None or client.client_secret is None:
             raise ConfigurationError(
                 "HttpBackend needs the app's client_id and client_secret: pass both to "
