@@ -93,6 +93,11 @@ class _Gunicorn(BaseApplication):
     def load_config(self) -> None:
         for name, value in self._options.items():
             self.cfg.set(name, value)
+        # gunicorn 25.1+ would otherwise open a management socket (add or remove workers, shut
+        # down) at $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl: undocumented
+        # here, and one path for every deployment of the user, each unlinking the other's.
+        if "control_socket_disable" in self.cfg.settings:  # none before 25.1
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         return self._app
