@@ -18,7 +18,7 @@ import inspect
 import ipaddress
 import math
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -26,7 +26,7 @@ from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
 from .._redaction import shown_url
-from ._settings import Limit
+from ._settings import Limit, ServerSettings
 
 __all__ = [
     "Limit",
@@ -35,6 +35,7 @@ __all__ = [
     "close_storage",
     "describe_storage",
     "limiter_storage",
+    "limits_on",
 ]
 
 _CHECK_TIMEOUT = 10.0
@@ -52,6 +53,18 @@ class RateLimitStorageError(Exception):
         super().__init__(f"the rate-limit storage {storage} failed")
         self.storage = storage
         self.timed_out = timed_out
+
+
+def limits_on(settings: ServerSettings) -> bool:
+    """Whether any rate limit counts (0 turns one off): only then is the storage used."""
+    return any(
+        limit.count > 0
+        for limit in (
+            settings.anonymous_sign_up_limit,
+            settings.credential_sign_up_limit,
+            settings.failure_limit,
+        )
+    )
 
 
 def _limit_key(ip: str) -> str:
@@ -177,19 +190,29 @@ class RateLimiter:
         now = self._clock()
         index = math.floor(now / limit.window)
         name = f"mimi:{limit.name}:{_limit_key(ip)}:{index}"
+        # A count cut short by the timeout may still land once the storage answers again: one
+        # event counted that the caller was not answered for, as with a lost answer.
+        if counting:
+            events = await self._bounded(self._storage.incr(name, limit.window))
+        else:
+            events = await self._bounded(self._storage.get(name))
+        return events, (index + 1) * limit.window - now
+
+    async def _bounded(self, call: Awaitable[int]) -> int:
+        """``call``'s answer; ``RateLimitStorageError`` if the storage fails or does not
+        answer within the timeout."""
         try:
-            # A count cut short by the timeout may still land once the storage answers again:
-            # one event counted that the caller was not answered for, as with a lost answer.
             async with asyncio.timeout(self._timeout):
-                if counting:
-                    events = await self._storage.incr(name, limit.window)
-                else:
-                    events = await self._storage.get(name)
+                return await call
         except StorageError:
             raise RateLimitStorageError(self.shown) from None
         except TimeoutError:
             raise RateLimitStorageError(self.shown, timed_out=True) from None
-        return events, (index + 1) * limit.window - now
+
+    async def ready(self) -> None:
+        """For ``GET /ready``: one cheap read (a key never written), bounded as a count is;
+        ``RateLimitStorageError`` if the storage fails or does not answer in time."""
+        await self._bounded(self._storage.get("mimi:ready"))
 
     async def hit(self, limit: Limit, ip: str) -> float | None:
         """Count one event; the seconds until the window ends if it was past the limit."""

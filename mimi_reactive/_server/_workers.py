@@ -22,7 +22,7 @@ from gunicorn.glogging import Logger
 
 from ._app import app_runner, served_url, token_issuer
 from ._context import RegisteredClient, ServerSettings
-from ._limits import RateLimiter
+from ._limits import RateLimiter, limits_on
 from ._logs import RedactingFilter, server_logger
 from ._service import open_service
 from ._stores import is_postgres, migrate_database
@@ -44,12 +44,8 @@ def check_workers(workers: int, database: str, settings: ServerSettings) -> None
             " postgresql://USER@HOST:PORT/DB (SQLite serves one process; its writers would"
             " wait on one file lock, and :memory: would be one database per worker)"
         )
-    limits_on = (
-        settings.max_anonymous_sign_ups_per_hour
-        or settings.max_credential_sign_ups_per_hour
-        or settings.max_failed_log_ins_per_minute
-    )
-    if limits_on and settings.rate_limit_storage.startswith(("memory://", "async+memory://")):
+    per_process = settings.rate_limit_storage.startswith(("memory://", "async+memory://"))
+    if limits_on(settings) and per_process:
         raise WorkersRefusedError(
             f"--workers {workers} needs rate-limit counts the workers share: give"
             " --rate-limit-storage redis://HOST:6379 (memory:// counts per worker, so each"
