@@ -57,11 +57,17 @@ class Caller:
     async def sign_up_forwarded_for(self, forwarded_for: str | tuple[str, ...]) -> int:
         """The status of an anonymous sign-up sent as a proxy would, for ``forwarded_for``
         (the X-Forwarded-For header, or its lines in order)."""
+        return await self.post_forwarded_for("/v1/anonymous-users", {}, forwarded_for)
+
+    async def post_forwarded_for(
+        self, path: str, body: Any, forwarded_for: str | tuple[str, ...]
+    ) -> int:
+        """The status of ``body`` posted to ``path`` as a proxy would, for ``forwarded_for``
+        (the X-Forwarded-For header, or its lines in order)."""
         lines = (forwarded_for,) if isinstance(forwarded_for, str) else forwarded_for
         headers = CIMultiDict([("Authorization", self.auth)])
         headers.extend(("X-Forwarded-For", line) for line in lines)
-        url = self.url + "/v1/anonymous-users"
-        async with self.http.post(url, json={}, headers=headers) as response:
+        async with self.http.post(self.url + path, json=body, headers=headers) as response:
             return response.status
 
     async def log_in_anonymously(self, anonymous_id: str) -> tuple[int, Any]:

@@ -1,8 +1,9 @@
 """A store that stops answering (a network partition: a ``TcpGate`` paused, bytes held and
 nothing closed) bounds each request by ``storage_timeout``: 503 ``temporarily_unavailable``
 with Retry-After and a warning, never a request left hanging, and calls succeed again once it
-answers. Over the real Redis and PostgreSQL on loopback; which store failures count as an
-outage (503) rather than a bug (500)."""
+answers; ``GET /ready`` says so too, for the rate-limit storage while a limit is on. Over the
+real Redis and PostgreSQL on loopback; which store failures count as an outage (503) rather
+than a bug (500)."""
 
 from __future__ import annotations
 
@@ -76,6 +77,52 @@ async def test_a_redis_that_stops_answering_gets_503_within_the_timeout(
         assert no_internal_error(captured)
         gate_to_redis.resume()
         await call.anonymous_user()
+
+
+@pytest.mark.parametrize("cut", ["shut", "pause"])
+async def test_ready_is_503_while_the_rate_limit_storage_is_out(
+    cut: str, redis_url: str, client_secret: str, gate_to_redis: TcpGate
+) -> None:
+    """While a limit is on and the rate-limit Redis is cut off (connections dropped) or stops
+    answering (a partition), GET /ready answers 503 temporarily_unavailable with Retry-After
+    within the bound, as the sign-ups it would send there do, logged at warning naming the
+    storage; once Redis answers again, /ready is 200."""
+    url = redis_url.replace(f"{REDIS[0]}:{REDIS[1]}", gate_to_redis.host)
+    captured, logger = capturing_logger()
+    settings = ServerSettings(rate_limit_storage=url, storage_timeout=TIMEOUT)
+    async with calling(CLIENT_ID, client_secret, settings=settings, logger=logger) as (server, _):
+        assert (await probe(server.url))[0] == 200
+        if cut == "shut":
+            gate_to_redis.shut()
+        else:
+            gate_to_redis.pause()
+        async with asyncio.timeout(ANSWERED_WITHIN):
+            assert await probe(server.url) == NOT_READY
+        failed = await logged(captured, "rate_limit.storage_failed")
+        assert (failed["log_level"], failed["route"]) == ("warning", "/ready")
+        assert (failed["storage"], failed["timed_out"]) == (describe_storage(url), cut == "pause")
+        assert no_internal_error(captured)
+        gate_to_redis.reopen()
+        gate_to_redis.resume()
+        assert await probe(server.url) == (200, {"status": "ready"}, None)
+
+
+async def test_ready_does_not_ask_the_rate_limit_storage_while_every_limit_is_off(
+    redis_url: str, client_secret: str, gate_to_redis: TcpGate
+) -> None:
+    """With every limit at 0 nothing counts in the rate-limit storage, so GET /ready stays 200
+    while it is cut off."""
+    url = redis_url.replace(f"{REDIS[0]}:{REDIS[1]}", gate_to_redis.host)
+    settings = ServerSettings(
+        rate_limit_storage=url,
+        storage_timeout=TIMEOUT,
+        max_anonymous_sign_ups_per_hour=0,
+        max_credential_sign_ups_per_hour=0,
+        max_failed_log_ins_per_minute=0,
+    )
+    async with calling(CLIENT_ID, client_secret, settings=settings) as (server, _):
+        gate_to_redis.shut()
+        assert await probe(server.url) == (200, {"status": "ready"}, None)
 
 
 async def test_a_postgresql_that_stops_answering_gets_503_within_the_timeout(

@@ -190,6 +190,35 @@ async def test_workers_run_under_gunicorn_and_share_the_database(
     assert SECRET not in stderr
 
 
+@pytest.mark.parametrize("runtime_dir", [True, False])
+async def test_workers_open_no_control_socket(
+    runtime_dir: bool, postgres_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """`serve --workers 2` opens no gunicorn control socket, neither in $XDG_RUNTIME_DIR nor
+    under ~/.gunicorn: nothing there can add or stop workers, nor is shared by deployments."""
+    home, runtime = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime.mkdir()
+    environment = {**os.environ, "MIMI_CLIENT_SECRET": SECRET, "HOME": str(home)}
+    environment.pop("XDG_RUNTIME_DIR", None)
+    if runtime_dir:
+        environment["XDG_RUNTIME_DIR"] = str(runtime)
+    options = ("--database", postgres_url, "--rate-limit-storage", redis_url)
+    arguments = ("serve", "--port", "0", "--client-id", CLIENT, *WORKERS, *options)
+    async with serving(*arguments, "--log-level", "info", environment=environment) as workers:
+        async with asyncio.timeout(30):
+            while len(children(workers.process.pid)) < 2:  # noqa: ASYNC110 (other processes)
+                await asyncio.sleep(0.05)  # polling a condition, bounded by the timeout
+    # gunicorn opens it before it reads its first signal, and stopping it waits for it: had it
+    # been opened, it was logged, and ~/.gunicorn (made for it) outlives it.
+    stderr = workers.stderr.decode()
+    assert workers.returncode == 0, stderr
+    assert "Booting worker" in stderr
+    assert "Control socket" not in stderr
+    assert list(home.iterdir()) == []
+    assert list(runtime.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [

@@ -15,10 +15,16 @@ import ipaddress
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import HttpVersion11, hdrs, web
+from aiohttp.web_urldispatcher import MatchInfoError, UrlMappingMatchInfo
+from yarl import URL
+
+if TYPE_CHECKING:
+    from aiohttp.web_urldispatcher import _InfoDict
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
 from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
@@ -138,6 +144,7 @@ def create_app(
             app.router.add_get(operation.path, handler, expect_handler=_expect)
         else:
             app.router.add_route(operation.method, operation.path, handler, expect_handler=_expect)
+    app.router.register_resource(_Unrouted(app.router))  # last: what no route above matched
     return app
 
 
@@ -147,15 +154,70 @@ _EXPECTATION_FAILED = ApiError(
 
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
-    """``Expect: 100-continue`` as aiohttp answers it; any other expectation refused as the
-    other errors are, in JSON (aiohttp's own answer is plain text echoing the header). It
-    runs before the middlewares, so it answers itself."""
+    """The ``Expect`` header of every request, routed or not: ``100-continue`` as aiohttp
+    answers it; any other expectation refused as the other errors are, in JSON with no-store
+    (aiohttp's own answer is plain text echoing the header). It runs before the middlewares,
+    so it answers itself."""
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
-        return _error_response(_EXPECTATION_FAILED)
+        response = _error_response(_EXPECTATION_FAILED)
+        response.headers.update(_NO_STORE)
+        return response
     if request.version == HttpVersion11:
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         request.writer.output_size = 0  # the interim answer is not the body's
     return None
+
+
+class _Refused(MatchInfoError):  # noqa: N818 (a match, named after aiohttp's, not an exception)
+    """aiohttp's 404 or 405 for a request no route takes, with ``_expect`` as its expect
+    handler (aiohttp's own would answer an unknown expectation in plain text)."""
+
+    __slots__ = ()
+
+    @property
+    def expect_handler(self) -> Callable[[web.Request], Awaitable[web.StreamResponse | None]]:
+        return _expect
+
+
+class _Unrouted(web.AbstractResource):
+    """Registered after every route, so tried last: takes each request no route matched, as
+    the 404 (or the 405, with the methods the path has) aiohttp would answer, but with
+    ``_expect`` for its ``Expect`` header."""
+
+    def __init__(self, router: web.UrlDispatcher) -> None:
+        super().__init__()
+        self._router = router
+
+    @property
+    def canonical(self) -> str:
+        return "/"  # indexed under "/", which every path's lookup reaches last
+
+    async def resolve(self, request: web.Request) -> tuple[UrlMappingMatchInfo | None, set[str]]:
+        allowed: set[str] = set()
+        for resource in self._router.resources():
+            if resource is not self:
+                allowed |= (await resource.resolve(request))[1]
+        if allowed:
+            return _Refused(web.HTTPMethodNotAllowed(request.method, allowed)), set()
+        return _Refused(web.HTTPNotFound()), set()
+
+    def url_for(self, **kwargs: str) -> URL:
+        raise RuntimeError("no URL leads to a request no route takes")
+
+    def add_prefix(self, prefix: str) -> None:
+        pass  # it matches every path, under any prefix
+
+    def get_info(self) -> _InfoDict:
+        return {}
+
+    def raw_match(self, path: str) -> bool:
+        return False
+
+    def __len__(self) -> int:
+        return 0
+
+    def __iter__(self) -> Iterator[web.AbstractRoute]:
+        return iter(())
 
 
 async def _prepare_dummy_hash(app: web.Application) -> None:

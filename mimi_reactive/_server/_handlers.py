@@ -14,6 +14,7 @@ from . import _models as models
 from . import _session_handlers as sessions
 from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._edge import ApiError, client_ip, counted, failed_log_in, rate_limited, read_body
+from ._limits import limits_on
 from ._outages import STORE_UNAVAILABLE
 from ._records import AccessClaims, EmailTakenError, NewSession, SessionEndedError, UserRecord
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
@@ -102,13 +103,18 @@ _READY = b'{"status": "ready"}'
 
 async def _ready(request: web.Request) -> web.Response:
     """Readiness: the database answers a trivial query within ``storage_timeout`` and is still
-    the one opened (a SQLite file removed or replaced is not); 503 with Retry-After if not."""
+    the one opened (a SQLite file removed or replaced is not), and while a limit is on the
+    rate-limit storage answers a read in that time too (each sign-up and log-in counts there);
+    503 with Retry-After if not."""
     state = request.app[STATE]
     try:
         await state.database.ready(state.settings.storage_timeout)
     except Exception as error:
         state.log.warning("database.not_ready", error=type(error).__name__)
         raise STORE_UNAVAILABLE from None
+    if limits_on(state.settings):
+        # A failure is RateLimitStorageError: the edge answers it as for every counted call.
+        await state.limiter.ready()
     return web.Response(body=_READY, content_type="application/json")
 
 

@@ -1,5 +1,9 @@
 """Abuse limits per client IP: fixed-window counters in a ``limits`` storage.
 
+An IPv6 client counts by its /64 network, the least one host or home is given (so it cannot
+take a fresh budget from each of its 2^64 addresses), and an IPv4-mapped IPv6 address as the
+IPv4 address it is (``_limit_key``).
+
 The storage is chosen by URL (``memory://`` for one process; ``redis://...`` lets several
 workers share counts), and windows are numbered by the server's own clock, so tests move time
 instead of sleeping and every worker agrees on where a window ends. A storage URL can carry a
@@ -11,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import ipaddress
 import math
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
@@ -21,7 +26,7 @@ from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
 from .._redaction import shown_url
-from ._settings import Limit
+from ._settings import Limit, ServerSettings
 
 __all__ = [
     "Limit",
@@ -30,6 +35,7 @@ __all__ = [
     "close_storage",
     "describe_storage",
     "limiter_storage",
+    "limits_on",
 ]
 
 _CHECK_TIMEOUT = 10.0
@@ -47,6 +53,33 @@ class RateLimitStorageError(Exception):
         super().__init__(f"the rate-limit storage {storage} failed")
         self.storage = storage
         self.timed_out = timed_out
+
+
+def limits_on(settings: ServerSettings) -> bool:
+    """Whether any rate limit counts (0 turns one off): only then is the storage used."""
+    return any(
+        limit.count > 0
+        for limit in (
+            settings.anonymous_sign_up_limit,
+            settings.credential_sign_up_limit,
+            settings.failure_limit,
+        )
+    )
+
+
+def _limit_key(ip: str) -> str:
+    """What the limits count ``ip`` (a client address from ``client_ip``) under: an IPv6
+    address's /64 network, an IPv4-mapped one's IPv4 address, an IPv4 address itself, and
+    anything that is no address (``unknown``: no peer) as it is."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
 def describe_storage(url: str) -> str:
@@ -108,8 +141,8 @@ async def _close_redis_client(client: Any) -> None:
 
 
 class RateLimiter:
-    """Counts events per limit and key in fixed windows of the server clock; a failing
-    storage raises ``RateLimitStorageError``."""
+    """Counts events per limit and client IP (by its ``_limit_key``) in fixed windows of the
+    server clock; a failing storage raises ``RateLimitStorageError``."""
 
     def __init__(
         self,
@@ -151,41 +184,51 @@ class RateLimiter:
         """Release the storage's connections (at server shutdown)."""
         await close_storage(self._storage)
 
-    async def _read(self, limit: Limit, key: str, *, counting: bool) -> tuple[int, float]:
-        """The events counted in ``key``'s current window of ``limit`` (with one more counted
+    async def _read(self, limit: Limit, ip: str, *, counting: bool) -> tuple[int, float]:
+        """The events counted in ``ip``'s current window of ``limit`` (with one more counted
         first if ``counting``), and the seconds until that window ends."""
         now = self._clock()
         index = math.floor(now / limit.window)
-        name = f"mimi:{limit.name}:{key}:{index}"
+        name = f"mimi:{limit.name}:{_limit_key(ip)}:{index}"
+        # A count cut short by the timeout may still land once the storage answers again: one
+        # event counted that the caller was not answered for, as with a lost answer.
+        if counting:
+            events = await self._bounded(self._storage.incr(name, limit.window))
+        else:
+            events = await self._bounded(self._storage.get(name))
+        return events, (index + 1) * limit.window - now
+
+    async def _bounded(self, call: Awaitable[int]) -> int:
+        """``call``'s answer; ``RateLimitStorageError`` if the storage fails or does not
+        answer within the timeout."""
         try:
-            # A count cut short by the timeout may still land once the storage answers again:
-            # one event counted that the caller was not answered for, as with a lost answer.
             async with asyncio.timeout(self._timeout):
-                if counting:
-                    events = await self._storage.incr(name, limit.window)
-                else:
-                    events = await self._storage.get(name)
+                return await call
         except StorageError:
             raise RateLimitStorageError(self.shown) from None
         except TimeoutError:
             raise RateLimitStorageError(self.shown, timed_out=True) from None
-        return events, (index + 1) * limit.window - now
 
-    async def hit(self, limit: Limit, key: str) -> float | None:
+    async def ready(self) -> None:
+        """For ``GET /ready``: one cheap read (a key never written), bounded as a count is;
+        ``RateLimitStorageError`` if the storage fails or does not answer in time."""
+        await self._bounded(self._storage.get("mimi:ready"))
+
+    async def hit(self, limit: Limit, ip: str) -> float | None:
         """Count one event; the seconds until the window ends if it was past the limit."""
         if limit.count <= 0:
             return None
-        events, retry_after = await self._read(limit, key, counting=True)
+        events, retry_after = await self._read(limit, ip, counting=True)
         return retry_after if events > limit.count else None
 
-    async def exhausted(self, limit: Limit, key: str) -> float | None:
+    async def exhausted(self, limit: Limit, ip: str) -> float | None:
         """Without counting: the seconds until the window ends if the limit is reached."""
         if limit.count <= 0:
             return None
-        events, retry_after = await self._read(limit, key, counting=False)
+        events, retry_after = await self._read(limit, ip, counting=False)
         return retry_after if events >= limit.count else None
 
-    async def count(self, limit: Limit, key: str) -> None:
+    async def count(self, limit: Limit, ip: str) -> None:
         """Count one event without checking."""
         if limit.count > 0:
-            await self._read(limit, key, counting=True)
+            await self._read(limit, ip, counting=True)

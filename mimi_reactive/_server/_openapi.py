@@ -100,11 +100,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "GET",
         "/ready",
         "Readiness probe: the database answers a trivial query within storage_timeout and is"
-        " the one the server opened (a SQLite file removed or replaced is not)",
+        " the one the server opened (a SQLite file removed or replaced is not), and while any"
+        " rate limit is on the rate-limit storage answers a read within it too",
         models.Readiness,
         errors={
-            "503": "the database does not answer, fails, or is not the one opened"
-            " (temporarily_unavailable); Retry-After says when to try again"
+            "503": "the database does not answer, fails, or is not the one opened, or the"
+            " rate-limit storage does not answer or fails (temporarily_unavailable);"
+            " Retry-After says when to try again"
         },
         public=True,
     ),

@@ -22,7 +22,7 @@ from gunicorn.glogging import Logger
 
 from ._app import app_runner, served_url, token_issuer
 from ._context import RegisteredClient, ServerSettings
-from ._limits import RateLimiter
+from ._limits import RateLimiter, limits_on
 from ._logs import RedactingFilter, server_logger
 from ._service import open_service
 from ._stores import is_postgres, migrate_database
@@ -44,12 +44,8 @@ def check_workers(workers: int, database: str, settings: ServerSettings) -> None
             " postgresql://USER@HOST:PORT/DB (SQLite serves one process; its writers would"
             " wait on one file lock, and :memory: would be one database per worker)"
         )
-    limits_on = (
-        settings.max_anonymous_sign_ups_per_hour
-        or settings.max_credential_sign_ups_per_hour
-        or settings.max_failed_log_ins_per_minute
-    )
-    if limits_on and settings.rate_limit_storage.startswith(("memory://", "async+memory://")):
+    per_process = settings.rate_limit_storage.startswith(("memory://", "async+memory://"))
+    if limits_on(settings) and per_process:
         raise WorkersRefusedError(
             f"--workers {workers} needs rate-limit counts the workers share: give"
             " --rate-limit-storage redis://HOST:6379 (memory:// counts per worker, so each"
@@ -93,6 +89,11 @@ class _Gunicorn(BaseApplication):
     def load_config(self) -> None:
         for name, value in self._options.items():
             self.cfg.set(name, value)
+        # gunicorn 25.1+ would otherwise open a management socket (add or remove workers, shut
+        # down) at $XDG_RUNTIME_DIR/gunicorn.ctl or ~/.gunicorn/gunicorn.ctl: undocumented
+        # here, and one path for every deployment of the user, each unlinking the other's.
+        if "control_socket_disable" in self.cfg.settings:  # none before 25.1
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Any:
         return self._app
