@@ -151,10 +151,12 @@ class EffectRunner:
                 try:
                     stored = await self._storage.load()
                 except StoredSessionLostError:
+                    failed_before = self._unkept is not None
                     unsaved = await self._keep(held)
                     if unsaved is None:
                         _log.warning("storage.session_written_back")
-                    return EffectResult(SessionAdopted(held.user, unsaved), held)
+                    kept = failed_before and unsaved is None  # what degraded it is over
+                    return EffectResult(SessionAdopted(held.user, unsaved, kept), held)
         except (SessionLockTimeoutError, OSError) as error:  # the next change tries again
             _log.warning("storage.write_back_failed", error=type(error).__name__)
             return EffectResult(SessionAdopted(held.user), held)
