@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import math
 import time
@@ -34,6 +33,7 @@ from mimi_reactive._messages import RefreshFailed, SessionAdopted
 from mimi_reactive._reducer import IllegalTransitionError, reduce
 from mimi_reactive.testing import ScriptedBackend, StateRecorder
 
+from .helpers import stored_user_id
 from .session_writer import numbered
 
 POLL = 0.02
@@ -65,14 +65,6 @@ async def running_core(path: Path) -> AsyncIterator[tuple[MimiCore, StateRecorde
         recorder = StateRecorder(core)
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         yield core, recorder
-
-
-def stored_user_id(path: Path) -> str | None:
-    """The id of the user stored in the file, as a fresh process would read it."""
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        document = json.loads(path.read_text())
-        return str(document["session"]["user"]["id"])
-    return None
 
 
 async def wait_for(recorder: StateRecorder, transition: Transition) -> SessionState:
