@@ -63,6 +63,7 @@ def _events() -> list[Event]:
         SessionAdopted(_OTHER),
         SessionAdopted(_PROMOTED),
         SessionAdopted(_ANONYMOUS, _OFFLINE),  # the storage lost the session held
+        SessionAdopted(_ANONYMOUS, kept=True),  # and a write-back kept it after all
         AccountDeleted(),
     ]
 

@@ -52,6 +52,7 @@ from ._storage import (
     SessionStorage,
     SharedSessionStorage,
     StoredSessionLostError,
+    Writes,
     storage_failed,
 )
 from ._user import MimiUser
@@ -93,9 +94,12 @@ class EffectRunner:
         # What the storage should hold but does not: a session (or None, for a clear) whose
         # save failed, tried again at close. None: the storage holds what the core does.
         self._unkept: tuple[Session | None] | None = None
+        self.writes = Writes()  # close() lets one end before it cancels the command
+        self.committed: EffectResult | None = None  # stored: applied if close() cancels
 
     async def perform(self, effect: Effect) -> EffectResult:
         """Perform ``effect`` with the data it carries."""
+        self.committed = None
         match effect:
             case EndSession(session=session, everywhere=everywhere):
                 return await self._end(session, everywhere=everywhere)
@@ -151,10 +155,12 @@ class EffectRunner:
                 try:
                     stored = await self._storage.load()
                 except StoredSessionLostError:
+                    failed_before = self._unkept is not None
                     unsaved = await self._keep(held)
                     if unsaved is None:
                         _log.warning("storage.session_written_back")
-                    return EffectResult(SessionAdopted(held.user, unsaved), held)
+                    kept = failed_before and unsaved is None  # what degraded it is over
+                    return EffectResult(SessionAdopted(held.user, unsaved, kept), held)
         except (SessionLockTimeoutError, OSError) as error:  # the next change tries again
             _log.warning("storage.write_back_failed", error=type(error).__name__)
             return EffectResult(SessionAdopted(held.user), held)
@@ -176,6 +182,7 @@ class EffectRunner:
         unforgotten = await self._forget()
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
+            self.committed = EffectResult(SignedOut(unforgotten), None)  # for a close
             called = await self._renewal.call_live(
                 session, self._revoke_everywhere, self._renew_for_call
             )
@@ -373,7 +380,7 @@ class EffectRunner:
     async def _keep(self, session: Session) -> SessionStorageError | None:
         """Save ``session``; the error if the storage failed, for the event to carry."""
         try:
-            await self._storage.save(session)
+            await self.writes.run(self._storage.save(session))
         except OSError as error:
             self._unkept = (session,)
             return storage_failed("save", self._storage, error)
@@ -383,7 +390,7 @@ class EffectRunner:
     async def _forget(self) -> SessionStorageError | None:
         """Clear the storage; the error if it failed, for the event to carry."""
         try:
-            await self._storage.clear()
+            await self.writes.run(self._storage.clear())
         except OSError as error:
             self._unkept = (None,)
             return storage_failed("clear", self._storage, error)

@@ -9,6 +9,7 @@ import errno
 import json
 import math
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
@@ -76,7 +77,8 @@ class FileSessionStorage:
 
     Processes sharing the file share the session: refreshes take an OS lock on
     ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
-    ``SessionLockTimeoutError``), and ``changes()`` notices other writers by watching the
+    ``SessionLockTimeoutError``), which also excludes cores sharing this one storage object
+    (on one loop or on several threads), and ``changes()`` notices other writers by watching the
     file (no server polling), within ``poll_interval`` seconds (0.01 or more).
     """
 
@@ -113,10 +115,14 @@ class FileSessionStorage:
         self._holds_session = False
         self._watches = 0
         self._saves = 0  # this storage's writes, for the watch
-        # Not thread-local: the lock belongs to this storage, whichever thread uses it.
+        # Not thread-local: the lock belongs to this storage, whichever thread uses it. It
+        # is also re-entrant per object, so it cannot exclude two holders of this one
+        # storage (two cores, or cores on two threads, sharing it): ``_held`` does. A
+        # threading lock, tried without blocking, works whichever loop or thread holds it.
         self._file_lock = filelock.FileLock(
             self.path.with_name(self.path.name + ".lock"), thread_local=False
         )
+        self._held = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FileSessionStorage({str(self.path)!r})"
@@ -133,33 +139,44 @@ class FileSessionStorage:
 
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
-        """Hold the OS lock shared by every process using this file."""
+        """Hold the OS lock shared by every process using this file, and by every holder
+        of this storage in this process."""
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True, mode=0o700)
         await self._acquire()
         try:
             yield
         finally:
-            self._file_lock.release()
+            try:
+                self._file_lock.release()
+            finally:
+                self._held.release()
 
     async def _acquire(self) -> None:
         """Take the lock, trying without blocking and sleeping on the loop in between.
 
-        Each try is an open and a non-blocking ``flock`` on the loop thread, so a task
-        cancelled while it waits holds nothing: no thread is left to take the lock later.
+        Each try takes this storage's own lock, then opens and ``flock``s the file, neither
+        blocking, on the loop thread; so a task cancelled while it waits holds nothing: no
+        thread is left to take the lock later.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.lock_timeout
         pause = _LOCK_RETRY_FIRST
         while True:
-            try:
-                self._file_lock.acquire(blocking=False)
-                return
-            except filelock.Timeout:
-                pass
+            holder = "another holder of this storage"
+            if self._held.acquire(blocking=False):
+                try:
+                    self._file_lock.acquire(blocking=False)
+                    return
+                except filelock.Timeout:
+                    holder = "another process"
+                    self._held.release()
+                except BaseException:
+                    self._held.release()
+                    raise
             left = deadline - loop.time()
             if left <= 0:
                 raise SessionLockTimeoutError(
-                    f"another process held the lock {self._file_lock.lock_file!r} "
+                    f"{holder} held the lock {self._file_lock.lock_file!r} "
                     f"for over {self.lock_timeout:g} s"
                 )
             await asyncio.sleep(min(pause, left))

@@ -365,12 +365,15 @@ class SessionExpired:
 @attrs.frozen
 class SessionAdopted:
     """Another process stored this user's session (None: it logged out); with ``error``, the
-    storage could not load it (its file lost) and the core keeps ``user``, the one it holds."""
+    storage could not load it (its file lost) and the core keeps ``user``, the one it holds.
+    ``kept``: the storage lost the session and the core wrote it back, after a save had
+    failed, so the storage holds again what the core does."""
 
     __repr__ = value_repr
 
     user: MimiUser | None
     error: MimiCoreError | None = None
+    kept: bool = False
 
 
 @attrs.frozen

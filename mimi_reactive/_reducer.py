@@ -62,6 +62,8 @@ def reduce(state: SessionState, event: Event) -> SessionState:
             return SessionState(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
         case SessionAdopted(error=MimiCoreError() as error):  # the storage lost the session
             return _degraded(state, event, error)
+        case SessionAdopted(user=user, kept=True) if state.degraded:  # a write-back kept it
+            return SessionState(user, _logged_in(state, event), Transition.RECOVERED)
         case SessionAdopted(user=user):
             return _adopted(state, user)
         case AccountDeleted(error=error):
@@ -76,7 +78,7 @@ def _logged_in(state: SessionState, event: Event) -> MimiUser:
 
 def _degraded(state: SessionState, event: Event, error: MimiCoreError) -> SessionState:
     """The user stays, the session is not kept for now (a renewal failed, or the storage
-    lost it): ``DEGRADED`` once, until a kept renewal recovers it."""
+    lost it): ``DEGRADED`` once, until a kept renewal (or write-back) recovers it."""
     old = _logged_in(state, event)
     if state.degraded:
         return state  # still degraded: nothing new to tell

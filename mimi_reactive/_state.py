@@ -43,7 +43,8 @@ class Transition(enum.Enum):
     tokens could not be saved, or the shared storage lost it (its file removed or unreadable:
     written back); the user stays logged in, ``degraded`` is set and the core keeps renewing."""
     RECOVERED = "recovered"
-    """A renewal succeeded after the session was degraded."""
+    """A renewal succeeded after the session was degraded, or the session a save failed to
+    keep was written back to the storage."""
     FAILED = "failed"
     """A command failed; ``error`` says why and the user is as before."""
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,6 +17,7 @@ __all__ = [
     "SessionStorage",
     "SharedSessionStorage",
     "StoredSessionLostError",
+    "Writes",
     "decode_session",
     "encode_session",
     "storage_failed",
@@ -152,6 +154,35 @@ def decode_session(document: Any) -> Session | None:
 
 def _is_schema(value: Any) -> bool:
     return type(value) is int and value == SCHEMA_VERSION
+
+
+class Writes:
+    """The core's storage writes, so ``close()`` lets one that runs end before it cancels the
+    command: a write cannot be taken back, and the state must get its event. Nothing is
+    awaited between a write and the end of its effect (but a call ``committed`` stands for),
+    so once the write ends its event is applied before ``close()`` goes on."""
+
+    def __init__(self) -> None:
+        self._running = False
+        self._ended: asyncio.Future[None] | None = None  # made only when close() waits
+
+    async def run(self, write: Awaitable[None]) -> None:
+        self._running = True
+        try:
+            await write
+        finally:
+            self._running = False
+            if self._ended is not None:
+                if not self._ended.done():
+                    self._ended.set_result(None)
+                self._ended = None
+
+    async def ended(self) -> None:
+        """Return once no write runs (the command may have gone on to another)."""
+        while self._running:
+            if self._ended is None:
+                self._ended = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._ended)
 
 
 def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:

@@ -228,7 +228,8 @@ class SessionStore:
 
     async def close(self, *, grace_period: float) -> None:
         """Fail queued commands, give the running one ``grace_period`` seconds to finish
-        (then cancel it: its caller gets ``CoreClosedError``), and complete the stream."""
+        (then cancel it, once a storage write it runs has ended and its state is published:
+        its caller gets ``CoreClosedError``), and complete the stream."""
         if not self._closed:
             self._closed = True
             while self._jobs:
@@ -241,6 +242,8 @@ class SessionStore:
         done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
         if not done:
             _log.warning("session.close_cancelled_command", grace_period=grace_period)
+            # A storage write cannot be taken back: the state must get its event first.
+            await self._effects.writes.ended()
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
@@ -285,6 +288,8 @@ class SessionStore:
                 try:
                     outcome = await self._perform(command, decision)
                 except asyncio.CancelledError:
+                    if (committed := self._effects.committed) is not None:
+                        self._apply(committed)  # stored already: the state must say so
                     _resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
                 except Exception as error:  # a bug must not stop the worker or the stream

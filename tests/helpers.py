@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import errno
 import inspect
+import json
 import logging
 import subprocess
 import sys
@@ -114,6 +115,15 @@ def transitions(states: list[SessionState]) -> list[Transition]:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def stored_user_id(path: Path) -> str | None:
+    """The id of the user stored in the file, as a fresh process would read it (None: no
+    file, no JSON, or a stored log-out)."""
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        session = json.loads(path.read_text())["session"]
+        return None if session is None else str(session["user"]["id"])
+    return None
 
 
 def run_python(*arguments: str) -> subprocess.CompletedProcess[str]:

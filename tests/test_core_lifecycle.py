@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,15 +17,17 @@ from mimi_reactive import (
     AuthRoute,
     CoreClosedError,
     Failure,
+    FileSessionStorage,
     LogOut,
     MimiCore,
     SessionState,
 )
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
+from mimi_reactive.testing import Reply, ScriptedBackend
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID, StartCore
-from .helpers import completed
+from .helpers import completed, stored_user_id
 
 
 async def test_async_with_start_closes(server: IdentityServer, client_secret: str) -> None:
@@ -128,3 +133,87 @@ async def test_every_call_after_close_raises_core_closed(
     with pytest.raises(CoreClosedError):
         await completed(call(core.auth))
     assert core.auth.current_user == user
+
+
+class GatedStorage(FileSessionStorage):
+    """A session file whose next write, once armed, waits in its thread until let go."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.armed = False
+        self.started, self.go, self.ended = threading.Event(), threading.Event(), threading.Event()
+
+    def _write(self, document: dict[str, object]) -> None:
+        if not self.armed:
+            super()._write(document)
+            return
+        self.armed = False
+        self.started.set()
+        self.go.wait(10)
+        try:
+            super()._write(document)
+        finally:
+            self.ended.set()
+
+
+class CloseGaveUp(logging.Handler):
+    """Set once close() stops waiting for the running command (it cancels it next)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage().startswith("session.close_cancelled_command"):
+            self.seen.set()
+
+
+@pytest.fixture
+def close_gave_up() -> Iterator[CloseGaveUp]:
+    handler = CloseGaveUp()
+    logger = logging.getLogger("mimi_reactive.session")
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+
+
+# The command close() cancels, whose first storage write is held up, from a user logged in
+# (or not): a sign-in (its save), a switch (its log-out's clear, then a sign-up), a log-out
+# everywhere (its clear, then a call to the service that never answers).
+CANCELLED: dict[str, tuple[bool, Callable[[MimiCore], Awaitable[object]]]] = {
+    "sign-in": (False, lambda core: core.auth.authenticate(AuthRoute.sign_up_anonymously())),
+    "switch": (True, lambda core: core.auth.authenticate(AuthRoute.sign_up_anonymously())),
+    "log-out everywhere": (True, lambda core: core.auth.log_out(everywhere=True)),
+}
+
+
+@pytest.mark.parametrize("attempt", range(20))
+@pytest.mark.parametrize("case", CANCELLED.values(), ids=CANCELLED.keys())
+async def test_close_cancelling_a_command_mid_write_leaves_state_and_file_agreeing(
+    tmp_path: Path,
+    close_gave_up: CloseGaveUp,
+    case: tuple[bool, Callable[[MimiCore], Awaitable[object]]],
+    attempt: int,
+) -> None:
+    """close(grace_period=0) while the running command writes the session file: the write
+    ends and the last published state holds the user the file holds."""
+    logged_in, command = case
+    path = tmp_path / "session.json"
+    storage = GatedStorage(path)
+    backend = ScriptedBackend()
+    core = await MimiCore.start(client_id="a", client_secret="s", backend=backend, storage=storage)
+    if logged_in:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    backend.script(Reply.never(only_for=("revoke",)))
+    storage.armed = True
+    running = asyncio.ensure_future(command(core))
+    assert await asyncio.to_thread(storage.started.wait, 10)
+    closing = asyncio.ensure_future(core.close(grace_period=0))
+    async with asyncio.timeout(10):
+        await close_gave_up.seen.wait()
+        storage.go.set()
+        await closing
+    assert await asyncio.to_thread(storage.ended.wait, 10)
+    await asyncio.gather(running, return_exceptions=True)
+    published = core.auth.state.user
+    assert (published.id if published else None) == stored_user_id(path)

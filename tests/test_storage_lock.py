@@ -1,11 +1,14 @@
-"""FileSessionStorage.lock(): cancelling a wait or timing out never leaves the OS lock held."""
+"""FileSessionStorage.lock(): excludes other processes and other holders of the same storage;
+cancelling a wait or timing out never leaves it held."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,7 +77,7 @@ async def another_process_can_take(storage: FileSessionStorage) -> bool:
     return await taker.wait() == 0
 
 
-async def still_waiting(task: asyncio.Task[None]) -> bool:
+async def still_waiting(task: asyncio.Task[Any]) -> bool:
     """The task has not got the lock within a while (it must not, another process holds it)."""
     done, _ = await asyncio.wait({task}, timeout=0.3)
     return not done
@@ -138,3 +141,95 @@ async def test_a_wait_past_the_timeout_fails_clearly_and_holds_nothing(
     assert isinstance(raised.value, TimeoutError)
     await holder.release()
     assert await another_process_can_take(storage)
+
+
+async def test_one_storage_excludes_its_own_holders_on_one_loop(tmp_path: Path) -> None:
+    """Two tasks locking one storage instance hold it one at a time (the OS lock alone is
+    re-entrant per object)."""
+    storage = FileSessionStorage(tmp_path / "session.json")
+    entered, leave = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with storage.lock():
+            entered.set()
+            await leave.wait()
+
+    async def hold_next() -> bool:
+        async with storage.lock():
+            return leave.is_set()  # False: it held the lock another task holds
+
+    first = asyncio.create_task(hold())
+    await entered.wait()
+    second = asyncio.create_task(hold_next())
+    assert await still_waiting(second)
+    leave.set()
+    async with asyncio.timeout(10):
+        assert (await asyncio.gather(first, second))[1]
+
+
+@pytest.mark.parametrize("attempt", range(20))
+async def test_one_storage_excludes_holders_on_other_threads(tmp_path: Path, attempt: int) -> None:
+    """A holder of one storage on another thread's loop keeps this loop's holder out until
+    it leaves (two blocking cores sharing a storage refresh one at a time)."""
+    storage = FileSessionStorage(tmp_path / "session.json")
+    entered, leave = threading.Event(), threading.Event()
+
+    async def hold_on_that_thread() -> None:
+        async with storage.lock():
+            entered.set()
+            await asyncio.to_thread(leave.wait, 10)
+
+    that_thread = threading.Thread(target=asyncio.run, args=(hold_on_that_thread(),))
+    that_thread.start()
+    try:
+        assert await asyncio.to_thread(entered.wait, 10)
+
+        async def hold_here() -> bool:
+            async with storage.lock():
+                return leave.is_set()  # False: it held the lock another thread holds
+
+        here = asyncio.create_task(hold_here())
+        assert await still_waiting(here)
+        leave.set()
+        async with asyncio.timeout(10):
+            assert await here
+    finally:
+        leave.set()
+        await asyncio.to_thread(that_thread.join, 10)
+
+
+@pytest.mark.parametrize("times_out", [True, False])
+async def test_a_wait_for_a_holder_of_the_same_storage_ends_holding_nothing(
+    tmp_path: Path, times_out: bool
+) -> None:
+    """A wait for a lock held through the same storage that times out (an error saying so)
+    or is cancelled holds nothing: once the holder leaves, the lock is free."""
+    storage = FileSessionStorage(tmp_path / "session.json", lock_timeout=0.2 if times_out else 30)
+    leave = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def hold() -> None:
+        async with storage.lock():
+            entered.set()
+            await leave.wait()
+
+    async def wait_for_it() -> None:
+        async with storage.lock():
+            raise AssertionError("got a lock another holder of this storage holds")
+
+    holder = asyncio.create_task(hold())
+    await entered.wait()
+    waiting = asyncio.create_task(wait_for_it())
+    if times_out:
+        with pytest.raises(SessionLockTimeoutError, match="another holder of this storage"):
+            await waiting
+    else:
+        assert await still_waiting(waiting)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+    leave.set()
+    await holder
+    assert await another_process_can_take(storage)
+    async with asyncio.timeout(1), storage.lock():
+        pass

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import json
 import logging
 import math
 import time
@@ -21,8 +20,10 @@ from mimi_reactive import (
     AuthRoute,
     ConfigurationError,
     FileSessionStorage,
+    MimiConfiguration,
     MimiCore,
     MimiUser,
+    RetryPolicy,
     SessionState,
     SessionStorageError,
     Transition,
@@ -32,6 +33,7 @@ from mimi_reactive._messages import RefreshFailed, SessionAdopted
 from mimi_reactive._reducer import IllegalTransitionError, reduce
 from mimi_reactive.testing import ScriptedBackend, StateRecorder
 
+from .helpers import stored_user_id
 from .session_writer import numbered
 
 POLL = 0.02
@@ -63,14 +65,6 @@ async def running_core(path: Path) -> AsyncIterator[tuple[MimiCore, StateRecorde
         recorder = StateRecorder(core)
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         yield core, recorder
-
-
-def stored_user_id(path: Path) -> str | None:
-    """The id of the user stored in the file, as a fresh process would read it."""
-    with contextlib.suppress(FileNotFoundError, ValueError):
-        document = json.loads(path.read_text())
-        return str(document["session"]["user"]["id"])
-    return None
 
 
 async def wait_for(recorder: StateRecorder, transition: Transition) -> SessionState:
@@ -171,6 +165,47 @@ async def test_a_lost_file_that_cannot_be_written_back_reports_the_failed_save(
     assert restored.user == user
 
 
+@pytest.mark.parametrize("attempt", range(20))
+async def test_a_write_back_kept_after_the_keeper_gave_up_recovers_and_refreshes_resume(
+    tmp_path: Path, log_events: LogEvents, attempt: int
+) -> None:
+    """A directory in the session file's place until the keeper gives up renewing: once it is
+    gone, the write-back that keeps the session ends the degraded state (RECOVERED, no error)
+    and the keeper refreshes again on its schedule, with no call from the app."""
+    path = tmp_path / "session.json"
+    backend = ScriptedBackend(token_ttl=1.0)  # due again 0.8 s after each renewal
+    retry = RetryPolicy(initial_delay=0.01, max_delay=0.02, max_attempts=2)
+    async with MimiCore.start(
+        client_id="a",
+        client_secret="s",
+        backend=backend,
+        storage=FileSessionStorage(path, poll_interval=POLL),
+        configuration=MimiConfiguration(retry=retry),
+    ) as core:
+        recorder = StateRecorder(core)
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        user = core.auth.current_user
+        assert user is not None
+        path.unlink()
+        path.mkdir()
+        await log_events.wait_for("session.refresh_gave_up")
+        assert core.auth.state.degraded
+        path.rmdir()
+        recovered = await wait_for(recorder, Transition.RECOVERED)
+        assert (recovered.user, recovered.error, recovered.degraded) == (user, None, False)
+        assert stored_user_id(path) == user.id
+        refreshes = backend.calls.count("refresh")
+        refreshed = asyncio.Event()
+
+        def on_token(_: str | None) -> None:
+            if backend.calls.count("refresh") > refreshes:
+                refreshed.set()
+
+        core.auth.access_tokens.subscribe(on_token)
+        async with asyncio.timeout(10):
+            await refreshed.wait()
+
+
 async def test_a_log_out_stored_by_another_process_is_still_followed(tmp_path: Path) -> None:
     """A log-out another process stores ({"session": null}) logs the user out, with no error,
     and a file removed after that is no loss."""
@@ -234,8 +269,9 @@ _LOST = SessionStorageError("the session file was removed")
 
 
 def test_a_lost_session_degrades_a_logged_in_state_once() -> None:
-    """The reducer turns a loss into DEGRADED with the error; a degraded state stays as it is,
-    and a loss while nobody is logged in is a bug of the shell."""
+    """The reducer turns a loss into DEGRADED with the error; a degraded state stays as it is
+    until a write-back keeps the session (RECOVERED; nothing new if it was not degraded), and
+    a loss while nobody is logged in is a bug of the shell."""
     logged_in = SessionState(_ANONYMOUS, transition=Transition.LOGGED_IN)
     degraded = reduce(logged_in, SessionAdopted(_ANONYMOUS, _LOST))
     assert degraded == SessionState(
@@ -243,6 +279,9 @@ def test_a_lost_session_degrades_a_logged_in_state_once() -> None:
     )
     assert degraded == reduce(logged_in, RefreshFailed(_LOST))
     assert reduce(degraded, SessionAdopted(_ANONYMOUS, _LOST)) is degraded
+    recovered = reduce(degraded, SessionAdopted(_ANONYMOUS, kept=True))
+    assert recovered == SessionState(_ANONYMOUS, _ANONYMOUS, Transition.RECOVERED)
+    assert reduce(logged_in, SessionAdopted(_ANONYMOUS, kept=True)) is logged_in
     with pytest.raises(IllegalTransitionError):
         reduce(SessionState(), SessionAdopted(_ANONYMOUS, _LOST))
 
