@@ -54,6 +54,9 @@ CASES: list[tuple[str | tuple[str, ...], str | tuple[str, ...], bool]] = [
     ("203.0.113.1", "[::ffff:cb00:7101]:4711", True),
     ("::ffff:203.0.113.1", "::ffff:203.0.113.2", False),
     ("::ffff:203.0.113.1", "203.0.113.2", False),
+    # A trusted proxy seen as an IPv4-mapped address (a hop on both stacks) is still trusted.
+    ("203.0.113.1, ::ffff:127.0.0.1", "203.0.113.1", True),
+    (("203.0.113.1", "[::ffff:7f00:1]:4711"), "203.0.113.1", True),
 ]
 
 

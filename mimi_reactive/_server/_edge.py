@@ -128,11 +128,16 @@ def _is_port(text: str) -> bool:
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """``text`` as an IP address; None if it is not one."""
+    """``text`` as an IP address; None if it is not one. An IPv4-mapped IPv6 address is the
+    IPv4 address it carries: a socket or proxy on both stacks writes an IPv4 hop so, and a
+    trusted proxy written so is still trusted."""
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 def _trusted(
