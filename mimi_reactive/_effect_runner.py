@@ -9,7 +9,6 @@ A storage that fails to keep a change is reported in the event, never only logge
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -20,7 +19,6 @@ import attrs
 from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
 from ._exceptions import (
-    MimiCoreError,
     SessionLockTimeoutError,
     SessionRevokedError,
     SessionStorageError,
@@ -46,7 +44,8 @@ from ._messages import (
 )
 from ._redaction import value_repr
 from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
-from ._retry import retrying, worth_retrying
+from ._retry import worth_retrying
+from ._revocations import Revocations
 from ._session import Session
 from ._storage import (
     SessionStorage,
@@ -90,7 +89,9 @@ class EffectRunner:
         self._configuration = configuration
         self._clock = clock
         self._renewal = Renewal(backend, configuration.refresh, clock)
-        self._revocations: set[asyncio.Task[None]] = set()
+        self._revocations = Revocations(
+            backend, self._renewal, self._renew_for_call, configuration.retry
+        )
         # What the storage should hold but does not: a session (or None, for a clear) whose
         # save failed, tried again at close. None: the storage holds what the core does.
         self._unkept: tuple[Session | None] | None = None
@@ -121,14 +122,7 @@ class EffectRunner:
             failure = await (self._forget() if unkept is None else self._keep(unkept))
             if failure is None:
                 _log.info("storage.kept_at_close")
-        if not self._revocations:
-            return
-        _, pending = await asyncio.wait(self._revocations, timeout=grace_period)
-        for task in pending:
-            task.cancel()
-        if pending:
-            _log.warning("session.revoke_abandoned", count=len(pending))
-            await asyncio.gather(*pending, return_exceptions=True)
+        await self._revocations.close(grace_period)
 
     async def _adopt(self, current: Session | None) -> EffectResult:
         try:
@@ -183,22 +177,15 @@ class EffectRunner:
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
             self.committed = EffectResult(SignedOut(unforgotten), None)  # for a close
-            called = await self._renewal.call_live(
-                session, self._revoke_everywhere, self._renew_for_call
-            )
-            if isinstance(called, CallFailed):
-                failure = as_failure(called.error)
+            failed = await self._revocations.everywhere_now(session)
+            if failed is not None:
+                failure = as_failure(failed.error)
                 if worth_retrying(failure):  # with the renewed pair: renewing again is reuse
-                    self._revoke_in_background(called.live, everywhere=True)
+                    self._revocations.start(failed.live, everywhere=True)
                 return EffectResult(SignedOut(unforgotten or failure), None)
         else:
-            self._revoke_quietly(session)
+            self._revocations.start_quietly(session)
         return EffectResult(SignedOut(unforgotten), None)
-
-    def _revoke_quietly(self, session: Session) -> None:
-        """End ``session`` at the service in the background, if the backend can."""
-        if self._backend.capabilities.revoke:
-            self._revoke_in_background(session, everywhere=False)
 
     async def _renew_for_call(self, session: Session) -> Session:
         """``session`` renewed for a call (``Renewal.renew``), one process at a time across
@@ -212,46 +199,6 @@ class EffectRunner:
                 stored = None
             elsewhere = self._refreshed_elsewhere(session, stored)
             return elsewhere or await self._renewal.renew(session)
-
-    async def _revoke_everywhere(self, session: Session) -> None:
-        await self._backend.revoke(session, everywhere=True)
-
-    def _revoke_in_background(self, session: Session, *, everywhere: bool) -> None:
-        task = asyncio.get_running_loop().create_task(self._revoke(session, everywhere))
-        self._revocations.add(task)
-        task.add_done_callback(self._revocations.discard)
-
-    async def _revoke(self, session: Session, everywhere: bool) -> None:
-        """Tell the service, retrying network trouble; the user is already logged out."""
-
-        # Revoking one session needs only its refresh token; every session, a live access
-        # token: each try acts on the session the last one renewed (renewing again is reuse).
-        async def revoke() -> None:
-            nonlocal session
-            if not everywhere:
-                await self._backend.revoke(session)
-                return
-            called = await self._renewal.call_live(
-                session, self._revoke_everywhere, self._renew_for_call
-            )
-            if isinstance(called, CallFailed):
-                session = called.live
-                raise called.error
-
-        try:
-            try:  # most revocations succeed at once: build the retrier only when needed
-                await revoke()
-                return
-            except MimiCoreError as error:
-                if not worth_retrying(error):
-                    raise
-            async for attempt in retrying(self._configuration.retry, worth_retrying):
-                with attempt:
-                    await revoke()
-        except MimiCoreError as error:  # e.g. already revoked: nothing left to do
-            _log.info("session.revoke_refused", error=type(error).__name__)
-        except Exception as error:  # tenacity's RetryError: it gave up
-            _log.warning("session.revoke_abandoned", error=type(error).__name__)
 
     async def _authenticate(
         self, route: AuthRoute, session: Session | None, replacing: MimiUser | None
@@ -272,7 +219,7 @@ class EffectRunner:
             except Exception as error:
                 return EffectResult(CommandFailed(as_failure(error)), session)
         if not self._admissible(signed_in.user):
-            self._revoke_quietly(signed_in)
+            self._revocations.start_quietly(signed_in)
             return EffectResult(CommandFailed(_not_anonymous()), session)
         # One the storage could not keep still works here: the event says so, the state is
         # degraded, and the keeper renews (and saves) until a save succeeds.
@@ -342,7 +289,7 @@ class EffectRunner:
         session degraded (it works here, but a restart would restore the spent pair), and
         the keeper renews again until one is kept."""
         if not self._admissible(fresh.user):
-            self._revoke_quietly(fresh)
+            self._revocations.start_quietly(fresh)
             return await self._expired(_not_anonymous())
         unsaved = await self._keep(fresh)
         if unsaved is not None:
