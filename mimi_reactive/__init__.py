@@ -30,6 +30,7 @@ from ._exceptions import (
     TransportError,
     UnsupportedRouteError,
     WeakPasswordError,
+    WrongEventLoopError,
 )
 from ._file_storage import FileSessionStorage
 from ._manager import AnonymousAuthManager
@@ -120,6 +121,7 @@ __all__ = [
     "TransportError",
     "UnsupportedRouteError",
     "WeakPasswordError",
+    "WrongEventLoopError",
 ]
 
 # Tracebacks and reprs name this public module, not the private one each is defined in.

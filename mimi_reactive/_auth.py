@@ -10,7 +10,7 @@ import attrs
 import reactivex
 from reactivex import operators as ops
 
-from ._exceptions import CoreClosedError
+from ._exceptions import CoreClosedError, WrongEventLoopError
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._redaction import value_repr
 from ._state import SessionState
@@ -146,6 +146,8 @@ class AuthController:
         core renews again until a pair is kept).
         """
         store = self._store
+        if asyncio.get_running_loop() is not store.loop:  # inline: a hot path
+            raise WrongEventLoopError()
         session = store.session
         if (
             session is not None
@@ -182,6 +184,7 @@ class AuthController:
         consumer never makes states pile up: it gets the latest state when it asks for the
         next one, skipping any it was too slow to see.
         """
+        self._store.refuse_other_loop()  # its wake-up event belongs to the core's loop
         latest: list[SessionState] = []  # at most one: the newest state not yet taken
         ready = asyncio.Event()
         completed = False

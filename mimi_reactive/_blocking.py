@@ -20,6 +20,7 @@ from ._checks import check_seconds
 from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._exceptions import CoreClosedError, ReentrantCallError
+from ._log import Log
 from ._manager import AnonymousAuthManager
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome
 from ._results import AnonymousLoginResult
@@ -32,40 +33,139 @@ __all__ = ["BlockingAnonymousAuthManager", "BlockingAuthController", "BlockingMi
 
 T = TypeVar("T")
 
+_log = Log("mimi_reactive.core")
+
 
 class _LoopThread:
     """An event loop running forever in a daemon thread: a forgotten close never keeps the
-    process alive."""
+    process alive.
+
+    One lock orders calls against the end: a call either is scheduled while the loop still
+    runs (and is answered, by the loop or by the thread's end with ``CoreClosedError``) or is
+    refused with ``CoreClosedError``; nobody waits on a loop that has stopped.
+    """
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="mimi_reactive.core", daemon=True
-        )
+        self._lock = threading.Lock()
+        self._closing = False  # a close() has begun: later ones only wait for the end
+        self._ended = False  # no call is accepted any more: the loop stops or has stopped
+        self._waiting: set[Future[Any]] = set()  # the callers not answered yet
+        self._fatal: BaseException | None = None
+        self.closing: Callable[[], Coroutine[Any, Any, None]] | None = None
+        """What closes the core at once, run if the loop ends unclosed (a subscriber's
+        ``SystemExit``): the backend's connections are released all the same."""
+        self._thread = threading.Thread(target=self._run, name="mimi_reactive.core", daemon=True)
         self._thread.start()
 
     def call(self, work: Coroutine[Any, Any, T]) -> T:
         """Run ``work`` on the loop and block until it is done; its error is raised here."""
-        _refuse_inside_a_loop(work)
-        if self.loop.is_closed():
+        self._refuse_to_deadlock(work)
+        waiter: Future[T] = Future()
+        with self._lock:
+            if self._ended:
+                work.close()
+                raise CoreClosedError("the core is closed")
+            self._waiting.add(waiter)
+            self.loop.call_soon_threadsafe(self._begin, work, waiter)
+        try:
+            return waiter.result()
+        finally:
+            with self._lock:
+                self._waiting.discard(waiter)
+
+    def claim_close(self, work: Coroutine[Any, Any, None]) -> bool:
+        """True for the first close; a later or concurrent one gets False (``work`` closed)
+        and waits until the thread has ended. Refuses where ``call`` would."""
+        self._refuse_to_deadlock(work)
+        with self._lock:
+            first = not self._closing and not self._ended
+            self._closing = True
+        if not first:
             work.close()
-            raise CoreClosedError("the core is closed")
+            self._thread.join()
+        return first
+
+    def stop(self) -> None:
+        """Stop the loop and wait for its thread; later calls raise ``CoreClosedError``.
+        Idempotent."""
+        with self._lock:
+            if not self._ended:
+                self._ended = True
+                self.loop.call_soon_threadsafe(self.loop.stop)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def _refuse_to_deadlock(self, work: Coroutine[Any, Any, Any]) -> None:
+        _refuse_inside_a_loop(work)
         if threading.current_thread() is self._thread:
             work.close()
             raise ReentrantCallError(
                 "a blocking call from the core's own thread (a subscriber, say) would never "
                 "return; use core.auth.dispatch(...) there"
             )
-        future: Future[T] = asyncio.run_coroutine_threadsafe(work, self.loop)
-        return future.result()
 
-    def stop(self) -> None:
-        """Stop the loop and wait for its thread. Idempotent."""
-        if self.loop.is_closed():
+    def _begin(self, work: Coroutine[Any, Any, T], waiter: Future[T]) -> None:
+        if self._fatal is not None:  # run while the thread ends: its end answers the caller
+            work.close()
             return
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
+        task = self.loop.create_task(work)
+        task.add_done_callback(lambda done: self._answer(waiter, done))
+
+    def _answer(self, waiter: Future[T], task: asyncio.Task[T]) -> None:
+        if waiter.done():
+            return
+        if self._fatal is not None:  # the core died: whatever the call got, it gets this
+            waiter.set_exception(self._fatal)
+        elif task.cancelled():  # by the thread's end
+            waiter.set_exception(CoreClosedError("the core closed during the call"))
+        elif (error := task.exception()) is not None:
+            waiter.set_exception(error)
+        else:
+            waiter.set_result(task.result())
+
+    def _run(self) -> None:
+        """The thread: the loop until it is stopped, or until a subscriber's ``SystemExit``
+        or ``KeyboardInterrupt`` ends it; then every caller still waiting is answered."""
+        try:
+            self.loop.run_forever()
+        except BaseException as error:  # a subscriber asked the program to stop
+            _log.error("core.thread_stopped", error=type(error).__name__)
+            self._fatal = error
+            # Told once, here: not again as the dead worker's "exception never retrieved".
+            self.loop.set_exception_handler(_quiet_about_stopping)
+        finally:
+            with self._lock:
+                self._ended = True
+                waiting = list(self._waiting)
+            if self._fatal is not None and self.closing is not None:
+                self._settle(self.closing())
+            self._settle(self._cancelled_tasks())
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_exception(self._fatal or CoreClosedError("the core is closed"))
+            self.loop.close()
+
+    async def _cancelled_tasks(self) -> None:
+        """Cancel what still runs on the loop (calls that raced the stop) and wait until it
+        has ended, as ``asyncio.run`` does; a turn of the loop even with no task left, so
+        the answers already scheduled run."""
+        tasks = asyncio.all_tasks(self.loop) - {asyncio.current_task(self.loop)}
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _settle(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` on the stopped loop; a subscriber's ``SystemExit`` again only logged."""
+        try:
+            self.loop.run_until_complete(work)
+        except BaseException as error:
+            _log.error("core.thread_stopped", error=type(error).__name__)
+
+
+def _quiet_about_stopping(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    if not isinstance(context.get("exception"), SystemExit | KeyboardInterrupt):
+        loop.default_exception_handler(context)
 
 
 def _refuse_inside_a_loop(work: Coroutine[Any, Any, Any]) -> None:
@@ -152,11 +252,18 @@ class BlockingMimiCore:
 
     Use it as a context manager, or call ``close()``. Calling it from a thread that runs an
     event loop is refused with ``ReentrantCallError``: async code uses ``MimiCore``.
+
+    A subscriber that raises ``SystemExit`` or ``KeyboardInterrupt`` (``sys.exit()`` when the
+    session ends, say) asks the program to stop, and it is not isolated like an error: as in
+    an async app, it ends the core's loop, and so the core (``core.thread_stopped`` is logged).
+    Every call waiting then raises that same exception, so a script blocked in a call stops
+    as the subscriber asked; later calls raise ``CoreClosedError``, and ``close()`` returns.
     """
 
     def __init__(self, core: MimiCore, loop: _LoopThread) -> None:
         self._core = core
         self._loop = loop
+        loop.closing = lambda: core.close(grace_period=0)
         self.auth = BlockingAuthController(core, loop)
         """Authentication and the session streams."""
         self.configuration = core.configuration
@@ -196,13 +303,17 @@ class BlockingMimiCore:
         return cls(core, loop)
 
     def close(self, *, grace_period: float | None = None) -> None:
-        """Close the core as ``MimiCore.close`` does, then stop its thread. Idempotent."""
+        """Close the core as ``MimiCore.close`` does, then stop its thread. Idempotent, and
+        safe from several threads at once: each returns once the core is closed. Calls
+        racing it either run or raise ``CoreClosedError``."""
         if grace_period is not None:  # refused here: the loop must not stop unclosed
             check_seconds("grace_period", grace_period)
-        if self._loop.loop.is_closed():
+        if not self._loop.claim_close(closing := self._core.close(grace_period=grace_period)):
             return
         try:
-            self._loop.call(self._core.close(grace_period=grace_period))
+            self._loop.call(closing)
+        except CoreClosedError:
+            pass  # the thread ended first (a subscriber's SystemExit): closed all the same
         finally:
             self._loop.stop()
 

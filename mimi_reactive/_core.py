@@ -163,6 +163,7 @@ class MimiCore:
         """
         if grace_period is not None:
             check_seconds("grace_period", grace_period)
+        self._store.refuse_other_loop()
         self._closed = True
         grace = self._close_grace_period if grace_period is None else grace_period
         await self._keeper.close()

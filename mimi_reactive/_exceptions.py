@@ -12,6 +12,7 @@ MimiCoreError                      base of every error the library raises
 ├── ConfigurationError (ValueError) a setting is wrong: a negative duration, a bad URL, …
 ├── CoreClosedError                the core (or a verifier) was closed before or while the call ran
 ├── ReentrantCallError             waiting on a command where it can never finish
+├── WrongEventLoopError (RuntimeError)     the core awaited on a loop it does not run on
 ├── TransportError                 the identity service could not be reached in time
 ├── SessionFilePathError (ValueError)       the session file's path is a directory
 ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
@@ -58,6 +59,7 @@ __all__ = [
     "TransportError",
     "UnsupportedRouteError",
     "WeakPasswordError",
+    "WrongEventLoopError",
 ]
 
 
@@ -106,6 +108,24 @@ class ReentrantCallError(MimiCoreError):
     ``dispatch(...).result()`` on the core's event-loop thread, would wait forever. Queue it
     with ``dispatch`` and do not wait, or wait from another task or thread.
     """
+
+
+class WrongEventLoopError(MimiCoreError, RuntimeError):
+    """The core was awaited on an event loop other than the one it was started on.
+
+    Refused before anything is queued: nothing ran. From another thread or loop, queue the
+    command with the thread-safe ``core.auth.dispatch(...)`` and await (or ``result()``) the
+    future it returns, or run the call on the core's loop with
+    ``asyncio.run_coroutine_threadsafe``.
+    """
+
+    def __init__(
+        self,
+        message: str = "this core runs on another event loop (the one it was started on); "
+        "from here, queue the command with the thread-safe core.auth.dispatch(...) and await "
+        "the future it returns",
+    ) -> None:
+        super().__init__(message)
 
 
 class TransportError(MimiCoreError):

@@ -31,6 +31,7 @@ from ._exceptions import (
     ReentrantCallError,
     RouteRefusedError,
     UnsupportedRouteError,
+    WrongEventLoopError,
 )
 from ._guards import GuardContext, decide
 from ._log import Log
@@ -208,6 +209,8 @@ class SessionStore:
         Cancelling the wait drops a command that has not started; one that has started
         runs to completion, so the state is always the one before or after it.
         """
+        if asyncio.get_running_loop() is not self._loop:  # inline: every command passes
+            raise WrongEventLoopError()
         if self._closed:
             raise CoreClosedError("the core is closed")
         if self._busy and asyncio.current_task() is self._worker:
@@ -225,6 +228,12 @@ class SessionStore:
         future: asyncio.Future[Outcome] = self._loop.create_future()
         self._push((command, future, decision))
         return await future
+
+    def refuse_other_loop(self) -> None:
+        """Raise ``WrongEventLoopError`` unless called on the store's own loop: a command
+        awaited from another loop would be queued here and its answer never reach it."""
+        if asyncio.get_running_loop() is not self._loop:
+            raise WrongEventLoopError()
 
     async def close(self, *, grace_period: float) -> None:
         """Fail queued commands, give the running one ``grace_period`` seconds to finish

@@ -50,11 +50,21 @@ class Stream(Generic[T]):
 
 class _IsolatingSubject(BehaviorSubject[T]):
     """A ``BehaviorSubject`` that catches what each observer raises (one ``try`` per
-    delivery, no wrapper), logs it, and goes on with the others."""
+    delivery, no wrapper), logs it, and goes on with the others.
+
+    A new observer's replay runs outside the lock, so it may block on the publisher (a
+    blocking core call from the replay on the subscribing thread). Until it returns, what is
+    published for that observer waits in its buffer; the subscribing thread then hands it
+    over, in order, before the observer gets anything directly. The publisher pays for this
+    one truth test per value while no replay is running.
+    """
 
     def __init__(self, initial: T, *, detach: bool) -> None:
         super().__init__(initial)
         self._detach = detach
+        # id(observer) -> what was published for it while its replay ran (_COMPLETED last
+        # if the stream completed meanwhile).
+        self._replaying: dict[int, list[Any]] = {}
 
     def push(self, state: T) -> bool:
         with self.lock:
@@ -62,6 +72,8 @@ class _IsolatingSubject(BehaviorSubject[T]):
                 return False
             self.value = state
             observers = self.observers.copy()
+            if self._replaying:
+                observers = self._hold(observers, state)
         for observer in observers:
             try:
                 observer.on_next(state)
@@ -76,6 +88,8 @@ class _IsolatingSubject(BehaviorSubject[T]):
             self.is_stopped = True
             observers = self.observers.copy()
             self.observers.clear()
+            if self._replaying:
+                observers = self._hold(observers, _COMPLETED)
         for observer in observers:
             try:
                 observer.on_completed()
@@ -87,17 +101,66 @@ class _IsolatingSubject(BehaviorSubject[T]):
         observer: abc.ObserverBase[T],
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
+        held: list[Any] = []
         with self.lock:
-            if not self.is_stopped:
+            stopped = self.is_stopped
+            if not stopped:
                 self.observers.append(observer)
-                # Replayed under the lock, so no newer state can reach it first.
-                try:
-                    observer.on_next(self.value)
-                except Exception as error:
-                    self._failed(observer, error)
-                return InnerSubscription(self, observer)
-        observer.on_completed()
-        return Disposable()
+                # Whatever is published from now on waits here until the replay is done.
+                self._replaying[id(observer)] = held
+                replay = self.value
+        if stopped:
+            observer.on_completed()
+            return Disposable()
+        subscription = InnerSubscription(self, observer)
+        if self._deliver(observer, replay):
+            self._hand_over(observer, held)
+        else:  # detached by its failure: nothing more for it
+            with self.lock:
+                del self._replaying[id(observer)]
+        return subscription
+
+    def _hold(self, observers: list[abc.ObserverBase[T]], value: Any) -> list[Any]:
+        """Keep ``value`` for the observers whose replay is running (called under the lock);
+        the others, to deliver it to now."""
+        now = []
+        for observer in observers:
+            held = self._replaying.get(id(observer))
+            if held is None:
+                now.append(observer)
+            else:
+                held.append(value)
+        return now
+
+    def _hand_over(self, observer: abc.ObserverBase[T], held: list[Any]) -> None:
+        """Deliver what was published during the replay, until nothing is left; from then
+        on the publisher delivers directly."""
+        while True:
+            with self.lock:
+                if not held:
+                    del self._replaying[id(observer)]
+                    return
+                values = held.copy()
+                held.clear()
+            for value in values:
+                if value is _COMPLETED:
+                    try:
+                        observer.on_completed()
+                    except Exception as error:
+                        self._failed(observer, error)
+                elif not self._deliver(observer, value):
+                    with self.lock:
+                        del self._replaying[id(observer)]
+                    return
+
+    def _deliver(self, observer: abc.ObserverBase[T], value: Any) -> bool:
+        """Hand ``value`` to ``observer``; False if it raised and was detached for it."""
+        try:
+            observer.on_next(value)
+        except Exception as error:
+            self._failed(observer, error)
+            return not self._detach
+        return True
 
     def _failed(self, observer: Any, error: Exception) -> None:
         # The subscriber is the app's own code: its traceback helps, and holds no secret of
@@ -107,3 +170,7 @@ class _IsolatingSubject(BehaviorSubject[T]):
             with self.lock:
                 if observer in self.observers:
                     self.observers.remove(observer)
+
+
+_COMPLETED = object()
+"""Held for an observer whose replay ran when the stream completed."""

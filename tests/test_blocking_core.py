@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -29,7 +31,7 @@ from mimi_reactive import (
 )
 from mimi_reactive.testing import ScriptedBackend
 
-from .helpers import run_python
+from .helpers import event_names, run_python
 
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 
@@ -206,3 +208,150 @@ def test_a_wrong_argument_to_start_is_refused_and_leaves_no_thread() -> None:
     with pytest.raises(ConfigurationError, match="close_grace_period"):
         BlockingMimiCore.start(backend=ScriptedBackend(), close_grace_period=-5)
     assert {thread.name for thread in threading.enumerate()} == before
+
+
+def finishes(body: Callable[[], object], within: float = 20.0) -> bool:
+    """Run ``body`` on a daemon thread; True if it returned in time (a hang fails the test
+    instead of stalling it)."""
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(within)
+    return not thread.is_alive()
+
+
+def test_a_subscriber_may_make_a_blocking_call_while_handling_its_first_state() -> None:
+    """ "Sign in if nobody is" from the replay, which runs on the subscribing thread: the call
+    returns, and the states published meanwhile follow the first one, in order, once."""
+    seen: list[Transition] = []
+
+    def subscribe_and_sign_in() -> None:
+        with start() as core:
+
+            def sign_in_if_nobody(state: SessionState) -> None:
+                seen.append(state.transition)
+                if state.user is None:
+                    core.auth.authenticate(AuthRoute.sign_up_anonymously())
+
+            core.auth.states.subscribe(sign_in_if_nobody)
+            assert core.auth.current_user is not None
+            core.auth.log_out()
+
+    assert finishes(subscribe_and_sign_in)
+    assert seen == [
+        Transition.INITIAL,
+        Transition.ANONYMOUS_CREATED,
+        Transition.LOGGED_OUT,
+    ]
+
+
+def test_calls_racing_close_run_or_raise_core_closed_never_hang() -> None:
+    """A thread calling over and over while another closes gets CoreClosedError in the end,
+    never a call left on a stopped loop (20 rounds)."""
+    for _ in range(20):
+        core = start()
+        core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        calling = threading.Event()
+        errors: list[BaseException] = []
+        caller = threading.Thread(
+            target=call_until_closed, args=(core, calling, errors), daemon=True
+        )
+        caller.start()
+        assert calling.wait(10)
+        core.close()
+        caller.join(10)
+        assert not caller.is_alive(), "a call hung on the stopped loop"
+        assert [type(error) for error in errors] == [CoreClosedError]
+
+
+def call_until_closed(
+    core: BlockingMimiCore, calling: threading.Event, errors: list[BaseException]
+) -> None:
+    try:
+        while True:
+            core.auth.refresh()
+            calling.set()
+    except BaseException as error:  # the test looks at what it is
+        errors.append(error)
+
+
+def test_close_from_two_threads_at_once_returns_in_both() -> None:
+    """Two threads closing together (an atexit hook and a UI's quit) both return, without
+    error, once the core is closed (20 rounds)."""
+    for _ in range(20):
+        core = start()
+        both = threading.Barrier(2)
+        errors: list[BaseException] = []
+        closers = [
+            threading.Thread(target=close_together, args=(core, both, errors), daemon=True)
+            for _ in range(2)
+        ]
+        for closer in closers:
+            closer.start()
+        for closer in closers:
+            closer.join(10)
+        assert not any(closer.is_alive() for closer in closers), "a close() hung"
+        assert errors == []
+        with pytest.raises(CoreClosedError):
+            core.auth.access_token()
+
+
+def close_together(
+    core: BlockingMimiCore, both: threading.Barrier, errors: list[BaseException]
+) -> None:
+    both.wait()
+    try:
+        core.close()
+    except BaseException as error:  # the test looks at what it is
+        errors.append(error)
+
+
+def test_a_subscriber_exiting_stops_the_core_and_the_waiting_call_raises_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """sys.exit() in a subscriber ends the core, as it would an async app's loop: the call
+    waiting raises that SystemExit, later calls CoreClosedError, and close() returns."""
+    caplog.set_level(logging.ERROR, logger="mimi_reactive")
+    core = start()
+
+    def exit_on_log_out(state: SessionState) -> None:
+        if state.transition is Transition.LOGGED_OUT:
+            raise SystemExit("logged out: bye")
+
+    core.auth.states.subscribe(exit_on_log_out)
+    core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    raised: list[BaseException] = []
+
+    def log_out() -> None:
+        try:
+            core.auth.log_out()
+        except BaseException as error:  # the test looks at what it is
+            raised.append(error)
+
+    assert finishes(log_out)
+    assert [str(error) for error in raised] == ["logged out: bye"]
+    assert isinstance(raised[0], SystemExit)
+    with pytest.raises(CoreClosedError):
+        core.auth.access_token()
+    assert finishes(core.close)
+    assert "core.thread_stopped" in event_names(caplog)
+
+
+def test_a_script_whose_subscriber_exits_ends_with_its_message() -> None:
+    """A script blocked in log_out() whose subscriber calls sys.exit("...") exits with it."""
+    script = (
+        "import sys\n"
+        "from mimi_reactive import AuthRoute, BlockingMimiCore, Transition\n"
+        "from mimi_reactive.testing import ScriptedBackend\n"
+        "core = BlockingMimiCore.start(backend=ScriptedBackend())\n"
+        "def on_state(state):\n"
+        "    if state.transition is Transition.LOGGED_OUT:\n"
+        "        sys.exit('logged out: bye')\n"
+        "core.auth.states.subscribe(on_state)\n"
+        "core.auth.authenticate(AuthRoute.sign_up_anonymously())\n"
+        "core.auth.log_out()\n"
+        "print('log_out returned')\n"
+    )
+    done = run_python("-c", script)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.strip().endswith("logged out: bye")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import math
 import textwrap
-from collections.abc import Callable
+import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import given
@@ -34,6 +36,7 @@ from mimi_reactive import (
     SignUpAnonymously,
     Transition,
     TransportError,
+    WrongEventLoopError,
 )
 from mimi_reactive._checks import LATEST_INSTANT, LONGEST_LIFETIME
 from mimi_reactive.backends.firebase import FirebaseBackend
@@ -42,6 +45,8 @@ from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .helpers import completed, run_python
+
+T = TypeVar("T")
 
 A_WHOLE_FLOW = """
 import asyncio, sys
@@ -103,6 +108,68 @@ async def test_dispatch_is_awaitable_and_waitable_from_threads() -> None:
         later = core.auth.dispatch(LogOut())
         from_thread = await asyncio.to_thread(later.result, 10)
         assert from_thread.state.transition is Transition.LOGGED_OUT
+
+
+async def _first_update(core: MimiCore) -> object:
+    async for state in core.auth.updates():
+        return state
+    return None
+
+
+# Every awaitable entry point, awaited on a loop other than the core's.
+ON_ANOTHER_LOOP: dict[str, Callable[[MimiCore, str], Awaitable[object]]] = {
+    "access_token": lambda core, _: core.auth.access_token(),
+    "authenticate": lambda core, other: core.auth.authenticate(AuthRoute.log_in_anonymously(other)),
+    "close": lambda core, _: core.close(),
+    "delete_account": lambda core, _: core.auth.delete_account(),
+    "log_out": lambda core, _: core.auth.log_out(),
+    "refresh": lambda core, _: core.auth.refresh(),
+    "run": lambda core, _: core.auth.run(LogOut()),
+    "updates": lambda core, _: _first_update(core),
+}
+
+
+@pytest.mark.parametrize("call", ON_ANOTHER_LOOP.values(), ids=ON_ANOTHER_LOOP.keys())
+def test_awaiting_the_core_on_another_loop_is_refused_before_anything_is_queued(
+    call: Callable[[MimiCore, str], Awaitable[object]],
+) -> None:
+    """A core awaited from a loop it does not run on raises WrongEventLoopError pointing to
+    dispatch(), and nothing is queued: the state and the backend's calls stay as they were."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    backend = ScriptedBackend()
+    other = backend.add_anonymous_user().anonymous_id
+
+    def on_the_core_loop(work: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(work, loop).result(10)
+
+    async def start() -> MimiCore:
+        return await MimiCore.start(client_id="a", client_secret="s", backend=backend)
+
+    core = on_the_core_loop(start())
+    try:
+        user = on_the_core_loop(core.auth.authenticate(AuthRoute.sign_up_anonymously()))
+        before = (core.auth.state, list(backend.calls))
+
+        async def elsewhere() -> None:
+            with pytest.raises(WrongEventLoopError, match=r"core\.auth\.dispatch"):
+                await call(core, other or "")
+
+        asyncio.run(elsewhere())
+        # Behind anything queued, a command that changes nothing (already logged in).
+        on_the_core_loop(core.auth.run(AuthRoute.log_in_anonymously(user.anonymous_id)))
+        assert (core.auth.state, backend.calls) == before
+    finally:
+        on_the_core_loop(core.close())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_the_wrong_loop_error_is_a_runtime_error_too() -> None:
+    """Code that caught asyncio's RuntimeError for a foreign loop still catches ours."""
+    assert issubclass(WrongEventLoopError, RuntimeError)
 
 
 async def test_an_object_that_is_not_an_observer_is_refused_when_added() -> None:
