@@ -33,6 +33,7 @@ from ._exceptions import (
     WrongEventLoopError,
 )
 from ._file_storage import FileSessionStorage
+from ._future import CommandFuture
 from ._manager import AnonymousAuthManager
 from ._messages import (
     AuthRoute,
@@ -51,7 +52,6 @@ from ._results import AnonymousLoginResult, Failure, Success
 from ._session import AuthTokens, BackendSession, RefreshPolicy, Session
 from ._state import SessionState, Transition
 from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage
-from ._store import CommandFuture
 from ._user import MimiUser
 
 __version__ = "0.1.0"

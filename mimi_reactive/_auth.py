@@ -11,10 +11,11 @@ import reactivex
 from reactivex import operators as ops
 
 from ._exceptions import CoreClosedError, WrongEventLoopError
+from ._future import CommandFuture
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._redaction import value_repr
 from ._state import SessionState
-from ._store import CommandFuture, SessionStore
+from ._store import SessionStore
 from ._user import MimiUser
 
 __all__ = ["AuthController", "AuthObserver", "ObserverHandle"]

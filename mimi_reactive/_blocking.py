@@ -20,13 +20,13 @@ from ._checks import check_seconds
 from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._exceptions import CoreClosedError, ReentrantCallError
+from ._future import CommandFuture
 from ._log import Log
 from ._manager import AnonymousAuthManager
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome
 from ._results import AnonymousLoginResult
 from ._state import SessionState
 from ._storage import SessionStorage
-from ._store import CommandFuture
 from ._user import MimiUser
 
 __all__ = ["BlockingAnonymousAuthManager", "BlockingAuthController", "BlockingMimiCore"]

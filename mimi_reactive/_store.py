@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import logging
 import threading
-from collections.abc import Callable, Generator
-from typing import Any
+from collections.abc import Callable
 
 from ._backend import AuthBackend
 from ._config import MimiConfiguration
@@ -33,6 +31,7 @@ from ._exceptions import (
     UnsupportedRouteError,
     WrongEventLoopError,
 )
+from ._future import CommandFuture
 from ._guards import GuardContext, decide
 from ._log import Log
 from ._messages import (
@@ -57,40 +56,9 @@ from ._state import SessionState, Transition
 from ._storage import SessionStorage
 from ._stream import Stream
 
-__all__ = ["CommandFuture", "SessionStore"]
+__all__ = ["SessionStore"]
 
 _log = Log("mimi_reactive.session")
-
-
-class CommandFuture(concurrent.futures.Future[Outcome]):
-    """The pending outcome of a dispatched command: ``await`` it on any event loop, or wait
-    on it (``result()``) from any other thread.
-
-    Blocking on it from the core's event-loop thread would stop the loop that runs the
-    command, so ``result()`` and ``exception()`` raise ``ReentrantCallError`` there instead.
-    """
-
-    def __init__(self, loop_thread: int) -> None:
-        super().__init__()
-        self._loop_thread = loop_thread
-
-    def __await__(self) -> Generator[Any, None, Outcome]:
-        return asyncio.wrap_future(self).__await__()
-
-    def result(self, timeout: float | None = None) -> Outcome:
-        self._refuse_to_deadlock()
-        return super().result(timeout)
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        self._refuse_to_deadlock()
-        return super().exception(timeout)
-
-    def _refuse_to_deadlock(self) -> None:
-        if not self.done() and threading.get_ident() == self._loop_thread:
-            raise ReentrantCallError(
-                "blocking on a command on the core's event-loop thread would never return; "
-                "await it, or await core.auth.run(...), instead"
-            )
 
 
 # A queued command's pending outcome: an asyncio future for callers on the loop (cheap), a
