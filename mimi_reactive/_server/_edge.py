@@ -88,14 +88,18 @@ async def failed_log_in(state: ServerState, ip: str, error: ApiError) -> ApiErro
 
 
 def client_ip(request: web.Request, trusted_proxies: frozenset[Network]) -> str:
-    """The address limits count by: the peer, or the client a trusted proxy forwarded for.
+    """The address limits count by: the peer, or the client a trusted proxy forwarded for
+    (an IPv4-mapped address as the IPv4 address it carries: one client, one address).
 
     ``X-Forwarded-For`` is read right to left, skipping trusted proxies: the first other
     address is the one the nearest trusted proxy saw, which a client cannot forge.
     """
     peer = request.remote or "unknown"
-    if not trusted_proxies or not _trusted(_address(peer), trusted_proxies):
+    peer_address = _address(peer)
+    if peer_address is None:  # no peer (a closed transport), or not an IP: as it is
         return peer
+    if not trusted_proxies or not _trusted(peer_address, trusted_proxies):
+        return str(peer_address)
     # Repeated lines are one list in order (RFC 9110 5.3): a proxy that appends a line of its
     # own (HAProxy's option forwardfor) puts the hop it saw after the client's lines.
     hops = ",".join(request.headers.getall(hdrs.X_FORWARDED_FOR, ())).split(",")
@@ -109,7 +113,7 @@ def client_ip(request: web.Request, trusted_proxies: frozenset[Network]) -> str:
             break
         if not _trusted(address, trusted_proxies):
             return str(address)
-    return peer
+    return str(peer_address)
 
 
 def _without_port(hop: str) -> str:

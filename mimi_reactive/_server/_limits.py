@@ -1,8 +1,8 @@
 """Abuse limits per client IP: fixed-window counters in a ``limits`` storage.
 
 An IPv6 client counts by its /64 network, the least one host or home is given (so it cannot
-take a fresh budget from each of its 2^64 addresses), and an IPv4-mapped IPv6 address as the
-IPv4 address it is (``_limit_key``).
+take a fresh budget from each of its 2^64 addresses) (``_limit_key``); ``client_ip`` has
+already made an IPv4-mapped IPv6 address the IPv4 address it is.
 
 The storage is chosen by URL (``memory://`` for one process; ``redis://...`` lets several
 workers share counts), and windows are numbered by the server's own clock, so tests move time
@@ -68,17 +68,15 @@ def limits_on(settings: ServerSettings) -> bool:
 
 
 def _limit_key(ip: str) -> str:
-    """What the limits count ``ip`` (a client address from ``client_ip``) under: an IPv6
-    address's /64 network, an IPv4-mapped one's IPv4 address, an IPv4 address itself, and
-    anything that is no address (``unknown``: no peer) as it is."""
+    """What the limits count ``ip`` (a client address from ``client_ip``, IPv4-mapped ones
+    already IPv4) under: an IPv6 address's /64 network, an IPv4 address itself, and anything
+    that is no address (``unknown``: no peer) as it is."""
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
         return ip
     if isinstance(address, ipaddress.IPv4Address):
-        return str(address)
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
+        return ip
     return str(ipaddress.ip_network(f"{address}/64", strict=False))
 
 
