@@ -197,8 +197,16 @@ class EffectRunner:
                 stored = await self._storage.load()
             except OSError:  # renew all the same
                 stored = None
-            elsewhere = self._refreshed_elsewhere(session, stored)
-            return elsewhere or await self._renewal.renew(session)
+            renewed = self._refreshed_elsewhere(session, stored)
+            if renewed is None:
+                renewed = await self._renewal.renew(session)
+                if not self._admissible(renewed.user):
+                    self._revocations.start_quietly(renewed)
+        # Promoted by another client since: the call must not act on a user with credentials
+        # (a deletion would delete a real account); the session is over for this core.
+        if not self._admissible(renewed.user):
+            raise _not_anonymous()
+        return renewed
 
     async def _authenticate(
         self, route: AuthRoute, session: Session | None, replacing: MimiUser | None
@@ -233,7 +241,15 @@ class EffectRunner:
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.
         backend = cast(DeletingBackend, self._backend)
-        called = await self._renewal.call_live(session, backend.delete, self._renew_for_call)
+        # Anonymous-only: renewed first, so a user another client has given credentials since
+        # (a token issued before that still says anonymous) is found out, not deleted.
+        called = await self._renewal.call_live(
+            session,
+            backend.delete,
+            self._renew_for_call,
+            renew_first=self._configuration.allow_anonymous_user_only
+            and self._backend.capabilities.refresh,
+        )
         if isinstance(called, CallFailed):
             if called.ended is not None:  # the session is over; the account may be too
                 return await self._expired(called.ended)

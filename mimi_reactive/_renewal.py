@@ -97,6 +97,8 @@ class Renewal:
         session: Session,
         call: Callable[[Session], Awaitable[T]],
         renew: Callable[[Session], Awaitable[Session]],
+        *,
+        renew_first: bool = False,
     ) -> tuple[T, Session] | CallFailed:
         """Run ``call``, which needs an access token the service accepts (a deletion, a
         promotion, a log-out everywhere), on ``session``: renewed by ``renew`` (``renew``'s
@@ -106,11 +108,12 @@ class Renewal:
         losing the id. Gives the answer and the session it acted on, or what failed and the
         session to hold (the caller keeps renewed tokens only if the call failed: otherwise
         the call changed the session). Only a renewal refused ends the session: a token the
-        service has just issued and then refuses fails the call alone."""
+        service has just issued and then refuses fails the call alone. ``renew_first``
+        renews even a usable token, so the call acts on the user as the service has it now."""
         live = session
         renewed = False
         try:
-            if not self._policy.is_usable(session, self._clock()):
+            if renew_first or not self._policy.is_usable(session, self._clock()):
                 live, renewed = await renew(session), True
             try:
                 return await call(live), live

@@ -13,6 +13,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from aiohttp import web
@@ -23,6 +24,7 @@ from mimi_reactive import (
     BackendCapabilities,
     BackendSession,
     ClientCredentials,
+    DeletingBackend,
     MemorySessionStorage,
     Session,
     SessionState,
@@ -66,6 +68,10 @@ class CountingBackend:
     async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
         self._count("revoke")
         await self.inner.revoke(session, everywhere=everywhere)
+
+    async def delete(self, session: Session) -> None:
+        self._count("delete")
+        await cast(DeletingBackend, self.inner).delete(session)
 
     async def wait_for_calls(self, name: str, count: int = 1) -> None:
         """Wait until ``name`` has been called ``count`` times (bound it with a timeout)."""

@@ -107,3 +107,25 @@ async def test_without_anonymous_only_a_user_promoted_elsewhere_is_taken_in() ->
         assert promoted is not None
         assert promoted.id == user.id
         assert not promoted.is_anonymous
+
+
+async def test_anonymous_only_never_deletes_a_user_promoted_elsewhere() -> None:
+    """Another client promoted the user while the core's token still says anonymous: a
+    deletion renews first, finds the credentials, and ends the session here (not_anonymous)
+    instead of deleting what is now a real account, which still logs in."""
+    backend = ScriptedBackend()
+    counting = CountingBackend(backend)
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=counting, configuration=ANONYMOUS_ONLY
+    ) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await promote_elsewhere(backend, user)
+        with pytest.raises(SessionRevokedError) as ended:
+            await core.auth.delete_account()
+        assert ended.value.code == "not_anonymous"
+        assert core.auth.state.transition is Transition.SESSION_EXPIRED
+        assert "delete" not in backend.calls
+        route = AuthRoute.log_in(email="someone@example.com", password="a long passphrase")
+        assert (await backend.authenticate(route, None)).user.id == user.id
+        async with asyncio.timeout(5):  # the renewed session is revoked in the background
+            await counting.wait_for_calls("revoke")
