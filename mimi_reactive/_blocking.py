@@ -74,6 +74,17 @@ class _LoopThread:
             with self._lock:
                 self._waiting.discard(waiter)
 
+    def dispatch(self, queue: Callable[[], CommandFuture]) -> CommandFuture:
+        """``queue()`` (which hands a command to the loop) while the loop takes calls; once
+        it has stopped, a future failed with ``CoreClosedError``, as a closed core's
+        ``dispatch`` returns: a command handed to a stopped loop would never be answered."""
+        with self._lock:
+            if not self._ended:
+                return queue()
+        refused = CommandFuture(self._thread.ident or 0)
+        refused.set_exception(CoreClosedError("the core is closed"))
+        return refused
+
     def claim_close(self, work: Coroutine[Any, Any, None]) -> bool:
         """True for the first close; a later or concurrent one gets False (``work`` closed)
         and waits until the thread has ended. Refuses where ``call`` would."""
@@ -113,13 +124,15 @@ class _LoopThread:
         task.add_done_callback(lambda done: self._answer(waiter, done))
 
     def _answer(self, waiter: Future[T], task: asyncio.Task[T]) -> None:
+        # Retrieved even when the caller hears something else: asyncio logs one never read.
+        error = None if task.cancelled() else task.exception()
         if waiter.done():
             return
         if self._fatal is not None:  # the core died: whatever the call got, it gets this
             waiter.set_exception(self._fatal)
         elif task.cancelled():  # by the thread's end
             waiter.set_exception(CoreClosedError("the core closed during the call"))
-        elif (error := task.exception()) is not None:
+        elif error is not None:
             waiter.set_exception(error)
         else:
             waiter.set_result(task.result())
@@ -239,8 +252,9 @@ class BlockingAuthController:
         self._loop.call(self._auth.delete_account())
 
     def dispatch(self, command: AuthRoute | LogOut | DeleteAccount) -> CommandFuture:
-        """Queue a command without waiting; ``result()`` on the returned future waits."""
-        return self._auth.dispatch(command)
+        """Queue a command without waiting; ``result()`` on the returned future waits (a
+        closed core's raises ``CoreClosedError``)."""
+        return self._loop.dispatch(lambda: self._auth.dispatch(command))
 
     def add_observer(self, observer: AuthObserver) -> ObserverHandle:
         """Tell ``observer`` of every later state change, on the core's thread."""
@@ -256,8 +270,9 @@ class BlockingMimiCore:
     A subscriber that raises ``SystemExit`` or ``KeyboardInterrupt`` (``sys.exit()`` when the
     session ends, say) asks the program to stop, and it is not isolated like an error: as in
     an async app, it ends the core's loop, and so the core (``core.thread_stopped`` is logged).
-    Every call waiting then raises that same exception, so a script blocked in a call stops
-    as the subscriber asked; later calls raise ``CoreClosedError``, and ``close()`` returns.
+    Every call waiting then raises that same exception (so does a dispatched command's
+    future), so a script blocked in a call stops as the subscriber asked; later calls raise
+    ``CoreClosedError``, and ``close()`` returns.
     """
 
     def __init__(self, core: MimiCore, loop: _LoopThread) -> None:
