@@ -48,11 +48,11 @@ class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
-        self._closing = False  # a close() has begun: later ones only wait for the end
+        self._close_claimed = False  # a close() has begun: later ones only wait for the end
         self._ended = False  # no call is accepted any more: the loop stops or has stopped
         self._waiting: set[Future[Any]] = set()  # the callers not answered yet
         self._fatal: BaseException | None = None
-        self.closing: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self.close_at_once: Callable[[], Coroutine[Any, Any, None]] | None = None
         """What closes the core at once, run if the loop ends unclosed (a subscriber's
         ``SystemExit``): the backend's connections are released all the same."""
         self._thread = threading.Thread(target=self._run, name="mimi_reactive.core", daemon=True)
@@ -90,8 +90,8 @@ class _LoopThread:
         and waits until the thread has ended. Refuses where ``call`` would."""
         self._refuse_to_deadlock(work)
         with self._lock:
-            first = not self._closing and not self._ended
-            self._closing = True
+            first = not self._close_claimed and not self._ended
+            self._close_claimed = True
         if not first:
             work.close()
             self._thread.join()
@@ -151,9 +151,9 @@ class _LoopThread:
             with self._lock:
                 self._ended = True
                 waiting = list(self._waiting)
-            if self._fatal is not None and self.closing is not None:
-                self._settle(self.closing())
-            self._settle(self._cancelled_tasks())
+            if self._fatal is not None and self.close_at_once is not None:
+                self._run_to_end(self.close_at_once())
+            self._run_to_end(self._cancelled_tasks())
             for waiter in waiting:
                 if not waiter.done():
                     waiter.set_exception(self._fatal or CoreClosedError("the core is closed"))
@@ -168,7 +168,7 @@ class _LoopThread:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _settle(self, work: Coroutine[Any, Any, None]) -> None:
+    def _run_to_end(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` on the stopped loop; a subscriber's ``SystemExit`` again only logged."""
         try:
             self.loop.run_until_complete(work)
@@ -278,7 +278,7 @@ class BlockingMimiCore:
     def __init__(self, core: MimiCore, loop: _LoopThread) -> None:
         self._core = core
         self._loop = loop
-        loop.closing = lambda: core.close(grace_period=0)
+        loop.close_at_once = lambda: core.close(grace_period=0)
         self.auth = BlockingAuthController(core, loop)
         """Authentication and the session streams."""
         self.configuration = core.configuration
@@ -323,10 +323,10 @@ class BlockingMimiCore:
         racing it either run or raise ``CoreClosedError``."""
         if grace_period is not None:  # refused here: the loop must not stop unclosed
             check_seconds("grace_period", grace_period)
-        if not self._loop.claim_close(closing := self._core.close(grace_period=grace_period)):
+        if not self._loop.claim_close(close_work := self._core.close(grace_period=grace_period)):
             return
         try:
-            self._loop.call(closing)
+            self._loop.call(close_work)
         except CoreClosedError:
             pass  # the thread ended first (a subscriber's SystemExit): closed all the same
         finally:
