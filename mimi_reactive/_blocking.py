@@ -48,11 +48,11 @@ class _LoopThread:
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
         self._lock = threading.Lock()
-        self._closing = False  # a close() has begun: later ones only wait for the end
+        self._close_claimed = False  # a close() has begun: later ones only wait for the end
         self._ended = False  # no call is accepted any more: the loop stops or has stopped
         self._waiting: set[Future[Any]] = set()  # the callers not answered yet
         self._fatal: BaseException | None = None
-        self.closing: Callable[[], Coroutine[Any, Any, None]] | None = None
+        self.close_at_once: Callable[[], Coroutine[Any, Any, None]] | None = None
         """What closes the core at once, run if the loop ends unclosed (a subscriber's
         ``SystemExit``): the backend's connections are released all the same."""
         self._thread = threading.Thread(target=self._run, name="mimi_reactive.core", daemon=True)
@@ -74,13 +74,24 @@ class _LoopThread:
             with self._lock:
                 self._waiting.discard(waiter)
 
+    def dispatch(self, queue: Callable[[], CommandFuture]) -> CommandFuture:
+        """``queue()`` (which hands a command to the loop) while the loop takes calls; once
+        it has stopped, a future failed with ``CoreClosedError``, as a closed core's
+        ``dispatch`` returns: a command handed to a stopped loop would never be answered."""
+        with self._lock:
+            if not self._ended:
+                return queue()
+        refused = CommandFuture(self._thread.ident or 0)
+        refused.set_exception(CoreClosedError("the core is closed"))
+        return refused
+
     def claim_close(self, work: Coroutine[Any, Any, None]) -> bool:
         """True for the first close; a later or concurrent one gets False (``work`` closed)
         and waits until the thread has ended. Refuses where ``call`` would."""
         self._refuse_to_deadlock(work)
         with self._lock:
-            first = not self._closing and not self._ended
-            self._closing = True
+            first = not self._close_claimed and not self._ended
+            self._close_claimed = True
         if not first:
             work.close()
             self._thread.join()
@@ -113,13 +124,15 @@ class _LoopThread:
         task.add_done_callback(lambda done: self._answer(waiter, done))
 
     def _answer(self, waiter: Future[T], task: asyncio.Task[T]) -> None:
+        # Retrieved even when the caller hears something else: asyncio logs one never read.
+        error = None if task.cancelled() else task.exception()
         if waiter.done():
             return
         if self._fatal is not None:  # the core died: whatever the call got, it gets this
             waiter.set_exception(self._fatal)
         elif task.cancelled():  # by the thread's end
             waiter.set_exception(CoreClosedError("the core closed during the call"))
-        elif (error := task.exception()) is not None:
+        elif error is not None:
             waiter.set_exception(error)
         else:
             waiter.set_result(task.result())
@@ -138,9 +151,9 @@ class _LoopThread:
             with self._lock:
                 self._ended = True
                 waiting = list(self._waiting)
-            if self._fatal is not None and self.closing is not None:
-                self._settle(self.closing())
-            self._settle(self._cancelled_tasks())
+            if self._fatal is not None and self.close_at_once is not None:
+                self._run_to_end(self.close_at_once())
+            self._run_to_end(self._cancelled_tasks())
             for waiter in waiting:
                 if not waiter.done():
                     waiter.set_exception(self._fatal or CoreClosedError("the core is closed"))
@@ -155,7 +168,7 @@ class _LoopThread:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _settle(self, work: Coroutine[Any, Any, None]) -> None:
+    def _run_to_end(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` on the stopped loop; a subscriber's ``SystemExit`` again only logged."""
         try:
             self.loop.run_until_complete(work)
@@ -239,8 +252,9 @@ class BlockingAuthController:
         self._loop.call(self._auth.delete_account())
 
     def dispatch(self, command: AuthRoute | LogOut | DeleteAccount) -> CommandFuture:
-        """Queue a command without waiting; ``result()`` on the returned future waits."""
-        return self._auth.dispatch(command)
+        """Queue a command without waiting; ``result()`` on the returned future waits (a
+        closed core's raises ``CoreClosedError``)."""
+        return self._loop.dispatch(lambda: self._auth.dispatch(command))
 
     def add_observer(self, observer: AuthObserver) -> ObserverHandle:
         """Tell ``observer`` of every later state change, on the core's thread."""
@@ -256,14 +270,15 @@ class BlockingMimiCore:
     A subscriber that raises ``SystemExit`` or ``KeyboardInterrupt`` (``sys.exit()`` when the
     session ends, say) asks the program to stop, and it is not isolated like an error: as in
     an async app, it ends the core's loop, and so the core (``core.thread_stopped`` is logged).
-    Every call waiting then raises that same exception, so a script blocked in a call stops
-    as the subscriber asked; later calls raise ``CoreClosedError``, and ``close()`` returns.
+    Every call waiting then raises that same exception (so does a dispatched command's
+    future), so a script blocked in a call stops as the subscriber asked; later calls raise
+    ``CoreClosedError``, and ``close()`` returns.
     """
 
     def __init__(self, core: MimiCore, loop: _LoopThread) -> None:
         self._core = core
         self._loop = loop
-        loop.closing = lambda: core.close(grace_period=0)
+        loop.close_at_once = lambda: core.close(grace_period=0)
         self.auth = BlockingAuthController(core, loop)
         """Authentication and the session streams."""
         self.configuration = core.configuration
@@ -308,10 +323,10 @@ class BlockingMimiCore:
         racing it either run or raise ``CoreClosedError``."""
         if grace_period is not None:  # refused here: the loop must not stop unclosed
             check_seconds("grace_period", grace_period)
-        if not self._loop.claim_close(closing := self._core.close(grace_period=grace_period)):
+        if not self._loop.claim_close(close_work := self._core.close(grace_period=grace_period)):
             return
         try:
-            self._loop.call(closing)
+            self._loop.call(close_work)
         except CoreClosedError:
             pass  # the thread ended first (a subscriber's SystemExit): closed all the same
         finally:

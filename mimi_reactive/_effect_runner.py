@@ -178,6 +178,7 @@ class EffectRunner:
             # The caller wants to know the other sessions ended: try now, in the foreground.
             self.committed = EffectResult(SignedOut(unforgotten), None)  # for a close
             failed = await self._revocations.everywhere_now(session)
+            self.committed = None  # it returns: the store applies what it returns instead
             if failed is not None:
                 failure = as_failure(failed.error)
                 if worth_retrying(failure):  # with the renewed pair: renewing again is reuse

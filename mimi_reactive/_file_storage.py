@@ -117,12 +117,12 @@ class FileSessionStorage:
         self._saves = 0  # this storage's writes, for the watch
         # Not thread-local: the lock belongs to this storage, whichever thread uses it. It
         # is also re-entrant per object, so it cannot exclude two holders of this one
-        # storage (two cores, or cores on two threads, sharing it): ``_held`` does. A
+        # storage (two cores, or cores on two threads, sharing it): ``_holder_lock`` does. A
         # threading lock, tried without blocking, works whichever loop or thread holds it.
         self._file_lock = filelock.FileLock(
             self.path.with_name(self.path.name + ".lock"), thread_local=False
         )
-        self._held = threading.Lock()
+        self._holder_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"FileSessionStorage({str(self.path)!r})"
@@ -149,7 +149,7 @@ class FileSessionStorage:
             try:
                 self._file_lock.release()
             finally:
-                self._held.release()
+                self._holder_lock.release()
 
     async def _acquire(self) -> None:
         """Take the lock, trying without blocking and sleeping on the loop in between.
@@ -163,15 +163,15 @@ class FileSessionStorage:
         pause = _LOCK_RETRY_FIRST
         while True:
             holder = "another holder of this storage"
-            if self._held.acquire(blocking=False):
+            if self._holder_lock.acquire(blocking=False):
                 try:
                     self._file_lock.acquire(blocking=False)
                     return
                 except filelock.Timeout:
                     holder = "another process"
-                    self._held.release()
+                    self._holder_lock.release()
                 except BaseException:
-                    self._held.release()
+                    self._holder_lock.release()
                     raise
             left = deadline - loop.time()
             if left <= 0:

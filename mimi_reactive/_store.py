@@ -274,6 +274,15 @@ class SessionStore:
                     crashed = MimiCoreError("the command failed unexpectedly")
                     crashed.__cause__ = error
                     _resolve(future, error=crashed)
+                except BaseException as error:  # SystemExit, KeyboardInterrupt: not a bug
+                    # It ends the loop (the program is to stop); no caller may wait for ever:
+                    # this one and every queued one hear it, later ones CoreClosedError.
+                    self._closed = True
+                    queued = [job[1] for job in self._jobs if job is not None]
+                    self._jobs.clear()
+                    for pending in (future, *queued):
+                        _resolve(pending, error=_stopped(pending, error))
+                    raise
                 else:
                     _resolve(future, outcome=outcome)
                 finally:
@@ -360,6 +369,17 @@ def _claim(future: _Pending) -> bool:
     if isinstance(future, CommandFuture):
         return future.set_running_or_notify_cancel()
     return not future.done()
+
+
+def _stopped(future: _Pending, error: BaseException) -> BaseException:
+    """What a caller hears when a subscriber's ``SystemExit`` (say) stopped the worker: a
+    thread waiting on a dispatch that same exception; a caller on the loop ``CoreClosedError``
+    (re-raised in a task there, it would stop the loop again, in the middle of its close)."""
+    if isinstance(future, CommandFuture):
+        return error
+    closed = CoreClosedError("the core stopped while this waited")
+    closed.__cause__ = error
+    return closed
 
 
 def _resolve(

@@ -23,8 +23,12 @@ T = TypeVar("T")
 class Stream(Generic[T]):
     """Holds the current value and hands each new one to every subscriber.
 
-    ``observable`` replays the current value on subscribe. Only the store's worker publishes,
-    so values go out one at a time, each to every subscriber before the next. A subscriber
+    ``observable`` replays the current value on subscribe, on the subscribing thread. Only
+    the store's worker publishes, so values go out one at a time, each handed to every
+    subscriber before the next, except a subscriber whose replay is still running: what is
+    published meanwhile waits for it and follows the replay on its thread, in order, before
+    it gets anything directly. Every subscriber thus sees the same values in the same
+    order, but one still replaying may see a value after ``publish`` returned. A subscriber
     that raises is logged with its traceback and skipped (and unsubscribed if
     ``detach_failing_subscribers``); the others still get the value and the publisher never
     sees the error. The stream never sends ``on_error``: failures are states.
@@ -37,10 +41,12 @@ class Stream(Generic[T]):
             self._subject.subscribe_isolated
         )
         self.publish = self._subject.push
-        """Hand a value to every subscriber, unless it equals the current one or the stream
-        is complete; True if it was handed out (it is the value now)."""
+        """Make a value the current one and hand it to every subscriber (one still replaying
+        gets it after its replay), unless it equals the current one or the stream is
+        complete; True if it is the value now."""
         self.complete = self._subject.complete
-        """End the stream: subscribers get ``on_completed``. Idempotent."""
+        """End the stream: subscribers get ``on_completed`` (one still replaying, after
+        what is held for it). Idempotent."""
 
     @property
     def value(self) -> T:
@@ -63,7 +69,9 @@ class _IsolatingSubject(BehaviorSubject[T]):
         super().__init__(initial)
         self._detach = detach
         # id(observer) -> what was published for it while its replay ran (_COMPLETED last
-        # if the stream completed meanwhile).
+        # if the stream completed meanwhile). Ids cannot collide: an entry lives only while
+        # its subscribe call runs, which holds the observer, and reactivex's subscribe wraps
+        # every subscription in an observer of its own, even for the same observer twice.
         self._replaying: dict[int, list[Any]] = {}
 
     def push(self, state: T) -> bool:
@@ -113,11 +121,20 @@ class _IsolatingSubject(BehaviorSubject[T]):
             observer.on_completed()
             return Disposable()
         subscription = InnerSubscription(self, observer)
-        if self._deliver(observer, replay):
-            self._hand_over(observer, held)
-        else:  # detached by its failure: nothing more for it
+        try:
+            if self._deliver(observer, replay):
+                self._hand_over(observer, held)
+            else:  # detached by its failure: nothing more for it
+                with self.lock:
+                    del self._replaying[id(observer)]
+        except BaseException:  # KeyboardInterrupt in a blocking call the replay made, say
+            # subscribe() raises, so its caller never holds the subscription: left
+            # subscribed, the observer would only pile up values it is never handed.
             with self.lock:
-                del self._replaying[id(observer)]
+                self._replaying.pop(id(observer), None)
+                if observer in self.observers:
+                    self.observers.remove(observer)
+            raise
         return subscription
 
     def _hold(self, observers: list[abc.ObserverBase[T]], value: Any) -> list[Any]:

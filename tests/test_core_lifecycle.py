@@ -21,6 +21,7 @@ from mimi_reactive import (
     LogOut,
     MimiCore,
     SessionState,
+    TransportError,
 )
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
@@ -217,3 +218,19 @@ async def test_close_cancelling_a_command_mid_write_leaves_state_and_file_agreei
     await asyncio.gather(running, return_exceptions=True)
     published = core.auth.state.user
     assert (published.id if published else None) == stored_user_id(path)
+
+
+@pytest.mark.parametrize("told", [True, False], ids=["service-told", "service-unreachable"])
+async def test_a_log_out_everywhere_that_returned_leaves_nothing_for_a_close_to_apply(
+    told: bool,
+) -> None:
+    """Once log_out(everywhere=True) has returned, the service told or not, no stored result
+    is left behind that a close cancelling a later command would publish."""
+    backend = ScriptedBackend()
+    async with MimiCore.start(backend=backend) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        if not told:
+            backend.script(Reply.fail(TransportError("offline"), only_for=("revoke",)))
+        outcome = await core.auth.run(LogOut(everywhere=True))
+        assert (outcome.error is None) is told
+        assert core._store._effects.committed is None
