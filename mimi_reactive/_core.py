@@ -156,7 +156,10 @@ class MimiCore:
 
         Queued commands fail with ``CoreClosedError``; the running one has ``grace_period``
         seconds (default: the one given to ``start``) to finish before it is cancelled (its
-        caller then gets ``CoreClosedError``), and background revocations as long again.
+        caller then gets ``CoreClosedError``), and background revocations as long again. A
+        storage write it runs then gets up to ``max(grace_period, 5)`` seconds more to end, so
+        the last state and the storage agree; one that hangs is abandoned (logged
+        ``session.close_abandoned_write``) and the storage may hold either session.
         The streams complete; later calls raise ``CoreClosedError``. A session (or log-out)
         the storage failed to keep is saved once more (a failure again is logged: the app was
         told the first time), so a restart does not present a spent refresh token.

@@ -343,21 +343,33 @@ class EffectRunner:
 
     async def _keep(self, session: Session) -> SessionStorageError | None:
         """Save ``session``; the error if the storage failed, for the event to carry."""
+        writes = self.writes  # marked inline, not wrapped: every sign-in and switch saves
+        writes.running = True
         try:
-            await self.writes.run(self._storage.save(session))
+            await self._storage.save(session)
         except OSError as error:
             self._unkept = (session,)
             return storage_failed("save", self._storage, error)
+        finally:
+            writes.running = False
+            if writes.waiter is not None:
+                writes.wake()
         self._unkept = None
         return None
 
     async def _forget(self) -> SessionStorageError | None:
         """Clear the storage; the error if it failed, for the event to carry."""
+        writes = self.writes  # marked inline, as in _keep
+        writes.running = True
         try:
-            await self.writes.run(self._storage.clear())
+            await self._storage.clear()
         except OSError as error:
             self._unkept = (None,)
             return storage_failed("clear", self._storage, error)
+        finally:
+            writes.running = False
+            if writes.waiter is not None:
+                writes.wake()
         self._unkept = None
         return None
 

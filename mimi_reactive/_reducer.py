@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import attrs
 
-from ._exceptions import MimiCoreError
+from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import (
     AccountDeleted,
     AuthRoute,
@@ -62,7 +62,7 @@ def reduce(state: SessionState, event: Event) -> SessionState:
             return SessionState(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
         case SessionAdopted(error=MimiCoreError() as error):  # the storage lost the session
             return _degraded(state, event, error)
-        case SessionAdopted(user=user, kept=True) if state.degraded:  # a write-back kept it
+        case SessionAdopted(user=user, kept=True) if _storage_alone(state):  # written back
             return SessionState(user, _logged_in(state, event), Transition.RECOVERED)
         case SessionAdopted(user=user):
             return _adopted(state, user)
@@ -77,12 +77,22 @@ def _logged_in(state: SessionState, event: Event) -> MimiUser:
 
 
 def _degraded(state: SessionState, event: Event, error: MimiCoreError) -> SessionState:
-    """The user stays, the session is not kept for now (a renewal failed, or the storage
-    lost it): ``DEGRADED`` once, until a kept renewal (or write-back) recovers it."""
+    """The user stays, the session is not kept for now (a renewal failed, or the storage did
+    not keep it): ``DEGRADED`` once, until a kept renewal (or write-back) recovers it. Once
+    more only when the cause changes between the storage and the renewal (a renewal fails
+    while a failed save degraded it, or one works but its save fails): ``error`` says which,
+    as only a storage's degradation ends with a write-back."""
     old = _logged_in(state, event)
-    if state.degraded:
-        return state  # still degraded: nothing new to tell
+    if state.degraded and _storage_alone(state) == isinstance(error, SessionStorageError):
+        return state  # still degraded, for the same cause: nothing new to tell
     return SessionState(old, old, Transition.DEGRADED, error, degraded=True)
+
+
+def _storage_alone(state: SessionState) -> bool:
+    """Whether the state is degraded by the storage alone (it did not keep the session),
+    so a write-back that keeps it ends that: not by a renewal that failed (the tokens it
+    would write back may be expired), which only a kept renewal ends."""
+    return state.degraded and isinstance(state.error, SessionStorageError)
 
 
 def _changed_elsewhere(old: MimiUser, new: MimiUser) -> Transition:

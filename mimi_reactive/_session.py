@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import attrs
 
-from ._checks import instance_of, instant, lifetime, optional_text, seconds, share, text
+from ._checks import (
+    LATEST_INSTANT,
+    instance_of,
+    instant,
+    lifetime,
+    optional_text,
+    seconds,
+    share,
+    text,
+)
 from ._redaction import value_repr
 from ._user import MimiUser
 
@@ -58,7 +67,16 @@ class Session:
         that answered anything but a ``BackendSession`` raises ``TypeError``."""
         if not isinstance(issued, BackendSession):
             raise TypeError(f"a backend must answer a BackendSession, not {type(issued).__name__}")
-        return cls(issued.user, issued.tokens, obtained_at)
+        # Every sign-in and switch passes here: the user and tokens were checked when the
+        # BackendSession was made, so only the time is, and a float clock reading within
+        # bounds needs no call (anything else goes to the validator, which raises or passes).
+        if type(obtained_at) is not float or not 0.0 <= obtained_at <= LATEST_INSTANT:
+            instant(None, _OBTAINED_AT, obtained_at)
+        session = object.__new__(cls)
+        _set(session, "user", issued.user)
+        _set(session, "tokens", issued.tokens)
+        _set(session, "obtained_at", obtained_at)
+        return session
 
     def expires_at(self, now: float) -> float | None:
         """Local time the access token expires, as seen at ``now``: the service's lifetime
@@ -69,6 +87,10 @@ class Session:
             return None
         obtained_at = self.obtained_at  # no min(): this runs at every sign-in and switch
         return (obtained_at if obtained_at <= now else now) + expires_in
+
+
+_OBTAINED_AT = attrs.fields(Session).obtained_at
+_set = object.__setattr__  # what a frozen class's own __init__ sets its fields with
 
 
 @attrs.frozen

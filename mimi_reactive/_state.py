@@ -44,7 +44,7 @@ class Transition(enum.Enum):
     written back); the user stays logged in, ``degraded`` is set and the core keeps renewing."""
     RECOVERED = "recovered"
     """A renewal succeeded after the session was degraded, or the session a save failed to
-    keep was written back to the storage."""
+    keep was written back to the storage (when no renewal has failed since)."""
     FAILED = "failed"
     """A command failed; ``error`` says why and the user is as before."""
 

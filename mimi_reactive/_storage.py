@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
@@ -160,29 +160,29 @@ class Writes:
     """The core's storage writes, so ``close()`` lets one that runs end before it cancels the
     command: a write cannot be taken back, and the state must get its event. Nothing is
     awaited between a write and the end of its effect (but a call ``committed`` stands for),
-    so once the write ends its event is applied before ``close()`` goes on."""
+    so once the write ends its event is applied before ``close()`` goes on.
+
+    The writer marks its write inline, with no wrapper to call (every sign-in and switch
+    writes): ``running = True`` before it, and in a ``finally`` after it ``running = False``
+    and, if ``waiter`` is set, ``wake()``.
+    """
 
     def __init__(self) -> None:
-        self._running = False
-        self._ended: asyncio.Future[None] | None = None  # made only when close() waits
+        self.running = False
+        self.waiter: asyncio.Future[None] | None = None  # made only when close() waits
 
-    async def run(self, write: Awaitable[None]) -> None:
-        self._running = True
-        try:
-            await write
-        finally:
-            self._running = False
-            if self._ended is not None:
-                if not self._ended.done():
-                    self._ended.set_result(None)
-                self._ended = None
+    def wake(self) -> None:
+        """Wake the ``close()`` waiting for the write that just ended."""
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def ended(self) -> None:
         """Return once no write runs (the command may have gone on to another)."""
-        while self._running:
-            if self._ended is None:
-                self._ended = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._ended)
+        while self.running:
+            if self.waiter is None:
+                self.waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self.waiter)
 
 
 def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:

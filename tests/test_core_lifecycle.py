@@ -19,16 +19,19 @@ from mimi_reactive import (
     Failure,
     FileSessionStorage,
     LogOut,
+    MemorySessionStorage,
     MimiCore,
+    Session,
     SessionState,
     TransportError,
+    _store,
 )
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import Reply, ScriptedBackend
 
 from .conftest import ANONYMOUS_ONLY, CLIENT_ID, StartCore
-from .helpers import completed, stored_user_id
+from .helpers import completed, event_names, stored_user_id
 
 
 async def test_async_with_start_closes(server: IdentityServer, client_secret: str) -> None:
@@ -234,3 +237,42 @@ async def test_a_log_out_everywhere_that_returned_leaves_nothing_for_a_close_to_
         outcome = await core.auth.run(LogOut(everywhere=True))
         assert (outcome.error is None) is told
         assert core._store._effects.committed is None
+
+
+class HungStorage(MemorySessionStorage):
+    """Its saves, once armed, never return until released (a network file system, a prompt)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.armed = False
+        self.started, self.released = asyncio.Event(), asyncio.Event()
+
+    async def save(self, session: Session) -> None:
+        if self.armed:
+            self.started.set()
+            await self.released.wait()
+        await super().save(session)
+
+
+async def test_close_abandons_a_storage_write_that_hangs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """close(grace_period=0) while the running command's save hangs: close returns once the
+    write bound has passed, logs session.close_abandoned_write, and the caller gets
+    CoreClosedError."""
+    monkeypatch.setattr(_store, "WRITE_END_SECONDS", 0.05)
+    caplog.set_level(logging.INFO, logger="mimi_reactive")
+    storage = HungStorage()
+    core = await MimiCore.start(backend=ScriptedBackend(), storage=storage)
+    storage.armed = True
+    running = asyncio.ensure_future(core.auth.authenticate(AuthRoute.sign_up_anonymously()))
+    try:
+        async with asyncio.timeout(10):
+            await storage.started.wait()
+            await core.close(grace_period=0)
+    finally:
+        storage.released.set()
+    assert "session.close_abandoned_write" in event_names(caplog)
+    with pytest.raises(CoreClosedError):
+        await running
+    assert core.auth.current_user is None  # the sign-in never finished: the state before it

@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -271,6 +272,7 @@ NOT_TEXT: list[object] = [123, b"secret-bytes", ["x"], 1.5, {"a": 1}]
 NOT_FLAGS: list[object] = ["no", "", 1, 0, None]
 NOT_SECONDS: list[object] = ["1", None, True, [1]]
 BAD_SECONDS: list[object] = [-1, -0.001, math.nan, math.inf, -math.inf]
+_ISSUED = BackendSession(MimiUser("u"), AuthTokens("a"))
 BAD_TIMEOUTS: list[object] = [*BAD_SECONDS, 0, 0.0]  # 0 is no timeout at all to aiohttp
 SURROUNDED: list[object] = [" app", "app ", "app\n", "\tapp"]
 _ROUTE: dict[str, object] = {"email": "a@b.test", "password": "password1"}
@@ -373,6 +375,15 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
         [*BAD_SECONDS, LATEST_INSTANT * 2],
         ValueError,
     ),
+    # A backend's session stamped with the local time: a clock that reads nonsense is refused.
+    (Session.issued, {"issued": _ISSUED}, "obtained_at", NOT_SECONDS, TypeError),
+    (
+        Session.issued,
+        {"issued": _ISSUED},
+        "obtained_at",
+        [*BAD_SECONDS, LATEST_INSTANT + 1.0, LATEST_INSTANT * 2],
+        ValueError,
+    ),
     (
         BackendCapabilities,
         {},
@@ -433,6 +444,18 @@ def test_a_public_value_refuses_a_wrong_argument_naming_it(
     assert "secret-bytes" not in message
     if error is ValueError:  # a session's value: the backend's bug, not the app's setting
         assert not isinstance(raised.value, MimiCoreError)
+
+
+@pytest.mark.parametrize("obtained_at", [0, 0.0, 1.5e9, LATEST_INSTANT])
+def test_an_issued_session_is_the_one_the_constructor_builds(obtained_at: float) -> None:
+    """Session.issued (which skips re-checking what BackendSession checked) builds the same
+    frozen value as Session(...): equal, with the same hash, and not to be changed."""
+    issued = Session.issued(_ISSUED, obtained_at)
+    built = Session(_ISSUED.user, _ISSUED.tokens, obtained_at)
+    assert type(issued) is Session
+    assert (issued, hash(issued), repr(issued)) == (built, hash(built), repr(built))
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        issued.obtained_at = 1.0  # type: ignore[misc]
 
 
 @given(st.floats(allow_nan=True, allow_infinity=True) | st.integers())

@@ -150,3 +150,62 @@ def test_an_event_that_changes_nothing_returns_the_same_object(
         after = reduce(state, event)
         if after == state:
             assert after is state
+
+
+_UNSAVED = SessionStorageError("the storage could not save the session: Read-only file system")
+_DOWN = TransportError("down")
+_KEPT = SessionAdopted(ALICE, kept=True)
+
+
+# (the events after ALICE logged in, whether a write-back that keeps the session then
+# recovers it, the transitions published): a write-back ends only what the storage caused.
+DEGRADATIONS: dict[str, tuple[list[Event], bool, list[Transition]]] = {
+    "save failed": ([RefreshFailed(_UNSAVED)], True, [Transition.DEGRADED]),
+    "file lost, not written back": ([SessionAdopted(ALICE, _UNSAVED)], True, [Transition.DEGRADED]),
+    "save failed, then a renewal on the network": (
+        [RefreshFailed(_UNSAVED), RefreshFailed(_DOWN)],
+        False,
+        [Transition.DEGRADED, Transition.DEGRADED],
+    ),
+    "renewal failed on the network": ([RefreshFailed(_DOWN)], False, [Transition.DEGRADED]),
+    "renewal failed, then one worked but its save failed": (
+        [RefreshFailed(_DOWN), RefreshFailed(_UNSAVED)],
+        True,
+        [Transition.DEGRADED, Transition.DEGRADED],
+    ),
+    "save failed twice, the network twice": (
+        [
+            RefreshFailed(_UNSAVED),
+            RefreshFailed(_UNSAVED),
+            RefreshFailed(_DOWN),
+            RefreshFailed(_DOWN),
+        ],
+        False,
+        [Transition.DEGRADED, Transition.DEGRADED],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DEGRADATIONS.values(), ids=DEGRADATIONS.keys())
+def test_a_write_back_recovers_only_a_degradation_the_storage_alone_caused(
+    case: tuple[list[Event], bool, list[Transition]],
+) -> None:
+    """A write-back that keeps the session (kept=True) is RECOVERED only while the storage
+    alone degraded it; a renewal that failed (its tokens may be expired) keeps it DEGRADED
+    until a kept renewal. DEGRADED is published again only when the cause changes."""
+    events, recovers, published = case
+    state = SessionState(ALICE, transition=Transition.LOGGED_IN)
+    seen = []
+    for event in events:
+        after = reduce(state, event)
+        if after is not state:
+            seen.append(after.transition)
+        state = after
+    assert seen == published
+    assert state.degraded
+    written_back = reduce(state, _KEPT)
+    if recovers:
+        assert written_back == SessionState(ALICE, ALICE, Transition.RECOVERED)
+    else:
+        assert written_back is state
+        assert reduce(state, TokensRefreshed(ALICE)).transition is Transition.RECOVERED
