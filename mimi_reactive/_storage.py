@@ -13,6 +13,7 @@ from ._session import AuthTokens, Session
 from ._user import MimiUser
 
 __all__ = [
+    "WRITE_END_SECONDS",
     "MemorySessionStorage",
     "SessionStorage",
     "SharedSessionStorage",
@@ -156,6 +157,16 @@ def _is_schema(value: Any) -> bool:
     return type(value) is int and value == SCHEMA_VERSION
 
 
+# How long close() waits at least, after the grace period, for a storage write the cancelled
+# command runs: a write cannot be taken back, and one that ends lets the last state and the
+# storage agree. A local write takes milliseconds; a few seconds cover a slow disk's flush
+# even with a grace period of 0, and a longer grace period the caller accepted lends its length
+# (so a write that began late in it gets as long). A write still running then hangs (a network
+# file system, a keyring prompt, a remote store): it is abandoned, and the storage may hold
+# either session.
+WRITE_END_SECONDS = 5.0
+
+
 class Writes:
     """The core's storage writes, so ``close()`` lets one that runs end before it cancels the
     command: a write cannot be taken back, and the state must get its event. Nothing is
@@ -177,12 +188,19 @@ class Writes:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    async def ended(self) -> None:
-        """Return once no write runs (the command may have gone on to another)."""
-        while self.running:
-            if self.waiter is None:
-                self.waiter = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self.waiter)
+    async def ended(self, grace_period: float) -> None:
+        """Return once no write runs (the command may have gone on to another), or after
+        ``max(grace_period, WRITE_END_SECONDS)``: one that hangs (a network file system, a
+        keyring prompt) must not hang ``close()``; it is abandoned (logged)."""
+        bound = max(grace_period, WRITE_END_SECONDS)
+        try:
+            async with asyncio.timeout(bound):
+                while self.running:
+                    if self.waiter is None:
+                        self.waiter = asyncio.get_running_loop().create_future()
+                    await asyncio.shield(self.waiter)
+        except TimeoutError:
+            _log.warning("session.close_abandoned_write", seconds=bound)
 
 
 def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:

@@ -60,15 +60,6 @@ __all__ = ["SessionStore"]
 
 _log = Log("mimi_reactive.session")
 
-# How long close() waits at least, after the grace period, for a storage write the cancelled
-# command runs: a write cannot be taken back, and one that ends lets the last state and the
-# storage agree. A local write takes milliseconds; a few seconds cover a slow disk's flush
-# even with a grace period of 0, and a longer grace period the caller accepted lends its length
-# (so a write that began late in it gets as long). A write still running then hangs (a network
-# file system, a keyring prompt, a remote store): it is abandoned, and the storage may hold
-# either session.
-WRITE_END_SECONDS = 5.0
-
 
 # A queued command's pending outcome: an asyncio future for callers on the loop (cheap), a
 # CommandFuture for dispatch from anywhere.
@@ -229,14 +220,7 @@ class SessionStore:
         done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
         if not done:
             _log.warning("session.close_cancelled_command", grace_period=grace_period)
-            # A storage write cannot be taken back: the state must get its event first. But
-            # one that hangs (a network file system, a keyring prompt) must not hang close().
-            bound = max(grace_period, WRITE_END_SECONDS)
-            try:
-                async with asyncio.timeout(bound):
-                    await self._effects.writes.ended()
-            except TimeoutError:
-                _log.warning("session.close_abandoned_write", seconds=bound)
+            await self._effects.writes.ended(grace_period)  # its event applied first
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker

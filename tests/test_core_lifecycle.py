@@ -24,7 +24,7 @@ from mimi_reactive import (
     Session,
     SessionState,
     TransportError,
-    _store,
+    _storage,
 )
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
@@ -260,7 +260,7 @@ async def test_close_abandons_a_storage_write_that_hangs(
     """close(grace_period=0) while the running command's save hangs: close returns once the
     write bound has passed, logs session.close_abandoned_write, and the caller gets
     CoreClosedError."""
-    monkeypatch.setattr(_store, "WRITE_END_SECONDS", 0.05)
+    monkeypatch.setattr(_storage, "WRITE_END_SECONDS", 0.05)
     caplog.set_level(logging.INFO, logger="mimi_reactive")
     storage = HungStorage()
     core = await MimiCore.start(backend=ScriptedBackend(), storage=storage)
