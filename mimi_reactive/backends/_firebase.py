@@ -32,6 +32,7 @@ from .._messages import AuthRoute, LogIn, Promote, SignUp, SignUpAnonymously
 from .._reasons import Reason
 from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
+from . import _answers
 
 __all__ = ["EMULATOR_HOST_VARIABLE", "FirebaseBackend"]
 
@@ -54,13 +55,20 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
     "USER_NOT_FOUND": (SessionRevokedError, "the user no longer exists"),
     "USER_DISABLED": (AccountDisabledError, "the user's account is disabled"),
     "TOO_MANY_ATTEMPTS_TRY_LATER": (RateLimitedError, "too many attempts; try again later"),
+    "QUOTA_EXCEEDED": (RateLimitedError, "the project's quota is used up; try again later"),
+    # Google's own status names, in answers that have no Firebase code (quota, overload).
+    "RESOURCE_EXHAUSTED": (RateLimitedError, "the project's quota is used up; try again later"),
+    "UNAVAILABLE": (RateLimitedError, "Firebase is unavailable; try again later"),
     "WEAK_PASSWORD": (WeakPasswordError, "the password is too weak"),
     "OPERATION_NOT_ALLOWED": (SignInMethodDisabledError, "this sign-in method is turned off"),
     # What Firebase (and its emulator) answer when anonymous sign-in is turned off.
     "ADMIN_ONLY_OPERATION": (SignInMethodDisabledError, "this sign-in method is turned off"),
     "INVALID_API_KEY": (ClientAuthenticationError, "the app's API key was rejected"),
 }
-_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
+# A code as Firebase writes one; anything longer or otherwise is not taken as a code.
+_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_BUSY = frozenset({429, 503})
+"""Statuses that say "not now" whatever the answer (a proxy's page, an empty body)."""
 
 
 class FirebaseBackend:
@@ -198,10 +206,8 @@ class FirebaseBackend:
         try:
             async with self._session.post(url, json=json_body, data=data) as response:
                 status = response.status
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    answer = None
+                wait_header = response.headers.get("Retry-After")
+                answer = await _answers.json_body(response)
         except TimeoutError as error:
             raise TransportError(f"{self._service} did not answer in time") from error
         except aiohttp.ClientError as error:
@@ -209,25 +215,51 @@ class FirebaseBackend:
                 f"could not reach {self._service} ({type(error).__name__})"
             ) from error
         if status >= 400:
-            raise error_from(status, answer)
+            raise error_from(status, answer, wait_header=wait_header)
         if not isinstance(answer, dict):
             raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
         return answer
 
 
-def error_from(status: int, answer: Any) -> BackendError:
-    """The typed error for a Firebase error answer: ``{"error": {"message": "CODE : ..."}}``."""
-    error = answer.get("error") if isinstance(answer, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if not isinstance(message, str):
-        return BackendError(f"http_{status}", "Firebase answered with an error", status=status)
-    code = message.split(":", 1)[0].strip()
-    if "API key" in message:  # "API key not valid. ...", "The request is missing a valid API key."
-        code = "INVALID_API_KEY"
-    if not _CODE.fullmatch(code):
-        return BackendError(f"http_{status}", "Firebase answered with an error", status=status)
-    kind, description = _ERRORS_BY_CODE.get(code, (BackendError, "Firebase refused the request"))
+def error_from(status: int, answer: Any, *, wait_header: str | None = None) -> BackendError:
+    """The typed error for a Firebase error answer: ``{"error": {"message": "CODE : ..."}}``,
+    or Google's ``{"error": {"status": "RESOURCE_EXHAUSTED", ...}}``. A 429, a 503 or a
+    quota code is ``RateLimitedError`` with the wait its ``Retry-After`` header (``wait_header``)
+    asks for."""
+    code = _code_of(answer)
+    if code is None:
+        code, kind, description = f"http_{status}", BackendError, "Firebase answered with an error"
+    else:
+        kind, description = _ERRORS_BY_CODE.get(
+            code, (BackendError, "Firebase refused the request")
+        )
+    if status in _BUSY or kind is RateLimitedError:
+        return RateLimitedError(
+            code,
+            description if kind is RateLimitedError else "Firebase is busy; try again later",
+            status=status,
+            retry_after=_answers.retry_after(wait_header),
+        )
     return kind(code, description, status=status)
+
+
+def _code_of(answer: Any) -> str | None:
+    """The answer's code: its message's first segment if that is a code; else a rejected API
+    key if the message says so; else Google's status name; None if it has none."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, dict):
+        return None
+    message = error.get("message")
+    if isinstance(message, str):
+        code = message.split(":", 1)[0].strip()
+        if _CODE.fullmatch(code):
+            return code
+        # "API key not valid. ...", "The request is missing a valid API key."; only here,
+        # where no code comes first, so a quoted user's text cannot turn into it.
+        if "API key" in message:
+            return "INVALID_API_KEY"
+    status = error.get("status")
+    return status if isinstance(status, str) and _CODE.fullmatch(status) else None
 
 
 def _issued(answer: dict[str, Any]) -> BackendSession:
