@@ -170,6 +170,30 @@ async def test_an_answer_past_the_limit_is_an_invalid_response(stand_in: Ask) ->
 
 
 @pytest.mark.parametrize(
+    "expires_in",
+    ["NaN", "Infinity", "-Infinity", "1e400", 10**400, "-5", "0", 0, -1.5, True, "1e300", [60]],
+)
+async def test_a_bad_token_lifetime_is_an_invalid_response(
+    stand_in: Ask, expires_in: object
+) -> None:
+    """A lifetime that is not a positive finite number of seconds (NaN, infinite, zero or
+    less, a bool, past a century, not a number) raises BackendError("invalid_response"), not
+    ValueError."""
+    body = {"idToken": _unsigned_id_token(), "refreshToken": "r", "expiresIn": expires_in}
+    error = await stand_in((200, {}, json.dumps(body)))
+    assert type(error) is BackendError
+    assert error.code == "invalid_response"
+
+
+async def test_a_good_token_lifetime_is_taken(stand_in: Ask) -> None:
+    """Firebase's lifetime, seconds as a string, becomes the tokens' ``expires_in``."""
+    body = {"idToken": _unsigned_id_token(), "refreshToken": "r", "expiresIn": "3600"}
+    issued = await stand_in((200, {}, json.dumps(body)))
+    assert issued.tokens.expires_in == 3600.0
+    assert issued.user.is_anonymous
+
+
+@pytest.mark.parametrize(
     ("message", "kind", "code"),
     [
         (

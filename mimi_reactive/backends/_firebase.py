@@ -12,7 +12,12 @@ from typing import Any
 import aiohttp
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_host_and_port, check_timeout, has_surrounding_whitespace
+from .._checks import (
+    LONGEST_LIFETIME,
+    check_host_and_port,
+    check_timeout,
+    has_surrounding_whitespace,
+)
 from .._exceptions import (
     AccessTokenRefusedError,
     AccountDisabledError,
@@ -267,18 +272,30 @@ def _issued(answer: dict[str, Any]) -> BackendSession:
     id_token = answer.get("idToken")
     if not isinstance(id_token, str):
         raise BackendError("invalid_response", "the answer has no ID token")
-    expires_in = answer.get("expiresIn")
-    try:
-        lifetime = float(expires_in) if expires_in is not None else None
-    except (TypeError, ValueError) as error:
-        raise BackendError("invalid_response", "the token lifetime is not a number") from error
     refresh_token = answer.get("refreshToken")
     tokens = AuthTokens(
         access_token=id_token,
         refresh_token=refresh_token if isinstance(refresh_token, str) else None,
-        expires_in=lifetime,
+        expires_in=_lifetime(answer.get("expiresIn")),
     )
     return BackendSession(_user_from(id_token), tokens)
+
+
+def _lifetime(expires_in: object) -> float | None:
+    """Seconds the tokens live, from Firebase's ``expiresIn`` ("3600"); None if it sent none.
+    A bool, or anything but a positive number up to a century ("NaN", "-5", "1e400"), is
+    refused as ``AuthTokens`` would refuse it, but as the malformed answer it is."""
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, str | int | float):
+        raise BackendError("invalid_response", "the token lifetime is not a number")
+    try:
+        lifetime = float(expires_in)
+    except (ValueError, OverflowError) as error:  # OverflowError: an integer of 400 digits
+        raise BackendError("invalid_response", "the token lifetime is not a number") from error
+    if not 0 < lifetime <= LONGEST_LIFETIME:  # NaN is refused too: it compares false
+        raise BackendError("invalid_response", "the token lifetime is out of range")
+    return lifetime
 
 
 def _user_from(id_token: str) -> MimiUser:
