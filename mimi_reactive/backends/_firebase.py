@@ -306,10 +306,16 @@ def _user_from(id_token: str) -> MimiUser:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         user_id = claims["user_id"]
         email = claims.get("email")
-        provider = claims.get("firebase", {}).get("sign_in_provider")
+        firebase = claims.get("firebase", {})
+        provider = firebase.get("sign_in_provider")
+        # Every sign-in method linked since, by provider: {} while only anonymous.
+        identities = firebase.get("identities")
+        phone = claims.get("phone_number")
     except (IndexError, KeyError, TypeError, AttributeError, ValueError, binascii.Error) as error:
         raise BackendError("invalid_response", "the ID token cannot be read") from error
     if not isinstance(user_id, str) or not (email is None or isinstance(email, str)):
         raise BackendError("invalid_response", "the ID token names no valid user")
-    is_anonymous = provider == "anonymous" and not email
+    # The token keeps sign_in_provider "anonymous" after a phone or an IdP without email is
+    # linked (elsewhere, or before a refresh): only a user with nothing linked is anonymous.
+    is_anonymous = provider == "anonymous" and not identities and not email and not phone
     return MimiUser(id=user_id, anonymous_id=None, is_anonymous=is_anonymous, email=email)
