@@ -28,7 +28,7 @@ from .._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, Sig
 from .._reasons import Reason
 from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
-from ._answers import retry_after
+from ._answers import json_body, retry_after
 
 __all__ = ["HttpBackend"]
 
@@ -152,10 +152,7 @@ class HttpBackend:
             async with self._session.post(self._base_url + path, json=payload) as response:
                 status = response.status
                 wait_header = response.headers.get("Retry-After")
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    answer = None
+                answer = await json_body(response)
         except TimeoutError as error:
             raise TransportError(
                 f"the identity service at {self._base_url} did not answer in time"
