@@ -4,9 +4,14 @@ that no secret leaks from it."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
+import secrets
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from mimi_reactive import (
@@ -17,13 +22,16 @@ from mimi_reactive import (
     MimiConfiguration,
     MimiCore,
     Reason,
+    SessionRevokedError,
+    Transition,
     TransportError,
     UnsupportedRouteError,
 )
 from mimi_reactive.backends.firebase import EMULATOR_HOST_VARIABLE, FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
 
-from .firebase_emulator import API_KEY, AuthEmulator
+from .contract_backends import firebase_call
+from .firebase_emulator import API_KEY, PROJECT, AuthEmulator
 from .tcp_gate import TcpGate
 
 PASSWORD = "a password nobody may read"
@@ -188,3 +196,71 @@ async def test_no_secret_in_logs_reprs_or_errors(
     text += "\n".join(str(record.__dict__) for record in caplog.records)
     for leak in leaks:
         assert leak not in text
+
+
+async def _link_phone(emulator: AuthEmulator, id_token: str) -> None:
+    """The user links a phone number, as the app on another device would: a code sent by
+    SMS (the emulator keeps it to read back), then signInWithPhoneNumber with the ID token."""
+    phone = "+1555555" + str(secrets.randbelow(10_000)).zfill(4)
+    sent = await firebase_call(
+        emulator, "accounts:sendVerificationCode", {"phoneNumber": phone, "recaptchaToken": "x"}
+    )
+    url = f"{emulator.url}/emulator/v1/projects/{PROJECT}/verificationCodes"
+    async with aiohttp.ClientSession() as http, http.get(url) as response:
+        codes = await response.json()
+    code = next(
+        each["code"]
+        for each in codes["verificationCodes"]
+        if each["sessionInfo"] == sent["sessionInfo"]
+    )
+    linked = {"sessionInfo": sent["sessionInfo"], "code": code, "idToken": id_token}
+    await firebase_call(emulator, "accounts:signInWithPhoneNumber", linked)
+
+
+async def _link_federated(emulator: AuthEmulator, id_token: str) -> None:
+    """The user links a Google account that shares no email (the emulator takes an
+    unsigned IdP token)."""
+    claims = {"sub": secrets.token_hex(8), "iss": "https://accounts.google.com"}
+    parts = [json.dumps(part).encode() for part in ({"alg": "none"}, claims)]
+    google = ".".join(base64.urlsafe_b64encode(p).rstrip(b"=").decode() for p in parts) + "."
+    body = {
+        "idToken": id_token,
+        "postBody": f"id_token={google}&providerId=google.com",
+        "requestUri": "http://localhost",
+        "returnSecureToken": True,
+    }
+    await firebase_call(emulator, "accounts:signInWithIdp", body)
+
+
+@pytest.mark.parametrize("link", [_link_phone, _link_federated], ids=["phone", "google"])
+@pytest.mark.parametrize("anonymous_only", [False, True], ids=["any", "anonymous-only"])
+async def test_a_user_linked_elsewhere_without_email_is_no_longer_anonymous(
+    firebase_emulator: AuthEmulator,
+    tmp_path: Path,
+    link: Callable[[AuthEmulator, str], Awaitable[None]],
+    anonymous_only: bool,
+) -> None:
+    """A user who linked a phone or an IdP with no email elsewhere (their ID token still
+    says sign_in_provider "anonymous") is PROMOTED at the next refresh, or dropped
+    (not_anonymous) by an anonymous-only core."""
+    backend = FirebaseBackend(API_KEY, emulator_host=firebase_emulator.host)
+    configuration = MimiConfiguration(allow_anonymous_user_only=anonymous_only)
+    storage = FileSessionStorage(tmp_path / "session.json")
+    async with MimiCore.start(
+        backend=backend, storage=storage, configuration=configuration
+    ) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await link(firebase_emulator, await core.auth.access_token())
+        if anonymous_only:
+            with pytest.raises(SessionRevokedError) as dropped:
+                await core.auth.refresh()
+            assert dropped.value.code == "not_anonymous"
+        else:
+            await core.auth.refresh()
+        state = core.auth.state
+    if anonymous_only:
+        assert (state.transition, state.user) == (Transition.SESSION_EXPIRED, None)
+    else:
+        assert state.transition is Transition.PROMOTED
+        assert state.user is not None
+        assert (state.user.id, state.user.is_anonymous) == (user.id, False)

@@ -33,7 +33,8 @@ from .helpers import serving_app
 
 @pytest.fixture
 async def odd_server() -> AsyncIterator[str]:
-    """A real loopback server that hangs on one path and answers HTML on another."""
+    """A real loopback server that hangs on one path, answers HTML on another, a list on a
+    third, and a 2 MiB error on a fourth."""
 
     released = asyncio.Event()
 
@@ -47,10 +48,14 @@ async def odd_server() -> AsyncIterator[str]:
     async def not_an_object(request: web.Request) -> web.Response:
         return web.json_response([1, 2, 3])
 
+    async def huge(request: web.Request) -> web.Response:
+        return web.json_response({"error": {"code": "x" * (2 << 20)}}, status=400)
+
     app = web.Application()
     app.router.add_post("/v1/anonymous-users", hang)
     app.router.add_post("/v1/sessions/anonymous", html)
     app.router.add_post("/v1/sessions", not_an_object)
+    app.router.add_post("/v1/users", huge)
     async with serving_app(app) as url:
         yield url
         released.set()
@@ -153,6 +158,21 @@ async def test_non_json_error_and_bad_answers_are_backend_errors(odd_server: str
                 AuthRoute.log_in(email="a@b.test", password="password1"), None
             )
         assert raised.value.code == "invalid_response"
+    finally:
+        await backend.close()
+
+
+async def test_an_answer_past_the_limit_is_not_read_on(odd_server: str) -> None:
+    """An error answer longer than any real one (a 2 MiB code) is ``http_{status}``: it is
+    not read whole, nor carried into the error."""
+    backend = HttpBackend(odd_server)
+    await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
+    try:
+        with pytest.raises(BackendError) as raised:
+            await backend.authenticate(
+                AuthRoute.sign_up(email="a@b.test", password="password1"), None
+            )
+        assert (raised.value.code, raised.value.status) == ("http_400", 400)
     finally:
         await backend.close()
 

@@ -12,7 +12,12 @@ from typing import Any
 import aiohttp
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_host_and_port, check_timeout, has_surrounding_whitespace
+from .._checks import (
+    LONGEST_LIFETIME,
+    check_host_and_port,
+    check_timeout,
+    has_surrounding_whitespace,
+)
 from .._exceptions import (
     AccessTokenRefusedError,
     AccountDisabledError,
@@ -32,6 +37,7 @@ from .._messages import AuthRoute, LogIn, Promote, SignUp, SignUpAnonymously
 from .._reasons import Reason
 from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
+from . import _answers
 
 __all__ = ["EMULATOR_HOST_VARIABLE", "FirebaseBackend"]
 
@@ -54,13 +60,20 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
     "USER_NOT_FOUND": (SessionRevokedError, "the user no longer exists"),
     "USER_DISABLED": (AccountDisabledError, "the user's account is disabled"),
     "TOO_MANY_ATTEMPTS_TRY_LATER": (RateLimitedError, "too many attempts; try again later"),
+    "QUOTA_EXCEEDED": (RateLimitedError, "the project's quota is used up; try again later"),
+    # Google's own status names, in answers that have no Firebase code (quota, overload).
+    "RESOURCE_EXHAUSTED": (RateLimitedError, "the project's quota is used up; try again later"),
+    "UNAVAILABLE": (RateLimitedError, "Firebase is unavailable; try again later"),
     "WEAK_PASSWORD": (WeakPasswordError, "the password is too weak"),
     "OPERATION_NOT_ALLOWED": (SignInMethodDisabledError, "this sign-in method is turned off"),
     # What Firebase (and its emulator) answer when anonymous sign-in is turned off.
     "ADMIN_ONLY_OPERATION": (SignInMethodDisabledError, "this sign-in method is turned off"),
     "INVALID_API_KEY": (ClientAuthenticationError, "the app's API key was rejected"),
 }
-_CODE = re.compile(r"[A-Z][A-Z0-9_]*")
+# A code as Firebase writes one; anything longer or otherwise is not taken as a code.
+_CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+_BUSY = frozenset({429, 503})
+"""Statuses that say "not now" whatever the answer (a proxy's page, an empty body)."""
 
 
 class FirebaseBackend:
@@ -198,10 +211,8 @@ class FirebaseBackend:
         try:
             async with self._session.post(url, json=json_body, data=data) as response:
                 status = response.status
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    answer = None
+                wait_header = response.headers.get("Retry-After")
+                answer = await _answers.json_body(response)
         except TimeoutError as error:
             raise TransportError(f"{self._service} did not answer in time") from error
         except aiohttp.ClientError as error:
@@ -209,25 +220,51 @@ class FirebaseBackend:
                 f"could not reach {self._service} ({type(error).__name__})"
             ) from error
         if status >= 400:
-            raise error_from(status, answer)
+            raise error_from(status, answer, wait_header=wait_header)
         if not isinstance(answer, dict):
             raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
         return answer
 
 
-def error_from(status: int, answer: Any) -> BackendError:
-    """The typed error for a Firebase error answer: ``{"error": {"message": "CODE : ..."}}``."""
-    error = answer.get("error") if isinstance(answer, dict) else None
-    message = error.get("message") if isinstance(error, dict) else None
-    if not isinstance(message, str):
-        return BackendError(f"http_{status}", "Firebase answered with an error", status=status)
-    code = message.split(":", 1)[0].strip()
-    if "API key" in message:  # "API key not valid. ...", "The request is missing a valid API key."
-        code = "INVALID_API_KEY"
-    if not _CODE.fullmatch(code):
-        return BackendError(f"http_{status}", "Firebase answered with an error", status=status)
-    kind, description = _ERRORS_BY_CODE.get(code, (BackendError, "Firebase refused the request"))
+def error_from(status: int, answer: Any, *, wait_header: str | None = None) -> BackendError:
+    """The typed error for a Firebase error answer: ``{"error": {"message": "CODE : ..."}}``,
+    or Google's ``{"error": {"status": "RESOURCE_EXHAUSTED", ...}}``. A 429, a 503 or a
+    quota code is ``RateLimitedError`` with the wait its ``Retry-After`` header (``wait_header``)
+    asks for."""
+    code = _code_of(answer)
+    if code is None:
+        code, kind, description = f"http_{status}", BackendError, "Firebase answered with an error"
+    else:
+        kind, description = _ERRORS_BY_CODE.get(
+            code, (BackendError, "Firebase refused the request")
+        )
+    if status in _BUSY or kind is RateLimitedError:
+        return RateLimitedError(
+            code,
+            description if kind is RateLimitedError else "Firebase is busy; try again later",
+            status=status,
+            retry_after=_answers.retry_after(wait_header),
+        )
     return kind(code, description, status=status)
+
+
+def _code_of(answer: Any) -> str | None:
+    """The answer's code: its message's first segment if that is a code; else a rejected API
+    key if the message says so; else Google's status name; None if it has none."""
+    error = answer.get("error") if isinstance(answer, dict) else None
+    if not isinstance(error, dict):
+        return None
+    message = error.get("message")
+    if isinstance(message, str):
+        code = message.split(":", 1)[0].strip()
+        if _CODE.fullmatch(code):
+            return code
+        # "API key not valid. ...", "The request is missing a valid API key."; only here,
+        # where no code comes first, so a quoted user's text cannot turn into it.
+        if "API key" in message:
+            return "INVALID_API_KEY"
+    status = error.get("status")
+    return status if isinstance(status, str) and _CODE.fullmatch(status) else None
 
 
 def _issued(answer: dict[str, Any]) -> BackendSession:
@@ -235,18 +272,30 @@ def _issued(answer: dict[str, Any]) -> BackendSession:
     id_token = answer.get("idToken")
     if not isinstance(id_token, str):
         raise BackendError("invalid_response", "the answer has no ID token")
-    expires_in = answer.get("expiresIn")
-    try:
-        lifetime = float(expires_in) if expires_in is not None else None
-    except (TypeError, ValueError) as error:
-        raise BackendError("invalid_response", "the token lifetime is not a number") from error
     refresh_token = answer.get("refreshToken")
     tokens = AuthTokens(
         access_token=id_token,
         refresh_token=refresh_token if isinstance(refresh_token, str) else None,
-        expires_in=lifetime,
+        expires_in=_lifetime(answer.get("expiresIn")),
     )
     return BackendSession(_user_from(id_token), tokens)
+
+
+def _lifetime(expires_in: object) -> float | None:
+    """Seconds the tokens live, from Firebase's ``expiresIn`` ("3600"); None if it sent none.
+    A bool, or anything but a positive number up to a century ("NaN", "-5", "1e400"), is
+    refused as ``AuthTokens`` would refuse it, but as the malformed answer it is."""
+    if expires_in is None:
+        return None
+    if isinstance(expires_in, bool) or not isinstance(expires_in, str | int | float):
+        raise BackendError("invalid_response", "the token lifetime is not a number")
+    try:
+        lifetime = float(expires_in)
+    except (ValueError, OverflowError) as error:  # OverflowError: an integer of 400 digits
+        raise BackendError("invalid_response", "the token lifetime is not a number") from error
+    if not 0 < lifetime <= LONGEST_LIFETIME:  # NaN is refused too: it compares false
+        raise BackendError("invalid_response", "the token lifetime is out of range")
+    return lifetime
 
 
 def _user_from(id_token: str) -> MimiUser:
@@ -257,10 +306,16 @@ def _user_from(id_token: str) -> MimiUser:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         user_id = claims["user_id"]
         email = claims.get("email")
-        provider = claims.get("firebase", {}).get("sign_in_provider")
+        firebase = claims.get("firebase", {})
+        provider = firebase.get("sign_in_provider")
+        # Every sign-in method linked since, by provider: {} while only anonymous.
+        identities = firebase.get("identities")
+        phone = claims.get("phone_number")
     except (IndexError, KeyError, TypeError, AttributeError, ValueError, binascii.Error) as error:
         raise BackendError("invalid_response", "the ID token cannot be read") from error
     if not isinstance(user_id, str) or not (email is None or isinstance(email, str)):
         raise BackendError("invalid_response", "the ID token names no valid user")
-    is_anonymous = provider == "anonymous" and not email
+    # The token keeps sign_in_provider "anonymous" after a phone or an IdP without email is
+    # linked (elsewhere, or before a refresh): only a user with nothing linked is anonymous.
+    is_anonymous = provider == "anonymous" and not identities and not email and not phone
     return MimiUser(id=user_id, anonymous_id=None, is_anonymous=is_anonymous, email=email)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
-import email.utils
 from typing import Any
 
 import aiohttp
@@ -30,6 +28,7 @@ from .._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, Sig
 from .._reasons import Reason
 from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
+from ._answers import json_body, retry_after
 
 __all__ = ["HttpBackend"]
 
@@ -152,11 +151,8 @@ class HttpBackend:
         try:
             async with self._session.post(self._base_url + path, json=payload) as response:
                 status = response.status
-                retry_after = response.headers.get("Retry-After")
-                try:
-                    answer = await response.json(content_type=None)
-                except ValueError:
-                    answer = None
+                wait_header = response.headers.get("Retry-After")
+                answer = await json_body(response)
         except TimeoutError as error:
             raise TransportError(
                 f"the identity service at {self._base_url} did not answer in time"
@@ -173,7 +169,7 @@ class HttpBackend:
                 )
                 raise RouteRefusedError(reason)
             if status in (429, 503):
-                raise _rate_limited(status, answer, retry_after)
+                raise _rate_limited(status, answer, wait_header)
             refused = _error_from(status, answer)
             if refused.code == "invalid_grant" and path in _LOG_IN_REFUSALS:
                 code = _LOG_IN_REFUSALS[path]
@@ -199,29 +195,6 @@ _ROUTE_REFUSALS: dict[str | None, Reason] = {
 }
 
 
-# The longest wait a Retry-After is read as: no real limit asks more, and a longer one (a
-# broken proxy's date decades away, twenty digits) would only mislead the app reading it.
-_LONGEST_RETRY_AFTER = 24 * 3600.0
-
-
-def _retry_after(header: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110), at
-    most ``_LONGEST_RETRY_AFTER``; a date past is 0; None if absent or not either form."""
-    if header is None:
-        return None
-    text = header.strip()
-    if text.isascii() and text.isdigit():  # str.isdigit alone takes "²", which float refuses
-        return min(float(text), _LONGEST_RETRY_AFTER)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        return None
-    seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
-    return min(max(0.0, seconds), _LONGEST_RETRY_AFTER)
-
-
 def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedError:
     code = _error_field(answer, "code") or (
         "rate_limited" if status == 429 else "service_unavailable"
@@ -230,7 +203,7 @@ def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedEr
         code,
         _error_field(answer, "message") or "try again later",
         status=status,
-        retry_after=_retry_after(header),
+        retry_after=retry_after(header),
     )
 
 
