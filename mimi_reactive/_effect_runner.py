@@ -9,6 +9,7 @@ A storage that fails to keep a change is reported in the event, never only logge
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -53,6 +54,7 @@ from ._storage import (
     StoredSessionLostError,
     Writes,
     storage_failed,
+    write_bound,
 )
 from ._user import MimiUser
 
@@ -115,13 +117,19 @@ class EffectRunner:
 
     async def close(self, grace_period: float) -> None:
         """Save once more what the storage failed to keep (so a restart restores the live
-        refresh token, not a spent one), then give pending revocations ``grace_period``
-        seconds and abandon them (logged)."""
+        refresh token, not a spent one; abandoned, logged, if it hangs past ``write_bound``),
+        then give pending revocations ``grace_period`` seconds and abandon them (logged)."""
         if self._unkept is not None:
             (unkept,) = self._unkept
-            failure = await (self._forget() if unkept is None else self._keep(unkept))
-            if failure is None:
-                _log.info("storage.kept_at_close")
+            bound = write_bound(grace_period)
+            try:
+                async with asyncio.timeout(bound):
+                    failure = await (self._forget() if unkept is None else self._keep(unkept))
+            except TimeoutError:
+                _log.warning("storage.keep_at_close_abandoned", seconds=bound)
+            else:
+                if failure is None:
+                    _log.info("storage.kept_at_close")
         await self._revocations.close(grace_period)
 
     async def _adopt(self, current: Session | None) -> EffectResult:

@@ -22,6 +22,7 @@ __all__ = [
     "decode_session",
     "encode_session",
     "storage_failed",
+    "write_bound",
 ]
 
 
@@ -192,7 +193,7 @@ class Writes:
         """Return once no write runs (the command may have gone on to another), or after
         ``max(grace_period, WRITE_END_SECONDS)``: one that hangs (a network file system, a
         keyring prompt) must not hang ``close()``; it is abandoned (logged)."""
-        bound = max(grace_period, WRITE_END_SECONDS)
+        bound = write_bound(grace_period)
         try:
             async with asyncio.timeout(bound):
                 while self.running:
@@ -201,6 +202,11 @@ class Writes:
                     await asyncio.shield(self.waiter)
         except TimeoutError:
             _log.warning("session.close_abandoned_write", seconds=bound)
+
+
+def write_bound(grace_period: float) -> float:
+    """How long ``close()`` lets a storage write run once ``grace_period`` has passed."""
+    return max(grace_period, WRITE_END_SECONDS)
 
 
 def storage_failed(action: str, storage: object, error: OSError) -> SessionStorageError:

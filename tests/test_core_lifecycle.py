@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import inspect
 import logging
 import threading
@@ -276,3 +277,39 @@ async def test_close_abandons_a_storage_write_that_hangs(
     with pytest.raises(CoreClosedError):
         await running
     assert core.auth.current_user is None  # the sign-in never finished: the state before it
+
+
+class UnkeptThenHungStorage(HungStorage):
+    """Its first save fails (the core holds what it could not keep); armed, the next hangs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def save(self, session: Session) -> None:
+        if not self.failed:
+            self.failed = True
+            raise OSError(errno.EIO, "disk error")
+        await super().save(session)
+
+
+async def test_close_abandons_a_save_at_close_that_hangs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sign-in the storage could not keep is saved once more at close; a save that then
+    hangs is abandoned after the write bound (logged), and close returns."""
+    monkeypatch.setattr(_storage, "WRITE_END_SECONDS", 0.05)
+    caplog.set_level(logging.INFO, logger="mimi_reactive")
+    storage = UnkeptThenHungStorage()
+    core = await MimiCore.start(backend=ScriptedBackend(), storage=storage)
+    outcome = await core.auth.run(AuthRoute.sign_up_anonymously())
+    assert outcome.state.user is not None  # the sign-in works here, unkept
+    assert outcome.state.degraded
+    storage.armed = True
+    try:
+        async with asyncio.timeout(10):
+            await core.close(grace_period=0)
+    finally:
+        storage.released.set()
+    assert storage.started.is_set()
+    assert "storage.keep_at_close_abandoned" in event_names(caplog)
