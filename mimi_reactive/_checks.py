@@ -31,6 +31,7 @@ __all__ = [
     "check_seconds",
     "check_service_url",
     "check_timeout",
+    "check_trimmed",
     "count",
     "flag",
     "has_surrounding_whitespace",
@@ -171,6 +172,15 @@ def is_whole(value: object) -> TypeGuard[int]:
 def is_seconds(value: object) -> bool:
     """A duration: a finite number of seconds, 0 or more."""
     return is_number(value) and math.isfinite(value) and value >= 0
+
+
+def check_trimmed(name: str, value: str) -> None:
+    """Refuse an id or key with whitespace around it, which a service would take as part of
+    it (a newline read with it from a file, a space pasted with it)."""
+    if has_surrounding_whitespace(value):
+        raise ConfigurationError(
+            f"{name} has whitespace around it (a newline read with it from a file?)"
+        )
 
 
 def has_surrounding_whitespace(text: str) -> bool:
@@ -316,10 +326,8 @@ def basic_auth_id(instance: object, attribute: attrs.Attribute[Any], value: obje
         raise ConfigurationError(
             f"{attribute.name} must not hold ':' (HTTP Basic authentication ends the id there)"
         )
-    if isinstance(value, str) and has_surrounding_whitespace(value):
-        raise ConfigurationError(
-            f"{attribute.name} has whitespace around it (a newline read with it from a file?)"
-        )
+    if isinstance(value, str):
+        check_trimmed(attribute.name, value)
 
 
 def str_set(name: str, value: object, example: str) -> frozenset[str]:

@@ -16,7 +16,7 @@ from .._checks import (
     LONGEST_LIFETIME,
     check_host_and_port,
     check_timeout,
-    has_surrounding_whitespace,
+    check_trimmed,
 )
 from .._exceptions import (
     AccessTokenRefusedError,
@@ -110,10 +110,7 @@ class FirebaseBackend:
         check_timeout("timeout", timeout)
         if not api_key.strip():
             raise ConfigurationError("FirebaseBackend needs the Firebase app's Web API key")
-        if has_surrounding_whitespace(api_key):
-            raise ConfigurationError(
-                "api_key has whitespace around it (a newline read with it from a file?)"
-            )
+        check_trimmed("api_key", api_key)
         host = emulator_host or os.environ.get(EMULATOR_HOST_VARIABLE) or None
         if host is not None:
             check_host_and_port("emulator_host", host)
