@@ -26,7 +26,9 @@ class RetryPolicy:
     max_delay: float = attrs.field(default=60.0, validator=seconds)
     """Seconds no wait exceeds."""
     max_attempts: int = attrs.field(default=10, validator=count)
-    """Attempts before giving up (until the next trigger: a call, a sign-in, a change)."""
+    """Attempts with backoff for one refresh; after them the keeper tries once every
+    ``max_delay`` until one works or the session changes (a call, a sign-in, another
+    process), which starts a new run of attempts."""
 
     def __attrs_post_init__(self) -> None:  # after each field's own check
         if self.initial_delay > self.max_delay:

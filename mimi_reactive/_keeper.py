@@ -9,7 +9,7 @@ import contextlib
 from ._exceptions import CoreClosedError, MimiCoreError, RateLimitedError
 from ._log import Log
 from ._messages import RefreshSession, SyncSession
-from ._retry import retrying
+from ._retry import asked_wait, retrying
 from ._storage import SessionStorage, SharedSessionStorage
 from ._store import SessionStore
 
@@ -53,7 +53,10 @@ class SessionKeeper:
         self._due = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the local time the pending timer is for
-        self._gave_up = False
+        # Set once a run of attempts gave up: the wall-clock time of the next single attempt.
+        # Until the session changes, the keeper then tries once every ``max_delay`` (or as
+        # long as the service asked), as a service that is down for an hour comes back.
+        self._resume_at: float | None = None
         # Set only while the keeper waits between refresh attempts: a session change then
         # ends the wait (a recovery, a sign-in or another process may have made it moot).
         self._interrupt: asyncio.Event | None = None
@@ -76,7 +79,7 @@ class SessionKeeper:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _session_changed(self) -> None:
-        self._gave_up = False  # a sign-in, a call or another process: worth trying again
+        self._resume_at = None  # a sign-in, a call or another process: worth trying again
         if self._interrupt is not None:
             self._interrupt.set()
         self._schedule()
@@ -88,9 +91,11 @@ class SessionKeeper:
         usual change, a sign-in with tokens due later, costs no new timer. No timer is set
         for longer than ``_LONGEST_SLEEP``.
         """
-        due = None if self._gave_up else self._next_refresh_at()
+        due = self._next_refresh_at()
         if due is None:
             return  # a pending timer finds nothing due and stops
+        if self._resume_at is not None:
+            due = max(due, self._resume_at)
         if self._timer is not None and self._timer_at <= due:
             return
         if self._timer is not None:
@@ -125,10 +130,17 @@ class SessionKeeper:
             await self._due.wait()
             self._due.clear()
             due = self._next_refresh_at()
-            if due is not None and due <= self._clock():
-                self._gave_up = not await self._refresh_until_healthy()
+            now = self._clock()
+            if self._resume_at is not None and due is not None:
+                due = max(due, self._resume_at)
+            if due is not None and due <= now:
+                if self._resume_at is None:
+                    healthy = await self._refresh_until_healthy()
+                else:
+                    healthy = await self._refresh_once()
                 # Changes made by the refresh itself are not a reason to go again.
                 self._due.clear()
+                self._resume_at = None if healthy else self._clock() + self._slow_pause()
             self._schedule()
 
     async def _refresh_until_healthy(self) -> bool:
@@ -150,11 +162,26 @@ class SessionKeeper:
                     if self._store.state.degraded:
                         raise _StillDegradedError
         except RetryError:
-            _log.warning("session.refresh_gave_up", attempts=self._retry.max_attempts)
+            _log.warning(
+                "session.refresh_gave_up",
+                attempts=self._retry.max_attempts,
+                then_every=self._slow_pause(),
+            )
             return False
         except _SessionChangedError:
             pass
         return True
+
+    async def _refresh_once(self) -> bool:
+        """One attempt after the keeper gave up; False if the session is still degraded."""
+        outcome = await self._store.run(RefreshSession())
+        self._last_error = outcome.error
+        return not self._store.state.degraded
+
+    def _slow_pause(self) -> float:
+        """Seconds between single attempts once a run of attempts gave up: the backoff's
+        longest wait, or what the service asked for (``Retry-After``) if longer."""
+        return max(self._retry.max_delay, asked_wait(self._wait_asked_for()))
 
     async def _wait_unless_changed(self, seconds: float) -> None:
         """Wait ``seconds`` before the next attempt; raise ``_SessionChangedError`` as soon

@@ -22,7 +22,7 @@ from ._exceptions import (
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying
 
-__all__ = ["LONGEST_ASKED_WAIT", "retrying", "worth_retrying"]
+__all__ = ["LONGEST_ASKED_WAIT", "asked_wait", "retrying", "worth_retrying"]
 
 LONGEST_ASKED_WAIT = 300.0
 """Seconds a wait the service asks for (``Retry-After``) is honoured up to. A broken proxy's
@@ -58,7 +58,7 @@ def retrying(
         floor = at_least
 
         def wait(retry_state: RetryCallState) -> float:
-            return max(backoff(retry_state), _asked_wait(floor()))
+            return max(backoff(retry_state), asked_wait(floor()))
 
     return AsyncRetrying(
         wait=backoff if at_least is None else wait,
@@ -68,7 +68,7 @@ def retrying(
     )
 
 
-def _asked_wait(seconds: float) -> float:
+def asked_wait(seconds: float) -> float:
     """The part of a wait the service asked for that is honoured: none for a negative or NaN
     one (an app's backend may pass anything), at most ``LONGEST_ASKED_WAIT``."""
     if math.isnan(seconds) or seconds <= 0.0:

@@ -187,4 +187,4 @@ async def test_a_retry_after_is_honoured_up_to_a_bound(monkeypatch: pytest.Monke
 )
 def test_the_wait_honoured_of_what_the_service_asked(asked: float, honoured: float) -> None:
     """A wait asked for is honoured up to the bound; a negative or NaN one is ignored."""
-    assert _retry._asked_wait(asked) == honoured
+    assert _retry.asked_wait(asked) == honoured
