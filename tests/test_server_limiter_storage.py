@@ -13,7 +13,7 @@ import warnings
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from mimi_reactive._server._limits import close_storage, describe_storage
+from mimi_reactive._server._limits import close_storage, describe_storage, limiter_storage
 from mimi_reactive._server._stores import describe
 from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartError
 
@@ -124,6 +124,25 @@ def test_a_database_url_is_shown_by_the_same_rule(url: str, shown: str) -> None:
     """The database's URL in messages is shown as the storage's is: IPv6 and several hosts as
     written, no password, no query."""
     assert describe(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("bogus://u:SEKRIT1@x", "URL bogus://u@x: unknown scheme 'bogus'"),
+        ("redis://u:SEKRIT1@127.0.0.1:notaport/0", "URL redis://u@127.0.0.1:notaport/0: its"),
+        ("redis://u:SEKRIT1@[::1/0", "its hosts, port or options cannot be read"),
+        ("redis://:SEKRIT1/pw@host:x/0", "URL redis://...: its hosts"),
+        ("no-scheme:SEKRIT1@host", "cannot be parsed: unknown scheme 'no-scheme'"),
+    ],
+)
+def test_an_unusable_storage_url_is_refused_without_its_password(url: str, says: str) -> None:
+    """A storage URL the limits library cannot use is refused in our own words, which name
+    the URL as describe_storage shows it and never repeat its password."""
+    with pytest.raises(ValueError, match=r"^unusable rate-limit storage URL ") as refused:
+        limiter_storage(url)
+    assert says in str(refused.value)
+    assert "SEKRIT1" not in str(refused.value)
 
 
 async def test_an_unreachable_storage_refuses_start(client_secret: str) -> None:

@@ -92,16 +92,24 @@ def limiter_storage(url: str) -> Storage:
     Redis (``limits`` takes it as an option, not from the URL).
     """
     full = url if url.startswith("async+") else f"async+{url}"
-    parts = urllib.parse.urlsplit(full)
-    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    options = {name: value for name, value in query if name == "key_prefix"}
-    rest = urllib.parse.urlencode([(name, value) for name, value in query if name != "key_prefix"])
-    full = urllib.parse.urlunsplit(parts._replace(query=rest))
     try:
+        parts = urllib.parse.urlsplit(full)
+        query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+        options = {name: value for name, value in query if name == "key_prefix"}
+        kept = [(name, value) for name, value in query if name != "key_prefix"]
+        full = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept)))
         # Wrapped, the storage's own errors (a lost Redis) are one type: StorageError.
         storage = storage_from_string(full, wrap_exceptions=True, **options)
     except (ConfigurationError, ValueError) as error:
-        raise ValueError(f"unusable rate-limit storage URL ({error})") from None
+        # Our own words: the limits library's message repeats the URL, password and all.
+        scheme = full.partition(":")[0].removeprefix("async+")  # a URL's scheme ends at a colon
+        why = (
+            f"unknown scheme {scheme!r}"
+            if str(error).startswith("unknown storage scheme")
+            else "its hosts, port or options cannot be read"
+        )
+        shown = describe_storage(url)
+        raise ValueError(f"unusable rate-limit storage URL {shown}: {why}") from None
     if not isinstance(storage, Storage):
         raise ValueError("the rate-limit storage must have an async implementation")
     return storage
