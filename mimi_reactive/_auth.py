@@ -10,9 +10,10 @@ import attrs
 import reactivex
 from reactivex import operators as ops
 
-from ._exceptions import CoreClosedError, WrongEventLoopError
+from ._exceptions import CoreClosedError, NotLoggedInError, WrongEventLoopError
 from ._future import CommandFuture
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
+from ._reasons import Reason
 from ._redaction import value_repr
 from ._state import SessionState
 from ._store import SessionStore
@@ -159,9 +160,12 @@ class AuthController:
         outcome = await store.run(RefreshSession())
         if outcome.error is not None:
             raise outcome.error
-        session = store.session
-        assert session is not None  # a refresh that did not fail keeps a session
-        return session.tokens.access_token
+        # The refresh's own token: a log-out or a switch of user queued behind it may have
+        # run before this resumes, and the store then holds another session, or none.
+        token = outcome._access_token
+        if token is None:
+            raise NotLoggedInError(Reason.NO_USER_LOGGED_IN)
+        return token
 
     async def refresh(self) -> None:
         """Renew the session's tokens now, whether or not they are due."""
