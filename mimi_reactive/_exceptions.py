@@ -1,7 +1,8 @@
 """Every error mimi_reactive raises.
 
 Messages never carry a secret (anonymous id, token, password, client secret): they are
-safe to log and to show.
+safe to log and to show. Every error pickles and copies (to another process, say) as an
+error of its type with the same message and attributes.
 
 ```text
 MimiCoreError                      base of every error the library raises
@@ -65,6 +66,18 @@ __all__ = [
 
 class MimiCoreError(Exception):
     """Base of every error mimi_reactive raises."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled and copied as its message and attributes (code, status, reason, ...), not
+        # by calling __init__ again with the message: most subclasses take other arguments.
+        # Neither holds a secret (see above), so a pickle or a copy holds none either.
+        return (_rebuilt, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuilt(cls: type[MimiCoreError], args: tuple[object, ...]) -> MimiCoreError:
+    """An error of type ``cls`` with ``args``, its ``__init__`` not run (``__reduce__``
+    restores the attributes it set)."""
+    return cls.__new__(cls, *args)
 
 
 class RouteRefusedError(MimiCoreError):
