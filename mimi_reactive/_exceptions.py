@@ -196,9 +196,10 @@ class AccessTokenRefusedError(SessionRevokedError):
 
 
 class SessionEndedError(SessionRevokedError):
-    """The service ended the session on purpose: a log-out (here or everywhere) or a reused
-    refresh token. Unlike a session that expired unused, its anonymous user is not logged
-    back in by id."""
+    """The service ended the session on purpose: a log-out, here or everywhere (the reference
+    server's refusal with reason ``revoked``). Unlike a session that expired unused, or one
+    revoked for a reused refresh token (a plain ``SessionRevokedError``: a lost answer looks
+    the same as a theft), its anonymous user is not logged back in by id."""
 
 
 class ConflictError(BackendError):
