@@ -9,28 +9,18 @@ from typing import Protocol
 import attrs
 import reactivex
 from reactivex import operators as ops
+from typing_extensions import TypeVar  # a TypeVar with a default (PEP 696) before 3.13
 
-from ._exceptions import CoreClosedError, WrongEventLoopError
+from ._exceptions import CoreClosedError, NotLoggedInError, WrongEventLoopError
 from ._future import CommandFuture
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
+from ._reasons import Reason
 from ._redaction import value_repr
 from ._state import SessionState
 from ._store import SessionStore
 from ._user import MimiUser
 
 __all__ = ["AuthController", "AuthObserver", "ObserverHandle"]
-
-
-class AuthObserver(Protocol):
-    """Told of every state change after it is added (not of the state it was added in)."""
-
-    def auth_controller_did_update(
-        self,
-        controller: AuthController,
-        current_user: MimiUser | None,
-        old_user: MimiUser | None,
-        error: Exception | None,
-    ) -> None: ...
 
 
 @attrs.define
@@ -159,9 +149,12 @@ class AuthController:
         outcome = await store.run(RefreshSession())
         if outcome.error is not None:
             raise outcome.error
-        session = store.session
-        assert session is not None  # a refresh that did not fail keeps a session
-        return session.tokens.access_token
+        # The refresh's own token: a log-out or a switch of user queued behind it may have
+        # run before this resumes, and the store then holds another session, or none.
+        token = outcome._access_token
+        if token is None:
+            raise NotLoggedInError(Reason.NO_USER_LOGGED_IN)
+        return token
 
     async def refresh(self) -> None:
         """Renew the session's tokens now, whether or not they are due."""
@@ -211,12 +204,18 @@ class AuthController:
         finally:
             subscription.dispose()
 
-    def add_observer(self, observer: AuthObserver) -> ObserverHandle:
-        """Tell ``observer`` of every later state change as (current, old user, error).
+    def add_observer(self, observer: AuthObserver[AuthController]) -> ObserverHandle:
+        """Tell ``observer`` of every later state change as (this controller, current user,
+        old user, error).
 
         Raises ``TypeError`` at once for an object without ``auth_controller_did_update``,
         and ``CoreClosedError`` once the core is closed (it would never be told of anything).
         """
+        return self._observe(observer, self)
+
+    def _observe(self, observer: AuthObserver[_C], controller: _C) -> ObserverHandle:
+        """``add_observer`` for this controller or the blocking one that wraps it:
+        ``controller`` is the one the observer is given."""
         self._refuse_if_closed()
         if not callable(getattr(observer, "auth_controller_did_update", None)):
             raise TypeError(
@@ -225,7 +224,7 @@ class AuthController:
             )
         subscription = self.states.pipe(ops.skip(1)).subscribe(
             lambda state: observer.auth_controller_did_update(
-                self, state.user, state.previous_user, state.error
+                controller, state.user, state.previous_user, state.error
             )
         )
         return ObserverHandle(subscription)
@@ -233,6 +232,28 @@ class AuthController:
     def _refuse_if_closed(self) -> None:
         if self._store.closed:
             raise CoreClosedError("the core is closed")
+
+
+# The controller an observer is given: this one, or the BlockingAuthController that wraps it
+# (whose calls block: an observer of a blocking core must get that one, not coroutines).
+_ControllerT_contra = TypeVar("_ControllerT_contra", contravariant=True, default=AuthController)
+_C = TypeVar("_C")
+
+
+class AuthObserver(Protocol[_ControllerT_contra]):
+    """Told of every state change after it is added (not of the state it was added in).
+
+    ``controller`` is the one it was added to: an ``AuthController``, or for a
+    ``BlockingMimiCore`` its ``BlockingAuthController`` (``AuthObserver[BlockingAuthController]``).
+    """
+
+    def auth_controller_did_update(
+        self,
+        controller: _ControllerT_contra,
+        current_user: MimiUser | None,
+        old_user: MimiUser | None,
+        error: Exception | None,
+    ) -> None: ...
 
 
 _COMMANDS = (AuthRoute, LogOut, DeleteAccount)

@@ -256,9 +256,11 @@ class BlockingAuthController:
         closed core's raises ``CoreClosedError``)."""
         return self._loop.dispatch(lambda: self._auth.dispatch(command))
 
-    def add_observer(self, observer: AuthObserver) -> ObserverHandle:
-        """Tell ``observer`` of every later state change, on the core's thread."""
-        return self._auth.add_observer(observer)
+    def add_observer(self, observer: AuthObserver[BlockingAuthController]) -> ObserverHandle:
+        """Tell ``observer`` of every later state change, on the core's thread, as (this
+        controller, current user, old user, error). Its blocking calls raise
+        ``ReentrantCallError`` there (they would never return); ``dispatch`` works."""
+        return self._auth._observe(observer, self)
 
 
 class BlockingMimiCore:

@@ -95,6 +95,24 @@ def seconds(_instance: object, attribute: attrs.Attribute[Any], value: object) -
     check_seconds(attribute.name, value)
 
 
+# The shortest floor between the keeper's background refreshes. 0 (or a hair above it) lets
+# a service handing out zero-length lifetimes make the keeper refresh in a tight loop
+# (thousands a second, each a call to the service and a save); 10 ms caps that at 100 a
+# second while still letting a test renew at once.
+SHORTEST_REFRESH_INTERVAL = 0.01
+
+
+def refresh_interval(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    """The argument is the keeper's floor between refreshes: a finite number of seconds,
+    ``SHORTEST_REFRESH_INTERVAL`` or more."""
+    check_seconds(attribute.name, value)
+    if is_number(value) and value < SHORTEST_REFRESH_INTERVAL:  # a number: checked above
+        raise ConfigurationError(
+            f"{attribute.name} must be {SHORTEST_REFRESH_INTERVAL:g} seconds or more "
+            "(0 would let the keeper refresh in a tight loop)"
+        )
+
+
 def share(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """The argument is a share of a whole: a number from 0 up to, not including, 1."""
     if not is_number(value):

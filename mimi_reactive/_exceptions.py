@@ -1,7 +1,8 @@
 """Every error mimi_reactive raises.
 
 Messages never carry a secret (anonymous id, token, password, client secret): they are
-safe to log and to show.
+safe to log and to show. Every error pickles and copies (to another process, say) as an
+error of its type with the same message and attributes.
 
 ```text
 MimiCoreError                      base of every error the library raises
@@ -65,6 +66,18 @@ __all__ = [
 
 class MimiCoreError(Exception):
     """Base of every error mimi_reactive raises."""
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickled and copied as its message and attributes (code, status, reason, ...), not
+        # by calling __init__ again with the message: most subclasses take other arguments.
+        # Neither holds a secret (see above), so a pickle or a copy holds none either.
+        return (_rebuilt, (type(self), self.args), self.__dict__ or None)
+
+
+def _rebuilt(cls: type[MimiCoreError], args: tuple[object, ...]) -> MimiCoreError:
+    """An error of type ``cls`` with ``args``, its ``__init__`` not run (``__reduce__``
+    restores the attributes it set)."""
+    return cls.__new__(cls, *args)
 
 
 class RouteRefusedError(MimiCoreError):
@@ -183,9 +196,10 @@ class AccessTokenRefusedError(SessionRevokedError):
 
 
 class SessionEndedError(SessionRevokedError):
-    """The service ended the session on purpose: a log-out (here or everywhere) or a reused
-    refresh token. Unlike a session that expired unused, its anonymous user is not logged
-    back in by id."""
+    """The service ended the session on purpose: a log-out, here or everywhere (the reference
+    server's refusal with reason ``revoked``). Unlike a session that expired unused, or one
+    revoked for a reused refresh token (a plain ``SessionRevokedError``: a lost answer looks
+    the same as a theft), its anonymous user is not logged back in by id."""
 
 
 class ConflictError(BackendError):

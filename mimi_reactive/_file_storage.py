@@ -9,6 +9,7 @@ import errno
 import json
 import math
 import os
+import stat
 import threading
 import time
 import uuid
@@ -64,8 +65,8 @@ class FileSessionStorage:
     Every write goes to a temporary file that is fsynced and renamed over the old one, so
     a crash at any point leaves the previous session or the new one, never a torn file. A
     file that cannot be read (not JSON, too deep, NaN, wrong types, impossible times) or has
-    an unknown schema is moved aside (``.unreadable-*``, 0600, the newest 3 kept) with a
-    warning, and the core starts logged out.
+    an unknown schema is moved aside (``.unreadable-*``, 0600, the newest 3 kept; a symlink
+    as a link, its target untouched) with a warning, and the core starts logged out.
 
     A log-out is written (``{"session": null}``), never a missing file. So while
     ``changes()`` watches it, a file that held a session as this storage last read or wrote
@@ -276,8 +277,8 @@ class FileSessionStorage:
             return False
         aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
         try:
-            os.chmod(self.path, 0o600)  # it holds credentials, whoever wrote it
-            os.replace(self.path, aside)
+            _make_private(self.path)  # it holds credentials, whoever wrote it
+            os.replace(self.path, aside)  # a symlink is moved, not what it points to
         except FileNotFoundError:  # another process moved it first
             return True
         _log.warning("storage.unreadable_session_moved_aside", reason=reason, to=str(aside))
@@ -296,7 +297,7 @@ class FileSessionStorage:
         for index, (_, sibling) in enumerate(reversed(aside)):
             with contextlib.suppress(FileNotFoundError):
                 if index < _KEEP_MOVED_ASIDE:
-                    os.chmod(sibling, 0o600)
+                    _make_private(sibling)
                 else:
                     sibling.unlink()
 
@@ -325,9 +326,28 @@ class FileSessionStorage:
             os.close(directory_descriptor)
 
 
-def _signature(stat: os.stat_result) -> tuple[int, int, int]:
+def _signature(status: os.stat_result) -> tuple[int, int, int]:
     """What changes whenever the file is replaced or rewritten."""
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return (status.st_ino, status.st_mtime_ns, status.st_size)
+
+
+def _make_private(path: Path) -> None:
+    """Make the regular file at ``path`` 0600. Never through a symlink: its target is
+    someone else's file (a config the path was pointed at), and ``os.chmod`` would follow
+    it (``follow_symlinks=False`` is unsupported on Linux). Opened without following and
+    changed through the descriptor, so a symlink swapped in meanwhile is not followed
+    either; a FIFO or a device is left alone too."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        if path.is_symlink():  # ELOOP on Linux and macOS, EMLINK on FreeBSD
+            return
+        raise
+    try:
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.fchmod(descriptor, 0o600)
+    finally:
+        os.close(descriptor)
 
 
 def _parse(data: bytes) -> Any:

@@ -413,3 +413,8 @@ class Outcome:
     reason: Reason | None = None
     skipped: bool = False
     """Whether there was nothing to act on (a blank anonymous id)."""
+    _access_token: str | None = attrs.field(default=None, repr=False, eq=False, kw_only=True)
+    # The access token held when the command ended without error (None: nobody logged in
+    # then, or it failed), for
+    # ``access_token()``: by the time its caller resumes, a command queued behind the
+    # refresh (a log-out, a switch of user) may have changed the session the store holds.

@@ -10,6 +10,7 @@ from ._checks import (
     instant,
     lifetime,
     optional_text,
+    refresh_interval,
     seconds,
     share,
     text,
@@ -111,9 +112,9 @@ class RefreshPolicy:
     leeway: float = attrs.field(default=30.0, validator=seconds)
     """Stop handing out an access token this many seconds before it expires (at most a tenth
     of its lifetime): a call made with it could reach the service after it expired."""
-    min_interval: float = attrs.field(default=1.0, validator=seconds)
+    min_interval: float = attrs.field(default=1.0, validator=refresh_interval)
     """However short the lifetimes a service hands out, the keeper refreshes in the
-    background at most this often (seconds)."""
+    background at most this often (seconds, 0.01 or more: 0 would let it loop)."""
 
     def usable_until(self, session: Session, now: float) -> float | None:
         """Local time after which the access token is not handed out, as seen at ``now``;

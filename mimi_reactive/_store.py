@@ -319,7 +319,7 @@ class SessionStore:
             case Skipped(reason=reason):
                 return Outcome(self._state, InvalidRouteError(reason), reason, skipped=True)
             case Satisfied(reason=reason):
-                return Outcome(self._state, None, reason)
+                return Outcome(self._state, None, reason, access_token=self._held_token())
 
     async def _perform(self, command: Command, decision: Decision | None) -> Outcome:
         if decision is None:
@@ -332,7 +332,13 @@ class SessionStore:
             event = result.event
             if isinstance(event, _FAILING) and event.error is not None:
                 return Outcome(self._state, event.error)
-        return Outcome(self._state)
+        return Outcome(self._state, access_token=self._held_token())
+
+    def _held_token(self) -> str | None:
+        """The access token of the session held now, for the outcome of a command that ends
+        without error (read by ``access_token()`` from the outcome, not the store)."""
+        session = self._session
+        return None if session is None else session.tokens.access_token
 
     def _apply(self, result: EffectResult) -> None:
         before = self._state

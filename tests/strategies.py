@@ -136,7 +136,7 @@ refresh_policies = st.builds(
     RefreshPolicy,
     ahead=st.floats(min_value=0.0, max_value=0.99),
     leeway=st.floats(min_value=0.0, max_value=3600.0),
-    min_interval=st.floats(min_value=0.0, max_value=60.0),
+    min_interval=st.floats(min_value=0.01, max_value=60.0),
 )
 
 # The fields of a session (user, tokens, obtained_at), as keyword arguments of the values.

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 
-from mimi_reactive import AuthRoute, MemorySessionStorage, MimiCore
+from mimi_reactive import (
+    AuthRoute,
+    BackendSession,
+    LogOut,
+    MemorySessionStorage,
+    MimiCore,
+    Session,
+)
 from mimi_reactive.testing import ScriptedBackend
+
+from .server_helpers import Clock
 
 
 async def test_sign_in_and_each_refresh_emit_the_new_token_once() -> None:
@@ -127,3 +137,45 @@ async def test_a_token_without_a_lifetime_never_expires() -> None:
     ) as core:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert core.auth.access_token_expires_at is None
+
+
+class HeldRefreshBackend(ScriptedBackend):
+    """Its refreshes wait until released, and it keeps the access tokens they issue."""
+
+    def __init__(self) -> None:
+        super().__init__(token_ttl=100.0)
+        self.refreshing, self.released = asyncio.Event(), asyncio.Event()
+        self.refreshed: list[str] = []
+
+    async def refresh(self, session: Session) -> BackendSession:
+        self.refreshing.set()
+        await self.released.wait()
+        fresh = await super().refresh(session)
+        self.refreshed.append(fresh.tokens.access_token)
+        return fresh
+
+
+@pytest.mark.parametrize(
+    "queued_behind",
+    [LogOut(), AuthRoute.sign_up_anonymously()],
+    ids=["log_out", "switch_user"],
+)
+async def test_access_token_returns_its_refresh_token_when_a_command_queued_behind_it_ran(
+    queued_behind: LogOut | AuthRoute,
+) -> None:
+    """access_token() that must renew returns the token its own refresh got, even when a
+    log-out or a switch of user queued right behind that refresh has run by the time it
+    resumes (it used to re-read the store's session: an AssertionError, or the next user's)."""
+    backend, clock = HeldRefreshBackend(), Clock(time.time())
+    async with MimiCore.start(
+        client_id="a", client_secret="s", backend=backend, clock=clock
+    ) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        clock.now += 95.0  # the token is no longer handed out: access_token() renews it
+        token = asyncio.ensure_future(core.auth.access_token())
+        async with asyncio.timeout(10):
+            await backend.refreshing.wait()
+            after = core.auth.dispatch(queued_behind)
+            backend.released.set()
+            assert await token == backend.refreshed[-1]
+            assert (await after).error is None

@@ -17,12 +17,16 @@ from reactivex.scheduler import EventLoopScheduler
 from mimi_reactive import (
     AuthRoute,
     BlockingAnonymousAuthManager,
+    BlockingAuthController,
     BlockingMimiCore,
+    CommandFuture,
     ConfigurationError,
     CoreClosedError,
     InvalidCredentialsError,
+    LogOut,
     MimiConfiguration,
     MimiCore,
+    MimiUser,
     ReentrantCallError,
     SessionState,
     Skipped,
@@ -355,3 +359,38 @@ def test_a_script_whose_subscriber_exits_ends_with_its_message() -> None:
     assert done.returncode == 1, done.stderr
     assert done.stdout == ""
     assert done.stderr.strip().endswith("logged out: bye")
+
+
+def test_an_observer_of_a_blocking_core_is_given_the_blocking_controller() -> None:
+    """add_observer on a BlockingMimiCore passes the observer its BlockingAuthController
+    (not the async one, whose log_out() would be a coroutine never awaited): a blocking call
+    from the observer raises ReentrantCallError, and a dispatch from it runs."""
+    with start() as core:
+        given: list[object] = []
+        refused: list[BaseException] = []
+        dispatched: list[CommandFuture] = []
+
+        class Observer:
+            def auth_controller_did_update(
+                self,
+                controller: BlockingAuthController,
+                current_user: MimiUser | None,
+                old_user: MimiUser | None,
+                error: Exception | None,
+            ) -> None:
+                given.append(controller)
+                if current_user is None:
+                    return
+                try:
+                    controller.log_out()
+                except ReentrantCallError as error:
+                    refused.append(error)
+                dispatched.append(controller.dispatch(LogOut()))
+
+        core.auth.add_observer(Observer())
+        core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert len(refused) == 1
+        [log_out] = dispatched
+        assert log_out.result(timeout=10).error is None
+        assert core.auth.current_user is None
+        assert given == [core.auth, core.auth]

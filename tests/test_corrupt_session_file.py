@@ -170,6 +170,32 @@ async def test_only_the_newest_three_files_moved_aside_are_kept(tmp_path: Path) 
     assert all(stat.S_IMODE(aside.stat().st_mode) == 0o600 for aside in kept)
 
 
+@pytest.mark.parametrize("link", ["session.json", f"session.json.unreadable-{10**30}"])
+async def test_a_symlink_is_never_followed_to_make_its_target_private(
+    tmp_path: Path, link: str
+) -> None:
+    """A symlink at the session path (or among the files moved aside) pointing at another
+    file (a config of the user's, 0644) is moved aside or kept as a link: its target's mode
+    and content stay as they were (the moved-aside files are made 0600, never through one)."""
+    path = tmp_path / "session.json"
+    target = tmp_path / "someone-elses.conf"
+    target.write_bytes(b"not a session\n")
+    target.chmod(0o644)
+    path.write_bytes(b"{not json")
+    (tmp_path / link).unlink(missing_ok=True)
+    (tmp_path / link).symlink_to(target)
+    with library_warnings():
+        assert await FileSessionStorage(path).load() is None
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert target.read_bytes() == b"not a session\n"
+    assert any(aside.is_symlink() for aside in moved_aside(path))
+    assert all(
+        stat.S_IMODE(aside.stat().st_mode) == 0o600
+        for aside in moved_aside(path)
+        if not aside.is_symlink()
+    )
+
+
 async def test_a_file_rewritten_while_read_is_not_moved_aside(tmp_path: Path) -> None:
     """Only the unreadable file read is moved aside, never a good save that replaced it."""
 

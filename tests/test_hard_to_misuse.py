@@ -323,7 +323,7 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (RefreshPolicy, {}, "leeway", NOT_SECONDS, TypeError),
     (RefreshPolicy, {}, "leeway", BAD_SECONDS, ConfigurationError),
     (RefreshPolicy, {}, "min_interval", NOT_SECONDS, TypeError),
-    (RefreshPolicy, {}, "min_interval", BAD_SECONDS, ConfigurationError),
+    (RefreshPolicy, {}, "min_interval", [*BAD_SECONDS, 0, 0.0, 0.009], ConfigurationError),
     (_START, {}, "close_grace_period", NOT_SECONDS, TypeError),
     (_START, {}, "close_grace_period", BAD_SECONDS, ConfigurationError),
     (_START, {}, "configuration", [{}, "anonymous"], TypeError),

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from mimi_reactive import (
     AuthRoute,
+    AuthTokens,
     BackendError,
     ClientAuthenticationError,
     ClientCredentials,
@@ -19,6 +20,10 @@ from mimi_reactive import (
     InvalidCredentialsError,
     MimiConfiguration,
     MimiCore,
+    MimiUser,
+    Session,
+    SessionEndedError,
+    SessionRevokedError,
     SessionState,
     Transition,
     TransportError,
@@ -282,3 +287,37 @@ async def test_promotion_hands_out_the_new_access_token_and_keeps_the_session(
             await core.auth.refresh()
             renewed = await verifier.verify(await core.auth.access_token())
         assert (renewed.session_id, renewed.is_anonymous) == (promoted.session_id, False)
+
+
+@pytest.mark.parametrize(
+    ("reason", "ended_on_purpose"),
+    [("revoked", True), ("reused", False), ("idle", False), ("unknown", False), (None, False)],
+)
+async def test_a_refused_refresh_is_told_apart_by_class_and_code(
+    reason: str | None, ended_on_purpose: bool
+) -> None:
+    """The server's 400 invalid_grant to a refresh, whatever its reason field, raises a
+    SessionRevokedError with code invalid_grant; only reason revoked (ended on purpose) is a
+    SessionEndedError. Reuse is not: the core logs its anonymous user back in by id. The error
+    has no reason attribute: an app tells the cases apart by class and code (docs/sessions.md)."""
+
+    async def refused(request: web.Request) -> web.Response:
+        error = {"code": "invalid_grant", "message": "refused"}
+        if reason is not None:
+            error["reason"] = reason
+        return web.json_response({"error": error}, status=400)
+
+    app = web.Application()
+    app.router.add_post("/v1/token", refused)
+    session = Session(MimiUser("u", "an-anonymous-id-0000"), AuthTokens("a", "r", 60.0), 1.0)
+    async with serving_app(app) as url:
+        backend = HttpBackend(url)
+        await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
+        try:
+            with pytest.raises(SessionRevokedError) as raised:
+                await backend.refresh(session)
+        finally:
+            await backend.close()
+    assert (raised.value.code, raised.value.status) == ("invalid_grant", 400)
+    assert isinstance(raised.value, SessionEndedError) is ended_on_purpose
+    assert not hasattr(raised.value, "reason")

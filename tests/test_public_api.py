@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
+import pickle
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import attrs
+import pytest
 
 import mimi_reactive
 import mimi_reactive.backends.http
 import mimi_reactive.server
+import mimi_reactive.verify
+from mimi_reactive import Reason, SessionState, Transition
 from mimi_reactive._redaction import value_repr
+from mimi_reactive.testing import Reply
 
 REQUIRED = {
     "MimiCore",
@@ -110,3 +118,86 @@ def test_every_client_value_is_shown_by_value_repr() -> None:
     client = {value for value in values if not value.__module__.startswith(server)}
     assert len(client) > 40
     assert {value for value in client if value.__repr__ is not value_repr} == set()
+
+
+def public_errors() -> list[type[Exception]]:
+    """Every exception type a public module exports (a new one is covered as it is added)."""
+    modules: tuple[ModuleType, ...] = (mimi_reactive, mimi_reactive.verify, mimi_reactive.server)
+    exported = [getattr(module, name) for module in modules for name in module.__all__]
+    return [e for e in exported if isinstance(e, type) and issubclass(e, Exception)]
+
+
+def an_error(kind: type[Exception]) -> Exception:
+    """An instance of ``kind`` with every attribute set, built as the library builds it."""
+    if issubclass(kind, mimi_reactive.RateLimitedError):
+        return kind("rate_limited", "slow down", status=429, retry_after=2.5)
+    if issubclass(kind, mimi_reactive.BackendError):
+        return kind("invalid_grant", "the session was revoked", status=401)
+    if issubclass(kind, mimi_reactive.RouteRefusedError | mimi_reactive.InvalidRouteError):
+        return kind(Reason.NO_USER_LOGGED_IN)
+    if issubclass(kind, mimi_reactive.verify.InvalidTokenError):
+        return kind("expired", "the token has expired")
+    if issubclass(kind, mimi_reactive.server.ServerStartError):
+        return kind("port 1 is taken", refused=True)
+    return kind("what went wrong")
+
+
+def looks_the_same(copied: BaseException, original: BaseException) -> None:
+    """Same type, message, arguments and attributes (code, message, status, retry_after,
+    reason, ...)."""
+    assert type(copied) is type(original)
+    assert str(copied) == str(original)
+    assert copied.args == original.args
+    assert vars(copied) == vars(original)
+
+
+COPIES: dict[str, Callable[[object], object]] = {
+    "pickle": lambda value: pickle.loads(pickle.dumps(value)),  # noqa: S301 - our own bytes
+    "copy": copy.copy,
+    "deepcopy": copy.deepcopy,
+}
+
+
+def test_every_public_error_type_is_found() -> None:
+    """The enumeration below covers the errors of the package, the verifier and the server."""
+    names = {kind.__name__ for kind in public_errors()}
+    assert {"BackendError", "NotLoggedInError", "InvalidTokenError", "ServerStartError"} <= names
+    assert len(names) > 25
+
+
+@pytest.mark.parametrize("how", COPIES)
+@pytest.mark.parametrize("kind", public_errors(), ids=lambda kind: kind.__name__)
+def test_every_public_error_survives_pickle_and_copy(kind: type[Exception], how: str) -> None:
+    """An error pickled (to another process, say) or copied is an equal-looking error of the
+    same type with the same code, message, status, retry_after and reason."""
+    error = an_error(kind)
+    copied = COPIES[how](error)
+    assert isinstance(copied, BaseException)
+    looks_the_same(copied, error)
+
+
+@pytest.mark.parametrize("how", COPIES)
+def test_a_state_and_a_reply_carrying_an_error_survive_pickle_and_copy(how: str) -> None:
+    """A SessionState or a scripted Reply holding an error pickles and copies with it."""
+    error = mimi_reactive.RateLimitedError("rate_limited", "slow", status=429, retry_after=2.5)
+    state = SessionState(transition=Transition.FAILED, error=error)
+    reply = Reply.fail(an_error(mimi_reactive.NotLoggedInError), only_for=("refresh",))
+    copied_state, copied_reply = COPIES[how](state), COPIES[how](reply)
+    assert isinstance(copied_state, SessionState)
+    assert isinstance(copied_reply, Reply)
+    assert copied_state.transition is Transition.FAILED
+    assert copied_state.error is not None
+    assert reply.error is not None
+    assert copied_reply.error is not None
+    looks_the_same(copied_state.error, error)
+    looks_the_same(copied_reply.error, reply.error)
+    assert copied_reply.only_for == frozenset({"refresh"})
+
+
+def test_a_pickled_error_holds_no_secret() -> None:
+    """What an error pickles to holds its message and attributes only: no secret rides
+    along (messages never carry one), e.g. no token of the session it was about."""
+    token = "a-refresh-token-that-must-not-leak"
+    error = mimi_reactive.SessionRevokedError("invalid_grant", "the session was revoked")
+    error.__cause__ = ValueError(token)  # a cause is not pickled, as for any exception
+    assert token.encode() not in pickle.dumps(error)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from mimi_reactive import AuthTokens, MimiUser, RefreshPolicy, Session
+from mimi_reactive import AuthTokens, ConfigurationError, MimiUser, RefreshPolicy, Session
 
 from . import strategies as st_
 
@@ -135,3 +135,12 @@ def test_ahead_must_leave_some_lifetime() -> None:
     for ahead in (1.0, -0.1):
         with pytest.raises(ValueError, match="ahead"):
             RefreshPolicy(ahead=ahead)
+
+
+@pytest.mark.parametrize("min_interval", [0, 0.0, 1e-9, 0.009])
+def test_a_floor_that_would_let_the_keeper_loop_is_refused(min_interval: float) -> None:
+    """min_interval 0 (or under 10 ms) is refused at construction, saying why: with tokens
+    that live 0 seconds the keeper would refresh thousands of times a second."""
+    with pytest.raises(ConfigurationError, match=r"min_interval must be 0\.01 seconds or more"):
+        RefreshPolicy(min_interval=min_interval)
+    assert RefreshPolicy(min_interval=0.01).min_interval == 0.01

@@ -14,12 +14,16 @@ import reactivex
 
 from mimi_reactive import (
     AnonymousAuthManager,
+    AuthController,
+    AuthObserver,
     AuthRoute,
     BlockingAnonymousAuthManager,
+    BlockingAuthController,
     BlockingMimiCore,
     CommandFuture,
     Failure,
     FileSessionStorage,
+    LogOut,
     MimiConfiguration,
     MimiCore,
     MimiCoreError,
@@ -83,6 +87,22 @@ async def subscribe_every_way(core: MimiCore, render: Callable[[SessionState], N
 
     core.auth.add_observer(Observer()).remove()
 
+    class LoggingOut:
+        """An observer typed with the controller it is given, which it calls back."""
+
+        def auth_controller_did_update(
+            self,
+            controller: AuthController,
+            current_user: MimiUser | None,
+            old_user: MimiUser | None,
+            error: Exception | None,
+        ) -> None:
+            if error is not None:
+                controller.dispatch(LogOut())
+
+    typed: AuthObserver = LoggingOut()  # bare: an observer of MimiCore's controller
+    core.auth.add_observer(typed).remove()
+
 
 async def commands(core: MimiCore) -> str:
     """Outcomes, dispatch from anywhere, tokens and log-out."""
@@ -114,6 +134,22 @@ def blocking(secret: str, render: Callable[[SessionState], None]) -> str:
         assert isinstance(result, Success)
         expires_at: float | None = core.auth.access_token_expires_at
         assert expires_at is None or expires_at > 0
+
+        class Observer:
+            """A blocking core's observer is given its BlockingAuthController."""
+
+            def auth_controller_did_update(
+                self,
+                controller: BlockingAuthController,
+                current_user: MimiUser | None,
+                old_user: MimiUser | None,
+                error: Exception | None,
+            ) -> None:
+                if current_user is None:
+                    controller.dispatch(AuthRoute.sign_up_anonymously())
+
+        observer: AuthObserver[BlockingAuthController] = Observer()
+        core.auth.add_observer(observer).remove()
         return core.auth.access_token()
 
 
