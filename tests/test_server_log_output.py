@@ -10,6 +10,8 @@ import logging
 import os
 import re
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -246,3 +248,39 @@ def test_redaction_is_added_beside_an_apps_own_filter() -> None:
             logger.removeFilter(kept)
         for kept in before:
             logger.addFilter(kept)
+
+
+# Logs many long lines, ours and a stdlib logger's, as `serve` configures them, in JSON.
+_MANY_LINES = """
+import logging, sys
+import structlog
+from mimi_reactive._cli import _configure_logging
+_configure_logging("info", "json")
+ours, theirs = structlog.get_logger("mimi_reactive.server"), logging.getLogger("gunicorn.error")
+for i in range(int(sys.argv[1])):
+    ours.warning("test.line", i=i, pad="x" * 300)
+    theirs.warning("Worker (pid:%s) line", i)
+"""
+
+
+@pytest.mark.parametrize("into", ["file", "pipe"])
+def test_processes_sharing_stderr_write_whole_lines(into: str, tmp_path: Path) -> None:
+    """Two processes logging at once (as workers do) into one stderr, a file or a pipe, each
+    unbuffered (PYTHONUNBUFFERED, as containers set it): every line is one JSON object."""
+    lines = 3000
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-c", _MANY_LINES, str(lines)]
+    output = tmp_path / "stderr"
+    with output.open("wb") as shared:
+        reader, writer = os.pipe() if into == "pipe" else (-1, shared.fileno())
+        writers = [subprocess.Popen(command, stderr=writer, env=environment) for _ in range(2)]
+        if into == "pipe":
+            os.close(writer)
+            with open(reader, "rb") as pipe:
+                shared.write(pipe.read())
+        for each in writers:
+            assert each.wait(timeout=120) == 0
+    written = output.read_text().splitlines()
+    assert len(written) == 2 * 2 * lines
+    for line in written:
+        json.loads(line)
