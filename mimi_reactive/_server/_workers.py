@@ -112,6 +112,9 @@ class _Gunicorn(BaseApplication):
             database=self._database,
             settings=self._settings,
             logger=server_logger(),
+            # prepare_workers checked and migrated the stores: a worker touches neither at
+            # boot, as one that fails to boot stops gunicorn, the healthy workers with it.
+            prepared=True,
         )
         service.tokens.issuer = self._issuer
         return app_runner(service.app, shutdown_timeout=9.5)
