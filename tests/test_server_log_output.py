@@ -50,6 +50,17 @@ REDACTIONS: list[tuple[str, tuple[Any, ...], str]] = [
     ("signal-like %s", ("SIGTERM " + TOKEN,), "signal-like <redacted>"),
     ("Exception in callback %s", (object(),), "Exception in callback <redacted>"),
     ("no arguments, 100%", (), "no arguments, 100%"),
+    # gunicorn's own words, which an operator needs to read:
+    (
+        "Listening at: %s (%s)",
+        ("http://127.0.0.1:80", 42),
+        "Listening at: http://127.0.0.1:80 (42)",
+    ),
+    ("Shutting down: %s", ("Master",), "Shutting down: Master"),
+    ("Reason: %s", ("Worker failed to boot.",), "Reason: Worker failed to boot."),
+    ("Starting gunicorn %s", ("25.1.0",), "Starting gunicorn 25.1.0"),
+    ("Using worker: %s", ("aiohttp.GunicornWebWorker",), "Using worker: aiohttp.GunicornWebWorker"),
+    ("Reasons: %s", ("Worker failed to boot.",), "Reasons: <redacted>"),  # not one of them
 ]
 REDACTED_MESSAGES: list[tuple[object, str]] = [
     ({"secret": TOKEN}, "dict"),  # a message that is not a string: its type only
@@ -62,12 +73,21 @@ def test_redaction_keeps_numbers_addresses_and_signals_only(
     template: str, args: tuple[Any, ...], written: str
 ) -> None:
     """A stdlib record keeps its numbers, IP addresses and signal names, and nothing else of
-    its arguments; filtered twice it says the same."""
+    its arguments, but for gunicorn's own lines; filtered twice it says the same."""
     record = logging.LogRecord("gunicorn.error", logging.INFO, __file__, 1, template, args, None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == written
     assert RedactingFilter().filter(record)
     assert record.getMessage() == written
+
+
+def test_only_gunicorns_own_lines_are_kept_whole() -> None:
+    """gunicorn's own line templates are kept whole from gunicorn's logger only."""
+    record = logging.LogRecord(
+        "aiohttp.server", logging.INFO, __file__, 1, "Reason: %s", (TOKEN,), None
+    )
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "Reason: <redacted>"
 
 
 @pytest.mark.parametrize(("message", "written"), REDACTED_MESSAGES)

@@ -6,6 +6,7 @@ everything works once the store is back. Real `serve` processes, PostgreSQL and 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -96,3 +97,18 @@ async def test_workers_killed_during_an_outage_are_replaced_and_serve_once_it_en
 
 async def _ready(url: str) -> bool:
     return (await probe(url))[0] == 200
+
+
+async def test_the_master_says_where_it_listens_and_why_it_stops(
+    postgres_url: str, redis_url: str
+) -> None:
+    """`serve --workers 2 --log-format json` writes one JSON object a line, and gunicorn's own
+    lines whole: the address it listens at and that the master shuts down."""
+    options = ("--database", postgres_url, "--rate-limit-storage", redis_url)
+    json_logs = ("--log-format", "json", "--log-level", "info")
+    async with serve(*WORKERS, *options, *json_logs) as served:
+        await replaced(served.process.pid, set())
+    events = [json.loads(line)["event"] for line in served.stderr.decode().splitlines()]
+    assert f"Listening at: {served.url} ({served.process.pid})" in events
+    assert "Shutting down: Master" in events
+    assert not [event for event in events if "<redacted>" in event]

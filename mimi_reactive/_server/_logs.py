@@ -39,11 +39,29 @@ _SIGNAL_NAMES = frozenset(
 )
 
 
+# gunicorn's arbiter lines whose arguments are its own: its version, the address it listens
+# at, its worker class, "Master", the reason it stops ("Worker failed to boot."). Never from a
+# request nor a secret, and what an operator needs to read.
+_GUNICORN_OWN = frozenset(
+    {
+        "Starting gunicorn %s",
+        "Listening at: %s (%s)",
+        "Listening at: %s",
+        "Using worker: %s",
+        "Hang up: %s",
+        "Shutting down: %s",
+        "Reason: %s",
+    }
+)
+
+
 class RedactingFilter(logging.Filter):
     """Keep a record's template, harmless arguments and exception type; drop every other
-    argument and the traceback."""
+    argument and the traceback. gunicorn's own lines (``_GUNICORN_OWN``) are kept whole."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "gunicorn.error" and record.msg in _GUNICORN_OWN and not record.exc_info:
+            return True
         template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
         args = record.args if isinstance(record.args, tuple) else ()
         kept: list[object] = []
