@@ -249,7 +249,7 @@ def _configure_logging(level: str, log_format: object) -> None:
     level and from which logger, as ``console`` text or one ``json`` object."""
     import structlog  # not at the top: it loads rich, which --help need not wait for
 
-    from ._server._logs import NamedPrintLogger, RedactingFilter
+    from ._server._logs import LineHandler, NamedPrintLogger, RedactingFilter
 
     numeric = getattr(logging, level.upper())
     shared: list[structlog.typing.Processor] = [
@@ -270,7 +270,7 @@ def _configure_logging(level: str, log_format: object) -> None:
         # Bind once, not on every event: a lazy proxy re-binds per call (4 us a request).
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineHandler(sys.stderr)
     handler.addFilter(RedactingFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(

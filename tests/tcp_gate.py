@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 
 
 class TcpGate:
@@ -12,6 +14,7 @@ class TcpGate:
 
     ``shut()`` drops every open connection and every new one at once (the client sees the
     connection closed: network trouble); ``reopen()`` lets traffic through again.
+    ``reset()`` drops them with a TCP reset instead (a peer that crashed, a firewall).
     ``pause()`` holds every byte in both directions, new connections' included, with nothing
     closed (a peer that stops answering); ``resume()`` passes them on.
     """
@@ -40,6 +43,14 @@ class TcpGate:
         self.is_open = False
         for writer in list(self._writers):
             writer.transport.abort()
+
+    def reset(self) -> None:
+        """Drop open connections with a TCP reset (RST, not FIN), and refuse new ones."""
+        for writer in self._writers:
+            sock = writer.get_extra_info("socket")
+            # A zero linger time makes closing send RST.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.shut()
 
     def reopen(self) -> None:
         """Let connections through again."""

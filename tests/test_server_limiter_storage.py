@@ -13,7 +13,14 @@ import warnings
 import pytest
 from limits.aio.storage import MemoryStorage
 
-from mimi_reactive._server._limits import close_storage, describe_storage, limiter_storage
+from mimi_reactive._server._limits import (
+    Limit,
+    RateLimiter,
+    RateLimitStorageError,
+    close_storage,
+    describe_storage,
+    limiter_storage,
+)
 from mimi_reactive._server._stores import describe
 from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartError
 
@@ -194,4 +201,28 @@ async def test_a_storage_lost_while_serving_answers_503_until_it_is_back(
             gate.reopen()
             await caller.anonymous_user()
     finally:
+        await gate.close()
+
+
+@pytest.mark.parametrize("call", ["hit", "ready"])
+async def test_a_storage_connection_reset_is_the_storage_failing(call: str, redis_url: str) -> None:
+    """Redis connections reset (RST) while a count or a readiness read is on its way, which
+    coredis raises as the OS's ConnectionResetError, fail as the storage failing
+    (RateLimitStorageError naming it, so the server logs rate_limit.storage_failed, not
+    database.unavailable); once Redis answers again, counts succeed."""
+    gate = TcpGate(*REDIS)
+    await gate.start()
+    url = redis_url.replace(f"{REDIS[0]}:{REDIS[1]}", gate.host)
+    limiter = RateLimiter.from_url(url, lambda: 1_000_000.0)
+    limit = Limit("reset", 5, 60)
+    try:
+        await limiter.hit(limit, "192.0.2.1")  # a connection to reset
+        gate.reset()
+        with pytest.raises(RateLimitStorageError) as failed:
+            await (limiter.ready() if call == "ready" else limiter.hit(limit, "192.0.2.1"))
+        assert (failed.value.storage, failed.value.timed_out) == (describe_storage(url), False)
+        gate.reopen()
+        await limiter.hit(limit, "192.0.2.1")
+    finally:
+        await limiter.close()
         await gate.close()

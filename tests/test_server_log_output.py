@@ -10,6 +10,8 @@ import logging
 import os
 import re
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,17 @@ REDACTIONS: list[tuple[str, tuple[Any, ...], str]] = [
     ("signal-like %s", ("SIGTERM " + TOKEN,), "signal-like <redacted>"),
     ("Exception in callback %s", (object(),), "Exception in callback <redacted>"),
     ("no arguments, 100%", (), "no arguments, 100%"),
+    # gunicorn's own words, which an operator needs to read:
+    (
+        "Listening at: %s (%s)",
+        ("http://127.0.0.1:80", 42),
+        "Listening at: http://127.0.0.1:80 (42)",
+    ),
+    ("Shutting down: %s", ("Master",), "Shutting down: Master"),
+    ("Reason: %s", ("Worker failed to boot.",), "Reason: Worker failed to boot."),
+    ("Starting gunicorn %s", ("25.1.0",), "Starting gunicorn 25.1.0"),
+    ("Using worker: %s", ("aiohttp.GunicornWebWorker",), "Using worker: aiohttp.GunicornWebWorker"),
+    ("Reasons: %s", ("Worker failed to boot.",), "Reasons: <redacted>"),  # not one of them
 ]
 REDACTED_MESSAGES: list[tuple[object, str]] = [
     ({"secret": TOKEN}, "dict"),  # a message that is not a string: its type only
@@ -60,12 +73,21 @@ def test_redaction_keeps_numbers_addresses_and_signals_only(
     template: str, args: tuple[Any, ...], written: str
 ) -> None:
     """A stdlib record keeps its numbers, IP addresses and signal names, and nothing else of
-    its arguments; filtered twice it says the same."""
+    its arguments, but for gunicorn's own lines; filtered twice it says the same."""
     record = logging.LogRecord("gunicorn.error", logging.INFO, __file__, 1, template, args, None)
     assert RedactingFilter().filter(record)
     assert record.getMessage() == written
     assert RedactingFilter().filter(record)
     assert record.getMessage() == written
+
+
+def test_only_gunicorns_own_lines_are_kept_whole() -> None:
+    """gunicorn's own line templates are kept whole from gunicorn's logger only."""
+    record = logging.LogRecord(
+        "aiohttp.server", logging.INFO, __file__, 1, "Reason: %s", (TOKEN,), None
+    )
+    RedactingFilter().filter(record)
+    assert record.getMessage() == "Reason: <redacted>"
 
 
 @pytest.mark.parametrize(("message", "written"), REDACTED_MESSAGES)
@@ -246,3 +268,39 @@ def test_redaction_is_added_beside_an_apps_own_filter() -> None:
             logger.removeFilter(kept)
         for kept in before:
             logger.addFilter(kept)
+
+
+# Logs many long lines, ours and a stdlib logger's, as `serve` configures them, in JSON.
+_MANY_LINES = """
+import logging, sys
+import structlog
+from mimi_reactive._cli import _configure_logging
+_configure_logging("info", "json")
+ours, theirs = structlog.get_logger("mimi_reactive.server"), logging.getLogger("gunicorn.error")
+for i in range(int(sys.argv[1])):
+    ours.warning("test.line", i=i, pad="x" * 300)
+    theirs.warning("Worker (pid:%s) line", i)
+"""
+
+
+@pytest.mark.parametrize("into", ["file", "pipe"])
+def test_processes_sharing_stderr_write_whole_lines(into: str, tmp_path: Path) -> None:
+    """Two processes logging at once (as workers do) into one stderr, a file or a pipe, each
+    unbuffered (PYTHONUNBUFFERED, as containers set it): every line is one JSON object."""
+    lines = 3000
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-c", _MANY_LINES, str(lines)]
+    output = tmp_path / "stderr"
+    with output.open("wb") as shared:
+        reader, writer = os.pipe() if into == "pipe" else (-1, shared.fileno())
+        writers = [subprocess.Popen(command, stderr=writer, env=environment) for _ in range(2)]
+        if into == "pipe":
+            os.close(writer)
+            with open(reader, "rb") as pipe:
+                shared.write(pipe.read())
+        for each in writers:
+            assert each.wait(timeout=120) == 0
+    written = output.read_text().splitlines()
+    assert len(written) == 2 * 2 * lines
+    for line in written:
+        json.loads(line)

@@ -52,6 +52,8 @@ __all__ = [
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # By handler, which routing has already found: cheaper than the request's path.
 _PUBLIC_HANDLERS = frozenset(HANDLERS[op.name] for op in OPERATIONS if op.public)
+# Those that need no signing key: the probes (/ready loads the keys itself) and the document.
+_KEYLESS_HANDLERS = frozenset(HANDLERS[name] for name in ("health", "ready", "openapi"))
 _MAX_BODY_BYTES = 64 * 1024
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -239,6 +241,11 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
         route = request.match_info
         if route.http_exception is None and route.handler not in _PUBLIC_HANDLERS:
             await _authenticate_client(request)
+        tokens = request.app[STATE].tokens
+        if not tokens.loaded and route.handler not in _KEYLESS_HANDLERS:
+            # A worker started while the database was out: read the keys now, before any
+            # write a response could not sign for (failing as an outage does: 503).
+            await tokens.ensure_loaded(request.app[STATE].database)
         response = await handler(request)
     except ApiError as error:
         if isinstance(error, ClientGoneError):

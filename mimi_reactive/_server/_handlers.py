@@ -109,6 +109,7 @@ async def _ready(request: web.Request) -> web.Response:
     state = request.app[STATE]
     try:
         await state.database.ready(state.settings.storage_timeout)
+        await state.tokens.ensure_loaded(state.database)  # a worker started during an outage
     except Exception as error:
         state.log.warning("database.not_ready", error=type(error).__name__)
         raise STORE_UNAVAILABLE from None

@@ -181,7 +181,7 @@ class RateLimiter:
         try:
             async with asyncio.timeout(_CHECK_TIMEOUT):
                 answered = await self._storage.check()
-        except (TimeoutError, StorageError):
+        except (StorageError, OSError):  # TimeoutError included
             answered = False
         if not answered:
             raise ValueError(f"the rate-limit storage {self.shown} does not answer")
@@ -210,10 +210,12 @@ class RateLimiter:
         try:
             async with asyncio.timeout(self._timeout):
                 return await call
-        except StorageError:
-            raise RateLimitStorageError(self.shown) from None
-        except TimeoutError:
+        except TimeoutError:  # first: an OSError too
             raise RateLimitStorageError(self.shown, timed_out=True) from None
+        except (StorageError, OSError):
+            # coredis lets the OS's own errors through unwrapped (a connection reset while a
+            # command is on its way): the storage's failure all the same, not the database's.
+            raise RateLimitStorageError(self.shown) from None
 
     async def ready(self) -> None:
         """For ``GET /ready``: one cheap read (a key never written), bounded as a count is;

@@ -11,21 +11,24 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import re
 import signal
 import sys
-from typing import cast
+from typing import TextIO, cast
 
 import structlog
 from aiohttp.http import HttpProcessingError
 
 __all__ = [
     "ClientFaultFilter",
+    "LineHandler",
     "NamedPrintLogger",
     "RedactingFilter",
     "debug_enabled",
     "http_logger",
     "server_logger",
+    "write_line",
 ]
 
 _PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\*|\d+)?(?:\.(?:\*|\d+))?[a-zA-Z%]")
@@ -36,11 +39,29 @@ _SIGNAL_NAMES = frozenset(
 )
 
 
+# gunicorn's arbiter lines whose arguments are its own: its version, the address it listens
+# at, its worker class, "Master", the reason it stops ("Worker failed to boot."). Never from a
+# request nor a secret, and what an operator needs to read.
+_GUNICORN_OWN = frozenset(
+    {
+        "Starting gunicorn %s",
+        "Listening at: %s (%s)",
+        "Listening at: %s",
+        "Using worker: %s",
+        "Hang up: %s",
+        "Shutting down: %s",
+        "Reason: %s",
+    }
+)
+
+
 class RedactingFilter(logging.Filter):
     """Keep a record's template, harmless arguments and exception type; drop every other
-    argument and the traceback."""
+    argument and the traceback. gunicorn's own lines (``_GUNICORN_OWN``) are kept whole."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "gunicorn.error" and record.msg in _GUNICORN_OWN and not record.exc_info:
+            return True
         template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
         args = record.args if isinstance(record.args, tuple) else ()
         kept: list[object] = []
@@ -105,13 +126,52 @@ def http_logger() -> logging.Logger:
     return logger
 
 
-class NamedPrintLogger(structlog.PrintLogger):
-    """The command line's structlog logger: prints to stderr and keeps the name it was got by
-    (``mimi_reactive.server``) for ``add_logger_name``, as a stdlib logger would."""
+def write_line(stream: TextIO, line: str) -> None:
+    """Write ``line`` and its newline to ``stream`` in one write call: processes sharing one
+    stderr (``--workers N``) then never merge two lines into one, as two writes (a line, then
+    its newline, on an unbuffered stream) let them do. A stream with no file descriptor (a
+    test's capture) is written and flushed."""
+    text = line + "\n"
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()  # what the stream holds goes first
+    data = text.encode(stream.encoding or "utf-8", "backslashreplace")
+    while data:  # a pipe may take a long line in parts
+        data = data[os.write(descriptor, data) :]
+
+
+class NamedPrintLogger:
+    """The command line's structlog logger: writes each event to stderr as one line, in one
+    write (``write_line``), and keeps the name it was got by (``mimi_reactive.server``) for
+    ``add_logger_name``, as a stdlib logger would."""
 
     def __init__(self, name: str = "mimi_reactive") -> None:
-        super().__init__(sys.stderr)
         self.name = name
+
+    def __repr__(self) -> str:
+        return f"NamedPrintLogger({self.name!r})"
+
+    def msg(self, message: str) -> None:
+        write_line(sys.stderr, message)
+
+    log = debug = info = warn = warning = msg
+    fatal = failure = err = error = critical = exception = msg
+
+
+class LineHandler(logging.StreamHandler[TextIO]):
+    """A stream handler that writes each record as one line in one write (``write_line``)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            write_line(self.stream, self.format(record))
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def server_logger() -> structlog.typing.FilteringBoundLogger:

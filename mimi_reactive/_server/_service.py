@@ -17,7 +17,7 @@ from ._context import RegisteredClient, ServerSettings
 from ._limits import RateLimiter
 from ._records import IdentityDatabase
 from ._secrets import PasswordHasher
-from ._stores import open_database
+from ._stores import open_database, open_prepared
 from ._sweeper import run_sweeper
 from ._tokens import AccessTokens
 
@@ -51,26 +51,40 @@ async def open_service(
     database: str | Path,
     settings: ServerSettings,
     logger: structlog.typing.FilteringBoundLogger,
+    prepared: bool = False,
 ) -> Service:
     """Open the store (migrating it), load the keys and build the app; ``ValueError`` for a
     rate-limit storage with a bad URL or that does not answer, ``DatabaseOpenError`` for a
-    store that cannot be opened."""
+    store that cannot be opened.
+
+    ``prepared``: the stores were checked and migrated already (``prepare_workers``, in the
+    master): nothing is touched here, so a worker restarted during an outage starts and
+    answers 503 until the stores answer, rather than failing to boot (which stops gunicorn);
+    the keys are read at the first request that needs them."""
     limiter = RateLimiter.from_url(
         settings.rate_limit_storage, settings.clock, timeout=settings.storage_timeout
     )
+    ttl = settings.access_token_ttl
     try:
-        await limiter.check()  # else every limited call would fail, after "serving on"
-        opened = await open_database(
-            database,
-            pool_size=settings.database_pool_size,
-            storage_timeout=settings.storage_timeout,
-        )
-        try:
-            ttl = settings.access_token_ttl
-            tokens = await AccessTokens.load(opened, ttl=ttl, clock=settings.clock)
-        except BaseException:
-            await opened.close()
-            raise
+        if prepared:
+            opened = await open_prepared(
+                database,
+                pool_size=settings.database_pool_size,
+                storage_timeout=settings.storage_timeout,
+            )
+            tokens = AccessTokens((), ttl=ttl, clock=settings.clock)
+        else:
+            await limiter.check()  # else every limited call would fail, after "serving on"
+            opened = await open_database(
+                database,
+                pool_size=settings.database_pool_size,
+                storage_timeout=settings.storage_timeout,
+            )
+            try:
+                tokens = await AccessTokens.load(opened, ttl=ttl, clock=settings.clock)
+            except BaseException:
+                await opened.close()
+                raise
     except BaseException:
         await limiter.close()
         raise

@@ -29,6 +29,7 @@ __all__ = [
     "is_postgres",
     "migrate_database",
     "open_database",
+    "open_prepared",
 ]
 
 _SCHEMES = ("postgresql://", "postgres://")
@@ -102,6 +103,26 @@ async def open_database(
         raise DatabaseOpenError(
             f"cannot open the database {describe(database)}: {type(error).__name__}"
         ) from None
+
+
+async def open_prepared(
+    database: str | Path, *, pool_size: int = 10, storage_timeout: float = 5.0
+) -> IdentityDatabase:
+    """A store ``migrate_database`` has brought up to date (a worker's, after
+    ``prepare_workers``), opened without touching it: a PostgreSQL pool that connects at first
+    use, so a worker (re)started while the database is out starts, and serves ``/health`` and
+    503 until the database answers. A SQLite file is opened as ``open_database`` does."""
+    if not is_postgres(database):
+        return await open_database(database, pool_size=pool_size, storage_timeout=storage_timeout)
+    # The URL needs no check: migrate_database has just connected with it.
+    pool = await asyncpg.create_pool(
+        str(database),
+        min_size=0,  # nothing connects here: the first call does
+        max_size=pool_size,
+        timeout=storage_timeout,
+        command_timeout=storage_timeout,
+    )
+    return PostgresIdentityDatabase(pool, timeout=storage_timeout)
 
 
 async def migrate_database(database: str | Path) -> tuple[int, int]:

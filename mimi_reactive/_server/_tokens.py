@@ -21,6 +21,7 @@ a resource server that caches the JWKS for its ``max-age`` and never refetches o
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -81,48 +82,79 @@ class AccessTokens:
     def __init__(
         self, keys: Sequence[SigningKeyRecord], *, ttl: float, clock: Callable[[], float]
     ) -> None:
-        if not keys:
-            raise ValueError("at least one signing key is needed")
+        """Sign and verify with ``keys``; with none, nothing is loaded until ``ensure_loaded``
+        (a worker that starts while the database is out)."""
         self._clock = clock
         now = clock()
-        self._keys = list(keys)
-        self._seen = dict.fromkeys((key.kid for key in keys), now)
+        self._keys: list[SigningKeyRecord] = []
+        self._seen: dict[str, float] = {}
         """When this process first read each key (its clock's time)."""
-        signer = _signing_key(self._keys, self._seen, now)
         # The key id and the private key together, replaced as one: tokens are also signed
         # on the SQLite store's thread, which must never pair one key's id with another key.
-        self._signer = (signer.kid, _private_key(signer))
-        self._jwks, self._public = _public_keys(self._keys)
+        self._signer: tuple[str, ec.EllipticCurvePrivateKey] | None = None
+        self._jwks: dict[str, dict[str, Any]] = {}
+        self._public: dict[str, jwt.PyJWK] = {}
+        self._loading: asyncio.Future[None] | None = None
         self._ttl = ttl
         self.issuer = ""
         """The ``iss`` claim: the service's public URL (set once it listens)."""
         self.reloaded_at = now
         """When the keys were last read from the database (the clock's time)."""
+        if keys:
+            self._take(keys, now)
 
     def __repr__(self) -> str:
-        return f"AccessTokens(kid={self._signer[0]!r}, keys={len(self._keys)})"
+        kid = None if self._signer is None else self._signer[0]
+        return f"AccessTokens(kid={kid!r}, keys={len(self._keys)})"
+
+    @property
+    def loaded(self) -> bool:
+        """Whether keys are loaded (a key signs)."""
+        return self._signer is not None
 
     @classmethod
     async def load(
         cls, database: IdentityDatabase, *, ttl: float, clock: Callable[[], float]
     ) -> AccessTokens:
         """The stored keys; a first key, which signs at once, is stored if there is none."""
-        first = new_signing_key(clock())
-        return cls(await database.ensure_signing_key(first), ttl=ttl, clock=clock)
+        tokens = cls((), ttl=ttl, clock=clock)
+        await tokens.ensure_loaded(database)
+        return tokens
+
+    async def ensure_loaded(self, database: IdentityDatabase) -> None:
+        """Read the stored keys (storing a first one, which signs at once, if there is none)
+        unless some are loaded: what a worker started while the database was out does at the
+        first request that needs them. A failure is the database's, raised as it is."""
+        if self._signer is not None:
+            return
+        # Requests arriving together share one read, each bounded by the store's timeout
+        # rather than queued behind the others' (and one that goes away cancels none).
+        if self._loading is None or self._loading.done():
+            self._loading = asyncio.ensure_future(self._load(database))
+            self._loading.add_done_callback(_retrieved)
+        await asyncio.shield(self._loading)
+
+    async def _load(self, database: IdentityDatabase) -> None:
+        keys = await database.ensure_signing_key(new_signing_key(self._clock()))
+        self.reloaded_at = self._clock()
+        self._take(keys, self.reloaded_at)
 
     async def reload(self, database: IdentityDatabase) -> str | None:
         """Take up the keys another worker (or an operator) stored and choose again, by this
         process's clock, the key that signs; its ``kid`` if that changed, else None."""
         now = self.reloaded_at = self._clock()
         keys = await database.signing_keys()
-        if not keys:
-            return None
+        return self._take(keys, now) if keys else None
+
+    def _take(self, keys: Sequence[SigningKeyRecord], now: float) -> str | None:
+        """Hold ``keys`` and choose, by ``now``, the key that signs; its ``kid`` if that
+        changed, else None."""
         self._seen = {key.kid: self._seen.get(key.kid, now) for key in keys}
         if [key.kid for key in keys] != [key.kid for key in self._keys]:
             self._jwks, self._public = _public_keys(keys)
         self._keys = list(keys)
         signer = _signing_key(self._keys, self._seen, now)
-        if signer.kid == self._signer[0]:
+        if self._signer is not None and signer.kid == self._signer[0]:
             return None
         self._signer = (signer.kid, _private_key(signer))
         return signer.kid
@@ -146,6 +178,8 @@ class AccessTokens:
             "exp": int(now + self._ttl),
             "jti": secrets.token_urlsafe(16),
         }
+        if self._signer is None:  # the edge loads the keys before any handler runs
+            raise RuntimeError("no signing key is loaded")
         kid, private = self._signer
         return jwt.encode(
             payload, private, algorithm=ALGORITHM, headers={"kid": kid, "typ": "at+jwt"}
@@ -172,6 +206,13 @@ class AccessTokens:
                 if key.retired_at is None or key.retired_at >= gone
             ]
         }
+
+
+def _retrieved(loading: asyncio.Future[None]) -> None:
+    """Mark a shared read's failure as seen: every request that awaited it got it (or went
+    away), so asyncio need not log it as never retrieved."""
+    if not loading.cancelled():
+        loading.exception()
 
 
 def _public_jwk(key: SigningKeyRecord) -> dict[str, Any]:

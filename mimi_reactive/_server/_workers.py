@@ -107,11 +107,24 @@ class _Gunicorn(BaseApplication):
         self._announce(self._url, self.cfg.workers)
 
     async def _app(self) -> web.AppRunner:
+        try:
+            return await self._open()
+        except Exception as error:
+            # Logged here, by type: gunicorn would print the exception's message as a bare
+            # line (no format, no redaction). Exiting with its boot-error status, gunicorn
+            # stops, saying "Reason: Worker failed to boot.".
+            server_logger().error("server.worker_failed_to_start", error=type(error).__name__)
+            raise SystemExit(Arbiter.WORKER_BOOT_ERROR) from None
+
+    async def _open(self) -> web.AppRunner:
         service = await open_service(
             clients=self._clients,
             database=self._database,
             settings=self._settings,
             logger=server_logger(),
+            # prepare_workers checked and migrated the stores: a worker touches neither at
+            # boot, as one that fails to boot stops gunicorn, the healthy workers with it.
+            prepared=True,
         )
         service.tokens.issuer = self._issuer
         return app_runner(service.app, shutdown_timeout=9.5)
