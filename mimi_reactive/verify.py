@@ -48,6 +48,7 @@ from ._checks import check_seconds, check_service_url, check_timeout, str_set
 from ._exceptions import ConfigurationError, CoreClosedError, MimiCoreError
 from ._log import Log
 from ._redaction import value_repr
+from .backends._answers import json_body
 
 __all__ = [
     "VERIFIED_TOKEN",
@@ -267,19 +268,29 @@ class AccessTokenVerifier:
         self._keys, self._fetched_at, self._failing = keys, self._clock(), False
 
     async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        """The JWKS's keys by ``kid``; ``_JwksUnavailableError`` if it cannot be fetched or is
+        not a JWKS (its body is read up to ``LONGEST_ANSWER`` bytes: a hostile or broken
+        service cannot fill memory, nor crash the parser with nesting)."""
         self._ensure_open()  # closed while this caller waited for the lock
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
             async with self._http.get(self._jwks_url) as response:
                 response.raise_for_status()
-                document = await response.json(content_type=None)
+                document = await json_body(response)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise _JwksUnavailableError(type(error).__name__) from error
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise _JwksUnavailableError("not a JWKS")
+        try:
             return {
                 entry["kid"]: jwt.PyJWK(entry)
                 for entry in document["keys"]
-                if entry.get("alg") in _ALGORITHMS and isinstance(entry.get("kid"), str)
+                if isinstance(entry, dict)
+                and entry.get("alg") in _ALGORITHMS
+                and isinstance(entry.get("kid"), str)
             }
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError) as error:
             raise _JwksUnavailableError(type(error).__name__) from error
         except jwt.PyJWTError as error:
             raise _JwksUnavailableError("unusable keys") from error

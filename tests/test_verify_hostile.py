@@ -1,0 +1,177 @@
+"""AccessTokenVerifier against a hostile or broken issuer: a JWKS that is not one, too long or
+nested past the stack is jwks_unavailable (never a crash, so never a 500 from
+``requires_user``) until a good fetch. The JWKS is served over loopback by a test server of
+its own, with keys of the test's."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from mimi_reactive.backends._answers import LONGEST_ANSWER
+from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, requires_user
+
+from .helpers import serving_app
+from .server_helpers import Clock
+
+INTERVAL = 30.0
+KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def public_jwk(key: ec.EllipticCurvePrivateKey, kid: str = "k1") -> dict[str, Any]:
+    """The public JWK of ``key``, as the identity server publishes it."""
+    public = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return {**public, "kid": kid, "alg": "ES256", "use": "sig"}
+
+
+def jwks(*keys: object) -> bytes:
+    return json.dumps({"keys": list(keys)}).encode()
+
+
+class Issuer:
+    """Serves ``body`` as its JWKS and counts the requests for it; signs tokens naming its
+    ``url`` as their issuer."""
+
+    def __init__(self) -> None:
+        self.body = jwks(public_jwk(KEY))
+        self.requests = 0
+        self.url = ""
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        return web.Response(body=self.body, content_type="application/json")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/.well-known/jwks.json", self._jwks)
+        return app
+
+    def token(
+        self,
+        claims: dict[str, Any] | None = None,
+        headers: dict[str, Any] | None = None,
+        key: ec.EllipticCurvePrivateKey = KEY,
+    ) -> str:
+        """An access token as the identity server signs it, with ``claims`` and ``headers``
+        over its own."""
+        now = int(time.time())
+        payload = {
+            "iss": self.url,
+            "sub": "user-1",
+            "iat": now,
+            "exp": now + 600,
+            "client_id": "app",
+            "is_anonymous": True,
+            **(claims or {}),
+        }
+        return jwt.encode(
+            payload,
+            key,
+            algorithm="ES256",
+            headers={"kid": "k1", "typ": "at+jwt", **(headers or {})},
+        )
+
+
+@pytest.fixture
+async def issuer() -> AsyncIterator[Issuer]:
+    serving = Issuer()
+    async with serving_app(serving.app()) as url:
+        serving.url = url
+        yield serving
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def verifier(issuer: Issuer, clock: Clock) -> AsyncIterator[AccessTokenVerifier]:
+    async with AccessTokenVerifier(
+        issuer.url, jwks_refetch_interval=INTERVAL, clock=clock
+    ) as checking:
+        yield checking
+
+
+async def refusal(verifier: AccessTokenVerifier, token: str) -> str:
+    """The reason ``verifier`` refuses ``token`` for (the test fails if it accepts it)."""
+    with pytest.raises(InvalidTokenError) as raised:
+        await verifier.verify(token)
+    assert token not in str(raised.value)
+    return raised.value.reason
+
+
+NOT_A_JWKS = [
+    pytest.param(b"<html>oops</html>", id="not JSON"),
+    pytest.param(b"\xff\xfe", id="not UTF-8"),
+    pytest.param(b"[]", id="a list"),
+    pytest.param(b'"keys"', id="a string"),
+    pytest.param(b"{}", id="no keys"),
+    pytest.param(b'{"keys": null}', id="keys null"),
+    pytest.param(b'{"keys": {"a": 1}}', id="keys an object"),
+    pytest.param(b'{"keys": "abc"}', id="keys a string"),
+    pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested past the stack"),
+    pytest.param(b'{"keys": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", id="keys nested"),
+    pytest.param(
+        json.dumps({"keys": [public_jwk(KEY)], "pad": "a" * LONGEST_ANSWER}).encode(),
+        id="good keys past the longest answer",
+    ),
+]
+
+
+@pytest.mark.parametrize("body", NOT_A_JWKS)
+async def test_a_body_that_is_no_jwks_is_unavailable_until_a_good_fetch(
+    issuer: Issuer, verifier: AccessTokenVerifier, clock: Clock, body: bytes
+) -> None:
+    """A genuine token is jwks_unavailable, again on a retry inside the refetch interval
+    (without a fetch); once the JWKS is good again, after the interval, it verifies."""
+    issuer.body = body
+    genuine = issuer.token()
+    assert await refusal(verifier, genuine) == "jwks_unavailable"
+    clock.now += INTERVAL - 1
+    assert await refusal(verifier, genuine) == "jwks_unavailable"
+    assert issuer.requests == 1
+    issuer.body = jwks(public_jwk(KEY))
+    clock.now += 1
+    assert (await verifier.verify(genuine)).user_id == "user-1"
+    assert issuer.requests == 2
+
+
+@pytest.mark.parametrize("entry", ["abc", 1, None, [public_jwk(KEY)], True])
+async def test_an_entry_that_is_no_key_is_skipped(
+    issuer: Issuer, verifier: AccessTokenVerifier, entry: object
+) -> None:
+    """An entry of ``keys`` that is not an object is skipped: the good key beside it
+    verifies."""
+    issuer.body = jwks(entry, public_jwk(KEY))
+    assert (await verifier.verify(issuer.token())).user_id == "user-1"
+
+
+async def test_requires_user_answers_401_when_the_jwks_is_no_jwks(issuer: Issuer) -> None:
+    """Behind ``requires_user``, a JWKS nested past the stack makes a 401 jwks_unavailable,
+    not a 500."""
+    issuer.body = b"[" * 100_000 + b"]" * 100_000
+
+    async with AccessTokenVerifier(issuer.url) as verifier:
+
+        @requires_user(verifier)
+        async def hello(request: web.Request) -> web.Response:
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_get("/hello", hello)
+        async with serving_app(app) as url, aiohttp.ClientSession() as http:
+            headers = {"Authorization": f"Bearer {issuer.token()}"}
+            async with http.get(url + "/hello", headers=headers) as response:
+                assert response.status == 401
+                answer = await response.json()
+    assert answer["error"] == {"code": "invalid_token", "message": "jwks_unavailable"}
