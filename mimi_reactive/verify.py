@@ -282,18 +282,10 @@ class AccessTokenVerifier:
             raise _JwksUnavailableError(type(error).__name__) from error
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise _JwksUnavailableError("not a JWKS")
-        try:
-            return {
-                entry["kid"]: jwt.PyJWK(entry)
-                for entry in document["keys"]
-                if isinstance(entry, dict)
-                and entry.get("alg") in _ALGORITHMS
-                and isinstance(entry.get("kid"), str)
-            }
-        except (ValueError, KeyError, TypeError) as error:
-            raise _JwksUnavailableError(type(error).__name__) from error
-        except jwt.PyJWTError as error:
-            raise _JwksUnavailableError("unusable keys") from error
+        keys = _usable_keys(document["keys"])
+        if not keys:
+            raise _JwksUnavailableError("no usable key")
+        return keys
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -317,6 +309,36 @@ class AccessTokenVerifier:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _usable_keys(entries: list[Any]) -> dict[str, jwt.PyJWK]:
+    """The ES256 keys of a JWKS's ``entries``, by ``kid``. An entry for another algorithm or
+    use is ignored; one for ES256 that cannot be used (no kid, not an EC P-256 public key) is
+    skipped, logged at debug by its kid, so that one bad key does not make the others unused.
+    A key without ``alg`` (optional, RFC 7517) is ES256 if it is an EC P-256 key."""
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            _log.debug("verify.jwks_key_skipped", kid=None, why="not an object")
+            continue
+        ours = entry.get("kty") == "EC" and entry.get("crv") == "P-256"
+        if entry.get("alg", "ES256" if ours else None) not in _ALGORITHMS:
+            continue
+        if entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not ours:
+            why = "no kid" if ours else "not an EC P-256 key"
+            _log.debug(
+                "verify.jwks_key_skipped", kid=kid[:64] if isinstance(kid, str) else None, why=why
+            )
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry, algorithm="ES256")
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
+            # The error's type, never its message: PyJWT's may quote the whole JWK.
+            _log.debug("verify.jwks_key_skipped", kid=kid[:64], why=type(error).__name__)
+    return keys
 
 
 def _client_ids(clients: Iterable[str] | None) -> frozenset[str] | None:

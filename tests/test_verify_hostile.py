@@ -6,6 +6,7 @@ its own, with keys of the test's."""
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -175,3 +176,74 @@ async def test_requires_user_answers_401_when_the_jwks_is_no_jwks(issuer: Issuer
                 assert response.status == 401
                 answer = await response.json()
     assert answer["error"] == {"code": "invalid_token", "message": "jwks_unavailable"}
+
+
+def without(entry: dict[str, Any], name: str) -> dict[str, Any]:
+    return {field: value for field, value in entry.items() if field != name}
+
+
+OTHER = ec.generate_private_key(ec.SECP256R1())
+P384 = ec.generate_private_key(ec.SECP384R1())
+BAD_KEYS = [
+    pytest.param({**public_jwk(OTHER, "k0"), "x": "AAAA"}, id="coordinates too short"),
+    pytest.param({**public_jwk(OTHER, "k0"), "x": 12}, id="coordinate a number"),
+    pytest.param({**public_jwk(OTHER, "k0"), "y": public_jwk(OTHER)["x"]}, id="off the curve"),
+    pytest.param({**public_jwk(P384, "k0"), "alg": "ES256"}, id="P-384 said ES256"),
+    pytest.param({**public_jwk(OTHER, "k0"), "crv": "P-384"}, id="P-256 said P-384"),
+    pytest.param({"kid": "k0", "alg": "ES256", "kty": "RSA", "n": "x", "e": "AQAB"}, id="RSA"),
+    pytest.param({"kid": "k0", "alg": "ES256", "kty": "oct", "k": "eHh4eA"}, id="oct"),
+    pytest.param(without(public_jwk(OTHER, "k0"), "kty"), id="no kty"),
+    pytest.param({**public_jwk(OTHER), "kid": 7}, id="kid a number"),
+    pytest.param(without(public_jwk(OTHER), "kid"), id="no kid"),
+    pytest.param({"kid": "k0", "alg": "HS256", "kty": "oct", "k": "eHh4eA"}, id="HS256"),
+    pytest.param({**public_jwk(OTHER, "k0"), "use": "enc"}, id="for encryption"),
+    pytest.param({**public_jwk(OTHER, "k0"), "alg": ["ES256"]}, id="alg a list"),
+    pytest.param("abc", id="a string"),
+    pytest.param(None, id="null"),
+    pytest.param([public_jwk(OTHER, "k0")], id="a list"),
+]
+
+
+@pytest.mark.parametrize("entry", BAD_KEYS)
+async def test_a_key_that_cannot_be_used_is_skipped_alone(
+    issuer: Issuer,
+    verifier: AccessTokenVerifier,
+    clock: Clock,
+    entry: object,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A key the verifier cannot use, before a good one, is skipped: the good key's token
+    verifies, and one naming the bad key (forged with a key of the attacker's) is
+    unknown_key. A JWKS of the bad key alone is jwks_unavailable. No key material is logged."""
+    caplog.set_level(logging.DEBUG, logger="mimi_reactive.verify")
+    issuer.body = jwks(entry, public_jwk(KEY))
+    assert (await verifier.verify(issuer.token())).user_id == "user-1"
+    assert await refusal(verifier, issuer.token(headers={"kid": "k0"}, key=OTHER)) == (
+        "unknown_key"
+    )
+    issuer.body = jwks(entry)
+    clock.now += INTERVAL
+    assert await refusal(verifier, issuer.token(headers={"kid": "k2"})) == "jwks_unavailable"
+    assert public_jwk(OTHER)["x"] not in caplog.text
+    assert public_jwk(KEY)["x"] not in caplog.text
+
+
+async def test_a_skipped_key_is_logged_at_debug_by_its_kid(
+    issuer: Issuer, verifier: AccessTokenVerifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key skipped is logged at debug with its kid and why, never its coordinates."""
+    caplog.set_level(logging.DEBUG, logger="mimi_reactive.verify")
+    issuer.body = jwks({**public_jwk(OTHER, "bad-kid"), "x": "AAAA"}, public_jwk(KEY))
+    await verifier.verify(issuer.token())
+    [skipped] = [r for r in caplog.records if "verify.jwks_key_skipped" in r.getMessage()]
+    assert skipped.levelno == logging.DEBUG
+    assert "kid=bad-kid" in skipped.getMessage()
+    assert public_jwk(OTHER)["y"] not in caplog.text
+
+
+async def test_an_ec_p256_key_without_alg_is_an_es256_key(
+    issuer: Issuer, verifier: AccessTokenVerifier
+) -> None:
+    """``alg`` is optional in a JWK (RFC 7517): an EC P-256 key without it verifies ES256."""
+    issuer.body = jwks(without(public_jwk(KEY), "alg"))
+    assert (await verifier.verify(issuer.token())).user_id == "user-1"
