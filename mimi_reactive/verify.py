@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 _ALGORITHMS = ("ES256",)
+_TYPES = ("at+jwt", "application/at+jwt")
 _log = Log("mimi_reactive.verify")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -95,13 +96,19 @@ class VerifiedToken:
 
 
 def kid_of(token: str) -> str:
-    """The ``kid`` of the key the token says signed it, if it is a JWT of an allowed algorithm."""
+    """The ``kid`` of the key the token says signed it, if it is an access token JWT (``typ``
+    ``at+jwt``) of an allowed algorithm."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise InvalidTokenError("malformed", "not a signed JWT") from None
     if header.get("alg") not in _ALGORITHMS:
         raise InvalidTokenError("algorithm_not_allowed", "the token's algorithm is refused")
+    typ = header.get("typ")
+    # RFC 9068: an access token says so, so that an id token or another JWT signed with the
+    # same key cannot pass for one; the media type's "application/" may be left out.
+    if not isinstance(typ, str) or typ.lower() not in _TYPES:
+        raise InvalidTokenError("wrong_type", "the token's typ is not at+jwt")
     kid = header.get("kid")
     if not isinstance(kid, str):
         raise InvalidTokenError("unknown_key", "the token names no key")

@@ -247,3 +247,32 @@ async def test_an_ec_p256_key_without_alg_is_an_es256_key(
     """``alg`` is optional in a JWK (RFC 7517): an EC P-256 key without it verifies ES256."""
     issuer.body = jwks(without(public_jwk(KEY), "alg"))
     assert (await verifier.verify(issuer.token())).user_id == "user-1"
+
+
+@pytest.mark.parametrize(
+    ("typ", "reason"),
+    [
+        (None, "wrong_type"),
+        ("JWT", "wrong_type"),
+        ("jwt", "wrong_type"),
+        ("id_token+jwt", "wrong_type"),
+        ("at+jwt ", "wrong_type"),
+        ("application/jwt", "wrong_type"),
+        (1, "wrong_type"),
+        (["at+jwt"], "wrong_type"),
+        ("at+jwt", None),
+        ("AT+JWT", None),
+        ("application/at+jwt", None),
+    ],
+)
+async def test_only_a_token_typed_at_jwt_passes(
+    issuer: Issuer, verifier: AccessTokenVerifier, typ: object, reason: str | None
+) -> None:
+    """RFC 9068: a token whose ``typ`` is not ``at+jwt`` (or ``application/at+jwt``, in any
+    case) is wrong_type, however well signed, and is refused before any fetch of the JWKS."""
+    token = issuer.token(headers={"typ": typ})
+    if reason is None:
+        assert (await verifier.verify(token)).user_id == "user-1"
+    else:
+        assert await refusal(verifier, token) == reason
+        assert issuer.requests == 0
