@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -127,8 +128,10 @@ def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: floa
             issuer=issuer,
             options={
                 "require": ["exp", "iat", "iss", "sub"],
-                "verify_exp": False,  # checked below against ``now``, not this machine's clock
+                # Checked below against ``now``, not this machine's clock, with ``leeway``.
+                "verify_exp": False,
                 "verify_iat": False,
+                "verify_nbf": False,
             },
         )
     except jwt.InvalidIssuerError:
@@ -138,24 +141,39 @@ def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: floa
     except jwt.PyJWTError as error:
         raise InvalidTokenError("invalid", type(error).__name__) from None
     client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
-    expires_at, issued_at = claims["exp"], claims["iat"]
     if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
         raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
-    if not isinstance(expires_at, int | float) or not isinstance(issued_at, int | float):
-        raise InvalidTokenError("invalid", "exp and iat must be numbers")
+    expires_at, issued_at = _unix_time(claims, "exp"), _unix_time(claims, "iat")
     if expires_at <= now - leeway:
         raise InvalidTokenError("expired", "the token has expired")
     if issued_at > now + leeway:
         raise InvalidTokenError("invalid", "the token is issued in the future")
+    if "nbf" in claims and _unix_time(claims, "nbf") > now + leeway:
+        raise InvalidTokenError("invalid", "the token is not valid yet (nbf)")
     session_id = claims.get("sid")
     return VerifiedToken(
         user_id=str(claims["sub"]),
         is_anonymous=is_anonymous,
         client_id=client_id,
-        expires_at=float(expires_at),
-        issued_at=float(issued_at),
+        expires_at=expires_at,
+        issued_at=issued_at,
         session_id=session_id if isinstance(session_id, str) else None,
     )
+
+
+def _unix_time(claims: dict[str, Any], name: str) -> float:
+    """Claim ``name`` as Unix time; ``InvalidTokenError`` unless it is a finite number."""
+    value = claims[name]
+    # A bool is an int in Python: "iat": true would read as one second past 1970.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past any float
+            pass
+        else:
+            if math.isfinite(seconds):  # JSON as Python reads it allows NaN and Infinity
+                return seconds
+    raise InvalidTokenError("invalid", f"{name} must be a number of seconds")
 
 
 class AccessTokenVerifier:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
@@ -276,3 +276,46 @@ async def test_only_a_token_typed_at_jwt_passes(
     else:
         assert await refusal(verifier, token) == reason
         assert issuer.requests == 0
+
+
+LEEWAY = 30
+CLAIMS = [
+    pytest.param(lambda now: {"iat": True}, "invalid", id="iat true"),
+    pytest.param(lambda now: {"iat": False}, "invalid", id="iat false"),
+    pytest.param(lambda now: {"exp": True}, "invalid", id="exp true"),
+    pytest.param(lambda now: {"nbf": True}, "invalid", id="nbf true"),
+    pytest.param(lambda now: {"exp": str(now + 600)}, "invalid", id="exp a string"),
+    pytest.param(lambda now: {"iat": [now]}, "invalid", id="iat a list"),
+    pytest.param(lambda now: {"nbf": None}, "invalid", id="nbf null"),
+    pytest.param(lambda now: {"nbf": str(now)}, "invalid", id="nbf a string"),
+    pytest.param(lambda now: {"exp": float("nan")}, "invalid", id="exp NaN"),
+    pytest.param(lambda now: {"exp": float("inf")}, "invalid", id="exp Infinity"),
+    pytest.param(lambda now: {"iat": float("-inf")}, "invalid", id="iat -Infinity"),
+    pytest.param(lambda now: {"exp": 10**400}, "invalid", id="exp past any float"),
+    pytest.param(lambda now: {"nbf": now + 3600}, "invalid", id="nbf in an hour"),
+    pytest.param(lambda now: {"nbf": now + 2 * LEEWAY}, "invalid", id="nbf past the leeway"),
+    pytest.param(lambda now: {"nbf": now + LEEWAY // 2}, None, id="nbf within the leeway"),
+    pytest.param(lambda now: {"nbf": now - 60}, None, id="nbf past"),
+    pytest.param(lambda now: {"iat": now + LEEWAY // 2}, None, id="iat within the leeway"),
+    pytest.param(lambda now: {"iat": now + 2 * LEEWAY}, "invalid", id="iat past the leeway"),
+    pytest.param(lambda now: {"exp": now - LEEWAY // 2}, None, id="exp within the leeway"),
+    pytest.param(lambda now: {"exp": now - 2 * LEEWAY}, "expired", id="exp past the leeway"),
+    pytest.param(lambda now: {"exp": now + 600.5, "iat": now - 0.5}, None, id="fractional seconds"),
+]
+
+
+@pytest.mark.parametrize(("claims_at", "reason"), CLAIMS)
+async def test_time_claims_are_numbers_checked_with_the_same_leeway(
+    issuer: Issuer, clock: Clock, claims_at: Callable[[int], dict[str, Any]], reason: str | None
+) -> None:
+    """exp, iat and nbf must be finite numbers of seconds (not a bool, which Python would read
+    as 0 or 1); each is checked against the same leeway (here 30 s)."""
+    async with AccessTokenVerifier(issuer.url, leeway=LEEWAY, clock=clock) as verifier:
+        claims = claims_at(int(time.time()))
+        token = issuer.token(claims)
+        if reason is None:
+            verified = await verifier.verify(token)
+            assert verified.expires_at == float(claims.get("exp", verified.expires_at))
+            assert verified.issued_at == float(claims.get("iat", verified.issued_at))
+        else:
+            assert await refusal(verifier, token) == reason
