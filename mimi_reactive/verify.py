@@ -24,10 +24,12 @@ assert asyncio.run(user_of("not-a-token")) is None
 Access tokens are ES256 JWTs. The verifier fetches the service's keys from
 ``/.well-known/jwks.json``, caches them, fetches them again when a token names a key it does
 not know (a rotation), at most once per ``jwks_refetch_interval``, and checks the signature,
-algorithm, issuer and expiry (with a small leeway). While the JWKS cannot be fetched, the keys
-it has stay in use for up to ``jwks_max_stale``. A token stays valid until it expires, unless
-its session ends (log-out, revocation, deletion): introspection (``POST /v1/token/introspect``)
-sees that at once, this verifier only at the token's expiry.
+algorithm, type (``at+jwt``, RFC 9068), issuer, expiry, ``iat`` and ``nbf`` (with a small
+leeway). While the JWKS cannot be fetched or read (a body that is no JWKS, or over 1 MiB),
+the keys it has stay in use for up to ``jwks_max_stale``; a key in it that cannot be used is
+skipped alone. A token stays valid until it expires, unless its session ends (log-out,
+revocation, deletion): introspection (``POST /v1/token/introspect``) sees that at once, this
+verifier only at the token's expiry.
 """
 
 from __future__ import annotations
@@ -179,11 +181,12 @@ def _unix_time(claims: dict[str, Any], name: str) -> float:
 class AccessTokenVerifier:
     """Verifies access tokens of the identity service at ``issuer`` (its public URL).
 
-    ``leeway``: seconds of clock difference tolerated on expiry. ``jwks_ttl``: seconds the
-    keys are cached. ``jwks_refetch_interval``: seconds between two fetches at least, for an
-    unknown ``kid`` or after a failed fetch (a token naming an unknown key inside it is refused
-    without a fetch, so forged tokens cannot make the service busy). ``jwks_max_stale``: seconds
-    after the last successful fetch that its keys stay in use while the JWKS cannot be fetched.
+    ``leeway``: seconds of clock difference tolerated on exp, iat and nbf. ``jwks_ttl``:
+    seconds the keys are cached. ``jwks_refetch_interval``: seconds between two fetches at
+    least, for an unknown ``kid`` or after a failed fetch (a token naming an unknown key inside
+    it is refused without a fetch, so forged tokens cannot make the service busy).
+    ``jwks_max_stale``: seconds after the last successful fetch that its keys stay in use while
+    the JWKS cannot be fetched.
     ``clients``: if given, only tokens issued to these client ids pass (a set or list of
     them; one id alone is ``{"my-app"}``, never the bare string). ``clock``: monotonic
     seconds (tests move it instead of sleeping). Use one verifier for the whole app and
