@@ -24,16 +24,19 @@ assert asyncio.run(user_of("not-a-token")) is None
 Access tokens are ES256 JWTs. The verifier fetches the service's keys from
 ``/.well-known/jwks.json``, caches them, fetches them again when a token names a key it does
 not know (a rotation), at most once per ``jwks_refetch_interval``, and checks the signature,
-algorithm, issuer and expiry (with a small leeway). While the JWKS cannot be fetched, the keys
-it has stay in use for up to ``jwks_max_stale``. A token stays valid until it expires, unless
-its session ends (log-out, revocation, deletion): introspection (``POST /v1/token/introspect``)
-sees that at once, this verifier only at the token's expiry.
+algorithm, type (``at+jwt``, RFC 9068), issuer, expiry, ``iat`` and ``nbf`` (with a small
+leeway). While the JWKS cannot be fetched or read (a body that is no JWKS, or over 1 MiB),
+the keys it has stay in use for up to ``jwks_max_stale``; a key in it that cannot be used is
+skipped alone. A token stays valid until it expires, unless its session ends (log-out,
+revocation, deletion): introspection (``POST /v1/token/introspect``) sees that at once, this
+verifier only at the token's expiry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -48,6 +51,7 @@ from ._checks import check_seconds, check_service_url, check_timeout, str_set
 from ._exceptions import ConfigurationError, CoreClosedError, MimiCoreError
 from ._log import Log
 from ._redaction import value_repr
+from .backends._answers import json_body
 
 __all__ = [
     "VERIFIED_TOKEN",
@@ -59,6 +63,7 @@ __all__ = [
 ]
 
 _ALGORITHMS = ("ES256",)
+_TYPES = ("at+jwt", "application/at+jwt")
 _log = Log("mimi_reactive.verify")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -94,13 +99,19 @@ class VerifiedToken:
 
 
 def kid_of(token: str) -> str:
-    """The ``kid`` of the key the token says signed it, if it is a JWT of an allowed algorithm."""
+    """The ``kid`` of the key the token says signed it, if it is an access token JWT (``typ``
+    ``at+jwt``) of an allowed algorithm."""
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
         raise InvalidTokenError("malformed", "not a signed JWT") from None
     if header.get("alg") not in _ALGORITHMS:
         raise InvalidTokenError("algorithm_not_allowed", "the token's algorithm is refused")
+    typ = header.get("typ")
+    # RFC 9068: an access token says so, so that an id token or another JWT signed with the
+    # same key cannot pass for one; the media type's "application/" may be left out.
+    if not isinstance(typ, str) or typ.lower() not in _TYPES:
+        raise InvalidTokenError("wrong_type", "the token's typ is not at+jwt")
     kid = header.get("kid")
     if not isinstance(kid, str):
         raise InvalidTokenError("unknown_key", "the token names no key")
@@ -119,8 +130,10 @@ def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: floa
             issuer=issuer,
             options={
                 "require": ["exp", "iat", "iss", "sub"],
-                "verify_exp": False,  # checked below against ``now``, not this machine's clock
+                # Checked below against ``now``, not this machine's clock, with ``leeway``.
+                "verify_exp": False,
                 "verify_iat": False,
+                "verify_nbf": False,
             },
         )
     except jwt.InvalidIssuerError:
@@ -130,34 +143,50 @@ def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: floa
     except jwt.PyJWTError as error:
         raise InvalidTokenError("invalid", type(error).__name__) from None
     client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
-    expires_at, issued_at = claims["exp"], claims["iat"]
     if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
         raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
-    if not isinstance(expires_at, int | float) or not isinstance(issued_at, int | float):
-        raise InvalidTokenError("invalid", "exp and iat must be numbers")
+    expires_at, issued_at = _unix_time(claims, "exp"), _unix_time(claims, "iat")
     if expires_at <= now - leeway:
         raise InvalidTokenError("expired", "the token has expired")
     if issued_at > now + leeway:
         raise InvalidTokenError("invalid", "the token is issued in the future")
+    if "nbf" in claims and _unix_time(claims, "nbf") > now + leeway:
+        raise InvalidTokenError("invalid", "the token is not valid yet (nbf)")
     session_id = claims.get("sid")
     return VerifiedToken(
         user_id=str(claims["sub"]),
         is_anonymous=is_anonymous,
         client_id=client_id,
-        expires_at=float(expires_at),
-        issued_at=float(issued_at),
+        expires_at=expires_at,
+        issued_at=issued_at,
         session_id=session_id if isinstance(session_id, str) else None,
     )
+
+
+def _unix_time(claims: dict[str, Any], name: str) -> float:
+    """Claim ``name`` as Unix time; ``InvalidTokenError`` unless it is a finite number."""
+    value = claims[name]
+    # A bool is an int in Python: "iat": true would read as one second past 1970.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int past any float
+            pass
+        else:
+            if math.isfinite(seconds):  # JSON as Python reads it allows NaN and Infinity
+                return seconds
+    raise InvalidTokenError("invalid", f"{name} must be a number of seconds")
 
 
 class AccessTokenVerifier:
     """Verifies access tokens of the identity service at ``issuer`` (its public URL).
 
-    ``leeway``: seconds of clock difference tolerated on expiry. ``jwks_ttl``: seconds the
-    keys are cached. ``jwks_refetch_interval``: seconds between two fetches at least, for an
-    unknown ``kid`` or after a failed fetch (a token naming an unknown key inside it is refused
-    without a fetch, so forged tokens cannot make the service busy). ``jwks_max_stale``: seconds
-    after the last successful fetch that its keys stay in use while the JWKS cannot be fetched.
+    ``leeway``: seconds of clock difference tolerated on exp, iat and nbf. ``jwks_ttl``:
+    seconds the keys are cached. ``jwks_refetch_interval``: seconds between two fetches at
+    least, for an unknown ``kid`` or after a failed fetch (a token naming an unknown key inside
+    it is refused without a fetch, so forged tokens cannot make the service busy).
+    ``jwks_max_stale``: seconds after the last successful fetch that its keys stay in use while
+    the JWKS cannot be fetched.
     ``clients``: if given, only tokens issued to these client ids pass (a set or list of
     them; one id alone is ``{"my-app"}``, never the bare string). ``clock``: monotonic
     seconds (tests move it instead of sleeping). Use one verifier for the whole app and
@@ -267,22 +296,24 @@ class AccessTokenVerifier:
         self._keys, self._fetched_at, self._failing = keys, self._clock(), False
 
     async def _fetch(self) -> dict[str, jwt.PyJWK]:
+        """The JWKS's keys by ``kid``; ``_JwksUnavailableError`` if it cannot be fetched or is
+        not a JWKS (its body is read up to ``LONGEST_ANSWER`` bytes: a hostile or broken
+        service cannot fill memory, nor crash the parser with nesting)."""
         self._ensure_open()  # closed while this caller waited for the lock
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
             async with self._http.get(self._jwks_url) as response:
                 response.raise_for_status()
-                document = await response.json(content_type=None)
-            return {
-                entry["kid"]: jwt.PyJWK(entry)
-                for entry in document["keys"]
-                if entry.get("alg") in _ALGORITHMS and isinstance(entry.get("kid"), str)
-            }
-        except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as error:
+                document = await json_body(response)
+        except (aiohttp.ClientError, TimeoutError) as error:
             raise _JwksUnavailableError(type(error).__name__) from error
-        except jwt.PyJWTError as error:
-            raise _JwksUnavailableError("unusable keys") from error
+        if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+            raise _JwksUnavailableError("not a JWKS")
+        keys = _usable_keys(document["keys"])
+        if not keys:
+            raise _JwksUnavailableError("no usable key")
+        return keys
 
     def _ensure_open(self) -> None:
         if self._closed:
@@ -306,6 +337,36 @@ class AccessTokenVerifier:
         traceback: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+def _usable_keys(entries: list[Any]) -> dict[str, jwt.PyJWK]:
+    """The ES256 keys of a JWKS's ``entries``, by ``kid``. An entry for another algorithm or
+    use is ignored; one for ES256 that cannot be used (no kid, not an EC P-256 public key) is
+    skipped, logged at debug by its kid, so that one bad key does not make the others unused.
+    A key without ``alg`` (optional, RFC 7517) is ES256 if it is an EC P-256 key."""
+    keys: dict[str, jwt.PyJWK] = {}
+    for entry in entries:
+        if not isinstance(entry, dict):
+            _log.debug("verify.jwks_key_skipped", kid=None, why="not an object")
+            continue
+        ours = entry.get("kty") == "EC" and entry.get("crv") == "P-256"
+        if entry.get("alg", "ES256" if ours else None) not in _ALGORITHMS:
+            continue
+        if entry.get("use", "sig") != "sig":
+            continue
+        kid = entry.get("kid")
+        if not isinstance(kid, str) or not ours:
+            why = "no kid" if ours else "not an EC P-256 key"
+            _log.debug(
+                "verify.jwks_key_skipped", kid=kid[:64] if isinstance(kid, str) else None, why=why
+            )
+            continue
+        try:
+            keys[kid] = jwt.PyJWK(entry, algorithm="ES256")
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
+            # The error's type, never its message: PyJWT's may quote the whole JWK.
+            _log.debug("verify.jwks_key_skipped", kid=kid[:64], why=type(error).__name__)
+    return keys
 
 
 def _client_ids(clients: Iterable[str] | None) -> frozenset[str] | None:

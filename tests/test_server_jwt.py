@@ -80,7 +80,7 @@ def foreign_key(token: str) -> str:
     header = jwt.get_unverified_header(token)
     claims = jwt.decode(token, options={"verify_signature": False})
     other = ec.generate_private_key(ec.SECP256R1())
-    return jwt.encode(claims, other, algorithm="ES256", headers={"kid": header["kid"]})
+    return jwt.encode(claims, other, algorithm="ES256", headers=header)
 
 
 def hs256_with_public_key(token: str) -> str:
@@ -143,7 +143,9 @@ async def test_after_a_refresh_both_paths_accept_the_old_token_until_the_session
 def unknown_kid(token: str) -> str:
     claims = jwt.decode(token, options={"verify_signature": False})
     other = ec.generate_private_key(ec.SECP256R1())
-    return jwt.encode(claims, other, algorithm="ES256", headers={"kid": "never-published"})
+    return jwt.encode(
+        claims, other, algorithm="ES256", headers={"kid": "never-published", "typ": "at+jwt"}
+    )
 
 
 def other_session(token: str) -> str:

@@ -116,7 +116,9 @@ def forged_kid(token: str) -> str:
     """The token's claims signed by a key of the attacker's, under a kid nobody published."""
     claims = jwt.decode(token, options={"verify_signature": False})
     other = ec.generate_private_key(ec.SECP256R1())
-    return jwt.encode(claims, other, algorithm="ES256", headers={"kid": secrets.token_hex(8)})
+    return jwt.encode(
+        claims, other, algorithm="ES256", headers={"kid": secrets.token_hex(8), "typ": "at+jwt"}
+    )
 
 
 async def reasons(verifier: AccessTokenVerifier, tokens: list[str]) -> set[str]:
