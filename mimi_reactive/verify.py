@@ -54,6 +54,7 @@ from ._redaction import value_repr
 from .backends._answers import json_body
 
 __all__ = [
+    "LONGEST_TOKEN",
     "VERIFIED_TOKEN",
     "AccessTokenVerifier",
     "InvalidTokenError",
@@ -98,9 +99,16 @@ class VerifiedToken:
     session_id: str | None = None
 
 
+LONGEST_TOKEN = 8192
+"""Characters an access token may have. The service's are under a kilobyte; a longer one
+is refused before it costs a decode and a signature check (a 10 MB token took a second)."""
+
+
 def kid_of(token: str) -> str:
     """The ``kid`` of the key the token says signed it, if it is an access token JWT (``typ``
     ``at+jwt``) of an allowed algorithm."""
+    if len(token) > LONGEST_TOKEN:
+        raise InvalidTokenError("malformed", "the token is too long to be an access token")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.PyJWTError:
@@ -142,6 +150,9 @@ def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: floa
         raise InvalidTokenError("bad_signature", "the signature does not verify") from None
     except jwt.PyJWTError as error:
         raise InvalidTokenError("invalid", type(error).__name__) from None
+    user_id = claims["sub"]
+    if not isinstance(user_id, str) or not user_id:
+        raise InvalidTokenError("missing_claim", "the token's sub is not a user id")
     client_id, is_anonymous = claims.get("client_id"), claims.get("is_anonymous")
     if not isinstance(client_id, str) or not isinstance(is_anonymous, bool):
         raise InvalidTokenError("missing_claim", "the token lacks client_id or is_anonymous")
@@ -154,7 +165,7 @@ def decoded(token: str, key: jwt.PyJWK, *, issuer: str, leeway: float, now: floa
         raise InvalidTokenError("invalid", "the token is not valid yet (nbf)")
     session_id = claims.get("sid")
     return VerifiedToken(
-        user_id=str(claims["sub"]),
+        user_id=user_id,
         is_anonymous=is_anonymous,
         client_id=client_id,
         expires_at=expires_at,

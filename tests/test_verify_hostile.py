@@ -19,7 +19,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from mimi_reactive.backends._answers import LONGEST_ANSWER
-from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError, requires_user
+from mimi_reactive.verify import (
+    LONGEST_TOKEN,
+    AccessTokenVerifier,
+    InvalidTokenError,
+    requires_user,
+)
 
 from .helpers import serving_app
 from .server_helpers import Clock
@@ -319,3 +324,28 @@ async def test_time_claims_are_numbers_checked_with_the_same_leeway(
             assert verified.issued_at == float(claims.get("iat", verified.issued_at))
         else:
             assert await refusal(verifier, token) == reason
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        pytest.param({"sub": ""}, "missing_claim", id="sub empty"),
+        pytest.param({"sub": 7}, "invalid", id="sub a number"),
+        pytest.param({"sub": None}, "invalid", id="sub null"),
+        pytest.param({"sub": ["user-1"]}, "invalid", id="sub a list"),
+        pytest.param({"pad": "a" * LONGEST_TOKEN}, "malformed", id="past the longest token"),
+        pytest.param({"pad": "a" * (LONGEST_TOKEN // 2)}, None, id="long, within the bound"),
+    ],
+)
+async def test_a_token_names_its_user_and_is_of_bounded_length(
+    issuer: Issuer, verifier: AccessTokenVerifier, claims: dict[str, Any], reason: str | None
+) -> None:
+    """A token's sub must be a non-empty string (never coerced), and a token longer than
+    LONGEST_TOKEN is malformed before any fetch of the JWKS, however well signed."""
+    token = issuer.token(claims)
+    if reason is None:
+        assert (await verifier.verify(token)).user_id == "user-1"
+        return
+    assert await refusal(verifier, token) == reason
+    if reason == "malformed":
+        assert issuer.requests == 0
