@@ -95,14 +95,36 @@ class PostgresIdentityDatabase:
         """Run ``operation`` on a pooled connection, again if it lost a deadlock."""
         for attempt in range(_ATTEMPTS):
             try:
-                # The acquire's timeout bounds the wait for a free connection and the reset
-                # when it goes back (a cut-off connection is closed, not pooled again).
-                async with self._pool.acquire(timeout=self._timeout) as connection:
+                async with self._pooled() as connection:
                     return await operation(connection)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == _ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[Connection]:
+        """A pooled connection for one operation. Its connection lost (the server's backend
+        terminated: a restart, a failover) is ``ConnectionDoesNotExistError``, an outage,
+        whatever asyncpg raised; failing to give it back does not undo what it did."""
+        # The acquire's timeout bounds the wait for a free connection and the reset when it
+        # goes back (a cut-off connection is closed, not pooled again).
+        connection = await self._pool.acquire(timeout=self._timeout)
+        try:
+            yield connection
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
+            # A connection terminated mid-operation can fail as "cannot call
+            # Transaction.__aexit__(): the underlying connection is closed" or "another
+            # operation is in progress"; a DataError (an InterfaceError too) is a bug.
+            if _closed(connection) and not isinstance(error, asyncpg.DataError):
+                raise asyncpg.ConnectionDoesNotExistError("the connection was lost") from error
+            raise
+        finally:
+            # The reset on release fails on a connection terminated after the operation ended
+            # (its statements committed): asyncpg closes that connection and the pool opens
+            # another; the operation's result or error is the answer.
+            with contextlib.suppress(Exception):
+                await self._pool.release(connection)
 
     async def _execute(self, query: str, *args: Any) -> str:
         return await self._retried(lambda c: c.execute(query, *args))
@@ -359,6 +381,15 @@ def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
         session.refresh_digest,
         session.now - SEEN_PRECISION,
     )
+
+
+def _closed(connection: Connection) -> bool:
+    """Whether a pooled connection is closed: one the pool let go of before its user did was
+    closed under it (asyncpg hands a closed connection back itself)."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:  # "connection has been released back to the pool"
+        return True
 
 
 def _user(row: asyncpg.Record | None) -> UserRecord | None:
