@@ -19,6 +19,7 @@ import asyncpg
 from . import _postgres_sql as sql
 from ._records import (
     SEEN_PRECISION,
+    USER_SESSIONS_BATCH,
     EmailTakenError,
     Expired,
     NewSession,
@@ -28,6 +29,7 @@ from ._records import (
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
+    in_batches,
 )
 from ._schema_postgres import migrate
 
@@ -199,8 +201,16 @@ class PostgresIdentityDatabase:
             raise SessionEndedError
         return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the user with every session and token (the foreign keys cascade)."""
+    async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:
+        """Delete the user's sessions ``batch`` at a time, then the user with any left (the
+        foreign keys cascade), as ``IdentityDatabase.delete_user`` says."""
+
+        async def step(size: int) -> int:
+            return int(
+                await self._retried(lambda c: c.fetchval(sql.DELETE_USER_SESSIONS, user_id, size))
+            )
+
+        await in_batches(step, batch)
         return await self._execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
@@ -294,15 +304,22 @@ class PostgresIdentityDatabase:
             raise OtherClientError
         return row is not None and bool(row["revoked"])
 
-    async def revoke_user_sessions(self, user_id: str, now: float) -> int:
-        """Revoke every live session of the user; how many there were."""
-        status = await self._execute(
-            "UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out_everywhere'"
-            " WHERE user_id = $1 AND revoked_at IS NULL",
-            user_id,
-            now,
-        )
-        return int(status.split()[-1])
+    async def revoke_user_sessions(
+        self, user_id: str, now: float, *, batch: int = USER_SESSIONS_BATCH
+    ) -> int:
+        """Revoke every live session of the user ``batch`` at a time, as
+        ``IdentityDatabase.revoke_user_sessions`` says; how many it revoked."""
+        revoked = 0
+
+        async def step(size: int) -> int:
+            nonlocal revoked
+            row = await self._fetchrow(sql.REVOKE_USER_SESSIONS, user_id, size, now)
+            assert row is not None  # a SELECT of two counts: always one row
+            revoked += row["revoked"]  # fewer than found when others ended some meanwhile
+            return int(row["found"])
+
+        await in_batches(step, batch)
+        return revoked
 
     async def signing_keys(self) -> Sequence[SigningKeyRecord]:
         """Every stored signing key, newest first."""
