@@ -2,14 +2,18 @@
 nothing closed) bounds each request by ``storage_timeout``: 503 ``temporarily_unavailable``
 with Retry-After and a warning, never a request left hanging, and calls succeed again once it
 answers; ``GET /ready`` says so too, for the rate-limit storage while a limit is on. Over the
-real Redis and PostgreSQL on loopback; which store failures count as an outage (503) rather
+real Redis and PostgreSQL on loopback. PostgreSQL connections terminated under load (a
+restart, a failover) are an outage too. Which store failures count as an outage (503) rather
 than a bug (500)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 import pytest
@@ -20,7 +24,7 @@ from mimi_reactive._server._outages import is_outage
 from mimi_reactive.server import ServerSettings
 
 from .conftest import CLIENT_ID, REDIS
-from .server_helpers import Caller, calling
+from .server_helpers import Caller, calling, eventually
 from .tcp_gate import TcpGate
 from .test_server_logs import capturing_logger, logged
 from .test_server_readiness import NOT_READY, probe
@@ -156,6 +160,72 @@ async def test_a_postgresql_that_stops_answering_gets_503_within_the_timeout(
         await gate.close()
 
 
+async def test_postgresql_backends_terminated_under_load_get_503_never_500(
+    postgres_url: str, client_secret: str
+) -> None:
+    """With the server's PostgreSQL backends terminated again and again while sign-ups,
+    log-ins by id and renewals run (a restart or a failover), every call answers 2xx or 503
+    with Retry-After, never 500 (asyncpg fails such a connection with InterfaceError or
+    InternalClientError too, not only ConnectionDoesNotExistError), and calls succeed after."""
+    name = f"mimi_test_{secrets.token_hex(6)}"  # only this server's connections are ended
+    url = f"{postgres_url}&application_name={name}"
+    captured, logger = capturing_logger()
+    settings = ServerSettings(
+        storage_timeout=TIMEOUT, database_pool_size=4, max_anonymous_sign_ups_per_hour=0
+    )
+    answers: list[tuple[int, str | None]] = []
+    stop = asyncio.Event()
+
+    async def answered(call: Caller, path: str, body: Any = None) -> Any:
+        status, answer, headers = await call.post(path, body)
+        answers.append((status, headers.get("Retry-After")))
+        return answer if status < 300 else None
+
+    async def user_calls(call: Caller) -> None:
+        while not stop.is_set():
+            created = await answered(call, "/v1/anonymous-users")
+            if created is not None:
+                anonymous_id = {"anonymous_id": created["user"]["anonymous_id"]}
+                await answered(call, "/v1/sessions/anonymous", anonymous_id)
+                refresh_token = created["session"]["refresh_token"]
+                renewal = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+                await answered(call, "/v1/token", renewal)
+
+    async def terminate(admin: asyncpg.Connection[asyncpg.Record], times: int) -> int:
+        ended = 0
+        for _ in range(times):
+            # Each round once calls have run since the last: some on the new connections.
+            await eventually(functools.partial(_more_than, answers, len(answers) + 20))
+            ended += await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = $1",
+                name,
+            )
+        stop.set()
+        return ended
+
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        async with calling(
+            CLIENT_ID, client_secret, database=url, settings=settings, logger=logger
+        ) as (_, call):
+            async with asyncio.timeout(60), asyncio.TaskGroup() as group:
+                for _ in range(6):
+                    group.create_task(user_calls(call))
+                ended = group.create_task(terminate(admin, 8))
+            assert ended.result() > 0
+            assert [a for a in answers if a[0] >= 500 and a != (503, "5")] == []
+            assert no_internal_error(captured)
+            await call.anonymous_user()
+    finally:
+        await admin.close()
+
+
+async def _more_than(answers: list[tuple[int, str | None]], count: int) -> bool:
+    """Whether more than ``count`` calls were answered."""
+    return len(answers) > count
+
+
 def sqlite_error(code: int) -> sqlite3.Error:
     """A SQLite error as the module raises it, with its result code."""
     error = sqlite3.OperationalError("failed")
@@ -175,6 +245,9 @@ def sqlite_error(code: int) -> sqlite3.Error:
         (asyncpg.AdminShutdownError("terminating"), True),
         (asyncpg.TooManyConnectionsError("too many"), True),
         (asyncpg.InvalidPasswordError("password"), True),
+        (asyncpg.LockNotAvailableError("lock timeout"), True),  # 55P03: past lock_timeout
+        (asyncpg.QueryCanceledError("statement timeout"), True),  # 57014: statement_timeout
+        (asyncpg.ObjectInUseError("in use"), False),  # 55006: its class 55 is not an outage
         (sqlite_error(14), True),  # CANTOPEN
         (sqlite_error(10 | 10 << 8), True),  # IOERR_FSYNC: the primary code counts
         (sqlite_error(13), True),  # FULL

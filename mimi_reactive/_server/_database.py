@@ -24,6 +24,7 @@ import attrs
 from . import _sqlite_file as sqlite_file
 from . import _sqlite_rows as rows
 from ._records import (
+    USER_SESSIONS_BATCH,
     EmailTakenError,
     Expired,
     IdentityDatabase,
@@ -34,6 +35,7 @@ from ._records import (
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
+    in_batches,
 )
 from ._sqlite_connection import BatchingConnection
 from ._sqlite_file import DatabaseReplacedError, check_same_file, identity
@@ -205,11 +207,13 @@ class SqliteIdentityDatabase:
             raise SessionEndedError
         return promoted
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the user with every session and token (the foreign keys cascade)."""
-        return await self._writer.run(
-            lambda db: db.execute("DELETE FROM users WHERE id = ?", (user_id,)).rowcount > 0
+    async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:
+        """Delete the user's sessions ``batch`` at a time (other writes run between), then
+        the user with any left (the foreign keys cascade)."""
+        await in_batches(
+            functools.partial(self._write_count, rows.DELETE_USER_SESSIONS, user_id), batch
         )
+        return await self._write_count("DELETE FROM users WHERE id = ?", user_id) > 0
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
         return await self._writer.run(lambda db: rows.start_session_if_user(db, user_id, session))
@@ -328,17 +332,17 @@ class SqliteIdentityDatabase:
 
         return await self._writer.run(revoke)
 
-    async def revoke_user_sessions(self, user_id: str, now: float) -> int:
-        """Revoke every live session of the user; how many there were."""
-        return await self._writer.run(
-            lambda db: (
-                db.execute(
-                    "UPDATE sessions SET revoked_at = ?, revoked_reason = 'log_out_everywhere'"
-                    " WHERE user_id = ? AND revoked_at IS NULL",
-                    (now, user_id),
-                ).rowcount
-            )
-        )
+    async def revoke_user_sessions(
+        self, user_id: str, now: float, *, batch: int = USER_SESSIONS_BATCH
+    ) -> int:
+        """Revoke every live session of the user ``batch`` at a time; how many."""
+        step = functools.partial(self._write_count, rows.REVOKE_USER_SESSIONS, now, user_id)
+        return await in_batches(step, batch)
+
+    async def _write_count(self, query: str, *params: object) -> int:
+        """How many rows one writer operation of ``query`` changed."""
+        changed: int = await self._writer.run(lambda db: db.execute(query, params).rowcount)
+        return changed
 
     async def signing_keys(self) -> Sequence[SigningKeyRecord]:
         """Every stored signing key, newest first."""
@@ -381,10 +385,8 @@ class SqliteIdentityDatabase:
         """Delete at most ``limit`` of the rows ``rule`` finds due by ``before``, in one writer
         operation, so log-ins queued meanwhile run before the next batch and the WAL can
         checkpoint between batches; how many."""
-        query, params = rows.DELETE_DUE[rule], (before, limit)
         # rowcount counts the table's own rows, not those the foreign keys cascade to.
-        deleted: int = await self._writer.run(lambda db: db.execute(query, params).rowcount)
-        return deleted
+        return await self._write_count(rows.DELETE_DUE[rule], before, limit)
 
     async def compact(self) -> None:
         """Outside any transaction: hand freed pages back and cut the WAL file back. The

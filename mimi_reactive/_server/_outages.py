@@ -27,7 +27,9 @@ this request's fault."""
 # 08 connection exception, 28 invalid authorization, 53 insufficient resources, 57 operator
 # intervention (shut down, cannot connect now), 58 system error (I/O).
 _POSTGRES_CLASSES = frozenset({"08", "28", "53", "57", "58"})
-_POSTGRES_STATES = frozenset({"3D000"})  # invalid_catalog_name: the database was dropped
+# 3D000 invalid_catalog_name: the database was dropped. 55P03 lock_not_available: a lock held
+# past lock_timeout (as a statement past statement_timeout, 57014, is an outage).
+_POSTGRES_STATES = frozenset({"3D000", "55P03"})
 # SQLite's primary result codes of a file it cannot use now: BUSY, LOCKED, NOMEM, READONLY,
 # IOERR, FULL, CANTOPEN, PROTOCOL, NOTADB (another file put at its path). CORRUPT is left a
 # failure: trying again does not mend it.

@@ -19,6 +19,7 @@ import asyncpg
 from . import _postgres_sql as sql
 from ._records import (
     SEEN_PRECISION,
+    USER_SESSIONS_BATCH,
     EmailTakenError,
     Expired,
     NewSession,
@@ -28,6 +29,7 @@ from ._records import (
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
+    in_batches,
 )
 from ._schema_postgres import migrate
 
@@ -95,14 +97,36 @@ class PostgresIdentityDatabase:
         """Run ``operation`` on a pooled connection, again if it lost a deadlock."""
         for attempt in range(_ATTEMPTS):
             try:
-                # The acquire's timeout bounds the wait for a free connection and the reset
-                # when it goes back (a cut-off connection is closed, not pooled again).
-                async with self._pool.acquire(timeout=self._timeout) as connection:
+                async with self._pooled() as connection:
                     return await operation(connection)
             except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
                 if attempt == _ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
+
+    @contextlib.asynccontextmanager
+    async def _pooled(self) -> AsyncIterator[Connection]:
+        """A pooled connection for one operation. Its connection lost (the server's backend
+        terminated: a restart, a failover) is ``ConnectionDoesNotExistError``, an outage,
+        whatever asyncpg raised; failing to give it back does not undo what it did."""
+        # The acquire's timeout bounds the wait for a free connection and the reset when it
+        # goes back (a cut-off connection is closed, not pooled again).
+        connection = await self._pool.acquire(timeout=self._timeout)
+        try:
+            yield connection
+        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
+            # A connection terminated mid-operation can fail as "cannot call
+            # Transaction.__aexit__(): the underlying connection is closed" or "another
+            # operation is in progress"; a DataError (an InterfaceError too) is a bug.
+            if _closed(connection) and not isinstance(error, asyncpg.DataError):
+                raise asyncpg.ConnectionDoesNotExistError("the connection was lost") from error
+            raise
+        finally:
+            # The reset on release fails on a connection terminated after the operation ended
+            # (its statements committed): asyncpg closes that connection and the pool opens
+            # another; the operation's result or error is the answer.
+            with contextlib.suppress(Exception):
+                await self._pool.release(connection)
 
     async def _execute(self, query: str, *args: Any) -> str:
         return await self._retried(lambda c: c.execute(query, *args))
@@ -177,8 +201,16 @@ class PostgresIdentityDatabase:
             raise SessionEndedError
         return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
-    async def delete_user(self, user_id: str) -> bool:
-        """Delete the user with every session and token (the foreign keys cascade)."""
+    async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:
+        """Delete the user's sessions ``batch`` at a time, then the user with any left (the
+        foreign keys cascade), as ``IdentityDatabase.delete_user`` says."""
+
+        async def step(size: int) -> int:
+            return int(
+                await self._retried(lambda c: c.fetchval(sql.DELETE_USER_SESSIONS, user_id, size))
+            )
+
+        await in_batches(step, batch)
         return await self._execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
@@ -272,15 +304,22 @@ class PostgresIdentityDatabase:
             raise OtherClientError
         return row is not None and bool(row["revoked"])
 
-    async def revoke_user_sessions(self, user_id: str, now: float) -> int:
-        """Revoke every live session of the user; how many there were."""
-        status = await self._execute(
-            "UPDATE sessions SET revoked_at = $2, revoked_reason = 'log_out_everywhere'"
-            " WHERE user_id = $1 AND revoked_at IS NULL",
-            user_id,
-            now,
-        )
-        return int(status.split()[-1])
+    async def revoke_user_sessions(
+        self, user_id: str, now: float, *, batch: int = USER_SESSIONS_BATCH
+    ) -> int:
+        """Revoke every live session of the user ``batch`` at a time, as
+        ``IdentityDatabase.revoke_user_sessions`` says; how many it revoked."""
+        revoked = 0
+
+        async def step(size: int) -> int:
+            nonlocal revoked
+            row = await self._fetchrow(sql.REVOKE_USER_SESSIONS, user_id, size, now)
+            assert row is not None  # a SELECT of two counts: always one row
+            revoked += row["revoked"]  # fewer than found when others ended some meanwhile
+            return int(row["found"])
+
+        await in_batches(step, batch)
+        return revoked
 
     async def signing_keys(self) -> Sequence[SigningKeyRecord]:
         """Every stored signing key, newest first."""
@@ -359,6 +398,15 @@ def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
         session.refresh_digest,
         session.now - SEEN_PRECISION,
     )
+
+
+def _closed(connection: Connection) -> bool:
+    """Whether a pooled connection is closed: one the pool let go of before its user did was
+    closed under it (asyncpg hands a closed connection back itself)."""
+    try:
+        return connection.is_closed()
+    except asyncpg.InterfaceError:  # "connection has been released back to the pool"
+        return True
 
 
 def _user(row: asyncpg.Record | None) -> UserRecord | None:

@@ -10,6 +10,7 @@ __all__ = [
     "CREATE_SESSION",
     "CREATE_USER",
     "DELETE_DUE",
+    "DELETE_USER_SESSIONS",
     "KEYS",
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
@@ -19,6 +20,7 @@ __all__ = [
     "PROMOTE",
     "REVOKE",
     "REVOKE_BY_REFRESH",
+    "REVOKE_USER_SESSIONS",
     "ROTATE",
     "SESSION_ROW",
     "USER",
@@ -133,6 +135,23 @@ WITH token AS (
     WHERE revoked_at IS NULL AND id = (SELECT id FROM token WHERE own) RETURNING id
 )
 SELECT (SELECT own FROM token) AS own, EXISTS (SELECT 1 FROM revoked) AS revoked
+"""
+
+# One batch of a user's deletion or log-out everywhere: at most $2 of its (live) sessions
+# ended, and how many were found (a batch that finds fewer is the last); not SKIP LOCKED as the
+# sweep's: a session passed over would outlive the call.
+DELETE_USER_SESSIONS = """
+WITH found AS (SELECT id FROM sessions WHERE user_id = $1 LIMIT $2),
+deleted AS (DELETE FROM sessions WHERE id IN (SELECT id FROM found))
+SELECT count(*) FROM found
+"""
+REVOKE_USER_SESSIONS = """
+WITH found AS (SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL LIMIT $2),
+revoked AS (
+    UPDATE sessions SET revoked_at = $3, revoked_reason = 'log_out_everywhere'
+    WHERE id IN (SELECT id FROM found) AND revoked_at IS NULL RETURNING 1
+)
+SELECT (SELECT count(*) FROM found) AS found, (SELECT count(*) FROM revoked) AS revoked
 """
 
 # Each sweep rule's table, its key, and the condition its rows meet when due by $2.

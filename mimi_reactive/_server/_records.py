@@ -1,19 +1,21 @@
 """What the server stores, as records, and the ``IdentityDatabase`` seam every store implements.
 
 SQLite implements it (``_database.py``) for one process, PostgreSQL (``_postgres.py``) for
-any number of workers. Each method is one transaction.
+any number of workers. Each method is one transaction, but for a user's deletion and log-out
+everywhere, which end its sessions in batches (``in_batches``).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import attrs
 
 __all__ = [
     "SEEN_PRECISION",
+    "USER_SESSIONS_BATCH",
     "AccessClaims",
     "EmailTakenError",
     "Expired",
@@ -27,6 +29,7 @@ __all__ = [
     "SweepCounts",
     "SweepRules",
     "UserRecord",
+    "in_batches",
 ]
 
 
@@ -34,6 +37,26 @@ SEEN_PRECISION = 3600.0
 """A user's ``last_seen_at`` is kept to within this many seconds: written at most once an
 hour per user, so most log-ins and renewals leave the users table and its indexes alone.
 Anonymous retention counts in days, so an hour is well inside what it needs."""
+
+
+USER_SESSIONS_BATCH = 250
+"""Sessions a user's deletion or log-out everywhere ends per transaction, as many as a sweep's
+batch (``_sweeper.SWEEP_BATCH``): a user with a million sessions (log-ins by id are not
+limited) is ended in short transactions that each fit the storage timeout, other requests
+running between them, where one transaction over them all outran the timeout and was rolled
+back every time."""
+
+
+async def in_batches(step: Callable[[int], Awaitable[int]], size: int) -> int:
+    """Run ``step(size)``, a batch of at most ``size`` rows in a transaction of its own that
+    says how many it found, again until one finds fewer: rows that appear meanwhile are found
+    by a later batch. How many were found in all."""
+    found = 0
+    while True:
+        batch = await step(size)
+        found += batch
+        if batch < size:
+            return found
 
 
 @attrs.frozen
@@ -220,7 +243,12 @@ class IdentityDatabase(Protocol):
         the user in the same transaction: a log-out while the password hashed wins."""
         ...
 
-    async def delete_user(self, user_id: str) -> bool: ...
+    async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:
+        """Delete the user with every session and token; whether there was one. Its sessions
+        go ``batch`` at a time (``in_batches``), then the user with any created meanwhile, so
+        once it returns no session of the user is left; one that fails part way has ended
+        some sessions only."""
+        ...
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
         """``session`` stored as a new session of the user (seen now); None (and nothing
@@ -260,7 +288,13 @@ class IdentityDatabase(Protocol):
         to another client than ``client_id``."""
         ...
 
-    async def revoke_user_sessions(self, user_id: str, now: float) -> int: ...
+    async def revoke_user_sessions(
+        self, user_id: str, now: float, *, batch: int = USER_SESSIONS_BATCH
+    ) -> int:
+        """Revoke every live session of the user (a log-out everywhere), ``batch`` at a time
+        (``in_batches``) until a batch finds fewer, so sessions created while it runs end too;
+        how many it revoked. One that fails part way has ended some sessions only."""
+        ...
 
     async def signing_keys(self) -> Sequence[SigningKeyRecord]: ...
 

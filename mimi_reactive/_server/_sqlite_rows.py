@@ -1,6 +1,6 @@
 """The row operations the SQLite store's operations are built from: plain functions of a
 connection, called inside an operation already running on the connection's thread; and the
-SQL text the store names rather than writes inline (its key listing, its sweep's batches).
+SQL text the store names rather than writes inline (its key listing, its batches).
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from ._records import SEEN_PRECISION, Expired, NewSession, SessionRecord, UserRe
 
 __all__ = [
     "DELETE_DUE",
+    "DELETE_USER_SESSIONS",
     "KEYS",
+    "REVOKE_USER_SESSIONS",
     "SESSION_COLUMNS",
     "insert_session",
     "mark_anonymous_only",
@@ -29,6 +31,15 @@ SESSION_COLUMNS = "id, user_id, last_used_at, client_id"
 KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
+)
+# One batch of a user's deletion or log-out everywhere: at most the last ``?`` of its (live)
+# sessions. The writer is alone: a batch ends every session it finds.
+DELETE_USER_SESSIONS = (
+    "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE user_id = ? LIMIT ?)"
+)
+REVOKE_USER_SESSIONS = (
+    "UPDATE sessions SET revoked_at = ?, revoked_reason = 'log_out_everywhere' WHERE rowid IN"
+    " (SELECT rowid FROM sessions WHERE user_id = ? AND revoked_at IS NULL LIMIT ?)"
 )
 # Each sweep rule's table and the condition its rows meet when due by the one ``?``.
 _DUE = {

@@ -17,11 +17,12 @@ sweep, and SQLite can checkpoint its WAL between them.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import structlog
 
 from ._context import ServerSettings
-from ._records import Expired, IdentityDatabase, SweepCounts, SweepRules
+from ._records import Expired, IdentityDatabase, SweepCounts, SweepRules, in_batches
 from ._tokens import unpublished_before
 
 __all__ = ["SWEEP_BATCH", "run_sweeper", "sweep", "sweep_once", "sweep_rules"]
@@ -67,11 +68,9 @@ async def sweep(database: IdentityDatabase, rules: SweepRules) -> SweepCounts:
         before = cut_offs[rule]
         if before is None:
             continue
-        while True:
-            batch = await database.delete_batch(rule, before, rules.batch)
-            deleted[rule] += batch
-            if batch < rules.batch:
-                break
+        deleted[rule] = await in_batches(
+            functools.partial(database.delete_batch, rule, before), rules.batch
+        )
     await database.compact()
     return SweepCounts(
         sessions=deleted[Expired.REVOKED_SESSIONS] + deleted[Expired.IDLE_SESSIONS],

@@ -1,0 +1,159 @@
+"""A user's deletion and log-out everywhere end its sessions in batches, each a transaction of
+its own within the storage timeout, so a user with very many sessions (log-ins by id are not
+limited) is still deleted or logged out everywhere; once the call returns, none of its sessions
+is live, those created while it ran included. On either store, with many sessions stored
+directly and small batches."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import asyncpg
+import pytest
+
+from mimi_reactive._server import _database, _postgres
+from mimi_reactive._server._records import (
+    IdentityDatabase,
+    NewSession,
+    Rotation,
+    in_batches,
+)
+from mimi_reactive._server._secrets import digest, new_secret
+from mimi_reactive._server._stores import is_postgres, open_database
+
+from .conftest import CLIENT_ID, stores
+from .server_helpers import query_value
+from .test_server_ending_races import NOW, anonymous_user
+
+MANY = 20_000
+BATCH = 1_000
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[IdentityDatabase]:
+    opened = await open_database(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def add_sessions(database: str, user_id: str, count: int) -> str:
+    """Store ``count`` live sessions of the user, each with a refresh token, from outside the
+    server; the refresh token of the last one."""
+    sessions = [(f"bulk-{n}", user_id, NOW, NOW, CLIENT_ID) for n in range(count)]
+    tokens = [(f"digest-{n}", f"bulk-{n}", NOW) for n in range(count)]
+    if is_postgres(database):
+        connection = await asyncpg.connect(database)
+        try:
+            await connection.copy_records_to_table(
+                "sessions",
+                records=sessions,
+                columns=["id", "user_id", "created_at", "last_used_at", "client_id"],
+            )
+            await connection.copy_records_to_table(
+                "refresh_tokens", records=tokens, columns=["digest", "session_id", "created_at"]
+            )
+        finally:
+            await connection.close()
+    else:
+        with contextlib.closing(sqlite3.connect(database)) as db, db:
+            db.executemany(
+                "INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)"
+                " VALUES (?, ?, ?, ?, ?)",
+                sessions,
+            )
+            db.executemany(
+                "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
+                tokens,
+            )
+    return f"digest-{count - 1}"
+
+
+def log_ins_between_batches(
+    monkeypatch: pytest.MonkeyPatch, store: IdentityDatabase, user_id: str
+) -> list[str]:
+    """The ids of sessions of the user that a log-in starts after each batch that is not the
+    last one of a batched call of the store, as log-ins while it runs would."""
+    started: list[str] = []
+
+    async def logging_in(step: Callable[[int], Awaitable[int]], size: int) -> int:
+        async def step_then_log_in(limit: int) -> int:
+            found = await step(limit)
+            if found == limit:  # another batch follows
+                session = NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), NOW)
+                assert await store.create_session(user_id, session) is not None
+                started.append(session.id)
+            return found
+
+        return await in_batches(step_then_log_in, size)
+
+    for module in (_database, _postgres):
+        monkeypatch.setattr(module, "in_batches", logging_in)
+    return started
+
+
+async def live_sessions(database: str, user_id: str) -> int:
+    return int(
+        await query_value(
+            database,
+            f"SELECT count(*) FROM sessions WHERE user_id = '{user_id}'"  # noqa: S608
+            " AND revoked_at IS NULL",
+        )
+    )
+
+
+async def renewal(store: IdentityDatabase, refresh_digest: str) -> Rotation:
+    """What presenting the refresh token of this digest does."""
+    rotation, _, _ = await store.rotate_refresh_token(
+        refresh_digest,
+        client_id=CLIENT_ID,
+        new_refresh_digest=digest(new_secret()),
+        now=NOW,
+        idle_timeout=3600.0,
+        reuse_interval=60.0,
+    )
+    return rotation
+
+
+@stores("sqlite-file", "postgresql")
+async def test_log_out_everywhere_ends_many_sessions_in_batches(
+    store: IdentityDatabase, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every live session of a user with many is revoked, those started between its batches
+    too, and counted; another user's session stays live."""
+    user, session = await anonymous_user(store)
+    _, other_session = await anonymous_user(store)
+    last_token = await add_sessions(database_url, user.id, MANY)
+    started = log_ins_between_batches(monkeypatch, store, user.id)
+    revoked = await store.revoke_user_sessions(user.id, NOW, batch=BATCH)
+    assert len(started) >= MANY // BATCH  # in batches, log-ins between them
+    assert revoked == MANY + 1 + len(started)
+    assert await live_sessions(database_url, user.id) == 0
+    assert await renewal(store, last_token) is Rotation.REVOKED
+    assert await store.session_by_id(session.id) is None
+    assert await store.session_by_id(other_session.id) is not None
+
+
+@stores("sqlite-file", "postgresql")
+async def test_deleting_a_user_with_many_sessions_ends_them_all(
+    store: IdentityDatabase, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user with many sessions is deleted with all of them and their tokens, those started
+    between its batches too; another user stays."""
+    user, session = await anonymous_user(store)
+    _, other_session = await anonymous_user(store)
+    last_token = await add_sessions(database_url, user.id, MANY)
+    started = log_ins_between_batches(monkeypatch, store, user.id)
+    assert await store.delete_user(user.id, batch=BATCH)
+    assert len(started) >= MANY // BATCH  # in batches, log-ins between them
+    assert await store.user_by_id(user.id) is None
+    assert await store.session_by_id(session.id) is None
+    assert await query_value(database_url, "SELECT count(*) FROM sessions") == 1
+    assert await query_value(database_url, "SELECT count(*) FROM refresh_tokens") == 1
+    assert await renewal(store, last_token) is Rotation.UNKNOWN
+    assert await store.session_by_id(other_session.id) is not None
+    assert not await store.delete_user(user.id, batch=BATCH)
