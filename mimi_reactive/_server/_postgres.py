@@ -67,27 +67,37 @@ class PostgresIdentityDatabase:
 
     @classmethod
     async def open(
-        cls, dsn: str, *, max_size: int = 10, storage_timeout: float = 5.0
+        cls,
+        dsn: str,
+        *,
+        max_size: int = 10,
+        storage_timeout: float = 5.0,
+        prepared: bool = False,
     ) -> PostgresIdentityDatabase:
         """Migrate the schema of ``dsn`` forward, then connect a pool of at most ``max_size``
         connections to it, where each connect, wait for a connection and statement has
         ``storage_timeout`` seconds (``TimeoutError`` past that): a database that stops answering (a
-        partition) fails the call rather than hanging it."""
-        # On a connection of its own, without the timeout: a migration may rightly take long.
-        connection = await asyncpg.connect(dsn)
-        try:
-            found = await migrate(connection)
-        finally:
-            await connection.close()
+        partition) fails the call rather than hanging it. ``prepared``: the schema is known to
+        be up to date (a worker's, after ``prepare_workers``), so nothing connects until the
+        first call, and a worker (re)started while the database is out starts all the same."""
+        found = None
+        if not prepared:
+            # On a connection of its own, without the timeout: a migration may rightly take long.
+            connection = await asyncpg.connect(dsn)
+            try:
+                found = await migrate(connection)
+            finally:
+                await connection.close()
         pool = await asyncpg.create_pool(
             dsn,
-            min_size=1,
+            min_size=0 if prepared else 1,
             max_size=max_size,
             timeout=storage_timeout,
             command_timeout=storage_timeout,
         )
         opened = cls(pool, timeout=storage_timeout)
-        opened.schema_found = found
+        if found is not None:
+            opened.schema_found = found
         return opened
 
     async def close(self) -> None:

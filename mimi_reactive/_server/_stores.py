@@ -115,14 +115,9 @@ async def open_prepared(
     if not is_postgres(database):
         return await open_database(database, pool_size=pool_size, storage_timeout=storage_timeout)
     # The URL needs no check: migrate_database has just connected with it.
-    pool = await asyncpg.create_pool(
-        str(database),
-        min_size=0,  # nothing connects here: the first call does
-        max_size=pool_size,
-        timeout=storage_timeout,
-        command_timeout=storage_timeout,
+    return await PostgresIdentityDatabase.open(
+        str(database), max_size=pool_size, storage_timeout=storage_timeout, prepared=True
     )
-    return PostgresIdentityDatabase(pool, timeout=storage_timeout)
 
 
 async def migrate_database(database: str | Path) -> tuple[int, int]:
