@@ -14,8 +14,10 @@ import attrs
 import pytest
 
 import mimi_reactive
+import mimi_reactive.backends.firebase
 import mimi_reactive.backends.http
 import mimi_reactive.server
+import mimi_reactive.testing
 import mimi_reactive.verify
 from mimi_reactive import Reason, SessionState, Transition
 from mimi_reactive._redaction import value_repr
@@ -94,6 +96,49 @@ def test_server_exports_name_the_server_module() -> None:
         exported = getattr(mimi_reactive.server, name)
         assert isinstance(exported, type), name
         assert exported.__module__ == "mimi_reactive.server", name
+
+
+def undocumented_methods(module: ModuleType) -> list[str]:
+    """The public methods and properties of ``module``'s exported classes with no docstring
+    of their own, but for implementations of a public protocol's methods (documented there)."""
+    protocols = (
+        mimi_reactive.AuthBackend,
+        mimi_reactive.DeletingBackend,
+        mimi_reactive.SessionStorage,
+        mimi_reactive.SharedSessionStorage,
+    )
+    implemented = {name for protocol in protocols for name in vars(protocol)}
+    missing = []
+    for name in module.__all__:
+        exported = getattr(module, name)
+        if not isinstance(exported, type):
+            continue
+        is_protocol = getattr(exported, "_is_protocol", False)
+        for attribute, value in vars(exported).items():
+            function = value.fget if isinstance(value, property) else value
+            function = getattr(function, "__func__", function)
+            if attribute.startswith("_") or not callable(function):
+                continue
+            if attribute in implemented and not is_protocol:
+                continue
+            if not function.__doc__:
+                missing.append(f"{name}.{attribute}")
+    return missing
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        mimi_reactive,
+        mimi_reactive.testing,
+        mimi_reactive.backends.http,
+        mimi_reactive.backends.firebase,
+    ],
+    ids=lambda module: module.__name__,
+)
+def test_every_public_method_has_a_docstring(module: ModuleType) -> None:
+    """The API reference shows no bare public method: each says what it does."""
+    assert undocumented_methods(module) == []
 
 
 def test_version_is_the_installed_distributions() -> None:
