@@ -128,7 +128,7 @@ def skip_blank_anonymous_id(context: GuardContext) -> Skipped | None:
 
 
 @looks_at(LogInAnonymously)
-def accept_same_anonymous_user(context: GuardContext) -> Satisfied | None:
+def satisfied_same_anonymous_user(context: GuardContext) -> Satisfied | None:
     """The anonymous id asked for is the one logged in already."""
     command, user = context.command, context.user
     if (
@@ -141,7 +141,7 @@ def accept_same_anonymous_user(context: GuardContext) -> Satisfied | None:
 
 
 @looks_at(LogOut)
-def accept_log_out_without_user(context: GuardContext) -> Satisfied | None:
+def satisfied_log_out_without_user(context: GuardContext) -> Satisfied | None:
     """Logging out with nobody logged in has nothing to do."""
     if isinstance(context.command, LogOut) and context.user is None:
         return Satisfied(Reason.NO_USER_LOGGED_IN)
@@ -203,7 +203,7 @@ def refuse_refresh_the_backend_cannot_do(context: GuardContext) -> Refused | Non
 
 
 @looks_at(RefreshSession)
-def accept_fresh_tokens(context: GuardContext) -> Satisfied | None:
+def satisfied_fresh_tokens(context: GuardContext) -> Satisfied | None:
     """Tokens not yet due for refresh are kept; this makes concurrent refreshes one. A
     degraded session is always retried."""
     command, session = context.command, context.session
@@ -222,14 +222,14 @@ GUARDS: tuple[Guard, ...] = (
     refuse_unsupported_route,
     refuse_log_out_everywhere_the_backend_cannot_do,
     skip_blank_anonymous_id,
-    accept_same_anonymous_user,
-    accept_log_out_without_user,
+    satisfied_same_anonymous_user,
+    satisfied_log_out_without_user,
     refuse_promote_without_anonymous_user,
     refuse_delete_the_backend_cannot_do,
     refuse_delete_without_user,
     refuse_refresh_without_user,
     refuse_refresh_the_backend_cannot_do,
-    accept_fresh_tokens,
+    satisfied_fresh_tokens,
 )
 
 

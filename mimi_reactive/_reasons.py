@@ -1,4 +1,4 @@
-"""Why a guard skipped, refused or short-circuited a command."""
+"""Why a guard decided a command is skipped, refused or satisfied (what it wants holds)."""
 
 from __future__ import annotations
 

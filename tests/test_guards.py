@@ -222,6 +222,18 @@ def test_the_commands_drawn_cover_every_command_type(command_type: type) -> None
     find(st_.every_command, lambda command: type(command) is command_type)
 
 
+# The word a guard's name starts with, for the decision it returns.
+GUARD_PREFIX = {"Skipped": "skip_", "Refused": "refuse_", "Satisfied": "satisfied_"}
+
+
+@pytest.mark.parametrize("guard", GUARDS, ids=lambda guard: guard.__name__)
+def test_a_guards_name_says_the_decision_it_returns(guard: Callable[..., object]) -> None:
+    """skip_* returns Skipped, refuse_* Refused, satisfied_* Satisfied (or None)."""
+    decision, none = str(guard.__annotations__["return"]).split(" | ")
+    assert none == "None"
+    assert guard.__name__.startswith(GUARD_PREFIX[decision])
+
+
 def test_blankness() -> None:
     """None, empty and whitespace are blank; anything else is not."""
     assert is_blank_anonymous_id(None)
