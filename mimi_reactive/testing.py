@@ -7,7 +7,11 @@
 See docs/testing.md for examples, including virtual time with reactivex's ``TestScheduler``.
 """
 
+from . import _exports
 from ._recorder import StateRecorder
 from ._scripted import Reply, ScriptedBackend
 
 __all__ = ["Reply", "ScriptedBackend", "StateRecorder"]
+
+# Tracebacks and reprs name this public module, not the private one each is defined in.
+_exports.name_public_module(__name__, globals(), __all__)

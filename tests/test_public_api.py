@@ -45,18 +45,58 @@ def test_required_names_are_exported() -> None:
     assert set(mimi_reactive.__all__) >= REQUIRED
 
 
-def test_all_is_sorted_and_resolves() -> None:
-    """__all__ is sorted and each name in it exists."""
-    assert mimi_reactive.__all__ == sorted(mimi_reactive.__all__)
-    for name in mimi_reactive.__all__:
-        assert getattr(mimi_reactive, name) is not None
+# Every module an app imports from: each shows only what its __all__ lists.
+PUBLIC_MODULES = [
+    mimi_reactive,
+    mimi_reactive.testing,
+    mimi_reactive.backends.http,
+    mimi_reactive.backends.firebase,
+    mimi_reactive.server,
+    mimi_reactive.verify,
+]
 
 
-def test_exported_names_are_exactly_all() -> None:
-    """Nothing public leaks from the package besides __all__ and its submodules."""
-    public = {name for name in vars(mimi_reactive) if not name.startswith("_")}
-    submodules = {"backends", "server", "testing", "verify"}
-    assert public - submodules == set(mimi_reactive.__all__)
+def module_name(module: ModuleType) -> str:
+    """The test id of a public module: its dotted name."""
+    return module.__name__
+
+
+def isort_style(name: str) -> tuple[int, str]:
+    """The order ruff (RUF022) keeps ``__all__`` in: CONSTANTS, then Classes, then the rest."""
+    return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
+def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
+    """__all__ is sorted (as ruff sorts it) and each name in it exists."""
+    assert module.__all__ == sorted(module.__all__, key=isort_style)
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
+# The server and the verifier still show the names they import (web, time, digest, ...).
+LEAKING = pytest.mark.xfail(strict=True, reason="imports not yet made private")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(module, marks=LEAKING)
+        if module in (mimi_reactive.server, mimi_reactive.verify)
+        else module
+        for module in PUBLIC_MODULES
+    ],
+    ids=module_name,
+)
+def test_exported_names_are_exactly_all(module: ModuleType) -> None:
+    """Nothing public leaks from a public module besides __all__ and its submodules."""
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not (isinstance(value, ModuleType) and value.__name__.startswith(f"{module.__name__}."))
+    }
+    assert public == set(module.__all__)
 
 
 def test_http_backend_module() -> None:
@@ -82,20 +122,14 @@ def test_a_wrong_value_is_a_value_error_too() -> None:
         assert issubclass(error, ValueError)
 
 
-def test_exports_name_the_public_module() -> None:
-    """Tracebacks and reprs show mimi_reactive.X, never the private module."""
-    for name in mimi_reactive.__all__:
-        exported = getattr(mimi_reactive, name)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
+def test_exports_name_the_public_module(module: ModuleType) -> None:
+    """Tracebacks and reprs show the public module (mimi_reactive.testing.Reply, ...), never
+    the private one a class is defined in."""
+    for name in module.__all__:
+        exported = getattr(module, name)
         if isinstance(exported, type):
-            assert exported.__module__ == "mimi_reactive", name
-
-
-def test_server_exports_name_the_server_module() -> None:
-    """The server's public classes show as mimi_reactive.server.X, never the private module."""
-    for name in mimi_reactive.server.__all__:
-        exported = getattr(mimi_reactive.server, name)
-        assert isinstance(exported, type), name
-        assert exported.__module__ == "mimi_reactive.server", name
+            assert exported.__module__ == module.__name__, name
 
 
 def undocumented_methods(module: ModuleType) -> list[str]:
@@ -134,7 +168,7 @@ def undocumented_methods(module: ModuleType) -> list[str]:
         mimi_reactive.backends.http,
         mimi_reactive.backends.firebase,
     ],
-    ids=lambda module: module.__name__,
+    ids=module_name,
 )
 def test_every_public_method_has_a_docstring(module: ModuleType) -> None:
     """The API reference shows no bare public method: each says what it does."""
