@@ -48,7 +48,7 @@ from ._messages import (
     Skipped,
 )
 from ._reasons import Reason
-from ._results import AnonymousLoginResult, Failure, Success
+from ._results import AnonymousLogInResult, Failure, Success
 from ._session import AuthTokens, BackendSession, RefreshPolicy, Session
 from ._state import SessionState, Transition
 from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage
@@ -61,7 +61,7 @@ __all__ = [
     "AccessTokenRefusedError",
     "AccountDisabledError",
     "AnonymousAuthManager",
-    "AnonymousLoginResult",
+    "AnonymousLogInResult",
     "AuthBackend",
     "AuthController",
     "AuthObserver",

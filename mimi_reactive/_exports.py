@@ -11,7 +11,7 @@ def name_public_module(module: str, namespace: Mapping[str, object], names: Iter
     """Set ``__module__`` of each class ``names`` lists to ``module``, where it was defined
     in a private module of the package (``_core``, ``backends._http``): tracebacks and reprs
     then name the public module.
-    (Type aliases such as ``AnonymousLoginResult`` are unions: they have no module to set.)"""
+    (Type aliases such as ``AnonymousLogInResult`` are unions: they have no module to set.)"""
     for name in names:
         exported = namespace[name]
         if isinstance(exported, type) and _is_private(exported.__module__):

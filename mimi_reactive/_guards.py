@@ -86,13 +86,13 @@ def looks_at(command: type) -> Callable[[_G], _G]:
 
 
 @looks_at(LogInAnonymously)
-def refuse_anonymous_login_without_anonymous_only(context: GuardContext) -> Refused | None:
+def refuse_anonymous_log_in_without_anonymous_only(context: GuardContext) -> Refused | None:
     """Logging in by anonymous id is only for apps that allow anonymous users only."""
     if (
         isinstance(context.command, LogInAnonymously)
         and not context.configuration.allow_anonymous_user_only
     ):
-        return Refused(Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY)
+        return Refused(Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY)
     return None
 
 
@@ -217,7 +217,7 @@ def satisfied_fresh_tokens(context: GuardContext) -> Satisfied | None:
 
 
 GUARDS: tuple[Guard, ...] = (
-    refuse_anonymous_login_without_anonymous_only,
+    refuse_anonymous_log_in_without_anonymous_only,
     refuse_credentials_in_anonymous_only,
     refuse_unsupported_route,
     refuse_log_out_everywhere_the_backend_cannot_do,

@@ -17,7 +17,7 @@ class Reason(enum.Enum):
     EMAIL_MALFORMED = "email_malformed"
     ALREADY_LOGGED_IN = "already_logged_in"
     NO_USER_LOGGED_IN = "no_user_logged_in"
-    ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
+    ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY = "anonymous_log_in_needs_anonymous_only"
     ANONYMOUS_ONLY_FORBIDS_CREDENTIALS = "anonymous_only_forbids_credentials"
     SERVICE_ALLOWS_ONLY_ANONYMOUS = "service_allows_only_anonymous"
     SERVICE_KEEPS_USER_ANONYMOUS = "service_keeps_user_anonymous"
@@ -49,7 +49,7 @@ _DESCRIPTIONS = {
     ),
     Reason.ALREADY_LOGGED_IN: "this user is already logged in",
     Reason.NO_USER_LOGGED_IN: "no user is logged in",
-    Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY: (
+    Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY: (
         "logging in by anonymous id needs MimiConfiguration(allow_anonymous_user_only=True)"
     ),
     Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS: (

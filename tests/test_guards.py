@@ -107,11 +107,11 @@ def test_nobody_logged_in_logs_straight_in() -> None:
     assert decision(route) == Proceed((Authenticate(route),))
 
 
-def test_anonymous_login_needs_anonymous_only_mode() -> None:
+def test_anonymous_log_in_needs_anonymous_only_mode() -> None:
     """Logging in by anonymous id is refused unless the app is anonymous-only."""
     for anonymous_id in ("some-anonymous-id-2222", None):
         assert decision(AuthRoute.log_in_anonymously(anonymous_id), configuration=OPEN) == Refused(
-            Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY
+            Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY
         )
 
 

@@ -6,6 +6,7 @@ import copy
 import importlib
 import importlib.metadata
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +21,7 @@ import mimi_reactive.server
 import mimi_reactive.testing
 import mimi_reactive.verify
 from mimi_reactive import Reason, SessionState, Transition
+from mimi_reactive._guards import GUARDS
 from mimi_reactive._redaction import value_repr
 from mimi_reactive.testing import Reply
 
@@ -97,6 +99,15 @@ def test_exported_names_are_exactly_all(module: ModuleType) -> None:
         and not (isinstance(value, ModuleType) and value.__name__.startswith(f"{module.__name__}."))
     }
     assert public == set(module.__all__)
+
+
+def test_the_api_says_log_in_never_login() -> None:
+    """One spelling, as LogIn and log_in have it: no exported name, reason or guard says
+    "login" (the value a reason shows included)."""
+    names = [name for module in PUBLIC_MODULES for name in module.__all__]
+    names += [f"{reason.name} {reason.value}" for reason in Reason]
+    names += [guard.__name__ for guard in GUARDS]
+    assert [name for name in names if re.search("login|Login|LOGIN", name)] == []
 
 
 def test_http_backend_module() -> None:
