@@ -166,7 +166,7 @@ def refuse_log_out_everywhere_the_backend_cannot_do(context: GuardContext) -> Re
         and command.everywhere
         and not context.capabilities.revoke_everywhere
     ):
-        return Refused(Reason.BACKEND_CANNOT)
+        return Refused(Reason.BACKEND_CANNOT_LOG_OUT_EVERYWHERE)
     return None
 
 
@@ -182,7 +182,7 @@ def refuse_delete_without_user(context: GuardContext) -> Refused | None:
 def refuse_delete_the_backend_cannot_do(context: GuardContext) -> Refused | None:
     """A backend that declares no account deletion is never asked to delete."""
     if isinstance(context.command, DeleteAccount) and not context.capabilities.delete:
-        return Refused(Reason.BACKEND_CANNOT)
+        return Refused(Reason.BACKEND_CANNOT_DELETE_ACCOUNTS)
     return None
 
 
@@ -198,7 +198,7 @@ def refuse_refresh_without_user(context: GuardContext) -> Refused | None:
 def refuse_refresh_the_backend_cannot_do(context: GuardContext) -> Refused | None:
     """A backend without refresh cannot renew a session."""
     if isinstance(context.command, RefreshSession) and not context.capabilities.refresh:
-        return Refused(Reason.BACKEND_CANNOT)
+        return Refused(Reason.BACKEND_CANNOT_REFRESH)
     return None
 
 

@@ -23,6 +23,9 @@ class Reason(enum.Enum):
     SERVICE_KEEPS_USER_ANONYMOUS = "service_keeps_user_anonymous"
     PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
     BACKEND_CANNOT = "backend_cannot"
+    BACKEND_CANNOT_LOG_OUT_EVERYWHERE = "backend_cannot_log_out_everywhere"
+    BACKEND_CANNOT_DELETE_ACCOUNTS = "backend_cannot_delete_accounts"
+    BACKEND_CANNOT_REFRESH = "backend_cannot_refresh"
     TOKENS_FRESH = "tokens_fresh"
 
     def describe(self) -> str:
@@ -66,5 +69,15 @@ _DESCRIPTIONS = {
     ),
     Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
     Reason.BACKEND_CANNOT: "the configured backend does not support this route",
+    Reason.BACKEND_CANNOT_LOG_OUT_EVERYWHERE: (
+        "the configured backend cannot end every session of a user: "
+        "log_out(everywhere=True) is not supported"
+    ),
+    Reason.BACKEND_CANNOT_DELETE_ACCOUNTS: (
+        "the configured backend cannot delete accounts: delete_account() is not supported"
+    ),
+    Reason.BACKEND_CANNOT_REFRESH: (
+        "the configured backend cannot renew a session: refresh() is not supported"
+    ),
     Reason.TOKENS_FRESH: "the session's tokens do not need renewing yet",
 }

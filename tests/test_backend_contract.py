@@ -23,6 +23,7 @@ from mimi_reactive import (
     MimiCore,
     NotLoggedInError,
     Promote,
+    Reason,
     SessionRevokedError,
     SignUp,
     SignUpAnonymously,
@@ -339,7 +340,8 @@ async def test_account_deletion_logs_out_for_good(service: Harness, tmp_path: Pa
 
 
 async def test_what_a_backend_cannot_do_is_refused_before_any_call(service: Harness) -> None:
-    """Routes and deletion the capabilities exclude raise UnsupportedRouteError, no call."""
+    """Routes and deletion the capabilities exclude raise UnsupportedRouteError, no call,
+    each with its reason."""
     missing = [route for route in ALL_ROUTES if route not in service.capabilities.routes]
     if not missing and service.capabilities.delete:
         pytest.skip(f"{service.name} declares every route and deletion")
@@ -348,6 +350,7 @@ async def test_what_a_backend_cannot_do_is_refused_before_any_call(service: Harn
         before = core.auth.state
         outcome = await core.auth.run(EXAMPLES[route])
         assert isinstance(outcome.error, UnsupportedRouteError), route
+        assert outcome.reason is Reason.BACKEND_CANNOT, route
         assert core.auth.state is before
         assert backend.calls.total() == 0
     if not service.capabilities.delete:
@@ -355,6 +358,7 @@ async def test_what_a_backend_cannot_do_is_refused_before_any_call(service: Harn
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         outcome = await core.auth.run(DeleteAccount())
         assert isinstance(outcome.error, UnsupportedRouteError)
+        assert outcome.reason is Reason.BACKEND_CANNOT_DELETE_ACCOUNTS
         assert core.auth.current_user is not None
         assert backend.calls["delete"] == 0
 
