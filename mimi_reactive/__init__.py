@@ -5,7 +5,7 @@ from ._auth import AuthController, AuthObserver, ObserverHandle
 from ._backend import AuthBackend, BackendCapabilities, ClientCredentials, DeletingBackend
 from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
 from ._config import MimiConfiguration, RetryPolicy
-from ._core import MimiCore
+from ._core import MimiCore, StartingCore
 from ._exceptions import (
     AccessTokenRefusedError,
     AccountDisabledError,
@@ -116,6 +116,7 @@ __all__ = [
     "SignUp",
     "SignUpAnonymously",
     "Skipped",
+    "StartingCore",
     "Success",
     "Transition",
     "TransportError",

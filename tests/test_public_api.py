@@ -7,6 +7,7 @@ import importlib
 import importlib.metadata
 import pickle
 import re
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -184,6 +185,54 @@ def undocumented_methods(module: ModuleType) -> list[str]:
 def test_every_public_method_has_a_docstring(module: ModuleType) -> None:
     """The API reference shows no bare public method: each says what it does."""
     assert undocumented_methods(module) == []
+
+
+def private_types_in_signatures(module: ModuleType) -> list[str]:
+    """The private classes the public methods of ``module``'s exports take or return
+    (constructors aside: the library builds those objects itself)."""
+    exported = {getattr(public, name) for public in PUBLIC_MODULES for name in public.__all__}
+
+    def named(hint: object) -> list[object]:
+        return [hint, *(inner for arg in typing.get_args(hint) for inner in named(arg))]
+
+    found = []
+    for name in module.__all__:
+        value = getattr(module, name)
+        functions = (
+            {f"{name}.{attribute}": member for attribute, member in vars(value).items()}
+            if isinstance(value, type)
+            else {name: value}
+        )
+        for where, member in functions.items():
+            function = member.fget if isinstance(member, property) else member
+            function = getattr(function, "__func__", function)
+            if where.rpartition(".")[2].startswith("_") or not callable(function):
+                continue
+            for hint in typing.get_type_hints(function).values():
+                found += [
+                    f"{where}: {kind.__qualname__}"
+                    for kind in named(hint)
+                    if isinstance(kind, type)
+                    and kind.__module__.startswith("mimi_reactive")
+                    and kind not in exported
+                ]
+    return found
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        mimi_reactive,
+        mimi_reactive.testing,
+        mimi_reactive.backends.http,
+        mimi_reactive.backends.firebase,
+    ],
+    ids=module_name,
+)
+def test_public_methods_take_and_return_public_types(module: ModuleType) -> None:
+    """What a public method takes or returns has a public name the API reference shows and
+    an app can annotate with (MimiCore.start returns a StartingCore)."""
+    assert private_types_in_signatures(module) == []
 
 
 def test_version_is_the_installed_distributions() -> None:

@@ -22,6 +22,7 @@ from mimi_reactive import (
     MimiCore,
     SessionState,
     SignUpAnonymously,
+    StartingCore,
     Success,
     Transition,
     TransportError,
@@ -34,7 +35,10 @@ ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 OPEN = MimiConfiguration()
 
 
-def start(backend: ScriptedBackend, configuration: MimiConfiguration = ANONYMOUS_ONLY):  # type: ignore[no-untyped-def]
+def start(
+    backend: ScriptedBackend, configuration: MimiConfiguration = ANONYMOUS_ONLY
+) -> StartingCore:
+    """A core of the app on ``backend``, started when awaited or entered."""
     return MimiCore.start(
         client_id="app", client_secret="s", backend=backend, configuration=configuration
     )
