@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 import attrs
@@ -187,7 +186,7 @@ def test_every_plan_starts_from_the_current_user(
     st_.every_command,
     st_.configurations,
     st_.capabilities,
-    st.floats(min_value=0, max_value=7200),
+    st_.session_ages,
     st.booleans(),
     st.booleans(),
 )
@@ -241,9 +240,7 @@ def test_blankness() -> None:
     assert not is_blank_anonymous_id(" x ")
 
 
-@given(
-    st.one_of(st_.issuable_anonymous_ids, st.builds(secrets.token_urlsafe, st.integers(1, 1500)))
-)
+@given(st_.issued_anonymous_ids)
 def test_an_id_a_backend_could_issue_is_taken(anonymous_id: str) -> None:
     """Every id the server and the scripted backend issue (token_urlsafe), and every id the
     server's format allows, makes a route."""
@@ -256,7 +253,7 @@ def test_the_ids_the_server_issues_are_taken() -> None:
         AuthRoute.log_in_anonymously(new_secret())
 
 
-@given(st.text(min_size=1) | st_.issuable_anonymous_ids.map(lambda id_: id_ + "\n"))
+@given(st_.offered_anonymous_ids)
 def test_an_id_the_route_takes_is_one_the_server_takes(anonymous_id: str) -> None:
     """No id the route takes is refused by the server for its format (a 400 after the
     current user was logged out); blank ids are skipped, the rest refused with the reason."""
