@@ -22,10 +22,10 @@ from mimi_reactive import (
     Success,
     TransportError,
 )
-from mimi_reactive.testing import ScriptedBackend
+from mimi_reactive.testing import FailingStorage, ScriptedBackend
 
 from .conftest import ANONYMOUS_ONLY
-from .helpers import CountingBackend, FailingStorage
+from .helpers import CountingBackend
 from .strategies import SPOILT_ANONYMOUS_IDS
 
 
