@@ -5,7 +5,7 @@ from ._auth import AuthController, AuthObserver, ObserverHandle
 from ._backend import AuthBackend, BackendCapabilities, ClientCredentials, DeletingBackend
 from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
 from ._config import MimiConfiguration, RetryPolicy
-from ._core import MimiCore
+from ._core import MimiCore, StartingCore
 from ._exceptions import (
     AccessTokenRefusedError,
     AccountDisabledError,
@@ -48,7 +48,7 @@ from ._messages import (
     Skipped,
 )
 from ._reasons import Reason
-from ._results import AnonymousLoginResult, Failure, Success
+from ._results import AnonymousLogInResult, Failure, Success
 from ._session import AuthTokens, BackendSession, RefreshPolicy, Session
 from ._state import SessionState, Transition
 from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage
@@ -61,7 +61,7 @@ __all__ = [
     "AccessTokenRefusedError",
     "AccountDisabledError",
     "AnonymousAuthManager",
-    "AnonymousLoginResult",
+    "AnonymousLogInResult",
     "AuthBackend",
     "AuthController",
     "AuthObserver",
@@ -116,6 +116,7 @@ __all__ = [
     "SignUp",
     "SignUpAnonymously",
     "Skipped",
+    "StartingCore",
     "Success",
     "Transition",
     "TransportError",

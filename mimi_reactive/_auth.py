@@ -253,7 +253,11 @@ class AuthObserver(Protocol[_ControllerT_contra]):
         current_user: MimiUser | None,
         old_user: MimiUser | None,
         error: Exception | None,
-    ) -> None: ...
+    ) -> None:
+        """Called after each state change with the users before and after it and the error
+        the change carries, if any; on the core's event-loop thread (a ``BlockingMimiCore``'s
+        own thread). What it raises is logged and kept from the core and other observers."""
+        ...
 
 
 _COMMANDS = (AuthRoute, LogOut, DeleteAccount)

@@ -24,7 +24,7 @@ from ._future import CommandFuture
 from ._log import Log
 from ._manager import AnonymousAuthManager
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome
-from ._results import AnonymousLoginResult
+from ._results import AnonymousLogInResult
 from ._state import SessionState
 from ._storage import SessionStorage
 from ._user import MimiUser
@@ -353,6 +353,6 @@ class BlockingAnonymousAuthManager:
         self._manager = AnonymousAuthManager(core._core)
         self._loop = core._loop
 
-    def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLoginResult:
+    def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLogInResult:
         """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``."""
         return self._loop.call(self._manager.authenticate_anonymous_user(anonymous_id))

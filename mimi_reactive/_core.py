@@ -19,7 +19,7 @@ from ._log import Log
 from ._storage import MemorySessionStorage, SessionStorage, storage_failed
 from ._store import SessionStore
 
-__all__ = ["MimiCore"]
+__all__ = ["MimiCore", "StartingCore"]
 
 _log = Log("mimi_reactive.session")
 
@@ -60,7 +60,7 @@ class MimiCore:
         storage: SessionStorage | None = None,
         close_grace_period: float = 10.0,
         clock: Callable[[], float] = time.time,
-    ) -> _Starting:
+    ) -> StartingCore:
         """Connect ``backend`` for this app and restore the session ``storage`` holds.
 
         ``client_id`` and ``client_secret`` are the app's credentials at a service that
@@ -100,7 +100,7 @@ class MimiCore:
             )
         if not callable(clock):
             raise TypeError(f"clock must be callable, like time.time; got {type(clock).__name__}")
-        return _Starting(
+        return StartingCore(
             cls._start(
                 client=client,
                 backend=backend,
@@ -220,17 +220,21 @@ def _release(
 _RELEASING: set[asyncio.Task[None]] = set()  # strong references until they finish
 
 
-class _Starting:
-    """What ``MimiCore.start`` returns: await it, or use it with ``async with``."""
+class StartingCore:
+    """A ``MimiCore`` being started, as ``MimiCore.start`` returns it: ``await`` it for the
+    core (then close it yourself), or use it once with ``async with`` for a core closed when
+    the block ends. Nothing starts until then; the arguments were checked already."""
 
     def __init__(self, starting: Coroutine[Any, Any, MimiCore]) -> None:
         self._starting = starting
         self._core: MimiCore | None = None
 
     def __await__(self) -> Generator[Any, None, MimiCore]:
+        """Start the core and return it."""
         return self._starting.__await__()
 
     async def __aenter__(self) -> MimiCore:
+        """Start the core and return it; the block's end closes it."""
         self._core = await self._starting
         return self._core
 

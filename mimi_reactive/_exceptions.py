@@ -7,7 +7,7 @@ error of its type with the same message and attributes.
 ```text
 MimiCoreError                      base of every error the library raises
 ├── RouteRefusedError              a guard refused the route; nothing changed
-│   ├── UnsupportedRouteError      the backend cannot perform this route at all
+│   ├── UnsupportedRouteError      the backend cannot perform this route or command at all
 │   └── NotLoggedInError           the command needs a logged-in user
 ├── InvalidRouteError (ValueError) the route cannot run as given (a blank or malformed id)
 ├── ConfigurationError (ValueError) a setting is wrong: a negative duration, a bad URL, …
@@ -89,7 +89,8 @@ class RouteRefusedError(MimiCoreError):
 
 
 class UnsupportedRouteError(RouteRefusedError):
-    """The backend declared that it cannot perform this route."""
+    """The backend declared that it cannot perform this route, or this command (log out
+    everywhere, delete an account, refresh); ``reason`` says which."""
 
 
 class NotLoggedInError(RouteRefusedError):

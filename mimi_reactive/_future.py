@@ -30,10 +30,14 @@ class CommandFuture(concurrent.futures.Future[Outcome]):
         return asyncio.wrap_future(self).__await__()
 
     def result(self, timeout: float | None = None) -> Outcome:
+        """Wait up to ``timeout`` seconds for the outcome and return it (what the command
+        raised, it raises); ``ReentrantCallError`` on the core's event-loop thread."""
         self._refuse_to_deadlock()
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Wait up to ``timeout`` seconds and return what the command raised, or ``None``;
+        ``ReentrantCallError`` on the core's event-loop thread."""
         self._refuse_to_deadlock()
         return super().exception(timeout)
 

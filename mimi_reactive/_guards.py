@@ -86,13 +86,13 @@ def looks_at(command: type) -> Callable[[_G], _G]:
 
 
 @looks_at(LogInAnonymously)
-def refuse_anonymous_login_without_anonymous_only(context: GuardContext) -> Refused | None:
+def refuse_anonymous_log_in_without_anonymous_only(context: GuardContext) -> Refused | None:
     """Logging in by anonymous id is only for apps that allow anonymous users only."""
     if (
         isinstance(context.command, LogInAnonymously)
         and not context.configuration.allow_anonymous_user_only
     ):
-        return Refused(Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY)
+        return Refused(Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY)
     return None
 
 
@@ -128,7 +128,7 @@ def skip_blank_anonymous_id(context: GuardContext) -> Skipped | None:
 
 
 @looks_at(LogInAnonymously)
-def accept_same_anonymous_user(context: GuardContext) -> Satisfied | None:
+def satisfied_same_anonymous_user(context: GuardContext) -> Satisfied | None:
     """The anonymous id asked for is the one logged in already."""
     command, user = context.command, context.user
     if (
@@ -141,7 +141,7 @@ def accept_same_anonymous_user(context: GuardContext) -> Satisfied | None:
 
 
 @looks_at(LogOut)
-def accept_log_out_without_user(context: GuardContext) -> Satisfied | None:
+def satisfied_log_out_without_user(context: GuardContext) -> Satisfied | None:
     """Logging out with nobody logged in has nothing to do."""
     if isinstance(context.command, LogOut) and context.user is None:
         return Satisfied(Reason.NO_USER_LOGGED_IN)
@@ -166,7 +166,7 @@ def refuse_log_out_everywhere_the_backend_cannot_do(context: GuardContext) -> Re
         and command.everywhere
         and not context.capabilities.revoke_everywhere
     ):
-        return Refused(Reason.BACKEND_CANNOT)
+        return Refused(Reason.BACKEND_CANNOT_LOG_OUT_EVERYWHERE)
     return None
 
 
@@ -182,7 +182,7 @@ def refuse_delete_without_user(context: GuardContext) -> Refused | None:
 def refuse_delete_the_backend_cannot_do(context: GuardContext) -> Refused | None:
     """A backend that declares no account deletion is never asked to delete."""
     if isinstance(context.command, DeleteAccount) and not context.capabilities.delete:
-        return Refused(Reason.BACKEND_CANNOT)
+        return Refused(Reason.BACKEND_CANNOT_DELETE_ACCOUNTS)
     return None
 
 
@@ -198,12 +198,12 @@ def refuse_refresh_without_user(context: GuardContext) -> Refused | None:
 def refuse_refresh_the_backend_cannot_do(context: GuardContext) -> Refused | None:
     """A backend without refresh cannot renew a session."""
     if isinstance(context.command, RefreshSession) and not context.capabilities.refresh:
-        return Refused(Reason.BACKEND_CANNOT)
+        return Refused(Reason.BACKEND_CANNOT_REFRESH)
     return None
 
 
 @looks_at(RefreshSession)
-def accept_fresh_tokens(context: GuardContext) -> Satisfied | None:
+def satisfied_fresh_tokens(context: GuardContext) -> Satisfied | None:
     """Tokens not yet due for refresh are kept; this makes concurrent refreshes one. A
     degraded session is always retried."""
     command, session = context.command, context.session
@@ -217,19 +217,19 @@ def accept_fresh_tokens(context: GuardContext) -> Satisfied | None:
 
 
 GUARDS: tuple[Guard, ...] = (
-    refuse_anonymous_login_without_anonymous_only,
+    refuse_anonymous_log_in_without_anonymous_only,
     refuse_credentials_in_anonymous_only,
     refuse_unsupported_route,
     refuse_log_out_everywhere_the_backend_cannot_do,
     skip_blank_anonymous_id,
-    accept_same_anonymous_user,
-    accept_log_out_without_user,
+    satisfied_same_anonymous_user,
+    satisfied_log_out_without_user,
     refuse_promote_without_anonymous_user,
     refuse_delete_the_backend_cannot_do,
     refuse_delete_without_user,
     refuse_refresh_without_user,
     refuse_refresh_the_backend_cannot_do,
-    accept_fresh_tokens,
+    satisfied_fresh_tokens,
 )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ._core import MimiCore
 from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import AuthRoute, Skipped
-from ._results import AnonymousLoginResult, Failure, Success
+from ._results import AnonymousLogInResult, Failure, Success
 
 __all__ = ["AnonymousAuthManager"]
 
@@ -22,7 +22,7 @@ class AnonymousAuthManager:
             raise TypeError(f"core must be a MimiCore, not {type(core).__name__}")
         self._core = core
 
-    async def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLoginResult:
+    async def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLogInResult:
         """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``.
 
         ``Success`` if it is logged in now (or already was), with ``storage_error`` set if

@@ -1,4 +1,4 @@
-"""Why a guard skipped, refused or short-circuited a command."""
+"""Why a guard decided a command is skipped, refused or satisfied (what it wants holds)."""
 
 from __future__ import annotations
 
@@ -17,12 +17,15 @@ class Reason(enum.Enum):
     EMAIL_MALFORMED = "email_malformed"
     ALREADY_LOGGED_IN = "already_logged_in"
     NO_USER_LOGGED_IN = "no_user_logged_in"
-    ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY = "anonymous_login_needs_anonymous_only"
+    ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY = "anonymous_log_in_needs_anonymous_only"
     ANONYMOUS_ONLY_FORBIDS_CREDENTIALS = "anonymous_only_forbids_credentials"
     SERVICE_ALLOWS_ONLY_ANONYMOUS = "service_allows_only_anonymous"
     SERVICE_KEEPS_USER_ANONYMOUS = "service_keeps_user_anonymous"
     PROMOTE_NEEDS_ANONYMOUS_USER = "promote_needs_anonymous_user"
     BACKEND_CANNOT = "backend_cannot"
+    BACKEND_CANNOT_LOG_OUT_EVERYWHERE = "backend_cannot_log_out_everywhere"
+    BACKEND_CANNOT_DELETE_ACCOUNTS = "backend_cannot_delete_accounts"
+    BACKEND_CANNOT_REFRESH = "backend_cannot_refresh"
     TOKENS_FRESH = "tokens_fresh"
 
     def describe(self) -> str:
@@ -49,7 +52,7 @@ _DESCRIPTIONS = {
     ),
     Reason.ALREADY_LOGGED_IN: "this user is already logged in",
     Reason.NO_USER_LOGGED_IN: "no user is logged in",
-    Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY: (
+    Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY: (
         "logging in by anonymous id needs MimiConfiguration(allow_anonymous_user_only=True)"
     ),
     Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS: (
@@ -66,5 +69,15 @@ _DESCRIPTIONS = {
     ),
     Reason.PROMOTE_NEEDS_ANONYMOUS_USER: "only a logged-in anonymous user can be promoted",
     Reason.BACKEND_CANNOT: "the configured backend does not support this route",
+    Reason.BACKEND_CANNOT_LOG_OUT_EVERYWHERE: (
+        "the configured backend cannot end every session of a user: "
+        "log_out(everywhere=True) is not supported"
+    ),
+    Reason.BACKEND_CANNOT_DELETE_ACCOUNTS: (
+        "the configured backend cannot delete accounts: delete_account() is not supported"
+    ),
+    Reason.BACKEND_CANNOT_REFRESH: (
+        "the configured backend cannot renew a session: refresh() is not supported"
+    ),
     Reason.TOKENS_FRESH: "the session's tokens do not need renewing yet",
 }

@@ -8,7 +8,7 @@ from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import Skipped
 from ._redaction import mask, value_repr
 
-__all__ = ["AnonymousLoginResult", "Failure", "Skipped", "Success"]
+__all__ = ["AnonymousLogInResult", "Failure", "Skipped", "Success"]
 
 
 @attrs.frozen
@@ -35,4 +35,4 @@ class Failure:
     error: MimiCoreError
 
 
-AnonymousLoginResult = Success | Failure | Skipped
+AnonymousLogInResult = Success | Failure | Skipped

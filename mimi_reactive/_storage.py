@@ -60,9 +60,14 @@ class SharedSessionStorage(SessionStorage, Protocol):
     A log-out is stored (``clear``) for the others to see: a session merely gone is a loss.
     """
 
-    def lock(self) -> AbstractAsyncContextManager[None]: ...
+    def lock(self) -> AbstractAsyncContextManager[None]:
+        """A lock across every process sharing the storage, held while one refreshes."""
+        ...
 
-    def changes(self) -> AsyncIterator[None]: ...
+    def changes(self) -> AsyncIterator[None]:
+        """Yield once when the watch starts, then whenever another writer may have changed
+        the stored session."""
+        ...
 
 
 class StoredSessionLostError(OSError):

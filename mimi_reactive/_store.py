@@ -366,6 +366,9 @@ _FAILING = CommandFailed | RefreshFailed | SessionExpired | SignedOut | SignedIn
 
 _REFUSALS: dict[Reason, type[RouteRefusedError]] = {
     Reason.BACKEND_CANNOT: UnsupportedRouteError,
+    Reason.BACKEND_CANNOT_LOG_OUT_EVERYWHERE: UnsupportedRouteError,
+    Reason.BACKEND_CANNOT_DELETE_ACCOUNTS: UnsupportedRouteError,
+    Reason.BACKEND_CANNOT_REFRESH: UnsupportedRouteError,
     Reason.NO_USER_LOGGED_IN: NotLoggedInError,
 }
 

@@ -3,11 +3,18 @@
 - ``StateRecorder(core)`` captures every state the core publishes, for assertions.
 - ``ScriptedBackend`` is an in-process identity service: pass it as ``backend=`` and script
   latency, failures and faults with ``Reply`` to drive your UI flows without a server.
+- ``FailingStorage`` is a session storage whose saves and clears fail on demand, as a full
+  or read-only disk's: pass it as ``storage=`` to see what your app shows then.
 
 See docs/testing.md for examples, including virtual time with reactivex's ``TestScheduler``.
 """
 
+from . import _exports
+from ._failing_storage import FailingStorage
 from ._recorder import StateRecorder
 from ._scripted import Reply, ScriptedBackend
 
-__all__ = ["Reply", "ScriptedBackend", "StateRecorder"]
+__all__ = ["FailingStorage", "Reply", "ScriptedBackend", "StateRecorder"]
+
+# Tracebacks and reprs name this public module, not the private one each is defined in.
+_exports.name_public_module(__name__, globals(), __all__)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import inspect
 import json
 import logging
@@ -25,7 +24,6 @@ from mimi_reactive import (
     BackendSession,
     ClientCredentials,
     DeletingBackend,
-    MemorySessionStorage,
     Session,
     SessionState,
     Transition,
@@ -37,7 +35,9 @@ class CountingBackend:
 
     def __init__(self, inner: AuthBackend) -> None:
         self.inner = inner
-        self.calls: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()
+        """How many times each method was called, by name (ScriptedBackend.calls, by
+        contrast, lists the calls in order)."""
         self.sessions: list[BackendSession] = []
         """Every session the service returned, tokens included, for tests to look for."""
         self._called = asyncio.Event()
@@ -49,7 +49,7 @@ class CountingBackend:
     @property
     def total(self) -> int:
         """Calls that reach the identity service (open and close do not)."""
-        return sum(self.calls.values())
+        return sum(self.counts.values())
 
     async def open(self, client: ClientCredentials) -> None:
         await self.inner.open(client)
@@ -75,35 +75,17 @@ class CountingBackend:
 
     async def wait_for_calls(self, name: str, count: int = 1) -> None:
         """Wait until ``name`` has been called ``count`` times (bound it with a timeout)."""
-        while self.calls[name] < count:
+        while self.counts[name] < count:
             self._called.clear()
             await self._called.wait()
 
     def _count(self, name: str) -> None:
-        self.calls[name] += 1
+        self.counts[name] += 1
         self._called.set()
 
     def _keep(self, session: BackendSession) -> BackendSession:
         self.sessions.append(session)
         return session
-
-
-class FailingStorage(MemorySessionStorage):
-    """A storage whose saves or clears fail while told to, as a full or read-only disk's."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.failing = False
-
-    async def save(self, session: Session) -> None:
-        if self.failing:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        await super().save(session)
-
-    async def clear(self) -> None:
-        if self.failing:
-            raise OSError(errno.EROFS, "Read-only file system")
-        await super().clear()
 
 
 def library_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 
 from hypothesis import strategies as st
@@ -23,9 +24,12 @@ from mimi_reactive._checks import LATEST_INSTANT, LONGEST_LIFETIME
 from mimi_reactive._messages import Command, DeleteAccount, RefreshSession, SyncSession
 
 
-def session_for(user: MimiUser, obtained_at: float = 0.0) -> Session:
-    """A session of ``user`` with hour-long tokens."""
-    return Session(user, AuthTokens("access-token", "refresh-token", 3600.0), obtained_at)
+def session_for(
+    user: MimiUser, obtained_at: float = 0.0, expires_in: float | None = 3600.0
+) -> Session:
+    """A session of ``user`` whose tokens last ``expires_in`` seconds (an hour; None: they
+    never expire)."""
+    return Session(user, AuthTokens("access-token", "refresh-token", expires_in), obtained_at)
 
 
 def session_of(user: MimiUser | None) -> Session | None:
@@ -40,6 +44,13 @@ secrets_ = st.text(
 )
 # Every id the reference server's format allows (what the route must take).
 issuable_anonymous_ids = st.from_regex(r"\A[A-Za-z0-9_.-]{1,2048}\Z")
+# The ids backends issue: any the server's format allows, and the scripted backend's and the
+# server's own (token_urlsafe) of any length.
+issued_anonymous_ids = st.one_of(
+    issuable_anonymous_ids, st.builds(secrets.token_urlsafe, st.integers(1, 1500))
+)
+# What an app may pass as an anonymous id: any text, and issuable ids read with a newline.
+offered_anonymous_ids = st.text(min_size=1) | issuable_anonymous_ids.map(lambda id_: id_ + "\n")
 # Ways to spoil an issued id so that no service would have issued it.
 SPOILT_ANONYMOUS_IDS: dict[str, Callable[[str], str]] = {
     "a newline read with it": lambda id_: id_ + "\n",
@@ -74,6 +85,19 @@ credential_users = st.builds(
 )
 users = st.one_of(anonymous_users, credential_users)
 
+logged_in_states = st.builds(
+    SessionState,
+    user=users,
+    previous_user=st.one_of(st.none(), users),
+    transition=st.sampled_from(
+        [
+            Transition.LOGGED_IN,
+            Transition.ANONYMOUS_CREATED,
+            Transition.SWITCHED_USER,
+            Transition.PROMOTED,
+        ]
+    ),
+)
 states = st.one_of(
     st.just(SessionState()),
     st.builds(
@@ -82,19 +106,7 @@ states = st.one_of(
         previous_user=st.one_of(st.none(), users),
         transition=st.sampled_from([Transition.LOGGED_OUT, Transition.FAILED]),
     ),
-    st.builds(
-        SessionState,
-        user=users,
-        previous_user=st.one_of(st.none(), users),
-        transition=st.sampled_from(
-            [
-                Transition.LOGGED_IN,
-                Transition.ANONYMOUS_CREATED,
-                Transition.SWITCHED_USER,
-                Transition.PROMOTED,
-            ]
-        ),
-    ),
+    logged_in_states,
 )
 
 routes = st.one_of(
@@ -124,6 +136,14 @@ capabilities = st.builds(
 
 # Token lifetimes from none to years, sessions obtained at any time, and refresh policies.
 lifetimes = st.one_of(st.none(), st.floats(min_value=0.0, max_value=1e8))
+# Lifetimes of a second or more (up to four months): tokens that can be handed out.
+lasting_lifetimes = st.floats(min_value=1.0, max_value=1e7)
+# Wall-clock instants, from the epoch to past the year 2100.
+instants = st.floats(min_value=0.0, max_value=5e9)
+# How far a clock was set back: from a millisecond to decades.
+clock_set_backs = st.floats(min_value=1e-3, max_value=1e9)
+# Seconds since a session_for session came: up to twice its hour-long tokens.
+session_ages = st.floats(min_value=0.0, max_value=7200.0)
 timed_sessions = st.builds(
     lambda user, expires_in, obtained_at: Session(
         user, AuthTokens("access-token", "refresh-token", expires_in), obtained_at

@@ -23,6 +23,7 @@ from mimi_reactive import (
     MimiCore,
     NotLoggedInError,
     Promote,
+    Reason,
     SessionRevokedError,
     SignUp,
     SignUpAnonymously,
@@ -120,7 +121,7 @@ async def test_a_stored_session_is_restored_and_still_works(
     assert again.auth.state.transition is Transition.RESTORED
     assert again.auth.current_user == user
     await again.auth.refresh()
-    assert backend.calls["refresh"] == 1
+    assert backend.counts["refresh"] == 1
     assert again.auth.current_user == user
 
 
@@ -144,7 +145,7 @@ async def test_concurrent_callers_share_one_refresh(service: Harness) -> None:
     await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     now[0] += 3600
     tokens = await asyncio.gather(*(core.auth.access_token() for _ in range(50)))
-    assert backend.calls["refresh"] == 1
+    assert backend.counts["refresh"] == 1
     assert set(tokens) == {tokens[0]}
 
 
@@ -225,7 +226,7 @@ async def test_log_out_ends_the_session_and_revokes_where_it_can(
                 await other.refresh(session)
         else:
             await core.close()
-            assert backend.calls["revoke"] == 0
+            assert backend.counts["revoke"] == 0
             await other.refresh(session)  # local log-out: the service still honours it
     finally:
         await other.close()
@@ -329,7 +330,7 @@ async def test_account_deletion_logs_out_for_good(service: Harness, tmp_path: Pa
     assert deleted.user is None
     assert deleted.previous_user == user
     assert await storage.load() is None
-    assert backend.calls["delete"] == 1
+    assert backend.counts["delete"] == 1
     with pytest.raises(InvalidCredentialsError):
         await core.auth.authenticate(AuthRoute.log_in(email=email, password=password))
     with pytest.raises(SessionRevokedError):
@@ -339,7 +340,8 @@ async def test_account_deletion_logs_out_for_good(service: Harness, tmp_path: Pa
 
 
 async def test_what_a_backend_cannot_do_is_refused_before_any_call(service: Harness) -> None:
-    """Routes and deletion the capabilities exclude raise UnsupportedRouteError, no call."""
+    """Routes and deletion the capabilities exclude raise UnsupportedRouteError, no call,
+    each with its reason."""
     missing = [route for route in ALL_ROUTES if route not in service.capabilities.routes]
     if not missing and service.capabilities.delete:
         pytest.skip(f"{service.name} declares every route and deletion")
@@ -348,15 +350,17 @@ async def test_what_a_backend_cannot_do_is_refused_before_any_call(service: Harn
         before = core.auth.state
         outcome = await core.auth.run(EXAMPLES[route])
         assert isinstance(outcome.error, UnsupportedRouteError), route
+        assert outcome.reason is Reason.BACKEND_CANNOT, route
         assert core.auth.state is before
-        assert backend.calls.total() == 0
+        assert backend.counts.total() == 0
     if not service.capabilities.delete:
         core, backend = await service.core()
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         outcome = await core.auth.run(DeleteAccount())
         assert isinstance(outcome.error, UnsupportedRouteError)
+        assert outcome.reason is Reason.BACKEND_CANNOT_DELETE_ACCOUNTS
         assert core.auth.current_user is not None
-        assert backend.calls["delete"] == 0
+        assert backend.counts["delete"] == 0
 
 
 def _credentials(service: Harness) -> ClientCredentials:

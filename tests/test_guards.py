@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 import attrs
@@ -107,11 +106,11 @@ def test_nobody_logged_in_logs_straight_in() -> None:
     assert decision(route) == Proceed((Authenticate(route),))
 
 
-def test_anonymous_login_needs_anonymous_only_mode() -> None:
+def test_anonymous_log_in_needs_anonymous_only_mode() -> None:
     """Logging in by anonymous id is refused unless the app is anonymous-only."""
     for anonymous_id in ("some-anonymous-id-2222", None):
         assert decision(AuthRoute.log_in_anonymously(anonymous_id), configuration=OPEN) == Refused(
-            Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY
+            Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY
         )
 
 
@@ -187,7 +186,7 @@ def test_every_plan_starts_from_the_current_user(
     st_.every_command,
     st_.configurations,
     st_.capabilities,
-    st.floats(min_value=0, max_value=7200),
+    st_.session_ages,
     st.booleans(),
     st.booleans(),
 )
@@ -222,6 +221,18 @@ def test_the_commands_drawn_cover_every_command_type(command_type: type) -> None
     find(st_.every_command, lambda command: type(command) is command_type)
 
 
+# The word a guard's name starts with, for the decision it returns.
+GUARD_PREFIX = {"Skipped": "skip_", "Refused": "refuse_", "Satisfied": "satisfied_"}
+
+
+@pytest.mark.parametrize("guard", GUARDS, ids=lambda guard: guard.__name__)
+def test_a_guards_name_says_the_decision_it_returns(guard: Callable[..., object]) -> None:
+    """skip_* returns Skipped, refuse_* Refused, satisfied_* Satisfied (or None)."""
+    decision, none = str(guard.__annotations__["return"]).split(" | ")
+    assert none == "None"
+    assert guard.__name__.startswith(GUARD_PREFIX[decision])
+
+
 def test_blankness() -> None:
     """None, empty and whitespace are blank; anything else is not."""
     assert is_blank_anonymous_id(None)
@@ -229,9 +240,7 @@ def test_blankness() -> None:
     assert not is_blank_anonymous_id(" x ")
 
 
-@given(
-    st.one_of(st_.issuable_anonymous_ids, st.builds(secrets.token_urlsafe, st.integers(1, 1500)))
-)
+@given(st_.issued_anonymous_ids)
 def test_an_id_a_backend_could_issue_is_taken(anonymous_id: str) -> None:
     """Every id the server and the scripted backend issue (token_urlsafe), and every id the
     server's format allows, makes a route."""
@@ -244,7 +253,7 @@ def test_the_ids_the_server_issues_are_taken() -> None:
         AuthRoute.log_in_anonymously(new_secret())
 
 
-@given(st.text(min_size=1) | st_.issuable_anonymous_ids.map(lambda id_: id_ + "\n"))
+@given(st_.offered_anonymous_ids)
 def test_an_id_the_route_takes_is_one_the_server_takes(anonymous_id: str) -> None:
     """No id the route takes is refused by the server for its format (a 400 after the
     current user was logged out); blank ids are skipped, the rest refused with the reason."""

@@ -85,7 +85,7 @@ async def test_a_forward_jump_of_the_wall_clock_is_noticed_without_a_call() -> N
         clock.now += 2 * HOUR
         async with asyncio.timeout(10):
             await renewed.wait()
-        assert backend.calls["refresh"] == 1
+        assert backend.counts["refresh"] == 1
         assert core.auth.access_token_expires_at == clock.now + HOUR
 
 
@@ -152,7 +152,7 @@ async def test_a_session_change_ends_the_wait_a_retry_after_asked_for(
             await recorder.wait_for(Transition.DEGRADED)
         await change(core)
         assert not core.auth.state.degraded
-        before = backend.calls["refresh"]
+        before = backend.counts["refresh"]
         clock.now += 0.9 * HOUR
         async with asyncio.timeout(10):
             await backend.wait_for_calls("refresh", before + 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -16,6 +17,7 @@ from mimi_reactive import (
     MimiConfiguration,
     MimiCore,
     RateLimitedError,
+    Reason,
     RetryPolicy,
     Session,
     SessionEndedError,
@@ -117,6 +119,56 @@ async def test_a_backend_that_cannot_log_out_everywhere_is_refused_before_any_ca
         calls = list(backend.calls)
         with pytest.raises(UnsupportedRouteError):
             await core.auth.log_out(everywhere=True)
+        assert backend.calls == calls
+        assert core.auth.current_user == user
+
+
+# A command a backend may lack the capability for: how the app calls it, the capabilities
+# without it, the reason it is refused with and the words its message names it by.
+MISSING_CAPABILITIES = {
+    "log out everywhere": (
+        lambda core: core.auth.log_out(everywhere=True),
+        BackendCapabilities(revoke_everywhere=False, delete=True),
+        Reason.BACKEND_CANNOT_LOG_OUT_EVERYWHERE,
+        "log_out(everywhere=True)",
+    ),
+    "delete an account": (
+        lambda core: core.auth.delete_account(),
+        BackendCapabilities(revoke_everywhere=True, delete=False),
+        Reason.BACKEND_CANNOT_DELETE_ACCOUNTS,
+        "delete_account()",
+    ),
+    "refresh": (
+        lambda core: core.auth.refresh(),
+        BackendCapabilities(refresh=False, revoke_everywhere=True, delete=True),
+        Reason.BACKEND_CANNOT_REFRESH,
+        "refresh()",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("call", "capabilities", "reason", "named"),
+    MISSING_CAPABILITIES.values(),
+    ids=MISSING_CAPABILITIES.keys(),
+)
+async def test_a_command_the_backend_cannot_do_is_refused_naming_the_command(
+    call: Callable[[MimiCore], Awaitable[object]],
+    capabilities: BackendCapabilities,
+    reason: Reason,
+    named: str,
+) -> None:
+    """Without the capability, the command raises UnsupportedRouteError whose reason and
+    message name that command (it is no route), and the backend is not called."""
+    backend = ScriptedBackend(capabilities=capabilities)
+    async with MimiCore.start(client_id="a", client_secret="s", backend=backend) as core:
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        calls = list(backend.calls)
+        with pytest.raises(UnsupportedRouteError) as refused:
+            await call(core)
+        assert refused.value.reason is reason
+        assert named in str(refused.value)
+        assert "route" not in str(refused.value)
         assert backend.calls == calls
         assert core.auth.current_user == user
 

@@ -32,10 +32,10 @@ from mimi_reactive import (
 )
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer, ServerSettings
-from mimi_reactive.testing import StateRecorder
+from mimi_reactive.testing import FailingStorage, StateRecorder
 
 from .conftest import CLIENT_ID
-from .helpers import CountingBackend, FailingStorage, event_names
+from .helpers import CountingBackend, event_names
 from .lossy_proxy import LossyProxy
 from .server_helpers import Clock, eventually
 
@@ -170,10 +170,10 @@ async def test_tokens_are_renewed_before_they_expire(short_lived: Service) -> No
         async with asyncio.timeout(10):  # due at 1 s, half the 2 s lifetime
             await renewed_on_its_own.wait()
         assert renewed_at[0] < first_expires_at
-        assert backend.calls["refresh"] == 1
+        assert backend.counts["refresh"] == 1
         renewed = await core.auth.access_token()
         assert renewed != first
-        assert backend.calls["refresh"] == 1  # the renewed token was handed out as is
+        assert backend.counts["refresh"] == 1  # the renewed token was handed out as is
         _, answer = await short_lived.post("/v1/token/introspect", {"token": renewed})
         assert answer["active"] is True
         assert core.auth.state.transition is Transition.ANONYMOUS_CREATED  # no state noise
@@ -190,7 +190,7 @@ async def test_fifty_concurrent_callers_share_one_renewal(service: Service) -> N
         old = await core.auth.access_token()
         now[0] += 3600
         tokens = await asyncio.gather(*(core.auth.access_token() for _ in range(50)))
-        assert backend.calls["refresh"] == 1
+        assert backend.counts["refresh"] == 1
         assert set(tokens) == {tokens[0]}
         assert tokens[0] != old
 
@@ -302,7 +302,7 @@ async def test_after_giving_up_the_keeper_tries_on_and_recovers_with_no_call(
 
         async with asyncio.timeout(10):
             await eventually(keeper_gave_up)
-            tried = backend.calls["refresh"]
+            tried = backend.counts["refresh"]
             await backend.wait_for_calls("refresh", tried + 2)  # still trying, slowly
             await short_lived.start()
             recovered = await recorder.wait_for(Transition.RECOVERED)
@@ -353,7 +353,7 @@ async def test_server_clock_skew_causes_no_renewal_loop(
         async with service.core(backend=backend, refresh=RefreshPolicy(ahead=0.5)) as core:
             await core.auth.authenticate(AuthRoute.sign_up_anonymously())
             await asyncio.sleep(2.5)
-            assert 1 <= backend.calls["refresh"] <= 3
+            assert 1 <= backend.counts["refresh"] <= 3
             token = await core.auth.access_token()
             _, answer = await service.post("/v1/token/introspect", {"token": token})
             assert answer["active"] is True
@@ -429,8 +429,8 @@ async def test_an_anonymous_session_that_expired_unused_logs_back_in_by_id(
         recorder = StateRecorder(core)
         assert core.auth.current_user == user
         token = await core.auth.access_token()
-        assert backend.calls["refresh"] == 1  # refused: the session idled out
-        assert backend.calls["authenticate"] == 1  # by id
+        assert backend.counts["refresh"] == 1  # refused: the session idled out
+        assert backend.counts["authenticate"] == 1  # by id
         assert core.auth.current_user == user
         assert recorder.transitions == [Transition.RESTORED]
         _, answer = await service.post("/v1/token/introspect", {"token": token})
@@ -462,7 +462,7 @@ async def test_a_session_ended_on_purpose_is_not_logged_back_in(
             await core.auth.refresh()
         assert recorder.states[-1].transition is Transition.SESSION_EXPIRED
         assert recorder.states[-1].previous_user == user
-        assert backend.calls["authenticate"] == 1  # the sign-up only
+        assert backend.counts["authenticate"] == 1  # the sign-up only
     assert await FileSessionStorage(path).load() is None
 
 
@@ -655,7 +655,7 @@ async def test_renewed_tokens_the_storage_could_not_save_are_saved_at_close(
 
     async with asyncio.timeout(10):  # it renews once more, unsaved too, and gives up
         await eventually(keeper_gave_up)
-    assert backend.calls["refresh"] >= 2  # the stored pair's successor is spent as well
+    assert backend.counts["refresh"] >= 2  # the stored pair's successor is spent as well
     storage.failing = False
     await core.close()
     kept = await storage.load()

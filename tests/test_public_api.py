@@ -6,6 +6,8 @@ import copy
 import importlib
 import importlib.metadata
 import pickle
+import re
+import typing
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -14,10 +16,13 @@ import attrs
 import pytest
 
 import mimi_reactive
+import mimi_reactive.backends.firebase
 import mimi_reactive.backends.http
 import mimi_reactive.server
+import mimi_reactive.testing
 import mimi_reactive.verify
 from mimi_reactive import Reason, SessionState, Transition
+from mimi_reactive._guards import GUARDS
 from mimi_reactive._redaction import value_repr
 from mimi_reactive.testing import Reply
 
@@ -43,18 +48,70 @@ def test_required_names_are_exported() -> None:
     assert set(mimi_reactive.__all__) >= REQUIRED
 
 
-def test_all_is_sorted_and_resolves() -> None:
-    """__all__ is sorted and each name in it exists."""
-    assert mimi_reactive.__all__ == sorted(mimi_reactive.__all__)
-    for name in mimi_reactive.__all__:
-        assert getattr(mimi_reactive, name) is not None
+# Every module an app imports from: each shows only what its __all__ lists.
+PUBLIC_MODULES = [
+    mimi_reactive,
+    mimi_reactive.testing,
+    mimi_reactive.backends.http,
+    mimi_reactive.backends.firebase,
+    mimi_reactive.server,
+    mimi_reactive.verify,
+]
 
 
-def test_exported_names_are_exactly_all() -> None:
-    """Nothing public leaks from the package besides __all__ and its submodules."""
-    public = {name for name in vars(mimi_reactive) if not name.startswith("_")}
-    submodules = {"backends", "server", "testing", "verify"}
-    assert public - submodules == set(mimi_reactive.__all__)
+def module_name(module: ModuleType) -> str:
+    """The test id of a public module: its dotted name."""
+    return module.__name__
+
+
+def isort_style(name: str) -> tuple[int, str]:
+    """The order ruff (RUF022) keeps ``__all__`` in: CONSTANTS, then Classes, then the rest."""
+    return (0 if name.isupper() else 1 if name[:1].isupper() else 2, name)
+
+
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
+def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
+    """__all__ is sorted (as ruff sorts it) and each name in it exists."""
+    assert module.__all__ == sorted(module.__all__, key=isort_style)
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+
+
+# The server and the verifier still show the names they import (web, time, digest, ...).
+LEAKING = pytest.mark.xfail(strict=True, reason="imports not yet made private")
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        pytest.param(module, marks=LEAKING)
+        if module in (mimi_reactive.server, mimi_reactive.verify)
+        else module
+        for module in PUBLIC_MODULES
+    ],
+    ids=module_name,
+)
+def test_exported_names_are_exactly_all(module: ModuleType) -> None:
+    """Nothing public leaks from a public module besides __all__ and its submodules (nor
+    what pytest's assertion rewriting adds, @py_builtins, to a file named on its command
+    line: no import can name that)."""
+    public = {
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and name.isidentifier()
+        and not (isinstance(value, ModuleType) and value.__name__.startswith(f"{module.__name__}."))
+    }
+    assert public == set(module.__all__)
+
+
+def test_the_api_says_log_in_never_login() -> None:
+    """One spelling, as LogIn and log_in have it: no exported name, reason or guard says
+    "login" (the value a reason shows included)."""
+    names = [name for module in PUBLIC_MODULES for name in module.__all__]
+    names += [f"{reason.name} {reason.value}" for reason in Reason]
+    names += [guard.__name__ for guard in GUARDS]
+    assert [name for name in names if re.search("login|Login|LOGIN", name)] == []
 
 
 def test_http_backend_module() -> None:
@@ -80,20 +137,105 @@ def test_a_wrong_value_is_a_value_error_too() -> None:
         assert issubclass(error, ValueError)
 
 
-def test_exports_name_the_public_module() -> None:
-    """Tracebacks and reprs show mimi_reactive.X, never the private module."""
-    for name in mimi_reactive.__all__:
-        exported = getattr(mimi_reactive, name)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
+def test_exports_name_the_public_module(module: ModuleType) -> None:
+    """Tracebacks and reprs show the public module (mimi_reactive.testing.Reply, ...), never
+    the private one a class is defined in."""
+    for name in module.__all__:
+        exported = getattr(module, name)
         if isinstance(exported, type):
-            assert exported.__module__ == "mimi_reactive", name
+            assert exported.__module__ == module.__name__, name
 
 
-def test_server_exports_name_the_server_module() -> None:
-    """The server's public classes show as mimi_reactive.server.X, never the private module."""
-    for name in mimi_reactive.server.__all__:
-        exported = getattr(mimi_reactive.server, name)
-        assert isinstance(exported, type), name
-        assert exported.__module__ == "mimi_reactive.server", name
+def undocumented_methods(module: ModuleType) -> list[str]:
+    """The public methods and properties of ``module``'s exported classes with no docstring
+    of their own, but for implementations of a public protocol's methods (documented there)."""
+    protocols = (
+        mimi_reactive.AuthBackend,
+        mimi_reactive.DeletingBackend,
+        mimi_reactive.SessionStorage,
+        mimi_reactive.SharedSessionStorage,
+    )
+    implemented = {name for protocol in protocols for name in vars(protocol)}
+    missing = []
+    for name in module.__all__:
+        exported = getattr(module, name)
+        if not isinstance(exported, type):
+            continue
+        is_protocol = getattr(exported, "_is_protocol", False)
+        for attribute, value in vars(exported).items():
+            function = value.fget if isinstance(value, property) else value
+            function = getattr(function, "__func__", function)
+            if attribute.startswith("_") or not callable(function):
+                continue
+            if attribute in implemented and not is_protocol:
+                continue
+            if not function.__doc__:
+                missing.append(f"{name}.{attribute}")
+    return missing
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        mimi_reactive,
+        mimi_reactive.testing,
+        mimi_reactive.backends.http,
+        mimi_reactive.backends.firebase,
+    ],
+    ids=module_name,
+)
+def test_every_public_method_has_a_docstring(module: ModuleType) -> None:
+    """The API reference shows no bare public method: each says what it does."""
+    assert undocumented_methods(module) == []
+
+
+def private_types_in_signatures(module: ModuleType) -> list[str]:
+    """The private classes the public methods of ``module``'s exports take or return
+    (constructors aside: the library builds those objects itself)."""
+    exported = {getattr(public, name) for public in PUBLIC_MODULES for name in public.__all__}
+
+    def named(hint: object) -> list[object]:
+        return [hint, *(inner for arg in typing.get_args(hint) for inner in named(arg))]
+
+    found = []
+    for name in module.__all__:
+        value = getattr(module, name)
+        functions = (
+            {f"{name}.{attribute}": member for attribute, member in vars(value).items()}
+            if isinstance(value, type)
+            else {name: value}
+        )
+        for where, member in functions.items():
+            function = member.fget if isinstance(member, property) else member
+            function = getattr(function, "__func__", function)
+            if where.rpartition(".")[2].startswith("_") or not callable(function):
+                continue
+            for hint in typing.get_type_hints(function).values():
+                found += [
+                    f"{where}: {kind.__qualname__}"
+                    for kind in named(hint)
+                    if isinstance(kind, type)
+                    and kind.__module__.startswith("mimi_reactive")
+                    and kind not in exported
+                ]
+    return found
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        mimi_reactive,
+        mimi_reactive.testing,
+        mimi_reactive.backends.http,
+        mimi_reactive.backends.firebase,
+    ],
+    ids=module_name,
+)
+def test_public_methods_take_and_return_public_types(module: ModuleType) -> None:
+    """What a public method takes or returns has a public name the API reference shows and
+    an app can annotate with (MimiCore.start returns a StartingCore)."""
+    assert private_types_in_signatures(module) == []
 
 
 def test_version_is_the_installed_distributions() -> None:

@@ -129,7 +129,7 @@ def test_reduce_is_pure(state: SessionState, user: MimiUser) -> None:
 
 
 @given(
-    st_.states.filter(lambda s: s.user is not None),
+    st_.logged_in_states,
     st_.users,
     st.booleans(),
     st.sampled_from(["refreshed", "refresh_failed", "adopted"]),

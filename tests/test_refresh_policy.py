@@ -8,21 +8,18 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from mimi_reactive import AuthTokens, ConfigurationError, MimiUser, RefreshPolicy, Session
+from mimi_reactive import ConfigurationError, MimiUser, RefreshPolicy, Session
 
 from . import strategies as st_
+from .strategies import session_for
 
-NOW = st.floats(min_value=0.0, max_value=5e9)
-
-
-def session(expires_in: float | None, obtained_at: float = 1000.0) -> Session:
-    return Session(MimiUser("u1"), AuthTokens("access", "refresh", expires_in), obtained_at)
+U1 = MimiUser("u1")
 
 
 def test_an_hour_long_token_is_due_at_four_fifths_and_usable_until_thirty_seconds_before() -> None:
     """The defaults: refresh when 20 % of the lifetime is left, stop handing out 30 s early."""
     policy = RefreshPolicy()
-    hour = session(3600.0)
+    hour = session_for(U1, obtained_at=1000.0)
     assert policy.due_at(hour, 1000.0) == 1000.0 + 2880.0
     assert policy.usable_until(hour, 1000.0) == 1000.0 + 3570.0
 
@@ -30,13 +27,13 @@ def test_an_hour_long_token_is_due_at_four_fifths_and_usable_until_thirty_second
 def test_tokens_that_never_expire_are_never_due() -> None:
     """Without a lifetime the token is always usable and never refreshed."""
     policy = RefreshPolicy()
-    forever = session(None)
+    forever = session_for(U1, expires_in=None)
     assert policy.due_at(forever, 0.0) is None
     assert policy.is_usable(forever, 1e12)
     assert policy.next_refresh_at(forever, degraded=False, now=0.0) is None
 
 
-@given(st_.timed_sessions, st_.refresh_policies, NOW)
+@given(st_.timed_sessions, st_.refresh_policies, st_.instants)
 def test_due_no_later_than_unusable(candidate: Session, policy: RefreshPolicy, now: float) -> None:
     """Tokens fall due no later than they stop being handed out, so a caller that finds
     the token unusable always gets a refresh, never a stale token."""
@@ -46,14 +43,14 @@ def test_due_no_later_than_unusable(candidate: Session, policy: RefreshPolicy, n
         assert due <= until
 
 
-@given(st_.timed_sessions, st_.refresh_policies, NOW)
+@given(st_.timed_sessions, st_.refresh_policies, st_.instants)
 def test_unusable_implies_due(candidate: Session, policy: RefreshPolicy, now: float) -> None:
     """Whenever the access token may not be handed out, a refresh is due."""
     if not policy.is_usable(candidate, now):
         assert policy.is_due(candidate, now)
 
 
-@given(st_.timed_sessions, st_.refresh_policies, NOW)
+@given(st_.timed_sessions, st_.refresh_policies, st_.instants)
 def test_the_keeper_never_refreshes_before_the_guard_agrees(
     candidate: Session, policy: RefreshPolicy, now: float
 ) -> None:
@@ -63,7 +60,7 @@ def test_the_keeper_never_refreshes_before_the_guard_agrees(
         assert policy.is_due(candidate, at)
 
 
-@given(st_.timed_sessions, st_.refresh_policies, NOW)
+@given(st_.timed_sessions, st_.refresh_policies, st_.instants)
 def test_the_keeper_never_loops_faster_than_the_minimum_interval(
     candidate: Session, policy: RefreshPolicy, now: float
 ) -> None:
@@ -75,7 +72,7 @@ def test_the_keeper_never_loops_faster_than_the_minimum_interval(
         assert at >= candidate.obtained_at + policy.min_interval
 
 
-@given(st_.timed_sessions, st_.refresh_policies, NOW)
+@given(st_.timed_sessions, st_.refresh_policies, st_.instants)
 def test_no_token_lives_longer_than_its_lifetime_from_now(
     candidate: Session, policy: RefreshPolicy, now: float
 ) -> None:
@@ -93,7 +90,7 @@ def test_no_token_lives_longer_than_its_lifetime_from_now(
 @given(
     st_.timed_sessions,
     st_.refresh_policies,
-    st.floats(min_value=1e-3, max_value=1e9),
+    st_.clock_set_backs,
     st.booleans(),
 )
 def test_tokens_from_the_future_are_due_now_and_renewed_by_the_keeper_now(
@@ -111,7 +108,7 @@ def test_tokens_from_the_future_are_due_now_and_renewed_by_the_keeper_now(
         assert policy.is_usable(candidate, now)
 
 
-@given(st_.timed_sessions, st_.refresh_policies, NOW)
+@given(st_.timed_sessions, st_.refresh_policies, st_.instants)
 def test_a_degraded_session_is_retried_now(
     candidate: Session, policy: RefreshPolicy, now: float
 ) -> None:
@@ -119,10 +116,10 @@ def test_a_degraded_session_is_retried_now(
     assert policy.next_refresh_at(candidate, degraded=True, now=now) == now
 
 
-@given(st.floats(min_value=1.0, max_value=1e7), st_.refresh_policies)
+@given(st_.lasting_lifetimes, st_.refresh_policies)
 def test_fresh_tokens_are_usable_and_not_due(lifetime: float, policy: RefreshPolicy) -> None:
     """Right after tokens of a second or more arrive they are handed out and not yet due."""
-    fresh = session(lifetime)
+    fresh = session_for(U1, obtained_at=1000.0, expires_in=lifetime)
     assert policy.is_usable(fresh, fresh.obtained_at)
     due = policy.due_at(fresh, fresh.obtained_at)
     assert due is not None

@@ -1,4 +1,4 @@
-"""The sealed results of the anonymous-login manager."""
+"""The sealed results of the anonymous log-in manager."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from mimi_reactive import (
     AnonymousAuthManager,
-    AnonymousLoginResult,
+    AnonymousLogInResult,
     AuthRoute,
     Failure,
     InvalidRouteError,
@@ -22,14 +22,14 @@ from mimi_reactive import (
     Success,
     TransportError,
 )
-from mimi_reactive.testing import ScriptedBackend
+from mimi_reactive.testing import FailingStorage, ScriptedBackend
 
 from .conftest import ANONYMOUS_ONLY
-from .helpers import CountingBackend, FailingStorage
+from .helpers import CountingBackend
 from .strategies import SPOILT_ANONYMOUS_IDS
 
 
-def kind(result: AnonymousLoginResult) -> str:
+def kind(result: AnonymousLogInResult) -> str:
     match result:
         case Success(anonymous_id=anonymous_id):
             return f"success:{anonymous_id}"

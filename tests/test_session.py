@@ -134,7 +134,7 @@ async def test_different_user_is_logged_out_then_switched(
     assert seen[2].user is not None
     assert seen[2].user.anonymous_id == other_id
     await core.close()  # waits for the background revocation of the first user
-    assert backend.calls["revoke"] == 1
+    assert backend.counts["revoke"] == 1
 
 
 async def test_failed_switch_leaves_the_session_logged_out(
@@ -159,7 +159,7 @@ async def test_failed_switch_leaves_the_session_logged_out(
     assert core.auth.current_user is None
 
 
-async def test_failed_login_from_nobody_publishes_one_failed_state(
+async def test_failed_log_in_from_nobody_publishes_one_failed_state(
     start_core: StartCore,
 ) -> None:
     """A failure emits exactly one FAILED state carrying the error."""
@@ -171,7 +171,7 @@ async def test_failed_login_from_nobody_publishes_one_failed_state(
     assert seen[-1].error is raised.value
 
 
-async def test_anonymous_login_refused_without_anonymous_only(
+async def test_anonymous_log_in_refused_without_anonymous_only(
     start_core: StartCore, server: object
 ) -> None:
     """Without anonymous-only mode, logging in by id is refused and nothing changes."""
@@ -180,7 +180,7 @@ async def test_anonymous_login_refused_without_anonymous_only(
     result = await AnonymousAuthManager(core).authenticate_anonymous_user("some-id-0123456789")
     assert isinstance(result, Failure)
     assert isinstance(result.error, RouteRefusedError)
-    assert result.error.reason is Reason.ANONYMOUS_LOGIN_NEEDS_ANONYMOUS_ONLY
+    assert result.error.reason is Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY
     with pytest.raises(RouteRefusedError):
         await core.auth.authenticate(AuthRoute.log_in_anonymously("some-id-0123456789"))
     assert seen == [SessionState()]
@@ -255,7 +255,7 @@ async def test_log_out_revokes_and_is_idempotent(
     assert transitions(seen) == [Transition.ANONYMOUS_CREATED, Transition.LOGGED_OUT]
     assert seen[-1].previous_user == user
     await core.close()  # waits for the background revocation
-    assert backend.calls["revoke"] == 1
+    assert backend.counts["revoke"] == 1
 
 
 async def test_commands_run_in_call_order_and_everyone_sees_the_same(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 
 import pytest
 import reactivex
@@ -18,25 +19,38 @@ from mimi_reactive import (
     CoreClosedError,
     Failure,
     InvalidCredentialsError,
+    LogOut,
     MimiConfiguration,
     MimiCore,
     SessionState,
+    SessionStorage,
+    SessionStorageError,
     SignUpAnonymously,
+    StartingCore,
     Success,
     Transition,
     TransportError,
     UnsupportedRouteError,
     WeakPasswordError,
 )
-from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
+from mimi_reactive.testing import FailingStorage, Reply, ScriptedBackend, StateRecorder
 
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 OPEN = MimiConfiguration()
 
 
-def start(backend: ScriptedBackend, configuration: MimiConfiguration = ANONYMOUS_ONLY):  # type: ignore[no-untyped-def]
+def start(
+    backend: ScriptedBackend,
+    configuration: MimiConfiguration = ANONYMOUS_ONLY,
+    storage: SessionStorage | None = None,
+) -> StartingCore:
+    """A core of the app on ``backend``, started when awaited or entered."""
     return MimiCore.start(
-        client_id="app", client_secret="s", backend=backend, configuration=configuration
+        client_id="app",
+        client_secret="s",
+        backend=backend,
+        configuration=configuration,
+        storage=storage,
     )
 
 
@@ -186,6 +200,27 @@ def welcome_banner(states: reactivex.Observable[SessionState]) -> reactivex.Obse
         return reactivex.just(None)
 
     return states.pipe(ops.switch_map(banner_for), ops.distinct_until_changed())
+
+
+async def test_a_failing_storage_fails_as_a_full_or_read_only_disk() -> None:
+    """While ``failing``, a FailingStorage's save fails as a full disk's and its clear as a
+    read-only one's: the app gets SessionStorageError naming the storage, the OSError
+    chained; its load never fails, and once it works again it keeps what it is given."""
+    storage = FailingStorage(failing=True)
+    async with start(ScriptedBackend(), storage=storage) as core:
+        signed_up = await core.auth.run(AuthRoute.sign_up_anonymously())
+        logged_out = await core.auth.run(LogOut())
+        assert await storage.load() is None
+        storage.failing = False
+        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        stored = await storage.load()
+    for outcome, code in ((signed_up, errno.ENOSPC), (logged_out, errno.EROFS)):
+        assert isinstance(outcome.error, SessionStorageError)
+        assert str(outcome.error).startswith("FailingStorage(failing=True) could not")
+        assert isinstance(outcome.error.__cause__, OSError)
+        assert outcome.error.__cause__.errno == code
+    assert stored is not None
+    assert stored.user == user
 
 
 async def test_virtual_time_example() -> None:

@@ -8,19 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import assert_type
 
 import reactivex
 
 from mimi_reactive import (
     AnonymousAuthManager,
+    AnonymousLogInResult,
+    AuthBackend,
     AuthController,
     AuthObserver,
     AuthRoute,
+    AuthTokens,
+    BackendCapabilities,
+    BackendSession,
     BlockingAnonymousAuthManager,
     BlockingAuthController,
     BlockingMimiCore,
+    ClientCredentials,
     CommandFuture,
+    DeletingBackend,
     Failure,
     FileSessionStorage,
     LogOut,
@@ -31,13 +39,20 @@ from mimi_reactive import (
     Outcome,
     Reason,
     RefreshPolicy,
+    Session,
     SessionState,
+    SessionStorage,
+    SharedSessionStorage,
+    SignUpAnonymously,
     Skipped,
+    StartingCore,
     Success,
     Transition,
+    TransportError,
 )
+from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
-from mimi_reactive.testing import ScriptedBackend, StateRecorder
+from mimi_reactive.testing import FailingStorage, Reply, ScriptedBackend, StateRecorder
 
 
 async def start_and_restore(secret: str, stored_id: str | None) -> MimiUser | None:
@@ -161,3 +176,108 @@ async def an_apps_own_test() -> list[Transition]:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         await recorder.wait_for(Transition.ANONYMOUS_CREATED)
         return recorder.transitions
+
+
+class KeyringStorage:
+    """An app's own storage: any class with these three methods is a SessionStorage."""
+
+    def __init__(self) -> None:
+        self._kept: Session | None = None
+
+    async def load(self) -> Session | None:
+        return self._kept
+
+    async def save(self, session: Session) -> None:
+        self._kept = session
+
+    async def clear(self) -> None:
+        self._kept = None
+
+
+class RedisStorage(KeyringStorage):
+    """An app's own storage shared by several processes: a lock and a change feed more."""
+
+    @contextlib.asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
+        yield
+
+    async def changes(self) -> AsyncIterator[None]:
+        yield
+
+
+class MyServiceBackend:
+    """An app's own backend for another identity service (anonymous sign-up only here)."""
+
+    capabilities = BackendCapabilities(routes=frozenset({SignUpAnonymously}), delete=True)
+
+    async def open(self, client: ClientCredentials) -> None:
+        print(client.client_id)
+
+    async def close(self) -> None:
+        pass
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        user = MimiUser("u1", anonymous_id="an-issued-id", is_anonymous=True)
+        return BackendSession(user, AuthTokens("access", "refresh", expires_in=3600.0))
+
+    async def refresh(self, session: Session) -> BackendSession:
+        return BackendSession(session.user, AuthTokens("access", "refresh", 3600.0))
+
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        pass
+
+    async def delete(self, session: Session) -> None:
+        pass
+
+
+async def an_apps_own_parts(api_key: str) -> None:
+    """An app's own storages and backend, and the Firebase backend, as start takes them."""
+    storage: SessionStorage = KeyringStorage()
+    shared: SharedSessionStorage = RedisStorage()
+    backend: AuthBackend = MyServiceBackend()
+    deleting: DeletingBackend = MyServiceBackend()
+    starting = MimiCore.start(backend=backend, storage=storage)
+    assert_type(starting, StartingCore)
+    async with starting as core, MimiCore.start(backend=deleting, storage=shared) as other:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        await other.auth.delete_account()
+    firebase = FirebaseBackend(api_key, emulator_host="127.0.0.1:9099", timeout=5.0)
+    async with MimiCore.start(backend=firebase) as core:
+        result = await AnonymousAuthManager(core).authenticate_anonymous_user(None)
+        assert_type(result, AnonymousLogInResult)
+
+
+async def scripted_replies(core: MimiCore, backend: ScriptedBackend) -> None:
+    """Scripted replies, and a storage whose writes fail."""
+    backend.script(
+        Reply.succeed(delay=0.1),
+        Reply.fail(TransportError("offline"), only_for=("refresh",)),
+        Reply.never(only_for=["log_in"]),
+    )
+    calls: list[str] = backend.calls
+    print(calls)
+    storage = FailingStorage(failing=True)
+    storage.failing = False
+    await MimiCore.start(backend=backend, storage=storage)
+
+
+class HalfAStorage:
+    """Not a storage: it cannot clear."""
+
+    async def load(self) -> Session | None:
+        return None
+
+    async def save(self, session: Session) -> None:
+        pass
+
+
+async def refused_by_the_types(core: MimiCore) -> None:
+    """What mypy must go on refusing: each ignore is reported unused if the API loosens."""
+    Reply.fail(None)  # type: ignore[arg-type]
+    await core.auth.authenticate(LogOut())  # type: ignore[arg-type]
+    BackendCapabilities(routes={SignUpAnonymously})  # type: ignore[arg-type]
+    MimiCore.start(backend=HttpBackend)  # type: ignore[arg-type]
+    MimiCore.start(backend=ScriptedBackend(), storage=HalfAStorage())  # type: ignore[arg-type]
+    FirebaseBackend(api_key=None)  # type: ignore[arg-type]
+    user: MimiUser = await core.auth.run(AuthRoute.sign_up_anonymously())  # type: ignore[assignment]
+    print(user)
