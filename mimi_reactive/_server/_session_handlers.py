@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..verify import InvalidTokenError, VerifiedToken
+from .._access_token import InvalidTokenError, VerifiedToken
 from . import _models as models
 from ._context import STATE, ServerState, client_of
 from ._edge import ApiError, client_ip, read_body

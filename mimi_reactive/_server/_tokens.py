@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from ..verify import InvalidTokenError, VerifiedToken, decoded, kid_of
+from .._access_token import InvalidTokenError, VerifiedToken, decoded, kid_of
 from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
 from ._settings import PUBLISH_LEAD, PUBLISH_MARGIN
 
