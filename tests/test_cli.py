@@ -141,6 +141,12 @@ def test_serve_help_shows_defaults_for_users() -> None:
         ("--port", "70000", "--port"),
         ("--port", "-1", "--port"),
         ("--port", "http", "--port"),
+        ("--access-token-ttl", "1e10", "--access-token-ttl"),
+        ("--session-idle-timeout", "1e11", "--session-idle-timeout"),
+        ("--spent-token-retention", "1e300", "--spent-token-retention"),
+        ("--sweep-interval", "1e-9", "--sweep-interval"),
+        ("--workers", "257", "--workers"),
+        ("--workers", "99999999999999999999", "--workers"),
     ],
     ids=[
         "negative-ttl",
@@ -156,6 +162,12 @@ def test_serve_help_shows_defaults_for_users() -> None:
         "port-too-big",
         "negative-port",
         "port-not-a-number",
+        "ttl-past-a-day",
+        "idle-past-a-century",
+        "retention-past-a-century",
+        "sweep-busy-loop",
+        "workers-past-the-cap",
+        "workers-20-digits",
     ],
 )
 def test_serve_refuses_bad_options_in_one_line(option: str, value: str, named: str) -> None:

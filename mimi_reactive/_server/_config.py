@@ -16,13 +16,15 @@ from typing import Any
 
 import attrs
 
-from ._settings import AT_LEAST_1, NOT_BLANK, PORT, Rule, ServerSettings
+from .._checks import is_count
+from ._settings import NOT_BLANK, PORT, Rule, ServerSettings
 
 __all__ = [
     "COMMAND_LINE_DEFAULTS",
     "COMMAND_LINE_RULES",
     "DEFAULTS",
     "LOG_FORMATS",
+    "MAX_WORKERS",
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
     "ClientConfig",
@@ -46,10 +48,19 @@ COMMAND_LINE_DEFAULTS: dict[str, object] = {
     "database": "mimi-identity.sqlite3",
     "log_format": "console",
 }
+MAX_WORKERS = 256
+"""The most server processes ``serve --workers`` runs: each is a process with its own database
+pool (``database_pool_size`` connections to a PostgreSQL that allows 100 in all by default)
+and rate-limit connections, and a machine has far fewer cores than this to run them on."""
 COMMAND_LINE_RULES: dict[str, Rule] = {
     "host": NOT_BLANK,
     "port": PORT,
-    "workers": AT_LEAST_1,
+    "workers": Rule(
+        lambda v: is_count(v) and v <= MAX_WORKERS,
+        f"must be from 1 to {MAX_WORKERS} (a whole number; each worker is a process with its"
+        " own database connections)",
+        int,
+    ),
     "database": NOT_BLANK,
     "log_format": Rule(lambda v: v in LOG_FORMATS, "must be " + " or ".join(LOG_FORMATS), str),
 }
