@@ -41,6 +41,7 @@ def refused_in_one_line(done_status: int, stderr: str, named: str) -> None:
         ("password_hash_queue = -1", "password_hash_queue must be 0 or more"),
         ("workers = 0", "workers"),
         ("port = 70000", "port"),
+        ('host = "[::1]"', "host must be an IP address or a host name"),
         ('issuer = ""', "issuer"),
         ('trusted_proxies = ["proxy.example"]', "trusted_proxies"),
         ("key_reload_interval = 600", "key_reload_interval"),

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from .._checks import is_count
+from .._checks import has_surrounding_whitespace, is_count
 from ._settings import NOT_BLANK, PORT, Rule, ServerSettings
 
 __all__ = [
@@ -52,8 +52,21 @@ MAX_WORKERS = 256
 """The most server processes ``serve --workers`` runs: each is a process with its own database
 pool (``database_pool_size`` connections to a PostgreSQL that allows 100 in all by default)
 and rate-limit connections, and a machine has far fewer cores than this to run them on."""
+_HOST = Rule(
+    lambda v: (
+        isinstance(v, str)
+        and bool(v.strip())
+        and not has_surrounding_whitespace(v)
+        and not any(mark in v for mark in "[]/")
+    ),
+    "must be an IP address or a host name, as is: no brackets, scheme, path or spaces"
+    " (::1, not [::1]; 127.0.0.1, not http://127.0.0.1)",
+    str,
+)
+"""What ``--host`` takes: what the resolver does. A URL's form of an address (brackets, a
+scheme) would fail there with "name or service not known", which hides the mistake."""
 COMMAND_LINE_RULES: dict[str, Rule] = {
-    "host": NOT_BLANK,
+    "host": _HOST,
     "port": PORT,
     "workers": Rule(
         lambda v: is_count(v) and v <= MAX_WORKERS,
