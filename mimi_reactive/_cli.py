@@ -34,9 +34,24 @@ from ._server._settings import ServerSettings
 __all__ = ["main"]
 
 
+INTERRUPTED = 128 + signal.SIGINT
+"""The exit status of a command stopped by Ctrl-C (SIGINT) before it could stop cleanly, as
+shells report one killed by SIGINT (130)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (``INTERRUPTED`` after a Ctrl-C that
+    came before ``serve`` listens, or during another command: no traceback)."""
+    try:
+        return _run(build_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        # asyncio.run has cancelled the command and run its cleanup (a server that was
+        # starting is stopped, the demo's temporary folder removed) before raising this.
+        return INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command ``args`` name; its exit status."""
     if args.command in _SERVER_COMMANDS:
         return _run_server_command(args)
     _configure_logging(args.log_level, DEFAULTS["log_format"])
@@ -174,13 +189,19 @@ def _announce_workers(url: str, workers: int) -> None:
     print(f"serving on {url} with {workers} workers", flush=True)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops ``serve`` cleanly (requests answered, the database closed, SQLite's -wal and -shm
+files removed): SIGHUP too, which a closed terminal or an SSH session that ends sends, and
+which would otherwise kill the process where it stands."""
+
+
 async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
-    """Listen until SIGINT or SIGTERM."""
+    """Listen until SIGINT, SIGTERM or SIGHUP."""
     from .server import IdentityServer  # not at the top: --help need not load it
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     async with IdentityServer(
         clients=clients,

@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the reference identity service",
         description="Run the reference identity service (on SQLite or PostgreSQL, see --database)"
-        " until SIGINT or SIGTERM.",
+        " until SIGINT, SIGTERM or SIGHUP.",
         formatter_class=formatter,
         parents=[log_level],
     )
