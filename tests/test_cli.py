@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from mimi_reactive import AnonymousAuthManager, AuthRoute, MimiCore, Success
+from mimi_reactive._cli_parser import SIGNS_WITHIN
 from mimi_reactive.backends.http import HttpBackend
 
 from .conftest import ANONYMOUS_ONLY
@@ -275,3 +276,12 @@ def test_the_log_level_goes_before_or_after_the_command(
     done = run_cli(*before, "migrate", "--database", database, *after)
     assert done.returncode == 0, done.stderr
     assert ("[debug" in done.stderr) == debug, done.stderr
+
+
+def test_rotate_help_and_output_say_the_same_delay() -> None:
+    """`rotate-signing-key --help` gives the delay before servers sign with the new key that
+    its output and docs/server.md give (it said a minute; the output two)."""
+    help_text = " ".join(run_cli("rotate-signing-key", "--help").stdout.split())
+    assert f"sign with it within {SIGNS_WITHIN} " in help_text
+    docs = " ".join((Path(__file__).parent.parent / "docs" / "server.md").read_text().split())
+    assert f"sign with it within {SIGNS_WITHIN}`" in docs

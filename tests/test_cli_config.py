@@ -253,3 +253,45 @@ def test_the_config_file_takes_every_option_with_its_rules_types() -> None:
     assert SERVER_KEYS["port"] == SERVER_KEYS["max_failed_log_ins_per_minute"] == (int,)
     assert SERVER_KEYS["issuer"] == SERVER_KEYS["rate_limit_storage"] == (str,)
     assert SERVER_KEYS["trusted_proxies"] == (list,)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["--anonymous-only"], "--anonymous-only applies to --client-id's client"),
+        (["--client-secret", "s" * 43], "--client-secret applies to --client-id's client"),
+        (["--client-id", "a", "--client-id", "b"], "--client-id is given more than once"),
+        (["--client-id", " app "], "client id ' app ' has whitespace around it"),
+        (["--client-id", "app\n"], "has whitespace around it"),
+    ],
+    ids=["anonymous-only-alone", "secret-alone", "two-ids", "spaces-around-id", "newline-id"],
+)
+def test_serve_refuses_client_flags_it_would_ignore_or_no_app_could_use(
+    tmp_path: Path, arguments: list[str], named: str
+) -> None:
+    """A flag of the --client-id client without it, --client-id twice (argparse kept the
+    last), or an id with whitespace around it (HttpBackend refuses it) exits 2 with one line,
+    before the database is created."""
+    database = tmp_path / "ids.sqlite3"
+    done = run_cli("serve", "--port", "0", "--database", str(database), *arguments)
+    refused_in_one_line(done.returncode, done.stderr, named)
+    assert not database.exists()
+
+
+def test_a_config_client_id_with_whitespace_around_it_is_refused(tmp_path: Path) -> None:
+    """A [[clients]] id with spaces around it exits 2 with one line naming it, as the flag."""
+    config = tmp_path / "mimi.toml"
+    config.write_text('[[clients]]\nid = " app "\nsecret_env = "MIMI_CLIENT_SECRET"\n')
+    database = tmp_path / "ids.sqlite3"
+    done = run_cli("serve", "--config", str(config), "--database", str(database))
+    refused_in_one_line(done.returncode, done.stderr, "client id ' app ' has whitespace around")
+    assert not database.exists()
+
+
+@pytest.mark.parametrize("command", ["rotate-signing-key", "sweep", "migrate"])
+def test_a_maintenance_command_refuses_an_in_memory_database(command: str) -> None:
+    """rotate-signing-key, sweep and migrate on ``:memory:`` would change a database of their
+    own, gone at exit, and say they succeeded: they exit 2 with one line instead."""
+    done = run_cli(command, "--database", ":memory:")
+    refused_in_one_line(done.returncode, done.stderr, "--database :memory: is a database no")
+    assert done.stdout == ""

@@ -111,9 +111,16 @@ class ClientConfig:
     """Refused credential sign-up, credential log-in and promotion (403 route_not_allowed)."""
 
     def check(self) -> None:
-        """Refuse a blank id, one with a colon, or a guessable secret (``ConfigError``)."""
+        """Refuse a blank id, one with whitespace around it or a colon, or a guessable secret
+        (``ConfigError``)."""
         if not self.id.strip():
             raise ConfigError("a client id must not be empty")
+        if has_surrounding_whitespace(self.id):
+            # HttpBackend refuses such an id (check_trimmed): no client could use it.
+            raise ConfigError(
+                f"client id {self.id!r} has whitespace around it (a newline read with it from"
+                " a file?)"
+            )
         if ":" in self.id:
             # HTTP Basic (RFC 7617) ends the user id at the first colon: no client could
             # authenticate as this one.
