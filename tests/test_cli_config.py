@@ -4,6 +4,7 @@ problem, exit status 2, nothing created; and what the file may now set."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -11,7 +12,12 @@ import aiohttp
 import attrs
 import pytest
 
-from mimi_reactive._server._config import COMMAND_LINE_RULES, SERVER_KEYS
+from mimi_reactive._server._config import (
+    COMMAND_LINE_RULES,
+    SERVER_KEYS,
+    check_clients,
+    load_config_file,
+)
 from mimi_reactive.server import ServerSettings
 
 from .server_helpers import Caller, run_command, serving
@@ -295,3 +301,24 @@ def test_a_maintenance_command_refuses_an_in_memory_database(command: str) -> No
     done = run_cli(command, "--database", ":memory:")
     refused_in_one_line(done.returncode, done.stderr, "--database :memory: is a database no")
     assert done.stdout == ""
+
+
+def test_the_config_file_in_server_md_is_valid(tmp_path: Path) -> None:
+    """docs/server.md's example config file loads through the loader `serve --config` uses,
+    and every value in it passes its option's rule and the server's settings: the documented
+    file stays one a server takes."""
+    document = (Path(__file__).parent.parent / "docs" / "server.md").read_text()
+    block = re.search(r"^```toml\n(.*?)^```$", document, re.MULTILINE | re.DOTALL)
+    assert block is not None, "server.md has no TOML config block"
+    config = tmp_path / "mimi.toml"
+    config.write_text(block[1])
+    variables = re.findall(r'^secret_env = "(\w+)"', block[1], re.MULTILINE)
+    assert variables, "the example names no client secret's environment variable"
+    loaded = load_config_file(config, {name: secrets.token_urlsafe(32) for name in variables})
+    assert [client.id for client in loaded.clients] == ["hearing-app", "web-app"]
+    check_clients(loaded.clients)
+    for name, value in loaded.server.items():
+        rule = COMMAND_LINE_RULES.get(name)
+        assert rule is None or rule.problem(value) is None, name
+    fields = attrs.fields_dict(ServerSettings)
+    ServerSettings(**{k: v for k, v in loaded.server.items() if k in fields})
