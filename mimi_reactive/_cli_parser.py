@@ -29,7 +29,7 @@ __all__ = ["SIGNS_WITHIN", "build_parser"]
 
 _DESCRIPTION = "mimi_reactive's command line: run the reference identity service or the demo."
 _SETTINGS_FIELDS = attrs.fields_dict(ServerSettings)
-_RELOAD_DEFAULT: float = _SETTINGS_FIELDS["key_reload_interval"].default
+_RELOAD_DEFAULT = ServerSettings().key_reload_interval
 SIGNS_WITHIN = f"{(PUBLISH_LEAD + _RELOAD_DEFAULT) / 60:g} minutes"
 """How soon after ``rotate-signing-key`` running servers (at the default key reload interval)
 sign with the new key: its help and its output both say it."""
