@@ -20,7 +20,7 @@ from typing import Any
 
 import attrs
 
-from ._cli_parser import build_parser
+from ._cli_parser import SIGNS_WITHIN, build_parser
 from ._redaction import value_repr
 from ._server._config import (
     COMMAND_LINE_RULES,
@@ -34,9 +34,24 @@ from ._server._settings import ServerSettings
 __all__ = ["main"]
 
 
+INTERRUPTED = 128 + signal.SIGINT
+"""The exit status of a command stopped by Ctrl-C (SIGINT) before it could stop cleanly, as
+shells report one killed by SIGINT (130)."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    """Run the command line; returns the exit status (``INTERRUPTED`` after a Ctrl-C that
+    came before ``serve`` listens, or during another command: no traceback)."""
+    try:
+        return _run(build_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        # asyncio.run has cancelled the command and run its cleanup (a server that was
+        # starting is stopped, the demo's temporary folder removed) before raising this.
+        return INTERRUPTED
+
+
+def _run(args: argparse.Namespace) -> int:
+    """Run the command ``args`` name; its exit status."""
     if args.command in _SERVER_COMMANDS:
         return _run_server_command(args)
     _configure_logging(args.log_level, DEFAULTS["log_format"])
@@ -121,20 +136,47 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
         problem = rule.problem(values[name]) if name in values else None
         if problem is not None:
             raise ConfigError(f"{name} {problem}")
+    if not serving and values.get("database") == ":memory:":
+        # It would work on a database of its own, gone at exit: never the servers'.
+        raise ConfigError(
+            "--database :memory: is a database no server shares: give the servers' SQLite file"
+            " or postgresql:// URL"
+        )
     names = attrs.fields_dict(ServerSettings)
     try:
         settings = ServerSettings(**{k: v for k, v in values.items() if k in names})
     except ValueError as error:
         raise ConfigError(str(error)) from None
     if serving:
-        if args.client_id is not None:
+        client_id = _client_id(args)
+        if client_id is not None:
             secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
             if not secret:
                 raise ConfigError("--client-id needs --client-secret or MIMI_CLIENT_SECRET")
-            clients.append(ClientConfig(args.client_id, secret, args.anonymous_only))
+            clients.append(ClientConfig(client_id, secret, args.anonymous_only))
         if not clients:
             raise ConfigError("no client: give --client-id, or [[clients]] in --config")
     return _Options(values, frozenset(given), settings), clients
+
+
+def _client_id(args: argparse.Namespace) -> str | None:
+    """The ``--client-id`` flag's value; ``ConfigError`` for it given twice (argparse would
+    keep the last: more clients go in ``[[clients]]`` of ``--config``), or for a flag of its
+    client without it (which would be silently ignored)."""
+    given: list[str] = args.client_id or []
+    if len(given) > 1:
+        raise ConfigError(
+            "--client-id is given more than once: one client comes from the flags, more"
+            " from [[clients]] in --config"
+        )
+    if not given:
+        for flag, present in (
+            ("--client-secret", args.client_secret is not None),
+            ("--anonymous-only", args.anonymous_only),
+        ):
+            if present:
+                raise ConfigError(f"{flag} applies to --client-id's client: give --client-id")
+    return given[0] if given else None
 
 
 def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: str) -> int:
@@ -174,13 +216,19 @@ def _announce_workers(url: str, workers: int) -> None:
     print(f"serving on {url} with {workers} workers", flush=True)
 
 
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""What stops ``serve`` cleanly (requests answered, the database closed, SQLite's -wal and -shm
+files removed): SIGHUP too, which a closed terminal or an SSH session that ends sends, and
+which would otherwise kill the process where it stands."""
+
+
 async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
-    """Listen until SIGINT or SIGTERM."""
+    """Listen until SIGINT, SIGTERM or SIGHUP."""
     from .server import IdentityServer  # not at the top: --help need not load it
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in _STOP_SIGNALS:
         loop.add_signal_handler(signum, stop.set)
     async with IdentityServer(
         clients=clients,
@@ -228,7 +276,7 @@ async def _rotate_signing_key(options: _Options, clients: list[ClientConfig]) ->
     kid = await IdentityServer.rotate_signing_key(options.values["database"])
     print(
         f"signing key {kid} added; running servers publish it within {KEY_READ_THROTTLE:g}"
-        " seconds and sign with it within two minutes",
+        f" seconds and sign with it within {SIGNS_WITHIN}",
         flush=True,
     )
 

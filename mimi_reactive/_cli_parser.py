@@ -14,12 +14,25 @@ import attrs
 # and --help some 20-40 ms.
 from . import __version__
 from ._server._config import COMMAND_LINE_RULES, DEFAULTS, LOG_FORMATS
-from ._server._settings import MAX_POOL_SIZE, NOT_BLANK, Network, Rule, ServerSettings, network
+from ._server._settings import (
+    MAX_POOL_SIZE,
+    NOT_BLANK,
+    PUBLISH_LEAD,
+    PUBLISH_MARGIN,
+    Network,
+    Rule,
+    ServerSettings,
+    network,
+)
 
-__all__ = ["build_parser"]
+__all__ = ["SIGNS_WITHIN", "build_parser"]
 
 _DESCRIPTION = "mimi_reactive's command line: run the reference identity service or the demo."
 _SETTINGS_FIELDS = attrs.fields_dict(ServerSettings)
+_RELOAD_DEFAULT = ServerSettings().key_reload_interval
+SIGNS_WITHIN = f"{(PUBLISH_LEAD + _RELOAD_DEFAULT) / 60:g} minutes"
+"""How soon after ``rotate-signing-key`` running servers (at the default key reload interval)
+sign with the new key: its help and its output both say it."""
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -61,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the reference identity service",
         description="Run the reference identity service (on SQLite or PostgreSQL, see --database)"
-        " until SIGINT or SIGTERM.",
+        " until SIGINT, SIGTERM or SIGHUP.",
         formatter_class=formatter,
         parents=[log_level],
     )
@@ -96,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
         " past that 503 with Retry-After",
     )
     serve.add_argument(
-        "--client-id", type=_checked("client_id", NOT_BLANK), help="one app's client id"
+        "--client-id",
+        type=_checked("client_id", NOT_BLANK),
+        action="append",  # so that a second one is refused, not silently kept instead
+        help="one app's client id (more apps: [[clients]] in --config)",
     )
     serve.add_argument(
         "--client-secret",
@@ -197,8 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate-signing-key",
         help="store a new access-token signing key and retire the current one, then exit",
         description="Store a new access-token signing key; running servers sign with it within"
-        " a minute, and keep publishing the retired key for one access-token lifetime plus"
-        " 300 s so the tokens it signed keep verifying. Prints the new key's kid.",
+        f" {SIGNS_WITHIN} ({PUBLISH_LEAD:g} s after it is stored, plus their"
+        f" --key-reload-interval, {_RELOAD_DEFAULT:g} s by default), and keep publishing the"
+        f" retired key for one access-token lifetime plus {PUBLISH_MARGIN:g} s so the tokens it"
+        " signed keep verifying. Prints the new key's kid.",
         formatter_class=formatter,
         parents=[log_level],
     )

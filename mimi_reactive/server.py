@@ -27,6 +27,7 @@ Several apps: ``IdentityServer(clients=[ClientConfig("app", secret, anonymous_on
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -37,7 +38,7 @@ import structlog
 from aiohttp import web
 
 from . import _exports
-from ._server._app import app_runner, cannot_listen, served_url, token_issuer
+from ._server._app import app_runner, listen, served_url, token_issuer
 from ._server._config import ClientConfig, ConfigError, check_clients
 from ._server._context import RegisteredClient, ServerSettings
 from ._server._logs import server_logger
@@ -136,11 +137,17 @@ class IdentityServer:
         self._service = service
         self._runner = app_runner(service.app)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port)
         try:
-            await site.start()
-        except (OSError, OverflowError) as error:
-            raise ServerStartError(cannot_listen(self._host, self._port, error)) from None
+            # The one way a server listens (serve --workers hands gunicorn the same socket);
+            # off the loop, as the resolver blocks.
+            listener = await asyncio.to_thread(listen, self._host, self._port)
+        except ValueError as error:
+            raise ServerStartError(str(error)) from None
+        try:
+            await web.SockSite(self._runner, listener).start()
+        except BaseException:
+            listener.close()
+            raise
         host, port = self._runner.addresses[0][:2]
         self._url = served_url(host, port)
         service.tokens.issuer = token_issuer(self._settings, host, self._url, self._log)

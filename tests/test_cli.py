@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from mimi_reactive import AnonymousAuthManager, AuthRoute, MimiCore, Success
+from mimi_reactive._cli_parser import SIGNS_WITHIN
 from mimi_reactive.backends.http import HttpBackend
 
 from .conftest import ANONYMOUS_ONLY
@@ -141,6 +142,12 @@ def test_serve_help_shows_defaults_for_users() -> None:
         ("--port", "70000", "--port"),
         ("--port", "-1", "--port"),
         ("--port", "http", "--port"),
+        ("--access-token-ttl", "1e10", "--access-token-ttl"),
+        ("--session-idle-timeout", "1e11", "--session-idle-timeout"),
+        ("--spent-token-retention", "1e300", "--spent-token-retention"),
+        ("--sweep-interval", "1e-9", "--sweep-interval"),
+        ("--workers", "257", "--workers"),
+        ("--workers", "99999999999999999999", "--workers"),
     ],
     ids=[
         "negative-ttl",
@@ -156,6 +163,12 @@ def test_serve_help_shows_defaults_for_users() -> None:
         "port-too-big",
         "negative-port",
         "port-not-a-number",
+        "ttl-past-a-day",
+        "idle-past-a-century",
+        "retention-past-a-century",
+        "sweep-busy-loop",
+        "workers-past-the-cap",
+        "workers-20-digits",
     ],
 )
 def test_serve_refuses_bad_options_in_one_line(option: str, value: str, named: str) -> None:
@@ -263,3 +276,12 @@ def test_the_log_level_goes_before_or_after_the_command(
     done = run_cli(*before, "migrate", "--database", database, *after)
     assert done.returncode == 0, done.stderr
     assert ("[debug" in done.stderr) == debug, done.stderr
+
+
+def test_rotate_help_and_output_say_the_same_delay() -> None:
+    """`rotate-signing-key --help` gives the delay before servers sign with the new key that
+    its output and docs/server.md give (it said a minute; the output two)."""
+    help_text = " ".join(run_cli("rotate-signing-key", "--help").stdout.split())
+    assert f"sign with it within {SIGNS_WITHIN} " in help_text
+    docs = " ".join((Path(__file__).parent.parent / "docs" / "server.md").read_text().split())
+    assert f"sign with it within {SIGNS_WITHIN}`" in docs

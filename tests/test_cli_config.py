@@ -4,6 +4,7 @@ problem, exit status 2, nothing created; and what the file may now set."""
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -11,7 +12,12 @@ import aiohttp
 import attrs
 import pytest
 
-from mimi_reactive._server._config import COMMAND_LINE_RULES, SERVER_KEYS
+from mimi_reactive._server._config import (
+    COMMAND_LINE_RULES,
+    SERVER_KEYS,
+    check_clients,
+    load_config_file,
+)
 from mimi_reactive.server import ServerSettings
 
 from .server_helpers import Caller, run_command, serving
@@ -33,10 +39,15 @@ def refused_in_one_line(done_status: int, stderr: str, named: str) -> None:
         ("access_token_ttl = 0", "access_token_ttl"),
         ("session_idle_timeout = -100", "session_idle_timeout"),
         ("sweep_interval = -5", "sweep_interval"),
+        ("sweep_interval = 1e-9", "sweep_interval must be 0 (no sweeper) or from 0.05"),
+        ("access_token_ttl = 1e10", "access_token_ttl must be more than 0 and at most 86400"),
+        ("session_idle_timeout = 1e11", "session_idle_timeout must be more than 0 and at most"),
+        ("workers = 257", "workers must be from 1 to 256"),
         ("max_failed_log_ins_per_minute = -3", "max_failed_log_ins_per_minute"),
         ("password_hash_queue = -1", "password_hash_queue must be 0 or more"),
         ("workers = 0", "workers"),
         ("port = 70000", "port"),
+        ('host = "[::1]"', "host must be an IP address or a host name"),
         ('issuer = ""', "issuer"),
         ('trusted_proxies = ["proxy.example"]', "trusted_proxies"),
         ("key_reload_interval = 600", "key_reload_interval"),
@@ -248,3 +259,66 @@ def test_the_config_file_takes_every_option_with_its_rules_types() -> None:
     assert SERVER_KEYS["port"] == SERVER_KEYS["max_failed_log_ins_per_minute"] == (int,)
     assert SERVER_KEYS["issuer"] == SERVER_KEYS["rate_limit_storage"] == (str,)
     assert SERVER_KEYS["trusted_proxies"] == (list,)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["--anonymous-only"], "--anonymous-only applies to --client-id's client"),
+        (["--client-secret", "s" * 43], "--client-secret applies to --client-id's client"),
+        (["--client-id", "a", "--client-id", "b"], "--client-id is given more than once"),
+        (["--client-id", " app "], "client id ' app ' has whitespace around it"),
+        (["--client-id", "app\n"], "has whitespace around it"),
+    ],
+    ids=["anonymous-only-alone", "secret-alone", "two-ids", "spaces-around-id", "newline-id"],
+)
+def test_serve_refuses_client_flags_it_would_ignore_or_no_app_could_use(
+    tmp_path: Path, arguments: list[str], named: str
+) -> None:
+    """A flag of the --client-id client without it, --client-id twice (argparse kept the
+    last), or an id with whitespace around it (HttpBackend refuses it) exits 2 with one line,
+    before the database is created."""
+    database = tmp_path / "ids.sqlite3"
+    done = run_cli("serve", "--port", "0", "--database", str(database), *arguments)
+    refused_in_one_line(done.returncode, done.stderr, named)
+    assert not database.exists()
+
+
+def test_a_config_client_id_with_whitespace_around_it_is_refused(tmp_path: Path) -> None:
+    """A [[clients]] id with spaces around it exits 2 with one line naming it, as the flag."""
+    config = tmp_path / "mimi.toml"
+    config.write_text('[[clients]]\nid = " app "\nsecret_env = "MIMI_CLIENT_SECRET"\n')
+    database = tmp_path / "ids.sqlite3"
+    done = run_cli("serve", "--config", str(config), "--database", str(database))
+    refused_in_one_line(done.returncode, done.stderr, "client id ' app ' has whitespace around")
+    assert not database.exists()
+
+
+@pytest.mark.parametrize("command", ["rotate-signing-key", "sweep", "migrate"])
+def test_a_maintenance_command_refuses_an_in_memory_database(command: str) -> None:
+    """rotate-signing-key, sweep and migrate on ``:memory:`` would change a database of their
+    own, gone at exit, and say they succeeded: they exit 2 with one line instead."""
+    done = run_cli(command, "--database", ":memory:")
+    refused_in_one_line(done.returncode, done.stderr, "--database :memory: is a database no")
+    assert done.stdout == ""
+
+
+def test_the_config_file_in_server_md_is_valid(tmp_path: Path) -> None:
+    """docs/server.md's example config file loads through the loader `serve --config` uses,
+    and every value in it passes its option's rule and the server's settings: the documented
+    file stays one a server takes."""
+    document = (Path(__file__).parent.parent / "docs" / "server.md").read_text()
+    block = re.search(r"^```toml\n(.*?)^```$", document, re.MULTILINE | re.DOTALL)
+    assert block is not None, "server.md has no TOML config block"
+    config = tmp_path / "mimi.toml"
+    config.write_text(block[1])
+    variables = re.findall(r'^secret_env = "(\w+)"', block[1], re.MULTILINE)
+    assert variables, "the example names no client secret's environment variable"
+    loaded = load_config_file(config, {name: secrets.token_urlsafe(32) for name in variables})
+    assert [client.id for client in loaded.clients] == ["hearing-app", "web-app"]
+    check_clients(loaded.clients)
+    for name, value in loaded.server.items():
+        rule = COMMAND_LINE_RULES.get(name)
+        assert rule is None or rule.problem(value) is None, name
+    fields = attrs.fields_dict(ServerSettings)
+    ServerSettings(**{k: v for k, v in loaded.server.items() if k in fields})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import socket
 from collections.abc import AsyncIterator
@@ -321,3 +322,32 @@ async def test_a_refused_refresh_is_told_apart_by_class_and_code(
     assert (raised.value.code, raised.value.status) == ("invalid_grant", 400)
     assert isinstance(raised.value, SessionEndedError) is ended_on_purpose
     assert not hasattr(raised.value, "reason")
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    [1e10, 10**400, -5, float("nan"), float("inf"), "3600", True],
+    ids=["past-a-century", "400-digits", "negative", "nan", "infinite", "text", "bool"],
+)
+async def test_a_session_lifetime_out_of_range_is_a_malformed_answer(expires_in: object) -> None:
+    """A sign-up answered with an ``expires_in`` no service issues (past a century, negative,
+    NaN, not a number) is a BackendError ``invalid_response``, not a bare ValueError."""
+
+    async def sign_up(request: web.Request) -> web.Response:
+        user = {"id": "u1", "is_anonymous": True, "anonymous_id": secrets.token_urlsafe(32)}
+        session = {"access_token": "a", "refresh_token": "r", "expires_in": expires_in}
+        # allow_nan: the JSON module writes NaN and Infinity, which a broken service may send.
+        body = json.dumps({"user": user, "session": session}, allow_nan=True)
+        return web.Response(status=201, text=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/anonymous-users", sign_up)
+    async with serving_app(app) as url:
+        backend = HttpBackend(url)
+        await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
+        try:
+            with pytest.raises(BackendError) as raised:
+                await backend.authenticate(AuthRoute.sign_up_anonymously(), None)
+        finally:
+            await backend.close()
+    assert raised.value.code == "invalid_response"

@@ -38,7 +38,7 @@ from .test_verify_jwks import access_token
 
 KID_LINE = re.compile(
     r"^signing key (\S+) added; running servers publish it within 5 seconds and sign with it within"
-    r" two minutes$"
+    r" 2 minutes$"
 )
 
 

@@ -9,15 +9,19 @@ from typing import Any
 import attrs
 import pytest
 
+from mimi_reactive._checks import LONGEST_LIFETIME
+from mimi_reactive._server._settings import MAX_ACCESS_TOKEN_TTL, MIN_SWEEP_INTERVAL
 from mimi_reactive.server import ServerSettings
 
 NAN, INF = float("nan"), float("inf")
 
 # Each setting and values it refuses; a 0 that turns something off stays allowed.
 REFUSED: dict[str, list[Any]] = {
-    "access_token_ttl": [NAN, INF, 0, -1, "3600", True],
-    "session_idle_timeout": [NAN, 0, -100],
-    "refresh_reuse_interval": [NAN, -INF, -1],
+    # Past a day: an access token cannot be revoked before it expires.
+    "access_token_ttl": [NAN, INF, 0, -1, "3600", True, MAX_ACCESS_TOKEN_TTL + 1, 1e10],
+    # Past a century: the client refuses such a lifetime (LONGEST_LIFETIME).
+    "session_idle_timeout": [NAN, 0, -100, LONGEST_LIFETIME + 1, 1e11],
+    "refresh_reuse_interval": [NAN, -INF, -1, LONGEST_LIFETIME + 1],
     "max_anonymous_sign_ups_per_hour": [-1, 1.5, NAN],
     "max_credential_sign_ups_per_hour": [-1, 2.5, "100", True],
     "max_failed_log_ins_per_minute": [-3, "30", False],
@@ -25,9 +29,10 @@ REFUSED: dict[str, list[Any]] = {
     "trusted_proxies": ["10.0.0.1", ["proxy.example"], ["10.0.0.1/8"], [5]],
     "password_hash_workers": [0, -1],
     "password_hash_queue": [-1, 2.0],
-    "sweep_interval": [NAN, -5],
-    "spent_token_retention": [NAN, -1],
-    "anonymous_retention_days": [NAN, INF, -2],
+    # Shorter than MIN_SWEEP_INTERVAL but 0: a busy loop against the database.
+    "sweep_interval": [NAN, -5, 1e-9, MIN_SWEEP_INTERVAL / 2, LONGEST_LIFETIME + 1],
+    "spent_token_retention": [NAN, -1, 1e300],
+    "anonymous_retention_days": [NAN, INF, -2, 36526],
     "issuer": [
         "",
         "   ",
@@ -45,20 +50,21 @@ REFUSED: dict[str, list[Any]] = {
     ],
     "database_pool_size": [0, -3, 1001, 10**20, 2.0],
     "key_reload_interval": [0, -1, 301, NAN],
-    "storage_timeout": [0, -1, NAN, INF],
+    "storage_timeout": [0, -1, NAN, INF, 1e300],
 }
 
 # Values at the edge of each range, which stay allowed.
 ALLOWED: dict[str, list[Any]] = {
-    "access_token_ttl": [0.5, 1],
+    "access_token_ttl": [0.5, 1, MAX_ACCESS_TOKEN_TTL],
+    "session_idle_timeout": [LONGEST_LIFETIME],
     "refresh_reuse_interval": [0],
     "max_anonymous_sign_ups_per_hour": [0],
     "max_credential_sign_ups_per_hour": [0],
     "max_failed_log_ins_per_minute": [0],
     "password_hash_queue": [0],
-    "sweep_interval": [0],
+    "sweep_interval": [0, MIN_SWEEP_INTERVAL, LONGEST_LIFETIME],
     "spent_token_retention": [10],
-    "anonymous_retention_days": [0, 0.5],
+    "anonymous_retention_days": [0, 0.5, 36525],
     "issuer": [None, "https://id.example", "http://127.0.0.1:8080", "https://example.com/auth"],
     "key_reload_interval": [300],
     "database_pool_size": [1, 1000],

@@ -73,8 +73,10 @@ def app_runner(app: web.Application, *, shutdown_timeout: float = 60.0) -> web.A
 
 
 def cannot_listen(host: str, port: int, error: BaseException) -> str:
-    """The one line for a port that cannot be listened on."""
-    return f"cannot listen on {host}:{port}: {failure_reason(error)}"
+    """The one line for a port that cannot be listened on (an IPv6 address in brackets, as
+    in a URL: ``[fe80::1]:0``, not ``fe80::1:0``)."""
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"cannot listen on {where}: {failure_reason(error)}"
 
 
 def served_url(host: str, port: int) -> str:
@@ -91,11 +93,7 @@ def token_issuer(
     ``--issuer``."""
     if settings.issuer is not None:
         return settings.issuer
-    try:
-        wildcard = ipaddress.ip_address(host).is_unspecified
-    except ValueError:
-        wildcard = False
-    if wildcard:
+    if _is_unspecified(host):
         log.warning(
             "server.issuer_is_a_wildcard_address",
             issuer=url,
@@ -105,13 +103,32 @@ def token_issuer(
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A socket listening on ``host:port`` (its first address); ``ValueError`` saying in one
-    line why not (a busy port, an address not of this machine, an unknown host)."""
+    """The one socket a server process (or gunicorn's workers) listens on: ``host:port``,
+    at the first address ``host`` resolves to (a name such as ``localhost`` with an IPv4 and
+    an IPv6 address gets the one the resolver puts first); ``::`` also takes IPv4 clients
+    (dual stack, as Python's ``http.server``, gunicorn and Node listen) where the system
+    can. ``ValueError`` saying in one line why not (a busy port, an address not of this
+    machine, an unknown host). It blocks on the resolver: call it off the event loop."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family, backlog=2048)
+        # socket.create_server makes an IPv6 socket IPv6-only unless asked: "::" would then
+        # refuse every IPv4 client.
+        dual_stack = (
+            family == socket.AF_INET6 and _is_unspecified(host) and socket.has_dualstack_ipv6()
+        )
+        return socket.create_server(
+            (host, port), family=family, backlog=2048, dualstack_ipv6=dual_stack
+        )
     except (OSError, OverflowError) as error:
         raise ValueError(cannot_listen(host, port, error)) from None
+
+
+def _is_unspecified(host: str) -> bool:
+    """Whether ``host`` is the wildcard address (``0.0.0.0``, ``::``), not a name."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def create_app(

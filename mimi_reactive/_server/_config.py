@@ -16,13 +16,15 @@ from typing import Any
 
 import attrs
 
-from ._settings import AT_LEAST_1, NOT_BLANK, PORT, Rule, ServerSettings
+from .._checks import has_surrounding_whitespace, is_count
+from ._settings import NOT_BLANK, PORT, Rule, ServerSettings
 
 __all__ = [
     "COMMAND_LINE_DEFAULTS",
     "COMMAND_LINE_RULES",
     "DEFAULTS",
     "LOG_FORMATS",
+    "MAX_WORKERS",
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
     "ClientConfig",
@@ -46,10 +48,32 @@ COMMAND_LINE_DEFAULTS: dict[str, object] = {
     "database": "mimi-identity.sqlite3",
     "log_format": "console",
 }
+MAX_WORKERS = 256
+"""The most server processes ``serve --workers`` runs: each is a process with its own database
+pool (``database_pool_size`` connections to a PostgreSQL that allows 100 in all by default)
+and rate-limit connections, and a machine has far fewer cores than this to run them on."""
+_HOST = Rule(
+    lambda v: (
+        isinstance(v, str)
+        and bool(v.strip())
+        and not has_surrounding_whitespace(v)
+        and not any(mark in v for mark in "[]/")
+    ),
+    "must be an IP address or a host name, as is: no brackets, scheme, path or spaces"
+    " (::1, not [::1]; 127.0.0.1, not http://127.0.0.1)",
+    str,
+)
+"""What ``--host`` takes: what the resolver does. A URL's form of an address (brackets, a
+scheme) would fail there with "name or service not known", which hides the mistake."""
 COMMAND_LINE_RULES: dict[str, Rule] = {
-    "host": NOT_BLANK,
+    "host": _HOST,
     "port": PORT,
-    "workers": AT_LEAST_1,
+    "workers": Rule(
+        lambda v: is_count(v) and v <= MAX_WORKERS,
+        f"must be from 1 to {MAX_WORKERS} (a whole number; each worker is a process with its"
+        " own database connections)",
+        int,
+    ),
     "database": NOT_BLANK,
     "log_format": Rule(lambda v: v in LOG_FORMATS, "must be " + " or ".join(LOG_FORMATS), str),
 }
@@ -87,9 +111,16 @@ class ClientConfig:
     """Refused credential sign-up, credential log-in and promotion (403 route_not_allowed)."""
 
     def check(self) -> None:
-        """Refuse a blank id, one with a colon, or a guessable secret (``ConfigError``)."""
+        """Refuse a blank id, one with whitespace around it or a colon, or a guessable secret
+        (``ConfigError``)."""
         if not self.id.strip():
             raise ConfigError("a client id must not be empty")
+        if has_surrounding_whitespace(self.id):
+            # HttpBackend refuses such an id (check_trimmed): no client could use it.
+            raise ConfigError(
+                f"client id {self.id!r} has whitespace around it (a newline read with it from"
+                " a file?)"
+            )
         if ":" in self.id:
             # HTTP Basic (RFC 7617) ends the user id at the first colon: no client could
             # authenticate as this one.

@@ -14,12 +14,14 @@ from typing import Any
 
 import attrs
 
-from .._checks import is_count, is_seconds, is_whole, service_url_problem
+from .._checks import LONGEST_LIFETIME, is_count, is_seconds, is_whole, service_url_problem
 
 __all__ = [
     "AT_LEAST_0",
     "AT_LEAST_1",
+    "MAX_ACCESS_TOKEN_TTL",
     "MAX_POOL_SIZE",
+    "MIN_SWEEP_INTERVAL",
     "NOT_BLANK",
     "PORT",
     "PUBLISH_LEAD",
@@ -81,9 +83,44 @@ def _without_final_slash(value: object) -> object:
     return value.rstrip("/") if isinstance(value, str) else value
 
 
-SECONDS = Rule(is_seconds, "must be 0 or more (a finite number)", float)
+# Every duration is at most the longest token lifetime the client takes (LONGEST_LIFETIME, a
+# century): a server that issued a longer one would hand its own clients sessions they refuse.
+_CENTURY = f"{LONGEST_LIFETIME:.0f} (a century)"
+SECONDS = Rule(
+    lambda v: is_seconds(v) and v <= LONGEST_LIFETIME,
+    f"must be from 0 to {_CENTURY} (seconds)",
+    float,
+)
 SECONDS_ABOVE_0 = Rule(
-    lambda v: is_seconds(v) and v > 0, "must be more than 0 (a finite number)", float
+    lambda v: is_seconds(v) and 0 < v <= LONGEST_LIFETIME,
+    f"must be more than 0 and at most {_CENTURY} (seconds)",
+    float,
+)
+_DAYS = Rule(
+    lambda v: is_seconds(v) and v <= LONGEST_LIFETIME / 86400,
+    f"must be from 0 to {LONGEST_LIFETIME / 86400:.0f} (days: a century)",
+    float,
+)
+MAX_ACCESS_TOKEN_TTL = 86400.0
+"""The longest access-token lifetime: a day. An access token cannot be revoked before it
+expires (a log-out ends its session, not the token), and a retired signing key stays published
+one lifetime after rotation, so this bounds both windows. Firebase's ID tokens live one hour,
+fixed; Supabase allows at most a week; a client in use renews well within a day."""
+_ACCESS_TOKEN_TTL = Rule(
+    lambda v: is_seconds(v) and 0 < v <= MAX_ACCESS_TOKEN_TTL,
+    f"must be more than 0 and at most {MAX_ACCESS_TOKEN_TTL:.0f} (seconds: a day; an access"
+    " token cannot be revoked before it expires)",
+    float,
+)
+MIN_SWEEP_INTERVAL = 0.05
+"""The shortest time between two sweeps (0 turns the sweeper off): each sweep queries the whole
+database, so a smaller interval (a typo: 1e-9) is a busy loop. Tests and benchmarks that
+compress time sweep this often at most."""
+_SWEEP_INTERVAL = Rule(
+    lambda v: is_seconds(v) and (v == 0 or MIN_SWEEP_INTERVAL <= v <= LONGEST_LIFETIME),
+    f"must be 0 (no sweeper) or from {MIN_SWEEP_INTERVAL:g} to {_CENTURY} (seconds; each"
+    " sweep queries the whole database)",
+    float,
 )
 AT_LEAST_0 = Rule(lambda v: is_whole(v) and v >= 0, "must be 0 or more (a whole number)", int)
 AT_LEAST_1 = Rule(is_count, "must be 1 or more (a whole number)", int)
@@ -153,8 +190,8 @@ class ServerSettings:
     """How the reference server behaves; every limit's 0 turns it off. A value out of its
     range is refused with ``ValueError`` naming the setting (as the config file and flags)."""
 
-    access_token_ttl: float = attrs.field(default=3600.0, validator=SECONDS_ABOVE_0)
-    """Seconds an access token is valid."""
+    access_token_ttl: float = attrs.field(default=3600.0, validator=_ACCESS_TOKEN_TTL)
+    """Seconds an access token is valid, at most ``MAX_ACCESS_TOKEN_TTL`` (a day)."""
     session_idle_timeout: float = attrs.field(default=30 * 24 * 3600.0, validator=SECONDS_ABOVE_0)
     """Seconds a session may go unused before its refresh token stops working."""
     refresh_reuse_interval: float = attrs.field(default=10.0, validator=SECONDS)
@@ -179,12 +216,13 @@ class ServerSettings:
     """Argon2 hashes run at once (each takes a core for about 50 ms)."""
     password_hash_queue: int = attrs.field(default=8, validator=AT_LEAST_0)
     """Argon2 hashes that may wait for a worker; past that, 503 with Retry-After."""
-    sweep_interval: float = attrs.field(default=3600.0, validator=SECONDS)
-    """Seconds between sweeps of dead sessions and old spent tokens (0: no sweeper)."""
+    sweep_interval: float = attrs.field(default=3600.0, validator=_SWEEP_INTERVAL)
+    """Seconds between sweeps of dead sessions and old spent tokens (0: no sweeper), at least
+    ``MIN_SWEEP_INTERVAL``."""
     spent_token_retention: float = attrs.field(default=24 * 3600.0, validator=SECONDS)
     """Seconds a spent refresh token is kept so its reuse is still detected, and a revoked
     session so that its refresh still says it was ended on purpose, not unknown."""
-    anonymous_retention_days: float = attrs.field(default=0, validator=SECONDS)
+    anonymous_retention_days: float = attrs.field(default=0, validator=_DAYS)
     """Delete anonymous users unseen for this many days (0: never)."""
     issuer: str | None = attrs.field(
         default=None, converter=_without_final_slash, validator=_ISSUER

@@ -249,6 +249,8 @@ def _session_from(answer: dict[str, Any], *, anonymous_id: str | None = None) ->
             refresh_token=session.get("refresh_token"),
             expires_in=session.get("expires_in"),
         )
-    except (KeyError, TypeError, AttributeError) as error:
+    # ValueError: a lifetime out of range (over a century, negative, NaN), which AuthTokens
+    # refuses as no service issues it.
+    except (KeyError, TypeError, AttributeError, ValueError) as error:
         raise BackendError("invalid_response", "the answer has no valid session") from error
     return BackendSession(user, tokens)
