@@ -119,7 +119,8 @@ async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
     """A first-schema PostgreSQL database migrates at start keeping its rows and foreign keys:
     its user logs in, its refresh token rotates, and deleting the user takes its sessions; the
     user becomes anonymous-only when an anonymous-only client renews its old session, and then
-    no other client promotes it."""
+    no other client promotes it. Its old session is numbered before those created since, and a
+    log-out everywhere in batches of one session ends them all."""
     # The SQLite equivalent is in test_server_retention.py; rows are written by hand, as the
     # first version's server would have.
     anonymous_id, refresh_token = "old-anonymous-id-" + "a" * 30, "old-refresh-" + "b" * 30
@@ -180,7 +181,20 @@ async def test_a_first_schema_postgresql_database_upgrades_and_keeps_its_users(
         " FROM information_schema.columns"
         " WHERE table_schema = current_schema() AND table_name = 'sessions'",
     )
-    assert columns == "id,user_id,created_at,last_used_at,revoked_at,revoked_reason,client_id"
+    assert columns == "id,user_id,created_at,last_used_at,revoked_at,revoked_reason,client_id,seq"
+    index = await query_value(
+        postgres_url,
+        "SELECT indexdef FROM pg_indexes"
+        " WHERE schemaname = current_schema() AND indexname = 'sessions_by_user'",
+    )
+    assert str(index).endswith("(user_id, seq)")
+    first = await query_value(postgres_url, "SELECT id FROM sessions ORDER BY seq LIMIT 1")
+    assert first == session_id
+    store = await PostgresIdentityDatabase.open(postgres_url)
+    try:
+        assert await store.revoke_user_sessions(user_id, 2.0, batch=1) == 3  # old + 2 log-ins
+    finally:
+        await store.close()
     await query_value(postgres_url, "DELETE FROM users")
     assert await row_counts(postgres_url) == {"users": 0, "sessions": 0, "refresh_tokens": 0}
 

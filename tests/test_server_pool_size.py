@@ -1,8 +1,10 @@
 """The PostgreSQL pool's size is an option (``--database-pool-size``, ``database_pool_size``):
-it reaches the pool, and a size below 1 is refused with one line."""
+it reaches the pool, a size below 1 is refused with one line, and workers whose pools together
+may open more connections than the PostgreSQL server allows are warned of at start."""
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from mimi_reactive._server._postgres import PostgresIdentityDatabase
+from mimi_reactive._server._workers import prepare_workers
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID
-from .server_helpers import serving
+from .helpers import library_events
+from .server_helpers import query_value, serving
 from .test_cli import run_cli
 
 
@@ -87,3 +91,27 @@ async def test_the_flag_wins_over_the_config_file(tmp_path: Path) -> None:
     ) as served:
         pass  # it started: serving read the line saying where it listens
     assert served.returncode == 0, served.stderr.decode()
+
+
+@pytest.mark.parametrize(("workers", "over", "warned"), [(1, 0, False), (1, 1, True), (3, 1, True)])
+async def test_workers_that_may_open_more_connections_than_postgresql_allows_are_warned_of(
+    postgres_url: str, caplog: pytest.LogCaptureFixture, workers: int, over: int, warned: bool
+) -> None:
+    """prepare_workers logs one warning naming --workers and --database-pool-size when the
+    workers' pools together may open more connections than max_connections less the reserved
+    ones, and none when they fit exactly."""
+    allowed = int(
+        await query_value(
+            postgres_url,
+            "SELECT current_setting('max_connections')::int"
+            " - current_setting('superuser_reserved_connections')::int",
+        )
+    )
+    size = allowed // workers + over
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    await prepare_workers(postgres_url, ServerSettings(database_pool_size=size), workers=workers)
+    warnings = [r.getMessage() for r in library_events(caplog) if r.levelno == logging.WARNING]
+    assert len(warnings) == int(warned), warnings
+    if warned:
+        assert f"--workers {workers} x --database-pool-size {size}" in warnings[0]
+        assert str(allowed) in warnings[0]

@@ -8,7 +8,8 @@ thread (``BatchingConnection``): writes on one connection, batched so that many 
 share one commit; reads on a second connection that WAL mode lets run beside the writer.
 Each write operation is atomic: a crash at any point leaves it wholly done or wholly undone.
 The file is created, prepared and told from one put in its place by ``_sqlite_file.py``; the
-row operations and the SQL text that several operations share are in ``_sqlite_rows.py``.
+row operations and the SQL text that several operations share are in ``_sqlite_rows.py``, and
+refresh-token rotation in ``_sqlite_rotation.py``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from ._records import (
 )
 from ._sqlite_connection import BatchingConnection
 from ._sqlite_file import DatabaseReplacedError, check_same_file, identity
+from ._sqlite_rotation import rotate
 
 __all__ = [
     "DatabaseReplacedError",
@@ -247,72 +249,21 @@ class SqliteIdentityDatabase:
         reuse_interval: float,
         anonymous_only: bool = False,
     ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
-        """Spend a refresh token for a new one, in one transaction; the session and its owner,
-        for whom the caller signs the new access token.
-
-        A token spent less than ``reuse_interval`` seconds ago, when no newer token of its
-        session has been spent since, is the retry of a client whose answer was lost: it gets
-        a new pair too. The first of the unspent tokens presented after that supersedes the
-        others (the one the client kept is the one it presents), so the session never forks
-        into two lines. Any other reuse, a superseded token's included, revokes the whole
-        session. A token of another client's session is
-        unknown to this one. An ``anonymous_only`` client's renewal marks its user so, as its
-        log-in by id does: a user of an anonymous-only app from before the mark existed gets it
-        at the app's next renewal.
-        """
-
-        def rotate(
-            db: sqlite3.Connection,
-        ) -> tuple[Rotation, SessionRecord | None, UserRecord | None]:
-            row = db.execute(
-                "SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.rowid,"
-                " s.client_id, u.is_anonymous, u.email, u.password_hash, t.superseded,"
-                " s.revoked_reason, u.anonymous_only"
-                " FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id"
-                " JOIN users u ON u.id = s.user_id WHERE t.digest = ?",
-                (refresh_digest,),
-            ).fetchone()
-            if row is None or row[6] not in (None, client_id):
-                return Rotation.UNKNOWN, None, None
-            session_id, user_id, last_used_at, revoked_at, used_at, token_row = row[:6]
-            if revoked_at is not None:
-                return Rotation.ended(row[11]), None, None
-            if now - last_used_at > idle_timeout:
-                rows.revoke(db, session_id, now, "idle")
-                return Rotation.IDLE, None, None
-            rotation = Rotation.ROTATED
-            if used_at is not None:
-                if (
-                    row[10]
-                    or now - used_at >= reuse_interval
-                    or rows.newer_token_spent(db, session_id, token_row)
-                ):
-                    rows.revoke(db, session_id, now, "refresh_token_reuse")
-                    ended = SessionRecord(session_id, user_id, last_used_at, row[6])
-                    return Rotation.REUSED, ended, None
-                rotation = Rotation.REISSUED
-            else:
-                db.execute(
-                    "UPDATE refresh_tokens SET used_at = ? WHERE digest = ?", (now, refresh_digest)
-                )
-                rows.supersede_siblings(db, session_id, now)
-            marked = anonymous_only or bool(row[12])
-            user = UserRecord(user_id, bool(row[7]), row[8], row[9], marked)
-            db.execute(
-                "INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES (?, ?, ?)",
-                (new_refresh_digest, session_id, now),
+        """Spend a refresh token for a new one, in one writer operation, as
+        ``_sqlite_rotation.rotate`` says; the session and its owner, for whom the caller signs
+        the new access token."""
+        return await self._writer.run(
+            functools.partial(
+                rotate,
+                refresh_digest=refresh_digest,
+                client_id=client_id,
+                new_refresh_digest=new_refresh_digest,
+                now=now,
+                idle_timeout=idle_timeout,
+                reuse_interval=reuse_interval,
+                anonymous_only=anonymous_only,
             )
-            db.execute(
-                "UPDATE sessions SET last_used_at = ?, client_id = ? WHERE id = ?",
-                (now, client_id, session_id),
-            )
-            rows.seen(db, user_id, now)
-            if anonymous_only and not row[12]:  # read above: written once, not every renewal
-                rows.mark_anonymous_only(db, user_id)
-            session = SessionRecord(session_id, user_id, now, client_id)
-            return rotation, session, user
-
-        return await self._writer.run(rotate)
+        )
 
     async def revoke_session(self, session_id: str, now: float) -> bool:
         return await self._writer.run(lambda db: rows.revoke(db, session_id, now, "log_out"))
@@ -335,9 +286,22 @@ class SqliteIdentityDatabase:
     async def revoke_user_sessions(
         self, user_id: str, now: float, *, batch: int = USER_SESSIONS_BATCH
     ) -> int:
-        """Revoke every live session of the user ``batch`` at a time; how many."""
-        step = functools.partial(self._write_count, rows.REVOKE_USER_SESSIONS, now, user_id)
-        return await in_batches(step, batch)
+        """Revoke every live session of the user, walking its sessions ``batch`` at a time,
+        each batch after the last one's (``rows.revoke_user_batch``); how many."""
+        revoked = last = 0  # rowids count from 1
+
+        async def step(size: int) -> int:
+            nonlocal revoked, last
+            found, last, ended = await self._writer.run(
+                functools.partial(
+                    rows.revoke_user_batch, user_id=user_id, now=now, after=last, limit=size
+                )
+            )
+            revoked += ended
+            return found
+
+        await in_batches(step, batch)
+        return revoked
 
     async def _write_count(self, query: str, *params: object) -> int:
         """How many rows one writer operation of ``query`` changed."""

@@ -4,19 +4,20 @@ PostgreSQL, through an ``asyncpg`` connection pool.
 Each operation is one statement where it can be (PostgreSQL runs a statement atomically, and
 data-modifying CTEs find or write a user, its session and its token together): one round trip.
 Refresh rotation is the exception: it locks the token and its session, then writes, in one
-transaction. An operation that loses a deadlock to another
-worker is retried. The statements longer than a line are in ``_postgres_sql.py``.
+transaction. Operations run on the pool of ``_postgres_pool.py`` (which retries one that lost a
+deadlock to another worker); the statements longer than a line are in ``_postgres_sql.py``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from . import _postgres_sql as sql
+from ._postgres_pool import StorePool
 from ._records import (
     SEEN_PRECISION,
     USER_SESSIONS_BATCH,
@@ -36,34 +37,27 @@ from ._schema_postgres import migrate
 __all__ = ["PostgresIdentityDatabase"]
 
 if TYPE_CHECKING:
-    from asyncpg.pool import PoolConnectionProxy
-
-    Connection = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
-
-_T = TypeVar("_T")
-_ATTEMPTS = 3
-_READY_QUERY = "SELECT 1"
+    from ._postgres_pool import Connection
 
 
 class PostgresIdentityDatabase:
     """``IdentityDatabase`` on a PostgreSQL database that any number of workers share."""
 
-    def __init__(self, pool: asyncpg.Pool, *, timeout: float = 5.0) -> None:
+    def __init__(self, pool: StorePool) -> None:
         self._pool = pool
-        self._timeout = timeout
         self.schema_found = 0
         """The schema version the database had when opened (before migrating)."""
 
     def __repr__(self) -> str:
         return (
-            f"PostgresIdentityDatabase(pool_size={self._pool.get_size()},"
+            f"PostgresIdentityDatabase(pool_size={self._pool.size},"
             f" pool_max_size={self.pool_max_size})"
         )
 
     @property
     def pool_max_size(self) -> int:
         """The most connections the pool opens."""
-        return self._pool.get_max_size()
+        return self._pool.max_size
 
     @classmethod
     async def open(
@@ -88,14 +82,11 @@ class PostgresIdentityDatabase:
                 found = await migrate(connection)
             finally:
                 await connection.close()
-        pool = await asyncpg.create_pool(
-            dsn,
-            min_size=0 if prepared else 1,
-            max_size=max_size,
-            timeout=storage_timeout,
-            command_timeout=storage_timeout,
+        opened = cls(
+            await StorePool.open(
+                dsn, max_size=max_size, storage_timeout=storage_timeout, lazy=prepared
+            )
         )
-        opened = cls(pool, timeout=storage_timeout)
         if found is not None:
             opened.schema_found = found
         return opened
@@ -103,46 +94,14 @@ class PostgresIdentityDatabase:
     async def close(self) -> None:
         await self._pool.close()
 
-    async def _retried(self, operation: Callable[[Connection], Awaitable[_T]]) -> _T:
-        """Run ``operation`` on a pooled connection, again if it lost a deadlock."""
-        for attempt in range(_ATTEMPTS):
-            try:
-                async with self._pooled() as connection:
-                    return await operation(connection)
-            except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError):
-                if attempt == _ATTEMPTS - 1:
-                    raise
-        raise AssertionError("unreachable")
+    async def ready(self, within: float) -> None:
+        """Return once a trivial query through the pool is answered within ``within``
+        seconds; raise what failed (``TimeoutError``, a dropped database's ``PostgresError``)."""
+        await self._pool.ready(within)
 
-    @contextlib.asynccontextmanager
-    async def _pooled(self) -> AsyncIterator[Connection]:
-        """A pooled connection for one operation. Its connection lost (the server's backend
-        terminated: a restart, a failover) is ``ConnectionDoesNotExistError``, an outage,
-        whatever asyncpg raised; failing to give it back does not undo what it did."""
-        # The acquire's timeout bounds the wait for a free connection and the reset when it
-        # goes back (a cut-off connection is closed, not pooled again).
-        connection = await self._pool.acquire(timeout=self._timeout)
-        try:
-            yield connection
-        except (asyncpg.InterfaceError, asyncpg.InternalClientError) as error:
-            # A connection terminated mid-operation can fail as "cannot call
-            # Transaction.__aexit__(): the underlying connection is closed" or "another
-            # operation is in progress"; a DataError (an InterfaceError too) is a bug.
-            if _closed(connection) and not isinstance(error, asyncpg.DataError):
-                raise asyncpg.ConnectionDoesNotExistError("the connection was lost") from error
-            raise
-        finally:
-            # The reset on release fails on a connection terminated after the operation ended
-            # (its statements committed): asyncpg closes that connection and the pool opens
-            # another; the operation's result or error is the answer.
-            with contextlib.suppress(Exception):
-                await self._pool.release(connection)
-
-    async def _execute(self, query: str, *args: Any) -> str:
-        return await self._retried(lambda c: c.execute(query, *args))
-
-    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        return await self._retried(lambda c: c.fetchrow(query, *args))
+    def connection(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """One pooled connection (for tools and tests that look at the tables)."""
+        return self._pool.connection()
 
     async def create_user(
         self,
@@ -157,7 +116,7 @@ class PostgresIdentityDatabase:
         """Store a new user, its first session and refresh token: one statement."""
         user = UserRecord(user_id, email is None, email, password_hash, anonymous_only)
         with _email_taken():
-            await self._execute(
+            await self._pool.execute(
                 sql.CREATE_USER,
                 user_id,
                 anonymous_id_digest,
@@ -179,7 +138,7 @@ class PostgresIdentityDatabase:
         anonymous-only client, the user marked so, after which no promotion passes): one
         statement."""
         try:
-            found = await self._fetchrow(
+            found = await self._pool.fetchrow(
                 sql.LOG_IN,
                 anonymous_id_digest,
                 session.id,
@@ -194,10 +153,10 @@ class PostgresIdentityDatabase:
         return _user(found)
 
     async def user_by_email(self, email: str) -> UserRecord | None:
-        return _user(await self._fetchrow(sql.USER + "email = $1", email))
+        return _user(await self._pool.fetchrow(sql.USER + "email = $1", email))
 
     async def user_by_id(self, user_id: str) -> UserRecord | None:
-        return _user(await self._fetchrow(sql.USER + "id = $1", user_id))
+        return _user(await self._pool.fetchrow(sql.USER + "id = $1", user_id))
 
     async def promote(
         self, user_id: str, *, session_id: str, email: str, password_hash: str
@@ -205,33 +164,37 @@ class PostgresIdentityDatabase:
         """The promoted user, as ``SqliteIdentityDatabase`` does: one statement."""
         # The anonymous id stops being a way in: a promoted user logs in with credentials.
         with _email_taken():
-            row = await self._fetchrow(sql.PROMOTE, user_id, email, password_hash, session_id)
+            row = await self._pool.fetchrow(sql.PROMOTE, user_id, email, password_hash, session_id)
         assert row is not None  # SELECT of two EXISTS: always one row
         if not row["live"]:
             raise SessionEndedError
         return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
     async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:
-        """Delete the user's sessions ``batch`` at a time, then the user with any left (the
-        foreign keys cascade), as ``IdentityDatabase.delete_user`` says."""
+        """Delete the user's sessions ``batch`` at a time in the order they were created, each
+        batch after the last one's, then the user with any left (the foreign keys cascade),
+        as ``IdentityDatabase.delete_user`` says."""
+        last = 0  # seq counts from 1
 
         async def step(size: int) -> int:
-            return int(
-                await self._retried(lambda c: c.fetchval(sql.DELETE_USER_SESSIONS, user_id, size))
-            )
+            nonlocal last
+            row = await self._pool.fetchrow(sql.DELETE_USER_SESSIONS, user_id, size, last)
+            assert row is not None  # an aggregate: always one row
+            last = row["last"] or last
+            return int(row["found"])
 
         await in_batches(step, batch)
-        return await self._execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
+        return await self._pool.execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
         try:
-            await self._execute(sql.CREATE_SESSION, *_session_args(user_id, session))
+            await self._pool.execute(sql.CREATE_SESSION, *_session_args(user_id, session))
         except asyncpg.ForeignKeyViolationError:  # deleted meanwhile: no user now
             return None
         return SessionRecord(session.id, user_id, session.now, session.client_id)
 
     async def session_by_id(self, session_id: str) -> SessionRecord | None:
-        row = await self._fetchrow(
+        row = await self._pool.fetchrow(
             f"SELECT {sql.SESSION_ROW} FROM sessions"  # noqa: S608
             " WHERE id = $1 AND revoked_at IS NULL",
             session_id,
@@ -239,7 +202,9 @@ class PostgresIdentityDatabase:
         return None if row is None else SessionRecord(*row)
 
     async def touch_session(self, session_id: str, now: float) -> None:
-        await self._execute("UPDATE sessions SET last_used_at = $2 WHERE id = $1", session_id, now)
+        await self._pool.execute(
+            "UPDATE sessions SET last_used_at = $2 WHERE id = $1", session_id, now
+        )
 
     async def rotate_refresh_token(
         self,
@@ -301,15 +266,15 @@ class PostgresIdentityDatabase:
             session = SessionRecord(session_id, user_id, now, client_id)
             return rotation, session, user
 
-        return await self._retried(rotate)
+        return await self._pool.retried(rotate)
 
     async def revoke_session(self, session_id: str, now: float) -> bool:
-        return await self._execute(sql.REVOKE, session_id, now, "log_out") != "UPDATE 0"
+        return await self._pool.execute(sql.REVOKE, session_id, now, "log_out") != "UPDATE 0"
 
     async def revoke_session_by_refresh_token(
         self, refresh_digest: str, now: float, *, client_id: str
     ) -> bool:
-        row = await self._fetchrow(sql.REVOKE_BY_REFRESH, refresh_digest, now, client_id)
+        row = await self._pool.fetchrow(sql.REVOKE_BY_REFRESH, refresh_digest, now, client_id)
         if row is not None and row["own"] is False:
             raise OtherClientError
         return row is not None and bool(row["revoked"])
@@ -317,15 +282,17 @@ class PostgresIdentityDatabase:
     async def revoke_user_sessions(
         self, user_id: str, now: float, *, batch: int = USER_SESSIONS_BATCH
     ) -> int:
-        """Revoke every live session of the user ``batch`` at a time, as
+        """Revoke every live session of the user, walking its sessions ``batch`` at a time in
+        the order they were created, each batch after the last one's, as
         ``IdentityDatabase.revoke_user_sessions`` says; how many it revoked."""
-        revoked = 0
+        revoked = last = 0  # seq counts from 1
 
         async def step(size: int) -> int:
-            nonlocal revoked
-            row = await self._fetchrow(sql.REVOKE_USER_SESSIONS, user_id, size, now)
-            assert row is not None  # a SELECT of two counts: always one row
-            revoked += row["revoked"]  # fewer than found when others ended some meanwhile
+            nonlocal revoked, last
+            row = await self._pool.fetchrow(sql.REVOKE_USER_SESSIONS, user_id, size, now, last)
+            assert row is not None  # a SELECT of counts: always one row
+            revoked += row["revoked"]  # fewer than live when others ended some meanwhile
+            last = row["last"] or last
             return int(row["found"])
 
         await in_batches(step, batch)
@@ -333,13 +300,13 @@ class PostgresIdentityDatabase:
 
     async def signing_keys(self) -> Sequence[SigningKeyRecord]:
         """Every stored signing key, newest first."""
-        rows = await self._retried(lambda c: c.fetch(sql.KEYS))
+        rows = await self._pool.retried(lambda c: c.fetch(sql.KEYS))
         return [SigningKeyRecord(*row) for row in rows]
 
     async def add_signing_key(self, key: SigningKeyRecord) -> None:
         """Store a new signing key and retire the ones before it from the instant it starts
         signing (its ``created_at``): one statement."""
-        await self._execute(
+        await self._pool.execute(
             sql.ADD_KEY, key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at
         )
 
@@ -361,30 +328,16 @@ class PostgresIdentityDatabase:
                     )
                 return await db.fetch(sql.KEYS)
 
-        return [SigningKeyRecord(*row) for row in await self._retried(ensure)]
+        return [SigningKeyRecord(*row) for row in await self._pool.retried(ensure)]
 
     async def delete_batch(self, rule: Expired, before: float, limit: int) -> int:
         """Delete at most ``limit`` of the rows ``rule`` finds due by ``before``, in one
         statement (its own short transaction) that passes over rows others hold; how many."""
         # "DELETE n" counts the table's own rows, not those the foreign keys cascade to.
-        return int((await self._execute(sql.DELETE_DUE[rule], limit, before)).split()[-1])
+        return int((await self._pool.execute(sql.DELETE_DUE[rule], limit, before)).split()[-1])
 
     async def compact(self) -> None:
         """Nothing: autovacuum reuses the space deleted rows leave."""
-
-    async def ready(self, within: float) -> None:
-        """Return once a trivial query through the pool is answered within ``timeout``
-        seconds; raise what failed (``TimeoutError``, a dropped database's ``PostgresError``)."""
-        # asyncpg's own timeouts, not a cancellation: one cancelled while it returns a
-        # cut-off connection to the pool waits for that connection without end.
-        async with self._pool.acquire(timeout=within) as connection:
-            await connection.fetchval(_READY_QUERY, timeout=within)
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[Connection]:
-        """One pooled connection (for tools and tests that look at the tables)."""
-        async with self._pool.acquire() as connection:
-            yield connection
 
 
 @contextlib.contextmanager
@@ -408,15 +361,6 @@ def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
         session.refresh_digest,
         session.now - SEEN_PRECISION,
     )
-
-
-def _closed(connection: Connection) -> bool:
-    """Whether a pooled connection is closed: one the pool let go of before its user did was
-    closed under it (asyncpg hands a closed connection back itself)."""
-    try:
-        return connection.is_closed()
-    except asyncpg.InterfaceError:  # "connection has been released back to the pool"
-        return True
 
 
 def _user(row: asyncpg.Record | None) -> UserRecord | None:

@@ -105,7 +105,7 @@ SELECT EXISTS (SELECT 1 FROM refresh_tokens
 """
 
 # Spends the token (unless a retry's reissue: spent already) and then retires the session's
-# other unspent tokens (see ``_sqlite_rows.supersede_siblings``): the CTEs see one snapshot,
+# other unspent tokens (see ``_sqlite_rotation._supersede_siblings``): the CTEs see one snapshot,
 # so neither the token spent nor the one issued here is among them.
 ROTATE = """
 WITH spent AS (
@@ -137,21 +137,29 @@ WITH token AS (
 SELECT (SELECT own FROM token) AS own, EXISTS (SELECT 1 FROM revoked) AS revoked
 """
 
-# One batch of a user's deletion or log-out everywhere: at most $2 of its (live) sessions
-# ended, and how many were found (a batch that finds fewer is the last); not SKIP LOCKED as the
-# sweep's: a session passed over would outlive the call.
+# One batch of a user's deletion or log-out everywhere: the next $2 of its sessions in the order
+# they were created, after the last one ($3) the batch before ended, ended (the live ones, for a
+# log-out); how many it found (a batch that finds fewer is the last) and the last one's seq.
+# Keyset batches: each starts where the last ended, so no batch walks again the index entries
+# of sessions ended before it. Not SKIP LOCKED as the sweep's: a session passed over would
+# outlive the call.
 DELETE_USER_SESSIONS = """
-WITH found AS (SELECT id FROM sessions WHERE user_id = $1 LIMIT $2),
-deleted AS (DELETE FROM sessions WHERE id IN (SELECT id FROM found))
-SELECT count(*) FROM found
+WITH found AS (
+    SELECT id, seq FROM sessions WHERE user_id = $1 AND seq > $3 ORDER BY seq LIMIT $2
+), deleted AS (DELETE FROM sessions WHERE id IN (SELECT id FROM found))
+SELECT count(*) AS found, max(seq) AS last FROM found
 """
 REVOKE_USER_SESSIONS = """
-WITH found AS (SELECT id FROM sessions WHERE user_id = $1 AND revoked_at IS NULL LIMIT $2),
-revoked AS (
+WITH found AS (
+    SELECT id, seq, revoked_at FROM sessions WHERE user_id = $1 AND seq > $4
+    ORDER BY seq LIMIT $2
+), revoked AS (
     UPDATE sessions SET revoked_at = $3, revoked_reason = 'log_out_everywhere'
-    WHERE id IN (SELECT id FROM found) AND revoked_at IS NULL RETURNING 1
+    WHERE id IN (SELECT id FROM found WHERE revoked_at IS NULL) AND revoked_at IS NULL
+    RETURNING 1
 )
-SELECT (SELECT count(*) FROM found) AS found, (SELECT count(*) FROM revoked) AS revoked
+SELECT (SELECT count(*) FROM found) AS found, (SELECT max(seq) FROM found) AS last,
+    (SELECT count(*) FROM revoked) AS revoked
 """
 
 # Each sweep rule's table, its key, and the condition its rows meet when due by $2.

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ._schema import SchemaError, SchemaTooNewError
 
 if TYPE_CHECKING:
-    from ._postgres import Connection
+    from ._postgres_pool import Connection
 
 __all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
@@ -76,7 +76,21 @@ ALTER TABLE refresh_tokens ADD COLUMN superseded boolean NOT NULL DEFAULT false;
 ALTER TABLE users ADD COLUMN anonymous_only boolean NOT NULL DEFAULT false;
 """
 
-MIGRATIONS = (_V1, _V2, _V3)
+# Version 4: sessions are numbered as they are created (``seq``), and the index of a user's
+# sessions is ordered by it, so a user's deletion or log-out everywhere walks the sessions in
+# batches that each start where the last ended: one that searched from the start every time
+# walked again the index entries of every session earlier batches had ended (revoked rows still
+# match, deleted ones stay until vacuum), quadratic in the user's sessions. A session created
+# meanwhile numbers after them all and is found by a later batch. The index replaces the one
+# on user_id alone (the foreign key's cascade uses it as well): a log-in writes no more
+# indexes than before.
+_V4 = """
+ALTER TABLE sessions ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;
+DROP INDEX sessions_by_user;
+CREATE INDEX sessions_by_user ON sessions(user_id, seq);
+"""
+
+MIGRATIONS = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # One lock per schema: two databases (or schemas) on one server migrate independently.

@@ -13,16 +13,14 @@ __all__ = [
     "DELETE_DUE",
     "DELETE_USER_SESSIONS",
     "KEYS",
-    "REVOKE_USER_SESSIONS",
     "SESSION_COLUMNS",
     "insert_session",
     "mark_anonymous_only",
-    "newer_token_spent",
     "revoke",
+    "revoke_user_batch",
     "seen",
     "start_session",
     "start_session_if_user",
-    "supersede_siblings",
     "user_where",
 ]
 
@@ -32,14 +30,10 @@ KEYS = (
     "SELECT kid, algorithm, private_pem, created_at, retired_at FROM signing_keys"
     " ORDER BY created_at DESC, rowid DESC"
 )
-# One batch of a user's deletion or log-out everywhere: at most the last ``?`` of its (live)
-# sessions. The writer is alone: a batch ends every session it finds.
+# One batch of a user's deletion: at most the last ``?`` of its sessions. The writer is alone: a
+# batch ends every session it finds, and a deleted session leaves the index.
 DELETE_USER_SESSIONS = (
     "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions WHERE user_id = ? LIMIT ?)"
-)
-REVOKE_USER_SESSIONS = (
-    "UPDATE sessions SET revoked_at = ?, revoked_reason = 'log_out_everywhere' WHERE rowid IN"
-    " (SELECT rowid FROM sessions WHERE user_id = ? AND revoked_at IS NULL LIMIT ?)"
 )
 # Each sweep rule's table and the condition its rows meet when due by the one ``?``.
 _DUE = {
@@ -101,31 +95,6 @@ def insert_session(db: sqlite3.Connection, user_id: str, new: NewSession) -> Ses
     return record
 
 
-def newer_token_spent(db: sqlite3.Connection, session_id: str, token_row: int) -> bool:
-    """Whether a token issued after this one (so, from it on) was spent: then this one's
-    reuse is a stolen copy, not the retry of a lost answer. A superseded token was never
-    presented: it does not count."""
-    row = db.execute(
-        "SELECT 1 FROM refresh_tokens WHERE session_id = ? AND rowid > ? AND used_at IS NOT NULL"
-        " AND superseded = 0 LIMIT 1",
-        (session_id, token_row),
-    ).fetchone()
-    return row is not None
-
-
-def supersede_siblings(db: sqlite3.Connection, session_id: str, now: float) -> None:
-    """Retire the session's other unspent refresh tokens as one of them is spent: after a
-    retry's reissue two answers hold one each, and the first presented is the one the client
-    kept (a delayed copy of the retried request can reissue after the retry's answer arrived,
-    so the newest is not always it). Presenting a retired one later is reuse. They count as
-    spent now, so the sweep keeps them as long as any spent token."""
-    db.execute(
-        "UPDATE refresh_tokens SET used_at = ?, superseded = 1"
-        " WHERE session_id = ? AND used_at IS NULL",
-        (now, session_id),
-    )
-
-
 def mark_anonymous_only(db: sqlite3.Connection, user_id: str) -> None:
     """Note that an anonymous-only client has the user: no client may promote it now. Written
     once: a user marked already is only read."""
@@ -141,6 +110,30 @@ def revoke(db: sqlite3.Connection, session_id: str, now: float, reason: str) -> 
         (now, reason, session_id),
     )
     return cursor.rowcount > 0
+
+
+def revoke_user_batch(
+    db: sqlite3.Connection, user_id: str, now: float, after: int, limit: int
+) -> tuple[int, int, int]:
+    """One batch of a log-out everywhere: the user's next ``limit`` sessions in rowid order
+    after rowid ``after``, the live ones revoked; how many it found (fewer: the last batch), the
+    last one's rowid and how many it revoked. A revoked session stays in the index of the
+    user's sessions, so each batch starts where the last ended (keyset) rather than walking
+    again past every session ended before it; a session created meanwhile takes a rowid after
+    every other (the user's rows are not deleted here), so a later batch finds it."""
+    found, last = db.execute(
+        "SELECT count(*), max(rowid) FROM (SELECT rowid FROM sessions"
+        " WHERE user_id = ? AND rowid > ? ORDER BY rowid LIMIT ?)",
+        (user_id, after, limit),
+    ).fetchone()
+    if not found:
+        return 0, after, 0
+    revoked = db.execute(
+        "UPDATE sessions SET revoked_at = ?, revoked_reason = 'log_out_everywhere'"
+        " WHERE user_id = ? AND rowid > ? AND rowid <= ? AND revoked_at IS NULL",
+        (now, user_id, after, last),
+    ).rowcount
+    return int(found), int(last), revoked
 
 
 def seen(db: sqlite3.Connection, user_id: str, now: float) -> None:

@@ -24,6 +24,7 @@ from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 __all__ = [
     "DatabaseNameError",
     "DatabaseOpenError",
+    "connections_allowed",
     "describe",
     "failure_reason",
     "is_postgres",
@@ -128,6 +129,28 @@ async def migrate_database(database: str | Path) -> tuple[int, int]:
         return opened.schema_found, POSTGRES_VERSION
     assert isinstance(opened, SqliteIdentityDatabase)
     return opened.schema_found, SQLITE_VERSION
+
+
+# What ordinary roles may open: max_connections less the slots kept for superusers and, from
+# PostgreSQL 16, for roles granted pg_use_reserved_connections (no such setting before: NULL).
+_CONNECTIONS_ALLOWED = """
+SELECT current_setting('max_connections')::int
+    - current_setting('superuser_reserved_connections')::int
+    - coalesce(current_setting('reserved_connections', true)::int, 0)
+"""
+
+
+async def connections_allowed(database: str) -> int | None:
+    """How many connections the PostgreSQL server at ``database`` allows roles that are not
+    superusers, all clients together; None if it cannot be read (only a warning needs it)."""
+    try:
+        connection = await asyncpg.connect(database)
+        try:
+            return int(await connection.fetchval(_CONNECTIONS_ALLOWED))
+        finally:
+            await connection.close()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        return None
 
 
 def failure_reason(error: BaseException) -> str:

@@ -25,7 +25,7 @@ from ._context import RegisteredClient, ServerSettings
 from ._limits import RateLimiter, limits_on
 from ._logs import RedactingFilter, server_logger
 from ._service import open_service
-from ._stores import is_postgres, migrate_database
+from ._stores import connections_allowed, is_postgres, migrate_database
 
 __all__ = ["WorkersRefusedError", "check_workers", "prepare_workers", "run_workers"]
 
@@ -130,16 +130,31 @@ class _Gunicorn(BaseApplication):
         return app_runner(service.app, shutdown_timeout=9.5)
 
 
-async def prepare_workers(database: str, settings: ServerSettings) -> None:
+async def prepare_workers(database: str, settings: ServerSettings, *, workers: int = 1) -> None:
     """Once, before the workers start: the rate-limit storage answers (``ValueError`` if not,
-    rather than every worker failing to boot after "serving on") and the schema is up to date
-    (``DatabaseOpenError`` if it cannot be)."""
+    rather than every worker failing to boot after "serving on"), the schema is up to date
+    (``DatabaseOpenError`` if it cannot be), and a warning is logged if the ``workers`` pools
+    together may open more connections than the PostgreSQL server allows."""
     limiter = RateLimiter.from_url(settings.rate_limit_storage, settings.clock)
     try:
         await limiter.check()
     finally:
         await limiter.close()
     await migrate_database(database)
+    if is_postgres(database):
+        wanted = workers * settings.database_pool_size
+        allowed = await connections_allowed(database)
+        if allowed is not None and wanted > allowed:
+            # A warning, not a refusal: the pools open connections only as load needs them,
+            # and the database may be reconfigured while the workers run.
+            server_logger().warning(
+                "database.too_few_connections",
+                hint=f"--workers {workers} x --database-pool-size"
+                f" {settings.database_pool_size} = {wanted} connections at the busiest, but the"
+                f" PostgreSQL server allows {allowed} (max_connections less the reserved ones):"
+                " past that, requests answer 503 while the database is healthy; lower either,"
+                " or raise max_connections",
+            )
 
 
 class _GunicornLogs(Logger):
