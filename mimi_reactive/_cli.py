@@ -196,7 +196,7 @@ def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: st
     except ValueError as error:
         raise ServerStartError(str(error)) from None
     try:
-        asyncio.run(prepare_workers(values["database"], settings))
+        asyncio.run(prepare_workers(values["database"], settings, workers=values["workers"]))
     except (ValueError, DatabaseOpenError) as error:
         listener.close()
         raise start_error(error) from None

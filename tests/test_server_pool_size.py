@@ -115,3 +115,18 @@ async def test_workers_that_may_open_more_connections_than_postgresql_allows_are
     if warned:
         assert f"--workers {workers} x --database-pool-size {size}" in warnings[0]
         assert str(allowed) in warnings[0]
+
+
+async def test_serve_warns_of_workers_whose_pools_postgresql_cannot_hold(
+    postgres_url: str, redis_url: str
+) -> None:
+    """`serve --workers 2 --database-pool-size 1000` on PostgreSQL starts, and says at start that
+    the workers' pools together may open more connections than the server allows."""
+    async with serving(
+        *("serve", "--port", "0", "--client-id", "app", "--database", postgres_url),
+        *("--workers", "2", "--database-pool-size", "1000", "--rate-limit-storage", redis_url),
+        environment={**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)},
+    ) as served:
+        pass  # it started: serving read the line saying where it listens
+    assert served.returncode == 0, served.stderr.decode()
+    assert "--workers 2 x --database-pool-size 1000" in served.stderr.decode()
