@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import attrs
 
-from .._exceptions import BackendError, TransportError
+from .._exceptions import BackendError, ConfigurationError, TransportError
 
 __all__ = [
     "LONGEST_ANSWER",
@@ -92,12 +92,13 @@ async def post_json(
     data: dict[str, str] | None = None,
 ) -> Answer:
     """POST ``json`` (or the form ``data``) to ``url`` over ``http`` (None: the backend is not
-    open, a ``RuntimeError``) and read the answer, whatever its status. No answer in the
+    open, a ``ConfigurationError``) and read the answer, whatever its status. No answer in the
     session's timeout, or none at all, is a ``TransportError`` naming ``service`` (the aiohttp
     error chained), so ``service`` must hold no secret."""
     if http is None:
-        raise RuntimeError(
-            f"the backend for {service} is not open (MimiCore.start opens it until the core stops)"
+        raise ConfigurationError(
+            f"the backend for {service} is not open: MimiCore.start opens it, and closes it "
+            "when the core stops"
         )
     try:
         async with http.post(url, json=json, data=data) as response:
