@@ -1,4 +1,6 @@
-"""How every backend reads a service's answer: a bounded JSON body, a ``Retry-After``."""
+"""How every HTTP backend talks to its service: ``post_json`` posts a call and reads the
+``Answer`` (a bounded JSON body, a ``Retry-After``); the backend maps an error answer to its
+own errors."""
 
 from __future__ import annotations
 
@@ -8,8 +10,18 @@ import json
 from typing import Any
 
 import aiohttp
+import attrs
 
-__all__ = ["LONGEST_ANSWER", "LONGEST_RETRY_AFTER", "json_body", "retry_after"]
+from .._exceptions import BackendError, ConfigurationError, TransportError
+
+__all__ = [
+    "LONGEST_ANSWER",
+    "LONGEST_RETRY_AFTER",
+    "Answer",
+    "json_body",
+    "post_json",
+    "retry_after",
+]
 
 LONGEST_ANSWER = 1 << 20
 """Bytes of an answer's body read at most. A real answer is a few kilobytes (tokens, a
@@ -50,3 +62,51 @@ def retry_after(header: str | None) -> float | None:
         return None
     seconds = (when - datetime.datetime.now(datetime.UTC)).total_seconds()
     return min(max(0.0, seconds), LONGEST_RETRY_AFTER)
+
+
+@attrs.frozen
+class Answer:
+    """A service's answer to a call: its HTTP ``status``, its ``body`` as JSON (None if it is
+    not JSON or longer than ``LONGEST_ANSWER``) and the seconds its ``Retry-After`` asks for."""
+
+    status: int
+    body: Any
+    retry_after: float | None
+
+    def json_object(self) -> dict[str, Any]:
+        """The body of a success answer; ``BackendError("invalid_response")`` if it is not a
+        JSON object."""
+        if not isinstance(self.body, dict):
+            raise BackendError(
+                "invalid_response", "the answer is not a JSON object", status=self.status
+            )
+        return self.body
+
+
+async def post_json(
+    http: aiohttp.ClientSession | None,
+    url: str,
+    *,
+    service: str,
+    json: dict[str, Any] | None = None,
+    data: dict[str, str] | None = None,
+) -> Answer:
+    """POST ``json`` (or the form ``data``) to ``url`` over ``http`` (None: the backend is not
+    open, a ``ConfigurationError``) and read the answer, whatever its status. No answer in the
+    session's timeout, or none at all, is a ``TransportError`` naming ``service`` (the aiohttp
+    error chained), so ``service`` must hold no secret."""
+    if http is None:
+        raise ConfigurationError(
+            f"the backend for {service} is not open: MimiCore.start opens it, and closes it "
+            "when the core stops"
+        )
+    try:
+        async with http.post(url, json=json, data=data) as response:
+            status = response.status
+            wait_header = response.headers.get("Retry-After")
+            body = await json_body(response)
+    except TimeoutError as error:
+        raise TransportError(f"{service} did not answer in time") from error
+    except aiohttp.ClientError as error:
+        raise TransportError(f"could not reach {service} ({type(error).__name__})") from error
+    return Answer(status, body, retry_after(wait_header))

@@ -29,7 +29,6 @@ from .._exceptions import (
     RateLimitedError,
     SessionRevokedError,
     SignInMethodDisabledError,
-    TransportError,
     UnsupportedRouteError,
     WeakPasswordError,
 )
@@ -37,7 +36,7 @@ from .._messages import AuthRoute, LogIn, Promote, SignUp, SignUpAnonymously
 from .._reasons import Reason
 from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
-from . import _answers
+from ._answers import post_json
 
 __all__ = ["EMULATOR_HOST_VARIABLE", "FirebaseBackend"]
 
@@ -203,31 +202,19 @@ class FirebaseBackend:
         json_body: dict[str, Any] | None = None,
         data: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        if self._session is None:
-            raise RuntimeError("FirebaseBackend.open() was not called")
-        try:
-            async with self._session.post(url, json=json_body, data=data) as response:
-                status = response.status
-                wait_header = response.headers.get("Retry-After")
-                answer = await _answers.json_body(response)
-        except TimeoutError as error:
-            raise TransportError(f"{self._service} did not answer in time") from error
-        except aiohttp.ClientError as error:
-            raise TransportError(
-                f"could not reach {self._service} ({type(error).__name__})"
-            ) from error
-        if status >= 400:
-            raise error_from(status, answer, wait_header=wait_header)
-        if not isinstance(answer, dict):
-            raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
-        return answer
+        answer = await post_json(
+            self._session, url, service=self._service, json=json_body, data=data
+        )
+        if answer.status >= 400:
+            raise error_from(answer.status, answer.body, retry_after=answer.retry_after)
+        return answer.json_object()
 
 
-def error_from(status: int, answer: Any, *, wait_header: str | None = None) -> BackendError:
+def error_from(status: int, answer: Any, *, retry_after: float | None = None) -> BackendError:
     """The typed error for a Firebase error answer: ``{"error": {"message": "CODE : ..."}}``,
     or Google's ``{"error": {"status": "RESOURCE_EXHAUSTED", ...}}``. A 429, a 503 or a
-    quota code is ``RateLimitedError`` with the wait its ``Retry-After`` header (``wait_header``)
-    asks for."""
+    quota code is ``RateLimitedError`` with the wait its ``Retry-After`` header asked for
+    (``retry_after``, in seconds)."""
     code = _code_of(answer)
     if code is None:
         code, kind, description = f"http_{status}", BackendError, "Firebase answered with an error"
@@ -240,7 +227,7 @@ def error_from(status: int, answer: Any, *, wait_header: str | None = None) -> B
             code,
             description if kind is RateLimitedError else "Firebase is busy; try again later",
             status=status,
-            retry_after=_answers.retry_after(wait_header),
+            retry_after=retry_after,
         )
     return kind(code, description, status=status)
 

@@ -20,7 +20,6 @@ from .._exceptions import (
     RouteRefusedError,
     SessionEndedError,
     SessionRevokedError,
-    TransportError,
     UnsupportedRouteError,
     WeakPasswordError,
 )
@@ -28,7 +27,7 @@ from .._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, Sig
 from .._reasons import Reason
 from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
-from ._answers import json_body, retry_after
+from ._answers import Answer, post_json
 
 __all__ = ["HttpBackend"]
 
@@ -146,38 +145,32 @@ class HttpBackend:
         await self._post("/v1/users/delete", {"access_token": session.tokens.access_token})
 
     async def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if self._session is None:
-            raise RuntimeError("HttpBackend.open() was not called")
-        try:
-            async with self._session.post(self._base_url + path, json=payload) as response:
-                status = response.status
-                wait_header = response.headers.get("Retry-After")
-                answer = await json_body(response)
-        except TimeoutError as error:
-            raise TransportError(
-                f"the identity service at {self._base_url} did not answer in time"
-            ) from error
-        except aiohttp.ClientError as error:
-            raise TransportError(
-                f"could not reach the identity service at {self._base_url} ({type(error).__name__})"
-            ) from error
-        if status >= 400:
-            if status == 403 and _error_field(answer, "code") == "route_not_allowed":
-                # The server's own policy: as if a guard had refused it.
-                reason = _ROUTE_REFUSALS.get(
-                    _error_field(answer, "reason"), Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS
-                )
-                raise RouteRefusedError(reason)
-            if status in (429, 503):
-                raise _rate_limited(status, answer, wait_header)
-            refused = _error_from(status, answer)
-            if refused.code == "invalid_grant" and path in _LOG_IN_REFUSALS:
-                code = _LOG_IN_REFUSALS[path]
-                raise InvalidCredentialsError(code, refused.message, status=status)
-            raise refused
-        if not isinstance(answer, dict):
-            raise BackendError("invalid_response", "the answer is not a JSON object", status=status)
-        return answer
+        answer = await post_json(
+            self._session,
+            self._base_url + path,
+            service=f"the identity service at {self._base_url}",
+            json=payload,
+        )
+        if answer.status >= 400:
+            raise _refusal(path, answer)
+        return answer.json_object()
+
+
+def _refusal(path: str, answer: Answer) -> RouteRefusedError | BackendError:
+    """The error for an error answer to a call to ``path``."""
+    status, body = answer.status, answer.body
+    if status == 403 and _error_field(body, "code") == "route_not_allowed":
+        # The server's own policy: as if a guard had refused it.
+        reason = _ROUTE_REFUSALS.get(
+            _error_field(body, "reason"), Reason.SERVICE_ALLOWS_ONLY_ANONYMOUS
+        )
+        return RouteRefusedError(reason)
+    if status in (429, 503):
+        return _rate_limited(status, body, answer.retry_after)
+    refused = _error_from(status, body)
+    if refused.code == "invalid_grant" and path in _LOG_IN_REFUSALS:
+        return InvalidCredentialsError(_LOG_IN_REFUSALS[path], refused.message, status=status)
+    return refused
 
 
 def _error_field(answer: Any, name: str) -> str | None:
@@ -195,7 +188,7 @@ _ROUTE_REFUSALS: dict[str | None, Reason] = {
 }
 
 
-def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedError:
+def _rate_limited(status: int, answer: Any, wait: float | None) -> RateLimitedError:
     code = _error_field(answer, "code") or (
         "rate_limited" if status == 429 else "service_unavailable"
     )
@@ -203,7 +196,7 @@ def _rate_limited(status: int, answer: Any, header: str | None) -> RateLimitedEr
         code,
         _error_field(answer, "message") or "try again later",
         status=status,
-        retry_after=retry_after(header),
+        retry_after=wait,
     )
 
 
