@@ -21,7 +21,8 @@ from structlog.testing import LogCapture
 
 from mimi_reactive._server._limits import describe_storage
 from mimi_reactive._server._outages import is_outage
-from mimi_reactive.server import ServerSettings
+from mimi_reactive._server._stores import describe as describe_database
+from mimi_reactive.server import IdentityServer, ServerSettings, ServerStartError
 
 from .conftest import CLIENT_ID, REDIS
 from .server_helpers import Caller, calling, eventually
@@ -158,6 +159,32 @@ async def test_a_postgresql_that_stops_answering_gets_503_within_the_timeout(
             assert (await probe(server.url))[0] == 200
     finally:
         await gate.close()
+
+
+async def test_a_postgresql_that_never_answers_refuses_start_within_the_timeout(
+    postgres_url: str, client_secret: str
+) -> None:
+    """A PostgreSQL that takes connections and never answers them (partitioned at start) fails
+    the start within the storage timeout, with one line naming the database, rather than
+    after asyncpg's own minute."""
+    gate = TcpGate("127.0.0.1", 5432)
+    await gate.start()
+    gate.pause()
+    url = postgres_url.replace("127.0.0.1:5432", gate.host)
+    server = IdentityServer(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        database=url,
+        settings=ServerSettings(storage_timeout=TIMEOUT),
+    )
+    try:
+        async with asyncio.timeout(ANSWERED_WITHIN):
+            with pytest.raises(ServerStartError) as refused:
+                await server.start()
+    finally:
+        await gate.close()
+    assert str(refused.value).startswith(f"cannot open the database {describe_database(url)}")
+    assert "\n" not in str(refused.value)
 
 
 async def test_postgresql_backends_terminated_under_load_get_503_never_500(

@@ -76,8 +76,10 @@ class PostgresIdentityDatabase:
         first call, and a worker (re)started while the database is out starts all the same."""
         found = None
         if not prepared:
-            # On a connection of its own, without the timeout: a migration may rightly take long.
-            connection = await asyncpg.connect(dsn)
+            # On a connection of its own, its statements without the timeout: a migration may
+            # rightly take long. Connecting is bounded: a server that accepts and never answers
+            # would otherwise hold the start for asyncpg's own minute.
+            connection = await asyncpg.connect(dsn, timeout=storage_timeout)
             try:
                 found = await migrate(connection)
             finally:

@@ -140,11 +140,12 @@ SELECT current_setting('max_connections')::int
 """
 
 
-async def connections_allowed(database: str) -> int | None:
+async def connections_allowed(database: str, *, within: float = 5.0) -> int | None:
     """How many connections the PostgreSQL server at ``database`` allows roles that are not
-    superusers, all clients together; None if it cannot be read (only a warning needs it)."""
+    superusers, all clients together; None if it cannot be read within ``within`` seconds
+    (only a warning needs it)."""
     try:
-        connection = await asyncpg.connect(database)
+        connection = await asyncpg.connect(database, timeout=within, command_timeout=within)
         try:
             return int(await connection.fetchval(_CONNECTIONS_ALLOWED))
         finally:

@@ -143,7 +143,7 @@ async def prepare_workers(database: str, settings: ServerSettings, *, workers: i
     await migrate_database(database)
     if is_postgres(database):
         wanted = workers * settings.database_pool_size
-        allowed = await connections_allowed(database)
+        allowed = await connections_allowed(database, within=settings.storage_timeout)
         if allowed is not None and wanted > allowed:
             # A warning, not a refusal: the pools open connections only as load needs them,
             # and the database may be reconfigured while the workers run.
