@@ -77,18 +77,7 @@ def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
         assert getattr(module, name) is not None
 
 
-# The server still shows the names it imports (web, time, digest, ...).
-LEAKING = pytest.mark.xfail(strict=True, reason="imports not yet made private")
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(module, marks=LEAKING) if module is mimi_reactive.server else module
-        for module in PUBLIC_MODULES
-    ],
-    ids=module_name,
-)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
 def test_exported_names_are_exactly_all(module: ModuleType) -> None:
     """Nothing public leaks from a public module besides __all__ and its submodules (nor
     what pytest's assertion rewriting adds, @py_builtins, to a file named on its command
