@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import importlib
 import importlib.metadata
 import pickle
@@ -268,16 +269,19 @@ def an_error(kind: type[Exception]) -> Exception:
         return kind("expired", "the token has expired")
     if issubclass(kind, mimi_reactive.server.ServerStartError):
         return kind("port 1 is taken", refused=True)
+    if issubclass(kind, OSError):  # StoredSessionLostError, SessionLockTimeoutError
+        return kind(errno.ENOENT, "the session file was removed")
     return kind("what went wrong")
 
 
 def looks_the_same(copied: BaseException, original: BaseException) -> None:
     """Same type, message, arguments and attributes (code, message, status, retry_after,
-    reason, ...)."""
+    reason, an OSError's errno, ...)."""
     assert type(copied) is type(original)
     assert str(copied) == str(original)
     assert copied.args == original.args
     assert vars(copied) == vars(original)
+    assert getattr(copied, "errno", None) == getattr(original, "errno", None)
 
 
 COPIES: dict[str, Callable[[object], object]] = {

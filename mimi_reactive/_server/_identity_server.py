@@ -1,6 +1,6 @@
 """The reference identity service's life: ``IdentityServer`` (start, sweep, stop), the
 commands that work on its database without serving (sweep, migrate, rotate-signing-key), and
-``ServerStartError`` for what keeps either from starting.
+``ServerStartError`` for what keeps either from opening.
 
 Published by ``mimi_reactive.server``; ``serve --workers`` uses ``registered_clients`` and
 ``start_error`` too, so that its workers refuse what ``IdentityServer`` refuses, in its words.
@@ -18,8 +18,9 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
+from .._exceptions import ConfigurationError, MimiCoreError
 from ._app import app_runner, listen, served_url, token_issuer
-from ._config import ClientConfig, ConfigError, check_clients
+from ._config import ClientConfig, check_clients
 from ._context import RegisteredClient
 from ._logs import server_logger
 from ._records import IdentityDatabase, SweepCounts
@@ -38,8 +39,10 @@ from ._tokens import PUBLISH_LEAD, new_signing_key
 __all__ = ["IdentityServer", "ServerStartError", "registered_clients", "start_error"]
 
 
-class ServerStartError(Exception):
-    """The server could not start: one line that names the problem (never a secret).
+class ServerStartError(MimiCoreError):
+    """The server could not start, or a command on its database without a server
+    (``sweep_database``, ``migrate_database``, ``rotate_signing_key``) could not open it: one
+    line that names the problem (never a secret).
 
     ``refused`` says an argument was refused before anything was opened (no client, a
     guessable secret, a database name no store has, a missing file where nothing may be
@@ -214,7 +217,7 @@ def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredC
         )
     try:
         check_clients(configs)
-    except ConfigError as error:
+    except ConfigurationError as error:
         raise ServerStartError(str(error), refused=True) from None
     return {
         config.id: RegisteredClient(config.id, digest(config.secret), config.anonymous_only)

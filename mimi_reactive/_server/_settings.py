@@ -1,8 +1,9 @@
 """The server's settings, and the values they are checked against or produce.
 
-Only the standard library, attrs and the client's checks (``_checks``, whose primitives the
-rules here are built on) here: the command line builds its grammar from these defaults
-without loading the server (aiohttp, JWT, limits), which ``--help`` would wait for.
+Only the standard library, attrs and the client's checks and errors (``_checks``, whose
+primitives the rules here are built on, and ``ConfigurationError``) here: the command line
+builds its grammar from these defaults without loading the server (aiohttp, JWT, limits),
+which ``--help`` would wait for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import attrs
 
 from .._checks import LONGEST_LIFETIME, is_count, is_seconds, is_whole, service_url_problem
+from .._exceptions import ConfigurationError
 
 __all__ = [
     "AT_LEAST_0",
@@ -74,7 +76,7 @@ class Rule:
     def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         problem = self.problem(value)
         if problem is not None:
-            raise ValueError(f"{attribute.name} {problem}")
+            raise ConfigurationError(f"{attribute.name} {problem}")
 
 
 def _without_final_slash(value: object) -> object:
@@ -151,27 +153,29 @@ _RELOAD = Rule(
 
 
 def network(text: str) -> Network:
-    """A trusted proxy's address or network (CIDR) as ``ipaddress`` reads it; ValueError if
-    it is neither."""
+    """A trusted proxy's address or network (CIDR) as ``ipaddress`` reads it;
+    ``ConfigurationError`` if it is neither."""
     try:
         return ipaddress.ip_network(text.strip())
     except ValueError:
-        raise ValueError(f"{text!r} is not an IP address or network (CIDR)") from None
+        raise ConfigurationError(f"{text!r} is not an IP address or network (CIDR)") from None
 
 
 def _networks(values: Iterable[str | Network]) -> frozenset[Network]:
     """``trusted_proxies`` as networks: each address or CIDR read by ``network``."""
     if isinstance(values, str):
-        raise ValueError("trusted_proxies must be a collection of addresses, not one string")
+        raise ConfigurationError(
+            "trusted_proxies must be a collection of addresses, not one string"
+        )
     networks: set[Network] = set()
     for value in values:
         if isinstance(value, str):
             try:
                 value = network(value)
-            except ValueError as error:
-                raise ValueError(f"trusted_proxies: {error}") from None
+            except ConfigurationError as error:
+                raise ConfigurationError(f"trusted_proxies: {error}") from None
         if not isinstance(value, Network):
-            raise ValueError(f"trusted_proxies must hold addresses, not {value!r}")
+            raise ConfigurationError(f"trusted_proxies must hold addresses, not {value!r}")
         networks.add(value)
     return frozenset(networks)
 
@@ -188,7 +192,8 @@ class Limit:
 @attrs.frozen
 class ServerSettings:
     """How the reference server behaves; every limit's 0 turns it off. A value out of its
-    range is refused with ``ValueError`` naming the setting (as the config file and flags)."""
+    range is refused with ``ConfigurationError`` (a ``ValueError``) naming the setting, as by
+    the config file and the flags."""
 
     access_token_ttl: float = attrs.field(default=3600.0, validator=_ACCESS_TOKEN_TTL)
     """Seconds an access token is valid, at most ``MAX_ACCESS_TOKEN_TTL`` (a day)."""
@@ -243,11 +248,13 @@ class ServerSettings:
 
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:
-            raise ValueError("spent_token_retention must be at least refresh_reuse_interval")
+            raise ConfigurationError(
+                "spent_token_retention must be at least refresh_reuse_interval"
+            )
         # A client in use renews before its access token expires, so it touches its session
         # about once per access_token_ttl: a shorter idle timeout would end every session.
         if self.session_idle_timeout <= self.access_token_ttl:
-            raise ValueError(
+            raise ConfigurationError(
                 "session_idle_timeout must be longer than access_token_ttl, or sessions in use"
                 " expire between two renewals"
             )
