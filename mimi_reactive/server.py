@@ -29,9 +29,16 @@ from . import _exports
 from ._server._config import ClientConfig
 from ._server._identity_server import IdentityServer, ServerStartError
 from ._server._records import SweepCounts
-from ._server._settings import ServerSettings
+from ._server._settings import Limit, ServerSettings
 
-__all__ = ["ClientConfig", "IdentityServer", "ServerSettings", "ServerStartError", "SweepCounts"]
+__all__ = [
+    "ClientConfig",
+    "IdentityServer",
+    "Limit",
+    "ServerSettings",
+    "ServerStartError",
+    "SweepCounts",
+]
 
 # Tracebacks and reprs name this public module, not the private ones each is defined in.
 _exports.name_public_module(__name__, globals(), __all__)

@@ -163,16 +163,7 @@ def undocumented_methods(module: ModuleType) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        mimi_reactive,
-        mimi_reactive.testing,
-        mimi_reactive.backends.http,
-        mimi_reactive.backends.firebase,
-    ],
-    ids=module_name,
-)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
 def test_every_public_method_has_a_docstring(module: ModuleType) -> None:
     """The API reference shows no bare public method: each says what it does."""
     assert undocumented_methods(module) == []
@@ -210,16 +201,7 @@ def private_types_in_signatures(module: ModuleType) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        mimi_reactive,
-        mimi_reactive.testing,
-        mimi_reactive.backends.http,
-        mimi_reactive.backends.firebase,
-    ],
-    ids=module_name,
-)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
 def test_public_methods_take_and_return_public_types(module: ModuleType) -> None:
     """What a public method takes or returns has a public name the API reference shows and
     an app can annotate with (MimiCore.start returns a StartingCore)."""

@@ -182,11 +182,18 @@ def _networks(values: Iterable[str | Network]) -> frozenset[Network]:
 
 @attrs.frozen
 class Limit:
-    """At most ``count`` events per ``window`` (whole) seconds per key; ``count`` 0 turns it off."""
+    """One of the server's rate limits, as ``ServerSettings`` sets it: at most ``count``
+    events per ``window`` seconds from one client IP (an IPv6 client's /64); ``count`` 0 turns
+    it off. Past it, the server answers 429 with ``Retry-After`` until the window ends."""
 
     name: str
+    """What it counts, and the key it counts under in the rate-limit storage."""
     count: int
+    """The events allowed per window (``ServerSettings``' ``max_..._per_hour`` or
+    ``..._per_minute``)."""
     window: int
+    """The window's length in whole seconds (3600 or 60): fixed windows, aligned to the
+    clock."""
 
 
 @attrs.frozen
@@ -261,12 +268,17 @@ class ServerSettings:
 
     @property
     def anonymous_sign_up_limit(self) -> Limit:
+        """The limit on anonymous sign-ups: ``max_anonymous_sign_ups_per_hour`` per hour."""
         return Limit("anonymous_sign_ups", self.max_anonymous_sign_ups_per_hour, 3600)
 
     @property
     def credential_sign_up_limit(self) -> Limit:
+        """The limit on sign-ups with email and password: ``max_credential_sign_ups_per_hour``
+        per hour."""
         return Limit("credential_sign_ups", self.max_credential_sign_ups_per_hour, 3600)
 
     @property
     def failure_limit(self) -> Limit:
+        """The limit on failed log-ins (and the other failures
+        ``max_failed_log_ins_per_minute`` counts): that many per minute."""
         return Limit("failed_log_ins", self.max_failed_log_ins_per_minute, 60)
