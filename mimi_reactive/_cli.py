@@ -184,9 +184,9 @@ def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: st
     answers and the database is migrated (here, once: what fails says so in one line)."""
     # Not at the top: --help need not load the server.
     from ._server._app import listen
+    from ._server._identity_server import ServerStartError, registered_clients, start_error
     from ._server._stores import DatabaseOpenError
     from ._server._workers import check_workers, prepare_workers, run_workers
-    from .server import ServerStartError, registered_clients, start_error
 
     values, settings = options.values, options.settings
     check_workers(values["workers"], values["database"], settings)

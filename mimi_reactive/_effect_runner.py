@@ -23,6 +23,7 @@ from ._exceptions import (
     SessionLockTimeoutError,
     SessionRevokedError,
     SessionStorageError,
+    StoredSessionLostError,
 )
 from ._log import Log
 from ._messages import (
@@ -51,7 +52,6 @@ from ._session import Session
 from ._storage import (
     SessionStorage,
     SharedSessionStorage,
-    StoredSessionLostError,
     Writes,
     storage_failed,
     write_bound,

@@ -1,4 +1,5 @@
-"""Every error mimi_reactive raises.
+"""Every error mimi_reactive raises (``verify.`` and ``server.`` name those exported by
+``mimi_reactive.verify`` and ``mimi_reactive.server``, the others by ``mimi_reactive``).
 
 Messages never carry a secret (anonymous id, token, password, client secret): they are
 safe to log and to show. Every error pickles and copies (to another process, say) as an
@@ -10,14 +11,17 @@ MimiCoreError                      base of every error the library raises
 │   ├── UnsupportedRouteError      the backend cannot perform this route or command at all
 │   └── NotLoggedInError           the command needs a logged-in user
 ├── InvalidRouteError (ValueError) the route cannot run as given (a blank or malformed id)
-├── ConfigurationError (ValueError) a setting is wrong: a negative duration, a bad URL, …
+├── ConfigurationError (ValueError) a client or server setting is wrong: a bad URL, a weak secret, …
 ├── CoreClosedError                the core (or a verifier) was closed before or while the call ran
 ├── ReentrantCallError             waiting on a command where it can never finish
 ├── WrongEventLoopError (RuntimeError)     the core awaited on a loop it does not run on
 ├── TransportError                 the identity service could not be reached in time
 ├── SessionFilePathError (ValueError)       the session file's path is a directory
 ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
+├── StoredSessionLostError (OSError)  a storage's load: the session it held is gone, not logged out
 ├── SessionStorageError            the storage could not load, save or clear the session
+├── verify.InvalidTokenError       an access token did not verify (its reason says why)
+├── server.ServerStartError        the server could not start, or open its database
 └── BackendError                   the identity service answered with an error code
     ├── ClientAuthenticationError  the app's client id or secret was rejected
     ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
@@ -57,6 +61,7 @@ __all__ = [
     "SessionRevokedError",
     "SessionStorageError",
     "SignInMethodDisabledError",
+    "StoredSessionLostError",
     "TransportError",
     "UnsupportedRouteError",
     "WeakPasswordError",
@@ -156,6 +161,13 @@ class SessionFilePathError(MimiCoreError, ValueError):
 
 class SessionLockTimeoutError(MimiCoreError, TimeoutError):
     """Another process held the session file's lock longer than the storage waits."""
+
+
+class StoredSessionLostError(MimiCoreError, OSError):
+    """What a storage's ``load`` raises when the session it held is gone without a log-out (a
+    file removed, or found unreadable): the core writes back the session it holds. An
+    ``OSError`` too, as every failure of ``load`` is: a custom ``SessionStorage`` raises it
+    with the OS's ``errno`` and reason, or a message."""
 
 
 class SessionStorageError(MimiCoreError):

@@ -20,11 +20,15 @@ from typing import Any
 import filelock
 
 from ._checks import check_seconds
-from ._exceptions import ConfigurationError, SessionFilePathError, SessionLockTimeoutError
+from ._exceptions import (
+    ConfigurationError,
+    SessionFilePathError,
+    SessionLockTimeoutError,
+    StoredSessionLostError,
+)
 from ._log import Log
 from ._session import Session
 from ._storage import (
-    StoredSessionLostError,
     UnreadableSessionError,
     decode_session,
     encode_session,

@@ -17,7 +17,6 @@ __all__ = [
     "MemorySessionStorage",
     "SessionStorage",
     "SharedSessionStorage",
-    "StoredSessionLostError",
     "Writes",
     "decode_session",
     "encode_session",
@@ -68,11 +67,6 @@ class SharedSessionStorage(SessionStorage, Protocol):
         """Yield once when the watch starts, then whenever another writer may have changed
         the stored session."""
         ...
-
-
-class StoredSessionLostError(OSError):
-    """What a storage's ``load`` raises when the session it held is gone without a log-out
-    (a file removed, or found unreadable): the core writes back the session it holds."""
 
 
 class MemorySessionStorage:

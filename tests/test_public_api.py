@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import errno
 import importlib
 import importlib.metadata
 import pickle
@@ -77,18 +78,7 @@ def test_all_is_sorted_and_resolves(module: ModuleType) -> None:
         assert getattr(module, name) is not None
 
 
-# The server still shows the names it imports (web, time, digest, ...).
-LEAKING = pytest.mark.xfail(strict=True, reason="imports not yet made private")
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        pytest.param(module, marks=LEAKING) if module is mimi_reactive.server else module
-        for module in PUBLIC_MODULES
-    ],
-    ids=module_name,
-)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
 def test_exported_names_are_exactly_all(module: ModuleType) -> None:
     """Nothing public leaks from a public module besides __all__ and its submodules (nor
     what pytest's assertion rewriting adds, @py_builtins, to a file named on its command
@@ -173,16 +163,7 @@ def undocumented_methods(module: ModuleType) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        mimi_reactive,
-        mimi_reactive.testing,
-        mimi_reactive.backends.http,
-        mimi_reactive.backends.firebase,
-    ],
-    ids=module_name,
-)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
 def test_every_public_method_has_a_docstring(module: ModuleType) -> None:
     """The API reference shows no bare public method: each says what it does."""
     assert undocumented_methods(module) == []
@@ -220,16 +201,7 @@ def private_types_in_signatures(module: ModuleType) -> list[str]:
     return found
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        mimi_reactive,
-        mimi_reactive.testing,
-        mimi_reactive.backends.http,
-        mimi_reactive.backends.firebase,
-    ],
-    ids=module_name,
-)
+@pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_name)
 def test_public_methods_take_and_return_public_types(module: ModuleType) -> None:
     """What a public method takes or returns has a public name the API reference shows and
     an app can annotate with (MimiCore.start returns a StartingCore)."""
@@ -279,16 +251,19 @@ def an_error(kind: type[Exception]) -> Exception:
         return kind("expired", "the token has expired")
     if issubclass(kind, mimi_reactive.server.ServerStartError):
         return kind("port 1 is taken", refused=True)
+    if issubclass(kind, OSError):  # StoredSessionLostError, SessionLockTimeoutError
+        return kind(errno.ENOENT, "the session file was removed")
     return kind("what went wrong")
 
 
 def looks_the_same(copied: BaseException, original: BaseException) -> None:
     """Same type, message, arguments and attributes (code, message, status, retry_after,
-    reason, ...)."""
+    reason, an OSError's errno, ...)."""
     assert type(copied) is type(original)
     assert str(copied) == str(original)
     assert copied.args == original.args
     assert vars(copied) == vars(original)
+    assert getattr(copied, "errno", None) == getattr(original, "errno", None)
 
 
 COPIES: dict[str, Callable[[object], object]] = {

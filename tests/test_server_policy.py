@@ -12,7 +12,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mimi_reactive import AuthRoute, MimiConfiguration, MimiCore, Reason, RouteRefusedError
+from mimi_reactive import (
+    AuthRoute,
+    ConfigurationError,
+    MimiConfiguration,
+    MimiCore,
+    Reason,
+    RouteRefusedError,
+)
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
 
@@ -194,6 +201,26 @@ async def test_a_guessable_client_secret_is_refused_at_start(weak: str) -> None:
         async with IdentityServer(client_id="app", client_secret=weak):
             pass
     assert weak not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret", "problem"),
+    [
+        (" ", FULL_SECRET, "must not be empty"),
+        ("app\n", FULL_SECRET, "whitespace around it"),
+        ("a:b", FULL_SECRET, "must not contain ':'"),
+        ("app", "hunter2!", "too weak"),
+    ],
+)
+def test_a_client_config_is_refused_with_the_public_configuration_error(
+    client_id: str, secret: str, problem: str
+) -> None:
+    """ClientConfig.check raises ConfigurationError, which an app imports from mimi_reactive
+    (and catches as a ValueError too), never showing the secret."""
+    with pytest.raises(ConfigurationError, match=problem) as raised:
+        ClientConfig(client_id, secret).check()
+    assert isinstance(raised.value, ValueError)
+    assert secret not in str(raised.value)
 
 
 async def test_real_secrets_start() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 import pytest
 
+from mimi_reactive import ConfigurationError
 from mimi_reactive._checks import LONGEST_LIFETIME
 from mimi_reactive._server._settings import MAX_ACCESS_TOKEN_TTL, MIN_SWEEP_INTERVAL
 from mimi_reactive.server import ServerSettings
@@ -82,8 +83,9 @@ def test_every_setting_has_refused_values() -> None:
     ids=[f"{name}={value!r}" for name, values in REFUSED.items() for value in values],
 )
 def test_a_value_out_of_range_is_refused_naming_the_setting(name: str, value: Any) -> None:
-    """ServerSettings(name=value) raises ValueError whose one line starts with the name."""
-    with pytest.raises(ValueError, match=f"^{name}\\b[^\n]*$"):
+    """ServerSettings(name=value) raises ConfigurationError (a ValueError, as the client's
+    settings do) whose one line starts with the name."""
+    with pytest.raises(ConfigurationError, match=f"^{name}\\b[^\n]*$"):
         ServerSettings(**{name: value})
 
 
@@ -100,7 +102,7 @@ def test_a_value_at_the_edge_of_its_range_is_taken(name: str, value: Any) -> Non
 def test_an_idle_timeout_must_outlast_the_access_token() -> None:
     """A session idle timeout no longer than the access token's lifetime is refused: a client
     renews about once per lifetime, so every session in use would expire."""
-    with pytest.raises(ValueError, match=r"^session_idle_timeout must be longer"):
+    with pytest.raises(ConfigurationError, match=r"^session_idle_timeout must be longer"):
         ServerSettings(access_token_ttl=600, session_idle_timeout=600)
     assert (
         ServerSettings(access_token_ttl=600, session_idle_timeout=601).session_idle_timeout == 601

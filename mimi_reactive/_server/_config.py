@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from .._checks import has_surrounding_whitespace, is_count
+from .._exceptions import ConfigurationError
 from ._settings import NOT_BLANK, PORT, Rule, ServerSettings
 
 __all__ = [
@@ -28,7 +29,6 @@ __all__ = [
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
     "ClientConfig",
-    "ConfigError",
     "ConfigFile",
     "check_clients",
     "estimated_bits",
@@ -97,8 +97,9 @@ DEFAULTS: dict[str, object] = {
 }
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used: one line naming the problem (never a secret)."""
+ConfigError = ConfigurationError
+"""The command line's name for ``ConfigurationError`` (the public error ``ClientConfig.check``
+and ``ServerSettings`` raise, a ``ValueError`` too), until it imports that one."""
 
 
 @attrs.frozen
@@ -112,22 +113,22 @@ class ClientConfig:
 
     def check(self) -> None:
         """Refuse a blank id, one with whitespace around it or a colon, or a guessable secret
-        (``ConfigError``)."""
+        (``ConfigurationError``)."""
         if not self.id.strip():
-            raise ConfigError("a client id must not be empty")
+            raise ConfigurationError("a client id must not be empty")
         if has_surrounding_whitespace(self.id):
             # HttpBackend refuses such an id (check_trimmed): no client could use it.
-            raise ConfigError(
+            raise ConfigurationError(
                 f"client id {self.id!r} has whitespace around it (a newline read with it from"
                 " a file?)"
             )
         if ":" in self.id:
             # HTTP Basic (RFC 7617) ends the user id at the first colon: no client could
             # authenticate as this one.
-            raise ConfigError(f"client id {self.id!r} must not contain ':' (HTTP Basic)")
+            raise ConfigurationError(f"client id {self.id!r} must not contain ':' (HTTP Basic)")
         bits = estimated_bits(self.secret)
         if bits < MIN_SECRET_BITS:
-            raise ConfigError(
+            raise ConfigurationError(
                 f"the secret of client {self.id!r} is too weak (about {bits:.0f} bits of"
                 f" entropy; at least {MIN_SECRET_BITS} needed): generate one with"
                 " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
@@ -160,13 +161,13 @@ def estimated_bits(secret: str) -> float:
 
 
 def check_clients(configs: Sequence[ClientConfig]) -> None:
-    """Refuse (``ConfigError``) a client that ``ClientConfig.check`` refuses, or one id given
+    """Refuse (``ConfigurationError``) a client that ``ClientConfig.check`` refuses, or one id given
     twice."""
     seen: set[str] = set()
     for config in configs:
         config.check()
         if config.id in seen:
-            raise ConfigError(f"client {config.id!r} is given twice")
+            raise ConfigurationError(f"client {config.id!r} is given twice")
         seen.add(config.id)
 
 
@@ -181,7 +182,7 @@ class ConfigFile:
 def load_config_file(
     path: Path, environ: Mapping[str, str] | None = None, *, read_secrets: bool = True
 ) -> ConfigFile:
-    """Read a TOML config file; ``ConfigError`` for anything unusable. Without
+    """Read a TOML config file; ``ConfigurationError`` for anything unusable. Without
     ``read_secrets`` (a command that authenticates no client) the clients are checked but not
     returned, and their secrets' environment variables need not be set."""
     environ = os.environ if environ is None else environ
@@ -190,28 +191,30 @@ def load_config_file(
             document = tomllib.load(file)
     except OSError as error:
         reason = os.strerror(error.errno).lower() if error.errno else type(error).__name__
-        raise ConfigError(f"cannot read the config file {str(path)!r}: {reason}") from None
+        raise ConfigurationError(f"cannot read the config file {str(path)!r}: {reason}") from None
     except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"the config file {str(path)!r} is not valid TOML: {error}") from None
+        raise ConfigurationError(
+            f"the config file {str(path)!r} is not valid TOML: {error}"
+        ) from None
     except UnicodeDecodeError as error:
-        raise ConfigError(
+        raise ConfigurationError(
             f"the config file {str(path)!r} is not UTF-8 (byte {error.start})"
         ) from None
     unknown = set(document) - {"server", "clients"}
     if unknown:
-        raise ConfigError(f"unknown table in the config file: {sorted(unknown)[0]!r}")
+        raise ConfigurationError(f"unknown table in the config file: {sorted(unknown)[0]!r}")
     server = document.get("server", {})
     if not isinstance(server, dict):
-        raise ConfigError("[server] must be a table")
+        raise ConfigurationError("[server] must be a table")
     for key, value in server.items():
         types = SERVER_KEYS.get(key)
         if types is None:
-            raise ConfigError(f"unknown setting in [server]: {key!r}")
+            raise ConfigurationError(f"unknown setting in [server]: {key!r}")
         if isinstance(value, bool) or not isinstance(value, types):
-            raise ConfigError(f"[server] {key} has the wrong type")
+            raise ConfigurationError(f"[server] {key} has the wrong type")
     entries = document.get("clients", [])
     if not isinstance(entries, list):
-        raise ConfigError("clients must be an array of tables: [[clients]]")
+        raise ConfigurationError("clients must be an array of tables: [[clients]]")
     listed = [_client(entry) for entry in entries]
     if not read_secrets:
         return ConfigFile(server, ())
@@ -226,7 +229,9 @@ def _secret(client_id: str, variable: str, environ: Mapping[str, str]) -> str:
     """The secret of ``client_id``, from the environment variable the file names."""
     secret = environ.get(variable)
     if not secret:
-        raise ConfigError(f"client {client_id!r}: the environment variable {variable} is not set")
+        raise ConfigurationError(
+            f"client {client_id!r}: the environment variable {variable} is not set"
+        )
     return secret
 
 
@@ -234,22 +239,24 @@ def _client(entry: object) -> tuple[str, str, bool]:
     """A [[clients]] entry's id, the name of its secret's environment variable, and whether
     it is anonymous-only."""
     if not isinstance(entry, dict):
-        raise ConfigError("each [[clients]] entry must be a table")
+        raise ConfigurationError("each [[clients]] entry must be a table")
     client_id = entry.get("id")
     if not isinstance(client_id, str) or not client_id.strip():
-        raise ConfigError("each [[clients]] entry needs a non-empty id")
+        raise ConfigurationError("each [[clients]] entry needs a non-empty id")
     unknown = set(entry) - {"id", "secret_env", "anonymous_only"}
     if "secret" in unknown:
-        raise ConfigError(
+        raise ConfigurationError(
             f"client {client_id!r}: secrets never go in the file; name an environment"
             " variable with secret_env"
         )
     if unknown:
-        raise ConfigError(f"client {client_id!r}: unknown key {sorted(unknown)[0]!r}")
+        raise ConfigurationError(f"client {client_id!r}: unknown key {sorted(unknown)[0]!r}")
     variable = entry.get("secret_env")
     if not isinstance(variable, str) or not variable:
-        raise ConfigError(f"client {client_id!r} needs secret_env, an environment variable name")
+        raise ConfigurationError(
+            f"client {client_id!r} needs secret_env, an environment variable name"
+        )
     anonymous_only = entry.get("anonymous_only", False)
     if not isinstance(anonymous_only, bool):
-        raise ConfigError(f"client {client_id!r}: anonymous_only must be true or false")
+        raise ConfigurationError(f"client {client_id!r}: anonymous_only must be true or false")
     return client_id, variable, anonymous_only

@@ -1,8 +1,9 @@
 """The server's settings, and the values they are checked against or produce.
 
-Only the standard library, attrs and the client's checks (``_checks``, whose primitives the
-rules here are built on) here: the command line builds its grammar from these defaults
-without loading the server (aiohttp, JWT, limits), which ``--help`` would wait for.
+Only the standard library, attrs and the client's checks and errors (``_checks``, whose
+primitives the rules here are built on, and ``ConfigurationError``) here: the command line
+builds its grammar from these defaults without loading the server (aiohttp, JWT, limits),
+which ``--help`` would wait for.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import attrs
 
 from .._checks import LONGEST_LIFETIME, is_count, is_seconds, is_whole, service_url_problem
+from .._exceptions import ConfigurationError
 
 __all__ = [
     "AT_LEAST_0",
@@ -74,7 +76,7 @@ class Rule:
     def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         problem = self.problem(value)
         if problem is not None:
-            raise ValueError(f"{attribute.name} {problem}")
+            raise ConfigurationError(f"{attribute.name} {problem}")
 
 
 def _without_final_slash(value: object) -> object:
@@ -151,44 +153,54 @@ _RELOAD = Rule(
 
 
 def network(text: str) -> Network:
-    """A trusted proxy's address or network (CIDR) as ``ipaddress`` reads it; ValueError if
-    it is neither."""
+    """A trusted proxy's address or network (CIDR) as ``ipaddress`` reads it;
+    ``ConfigurationError`` if it is neither."""
     try:
         return ipaddress.ip_network(text.strip())
     except ValueError:
-        raise ValueError(f"{text!r} is not an IP address or network (CIDR)") from None
+        raise ConfigurationError(f"{text!r} is not an IP address or network (CIDR)") from None
 
 
 def _networks(values: Iterable[str | Network]) -> frozenset[Network]:
     """``trusted_proxies`` as networks: each address or CIDR read by ``network``."""
     if isinstance(values, str):
-        raise ValueError("trusted_proxies must be a collection of addresses, not one string")
+        raise ConfigurationError(
+            "trusted_proxies must be a collection of addresses, not one string"
+        )
     networks: set[Network] = set()
     for value in values:
         if isinstance(value, str):
             try:
                 value = network(value)
-            except ValueError as error:
-                raise ValueError(f"trusted_proxies: {error}") from None
+            except ConfigurationError as error:
+                raise ConfigurationError(f"trusted_proxies: {error}") from None
         if not isinstance(value, Network):
-            raise ValueError(f"trusted_proxies must hold addresses, not {value!r}")
+            raise ConfigurationError(f"trusted_proxies must hold addresses, not {value!r}")
         networks.add(value)
     return frozenset(networks)
 
 
 @attrs.frozen
 class Limit:
-    """At most ``count`` events per ``window`` (whole) seconds per key; ``count`` 0 turns it off."""
+    """One of the server's rate limits, as ``ServerSettings`` sets it: at most ``count``
+    events per ``window`` seconds from one client IP (an IPv6 client's /64); ``count`` 0 turns
+    it off. Past it, the server answers 429 with ``Retry-After`` until the window ends."""
 
     name: str
+    """What it counts, and the key it counts under in the rate-limit storage."""
     count: int
+    """The events allowed per window (``ServerSettings``' ``max_..._per_hour`` or
+    ``..._per_minute``)."""
     window: int
+    """The window's length in whole seconds (3600 or 60): fixed windows, aligned to the
+    clock."""
 
 
 @attrs.frozen
 class ServerSettings:
     """How the reference server behaves; every limit's 0 turns it off. A value out of its
-    range is refused with ``ValueError`` naming the setting (as the config file and flags)."""
+    range is refused with ``ConfigurationError`` (a ``ValueError``) naming the setting, as by
+    the config file and the flags."""
 
     access_token_ttl: float = attrs.field(default=3600.0, validator=_ACCESS_TOKEN_TTL)
     """Seconds an access token is valid, at most ``MAX_ACCESS_TOKEN_TTL`` (a day)."""
@@ -243,23 +255,30 @@ class ServerSettings:
 
     def __attrs_post_init__(self) -> None:
         if self.spent_token_retention < self.refresh_reuse_interval:
-            raise ValueError("spent_token_retention must be at least refresh_reuse_interval")
+            raise ConfigurationError(
+                "spent_token_retention must be at least refresh_reuse_interval"
+            )
         # A client in use renews before its access token expires, so it touches its session
         # about once per access_token_ttl: a shorter idle timeout would end every session.
         if self.session_idle_timeout <= self.access_token_ttl:
-            raise ValueError(
+            raise ConfigurationError(
                 "session_idle_timeout must be longer than access_token_ttl, or sessions in use"
                 " expire between two renewals"
             )
 
     @property
     def anonymous_sign_up_limit(self) -> Limit:
+        """The limit on anonymous sign-ups: ``max_anonymous_sign_ups_per_hour`` per hour."""
         return Limit("anonymous_sign_ups", self.max_anonymous_sign_ups_per_hour, 3600)
 
     @property
     def credential_sign_up_limit(self) -> Limit:
+        """The limit on sign-ups with email and password: ``max_credential_sign_ups_per_hour``
+        per hour."""
         return Limit("credential_sign_ups", self.max_credential_sign_ups_per_hour, 3600)
 
     @property
     def failure_limit(self) -> Limit:
+        """The limit on failed log-ins (and the other failures
+        ``max_failed_log_ins_per_minute`` counts): that many per minute."""
         return Limit("failed_log_ins", self.max_failed_log_ins_per_minute, 60)
