@@ -228,8 +228,12 @@ async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Until the server listens, a Ctrl-C is asyncio.run's: it cancels the start (which cleans
+    # up after itself) and main exits INTERRUPTED, rather than waiting out a storage that
+    # does not answer. SIGTERM and SIGHUP stop the server once it has started.
     for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop.set)
+        if signum != signal.SIGINT:
+            loop.add_signal_handler(signum, stop.set)
     async with IdentityServer(
         clients=clients,
         database=options.values["database"],
@@ -237,6 +241,7 @@ async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
         port=options.values["port"],
         settings=options.settings,
     ) as server:
+        loop.add_signal_handler(signal.SIGINT, stop.set)  # from now on, a clean stop
         print(f"serving on {server.url}", flush=True)
         await stop.wait()
 
