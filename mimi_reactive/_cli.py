@@ -41,13 +41,30 @@ shells report one killed by SIGINT (130)."""
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (``INTERRUPTED`` after a Ctrl-C that
-    came before ``serve`` listens, or during another command: no traceback)."""
+    came before ``serve`` listens, or during another command; 1 once stdout's reader went
+    away, as ``| head`` does: no traceback either way)."""
     try:
-        return _run(build_parser().parse_args(argv))
+        try:
+            return _run(build_parser().parse_args(argv))
+        finally:
+            # Here, where a closed stdout is handled, rather than at the interpreter's exit
+            # (after --help or --version too: argparse prints, then raises SystemExit).
+            sys.stdout.flush()
     except KeyboardInterrupt:
         # asyncio.run has cancelled the command and run its cleanup (a server that was
         # starting is stopped, the demo's temporary folder removed) before raising this.
         return INTERRUPTED
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """Python's own advice (the "Note on SIGPIPE" in the signal module's documentation): the
+    command has stopped and cleaned up; what is left to write goes to devnull, so the
+    interpreter's last flush fails no more; exit status 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 def _run(args: argparse.Namespace) -> int:
