@@ -41,13 +41,30 @@ shells report one killed by SIGINT (130)."""
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (``INTERRUPTED`` after a Ctrl-C that
-    came before ``serve`` listens, or during another command: no traceback)."""
+    came before ``serve`` listens, or during another command; 1 once stdout's reader went
+    away, as ``| head`` does: no traceback either way)."""
     try:
-        return _run(build_parser().parse_args(argv))
+        try:
+            return _run(build_parser().parse_args(argv))
+        finally:
+            # Here, where a closed stdout is handled, rather than at the interpreter's exit
+            # (after --help or --version too: argparse prints, then raises SystemExit).
+            sys.stdout.flush()
     except KeyboardInterrupt:
         # asyncio.run has cancelled the command and run its cleanup (a server that was
         # starting is stopped, the demo's temporary folder removed) before raising this.
         return INTERRUPTED
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """Python's own advice (the "Note on SIGPIPE" in the signal module's documentation): the
+    command has stopped and cleaned up; what is left to write goes to devnull, so the
+    interpreter's last flush fails no more; exit status 1."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -228,8 +245,12 @@ async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Until the server listens, a Ctrl-C is asyncio.run's: it cancels the start (which cleans
+    # up after itself) and main exits INTERRUPTED, rather than waiting out a storage that
+    # does not answer. SIGTERM and SIGHUP stop the server once it has started.
     for signum in _STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop.set)
+        if signum != signal.SIGINT:
+            loop.add_signal_handler(signum, stop.set)
     async with IdentityServer(
         clients=clients,
         database=options.values["database"],
@@ -237,6 +258,7 @@ async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
         port=options.values["port"],
         settings=options.settings,
     ) as server:
+        loop.add_signal_handler(signal.SIGINT, stop.set)  # from now on, a clean stop
         print(f"serving on {server.url}", flush=True)
         await stop.wait()
 

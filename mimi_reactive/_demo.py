@@ -39,15 +39,34 @@ def describe(state: SessionState) -> str:
 
 
 async def run_demo(out: Callable[[str], None] = print) -> None:
-    """Walk the flow, printing each state as a subscriber sees it."""
+    """Walk the flow, printing each state as a subscriber sees it; a line ``out`` cannot
+    write (``BrokenPipeError``: stdout's reader went away, as ``| head`` does) stops it."""
     client_secret = secrets.token_urlsafe(32)
+    broken: list[BrokenPipeError] = []
+
+    def say(line: str) -> None:
+        """One line of the walk, unless an earlier one could not be written: its error."""
+        if broken:
+            raise broken[0]
+        out(line)
+
+    def show(state: SessionState) -> None:
+        """A subscriber's line for ``state``."""
+        # A subscriber's error would only be logged by the stream (stream.subscriber_failed)
+        # and the demo go on: kept instead for the demo's next line to raise.
+        if not broken:
+            try:
+                out(f"   state: {describe(state)}")
+            except BrokenPipeError as error:
+                broken.append(error)
+
     with tempfile.TemporaryDirectory() as directory:
         async with IdentityServer(
             client_id=_CLIENT_ID,
             client_secret=client_secret,
             database=Path(directory) / "identity.sqlite3",
         ) as server:
-            out(f"reference server on {server.url} (temporary SQLite database)")
+            say(f"reference server on {server.url} (temporary SQLite database)")
 
             def start() -> AbstractAsyncContextManager[MimiCore]:
                 return MimiCore.start(
@@ -57,48 +76,48 @@ async def run_demo(out: Callable[[str], None] = print) -> None:
                     backend=HttpBackend(server.url),
                 )
 
-            out("\n1. first launch: the app subscribes, then signs up anonymously")
+            say("\n1. first launch: the app subscribes, then signs up anonymously")
             async with start() as core:
-                core.auth.states.subscribe(lambda state: out(f"   state: {describe(state)}"))
+                core.auth.states.subscribe(show)
                 user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
                 stored_id = user.anonymous_id
-                out(f"   the app stores anonymous id {mask(stored_id)} beside its own account")
-                out("\n2. the user logs out")
+                say(f"   the app stores anonymous id {mask(stored_id)} beside its own account")
+                say("\n2. the user logs out")
                 await core.auth.log_out()
 
-            out("\n3. reinstall: a new MimiCore logs back in with the stored id")
+            say("\n3. reinstall: a new MimiCore logs back in with the stored id")
             async with start() as core:
-                core.auth.states.subscribe(lambda state: out(f"   state: {describe(state)}"))
+                core.auth.states.subscribe(show)
                 manager = AnonymousAuthManager(core)
                 result = await manager.authenticate_anonymous_user(stored_id)
-                out(f"   result: {result!r}")
+                say(f"   result: {result!r}")
 
-                out("\n4. the same person's other product created a second anonymous user")
+                say("\n4. the same person's other product created a second anonymous user")
                 async with start() as other:
                     second = await other.auth.authenticate(AuthRoute.sign_up_anonymously())
-                out("   logging in with its id switches users (log out first, then log in)")
+                say("   logging in with its id switches users (log out first, then log in)")
                 result = await manager.authenticate_anonymous_user(second.anonymous_id)
-                out(f"   result: {result!r}")
+                say(f"   result: {result!r}")
 
-                out("\n5. a blank id is skipped: no call, no new state")
+                say("\n5. a blank id is skipped: no call, no new state")
                 result = await manager.authenticate_anonymous_user("   ")
-                out(f"   result: {result!r}")
+                say(f"   result: {result!r}")
 
-                out("\n6. an unknown id fails; the previous user was logged out first")
+                say("\n6. an unknown id fails; the previous user was logged out first")
                 result = await manager.authenticate_anonymous_user(secrets.token_urlsafe(32))
                 match result:
                     case Failure(error=error):
-                        out(f"   result: Failure({type(error).__name__}: {error})")
+                        say(f"   result: Failure({type(error).__name__}: {error})")
                     case _:
-                        out(f"   result: {result!r} (expected a Failure)")
+                        say(f"   result: {result!r} (expected a Failure)")
 
-                out("\n7. the person deletes their account: the data goes, and the id with it")
+                say("\n7. the person deletes their account: the data goes, and the id with it")
                 await core.auth.authenticate(AuthRoute.log_in_anonymously(stored_id))
                 await core.auth.delete_account()
                 result = await manager.authenticate_anonymous_user(stored_id)
                 match result:
                     case Failure(error=error):
-                        out(f"   logging in with the old id: Failure({type(error).__name__})")
+                        say(f"   logging in with the old id: Failure({type(error).__name__})")
                     case _:
-                        out(f"   result: {result!r} (expected a Failure)")
-    out("\ndone")
+                        say(f"   result: {result!r} (expected a Failure)")
+    say("\ndone")

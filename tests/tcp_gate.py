@@ -17,6 +17,7 @@ class TcpGate:
     ``reset()`` drops them with a TCP reset instead (a peer that crashed, a firewall).
     ``pause()`` holds every byte in both directions, new connections' included, with nothing
     closed (a peer that stops answering); ``resume()`` passes them on.
+    ``connected`` is set once a client has connected (paused or not).
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -28,6 +29,7 @@ class TcpGate:
         self.port = 0
         self._flowing = asyncio.Event()
         self._flowing.set()
+        self.connected = asyncio.Event()
 
     @property
     def host(self) -> str:
@@ -82,6 +84,7 @@ class TcpGate:
         relay = asyncio.current_task()
         assert relay is not None
         self._relays.add(relay)
+        self.connected.set()
         pair = {writer}
         try:
             await self._flowing.wait()  # paused: the client's connect is answered, no more

@@ -15,7 +15,9 @@ import pytest
 
 from mimi_reactive._cli import INTERRUPTED
 
+from .conftest import REDIS
 from .server_helpers import serving
+from .tcp_gate import TcpGate
 
 
 def environment() -> dict[str, str]:
@@ -106,6 +108,38 @@ async def test_ctrl_c_before_serve_listens_exits_130_without_a_traceback(
     status, stdout, stderr = await interrupted(process)
     assert "KeyboardInterrupt" not in stderr
     assert status == (0 if "serving on" in stdout else INTERRUPTED), stderr
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_ctrl_c_while_serve_waits_on_a_silent_redis_exits_130(
+    tmp_path: Path, workers: int
+) -> None:
+    """SIGINT while `serve` (one process, or the master of several workers) waits at start on
+    a rate-limit Redis that accepted and never answers ends it at once with exit status 130
+    and no traceback, not with "does not answer" once the check times out."""
+    # Several workers need PostgreSQL; the Redis check comes first, so none is reached.
+    database = str(tmp_path / "ids.sqlite3") if workers == 1 else "postgresql://u@127.0.0.1:1/d"
+    gate = TcpGate(*REDIS)
+    await gate.start()
+    gate.pause()
+    try:
+        process = await start(
+            *("serve", "--client-id", "app", "--port", "0", "--workers", str(workers)),
+            *("--database", database, "--rate-limit-storage", f"redis://{gate.host}/0"),
+        )
+        try:
+            async with asyncio.timeout(30):
+                await gate.connected.wait()  # serve is checking the storage now
+        except BaseException:
+            process.kill()
+            await process.wait()
+            raise
+        status, stdout, stderr = await interrupted(process)
+    finally:
+        await gate.close()
+    assert (status, stdout) == (INTERRUPTED, ""), stderr
+    assert "Traceback" not in stderr
+    assert "does not answer" not in stderr
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

@@ -13,6 +13,7 @@ import warnings
 import pytest
 from limits.aio.storage import MemoryStorage
 
+from mimi_reactive._server import _limits
 from mimi_reactive._server._limits import (
     Limit,
     RateLimiter,
@@ -223,6 +224,45 @@ async def test_a_storage_connection_reset_is_the_storage_failing(call: str, redi
         assert (failed.value.storage, failed.value.timed_out) == (describe_storage(url), False)
         gate.reopen()
         await limiter.hit(limit, "192.0.2.1")
+    finally:
+        await limiter.close()
+        await gate.close()
+
+
+async def test_a_start_check_cancelled_while_redis_is_silent_raises_the_cancellation() -> None:
+    """Cancelled (a Ctrl-C) while it waits on a Redis that accepted and never answers, the
+    start check raises CancelledError, not "does not answer": the limits library's own check
+    takes any exception, a cancellation too, for no answer."""
+    gate = TcpGate(*REDIS)
+    await gate.start()
+    gate.pause()
+    limiter = RateLimiter.from_url(f"redis://{gate.host}/0", lambda: 1_000_000.0)
+    try:
+        check = asyncio.create_task(limiter.check())
+        async with asyncio.timeout(5):
+            await gate.connected.wait()  # the check is waiting on the silent Redis now
+        check.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await check
+    finally:
+        await limiter.close()
+        await gate.close()
+
+
+async def test_a_silent_redis_past_the_start_check_timeout_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Redis that never answers within the start check's timeout (made short here) refuses
+    start with "does not answer": the timeout's own cancellation is not a Ctrl-C."""
+    monkeypatch.setattr(_limits, "_CHECK_TIMEOUT", 0.1)
+    gate = TcpGate(*REDIS)
+    await gate.start()
+    gate.pause()
+    limiter = RateLimiter.from_url(f"redis://{gate.host}/0", lambda: 1_000_000.0)
+    try:
+        with pytest.raises(ValueError, match=f"^the rate-limit storage redis://{gate.host}/0 does"):
+            await limiter.check()
+        assert gate.connected.is_set()
     finally:
         await limiter.close()
         await gate.close()

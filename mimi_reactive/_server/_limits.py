@@ -177,12 +177,21 @@ class RateLimiter:
         return cls(limiter_storage(url), clock, shown=describe_storage(url), timeout=timeout)
 
     async def check(self) -> None:
-        """At start: ``ValueError`` naming the storage unless it answers within 10 s."""
+        """At start: ``ValueError`` naming the storage unless it answers within 10 s; a
+        cancellation while it is asked (a Ctrl-C) is raised, never taken for no answer."""
+        task = asyncio.current_task()
+        assert task is not None
+        cancelling = task.cancelling()
         try:
             async with asyncio.timeout(_CHECK_TIMEOUT):
                 answered = await self._storage.check()
         except (StorageError, OSError):  # TimeoutError included
             answered = False
+        # The limits library's Redis check() catches everything, the CancelledError of a
+        # Ctrl-C included, and answers False. A cancellation of this task still pending (the
+        # timeout has already taken back its own) is raised again, as it was meant.
+        if task.cancelling() > cancelling:
+            raise asyncio.CancelledError
         if not answered:
             raise ValueError(f"the rate-limit storage {self.shown} does not answer")
 
