@@ -72,9 +72,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in _SERVER_COMMANDS:
         return _run_server_command(args)
     _configure_logging(args.log_level, DEFAULTS["log_format"])
-    from ._demo import run_demo  # here, not at the top: it loads the server (start-up time)
+    from ._demo import enter_pressed, run_demo  # here: it loads the server (start-up time)
 
-    asyncio.run(run_demo())
+    asyncio.run(run_demo(pause=enter_pressed if args.step else None))
     return 0
 
 

@@ -235,11 +235,16 @@ def build_parser() -> argparse.ArgumentParser:
         "seconds the servers' access tokens are valid: retired signing keys are deleted once"
         " every token they signed has expired (not given: they are kept)"
     )
-    commands.add_parser(
+    demo = commands.add_parser(
         "demo",
         help="walk the anonymous-user flow against an in-process server",
         description="Walk the anonymous-user flow against an in-process server.",
         parents=[log_level],
+    )
+    demo.add_argument(
+        "--step",
+        action="store_true",
+        help="wait for Enter after each step's heading (to show the flow to someone)",
     )
     return parser
 

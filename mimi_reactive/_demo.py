@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from ._state import SessionState
 from .backends.http import HttpBackend
 from .server import IdentityServer
 
-__all__ = ["run_demo"]
+__all__ = ["enter_pressed", "run_demo"]
 
 _CLIENT_ID = "demo-app"
 _ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
@@ -38,9 +40,38 @@ def describe(state: SessionState) -> str:
     return line
 
 
-async def run_demo(out: Callable[[str], None] = print) -> None:
+async def enter_pressed() -> None:
+    """Return once stdin has a line (Enter) or is at its end, without blocking the loop, so
+    a Ctrl-C while the demo waits ends it as at any other point."""
+    loop = asyncio.get_running_loop()
+    try:
+        stdin = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):  # no stdin at all: nothing to wait for
+        return
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    try:
+        loop.add_reader(stdin, ready)
+    except PermissionError:  # a regular file: always readable (epoll refuses to watch it)
+        pass
+    else:
+        try:
+            await readable
+        finally:
+            loop.remove_reader(stdin)
+    sys.stdin.readline()
+
+
+async def run_demo(
+    out: Callable[[str], None] = print, *, pause: Callable[[], Awaitable[None]] | None = None
+) -> None:
     """Walk the flow, printing each state as a subscriber sees it; a line ``out`` cannot
-    write (``BrokenPipeError``: stdout's reader went away, as ``| head`` does) stops it."""
+    write (``BrokenPipeError``: stdout's reader went away, as ``| head`` does) stops it.
+    ``pause`` (``demo --step``: ``enter_pressed``) is awaited after each step's heading."""
     client_secret = secrets.token_urlsafe(32)
     broken: list[BrokenPipeError] = []
 
@@ -60,6 +91,12 @@ async def run_demo(out: Callable[[str], None] = print) -> None:
             except BrokenPipeError as error:
                 broken.append(error)
 
+    async def step(heading: str) -> None:
+        """A numbered step's heading; then, if asked, wait before doing it."""
+        say(heading)
+        if pause is not None:
+            await pause()
+
     with tempfile.TemporaryDirectory() as directory:
         async with IdentityServer(
             client_id=_CLIENT_ID,
@@ -76,34 +113,34 @@ async def run_demo(out: Callable[[str], None] = print) -> None:
                     backend=HttpBackend(server.url),
                 )
 
-            say("\n1. first launch: the app subscribes, then signs up anonymously")
+            await step("\n1. first launch: the app subscribes, then signs up anonymously")
             async with start() as core:
                 core.auth.states.subscribe(show)
                 user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
                 stored_id = user.anonymous_id
                 say(f"   the app stores anonymous id {mask(stored_id)} beside its own account")
-                say("\n2. the user logs out")
+                await step("\n2. the user logs out")
                 await core.auth.log_out()
 
-            say("\n3. reinstall: a new MimiCore logs back in with the stored id")
+            await step("\n3. reinstall: a new MimiCore logs back in with the stored id")
             async with start() as core:
                 core.auth.states.subscribe(show)
                 manager = AnonymousAuthManager(core)
                 result = await manager.authenticate_anonymous_user(stored_id)
                 say(f"   result: {result!r}")
 
-                say("\n4. the same person's other product created a second anonymous user")
+                await step("\n4. the same person's other product created a second anonymous user")
                 async with start() as other:
                     second = await other.auth.authenticate(AuthRoute.sign_up_anonymously())
                 say("   logging in with its id switches users (log out first, then log in)")
                 result = await manager.authenticate_anonymous_user(second.anonymous_id)
                 say(f"   result: {result!r}")
 
-                say("\n5. a blank id is skipped: no call, no new state")
+                await step("\n5. a blank id is skipped: no call, no new state")
                 result = await manager.authenticate_anonymous_user("   ")
                 say(f"   result: {result!r}")
 
-                say("\n6. an unknown id fails; the previous user was logged out first")
+                await step("\n6. an unknown id fails; the previous user was logged out first")
                 result = await manager.authenticate_anonymous_user(secrets.token_urlsafe(32))
                 match result:
                     case Failure(error=error):
@@ -111,7 +148,9 @@ async def run_demo(out: Callable[[str], None] = print) -> None:
                     case _:
                         say(f"   result: {result!r} (expected a Failure)")
 
-                say("\n7. the person deletes their account: the data goes, and the id with it")
+                await step(
+                    "\n7. the person deletes their account: the data goes, and the id with it"
+                )
                 await core.auth.authenticate(AuthRoute.log_in_anonymously(stored_id))
                 await core.auth.delete_account()
                 result = await manager.authenticate_anonymous_user(stored_id)

@@ -39,13 +39,14 @@ async def interrupted(process: asyncio.subprocess.Process) -> tuple[int, str, st
     return process.returncode, stdout.decode(), stderr.decode()
 
 
-async def start(*arguments: str) -> asyncio.subprocess.Process:
+async def start(*arguments: str, stdin: int | None = None) -> asyncio.subprocess.Process:
     """`mimi-reactive ARGUMENTS` in a child process, its stdout and stderr piped."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "mimi_reactive",
         *arguments,
+        stdin=stdin,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environment(),
@@ -63,15 +64,22 @@ async def start(*arguments: str) -> asyncio.subprocess.Process:
 )
 async def test_ctrl_c_during_the_demo_exits_130_without_a_traceback(after: str) -> None:
     """SIGINT once the demo printed the line starting with ``after`` ends it with exit status
-    130 and no traceback (the demo's temporary folder is removed by its own cleanup)."""
-    process = await start("demo")
+    130 and no traceback (the demo's temporary folder is removed by its own cleanup). With
+    ``--step``, the test presses Enter at each step's heading before that one and never at
+    it, so the demo waits there (or at the next heading) and cannot have finished before the
+    signal lands."""
+    process = await start("demo", "--step", stdin=asyncio.subprocess.PIPE)
     assert process.stdout is not None
+    assert process.stdin is not None
     try:
         async with asyncio.timeout(60):
-            while (
-                not (line := (await process.stdout.readline()).decode()).strip().startswith(after)
+            while not (line := (await process.stdout.readline()).decode().strip()).startswith(
+                after
             ):
-                assert line, f"the demo ended before printing {after!r}"
+                assert line or not process.stdout.at_eof(), f"the demo ended before {after!r}"
+                if line[:1].isdigit():  # an earlier step's heading: go on to the next
+                    process.stdin.write(b"\n")
+                    await process.stdin.drain()
     except BaseException:
         process.kill()
         await process.wait()
@@ -80,6 +88,22 @@ async def test_ctrl_c_during_the_demo_exits_130_without_a_traceback(after: str) 
     assert status == INTERRUPTED, stderr
     assert "Traceback" not in stderr
     assert "KeyboardInterrupt" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("stdin", "given"),
+    [(b"\n" * 7, "an Enter for each step"), (b"", "stdin at its end")],
+)
+async def test_the_demo_step_by_step_goes_on_at_each_enter_and_at_the_end_of_input(
+    stdin: bytes, given: str
+) -> None:
+    """`demo --step` walks every step and exits 0 given an Enter for each, or stdin at its
+    end (a demo piped from nothing never hangs)."""
+    process = await start("demo", "--step", stdin=asyncio.subprocess.PIPE)
+    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), 60)
+    assert process.returncode == 0, f"{given}: {stderr.decode()}"
+    assert stdout.decode().rstrip().endswith("done"), given
+    assert "7. the person deletes their account" in stdout.decode()
 
 
 async def test_ctrl_c_before_serve_listens_exits_130_without_a_traceback(
