@@ -32,7 +32,7 @@ from ._records import (
     NewSession,
     OtherClientError,
     Rotation,
-    SessionEndedError,
+    SessionGoneError,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
@@ -206,7 +206,7 @@ class SqliteIdentityDatabase:
 
         live, promoted = await self._writer.run(promote)
         if not live:
-            raise SessionEndedError
+            raise SessionGoneError
         return promoted
 
     async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:

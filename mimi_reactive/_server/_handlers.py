@@ -16,7 +16,7 @@ from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._edge import ApiError, client_ip, counted, failed_log_in, rate_limited, read_body
 from ._limits import limits_on
 from ._outages import STORE_UNAVAILABLE
-from ._records import AccessClaims, EmailTakenError, NewSession, SessionEndedError, UserRecord
+from ._records import AccessClaims, EmailTakenError, NewSession, SessionGoneError, UserRecord
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
 
 __all__ = ["HANDLERS"]
@@ -218,7 +218,7 @@ async def _promote(request: web.Request) -> web.Response:
             email=body.email.lower(),
             password_hash=password_hash,
         )
-    except SessionEndedError:
+    except SessionGoneError:
         raise sessions.token_refused() from None
     except EmailTakenError:
         raise await _email_taken(state, ip) from None

@@ -26,7 +26,7 @@ from ._records import (
     NewSession,
     OtherClientError,
     Rotation,
-    SessionEndedError,
+    SessionGoneError,
     SessionRecord,
     SigningKeyRecord,
     UserRecord,
@@ -169,7 +169,7 @@ class PostgresIdentityDatabase:
             row = await self._pool.fetchrow(sql.PROMOTE, user_id, email, password_hash, session_id)
         assert row is not None  # SELECT of two EXISTS: always one row
         if not row["live"]:
-            raise SessionEndedError
+            raise SessionGoneError
         return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
     async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:

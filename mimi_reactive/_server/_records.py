@@ -23,7 +23,7 @@ __all__ = [
     "NewSession",
     "OtherClientError",
     "Rotation",
-    "SessionEndedError",
+    "SessionGoneError",
     "SessionRecord",
     "SigningKeyRecord",
     "SweepCounts",
@@ -200,8 +200,9 @@ class EmailTakenError(Exception):
     """The email belongs to another user."""
 
 
-class SessionEndedError(Exception):
-    """The session has ended (revoked, or deleted with its user): nothing was changed."""
+class SessionGoneError(Exception):
+    """The session is gone (revoked, or deleted with its user): nothing was changed. The
+    client's public ``SessionEndedError`` is another thing: a session ended on purpose."""
 
 
 class OtherClientError(Exception):
@@ -238,7 +239,7 @@ class IdentityDatabase(Protocol):
         self, user_id: str, *, session_id: str, email: str, password_hash: str
     ) -> UserRecord | None:
         """The user with these credentials, no longer anonymous; None (and nothing changed) if
-        it cannot be promoted: not anonymous, or ``anonymous_only``. ``SessionEndedError``
+        it cannot be promoted: not anonymous, or ``anonymous_only``. ``SessionGoneError``
         (nothing changed) unless ``session_id``, the caller's session, is a live session of
         the user in the same transaction: a log-out while the password hashed wins."""
         ...
