@@ -1,6 +1,6 @@
 """What the server stores, as records, and the ``IdentityDatabase`` seam every store implements.
 
-SQLite implements it (``_database.py``) for one process, PostgreSQL (``_postgres.py``) for
+SQLite implements it (``_sqlite.py``) for one process, PostgreSQL (``_postgres.py``) for
 any number of workers. Each method is one transaction, but for a user's deletion and log-out
 everywhere, which end its sessions in batches (``in_batches``).
 """

@@ -10,7 +10,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ._schema import migrate
+from ._schema_sqlite import migrate
 
 __all__ = [
     "DatabaseReplacedError",
