@@ -13,12 +13,8 @@ import aiohttp
 import pytest
 
 from mimi_reactive._server._context import STATE
-from mimi_reactive._server._records import (
-    IdentityDatabase,
-    NewSession,
-    SessionGoneError,
-    UserRecord,
-)
+from mimi_reactive._server._database import IdentityDatabase, SessionGoneError
+from mimi_reactive._server._records import NewSession, UserRecord
 from mimi_reactive._server._secrets import PasswordHasher, digest, new_secret
 from mimi_reactive._server._stores import open_database
 from mimi_reactive.server import IdentityServer, ServerSettings

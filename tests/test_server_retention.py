@@ -16,7 +16,8 @@ import aiohttp
 import pytest
 
 from mimi_reactive._server import _sweeper
-from mimi_reactive._server._records import SEEN_PRECISION, SweepRules, UserRecord
+from mimi_reactive._server._database import SEEN_PRECISION
+from mimi_reactive._server._records import SweepRules, UserRecord
 from mimi_reactive._server._sqlite import SqliteIdentityDatabase
 from mimi_reactive.server import IdentityServer, ServerSettings
 

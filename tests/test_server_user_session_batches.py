@@ -15,12 +15,8 @@ import asyncpg
 import pytest
 
 from mimi_reactive._server import _postgres, _sqlite
-from mimi_reactive._server._records import (
-    IdentityDatabase,
-    NewSession,
-    Rotation,
-    in_batches,
-)
+from mimi_reactive._server._database import IdentityDatabase, in_batches
+from mimi_reactive._server._records import NewSession, Rotation
 from mimi_reactive._server._secrets import digest, new_secret
 from mimi_reactive._server._stores import is_postgres, open_database
 

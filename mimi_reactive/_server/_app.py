@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import _InfoDict
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
+from ._database import IdentityDatabase
 from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
 from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled, http_logger
 from ._openapi import OPERATIONS, openapi_document
 from ._outages import STORE_UNAVAILABLE, is_outage
-from ._records import IdentityDatabase
 from ._secrets import PasswordHasher, new_secret
 from ._stores import failure_reason
 from ._tokens import AccessTokens

@@ -13,10 +13,11 @@ from aiohttp import web
 from . import _models as models
 from . import _session_handlers as sessions
 from ._context import STATE, RegisteredClient, ServerState, client_of
+from ._database import EmailTakenError, SessionGoneError
 from ._edge import ApiError, client_ip, counted, failed_log_in, rate_limited, read_body
 from ._limits import limits_on
 from ._outages import STORE_UNAVAILABLE
-from ._records import AccessClaims, EmailTakenError, NewSession, SessionGoneError, UserRecord
+from ._records import AccessClaims, NewSession, UserRecord
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
 
 __all__ = ["HANDLERS"]

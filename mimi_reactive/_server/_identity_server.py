@@ -22,8 +22,9 @@ from .._exceptions import ConfigurationError, MimiCoreError
 from ._app import app_runner, listen, served_url, token_issuer
 from ._config import ClientConfig, check_clients
 from ._context import RegisteredClient
+from ._database import IdentityDatabase
 from ._logs import server_logger
-from ._records import IdentityDatabase, SweepCounts
+from ._records import SweepCounts
 from ._secrets import digest
 from ._service import Service, open_service
 from ._settings import ServerSettings

@@ -17,21 +17,16 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from . import _postgres_sql as sql
-from ._postgres_pool import StorePool
-from ._records import (
+from ._database import (
     SEEN_PRECISION,
     USER_SESSIONS_BATCH,
     EmailTakenError,
-    Expired,
-    NewSession,
     OtherClientError,
-    Rotation,
     SessionGoneError,
-    SessionRecord,
-    SigningKeyRecord,
-    UserRecord,
     in_batches,
 )
+from ._postgres_pool import StorePool
+from ._records import Expired, NewSession, Rotation, SessionRecord, SigningKeyRecord, UserRecord
 from ._schema_postgres import migrate
 
 __all__ = ["PostgresIdentityDatabase"]

@@ -14,8 +14,8 @@ from aiohttp import web
 
 from ._app import create_app
 from ._context import RegisteredClient, ServerSettings
+from ._database import IdentityDatabase
 from ._limits import RateLimiter
-from ._records import IdentityDatabase
 from ._secrets import PasswordHasher
 from ._stores import open_database, open_prepared
 from ._sweeper import run_sweeper

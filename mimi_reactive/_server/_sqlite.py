@@ -24,34 +24,19 @@ import attrs
 
 from . import _sqlite_file as sqlite_file
 from . import _sqlite_rows as rows
-from ._records import (
+from ._database import (
     USER_SESSIONS_BATCH,
     EmailTakenError,
-    Expired,
-    IdentityDatabase,
-    NewSession,
     OtherClientError,
-    Rotation,
     SessionGoneError,
-    SessionRecord,
-    SigningKeyRecord,
-    UserRecord,
     in_batches,
 )
+from ._records import Expired, NewSession, Rotation, SessionRecord, SigningKeyRecord, UserRecord
 from ._sqlite_connection import BatchingConnection
 from ._sqlite_file import DatabaseReplacedError, check_same_file, identity
 from ._sqlite_rotation import rotate
 
-__all__ = [
-    "DatabaseReplacedError",
-    "EmailTakenError",
-    "IdentityDatabase",
-    "NewSession",
-    "Rotation",
-    "SessionRecord",
-    "SqliteIdentityDatabase",
-    "UserRecord",
-]
+__all__ = ["DatabaseReplacedError", "SqliteIdentityDatabase"]
 
 
 class SqliteIdentityDatabase:

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from ._records import SEEN_PRECISION, Expired, NewSession, SessionRecord, UserRecord
+from ._database import SEEN_PRECISION
+from ._records import Expired, NewSession, SessionRecord, UserRecord
 
 __all__ = [
     "DELETE_DUE",

@@ -14,11 +14,10 @@ from pathlib import Path
 import asyncpg
 
 from .._redaction import shown_url
+from ._database import IdentityDatabase, SchemaError
 from ._postgres import PostgresIdentityDatabase
-from ._records import IdentityDatabase
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 from ._schema_sqlite import SCHEMA_VERSION as SQLITE_VERSION
-from ._schema_sqlite import SchemaError
 from ._sqlite import SqliteIdentityDatabase
 
 __all__ = [

@@ -22,7 +22,8 @@ import functools
 import structlog
 
 from ._context import ServerSettings
-from ._records import Expired, IdentityDatabase, SweepCounts, SweepRules, in_batches
+from ._database import IdentityDatabase, in_batches
+from ._records import Expired, SweepCounts, SweepRules
 from ._tokens import unpublished_before
 
 __all__ = ["SWEEP_BATCH", "run_sweeper", "sweep", "sweep_once", "sweep_rules"]

@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from .._access_token import InvalidTokenError, VerifiedToken, decoded, kid_of
-from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
+from ._database import IdentityDatabase
+from ._records import AccessClaims, SigningKeyRecord
 from ._settings import PUBLISH_LEAD, PUBLISH_MARGIN
 
 __all__ = [
