@@ -175,11 +175,11 @@ class IdentityDatabase(Protocol):
         ...
 
     async def compact(self) -> None:
-        """After a sweep: hand back the space its deletions freed, where the store needs to."""
+        """After a sweep: hand back the space its deletions freed, where the database needs to."""
         ...
 
     async def ready(self, within: float) -> None:
-        """Return once the store answers a trivial query within ``within`` seconds, and is
+        """Return once the database answers a trivial query within ``within`` seconds, and is
         still the one opened; raise what failed (``GET /ready``)."""
         ...
 

@@ -25,7 +25,7 @@ from ._database import (
     SessionGoneError,
     in_batches,
 )
-from ._postgres_pool import StorePool
+from ._postgres_pool import DatabasePool
 from ._records import Expired, NewSession, Rotation, SessionRecord, SigningKeyRecord, UserRecord
 from ._schema_postgres import migrate
 
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 class PostgresIdentityDatabase:
     """``IdentityDatabase`` on a PostgreSQL database that any number of workers share."""
 
-    def __init__(self, pool: StorePool) -> None:
+    def __init__(self, pool: DatabasePool) -> None:
         self._pool = pool
         self.schema_found = 0
         """The schema version the database had when opened (before migrating)."""
@@ -80,7 +80,7 @@ class PostgresIdentityDatabase:
             finally:
                 await connection.close()
         opened = cls(
-            await StorePool.open(
+            await DatabasePool.open(
                 dsn, max_size=max_size, storage_timeout=storage_timeout, lazy=prepared
             )
         )

@@ -89,7 +89,7 @@ _ENDED_BY = {"idle": Rotation.IDLE, "refresh_token_reuse": Rotation.REUSED}
 @attrs.frozen
 class NewSession:
     """A new session's id, client, the digest of its first refresh token, and when it starts.
-    Its access token is signed after it is stored: the store keeps nothing of that token."""
+    Its access token is signed after it is stored: the database keeps nothing of that token."""
 
     id: str
     client_id: str

@@ -1,6 +1,6 @@
-"""The row operations the SQLite store's operations are built from: plain functions of a
+"""The row operations the SQLite database's operations are built from: plain functions of a
 connection, called inside an operation already running on the connection's thread; and the
-SQL text the store names rather than writes inline (its key listing, its batches).
+SQL text the database names rather than writes inline (its key listing, its batches).
 """
 
 from __future__ import annotations
