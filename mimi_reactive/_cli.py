@@ -21,14 +21,9 @@ from typing import Any
 import attrs
 
 from ._cli_parser import SIGNS_WITHIN, build_parser
+from ._exceptions import ConfigurationError
 from ._redaction import value_repr
-from ._server._config import (
-    COMMAND_LINE_RULES,
-    DEFAULTS,
-    ClientConfig,
-    ConfigError,
-    load_config_file,
-)
+from ._server._config import COMMAND_LINE_RULES, DEFAULTS, ClientConfig, load_config_file
 from ._server._settings import ServerSettings
 
 __all__ = ["main"]
@@ -82,7 +77,7 @@ def _run_server_command(args: argparse.Namespace) -> int:
     """Run a command that takes the server's options; its exit status."""
     try:
         options, clients = _options(args)
-    except ConfigError as error:
+    except ConfigurationError as error:
         return _refused(args.command, error, status=2)
     # Only serve has a --log-format: the others write the default.
     _configure_logging(args.log_level, options.values.get("log_format", DEFAULTS["log_format"]))
@@ -128,8 +123,8 @@ class _Options:
 def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     """Every option the command has a flag for, from the flag, else the config file, else its
     default; and the clients (``serve`` only: the other commands authenticate none, so need
-    none of their secrets). ``ConfigError`` for a value of those options out of its range, or
-    ``serve`` without a client (the server checks each client as it starts); the other
+    none of their secrets). ``ConfigurationError`` for a value of those options out of its
+    range, or ``serve`` without a client (the server checks each client as it starts); the other
     options' values are left unchecked (a ``migrate`` is not refused for a rate limit only
     ``serve`` reads)."""
     serving = args.command == "serve"
@@ -152,10 +147,10 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     for name, rule in COMMAND_LINE_RULES.items():
         problem = rule.problem(values[name]) if name in values else None
         if problem is not None:
-            raise ConfigError(f"{name} {problem}")
+            raise ConfigurationError(f"{name} {problem}")
     if not serving and values.get("database") == ":memory:":
         # It would work on a database of its own, gone at exit: never the servers'.
-        raise ConfigError(
+        raise ConfigurationError(
             "--database :memory: is a database no server shares: give the servers' SQLite file"
             " or postgresql:// URL"
         )
@@ -163,26 +158,26 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     try:
         settings = ServerSettings(**{k: v for k, v in values.items() if k in names})
     except ValueError as error:
-        raise ConfigError(str(error)) from None
+        raise ConfigurationError(str(error)) from None
     if serving:
         client_id = _client_id(args)
         if client_id is not None:
             secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
             if not secret:
-                raise ConfigError("--client-id needs --client-secret or MIMI_CLIENT_SECRET")
+                raise ConfigurationError("--client-id needs --client-secret or MIMI_CLIENT_SECRET")
             clients.append(ClientConfig(client_id, secret, args.anonymous_only))
         if not clients:
-            raise ConfigError("no client: give --client-id, or [[clients]] in --config")
+            raise ConfigurationError("no client: give --client-id, or [[clients]] in --config")
     return _Options(values, frozenset(given), settings), clients
 
 
 def _client_id(args: argparse.Namespace) -> str | None:
-    """The ``--client-id`` flag's value; ``ConfigError`` for it given twice (argparse would
-    keep the last: more clients go in ``[[clients]]`` of ``--config``), or for a flag of its
-    client without it (which would be silently ignored)."""
+    """The ``--client-id`` flag's value; ``ConfigurationError`` for it given twice (argparse
+    would keep the last: more clients go in ``[[clients]]`` of ``--config``), or for a flag of
+    its client without it (which would be silently ignored)."""
     given: list[str] = args.client_id or []
     if len(given) > 1:
-        raise ConfigError(
+        raise ConfigurationError(
             "--client-id is given more than once: one client comes from the flags, more"
             " from [[clients]] in --config"
         )
@@ -192,7 +187,9 @@ def _client_id(args: argparse.Namespace) -> str | None:
             ("--anonymous-only", args.anonymous_only),
         ):
             if present:
-                raise ConfigError(f"{flag} applies to --client-id's client: give --client-id")
+                raise ConfigurationError(
+                    f"{flag} applies to --client-id's client: give --client-id"
+                )
     return given[0] if given else None
 
 

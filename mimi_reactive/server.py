@@ -29,12 +29,12 @@ from . import _exports
 from ._server._config import ClientConfig
 from ._server._identity_server import IdentityServer, ServerStartError
 from ._server._records import SweepCounts
-from ._server._settings import Limit, ServerSettings
+from ._server._settings import RateLimit, ServerSettings
 
 __all__ = [
     "ClientConfig",
     "IdentityServer",
-    "Limit",
+    "RateLimit",
     "ServerSettings",
     "ServerStartError",
     "SweepCounts",

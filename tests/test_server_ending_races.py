@@ -13,12 +13,8 @@ import aiohttp
 import pytest
 
 from mimi_reactive._server._context import STATE
-from mimi_reactive._server._records import (
-    IdentityDatabase,
-    NewSession,
-    SessionEndedError,
-    UserRecord,
-)
+from mimi_reactive._server._database import IdentityDatabase, SessionGoneError
+from mimi_reactive._server._records import NewSession, UserRecord
 from mimi_reactive._server._secrets import PasswordHasher, digest, new_secret
 from mimi_reactive._server._stores import open_database
 from mimi_reactive.server import IdentityServer, ServerSettings
@@ -76,11 +72,11 @@ ENDINGS: dict[str, Ending] = {
 async def test_the_store_refuses_a_promotion_of_an_ended_session(
     store: IdentityDatabase, ending: Ending
 ) -> None:
-    """promote raises SessionEndedError after the session ended; the user stays as it was."""
+    """promote raises SessionGoneError after the session ended; the user stays as it was."""
     user, session = await anonymous_user(store)
     await ending(store, user, session)
     before = await store.user_by_id(user.id)  # anonymous still, or gone with its sessions
-    with pytest.raises(SessionEndedError):
+    with pytest.raises(SessionGoneError):
         await promote(store, user.id, session.id)
     assert await store.user_by_id(user.id) == before
     assert await store.user_by_email(EMAIL) is None
@@ -90,7 +86,7 @@ async def test_the_store_refuses_a_session_of_another_user(store: IdentityDataba
     """A live session of someone else does not let a user be promoted."""
     user, _ = await anonymous_user(store)
     _, other = await anonymous_user(store)
-    with pytest.raises(SessionEndedError):
+    with pytest.raises(SessionGoneError):
         await promote(store, user.id, other.id)
     assert await store.user_by_email(EMAIL) is None
 

@@ -15,7 +15,7 @@ from limits.aio.storage import MemoryStorage
 
 from mimi_reactive._server import _limits
 from mimi_reactive._server._limits import (
-    Limit,
+    RateLimit,
     RateLimiter,
     RateLimitStorageError,
     close_storage,
@@ -215,7 +215,7 @@ async def test_a_storage_connection_reset_is_the_storage_failing(call: str, redi
     await gate.start()
     url = redis_url.replace(f"{REDIS[0]}:{REDIS[1]}", gate.host)
     limiter = RateLimiter.from_url(url, lambda: 1_000_000.0)
-    limit = Limit("reset", 5, 60)
+    limit = RateLimit("reset", 5, 60)
     try:
         await limiter.hit(limit, "192.0.2.1")  # a connection to reset
         gate.reset()

@@ -20,9 +20,9 @@ import asyncpg
 import pytest
 
 from mimi_reactive._server._postgres import PostgresIdentityDatabase
-from mimi_reactive._server._schema import SCHEMA_VERSION as SQLITE_VERSION
 from mimi_reactive._server._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 from mimi_reactive._server._schema_postgres import migrate as migrate_postgres
+from mimi_reactive._server._schema_sqlite import SCHEMA_VERSION as SQLITE_VERSION
 from mimi_reactive._server._secrets import digest
 from mimi_reactive._server._sqlite_file import connect, prepare
 from mimi_reactive._server._tokens import AccessTokens

@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 
 from mimi_reactive._server import _sweeper
-from mimi_reactive._server._database import SqliteIdentityDatabase
-from mimi_reactive._server._records import SEEN_PRECISION, SweepRules, UserRecord
+from mimi_reactive._server._database import SEEN_PRECISION
+from mimi_reactive._server._records import SweepRules, UserRecord
+from mimi_reactive._server._sqlite import SqliteIdentityDatabase
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, stores
@@ -239,7 +240,7 @@ async def test_a_database_of_the_previous_schema_upgrades_and_keeps_its_users(
     """A version-1 database (no user_version) migrates to the current schema keeping its rows,
     indexes and foreign keys (version 3 rebuilds the sessions table): its anonymous user logs
     in, its refresh token rotates, and deleting the user still takes its sessions and tokens."""
-    from mimi_reactive._server._schema import SCHEMA_VERSION
+    from mimi_reactive._server._schema_sqlite import SCHEMA_VERSION
     from mimi_reactive._server._secrets import digest
 
     path = tmp_path / "old.sqlite3"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from mimi_reactive._server._database import SqliteIdentityDatabase
 from mimi_reactive._server._postgres import PostgresIdentityDatabase
+from mimi_reactive._server._sqlite import SqliteIdentityDatabase
 from mimi_reactive.server import ServerSettings
 
 from .conftest import CLIENT_ID

@@ -14,13 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import asyncpg
 import pytest
 
-from mimi_reactive._server import _database, _postgres
-from mimi_reactive._server._records import (
-    IdentityDatabase,
-    NewSession,
-    Rotation,
-    in_batches,
-)
+from mimi_reactive._server import _postgres, _sqlite
+from mimi_reactive._server._database import IdentityDatabase, in_batches
+from mimi_reactive._server._records import NewSession, Rotation
 from mimi_reactive._server._secrets import digest, new_secret
 from mimi_reactive._server._stores import is_postgres, open_database
 
@@ -91,7 +87,7 @@ def log_ins_between_batches(
 
         return await in_batches(step_then_log_in, size)
 
-    for module in (_database, _postgres):
+    for module in (_sqlite, _postgres):
         monkeypatch.setattr(module, "in_batches", logging_in)
     return started
 

@@ -5,8 +5,8 @@ Every call but ``GET /health``, ``GET /ready``, ``GET /openapi.json`` and
 Basic (client id and secret); an unknown path (404) or method (405) is refused before that.
 Tokens travel in JSON bodies, as in OAuth token revocation (RFC 7009), so the
 ``Authorization`` header stays the client's. Errors answer ``{"error": {"code": ...,
-"message": ...}}`` with a stable code; a store that is out answers 503 with Retry-After;
-messages never hold secrets.
+"message": ...}}`` with a stable code; while the database or the rate-limit storage is out,
+503 with Retry-After; messages never hold secrets.
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ if TYPE_CHECKING:
     from aiohttp.web_urldispatcher import _InfoDict
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
+from ._database import IdentityDatabase
 from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
 from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled, http_logger
 from ._openapi import OPERATIONS, openapi_document
-from ._outages import STORE_UNAVAILABLE, is_outage
-from ._records import IdentityDatabase
+from ._outages import TEMPORARILY_UNAVAILABLE, is_outage
 from ._secrets import PasswordHasher, new_secret
 from ._stores import failure_reason
 from ._tokens import AccessTokens
@@ -280,14 +280,14 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
             storage=error.storage,
             timed_out=error.timed_out,
         )
-        response = _error_response(STORE_UNAVAILABLE)
+        response = _error_response(TEMPORARILY_UNAVAILABLE)
     except Exception as error:
         if is_outage(error):
             # Neither this request's fault nor a bug: the database is unreachable or failing.
             request.app[STATE].log.warning(
                 "database.unavailable", route=_route(request), error=type(error).__name__
             )
-            response = _error_response(STORE_UNAVAILABLE)
+            response = _error_response(TEMPORARILY_UNAVAILABLE)
         else:
             request.app[STATE].log.error(
                 "http.internal_error", route=_route(request), error=type(error).__name__

@@ -97,11 +97,6 @@ DEFAULTS: dict[str, object] = {
 }
 
 
-ConfigError = ConfigurationError
-"""The command line's name for ``ConfigurationError`` (the public error ``ClientConfig.check``
-and ``ServerSettings`` raise, a ``ValueError`` too), until it imports that one."""
-
-
 @attrs.frozen
 class ClientConfig:
     """One app allowed to call the server, and what it may do."""

@@ -8,8 +8,8 @@ import attrs
 import structlog
 from aiohttp import web
 
+from ._database import IdentityDatabase
 from ._limits import RateLimiter
-from ._records import IdentityDatabase
 from ._secrets import PasswordHasher
 from ._settings import ServerSettings
 from ._tokens import AccessTokens

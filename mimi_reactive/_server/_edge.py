@@ -19,7 +19,7 @@ from .._checks import MIN_PASSWORD_LENGTH
 from ._context import RegisteredClient, ServerState
 from ._models import Credentials, Promotion
 from ._secrets import digest
-from ._settings import Limit, Network
+from ._settings import Network, RateLimit
 
 __all__ = [
     "ApiError",
@@ -75,7 +75,7 @@ def rate_limited(retry_after: float) -> ApiError:
     )
 
 
-async def counted(state: ServerState, limit: Limit, ip: str) -> ApiError | None:
+async def counted(state: ServerState, limit: RateLimit, ip: str) -> ApiError | None:
     """Count one event of ``limit`` for ``ip``: the 429 to answer once that is past the
     limit, else None."""
     retry_after = await state.limiter.hit(limit, ip)

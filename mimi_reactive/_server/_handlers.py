@@ -13,10 +13,11 @@ from aiohttp import web
 from . import _models as models
 from . import _session_handlers as sessions
 from ._context import STATE, RegisteredClient, ServerState, client_of
+from ._database import EmailTakenError, SessionGoneError
 from ._edge import ApiError, client_ip, counted, failed_log_in, rate_limited, read_body
 from ._limits import limits_on
-from ._outages import STORE_UNAVAILABLE
-from ._records import AccessClaims, EmailTakenError, NewSession, SessionEndedError, UserRecord
+from ._outages import TEMPORARILY_UNAVAILABLE
+from ._records import AccessClaims, NewSession, UserRecord
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
 
 __all__ = ["HANDLERS"]
@@ -112,7 +113,7 @@ async def _ready(request: web.Request) -> web.Response:
         await state.tokens.ensure_loaded(state.database)  # a worker started during an outage
     except Exception as error:
         state.log.warning("database.not_ready", error=type(error).__name__)
-        raise STORE_UNAVAILABLE from None
+        raise TEMPORARILY_UNAVAILABLE from None
     if limits_on(state.settings):
         # A failure is RateLimitStorageError: the edge answers it as for every counted call.
         await state.limiter.ready()
@@ -211,14 +212,14 @@ async def _promote(request: web.Request) -> web.Response:
     _check_promotable(await state.database.user_by_id(session.user_id))
     password_hash = await _hashing(state.passwords.hash(body.password))
     try:
-        # The store checks the session again with the write: it may have ended meanwhile.
+        # The database checks the session again with the write: it may have ended meanwhile.
         promoted = await state.database.promote(
             session.user_id,
             session_id=session.id,
             email=body.email.lower(),
             password_hash=password_hash,
         )
-    except SessionEndedError:
+    except SessionGoneError:
         raise sessions.token_refused() from None
     except EmailTakenError:
         raise await _email_taken(state, ip) from None

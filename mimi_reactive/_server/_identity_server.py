@@ -22,8 +22,9 @@ from .._exceptions import ConfigurationError, MimiCoreError
 from ._app import app_runner, listen, served_url, token_issuer
 from ._config import ClientConfig, check_clients
 from ._context import RegisteredClient
+from ._database import IdentityDatabase
 from ._logs import server_logger
-from ._records import IdentityDatabase, SweepCounts
+from ._records import SweepCounts
 from ._secrets import digest
 from ._service import Service, open_service
 from ._settings import ServerSettings
@@ -45,8 +46,8 @@ class ServerStartError(MimiCoreError):
     line that names the problem (never a secret).
 
     ``refused`` says an argument was refused before anything was opened (no client, a
-    guessable secret, a database name no store has, a missing file where nothing may be
-    created): the command line exits 2 for those, as for any bad argument, else 1."""
+    guessable secret, a URL of a database other than PostgreSQL, a missing file where nothing
+    may be created): the command line exits 2 for those, as for any bad argument, else 1."""
 
     def __init__(self, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
@@ -227,7 +228,7 @@ def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredC
 
 @contextlib.asynccontextmanager
 async def _existing_database(database: str | Path) -> AsyncIterator[IdentityDatabase]:
-    """The store ``database`` names, opened without creating it (a mistyped path is refused,
+    """The database ``database`` names, opened without creating it (a mistyped path is refused,
     not made an empty database); ``ServerStartError`` if it cannot be opened; closed after."""
     try:
         opened = await open_database(database, create=False)

@@ -26,10 +26,10 @@ from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
 from .._redaction import shown_url
-from ._settings import Limit, ServerSettings
+from ._settings import RateLimit, ServerSettings
 
 __all__ = [
-    "Limit",
+    "RateLimit",
     "RateLimitStorageError",
     "RateLimiter",
     "close_storage",
@@ -199,7 +199,7 @@ class RateLimiter:
         """Release the storage's connections (at server shutdown)."""
         await close_storage(self._storage)
 
-    async def _read(self, limit: Limit, ip: str, *, counting: bool) -> tuple[int, float]:
+    async def _read(self, limit: RateLimit, ip: str, *, counting: bool) -> tuple[int, float]:
         """The events counted in ``ip``'s current window of ``limit`` (with one more counted
         first if ``counting``), and the seconds until that window ends."""
         now = self._clock()
@@ -231,21 +231,21 @@ class RateLimiter:
         ``RateLimitStorageError`` if the storage fails or does not answer in time."""
         await self._bounded(self._storage.get("mimi:ready"))
 
-    async def hit(self, limit: Limit, ip: str) -> float | None:
+    async def hit(self, limit: RateLimit, ip: str) -> float | None:
         """Count one event; the seconds until the window ends if it was past the limit."""
         if limit.count <= 0:
             return None
         events, retry_after = await self._read(limit, ip, counting=True)
         return retry_after if events > limit.count else None
 
-    async def exhausted(self, limit: Limit, ip: str) -> float | None:
+    async def exhausted(self, limit: RateLimit, ip: str) -> float | None:
         """Without counting: the seconds until the window ends if the limit is reached."""
         if limit.count <= 0:
             return None
         events, retry_after = await self._read(limit, ip, counting=False)
         return retry_after if events >= limit.count else None
 
-    async def count(self, limit: Limit, ip: str) -> None:
+    async def count(self, limit: RateLimit, ip: str) -> None:
         """Count one event without checking."""
         if limit.count > 0:
             await self._read(limit, ip, counting=True)

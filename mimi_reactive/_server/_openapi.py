@@ -90,7 +90,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "health",
         "GET",
         "/health",
-        "Liveness probe: the process answers (it touches no store, so an outage of the"
+        "Liveness probe: the process answers (it touches no database, so an outage of the"
         " database does not get the process restarted)",
         models.Health,
         public=True,

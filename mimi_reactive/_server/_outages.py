@@ -1,6 +1,6 @@
-"""Which failures of a store mean it is unavailable (a backend outage: 503 with Retry-After)
-rather than a bug of the server (500): no connection, no answer in time, a database dropped
-or a file that cannot be opened, read or written."""
+"""Which failures of the database or the rate-limit storage mean it is unavailable (an outage:
+503 with Retry-After) rather than a bug of the server (500): no connection, no answer in time,
+a database dropped or a file that cannot be opened, read or written."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import asyncpg
 
 from ._edge import ApiError
 
-__all__ = ["OUTAGE_RETRY_AFTER", "STORE_UNAVAILABLE", "is_outage"]
+__all__ = ["OUTAGE_RETRY_AFTER", "TEMPORARILY_UNAVAILABLE", "is_outage"]
 
 OUTAGE_RETRY_AFTER = 5
-"""Seconds a client is told to wait while a store (database or rate-limit storage) is out."""
-STORE_UNAVAILABLE = ApiError(
+"""Seconds a client is told to wait while the database or the rate-limit storage is out."""
+TEMPORARILY_UNAVAILABLE = ApiError(
     503,
     "temporarily_unavailable",
     "the server cannot reach its database or its rate-limit counters now; try again",
@@ -37,8 +37,9 @@ _SQLITE_CODES = frozenset({5, 6, 7, 8, 10, 13, 14, 15, 26})
 
 
 def is_outage(error: BaseException) -> bool:
-    """Whether ``error``, raised by a store during a request, says the store is unavailable
-    (a timeout, a lost or refused connection, a dropped database, an unusable file)."""
+    """Whether ``error``, raised by the database or the rate-limit storage during a request, says
+    it is unavailable (a timeout, a lost or refused connection, a dropped database, an unusable
+    file)."""
     if isinstance(error, TimeoutError | OSError | asyncpg.ConnectionDoesNotExistError):
         return True
     if isinstance(error, asyncpg.PostgresError):

@@ -17,21 +17,16 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from . import _postgres_sql as sql
-from ._postgres_pool import StorePool
-from ._records import (
+from ._database import (
     SEEN_PRECISION,
     USER_SESSIONS_BATCH,
     EmailTakenError,
-    Expired,
-    NewSession,
     OtherClientError,
-    Rotation,
-    SessionEndedError,
-    SessionRecord,
-    SigningKeyRecord,
-    UserRecord,
+    SessionGoneError,
     in_batches,
 )
+from ._postgres_pool import DatabasePool
+from ._records import Expired, NewSession, Rotation, SessionRecord, SigningKeyRecord, UserRecord
 from ._schema_postgres import migrate
 
 __all__ = ["PostgresIdentityDatabase"]
@@ -43,7 +38,7 @@ if TYPE_CHECKING:
 class PostgresIdentityDatabase:
     """``IdentityDatabase`` on a PostgreSQL database that any number of workers share."""
 
-    def __init__(self, pool: StorePool) -> None:
+    def __init__(self, pool: DatabasePool) -> None:
         self._pool = pool
         self.schema_found = 0
         """The schema version the database had when opened (before migrating)."""
@@ -85,7 +80,7 @@ class PostgresIdentityDatabase:
             finally:
                 await connection.close()
         opened = cls(
-            await StorePool.open(
+            await DatabasePool.open(
                 dsn, max_size=max_size, storage_timeout=storage_timeout, lazy=prepared
             )
         )
@@ -169,7 +164,7 @@ class PostgresIdentityDatabase:
             row = await self._pool.fetchrow(sql.PROMOTE, user_id, email, password_hash, session_id)
         assert row is not None  # SELECT of two EXISTS: always one row
         if not row["live"]:
-            raise SessionEndedError
+            raise SessionGoneError
         return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
     async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:

@@ -1,7 +1,7 @@
-"""How the PostgreSQL store (``_postgres.py``) gets a connection for an operation: from an
+"""How the PostgreSQL database (``_postgres.py``) gets a connection for an operation: from an
 ``asyncpg`` pool, within the storage timeout, again if the operation lost a deadlock to another
 worker, and a connection lost under it (the server's backend terminated) told as such, whatever
-asyncpg raised. The store's operations are the statements; this is what runs them.
+asyncpg raised. The database's operations are the statements; this is what runs them.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
-__all__ = ["Connection", "StorePool"]
+__all__ = ["Connection", "DatabasePool"]
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -24,7 +24,7 @@ _ATTEMPTS = 3
 _READY_QUERY = "SELECT 1"
 
 
-class StorePool:
+class DatabasePool:
     """An ``asyncpg`` pool whose every wait and statement has ``timeout`` seconds."""
 
     def __init__(self, pool: asyncpg.Pool, *, timeout: float) -> None:
@@ -34,7 +34,7 @@ class StorePool:
     @classmethod
     async def open(
         cls, dsn: str, *, max_size: int, storage_timeout: float, lazy: bool = False
-    ) -> StorePool:
+    ) -> DatabasePool:
         """A pool of at most ``max_size`` connections to ``dsn``, where each connect, wait for a
         connection and statement has ``storage_timeout`` seconds (``TimeoutError`` past that): a
         database that stops answering (a partition) fails the call rather than hanging it.

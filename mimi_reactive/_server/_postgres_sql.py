@@ -1,6 +1,7 @@
-"""The SQL the PostgreSQL store (``_postgres.py``) names rather than writes inline: its multi-line
-statements (data-modifying CTEs that write a user, its session and its token together; refresh
-rotation's locked read and its writes; the sweep's batches) and the pieces several operations share.
+"""The SQL the PostgreSQL database (``_postgres.py``) names rather than writes inline: its
+multi-line statements (data-modifying CTEs that write a user, its session and its token
+together; refresh rotation's locked read and its writes; the sweep's batches) and the pieces
+several operations share.
 """
 
 from ._records import Expired

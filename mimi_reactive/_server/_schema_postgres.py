@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._schema import SchemaError, SchemaTooNewError
+from ._database import SchemaError, SchemaTooNewError
 
 if TYPE_CHECKING:
     from ._postgres_pool import Connection

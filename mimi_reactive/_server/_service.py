@@ -1,4 +1,4 @@
-"""One worker of the reference server: its store, keys, limiter and app, opened and closed
+"""One worker of the reference server: its database, keys, limiter and app, opened and closed
 together, whether it runs in-process (``IdentityServer``) or as one of ``--workers N``."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from aiohttp import web
 
 from ._app import create_app
 from ._context import RegisteredClient, ServerSettings
+from ._database import IdentityDatabase
 from ._limits import RateLimiter
-from ._records import IdentityDatabase
 from ._secrets import PasswordHasher
 from ._stores import open_database, open_prepared
 from ._sweeper import run_sweeper
@@ -53,14 +53,14 @@ async def open_service(
     logger: structlog.typing.FilteringBoundLogger,
     prepared: bool = False,
 ) -> Service:
-    """Open the store (migrating it), load the keys and build the app; ``ValueError`` for a
+    """Open the database (migrating it), load the keys and build the app; ``ValueError`` for a
     rate-limit storage with a bad URL or that does not answer, ``DatabaseOpenError`` for a
-    store that cannot be opened.
+    database that cannot be opened.
 
-    ``prepared``: the stores were checked and migrated already (``prepare_workers``, in the
-    master): nothing is touched here, so a worker restarted during an outage starts and
-    answers 503 until the stores answer, rather than failing to boot (which stops gunicorn);
-    the keys are read at the first request that needs them."""
+    ``prepared``: the database was migrated and the rate-limit storage checked already
+    (``prepare_workers``, in the master): nothing is touched here, so a worker restarted
+    during an outage starts and answers 503 until they answer, rather than failing to boot
+    (which stops gunicorn); the keys are read at the first request that needs them."""
     limiter = RateLimiter.from_url(
         settings.rate_limit_storage, settings.clock, timeout=settings.storage_timeout
     )

@@ -10,8 +10,9 @@ from aiohttp import web
 from .._access_token import InvalidTokenError, VerifiedToken
 from . import _models as models
 from ._context import STATE, ServerState, client_of
+from ._database import OtherClientError
 from ._edge import ApiError, client_ip, read_body
-from ._records import AccessClaims, OtherClientError, Rotation, SessionRecord, UserRecord
+from ._records import AccessClaims, Rotation, SessionRecord, UserRecord
 from ._secrets import digest, new_secret
 from ._tokens import JWKS_MAX_AGE
 

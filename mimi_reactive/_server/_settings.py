@@ -30,8 +30,8 @@ __all__ = [
     "PUBLISH_MARGIN",
     "SECONDS",
     "SECONDS_ABOVE_0",
-    "Limit",
     "Network",
+    "RateLimit",
     "Rule",
     "ServerSettings",
 ]
@@ -181,7 +181,7 @@ def _networks(values: Iterable[str | Network]) -> frozenset[Network]:
 
 
 @attrs.frozen
-class Limit:
+class RateLimit:
     """One of the server's rate limits, as ``ServerSettings`` sets it: at most ``count``
     events per ``window`` seconds from one client IP (an IPv6 client's /64); ``count`` 0 turns
     it off. Past it, the server answers 429 with ``Retry-After`` until the window ends."""
@@ -267,18 +267,18 @@ class ServerSettings:
             )
 
     @property
-    def anonymous_sign_up_limit(self) -> Limit:
+    def anonymous_sign_up_limit(self) -> RateLimit:
         """The limit on anonymous sign-ups: ``max_anonymous_sign_ups_per_hour`` per hour."""
-        return Limit("anonymous_sign_ups", self.max_anonymous_sign_ups_per_hour, 3600)
+        return RateLimit("anonymous_sign_ups", self.max_anonymous_sign_ups_per_hour, 3600)
 
     @property
-    def credential_sign_up_limit(self) -> Limit:
+    def credential_sign_up_limit(self) -> RateLimit:
         """The limit on sign-ups with email and password: ``max_credential_sign_ups_per_hour``
         per hour."""
-        return Limit("credential_sign_ups", self.max_credential_sign_ups_per_hour, 3600)
+        return RateLimit("credential_sign_ups", self.max_credential_sign_ups_per_hour, 3600)
 
     @property
-    def failure_limit(self) -> Limit:
+    def failure_limit(self) -> RateLimit:
         """The limit on failed log-ins (and the other failures
         ``max_failed_log_ins_per_minute`` counts): that many per minute."""
-        return Limit("failed_log_ins", self.max_failed_log_ins_per_minute, 60)
+        return RateLimit("failed_log_ins", self.max_failed_log_ins_per_minute, 60)

@@ -1,6 +1,6 @@
-"""The SQLite file the store keeps: created 0600, each connection with foreign keys on and a
-large page cache, the file in WAL mode and its schema brought up to date; and how the store
-tells that file from one removed or put in its place since it opened it.
+"""The SQLite database's file: created 0600, each connection with foreign keys on and a large
+page cache, the file in WAL mode and its schema brought up to date; and how the database tells
+that file from one removed or put in its place since it opened it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from ._schema import migrate
+from ._schema_sqlite import migrate
 
 __all__ = [
     "DatabaseReplacedError",

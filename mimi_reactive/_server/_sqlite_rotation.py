@@ -1,4 +1,4 @@
-"""Refresh-token rotation on the SQLite store: what presenting a refresh token does, decided
+"""Refresh-token rotation on the SQLite database: what presenting a refresh token does, decided
 and written in one writer operation (a plain function of the connection, as those of
 ``_sqlite_rows.py``), so no other write comes between what it reads and what it writes.
 """

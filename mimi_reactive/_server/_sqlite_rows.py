@@ -1,13 +1,14 @@
-"""The row operations the SQLite store's operations are built from: plain functions of a
+"""The row operations the SQLite database's operations are built from: plain functions of a
 connection, called inside an operation already running on the connection's thread; and the
-SQL text the store names rather than writes inline (its key listing, its batches).
+SQL text the database names rather than writes inline (its key listing, its batches).
 """
 
 from __future__ import annotations
 
 import sqlite3
 
-from ._records import SEEN_PRECISION, Expired, NewSession, SessionRecord, UserRecord
+from ._database import SEEN_PRECISION
+from ._records import Expired, NewSession, SessionRecord, UserRecord
 
 __all__ = [
     "DELETE_DUE",

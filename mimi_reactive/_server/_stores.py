@@ -1,4 +1,4 @@
-"""Which store a ``--database`` value names: a ``postgresql://`` URL, else a SQLite file path.
+"""Which database a ``--database`` value names: a ``postgresql://`` URL, else a SQLite file path.
 
 A PostgreSQL URL can carry a password, so it is only ever shown through ``describe``.
 """
@@ -14,12 +14,11 @@ from pathlib import Path
 import asyncpg
 
 from .._redaction import shown_url
-from ._database import SqliteIdentityDatabase
+from ._database import IdentityDatabase, SchemaError
 from ._postgres import PostgresIdentityDatabase
-from ._records import IdentityDatabase
-from ._schema import SCHEMA_VERSION as SQLITE_VERSION
-from ._schema import SchemaError
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
+from ._schema_sqlite import SCHEMA_VERSION as SQLITE_VERSION
+from ._sqlite import SqliteIdentityDatabase
 
 __all__ = [
     "DatabaseNameError",
@@ -43,8 +42,8 @@ class DatabaseOpenError(Exception):
 
 
 class DatabaseNameError(DatabaseOpenError):
-    """The database's name is refused before anything is opened: a URL of another store, or
-    (where nothing may be created) a SQLite file that does not exist."""
+    """The database's name is refused before anything is opened: a URL of another kind of
+    database, or (where nothing may be created) a SQLite file that does not exist."""
 
 
 def is_postgres(database: str | Path) -> bool:
@@ -60,7 +59,7 @@ def describe(database: str | Path) -> str:
 
 
 def _check_name(database: str | Path, *, create: bool) -> None:
-    """Refuse (``DatabaseNameError``) a URL of a store other than PostgreSQL, which would be
+    """Refuse (``DatabaseNameError``) a URL of a database other than PostgreSQL, which would be
     taken for a file path; and without ``create``, a SQLite file that does not exist."""
     text = str(database)
     scheme = _URL_SCHEME.match(text)
@@ -77,11 +76,11 @@ def _check_name(database: str | Path, *, create: bool) -> None:
 async def open_database(
     database: str | Path, *, pool_size: int = 10, create: bool = True, storage_timeout: float = 5.0
 ) -> IdentityDatabase:
-    """Open (and migrate forward) the store ``database`` names; ``DatabaseOpenError`` if not.
-    ``pool_size``: the most connections a PostgreSQL store opens (SQLite has one);
+    """Open (and migrate forward) the database ``database`` names; ``DatabaseOpenError`` if not.
+    ``pool_size``: the most connections a PostgreSQL database opens (SQLite has one);
     ``storage_timeout``: the seconds each of its calls has once open. Without
     ``create``, a missing SQLite file is refused rather than created; that and a URL of
-    another store raise ``DatabaseNameError``, before anything is opened."""
+    another kind of database raise ``DatabaseNameError``, before anything is opened."""
     _check_name(database, create=create)
     try:
         if is_postgres(database):
@@ -109,7 +108,7 @@ async def open_database(
 async def open_prepared(
     database: str | Path, *, pool_size: int = 10, storage_timeout: float = 5.0
 ) -> IdentityDatabase:
-    """A store ``migrate_database`` has brought up to date (a worker's, after
+    """A database ``migrate_database`` has brought up to date (a worker's, after
     ``prepare_workers``), opened without touching it: a PostgreSQL pool that connects at first
     use, so a worker (re)started while the database is out starts, and serves ``/health`` and
     503 until the database answers. A SQLite file is opened as ``open_database`` does."""
@@ -122,7 +121,7 @@ async def open_prepared(
 
 
 async def migrate_database(database: str | Path) -> tuple[int, int]:
-    """Bring the store's schema up to date without serving: (version found, version now)."""
+    """Bring the database's schema up to date without serving: (version found, version now)."""
     opened = await open_database(database)
     await opened.close()
     if isinstance(opened, PostgresIdentityDatabase):

@@ -22,7 +22,8 @@ import functools
 import structlog
 
 from ._context import ServerSettings
-from ._records import Expired, IdentityDatabase, SweepCounts, SweepRules, in_batches
+from ._database import IdentityDatabase, in_batches
+from ._records import Expired, SweepCounts, SweepRules
 from ._tokens import unpublished_before
 
 __all__ = ["SWEEP_BATCH", "run_sweeper", "sweep", "sweep_once", "sweep_rules"]
@@ -55,7 +56,7 @@ def sweep_rules(settings: ServerSettings, *, delete_retired_keys: bool = True) -
 async def sweep(database: IdentityDatabase, rules: SweepRules) -> SweepCounts:
     """Delete what can never work again, and spent tokens past their retention: each rule of
     ``Expired`` in turn, in batches of ``rules.batch`` rows until a batch deletes fewer, then
-    let the store compact. The counts are of each rule's own rows (see ``Expired``)."""
+    let the database compact. The counts are of each rule's own rows (see ``Expired``)."""
     cut_offs = {
         Expired.ANONYMOUS_USERS: rules.anonymous_unused_before,
         Expired.REVOKED_SESSIONS: rules.spent_before,

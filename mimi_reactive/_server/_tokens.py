@@ -32,7 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from .._access_token import InvalidTokenError, VerifiedToken, decoded, kid_of
-from ._records import AccessClaims, IdentityDatabase, SigningKeyRecord
+from ._database import IdentityDatabase
+from ._records import AccessClaims, SigningKeyRecord
 from ._settings import PUBLISH_LEAD, PUBLISH_MARGIN
 
 __all__ = [
@@ -90,7 +91,7 @@ class AccessTokens:
         self._seen: dict[str, float] = {}
         """When this process first read each key (its clock's time)."""
         # The key id and the private key together, replaced as one: tokens are also signed
-        # on the SQLite store's thread, which must never pair one key's id with another key.
+        # on the SQLite database's thread, which must never pair one key's id with another key.
         self._signer: tuple[str, ec.EllipticCurvePrivateKey] | None = None
         self._jwks: dict[str, dict[str, Any]] = {}
         self._public: dict[str, jwt.PyJWK] = {}
@@ -127,7 +128,7 @@ class AccessTokens:
         first request that needs them. A failure is the database's, raised as it is."""
         if self._signer is not None:
             return
-        # Requests arriving together share one read, each bounded by the store's timeout
+        # Requests arriving together share one read, each bounded by the storage timeout
         # rather than queued behind the others' (and one that goes away cancels none).
         if self._loading is None or self._loading.done():
             self._loading = asyncio.ensure_future(self._load(database))

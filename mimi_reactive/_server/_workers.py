@@ -122,8 +122,9 @@ class _Gunicorn(BaseApplication):
             database=self._database,
             settings=self._settings,
             logger=server_logger(),
-            # prepare_workers checked and migrated the stores: a worker touches neither at
-            # boot, as one that fails to boot stops gunicorn, the healthy workers with it.
+            # prepare_workers migrated the database and checked the rate-limit storage: a
+            # worker touches neither at boot, as one that fails to boot stops gunicorn, the
+            # healthy workers with it.
             prepared=True,
         )
         service.tokens.issuer = self._issuer

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import sqlite3
 
-__all__ = ["SCHEMA_VERSION", "SchemaError", "SchemaTooNewError", "migrate"]
+from ._database import SchemaError, SchemaTooNewError
+
+__all__ = ["SCHEMA_VERSION", "migrate"]
 
 # Version 1 is the schema before versioning existed (its databases say user_version 0).
 _V1 = """
@@ -100,14 +102,6 @@ ALTER TABLE users ADD COLUMN anonymous_only INTEGER NOT NULL DEFAULT 0;
 
 _MIGRATIONS = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(_MIGRATIONS)
-
-
-class SchemaError(Exception):
-    """The database's schema cannot be used or brought up to date."""
-
-
-class SchemaTooNewError(SchemaError):
-    """The database was written by a newer version of the server."""
 
 
 def migrate(db: sqlite3.Connection) -> int:
