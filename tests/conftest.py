@@ -1,4 +1,5 @@
-"""Fixtures: the reference server on loopback, and cores connected to it."""
+"""Fixtures: the reference server on loopback, cores connected to it, and a core on a
+scripted backend for tests that need no server."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, settings
 from mimi_reactive import MimiConfiguration, MimiCore
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
+from mimi_reactive.testing import ScriptedBackend
 
 from .helpers import CountingBackend
 
@@ -181,3 +183,18 @@ async def counting_core(
     """An anonymous-only core whose backend counts the calls it makes to the server."""
     backend = CountingBackend(HttpBackend(server.url))
     return await start_core(ANONYMOUS_ONLY, backend), backend
+
+
+@pytest.fixture
+async def backend() -> ScriptedBackend:
+    """A scripted in-memory backend, for tests that need no server."""
+    return ScriptedBackend()
+
+
+@pytest.fixture
+async def core(backend: ScriptedBackend) -> AsyncIterator[MimiCore]:
+    """An anonymous-only core on ``backend``, closed after the test."""
+    async with MimiCore.start(
+        client_id="app", client_secret="secret", backend=backend, configuration=ANONYMOUS_ONLY
+    ) as started:
+        yield started
