@@ -108,6 +108,7 @@ import shutil
 import signal
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -116,6 +117,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import _serving
 import aiohttp
 import asyncpg
 
@@ -473,63 +475,45 @@ async def running(*servers: Server) -> AsyncIterator[list[str]]:
     Each is stopped with SIGINT (gunicorn's quick shutdown; the others stop as on SIGTERM),
     then SIGKILL after 30 s.
     """
-    children: list[asyncio.subprocess.Process] = []
+    children: list[subprocess.Popen[str]] = []
     try:
         async with asyncio.TaskGroup() as group:
             starting = [group.create_task(start(server, children)) for server in servers]
         yield [task.result() for task in starting]
     finally:
-        await asyncio.gather(*(stop(child) for child in children))
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(_serving.stop, child, how=signal.SIGINT, timeout=30)
+                for child in children
+            )
+        )
 
 
-async def start(server: Server, children: list[asyncio.subprocess.Process]) -> str:
+async def start(server: Server, children: list[subprocess.Popen[str]]) -> str:
     """Start one server (added to ``children`` at once, to be stopped); its URL once it answers."""
     with server.log.open("ab") as errors:
-        child = await asyncio.create_subprocess_exec(
-            *server.argv,
-            env={**os.environ, "MIMI_CLIENT_SECRET": SECRET},
-            stdout=asyncio.subprocess.PIPE,
-            stderr=errors,
-        )
+        child = _serving.spawn(server.argv, secret=SECRET, stderr=errors)
     children.append(child)
-    assert child.stdout is not None
-    line = (await asyncio.wait_for(child.stdout.readline(), 60)).decode()
-    if not line.startswith("serving on "):
-        await child.wait()
-        tail = server.log.read_text(errors="replace").strip().splitlines()[-3:]
-        raise RuntimeError(f"{' '.join(server.argv[3:6])} did not start: {tail}")
-    url = line.split()[2]
+    name = " ".join(server.argv[3:6])
+    url = await asyncio.to_thread(_serving.read_url, child, timeout=60, name=name, log=server.log)
     async with aiohttp.ClientSession() as http, asyncio.timeout(60):
         while True:
             with contextlib.suppress(aiohttp.ClientError):
                 async with http.get(url + "/health") as response:
                     if response.status < 500:
                         return url + server.suffix
-            if child.returncode is not None:
+            if child.poll() is not None:
                 raise RuntimeError(f"{server.argv[:3]} exited {child.returncode}: {server.log}")
             await asyncio.sleep(0.05)  # waiting for the port to answer, bounded above
-
-
-async def stop(child: asyncio.subprocess.Process) -> None:
-    if child.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            child.send_signal(signal.SIGINT)
-        try:
-            await asyncio.wait_for(child.wait(), 30)
-        except TimeoutError:
-            child.kill()
-            await child.wait()
 
 
 def serve(
     bench: Bench, database: str, *options: str, workers: int = 1, log_level: str = "warning"
 ) -> Server:
     """``mimi-reactive serve`` on a free port, for the benchmark's client."""
-    argv = [
-        *(sys.executable, "-m", "mimi_reactive", "--log-level", log_level, "serve"),
-        *("--port", "0", "--client-id", CLIENT, "--database", database),
-        *("--workers", str(workers), *options),
-    ]
+    argv = _serving.serve_command(
+        CLIENT, database, "--workers", str(workers), *options, log_level=log_level
+    )
     return Server(argv, bench.folder / f"serve-{secrets.token_hex(4)}.log")
 
 

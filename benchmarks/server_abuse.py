@@ -24,7 +24,6 @@ import multiprocessing
 import os
 import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import _serving
 import aiohttp
 import attrs
 
@@ -89,39 +89,15 @@ class Figures:
 @contextlib.contextmanager
 def identity_server(pool: Pool, directory: str) -> Iterator[str]:
     """`mimi-reactive serve` with this Argon2 pool in a child process; yields its URL."""
-    command = [
-        sys.executable,
-        "-m",
-        "mimi_reactive",
-        "serve",
-        "--port",
-        "0",
-        "--client-id",
+    argv = _serving.serve_command(
         CLIENT_ID,
-        "--database",
         str(Path(directory) / f"identity-{pool.workers}-{pool.queue}.sqlite3"),
-        "--max-failed-log-ins-per-minute",
-        "0",
-        "--sweep-interval",
-        "0",
-        "--password-hash-workers",
-        str(pool.workers),
-        "--password-hash-queue",
-        str(pool.queue),
-    ]
-    environment = {**os.environ, "MIMI_CLIENT_SECRET": CLIENT_SECRET}
-    server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-        command, stdout=subprocess.PIPE, text=True, env=environment
+        *("--max-failed-log-ins-per-minute", "0", "--sweep-interval", "0"),
+        *("--password-hash-workers", str(pool.workers)),
+        *("--password-hash-queue", str(pool.queue)),
     )
-    try:
-        assert server.stdout is not None
-        line = server.stdout.readline()
-        if not line.startswith("serving on "):
-            raise RuntimeError(f"the identity server did not start: {line!r}")
-        yield line.removeprefix("serving on ").strip()
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    with _serving.serving(argv, secret=CLIENT_SECRET, stop_timeout=30) as url:
+        yield url
 
 
 def authorization(secret: str = CLIENT_SECRET) -> str:

@@ -89,6 +89,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequen
 from pathlib import Path
 from typing import Any, TypeVar
 
+import _serving
 import aiohttp
 import attrs
 import matplotlib
@@ -619,31 +620,10 @@ def identity_server() -> Iterator[str]:
     """The reference server in a child process (so this process's CPU time is the client's);
     yields its URL."""
     with tempfile.TemporaryDirectory() as directory:
-        command = [
-            sys.executable,
-            "-m",
-            "mimi_reactive",
-            "serve",
-            "--port",
-            "0",
-            "--client-id",
-            CLIENT_ID,
-            "--database",
-            str(Path(directory) / "identity.sqlite3"),
-        ]
-        environment = {**os.environ, "MIMI_CLIENT_SECRET": CLIENT_SECRET}
-        server = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            command, stdout=subprocess.PIPE, text=True, env=environment
-        )
-        try:
-            assert server.stdout is not None
-            line = server.stdout.readline()
-            if not line.startswith("serving on "):
-                raise RuntimeError(f"the identity server did not start: {line!r}")
-            yield line.removeprefix("serving on ").strip()
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+        database = str(Path(directory) / "identity.sqlite3")
+        argv = _serving.serve_command(CLIENT_ID, database)
+        with _serving.serving(argv, secret=CLIENT_SECRET, stop_timeout=10) as url:
+            yield url
 
 
 class RawClient:

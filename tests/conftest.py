@@ -1,4 +1,5 @@
-"""Fixtures: the reference server on loopback, and cores connected to it."""
+"""Fixtures: the reference server on loopback (one that can stop and return too), cores
+connected to it, and a core on a scripted backend for tests that need no server."""
 
 from __future__ import annotations
 
@@ -7,16 +8,20 @@ import contextlib
 import os
 import secrets
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 
-from mimi_reactive import MimiConfiguration, MimiCore
+from mimi_reactive import MimiConfiguration, MimiCore, RetryPolicy, SessionStorage
 from mimi_reactive.backends.http import HttpBackend
-from mimi_reactive.server import IdentityServer
+from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive.testing import ScriptedBackend
 
 from .helpers import CountingBackend
 
@@ -181,3 +186,103 @@ async def counting_core(
     """An anonymous-only core whose backend counts the calls it makes to the server."""
     backend = CountingBackend(HttpBackend(server.url))
     return await start_core(ANONYMOUS_ONLY, backend), backend
+
+
+@pytest.fixture
+async def backend() -> ScriptedBackend:
+    """A scripted in-memory backend, for tests that need no server."""
+    return ScriptedBackend()
+
+
+@pytest.fixture
+async def core(backend: ScriptedBackend) -> AsyncIterator[MimiCore]:
+    """An anonymous-only core on ``backend``, closed after the test."""
+    async with MimiCore.start(
+        client_id="app", client_secret="secret", backend=backend, configuration=ANONYMOUS_ONLY
+    ) as started:
+        yield started
+
+
+# The cores of a Service retry fast: tests wait for recoveries, not for the default backoff.
+FAST_RETRY = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=100)
+
+
+class Service:
+    """The reference server on a fixed port and database file, so it can stop and return."""
+
+    def __init__(self, tmp_path: Path, client_secret: str, settings: ServerSettings) -> None:
+        self.database = tmp_path / "identity.sqlite3"
+        self.client_secret = client_secret
+        self.settings = settings
+        self.port = 0
+        self.server: IdentityServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        self.server = IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=self.client_secret,
+            database=self.database,
+            port=self.port,
+            settings=self.settings,
+        )
+        await self.server.start()
+        self.port = int(self.server.url.rsplit(":", 1)[1])
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        await self.server.stop()
+
+    def core(
+        self,
+        storage: SessionStorage | None = None,
+        backend: Any = None,
+        clock: Any = time.time,
+        **configuration: Any,
+    ) -> Any:
+        return MimiCore.start(
+            client_id=CLIENT_ID,
+            client_secret=self.client_secret,
+            backend=backend or HttpBackend(self.url, timeout=2),
+            configuration=MimiConfiguration(
+                **{"allow_anonymous_user_only": True, "retry": FAST_RETRY, **configuration}
+            ),
+            storage=storage,
+            clock=clock,
+        )
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        auth = aiohttp.encode_basic_auth(CLIENT_ID, self.client_secret)
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": auth}) as http,
+            http.post(self.url + path, json=body) as response,
+        ):
+            return response.status, await response.json()
+
+
+async def make_service(
+    tmp_path: Path, client_secret: str, **settings: Any
+) -> AsyncIterator[Service]:
+    """A started ``Service`` with these ``ServerSettings``, stopped after (iterate it once)."""
+    service = Service(tmp_path, client_secret, ServerSettings(**settings))
+    await service.start()
+    yield service
+    if service.server is not None:
+        await service.server.stop()
+
+
+@pytest.fixture
+async def service(tmp_path: Path, client_secret: str) -> AsyncIterator[Service]:
+    """A ``Service`` with the default settings."""
+    async for running in make_service(tmp_path, client_secret):
+        yield running
+
+
+@pytest.fixture
+async def short_lived(tmp_path: Path, client_secret: str) -> AsyncIterator[Service]:
+    """Access tokens live two seconds."""
+    async for running in make_service(tmp_path, client_secret, access_token_ttl=2.0):
+        yield running

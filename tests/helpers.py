@@ -9,6 +9,7 @@ import json
 import logging
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,10 +25,14 @@ from mimi_reactive import (
     BackendSession,
     ClientCredentials,
     DeletingBackend,
+    LogOut,
+    MimiCore,
     Session,
     SessionState,
     Transition,
 )
+
+SIGN_UP = AuthRoute.sign_up_anonymously()
 
 
 class CountingBackend:
@@ -142,3 +147,15 @@ async def serving_app(app: web.Application) -> AsyncIterator[str]:
         yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
+
+
+async def settle(core: MimiCore) -> None:
+    """Wait until every command queued so far, and any they queued, has run."""
+    for _ in range(5):
+        await core.auth.run(LogOut())  # goes to the back of the queue
+
+
+def join_all(threads: list[threading.Thread]) -> None:
+    """Wait for every thread to finish."""
+    for thread in threads:
+        thread.join()

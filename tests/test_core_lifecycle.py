@@ -115,7 +115,7 @@ AFTER_CLOSE: dict[str, Callable[[AuthController], object]] = {
     "run": lambda auth: auth.run(LogOut()),
 }
 # updates() is an iteration: on a closed core it ends at once, as the streams complete
-# (tests/test_stream_guarantees.py, guarantee 6).
+# (tests/test_stream_ordering.py, guarantee 6).
 ENDS_AT_ONCE = {"updates"}
 
 
