@@ -39,8 +39,17 @@ async def interrupted(process: asyncio.subprocess.Process) -> tuple[int, str, st
     return process.returncode, stdout.decode(), stderr.decode()
 
 
+def _sigint_as_at_a_terminal() -> None:
+    """In the child, before it runs: SIGINT back to its default disposition. A test run
+    started in the background by a shell without job control (`pytest &` in a script, as a
+    CI runner may) ignores SIGINT, every child inherits that, and Python then never raises
+    KeyboardInterrupt: a Ctrl-C test would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def start(*arguments: str, stdin: int | None = None) -> asyncio.subprocess.Process:
-    """`mimi-reactive ARGUMENTS` in a child process, its stdout and stderr piped."""
+    """`mimi-reactive ARGUMENTS` in a child process, its stdout and stderr piped, SIGINT
+    handled as when run from a terminal."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -50,6 +59,7 @@ async def start(*arguments: str, stdin: int | None = None) -> asyncio.subprocess
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         env=environment(),
+        preexec_fn=_sigint_as_at_a_terminal,
     )
 
 
