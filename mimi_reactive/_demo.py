@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -42,7 +43,9 @@ def describe(state: SessionState) -> str:
 
 async def enter_pressed() -> None:
     """Return once stdin has a line (Enter) or is at its end, without blocking the loop, so
-    a Ctrl-C while the demo waits ends it as at any other point."""
+    a Ctrl-C while the demo waits ends it as at any other point. Read straight from the file
+    descriptor: sys.stdin's buffer could hold the next lines, which the next wait would not
+    see."""
     loop = asyncio.get_running_loop()
     try:
         stdin = sys.stdin.fileno()
@@ -63,7 +66,7 @@ async def enter_pressed() -> None:
             await readable
         finally:
             loop.remove_reader(stdin)
-    sys.stdin.readline()
+    os.read(stdin, 4096)  # a terminal gives one line a read; end of input gives b""
 
 
 async def run_demo(

@@ -139,8 +139,9 @@ def test_a_database_url_is_shown_by_the_same_rule(url: str, shown: str) -> None:
     [
         ("bogus://u:SEKRIT1@x", "URL bogus://u@x: unknown scheme 'bogus'"),
         ("redis://u:SEKRIT1@127.0.0.1:notaport/0", "URL redis://u@127.0.0.1:notaport/0: its"),
-        ("redis://u:SEKRIT1@[::1/0", "its hosts, port or options cannot be read"),
-        ("redis://:SEKRIT1/pw@host:x/0", "URL redis://...: its hosts"),
+        ("redis://u:SEKRIT1@[::1/0", "its scheme, hosts, port or options cannot be read"),
+        ("redis://:SEKRIT1/pw@host:x/0", "URL redis://...: its scheme, hosts"),
+        ("redis//host?password=SEKRIT1", "its scheme, hosts, port or options cannot be read"),
         ("no-scheme:SEKRIT1@host", "cannot be parsed: unknown scheme 'no-scheme'"),
     ],
 )

@@ -60,8 +60,8 @@ async def test_workers_killed_during_an_outage_are_replaced_and_serve_once_it_en
 ) -> None:
     """With the database (or the rate-limit Redis) cut off, both workers killed (SIGKILL) are
     replaced: the master keeps running, /health answers 200, /ready and a sign-up 503 with
-    Retry-After (not 500, and no worker failing to boot); once the store is back, /ready is
-    200 and sign-ups succeed, and SIGTERM stops the server with status 0."""
+    Retry-After (not 500, and no worker failing to boot), an unknown path 404; once the store
+    is back, /ready is 200 and sign-ups succeed, and SIGTERM stops the server with status 0."""
     which, gate = cut_store
     if which == "postgresql":
         postgres_url = postgres_url.replace("127.0.0.1:5432", gate.host)
@@ -86,6 +86,8 @@ async def test_workers_killed_during_an_outage_are_replaced_and_serve_once_it_en
             for _ in range(4):  # whichever worker answers
                 assert await probe(served.url) == NOT_READY
                 await answered_503(caller)
+                # A path no route has is refused as it is: no signing key needed, no 503.
+                assert (await probe(served.url, "/v1/no-such-route"))[0] == 404
             gate.reopen()
             await eventually(lambda: _ready(served.url))
             for _ in range(4):

@@ -259,7 +259,11 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if route.http_exception is None and route.handler not in _PUBLIC_HANDLERS:
             await _authenticate_client(request)
         tokens = request.app[STATE].tokens
-        if not tokens.loaded and route.handler not in _KEYLESS_HANDLERS:
+        if (
+            not tokens.loaded
+            and route.http_exception is None  # a 404 or 405 needs no key: refused as it is
+            and route.handler not in _KEYLESS_HANDLERS
+        ):
             # A worker started while the database was out: read the keys now, before any
             # write a response could not sign for (failing as an outage does: 503).
             await tokens.ensure_loaded(request.app[STATE].database)

@@ -17,6 +17,7 @@ import contextlib
 import inspect
 import ipaddress
 import math
+import re
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -85,6 +86,10 @@ def describe_storage(url: str) -> str:
     return shown_url(url, "rate-limit storage")
 
 
+# A URL's scheme (RFC 3986).
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*")
+
+
 def limiter_storage(url: str) -> Storage:
     """The async ``limits`` storage a URL names (``memory://``, ``redis://host:port``, ...).
 
@@ -104,9 +109,11 @@ def limiter_storage(url: str) -> Storage:
         # Our own words: the limits library's message repeats the URL, password and all.
         scheme = full.partition(":")[0].removeprefix("async+")  # a URL's scheme ends at a colon
         why = (
+            # Named only if it reads as a scheme: a URL typed without its colon would show
+            # all of itself, a password in its query included.
             f"unknown scheme {scheme!r}"
-            if str(error).startswith("unknown storage scheme")
-            else "its hosts, port or options cannot be read"
+            if str(error).startswith("unknown storage scheme") and _SCHEME.fullmatch(scheme)
+            else "its scheme, hosts, port or options cannot be read"
         )
         shown = describe_storage(url)
         raise ValueError(f"unusable rate-limit storage URL {shown}: {why}") from None

@@ -129,8 +129,9 @@ def http_logger() -> logging.Logger:
 def write_line(stream: TextIO, line: str) -> None:
     """Write ``line`` and its newline to ``stream`` in one write call: processes sharing one
     stderr (``--workers N``) then never merge two lines into one, as two writes (a line, then
-    its newline, on an unbuffered stream) let them do. A stream with no file descriptor (a
-    test's capture) is written and flushed."""
+    its newline, on an unbuffered stream) let them do. A pipe takes one write whole up to
+    PIPE_BUF (4 KiB on Linux): a longer line may still interleave with another process's. A
+    stream with no file descriptor (a test's capture) is written and flushed."""
     text = line + "\n"
     try:
         descriptor = stream.fileno()

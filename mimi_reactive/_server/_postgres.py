@@ -168,7 +168,7 @@ class PostgresIdentityDatabase:
         return UserRecord(user_id, False, email, password_hash) if row["promoted"] else None
 
     async def delete_user(self, user_id: str, *, batch: int = USER_SESSIONS_BATCH) -> bool:
-        """Delete the user's sessions ``batch`` at a time in the order they were created, each
+        """Delete the user's sessions ``batch`` at a time in ``seq`` (creation) order, each
         batch after the last one's, then the user with any left (the foreign keys cascade),
         as ``IdentityDatabase.delete_user`` says."""
         last = 0  # seq counts from 1
@@ -280,7 +280,7 @@ class PostgresIdentityDatabase:
         self, user_id: str, now: float, *, batch: int = USER_SESSIONS_BATCH
     ) -> int:
         """Revoke every live session of the user, walking its sessions ``batch`` at a time in
-        the order they were created, each batch after the last one's, as
+        ``seq`` (creation) order, each batch after the last one's, as
         ``IdentityDatabase.revoke_user_sessions`` says; how many it revoked."""
         revoked = last = 0  # seq counts from 1
 

@@ -138,9 +138,10 @@ WITH token AS (
 SELECT (SELECT own FROM token) AS own, EXISTS (SELECT 1 FROM revoked) AS revoked
 """
 
-# One batch of a user's deletion or log-out everywhere: the next $2 of its sessions in the order
-# they were created, after the last one ($3) the batch before ended, ended (the live ones, for a
-# log-out); how many it found (a batch that finds fewer is the last) and the last one's seq.
+# One batch of a user's deletion or log-out everywhere: the next $2 of its sessions in seq
+# order (creation order; sessions older than schema 4 were numbered in table order) after the
+# last one ($3) the batch before ended, ended (the live ones, for a log-out); how many it found
+# (a batch that finds fewer is the last) and the last one's seq.
 # Keyset batches: each starts where the last ended, so no batch walks again the index entries
 # of sessions ended before it. Not SKIP LOCKED as the sweep's: a session passed over would
 # outlive the call.
