@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from mimi_reactive import MimiConfiguration, MimiCore, RetryPolicy, SessionStorage
+from mimi_reactive._server._database import IdentityDatabase
+from mimi_reactive._server._stores import open_database
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.testing import ScriptedBackend
@@ -146,6 +148,16 @@ def stores(*params: str) -> pytest.MarkDecorator:
     if unknown:
         raise ValueError(f"no such store: {', '.join(sorted(unknown))}")
     return pytest.mark.parametrize("database_url", params, indirect=True)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[IdentityDatabase]:
+    """The server's database on each store in turn, opened (and migrated) on its own."""
+    opened = await open_database(database_url)
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture

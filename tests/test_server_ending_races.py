@@ -16,7 +16,6 @@ from mimi_reactive._server._context import STATE
 from mimi_reactive._server._database import IdentityDatabase, SessionGoneError
 from mimi_reactive._server._records import NewSession, UserRecord
 from mimi_reactive._server._secrets import PasswordHasher, digest, new_secret
-from mimi_reactive._server._stores import open_database
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID
@@ -25,15 +24,6 @@ from .server_helpers import Caller, Clock
 NOW = 1_000_000.0
 EMAIL = "promoted@example.test"
 PASSWORD = "a long passphrase"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[IdentityDatabase]:
-    opened = await open_database(database_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def anonymous_user(store: IdentityDatabase) -> tuple[UserRecord, NewSession]:

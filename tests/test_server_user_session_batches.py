@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 import pytest
@@ -18,7 +18,7 @@ from mimi_reactive._server import _postgres, _sqlite
 from mimi_reactive._server._database import IdentityDatabase, in_batches
 from mimi_reactive._server._records import NewSession, Rotation
 from mimi_reactive._server._secrets import digest, new_secret
-from mimi_reactive._server._stores import is_postgres, open_database
+from mimi_reactive._server._stores import is_postgres
 
 from .conftest import CLIENT_ID, stores
 from .server_helpers import query_value
@@ -26,15 +26,6 @@ from .test_server_ending_races import NOW, anonymous_user
 
 MANY = 20_000
 BATCH = 1_000
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[IdentityDatabase]:
-    opened = await open_database(database_url)
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def add_sessions(database: str, user_id: str, count: int) -> str:
