@@ -20,7 +20,7 @@ from mimi_reactive._cli_parser import SIGNS_WITHIN
 from mimi_reactive.backends.http import HttpBackend
 
 from .conftest import ANONYMOUS_ONLY
-from .server_helpers import serving
+from .server_helpers import Caller, serving
 
 
 def test_demo_walks_the_flow_and_exits_zero() -> None:
@@ -250,12 +250,8 @@ async def test_serve_database_files_are_private(tmp_path: Path) -> None:
         *("serve", "--port", "0", "--database", str(database), "--client-id", "app"),
         environment={**os.environ, "MIMI_CLIENT_SECRET": client_secret},
     ) as served:
-        auth = aiohttp.encode_basic_auth("app", client_secret)
-        async with (
-            aiohttp.ClientSession(headers={"Authorization": auth}) as http,
-            http.post(served.url + "/v1/anonymous-users", json={}) as response,
-        ):
-            assert response.status == 201  # a write: SQLite makes its WAL and SHM files
+        async with aiohttp.ClientSession() as http:  # a write: SQLite makes its WAL and SHM files
+            await Caller(http, served.url, "app", client_secret).anonymous_user()
         files = sorted(tmp_path.iterdir())
         assert [f.name for f in files] == ["ids.sqlite3", "ids.sqlite3-shm", "ids.sqlite3-wal"]
         for file in files:

@@ -16,7 +16,7 @@ import pytest
 from mimi_reactive._cli import INTERRUPTED
 
 from .conftest import REDIS
-from .server_helpers import serving
+from .server_helpers import Caller, serving
 from .tcp_gate import TcpGate
 
 
@@ -186,12 +186,8 @@ async def test_serve_stops_cleanly_on_a_stop_signal(tmp_path: Path, signum: int)
         *("serve", "--port", "0", "--database", str(database), "--client-id", "app"),
         environment={**os.environ, "MIMI_CLIENT_SECRET": client_secret},
     ) as served:
-        auth = aiohttp.encode_basic_auth("app", client_secret)
-        async with (
-            aiohttp.ClientSession(headers={"Authorization": auth}) as http,
-            http.post(served.url + "/v1/anonymous-users", json={}) as response,
-        ):
-            assert response.status == 201  # a write: SQLite makes its -wal and -shm files
+        async with aiohttp.ClientSession() as http:  # a write: SQLite makes its -wal and -shm files
+            await Caller(http, served.url, "app", client_secret).anonymous_user()
         assert (tmp_path / "ids.sqlite3-wal").exists()
         served.process.send_signal(signum)
         await asyncio.wait_for(served.process.wait(), 30)
