@@ -94,8 +94,6 @@ class SessionKeeper:
         due = self._next_refresh_at()
         if due is None:
             return  # a pending timer finds nothing due and stops
-        if self._resume_at is not None:
-            due = max(due, self._resume_at)
         if self._timer is not None and self._timer_at <= due:
             return
         if self._timer is not None:
@@ -119,7 +117,10 @@ class SessionKeeper:
         if session is None or not self._can_refresh:
             return None
         degraded = self._store.state.degraded
-        return self._policy.next_refresh_at(session, degraded=degraded, now=self._clock())
+        due = self._policy.next_refresh_at(session, degraded=degraded, now=self._clock())
+        if due is None or self._resume_at is None:
+            return due
+        return max(due, self._resume_at)  # gave up: not before the next single attempt
 
     async def _refresh_forever(self) -> None:
         with contextlib.suppress(CoreClosedError):
@@ -130,10 +131,7 @@ class SessionKeeper:
             await self._due.wait()
             self._due.clear()
             due = self._next_refresh_at()
-            now = self._clock()
-            if self._resume_at is not None and due is not None:
-                due = max(due, self._resume_at)
-            if due is not None and due <= now:
+            if due is not None and due <= self._clock():
                 if self._resume_at is None:
                     healthy = await self._refresh_until_healthy()
                 else:
