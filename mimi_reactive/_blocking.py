@@ -85,6 +85,11 @@ class _LoopThread:
         refused.set_exception(CoreClosedError("the core is closed"))
         return refused
 
+    @property
+    def fatal(self) -> BaseException | None:
+        """What a subscriber raised that ended the thread (``SystemExit``, say), if any."""
+        return self._fatal
+
     def claim_close(self, work: Coroutine[Any, Any, None]) -> bool:
         """True for the first close; a later or concurrent one gets False (``work`` closed)
         and waits until the thread has ended. Refuses where ``call`` would."""
@@ -331,6 +336,9 @@ class BlockingMimiCore:
             self._loop.call(close_work)
         except CoreClosedError:
             pass  # the thread ended first (a subscriber's SystemExit): closed all the same
+        except BaseException as error:
+            if error is not self._loop.fatal:
+                raise  # the subscriber's SystemExit ended the thread as this close began
         finally:
             self._loop.stop()
 

@@ -111,6 +111,10 @@ class SessionStore:
         self._wake: asyncio.Future[None] | None = None
         self._busy = False
         self._closed = False
+        # Held while a thread checks ``_closed`` and hands a command to the loop, and while
+        # the ending worker sets it: a command handed over before is in the loop's queue
+        # ahead of the loop's end (answered), one after fails at once (none waits forever).
+        self._handover = threading.Lock()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._worker = self._loop.create_task(self._work(), name="mimi_reactive.session_store")
@@ -164,7 +168,11 @@ class SessionStore:
         future = CommandFuture(self._loop_thread)
         if threading.get_ident() == self._loop_thread:
             self._enqueue(command, future)
-        else:
+            return future
+        with self._handover:
+            if self._closed:  # the worker ended: the loop may never run a callback again
+                future.set_exception(CoreClosedError("the core is closed"))
+                return future
             try:
                 self._loop.call_soon_threadsafe(self._enqueue, command, future)
             except RuntimeError:  # the loop itself is closed
@@ -288,8 +296,20 @@ class SessionStore:
                 finally:
                     self._busy = False
         finally:
+            self._refuse_queued()
             self._stream.complete()
             self._tokens.complete()
+
+    def _refuse_queued(self) -> None:
+        """Close the store as its worker ends, however it ends (close, or the loop cancelling
+        its tasks as ``asyncio.run`` returns with the core unclosed): no command may wait for
+        it, as a thread blocked on ``dispatch(...).result()`` would keep the program alive."""
+        with self._handover:
+            self._closed = True
+        while self._jobs:
+            job = self._jobs.popleft()
+            if job is not None:
+                _resolve(job[1], error=CoreClosedError("the core stopped before this ran"))
 
     def _decide(self, command: Command) -> Decision:
         context = GuardContext(

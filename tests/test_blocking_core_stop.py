@@ -3,6 +3,7 @@ dispatched command's future unanswered."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import threading
@@ -15,11 +16,14 @@ from mimi_reactive import (
     BlockingMimiCore,
     CoreClosedError,
     LogOut,
+    MimiCore,
     Outcome,
     SessionState,
     Transition,
 )
 from mimi_reactive.testing import ScriptedBackend
+
+from .helpers import run_python
 
 ROUNDS = 20
 
@@ -107,3 +111,72 @@ def dispatch_while_the_stopped_loop_is_closed() -> None:
     assert isinstance(late.exception(timeout=10), CoreClosedError)
     closer.join(10)
     assert not closer.is_alive()
+
+
+# An app's asyncio.run() ends with the core unclosed while an executor thread waits on a
+# dispatched command: asyncio.run waits for that thread, so an unanswered future hangs the
+# program at exit. Each script ends only if the thread's dispatch fails with CoreClosedError.
+_UNCLOSED_AT_EXIT = """
+import asyncio, threading
+from mimi_reactive import CoreClosedError, LogOut, AuthRoute, MimiCore
+from mimi_reactive.testing import Reply, ScriptedBackend
+
+def wait(future, ready=None):
+    if ready is not None:
+        ready.wait()
+        future = future()
+    try:
+        future.result()
+    except CoreClosedError:
+        print("closed")
+
+async def main():
+    backend = ScriptedBackend()
+    core = await MimiCore.start(client_id="app", client_secret="s", backend=backend)
+    loop = asyncio.get_running_loop()
+    {case}
+
+asyncio.run(main())
+"""
+_CASES = {
+    # the worker has ended (its streams completed) when the thread dispatches
+    "after the worker ended": """ended = threading.Event()
+    core.auth.states.subscribe(on_completed=ended.set)
+    loop.run_in_executor(None, wait, lambda: core.auth.dispatch(LogOut()), ended)""",
+    # queued behind a command that never ends when the loop cancels the worker
+    "queued behind a running command": """backend.script(Reply.never())
+    loop.create_task(core.auth.authenticate(AuthRoute.sign_up_anonymously()))
+    await asyncio.sleep(0)
+    loop.run_in_executor(None, wait, core.auth.dispatch(LogOut()))""",
+}
+
+
+@pytest.mark.parametrize("case", _CASES.values(), ids=list(_CASES))
+def test_an_unclosed_core_answers_a_waiting_thread_as_asyncio_run_ends(case: str) -> None:
+    """asyncio.run() ending with the core unclosed fails a thread's dispatched command with
+    CoreClosedError (queued, or dispatched after), so the program exits instead of hanging."""
+    done = run_python("-W", "ignore", "-c", _UNCLOSED_AT_EXIT.format(case=case))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "closed\n"
+
+
+def test_a_thread_dispatching_after_the_worker_ended_is_refused_at_once() -> None:
+    """Once the loop cancelled the worker of an unclosed core, a thread's dispatch fails with
+    CoreClosedError at once: handed to the loop, it could be lost as the loop closes."""
+    loop = asyncio.new_event_loop()
+    try:
+        core = loop.run_until_complete(MimiCore.start(backend=ScriptedBackend()))
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:  # what asyncio.run does as the app's main() returns
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        futures: list[Future[Outcome]] = []
+        thread = threading.Thread(target=lambda: futures.append(core.auth.dispatch(LogOut())))
+        thread.start()
+        thread.join()
+        refused = futures[0].done()  # before the loop runs again to close the core
+        loop.run_until_complete(core.close())
+    finally:
+        loop.close()
+    assert refused
+    assert isinstance(futures[0].exception(), CoreClosedError)
