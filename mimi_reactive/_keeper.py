@@ -53,7 +53,8 @@ class SessionKeeper:
         self._due = asyncio.Event()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0  # the local time the pending timer is for
-        # Set once a run of attempts gave up: the wall-clock time of the next single attempt.
+        # Set once a run of attempts gave up: the time of the next single attempt, on the
+        # loop's monotonic clock (a wall clock set back would stretch the pause by as much).
         # Until the session changes, the keeper then tries once every ``max_delay`` (or as
         # long as the service asked), as a service that is down for an hour comes back.
         self._resume_at: float | None = None
@@ -117,10 +118,12 @@ class SessionKeeper:
         if session is None or not self._can_refresh:
             return None
         degraded = self._store.state.degraded
-        due = self._policy.next_refresh_at(session, degraded=degraded, now=self._clock())
+        now = self._clock()
+        due = self._policy.next_refresh_at(session, degraded=degraded, now=now)
         if due is None or self._resume_at is None:
             return due
-        return max(due, self._resume_at)  # gave up: not before the next single attempt
+        # Gave up: not before the next single attempt, its pause told on the wall clock.
+        return max(due, now + self._resume_at - self._loop.time())
 
     async def _refresh_forever(self) -> None:
         with contextlib.suppress(CoreClosedError):
@@ -138,7 +141,7 @@ class SessionKeeper:
                     healthy = await self._refresh_once()
                 # Changes made by the refresh itself are not a reason to go again.
                 self._due.clear()
-                self._resume_at = None if healthy else self._clock() + self._slow_pause()
+                self._resume_at = None if healthy else self._loop.time() + self._slow_pause()
             self._schedule()
 
     async def _refresh_until_healthy(self) -> bool:

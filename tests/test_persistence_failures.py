@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,15 +55,45 @@ async def test_server_outage_degrades_then_recovers_without_log_out(
         assert answer["active"] is True
 
 
+@pytest.mark.parametrize("set_back", [0.0, 24 * 3600.0], ids=["steady", "clock set back a day"])
 async def test_after_giving_up_the_keeper_tries_on_and_recovers_with_no_call(
-    short_lived: Service, caplog: pytest.LogCaptureFixture
+    short_lived: Service, caplog: pytest.LogCaptureFixture, set_back: float
 ) -> None:
     """A run of attempts that gives up during an outage is followed by one attempt every
-    max_delay, so the session RECOVERS once the server is back, with no call from the app."""
+    max_delay, so the session RECOVERS once the server is back, with no call from the app,
+    even when the wall clock was set back meanwhile (the pause is told on a monotonic one)."""
     caplog.set_level(logging.WARNING, logger="mimi_reactive")
     backend = CountingBackend(HttpBackend(short_lived.url, timeout=2))
     retry = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=2)
-    async with short_lived.core(backend=backend, retry=retry) as core:
+    shift = [0.0]
+
+    def clock() -> float:
+        return time.time() + shift[0]
+
+    class SetBackOnGivingUp(logging.Handler):
+        """Sets the wall clock back (an NTP step, the user fixing the date) in the pause
+        after the keeper gave up: on the loop's next turn, once it planned its next try."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "event", record.getMessage()) == "session.refresh_gave_up":
+                asyncio.get_running_loop().call_soon(shift.__setitem__, 0, -set_back)
+
+    handler = SetBackOnGivingUp()
+    logging.getLogger("mimi_reactive").addHandler(handler)
+    try:
+        await after_giving_up_recover_with_no_call(short_lived, caplog, backend, retry, clock)
+    finally:
+        logging.getLogger("mimi_reactive").removeHandler(handler)
+
+
+async def after_giving_up_recover_with_no_call(
+    short_lived: Service,
+    caplog: pytest.LogCaptureFixture,
+    backend: CountingBackend,
+    retry: RetryPolicy,
+    clock: Callable[[], float],
+) -> None:
+    async with short_lived.core(backend=backend, retry=retry, clock=clock) as core:
         recorder = StateRecorder(core)
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         await short_lived.stop()
