@@ -30,6 +30,7 @@ __all__ = [
     "BackendCapabilities",
     "ClientCredentials",
     "DeletingBackend",
+    "IssuingBackend",
 ]
 
 
@@ -137,4 +138,14 @@ class DeletingBackend(AuthBackend, Protocol):
 
     async def delete(self, session: Session) -> None:
         """Delete the account ``session`` belongs to; its sessions end with it."""
+        ...
+
+
+@runtime_checkable
+class IssuingBackend(Protocol):
+    """A backend that names the service and client its sessions come from, so a session
+    file records who issued the session it holds and a core never takes in another's."""
+
+    def issuer(self, client: ClientCredentials) -> str:
+        """A stable identity of the service and ``client``: never a secret (it is stored)."""
         ...

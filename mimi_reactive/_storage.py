@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
-from ._exceptions import SessionStorageError
+from ._exceptions import OtherIssuerSessionError, SessionStorageError
 from ._log import Log
 from ._session import AuthTokens, Session
 from ._user import MimiUser
@@ -92,36 +92,41 @@ _log = Log("mimi_reactive.session")
 SCHEMA_VERSION = 1
 
 
-def encode_session(session: Session | None) -> dict[str, Any]:
-    """The JSON document for ``session`` (None: logged out)."""
+def encode_session(session: Session | None, issuer: str | None = None) -> dict[str, Any]:
+    """The JSON document for ``session`` (None: logged out), saying which service and client
+    issued it (``issuer``, a non-secret identity; None: not said)."""
+    document: dict[str, Any] = {"schema": SCHEMA_VERSION}
+    if issuer is not None:
+        document["issuer"] = issuer
     if session is None:
-        return {"schema": SCHEMA_VERSION, "session": None}
+        document["session"] = None
+        return document
     user, tokens = session.user, session.tokens
-    return {
-        "schema": SCHEMA_VERSION,
-        "session": {
-            "user": {
-                "id": user.id,
-                "anonymous_id": user.anonymous_id,
-                "is_anonymous": user.is_anonymous,
-                "email": user.email,
-            },
-            "tokens": {
-                "access_token": tokens.access_token,
-                "refresh_token": tokens.refresh_token,
-                "expires_in": tokens.expires_in,
-            },
-            "obtained_at": session.obtained_at,
+    document["session"] = {
+        "user": {
+            "id": user.id,
+            "anonymous_id": user.anonymous_id,
+            "is_anonymous": user.is_anonymous,
+            "email": user.email,
         },
+        "tokens": {
+            "access_token": tokens.access_token,
+            "refresh_token": tokens.refresh_token,
+            "expires_in": tokens.expires_in,
+        },
+        "obtained_at": session.obtained_at,
     }
+    return document
 
 
 class UnreadableSessionError(ValueError):
     """The stored document is not a session this version understands."""
 
 
-def decode_session(document: Any) -> Session | None:
-    """Parse a document written by ``encode_session``; raise ``UnreadableSessionError``.
+def decode_session(document: Any, issuer: str | None = None) -> Session | None:
+    """Parse a document written by ``encode_session``; raise ``UnreadableSessionError``, and
+    ``OtherIssuerSessionError`` for one another ``issuer`` wrote (a document that names none,
+    written before files named theirs, or an ``issuer`` of None, is not checked).
 
     Wrong types and impossible times (not finite, negative, centuries away) are refused
     rather than coerced, by the values' own checks, which also keep ``encode_session`` from
@@ -130,6 +135,13 @@ def decode_session(document: Any) -> Session | None:
     """
     if not isinstance(document, dict) or not _is_schema(document.get("schema")):
         raise UnreadableSessionError("unknown schema version")
+    written_by = document.get("issuer")
+    if written_by is not None and not isinstance(written_by, str):
+        raise UnreadableSessionError("malformed issuer")
+    if issuer is not None and written_by is not None and written_by != issuer:
+        raise OtherIssuerSessionError(
+            "the stored session was issued by another service or client: left to its app"
+        )
     stored = document.get("session")
     if stored is None:
         return None

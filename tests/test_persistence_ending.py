@@ -202,30 +202,30 @@ async def degraded_after_idling(
     """A user whose session idled out and whose log-in by id then lost its answer: a core
     (degraded, its keeper given up) that holds the id but no refresh token, and whose access
     token expired on its clock."""
-    async with service.core(FileSessionStorage(path)) as core:
-        user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     client_clock = ShiftedClock()
-    server_clock.now += 601
-    client_clock.shift = 601
     retry = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=1)
-    async with (
-        LossyProxy(service.url, path="/v1/sessions/anonymous") as proxy,
-        service.core(
+    async with LossyProxy(service.url, path="/v1/sessions/anonymous") as proxy:
+        # Through the proxy too: a file another base URL wrote is another issuer's.
+        backend = HttpBackend(proxy.url, timeout=2)
+        async with service.core(FileSessionStorage(path), backend=backend) as core:
+            user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        server_clock.now += 601
+        client_clock.shift = 601
+        async with service.core(
             FileSessionStorage(path),
             backend=HttpBackend(proxy.url, timeout=2),
             clock=client_clock,
             retry=retry,
-        ) as core,
-    ):
-        recorder = StateRecorder(core)
-        async with asyncio.timeout(10):  # the keeper renews at once, and gives up after one try
-            degraded = await recorder.wait_for(Transition.DEGRADED)
-        assert degraded.user == user
-        assert proxy.lost_statuses == [200]  # the log-in by id happened; its answer was lost
-        stored = await FileSessionStorage(path).load()
-        assert stored is not None
-        assert stored.tokens.refresh_token is None
-        yield core, user
+        ) as core:
+            recorder = StateRecorder(core)
+            async with asyncio.timeout(10):  # the keeper renews at once, gives up after one try
+                degraded = await recorder.wait_for(Transition.DEGRADED)
+            assert degraded.user == user
+            assert proxy.lost_statuses == [200]  # the log-in by id happened; its answer was lost
+            stored = await FileSessionStorage(path).load()
+            assert stored is not None
+            assert stored.tokens.refresh_token is None
+            yield core, user
 
 
 async def test_deleting_a_degraded_session_without_its_refresh_token_logs_in_by_id_first(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
@@ -130,6 +131,13 @@ class FirebaseBackend:
     def __repr__(self) -> str:
         where = f"emulator_host={self._emulator_host!r}" if self._emulator_host else "production"
         return f"FirebaseBackend({where})"
+
+    def issuer(self, client: ClientCredentials) -> str:
+        """Where (production or the emulator's host), the tenant, and a digest of the API key
+        that names the Firebase project: the key itself is never stored."""
+        key = hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
+        where = self._emulator_host or "production"
+        return f"firebase {where} tenant={self._tenant_id or ''} key-sha256={key}"
 
     async def open(self, client: ClientCredentials) -> None:
         """Open the connection pool; Firebase identifies the app by the API key alone."""

@@ -71,6 +71,10 @@ class HttpBackend:
     def __repr__(self) -> str:
         return f"HttpBackend({self._base_url!r})"
 
+    def issuer(self, client: ClientCredentials) -> str:
+        """The base URL (which holds no credentials) and the client id."""
+        return f"{self._base_url} client={client.client_id or ''}"
+
     async def open(self, client: ClientCredentials) -> None:
         if self._session is not None:
             raise ConfigurationError("this HttpBackend is already open; use one per MimiCore")

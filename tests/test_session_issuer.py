@@ -1,0 +1,162 @@
+"""A session file records which service and client issued its session: an app configured for
+another (staging and production on one path, a changed base URL or client id) never takes it
+in, never sends its tokens, and never clears it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from mimi_reactive import (
+    AuthRoute,
+    ClientCredentials,
+    FileSessionStorage,
+    MimiConfiguration,
+    MimiCore,
+    NotLoggedInError,
+    OtherIssuerSessionError,
+    Transition,
+)
+from mimi_reactive._backend import IssuingBackend
+from mimi_reactive._storage import encode_session
+from mimi_reactive.backends.firebase import FirebaseBackend
+from mimi_reactive.backends.http import HttpBackend
+from mimi_reactive.server import IdentityServer
+from mimi_reactive.testing import ScriptedBackend
+
+from .conftest import CLIENT_ID
+from .helpers import event_names, library_events, stored_user_id
+from .server_helpers import eventually
+
+EMAIL_ONLY = MimiConfiguration()
+PASSWORD = "correct horse battery staple"
+API_KEY = "AIzaSyA-an-api-key-0123456789"
+
+
+def start(server: IdentityServer, secret: str, path: Path, client_id: str = CLIENT_ID) -> MimiCore:
+    return MimiCore.start(  # type: ignore[return-value]
+        client_id=client_id,
+        client_secret=secret,
+        backend=HttpBackend(server.url),
+        storage=FileSessionStorage(path, poll_interval=0.05),
+        configuration=EMAIL_ONLY,
+    )
+
+
+async def test_another_servers_session_is_neither_restored_sent_nor_cleared(
+    server: IdentityServer, client_secret: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app on staging sharing production's session path starts logged out (logged), sends
+    nothing, and its own sign-up replaces the file without logging production's app out:
+    that one keeps its user in memory (its watch logs the other issuer's file)."""
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    path = tmp_path / "session.json"
+    async with (
+        IdentityServer(client_id=CLIENT_ID, client_secret=client_secret) as staging,
+        start(server, client_secret, path) as production,
+    ):
+        user = await production.auth.authenticate(
+            AuthRoute.sign_up(email="prod@example.com", password=PASSWORD)
+        )
+        async with start(staging, client_secret, path) as other:
+            assert other.auth.state.transition is Transition.INITIAL
+            assert "session.other_issuer_not_restored" in event_names(caplog)
+            with pytest.raises(NotLoggedInError):  # nothing held: nothing sent to staging
+                await other.auth.refresh()
+            assert stored_user_id(path) == user.id  # left stored
+            theirs = await other.auth.authenticate(
+                AuthRoute.sign_up(email="staging@example.com", password=PASSWORD)
+            )
+            assert stored_user_id(path) == theirs.id  # a save replaces it
+
+            async def production_saw_it() -> bool:
+                return any(
+                    getattr(record, "error", None) == "OtherIssuerSessionError"
+                    for record in library_events(caplog)
+                )
+
+            await eventually(production_saw_it)
+            assert production.auth.current_user == user
+            assert other.auth.current_user == theirs
+        await production.auth.refresh()  # its own service still renews it
+        assert production.auth.current_user == user
+        assert stored_user_id(path) == user.id
+
+
+async def test_a_changed_client_id_does_not_restore_the_old_session(
+    server: IdentityServer, client_secret: str, tmp_path: Path
+) -> None:
+    """A session stored under one client id is not restored under another (nor cleared)."""
+    path = tmp_path / "session.json"
+    async with start(server, client_secret, path) as first:
+        user = await first.auth.authenticate(
+            AuthRoute.sign_up(email="a@example.com", password=PASSWORD)
+        )
+    async with start(server, client_secret, path, client_id="another-app") as changed:
+        assert changed.auth.current_user is None
+    assert stored_user_id(path) == user.id
+    async with start(server, client_secret, path) as again:
+        assert again.auth.current_user == user
+
+
+async def test_a_file_that_names_no_issuer_is_restored(
+    server: IdentityServer, client_secret: str, tmp_path: Path
+) -> None:
+    """A file written before files named their issuer is restored as this app's, and the
+    next save names the issuer."""
+    path = tmp_path / "session.json"
+    async with start(server, client_secret, path) as first:
+        user = await first.auth.authenticate(
+            AuthRoute.sign_up(email="old@example.com", password=PASSWORD)
+        )
+    document = json.loads(path.read_text())
+    del document["issuer"]  # as an older version wrote it
+    path.write_text(json.dumps(document))
+    async with start(server, client_secret, path) as restored:
+        assert restored.auth.current_user == user
+        await restored.auth.refresh()
+    assert json.loads(path.read_text())["issuer"] == f"{server.url} client={CLIENT_ID}"
+
+
+async def test_another_issuers_file_makes_load_raise(tmp_path: Path) -> None:
+    """The storage's load raises OtherIssuerSessionError (an OSError) for a file another
+    issuer wrote, a stored log-out included: the file is left as it is."""
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(encode_session(None, "http://elsewhere client=x")))
+    storage = FileSessionStorage(path)
+    storage.issuer = "http://here client=x"
+    with pytest.raises(OtherIssuerSessionError):
+        await storage.load()
+    assert isinstance(OtherIssuerSessionError(), OSError)
+    assert json.loads(path.read_text())["issuer"] == "http://elsewhere client=x"
+
+
+@pytest.mark.parametrize(
+    ("one", "other"),
+    [
+        (HttpBackend("http://127.0.0.1:1"), HttpBackend("http://127.0.0.1:2")),
+        (FirebaseBackend(API_KEY), FirebaseBackend(API_KEY + "x")),
+        (FirebaseBackend(API_KEY), FirebaseBackend(API_KEY, tenant_id="t")),
+        (FirebaseBackend(API_KEY), FirebaseBackend(API_KEY, emulator_host="127.0.0.1:9099")),
+        (ScriptedBackend(), HttpBackend("http://127.0.0.1:1")),
+    ],
+)
+def test_issuers_tell_services_apart(one: IssuingBackend, other: IssuingBackend) -> None:
+    """Two services (or Firebase projects, tenants, the emulator) have two issuers."""
+    client = ClientCredentials("app", "a-client-secret-0123456789")
+    assert one.issuer(client) != other.issuer(client)
+    assert one.issuer(client) == one.issuer(ClientCredentials("app", "another-secret-0123456"))
+
+
+def test_issuers_tell_clients_apart_and_hold_no_secret() -> None:
+    """An issuer names the client id, never the client secret nor a Firebase API key."""
+    secret = "a-client-secret-0123456789"
+    http = HttpBackend("http://127.0.0.1:1")
+    a, b = ClientCredentials("app-a", secret), ClientCredentials("app-b", secret)
+    assert http.issuer(a) != http.issuer(b)
+    for issuer in (http.issuer(a), FirebaseBackend(API_KEY).issuer(a)):
+        assert secret not in issuer
+        assert API_KEY not in issuer
