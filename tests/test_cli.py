@@ -281,3 +281,21 @@ def test_rotate_help_and_output_say_the_same_delay() -> None:
     assert f"sign with it within {SIGNS_WITHIN} " in help_text
     docs = " ".join((Path(__file__).parent.parent / "docs" / "server.md").read_text().split())
     assert f"sign with it within {SIGNS_WITHIN}`" in docs
+
+
+@pytest.mark.parametrize(
+    ("command", "creates"),
+    [("serve", True), ("migrate", True), ("sweep", False), ("rotate-signing-key", False)],
+)
+def test_the_database_help_says_whether_a_missing_file_is_created(
+    tmp_path: Path, command: str, creates: bool
+) -> None:
+    """Each command's --database help says "created" only where a missing SQLite file is
+    created (sweep and rotate-signing-key refuse one, and their help says so)."""
+    help_text = " ".join(run_cli(command, "--help").stdout.split())
+    assert ("created 0600 if missing" in help_text) == creates
+    assert ("does not exist is refused" in help_text) == (not creates)
+    if not creates:
+        done = run_cli(command, "--database", str(tmp_path / "missing.sqlite3"))
+        assert done.returncode == 2
+        assert "no database at" in done.stderr
