@@ -23,6 +23,7 @@ from ._sqlite import SqliteIdentityDatabase
 __all__ = [
     "DatabaseNameError",
     "DatabaseOpenError",
+    "check_url",
     "connections_allowed",
     "describe",
     "failure_reason",
@@ -33,8 +34,9 @@ __all__ = [
 ]
 
 _SCHEMES = ("postgresql://", "postgres://")
-# A URL's scheme (RFC 3986): what a value that is no file path starts with.
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# A URL's scheme (RFC 3986) and its colon: what a value that is no file path starts with. Two
+# characters at least: ``C:`` is a Windows drive, not a scheme.
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
 
 class DatabaseOpenError(Exception):
@@ -58,17 +60,32 @@ def describe(database: str | Path) -> str:
     return shown_url(text, "database") if is_postgres(text) else repr(text)
 
 
-def _check_name(database: str | Path, *, create: bool) -> None:
-    """Refuse (``DatabaseNameError``) a URL of a database other than PostgreSQL, which would be
-    taken for a file path; and without ``create``, a SQLite file that does not exist."""
+def check_url(database: str | Path) -> None:
+    """Refuse (``DatabaseNameError``) a value that starts with a URL's scheme (``mysql:``,
+    ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
+    would be taken for a SQLite file path, and a file of that name created."""
     text = str(database)
     scheme = _URL_SCHEME.match(text)
-    if scheme is not None and not is_postgres(text):
-        # Only the scheme: the rest of the URL may hold a password.
+    if scheme is None or is_postgres(text):
+        return
+    # Only the scheme: the rest of the URL may hold a password.
+    name = scheme.group(1)
+    if name.lower() in ("postgresql", "postgres"):
         raise DatabaseNameError(
-            f"unsupported database URL scheme {scheme.group(1)!r}"
-            " (use a file path, or postgresql://...)"
+            "a PostgreSQL database URL starts with postgresql:// or postgres:// in lower case:"
+            " postgresql://USER@HOST:PORT/DB"
         )
+    raise DatabaseNameError(
+        f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
+        " ./NAME for a file whose name holds a colon)"
+    )
+
+
+def _check_name(database: str | Path, *, create: bool) -> None:
+    """Refuse (``DatabaseNameError``) what ``check_url`` refuses; and without ``create``, a
+    SQLite file that does not exist."""
+    text = str(database)
+    check_url(text)
     if not create and not is_postgres(text) and text != ":memory:" and not Path(text).exists():
         raise DatabaseNameError(f"no database at {describe(text)}; run migrate or serve first")
 
