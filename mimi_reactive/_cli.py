@@ -23,7 +23,14 @@ import attrs
 from ._cli_parser import SIGNS_WITHIN, build_parser
 from ._exceptions import ConfigurationError
 from ._redaction import value_repr
-from ._server._config import COMMAND_LINE_RULES, DEFAULTS, ClientConfig, load_config_file
+from ._server._config import (
+    COMMAND_LINE_RULES,
+    DEFAULTS,
+    ClientConfig,
+    check_clients,
+    check_url,
+    load_config_file,
+)
 from ._server._settings import ServerSettings
 
 __all__ = ["main"]
@@ -148,6 +155,7 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
         problem = rule.problem(values[name]) if name in values else None
         if problem is not None:
             raise ConfigurationError(f"{name} {problem}")
+    check_url(values["database"])
     if not serving and values.get("database") == ":memory:":
         # It would work on a database of its own, gone at exit: never the servers'.
         raise ConfigurationError(
@@ -168,6 +176,7 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
             clients.append(ClientConfig(client_id, secret, args.anonymous_only))
         if not clients:
             raise ConfigurationError("no client: give --client-id, or [[clients]] in --config")
+        check_clients(clients)
     return _Options(values, frozenset(given), settings), clients
 
 

@@ -250,8 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _POSTGRES_HELP = (
-    "postgresql://USER[:PASSWORD]@HOST:PORT/DB (or postgres://; ?search_path=SCHEMA picks a"
-    " schema)"
+    "postgresql://USER[:PASSWORD]@HOST:PORT/DB (or postgres://; ?search_path=SCHEMA picks a schema)"
 )
 _DATABASE_HELP = f"a SQLite file, created 0600 if missing, or {_POSTGRES_HELP}"
 _EXISTING_DATABASE_HELP = (

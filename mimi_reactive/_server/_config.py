@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -31,7 +32,9 @@ __all__ = [
     "ClientConfig",
     "ConfigFile",
     "check_clients",
+    "check_url",
     "estimated_bits",
+    "is_postgres",
     "load_config_file",
 ]
 
@@ -99,12 +102,17 @@ DEFAULTS: dict[str, object] = {
 
 @attrs.frozen
 class ClientConfig:
-    """One app allowed to call the server, and what it may do."""
+    """One app allowed to call the server, and what it may do; ``ConfigurationError`` as it
+    is made for what ``check`` refuses."""
 
     id: str
     secret: str = attrs.field(repr=False)
     anonymous_only: bool = False
     """Refused credential sign-up, credential log-in and promotion (403 route_not_allowed)."""
+
+    def __attrs_post_init__(self) -> None:
+        # Refused as it is made, where the app's mistake is, not when a server starts.
+        self.check()
 
     def check(self) -> None:
         """Refuse a blank id, one with whitespace around it or a colon, or a guessable secret
@@ -128,6 +136,38 @@ class ClientConfig:
                 f" entropy; at least {MIN_SECRET_BITS} needed): generate one with"
                 " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
+
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# A URL's scheme (RFC 3986) and its colon: what a value that is no file path starts with. Two
+# characters at least: ``C:`` is a Windows drive, not a scheme.
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def is_postgres(database: str | Path) -> bool:
+    """Whether ``database`` names a PostgreSQL database rather than a SQLite file."""
+    return str(database).startswith(_POSTGRES_SCHEMES)
+
+
+def check_url(database: str | Path) -> None:
+    """Refuse (``ConfigurationError``) a value that starts with a URL's scheme (``mysql:``,
+    ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
+    would be taken for a SQLite file path, and a file of that name created."""
+    text = str(database)
+    scheme = _URL_SCHEME.match(text)
+    if scheme is None or is_postgres(text):
+        return
+    # Only the scheme: the rest of the URL may hold a password.
+    name = scheme.group(1)
+    if name.lower() in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            "a PostgreSQL database URL starts with postgresql:// or postgres:// in lower case:"
+            " postgresql://USER@HOST:PORT/DB"
+        )
+    raise ConfigurationError(
+        f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
+        " ./NAME for a file whose name holds a colon)"
+    )
 
 
 def estimated_bits(secret: str) -> float:
@@ -156,11 +196,12 @@ def estimated_bits(secret: str) -> float:
 
 
 def check_clients(configs: Sequence[ClientConfig]) -> None:
-    """Refuse (``ConfigurationError``) a client that ``ClientConfig.check`` refuses, or one id given
-    twice."""
+    """Refuse (``ConfigurationError``) no client at all, or one id given twice (each client
+    was checked as it was made)."""
+    if not configs:
+        raise ConfigurationError("no client: give client_id and client_secret, or clients")
     seen: set[str] = set()
     for config in configs:
-        config.check()
         if config.id in seen:
             raise ConfigurationError(f"client {config.id!r} is given twice")
         seen.add(config.id)

@@ -1,4 +1,5 @@
-"""Which database a ``--database`` value names: a ``postgresql://`` URL, else a SQLite file path.
+"""Which database a ``--database`` value names: a ``postgresql://`` (or ``postgres://``) URL,
+else a SQLite file path (``_config.check_url`` refuses any other scheme).
 
 A PostgreSQL URL can carry a password, so it is only ever shown through ``describe``.
 """
@@ -6,14 +7,15 @@ A PostgreSQL URL can carry a password, so it is only ever shown through ``descri
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sqlite3
 from pathlib import Path
 
 import asyncpg
 
+from .._exceptions import ConfigurationError
 from .._redaction import shown_url
+from ._config import check_url, is_postgres
 from ._database import IdentityDatabase, SchemaError
 from ._postgres import PostgresIdentityDatabase
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
@@ -23,7 +25,6 @@ from ._sqlite import SqliteIdentityDatabase
 __all__ = [
     "DatabaseNameError",
     "DatabaseOpenError",
-    "check_url",
     "connections_allowed",
     "describe",
     "failure_reason",
@@ -32,11 +33,6 @@ __all__ = [
     "open_database",
     "open_prepared",
 ]
-
-_SCHEMES = ("postgresql://", "postgres://")
-# A URL's scheme (RFC 3986) and its colon: what a value that is no file path starts with. Two
-# characters at least: ``C:`` is a Windows drive, not a scheme.
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
 
 
 class DatabaseOpenError(Exception):
@@ -48,11 +44,6 @@ class DatabaseNameError(DatabaseOpenError):
     database, or (where nothing may be created) a SQLite file that does not exist."""
 
 
-def is_postgres(database: str | Path) -> bool:
-    """Whether ``database`` names a PostgreSQL database rather than a SQLite file."""
-    return str(database).startswith(_SCHEMES)
-
-
 def describe(database: str | Path) -> str:
     """The database as it may be shown: a URL as ``shown_url`` shows it (no password), or the
     file path."""
@@ -60,32 +51,14 @@ def describe(database: str | Path) -> str:
     return shown_url(text, "database") if is_postgres(text) else repr(text)
 
 
-def check_url(database: str | Path) -> None:
-    """Refuse (``DatabaseNameError``) a value that starts with a URL's scheme (``mysql:``,
-    ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
-    would be taken for a SQLite file path, and a file of that name created."""
-    text = str(database)
-    scheme = _URL_SCHEME.match(text)
-    if scheme is None or is_postgres(text):
-        return
-    # Only the scheme: the rest of the URL may hold a password.
-    name = scheme.group(1)
-    if name.lower() in ("postgresql", "postgres"):
-        raise DatabaseNameError(
-            "a PostgreSQL database URL starts with postgresql:// or postgres:// in lower case:"
-            " postgresql://USER@HOST:PORT/DB"
-        )
-    raise DatabaseNameError(
-        f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
-        " ./NAME for a file whose name holds a colon)"
-    )
-
-
 def _check_name(database: str | Path, *, create: bool) -> None:
     """Refuse (``DatabaseNameError``) what ``check_url`` refuses; and without ``create``, a
     SQLite file that does not exist."""
     text = str(database)
-    check_url(text)
+    try:
+        check_url(text)
+    except ConfigurationError as error:
+        raise DatabaseNameError(str(error)) from None
     if not create and not is_postgres(text) and text != ":memory:" and not Path(text).exists():
         raise DatabaseNameError(f"no database at {describe(text)}; run migrate or serve first")
 
