@@ -253,7 +253,12 @@ def requires_user(verifier: AccessTokenVerifier) -> Callable[[_Handler], _Handle
             if scheme.lower() != "bearer" or not token.strip():
                 # No token at all: a bare challenge, no error code (RFC 6750, section 3.1).
                 return web.json_response(
-                    {"error": {"code": "missing_token", "message": "send Authorization: Bearer <token>"}},
+                    {
+                        "error": {
+                            "code": "missing_token",
+                            "message": "send Authorization: Bearer <token>",
+                        }
+                    },
                     status=401,
                     headers={"WWW-Authenticate": "Bearer"},
                 )
