@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -166,7 +167,7 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     try:
         settings = ServerSettings(**{k: v for k, v in values.items() if k in names})
     except ValueError as error:
-        raise ConfigurationError(str(error)) from None
+        raise ConfigurationError(_as_flags(str(error), args)) from None
     if serving:
         client_id = _client_id(args)
         if client_id is not None:
@@ -178,6 +179,17 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
             raise ConfigurationError("no client: give --client-id, or [[clients]] in --config")
         check_clients(clients)
     return _Options(values, frozenset(given), settings), clients
+
+
+def _as_flags(message: str, args: argparse.Namespace) -> str:
+    """``message`` (``ServerSettings``' words, which name settings) with each setting a flag
+    gave written as that flag (``--access-token-ttl``), as the user typed it."""
+
+    def named(match: re.Match[str]) -> str:
+        name = match.group(0)
+        return "--" + name.replace("_", "-") if getattr(args, name, None) is not None else name
+
+    return re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", named, message)
 
 
 def _client_id(args: argparse.Namespace) -> str | None:

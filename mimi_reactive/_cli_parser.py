@@ -5,7 +5,9 @@ the argument types that refuse a bad value (one line, exit status 2) before anyt
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import attrs
@@ -47,8 +49,30 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 class _Parser(argparse.ArgumentParser):
     """Refuses bad arguments with one line (and the usual exit status 2), no usage dump."""
 
+    _given: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        first = self._given[0] if self._given else ""
+        if message.startswith(_TAKEN_FOR_A_COMMAND) and _OPTION_FIRST.match(first):
+            # `mimi-reactive --log-format json serve`: argparse took the option's value for
+            # the command's name.
+            message += (
+                f"; {first.partition('=')[0]} goes after the command's name"
+                f" (mimi-reactive serve {first} ...)"
+            )
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+_TAKEN_FOR_A_COMMAND = ("argument COMMAND: invalid choice", "unrecognized arguments")
+"""argparse's words for a command's option given before the command's name."""
+_OPTION_FIRST = re.compile(r"--(?!log-level\b|version\b|help\b)")
+"""An option only a command takes, given before the command's name."""
 
 
 def _log_level(parser: argparse.ArgumentParser, default: str) -> None:

@@ -55,14 +55,23 @@ def refused_in_one_line(done_status: int, stderr: str, named: str) -> None:
         ("database_pool_size = 0", "database_pool_size must be from 1 to 1000"),
         ('log_format = "xml"', "log_format must be console or json, not 'xml'"),
         ('log_format = "JSON"', "log_format must be console or json"),
-        ("log_format = 1", "log_format has the wrong type"),
+        ("log_format = 1", "log_format must be a string, not an integer"),
+        ('port = "8080"', "port must be an integer, not a string"),
+        ("port = 80.5", "port must be an integer, not a number"),
+        ('access_token_ttl = "60"', "access_token_ttl must be a number, not a string"),
+        ("access_token_ttl = true", "access_token_ttl must be a number, not true or false"),
+        ('trusted_proxies = "10.0.0.1"', "trusted_proxies must be an array, not a string"),
+        ('log_level = "info"', "log_level: --log-level is a flag only"),
+        ('client_id = "app"', "clients go in [[clients]] tables"),
+        ("anonymous_only = true", "anonymous_only in its [[clients]] table"),
     ],
 )
 def test_serve_refuses_a_value_out_of_range_in_the_config_file(
     tmp_path: Path, setting: str, named: str
 ) -> None:
-    """`serve --config` with a [server] value out of its range exits 2 with one line naming
-    the setting, before the database is created."""
+    """`serve --config` with a [server] value out of its range, of the wrong type (the type
+    it must be named) or of a flag that is no file setting exits 2 with one line naming the
+    setting, before the database is created."""
     config = tmp_path / "mimi.toml"
     config.write_text(f"[server]\n{setting}\n")
     database = tmp_path / "ids.sqlite3"

@@ -25,6 +25,7 @@ __all__ = [
     "COMMAND_LINE_DEFAULTS",
     "COMMAND_LINE_RULES",
     "DEFAULTS",
+    "FLAGS_ONLY",
     "LOG_FORMATS",
     "MAX_WORKERS",
     "MIN_SECRET_BITS",
@@ -207,6 +208,28 @@ def check_clients(configs: Sequence[ClientConfig]) -> None:
         seen.add(config.id)
 
 
+FLAGS_ONLY: dict[str, str] = {
+    "log_level": "--log-level is a flag only, not a file setting (it applies before the file"
+    " is read)",
+    "client_id": "clients go in [[clients]] tables (id, secret_env, anonymous_only)",
+    "client_secret": "secrets never go in the file: name an environment variable with"
+    " secret_env in [[clients]]",
+    "anonymous_only": "it is a client's: anonymous_only in its [[clients]] table",
+    "config": "--config names the file itself",
+}
+"""The flags of ``serve`` that ``[server]`` does not take, and what to do instead: every other
+flag is a setting of the same name there."""
+# The TOML words for the Python types a [server] value may have, for messages.
+_TOML_TYPES: dict[type, str] = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    bool: "true or false",
+    dict: "a table",
+}
+
+
 @attrs.frozen
 class ConfigFile:
     """What a ``--config`` file says: server options (by option name) and clients."""
@@ -244,10 +267,15 @@ def load_config_file(
         raise ConfigurationError("[server] must be a table")
     for key, value in server.items():
         types = SERVER_KEYS.get(key)
+        if key in FLAGS_ONLY:
+            raise ConfigurationError(f"[server] {key}: {FLAGS_ONLY[key]}")
         if types is None:
             raise ConfigurationError(f"unknown setting in [server]: {key!r}")
         if isinstance(value, bool) or not isinstance(value, types):
-            raise ConfigurationError(f"[server] {key} has the wrong type")
+            # A float setting takes an integer too: "a number" says both.
+            expected = "a number" if float in types else _TOML_TYPES[types[0]]
+            got = _TOML_TYPES.get(type(value), type(value).__name__)
+            raise ConfigurationError(f"[server] {key} must be {expected}, not {got}")
     entries = document.get("clients", [])
     if not isinstance(entries, list):
         raise ConfigurationError("clients must be an array of tables: [[clients]]")
