@@ -1,6 +1,7 @@
 """The identity service's speed, scale and disk under load, each figure beside its baseline.
 
-Issue 12's "Speed" goals, in four parts (``--parts``, all by default), one table each:
+Its goals (each table's goal column, met or not), in four parts (``--parts``, all by
+default), one table each:
 
 speed    Log-in by anonymous id, anonymous sign-up and ``GET /health``: requests/s of
          ``mimi-reactive serve`` (one worker, limits off, no sweeper) beside a bare aiohttp JSON
@@ -54,7 +55,7 @@ a key prefix of its own, reset at the end; so runs never see each other's data. 
 reachable PostgreSQL or Redis, the rows that need it are skipped with the reason.
 
 Where the time goes (py-spy and cProfile of ``serve`` under wrk -t1 -c64, log-in by anonymous
-id on SQLite, quiet machine, 2026-11-25). Before the work on issue 12 a log-in crossed to
+id on SQLite, quiet machine, 2026-11-25). Before the work on its speed a log-in crossed to
 aiosqlite's thread once per statement (about nine crossings), an asyncio.Lock made every
 operation wait for the one before, and every commit paid its own fsync (3.5 ms on these
 disks): the server sat idle half the time, at 307 log-ins/s (Python load generator, loaded
