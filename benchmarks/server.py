@@ -722,7 +722,7 @@ async def part_speed(bench: Bench) -> None:
                         *(ms(mine.p50), ms(mine.p99), ms(base.p99)),
                     ]
                 )
-    header = ["call, one worker", "store", "req/s", "bare req/s", "ratio", "goal", "met"]
+    header = ["call, one worker", "database", "req/s", "bare req/s", "ratio", "goal", "met"]
     header += ["p50 ms", "p99 ms", "bare p99 ms"]
     table(
         "speed: requests/s beside a bare aiohttp JSON handler (same requests, interleaved)",
@@ -797,7 +797,7 @@ async def part_users(bench: Bench, up_to: int | None) -> None:
                     f" with its refresh token, indexes included ({count:,} sessions)"
                 )
     smallest = power(bench.sizes.sqlite_users[0])
-    header = ["store", "users", "req/s", f"at {smallest}", "ratio", "beside bare", "p50 ms"]
+    header = ["database", "users", "req/s", f"at {smallest}", "ratio", "beside bare", "p50 ms"]
     header += ["p99 ms", f"p99 at {smallest}", "ratio", "added in s", "bytes/user"]
     table(
         f"users: log-in by anonymous id (a random user of all) against users, beside {smallest}",

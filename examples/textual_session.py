@@ -13,7 +13,7 @@ machine can read it); ``--client-id`` names another client (default ``my-app``):
     MIMI_CLIENT_SECRET=... .venv/bin/python examples/textual_session.py http://127.0.0.1:8080
 
 Keys: ``a`` sign up anonymously, ``l`` log in with the stored anonymous id, ``s`` switch to
-another anonymous user (one the same person made in another product), ``r`` renew the tokens,
+another anonymous user (one the same person made in another product), ``r`` refresh the tokens,
 ``o`` log out, ``d`` delete the account, ``q`` quit. The buttons do the same.
 
 ``MimiCore`` runs on asyncio, and so does Textual: the app starts the core on its own event
@@ -107,7 +107,7 @@ class SessionApp(App[None]):
         Binding("a", "sign_up", "Sign up"),
         Binding("l", "log_in", "Log in stored id"),
         Binding("s", "switch", "Switch"),
-        Binding("r", "renew", "Renew"),
+        Binding("r", "renew", "Refresh"),
         Binding("o", "log_out", "Log out"),
         Binding("d", "delete", "Delete"),
         Binding("q", "quit", "Quit"),
@@ -142,7 +142,7 @@ class SessionApp(App[None]):
                 ("sign_up", "Sign up"),
                 ("log_in", "Log in"),
                 ("switch", "Switch"),
-                ("renew", "Renew"),
+                ("renew", "Refresh"),
                 ("log_out", "Log out"),
                 ("delete", "Delete"),
             ):
@@ -263,7 +263,7 @@ class SessionApp(App[None]):
         self._command(switch)
 
     def action_renew(self) -> None:
-        """Renew the tokens now: the token stream emits the new access token."""
+        """Refresh the tokens now: the token stream emits the new access token."""
 
         async def renew(core: MimiCore) -> str:
             await core.auth.refresh()
