@@ -58,7 +58,13 @@ def test_every_markdown_page_is_in_the_nav() -> None:
 def test_the_site_builds_strictly_with_the_api_reference(site: Path) -> None:
     """The build has no warning, and the reference pages hold the public API's docstrings."""
     core = (site / "reference" / "mimi_reactive" / "index.html").read_text()
-    for name in ("BlockingMimiCore", "SessionState", "AnonymousAuthManager", "Transition"):
+    for name in (
+        "BlockingMimiCore",
+        "SessionState",
+        "AnonymousAuthManager",
+        "Transition",
+        "AnonymousLogInResult",
+    ):
         assert f'id="mimi_reactive.{name}"' in core, name
     assert "Every published state; replays the current one on subscribe." in core
     for page, name in (
