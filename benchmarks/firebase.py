@@ -1,5 +1,5 @@
 """An anonymous sign-in then sign-out on the Firebase Auth emulator: ours beside raw aiohttp
-and the Firebase JS SDK (issue 10, "Speed").
+and the Firebase JS SDK (what the session layer adds to a Firebase round trip).
 
 Run: .venv/bin/python benchmarks/firebase.py  (`--quick` for a smoke run)
 

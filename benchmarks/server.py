@@ -1,6 +1,7 @@
 """The identity service's speed, scale and disk under load, each figure beside its baseline.
 
-Issue 12's "Speed" goals, in four parts (``--parts``, all by default), one table each:
+Its goals (each table's goal column, met or not), in four parts (``--parts``, all by
+default), one table each:
 
 speed    Log-in by anonymous id, anonymous sign-up and ``GET /health``: requests/s of
          ``mimi-reactive serve`` (one worker, limits off, no sweeper) beside a bare aiohttp JSON
@@ -54,7 +55,7 @@ a key prefix of its own, reset at the end; so runs never see each other's data. 
 reachable PostgreSQL or Redis, the rows that need it are skipped with the reason.
 
 Where the time goes (py-spy and cProfile of ``serve`` under wrk -t1 -c64, log-in by anonymous
-id on SQLite, quiet machine, 2026-11-25). Before the work on issue 12 a log-in crossed to
+id on SQLite, quiet machine, 2026-11-25). Before the work on its speed a log-in crossed to
 aiosqlite's thread once per statement (about nine crossings), an asyncio.Lock made every
 operation wait for the one before, and every commit paid its own fsync (3.5 ms on these
 disks): the server sat idle half the time, at 307 log-ins/s (Python load generator, loaded
@@ -721,7 +722,7 @@ async def part_speed(bench: Bench) -> None:
                         *(ms(mine.p50), ms(mine.p99), ms(base.p99)),
                     ]
                 )
-    header = ["call, one worker", "store", "req/s", "bare req/s", "ratio", "goal", "met"]
+    header = ["call, one worker", "database", "req/s", "bare req/s", "ratio", "goal", "met"]
     header += ["p50 ms", "p99 ms", "bare p99 ms"]
     table(
         "speed: requests/s beside a bare aiohttp JSON handler (same requests, interleaved)",
@@ -796,7 +797,7 @@ async def part_users(bench: Bench, up_to: int | None) -> None:
                     f" with its refresh token, indexes included ({count:,} sessions)"
                 )
     smallest = power(bench.sizes.sqlite_users[0])
-    header = ["store", "users", "req/s", f"at {smallest}", "ratio", "beside bare", "p50 ms"]
+    header = ["database", "users", "req/s", f"at {smallest}", "ratio", "beside bare", "p50 ms"]
     header += ["p99 ms", f"p99 at {smallest}", "ratio", "added in s", "bytes/user"]
     table(
         f"users: log-in by anonymous id (a random user of all) against users, beside {smallest}",

@@ -1,4 +1,6 @@
-"""Anonymous log-in latency unloaded beside under a flood of wrong passwords (issue 11)."""
+"""Anonymous log-in latency unloaded beside under a flood of wrong passwords (bounded Argon2).
+
+The goal: the bounded Argon2 pool keeps honest log-ins fast while an attacker guesses."""
 
 # Run: .venv/bin/python benchmarks/server_abuse.py  (`--quick` for a smoke run)
 #
@@ -8,7 +10,7 @@
 # time and times each answer. Rounds interleave: in each, every configuration is measured
 # unloaded, then flooded, in rotating order, so machine noise hits every figure alike.
 # - bounded: the default pool (`--password-hash-workers 1 --password-hash-queue 8`);
-# - before: what issue 11 replaced, hashing on asyncio.to_thread's default pool
+# - before: what the bounded pool replaced, hashing on asyncio.to_thread's default pool
 #   (min(32, CPUs + 4) threads, no bound on waiting), emulated with as many workers and a
 #   queue no flood of 32 fills.
 # The per-IP failed log-in limit is off on both servers (`--max-failed-log-ins-per-minute 0`):

@@ -1,4 +1,6 @@
-"""Database size after 10,000 anonymous log-ins, retention sweeper on beside off (issue 11)."""
+"""Database size after 10,000 anonymous log-ins, retention sweeper on beside off.
+
+The goal: the sweeper keeps the database from growing with every log-in."""
 
 # Run: .venv/bin/python benchmarks/server_retention.py  (`--quick` for a smoke run)
 #

@@ -1,7 +1,8 @@
-"""What the session layer costs, beside what it is built on or compared with (issue 7, "Speed").
+"""What the session layer costs, beside what it is built on or compared with, and its goals.
 
 Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python benchmarks/session.py
-(`--quick` for a smoke run, `--plot PATH` to choose where the PNG goes.)
+(`--quick` for a smoke run, which writes no plot unless given `--plot PATH`; `--plot PATH` to
+choose where the PNG goes.)
 
 Every row is measured interleaved in one run: each round runs a batch of ours and a batch of
 each baseline, in rotating order, and a figure is the median over rounds, so machine noise hits
@@ -17,7 +18,8 @@ both sides alike.
 - log-in: client CPU (time.process_time; the server runs in a child process) and p50 wall
   latency of a user switch through HttpBackend vs raw aiohttp doing the same HTTP exchange;
 - import: `import mimi_reactive` vs importing every module it pulls in, in fresh processes.
-A plot of per-state publish cost against subscriber count goes to docs/publish-cost.png.
+A plot of per-state publish cost against subscriber count goes to docs/publish-cost.png (a
+full run; --quick: only to --plot PATH).
 
 Where the time goes (callgrind instruction counts, which machine noise does not move, and
 cProfile call counts; 2026-11-25). A switch on the backend doing nothing was about 270k
@@ -808,10 +810,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--plot",
         type=Path,
-        default=Path(__file__).resolve().parent.parent / "docs" / "publish-cost.png",
-        help="where to write the publish-cost plot (default: docs/publish-cost.png)",
+        help="where to write the publish-cost plot (default: docs/publish-cost.png; with"
+        " --quick, none, so a smoke run never replaces the committed plot)",
     )
     args = parser.parse_args(argv)
+    plot_path: Path | None = args.plot
+    if plot_path is None and not args.quick:
+        plot_path = Path(__file__).resolve().parent.parent / "docs" / "publish-cost.png"
     quiet_logging()
     rounds = QUICK_ROUNDS if args.quick else ROUNDS
     started = time.perf_counter()
@@ -830,7 +835,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress("import")
     row, third_party = import_row(QUICK_ROUNDS if args.quick else ROUNDS)
     rows.append(row)
-    plot(costs, args.plot)
+    if plot_path is not None:
+        plot(costs, plot_path)
     progress("done")
 
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
@@ -841,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print_table(rows)
     print(f"\nimport baseline: {', '.join(third_party)} and the standard library they and we use")
-    print(f"plot: {args.plot}")
+    print(f"plot: {plot_path}" if plot_path else "plot: none (--quick; --plot PATH draws one)")
     return 0
 
 

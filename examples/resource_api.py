@@ -39,4 +39,6 @@ def make_app(identity_service_url: str) -> web.Application:
 
 
 if __name__ == "__main__":
-    web.run_app(make_app(sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"), port=8081)
+    # Loopback, as the docstring says: an example is not a public service.
+    service = sys.argv[1] if len(sys.argv) > 1 else "http://127.0.0.1:8080"
+    web.run_app(make_app(service), host="127.0.0.1", port=8081)

@@ -1,17 +1,19 @@
 """A terminal UI that shows the live session from the stream and drives it with keys.
 
-Run it against an in-process reference server (a fresh one, in memory)::
+It needs Textual (``./scripts/test`` installs it with the test extra; else
+``.venv/bin/pip install textual``). Run it against an in-process reference server (a fresh one,
+in memory)::
 
-    .venv/bin/pip install textual
     .venv/bin/python examples/textual_session.py
 
-or against a running service, its client secret in ``MIMI_CLIENT_SECRET`` (never on the
-command line, where other users of the machine can read it)::
+or against a running service (``serve --client-id my-app``, as the README starts it), its
+client secret in ``MIMI_CLIENT_SECRET`` (never on the command line, where other users of the
+machine can read it); ``--client-id`` names another client (default ``my-app``)::
 
     MIMI_CLIENT_SECRET=... .venv/bin/python examples/textual_session.py http://127.0.0.1:8080
 
 Keys: ``a`` sign up anonymously, ``l`` log in with the stored anonymous id, ``s`` switch to
-another anonymous user (one the same person made in another product), ``r`` renew the tokens,
+another anonymous user (one the same person made in another product), ``r`` refresh the tokens,
 ``o`` log out, ``d`` delete the account, ``q`` quit. The buttons do the same.
 
 ``MimiCore`` runs on asyncio, and so does Textual: the app starts the core on its own event
@@ -58,7 +60,8 @@ from mimi_reactive import (
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 
-CLIENT_ID = "textual-example"
+CLIENT_ID = "my-app"
+"""The client id the README's ``serve --client-id my-app`` registers (``--client-id``: another)."""
 
 # Logging in by anonymous id is allowed only to a core that never makes non-anonymous users.
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
@@ -104,7 +107,7 @@ class SessionApp(App[None]):
         Binding("a", "sign_up", "Sign up"),
         Binding("l", "log_in", "Log in stored id"),
         Binding("s", "switch", "Switch"),
-        Binding("r", "renew", "Renew"),
+        Binding("r", "renew", "Refresh"),
         Binding("o", "log_out", "Log out"),
         Binding("d", "delete", "Delete"),
         Binding("q", "quit", "Quit"),
@@ -139,7 +142,7 @@ class SessionApp(App[None]):
                 ("sign_up", "Sign up"),
                 ("log_in", "Log in"),
                 ("switch", "Switch"),
-                ("renew", "Renew"),
+                ("renew", "Refresh"),
                 ("log_out", "Log out"),
                 ("delete", "Delete"),
             ):
@@ -260,7 +263,7 @@ class SessionApp(App[None]):
         self._command(switch)
 
     def action_renew(self) -> None:
-        """Renew the tokens now: the token stream emits the new access token."""
+        """Refresh the tokens now: the token stream emits the new access token."""
 
         async def renew(core: MimiCore) -> str:
             await core.auth.refresh()
@@ -342,7 +345,11 @@ async def save_screenshot(path: str) -> None:
 async def main(arguments: list[str]) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("url", nargs="?", help="the identity service (default: one in-process)")
-    parser.add_argument("--client-id", default=CLIENT_ID, help="the app's client id there")
+    parser.add_argument(
+        "--client-id",
+        default=CLIENT_ID,
+        help="the app's client id at URL, its secret in MIMI_CLIENT_SECRET (default: %(default)s)",
+    )
     parser.add_argument("--screenshot", metavar="SVG", help="save a screenshot and exit")
     options = parser.parse_args(arguments)
     if options.screenshot is not None:
@@ -352,6 +359,12 @@ async def main(arguments: list[str]) -> None:
             await session_app(url, client_secret).run_async()
     else:
         secret = os.environ.get("MIMI_CLIENT_SECRET")
+        if not secret:
+            # One line before the UI starts, not a ConfigurationError in a Textual traceback.
+            raise SystemExit(
+                f"{parser.prog}: set MIMI_CLIENT_SECRET to the secret of client"
+                f" {options.client_id!r} at {options.url}"
+            )
         await session_app(options.url, secret, options.client_id).run_async()
 
 

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Mapping, Sequence
@@ -23,7 +24,14 @@ import attrs
 from ._cli_parser import SIGNS_WITHIN, build_parser
 from ._exceptions import ConfigurationError
 from ._redaction import value_repr
-from ._server._config import COMMAND_LINE_RULES, DEFAULTS, ClientConfig, load_config_file
+from ._server._config import (
+    COMMAND_LINE_RULES,
+    DEFAULTS,
+    ClientConfig,
+    check_clients,
+    check_url,
+    load_config_file,
+)
 from ._server._settings import ServerSettings
 
 __all__ = ["main"]
@@ -148,6 +156,7 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
         problem = rule.problem(values[name]) if name in values else None
         if problem is not None:
             raise ConfigurationError(f"{name} {problem}")
+    check_url(values["database"])
     if not serving and values.get("database") == ":memory:":
         # It would work on a database of its own, gone at exit: never the servers'.
         raise ConfigurationError(
@@ -158,7 +167,7 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
     try:
         settings = ServerSettings(**{k: v for k, v in values.items() if k in names})
     except ValueError as error:
-        raise ConfigurationError(str(error)) from None
+        raise ConfigurationError(_as_flags(str(error), args)) from None
     if serving:
         client_id = _client_id(args)
         if client_id is not None:
@@ -168,7 +177,19 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
             clients.append(ClientConfig(client_id, secret, args.anonymous_only))
         if not clients:
             raise ConfigurationError("no client: give --client-id, or [[clients]] in --config")
+        check_clients(clients)
     return _Options(values, frozenset(given), settings), clients
+
+
+def _as_flags(message: str, args: argparse.Namespace) -> str:
+    """``message`` (``ServerSettings``' words, which name settings) with each setting a flag
+    gave written as that flag (``--access-token-ttl``), as the user typed it."""
+
+    def named(match: re.Match[str]) -> str:
+        name = match.group(0)
+        return "--" + name.replace("_", "-") if getattr(args, name, None) is not None else name
+
+    return re.sub(r"\b[a-z]+(?:_[a-z]+)+\b", named, message)
 
 
 def _client_id(args: argparse.Namespace) -> str | None:

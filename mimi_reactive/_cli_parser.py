@@ -5,7 +5,9 @@ the argument types that refuse a bad value (one line, exit status 2) before anyt
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import re
+import sys
+from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 import attrs
@@ -47,8 +49,30 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
 class _Parser(argparse.ArgumentParser):
     """Refuses bad arguments with one line (and the usual exit status 2), no usage dump."""
 
+    _given: Sequence[str] = ()
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        first = self._given[0] if self._given else ""
+        if message.startswith(_TAKEN_FOR_A_COMMAND) and _OPTION_FIRST.match(first):
+            # `mimi-reactive --log-format json serve`: argparse took the option's value for
+            # the command's name.
+            message += (
+                f"; {first.partition('=')[0]} goes after the command's name"
+                f" (mimi-reactive serve {first} ...)"
+            )
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+_TAKEN_FOR_A_COMMAND = ("argument COMMAND: invalid choice", "unrecognized arguments")
+"""argparse's words for a command's option given before the command's name."""
+_OPTION_FIRST = re.compile(r"--(?!log-level\b|version\b|help\b)")
+"""An option only a command takes, given before the command's name."""
 
 
 def _log_level(parser: argparse.ArgumentParser, default: str) -> None:
@@ -95,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="server processes on the port, run by gunicorn; more than 1 needs a PostgreSQL"
         " --database and a shared --rate-limit-storage",
     )
-    _database_options(serve)
+    _database_options(serve, _DATABASE_HELP)
     serve.add_argument(
         "--database-pool-size",
         type=_checked("database_pool_size"),
@@ -199,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[log_level],
     )
     sweep.add_argument("--config", help="a TOML file with [server] options")
-    _database_options(sweep)
+    _database_options(sweep, _EXISTING_DATABASE_HELP)
     migrate = commands.add_parser(
         "migrate",
         help="bring the database's schema up to date, then exit",
@@ -221,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[log_level],
     )
     rotate.add_argument("--config", help="a TOML file with [server] options")
-    rotate.add_argument("--database", type=_checked("database"), help=_DATABASE_HELP)
+    rotate.add_argument("--database", type=_checked("database"), help=_EXISTING_DATABASE_HELP)
     for command in (serve, sweep, migrate, rotate):
         for action in command._actions:
             default = DEFAULTS.get(action.dest)
@@ -249,16 +273,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DATABASE_HELP = (
-    "a SQLite file, created 0600 if missing, or postgresql://USER[:PASSWORD]@HOST:PORT/DB"
-    " (?search_path=SCHEMA picks a schema)"
+_POSTGRES_HELP = (
+    "postgresql://USER[:PASSWORD]@HOST:PORT/DB (or postgres://; ?search_path=SCHEMA picks a schema)"
 )
+_DATABASE_HELP = f"a SQLite file, created 0600 if missing, or {_POSTGRES_HELP}"
+_EXISTING_DATABASE_HELP = (
+    f"the servers' SQLite file (one that does not exist is refused: run migrate or serve"
+    f" first), or {_POSTGRES_HELP}"
+)
+"""``--database`` of the commands that open the servers' database and never create one."""
 
 
-def _database_options(parser: argparse.ArgumentParser) -> None:
+def _database_options(parser: argparse.ArgumentParser, database_help: str) -> None:
     """The options ``serve`` and ``sweep`` share: where the data is and how long it stays
     (a retired signing key stays until no access token it signed can still be valid)."""
-    parser.add_argument("--database", type=_checked("database"), help=_DATABASE_HELP)
+    parser.add_argument("--database", type=_checked("database"), help=database_help)
     parser.add_argument(
         "--access-token-ttl",
         type=_checked("access_token_ttl"),

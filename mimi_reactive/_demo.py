@@ -21,7 +21,7 @@ from ._state import SessionState
 from .backends.http import HttpBackend
 from .server import IdentityServer
 
-__all__ = ["enter_pressed", "run_demo"]
+__all__ = ["PROMPT", "enter_pressed", "run_demo"]
 
 _CLIENT_ID = "demo-app"
 _ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
@@ -41,11 +41,16 @@ def describe(state: SessionState) -> str:
     return line
 
 
+PROMPT = "   (press Enter to run this step)"
+"""What ``enter_pressed`` writes to stderr (stdout is the walk itself) before it waits."""
+
+
 async def enter_pressed() -> None:
-    """Return once stdin has a line (Enter) or is at its end, without blocking the loop, so
-    a Ctrl-C while the demo waits ends it as at any other point. Read straight from the file
-    descriptor: sys.stdin's buffer could hold the next lines, which the next wait would not
-    see."""
+    """Say ``PROMPT`` on stderr, then return once stdin has a line (Enter) or is at its end,
+    without blocking the loop, so a Ctrl-C while the demo waits ends it as at any other point.
+    Read straight from the file descriptor: sys.stdin's buffer could hold the next lines,
+    which the next wait would not see."""
+    print(PROMPT, file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
     try:
         stdin = sys.stdin.fileno()

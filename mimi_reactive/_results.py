@@ -36,3 +36,8 @@ class Failure:
 
 
 AnonymousLogInResult = Success | Failure | Skipped
+"""What ``AnonymousAuthManager.authenticate_anonymous_user`` returns, never raising: ``Success``
+(the id is logged in), ``Failure`` (refused or failed, with the error) or ``Skipped`` (a blank
+id: nothing to log in with, no call made). Match on it with ``case Success(anonymous_id=...)``,
+``case Skipped()`` and ``case Failure(error=...)``, as the README's first example does.
+"""

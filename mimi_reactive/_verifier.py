@@ -240,17 +240,29 @@ def requires_user(verifier: AccessTokenVerifier) -> Callable[[_Handler], _Handle
     """Decorate an ``aiohttp.web`` handler to answer only callers with a valid access token.
 
     The token comes as ``Authorization: Bearer <token>``; the handler finds its claims with
-    ``verified_token(request)``. Anything else is 401 ``invalid_token`` with a
-    ``WWW-Authenticate: Bearer`` challenge (RFC 6750), and the reason, never the token.
+    ``verified_token(request)``. A request without one is 401 ``missing_token`` with a bare
+    ``WWW-Authenticate: Bearer`` challenge; a token that does not verify is 401
+    ``invalid_token`` with ``WWW-Authenticate: Bearer error="invalid_token",
+    error_description="<reason>"`` (RFC 6750), the reason as the message, never the token.
     """
 
     def decorate(handler: _Handler) -> _Handler:
         @functools.wraps(handler)
         async def checked(request: web.Request) -> web.StreamResponse:
             scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                # No token at all: a bare challenge, no error code (RFC 6750, section 3.1).
+                return web.json_response(
+                    {
+                        "error": {
+                            "code": "missing_token",
+                            "message": "send Authorization: Bearer <token>",
+                        }
+                    },
+                    status=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
             try:
-                if scheme.lower() != "bearer" or not token.strip():
-                    raise InvalidTokenError("missing", "send Authorization: Bearer <token>")
                 request[VERIFIED_TOKEN] = await verifier.verify(token.strip())
             except InvalidTokenError as error:
                 return web.json_response(

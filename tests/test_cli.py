@@ -281,3 +281,72 @@ def test_rotate_help_and_output_say_the_same_delay() -> None:
     assert f"sign with it within {SIGNS_WITHIN} " in help_text
     docs = " ".join((Path(__file__).parent.parent / "docs" / "server.md").read_text().split())
     assert f"sign with it within {SIGNS_WITHIN}`" in docs
+
+
+@pytest.mark.parametrize(
+    ("command", "creates"),
+    [("serve", True), ("migrate", True), ("sweep", False), ("rotate-signing-key", False)],
+)
+def test_the_database_help_says_whether_a_missing_file_is_created(
+    tmp_path: Path, command: str, creates: bool
+) -> None:
+    """Each command's --database help says "created" only where a missing SQLite file is
+    created (sweep and rotate-signing-key refuse one, and their help says so)."""
+    help_text = " ".join(run_cli(command, "--help").stdout.split())
+    assert ("created 0600 if missing" in help_text) == creates
+    assert ("does not exist is refused" in help_text) == (not creates)
+    if not creates:
+        done = run_cli(command, "--database", str(tmp_path / "missing.sqlite3"))
+        assert done.returncode == 2
+        assert "no database at" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        (["--log-format", "json", "serve"], "--log-format goes after the command's name"),
+        (["--port=80", "serve"], "--port goes after the command's name"),
+    ],
+)
+def test_a_command_s_option_before_the_command_is_pointed_after_it(
+    arguments: list[str], named: str
+) -> None:
+    """An option only a command takes, given before the command's name, is refused in one
+    line that says it goes after the name (argparse alone called its value an invalid
+    command)."""
+    done = run_cli(*arguments)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr
+
+
+def test_a_misspelt_command_gets_no_hint_about_options() -> None:
+    """A misspelt command, after --log-level (which goes before it too), is only named."""
+    done = run_cli("--log-level", "info", "serv")
+    assert done.returncode == 2
+    assert "invalid choice: 'serv'" in done.stderr
+    assert "goes after" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["--access-token-ttl", "100", "--session-idle-timeout", "50"],
+            "--session-idle-timeout must be longer than --access-token-ttl,",
+        ),
+        (
+            ["--session-idle-timeout", "50"],
+            "--session-idle-timeout must be longer than access_token_ttl,",
+        ),
+    ],
+    ids=["both-flags", "one-flag"],
+)
+def test_two_settings_that_disagree_are_named_as_they_were_given(
+    arguments: list[str], message: str
+) -> None:
+    """A rule across two settings names each by its flag where a flag gave it, and by its
+    setting's name where the default (or the config file) did."""
+    done = run_cli("serve", "--client-id", "app", *arguments)
+    assert done.returncode == 2
+    assert message in done.stderr

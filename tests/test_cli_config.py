@@ -20,6 +20,7 @@ from mimi_reactive._server._config import (
 )
 from mimi_reactive.server import ServerSettings
 
+from .conftest import fresh_schema
 from .server_helpers import Caller, run_command, serving
 from .test_cli import run_cli
 
@@ -54,14 +55,23 @@ def refused_in_one_line(done_status: int, stderr: str, named: str) -> None:
         ("database_pool_size = 0", "database_pool_size must be from 1 to 1000"),
         ('log_format = "xml"', "log_format must be console or json, not 'xml'"),
         ('log_format = "JSON"', "log_format must be console or json"),
-        ("log_format = 1", "log_format has the wrong type"),
+        ("log_format = 1", "log_format must be a string, not an integer"),
+        ('port = "8080"', "port must be an integer, not a string"),
+        ("port = 80.5", "port must be an integer, not a number"),
+        ('access_token_ttl = "60"', "access_token_ttl must be a number, not a string"),
+        ("access_token_ttl = true", "access_token_ttl must be a number, not true or false"),
+        ('trusted_proxies = "10.0.0.1"', "trusted_proxies must be an array, not a string"),
+        ('log_level = "info"', "log_level: --log-level is a flag only"),
+        ('client_id = "app"', "clients go in [[clients]] tables"),
+        ("anonymous_only = true", "anonymous_only in its [[clients]] table"),
     ],
 )
 def test_serve_refuses_a_value_out_of_range_in_the_config_file(
     tmp_path: Path, setting: str, named: str
 ) -> None:
-    """`serve --config` with a [server] value out of its range exits 2 with one line naming
-    the setting, before the database is created."""
+    """`serve --config` with a [server] value out of its range, of the wrong type (the type
+    it must be named) or of a flag that is no file setting exits 2 with one line naming the
+    setting, before the database is created."""
     config = tmp_path / "mimi.toml"
     config.write_text(f"[server]\n{setting}\n")
     database = tmp_path / "ids.sqlite3"
@@ -106,6 +116,44 @@ async def test_an_unsupported_database_url_is_refused_without_its_password(
     scheme = url.partition("://")[0]
     refused_in_one_line(status, stderr, f"unsupported database URL scheme {scheme!r}")
     assert "hunter2" not in stderr + stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("postgresql:x", "postgresql:// or postgres://"),
+        ("postgresql:/x", "postgresql:// or postgres://"),
+        ("POSTGRES://u:hunter2@h/db", "in lower case"),
+        ("mysql:hunter2", "unsupported database URL scheme 'mysql'"),
+        ("data.v2:hunter2", "./NAME for a file whose name holds a colon"),
+    ],
+)
+async def test_a_value_with_a_url_scheme_is_never_taken_for_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, named: str
+) -> None:
+    """A --database value that starts with a scheme and its colon but is no postgresql:// or
+    postgres:// URL exits 2 with one line saying what a PostgreSQL URL looks like, or naming
+    the scheme (never what follows it), and creates no file of that name."""
+    monkeypatch.chdir(tmp_path)
+    status, stdout, stderr = await run_command("migrate", "--database", url)
+    refused_in_one_line(status, stderr, named)
+    assert "hunter2" not in stderr + stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("url", ["postgresql://", "postgres://"])
+async def test_both_postgresql_schemes_open_postgresql(
+    postgres_unreachable: str | None, url: str
+) -> None:
+    """postgres://, which the docs name beside postgresql://, opens PostgreSQL as it does."""
+    if postgres_unreachable is not None:
+        pytest.skip(postgres_unreachable)
+    async with fresh_schema() as database:
+        status, stdout, stderr = await run_command(
+            "migrate", "--database", url + database.partition("://")[2]
+        )
+    assert status == 0, stderr
+    assert stdout.startswith("schema version "), stdout
 
 
 def test_serve_refuses_an_unsupported_database_url_as_a_bad_argument(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from mimi_reactive._cli import INTERRUPTED
+from mimi_reactive._demo import PROMPT
 
 from .conftest import REDIS
 from .server_helpers import Caller, serving
@@ -114,6 +115,9 @@ async def test_the_demo_step_by_step_goes_on_at_each_enter_and_at_the_end_of_inp
     assert process.returncode == 0, f"{given}: {stderr.decode()}"
     assert stdout.decode().rstrip().endswith("done"), given
     assert "7. the person deletes their account" in stdout.decode()
+    # A person at a terminal is told to press Enter at each step, on stderr (not in the walk).
+    assert stderr.decode().count(PROMPT) == 7, stderr.decode()
+    assert PROMPT not in stdout.decode()
 
 
 async def test_ctrl_c_before_serve_listens_exits_130_without_a_traceback(

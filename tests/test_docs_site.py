@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import subprocess
 import sys
@@ -57,7 +58,13 @@ def test_every_markdown_page_is_in_the_nav() -> None:
 def test_the_site_builds_strictly_with_the_api_reference(site: Path) -> None:
     """The build has no warning, and the reference pages hold the public API's docstrings."""
     core = (site / "reference" / "mimi_reactive" / "index.html").read_text()
-    for name in ("BlockingMimiCore", "SessionState", "AnonymousAuthManager", "Transition"):
+    for name in (
+        "BlockingMimiCore",
+        "SessionState",
+        "AnonymousAuthManager",
+        "Transition",
+        "AnonymousLogInResult",
+    ):
         assert f'id="mimi_reactive.{name}"' in core, name
     assert "Every published state; replays the current one on subscribe." in core
     for page, name in (
@@ -68,6 +75,17 @@ def test_the_site_builds_strictly_with_the_api_reference(site: Path) -> None:
         ("server", "mimi_reactive.server.IdentityServer"),
     ):
         assert f'id="{name}"' in (site / "reference" / page / "index.html").read_text(), name
+
+
+def test_the_error_tree_is_on_the_site(site: Path) -> None:
+    """The reference has the error tree, drawn from mimi_reactive._exceptions' docstring (so
+    it is the one test_error_tree checks against the code), not a copy that could drift."""
+    from mimi_reactive import _exceptions
+
+    page = (site / "reference" / "errors" / "index.html").read_text()
+    drawn = (_exceptions.__doc__ or "").split("```text\n")[1].split("```")[0]
+    for line in drawn.splitlines():
+        assert html.escape(line, quote=False) in page, line
 
 
 def test_the_state_diagram_renders_as_mermaid(site: Path) -> None:

@@ -87,7 +87,29 @@ async def test_wrong_client_secret_is_a_client_authentication_error(
             await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert raised.value.code == "invalid_client"
         assert raised.value.status == 401
+        assert "check the app's client_id and client_secret" in str(raised.value)
+        assert "not-the-secret" not in str(raised.value)
         assert core.auth.state.transition is Transition.FAILED
+
+
+@pytest.mark.parametrize("suffix", ["/v1", "/api", "/v1/"])
+async def test_a_base_url_that_points_elsewhere_is_named_as_likely_wrong(
+    server: IdentityServer, client_secret: str, suffix: str
+) -> None:
+    """A base URL past the service's root (its /v1, say) makes every call a 404: the error
+    says the base URL may be wrong, naming it, never the client secret."""
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        configuration=ANONYMOUS_ONLY,
+        backend=HttpBackend(server.url + suffix),
+    ) as core:
+        with pytest.raises(BackendError) as raised:
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    message = str(raised.value)
+    assert raised.value.status == 404
+    assert f"is {server.url}{suffix.rstrip('/')} the identity service's base URL" in message
+    assert client_secret not in message
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ from mimi_reactive import (
     RouteRefusedError,
 )
 from mimi_reactive.backends.http import HttpBackend
-from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
+from mimi_reactive.server import ClientConfig, IdentityServer
 
 from .conftest import stores
 from .server_helpers import Caller, execute
@@ -194,13 +194,44 @@ async def test_a_refresh_token_only_works_for_its_own_client(
 @pytest.mark.parametrize(
     "weak", ["hunter2!", "s" * 64, "correct-horse-battery", "0123456789abcdef", "Aa1!" * 6]
 )
-async def test_a_guessable_client_secret_is_refused_at_start(weak: str) -> None:
-    """A secret under 128 bits of estimated entropy stops the start with a message, not the
+def test_a_guessable_client_secret_is_refused_as_the_server_is_made(weak: str) -> None:
+    """A secret under 128 bits of estimated entropy raises ConfigurationError from
+    IdentityServer(...) itself, the app's mistake where it is made, with a message, not the
     secret."""
-    with pytest.raises(ServerStartError, match="too weak") as raised:
-        async with IdentityServer(client_id="app", client_secret=weak):
-            pass
+    with pytest.raises(ConfigurationError, match="too weak") as raised:
+        IdentityServer(client_id="app", client_secret=weak)
     assert weak not in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "problem"),
+    [
+        ({"client_id": "a:b", "client_secret": FULL_SECRET}, "must not contain ':'"),
+        ({"client_id": " ", "client_secret": FULL_SECRET}, "must not be empty"),
+        ({}, "no client"),
+        (
+            {"clients": [ClientConfig("app", FULL_SECRET), ClientConfig("app", FULL_SECRET)]},
+            "given twice",
+        ),
+        (
+            {"client_id": "app", "client_secret": FULL_SECRET, "database": "mysql://u:p@h/db"},
+            "unsupported database URL scheme 'mysql'",
+        ),
+        (
+            {"client_id": "app", "client_secret": FULL_SECRET, "database": "postgresql:x"},
+            "postgresql:// or postgres://",
+        ),
+    ],
+    ids=["colon-in-id", "blank-id", "no-client", "id-twice", "mysql-url", "postgresql-no-slashes"],
+)
+def test_what_an_app_passes_wrongly_is_a_configuration_error_at_construction(
+    arguments: dict[str, Any], problem: str
+) -> None:
+    """What IdentityServer can check without opening anything is refused by its constructor
+    with ConfigurationError (as ServerSettings refuses a bad value), not at start as a
+    ServerStartError."""
+    with pytest.raises(ConfigurationError, match=problem):
+        IdentityServer(**arguments)
 
 
 @pytest.mark.parametrize(
@@ -215,8 +246,8 @@ async def test_a_guessable_client_secret_is_refused_at_start(weak: str) -> None:
 def test_a_client_config_is_refused_with_the_public_configuration_error(
     client_id: str, secret: str, problem: str
 ) -> None:
-    """ClientConfig.check raises ConfigurationError, which an app imports from mimi_reactive
-    (and catches as a ValueError too), never showing the secret."""
+    """ClientConfig raises ConfigurationError as it is made, which an app imports from
+    mimi_reactive (and catches as a ValueError too), never showing the secret."""
     with pytest.raises(ConfigurationError, match=problem) as raised:
         ClientConfig(client_id, secret).check()
     assert isinstance(raised.value, ValueError)

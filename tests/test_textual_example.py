@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from textual.pilot import Pilot
 from textual.widgets import Log, Static
 
@@ -152,3 +153,24 @@ async def test_the_screenshot_command_writes_an_svg(tmp_path: Path) -> None:
     text = svg.read_text()
     assert text.startswith("<svg")
     assert "switched_user" in text
+
+
+async def test_a_running_service_without_its_secret_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Against a URL without MIMI_CLIENT_SECRET, the example exits before its UI starts, with
+    one line naming the variable and the client (not a ConfigurationError in a traceback)."""
+    monkeypatch.delenv("MIMI_CLIENT_SECRET", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        await main(["http://127.0.0.1:1", "--client-id", "other-app"])
+    message = str(exited.value.code)
+    assert "MIMI_CLIENT_SECRET" in message
+    assert "'other-app'" in message
+    assert "\n" not in message
+
+
+def test_the_client_id_is_the_one_the_readme_serves() -> None:
+    """The example's default client id is the README's `serve --client-id my-app`, so the
+    documented command works against the documented server as written."""
+    assert CLIENT_ID == "my-app"
+    assert "--client-id my-app" in (Path(__file__).parent.parent / "README.md").read_text()

@@ -183,6 +183,56 @@ async def test_requires_user_answers_401_when_the_jwks_is_no_jwks(issuer: Issuer
     assert answer["error"] == {"code": "invalid_token", "message": "jwks_unavailable"}
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer   ", "Basic YXBwOnNlY3JldA==", "bearer"],
+    ids=["no-header", "empty", "bare-scheme", "blank-token", "basic", "lower-case-scheme"],
+)
+async def test_requires_user_challenges_a_request_without_a_token_with_no_error_code(
+    issuer: Issuer, authorization: str | None
+) -> None:
+    """A request with no Bearer token gets 401 and a bare ``WWW-Authenticate: Bearer``: no
+    error code, as RFC 6750 section 3.1 says for a request that lacks authentication; its
+    body's code is missing_token."""
+    async with AccessTokenVerifier(issuer.url) as verifier:
+
+        @requires_user(verifier)
+        async def hello(request: web.Request) -> web.Response:
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_get("/hello", hello)
+        headers = {} if authorization is None else {"Authorization": authorization}
+        async with (
+            serving_app(app) as url,
+            aiohttp.ClientSession() as http,
+            http.get(url + "/hello", headers=headers) as response,
+        ):
+            assert response.status == 401
+            assert response.headers["WWW-Authenticate"] == "Bearer"
+            answer = await response.json()
+    assert answer["error"]["code"] == "missing_token"
+
+
+async def test_requires_user_names_the_reason_a_token_is_refused(issuer: Issuer) -> None:
+    """A token that does not verify gets 401 with ``error="invalid_token"`` and its reason
+    as the error description (RFC 6750), never the token."""
+    async with AccessTokenVerifier(issuer.url) as verifier:
+
+        @requires_user(verifier)
+        async def hello(request: web.Request) -> web.Response:
+            return web.json_response({})
+
+        app = web.Application()
+        app.router.add_get("/hello", hello)
+        async with serving_app(app) as url, aiohttp.ClientSession() as http:
+            headers = {"Authorization": "Bearer not.a.token"}
+            async with http.get(url + "/hello", headers=headers) as response:
+                assert response.status == 401
+                challenge = response.headers["WWW-Authenticate"]
+    assert challenge == 'Bearer error="invalid_token", error_description="malformed"'
+
+
 def without(entry: dict[str, Any], name: str) -> dict[str, Any]:
     return {field: value for field, value in entry.items() if field != name}
 

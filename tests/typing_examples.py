@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import assert_type
 
 import reactivex
+from aiohttp import web
 
 from mimi_reactive import (
     AnonymousAuthManager,
@@ -52,7 +53,21 @@ from mimi_reactive import (
 )
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
+from mimi_reactive.server import (
+    ClientConfig,
+    IdentityServer,
+    ServerSettings,
+    ServerStartError,
+    SweepCounts,
+)
 from mimi_reactive.testing import FailingStorage, Reply, ScriptedBackend, StateRecorder
+from mimi_reactive.verify import (
+    AccessTokenVerifier,
+    InvalidTokenError,
+    VerifiedToken,
+    requires_user,
+    verified_token,
+)
 
 
 async def start_and_restore(secret: str, stored_id: str | None) -> MimiUser | None:
@@ -261,6 +276,50 @@ async def scripted_replies(core: MimiCore, backend: ScriptedBackend) -> None:
     await MimiCore.start(backend=backend, storage=storage)
 
 
+async def verify_in_an_api(token: str) -> str | None:
+    """An app's own API checking an access token offline, and an aiohttp handler behind it."""
+    async with AccessTokenVerifier("https://identity.example", clients={"my-app"}) as verifier:
+        try:
+            claims: VerifiedToken = await verifier.verify(token)
+        except InvalidTokenError as error:
+            reason: str = error.reason
+            return reason
+
+        @requires_user(verifier)
+        async def me(request: web.Request) -> web.Response:
+            caller = verified_token(request)
+            assert_type(caller, VerifiedToken)
+            return web.json_response({"user": caller.user_id, "anonymous": caller.is_anonymous})
+
+        app = web.Application()
+        app.router.add_get("/me", me)
+        return claims.session_id
+
+
+async def run_a_server(secret: str, other_secret: str) -> str:
+    """The reference server in-process, with settings, several clients and its maintenance."""
+    settings = ServerSettings(access_token_ttl=600, session_idle_timeout=86_400)
+    clients = [
+        ClientConfig("my-app", secret, anonymous_only=True),
+        ClientConfig("web", other_secret),
+    ]
+    try:
+        async with IdentityServer(
+            clients=clients, database="ids.sqlite3", settings=settings
+        ) as server:
+            counts: SweepCounts = await server.sweep()
+            print(counts.sessions, counts.refresh_tokens, counts.users, counts.signing_keys)
+            url: str = server.url
+    except ServerStartError as error:
+        refused: bool = error.refused
+        return f"{error} {refused}"
+    found, now = await IdentityServer.migrate_database("ids.sqlite3")
+    assert_type(found, int)
+    kid: str = await IdentityServer.rotate_signing_key("ids.sqlite3")
+    await IdentityServer.sweep_database("ids.sqlite3", settings, delete_retired_keys=True)
+    return f"{url} {now} {kid}"
+
+
 class HalfAStorage:
     """Not a storage: it cannot clear."""
 
@@ -279,5 +338,6 @@ async def refused_by_the_types(core: MimiCore) -> None:
     MimiCore.start(backend=HttpBackend)  # type: ignore[arg-type]
     MimiCore.start(backend=ScriptedBackend(), storage=HalfAStorage())  # type: ignore[arg-type]
     FirebaseBackend(api_key=None)  # type: ignore[arg-type]
+    IdentityServer(client_id="my-app", port="8080")  # type: ignore[arg-type]
     user: MimiUser = await core.auth.run(AuthRoute.sign_up_anonymously())  # type: ignore[assignment]
     print(user)

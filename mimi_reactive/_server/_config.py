@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "COMMAND_LINE_DEFAULTS",
     "COMMAND_LINE_RULES",
     "DEFAULTS",
+    "FLAGS_ONLY",
     "LOG_FORMATS",
     "MAX_WORKERS",
     "MIN_SECRET_BITS",
@@ -31,7 +33,9 @@ __all__ = [
     "ClientConfig",
     "ConfigFile",
     "check_clients",
+    "check_url",
     "estimated_bits",
+    "is_postgres",
     "load_config_file",
 ]
 
@@ -99,12 +103,17 @@ DEFAULTS: dict[str, object] = {
 
 @attrs.frozen
 class ClientConfig:
-    """One app allowed to call the server, and what it may do."""
+    """One app allowed to call the server, and what it may do; ``ConfigurationError`` as it
+    is made for what ``check`` refuses."""
 
     id: str
     secret: str = attrs.field(repr=False)
     anonymous_only: bool = False
     """Refused credential sign-up, credential log-in and promotion (403 route_not_allowed)."""
+
+    def __attrs_post_init__(self) -> None:
+        # Refused as it is made, where the app's mistake is, not when a server starts.
+        self.check()
 
     def check(self) -> None:
         """Refuse a blank id, one with whitespace around it or a colon, or a guessable secret
@@ -128,6 +137,38 @@ class ClientConfig:
                 f" entropy; at least {MIN_SECRET_BITS} needed): generate one with"
                 " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
             )
+
+
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# A URL's scheme (RFC 3986) and its colon: what a value that is no file path starts with. Two
+# characters at least: ``C:`` is a Windows drive, not a scheme.
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
+
+
+def is_postgres(database: str | Path) -> bool:
+    """Whether ``database`` names a PostgreSQL database rather than a SQLite file."""
+    return str(database).startswith(_POSTGRES_SCHEMES)
+
+
+def check_url(database: str | Path) -> None:
+    """Refuse (``ConfigurationError``) a value that starts with a URL's scheme (``mysql:``,
+    ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
+    would be taken for a SQLite file path, and a file of that name created."""
+    text = str(database)
+    scheme = _URL_SCHEME.match(text)
+    if scheme is None or is_postgres(text):
+        return
+    # Only the scheme: the rest of the URL may hold a password.
+    name = scheme.group(1)
+    if name.lower() in ("postgresql", "postgres"):
+        raise ConfigurationError(
+            "a PostgreSQL database URL starts with postgresql:// or postgres:// in lower case:"
+            " postgresql://USER@HOST:PORT/DB"
+        )
+    raise ConfigurationError(
+        f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
+        " ./NAME for a file whose name holds a colon)"
+    )
 
 
 def estimated_bits(secret: str) -> float:
@@ -156,14 +197,37 @@ def estimated_bits(secret: str) -> float:
 
 
 def check_clients(configs: Sequence[ClientConfig]) -> None:
-    """Refuse (``ConfigurationError``) a client that ``ClientConfig.check`` refuses, or one id given
-    twice."""
+    """Refuse (``ConfigurationError``) no client at all, or one id given twice (each client
+    was checked as it was made)."""
+    if not configs:
+        raise ConfigurationError("no client: give client_id and client_secret, or clients")
     seen: set[str] = set()
     for config in configs:
-        config.check()
         if config.id in seen:
             raise ConfigurationError(f"client {config.id!r} is given twice")
         seen.add(config.id)
+
+
+FLAGS_ONLY: dict[str, str] = {
+    "log_level": "--log-level is a flag only, not a file setting (it applies before the file"
+    " is read)",
+    "client_id": "clients go in [[clients]] tables (id, secret_env, anonymous_only)",
+    "client_secret": "secrets never go in the file: name an environment variable with"
+    " secret_env in [[clients]]",
+    "anonymous_only": "it is a client's: anonymous_only in its [[clients]] table",
+    "config": "--config names the file itself",
+}
+"""The flags of ``serve`` that ``[server]`` does not take, and what to do instead: every other
+flag is a setting of the same name there."""
+# The TOML words for the Python types a [server] value may have, for messages.
+_TOML_TYPES: dict[type, str] = {
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "an array",
+    bool: "true or false",
+    dict: "a table",
+}
 
 
 @attrs.frozen
@@ -203,10 +267,15 @@ def load_config_file(
         raise ConfigurationError("[server] must be a table")
     for key, value in server.items():
         types = SERVER_KEYS.get(key)
+        if key in FLAGS_ONLY:
+            raise ConfigurationError(f"[server] {key}: {FLAGS_ONLY[key]}")
         if types is None:
             raise ConfigurationError(f"unknown setting in [server]: {key!r}")
         if isinstance(value, bool) or not isinstance(value, types):
-            raise ConfigurationError(f"[server] {key} has the wrong type")
+            # A float setting takes an integer too: "a number" says both.
+            expected = "a number" if float in types else _TOML_TYPES[types[0]]
+            got = _TOML_TYPES.get(type(value), type(value).__name__)
+            raise ConfigurationError(f"[server] {key} must be {expected}, not {got}")
     entries = document.get("clients", [])
     if not isinstance(entries, list):
         raise ConfigurationError("clients must be an array of tables: [[clients]]")

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from .._exceptions import ConfigurationError, MimiCoreError
 from ._app import app_runner, listen, served_url, token_issuer
-from ._config import ClientConfig, check_clients
+from ._config import ClientConfig, check_clients, check_url
 from ._context import RegisteredClient
 from ._database import IdentityDatabase
 from ._logs import server_logger
@@ -45,9 +45,11 @@ class ServerStartError(MimiCoreError):
     (``sweep_database``, ``migrate_database``, ``rotate_signing_key``) could not open it: one
     line that names the problem (never a secret).
 
-    ``refused`` says an argument was refused before anything was opened (no client, a
-    guessable secret, a URL of a database other than PostgreSQL, a missing file where nothing
-    may be created): the command line exits 2 for those, as for any bad argument, else 1."""
+    ``refused`` says an argument was refused before anything was opened (a missing file where
+    nothing may be created): the command line exits 2 for those, as for any bad argument, else
+    1. What ``IdentityServer`` can check as it is made (no client, a bad client id, a
+    guessable secret, a URL of a database other than PostgreSQL) raises ``ConfigurationError``
+    there instead."""
 
     def __init__(self, message: str, *, refused: bool = False) -> None:
         super().__init__(message)
@@ -61,7 +63,10 @@ class IdentityServer:
     file path (created if missing, 0600), ``":memory:"``, or a ``postgresql://`` URL (its
     schema is created or migrated at start; ``?search_path=NAME`` picks a schema). One client
     by ``client_id`` and ``client_secret`` (``anonymous_only`` restricts it), or several by
-    ``clients``. A secret under 128 bits of entropy is refused at start (``ServerStartError``).
+    ``clients``. No client, a client id that is blank or holds ``:``, a secret under 128 bits
+    of entropy, or a ``database`` URL of another kind of database raise ``ConfigurationError``
+    here, as the server is made; ``start`` raises ``ServerStartError`` for what only opening
+    or listening finds.
     """
 
     def __init__(
@@ -80,6 +85,8 @@ class IdentityServer:
         configs = list(clients)
         if client_id is not None or client_secret is not None:
             configs.append(ClientConfig(client_id or "", client_secret or "", anonymous_only))
+        check_clients(configs)
+        check_url(database)
         self._client_configs = configs
         self._database_path = database
         self._host = host
@@ -211,11 +218,7 @@ class IdentityServer:
 
 def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredClient]:
     """The clients as the server keeps them (secret digests), by id; ``ServerStartError`` for
-    none, or one ``check_clients`` refuses (a repeated id, a bad id, a guessable secret)."""
-    if not configs:
-        raise ServerStartError(
-            "no client: give client_id and client_secret, or clients", refused=True
-        )
+    what ``check_clients`` refuses (none, a repeated id)."""
     try:
         check_clients(configs)
     except ConfigurationError as error:

@@ -1,4 +1,5 @@
-"""Which database a ``--database`` value names: a ``postgresql://`` URL, else a SQLite file path.
+"""Which database a ``--database`` value names: a ``postgresql://`` (or ``postgres://``) URL,
+else a SQLite file path (``_config.check_url`` refuses any other scheme).
 
 A PostgreSQL URL can carry a password, so it is only ever shown through ``describe``.
 """
@@ -6,14 +7,15 @@ A PostgreSQL URL can carry a password, so it is only ever shown through ``descri
 from __future__ import annotations
 
 import os
-import re
 import socket
 import sqlite3
 from pathlib import Path
 
 import asyncpg
 
+from .._exceptions import ConfigurationError
 from .._redaction import shown_url
+from ._config import check_url, is_postgres
 from ._database import IdentityDatabase, SchemaError
 from ._postgres import PostgresIdentityDatabase
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
@@ -32,10 +34,6 @@ __all__ = [
     "open_prepared",
 ]
 
-_SCHEMES = ("postgresql://", "postgres://")
-# A URL's scheme (RFC 3986): what a value that is no file path starts with.
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-
 
 class DatabaseOpenError(Exception):
     """The database cannot be opened: one line naming it (password removed) and why."""
@@ -46,11 +44,6 @@ class DatabaseNameError(DatabaseOpenError):
     database, or (where nothing may be created) a SQLite file that does not exist."""
 
 
-def is_postgres(database: str | Path) -> bool:
-    """Whether ``database`` names a PostgreSQL database rather than a SQLite file."""
-    return str(database).startswith(_SCHEMES)
-
-
 def describe(database: str | Path) -> str:
     """The database as it may be shown: a URL as ``shown_url`` shows it (no password), or the
     file path."""
@@ -59,16 +52,13 @@ def describe(database: str | Path) -> str:
 
 
 def _check_name(database: str | Path, *, create: bool) -> None:
-    """Refuse (``DatabaseNameError``) a URL of a database other than PostgreSQL, which would be
-    taken for a file path; and without ``create``, a SQLite file that does not exist."""
+    """Refuse (``DatabaseNameError``) what ``check_url`` refuses; and without ``create``, a
+    SQLite file that does not exist."""
     text = str(database)
-    scheme = _URL_SCHEME.match(text)
-    if scheme is not None and not is_postgres(text):
-        # Only the scheme: the rest of the URL may hold a password.
-        raise DatabaseNameError(
-            f"unsupported database URL scheme {scheme.group(1)!r}"
-            " (use a file path, or postgresql://...)"
-        )
+    try:
+        check_url(text)
+    except ConfigurationError as error:
+        raise DatabaseNameError(str(error)) from None
     if not create and not is_postgres(text) and text != ":memory:" and not Path(text).exists():
         raise DatabaseNameError(f"no database at {describe(text)}; run migrate or serve first")
 

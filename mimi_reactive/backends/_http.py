@@ -156,13 +156,22 @@ class HttpBackend:
             json=payload,
         )
         if answer.status >= 400:
-            raise _refusal(path, answer)
+            raise _refusal(path, answer, self._base_url)
         return answer.json_object()
 
 
-def _refusal(path: str, answer: Answer) -> RouteRefusedError | BackendError:
-    """The error for an error answer to a call to ``path``."""
+def _refusal(path: str, answer: Answer, base_url: str) -> RouteRefusedError | BackendError:
+    """The error for an error answer to a call to ``path`` of the service at ``base_url``."""
     status, body = answer.status, answer.body
+    if status == 404:
+        # Every path the backend calls exists on the service: a 404 is a base URL that
+        # points elsewhere (one ending in /v1, say, or another service's).
+        return BackendError(
+            _error_field(body, "code") or "http_404",
+            f"{base_url}{path} does not exist: is {base_url} the identity service's base URL"
+            " (its root, without /v1)?",
+            status=status,
+        )
     if status == 403 and _error_field(body, "code") == "route_not_allowed":
         # The server's own policy: as if a guard had refused it.
         reason = _ROUTE_REFUSALS.get(
@@ -209,6 +218,8 @@ def _error_from(status: int, answer: Any) -> BackendError:
     if code is None:
         return BackendError(f"http_{status}", "the service answered with an error", status=status)
     message = _error_field(answer, "message") or ""
+    if code == "invalid_client":
+        message += " (check the app's client_id and client_secret, and that the service knows them)"
     if code == "invalid_grant" and _error_field(answer, "reason") in _ENDED_ON_PURPOSE:
         return SessionEndedError(code, message, status=status)
     return _ERRORS_BY_CODE.get(code, BackendError)(code, message, status=status)
