@@ -97,6 +97,32 @@ async def test_a_core_that_fell_behind_renews_the_newer_stored_pair_not_its_spen
         assert ahead.auth.current_user == user
 
 
+async def test_a_call_from_a_core_that_fell_behind_renews_the_newer_stored_pair(
+    service: Service, tmp_path: Path
+) -> None:
+    """A deletion from a core that missed the other's renewals renews the newer pair stored,
+    due as well, not its own spent one: no reuse, so no log-in by id is needed to delete."""
+    path = tmp_path / "session.json"
+    async with service.core(FileSessionStorage(path, poll_interval=0.05)) as ahead:
+        await ahead.auth.authenticate(AuthRoute.sign_up_anonymously())
+        clock = MovableClock()
+        behind_storage = LoadsCounted(path, poll_interval=60)  # it never sees the renewals
+        backend = CountingBackend(HttpBackend(service.url))
+        async with service.core(behind_storage, backend=backend, clock=clock) as behind:
+            async with asyncio.timeout(WITHIN):  # restored, then read once by its watch
+                await until(lambda: behind_storage.loads >= 2)
+            for _ in range(2):
+                await ahead.auth.refresh()
+            stored = await FileSessionStorage(path).load()
+            assert stored is not None
+            assert stored.tokens.expires_in is not None
+            clock.ahead = stored.tokens.expires_in  # the stored pair is due as well
+            await behind.auth.delete_account()
+            assert behind.auth.state.transition is Transition.DELETED
+            assert backend.counts["refresh"] == 1
+            assert backend.counts["authenticate"] == 0  # no log-in by id after a reuse
+
+
 class HeldRefresh(HttpBackend):
     """A backend whose refresh answers only once ``gate`` opens (a slow network)."""
 
