@@ -134,7 +134,7 @@ class AuthController:
         nobody is logged in, ``SessionRevokedError`` when the service ended the session,
         ``TransportError`` when it is expired and cannot be renewed now, and
         ``SessionStorageError`` when the renewed tokens could not be saved (they work; the
-        core renews again until a pair is kept).
+        core saves them again until they are kept).
         """
         store = self._store
         if asyncio.get_running_loop() is not store.loop:  # inline: a hot path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import cast
 
@@ -20,6 +20,7 @@ import attrs
 from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
 from ._exceptions import (
+    MimiCoreError,
     SessionLockTimeoutError,
     SessionRevokedError,
     SessionStorageError,
@@ -143,6 +144,10 @@ class EffectRunner:
         return self._adopted(current, stored)
 
     def _adopted(self, current: Session | None, stored: Session | None) -> EffectResult:
+        if self._unkept is not None and current is not None and _older(stored, current):
+            # What the failed save left there, read late: ours is newer (its refresh token
+            # the live one), a pair another process renewed since would be newer still.
+            return EffectResult(SessionAdopted(current.user), current)
         self._unkept = None  # another process's write replaced what we failed to keep
         if stored is not None and not self._admissible(stored.user):
             return self._not_taken_in(current)
@@ -181,7 +186,14 @@ class EffectRunner:
     async def _end(self, session: Session, *, everywhere: bool) -> EffectResult:
         # A session the storage could not forget would be restored on the next start: that
         # is the error the app hears first (a failed revocation is retried in the background).
-        unforgotten = await self._forget()
+        # Cleared under the shared lock, so a refresh another process runs is not saved over
+        # it; cleared without it if the lock cannot be taken, which the app is told.
+        unforgotten: MimiCoreError | None
+        if self._shared is None:  # inline: every switch of user logs out
+            unforgotten = await self._forget()
+        else:
+            forgot, unlocked = await self._write_locked(self._forget)
+            unforgotten = forgot or unlocked
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
             self.committed = EffectResult(SignedOut(unforgotten), None)  # for a close
@@ -198,17 +210,18 @@ class EffectRunner:
 
     async def _renew_for_call(self, session: Session) -> Session:
         """``session`` renewed for a call (``Renewal.renew``), one process at a time across
-        a shared storage: tokens another process stored since, not yet due, are taken
-        instead, as a refresh takes them (renewing ours again would present a spent refresh
+        a shared storage: tokens another process stored since are taken instead (renewed if
+        due), as a refresh takes them (renewing ours again would present a spent refresh
         token)."""
         async with self._storage_lock():
             try:
                 stored = await self._storage.load()
             except OSError:  # renew all the same
                 stored = None
-            renewed = self._refreshed_elsewhere(session, stored)
-            if renewed is None:
-                renewed = await self._renewal.renew(session)
+            renewed = self._renewed_elsewhere(session, stored)
+            if renewed is None or self._configuration.refresh.is_due(renewed, self._clock()):
+                # Ours is spent if another process renewed it: renew what it stored.
+                renewed = await self._renewal.renew(renewed or session)
                 if not self._admissible(renewed.user):
                     self._revocations.start_quietly(renewed)
         # Promoted by another client since: the call must not act on a user with credentials
@@ -239,8 +252,12 @@ class EffectRunner:
             self._revocations.start_quietly(signed_in)
             return EffectResult(CommandFailed(_not_anonymous()), session)
         # One the storage could not keep still works here: the event says so, the state is
-        # degraded, and the keeper renews (and saves) until a save succeeds.
-        unsaved = await self._keep(signed_in)
+        # degraded, and the keeper saves it again until a save succeeds. Saved under the
+        # shared lock, so a refresh another process runs is not saved over it.
+        if self._shared is None:  # inline: every sign-in and switch saves
+            unsaved = await self._keep(signed_in)
+        else:
+            unsaved, _ = await self._write_locked(partial(self._keep, signed_in))
         return EffectResult(SignedIn(signed_in.user, route, replacing, unsaved), signed_in)
 
     async def _signed_in(self, route: AuthRoute, session: Session | None) -> Session:
@@ -288,31 +305,55 @@ class EffectRunner:
             return EffectResult(RefreshFailed(failure), session)
 
     async def _refresh_holding_lock(self, session: Session) -> EffectResult:
+        held = session
+        loaded: tuple[Session | None] | None = None  # what the storage held, if it loaded
         try:
             stored = await self._storage.load()
         except OSError as error:  # renew all the same: saving the pair reports a storage fault
             storage_failed("load", self._storage, error)
-            stored = None
-        elsewhere = self._refreshed_elsewhere(session, stored)
-        if elsewhere is not None:
-            if not self._admissible(elsewhere.user):
-                return self._not_taken_in(session)
-            return EffectResult(TokensRefreshed(elsewhere.user), elsewhere)
+        else:
+            loaded = (stored,)
+            if self._replaced(session, stored):  # a log-out or sign-in is never undone here
+                return self._adopted(session, stored)
+            newer = self._renewed_elsewhere(session, stored)
+            if newer is not None:
+                if not self._admissible(newer.user):
+                    return self._not_taken_in(session)
+                if not self._configuration.refresh.is_due(newer, self._clock()):
+                    return EffectResult(TokensRefreshed(newer.user), newer)
+                session = newer  # ours is spent: the other process renewed it
+            elif self._unkept is not None and not self._configuration.refresh.is_due(
+                session, self._clock()
+            ):
+                return await self._kept_again(session)
         try:
             fresh = await self._renewal.renew(session)
         except SessionRevokedError as error:
+            if (written := await self._written_meanwhile(loaded)) is not None:
+                return self._adopted(held, written[0])
             return await self._expired(error)
         except NotRenewedError as not_renewed:
             _log.info("session.refresh_failed", error=type(not_renewed.__cause__).__name__)
             if not_renewed.held is not session:
                 await self._keep(not_renewed.held)  # its refused refresh token dropped
             return EffectResult(RefreshFailed(not_renewed.failure), not_renewed.held)
+        if (written := await self._written_meanwhile(loaded)) is not None:
+            return self._adopted(held, written[0])
         return await self._renewed(fresh)
+
+    async def _kept_again(self, session: Session) -> EffectResult:
+        """Save again the session a save failed to keep, tokens not yet due: renewing them
+        would spend a refresh token the storage cannot keep either (another process sharing
+        it would present the stored one, spent: reuse)."""
+        unsaved = await self._keep(session)
+        if unsaved is not None:
+            return EffectResult(RefreshFailed(unsaved), session)
+        return EffectResult(TokensRefreshed(session.user), session)
 
     async def _renewed(self, fresh: Session) -> EffectResult:
         """Take on renewed tokens: saved before they are used; a save that failed leaves the
         session degraded (it works here, but a restart would restore the spent pair), and
-        the keeper renews again until one is kept."""
+        the keeper saves it again until it is kept (renewing it only once it is due)."""
         if not self._admissible(fresh.user):
             self._revocations.start_quietly(fresh)
             return await self._expired(_not_anonymous())
@@ -331,15 +372,50 @@ class EffectRunner:
         await self._forget()  # if it failed, the next start finds the session refused again
         return EffectResult(SessionExpired(error), None)
 
-    def _refreshed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
-        """The stored session if another process refreshed ours and it is not due again.
-        While a save of ours failed, the stored one is our own older pair (its refresh token
-        spent), never a newer one."""
+    def _renewed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
+        """The stored session if another process renewed ours (due again or not: then it
+        is the one to renew, ours being spent). While a save of ours failed, the stored one
+        is our own older pair (its refresh token spent), never a newer one."""
         if stored is None or stored == ours or stored.user.id != ours.user.id:
             return None
-        if self._unkept is not None:
+        return None if self._unkept is not None else stored
+
+    def _replaced(self, ours: Session, stored: Session | None) -> bool:
+        """Whether another process sharing the storage stored a log-out or another user
+        since we took ours (not our own older state, which a failed save leaves there)."""
+        if self._shared is None or self._unkept is not None:
+            return False
+        return stored is None or stored.user.id != ours.user.id
+
+    async def _written_meanwhile(
+        self, loaded: tuple[Session | None] | None
+    ) -> tuple[Session | None] | None:
+        """What another process stored while we renewed without the lock (a log-out or a
+        sign-in that could not take it), to take in instead of saving over it; None if the
+        storage still holds what was ``loaded`` (or cannot say)."""
+        if self._shared is None or loaded is None:
             return None
-        return None if self._configuration.refresh.is_due(stored, self._clock()) else stored
+        try:
+            stored = await self._storage.load()
+        except OSError:  # save all the same: the save reports a storage fault
+            return None
+        return None if stored == loaded[0] else (stored,)
+
+    async def _write_locked(
+        self, write: Callable[[], Awaitable[SessionStorageError | None]]
+    ) -> tuple[SessionStorageError | None, MimiCoreError | None]:
+        """``write`` (a sign-in's save, a log-out's clear) under a shared storage's lock, so
+        a refresh another process runs cannot save over it: its error, and the lock's if
+        it could not be taken (it is written all the same, and logged)."""
+        try:
+            async with self._storage_lock():
+                return await write(), None
+        except SessionLockTimeoutError as error:
+            _log.warning("storage.written_without_lock", error=type(error).__name__)
+            unlocked: MimiCoreError = error
+        except OSError as error:  # the lock's folder or file
+            unlocked = storage_failed("lock", self._storage, error)
+        return await write(), unlocked
 
     @contextlib.asynccontextmanager
     async def _storage_lock(self) -> AsyncIterator[None]:
@@ -380,6 +456,15 @@ class EffectRunner:
                 writes.wake()
         self._unkept = None
         return None
+
+
+def _older(stored: Session | None, current: Session) -> bool:
+    """Whether ``stored`` is an older pair of ``current``'s user."""
+    return (
+        stored is not None
+        and stored.user.id == current.user.id
+        and stored.obtained_at < current.obtained_at
+    )
 
 
 def _not_anonymous() -> SessionRevokedError:

@@ -17,8 +17,8 @@ class FailingStorage(MemorySessionStorage):
 
     The core takes these as it would a real disk's failures (docs/sessions.md, "When the
     storage fails"): the command and the published state carry a ``SessionStorageError``,
-    and a user signed in meanwhile stays logged in with ``degraded=True`` until a renewal is
-    kept once ``failing`` is false again (``RECOVERED``).
+    and a user signed in meanwhile stays logged in with ``degraded=True`` until the session
+    is kept once ``failing`` is false again (``RECOVERED``).
     """
 
     def __init__(self, *, failing: bool = False) -> None:
