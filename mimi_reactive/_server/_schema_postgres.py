@@ -91,7 +91,9 @@ ALTER TABLE users ADD COLUMN anonymous_only boolean NOT NULL DEFAULT false;
 # batches that each start where the last ended: one that searched from the start every time
 # walked again the index entries of every session earlier batches had ended (revoked rows still
 # match, deleted ones stay until vacuum), quadratic in the user's sessions. A session created
-# meanwhile numbers after them all and is found by a later batch. The index replaces the one
+# meanwhile numbers after them all and is found by a later batch, or, committed only after a
+# batch passed its number, by a log-out's final pass (_postgres_sql.SETTLED_SEQ; a deletion
+# ends by deleting the user). The index replaces the one
 # on user_id alone (the foreign key's cascade uses it as well): a log-in writes no more
 # indexes than before.
 _V4 = """
