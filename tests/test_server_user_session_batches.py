@@ -1,15 +1,18 @@
 """A user's deletion and log-out everywhere end its sessions in batches, each a transaction of
 its own within the storage timeout, so a user with very many sessions (log-ins by id are not
 limited) is still deleted or logged out everywhere; once the call returns, none of its sessions
-is live, those created while it ran included. On either store, with many sessions stored
-directly and small batches."""
+is live, those created while it ran included (on PostgreSQL, those committed after a batch
+passed their number too). On either store, with many sessions stored directly and small
+batches."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,7 +24,7 @@ from mimi_reactive._server._secrets import digest, new_secret
 from mimi_reactive._server._stores import is_postgres
 
 from .conftest import CLIENT_ID, stores
-from .server_helpers import query_value
+from .server_helpers import eventually, query_value
 from .test_server_ending_races import NOW, anonymous_user
 
 MANY = 20_000
@@ -144,3 +147,117 @@ async def test_deleting_a_user_with_many_sessions_ends_them_all(
     assert await renewal(store, last_token) is Rotation.UNKNOWN
     assert await store.session_by_id(other_session.id) is not None
     assert not await store.delete_user(user.id, batch=BATCH)
+
+
+async def blocked_by(watcher: asyncpg.Connection[asyncpg.Record], *pids: int) -> bool:
+    """Whether a backend waits for a lock one of ``pids`` holds."""
+    return bool(
+        await watcher.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity"
+            " WHERE pg_blocking_pids(pid) && $1::int[])",
+            list(pids),
+        )
+    )
+
+
+@contextlib.asynccontextmanager
+async def transactions(database: str, count: int) -> AsyncIterator[list[Any]]:
+    """``count`` connections of the test's own, each in a transaction it ends itself."""
+    async with contextlib.AsyncExitStack() as stack:
+        connections = []
+        for _ in range(count):
+            connection = await asyncpg.connect(database)
+            stack.push_async_callback(connection.close)
+            await connection.execute("BEGIN")
+            connections.append(connection)
+        yield connections
+
+
+@stores("postgresql")
+async def test_log_out_everywhere_ends_sessions_that_commit_after_a_batch_passed_them(
+    store: IdentityDatabase, database_url: str
+) -> None:
+    """On PostgreSQL, a session numbered before others but committed only once the batches
+    have passed its number ends too: one whose log-in was in flight as the call began, and one
+    that started while it ran. Every session committed before the call's last statement ends,
+    so no log-in that answered before a later one survives it."""
+    user, _ = await anonymous_user(store)
+
+    async def new_session() -> str:
+        session = NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), NOW)
+        assert await store.create_session(user.id, session) is not None
+        return session.id
+
+    async def insert_slowly(connection: Any, session_id: str) -> None:
+        """A session numbered now and committed when the test says (a slow log-in)."""
+        await connection.execute(
+            "INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)"
+            " VALUES ($1, $2, $3, $3, $4)",
+            session_id,
+            user.id,
+            NOW,
+            CLIENT_ID,
+        )
+
+    async def hold(connection: Any, session_id: str) -> None:
+        """Hold the session's row, so the batch that reaches it waits there."""
+        await connection.execute("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE", session_id)
+
+    watcher = await asyncpg.connect(database_url)
+    try:
+        async with transactions(database_url, 4) as (slow, slower, first_hold, second_hold):
+            async with asyncio.timeout(60):
+                await insert_slowly(slow, "in-flight-as-the-call-begins")
+                await hold(first_hold, await new_session())
+                revoked = asyncio.create_task(store.revoke_user_sessions(user.id, NOW, batch=1))
+                pids = (slow.get_server_pid(), first_hold.get_server_pid())
+                await eventually(lambda: blocked_by(watcher, *pids))
+                await slow.execute("COMMIT")
+                await insert_slowly(slower, "started-while-it-runs")
+                await hold(second_hold, await new_session())
+                await first_hold.execute("ROLLBACK")
+                await eventually(lambda: blocked_by(watcher, second_hold.get_server_pid()))
+                await slower.execute("COMMIT")
+                await second_hold.execute("ROLLBACK")
+                assert await revoked == 5
+    finally:
+        await watcher.close()
+    assert await live_sessions(database_url, user.id) == 0
+
+
+@stores("postgresql")
+@pytest.mark.parametrize("log_in", ["create_session", "log_in_anonymously"])
+async def test_a_log_in_numbers_its_session_only_once_it_holds_the_user(
+    store: IdentityDatabase, database_url: str, log_in: str
+) -> None:
+    """On PostgreSQL, a log-in waiting for its user's row (which a log-out everywhere locks to
+    let in-flight log-ins commit first) has not yet numbered its session: one numbered before
+    that lock would commit after it, below where the log-out's final pass starts."""
+    anonymous_id = new_secret()
+    session = NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), NOW)
+    user = await store.create_user(
+        user_id=str(uuid.uuid4()),
+        anonymous_id_digest=digest(anonymous_id),
+        email=None,
+        password_hash=None,
+        session=session,
+    )
+    numbered = (
+        "SELECT last_value FROM pg_sequences"
+        " WHERE schemaname = current_schema() AND sequencename = 'sessions_seq_seq'"
+    )
+    watcher = await asyncpg.connect(database_url)
+    async with transactions(database_url, 1) as (locker,), asyncio.timeout(60):
+        await locker.execute("SELECT 1 FROM users WHERE id = $1 FOR UPDATE", user.id)
+        before = await watcher.fetchval(numbered)
+        another = NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), NOW)
+        logging_in = asyncio.create_task(
+            store.create_session(user.id, another)
+            if log_in == "create_session"
+            else store.log_in_anonymously(digest(anonymous_id), another)
+        )
+        await eventually(lambda: blocked_by(watcher, locker.get_server_pid()))
+        assert await watcher.fetchval(numbered) == before
+        await locker.execute("ROLLBACK")
+        assert await logging_in is not None
+    await watcher.close()

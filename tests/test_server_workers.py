@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -188,6 +189,19 @@ async def test_workers_run_under_gunicorn_and_share_the_database(
     stderr = workers.stderr.decode()
     assert "Booting worker" in stderr or stderr == ""
     assert SECRET not in stderr
+
+
+async def test_workers_stop_on_sighup_as_on_sigterm(postgres_url: str, redis_url: str) -> None:
+    """`serve --workers 2` stops on SIGHUP (a closed terminal), as `serve` in one process does:
+    its workers end, and it exits 0, where gunicorn's own SIGHUP would boot new workers."""
+    options = ("--database", postgres_url, "--rate-limit-storage", redis_url)
+    async with serve(*WORKERS, *options) as workers, asyncio.timeout(60):
+        while len(children(workers.process.pid)) < 2:  # noqa: ASYNC110 (other processes)
+            await asyncio.sleep(0.05)  # polling a condition, bounded by the timeout
+        booted = children(workers.process.pid)
+        workers.process.send_signal(signal.SIGHUP)
+        assert await workers.process.wait() == 0
+    assert not [pid for pid in booted if Path(f"/proc/{pid}").exists()]
 
 
 @pytest.mark.parametrize("runtime_dir", [True, False])

@@ -184,9 +184,9 @@ class PostgresIdentityDatabase:
         return await self._pool.execute("DELETE FROM users WHERE id = $1", user_id) != "DELETE 0"
 
     async def create_session(self, user_id: str, session: NewSession) -> SessionRecord | None:
-        try:
-            await self._pool.execute(sql.CREATE_SESSION, *_session_args(user_id, session))
-        except asyncpg.ForeignKeyViolationError:  # deleted meanwhile: no user now
+        row = await self._pool.fetchrow(sql.CREATE_SESSION, *_session_args(user_id, session))
+        assert row is not None  # an aggregate: always one row
+        if not row[0]:  # deleted meanwhile: no user now
             return None
         return SessionRecord(session.id, user_id, session.now, session.client_id)
 
@@ -281,7 +281,16 @@ class PostgresIdentityDatabase:
     ) -> int:
         """Revoke every live session of the user, walking its sessions ``batch`` at a time in
         ``seq`` (creation) order, each batch after the last one's, as
-        ``IdentityDatabase.revoke_user_sessions`` says; how many it revoked."""
+        ``IdentityDatabase.revoke_user_sessions`` says, then in one final pass those numbered
+        after the log-ins in flight at the start (``sql.SETTLED_SEQ``), which a batch may have
+        passed while they committed; how many it revoked."""
+
+        async def settled(db: Connection) -> int:
+            async with db.transaction():
+                await db.execute(sql.SETTLED_SEQ[0], user_id)
+                return int(await db.fetchval(sql.SETTLED_SEQ[1], user_id))
+
+        floor = await self._pool.retried(settled)
         revoked = last = 0  # seq counts from 1
 
         async def step(size: int) -> int:
@@ -293,7 +302,8 @@ class PostgresIdentityDatabase:
             return int(row["found"])
 
         await in_batches(step, batch)
-        return revoked
+        final = await self._pool.execute(sql.FINAL_REVOKE, user_id, floor, now)
+        return revoked + int(final.split()[-1])
 
     async def signing_keys(self) -> Sequence[SigningKeyRecord]:
         """Every stored signing key, newest first."""

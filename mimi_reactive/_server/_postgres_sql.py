@@ -12,6 +12,7 @@ __all__ = [
     "CREATE_USER",
     "DELETE_DUE",
     "DELETE_USER_SESSIONS",
+    "FINAL_REVOKE",
     "KEYS",
     "KEY_LOCK",
     "LOCK_REFRESH_ROW",
@@ -24,6 +25,7 @@ __all__ = [
     "REVOKE_USER_SESSIONS",
     "ROTATE",
     "SESSION_ROW",
+    "SETTLED_SEQ",
     "USER",
     "USER_ROW",
 ]
@@ -48,14 +50,22 @@ MARK_USER_ANONYMOUS_ONLY = (
     "UPDATE users SET anonymous_only = true WHERE id = $1 AND NOT anonymous_only"
 )
 
+# A new session of an existing user: the user's row is locked (FOR KEY SHARE, which other
+# log-ins share) before the session is numbered, as LOG_IN's FOR UPDATE does, so a log-out
+# everywhere that locks the row (SETTLED_SEQ) finds every session numbered before it committed
+# (see there). How many users it found: 0, nothing written, for a user deleted meanwhile.
 CREATE_SESSION = """
 WITH u AS (
-    UPDATE users SET last_seen_at = $4 WHERE id = $1 AND last_seen_at < $6
+    SELECT id FROM users WHERE id = $1 FOR KEY SHARE
+), seen AS (
+    UPDATE users SET last_seen_at = $4 WHERE id = (SELECT id FROM u) AND last_seen_at < $6
 ), s AS (
     INSERT INTO sessions (id, user_id, created_at, last_used_at, client_id)
-    VALUES ($2, $1, $4, $4, $3)
+    SELECT $2, id, $4, $4, $3 FROM u
+), t AS (
+    INSERT INTO refresh_tokens (digest, session_id, created_at) SELECT $5, $2, $4 FROM u
 )
-INSERT INTO refresh_tokens (digest, session_id, created_at) VALUES ($5, $2, $4)
+SELECT count(*) FROM u
 """
 
 # A log-in by anonymous id: the user, with its new session and refresh token written only if
@@ -162,6 +172,27 @@ WITH found AS (
 )
 SELECT (SELECT count(*) FROM found) AS found, (SELECT max(seq) FROM found) AS last,
     (SELECT count(*) FROM revoked) AS revoked
+"""
+
+# Where a log-out everywhere's final pass starts: the user's last session once every session
+# numbered before now has committed. A session is numbered (seq) only after its log-in locked
+# the user's row (LOG_IN, CREATE_SESSION), and holds that lock until it commits, so waiting for
+# the row (FOR UPDATE conflicts with their locks) waits for them; one numbered after is numbered
+# higher. Sessions up to this seq are all committed before the keyset batches begin, so every
+# batch sees them; one the batches may miss (numbered, then committed after a batch passed its
+# seq) is numbered higher, and FINAL_REVOKE ends it. Two statements: a statement's snapshot is
+# taken before it waits for the lock.
+SETTLED_SEQ = (
+    "SELECT 1 FROM users WHERE id = $1 FOR UPDATE",
+    "SELECT coalesce(max(seq), 0) FROM sessions WHERE user_id = $1",
+)
+# A log-out everywhere's final pass, after the batches: one statement, so it ends every session
+# committed before it began (those numbered after SETTLED_SEQ, on the index's range), and a
+# log-in that commits after it is ordered after the log-out: the call ends, as one moment, every
+# session whose log-in committed before that moment.
+FINAL_REVOKE = """
+UPDATE sessions SET revoked_at = $3, revoked_reason = 'log_out_everywhere'
+WHERE user_id = $1 AND seq > $2 AND revoked_at IS NULL
 """
 
 # Each sweep rule's table, its key, and the condition its rows meet when due by $2.

@@ -23,6 +23,7 @@ import structlog
 
 from ._context import ServerSettings
 from ._database import IdentityDatabase, in_batches
+from ._outages import is_outage
 from ._records import Expired, SweepCounts, SweepRules
 from ._tokens import unpublished_before
 
@@ -101,10 +102,12 @@ async def run_sweeper(
     settings: ServerSettings,
     log: structlog.typing.FilteringBoundLogger,
 ) -> None:
-    """Sweep every ``sweep_interval`` seconds until cancelled; a failed sweep is logged."""
+    """Sweep every ``sweep_interval`` seconds until cancelled; a failed sweep is logged: at
+    warning while the database is out (the next sweep does the work), at error for a bug."""
     while True:
         await asyncio.sleep(settings.sweep_interval)
         try:
             await sweep_once(database, sweep_rules(settings), log)
         except Exception as error:
-            log.error("retention.sweep_failed", error=type(error).__name__)
+            report = log.warning if is_outage(error) else log.error
+            report("retention.sweep_failed", error=type(error).__name__)

@@ -1,7 +1,8 @@
 """``mimi-reactive serve --workers N``: N server processes on one port, run by gunicorn.
 
 gunicorn's arbiter binds the port once, forks the workers (``aiohttp.GunicornWebWorker``, the
-worker aiohttp ships for it), restarts one that dies, and stops them all gracefully on SIGTERM.
+worker aiohttp ships for it), restarts one that dies, and stops them all gracefully on SIGTERM,
+and on SIGHUP too, as ``serve`` does in one process (gunicorn's own SIGHUP reloads).
 Each worker builds the same app as ``IdentityServer`` and keeps nothing of its own that
 matters: users, sessions, revocations and signing keys are in PostgreSQL, and rate-limit
 counts in the ``limits`` storage (Redis).
@@ -53,6 +54,17 @@ def check_workers(workers: int, database: str, settings: ServerSettings) -> None
         )
 
 
+class _Arbiter(Arbiter):
+    """gunicorn's arbiter, stopping gracefully on SIGHUP as on SIGTERM: one rule for ``serve``
+    in one process and with workers. SIGHUP is what a closed terminal or an ended SSH session
+    sends; gunicorn's reload on it (new workers, the old ones stopped) would keep a server
+    running that its operator left, and reloads nothing here: the configuration is built in
+    code, not read again from a file."""
+
+    def handle_hup(self) -> None:
+        self.handle_term()
+
+
 class _Gunicorn(BaseApplication):
     """gunicorn configured in code; each worker's app is built by ``_app``."""
 
@@ -97,6 +109,14 @@ class _Gunicorn(BaseApplication):
 
     def load(self) -> Any:
         return self._app
+
+    def run(self) -> None:
+        """``BaseApplication.run`` with ``_Arbiter``."""
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as error:  # as gunicorn says its arbiter's failure to start
+            print(f"\nError: {error}\n", file=sys.stderr, flush=True)
+            sys.exit(1)
 
     def _ready(self, arbiter: Arbiter) -> None:
         """The port is bound (workers not yet forked): fix the URL every worker will use."""
@@ -189,7 +209,8 @@ def run_workers(
     announce: Callable[[str, int], None],
 ) -> int:
     """Run ``workers`` processes on ``listener`` (from ``listen``, bound before the database is
-    touched, so a busy port fails in one line) until SIGTERM or SIGINT; gunicorn's exit status.
+    touched, so a busy port fails in one line) until SIGTERM, SIGHUP or SIGINT; gunicorn's exit
+    status.
     ``announce(url, workers)`` is called once gunicorn listens."""
     application = _Gunicorn(
         clients=clients,
