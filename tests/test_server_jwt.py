@@ -271,11 +271,15 @@ async def test_the_example_api_answers_only_logged_in_users(
                 "user_id": created["user"]["id"],
                 "is_anonymous": True,
             }
-        for headers in ({}, {"Authorization": "Bearer " + tampered(bearer["Authorization"][7:])}):
+        refused = (
+            ({}, "missing_token"),
+            ({"Authorization": "Bearer " + tampered(bearer["Authorization"][7:])}, "invalid_token"),
+        )
+        for headers, code in refused:
             async with caller.http.get(api + "/me", headers=headers) as response:
                 assert response.status == 401
                 assert response.headers["WWW-Authenticate"].startswith("Bearer")
-                assert (await response.json())["error"]["code"] == "invalid_token"
+                assert (await response.json())["error"]["code"] == code
 
 
 async def test_promotion_answers_an_access_token_that_says_so(
