@@ -50,10 +50,12 @@ async def test_the_environment_variable_targets_the_emulator(
     assert user.anonymous_id is None  # Firebase has no anonymous credential to hand out
 
 
-async def test_log_in_by_anonymous_id_is_refused_before_any_call() -> None:
-    """With no service at all, log-in by anonymous id is refused by the guards."""
+@pytest.mark.parametrize("anonymous_only", [True, False], ids=["anonymous-only", "any"])
+async def test_log_in_by_anonymous_id_is_refused_before_any_call(anonymous_only: bool) -> None:
+    """With no service at all, log-in by anonymous id is refused by the guards as a route
+    Firebase cannot do, in any configuration."""
     backend = FirebaseBackend(API_KEY, emulator_host="127.0.0.1:9")  # nothing listens there
-    configuration = MimiConfiguration(allow_anonymous_user_only=True)
+    configuration = MimiConfiguration(allow_anonymous_user_only=anonymous_only)
     async with MimiCore.start(backend=backend, configuration=configuration) as core:
         outcome = await core.auth.run(AuthRoute.log_in_anonymously("an-anonymous-id"))
     assert isinstance(outcome.error, UnsupportedRouteError)
