@@ -73,11 +73,15 @@ async def test_a_second_promotion_of_a_user_promoted_elsewhere_is_refused(
     second = await start(two_file)
     email, password = new_email(), new_password()
     await first.auth.authenticate(AuthRoute.promote(email=email, password=password))
+    # Setting a password revokes the user's tokens issued before that second: reset, so the
+    # second device's tokens stay good, as when both fall in one second (else it is ended).
+    path = f"identitytoolkit.googleapis.com/v1/projects/{PROJECT}"
+    reset = {"localId": user.id, "validSince": "0"}
+    await firebase_call(firebase_emulator, "accounts:update", reset, owner=True, path=path)
     with pytest.raises(ConflictError) as refused:
         await second.auth.authenticate(AuthRoute.promote(email=new_email(), password="other1"))
     assert refused.value.code == "not_anonymous"
     assert second.auth.current_user == user  # the same user, anonymous until it renews
-    path = f"identitytoolkit.googleapis.com/v1/projects/{PROJECT}"
     found = await firebase_call(
         firebase_emulator, "accounts:lookup", {"localId": [user.id]}, owner=True, path=path
     )
