@@ -162,7 +162,14 @@ async def test_a_refresh_naming_another_user_is_refused(
 
 
 @pytest.mark.parametrize(
-    "code", ["PROJECT_NUMBER_MISMATCH", "MISSING_REFRESH_TOKEN", "INVALID_GRANT_TYPE"]
+    "code",
+    [
+        "PROJECT_NUMBER_MISMATCH",
+        "TENANT_ID_MISMATCH",
+        "MISSING_REFRESH_TOKEN",
+        "INVALID_GRANT_TYPE",
+        "MISSING_GRANT_TYPE",
+    ],
 )
 async def test_a_refresh_firebase_can_never_take_ends_the_session(
     proxy: RewritingProxy, start: Start, tmp_path: Path, code: str

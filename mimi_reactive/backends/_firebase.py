@@ -58,8 +58,10 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
     # The refresh token cannot be used with this app's key, however often it is tried: a
     # session of another project, or a refresh request Firebase cannot take.
     "PROJECT_NUMBER_MISMATCH": (SessionRevokedError, "the session is of another project"),
+    "TENANT_ID_MISMATCH": (SessionRevokedError, "the session is of another tenant"),
     "MISSING_REFRESH_TOKEN": (SessionRevokedError, "the session has no refresh token"),
     "INVALID_GRANT_TYPE": (SessionRevokedError, "the session cannot be renewed"),
+    "MISSING_GRANT_TYPE": (SessionRevokedError, "the session cannot be renewed"),
     "INVALID_ID_TOKEN": (AccessTokenRefusedError, "the ID token was refused"),
     # A deletion or a change of credentials long after the sign-in: a renewed ID token is
     # refused too (it keeps the sign-in's time), so the call fails and the user stays.
