@@ -226,6 +226,7 @@ class SessionApp(App[None]):
         """Create a new anonymous user (logging out whoever is logged in)."""
 
         async def sign_up(core: MimiCore) -> str:
+            await core.auth.log_out()  # else a sign-up keeps the anonymous user logged in
             await core.auth.authenticate(AuthRoute.sign_up_anonymously())
             return ""
 

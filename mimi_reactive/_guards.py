@@ -33,6 +33,7 @@ from ._messages import (
     RefreshTokens,
     Refused,
     Satisfied,
+    SignUpAnonymously,
     Skipped,
     SyncSession,
 )
@@ -140,6 +141,17 @@ def satisfied_same_anonymous_user(context: GuardContext) -> Satisfied | None:
     return None
 
 
+@looks_at(SignUpAnonymously)
+def satisfied_anonymous_user_signed_up(context: GuardContext) -> Satisfied | None:
+    """An anonymous user is logged in already: signing up anonymously again keeps them, as
+    Firebase's ``signInAnonymously()`` does, instead of leaving them behind for good (a user
+    with no credential cannot be logged in again). Log out first to sign up another."""
+    user = context.user
+    if isinstance(context.command, SignUpAnonymously) and user is not None and user.is_anonymous:
+        return Satisfied(Reason.ALREADY_LOGGED_IN)
+    return None
+
+
 @looks_at(LogOut)
 def satisfied_log_out_without_user(context: GuardContext) -> Satisfied | None:
     """Logging out with nobody logged in has nothing to do."""
@@ -217,12 +229,15 @@ def satisfied_fresh_tokens(context: GuardContext) -> Satisfied | None:
 
 
 GUARDS: tuple[Guard, ...] = (
+    # First: a backend that cannot perform a route says so, whatever the configuration
+    # (turning anonymous-only on would not make it able to).
+    refuse_unsupported_route,
     refuse_anonymous_log_in_without_anonymous_only,
     refuse_credentials_in_anonymous_only,
-    refuse_unsupported_route,
     refuse_log_out_everywhere_the_backend_cannot_do,
     skip_blank_anonymous_id,
     satisfied_same_anonymous_user,
+    satisfied_anonymous_user_signed_up,
     satisfied_log_out_without_user,
     refuse_promote_without_anonymous_user,
     refuse_delete_the_backend_cannot_do,

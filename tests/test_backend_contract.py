@@ -190,16 +190,56 @@ async def test_a_session_the_service_ended_expires(service: Harness, tmp_path: P
 
 async def test_signing_in_over_a_user_switches(service: Harness) -> None:
     """A sign-in while someone is logged in logs them out, then in: SWITCHED_USER."""
-    needs(service, SignUpAnonymously)
+    needs(service, SignUpAnonymously, SignUp)
     core, _ = await service.core()
     recorder = StateRecorder(core)
     first = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-    second = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    route = AuthRoute.sign_up(email=new_email(), password=new_password())
+    second = await core.auth.authenticate(route)
     assert second.id != first.id
     switched = core.auth.state
     assert switched.transition is Transition.SWITCHED_USER
     assert switched.previous_user == first
     assert recorder.transitions[-2:] == [Transition.LOGGED_OUT, Transition.SWITCHED_USER]
+
+
+async def test_an_anonymous_sign_up_over_an_anonymous_user_keeps_them(service: Harness) -> None:
+    """Signing up anonymously while an anonymous user is logged in keeps that user, with no
+    call (as Firebase's signInAnonymously()): a new one would leave them behind for good."""
+    needs(service, SignUpAnonymously)
+    core, backend = await service.core()
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    calls = backend.total
+    outcome = await core.auth.run(AuthRoute.sign_up_anonymously())
+    assert (outcome.error, outcome.reason) == (None, Reason.ALREADY_LOGGED_IN)
+    assert outcome.state.user == user
+    assert transition(core) is Transition.ANONYMOUS_CREATED
+    assert backend.total == calls
+
+
+async def test_concurrent_anonymous_sign_ups_make_one_user(service: Harness) -> None:
+    """Five anonymous sign-ups at once with nobody logged in make one user: the first
+    signs up, the others find that user logged in."""
+    needs(service, SignUpAnonymously)
+    core, backend = await service.core()
+    route = AuthRoute.sign_up_anonymously()
+    outcomes = await asyncio.gather(*(core.auth.run(route) for _ in range(5)))
+    assert [outcome.error for outcome in outcomes] == [None] * 5
+    assert len({outcome.state.user for outcome in outcomes}) == 1
+    assert backend.counts["authenticate"] == 1
+
+
+async def test_an_anonymous_sign_up_over_a_registered_user_switches(service: Harness) -> None:
+    """Signing up anonymously while a registered user is logged in switches to a new
+    anonymous user: the registered one can log in again."""
+    needs(service, SignUpAnonymously, SignUp)
+    core, _ = await service.core()
+    route = AuthRoute.sign_up(email=new_email(), password=new_password())
+    registered = await core.auth.authenticate(route)
+    anonymous = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert anonymous.is_anonymous
+    assert anonymous.id != registered.id
+    assert transition(core) is Transition.SWITCHED_USER
 
 
 async def test_log_out_ends_the_session_and_revokes_where_it_can(

@@ -183,11 +183,12 @@ def close_gave_up() -> Iterator[CloseGaveUp]:
 
 
 # The command close() cancels, whose first storage write is held up, from a user logged in
-# (or not): a sign-in (its save), a switch (its log-out's clear, then a sign-up), a log-out
-# everywhere (its clear, then a call to the service that never answers).
+# (or not): a sign-in (its save), a switch (its log-out's clear, then a sign-up with
+# credentials), a log-out everywhere (its clear, then a call to the service that never answers).
+SWITCH = AuthRoute.sign_up(email="switch@example.test", password="a password to switch")
 CANCELLED: dict[str, tuple[bool, Callable[[MimiCore], Awaitable[object]]]] = {
     "sign-in": (False, lambda core: core.auth.authenticate(AuthRoute.sign_up_anonymously())),
-    "switch": (True, lambda core: core.auth.authenticate(AuthRoute.sign_up_anonymously())),
+    "switch": (True, lambda core: core.auth.authenticate(SWITCH)),
     "log-out everywhere": (True, lambda core: core.auth.log_out(everywhere=True)),
 }
 

@@ -30,9 +30,9 @@ Answer = tuple[int, dict[str, str], str | bytes]
 Ask = Callable[[Answer], Awaitable[Any]]
 
 
-def _unsigned_id_token() -> str:
+def _unsigned_id_token(user_id: str = "u1") -> str:
     """An ID token of an anonymous user, as Firebase's shape (its signature is not read)."""
-    claims = {"user_id": "u1", "firebase": {"sign_in_provider": "anonymous", "identities": {}}}
+    claims = {"user_id": user_id, "firebase": {"sign_in_provider": "anonymous", "identities": {}}}
     parts = [json.dumps(part).encode() for part in ({"alg": "none"}, claims)]
     return ".".join(base64.urlsafe_b64encode(part).rstrip(b"=").decode() for part in parts) + "."
 
@@ -214,3 +214,31 @@ def test_only_a_message_without_a_code_is_read_for_an_api_key(
     error = error_from(400, {"error": {"code": 400, "message": message}})
     assert type(error) is kind
     assert error.code == code
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["", "u1\n", "u\x001", "\x7f", "u" * 129, "u" * 100_000],
+    ids=["empty", "newline", "nul", "delete", "129-characters", "100000-characters"],
+)
+async def test_an_id_token_naming_no_possible_uid_is_an_invalid_response(
+    stand_in: Ask, user_id: str
+) -> None:
+    """A user_id claim Firebase never issues (empty, a control character, past its 128
+    characters) raises BackendError("invalid_response") instead of becoming a user."""
+    body = {"idToken": _unsigned_id_token(user_id), "refreshToken": "r", "expiresIn": "3600"}
+    error = await stand_in((200, {}, json.dumps(body)))
+    assert type(error) is BackendError
+    assert error.code == "invalid_response"
+
+
+@pytest.mark.parametrize(
+    "user_id",
+    ["u", "u" * 128, "user with spaces", "ünïcode"],
+    ids=["one-character", "128-characters", "spaces", "unicode"],
+)
+async def test_an_id_token_naming_a_possible_uid_is_taken(stand_in: Ask, user_id: str) -> None:
+    """Any uid Firebase can issue (up to 128 characters, no control one) is the user's id."""
+    body = {"idToken": _unsigned_id_token(user_id), "refreshToken": "r", "expiresIn": "3600"}
+    issued = await stand_in((200, {}, json.dumps(body)))
+    assert issued.user.id == user_id

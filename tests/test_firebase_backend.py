@@ -17,6 +17,7 @@ import pytest
 from mimi_reactive import (
     AuthRoute,
     ClientCredentials,
+    ConfigurationError,
     FileSessionStorage,
     InvalidCredentialsError,
     MimiConfiguration,
@@ -50,10 +51,12 @@ async def test_the_environment_variable_targets_the_emulator(
     assert user.anonymous_id is None  # Firebase has no anonymous credential to hand out
 
 
-async def test_log_in_by_anonymous_id_is_refused_before_any_call() -> None:
-    """With no service at all, log-in by anonymous id is refused by the guards."""
+@pytest.mark.parametrize("anonymous_only", [True, False], ids=["anonymous-only", "any"])
+async def test_log_in_by_anonymous_id_is_refused_before_any_call(anonymous_only: bool) -> None:
+    """With no service at all, log-in by anonymous id is refused by the guards as a route
+    Firebase cannot do, in any configuration."""
     backend = FirebaseBackend(API_KEY, emulator_host="127.0.0.1:9")  # nothing listens there
-    configuration = MimiConfiguration(allow_anonymous_user_only=True)
+    configuration = MimiConfiguration(allow_anonymous_user_only=anonymous_only)
     async with MimiCore.start(backend=backend, configuration=configuration) as core:
         outcome = await core.auth.run(AuthRoute.log_in_anonymously("an-anonymous-id"))
     assert isinstance(outcome.error, UnsupportedRouteError)
@@ -111,6 +114,58 @@ def test_construction_refuses_a_blank_api_key() -> None:
     """A blank API key is refused at once."""
     with pytest.raises(ValueError, match="API key"):
         FirebaseBackend("  ")
+
+
+@pytest.mark.parametrize(
+    ("arguments", "error"),
+    [
+        ({"tenant_id": 123}, TypeError),
+        ({"tenant_id": b"tenant"}, TypeError),
+        ({"tenant_id": ""}, ValueError),
+        ({"tenant_id": "  tenant-1  "}, ValueError),
+        ({"tenant_id": "tenant\n1"}, ValueError),
+        ({"tenant_id": "a" * 100_000}, ValueError),
+        ({"emulator_host": ""}, ValueError),
+        ({"emulator_host": 9099}, TypeError),
+    ],
+    ids=[
+        "tenant-int",
+        "tenant-bytes",
+        "tenant-empty",
+        "tenant-spaced",
+        "tenant-newline",
+        "tenant-100000",
+        "host-empty",
+        "host-int",
+    ],
+)
+def test_construction_refuses_a_bad_tenant_or_host(
+    arguments: dict[str, object], error: type[Exception]
+) -> None:
+    """A tenant id is a non-empty str or None, an emulator host a host:port str: anything
+    else is refused at construction, not sent to Firebase."""
+    with pytest.raises(error):
+        FirebaseBackend(API_KEY, **arguments)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "key",
+    [SECRET_KEY + "\x00", "AIzaSy\rsecret", "AIzaSy\x7fsecret", "AIza Sy-secret", "ключ-secret"],
+    ids=["nul", "carriage-return", "delete", "space", "cyrillic"],
+)
+def test_construction_refuses_an_api_key_with_odd_characters_without_showing_it(key: str) -> None:
+    """A key with a control character, a space or a non-ASCII letter (which would fail every
+    call as the backend's bug) is refused at construction; the message never holds it."""
+    with pytest.raises(ConfigurationError, match="api_key") as refused:
+        FirebaseBackend(key)
+    assert "secret" not in str(refused.value)
+
+
+def test_a_bad_emulator_host_variable_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FIREBASE_AUTH_EMULATOR_HOST that is not host:port is refused, naming the variable."""
+    monkeypatch.setenv(EMULATOR_HOST_VARIABLE, "http://localhost:9099")
+    with pytest.raises(ConfigurationError, match=EMULATOR_HOST_VARIABLE):
+        FirebaseBackend(API_KEY)
 
 
 @pytest.mark.parametrize(

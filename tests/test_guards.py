@@ -106,6 +106,45 @@ def test_nobody_logged_in_logs_straight_in() -> None:
     assert decision(route) == Proceed((Authenticate(route),))
 
 
+@pytest.mark.parametrize("configuration", [ANON_ONLY, OPEN], ids=["anonymous-only", "open"])
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        (NOBODY, Proceed((Authenticate(AuthRoute.sign_up_anonymously()),))),
+        (logged_in(ALICE), Satisfied(Reason.ALREADY_LOGGED_IN)),
+        (
+            logged_in(BOB),
+            Proceed(
+                (
+                    EndSession(session_for(BOB)),
+                    Authenticate(AuthRoute.sign_up_anonymously(), replacing=BOB),
+                )
+            ),
+        ),
+    ],
+    ids=["nobody", "anonymous-user", "registered-user"],
+)
+def test_anonymous_sign_up_keeps_an_anonymous_user_logged_in(
+    state: SessionState, expected: object, configuration: MimiConfiguration
+) -> None:
+    """An anonymous sign-up over an anonymous user is satisfied with no call (a new user
+    would leave them behind for good); over a registered one it switches."""
+    assert decision(AuthRoute.sign_up_anonymously(), state, configuration) == expected
+
+
+@pytest.mark.parametrize("configuration", [ANON_ONLY, OPEN], ids=["anonymous-only", "open"])
+def test_a_route_the_backend_cannot_do_says_so_whatever_the_configuration(
+    configuration: MimiConfiguration,
+) -> None:
+    """A backend without log-in by id refuses it as backend_cannot, not by asking for an
+    anonymous-only mode that would not help."""
+    caps = BackendCapabilities(routes=frozenset({SignUpAnonymously}))
+    route = AuthRoute.log_in_anonymously("some-anonymous-id-2222")
+    assert decision(route, configuration=configuration, capabilities=caps) == Refused(
+        Reason.BACKEND_CANNOT
+    )
+
+
 def test_anonymous_log_in_needs_anonymous_only_mode() -> None:
     """Logging in by anonymous id is refused unless the app is anonymous-only."""
     for anonymous_id in ("some-anonymous-id-2222", None):

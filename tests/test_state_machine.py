@@ -85,8 +85,15 @@ class Model:
         self.user = new_user
         return [*published, T_.SWITCHED_USER if switching else fresh]
 
+    @property
+    def anonymous_user_logged_in(self) -> bool:
+        return self.user is not None and self.user.email is None
+
     def sign_up_anonymously(self, created_id: str | None) -> list[T_]:
-        """``created_id`` names the new user; whether it succeeds is the model's call."""
+        """``created_id`` names the new user; whether it succeeds is the model's call. An
+        anonymous user logged in stays, with no call: a sign-up would leave them behind."""
+        if self.anonymous_user_logged_in:
+            return []
         result = self._sign_in(True, ModelUser(created_id, None), T_.ANONYMOUS_CREATED)
         if result[-1] is not T_.FAILED and created_id is not None:
             self.known_ids.add(created_id)
@@ -258,6 +265,7 @@ class SessionMachine(RuleBasedStateMachine):
     def unchecked(self) -> list[SessionState]:
         return self.recorders[0].states[self.checked + 1 :]
 
+    @precondition(lambda self: not self.model.anonymous_user_logged_in)
     @rule()
     def log_out_from_inside_a_subscriber(self) -> None:
         """A subscriber dispatches a log-out on the next state: it runs after the sign-up."""

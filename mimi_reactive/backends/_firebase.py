@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import unicodedata
 from typing import Any
 
 import aiohttp
@@ -55,7 +56,20 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
     "INVALID_PASSWORD": (InvalidCredentialsError, "the email or password is wrong"),
     "EMAIL_NOT_FOUND": (InvalidCredentialsError, "the email or password is wrong"),
     "INVALID_REFRESH_TOKEN": (SessionRevokedError, "the session is no longer valid"),
+    # The refresh token cannot be used with this app's key, however often it is tried: a
+    # session of another project, or a refresh request Firebase cannot take.
+    "PROJECT_NUMBER_MISMATCH": (SessionRevokedError, "the session is of another project"),
+    "TENANT_ID_MISMATCH": (SessionRevokedError, "the session is of another tenant"),
+    "MISSING_REFRESH_TOKEN": (SessionRevokedError, "the session has no refresh token"),
+    "INVALID_GRANT_TYPE": (SessionRevokedError, "the session cannot be renewed"),
+    "MISSING_GRANT_TYPE": (SessionRevokedError, "the session cannot be renewed"),
     "INVALID_ID_TOKEN": (AccessTokenRefusedError, "the ID token was refused"),
+    # A deletion or a change of credentials long after the sign-in: a renewed ID token is
+    # refused too (it keeps the sign-in's time), so the call fails and the user stays.
+    "CREDENTIAL_TOO_OLD_LOGIN_AGAIN": (
+        AccessTokenRefusedError,
+        "the sign-in is too old for this; log in again",
+    ),
     "TOKEN_EXPIRED": (SessionRevokedError, "the session was revoked; log in again"),
     "USER_NOT_FOUND": (SessionRevokedError, "the user no longer exists"),
     "USER_DISABLED": (AccountDisabledError, "the user's account is disabled"),
@@ -74,6 +88,11 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _BUSY = frozenset({429, 503})
 """Statuses that say "not now" whatever the answer (a proxy's page, an empty body)."""
+_LONGEST_UID = 128
+"""Firebase's limit on a uid's length."""
+# What a Web API key (or a tenant id) can hold: printable ASCII without spaces; anything else
+# would fail every call, or break the header it is sent in.
+_KEY_TEXT = re.compile(r"[\x21-\x7e]+")
 
 
 class FirebaseBackend:
@@ -111,9 +130,18 @@ class FirebaseBackend:
         if not api_key.strip():
             raise ConfigurationError("FirebaseBackend needs the Firebase app's Web API key")
         check_trimmed("api_key", api_key)
-        host = emulator_host or os.environ.get(EMULATOR_HOST_VARIABLE) or None
-        if host is not None:
-            check_host_and_port("emulator_host", host)
+        if not _KEY_TEXT.fullmatch(api_key):  # never shown: it is a secret
+            raise ConfigurationError(
+                "api_key holds a character no Web API key has (only printable ASCII, no spaces)"
+            )
+        _check_tenant_id(tenant_id)
+        if emulator_host is not None:
+            check_host_and_port("emulator_host", emulator_host)
+            host: str | None = emulator_host
+        else:
+            host = os.environ.get(EMULATOR_HOST_VARIABLE) or None
+            if host is not None:
+                check_host_and_port(EMULATOR_HOST_VARIABLE, host)
         self._api_key = api_key
         self._emulator_host = host
         self._tenant_id = tenant_id
@@ -168,13 +196,31 @@ class FirebaseBackend:
                 credentials = {"email": email, "password": password}
                 return _issued(await self._identity_call("accounts:signUp", credentials))
             case Promote(email=email, password=password) if session is not None:
+                await self._check_still_anonymous(session)
                 # Linking email and password keeps the uid and issues tokens for the new user.
                 linked = {"idToken": session.tokens.access_token, "email": email}
                 answer = await self._identity_call(
                     "accounts:update", {**linked, "password": password}
                 )
-                return _issued(answer)
+                return _issued(answer, session)
         raise UnsupportedRouteError(Reason.BACKEND_CANNOT)
+
+    async def _check_still_anonymous(self, session: Session) -> None:
+        """Refuse to promote a user another device promoted (or linked) since this one last
+        renewed: on a user with a password, accounts:update changes the email and password
+        instead of linking them. As the reference server: ``ConflictError`` ``not_anonymous``."""
+        answer = await self._identity_call(
+            "accounts:lookup", {"idToken": session.tokens.access_token}, tokens=False
+        )
+        users = answer.get("users")
+        if not isinstance(users, list) or not users:
+            raise SessionRevokedError("USER_NOT_FOUND", "the user no longer exists")
+        record = users[0]
+        if not isinstance(record, dict) or record.get("localId") != session.user.id:
+            raise BackendError("invalid_response", "the answer names another user")
+        linked = ("email", "phoneNumber", "passwordHash", "providerUserInfo")
+        if any(record.get(each) for each in linked):
+            raise ConflictError("not_anonymous", "only an anonymous user can be promoted")
 
     async def refresh(self, session: Session) -> BackendSession:
         refresh_token = session.tokens.refresh_token
@@ -182,13 +228,19 @@ class FirebaseBackend:
             raise SessionRevokedError("INVALID_REFRESH_TOKEN", "the session has no refresh token")
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         answer = await self._call(self._secure_token + "/token", data=form)
-        return _issued(
+        named = answer.get("user_id")
+        renewed = _issued(
             {
                 "idToken": answer.get("id_token"),
                 "refreshToken": answer.get("refresh_token"),
                 "expiresIn": answer.get("expires_in"),
-            }
+            },
+            session,
         )
+        # The session's own user, or a confused answer: never a switch published as renewal.
+        if renewed.user.id != session.user.id or named not in (None, session.user.id):
+            raise BackendError("invalid_response", "the renewed tokens name another user")
+        return renewed
 
     async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
         """Nothing to tell: Firebase's client API cannot revoke a session (a log-out is
@@ -197,8 +249,10 @@ class FirebaseBackend:
     async def delete(self, session: Session) -> None:
         await self._identity_call("accounts:delete", {"idToken": session.tokens.access_token})
 
-    async def _identity_call(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        body = {**payload, "returnSecureToken": True}
+    async def _identity_call(
+        self, method: str, payload: dict[str, Any], *, tokens: bool = True
+    ) -> dict[str, Any]:
+        body = {**payload, "returnSecureToken": True} if tokens else dict(payload)
         if self._tenant_id is not None:
             body["tenantId"] = self._tenant_id
         return await self._call(f"{self._identity}/{method}", json_body=body)
@@ -259,15 +313,34 @@ def _code_of(answer: Any) -> str | None:
     return status if isinstance(status, str) and _CODE.fullmatch(status) else None
 
 
-def _issued(answer: dict[str, Any]) -> BackendSession:
-    """The user and tokens of an answer carrying ``idToken``, ``refreshToken``, ``expiresIn``."""
+def _check_tenant_id(tenant_id: object) -> None:
+    """A tenant id is None or an Identity Platform tenant's id as it was issued."""
+    if tenant_id is None:
+        return
+    if not isinstance(tenant_id, str):
+        raise TypeError(f"tenant_id must be a str or None, not {type(tenant_id).__name__}")
+    if not tenant_id:
+        raise ConfigurationError("tenant_id is empty: give the tenant's id, or None for none")
+    check_trimmed("tenant_id", tenant_id)
+    if len(tenant_id) > _LONGEST_UID or not _KEY_TEXT.fullmatch(tenant_id):
+        raise ConfigurationError(
+            f"tenant_id is not a tenant's id (up to {_LONGEST_UID} printable ASCII characters)"
+        )
+
+
+def _issued(answer: dict[str, Any], session: Session | None = None) -> BackendSession:
+    """The user and tokens of an answer carrying ``idToken``, ``refreshToken``, ``expiresIn``.
+    An answer renewing ``session`` without a refresh token keeps the session's (Firebase's
+    refresh tokens do not rotate): dropping it would end the session at the next renewal."""
     id_token = answer.get("idToken")
     if not isinstance(id_token, str):
         raise BackendError("invalid_response", "the answer has no ID token")
     refresh_token = answer.get("refreshToken")
+    if not isinstance(refresh_token, str) or not refresh_token:
+        refresh_token = None if session is None else session.tokens.refresh_token
     tokens = AuthTokens(
         access_token=id_token,
-        refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+        refresh_token=refresh_token,
         expires_in=_lifetime(answer.get("expiresIn")),
     )
     return BackendSession(_user_from(id_token), tokens)
@@ -305,9 +378,18 @@ def _user_from(id_token: str) -> MimiUser:
         phone = claims.get("phone_number")
     except (IndexError, KeyError, TypeError, AttributeError, ValueError, binascii.Error) as error:
         raise BackendError("invalid_response", "the ID token cannot be read") from error
-    if not isinstance(user_id, str) or not (email is None or isinstance(email, str)):
+    if not _is_uid(user_id) or not (email is None or isinstance(email, str)):
         raise BackendError("invalid_response", "the ID token names no valid user")
     # The token keeps sign_in_provider "anonymous" after a phone or an IdP without email is
     # linked (elsewhere, or before a refresh): only a user with nothing linked is anonymous.
     is_anonymous = provider == "anonymous" and not identities and not email and not phone
     return MimiUser(id=user_id, anonymous_id=None, is_anonymous=is_anonymous, email=email)
+
+
+def _is_uid(user_id: object) -> bool:
+    """Whether ``user_id`` can be a Firebase uid: up to 128 characters, none a control one."""
+    return (
+        isinstance(user_id, str)
+        and 0 < len(user_id) <= _LONGEST_UID
+        and not any(unicodedata.category(each) == "Cc" for each in user_id)
+    )
