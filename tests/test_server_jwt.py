@@ -271,7 +271,7 @@ async def test_the_example_api_answers_only_logged_in_users(
                 "user_id": created["user"]["id"],
                 "is_anonymous": True,
             }
-        refused = (
+        refused: tuple[tuple[dict[str, str], str], ...] = (
             ({}, "missing_token"),
             ({"Authorization": "Bearer " + tampered(bearer["Authorization"][7:])}, "invalid_token"),
         )
