@@ -21,7 +21,7 @@ from mimi_reactive._server import _postgres, _sqlite
 from mimi_reactive._server._database import IdentityDatabase, in_batches
 from mimi_reactive._server._records import NewSession, Rotation
 from mimi_reactive._server._secrets import digest, new_secret
-from mimi_reactive._server._stores import is_postgres
+from mimi_reactive._server._stores import is_postgres, open_database
 
 from .conftest import CLIENT_ID, stores
 from .server_helpers import eventually, query_value
@@ -203,25 +203,37 @@ async def test_log_out_everywhere_ends_sessions_that_commit_after_a_batch_passed
         """Hold the session's row, so the batch that reaches it waits there."""
         await connection.execute("SELECT 1 FROM sessions WHERE id = $1 FOR UPDATE", session_id)
 
+    # The call waits on the test's row locks: a loaded machine must not run it into the
+    # storage timeout (5 s) while the test takes its next steps.
+    patient = await open_database(database_url, storage_timeout=60)
     watcher = await asyncpg.connect(database_url)
     try:
         async with transactions(database_url, 4) as (slow, slower, first_hold, second_hold):
             async with asyncio.timeout(60):
                 await insert_slowly(slow, "in-flight-as-the-call-begins")
                 await hold(first_hold, await new_session())
-                revoked = asyncio.create_task(store.revoke_user_sessions(user.id, NOW, batch=1))
+                revoked = asyncio.create_task(patient.revoke_user_sessions(user.id, NOW, batch=1))
+
+                async def waiting_on(*pids: int) -> bool:
+                    """Whether the call waits on ``pids``; its error if it ended instead."""
+                    if revoked.done():
+                        revoked.result()
+                        raise AssertionError("the log-out everywhere ended unblocked")
+                    return await blocked_by(watcher, *pids)
+
                 pids = (slow.get_server_pid(), first_hold.get_server_pid())
-                await eventually(lambda: blocked_by(watcher, *pids))
+                await eventually(lambda: waiting_on(*pids))
                 await slow.execute("COMMIT")
                 await insert_slowly(slower, "started-while-it-runs")
                 await hold(second_hold, await new_session())
                 await first_hold.execute("ROLLBACK")
-                await eventually(lambda: blocked_by(watcher, second_hold.get_server_pid()))
+                await eventually(lambda: waiting_on(second_hold.get_server_pid()))
                 await slower.execute("COMMIT")
                 await second_hold.execute("ROLLBACK")
                 assert await revoked == 5
     finally:
         await watcher.close()
+        await patient.close()
     assert await live_sessions(database_url, user.id) == 0
 
 
