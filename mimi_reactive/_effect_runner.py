@@ -188,12 +188,21 @@ class EffectRunner:
         # is the error the app hears first (a failed revocation is retried in the background).
         # Cleared under the shared lock, so a refresh another process runs is not saved over
         # it; cleared without it if the lock cannot be taken, which the app is told.
+        # The pair revoked is the newest stored: ours is spent if another process renewed it.
         unforgotten: MimiCoreError | None
         if self._shared is None:  # inline: every switch of user logs out
             unforgotten = await self._forget()
         else:
-            forgot, unlocked = await self._write_locked(self._forget)
-            unforgotten = forgot or unlocked
+            newest = session
+
+            async def forget_newest() -> SessionStorageError | None:
+                nonlocal newest
+                with contextlib.suppress(OSError):  # revoke ours, clear all the same
+                    newest = self._renewed_elsewhere(session, await self._storage.load()) or newest
+                return await self._forget()
+
+            forgot, unlocked = await self._write_locked(forget_newest)
+            unforgotten, session = forgot or unlocked, newest
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
             self.committed = EffectResult(SignedOut(unforgotten), None)  # for a close
@@ -212,22 +221,46 @@ class EffectRunner:
         """``session`` renewed for a call (``Renewal.renew``), one process at a time across
         a shared storage: tokens another process stored since are taken instead (renewed if
         due), as a refresh takes them (renewing ours again would present a spent refresh
-        token)."""
+        token). What the renewal gives is stored before the lock is released, so no process
+        renews the pair it spent, unless the storage holds a log-out or another user."""
         async with self._storage_lock():
             try:
                 stored = await self._storage.load()
-            except OSError:  # renew all the same
+            except OSError:  # renew all the same, and save (a write-back)
+                ours = True
                 stored = None
+            else:
+                ours = stored is not None and stored.user.id == session.user.id
             renewed = self._renewed_elsewhere(session, stored)
             if renewed is None or self._configuration.refresh.is_due(renewed, self._clock()):
                 # Ours is spent if another process renewed it: renew what it stored.
-                renewed = await self._renewal.renew(renewed or session)
-                if not self._admissible(renewed.user):
-                    self._revocations.start_quietly(renewed)
+                renewed = await self._renewed_for_call(renewed or session, ours)
         # Promoted by another client since: the call must not act on a user with credentials
         # (a deletion would delete a real account); the session is over for this core.
         if not self._admissible(renewed.user):
             raise _not_anonymous()
+        return renewed
+
+    async def _renewed_for_call(self, session: Session, ours: bool) -> Session:
+        """``session`` renewed, the lock held: what it ends to is kept (cleared, the renewed
+        pair or the one without its refused refresh token saved) if the storage held ``ours``."""
+        keeps = ours and self._shared is not None
+        try:
+            renewed = await self._renewal.renew(session)
+        except SessionRevokedError:
+            if keeps:
+                await self._forget()  # the next start would find it refused again
+            raise
+        except NotRenewedError as not_renewed:
+            if keeps and not_renewed.held is not session:
+                await self._keep(not_renewed.held)  # its refused refresh token dropped
+            raise
+        if not self._admissible(renewed.user):
+            self._revocations.start_quietly(renewed)
+            if keeps:
+                await self._forget()
+        elif keeps:
+            await self._keep(renewed)  # a failed save is retried at close
         return renewed
 
     async def _authenticate(
@@ -239,7 +272,7 @@ class EffectRunner:
             called = await self._renewal.call_live(session, promote, self._renew_for_call)
             if isinstance(called, CallFailed):
                 if called.ended is not None:  # the session a promotion acted on is over
-                    return await self._expired(called.ended)
+                    return await self._call_ended(session, called)
                 held = await self._still_held(session, called.live)
                 return EffectResult(CommandFailed(as_failure(called.error)), held)
             signed_in, _ = called
@@ -278,19 +311,43 @@ class EffectRunner:
         )
         if isinstance(called, CallFailed):
             if called.ended is not None:  # the session is over; the account may be too
-                return await self._expired(called.ended)
+                return await self._call_ended(session, called)
             held = await self._still_held(session, called.live)
             return EffectResult(CommandFailed(as_failure(called.error)), held)
         return EffectResult(AccountDeleted(await self._forget()), None)
 
     async def _still_held(self, session: Session, live: Session) -> Session:
         """The session to hold after a call on ``live`` failed: the renewed one if renewing
-        spent ``session``'s refresh token (kept, so the next refresh does not present the
-        spent one), else ``session``."""
+        spent ``session``'s refresh token, else ``session``. Kept, so the next refresh does
+        not present the spent one: here, or by ``_renew_for_call`` for a shared storage (not
+        over what another process stored since)."""
         if live is session or live.user != session.user:
             return session
-        await self._keep(live)  # a failed save is retried at close
+        if self._shared is None:
+            await self._keep(live)  # a failed save is retried at close
         return live
+
+    async def _call_ended(self, session: Session, called: CallFailed) -> EffectResult:
+        """The service said the session a call acted on is over: forget it, and say so. A
+        shared storage is cleared only if it still holds that session: a log-out or log-in
+        another process stored since stands (the watch takes it in)."""
+        assert called.ended is not None
+        if self._shared is None:
+            return await self._expired(called.ended)
+
+        async def forget_ours() -> SessionStorageError | None:
+            try:
+                stored = await self._storage.load()
+            except OSError:
+                return await self._forget()
+            if stored is None or stored.user.id != session.user.id:
+                return None
+            if stored in (session, called.live) or self._unkept is not None:
+                return await self._forget()
+            return None  # a pair another process stored since: not ours to clear
+
+        await self._write_locked(forget_ours)  # if it failed, the next start is refused again
+        return EffectResult(SessionExpired(called.ended), None)
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
