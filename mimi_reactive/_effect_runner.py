@@ -278,7 +278,10 @@ class EffectRunner:
                 return await self._call_ended(session, called)
             held = await self._still_held(session, called.live)
             return EffectResult(CommandFailed(as_failure(called.error)), held)
-        return EffectResult(AccountDeleted(await self._sync.forget()), None)
+        # Cleared under the shared lock, as a log-out is: no refresh another process runs
+        # saves the deleted user over it. A lock not taken is logged: the account is gone.
+        forgot, _ = await self._sync.write_locked(self._sync.forget)
+        return EffectResult(AccountDeleted(forgot), None)
 
     async def _still_held(self, session: Session, live: Session) -> Session:
         """The session to hold after a call on ``live`` failed: the renewed one if renewing

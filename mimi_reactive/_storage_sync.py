@@ -109,11 +109,10 @@ class StorageSync:
                 stored = await self.storage.load()
             except OSError:
                 return await self.forget()
-            if stored is None or stored.user.id != session.user.id:
-                return None
-            if stored in (session, live) or self.unkept is not None:
+            # Ours: the pair the service ended, or our older one a failed save left there.
+            if stored in (session, live) or (self.unkept is not None and older(stored, live)):
                 return await self.forget()
-            return None  # a pair another process stored since: not ours to clear
+            return None  # a log-out, another user or a pair another process stored since
 
         await self.write_locked(forget_ours)
 

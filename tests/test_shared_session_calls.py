@@ -24,7 +24,14 @@ from mimi_reactive.testing import StateRecorder
 
 from .conftest import Service
 from .helpers import CountingBackend
-from .test_shared_session_renewals import WITHIN, LoadsCounted, MovableClock, until
+from .test_shared_session_renewals import (
+    WITHIN,
+    HeldSave,
+    LoadsCounted,
+    LockAsked,
+    MovableClock,
+    until,
+)
 
 PASSWORD = "a long passphrase"
 EMAIL_USERS = {"allow_anonymous_user_only": False}
@@ -178,3 +185,34 @@ async def test_a_failed_call_does_not_save_its_renewed_pair_over_a_log_in_stored
             await other.auth.refresh()
             assert other.auth.current_user == new
             assert recorder.transitions == [Transition.ANONYMOUS_CREATED]  # nothing since
+
+
+async def test_a_deletion_is_never_undone_by_another_cores_refresh(
+    service: Service, tmp_path: Path
+) -> None:
+    """A core deletes its user while the other core's refresh is about to save its renewed
+    pair: the deletion's clear waits for the lock the refresh holds, so it lands after that
+    save, and both cores end up with nobody logged in, not the deleted user."""
+    path = tmp_path / "session.json"
+    storage = LockAsked(path, poll_interval=0.05)
+    other_storage = HeldSave(path)
+    async with service.core(storage, **EMAIL_USERS) as core:  # the token is used as it is
+        old = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        async with service.core(other_storage) as other:
+            assert other.auth.current_user == old
+            other_storage.holding = True
+            refreshing = asyncio.create_task(other.auth.refresh())
+            async with asyncio.timeout(WITHIN):
+                await other_storage.reached.wait()
+            storage.asked = asyncio.Event()
+            deleting = asyncio.create_task(core.auth.delete_account())
+            asked = asyncio.create_task(storage.asked.wait())
+            await asyncio.wait({deleting, asked}, return_when=asyncio.FIRST_COMPLETED)
+            asked.cancel()
+            other_storage.gate.set()
+            await deleting
+            await refreshing
+            assert core.auth.state.transition is Transition.DELETED
+            assert await FileSessionStorage(path).load() is None
+            async with asyncio.timeout(WITHIN):
+                await until(lambda: other.auth.current_user is None)
