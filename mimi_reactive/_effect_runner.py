@@ -206,8 +206,9 @@ class EffectRunner:
         return renewed
 
     async def _renewed_for_call(self, session: Session, ours: bool) -> Session:
-        """``session`` renewed, the lock held: what it ends to is kept (cleared, the renewed
-        pair or the one without its refused refresh token saved) if the storage held ``ours``."""
+        """``session`` renewed, the lock held; if ``ours`` (a shared storage holds this user)
+        the outcome is stored before the lock goes: the renewed pair, the pair without its
+        refused refresh token, or a clear for a session that is over."""
         keeps = ours and self._sync.shared is not None
         try:
             renewed = await self._renewal.renew(session)
