@@ -4,14 +4,13 @@ Each effect gives the reducer one event and the session held afterwards. Network
 never blocks a log-out: revocations run in the background and are retried. A session that
 expired unused (not one the service ended on purpose) is renewed by logging its anonymous
 user back in by id: the id is the user's long-lived credential, the session only a lease.
-A storage that fails to keep a change is reported in the event, never only logged.
+A storage that fails to keep a change is reported in the event, never only logged. What
+is written to the storage, and when it is another process's to keep, is ``StorageSync``'s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Callable
 from functools import partial
 from typing import cast
 
@@ -20,10 +19,8 @@ import attrs
 from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
 from ._exceptions import (
-    MimiCoreError,
     SessionLockTimeoutError,
     SessionRevokedError,
-    SessionStorageError,
     StoredSessionLostError,
 )
 from ._log import Log
@@ -50,13 +47,8 @@ from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
 from ._retry import worth_retrying
 from ._revocations import Revocations
 from ._session import Session
-from ._storage import (
-    SessionStorage,
-    SharedSessionStorage,
-    Writes,
-    storage_failed,
-    write_bound,
-)
+from ._storage import SessionStorage, storage_failed
+from ._storage_sync import StorageSync, older
 from ._user import MimiUser
 
 __all__ = ["EffectResult", "EffectRunner"]
@@ -86,19 +78,15 @@ class EffectRunner:
         clock: Callable[[], float],
     ) -> None:
         self._backend = backend
+        self._sync = StorageSync(storage)
         self._storage = storage
-        # Checked once: a runtime protocol check is costly.
-        self._shared = storage if isinstance(storage, SharedSessionStorage) else None
         self._configuration = configuration
         self._clock = clock
         self._renewal = Renewal(backend, configuration.refresh, clock)
         self._revocations = Revocations(
             backend, self._renewal, self._renew_for_call, configuration.retry
         )
-        # What the storage should hold but does not: a session (or None, for a clear) whose
-        # save failed, tried again at close. None: the storage holds what the core does.
-        self._unkept: tuple[Session | None] | None = None
-        self.writes = Writes()  # close() lets one end before it cancels the command
+        self.writes = self._sync.writes  # close() lets one end before it cancels the command
         self.committed: EffectResult | None = None  # stored: applied if close() cancels
 
     async def perform(self, effect: Effect) -> EffectResult:
@@ -117,20 +105,9 @@ class EffectRunner:
                 return await self._delete(session)
 
     async def close(self, grace_period: float) -> None:
-        """Save once more what the storage failed to keep (so a restart restores the live
-        refresh token, not a spent one; abandoned, logged, if it hangs past ``write_bound``),
+        """Save once more what the storage failed to keep (``StorageSync.keep_at_close``),
         then give pending revocations ``grace_period`` seconds and abandon them (logged)."""
-        if self._unkept is not None:
-            (unkept,) = self._unkept
-            bound = write_bound(grace_period)
-            try:
-                async with asyncio.timeout(bound):
-                    failure = await (self._forget() if unkept is None else self._keep(unkept))
-            except TimeoutError:
-                _log.warning("storage.keep_at_close_abandoned", seconds=bound)
-            else:
-                if failure is None:
-                    _log.info("storage.kept_at_close")
+        await self._sync.keep_at_close(grace_period)
         await self._revocations.close(grace_period)
 
     async def _adopt(self, current: Session | None) -> EffectResult:
@@ -144,11 +121,11 @@ class EffectRunner:
         return self._adopted(current, stored)
 
     def _adopted(self, current: Session | None, stored: Session | None) -> EffectResult:
-        if self._unkept is not None and current is not None and _older(stored, current):
+        if self._sync.unkept is not None and current is not None and older(stored, current):
             # What the failed save left there, read late: ours is newer (its refresh token
             # the live one), a pair another process renewed since would be newer still.
             return EffectResult(SessionAdopted(current.user), current)
-        self._unkept = None  # another process's write replaced what we failed to keep
+        self._sync.unkept = None  # another process's write replaced what we failed to keep
         if stored is not None and not self._admissible(stored.user):
             return self._not_taken_in(current)
         return EffectResult(SessionAdopted(stored.user if stored else None), stored)
@@ -158,12 +135,12 @@ class EffectRunner:
         its lock, unless another process stored one since, write back the session held. A
         write-back that fails is reported (degraded until a save succeeds, tried at close)."""
         try:
-            async with self._storage_lock():
+            async with self._sync.lock():
                 try:
                     stored = await self._storage.load()
                 except StoredSessionLostError:
-                    failed_before = self._unkept is not None
-                    unsaved = await self._keep(held)
+                    failed_before = self._sync.unkept is not None
+                    unsaved = await self._sync.keep(held)
                     if unsaved is None:
                         _log.warning("storage.session_written_back")
                     kept = failed_before and unsaved is None  # what degraded it is over
@@ -188,12 +165,8 @@ class EffectRunner:
         # is the error the app hears first (a failed revocation is retried in the background).
         # Cleared under the shared lock, so a refresh another process runs is not saved over
         # it; cleared without it if the lock cannot be taken, which the app is told.
-        unforgotten: MimiCoreError | None
-        if self._shared is None:  # inline: every switch of user logs out
-            unforgotten = await self._forget()
-        else:
-            forgot, unlocked = await self._write_locked(self._forget)
-            unforgotten = forgot or unlocked
+        # The pair revoked is the newest stored: ours is spent if another process renewed it.
+        unforgotten, session = await self._sync.forget_newest(session)
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
             self.committed = EffectResult(SignedOut(unforgotten), None)  # for a close
@@ -212,22 +185,47 @@ class EffectRunner:
         """``session`` renewed for a call (``Renewal.renew``), one process at a time across
         a shared storage: tokens another process stored since are taken instead (renewed if
         due), as a refresh takes them (renewing ours again would present a spent refresh
-        token)."""
-        async with self._storage_lock():
+        token). What the renewal gives is stored before the lock is released, so no process
+        renews the pair it spent, unless the storage holds a log-out or another user."""
+        async with self._sync.lock():
             try:
                 stored = await self._storage.load()
-            except OSError:  # renew all the same
+            except OSError:  # renew all the same, and save (a write-back)
+                ours = True
                 stored = None
-            renewed = self._renewed_elsewhere(session, stored)
+            else:
+                ours = stored is not None and stored.user.id == session.user.id
+            renewed = self._sync.renewed_elsewhere(session, stored)
             if renewed is None or self._configuration.refresh.is_due(renewed, self._clock()):
                 # Ours is spent if another process renewed it: renew what it stored.
-                renewed = await self._renewal.renew(renewed or session)
-                if not self._admissible(renewed.user):
-                    self._revocations.start_quietly(renewed)
+                renewed = await self._renewed_for_call(renewed or session, ours)
         # Promoted by another client since: the call must not act on a user with credentials
         # (a deletion would delete a real account); the session is over for this core.
         if not self._admissible(renewed.user):
             raise _not_anonymous()
+        return renewed
+
+    async def _renewed_for_call(self, session: Session, ours: bool) -> Session:
+        """``session`` renewed, the lock held; if ``ours`` (a shared storage holds this user)
+        the outcome is stored before the lock goes: the renewed pair, the pair without its
+        refused refresh token, or a clear for a session that is over."""
+        keeps = ours and self._sync.shared is not None
+        try:
+            renewed = await self._renewal.renew(session)
+        except SessionRevokedError:
+            if keeps:
+                await self._sync.forget()  # the next start would find it refused again
+            raise
+        except NotRenewedError as not_renewed:
+            if keeps and not_renewed.held is not session:
+                await self._sync.keep(not_renewed.held)  # its refused refresh token dropped
+            raise
+        if not self._admissible(renewed.user):
+            self._revocations.start_quietly(renewed)
+            if keeps:
+                await self._sync.forget()
+        elif keeps:
+            await self._sync.keep(renewed)  # a failed save is retried at close
         return renewed
 
     async def _authenticate(
@@ -239,7 +237,7 @@ class EffectRunner:
             called = await self._renewal.call_live(session, promote, self._renew_for_call)
             if isinstance(called, CallFailed):
                 if called.ended is not None:  # the session a promotion acted on is over
-                    return await self._expired(called.ended)
+                    return await self._call_ended(session, called)
                 held = await self._still_held(session, called.live)
                 return EffectResult(CommandFailed(as_failure(called.error)), held)
             signed_in, _ = called
@@ -254,10 +252,10 @@ class EffectRunner:
         # One the storage could not keep still works here: the event says so, the state is
         # degraded, and the keeper saves it again until a save succeeds. Saved under the
         # shared lock, so a refresh another process runs is not saved over it.
-        if self._shared is None:  # inline: every sign-in and switch saves
-            unsaved = await self._keep(signed_in)
+        if self._sync.shared is None:  # inline: every sign-in and switch saves
+            unsaved = await self._sync.keep(signed_in)
         else:
-            unsaved, _ = await self._write_locked(partial(self._keep, signed_in))
+            unsaved, _ = await self._sync.write_locked(partial(self._sync.keep, signed_in))
         return EffectResult(SignedIn(signed_in.user, route, replacing, unsaved), signed_in)
 
     async def _signed_in(self, route: AuthRoute, session: Session | None) -> Session:
@@ -278,24 +276,36 @@ class EffectRunner:
         )
         if isinstance(called, CallFailed):
             if called.ended is not None:  # the session is over; the account may be too
-                return await self._expired(called.ended)
+                return await self._call_ended(session, called)
             held = await self._still_held(session, called.live)
             return EffectResult(CommandFailed(as_failure(called.error)), held)
-        return EffectResult(AccountDeleted(await self._forget()), None)
+        # Cleared under the shared lock, as a log-out is: no refresh another process runs
+        # saves the deleted user over it. A lock not taken is logged: the account is gone.
+        forgot, _ = await self._sync.write_locked(self._sync.forget)
+        return EffectResult(AccountDeleted(forgot), None)
 
     async def _still_held(self, session: Session, live: Session) -> Session:
         """The session to hold after a call on ``live`` failed: the renewed one if renewing
-        spent ``session``'s refresh token (kept, so the next refresh does not present the
-        spent one), else ``session``."""
+        spent ``session``'s refresh token, else ``session``. Kept, so the next refresh does
+        not present the spent one: here, or by ``_renew_for_call`` for a shared storage (not
+        over what another process stored since)."""
         if live is session or live.user != session.user:
             return session
-        await self._keep(live)  # a failed save is retried at close
+        if self._sync.shared is None:
+            await self._sync.keep(live)  # a failed save is retried at close
         return live
+
+    async def _call_ended(self, session: Session, called: CallFailed) -> EffectResult:
+        """The service said the session a call acted on is over: forget it (unless another
+        process stored a log-out or log-in since: the watch takes that in), and say so."""
+        assert called.ended is not None
+        await self._sync.forget_if_held(session, called.live)
+        return EffectResult(SessionExpired(called.ended), None)
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
         try:
-            async with self._storage_lock():
+            async with self._sync.lock():
                 return await self._refresh_holding_lock(session)
         except SessionLockTimeoutError as error:  # another process is stuck: try again later
             _log.warning("session.refresh_failed", error=type(error).__name__)
@@ -313,31 +323,31 @@ class EffectRunner:
             storage_failed("load", self._storage, error)
         else:
             loaded = (stored,)
-            if self._replaced(session, stored):  # a log-out or sign-in is never undone here
+            if self._sync.replaced(session, stored):  # a log-out or sign-in is never undone here
                 return self._adopted(session, stored)
-            newer = self._renewed_elsewhere(session, stored)
+            newer = self._sync.renewed_elsewhere(session, stored)
             if newer is not None:
                 if not self._admissible(newer.user):
                     return self._not_taken_in(session)
                 if not self._configuration.refresh.is_due(newer, self._clock()):
                     return EffectResult(TokensRefreshed(newer.user), newer)
                 session = newer  # ours is spent: the other process renewed it
-            elif self._unkept is not None and not self._configuration.refresh.is_due(
+            elif self._sync.unkept is not None and not self._configuration.refresh.is_due(
                 session, self._clock()
             ):
                 return await self._kept_again(session)
         try:
             fresh = await self._renewal.renew(session)
         except SessionRevokedError as error:
-            if (written := await self._written_meanwhile(loaded)) is not None:
+            if (written := await self._sync.written_meanwhile(loaded)) is not None:
                 return self._adopted(held, written[0])
             return await self._expired(error)
         except NotRenewedError as not_renewed:
             _log.info("session.refresh_failed", error=type(not_renewed.__cause__).__name__)
             if not_renewed.held is not session:
-                await self._keep(not_renewed.held)  # its refused refresh token dropped
+                await self._sync.keep(not_renewed.held)  # its refused refresh token dropped
             return EffectResult(RefreshFailed(not_renewed.failure), not_renewed.held)
-        if (written := await self._written_meanwhile(loaded)) is not None:
+        if (written := await self._sync.written_meanwhile(loaded)) is not None:
             return self._adopted(held, written[0])
         return await self._renewed(fresh)
 
@@ -345,7 +355,7 @@ class EffectRunner:
         """Save again the session a save failed to keep, tokens not yet due: renewing them
         would spend a refresh token the storage cannot keep either (another process sharing
         it would present the stored one, spent: reuse)."""
-        unsaved = await self._keep(session)
+        unsaved = await self._sync.keep(session)
         if unsaved is not None:
             return EffectResult(RefreshFailed(unsaved), session)
         return EffectResult(TokensRefreshed(session.user), session)
@@ -357,7 +367,7 @@ class EffectRunner:
         if not self._admissible(fresh.user):
             self._revocations.start_quietly(fresh)
             return await self._expired(_not_anonymous())
-        unsaved = await self._keep(fresh)
+        unsaved = await self._sync.keep(fresh)
         if unsaved is not None:
             return EffectResult(RefreshFailed(unsaved), fresh)
         return EffectResult(TokensRefreshed(fresh.user), fresh)
@@ -369,102 +379,8 @@ class EffectRunner:
 
     async def _expired(self, error: SessionRevokedError) -> EffectResult:
         """The service said the session is over: forget it, and say so."""
-        await self._forget()  # if it failed, the next start finds the session refused again
+        await self._sync.forget()  # if it failed, the next start finds the session refused again
         return EffectResult(SessionExpired(error), None)
-
-    def _renewed_elsewhere(self, ours: Session, stored: Session | None) -> Session | None:
-        """The stored session if another process renewed ours (due again or not: then it
-        is the one to renew, ours being spent). While a save of ours failed, the stored one
-        is our own older pair (its refresh token spent), never a newer one."""
-        if stored is None or stored == ours or stored.user.id != ours.user.id:
-            return None
-        return None if self._unkept is not None else stored
-
-    def _replaced(self, ours: Session, stored: Session | None) -> bool:
-        """Whether another process sharing the storage stored a log-out or another user
-        since we took ours (not our own older state, which a failed save leaves there)."""
-        if self._shared is None or self._unkept is not None:
-            return False
-        return stored is None or stored.user.id != ours.user.id
-
-    async def _written_meanwhile(
-        self, loaded: tuple[Session | None] | None
-    ) -> tuple[Session | None] | None:
-        """What another process stored while we renewed without the lock (a log-out or a
-        sign-in that could not take it), to take in instead of saving over it; None if the
-        storage still holds what was ``loaded`` (or cannot say)."""
-        if self._shared is None or loaded is None:
-            return None
-        try:
-            stored = await self._storage.load()
-        except OSError:  # save all the same: the save reports a storage fault
-            return None
-        return None if stored == loaded[0] else (stored,)
-
-    async def _write_locked(
-        self, write: Callable[[], Awaitable[SessionStorageError | None]]
-    ) -> tuple[SessionStorageError | None, MimiCoreError | None]:
-        """``write`` (a sign-in's save, a log-out's clear) under a shared storage's lock, so
-        a refresh another process runs cannot save over it: its error, and the lock's if
-        it could not be taken (it is written all the same, and logged)."""
-        try:
-            async with self._storage_lock():
-                return await write(), None
-        except SessionLockTimeoutError as error:
-            _log.warning("storage.written_without_lock", error=type(error).__name__)
-            unlocked: MimiCoreError = error
-        except OSError as error:  # the lock's folder or file
-            unlocked = storage_failed("lock", self._storage, error)
-        return await write(), unlocked
-
-    @contextlib.asynccontextmanager
-    async def _storage_lock(self) -> AsyncIterator[None]:
-        if self._shared is not None:
-            async with self._shared.lock():
-                yield
-        else:
-            yield
-
-    async def _keep(self, session: Session) -> SessionStorageError | None:
-        """Save ``session``; the error if the storage failed, for the event to carry."""
-        writes = self.writes  # marked inline, not wrapped: every sign-in and switch saves
-        writes.running = True
-        try:
-            await self._storage.save(session)
-        except OSError as error:
-            self._unkept = (session,)
-            return storage_failed("save", self._storage, error)
-        finally:
-            writes.running = False
-            if writes.waiter is not None:
-                writes.wake()
-        self._unkept = None
-        return None
-
-    async def _forget(self) -> SessionStorageError | None:
-        """Clear the storage; the error if it failed, for the event to carry."""
-        writes = self.writes  # marked inline, as in _keep
-        writes.running = True
-        try:
-            await self._storage.clear()
-        except OSError as error:
-            self._unkept = (None,)
-            return storage_failed("clear", self._storage, error)
-        finally:
-            writes.running = False
-            if writes.waiter is not None:
-                writes.wake()
-        self._unkept = None
-        return None
-
-
-def _older(stored: Session | None, current: Session) -> bool:
-    """Whether ``stored`` is an older pair of ``current``'s user."""
-    return (
-        stored is not None
-        and stored.user.id == current.user.id
-        and stored.obtained_at < current.obtained_at
-    )
 
 
 def _not_anonymous() -> SessionRevokedError:

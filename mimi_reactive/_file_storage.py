@@ -80,8 +80,9 @@ class FileSessionStorage:
     ``path`` may start with ``~``; a directory there, or a path under a file, is refused with
     ``SessionFilePathError``.
 
-    Processes sharing the file share the session: refreshes take an OS lock on
-    ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
+    Processes sharing the file share the session: a renewal (a refresh, or one a call needs)
+    until its pair is saved, a sign-in's save, a log-out's or a deletion's clear and a
+    write-back hold an OS lock on ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
     ``SessionLockTimeoutError``), which also excludes cores sharing this one storage object
     (on one loop or on several threads), and ``changes()`` notices other writers by watching the
     file (no server polling), within ``poll_interval`` seconds (0.01 or more).

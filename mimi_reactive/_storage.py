@@ -53,16 +53,17 @@ class SessionStorage(Protocol):
 class SharedSessionStorage(SessionStorage, Protocol):
     """A storage that several processes may share.
 
-    ``lock()`` is held while refreshing, so only one process refreshes at a time, and while
-    saving a sign-in or clearing for a log-out, so no refresh saves over them;
+    ``lock()`` is held while renewing (a refresh, or for a call) until the renewed pair is
+    saved, so only one process renews at a time and none the pair another spent, and while
+    saving a sign-in or clearing for a log-out or a deletion, so no renewal saves over them;
     ``changes()`` yields once when the watch starts and again whenever another writer may
     have changed the stored session; the reader then loads it, in order with its own writes.
     A log-out is stored (``clear``) for the others to see: a session merely gone is a loss.
     """
 
     def lock(self) -> AbstractAsyncContextManager[None]:
-        """A lock across every process sharing the storage, held while one refreshes (or
-        writes a sign-in or a log-out)."""
+        """A lock across every process sharing the storage, held while one renews and saves
+        the renewed pair (or writes a sign-in or a log-out)."""
         ...
 
     def changes(self) -> AsyncIterator[None]:
