@@ -30,7 +30,7 @@ __all__ = [
     "BackendCapabilities",
     "ClientCredentials",
     "DeletingBackend",
-    "IssuingBackend",
+    "OriginBackend",
 ]
 
 
@@ -142,10 +142,10 @@ class DeletingBackend(AuthBackend, Protocol):
 
 
 @runtime_checkable
-class IssuingBackend(Protocol):
+class OriginBackend(Protocol):
     """A backend that names the service and client its sessions come from, so a session
     file records who issued the session it holds and a core never takes in another's."""
 
-    def issuer(self, client: ClientCredentials) -> str:
+    def origin(self, client: ClientCredentials) -> str:
         """A stable identity of the service and ``client``: never a secret (it is stored)."""
         ...

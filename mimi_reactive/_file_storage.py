@@ -114,10 +114,10 @@ class FileSessionStorage:
             )
         self.poll_interval = poll_interval
         self.lock_timeout = lock_timeout
-        self.issuer: str | None = None
+        self.origin: str | None = None
         """The service and client whose sessions this file holds (a non-secret identity the
         core sets at start from its backend), written with each save; a file naming another
-        makes ``load`` raise ``OtherIssuerSessionError``. None: not written, not checked."""
+        makes ``load`` raise ``OtherOriginSessionError``. None: not written, not checked."""
         self._swept = False
         # Whether the last document read or written held a session, and how many changes()
         # watches run: both, and a missing or unreadable file is a loss (see the class).
@@ -140,11 +140,11 @@ class FileSessionStorage:
         return await asyncio.to_thread(self._read)
 
     async def save(self, session: Session) -> None:
-        await asyncio.to_thread(self._write, encode_session(session, self.issuer))
+        await asyncio.to_thread(self._write, encode_session(session, self.origin))
 
     async def clear(self) -> None:
         # Written, not deleted, so other processes watching the file see the log-out.
-        await asyncio.to_thread(self._write, encode_session(None, self.issuer))
+        await asyncio.to_thread(self._write, encode_session(None, self.origin))
 
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
@@ -235,7 +235,7 @@ class FileSessionStorage:
             try:
                 if len(data) > _MAX_FILE_BYTES:
                     raise UnreadableSessionError("larger than a session file can be")
-                session = decode_session(_parse(data), self.issuer)
+                session = decode_session(_parse(data), self.origin)
             except (ValueError, RecursionError) as error:  # JSON and Unicode errors included
                 # Our own reasons are safe to log; others might quote the file: name them only.
                 ours = type(error) is UnreadableSessionError

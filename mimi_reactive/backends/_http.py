@@ -71,7 +71,7 @@ class HttpBackend:
     def __repr__(self) -> str:
         return f"HttpBackend({self._base_url!r})"
 
-    def issuer(self, client: ClientCredentials) -> str:
+    def origin(self, client: ClientCredentials) -> str:
         """The base URL (which holds no credentials) and the client id."""
         return f"{self._base_url} client={client.client_id or ''}"
 

@@ -17,10 +17,10 @@ from mimi_reactive import (
     MimiConfiguration,
     MimiCore,
     NotLoggedInError,
-    OtherIssuerSessionError,
+    OtherOriginSessionError,
     Transition,
 )
-from mimi_reactive._backend import IssuingBackend
+from mimi_reactive._backend import OriginBackend
 from mimi_reactive._storage import encode_session
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
@@ -51,7 +51,7 @@ async def test_another_servers_session_is_neither_restored_sent_nor_cleared(
 ) -> None:
     """An app on staging sharing production's session path starts logged out (logged), sends
     nothing, and its own sign-up replaces the file without logging production's app out:
-    that one keeps its user in memory (its watch logs the other issuer's file)."""
+    that one keeps its user in memory (its watch logs the other origin's file)."""
     caplog.set_level(logging.WARNING, logger="mimi_reactive")
     path = tmp_path / "session.json"
     async with (
@@ -63,7 +63,7 @@ async def test_another_servers_session_is_neither_restored_sent_nor_cleared(
         )
         async with start(staging, client_secret, path) as other:
             assert other.auth.state.transition is Transition.INITIAL
-            assert "session.other_issuer_not_restored" in event_names(caplog)
+            assert "session.other_origin_not_restored" in event_names(caplog)
             with pytest.raises(NotLoggedInError):  # nothing held: nothing sent to staging
                 await other.auth.refresh()
             assert stored_user_id(path) == user.id  # left stored
@@ -74,7 +74,7 @@ async def test_another_servers_session_is_neither_restored_sent_nor_cleared(
 
             async def production_saw_it() -> bool:
                 return any(
-                    getattr(record, "error", None) == "OtherIssuerSessionError"
+                    getattr(record, "error", None) == "OtherOriginSessionError"
                     for record in library_events(caplog)
                 )
 
@@ -102,36 +102,36 @@ async def test_a_changed_client_id_does_not_restore_the_old_session(
         assert again.auth.current_user == user
 
 
-async def test_a_file_that_names_no_issuer_is_restored(
+async def test_a_file_that_names_no_origin_is_restored(
     server: IdentityServer, client_secret: str, tmp_path: Path
 ) -> None:
-    """A file written before files named their issuer is restored as this app's, and the
-    next save names the issuer."""
+    """A file written before files named their origin is restored as this app's, and the
+    next save names the origin."""
     path = tmp_path / "session.json"
     async with start(server, client_secret, path) as first:
         user = await first.auth.authenticate(
             AuthRoute.sign_up(email="old@example.com", password=PASSWORD)
         )
     document = json.loads(path.read_text())
-    del document["issuer"]  # as an older version wrote it
+    del document["origin"]  # as an older version wrote it
     path.write_text(json.dumps(document))
     async with start(server, client_secret, path) as restored:
         assert restored.auth.current_user == user
         await restored.auth.refresh()
-    assert json.loads(path.read_text())["issuer"] == f"{server.url} client={CLIENT_ID}"
+    assert json.loads(path.read_text())["origin"] == f"{server.url} client={CLIENT_ID}"
 
 
-async def test_another_issuers_file_makes_load_raise(tmp_path: Path) -> None:
-    """The storage's load raises OtherIssuerSessionError (an OSError) for a file another
-    issuer wrote, a stored log-out included: the file is left as it is."""
+async def test_another_origins_file_makes_load_raise(tmp_path: Path) -> None:
+    """The storage's load raises OtherOriginSessionError (an OSError) for a file another
+    origin wrote, a stored log-out included: the file is left as it is."""
     path = tmp_path / "session.json"
     path.write_text(json.dumps(encode_session(None, "http://elsewhere client=x")))
     storage = FileSessionStorage(path)
-    storage.issuer = "http://here client=x"
-    with pytest.raises(OtherIssuerSessionError):
+    storage.origin = "http://here client=x"
+    with pytest.raises(OtherOriginSessionError):
         await storage.load()
-    assert isinstance(OtherIssuerSessionError(), OSError)
-    assert json.loads(path.read_text())["issuer"] == "http://elsewhere client=x"
+    assert isinstance(OtherOriginSessionError(), OSError)
+    assert json.loads(path.read_text())["origin"] == "http://elsewhere client=x"
 
 
 @pytest.mark.parametrize(
@@ -144,19 +144,19 @@ async def test_another_issuers_file_makes_load_raise(tmp_path: Path) -> None:
         (ScriptedBackend(), HttpBackend("http://127.0.0.1:1")),
     ],
 )
-def test_issuers_tell_services_apart(one: IssuingBackend, other: IssuingBackend) -> None:
-    """Two services (or Firebase projects, tenants, the emulator) have two issuers."""
+def test_origins_tell_services_apart(one: OriginBackend, other: OriginBackend) -> None:
+    """Two services (or Firebase projects, tenants, the emulator) have two origins."""
     client = ClientCredentials("app", "a-client-secret-0123456789")
-    assert one.issuer(client) != other.issuer(client)
-    assert one.issuer(client) == one.issuer(ClientCredentials("app", "another-secret-0123456"))
+    assert one.origin(client) != other.origin(client)
+    assert one.origin(client) == one.origin(ClientCredentials("app", "another-secret-0123456"))
 
 
-def test_issuers_tell_clients_apart_and_hold_no_secret() -> None:
-    """An issuer names the client id, never the client secret nor a Firebase API key."""
+def test_origins_tell_clients_apart_and_hold_no_secret() -> None:
+    """An origin names the client id, never the client secret nor a Firebase API key."""
     secret = "a-client-secret-0123456789"
     http = HttpBackend("http://127.0.0.1:1")
     a, b = ClientCredentials("app-a", secret), ClientCredentials("app-b", secret)
-    assert http.issuer(a) != http.issuer(b)
-    for issuer in (http.issuer(a), FirebaseBackend(API_KEY).issuer(a)):
-        assert secret not in issuer
-        assert API_KEY not in issuer
+    assert http.origin(a) != http.origin(b)
+    for origin in (http.origin(a), FirebaseBackend(API_KEY).origin(a)):
+        assert secret not in origin
+        assert API_KEY not in origin
