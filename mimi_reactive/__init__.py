@@ -2,7 +2,13 @@
 
 from . import _exports
 from ._auth import AuthController, AuthObserver, ObserverHandle
-from ._backend import AuthBackend, BackendCapabilities, ClientCredentials, DeletingBackend
+from ._backend import (
+    AuthBackend,
+    BackendCapabilities,
+    ClientCredentials,
+    DeletingBackend,
+    OriginBackend,
+)
 from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore, StartingCore
@@ -97,6 +103,7 @@ __all__ = [
     "MimiUser",
     "NotLoggedInError",
     "ObserverHandle",
+    "OriginBackend",
     "OtherOriginSessionError",
     "Outcome",
     "Promote",

@@ -124,8 +124,10 @@ class MimiCore:
         close_grace_period: float,
         clock: Callable[[], float],
     ) -> MimiCore:
-        if isinstance(storage, FileSessionStorage):  # the file says whose session it holds
-            storage.origin = backend.origin(client) if isinstance(backend, OriginBackend) else None
+        # The file says whose session it holds; a backend that names no origin leaves the
+        # one the app may have set on the storage.
+        if isinstance(storage, FileSessionStorage) and isinstance(backend, OriginBackend):
+            storage.origin = backend.origin(client)
         try:
             restored = await storage.load()
         except OtherOriginSessionError:

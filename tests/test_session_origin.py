@@ -17,10 +17,10 @@ from mimi_reactive import (
     MimiConfiguration,
     MimiCore,
     NotLoggedInError,
+    OriginBackend,
     OtherOriginSessionError,
     Transition,
 )
-from mimi_reactive._backend import OriginBackend
 from mimi_reactive._storage import encode_session
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
@@ -28,7 +28,7 @@ from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import ScriptedBackend
 
 from .conftest import CLIENT_ID
-from .helpers import event_names, library_events, stored_user_id
+from .helpers import CountingBackend, event_names, library_events, stored_user_id
 from .server_helpers import eventually
 
 EMAIL_ONLY = MimiConfiguration()
@@ -160,3 +160,20 @@ def test_origins_tell_clients_apart_and_hold_no_secret() -> None:
     for origin in (http.origin(a), FirebaseBackend(API_KEY).origin(a)):
         assert secret not in origin
         assert API_KEY not in origin
+
+
+async def test_a_backend_without_origin_keeps_the_one_the_app_set(tmp_path: Path) -> None:
+    """A backend that names no origin leaves the one the app set on the storage: saves name
+    it, and a file of another origin is still not restored."""
+    path = tmp_path / "session.json"
+    storage = FileSessionStorage(path)
+    storage.origin = "my-service client=app"
+    async with MimiCore.start(backend=CountingBackend(ScriptedBackend()), storage=storage) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    assert json.loads(path.read_text())["origin"] == "my-service client=app"
+    elsewhere = FileSessionStorage(path)
+    elsewhere.origin = "another-service client=app"
+    async with MimiCore.start(
+        backend=CountingBackend(ScriptedBackend()), storage=elsewhere
+    ) as core:
+        assert core.auth.current_user is None
