@@ -228,9 +228,13 @@ def storage_failed(action: str, storage: object, error: OSError) -> SessionStora
     never the session; the OS's reason, never the error's text, which a custom storage may
     fill with anything)."""
     reason = error.strerror or type(error).__name__
-    _log.error(
-        f"storage.{action}_failed", storage=repr(storage), error=type(error).__name__, reason=reason
-    )
+    if not isinstance(error, OtherOriginSessionError):  # expected: the storage notes it once
+        _log.error(
+            f"storage.{action}_failed",
+            storage=repr(storage),
+            error=type(error).__name__,
+            reason=reason,
+        )
     failure = SessionStorageError(f"{storage!r} could not {action} the session: {reason}")
     failure.__cause__ = error
     return failure
