@@ -2,7 +2,13 @@
 
 from . import _exports
 from ._auth import AuthController, AuthObserver, ObserverHandle
-from ._backend import AuthBackend, BackendCapabilities, ClientCredentials, DeletingBackend
+from ._backend import (
+    AuthBackend,
+    BackendCapabilities,
+    ClientCredentials,
+    DeletingBackend,
+    OriginBackend,
+)
 from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore, StartingCore
@@ -18,7 +24,7 @@ from ._exceptions import (
     InvalidRouteError,
     MimiCoreError,
     NotLoggedInError,
-    OtherIssuerSessionError,
+    OtherOriginSessionError,
     RateLimitedError,
     ReentrantCallError,
     RouteRefusedError,
@@ -97,7 +103,8 @@ __all__ = [
     "MimiUser",
     "NotLoggedInError",
     "ObserverHandle",
-    "OtherIssuerSessionError",
+    "OriginBackend",
+    "OtherOriginSessionError",
     "Outcome",
     "Promote",
     "RateLimitedError",

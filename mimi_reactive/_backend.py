@@ -30,7 +30,7 @@ __all__ = [
     "BackendCapabilities",
     "ClientCredentials",
     "DeletingBackend",
-    "IssuingBackend",
+    "OriginBackend",
 ]
 
 
@@ -142,10 +142,11 @@ class DeletingBackend(AuthBackend, Protocol):
 
 
 @runtime_checkable
-class IssuingBackend(Protocol):
-    """A backend that names the service and client its sessions come from, so a session
-    file records who issued the session it holds and a core never takes in another's."""
+class OriginBackend(AuthBackend, Protocol):
+    """A backend that names the service and client its sessions come from (their origin),
+    so a ``FileSessionStorage`` records whose session it holds and a core configured for
+    another service or client never takes it in (see ``OtherOriginSessionError``)."""
 
-    def issuer(self, client: ClientCredentials) -> str:
+    def origin(self, client: ClientCredentials) -> str:
         """A stable identity of the service and ``client``: never a secret (it is stored)."""
         ...

@@ -27,6 +27,7 @@ __all__ = [
     "LATEST_INSTANT",
     "LONGEST_LIFETIME",
     "anonymous_id_problem",
+    "canonical_url",
     "check_host_and_port",
     "check_seconds",
     "check_service_url",
@@ -58,6 +59,7 @@ ANONYMOUS_ID_CHARACTERS = "A-Za-z0-9_.-"
 # builds its rule from these two), and it and the scripted backend issue
 # secrets.token_urlsafe; Firebase issues none.
 _ANONYMOUS_ID = re.compile(f"[{ANONYMOUS_ID_CHARACTERS}]+")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def text(_instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -240,6 +242,20 @@ def service_url_problem(text: str) -> str | None:
     if parts.query or parts.fragment:
         return "must not have a query or a fragment"
     return None
+
+
+def canonical_url(text: str) -> str:
+    """``text``, a service's base URL (``service_url_problem`` None), spelt one way: scheme
+    and host lower-case, no default port (80 for http, 443 for https), no final slash, so
+    one service is one origin however the app wrote its URL. The host is not resolved:
+    ``127.0.0.1`` and ``localhost`` stay two."""
+    parts = urllib.parse.urlsplit(text)
+    host = parts.hostname or ""  # lower-case, an IPv6 address without its brackets
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port
+    netloc = host if port is None or port == _DEFAULT_PORTS[parts.scheme] else f"{host}:{port}"
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
 
 
 def host_and_port_problem(text: str) -> str | None:

@@ -11,10 +11,10 @@ from types import TracebackType
 from typing import Any
 
 from ._auth import AuthController
-from ._backend import AuthBackend, ClientCredentials, IssuingBackend
+from ._backend import AuthBackend, ClientCredentials, OriginBackend
 from ._checks import check_seconds
 from ._config import MimiConfiguration
-from ._exceptions import OtherIssuerSessionError
+from ._exceptions import OtherOriginSessionError
 from ._file_storage import FileSessionStorage
 from ._keeper import SessionKeeper
 from ._log import Log
@@ -124,14 +124,16 @@ class MimiCore:
         close_grace_period: float,
         clock: Callable[[], float],
     ) -> MimiCore:
-        if isinstance(storage, FileSessionStorage):  # the file says whose session it holds
-            storage.issuer = backend.issuer(client) if isinstance(backend, IssuingBackend) else None
+        # The file says whose session it holds; a backend that names no origin leaves the
+        # one the app may have set on the storage.
+        if isinstance(storage, FileSessionStorage) and isinstance(backend, OriginBackend):
+            storage.origin = backend.origin(client)
         try:
             restored = await storage.load()
-        except OtherIssuerSessionError:
+        except OtherOriginSessionError:
             # Another app's (or this app's under another base URL or client id): never
             # restored, its tokens never sent here, and left stored (a save replaces it).
-            _log.warning("session.other_issuer_not_restored")
+            _log.warning("session.other_origin_not_restored")
             restored = None
         except OSError as error:  # the app hears which storage and why, typed as every fault
             raise storage_failed("load", storage, error) from error

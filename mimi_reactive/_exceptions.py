@@ -19,7 +19,7 @@ MimiCoreError                      base of every error the library raises
 ├── SessionFilePathError (ValueError)       the session file's path is a directory
 ├── SessionLockTimeoutError (TimeoutError)  another process held the session lock too long
 ├── StoredSessionLostError (OSError)  a storage's load: the session it held is gone, not logged out
-├── OtherIssuerSessionError (OSError) a storage's load: another service or client's session
+├── OtherOriginSessionError (OSError) a storage's load: another service or client's session
 ├── SessionStorageError            the storage could not load, save or clear the session
 ├── verify.InvalidTokenError       an access token did not verify (its reason says why)
 ├── server.ServerStartError        the server could not start, or open its database
@@ -53,7 +53,7 @@ __all__ = [
     "InvalidRouteError",
     "MimiCoreError",
     "NotLoggedInError",
-    "OtherIssuerSessionError",
+    "OtherOriginSessionError",
     "RateLimitedError",
     "ReentrantCallError",
     "RouteRefusedError",
@@ -172,7 +172,7 @@ class StoredSessionLostError(MimiCoreError, OSError):
     with the OS's ``errno`` and reason, or a message."""
 
 
-class OtherIssuerSessionError(MimiCoreError, OSError):
+class OtherOriginSessionError(MimiCoreError, OSError):
     """What a storage's ``load`` raises when the stored session (or log-out) was issued by
     another service or client than the core's (its file shared with an app on another
     server, or the app's base URL or client id changed): the core neither restores nor

@@ -22,6 +22,7 @@ import filelock
 from ._checks import check_seconds
 from ._exceptions import (
     ConfigurationError,
+    OtherOriginSessionError,
     SessionFilePathError,
     SessionLockTimeoutError,
     StoredSessionLostError,
@@ -115,11 +116,14 @@ class FileSessionStorage:
             )
         self.poll_interval = poll_interval
         self.lock_timeout = lock_timeout
-        self.issuer: str | None = None
+        self.origin: str | None = None
         """The service and client whose sessions this file holds (a non-secret identity the
         core sets at start from its backend), written with each save; a file naming another
-        makes ``load`` raise ``OtherIssuerSessionError``. None: not written, not checked."""
+        makes ``load`` raise ``OtherOriginSessionError`` (logged once), and a write over its
+        session moves that aside first (``.other-origin-*``, as an unreadable file is).
+        None: not written, not checked."""
         self._swept = False
+        self._other_origin_noted = False  # logged once each time the file passes to another
         # Whether the last document read or written held a session, and how many changes()
         # watches run: both, and a missing or unreadable file is a loss (see the class).
         self._holds_session = False
@@ -141,11 +145,11 @@ class FileSessionStorage:
         return await asyncio.to_thread(self._read)
 
     async def save(self, session: Session) -> None:
-        await asyncio.to_thread(self._write, encode_session(session, self.issuer))
+        await asyncio.to_thread(self._write, encode_session(session, self.origin))
 
     async def clear(self) -> None:
         # Written, not deleted, so other processes watching the file see the log-out.
-        await asyncio.to_thread(self._write, encode_session(None, self.issuer))
+        await asyncio.to_thread(self._write, encode_session(None, self.origin))
 
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
@@ -236,7 +240,13 @@ class FileSessionStorage:
             try:
                 if len(data) > _MAX_FILE_BYTES:
                     raise UnreadableSessionError("larger than a session file can be")
-                session = decode_session(_parse(data), self.issuer)
+                session = decode_session(_parse(data), self.origin)
+            except OtherOriginSessionError:
+                # Expected while another app writes the file: noted once, not as a fault.
+                if not self._other_origin_noted:
+                    self._other_origin_noted = True
+                    _log.warning("storage.other_origin_session")
+                raise
             except (ValueError, RecursionError) as error:  # JSON and Unicode errors included
                 # Our own reasons are safe to log; others might quote the file: name them only.
                 ours = type(error) is UnreadableSessionError
@@ -247,6 +257,7 @@ class FileSessionStorage:
                 # Another process replaced the file since it was read: read its save.
             else:
                 self._holds_session = session is not None
+                self._other_origin_noted = False
                 return session
         # Rewritten unreadable under us each time; the watcher reads it again.
         self._check_not_lost(errno.EIO, _UNREADABLE)
@@ -278,25 +289,53 @@ class FileSessionStorage:
 
     def _move_aside(self, read: os.stat_result, reason: str) -> bool:
         """Move the unreadable file aside, unless it is no longer the one read (False)."""
+        return self._set_aside(read, reason, "unreadable")
+
+    def _set_aside(self, read: os.stat_result, reason: str, kind: str) -> bool:
+        """Move the file aside as ``<name>.<kind>-<ns>``, unless it is no longer the one
+        read (False)."""
         try:
             current = self.path.stat()
         except FileNotFoundError:  # another process moved it first
             return True
         if _signature(current) != _signature(read):
             return False
-        aside = self.path.with_name(f"{self.path.name}.unreadable-{time.time_ns()}")
+        aside = self.path.with_name(f"{self.path.name}.{kind}-{time.time_ns()}")
         try:
             _make_private(self.path)  # it holds credentials, whoever wrote it
             os.replace(self.path, aside)  # a symlink is moved, not what it points to
         except FileNotFoundError:  # another process moved it first
             return True
-        _log.warning("storage.unreadable_session_moved_aside", reason=reason, to=str(aside))
-        self._prune_moved_aside()
+        event = kind.replace("-", "_")
+        _log.warning(f"storage.{event}_session_moved_aside", reason=reason, to=str(aside))
+        self._prune_moved_aside(kind)
         return True
 
-    def _prune_moved_aside(self) -> None:
+    def _move_other_origins_aside(self) -> None:
+        """Before a write replaces a session another origin stored (another service's app,
+        or this one before its base URL or client id changed, whose anonymous id may be its
+        user's only credential), move it aside as an unreadable file is, not lose it."""
+        for _ in range(_READ_ATTEMPTS):
+            try:
+                with self.path.open("rb") as file:
+                    read = os.fstat(file.fileno())
+                    data = file.read(_MAX_FILE_BYTES + 1)
+                document = _parse(data)
+                decode_session(document, self.origin)
+            except OtherOriginSessionError:
+                if document.get("session") is None:  # a log-out holds nothing to keep
+                    return
+                if self._set_aside(read, "another origin's session", "other-origin"):
+                    return
+                # Replaced since it was read: look at what replaced it.
+            except (OSError, ValueError, RecursionError):  # no file, or unreadable: written over
+                return
+            else:
+                return
+
+    def _prune_moved_aside(self, kind: str) -> None:
         """Keep the newest few files moved aside, each 0600: they hold live credentials."""
-        prefix = f"{self.path.name}.unreadable-"
+        prefix = f"{self.path.name}.{kind}-"
         aside = sorted(
             (int(suffix), sibling)
             for sibling in self._siblings()
@@ -320,6 +359,8 @@ class FileSessionStorage:
                 file.write(json.dumps(document).encode())
                 file.flush()
                 os.fsync(file.fileno())
+            if self.origin is not None:
+                self._move_other_origins_aside()
             os.replace(temporary, self.path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

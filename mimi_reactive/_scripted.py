@@ -196,7 +196,7 @@ class ScriptedBackend:
         """Create an anonymous user directly (as another device would) and return it."""
         return self._new_user().as_mimi_user()
 
-    def issuer(self, client: ClientCredentials) -> str:
+    def origin(self, client: ClientCredentials) -> str:
         """The same for every scripted backend: they all play one service."""
         return "scripted"
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
-from ._exceptions import OtherIssuerSessionError, SessionStorageError
+from ._exceptions import OtherOriginSessionError, SessionStorageError
 from ._log import Log
 from ._session import AuthTokens, Session
 from ._user import MimiUser
@@ -95,12 +95,12 @@ _log = Log("mimi_reactive.session")
 SCHEMA_VERSION = 1
 
 
-def encode_session(session: Session | None, issuer: str | None = None) -> dict[str, Any]:
+def encode_session(session: Session | None, origin: str | None = None) -> dict[str, Any]:
     """The JSON document for ``session`` (None: logged out), saying which service and client
-    issued it (``issuer``, a non-secret identity; None: not said)."""
+    issued it (``origin``, a non-secret identity; None: not said)."""
     document: dict[str, Any] = {"schema": SCHEMA_VERSION}
-    if issuer is not None:
-        document["issuer"] = issuer
+    if origin is not None:
+        document["origin"] = origin
     if session is None:
         document["session"] = None
         return document
@@ -126,10 +126,10 @@ class UnreadableSessionError(ValueError):
     """The stored document is not a session this version understands."""
 
 
-def decode_session(document: Any, issuer: str | None = None) -> Session | None:
+def decode_session(document: Any, origin: str | None = None) -> Session | None:
     """Parse a document written by ``encode_session``; raise ``UnreadableSessionError``, and
-    ``OtherIssuerSessionError`` for one another ``issuer`` wrote (a document that names none,
-    written before files named theirs, or an ``issuer`` of None, is not checked).
+    ``OtherOriginSessionError`` for one another ``origin`` wrote (a document that names none,
+    written before files named theirs, or an ``origin`` of None, is not checked).
 
     Wrong types and impossible times (not finite, negative, centuries away) are refused
     rather than coerced, by the values' own checks, which also keep ``encode_session`` from
@@ -138,11 +138,11 @@ def decode_session(document: Any, issuer: str | None = None) -> Session | None:
     """
     if not isinstance(document, dict) or not _is_schema(document.get("schema")):
         raise UnreadableSessionError("unknown schema version")
-    written_by = document.get("issuer")
+    written_by = document.get("origin")
     if written_by is not None and not isinstance(written_by, str):
-        raise UnreadableSessionError("malformed issuer")
-    if issuer is not None and written_by is not None and written_by != issuer:
-        raise OtherIssuerSessionError(
+        raise UnreadableSessionError("malformed origin")
+    if origin is not None and written_by is not None and written_by != origin:
+        raise OtherOriginSessionError(
             "the stored session was issued by another service or client: left to its app"
         )
     stored = document.get("session")
@@ -229,9 +229,13 @@ def storage_failed(action: str, storage: object, error: OSError) -> SessionStora
     never the session; the OS's reason, never the error's text, which a custom storage may
     fill with anything)."""
     reason = error.strerror or type(error).__name__
-    _log.error(
-        f"storage.{action}_failed", storage=repr(storage), error=type(error).__name__, reason=reason
-    )
+    if not isinstance(error, OtherOriginSessionError):  # expected: the storage notes it once
+        _log.error(
+            f"storage.{action}_failed",
+            storage=repr(storage),
+            error=type(error).__name__,
+            reason=reason,
+        )
     failure = SessionStorageError(f"{storage!r} could not {action} the session: {reason}")
     failure.__cause__ = error
     return failure

@@ -75,7 +75,7 @@ CORRUPT = {
     "schema as true": session_file(schema="true"),
     "session as a list": session_file(session="[1, 2]"),
     "a list at the top": b"[1, 2]",
-    "issuer as a number": b'{"schema": 1, "issuer": 5, "session": null}',
+    "origin as a number": b'{"schema": 1, "origin": 5, "session": null}',
     "not JSON": b"{not json",
     "not UTF-8": b"\xff\xfe\x00binary",
     "larger than a session file": b" " * (2 << 20) + session_file(),

@@ -205,7 +205,7 @@ async def degraded_after_idling(
     client_clock = ShiftedClock()
     retry = RetryPolicy(initial_delay=0.05, max_delay=0.2, max_attempts=1)
     async with LossyProxy(service.url, path="/v1/sessions/anonymous") as proxy:
-        # Through the proxy too: a file another base URL wrote is another issuer's.
+        # Through the proxy too: a file another base URL wrote is another origin's.
         backend = HttpBackend(proxy.url, timeout=2)
         async with service.core(FileSessionStorage(path), backend=backend) as core:
             user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())

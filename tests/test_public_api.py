@@ -141,6 +141,7 @@ def undocumented_methods(module: ModuleType) -> list[str]:
     protocols = (
         mimi_reactive.AuthBackend,
         mimi_reactive.DeletingBackend,
+        mimi_reactive.OriginBackend,
         mimi_reactive.SessionStorage,
         mimi_reactive.SharedSessionStorage,
     )

@@ -37,6 +37,7 @@ from mimi_reactive import (
     MimiCore,
     MimiCoreError,
     MimiUser,
+    OriginBackend,
     Outcome,
     Reason,
     RefreshPolicy,
@@ -244,6 +245,9 @@ class MyServiceBackend:
     async def delete(self, session: Session) -> None:
         pass
 
+    def origin(self, client: ClientCredentials) -> str:
+        return f"my-service client={client.client_id}"
+
 
 async def an_apps_own_parts(api_key: str) -> None:
     """An app's own storages and backend, and the Firebase backend, as start takes them."""
@@ -251,6 +255,8 @@ async def an_apps_own_parts(api_key: str) -> None:
     shared: SharedSessionStorage = RedisStorage()
     backend: AuthBackend = MyServiceBackend()
     deleting: DeletingBackend = MyServiceBackend()
+    named: OriginBackend = MyServiceBackend()
+    assert_type(named.origin(ClientCredentials("my-app")), str)
     starting = MimiCore.start(backend=backend, storage=storage)
     assert_type(starting, StartingCore)
     async with starting as core, MimiCore.start(backend=deleting, storage=shared) as other:

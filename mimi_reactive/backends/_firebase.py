@@ -160,11 +160,11 @@ class FirebaseBackend:
         where = f"emulator_host={self._emulator_host!r}" if self._emulator_host else "production"
         return f"FirebaseBackend({where})"
 
-    def issuer(self, client: ClientCredentials) -> str:
+    def origin(self, client: ClientCredentials) -> str:
         """Where (production or the emulator's host), the tenant, and a digest of the API key
         that names the Firebase project: the key itself is never stored."""
         key = hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
-        where = self._emulator_host or "production"
+        where = (self._emulator_host or "production").lower()  # a host's case is no part of it
         return f"firebase {where} tenant={self._tenant_id or ''} key-sha256={key}"
 
     async def open(self, client: ClientCredentials) -> None:

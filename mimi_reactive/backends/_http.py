@@ -8,7 +8,7 @@ import aiohttp
 import attrs
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import check_email, check_service_url, check_timeout
+from .._checks import canonical_url, check_email, check_service_url, check_timeout
 from .._exceptions import (
     AccessTokenRefusedError,
     BackendError,
@@ -71,9 +71,10 @@ class HttpBackend:
     def __repr__(self) -> str:
         return f"HttpBackend({self._base_url!r})"
 
-    def issuer(self, client: ClientCredentials) -> str:
-        """The base URL (which holds no credentials) and the client id."""
-        return f"{self._base_url} client={client.client_id or ''}"
+    def origin(self, client: ClientCredentials) -> str:
+        """The base URL (which holds no credentials; spelt one way, ``canonical_url``) and
+        the client id."""
+        return f"{canonical_url(self._base_url)} client={client.client_id or ''}"
 
     async def open(self, client: ClientCredentials) -> None:
         if self._session is not None:
