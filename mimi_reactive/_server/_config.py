@@ -151,19 +151,25 @@ def is_postgres(database: str | Path) -> bool:
 
 
 def check_url(database: str | Path) -> None:
-    """Refuse (``ConfigurationError``) a value that starts with a URL's scheme (``mysql:``,
+    """Refuse (``ConfigurationError``) a text that starts with a URL's scheme (``mysql:``,
     ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
-    would be taken for a SQLite file path, and a file of that name created."""
-    text = str(database)
-    scheme = _URL_SCHEME.match(text)
-    if scheme is None or is_postgres(text):
+    would be taken for a SQLite file path, and a file of that name created. A ``Path`` is a
+    file by intent, whatever its name holds (``Path("backup:1.db")``)."""
+    if isinstance(database, Path):
+        return
+    scheme = _URL_SCHEME.match(database)
+    if scheme is None or is_postgres(database):
         return
     # Only the scheme: the rest of the URL may hold a password.
     name = scheme.group(1)
     if name.lower() in ("postgresql", "postgres"):
+        wrong = [
+            *(["in lower case"] if name != name.lower() else []),
+            *(["with //"] if not database.startswith("//", scheme.end()) else []),
+        ]
         raise ConfigurationError(
-            "a PostgreSQL database URL starts with postgresql:// or postgres:// in lower case:"
-            " postgresql://USER@HOST:PORT/DB"
+            "a PostgreSQL database URL starts with postgresql:// or postgres://"
+            f" ({', '.join(wrong)}): postgresql://USER@HOST:PORT/DB"
         )
     raise ConfigurationError(
         f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
