@@ -25,7 +25,6 @@ __all__ = [
     "COMMAND_LINE_DEFAULTS",
     "COMMAND_LINE_RULES",
     "DEFAULTS",
-    "FLAGS_ONLY",
     "LOG_FORMATS",
     "MAX_WORKERS",
     "MIN_SECRET_BITS",
@@ -214,7 +213,7 @@ def check_clients(configs: Sequence[ClientConfig]) -> None:
         seen.add(config.id)
 
 
-FLAGS_ONLY: dict[str, str] = {
+_FLAGS_ONLY: dict[str, str] = {
     "log_level": "--log-level is a flag only, not a file setting (it applies before the file"
     " is read)",
     "client_id": "clients go in [[clients]] tables (id, secret_env, anonymous_only)",
@@ -273,8 +272,8 @@ def load_config_file(
         raise ConfigurationError("[server] must be a table")
     for key, value in server.items():
         types = SERVER_KEYS.get(key)
-        if key in FLAGS_ONLY:
-            raise ConfigurationError(f"[server] {key}: {FLAGS_ONLY[key]}")
+        if key in _FLAGS_ONLY:
+            raise ConfigurationError(f"[server] {key}: {_FLAGS_ONLY[key]}")
         if types is None:
             raise ConfigurationError(f"unknown setting in [server]: {key!r}")
         if isinstance(value, bool) or not isinstance(value, types):
