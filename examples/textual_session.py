@@ -107,7 +107,7 @@ class SessionApp(App[None]):
         Binding("a", "sign_up", "Sign up"),
         Binding("l", "log_in", "Log in stored id"),
         Binding("s", "switch", "Switch"),
-        Binding("r", "renew", "Refresh"),
+        Binding("r", "refresh", "Refresh"),
         Binding("o", "log_out", "Log out"),
         Binding("d", "delete", "Delete"),
         Binding("q", "quit", "Quit"),
@@ -142,7 +142,7 @@ class SessionApp(App[None]):
                 ("sign_up", "Sign up"),
                 ("log_in", "Log in"),
                 ("switch", "Switch"),
-                ("renew", "Refresh"),
+                ("refresh", "Refresh"),
                 ("log_out", "Log out"),
                 ("delete", "Delete"),
             ):
@@ -263,14 +263,14 @@ class SessionApp(App[None]):
 
         self._command(switch)
 
-    def action_renew(self) -> None:
+    def action_refresh(self) -> None:
         """Refresh the tokens now: the token stream emits the new access token."""
 
-        async def renew(core: MimiCore) -> str:
+        async def refresh(core: MimiCore) -> str:
             await core.auth.refresh()
             return ""
 
-        self._command(renew)
+        self._command(refresh)
 
     def action_log_out(self) -> None:
         """Log out: at once, even offline (the service is told in the background)."""

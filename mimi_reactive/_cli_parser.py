@@ -54,6 +54,7 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]
         self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's parse, keeping the arguments given for ``error``'s hint."""
         self._given = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(args, namespace)
 
@@ -64,9 +65,17 @@ class _Parser(argparse.ArgumentParser):
             # the command's name.
             message += (
                 f"; {first.partition('=')[0]} goes after the command's name"
-                f" (mimi-reactive serve {first} ...)"
+                f" (mimi-reactive {self._command_given()} {first} ...)"
             )
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+    def _command_given(self) -> str:
+        """The first command name among the arguments given (``COMMAND`` if none is): the
+        one the hint shows the option after."""
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return next((given for given in self._given if given in action.choices), "COMMAND")
+        return "COMMAND"
 
 
 _TAKEN_FOR_A_COMMAND = ("argument COMMAND: invalid choice", "unrecognized arguments")

@@ -126,7 +126,7 @@ class SessionStore:
 
     @property
     def closed(self) -> bool:
-        """Whether ``close`` was called: every later command fails with ``CoreClosedError``."""
+        """Whether ``close`` was called or the worker ended: commands get ``CoreClosedError``."""
         return self._closed
 
     @property

@@ -304,8 +304,19 @@ def test_the_database_help_says_whether_a_missing_file_is_created(
 @pytest.mark.parametrize(
     ("arguments", "named"),
     [
-        (["--log-format", "json", "serve"], "--log-format goes after the command's name"),
+        (
+            ["--log-format", "json", "serve"],
+            "--log-format goes after the command's name (mimi-reactive serve --log-format ",
+        ),
         (["--port=80", "serve"], "--port goes after the command's name"),
+        (
+            ["--database", "x.db", "sweep"],
+            "--database goes after the command's name (mimi-reactive sweep --database ",
+        ),
+        (
+            ["--database", "x.db", "rotate-signing-key"],
+            "(mimi-reactive rotate-signing-key --database ",
+        ),
     ],
 )
 def test_a_command_s_option_before_the_command_is_pointed_after_it(

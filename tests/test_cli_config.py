@@ -121,9 +121,10 @@ async def test_an_unsupported_database_url_is_refused_without_its_password(
 @pytest.mark.parametrize(
     ("url", "named"),
     [
-        ("postgresql:x", "postgresql:// or postgres://"),
-        ("postgresql:/x", "postgresql:// or postgres://"),
-        ("POSTGRES://u:hunter2@h/db", "in lower case"),
+        ("postgresql:x", "postgresql:// or postgres:// (with //)"),
+        ("postgresql:/x", "postgresql:// or postgres:// (with //)"),
+        ("POSTGRES://u:hunter2@h/db", "postgresql:// or postgres:// (in lower case)"),
+        ("Postgres:hunter2", "postgresql:// or postgres:// (in lower case, with //)"),
         ("mysql:hunter2", "unsupported database URL scheme 'mysql'"),
         ("data.v2:hunter2", "./NAME for a file whose name holds a colon"),
     ],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -219,10 +220,22 @@ def test_a_guessable_client_secret_is_refused_as_the_server_is_made(weak: str) -
         ),
         (
             {"client_id": "app", "client_secret": FULL_SECRET, "database": "postgresql:x"},
-            "postgresql:// or postgres://",
+            "postgresql:// or postgres:// \\(with //\\)",
+        ),
+        (
+            {"client_id": "app", "client_secret": FULL_SECRET, "database": "backup:1.db"},
+            "unsupported database URL scheme 'backup'",
         ),
     ],
-    ids=["colon-in-id", "blank-id", "no-client", "id-twice", "mysql-url", "postgresql-no-slashes"],
+    ids=[
+        "colon-in-id",
+        "blank-id",
+        "no-client",
+        "id-twice",
+        "mysql-url",
+        "postgresql-no-slashes",
+        "scheme-like-text",
+    ],
 )
 def test_what_an_app_passes_wrongly_is_a_configuration_error_at_construction(
     arguments: dict[str, Any], problem: str
@@ -252,6 +265,20 @@ def test_a_client_config_is_refused_with_the_public_configuration_error(
         ClientConfig(client_id, secret).check()
     assert isinstance(raised.value, ValueError)
     assert secret not in str(raised.value)
+
+
+async def test_a_path_whose_name_looks_like_a_url_scheme_is_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pathlib.Path is a file by intent: Path("backup:1.db"), whose text starts like a URL's
+    scheme, starts the server on a SQLite file of that name (the text "backup:1.db" is
+    refused)."""
+    monkeypatch.chdir(tmp_path)
+    async with IdentityServer(
+        client_id="app", client_secret=FULL_SECRET, database=Path("backup:1.db")
+    ) as server:
+        assert server.url
+    assert (tmp_path / "backup:1.db").is_file()
 
 
 async def test_real_secrets_start() -> None:

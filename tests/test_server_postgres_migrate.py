@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import attrs
 import pytest
 
 from mimi_reactive._server._database import SchemaError
@@ -38,30 +39,60 @@ async def waits_on_a_lock(watcher: asyncpg.Connection[asyncpg.Record], pid: int)
     return bool(state == "Lock")
 
 
+@attrs.frozen
+class BlockedUpgrade:
+    """An upgrade from schema version 3 waiting for a table lock an open transaction holds."""
+
+    upgrade: asyncio.Task[int]
+    upgrader_pid: int
+    holder: asyncpg.Connection[asyncpg.Record]
+    """The session whose open transaction holds the lock."""
+    watcher: asyncpg.Connection[asyncpg.Record]
+    """A third session, to watch and read beside the two."""
+
+
+@contextlib.asynccontextmanager
+async def blocked_upgrade(
+    url: str, *, lock_timeout: float, attempts: int
+) -> AsyncIterator[BlockedUpgrade]:
+    """An upgrade (``lock_timeout`` per try, ``attempts`` tries) waiting for the lock of a
+    transaction left open after a query marked secret-query-text; all within 60 s."""
+    async with (
+        connected(url) as upgrader,
+        connected(url) as holder,
+        connected(url) as watcher,
+        asyncio.timeout(60),
+    ):
+        await migrate(upgrader, up_to=3)
+        await holder.execute("BEGIN; SELECT count(*) FROM sessions /* secret-query-text */")
+        upgrade = asyncio.create_task(
+            migrate(upgrader, lock_timeout=lock_timeout, attempts=attempts)
+        )
+        pid = upgrader.get_server_pid()
+        try:
+            await eventually(lambda: waits_on_a_lock(watcher, pid))
+            yield BlockedUpgrade(upgrade, pid, holder, watcher)
+        finally:
+            upgrade.cancel()  # a test that failed must not leave it running
+            await asyncio.gather(upgrade, return_exceptions=True)
+
+
 async def test_an_upgrade_behind_an_open_transaction_gives_up_naming_it(
     postgres_url: str,
 ) -> None:
     """An upgrade whose table lock an idle open transaction holds waits `lock_timeout` per
     try, lets a reader queued behind it through, and gives up naming the holder's pid and
     state (not its query); nothing of the upgrade is left."""
-    async with (
-        connected(postgres_url) as upgrader,
-        connected(postgres_url) as holder,
-        connected(postgres_url) as reader,
-        asyncio.timeout(60),
-    ):
-        await migrate(upgrader, up_to=3)
-        await holder.execute("BEGIN; SELECT count(*) FROM sessions /* secret-query-text */")
-        upgrade = asyncio.create_task(migrate(upgrader, lock_timeout=0.5, attempts=2))
-        await eventually(lambda: waits_on_a_lock(reader, upgrader.get_server_pid()))
+    async with blocked_upgrade(postgres_url, lock_timeout=0.5, attempts=2) as blocked:
+        reader = blocked.watcher
         # Queued behind the upgrade's pending exclusive lock until that lock wait times out.
         assert await reader.fetchval("SELECT count(*) FROM sessions", timeout=10) == 0
         with pytest.raises(SchemaError) as refused:
-            await upgrade
-        await holder.execute("ROLLBACK")
+            await blocked.upgrade
+        await blocked.holder.execute("ROLLBACK")
         assert await reader.fetchval("SELECT version FROM mimi_schema") == 3
     message = str(refused.value)
-    assert f"pid {holder.get_server_pid()} " in message
+    assert f"pid {blocked.holder.get_server_pid()} " in message
     assert "idle in transaction" in message
     assert "secret-query-text" not in message
 
@@ -71,20 +102,11 @@ async def test_an_upgrade_goes_on_once_the_transaction_in_its_way_ends(
 ) -> None:
     """An upgrade that timed out on a lock tries again after a pause, and completes once the
     transaction that held the lock has ended."""
-    async with (
-        connected(postgres_url) as upgrader,
-        connected(postgres_url) as holder,
-        connected(postgres_url) as watcher,
-        asyncio.timeout(60),
-    ):
-        await migrate(upgrader, up_to=3)
-        await holder.execute("BEGIN; SELECT count(*) FROM sessions")
-        upgrade = asyncio.create_task(migrate(upgrader, lock_timeout=0.2, attempts=3))
-        pid = upgrader.get_server_pid()
-        await eventually(lambda: waits_on_a_lock(watcher, pid))
+    async with blocked_upgrade(postgres_url, lock_timeout=0.2, attempts=3) as blocked:
+        watcher, pid = blocked.watcher, blocked.upgrader_pid
         await eventually(lambda: waiting_no_more(watcher, pid))  # timed out: pausing
-        await holder.execute("ROLLBACK")
-        assert await upgrade == 3
+        await blocked.holder.execute("ROLLBACK")
+        assert await blocked.upgrade == 3
         assert await watcher.fetchval("SELECT version FROM mimi_schema") == SCHEMA_VERSION
 
 

@@ -46,7 +46,7 @@ async def until_transition(pilot: Pilot[Any], app: SessionApp, transition: str) 
 
 
 async def test_every_key_shows_its_transition_against_the_reference_server() -> None:
-    """Sign up, log out, log in by stored id, renew, switch and delete each show on screen."""
+    """Sign up, log out, log in by stored id, refresh, switch and delete each show on screen."""
     async with reference_server() as (url, client_secret):
         app = session_app(url, client_secret)
         async with app.run_test(size=SIZE) as pilot:
@@ -136,7 +136,8 @@ async def test_degraded_recovered_and_deleted_show_on_screen() -> None:
         assert shown(app, "user") != "user: nobody"  # network trouble never logs anyone out
 
         backend.offline = False
-        await pilot.press("r")  # or wait: the core retries on its own, with backoff
+        # The Refresh button (or wait: the core retries on its own, with backoff).
+        await pilot.click("#refresh")
         await until_transition(pilot, app, "recovered")
         assert shown(app, "degraded") == "degraded: no"
 

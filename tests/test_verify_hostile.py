@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import attrs
 import jwt
 import pytest
 from aiohttp import web
@@ -162,11 +163,19 @@ async def test_an_entry_that_is_no_key_is_skipped(
     assert (await verifier.verify(issuer.token())).user_id == "user-1"
 
 
-async def test_requires_user_answers_401_when_the_jwks_is_no_jwks(issuer: Issuer) -> None:
-    """Behind ``requires_user``, a JWKS nested past the stack makes a 401 jwks_unavailable,
-    not a 500."""
-    issuer.body = b"[" * 100_000 + b"]" * 100_000
+@attrs.frozen
+class Answer:
+    """What a route behind ``requires_user`` answered."""
 
+    status: int
+    challenge: str | None
+    """Its ``WWW-Authenticate`` header."""
+    body: Any
+
+
+async def ask_guarded(issuer: Issuer, headers: dict[str, str]) -> Answer:
+    """GET, with ``headers``, a route behind ``requires_user`` whose verifier trusts
+    ``issuer``, served on loopback."""
     async with AccessTokenVerifier(issuer.url) as verifier:
 
         @requires_user(verifier)
@@ -175,12 +184,23 @@ async def test_requires_user_answers_401_when_the_jwks_is_no_jwks(issuer: Issuer
 
         app = web.Application()
         app.router.add_get("/hello", hello)
-        async with serving_app(app) as url, aiohttp.ClientSession() as http:
-            headers = {"Authorization": f"Bearer {issuer.token()}"}
-            async with http.get(url + "/hello", headers=headers) as response:
-                assert response.status == 401
-                answer = await response.json()
-    assert answer["error"] == {"code": "invalid_token", "message": "jwks_unavailable"}
+        async with (
+            serving_app(app) as url,
+            aiohttp.ClientSession() as http,
+            http.get(url + "/hello", headers=headers) as response,
+        ):
+            return Answer(
+                response.status, response.headers.get("WWW-Authenticate"), await response.json()
+            )
+
+
+async def test_requires_user_answers_401_when_the_jwks_is_no_jwks(issuer: Issuer) -> None:
+    """Behind ``requires_user``, a JWKS nested past the stack makes a 401 jwks_unavailable,
+    not a 500."""
+    issuer.body = b"[" * 100_000 + b"]" * 100_000
+    answer = await ask_guarded(issuer, {"Authorization": f"Bearer {issuer.token()}"})
+    assert answer.status == 401
+    assert answer.body["error"] == {"code": "invalid_token", "message": "jwks_unavailable"}
 
 
 @pytest.mark.parametrize(
@@ -194,43 +214,19 @@ async def test_requires_user_challenges_a_request_without_a_token_with_no_error_
     """A request with no Bearer token gets 401 and a bare ``WWW-Authenticate: Bearer``: no
     error code, as RFC 6750 section 3.1 says for a request that lacks authentication; its
     body's code is missing_token."""
-    async with AccessTokenVerifier(issuer.url) as verifier:
-
-        @requires_user(verifier)
-        async def hello(request: web.Request) -> web.Response:
-            return web.json_response({})
-
-        app = web.Application()
-        app.router.add_get("/hello", hello)
-        headers = {} if authorization is None else {"Authorization": authorization}
-        async with (
-            serving_app(app) as url,
-            aiohttp.ClientSession() as http,
-            http.get(url + "/hello", headers=headers) as response,
-        ):
-            assert response.status == 401
-            assert response.headers["WWW-Authenticate"] == "Bearer"
-            answer = await response.json()
-    assert answer["error"]["code"] == "missing_token"
+    headers = {} if authorization is None else {"Authorization": authorization}
+    answer = await ask_guarded(issuer, headers)
+    assert answer.status == 401
+    assert answer.challenge == "Bearer"
+    assert answer.body["error"]["code"] == "missing_token"
 
 
 async def test_requires_user_names_the_reason_a_token_is_refused(issuer: Issuer) -> None:
     """A token that does not verify gets 401 with ``error="invalid_token"`` and its reason
     as the error description (RFC 6750), never the token."""
-    async with AccessTokenVerifier(issuer.url) as verifier:
-
-        @requires_user(verifier)
-        async def hello(request: web.Request) -> web.Response:
-            return web.json_response({})
-
-        app = web.Application()
-        app.router.add_get("/hello", hello)
-        async with serving_app(app) as url, aiohttp.ClientSession() as http:
-            headers = {"Authorization": "Bearer not.a.token"}
-            async with http.get(url + "/hello", headers=headers) as response:
-                assert response.status == 401
-                challenge = response.headers["WWW-Authenticate"]
-    assert challenge == 'Bearer error="invalid_token", error_description="malformed"'
+    answer = await ask_guarded(issuer, {"Authorization": "Bearer not.a.token"})
+    assert answer.status == 401
+    assert answer.challenge == 'Bearer error="invalid_token", error_description="malformed"'
 
 
 def without(entry: dict[str, Any], name: str) -> dict[str, Any]:

@@ -25,7 +25,6 @@ __all__ = [
     "COMMAND_LINE_DEFAULTS",
     "COMMAND_LINE_RULES",
     "DEFAULTS",
-    "FLAGS_ONLY",
     "LOG_FORMATS",
     "MAX_WORKERS",
     "MIN_SECRET_BITS",
@@ -151,19 +150,25 @@ def is_postgres(database: str | Path) -> bool:
 
 
 def check_url(database: str | Path) -> None:
-    """Refuse (``ConfigurationError``) a value that starts with a URL's scheme (``mysql:``,
+    """Refuse (``ConfigurationError``) a text that starts with a URL's scheme (``mysql:``,
     ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
-    would be taken for a SQLite file path, and a file of that name created."""
-    text = str(database)
-    scheme = _URL_SCHEME.match(text)
-    if scheme is None or is_postgres(text):
+    would be taken for a SQLite file path, and a file of that name created. A ``Path`` is a
+    file by intent, whatever its name holds (``Path("backup:1.db")``)."""
+    if isinstance(database, Path):
+        return
+    scheme = _URL_SCHEME.match(database)
+    if scheme is None or is_postgres(database):
         return
     # Only the scheme: the rest of the URL may hold a password.
     name = scheme.group(1)
     if name.lower() in ("postgresql", "postgres"):
+        wrong = [
+            *(["in lower case"] if name != name.lower() else []),
+            *(["with //"] if not database.startswith("//", scheme.end()) else []),
+        ]
         raise ConfigurationError(
-            "a PostgreSQL database URL starts with postgresql:// or postgres:// in lower case:"
-            " postgresql://USER@HOST:PORT/DB"
+            "a PostgreSQL database URL starts with postgresql:// or postgres://"
+            f" ({', '.join(wrong)}): postgresql://USER@HOST:PORT/DB"
         )
     raise ConfigurationError(
         f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
@@ -208,7 +213,7 @@ def check_clients(configs: Sequence[ClientConfig]) -> None:
         seen.add(config.id)
 
 
-FLAGS_ONLY: dict[str, str] = {
+_FLAGS_ONLY: dict[str, str] = {
     "log_level": "--log-level is a flag only, not a file setting (it applies before the file"
     " is read)",
     "client_id": "clients go in [[clients]] tables (id, secret_env, anonymous_only)",
@@ -267,8 +272,8 @@ def load_config_file(
         raise ConfigurationError("[server] must be a table")
     for key, value in server.items():
         types = SERVER_KEYS.get(key)
-        if key in FLAGS_ONLY:
-            raise ConfigurationError(f"[server] {key}: {FLAGS_ONLY[key]}")
+        if key in _FLAGS_ONLY:
+            raise ConfigurationError(f"[server] {key}: {_FLAGS_ONLY[key]}")
         if types is None:
             raise ConfigurationError(f"unknown setting in [server]: {key!r}")
         if isinstance(value, bool) or not isinstance(value, types):

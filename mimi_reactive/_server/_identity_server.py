@@ -3,7 +3,8 @@ commands that work on its database without serving (sweep, migrate, rotate-signi
 ``ServerStartError`` for what keeps either from opening.
 
 Published by ``mimi_reactive.server``; ``serve --workers`` uses ``registered_clients`` and
-``start_error`` too, so that its workers refuse what ``IdentityServer`` refuses, in its words.
+``start_error`` too, so that its workers keep clients, and refuse what ``IdentityServer``
+refuses, in its words.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
-from .._exceptions import ConfigurationError, MimiCoreError
+from .._exceptions import MimiCoreError
 from ._app import app_runner, listen, served_url, token_issuer
 from ._config import ClientConfig, check_clients, check_url
 from ._context import RegisteredClient
@@ -217,12 +218,8 @@ class IdentityServer:
 
 
 def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredClient]:
-    """The clients as the server keeps them (secret digests), by id; ``ServerStartError`` for
-    what ``check_clients`` refuses (none, a repeated id)."""
-    try:
-        check_clients(configs)
-    except ConfigurationError as error:
-        raise ServerStartError(str(error), refused=True) from None
+    """The clients as the server keeps them (secret digests), by id. ``configs`` are checked
+    already: by ``IdentityServer``'s constructor, or by the CLI as it reads its options."""
     return {
         config.id: RegisteredClient(config.id, digest(config.secret), config.anonymous_only)
         for config in configs

@@ -181,6 +181,8 @@ async def _version(connection: Connection) -> int | None:
 
 
 def _check_not_newer(found: int) -> None:
+    """Refuse (``SchemaTooNewError``) a schema newer than this server knows: an older server
+    must not run, nor migrate, against the tables a newer one left."""
     if found > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"

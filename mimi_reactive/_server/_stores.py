@@ -56,7 +56,7 @@ def _check_name(database: str | Path, *, create: bool) -> None:
     SQLite file that does not exist."""
     text = str(database)
     try:
-        check_url(text)
+        check_url(database)
     except ConfigurationError as error:
         raise DatabaseNameError(str(error)) from None
     if not create and not is_postgres(text) and text != ":memory:" and not Path(text).exists():
