@@ -16,12 +16,14 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AuthController,
     AuthRoute,
+    BackendSession,
     CoreClosedError,
     Failure,
     FileSessionStorage,
     LogOut,
     MemorySessionStorage,
     MimiCore,
+    MimiCoreError,
     Session,
     SessionState,
     TransportError,
@@ -95,6 +97,38 @@ async def test_cancelled_caller_leaves_a_whole_state(start_core: StartCore) -> N
     user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     assert core.auth.current_user == user
     assert seen[-1] == core.auth.state
+
+
+class _TimingOutBackend(ScriptedBackend):
+    """Records the task each step of a sign-up runs in, and times out waiting for nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[asyncio.Task[object] | None] = []
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        self.tasks.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        self.tasks.append(asyncio.current_task())
+        async with asyncio.timeout(0.01):  # cancels the task it was entered in
+            await asyncio.Event().wait()
+        return await super().authenticate(route, session)
+
+
+async def test_a_backend_call_runs_in_one_task_that_its_timeouts_cancel(
+    start_core: StartCore,
+) -> None:
+    """A backend call runs in one task, not its caller's, before and after it first waits
+    (a command may start at once in the caller's call): a timeout it enters ends the call,
+    never the caller, whose command fails as a bug in a backend does."""
+    backend = _TimingOutBackend()
+    core = await start_core(ANONYMOUS_ONLY, backend)
+    outcome = await core.auth.run(AuthRoute.sign_up_anonymously())
+    before, after = backend.tasks
+    assert before is after
+    assert before is not asyncio.current_task()
+    assert isinstance(outcome.error, MimiCoreError)
+    assert isinstance(outcome.error.__cause__, TimeoutError)
 
 
 class _Observer:
