@@ -54,10 +54,8 @@ class Started(Generic[T]):
                 except StopIteration as done:
                     return done.value  # type: ignore[no-any-return]
             else:
-                try:
-                    waiting_on = coroutine.send(None)
-                except StopIteration as done:
-                    return done.value  # type: ignore[no-any-return]
+                # Resumed as a task resumes it; from here the task drives it directly.
+                return (yield from coroutine.__await__())
 
 
 def start(

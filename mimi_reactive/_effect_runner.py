@@ -95,6 +95,9 @@ class EffectRunner:
         self._revocations = Revocations(
             backend, self._renewal, self._renew_for_call, configuration.retry
         )
+        self.hold_revocations = self._revocations.hold
+        """Keep the revocations effects ask for, to start at ``release_revocations``."""
+        self.release_revocations = self._revocations.release
         # What the storage should hold but does not: a session (or None, for a clear) whose
         # save failed, tried again at close. None: the storage holds what the core does.
         self._unkept: tuple[Session | None] | None = None

@@ -267,6 +267,7 @@ class SessionStore:
         worker, ahead of anything queued meanwhile, and the caller waits for it as for any
         queued command (cancelling that wait leaves it running)."""
         self._busy = True
+        self._effects.hold_revocations()  # they start where a task's first step would
         try:
             started = _eager.start(self._worker, self._context, self._perform(command, decision))
         except asyncio.CancelledError as error:  # raised, not delivered: the core cannot go on
@@ -283,6 +284,8 @@ class SessionStore:
             self._busy = False
             self._stop_now(error)
             raise
+        finally:
+            self._effects.release_revocations()
         if not isinstance(started, _eager.Started):
             self._busy = False
             return started

@@ -131,6 +131,55 @@ async def test_a_backend_call_runs_in_one_task_that_its_timeouts_cancel(
     assert isinstance(outcome.error.__cause__, TimeoutError)
 
 
+class _SlowRevocations(ScriptedBackend):
+    """Records the task each step of a revocation runs in; its second revocation times out,
+    and ``recorded`` is set once both have recorded theirs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[tuple[asyncio.Task[object] | None, ...]] = []
+        self.started = 0
+        self.recorded = asyncio.Event()
+
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        self.started += 1
+        first = self.started == 1
+        task = asyncio.current_task()
+        await asyncio.sleep(0)
+        self.tasks.append((task, asyncio.current_task()))
+        try:
+            if not first:
+                async with asyncio.timeout(0.01):  # cancels the task it was entered in
+                    await asyncio.Event().wait()
+        finally:
+            if len(self.tasks) == 2:
+                self.recorded.set()
+        await super().revoke(session, everywhere=everywhere)
+
+
+async def test_a_revocation_runs_in_a_task_of_its_own_that_its_timeouts_cancel(
+    start_core: StartCore,
+) -> None:
+    """A background revocation runs in one task, neither the command's nor its caller's,
+    before and after it first waits, whether it started at once or not; a timeout it enters
+    ends it alone, and no task of the core is left after close."""
+    backend = _SlowRevocations()
+    core = await start_core(ANONYMOUS_ONLY, backend)
+    before = asyncio.all_tasks()
+    first, second, third = (backend.add_anonymous_user().anonymous_id for _ in range(3))
+    for anonymous_id in (first, second, third):
+        outcome = await core.auth.run(AuthRoute.log_in_anonymously(anonymous_id))
+        assert outcome.error is None
+    await backend.recorded.wait()
+    (one, one_after), (two, two_after) = backend.tasks
+    assert one is one_after
+    assert two is two_after
+    assert one is not two
+    assert not {one, two} & {asyncio.current_task(), *before}
+    await core.close()
+    assert asyncio.all_tasks() <= before
+
+
 class _Observer:
     def auth_controller_did_update(self, *args: object) -> None:
         raise AssertionError("a closed core tells no observer anything")
