@@ -174,6 +174,13 @@ class Revocations:
 async def _take_over(handed: asyncio.Future[_eager.Started[None] | None]) -> None:
     """A spare task's work: what is left of the revocation started in its name that waited
     (None: none did)."""
-    started = await handed
+    try:
+        started = await handed
+    except asyncio.CancelledError as cancelled:
+        if handed.cancelled() or (started := handed.result()) is None:
+            raise
+        # Cancelled as it was handed one (a timeout the revocation entered, due at once):
+        # the cancellation is the revocation's, which ran in this task's name.
+        started.throw_when_awaited(cancelled)
     if started is not None:
         await started

@@ -306,6 +306,11 @@ class SessionStore:
         self._stream.complete()
         self._tokens.complete()
 
+    def _started_ahead(self) -> _eager.Started[Outcome] | None:
+        """The command started at once in the worker's name that it is yet to take over."""
+        job = self._jobs[0] if self._jobs else None
+        return None if job is None else job[3]
+
     def _push(self, job: _Job | None) -> None:
         self._jobs.append(job)
         self._wake_worker()
@@ -322,7 +327,14 @@ class SessionStore:
             while True:
                 if not self._jobs:
                     self._wake = self._loop.create_future()
-                    await self._wake
+                    try:
+                        await self._wake
+                    except asyncio.CancelledError as cancelled:
+                        if (started := self._started_ahead()) is None:
+                            raise
+                        # Its cancellation came before the worker took the command over
+                        # (a timeout due at once, asyncio.run ending): it is the command's.
+                        started.throw_when_awaited(cancelled)
                     continue
                 job = self._jobs.popleft()
                 if job is None:
