@@ -51,14 +51,20 @@ with every check kept: a write is marked by a flag set inline rather than run th
 wrapper coroutine (2 calls), and Session.issued checks only the time, as the user and tokens
 were checked when the backend built its BackendSession (8 calls). Left: the loop check, the
 answer's type check, and the helper that issues a backend's session (1 call each).
-The hop is what lets a started command finish when its caller is cancelled and orders
-commands from every thread; running a command inline when nothing is queued, without giving
-that up, needs eager tasks (Python 3.12's asyncio.eager_task_factory), and the floor is 3.11.
-Tried and not kept: starting a command in the caller's task and handing the rest to the
-worker at its first wait moves a backend call between tasks mid-way (aiohttp's timeouts cancel
-the task they were entered in); a revocation leaving the pending set itself rather than by
-done callback saved 1.8%; a long-lived revoking task instead of a task per revocation would
-save about 2% for a task's lifecycle of its own to get right at close.
+Since (2026-12-07, instructions counted for the batch alone with callgrind_control, so
+startup does not blur them): a command awaited on the loop with nothing ahead of it runs at
+once in the worker's name (_eager.py does what Python 3.12's eager tasks do: current_task()
+is the worker and the context is its own, so timeouts entered before the first wait cancel
+the task that goes on with it) until it first waits, when the worker takes it over; on this
+backend a switch never waits, so it takes no hop: 248k to 233k instructions, 0.357x to
+0.336x of AsyncMachine's 694k (timed, in pairs of runs alternating with the code before:
+0.336-0.342x to 0.304-0.309x). The revocation's task was then a quarter of what was left
+(59k): a revocation asked for during such a run starts where a task's first step would have
+come, in the name of a spare task that goes on with it only if it waits, so one that never
+waits costs no task: 233k to 192k, 0.277x (ScriptedBackend 348k to 292k, 0.50x to 0.42x:
+its tokens and users cost their own). Timed, two full runs after gave 0.24x and 0.20x on
+the backend doing nothing, alternating with the code before at 0.50x and 0.24x: on these
+shared machines the load moved the row more than the change did.
 Over loopback, counted in instructions a switch took 982k in raw aiohttp, 1,010k through
 HttpBackend alone (1.03x) and 1,188k through the core (1.21x); the cuts above take about 38k
 off that path too (about 1.17x). Timed, the row moved from 1.37-1.49x to 1.21-1.23x in runs
@@ -67,10 +73,29 @@ of the gap is the hop (about 50k instructions, two turns of the loop) and the co
 values and calls (about 90 Python calls a switch, none more than a few percent): without the
 hop it would be about 1.12x, so the 1.15x goal is bounded by the hop on 3.11, and timed runs
 on these shared machines move by more than the remaining distance.
+Counted for the batch alone (2026-12-07), a loopback switch is 989k instructions in raw
+aiohttp and 1,303k through the core (1.32x; client CPU timed 1.12-1.54x in this session's
+runs, both sides' system time diluting it and the load moving it more than any change):
+running at once moved it to 1,288-1,292k, no more, as a command over the network waits, and
+its hop to the worker and back stays. The cProfile count is 748
+Python calls a switch against raw aiohttp's 568; the 180 more are spread over the guards,
+the effects and their values (attrs __init__ and validators), the reducer, four stream
+publishes, the keeper's schedule and HttpBackend's bounded body read, a few each, none above
+2% of the switch. A hop-free path over the network would have to shield each wait from the
+caller's cancellation (a future per wait: what the hop costs), so the 1.15x goal is bounded
+by the core's own calls and the hop on 3.11.
 The import row: attrs compiled a repr for each of the 43 classes, a quarter of our own import; one
 shared value_repr took that away (1.55x before, with our source also recompiled at each
 import, to 1.09-1.20x). What is left of ours is attrs compiling each class's __init__,
 __eq__ and __hash__ (11 of 25 ms).
+Counted (2026-12-07, bytecode cached on both sides): the dependencies' modules take 406M
+instructions and our own 103M on top (1.25x; timed 1.22-1.27x). Of ours, attrs building our
+44 classes is 9.3-9.7 ms of 18-24 (compile() of each class's generated methods the largest
+part), the import machinery for our 30 modules about 2 ms and unmarshalling their bytecode
+0.8 ms. Loading the blocking API (_blocking, _manager, _results) only when first used would
+take 5M (1.24x): not done, as it is not enough for the goal and the names are public; lazy
+imports of dependencies would take them out of the baseline as well, which only raises the
+ratio. The goal is bounded by attrs' class building.
 """
 
 from __future__ import annotations

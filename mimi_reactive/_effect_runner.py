@@ -86,6 +86,9 @@ class EffectRunner:
         self._revocations = Revocations(
             backend, self._renewal, self._renew_for_call, configuration.retry
         )
+        self.hold_revocations = self._revocations.hold
+        """Keep the revocations effects ask for, to start at ``release_revocations``."""
+        self.release_revocations = self._revocations.release
         self.writes = self._sync.writes  # close() lets one end before it cancels the command
         self.committed: EffectResult | None = None  # stored: applied if close() cancels
 

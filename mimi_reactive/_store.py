@@ -6,7 +6,10 @@ reducer, and publishes every new state before it takes the next command. So comm
 interleave, and every subscriber sees every state in the same order.
 
 A command the guards answer without effects (already logged in, blank id, refused) needs no
-turn of the worker when nothing is queued or running: it is decided at once, in order.
+turn of the worker when nothing is queued or running: it is decided at once, in order. One
+with effects, awaited on the loop with nothing ahead of it, runs at once in the worker's name
+(``_eager``) until it first waits, when the worker takes it over: one that never waits costs
+no turn of the loop.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
 
+from . import _eager
 from ._backend import AuthBackend
 from ._config import MimiConfiguration
 from ._effect_runner import EffectResult, EffectRunner
@@ -65,8 +70,9 @@ _log = Log("mimi_reactive.session")
 # CommandFuture for dispatch from anywhere.
 _Pending = asyncio.Future[Outcome] | CommandFuture
 # The decision is carried when the caller already made it (nothing was queued or running,
-# so nothing can change the state before the worker takes the job).
-_Job = tuple[Command, _Pending, Decision | None]
+# so nothing can change the state before the worker takes the job); a command the caller
+# started itself (``_run_now``) is carried as what is left of it, and always run.
+_Job = tuple[Command, _Pending, Decision | None, _eager.Started[Outcome] | None]
 
 
 class SessionStore:
@@ -117,7 +123,10 @@ class SessionStore:
         self._handover = threading.Lock()
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
-        self._worker = self._loop.create_task(self._work(), name="mimi_reactive.session_store")
+        self._context = contextvars.copy_context()  # the worker's: _run_now runs in it too
+        self._worker = self._loop.create_task(
+            self._work(), name="mimi_reactive.session_store", context=self._context
+        )
 
     @property
     def session(self) -> Session | None:
@@ -201,8 +210,10 @@ class SessionStore:
             decision = self._decide(command)
             if not isinstance(decision, Proceed):
                 return self._settle(decision)
+            if _eager.SUPPORTED:
+                return await self._run_now(command, decision)
         future: asyncio.Future[Outcome] = self._loop.create_future()
-        self._push((command, future, decision))
+        self._push((command, future, decision, None))
         return await future
 
     def refuse_other_loop(self) -> None:
@@ -218,10 +229,12 @@ class SessionStore:
         its caller gets ``CoreClosedError``), and complete the stream."""
         if not self._closed:
             self._closed = True
+            started = [job for job in self._jobs if job is not None and job[3] is not None]
             while self._jobs:
                 job = self._jobs.popleft()
-                if job is not None and _claim(job[1]):
+                if job is not None and job[3] is None and _claim(job[1]):
                     job[1].set_exception(CoreClosedError("the core was closed before this ran"))
+            self._jobs.extend(started)  # running already: it finishes, as the worker's would
             self._push(None)
         if self._busy and asyncio.current_task() is self._worker:
             return  # closed from inside a command: the worker stops after it
@@ -246,10 +259,63 @@ class SessionStore:
             if future.set_running_or_notify_cancel():
                 future.set_exception(CoreClosedError("the core is closed"))
             return
-        self._push((command, future, None))
+        self._push((command, future, None, None))
+
+    async def _run_now(self, command: Command, decision: Proceed) -> Outcome:
+        """Run a command nothing is ahead of at once, as the worker would run it (in its name
+        and context, ``_eager``), until it ends or first waits; what is left then goes to the
+        worker, ahead of anything queued meanwhile, and the caller waits for it as for any
+        queued command (cancelling that wait leaves it running)."""
+        self._busy = True
+        self._effects.hold_revocations()  # they start where a task's first step would
+        try:
+            started = _eager.start(self._worker, self._context, self._perform(command, decision))
+        except asyncio.CancelledError as error:  # raised, not delivered: the core cannot go on
+            self._busy = False
+            if (committed := self._effects.committed) is not None:
+                self._apply(committed)
+            self._stop_now(error)
+            closed = CoreClosedError("the core stopped while this ran")
+            raise closed from error
+        except Exception as error:
+            self._busy = False
+            raise _crashed(error) from error
+        except BaseException as error:  # SystemExit, KeyboardInterrupt: raised to the caller
+            self._busy = False
+            self._stop_now(error)
+            raise
+        finally:
+            self._effects.release_revocations()
+        if not isinstance(started, _eager.Started):
+            self._busy = False
+            return started
+        future: asyncio.Future[Outcome] = self._loop.create_future()
+        self._jobs.appendleft((command, future, decision, started))  # it is still _busy
+        self._wake_worker()
+        return await future
+
+    def _stop_now(self, error: BaseException) -> None:
+        """Stop as the worker does when a command run by ``_run_now`` raised ``error``
+        (the program is to stop): every queued caller hears it, the streams complete."""
+        self._closed = True
+        queued = [job[1] for job in self._jobs if job is not None]
+        self._jobs.clear()
+        for pending in queued:
+            _resolve(pending, error=_stopped(pending, error))
+        self._push(None)  # the worker ends
+        self._stream.complete()
+        self._tokens.complete()
+
+    def _started_ahead(self) -> _eager.Started[Outcome] | None:
+        """The command started at once in the worker's name that it is yet to take over."""
+        job = self._jobs[0] if self._jobs else None
+        return None if job is None else job[3]
 
     def _push(self, job: _Job | None) -> None:
         self._jobs.append(job)
+        self._wake_worker()
+
+    def _wake_worker(self) -> None:
         wake = self._wake
         if wake is not None:
             self._wake = None
@@ -261,27 +327,32 @@ class SessionStore:
             while True:
                 if not self._jobs:
                     self._wake = self._loop.create_future()
-                    await self._wake
+                    try:
+                        await self._wake
+                    except asyncio.CancelledError as cancelled:
+                        if (started := self._started_ahead()) is None:
+                            raise
+                        # Its cancellation came before the worker took the command over
+                        # (a timeout due at once, asyncio.run ending): it is the command's.
+                        started.throw_when_awaited(cancelled)
                     continue
                 job = self._jobs.popleft()
                 if job is None:
                     break
-                command, future, decision = job
-                if not _claim(future):
+                command, future, decision, started = job
+                if started is None and not _claim(future):
                     continue  # the caller stopped waiting before it started
                 self._busy = True
+                work = self._perform(command, decision) if started is None else started
                 try:
-                    outcome = await self._perform(command, decision)
+                    outcome = await work
                 except asyncio.CancelledError:
                     if (committed := self._effects.committed) is not None:
                         self._apply(committed)  # stored already: the state must say so
                     _resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
                 except Exception as error:  # a bug must not stop the worker or the stream
-                    _log.error("session.command_crashed", error=type(error).__name__)
-                    crashed = MimiCoreError("the command failed unexpectedly")
-                    crashed.__cause__ = error
-                    _resolve(future, error=crashed)
+                    _resolve(future, error=_crashed(error))
                 except BaseException as error:  # SystemExit, KeyboardInterrupt: not a bug
                     # It ends the loop (the program is to stop); no caller may wait for ever:
                     # this one and every queued one hear it, later ones CoreClosedError.
@@ -409,6 +480,14 @@ def _stopped(future: _Pending, error: BaseException) -> BaseException:
     closed = CoreClosedError("the core stopped while this waited")
     closed.__cause__ = error
     return closed
+
+
+def _crashed(error: Exception) -> MimiCoreError:
+    """What the caller of a command that raised ``error`` (a bug) hears; logged."""
+    _log.error("session.command_crashed", error=type(error).__name__)
+    crashed = MimiCoreError("the command failed unexpectedly")
+    crashed.__cause__ = error
+    return crashed
 
 
 def _resolve(

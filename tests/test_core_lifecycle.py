@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import inspect
 import logging
@@ -16,17 +17,21 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AuthController,
     AuthRoute,
+    BackendSession,
     CoreClosedError,
     Failure,
     FileSessionStorage,
     LogOut,
     MemorySessionStorage,
     MimiCore,
+    MimiCoreError,
     Session,
     SessionState,
     TransportError,
+    _eager,
     _storage,
 )
+from mimi_reactive._revocations import _take_over
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import Reply, ScriptedBackend
@@ -95,6 +100,198 @@ async def test_cancelled_caller_leaves_a_whole_state(start_core: StartCore) -> N
     user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     assert core.auth.current_user == user
     assert seen[-1] == core.auth.state
+
+
+class _TimingOutBackend(ScriptedBackend):
+    """Records the task each step of a sign-up runs in, and times out waiting for nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[asyncio.Task[object] | None] = []
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        self.tasks.append(asyncio.current_task())
+        await asyncio.sleep(0)
+        self.tasks.append(asyncio.current_task())
+        async with asyncio.timeout(0.01):  # cancels the task it was entered in
+            await asyncio.Event().wait()
+        return await super().authenticate(route, session)
+
+
+async def test_a_backend_call_runs_in_one_task_that_its_timeouts_cancel(
+    start_core: StartCore, eager: bool
+) -> None:
+    """A backend call runs in one task, not its caller's, before and after it first waits
+    (a command may start at once in the caller's call): a timeout it enters ends the call,
+    never the caller, whose command fails as a bug in a backend does."""
+    backend = _TimingOutBackend()
+    core = await start_core(ANONYMOUS_ONLY, backend)
+    outcome = await core.auth.run(AuthRoute.sign_up_anonymously())
+    before, after = backend.tasks
+    assert before is after
+    assert before is not asyncio.current_task()
+    assert isinstance(outcome.error, MimiCoreError)
+    assert isinstance(outcome.error.__cause__, TimeoutError)
+
+
+class _SlowRevocations(ScriptedBackend):
+    """Records the task each step of a revocation runs in; its second revocation times out,
+    and ``recorded`` is set once both have recorded theirs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[tuple[asyncio.Task[object] | None, ...]] = []
+        self.started = 0
+        self.recorded = asyncio.Event()
+
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        self.started += 1
+        first = self.started == 1
+        task = asyncio.current_task()
+        await asyncio.sleep(0)
+        self.tasks.append((task, asyncio.current_task()))
+        try:
+            if not first:
+                async with asyncio.timeout(0.01):  # cancels the task it was entered in
+                    await asyncio.Event().wait()
+        finally:
+            if len(self.tasks) == 2:
+                self.recorded.set()
+        await super().revoke(session, everywhere=everywhere)
+
+
+async def test_a_revocation_runs_in_a_task_of_its_own_that_its_timeouts_cancel(
+    start_core: StartCore, eager: bool
+) -> None:
+    """A background revocation runs in one task, neither the command's nor its caller's,
+    before and after it first waits, whether it started at once or not; a timeout it enters
+    ends it alone, and no task of the core is left after close."""
+    backend = _SlowRevocations()
+    core = await start_core(ANONYMOUS_ONLY, backend)
+    before = asyncio.all_tasks()
+    first, second, third = (backend.add_anonymous_user().anonymous_id for _ in range(3))
+    for anonymous_id in (first, second, third):
+        outcome = await core.auth.run(AuthRoute.log_in_anonymously(anonymous_id))
+        assert outcome.error is None
+    await backend.recorded.wait()
+    (one, one_after), (two, two_after) = backend.tasks
+    assert one is one_after
+    assert two is two_after
+    assert one is not two
+    assert not {one, two} & {asyncio.current_task(), *before}
+    await core.close()
+    assert asyncio.all_tasks() <= before
+
+
+@pytest.fixture(params=["at once", "hop"])
+def eager(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Each command runs at once where asyncio lets it (its private _enter_task), or, as
+    where it does not, always through the worker: both paths keep every guarantee."""
+    if request.param == "hop":
+        monkeypatch.setattr(_eager, "SUPPORTED", False)
+    return _eager.SUPPORTED
+
+
+class _RecordingBackend(ScriptedBackend):
+    """Records the task each sign-up starts in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tasks: list[asyncio.Task[object] | None] = []
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        self.tasks.append(asyncio.current_task())
+        return await super().authenticate(route, session)
+
+
+async def test_a_command_starts_in_its_callers_turn_only_when_it_runs_at_once(
+    start_core: StartCore, eager: bool
+) -> None:
+    """A command awaited with nothing ahead of it calls the backend in its caller's turn of
+    the loop when it runs at once, and only at the worker's next turn when it takes the hop."""
+    backend = _RecordingBackend()
+    core = await start_core(ANONYMOUS_ONLY, backend)
+    caller = asyncio.create_task(core.auth.run(AuthRoute.sign_up_anonymously()))
+    await asyncio.sleep(0)  # the caller's first step ran; the worker's next has not
+    assert len(backend.tasks) == (1 if eager else 0)
+    assert (await caller).error is None
+    assert backend.tasks[0] is not caller
+
+
+class _InstantTimeout(ScriptedBackend):
+    """Its first sign-up enters a timeout already due before its first wait, then waits for
+    nothing; later ones sign up."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timed_out = False
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        if not self.timed_out:
+            self.timed_out = True
+            async with asyncio.timeout(0):  # cancels the task it was entered in, next turn
+                await asyncio.Event().wait()
+        return await super().authenticate(route, session)
+
+
+async def test_a_timeout_due_before_the_first_wait_ends_the_call_not_the_core(
+    start_core: StartCore, eager: bool
+) -> None:
+    """A timeout a backend enters already due, before its first wait, cancels the call when
+    the worker has not yet taken it over: the command fails as a backend's bug does, and the
+    core goes on (the worker was not ended by a cancellation meant for the call)."""
+    backend = _InstantTimeout()
+    core = await start_core(ANONYMOUS_ONLY, backend)
+    await asyncio.sleep(0)  # the worker's first step: it waits for a command
+    outcome = await core.auth.run(AuthRoute.sign_up_anonymously())
+    assert isinstance(outcome.error, MimiCoreError)
+    assert isinstance(outcome.error.__cause__, TimeoutError)
+    user = backend.add_anonymous_user()
+    again = await core.auth.run(AuthRoute.log_in_anonymously(user.anonymous_id))
+    assert again.error is None
+    assert core.auth.state.user == user
+
+
+class _EndlessEverywhere(ScriptedBackend):
+    """Its log-out everywhere waits for ever, recording that it started and was cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = False
+        self.cancelled = False
+
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        self.entered = True
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_a_worker_ended_unclosed_stops_the_command_started_in_its_name(
+    start_core: StartCore,
+) -> None:
+    """The loop cancelling an unclosed core's worker (asyncio.run ending) before it took over
+    a command that started at once cancels that command where it waits, as it would one the
+    worker ran: its caller hears CoreClosedError, the cleared storage's log-out is published,
+    and no coroutine is left half-run."""
+    backend = _EndlessEverywhere()
+    core = await start_core(ANONYMOUS_ONLY, backend)
+    user = backend.add_anonymous_user()
+    assert (await core.auth.run(AuthRoute.log_in_anonymously(user.anonymous_id))).error is None
+    caller = asyncio.create_task(core.auth.run(LogOut(everywhere=True)))
+    await asyncio.sleep(0)  # the caller's first step ran; the worker's next has not
+    assert backend.entered
+    (worker,) = (t for t in asyncio.all_tasks() if t.get_name() == "mimi_reactive.session_store")
+    worker.cancel()  # what asyncio.run does as the app's main() returns
+    with pytest.raises(CoreClosedError):
+        await caller
+    assert backend.cancelled
+    assert core.auth.state.user is None
+    with pytest.raises(CoreClosedError):
+        await core.auth.run(LogOut())
+    await core.close()
 
 
 class _Observer:
@@ -314,3 +511,31 @@ async def test_close_abandons_a_save_at_close_that_hangs(
         storage.released.set()
     assert storage.started.is_set()
     assert "storage.keep_at_close_abandoned" in event_names(caplog)
+
+
+async def test_a_spare_task_cancelled_as_it_is_handed_a_revocation_cancels_the_revocation() -> None:
+    """A revocation started in a waiting spare task's name that enters a timeout already due
+    before its first wait hears TimeoutError, though the spare is cancelled before it took the
+    revocation over: the cancellation is the revocation's, not the spare's to drop it."""
+    heard: list[BaseException] = []
+    waited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def revocation() -> None:
+        try:
+            async with asyncio.timeout(0):  # cancels the task it was entered in
+                await waited
+        except BaseException as error:
+            heard.append(error)
+            raise
+
+    context = contextvars.copy_context()
+    handed: asyncio.Future[_eager.Started[None] | None] = asyncio.get_running_loop().create_future()
+    spare = asyncio.get_running_loop().create_task(_take_over(handed), context=context)
+    await asyncio.sleep(0)  # the spare waits to be handed a revocation
+    started = _eager.start(spare, context, revocation())
+    assert isinstance(started, _eager.Started)
+    handed.set_result(started)
+    with pytest.raises(TimeoutError):
+        await spare
+    assert [type(error) for error in heard] == [TimeoutError]
+    assert waited.cancelled()  # as a task's cancellation cancels what it waits on
