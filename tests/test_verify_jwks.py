@@ -23,19 +23,19 @@ from mimi_reactive.server import IdentityServer, ServerSettings
 from mimi_reactive.verify import AccessTokenVerifier, InvalidTokenError
 
 from .conftest import CLIENT_ID
-from .lossy_proxy import LossyProxy
+from .forwarding_proxy import ForwardingProxy
 from .server_helpers import Caller, Clock
 
 INTERVAL, TTL, MAX_STALE = 30.0, 300.0, 3600.0
 JWKS = "/.well-known/jwks.json"
 
 
-class JwksProxy(LossyProxy):
-    """Forwards to the server ``forward_to`` names, losing nothing, and counts the JWKS
-    requests; ``failing`` makes it answer them 503, ``stop()`` closes its port."""
+class JwksProxy(ForwardingProxy):
+    """Forwards to the server ``forward_to`` names and counts the JWKS requests; ``failing``
+    makes it answer them 503, ``stop()`` closes its port."""
 
     def __init__(self) -> None:
-        super().__init__("", path=JWKS, lose=0)
+        super().__init__("")
         self.requests = 0
         self.failing = False
 
