@@ -30,6 +30,7 @@ from .test_shared_session_renewals import (
     LoadsCounted,
     LockAsked,
     MovableClock,
+    fall_behind,
     until,
 )
 
@@ -85,14 +86,7 @@ async def test_a_log_out_everywhere_from_a_core_that_fell_behind_revokes_the_new
             async with service.core(
                 behind_storage, backend=backend, clock=clock, **EMAIL_USERS
             ) as behind:
-                async with asyncio.timeout(WITHIN):  # restored, then read once by its watch
-                    await until(lambda: behind_storage.loads >= 2)
-                for _ in range(2):
-                    await ahead.auth.refresh()
-                stored = await FileSessionStorage(path).load()
-                assert stored is not None
-                assert stored.tokens.expires_in is not None
-                clock.ahead = stored.tokens.expires_in  # the stored pair is due as well
+                await fall_behind(ahead, behind_storage, clock)
                 await behind.auth.log_out(everywhere=True)  # raised after a reuse
                 assert backend.counts["refresh"] == 1
                 assert await stored_user(path) is None

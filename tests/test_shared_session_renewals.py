@@ -65,6 +65,20 @@ class LoadsCounted(FileSessionStorage):
         return stored
 
 
+async def fall_behind(ahead: MimiCore, behind: LoadsCounted, clock: MovableClock) -> Session:
+    """Once the core on ``behind`` has read the file, renews twice through ``ahead`` (the core
+    behind never sees it) and moves ``clock`` on until the pair stored is due as well."""
+    async with asyncio.timeout(WITHIN):  # restored, then read once by its watch
+        await until(lambda: behind.loads >= 2)
+    for _ in range(2):
+        await ahead.auth.refresh()
+    stored = await FileSessionStorage(behind.path).load()
+    assert stored is not None
+    assert stored.tokens.expires_in is not None
+    clock.ahead = stored.tokens.expires_in
+    return stored
+
+
 async def test_a_core_that_fell_behind_renews_the_newer_stored_pair_not_its_spent_one(
     service: Service, tmp_path: Path
 ) -> None:
@@ -81,14 +95,7 @@ async def test_a_core_that_fell_behind_renews_the_newer_stored_pair_not_its_spen
         behind_storage = LoadsCounted(path, poll_interval=60)  # it never sees the renewals
         async with service.core(behind_storage, clock=clock, **email) as behind:
             recorder = StateRecorder(behind)
-            async with asyncio.timeout(WITHIN):  # restored, then read once by its watch
-                await until(lambda: behind_storage.loads >= 2)
-            for _ in range(2):
-                await ahead.auth.refresh()
-            stored = await FileSessionStorage(path).load()
-            assert stored is not None
-            assert stored.tokens.expires_in is not None
-            clock.ahead = stored.tokens.expires_in  # the stored pair is due as well
+            stored = await fall_behind(ahead, behind_storage, clock)
             token = await behind.auth.access_token()  # renewed: it raised after a reuse
             assert token != stored.tokens.access_token
             assert Transition.SESSION_EXPIRED not in recorder.transitions
@@ -109,14 +116,7 @@ async def test_a_call_from_a_core_that_fell_behind_renews_the_newer_stored_pair(
         behind_storage = LoadsCounted(path, poll_interval=60)  # it never sees the renewals
         backend = CountingBackend(HttpBackend(service.url))
         async with service.core(behind_storage, backend=backend, clock=clock) as behind:
-            async with asyncio.timeout(WITHIN):  # restored, then read once by its watch
-                await until(lambda: behind_storage.loads >= 2)
-            for _ in range(2):
-                await ahead.auth.refresh()
-            stored = await FileSessionStorage(path).load()
-            assert stored is not None
-            assert stored.tokens.expires_in is not None
-            clock.ahead = stored.tokens.expires_in  # the stored pair is due as well
+            await fall_behind(ahead, behind_storage, clock)
             await behind.auth.delete_account()
             assert behind.auth.state.transition is Transition.DELETED
             assert backend.counts["refresh"] == 1
