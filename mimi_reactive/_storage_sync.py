@@ -147,29 +147,24 @@ class StorageSync:
 
     async def keep(self, session: Session) -> SessionStorageError | None:
         """Save ``session``; the error if the storage failed, for the event to carry."""
-        writes = self.writes  # marked inline, not wrapped: every sign-in and switch saves
-        writes.running = True
-        try:
-            await self.storage.save(session)
-        except OSError as error:
-            self.unkept = (session,)
-            return storage_failed("save", self.storage, error)
-        finally:
-            writes.running = False
-            if writes.waiter is not None:
-                writes.wake()
-        self.unkept = None
-        return None
+        return await self._write(self.storage.save(session), (session,))
 
     async def forget(self) -> SessionStorageError | None:
         """Clear the storage; the error if it failed, for the event to carry."""
-        writes = self.writes  # marked inline, as in keep
+        return await self._write(self.storage.clear(), (None,))
+
+    async def _write(
+        self, write: Awaitable[None], wanted: tuple[Session | None]
+    ) -> SessionStorageError | None:
+        """Run ``write`` (a save or clear), marked running for ``close()``; on failure
+        remember ``wanted`` as unkept, to try again at close."""
+        writes = self.writes  # marked inline, not wrapped in a context manager: every sign-in saves
         writes.running = True
         try:
-            await self.storage.clear()
+            await write
         except OSError as error:
-            self.unkept = (None,)
-            return storage_failed("clear", self.storage, error)
+            self.unkept = wanted
+            return storage_failed("clear" if wanted[0] is None else "save", self.storage, error)
         finally:
             writes.running = False
             if writes.waiter is not None:
