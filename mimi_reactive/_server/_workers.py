@@ -23,6 +23,7 @@ from gunicorn.glogging import Logger
 
 from ._app import app_runner, served_url, token_issuer
 from ._context import RegisteredClient, ServerSettings
+from ._identity_server import ServerStartError
 from ._limits import RateLimiter, limits_on
 from ._logs import RedactingFilter, server_logger
 from ._service import open_service
@@ -111,12 +112,12 @@ class _Gunicorn(BaseApplication):
         return self._app
 
     def run(self) -> None:
-        """``BaseApplication.run`` with ``_Arbiter``."""
+        """``BaseApplication.run`` with ``_Arbiter``; a failure to start is ``ServerStartError``."""
         try:
             _Arbiter(self).run()
-        except RuntimeError as error:  # as gunicorn says its arbiter's failure to start
-            print(f"\nError: {error}\n", file=sys.stderr, flush=True)
-            sys.exit(1)
+        except RuntimeError as error:  # gunicorn's arbiter failing to start
+            # The command line says it in one line, as any failed start (gunicorn prints it).
+            raise ServerStartError(str(error)) from None
 
     def _ready(self, arbiter: Arbiter) -> None:
         """The port is bound (workers not yet forked): fix the URL every worker will use."""
