@@ -115,7 +115,8 @@ class Revocations:
         if self._spare is not None:
             _, _, handed = self._spare
             self._spare = None
-            handed.set_result(None)
+            if not handed.done():  # asyncio.run's teardown may have cancelled the spare
+                handed.set_result(None)
 
     def _track(self, task: asyncio.Task[None]) -> None:
         self._running.add(task)
@@ -126,7 +127,8 @@ class Revocations:
         if self._spare is not None:  # waiting for a revocation that will never come
             spare, _, handed = self._spare
             self._spare = None
-            handed.set_result(None)
+            if not handed.done():
+                handed.set_result(None)
             await spare
         if not self._running:
             return
