@@ -1,0 +1,329 @@
+"""The queue that runs a store's commands one at a time, in order, on its event loop.
+
+A command is queued; a single worker task takes commands in order and has the store run
+each to its outcome before it takes the next, so commands never interleave. A command the
+guards answer without effects (already logged in, blank id, refused) needs no turn of the
+worker when nothing is queued or running: it is decided at once, in order. One with
+effects, awaited on the loop with nothing ahead of it, runs at once in the worker's name
+(``_eager``) until it first waits, when the worker takes it over: one that never waits costs
+no turn of the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import contextvars
+import threading
+from collections.abc import Coroutine
+from typing import Any, Protocol
+
+from . import _eager
+from ._effect_runner import EffectRunner
+from ._exceptions import CoreClosedError, MimiCoreError, ReentrantCallError, WrongEventLoopError
+from ._future import CommandFuture
+from ._log import Log
+from ._messages import Command, Decision, Outcome, Proceed, Refused, Satisfied, Skipped
+
+__all__ = ["CommandQueue", "Commands"]
+
+_log = Log("mimi_reactive.session")
+
+# A queued command's pending outcome: an asyncio future for callers on the loop (cheap), a
+# CommandFuture for dispatch from anywhere.
+_Pending = asyncio.Future[Outcome] | CommandFuture
+# The decision is carried when the caller already made it (nothing was queued or running,
+# so nothing can change the state before the worker takes the job); a command the caller
+# started itself (``_run_now``) is carried as what is left of it, and always run.
+_Job = tuple[Command, _Pending, Decision | None, _eager.Started[Outcome] | None]
+
+
+class Commands(Protocol):
+    """The store's side of a command: what the queue has it decide and run."""
+
+    def decide(self, command: Command) -> Decision:
+        """The guards' decision on ``command`` in the state now."""
+
+    def settle(self, decision: Skipped | Satisfied | Refused) -> Outcome:
+        """The outcome of a command the guards answered without effects."""
+
+    def perform(self, command: Command, decision: Decision | None) -> Coroutine[Any, Any, Outcome]:
+        """Run ``command`` (deciding it first when ``decision`` is None) to its outcome."""
+
+    def apply_committed(self) -> None:
+        """Publish what a command stopped midway had already stored."""
+
+    def end(self) -> None:
+        """Complete the streams: the worker has ended."""
+
+
+class CommandQueue:
+    """Runs ``commands`` one at a time on the loop it was created on.
+
+    ``dispatch`` may be called from any thread; everything else from the loop's thread.
+    """
+
+    def __init__(self, commands: Commands, effects: EffectRunner) -> None:
+        self._commands = commands
+        self._effects = effects
+        # The commands waiting for the worker (None: stop), and while it waits for one, the
+        # future that wakes it: lighter than an asyncio.Queue on every command's path.
+        self._jobs: collections.deque[_Job | None] = collections.deque()
+        self._wake: asyncio.Future[None] | None = None
+        self._busy = False
+        self.closed = False
+        """Whether ``close`` was called or the worker ended: commands get ``CoreClosedError``."""
+        # Held while a thread checks ``closed`` and hands a command to the loop, and while
+        # the ending worker sets it: a command handed over before is in the loop's queue
+        # ahead of the loop's end (answered), one after fails at once (none waits forever).
+        self._handover = threading.Lock()
+        self.loop = asyncio.get_running_loop()
+        """The event loop the commands run on."""
+        self._loop_thread = threading.get_ident()
+        self._context = contextvars.copy_context()  # the worker's: _run_now runs in it too
+        self._worker = self.loop.create_task(
+            self._work(), name="mimi_reactive.session_store", context=self._context
+        )
+
+    def dispatch(self, command: Command) -> CommandFuture:
+        """Queue ``command`` from any thread (or from inside a subscriber); never blocks.
+
+        Returns an awaitable future of its ``Outcome``; a closed core fails it with
+        ``CoreClosedError``.
+        """
+        future = CommandFuture(self._loop_thread)
+        if threading.get_ident() == self._loop_thread:
+            self._enqueue(command, future)
+            return future
+        with self._handover:
+            if self.closed:  # the worker ended: the loop may never run a callback again
+                future.set_exception(CoreClosedError("the core is closed"))
+                return future
+            try:
+                self.loop.call_soon_threadsafe(self._enqueue, command, future)
+            except RuntimeError:  # the loop itself is closed
+                future.set_exception(CoreClosedError("the core's event loop is closed"))
+        return future
+
+    async def run(self, command: Command) -> Outcome:
+        """Run ``command`` after the ones already queued and return its outcome.
+
+        Cancelling the wait drops a command that has not started; one that has started
+        runs to completion, so the state is always the one before or after it.
+        """
+        if asyncio.get_running_loop() is not self.loop:  # inline: every command passes
+            raise WrongEventLoopError()
+        if self.closed:
+            raise CoreClosedError("the core is closed")
+        if self._busy and asyncio.current_task() is self._worker:
+            raise ReentrantCallError(
+                "awaiting a command from inside a running command would never return; "
+                "use core.auth.dispatch(...) to queue it"
+            )
+        decision = None
+        if not self._busy and not self._jobs:
+            # Nothing ahead of it: deciding now keeps the order, and most decisions that
+            # need no effects end here without a turn of the worker.
+            decision = self._commands.decide(command)
+            if not isinstance(decision, Proceed):
+                return self._commands.settle(decision)
+            if _eager.SUPPORTED:
+                return await self._run_now(command, decision)
+        future: asyncio.Future[Outcome] = self.loop.create_future()
+        self._push((command, future, decision, None))
+        return await future
+
+    def refuse_other_loop(self) -> None:
+        """Raise ``WrongEventLoopError`` unless called on the queue's own loop: a command
+        awaited from another loop would be queued here and its answer never reach it."""
+        if asyncio.get_running_loop() is not self.loop:
+            raise WrongEventLoopError()
+
+    async def close(self, *, grace_period: float) -> None:
+        """Fail queued commands, give the running one ``grace_period`` seconds to finish
+        (then cancel it, once a storage write it runs has ended and its state is published,
+        or after ``max(grace_period, WRITE_END_SECONDS)`` more, when the write is abandoned:
+        its caller gets ``CoreClosedError``); the worker then ends."""
+        if not self.closed:
+            self.closed = True
+            started = [job for job in self._jobs if job is not None and job[3] is not None]
+            while self._jobs:
+                job = self._jobs.popleft()
+                if job is not None and job[3] is None and _claim(job[1]):
+                    job[1].set_exception(CoreClosedError("the core was closed before this ran"))
+            self._jobs.extend(started)  # running already: it finishes, as the worker's would
+            self._push(None)
+        if self._busy and asyncio.current_task() is self._worker:
+            return  # closed from inside a command: the worker stops after it
+        done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
+        if not done:
+            _log.warning("session.close_cancelled_command", grace_period=grace_period)
+            await self._effects.writes.ended(grace_period)  # its event applied first
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+
+    def _enqueue(self, command: Command, future: CommandFuture) -> None:
+        if self.closed:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(CoreClosedError("the core is closed"))
+            return
+        self._push((command, future, None, None))
+
+    async def _run_now(self, command: Command, decision: Proceed) -> Outcome:
+        """Run a command nothing is ahead of at once, as the worker would run it (in its name
+        and context, ``_eager``), until it ends or first waits; what is left then goes to the
+        worker, ahead of anything queued meanwhile, and the caller waits for it as for any
+        queued command (cancelling that wait leaves it running)."""
+        self._busy = True
+        self._effects.hold_revocations()  # they start where a task's first step would
+        try:
+            started = _eager.start(
+                self._worker, self._context, self._commands.perform(command, decision)
+            )
+        except asyncio.CancelledError as error:  # raised, not delivered: the core cannot go on
+            self._busy = False
+            self._commands.apply_committed()
+            self._stop_now(error)
+            closed = CoreClosedError("the core stopped while this ran")
+            raise closed from error
+        except Exception as error:
+            self._busy = False
+            raise _crashed(error) from error
+        except BaseException as error:  # SystemExit, KeyboardInterrupt: raised to the caller
+            self._busy = False
+            self._stop_now(error)
+            raise
+        finally:
+            self._effects.release_revocations()
+        if not isinstance(started, _eager.Started):
+            self._busy = False
+            return started
+        future: asyncio.Future[Outcome] = self.loop.create_future()
+        self._jobs.appendleft((command, future, decision, started))  # it is still _busy
+        self._wake_worker()
+        return await future
+
+    def _stop_now(self, error: BaseException) -> None:
+        """Stop as the worker does when a command run by ``_run_now`` raised ``error``
+        (the program is to stop): every queued caller hears it, the streams complete."""
+        self.closed = True
+        queued = [job[1] for job in self._jobs if job is not None]
+        self._jobs.clear()
+        for pending in queued:
+            _resolve(pending, error=_stopped(pending, error))
+        self._push(None)  # the worker ends
+        self._commands.end()
+
+    def _started_ahead(self) -> _eager.Started[Outcome] | None:
+        """The command started at once in the worker's name that it is yet to take over."""
+        job = self._jobs[0] if self._jobs else None
+        return None if job is None else job[3]
+
+    def _push(self, job: _Job | None) -> None:
+        self._jobs.append(job)
+        self._wake_worker()
+
+    def _wake_worker(self) -> None:
+        wake = self._wake
+        if wake is not None:
+            self._wake = None
+            if not wake.done():  # done only if the worker was cancelled while it waited
+                wake.set_result(None)
+
+    async def _work(self) -> None:
+        try:
+            while True:
+                if not self._jobs:
+                    self._wake = self.loop.create_future()
+                    try:
+                        await self._wake
+                    except asyncio.CancelledError as cancelled:
+                        if (started := self._started_ahead()) is None:
+                            raise
+                        # Its cancellation came before the worker took the command over
+                        # (a timeout due at once, asyncio.run ending): it is the command's.
+                        started.throw_when_awaited(cancelled)
+                    continue
+                job = self._jobs.popleft()
+                if job is None:
+                    break
+                command, future, decision, started = job
+                if started is None and not _claim(future):
+                    continue  # the caller stopped waiting before it started
+                self._busy = True
+                work = self._commands.perform(command, decision) if started is None else started
+                try:
+                    outcome = await work
+                except asyncio.CancelledError:
+                    self._commands.apply_committed()  # stored already: the state must say so
+                    _resolve(future, error=CoreClosedError("the core stopped while this ran"))
+                    raise
+                except Exception as error:  # a bug must not stop the worker or the stream
+                    _resolve(future, error=_crashed(error))
+                except BaseException as error:  # SystemExit, KeyboardInterrupt: not a bug
+                    # It ends the loop (the program is to stop); no caller may wait for ever:
+                    # this one and every queued one hear it, later ones CoreClosedError.
+                    self.closed = True
+                    queued = [job[1] for job in self._jobs if job is not None]
+                    self._jobs.clear()
+                    for pending in (future, *queued):
+                        _resolve(pending, error=_stopped(pending, error))
+                    raise
+                else:
+                    _resolve(future, outcome=outcome)
+                finally:
+                    self._busy = False
+        finally:
+            self._refuse_queued()
+            self._commands.end()
+
+    def _refuse_queued(self) -> None:
+        """Close the queue as its worker ends, however it ends (close, or the loop cancelling
+        its tasks as ``asyncio.run`` returns with the core unclosed): no command may wait for
+        it, as a thread blocked on ``dispatch(...).result()`` would keep the program alive."""
+        with self._handover:
+            self.closed = True
+        while self._jobs:
+            job = self._jobs.popleft()
+            if job is not None:
+                _resolve(job[1], error=CoreClosedError("the core stopped before this ran"))
+
+
+def _claim(future: _Pending) -> bool:
+    """Mark a queued command's future as started; False if its caller gave up waiting."""
+    if isinstance(future, CommandFuture):
+        return future.set_running_or_notify_cancel()
+    return not future.done()
+
+
+def _stopped(future: _Pending, error: BaseException) -> BaseException:
+    """What a caller hears when a subscriber's ``SystemExit`` (say) stopped the worker: a
+    thread waiting on a dispatch that same exception; a caller on the loop ``CoreClosedError``
+    (re-raised in a task there, it would stop the loop again, in the middle of its close)."""
+    if isinstance(future, CommandFuture):
+        return error
+    closed = CoreClosedError("the core stopped while this waited")
+    closed.__cause__ = error
+    return closed
+
+
+def _crashed(error: Exception) -> MimiCoreError:
+    """What the caller of a command that raised ``error`` (a bug) hears; logged."""
+    _log.error("session.command_crashed", error=type(error).__name__)
+    crashed = MimiCoreError("the command failed unexpectedly")
+    crashed.__cause__ = error
+    return crashed
+
+
+def _resolve(
+    future: _Pending, *, outcome: Outcome | None = None, error: BaseException | None = None
+) -> None:
+    if future.done():  # an awaiting caller was cancelled while the command ran
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert outcome is not None
+        future.set_result(outcome)
