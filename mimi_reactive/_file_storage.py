@@ -7,15 +7,10 @@ import asyncio
 import contextlib
 import errno
 import json
-import math
 import os
-import stat
 import threading
-import time
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import filelock
 
@@ -29,24 +24,20 @@ from ._exceptions import (
 )
 from ._log import Log
 from ._session import Session
-from ._storage import (
-    UnreadableSessionError,
-    decode_session,
-    encode_session,
+from ._session_file import (
+    parse,
+    read_bounded,
+    remove_stale_temporaries,
+    set_aside,
+    signature,
+    write_atomically,
 )
+from ._storage import UnreadableSessionError, decode_session, encode_session
 
 __all__ = ["FileSessionStorage"]
 
 _log = Log("mimi_reactive.storage")
 
-# Seconds after which a leftover temporary file cannot be a save still in progress.
-_STALE_AFTER = 60.0
-# Files moved aside hold live credentials: only the newest few are kept.
-_KEEP_MOVED_ASIDE = 3
-# A session file is about a kilobyte; anything this large is not one.
-_MAX_FILE_BYTES = 1 << 20
-# Digits in the longest integer a session file holds (a time or a lifetime in seconds).
-_MAX_INTEGER_DIGITS = 20
 # Reads of a file that another process keeps replacing while it is found unreadable.
 _READ_ATTEMPTS = 3
 # Seconds between attempts to take a lock another process holds: first, then at most.
@@ -218,19 +209,17 @@ class FileSessionStorage:
 
     def _signature(self) -> tuple[int, int, int] | None:
         try:
-            return _signature(self.path.stat())
+            return signature(self.path.stat())
         except FileNotFoundError:
             return None
 
     def _read(self) -> Session | None:
         if not self._swept:  # once: the watcher loads on every change
-            self._remove_stale_temporaries()
+            remove_stale_temporaries(self.path)
             self._swept = True
         for _ in range(_READ_ATTEMPTS):
             try:
-                with self.path.open("rb") as file:
-                    read = os.fstat(file.fileno())
-                    data = file.read(_MAX_FILE_BYTES + 1)
+                read, data = read_bounded(self.path)
             except FileNotFoundError:
                 self._check_not_lost(errno.ENOENT, "the session file was removed")
                 return None
@@ -238,9 +227,7 @@ class FileSessionStorage:
                 self._check_not_lost(errno.EISDIR, "the session file's path names no file now")
                 raise
             try:
-                if len(data) > _MAX_FILE_BYTES:
-                    raise UnreadableSessionError("larger than a session file can be")
-                session = decode_session(_parse(data), self.origin)
+                session = decode_session(parse(data), self.origin)
             except OtherOriginSessionError:
                 # Expected while another app writes the file: noted once, not as a fault.
                 if not self._other_origin_noted:
@@ -270,62 +257,25 @@ class FileSessionStorage:
             raise _SessionFileLostError(code, reason)
         self._holds_session = False  # None is what it now holds as far as the core knows
 
-    def _remove_stale_temporaries(self) -> None:
-        """Delete what a crash mid-save left behind (it holds tokens). Fresh ones may be
-        another process's save in progress, so only old ones go."""
-        cutoff = time.time() - _STALE_AFTER
-        prefix = f".{self.path.name}."
-        for temporary in self._siblings():
-            if temporary.name.startswith(prefix) and temporary.name.endswith(".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    if temporary.stat().st_mtime < cutoff:
-                        temporary.unlink()
-
-    def _siblings(self) -> list[Path]:
-        try:
-            return list(self.path.parent.iterdir())
-        except FileNotFoundError:
-            return []
-
     def _move_aside(self, read: os.stat_result, reason: str) -> bool:
         """Move the unreadable file aside, unless it is no longer the one read (False)."""
-        return self._set_aside(read, reason, "unreadable")
-
-    def _set_aside(self, read: os.stat_result, reason: str, kind: str) -> bool:
-        """Move the file aside as ``<name>.<kind>-<ns>``, unless it is no longer the one
-        read (False)."""
-        try:
-            current = self.path.stat()
-        except FileNotFoundError:  # another process moved it first
-            return True
-        if _signature(current) != _signature(read):
-            return False
-        aside = self.path.with_name(f"{self.path.name}.{kind}-{time.time_ns()}")
-        try:
-            _make_private(self.path)  # it holds credentials, whoever wrote it
-            os.replace(self.path, aside)  # a symlink is moved, not what it points to
-        except FileNotFoundError:  # another process moved it first
-            return True
-        event = kind.replace("-", "_")
-        _log.warning(f"storage.{event}_session_moved_aside", reason=reason, to=str(aside))
-        self._prune_moved_aside(kind)
-        return True
+        return set_aside(self.path, read, reason, "unreadable")
 
     def _move_other_origins_aside(self) -> None:
         """Before a write replaces a session another origin stored (another service's app,
         or this one before its base URL or client id changed, whose anonymous id may be its
         user's only credential), move it aside as an unreadable file is, not lose it."""
+        if self.origin is None:  # not checked: whatever is there is written over
+            return
         for _ in range(_READ_ATTEMPTS):
             try:
-                with self.path.open("rb") as file:
-                    read = os.fstat(file.fileno())
-                    data = file.read(_MAX_FILE_BYTES + 1)
-                document = _parse(data)
+                read, data = read_bounded(self.path)
+                document = parse(data)
                 decode_session(document, self.origin)
             except OtherOriginSessionError:
                 if document.get("session") is None:  # a log-out holds nothing to keep
                     return
-                if self._set_aside(read, "another origin's session", "other-origin"):
+                if set_aside(self.path, read, "another origin's session", "other-origin"):
                     return
                 # Replaced since it was read: look at what replaced it.
             except (OSError, ValueError, RecursionError):  # no file, or unreadable: written over
@@ -333,92 +283,7 @@ class FileSessionStorage:
             else:
                 return
 
-    def _prune_moved_aside(self, kind: str) -> None:
-        """Keep the newest few files moved aside, each 0600: they hold live credentials."""
-        prefix = f"{self.path.name}.{kind}-"
-        aside = sorted(
-            (int(suffix), sibling)
-            for sibling in self._siblings()
-            if sibling.name.startswith(prefix)
-            and (suffix := sibling.name.removeprefix(prefix)).isdigit()
-        )
-        for index, (_, sibling) in enumerate(reversed(aside)):
-            with contextlib.suppress(FileNotFoundError):
-                if index < _KEEP_MOVED_ASIDE:
-                    _make_private(sibling)
-                else:
-                    sibling.unlink()
-
     def _write(self, document: dict[str, object]) -> None:
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = directory / f".{self.path.name}.{uuid.uuid4().hex}.tmp"
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(descriptor, "wb") as file:
-                file.write(json.dumps(document).encode())
-                file.flush()
-                os.fsync(file.fileno())
-            if self.origin is not None:
-                self._move_other_origins_aside()
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-            raise
+        write_atomically(self.path, json.dumps(document).encode(), self._move_other_origins_aside)
         self._holds_session = document["session"] is not None
         self._saves += 1
-        # The rename is durable only once the directory entry is.
-        directory_descriptor = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(directory_descriptor)
-        finally:
-            os.close(directory_descriptor)
-
-
-def _signature(status: os.stat_result) -> tuple[int, int, int]:
-    """What changes whenever the file is replaced or rewritten."""
-    return (status.st_ino, status.st_mtime_ns, status.st_size)
-
-
-def _make_private(path: Path) -> None:
-    """Make the regular file at ``path`` 0600. Never through a symlink: its target is
-    someone else's file (a config the path was pointed at), and ``os.chmod`` would follow
-    it (``follow_symlinks=False`` is unsupported on Linux). Opened without following and
-    changed through the descriptor, so a symlink swapped in meanwhile is not followed
-    either; a FIFO or a device is left alone too."""
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        if path.is_symlink():  # ELOOP on Linux and macOS, EMLINK on FreeBSD
-            return
-        raise
-    try:
-        if stat.S_ISREG(os.fstat(descriptor).st_mode):
-            os.fchmod(descriptor, 0o600)
-    finally:
-        os.close(descriptor)
-
-
-def _parse(data: bytes) -> Any:
-    """JSON, refusing what no session file holds: NaN, infinities, huge integers."""
-    return json.loads(
-        data, parse_constant=_refuse_constant, parse_int=_short_int, parse_float=_finite_float
-    )
-
-
-def _refuse_constant(name: str) -> Any:
-    raise UnreadableSessionError(f"{name} is not a number a session holds")
-
-
-def _short_int(text: str) -> int:
-    if len(text.lstrip("-")) > _MAX_INTEGER_DIGITS:
-        raise UnreadableSessionError("an integer too long to be a session's")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise UnreadableSessionError("a number too large to be a session's")
-    return number

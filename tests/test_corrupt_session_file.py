@@ -25,7 +25,7 @@ from mimi_reactive import (
     SessionFilePathError,
     Transition,
 )
-from mimi_reactive._file_storage import _parse
+from mimi_reactive._session_file import parse
 from mimi_reactive._storage import decode_session, encode_session
 from mimi_reactive.testing import ScriptedBackend
 
@@ -279,4 +279,4 @@ def test_every_session_the_values_take_is_read_back_as_written(fields: SessionFi
     except (TypeError, ValueError):
         return  # refused when built: no session holds it
     written = json.dumps(encode_session(session)).encode()  # as FileSessionStorage writes
-    assert decode_session(_parse(written)) == session
+    assert decode_session(parse(written)) == session
