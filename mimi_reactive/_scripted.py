@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import secrets
 import uuid
 from collections import deque
@@ -178,6 +179,7 @@ class ScriptedBackend:
         """Seconds the access tokens it issues say they live (None: no lifetime given)."""
         self.calls: list[str] = []
         self._replies: deque[Reply] = deque()
+        self._families = itertools.count(1)
         self._users: dict[str, _StoredUser] = {}
         # Each session is a family of tokens; a spent refresh token used again revokes it.
         self._family_of: dict[str, str] = {}  # access or refresh token -> family
@@ -285,10 +287,11 @@ class ScriptedBackend:
     async def _answer(self, method: str) -> None:
         self.calls.append(method)
         reply = next((r for r in self._replies if r.answers(method)), None)
-        if reply is None:
-            reply = Reply(delay=self.latency)
-        else:
-            self._replies.remove(reply)
+        if reply is None:  # answered as scripted by default: after ``latency``, normally
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            return
+        self._replies.remove(reply)
         if reply.hang:
             await asyncio.Event().wait()
         if reply.delay:
@@ -321,7 +324,7 @@ class ScriptedBackend:
         return family
 
     def _session_for(self, user: _StoredUser, family: str | None = None) -> BackendSession:
-        family = family or str(uuid.uuid4())
+        family = family or f"family-{next(self._families)}"  # opaque, never sent
         tokens = AuthTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32), self.token_ttl)
         self._user_of_family[family] = user.id
         self._family_of[tokens.access_token] = family
