@@ -48,7 +48,7 @@ from ._retry import worth_retrying
 from ._revocations import Revocations
 from ._session import Session
 from ._storage import SessionStorage, storage_failed
-from ._storage_sync import StorageSync, older
+from ._storage_sync import StorageSync, caught_up
 from ._user import MimiUser
 
 __all__ = ["EffectResult", "EffectRunner"]
@@ -124,10 +124,11 @@ class EffectRunner:
         return self._adopted(current, stored)
 
     def _adopted(self, current: Session | None, stored: Session | None) -> EffectResult:
-        if self._sync.unkept is not None and current is not None and older(stored, current):
-            # What the failed save left there, read late: ours is newer (its refresh token
-            # the live one), a pair another process renewed since would be newer still.
-            return EffectResult(SessionAdopted(current.user), current)
+        if self._sync.unkept is not None and not caught_up(stored, current):
+            # What our failed write could not replace, read late (our older pair, or the
+            # log-out or other user stored before a sign-in whose save failed): ours stands,
+            # saved again until kept. Only a pair another process renewed since is newer.
+            return EffectResult(SessionAdopted(current.user if current else None), current)
         self._sync.unkept = None  # another process's write replaced what we failed to keep
         if stored is not None and not self._admissible(stored.user):
             return self._not_taken_in(current)

@@ -19,7 +19,7 @@ from ._storage import (
     write_bound,
 )
 
-__all__ = ["StorageSync", "older"]
+__all__ = ["StorageSync", "caught_up", "older"]
 
 _log = Log("mimi_reactive.session")
 
@@ -180,3 +180,11 @@ def older(stored: Session | None, current: Session) -> bool:
         and stored.user.id == current.user.id
         and stored.obtained_at < current.obtained_at
     )
+
+
+def caught_up(stored: Session | None, current: Session | None) -> bool:
+    """Whether ``stored`` holds ``current`` or what came after it: the same pair, both
+    nobody, or a pair of the same user obtained since (renewed by another process)."""
+    if stored is None or current is None:
+        return stored is current
+    return stored.user.id == current.user.id and stored.obtained_at >= current.obtained_at

@@ -5,9 +5,10 @@ save or forget (reported, never only logged, and saved again once it can)."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from mimi_reactive import (
     AuthRoute,
     FileSessionStorage,
     RetryPolicy,
+    Session,
     SessionStorageError,
     Transition,
     TransportError,
@@ -223,3 +225,59 @@ async def test_renewed_tokens_the_storage_could_not_save_are_saved_at_close(
         await again.auth.refresh()
         assert again.auth.current_user == user
         assert again.auth.state.transition is Transition.RESTORED
+
+
+class FullDisk(FileSessionStorage):
+    """A session file whose saves fail (``ENOSPC``) while ``full``; its loads are counted."""
+
+    full = False
+    loads = 0
+
+    async def save(self, session: Session) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        await super().save(session)
+
+    async def load(self) -> Session | None:
+        stored = await super().load()
+        self.loads += 1
+        return stored
+
+
+async def test_a_sign_up_the_shared_file_could_not_keep_is_not_undone_by_its_watch(
+    service: Service, tmp_path: Path
+) -> None:
+    """A sign-up whose save failed keeps its new user when the watch then reads the file,
+    which still holds the log-out stored before (not another process's log-out, which would
+    lose the only copy of the anonymous id): degraded, then kept once the disk has room."""
+    path = tmp_path / "session.json"
+    await FileSessionStorage(path).clear()  # a log-out stored by an earlier run
+    storage = FullDisk(path, poll_interval=0.05)
+    async with service.core(storage) as core:
+        recorder = StateRecorder(core)
+        storage.full = True
+        with pytest.raises(SessionStorageError):
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        user = core.auth.current_user
+        assert user is not None
+        loads = storage.loads
+        path.write_bytes(path.read_bytes())  # rewritten as it was: the watch reads it
+        async with asyncio.timeout(10):
+            await eventually(_more_loads_than(storage, loads))
+            # A command queued behind what the watch asked for (satisfied: changes nothing).
+            await core.auth.run(AuthRoute.sign_up_anonymously())
+        assert core.auth.current_user == user
+        assert Transition.LOGGED_OUT not in recorder.transitions
+        storage.full = False
+        async with asyncio.timeout(10):
+            await recorder.wait_for(Transition.RECOVERED)
+        kept = await FileSessionStorage(path).load()
+        assert kept is not None
+        assert kept.user == user
+
+
+def _more_loads_than(storage: FullDisk, loads: int) -> Callable[[], Awaitable[bool]]:
+    async def read() -> bool:
+        return storage.loads > loads
+
+    return read
