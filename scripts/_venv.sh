@@ -1,5 +1,5 @@
 # Sourced by scripts/demo and scripts/test: make (or reuse) .venv and install the project.
-# Usage: . scripts/_venv.sh EXTRAS   (EXTRAS: "" or "[test]")
+# Usage: . scripts/_venv.sh EXTRAS   (EXTRAS: "", or "[test,bench]" for the tests and the benchmarks they smoke-run)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python="${PYTHON:-python3}"
