@@ -14,7 +14,7 @@ from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials, OriginBackend
 from ._checks import check_seconds
 from ._config import MimiConfiguration
-from ._exceptions import OtherOriginSessionError
+from ._exceptions import OtherOriginSessionError, WrongEventLoopError
 from ._file_storage import FileSessionStorage
 from ._keeper import SessionKeeper
 from ._log import Log
@@ -174,15 +174,41 @@ class MimiCore:
         The streams complete; later calls raise ``CoreClosedError``. A session (or log-out)
         the storage failed to keep is saved once more (a failure again is logged: the app was
         told the first time), so a restart does not present a spent refresh token.
+
+        Commands are refused from the moment it begins: a close cancelled midway (a timeout
+        around it) leaves no command running, and a later ``close()`` finishes the job (until
+        one does, the core counts as never closed). Awaited on another event loop it raises
+        ``WrongEventLoopError`` while the core runs on its own; once the core is closed, or
+        its loop has ended, it returns at once, releasing the backend if that loop ended
+        without ``asyncio.run``'s clean-up (which releases it itself).
         """
         if grace_period is not None:
             check_seconds("grace_period", grace_period)
-        self._store.refuse_other_loop()
-        self._closed = True
+        store = self._store
+        if asyncio.get_running_loop() is not store.loop:
+            await self._close_elsewhere()
+            return
+        store.begin_close()  # before any wait: a close cancelled midway runs nothing more
         grace = self._close_grace_period if grace_period is None else grace_period
         await self._keeper.close()
-        await self._store.close(grace_period=grace)
+        await store.close(grace_period=grace)
         await self._backend.close()
+        self._closed = True
+
+    async def _close_elsewhere(self) -> None:
+        """``close()`` awaited off the core's loop: refused while that loop runs the core;
+        otherwise nothing is left to wait for there. Of a loop closed without its tasks'
+        clean-up, only the backend is released, on this loop: aiohttp's session lets go of
+        its pooled connections without their loop (their sockets close as they are freed)."""
+        error = self._store.other_loop_error()
+        if isinstance(error, WrongEventLoopError):
+            raise error
+        self._closed = True
+        if self._store.loop.is_closed():
+            try:
+                await self._backend.close()  # idempotent: released already after asyncio.run
+            except Exception as failed:  # a backend that cannot close off its loop
+                _log.warning("session.release_failed", error=type(failed).__name__)
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "_closed", True):
