@@ -19,7 +19,7 @@ import attrs
 
 from ._exceptions import ConfigurationError, InvalidRouteError
 from ._reasons import Reason
-from ._redaction import shown_url
+from ._redaction import bounded_repr, shown_url
 
 __all__ = [
     "ANONYMOUS_ID_CHARACTERS",
@@ -293,7 +293,7 @@ def _shown(text: str) -> str:
         return ""
     # shown_url needs a scheme to find the host; one is lent to text that has none.
     lent = "" if "://" in text else "-://"
-    return f", got {shown_url(lent + text, 'service').removeprefix(lent)!r}"
+    return f", got {bounded_repr(shown_url(lent + text, 'service').removeprefix(lent))}"
 
 
 def is_blank_anonymous_id(anonymous_id: str | None) -> bool:
