@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import warnings
 from collections.abc import Callable, Coroutine, Generator
@@ -103,7 +104,8 @@ class MimiCore:
         if not callable(clock):
             raise TypeError(f"clock must be callable, like time.time; got {type(clock).__name__}")
         return StartingCore(
-            cls._start(
+            functools.partial(
+                cls._start,
                 client=client,
                 backend=backend,
                 configuration=configuration or MimiConfiguration(),
@@ -260,20 +262,41 @@ _RELEASING: set[asyncio.Task[None]] = set()  # strong references until they fini
 class StartingCore:
     """A ``MimiCore`` being started, as ``MimiCore.start`` returns it: ``await`` it for the
     core (then close it yourself), or use it once with ``async with`` for a core closed when
-    the block ends. Nothing starts until then; the arguments were checked already."""
+    the block ends. Nothing starts until then; the arguments were checked already.
 
-    def __init__(self, starting: Coroutine[Any, Any, MimiCore]) -> None:
-        self._starting = starting
+    It starts one core: used a second time it raises ``RuntimeError`` saying so. Never used,
+    it warns (``RuntimeWarning``) as a coroutine never awaited does."""
+
+    def __init__(self, start: Callable[[], Coroutine[Any, Any, MimiCore]]) -> None:
+        self._start: Callable[[], Coroutine[Any, Any, MimiCore]] | None = start
         self._core: MimiCore | None = None
 
     def __await__(self) -> Generator[Any, None, MimiCore]:
         """Start the core and return it."""
-        return self._starting.__await__()
+        return self._starting().__await__()
 
     async def __aenter__(self) -> MimiCore:
         """Start the core and return it; the block's end closes it."""
-        self._core = await self._starting
+        self._core = await self._starting()
         return self._core
+
+    def _starting(self) -> Coroutine[Any, Any, MimiCore]:
+        """The start, made once: the coroutine of ``MimiCore.start``'s work."""
+        start, self._start = self._start, None
+        if start is None:
+            raise RuntimeError(
+                "this MimiCore.start(...) was awaited already, and it starts one core: use the "
+                "core it gave, or call MimiCore.start(...) again for another"
+            )
+        return start()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if getattr(self, "_start", None) is not None:
+            _warn(
+                "MimiCore.start(...) was never awaited: `await` it, or use it with `async with`",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     async def __aexit__(
         self,

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from mimi_reactive import AuthRoute, CoreClosedError, MimiCore
+from mimi_reactive import AuthRoute, CoreClosedError, MimiCore, StartingCore
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import ScriptedBackend
 
@@ -155,3 +155,37 @@ async def test_a_cancelled_close_refuses_commands_and_a_later_close_finishes() -
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     await core.close()
     assert backend.closes == 1
+
+
+async def _awaited(starting: StartingCore) -> None:
+    core = await starting
+    await core.close()
+
+
+async def _entered(starting: StartingCore) -> None:
+    async with starting:
+        pass
+
+
+USES = {"await": _awaited, "async with": _entered}
+
+
+@pytest.mark.parametrize("second", USES.values(), ids=USES.keys())
+@pytest.mark.parametrize("first", USES.values(), ids=USES.keys())
+async def test_a_start_used_twice_says_it_starts_one_core(
+    first: Callable[[StartingCore], Awaitable[None]],
+    second: Callable[[StartingCore], Awaitable[None]],
+) -> None:
+    """Awaiting (or entering) MimiCore.start(...) a second time raises a RuntimeError that
+    says what to do, not asyncio's "cannot reuse already awaited coroutine"."""
+    starting = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
+    await first(starting)
+    with pytest.raises(RuntimeError, match=r"awaited already.*MimiCore\.start\(\.\.\.\) again"):
+        await second(starting)
+
+
+def test_a_start_never_awaited_warns_naming_the_public_call() -> None:
+    """A MimiCore.start(...) never awaited warns naming it, not the private MimiCore._start."""
+    starting = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
+    with pytest.warns(RuntimeWarning, match=r"MimiCore\.start\(\.\.\.\) was never awaited"):
+        del starting  # CPython frees it at once
