@@ -13,7 +13,7 @@ from typing import Any
 
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials, OriginBackend
-from ._checks import check_seconds
+from ._checks import check_clock, check_seconds
 from ._config import MimiConfiguration
 from ._exceptions import OtherOriginSessionError, WrongEventLoopError
 from ._file_storage import FileSessionStorage
@@ -75,7 +75,10 @@ class MimiCore:
         Without ``storage`` the session lives in memory and ends with the process.
         ``close_grace_period`` is how long closing waits at most for a running command and
         for background revocations (a log-out made offline), in seconds.
-        ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
+        ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own);
+        it is read once here, and one that raises or gives no time since the epoch (NaN, a
+        str) raises ``ConfigurationError`` naming the clock (a clock that goes wrong later
+        is not checked on every command: each reads it).
         An argument of the wrong type (a URL for ``backend``, a path for ``storage``) raises
         ``TypeError``; a negative or NaN duration, or a blank ``client_id`` or
         ``client_secret``, ``ConfigurationError``: all before anything starts. A storage that
@@ -103,6 +106,7 @@ class MimiCore:
             )
         if not callable(clock):
             raise TypeError(f"clock must be callable, like time.time; got {type(clock).__name__}")
+        check_clock(clock)
         return StartingCore(
             functools.partial(
                 cls._start,

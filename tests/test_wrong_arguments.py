@@ -350,3 +350,28 @@ def test_a_huge_value_is_refused_quoting_only_its_start(
     assert "characters)" in str(raised.value)  # it says how long the value was
     assert raised.value.__cause__ is None  # no chained error quoting it whole
     assert raised.value.__suppress_context__ or raised.value.__context__ is None
+
+
+def _broken_clock() -> float:
+    raise RuntimeError("a broken clock")
+
+
+BAD_CLOCKS: dict[str, Callable[[], object]] = {
+    "NaN": lambda: math.nan,
+    "infinity": lambda: math.inf,
+    "past the year 5000": lambda: 1e300,
+    "negative": lambda: -1.0,
+    "a str": lambda: "now",
+    "None": lambda: None,
+    "raising": _broken_clock,
+}
+
+
+@pytest.mark.parametrize("clock", BAD_CLOCKS.values(), ids=BAD_CLOCKS.keys())
+def test_a_clock_that_gives_no_time_is_refused_at_start_naming_the_clock(
+    clock: Callable[[], float],
+) -> None:
+    """A clock that raises or gives no time since the epoch is a ConfigurationError naming
+    the clock when the core starts, not an error later blamed on the backend."""
+    with pytest.raises(ConfigurationError, match="the clock"):
+        MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend(), clock=clock)
