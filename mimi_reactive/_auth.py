@@ -11,7 +11,7 @@ import reactivex
 from reactivex import operators as ops
 from typing_extensions import TypeVar  # a TypeVar with a default (PEP 696) before 3.13
 
-from ._exceptions import CoreClosedError, NotLoggedInError, WrongEventLoopError
+from ._exceptions import CoreClosedError, NotLoggedInError
 from ._future import CommandFuture
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._reasons import Reason
@@ -138,7 +138,7 @@ class AuthController:
         """
         store = self._store
         if asyncio.get_running_loop() is not store.loop:  # inline: a hot path
-            raise WrongEventLoopError()
+            raise store.other_loop_error()
         session = store.session
         if (
             session is not None
@@ -178,7 +178,8 @@ class AuthController:
         consumer never makes states pile up: it gets the latest state when it asks for the
         next one, skipping any it was too slow to see.
         """
-        self._store.refuse_other_loop()  # its wake-up event belongs to the core's loop
+        if not self._store.closed:  # closed, the stream completes at once on any loop
+            self._store.refuse_other_loop()  # its wake-up event belongs to the core's loop
         latest: list[SessionState] = []  # at most one: the newest state not yet taken
         ready = asyncio.Event()
         completed = False
@@ -230,7 +231,7 @@ class AuthController:
         return ObserverHandle(subscription)
 
     def _refuse_if_closed(self) -> None:
-        if self._store.closed:
+        if self._store.closed or self._store.loop.is_closed():
             raise CoreClosedError("the core is closed")
 
 

@@ -19,7 +19,7 @@ import attrs
 
 from ._exceptions import ConfigurationError, InvalidRouteError
 from ._reasons import Reason
-from ._redaction import shown_url
+from ._redaction import bounded_repr, shown_url
 
 __all__ = [
     "ANONYMOUS_ID_CHARACTERS",
@@ -159,6 +159,20 @@ def instant(_instance: object, attribute: attrs.Attribute[Any], value: object) -
         raise ValueError(f"{attribute.name} must be a time from 0 up to the year 5000")
 
 
+def check_clock(clock: Callable[[], object]) -> None:
+    """Read ``clock`` once and refuse it (``ConfigurationError``, naming the clock) unless it
+    gives a time as ``instant`` takes one: read once, at start, not on every command."""
+    try:
+        now = clock()
+    except Exception as error:
+        raise ConfigurationError(f"the clock raised {type(error).__name__}") from error
+    if not is_number(now) or not 0 <= now <= LATEST_INSTANT:
+        shown = type(now).__name__ if not is_number(now) else repr(now)
+        raise ConfigurationError(
+            f"the clock must give seconds since the epoch, like time.time(); it gave {shown}"
+        )
+
+
 def check_seconds(name: str, value: object) -> None:
     """Refuse ``value`` unless it is a finite number of seconds, 0 or more."""
     if not is_number(value):
@@ -293,7 +307,7 @@ def _shown(text: str) -> str:
         return ""
     # shown_url needs a scheme to find the host; one is lent to text that has none.
     lent = "" if "://" in text else "-://"
-    return f", got {shown_url(lent + text, 'service').removeprefix(lent)!r}"
+    return f", got {bounded_repr(shown_url(lent + text, 'service').removeprefix(lent))}"
 
 
 def is_blank_anonymous_id(anonymous_id: str | None) -> bool:

@@ -57,6 +57,10 @@ class Commands(Protocol):
     def end(self) -> None:
         """Complete the streams: the worker has ended."""
 
+    async def release(self) -> None:
+        """Release the backend's connections: the worker was cancelled with the core unclosed
+        (``asyncio.run`` returning), so no ``close()`` will ever run on this loop."""
+
 
 class CommandQueue:
     """Runs ``commands`` one at a time on the loop it was created on.
@@ -113,7 +117,7 @@ class CommandQueue:
         runs to completion, so the state is always the one before or after it.
         """
         if asyncio.get_running_loop() is not self.loop:  # inline: every command passes
-            raise WrongEventLoopError()
+            raise self.other_loop_error()
         if self.closed:
             raise CoreClosedError("the core is closed")
         if self._busy and asyncio.current_task() is self._worker:
@@ -135,25 +139,27 @@ class CommandQueue:
         return await future
 
     def refuse_other_loop(self) -> None:
-        """Raise ``WrongEventLoopError`` unless called on the queue's own loop: a command
+        """Raise ``other_loop_error()`` unless called on the queue's own loop: a command
         awaited from another loop would be queued here and its answer never reach it."""
         if asyncio.get_running_loop() is not self.loop:
-            raise WrongEventLoopError()
+            raise self.other_loop_error()
+
+    def other_loop_error(self) -> MimiCoreError:
+        """What a call awaited on another event loop raises: ``WrongEventLoopError`` while
+        the core runs on its own (``dispatch`` is the way in); ``CoreClosedError`` once it is
+        closed or that loop has ended, when no way in is left."""
+        if self.loop.is_closed():
+            return CoreClosedError("the core's event loop is closed")
+        if self.closed:
+            return CoreClosedError("the core is closed")
+        return WrongEventLoopError()
 
     async def close(self, *, grace_period: float) -> None:
         """Fail queued commands, give the running one ``grace_period`` seconds to finish
         (then cancel it, once a storage write it runs has ended and its state is published,
         or after ``max(grace_period, WRITE_END_SECONDS)`` more, when the write is abandoned:
         its caller gets ``CoreClosedError``); the worker then ends."""
-        if not self.closed:
-            self.closed = True
-            started = [job for job in self._jobs if job is not None and job[3] is not None]
-            while self._jobs:
-                job = self._jobs.popleft()
-                if job is not None and job[3] is None and _claim(job[1]):
-                    job[1].set_exception(CoreClosedError("the core was closed before this ran"))
-            self._jobs.extend(started)  # running already: it finishes, as the worker's would
-            self._push(None)
+        self.begin_close()
         if self._busy and asyncio.current_task() is self._worker:
             return  # closed from inside a command: the worker stops after it
         done, _ = await asyncio.wait({self._worker}, timeout=grace_period)
@@ -163,6 +169,20 @@ class CommandQueue:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+
+    def begin_close(self) -> None:
+        """The part of ``close`` that does not wait: refuse commands from now on, fail the
+        queued ones, and have the worker stop after the running one. Idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        started = [job for job in self._jobs if job is not None and job[3] is not None]
+        while self._jobs:
+            job = self._jobs.popleft()
+            if job is not None and job[3] is None and _claim(job[1]):
+                job[1].set_exception(CoreClosedError("the core was closed before this ran"))
+        self._jobs.extend(started)  # running already: it finishes, as the worker's would
+        self._push(None)
 
     def _enqueue(self, command: Command, future: CommandFuture) -> None:
         if self.closed:
@@ -276,8 +296,20 @@ class CommandQueue:
                 finally:
                     self._busy = False
         finally:
+            abandoned = not self.closed  # cancelled, not closed: the loop is ending
             self._refuse_queued()
             self._commands.end()
+            if abandoned:
+                await self._release()
+
+    async def _release(self) -> None:
+        """Release the backend of a core whose loop cancelled its worker unclosed, while that
+        loop still runs: its connections are closed, not reported leaked at exit (the core's
+        own ResourceWarning still says that ``close()`` was forgotten)."""
+        try:
+            await self._commands.release()
+        except Exception as error:  # the backend's fault: not the worker's, at the loop's end
+            _log.warning("session.release_failed", error=type(error).__name__)
 
     def _refuse_queued(self) -> None:
         """Close the queue as its worker ends, however it ends (close, or the loop cancelling

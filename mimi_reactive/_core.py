@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import warnings
 from collections.abc import Callable, Coroutine, Generator
@@ -12,9 +13,9 @@ from typing import Any
 
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials, OriginBackend
-from ._checks import check_seconds
+from ._checks import check_clock, check_seconds
 from ._config import MimiConfiguration
-from ._exceptions import OtherOriginSessionError
+from ._exceptions import OtherOriginSessionError, WrongEventLoopError
 from ._file_storage import FileSessionStorage
 from ._keeper import SessionKeeper
 from ._log import Log
@@ -74,7 +75,10 @@ class MimiCore:
         Without ``storage`` the session lives in memory and ends with the process.
         ``close_grace_period`` is how long closing waits at most for a running command and
         for background revocations (a log-out made offline), in seconds.
-        ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own).
+        ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own);
+        it is read once here, and one that raises or gives no time since the epoch (NaN, a
+        str) raises ``ConfigurationError`` naming the clock (a clock that goes wrong later
+        is not checked on every command: each reads it).
         An argument of the wrong type (a URL for ``backend``, a path for ``storage``) raises
         ``TypeError``; a negative or NaN duration, or a blank ``client_id`` or
         ``client_secret``, ``ConfigurationError``: all before anything starts. A storage that
@@ -102,8 +106,10 @@ class MimiCore:
             )
         if not callable(clock):
             raise TypeError(f"clock must be callable, like time.time; got {type(clock).__name__}")
+        check_clock(clock)
         return StartingCore(
-            cls._start(
+            functools.partial(
+                cls._start,
                 client=client,
                 backend=backend,
                 configuration=configuration or MimiConfiguration(),
@@ -174,15 +180,41 @@ class MimiCore:
         The streams complete; later calls raise ``CoreClosedError``. A session (or log-out)
         the storage failed to keep is saved once more (a failure again is logged: the app was
         told the first time), so a restart does not present a spent refresh token.
+
+        Commands are refused from the moment it begins: a close cancelled midway (a timeout
+        around it) leaves no command running, and a later ``close()`` finishes the job (until
+        one does, the core counts as never closed). Awaited on another event loop it raises
+        ``WrongEventLoopError`` while the core runs on its own; once the core is closed, or
+        its loop has ended, it returns at once, releasing the backend if that loop ended
+        without ``asyncio.run``'s clean-up (which releases it itself).
         """
         if grace_period is not None:
             check_seconds("grace_period", grace_period)
-        self._store.refuse_other_loop()
-        self._closed = True
+        store = self._store
+        if asyncio.get_running_loop() is not store.loop:
+            await self._close_elsewhere()
+            return
+        store.begin_close()  # before any wait: a close cancelled midway runs nothing more
         grace = self._close_grace_period if grace_period is None else grace_period
         await self._keeper.close()
-        await self._store.close(grace_period=grace)
+        await store.close(grace_period=grace)
         await self._backend.close()
+        self._closed = True
+
+    async def _close_elsewhere(self) -> None:
+        """``close()`` awaited off the core's loop: refused while that loop runs the core;
+        otherwise nothing is left to wait for there. Of a loop closed without its tasks'
+        clean-up, only the backend is released, on this loop: aiohttp's session lets go of
+        its pooled connections without their loop (their sockets close as they are freed)."""
+        error = self._store.other_loop_error()
+        if isinstance(error, WrongEventLoopError):
+            raise error
+        self._closed = True
+        if self._store.loop.is_closed():
+            try:
+                await self._backend.close()  # idempotent: released already after asyncio.run
+            except Exception as failed:  # a backend that cannot close off its loop
+                _log.warning("session.release_failed", error=type(failed).__name__)
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "_closed", True):
@@ -234,20 +266,41 @@ _RELEASING: set[asyncio.Task[None]] = set()  # strong references until they fini
 class StartingCore:
     """A ``MimiCore`` being started, as ``MimiCore.start`` returns it: ``await`` it for the
     core (then close it yourself), or use it once with ``async with`` for a core closed when
-    the block ends. Nothing starts until then; the arguments were checked already."""
+    the block ends. Nothing starts until then; the arguments were checked already.
 
-    def __init__(self, starting: Coroutine[Any, Any, MimiCore]) -> None:
-        self._starting = starting
+    It starts one core: used a second time it raises ``RuntimeError`` saying so. Never used,
+    it warns (``RuntimeWarning``) as a coroutine never awaited does."""
+
+    def __init__(self, start: Callable[[], Coroutine[Any, Any, MimiCore]]) -> None:
+        self._start: Callable[[], Coroutine[Any, Any, MimiCore]] | None = start
         self._core: MimiCore | None = None
 
     def __await__(self) -> Generator[Any, None, MimiCore]:
         """Start the core and return it."""
-        return self._starting.__await__()
+        return self._starting().__await__()
 
     async def __aenter__(self) -> MimiCore:
         """Start the core and return it; the block's end closes it."""
-        self._core = await self._starting
+        self._core = await self._starting()
         return self._core
+
+    def _starting(self) -> Coroutine[Any, Any, MimiCore]:
+        """The start, made once: the coroutine of ``MimiCore.start``'s work."""
+        start, self._start = self._start, None
+        if start is None:
+            raise RuntimeError(
+                "this MimiCore.start(...) was awaited already, and it starts one core: use the "
+                "core it gave, or call MimiCore.start(...) again for another"
+            )
+        return start()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if getattr(self, "_start", None) is not None:
+            _warn(
+                "MimiCore.start(...) was never awaited: `await` it, or use it with `async with`",
+                RuntimeWarning,
+                stacklevel=2,
+            )
 
     async def __aexit__(
         self,

@@ -23,6 +23,7 @@ from ._exceptions import (
     StoredSessionLostError,
 )
 from ._log import Log
+from ._redaction import bounded_repr
 from ._session import Session
 from ._session_file import (
     parse,
@@ -94,16 +95,23 @@ class FileSessionStorage:
             raise ConfigurationError(f"poll_interval must be {_MIN_POLL_INTERVAL:g} s or more")
         check_seconds("lock_timeout", lock_timeout)
         self.path = Path(path).expanduser()
-        if self.path.is_dir():
-            raise SessionFilePathError(
-                f"{str(self.path)!r} is a directory; give the path of the session file in it"
-            )
-        # The nearest existing folder of the path must be one: under a file, creating the
-        # folders (or listing them) fails with NotADirectoryError on every call.
-        nearest = next((parent for parent in self.path.parents if parent.exists()), None)
+        shown = bounded_repr(str(self.path))
+        try:
+            if self.path.is_dir():
+                raise SessionFilePathError(
+                    f"{shown} is a directory; give the path of the session file in it"
+                )
+            # The nearest existing folder of the path must be one: under a file, creating the
+            # folders (or listing them) fails with NotADirectoryError on every call.
+            nearest = next((parent for parent in self.path.parents if parent.exists()), None)
+        except OSError as error:
+            if error.errno != errno.ENAMETOOLONG:
+                raise
+            # Not chained: the OS error quotes the whole path again.
+            raise SessionFilePathError(f"{shown} is longer than the OS allows") from None
         if nearest is not None and not nearest.is_dir():
             raise SessionFilePathError(
-                f"{str(self.path)!r} lies under {str(nearest)!r}, which is not a directory"
+                f"{shown} lies under {bounded_repr(str(nearest))}, which is not a directory"
             )
         self.poll_interval = poll_interval
         self.lock_timeout = lock_timeout

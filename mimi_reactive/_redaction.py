@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["mask", "mask_email", "shown_url", "value_repr"]
+__all__ = ["bounded_repr", "mask", "mask_email", "shown_url", "value_repr"]
 
 _VISIBLE = 4
+_QUOTED = 80  # characters of a value a message quotes at most
 
 
 def mask(secret: str | None) -> str:
@@ -16,6 +17,14 @@ def mask(secret: str | None) -> str:
     if len(secret) <= _VISIBLE * 2:
         return "'***'"
     return f"'{secret[:_VISIBLE]}***'"
+
+
+def bounded_repr(text: str) -> str:
+    """``text``'s repr as a message quotes what it was given: its first 80 characters, and
+    how long it was if longer, so a huge value never makes a huge message."""
+    if len(text) <= _QUOTED:
+        return repr(text)
+    return f"{text[:_QUOTED]!r}... ({len(text)} characters)"
 
 
 def mask_email(email: str | None) -> str:

@@ -71,6 +71,7 @@ class SessionStore:
         """The local wall clock every expiry is measured on."""
         self.configuration = configuration
         self._capabilities = backend.capabilities
+        self._backend = backend
         self._effects = EffectRunner(
             backend=backend, storage=storage, configuration=configuration, clock=clock
         )
@@ -95,7 +96,11 @@ class SessionStore:
         self.run = self._queue.run
         """Run a command after the ones already queued: ``CommandQueue.run``."""
         self.refuse_other_loop = self._queue.refuse_other_loop
-        """Raise ``WrongEventLoopError`` unless called on the store's own loop."""
+        """Raise ``CommandQueue.other_loop_error()`` unless called on the store's own loop."""
+        self.begin_close = self._queue.begin_close
+        """Refuse commands from now on: ``CommandQueue.begin_close``."""
+        self.other_loop_error = self._queue.other_loop_error
+        """What a call awaited on another loop raises: ``CommandQueue.other_loop_error``."""
 
     @property
     def session(self) -> Session | None:
@@ -142,6 +147,10 @@ class SessionStore:
         (see ``CommandQueue.close``), complete the streams, and end the effects' work."""
         await self._queue.close(grace_period=grace_period)
         await self._effects.close(grace_period)
+
+    async def release(self) -> None:
+        """Close the backend: the queue's worker was cancelled with the core unclosed."""
+        await self._backend.close()
 
     def _usable_token(self, session: Session | None) -> str | None:
         """The access token to publish: None when nobody is logged in, and while the token

@@ -31,6 +31,7 @@ from mimi_reactive import (
     RefreshPolicy,
     RetryPolicy,
     Session,
+    SessionFilePathError,
     SignUpAnonymously,
     Transition,
     TransportError,
@@ -320,3 +321,57 @@ async def test_a_backend_already_serving_a_core_is_refused_by_a_second_one(
         assert backend._session is not None
         assert not backend._session.closed
         assert first.auth.state.transition is Transition.INITIAL
+
+
+HUGE = "x" * 100_000
+TOO_LONG_FOR_THE_OS = {
+    "a huge base URL": (partial(HttpBackend, HUGE), ConfigurationError),
+    "a huge ftp URL": (partial(HttpBackend, "ftp://" + HUGE), ConfigurationError),
+    "a huge emulator host": (partial(FirebaseBackend, "k", emulator_host=HUGE), ConfigurationError),
+    "a huge session file path": (partial(FileSessionStorage, HUGE), SessionFilePathError),
+    "a file name past the OS's limit": (
+        partial(FileSessionStorage, "y" * 300 + "/session.json"),
+        SessionFilePathError,
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("call", "error"), TOO_LONG_FOR_THE_OS.values(), ids=TOO_LONG_FOR_THE_OS.keys()
+)
+def test_a_huge_value_is_refused_quoting_only_its_start(
+    call: Callable[[], object], error: type[MimiCoreError]
+) -> None:
+    """A huge URL or path is refused with its own typed error (a path the OS finds too long
+    is a SessionFilePathError, not a raw OSError) whose message quotes only its start."""
+    with pytest.raises(error) as raised:
+        call()
+    assert len(str(raised.value)) < 200
+    assert "characters)" in str(raised.value)  # it says how long the value was
+    assert raised.value.__cause__ is None  # no chained error quoting it whole
+    assert raised.value.__suppress_context__ or raised.value.__context__ is None
+
+
+def _broken_clock() -> float:
+    raise RuntimeError("a broken clock")
+
+
+BAD_CLOCKS: dict[str, Callable[[], object]] = {
+    "NaN": lambda: math.nan,
+    "infinity": lambda: math.inf,
+    "past the year 5000": lambda: 1e300,
+    "negative": lambda: -1.0,
+    "a str": lambda: "now",
+    "None": lambda: None,
+    "raising": _broken_clock,
+}
+
+
+@pytest.mark.parametrize("clock", BAD_CLOCKS.values(), ids=BAD_CLOCKS.keys())
+def test_a_clock_that_gives_no_time_is_refused_at_start_naming_the_clock(
+    clock: Callable[[], float],
+) -> None:
+    """A clock that raises or gives no time since the epoch is a ConfigurationError naming
+    the clock when the core starts, not an error later blamed on the backend."""
+    with pytest.raises(ConfigurationError, match="the clock"):
+        MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend(), clock=clock)

@@ -1,0 +1,191 @@
+"""Closing misused: a core whose event loop ended unclosed, a close() cancelled midway, and a
+start awaited twice or never. The calls on another loop of a running core are in
+test_hard_to_misuse.py."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from mimi_reactive import AuthRoute, CoreClosedError, MimiCore, StartingCore
+from mimi_reactive.server import IdentityServer
+from mimi_reactive.testing import ScriptedBackend
+
+from .conftest import CLIENT_ID
+from .helpers import run_python
+from .test_hard_to_misuse import ON_ANOTHER_LOOP
+
+# The app forgets close(): the core outlives its loop, ended one of two ways.
+FORGOTTEN = """
+import asyncio, gc, sys
+from mimi_reactive import AuthRoute, CoreClosedError, MimiConfiguration, MimiCore
+from mimi_reactive.backends.http import HttpBackend
+
+url, client_id, secret, ended_by, then = sys.argv[1:]
+
+async def main():
+    core = await MimiCore.start(
+        client_id=client_id, client_secret=secret, backend=HttpBackend(url),
+        configuration=MimiConfiguration(allow_anonymous_user_only=True),
+    )
+    await core.auth.authenticate(AuthRoute.sign_up_anonymously())  # a pooled connection
+    return core
+
+async def later(core):
+    try:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    except CoreClosedError:
+        print("refused")
+    if then == "close":
+        await core.close()
+        await core.close()
+        print("closed")
+
+if ended_by == "asyncio.run":  # its clean-up cancels the core's tasks
+    core = asyncio.run(main())
+else:  # a loop closed by hand: no clean-up ran
+    loop = asyncio.new_event_loop()
+    core = loop.run_until_complete(main())
+    loop.close()
+asyncio.run(later(core))
+del core
+gc.collect()
+print("exited")
+"""
+
+
+@pytest.mark.parametrize(
+    ("ended_by", "then"),
+    [("asyncio.run", "close"), ("asyncio.run", "forget"), ("by-hand", "close")],
+)
+async def test_a_core_whose_loop_ended_refuses_commands_and_leaks_nothing(
+    server: IdentityServer, client_secret: str, ended_by: str, then: str
+) -> None:
+    """A core whose loop ended unclosed raises CoreClosedError, closes quietly from a new loop,
+    and aiohttp reports nothing leaked; forgotten for good, only our warning says so."""
+    script = textwrap.dedent(FORGOTTEN)
+    arguments = (server.url, CLIENT_ID, client_secret, ended_by, then)
+    done = await asyncio.to_thread(
+        run_python, "-W", "always::ResourceWarning", "-c", script, *arguments
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["refused", *(["closed"] if then == "close" else []), "exited"]
+    warned = done.stderr.count("ResourceWarning: a MimiCore was never closed")
+    assert warned == (0 if then == "close" else 1), done.stderr
+    assert "Unclosed" not in done.stderr, done.stderr  # aiohttp's session and connector
+    if ended_by == "asyncio.run":  # not even a socket (closed by hand, asyncio reports its own)
+        assert "unclosed" not in done.stderr, done.stderr
+
+
+def _start_on_a_loop_that_ends() -> MimiCore:
+    async def start() -> MimiCore:
+        core = await MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        return core
+
+    return asyncio.run(start())
+
+
+COMMANDS = {
+    name: call for name, call in ON_ANOTHER_LOOP.items() if name not in ("close", "updates")
+}
+
+
+@pytest.mark.parametrize("call", COMMANDS.values(), ids=COMMANDS.keys())
+def test_every_command_on_a_core_whose_loop_ended_raises_core_closed(
+    call: Callable[[MimiCore, str], Awaitable[object]],
+) -> None:
+    """Awaited from a new loop once the core's loop ended, a command raises CoreClosedError,
+    not WrongEventLoopError pointing to a dispatch() that would fail too."""
+    core = _start_on_a_loop_that_ends()
+
+    async def later() -> None:
+        with pytest.raises(CoreClosedError):
+            await call(core, "an-id-nobody-has-000000")
+        with pytest.raises(CoreClosedError):
+            await core.auth.dispatch(AuthRoute.sign_up_anonymously())
+        with pytest.raises(CoreClosedError):
+            core.auth.add_observer(_Observer())
+        await core.close()  # the app closes it late: not warned of as never closed
+
+    asyncio.run(later())
+
+
+def test_close_and_updates_on_a_core_whose_loop_ended_end_at_once() -> None:
+    """close() from a new loop returns (twice), and updates() ends there, as on a closed core."""
+    core = _start_on_a_loop_that_ends()
+
+    async def later() -> list[object]:
+        await core.close()
+        await core.close()
+        return [state async for state in core.auth.updates()]
+
+    assert asyncio.run(later()) == []
+
+
+class _Observer:
+    def auth_controller_did_update(self, *_: object) -> None:
+        """Never called."""
+
+
+class _ClosingBackend(ScriptedBackend):
+    """A scripted backend that counts its closes."""
+
+    closes = 0
+
+    async def close(self) -> None:
+        self.closes += 1
+
+
+async def test_a_cancelled_close_refuses_commands_and_a_later_close_finishes() -> None:
+    """A close() cancelled midway has already refused commands (CoreClosedError), and a
+    later close() releases the backend."""
+    backend = _ClosingBackend()
+    core = await MimiCore.start(client_id="a", client_secret="s", backend=backend)
+    closing = asyncio.create_task(core.close())
+    await asyncio.sleep(0)  # it began, and waits for the keeper's tasks to end
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert backend.closes == 0
+    with pytest.raises(CoreClosedError):
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    await core.close()
+    assert backend.closes == 1
+
+
+async def _awaited(starting: StartingCore) -> None:
+    core = await starting
+    await core.close()
+
+
+async def _entered(starting: StartingCore) -> None:
+    async with starting:
+        pass
+
+
+USES = {"await": _awaited, "async with": _entered}
+
+
+@pytest.mark.parametrize("second", USES.values(), ids=USES.keys())
+@pytest.mark.parametrize("first", USES.values(), ids=USES.keys())
+async def test_a_start_used_twice_says_it_starts_one_core(
+    first: Callable[[StartingCore], Awaitable[None]],
+    second: Callable[[StartingCore], Awaitable[None]],
+) -> None:
+    """Awaiting (or entering) MimiCore.start(...) a second time raises a RuntimeError that
+    says what to do, not asyncio's "cannot reuse already awaited coroutine"."""
+    starting = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
+    await first(starting)
+    with pytest.raises(RuntimeError, match=r"awaited already.*MimiCore\.start\(\.\.\.\) again"):
+        await second(starting)
+
+
+def test_a_start_never_awaited_warns_naming_the_public_call() -> None:
+    """A MimiCore.start(...) never awaited warns naming it, not the private MimiCore._start."""
+    starting = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
+    with pytest.warns(RuntimeWarning, match=r"MimiCore\.start\(\.\.\.\) was never awaited"):
+        del starting  # CPython frees it at once
