@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 
 from mimi_reactive import (
+    AnonymousAuthManager,
     AuthRoute,
     ClientCredentials,
     ConflictError,
     DeleteAccount,
+    Failure,
     FileSessionStorage,
     InvalidCredentialsError,
     InvalidRouteError,
@@ -25,9 +27,11 @@ from mimi_reactive import (
     NotLoggedInError,
     Promote,
     Reason,
+    RouteRefusedError,
     SessionRevokedError,
     SignUp,
     SignUpAnonymously,
+    Skipped,
     Transition,
     TransportError,
     UnsupportedRouteError,
@@ -398,6 +402,30 @@ async def test_a_wrong_password_over_a_user_logs_them_out_first(service: Harness
     assert isinstance(outcome.error, InvalidCredentialsError)
     assert recorder.transitions[-2:] == [Transition.LOGGED_OUT, Transition.FAILED]
     assert core.auth.current_user is None
+
+
+@pytest.mark.parametrize("anonymous_only", [True, False], ids=["anonymous-only", "open"])
+@pytest.mark.parametrize("blank", [None, "", "   "], ids=["none", "empty", "spaces"])
+async def test_the_manager_answers_every_blank_id_alike(
+    service: Harness, anonymous_only: bool, blank: str | None
+) -> None:
+    """A blank stored id is Skipped by a core that can log in by id, and refused with that
+    core's reason by one that cannot, never raised: no call, no new state."""
+    core, backend = await service.core(anonymous_only=anonymous_only)
+    recorder = StateRecorder(core)
+    result = await AnonymousAuthManager(core).authenticate_anonymous_user(blank)
+    if LogInAnonymously not in service.capabilities.routes:
+        assert isinstance(result, Failure)
+        assert isinstance(result.error, UnsupportedRouteError)
+        assert result.error.reason is Reason.BACKEND_CANNOT
+    elif anonymous_only:
+        assert result == Skipped(Reason.BLANK_ANONYMOUS_ID)
+    else:
+        assert isinstance(result, Failure)
+        assert isinstance(result.error, RouteRefusedError)
+        assert result.error.reason is Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY
+    assert recorder.transitions == [Transition.INITIAL]
+    assert backend.total == 0
 
 
 async def test_log_in_by_anonymous_id(service: Harness) -> None:
