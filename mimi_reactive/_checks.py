@@ -34,6 +34,7 @@ __all__ = [
     "check_timeout",
     "check_trimmed",
     "count",
+    "credentials_problem",
     "flag",
     "has_surrounding_whitespace",
     "host_and_port_problem",
@@ -337,7 +338,8 @@ def possible_anonymous_id(instance: object, attribute: attrs.Attribute[Any], val
 
 
 # The reference server's rules for emails and passwords: its request models (_server/_models.py)
-# are built from these, and HttpBackend and ScriptedBackend apply them too.
+# are built from these, the guards refuse credentials no service takes by them
+# (credentials_problem), and ScriptedBackend applies them as the server does.
 EMAIL_MAX_LENGTH = 254
 EMAIL_PATTERN = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
 """An email's shape, without anchors: a dot-atom local part and a domain with a dot in it."""
@@ -347,11 +349,26 @@ PASSWORD_MAX_LENGTH = 1024
 _EMAIL = re.compile(EMAIL_PATTERN)
 
 
+def credentials_problem(email: str, password: str) -> Reason | None:
+    """Why no service would take ``email`` and ``password`` (None if one may): an email the
+    reference server refuses (whitespace around it, no dot in its domain, over 254
+    characters), or an empty password."""
+    if not _is_email(email):
+        return Reason.EMAIL_MALFORMED
+    if not password:
+        return Reason.PASSWORD_EMPTY
+    return None
+
+
 def check_email(email: str) -> None:
-    """Refuse an email the reference server would refuse, before it is sent, with
-    ``InvalidRouteError`` (whose message never shows the email)."""
-    if len(email) > EMAIL_MAX_LENGTH or _EMAIL.fullmatch(email) is None:
+    """Refuse an email the reference server would refuse with ``InvalidRouteError`` (whose
+    message never shows the email)."""
+    if not _is_email(email):
         raise InvalidRouteError(Reason.EMAIL_MALFORMED)
+
+
+def _is_email(email: str) -> bool:
+    return len(email) <= EMAIL_MAX_LENGTH and _EMAIL.fullmatch(email) is not None
 
 
 def client_credential(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:

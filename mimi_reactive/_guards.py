@@ -13,7 +13,7 @@ from typing import TypeVar, get_args
 import attrs
 
 from ._backend import ALL_ROUTES, BackendCapabilities
-from ._checks import is_blank_anonymous_id
+from ._checks import credentials_problem, is_blank_anonymous_id
 from ._config import MimiConfiguration
 from ._messages import (
     AdoptSession,
@@ -25,6 +25,7 @@ from ._messages import (
     DeleteUser,
     Effect,
     EndSession,
+    LogIn,
     LogInAnonymously,
     LogOut,
     Proceed,
@@ -33,6 +34,7 @@ from ._messages import (
     RefreshTokens,
     Refused,
     Satisfied,
+    SignUp,
     SignUpAnonymously,
     Skipped,
     SyncSession,
@@ -68,19 +70,19 @@ class GuardContext:
 
 Guard = Callable[[GuardContext], Skipped | Satisfied | Refused | None]
 
-# The command type each guard can object to: it returns None for any other command.
-_LOOKS_AT: dict[Guard, type] = {}
+# The command types each guard can object to: it returns None for any other command.
+_LOOKS_AT: dict[Guard, tuple[type, ...]] = {}
 
 
 _G = TypeVar("_G", bound=Guard)
 
 
-def looks_at(command: type) -> Callable[[_G], _G]:
-    """Declare that a guard can object only to commands of type ``command``, so ``decide``
-    asks it about no other (the guard still checks the type itself: it is pure on its own)."""
+def looks_at(*commands: type) -> Callable[[_G], _G]:
+    """Declare that a guard can object only to commands of these types, so ``decide`` asks
+    it about no other (the guard still checks the type itself: it is pure on its own)."""
 
     def declare(guard: _G) -> _G:
-        _LOOKS_AT[guard] = command
+        _LOOKS_AT[guard] = commands
         return guard
 
     return declare
@@ -125,6 +127,19 @@ def skip_blank_anonymous_id(context: GuardContext) -> Skipped | None:
     command = context.command
     if isinstance(command, LogInAnonymously) and is_blank_anonymous_id(command.anonymous_id):
         return Skipped(Reason.BLANK_ANONYMOUS_ID)
+    return None
+
+
+@looks_at(LogIn, SignUp, Promote)
+def skip_malformed_credentials(context: GuardContext) -> Skipped | None:
+    """An email no service takes (the reference server's rule) or an empty password could
+    only fail at the service: skipped before anything changes, as a blank anonymous id is,
+    so it never logs the current user out first."""
+    command = context.command
+    if isinstance(command, LogIn | SignUp | Promote):
+        reason = credentials_problem(command.email, command.password)
+        if reason is not None:
+            return Skipped(reason)
     return None
 
 
@@ -235,7 +250,9 @@ GUARDS: tuple[Guard, ...] = (
     refuse_anonymous_log_in_without_anonymous_only,
     refuse_credentials_in_anonymous_only,
     refuse_log_out_everywhere_the_backend_cannot_do,
+    # Then input no service takes, before any guard that lets a switch log a user out.
     skip_blank_anonymous_id,
+    skip_malformed_credentials,
     satisfied_same_anonymous_user,
     satisfied_anonymous_user_signed_up,
     satisfied_log_out_without_user,

@@ -214,7 +214,8 @@ class Proceed:
 
 @attrs.frozen
 class Skipped:
-    """Nothing was done: there was nothing to act on (no anonymous id to log in)."""
+    """Nothing was done: there was nothing a service would act on (no anonymous id to log
+    in, an email not of the reference server's form, an empty password)."""
 
     __repr__ = value_repr
 
@@ -412,7 +413,8 @@ class Outcome:
     error: MimiCoreError | None = None
     reason: Reason | None = None
     skipped: bool = False
-    """Whether there was nothing to act on (a blank anonymous id)."""
+    """Whether there was nothing a service would act on (a blank anonymous id, a malformed
+    email, an empty password)."""
     _access_token: str | None = attrs.field(default=None, repr=False, eq=False, kw_only=True)
     # The access token held when the command ended without error (None: nobody logged in
     # then, or it failed), for

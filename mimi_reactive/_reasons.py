@@ -15,6 +15,7 @@ class Reason(enum.Enum):
     ANONYMOUS_ID_TOO_LONG = "anonymous_id_too_long"
     ANONYMOUS_ID_MALFORMED = "anonymous_id_malformed"
     EMAIL_MALFORMED = "email_malformed"
+    PASSWORD_EMPTY = "password_empty"  # noqa: S105 (a reason, not a password)
     ALREADY_LOGGED_IN = "already_logged_in"
     NO_USER_LOGGED_IN = "no_user_logged_in"
     ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY = "anonymous_log_in_needs_anonymous_only"
@@ -50,6 +51,7 @@ _DESCRIPTIONS = {
         "the email is not an address the identity service takes: name@domain.example, "
         "at most 254 characters, without spaces"
     ),
+    Reason.PASSWORD_EMPTY: "the password is empty: no identity service takes one",
     Reason.ALREADY_LOGGED_IN: "this user is already logged in",
     Reason.NO_USER_LOGGED_IN: "no user is logged in",
     Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY: (

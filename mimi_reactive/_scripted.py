@@ -333,8 +333,9 @@ class ScriptedBackend:
 
 
 def _check_credentials(email: str, password: str, *, new: bool) -> None:
-    """Refuse what the reference server refuses: a malformed email (``HttpBackend`` refuses
-    it before sending), a password it cannot take, and a new one that is too short."""
+    """Refuse what the reference server refuses: a malformed email (the guards refuse it
+    before any backend is called), a password it cannot take, and a new one that is too
+    short."""
     check_email(email)
     if new and len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPasswordError(

@@ -12,21 +12,26 @@ from typing import Any
 import pytest
 
 from mimi_reactive import (
+    AnonymousAuthManager,
     AuthRoute,
     ClientCredentials,
     ConflictError,
     DeleteAccount,
+    Failure,
     FileSessionStorage,
     InvalidCredentialsError,
+    InvalidRouteError,
     LogIn,
     LogInAnonymously,
     MimiCore,
     NotLoggedInError,
     Promote,
     Reason,
+    RouteRefusedError,
     SessionRevokedError,
     SignUp,
     SignUpAnonymously,
+    Skipped,
     Transition,
     TransportError,
     UnsupportedRouteError,
@@ -342,6 +347,85 @@ async def test_a_too_short_new_password_is_a_weak_password_error(service: Harnes
         await core.auth.authenticate(AuthRoute.promote(email=new_email(), password="abc"))
     assert transition(core) is Transition.FAILED
     assert core.auth.current_user == anonymous
+
+
+@pytest.mark.parametrize(
+    ("route", "reason"),
+    [
+        (AuthRoute.log_in(email=" w@example.com", password="a password"), Reason.EMAIL_MALFORMED),
+        (AuthRoute.log_in(email="w@example.com\n", password="a password"), Reason.EMAIL_MALFORMED),
+        (AuthRoute.log_in(email="", password="a password"), Reason.EMAIL_MALFORMED),
+        (AuthRoute.log_in(email="w@example.com", password=""), Reason.PASSWORD_EMPTY),
+        (AuthRoute.sign_up(email="w@localhost", password="a password"), Reason.EMAIL_MALFORMED),
+        (AuthRoute.sign_up(email="w@example.com", password=""), Reason.PASSWORD_EMPTY),
+        (
+            AuthRoute.promote(email="w smith@example.com", password="a password"),
+            Reason.EMAIL_MALFORMED,
+        ),
+        (AuthRoute.promote(email="w@example.com", password=""), Reason.PASSWORD_EMPTY),
+    ],
+    ids=lambda value: value.value if isinstance(value, Reason) else type(value).__name__,
+)
+async def test_credentials_no_service_takes_keep_the_user_logged_in(
+    service: Harness, tmp_path: Path, route: AuthRoute, reason: Reason
+) -> None:
+    """A malformed email or an empty password is InvalidRouteError with its reason before
+    any call: no LOGGED_OUT, and the stored session still holds the anonymous user."""
+    needs(service, SignUpAnonymously, type(route))
+    storage = FileSessionStorage(tmp_path / "session.json")
+    core, backend = await service.core(storage=storage)
+    recorder = StateRecorder(core)
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    calls = backend.total
+    outcome = await core.auth.run(route)
+    assert isinstance(outcome.error, InvalidRouteError)
+    assert outcome.reason is reason
+    assert recorder.transitions == [Transition.INITIAL, Transition.ANONYMOUS_CREATED]
+    assert core.auth.current_user == user
+    stored = await FileSessionStorage(tmp_path / "session.json").load()
+    assert stored is not None
+    assert stored.user == user
+    assert backend.total == calls
+
+
+async def test_a_wrong_password_over_a_user_logs_them_out_first(service: Harness) -> None:
+    """A well-formed log-in the service refuses is a switch that failed: LOGGED_OUT, then
+    FAILED with InvalidCredentialsError and nobody logged in (only the service can tell)."""
+    needs(service, SignUpAnonymously, SignUp, LogIn)
+    email = new_email()
+    owner, _ = await service.core()
+    await owner.auth.authenticate(AuthRoute.sign_up(email=email, password=new_password()))
+    core, _ = await service.core()
+    recorder = StateRecorder(core)
+    await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    outcome = await core.auth.run(AuthRoute.log_in(email=email, password=new_password()))
+    assert isinstance(outcome.error, InvalidCredentialsError)
+    assert recorder.transitions[-2:] == [Transition.LOGGED_OUT, Transition.FAILED]
+    assert core.auth.current_user is None
+
+
+@pytest.mark.parametrize("anonymous_only", [True, False], ids=["anonymous-only", "open"])
+@pytest.mark.parametrize("blank", [None, "", "   "], ids=["none", "empty", "spaces"])
+async def test_the_manager_answers_every_blank_id_alike(
+    service: Harness, anonymous_only: bool, blank: str | None
+) -> None:
+    """A blank stored id is Skipped by a core that can log in by id, and refused with that
+    core's reason by one that cannot, never raised: no call, no new state."""
+    core, backend = await service.core(anonymous_only=anonymous_only)
+    recorder = StateRecorder(core)
+    result = await AnonymousAuthManager(core).authenticate_anonymous_user(blank)
+    if LogInAnonymously not in service.capabilities.routes:
+        assert isinstance(result, Failure)
+        assert isinstance(result.error, UnsupportedRouteError)
+        assert result.error.reason is Reason.BACKEND_CANNOT
+    elif anonymous_only:
+        assert result == Skipped(Reason.BLANK_ANONYMOUS_ID)
+    else:
+        assert isinstance(result, Failure)
+        assert isinstance(result.error, RouteRefusedError)
+        assert result.error.reason is Reason.ANONYMOUS_LOG_IN_NEEDS_ANONYMOUS_ONLY
+    assert recorder.transitions == [Transition.INITIAL]
+    assert backend.total == 0
 
 
 async def test_log_in_by_anonymous_id(service: Harness) -> None:

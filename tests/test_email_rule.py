@@ -1,5 +1,5 @@
-"""The reference server's email rule, applied by HttpBackend before it sends anything and by
-ScriptedBackend as the server would: a malformed email is InvalidRouteError, never shown."""
+"""The reference server's email rule, applied by the guards before any backend is called and
+by ScriptedBackend as the server would: a malformed email is InvalidRouteError, never shown."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from mimi_reactive import (
     AuthRoute,
-    ClientCredentials,
     InvalidRouteError,
     MimiConfiguration,
     MimiCore,
@@ -87,13 +86,10 @@ async def test_an_email_the_client_lets_through_is_one_the_service_takes(core: M
         await core.auth.log_out()
 
 
-async def test_http_backend_refuses_a_malformed_email_before_any_request() -> None:
+async def test_a_malformed_email_is_refused_before_any_request() -> None:
     """Against an address where nothing listens, a malformed email is InvalidRouteError, not
     the TransportError a request would end in."""
     backend = HttpBackend("http://127.0.0.1:9")
-    await backend.open(ClientCredentials("app", "secret"))
-    try:
+    async with MimiCore.start(client_id="app", client_secret="secret", backend=backend) as core:
         with pytest.raises(InvalidRouteError):
-            await backend.authenticate(AuthRoute.sign_up(email="notanemail", password="x"), None)
-    finally:
-        await backend.close()
+            await core.auth.authenticate(AuthRoute.sign_up(email="notanemail", password="x"))

@@ -86,6 +86,52 @@ def test_blank_anonymous_id_is_skipped(blank: str | None) -> None:
     )
 
 
+MALFORMED_CREDENTIALS = [
+    (" a@b.test", "password1", Reason.EMAIL_MALFORMED),
+    ("a@b.test\n", "password1", Reason.EMAIL_MALFORMED),
+    ("", "password1", Reason.EMAIL_MALFORMED),
+    ("a@localhost", "password1", Reason.EMAIL_MALFORMED),
+    ("a" * 248 + "@b.test", "password1", Reason.EMAIL_MALFORMED),  # 255 characters
+    ("a@b.test", "", Reason.PASSWORD_EMPTY),
+    ("", "", Reason.EMAIL_MALFORMED),
+]
+CREDENTIAL_ROUTES = [AuthRoute.log_in, AuthRoute.sign_up, AuthRoute.promote]
+
+
+@pytest.mark.parametrize("state", [NOBODY, logged_in(ALICE), logged_in(BOB)])
+@pytest.mark.parametrize("route", CREDENTIAL_ROUTES, ids=lambda route: route.__name__)
+@pytest.mark.parametrize(("email", "password", "reason"), MALFORMED_CREDENTIALS)
+def test_credentials_no_service_takes_are_skipped_before_any_plan(
+    email: str,
+    password: str,
+    reason: Reason,
+    route: Callable[..., AuthRoute],
+    state: SessionState,
+) -> None:
+    """A malformed email or an empty password is skipped with its reason, whoever is logged
+    in: no plan, so nobody is logged out first."""
+    command = route(email=email, password=password)
+    assert decision(command, state, OPEN) == Skipped(reason)
+
+
+@pytest.mark.parametrize("route", CREDENTIAL_ROUTES, ids=lambda route: route.__name__)
+def test_anonymous_only_refuses_malformed_credentials_for_what_they_are(
+    route: Callable[..., AuthRoute],
+) -> None:
+    """In anonymous-only mode a credential route is refused as such, malformed or not."""
+    command = route(email=" a@b.test", password="")
+    assert decision(command, logged_in(ALICE)) == Refused(Reason.ANONYMOUS_ONLY_FORBIDS_CREDENTIALS)
+
+
+def test_a_well_formed_log_in_over_another_user_still_logs_them_out_first() -> None:
+    """A well-formed log-in (its password may be wrong: only the service can tell) plans the
+    switch: log the current user out, then log in."""
+    route = AuthRoute.log_in(email="a@b.test", password="x")
+    assert decision(route, logged_in(ALICE), OPEN) == Proceed(
+        (EndSession(session_for(ALICE)), Authenticate(route, replacing=ALICE))
+    )
+
+
 def test_same_anonymous_id_is_already_satisfied() -> None:
     """Logging in the anonymous id already logged in plans nothing."""
     route = AuthRoute.log_in_anonymously(ALICE.anonymous_id)

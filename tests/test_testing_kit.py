@@ -113,15 +113,16 @@ def test_a_misspelled_call_name_is_refused_with_the_names_there_are() -> None:
 
 async def test_the_scripted_backend_refuses_passwords_as_the_server_does() -> None:
     """A new password under 8 characters is WeakPasswordError, an empty log-in password
-    an invalid_request BackendError, as the reference server answers."""
-    async with start(ScriptedBackend(), OPEN) as core:
+    (which the guards skip before any backend) an invalid_request BackendError, as the
+    reference server answers."""
+    backend = ScriptedBackend()
+    async with start(backend, OPEN) as core:
         with pytest.raises(WeakPasswordError, match="8 characters"):
             await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="x" * 7))
         await core.auth.authenticate(AuthRoute.sign_up(email="a@b.test", password="x" * 8))
-        await core.auth.log_out()
-        with pytest.raises(BackendError) as raised:
-            await core.auth.authenticate(AuthRoute.log_in(email="a@b.test", password=""))
-        assert raised.value.code == "invalid_request"
+    with pytest.raises(BackendError) as raised:
+        await backend.authenticate(AuthRoute.log_in(email="a@b.test", password=""), None)
+    assert raised.value.code == "invalid_request"
 
 
 async def test_scripted_backend_behaves_like_the_service_by_default() -> None:

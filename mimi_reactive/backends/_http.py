@@ -8,7 +8,7 @@ import aiohttp
 import attrs
 
 from .._backend import BackendCapabilities, ClientCredentials
-from .._checks import canonical_url, check_email, check_service_url, check_timeout
+from .._checks import canonical_url, check_service_url, check_timeout
 from .._exceptions import (
     AccessTokenRefusedError,
     BackendError,
@@ -98,8 +98,6 @@ class HttpBackend:
             self._session = None
 
     async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
-        if isinstance(route, LogIn | SignUp | Promote):
-            check_email(route.email)  # the server's rule, refused here without a round trip
         match route:
             case SignUpAnonymously():
                 return _session_from(await self._post("/v1/anonymous-users", {}))
