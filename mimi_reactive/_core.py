@@ -171,12 +171,16 @@ class MimiCore:
         storage write it runs then gets up to ``max(grace_period, 5)`` seconds more to end, so
         the last state and the storage agree; one that hangs is abandoned (logged
         ``session.close_abandoned_write``) and the storage may hold either session.
-        The streams complete; later calls raise ``CoreClosedError``. A session (or log-out)
+        The streams complete; later calls raise ``CoreClosedError``. In a process forked from
+        the one that started the core, it does nothing, and calls raise ``CoreClosedError``
+        at once: start a core after forking. A session (or log-out)
         the storage failed to keep is saved once more (a failure again is logged: the app was
         told the first time), so a restart does not present a spent refresh token.
         """
         if grace_period is not None:
             check_seconds("grace_period", grace_period)
+        if self._store.forked:
+            return  # the parent's to close: closing the copies of its connections would not do
         self._store.refuse_other_loop()
         self._closed = True
         grace = self._close_grace_period if grace_period is None else grace_period
@@ -185,8 +189,8 @@ class MimiCore:
         await self._backend.close()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if getattr(self, "_closed", True):
-            return
+        if getattr(self, "_closed", True) or self._store.forked:
+            return  # closed, or a forked copy: the core is the parent's to close
         _warn(
             "a MimiCore was never closed: use `async with MimiCore.start(...)` or "
             "`await core.close()`",
