@@ -15,7 +15,9 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import os
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -26,7 +28,12 @@ from ._future import CommandFuture
 from ._log import Log
 from ._messages import Command, Decision, Outcome, Proceed, Refused, Satisfied, Skipped
 
-__all__ = ["CommandQueue", "Commands"]
+__all__ = ["FORKED", "CommandQueue", "Commands"]
+
+FORKED = (
+    "the core was started in the process this one was forked from, and its event loop did "
+    "not come along: start the core after forking"
+)
 
 _log = Log("mimi_reactive.session")
 
@@ -78,6 +85,9 @@ class CommandQueue:
         self._busy = False
         self.closed = False
         """Whether ``close`` was called or the worker ended: commands get ``CoreClosedError``."""
+        self.forked = False
+        """Whether this is a forked copy, whose loop runs (if at all) in the parent only."""
+        self._closed_why = "the core is closed"
         # Held while a thread checks ``closed`` and hands a command to the loop, and while
         # the ending worker sets it: a command handed over before is in the loop's queue
         # ahead of the loop's end (answered), one after fails at once (none waits forever).
@@ -89,6 +99,7 @@ class CommandQueue:
         self._worker = self.loop.create_task(
             self._work(), name="mimi_reactive.session_store", context=self._context
         )
+        _LIVE.add(self)
 
     def dispatch(self, command: Command) -> CommandFuture:
         """Queue ``command`` from any thread (or from inside a subscriber); never blocks.
@@ -102,7 +113,7 @@ class CommandQueue:
             return future
         with self._handover:
             if self.closed:  # the worker ended: the loop may never run a callback again
-                future.set_exception(CoreClosedError("the core is closed"))
+                future.set_exception(CoreClosedError(self._closed_why))
                 return future
             try:
                 self.loop.call_soon_threadsafe(self._enqueue, command, future)
@@ -119,7 +130,7 @@ class CommandQueue:
         if asyncio.get_running_loop() is not self.loop:  # inline: every command passes
             raise self.other_loop_error()
         if self.closed:
-            raise CoreClosedError("the core is closed")
+            raise CoreClosedError(self._closed_why)
         if self._busy and asyncio.current_task() is self._worker:
             raise ReentrantCallError(
                 "awaiting a command from inside a running command would never return; "
@@ -137,6 +148,13 @@ class CommandQueue:
         future: asyncio.Future[Outcome] = self.loop.create_future()
         self._push((command, future, decision, None))
         return await future
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: the worker runs in the parent only; refuse every command at
+        once (a dispatch from another thread would wait forever on the copy of its loop)."""
+        self.forked = self.closed = True
+        self._closed_why = FORKED
+        self._handover = threading.Lock()  # another thread may have held it as the process forked
 
     def refuse_other_loop(self) -> None:
         """Raise ``other_loop_error()`` unless called on the queue's own loop: a command
@@ -187,7 +205,7 @@ class CommandQueue:
     def _enqueue(self, command: Command, future: CommandFuture) -> None:
         if self.closed:
             if future.set_running_or_notify_cancel():
-                future.set_exception(CoreClosedError("the core is closed"))
+                future.set_exception(CoreClosedError(self._closed_why))
             return
         self._push((command, future, None, None))
 
@@ -321,6 +339,17 @@ class CommandQueue:
             job = self._jobs.popleft()
             if job is not None:
                 _resolve(job[1], error=CoreClosedError("the core stopped before this ran"))
+
+
+_LIVE: weakref.WeakSet[CommandQueue] = weakref.WeakSet()  # what a fork copies unrunnable
+
+
+def _forget_all_after_fork() -> None:
+    for queue in list(_LIVE):
+        queue.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_all_after_fork)
 
 
 def _claim(future: _Pending) -> bool:

@@ -177,7 +177,9 @@ class MimiCore:
         storage write it runs then gets up to ``max(grace_period, 5)`` seconds more to end, so
         the last state and the storage agree; one that hangs is abandoned (logged
         ``session.close_abandoned_write``) and the storage may hold either session.
-        The streams complete; later calls raise ``CoreClosedError``. A session (or log-out)
+        The streams complete; later calls raise ``CoreClosedError``. In a process forked from
+        the one that started the core, it does nothing, and calls raise ``CoreClosedError``
+        at once: start a core after forking. A session (or log-out)
         the storage failed to keep is saved once more (a failure again is logged: the app was
         told the first time), so a restart does not present a spent refresh token.
 
@@ -191,6 +193,8 @@ class MimiCore:
         if grace_period is not None:
             check_seconds("grace_period", grace_period)
         store = self._store
+        if store.forked:
+            return  # the parent's to close: closing the copies of its connections would not do
         if asyncio.get_running_loop() is not store.loop:
             await self._close_elsewhere()
             return
@@ -217,8 +221,8 @@ class MimiCore:
                 _log.warning("session.release_failed", error=type(failed).__name__)
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if getattr(self, "_closed", True):
-            return
+        if getattr(self, "_closed", True) or self._store.forked:
+            return  # closed, or a forked copy: the core is the parent's to close
         _warn(
             "a MimiCore was never closed: use `async with MimiCore.start(...)` or "
             "`await core.close()`",

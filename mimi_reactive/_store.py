@@ -113,6 +113,11 @@ class SessionStore:
         return self._queue.closed
 
     @property
+    def forked(self) -> bool:
+        """Whether this is a forked copy of a store that runs in the parent process."""
+        return self._queue.forked
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop the store runs on."""
         return self._queue.loop

@@ -1,0 +1,218 @@
+"""Closing a BlockingMimiCore from where it cannot wait (a signal handler, a subscriber), with
+a thread dispatching in a loop, forgotten, or in a forked process."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import warnings
+
+import pytest
+
+from mimi_reactive import (
+    AuthRoute,
+    BlockingMimiCore,
+    CoreClosedError,
+    LogOut,
+    SessionState,
+    Transition,
+)
+from mimi_reactive.testing import ScriptedBackend
+
+from .helpers import run_python
+
+ROUNDS = 20
+
+_SIGNAL_SCRIPT = """
+import faulthandler, os, signal, threading
+from mimi_reactive import BlockingMimiCore, CoreClosedError, LogOut
+from mimi_reactive.testing import ScriptedBackend
+faulthandler.dump_traceback_later(30, exit=True)
+for _ in range({rounds}):
+    core = BlockingMimiCore.start(backend=ScriptedBackend())
+    stopped = threading.Event()
+    def on_term(signum, frame):
+        core.close()
+        stopped.set()
+    signal.signal(signal.SIGTERM, on_term)
+    threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    while not stopped.is_set():
+        try:
+            {call}
+        except CoreClosedError:
+            pass
+    core.close()  # waits for the end the handler's close scheduled
+    try:
+        core.auth.dispatch(LogOut()).result()
+    except CoreClosedError:
+        pass
+    else:
+        raise AssertionError("a dispatch after close ran")
+print("closed", threading.active_count())
+"""
+
+
+@pytest.mark.parametrize("call", ["core.auth.dispatch(LogOut())", "core.auth.run(LogOut())"])
+def test_a_signal_handler_closing_the_core_mid_call_returns(call: str) -> None:
+    """A SIGTERM handler calling close() while the main thread is inside a dispatch or a
+    blocking call returns at once, and the core ends (20 rounds)."""
+    done = run_python("-c", _SIGNAL_SCRIPT.format(rounds=ROUNDS, call=call))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "closed 1\n"
+
+
+def test_closing_while_another_thread_dispatches_in_a_loop_returns_soon() -> None:
+    """close() while a thread dispatches as fast as it can refuses the dispatches from then
+    on (CoreClosedError) and returns within seconds (20 rounds)."""
+    for _ in range(ROUNDS):
+        core = BlockingMimiCore.start(backend=ScriptedBackend(), close_grace_period=0.1)
+        stop = threading.Event()
+        refused = threading.Event()
+        flooding = threading.Thread(target=flood, args=(core, stop, refused), daemon=True)
+        flooding.start()
+        assert core.auth.dispatch(LogOut()).result(timeout=10)  # the flood is under way
+        began = time.monotonic()
+        core.close()
+        took = time.monotonic() - began
+        assert refused.wait(10)
+        stop.set()
+        flooding.join(10)
+        assert took < 3.0, f"close took {took:.1f} s"
+
+
+def flood(core: BlockingMimiCore, stop: threading.Event, refused: threading.Event) -> None:
+    """Dispatch as fast as possible until ``stop``; set ``refused`` once one is refused."""
+    while not stop.is_set():
+        core.auth.dispatch(AuthRoute.sign_up_anonymously())
+        if isinstance(core.auth.dispatch(LogOut()).exception(), CoreClosedError):
+            refused.set()
+
+
+def test_close_from_a_subscriber_schedules_it_and_returns() -> None:
+    """A subscriber closing the core on log-out and again as the streams complete returns at
+    once each time, with no error; the core then ends (20 rounds)."""
+    for _ in range(ROUNDS):
+        quitting = Quitting(BlockingMimiCore.start(backend=ScriptedBackend()))
+        core = quitting.core
+        core.auth.states.subscribe(quitting.on_state, on_completed=quitting.on_completed)
+        core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        core.auth.log_out()
+        assert quitting.completed.wait(10)
+        core.close()
+        assert quitting.errors == []
+        with pytest.raises(CoreClosedError):
+            core.auth.access_token()
+
+
+class Quitting:
+    """An app's subscriber that closes the core on log-out and as the streams complete."""
+
+    def __init__(self, core: BlockingMimiCore) -> None:
+        self.core = core
+        self.errors: list[BaseException] = []
+        self.completed = threading.Event()
+
+    def on_state(self, state: SessionState) -> None:
+        if state.transition is Transition.LOGGED_OUT:
+            self.close()
+
+    def on_completed(self) -> None:
+        self.close()
+        self.completed.set()
+
+    def close(self) -> None:
+        try:
+            self.core.close()
+        except BaseException as error:  # the test looks at what it is
+            self.errors.append(error)
+
+
+def core_threads() -> int:
+    return sum(thread.name == "mimi_reactive.core" for thread in threading.enumerate())
+
+
+def test_a_forgotten_core_warns_and_its_thread_ends() -> None:
+    """A BlockingMimiCore dropped unclosed warns ResourceWarning (naming it, not the MimiCore
+    inside, which it closes) and its thread ends (20 rounds)."""
+    before = core_threads()
+    for _ in range(ROUNDS):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            core = BlockingMimiCore.start(backend=ScriptedBackend())
+            core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            del core
+            gc.collect()
+            deadline = time.monotonic() + 10
+            while core_threads() > before and time.monotonic() < deadline:
+                time.sleep(0.01)
+            gc.collect()
+        assert core_threads() == before
+        assert [str(warning.message).split(":")[0] for warning in caught] == [
+            "a BlockingMimiCore was never closed"
+        ]
+        assert caught[0].category is ResourceWarning
+
+
+_FORK_SCRIPT = """
+import asyncio, os
+from concurrent.futures import ThreadPoolExecutor
+from mimi_reactive import AuthRoute, BlockingMimiCore, CoreClosedError, LogOut, MimiCore
+from mimi_reactive.testing import ScriptedBackend
+
+def in_child(check):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            check()
+        except BaseException as error:
+            print("child:", type(error).__name__, error, flush=True)
+            os._exit(1)
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+
+def refused(call):
+    try:
+        call()
+    except CoreClosedError as error:
+        assert "start the core after forking" in str(error), error
+    else:
+        raise AssertionError("the call ran")
+
+blocking = BlockingMimiCore.start(backend=ScriptedBackend())
+blocking.auth.authenticate(AuthRoute.sign_up_anonymously())
+
+def use_the_blocking_core():
+    refused(blocking.auth.access_token)
+    refused(lambda: blocking.auth.dispatch(LogOut()).result(timeout=5))
+    blocking.close()
+
+async def main():
+    async with MimiCore.start(backend=ScriptedBackend()) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+
+        def use_the_async_core():
+            refused(lambda: core.auth.dispatch(LogOut()).result(timeout=5))
+            with ThreadPoolExecutor() as other:  # from another thread, as a worker would
+                other.submit(refused, lambda: core.auth.dispatch(LogOut()).result(5)).result()
+
+        for _ in range({rounds}):
+            in_child(use_the_blocking_core)
+            in_child(use_the_async_core)
+        assert await core.auth.access_token()  # the parent's core still works
+
+asyncio.run(main())
+assert blocking.auth.access_token()
+blocking.close()
+print("ok")
+"""
+
+
+def test_a_core_used_in_a_forked_child_refuses_at_once() -> None:
+    """In a process forked from the one that started it, a blocking or an async core's calls
+    and dispatches raise CoreClosedError saying to start it after forking, and close() does
+    nothing; the parent's core goes on (20 forks of each)."""
+    done = run_python("-c", _FORK_SCRIPT.format(rounds=ROUNDS))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout == "ok\n"
