@@ -20,7 +20,8 @@ another anonymous user (one the same person made in another product), ``r`` refr
 loop, so subscribers are called on the app's thread and update widgets directly (no
 ``call_from_thread``). Commands run in Textual workers, so a slow service never freezes the
 screen: the screen shows what the stream says, and a command's own result only when it
-published nothing (a refusal, a skip).
+published nothing (a refusal, a skip). Nor does quitting: the core closes with a short grace
+period (``QUIT_GRACE_PERIOD``), cancelling a command a service leaves unanswered.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AuthBackend,
     AuthRoute,
+    ConfigurationError,
     Failure,
     MimiConfiguration,
     MimiCore,
@@ -65,6 +67,11 @@ CLIENT_ID = "my-app"
 
 # Logging in by anonymous id is allowed only to a core that never makes non-anonymous users.
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
+
+QUIT_GRACE_PERIOD = 1.0
+"""Seconds a quit waits for the command in flight (and a log-out's revocation) before the core
+cancels it: a healthy service answers in milliseconds, and an unresponsive one must not hold
+the screen for the core's default 10 seconds."""
 
 
 def describe_user(user: MimiUser | None) -> str:
@@ -166,11 +173,12 @@ class SessionApp(App[None]):
         ]
 
     async def on_unmount(self) -> None:
-        """Stop listening before the widgets go, then close the core (it revokes a log-out)."""
+        """Stop listening before the widgets go, then close the core (it revokes a log-out),
+        giving a command in flight ``QUIT_GRACE_PERIOD`` seconds to finish."""
         for subscription in self._subscriptions:
             subscription.dispose()
         if self.core is not None:
-            await self.core.close()
+            await self.core.close(grace_period=QUIT_GRACE_PERIOD)
 
     # What the streams say: called on this app's thread, since the core runs on its loop.
 
@@ -312,7 +320,9 @@ async def reference_server() -> AsyncIterator[tuple[str, str]]:
 
 
 def session_app(url: str, client_secret: str | None, client_id: str = CLIENT_ID) -> SessionApp:
-    """The app against the identity service at ``url``."""
+    """The app against the identity service at ``url``; ``ConfigurationError`` (one line) at
+    once if ``url`` is not a service's base URL, rather than from inside the running UI."""
+    HttpBackend(url)  # refuses a bad URL here; each core gets its own backend when it starts
     return SessionApp(
         client_id=client_id, client_secret=client_secret, backend=lambda: HttpBackend(url)
     )
@@ -359,9 +369,14 @@ async def main(arguments: list[str]) -> None:
         async with reference_server() as (url, client_secret):
             await session_app(url, client_secret).run_async()
     else:
+        # Each refusal is one line before the UI starts, not an error in a Textual traceback.
+        # The URL first: its refusal shows no credentials it holds, which the next line would.
+        try:
+            HttpBackend(options.url)
+        except ConfigurationError as error:
+            raise SystemExit(f"{parser.prog}: {error}") from None
         secret = os.environ.get("MIMI_CLIENT_SECRET")
         if not secret:
-            # One line before the UI starts, not a ConfigurationError in a Textual traceback.
             raise SystemExit(
                 f"{parser.prog}: set MIMI_CLIENT_SECRET to the secret of client"
                 f" {options.client_id!r} at {options.url}"

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
-__all__ = ["bounded_repr", "mask", "mask_email", "shown_url", "value_repr"]
+__all__ = [
+    "LONGEST_LINE",
+    "bounded_repr",
+    "mask",
+    "mask_email",
+    "one_line",
+    "shown_url",
+    "value_repr",
+]
 
 _VISIBLE = 4
 _QUOTED = 80  # characters of a value a message quotes at most
@@ -33,6 +43,22 @@ def mask_email(email: str | None) -> str:
         return "None"
     local, _, domain = email.partition("@")
     return f"'{local[:1]}***@{domain}'"
+
+
+LONGEST_LINE = 200
+"""Characters of another's text (a service's error message) a message shows at most."""
+
+# Control characters (Unicode's Cc), line and paragraph separators, and white space.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\s]+")
+
+
+def one_line(text: str, longest: int = LONGEST_LINE) -> str:
+    """Text from elsewhere (a service's error code or message) as a message of the library
+    may show it: on one line, each run of control characters, line or paragraph separators
+    and white space (a newline, a CR, a NUL, the escape that starts a terminal sequence) one
+    space, and cut to ``longest`` characters, the last of them ``…``."""
+    line = _BREAKS.sub(" ", text).strip()
+    return line if len(line) <= longest else line[: longest - 1] + "…"
 
 
 def shown_url(url: str, kind: str) -> str:

@@ -150,12 +150,16 @@ class AccessTokenVerifier:
     async def _fetch(self) -> dict[str, jwt.PyJWK]:
         """The JWKS's keys by ``kid``; ``_JwksUnavailableError`` if it cannot be fetched or is
         not a JWKS (its body is read up to ``LONGEST_ANSWER`` bytes: a hostile or broken
-        service cannot fill memory, nor crash the parser with nesting)."""
+        service cannot fill memory, nor crash the parser with nesting), or if the issuer
+        answers with a redirect, which is not followed."""
         self._ensure_open()  # closed while this caller waited for the lock
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with self._http.get(self._jwks_url) as response:
+            # Not redirected: the keys come from the issuer itself, as configured.
+            async with self._http.get(self._jwks_url, allow_redirects=False) as response:
+                if 300 <= response.status < 400:
+                    raise _JwksUnavailableError(f"a redirect ({response.status}), not followed")
                 response.raise_for_status()
                 document = await json_body(response)
         except (aiohttp.ClientError, TimeoutError) as error:

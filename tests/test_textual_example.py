@@ -4,7 +4,8 @@ shows on the screen, from the stream."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,15 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Log, Static
 
-from examples.textual_session import CLIENT_ID, SessionApp, main, reference_server, session_app
-from mimi_reactive import BackendSession, Session, TransportError
+from examples.textual_session import (
+    CLIENT_ID,
+    QUIT_GRACE_PERIOD,
+    SessionApp,
+    main,
+    reference_server,
+    session_app,
+)
+from mimi_reactive import BackendSession, ConfigurationError, Session, TransportError
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.testing import ScriptedBackend
 
@@ -168,6 +176,75 @@ async def test_a_running_service_without_its_secret_is_refused_in_one_line(
     assert "MIMI_CLIENT_SECRET" in message
     assert "'other-app'" in message
     assert "\n" not in message
+
+
+@pytest.fixture
+async def unresponsive() -> AsyncIterator[tuple[str, asyncio.Event]]:
+    """A loopback service that reads a request and never answers: (its URL, an event set once
+    a request reached it)."""
+    reached, released = asyncio.Event(), asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        reached.set()
+        await released.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", reached
+    finally:
+        released.set()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_quitting_while_a_command_waits_on_an_unresponsive_service_is_prompt(
+    unresponsive: tuple[str, asyncio.Event],
+) -> None:
+    """Quit with a sign-up waiting on a service that never answers: the app ends within about
+    QUIT_GRACE_PERIOD, not the core's default 10 s grace period (or the backend's timeout)."""
+    url, reached = unresponsive
+    app = session_app(url, "s" * 43)
+    async with app.run_test(size=SIZE) as pilot:
+        await until_transition(pilot, app, "initial")
+        await pilot.press("a")
+        async with asyncio.timeout(10):
+            await reached.wait()
+        started = time.monotonic()
+        await pilot.press("q")
+    assert time.monotonic() - started < QUIT_GRACE_PERIOD + 3
+
+
+BAD_URLS = ["127.0.0.1:8080", "localhost", "ftp://127.0.0.1:8080", "http://user:pw-secret@h:1"]
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+@pytest.mark.parametrize("secret", [None, "s" * 43], ids=["no secret", "a secret"])
+async def test_a_url_that_is_no_service_s_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, url: str, secret: str | None
+) -> None:
+    """A URL without a scheme (or of another scheme, or holding credentials) exits before the
+    UI starts with one line saying what is wrong, the URL checked before the secret, and never
+    shows a password the URL holds."""
+    if secret is None:
+        monkeypatch.delenv("MIMI_CLIENT_SECRET", raising=False)
+    else:
+        monkeypatch.setenv("MIMI_CLIENT_SECRET", secret)
+    with pytest.raises(SystemExit) as exited:
+        await main([url])
+    message = str(exited.value.code)
+    assert "base_url must" in message
+    assert "\n" not in message
+    assert "pw-secret" not in message
+
+
+@pytest.mark.parametrize("url", BAD_URLS)
+def test_the_app_for_a_url_that_is_no_service_s_is_refused_before_it_runs(url: str) -> None:
+    """``session_app`` refuses such a URL with a ConfigurationError before any UI exists."""
+    with pytest.raises(ConfigurationError, match="base_url must"):
+        session_app(url, "s" * 43)
 
 
 def test_the_client_id_is_the_one_the_readme_serves() -> None:

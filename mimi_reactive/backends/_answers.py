@@ -94,15 +94,26 @@ async def post_json(
     """POST ``json`` (or the form ``data``) to ``url`` over ``http`` (None: the backend is not
     open, a ``ConfigurationError``) and read the answer, whatever its status. No answer in the
     session's timeout, or none at all, is a ``TransportError`` naming ``service`` (the aiohttp
-    error chained), so ``service`` must hold no secret."""
+    error chained), so ``service`` must hold no secret.
+
+    A redirect is never followed: it would post the body (an anonymous id, a refresh token, a
+    password) to wherever the ``Location`` points, a host the app never configured. Any 3xx is
+    a ``BackendError`` ``http_{status}``, as another unexpected status with no code, naming
+    the status only (a ``Location`` or its query may hold anything)."""
     if http is None:
         raise ConfigurationError(
             f"the backend for {service} is not open: MimiCore.start opens it, and closes it "
             "when the core stops"
         )
     try:
-        async with http.post(url, json=json, data=data) as response:
+        async with http.post(url, json=json, data=data, allow_redirects=False) as response:
             status = response.status
+            if 300 <= status < 400:
+                raise BackendError(
+                    f"http_{status}",
+                    f"{service} answered with a redirect ({status}), which is not followed",
+                    status=status,
+                )
             wait_header = response.headers.get("Retry-After")
             body = await json_body(response)
     except TimeoutError as error:

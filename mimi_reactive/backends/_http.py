@@ -25,6 +25,7 @@ from .._exceptions import (
 )
 from .._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from .._reasons import Reason
+from .._redaction import LONGEST_LINE, one_line
 from .._session import AuthTokens, BackendSession, Session
 from .._user import MimiUser
 from ._answers import Answer, post_json
@@ -186,11 +187,19 @@ def _refusal(path: str, answer: Answer, base_url: str) -> RouteRefusedError | Ba
 
 
 def _error_field(answer: Any, name: str) -> str | None:
-    """The error answer's ``code``, ``message`` or ``reason``; None where it has no such text
-    (an answer of another shape, or an older server's without a reason)."""
+    """The error answer's ``code``, ``message`` or ``reason``, as an error may show it: on one
+    line, a code or reason up to ``_LONGEST_CODE`` characters, a message up to
+    ``LONGEST_LINE`` (``one_line``); None where it has no such text (an answer of another
+    shape, an older server's without a reason, only white space or control characters)."""
     error = answer.get("error") if isinstance(answer, dict) else None
     value = error.get(name) if isinstance(error, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    return one_line(value, LONGEST_LINE if name == "message" else _LONGEST_CODE) or None
+
+
+_LONGEST_CODE = 64
+"""Characters of an error code shown at most: the server's are a few words in snake_case."""
 
 
 # A route_not_allowed's Reason by the error's reason: the user to promote is kept anonymous;
