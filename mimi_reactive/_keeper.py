@@ -132,9 +132,10 @@ class SessionKeeper:
         Only while it matters: from when the keeper wakes to renew due tokens until they are
         renewed (the usual switch, with tokens far from due, costs nothing), and always with
         a backend that cannot renew them. Tokens are due before they stop being usable (but
-        those that last less than ``min_interval``), so the keeper is awake by then. As in ``_schedule``, a timer that fires sooner is kept
-        (it re-checks when it fires), and none is set for longer than ``_LONGEST_SLEEP``:
-        the wall clock the token expires on may jump while the monotonic clock stands still.
+        those that last less than ``min_interval``), so the keeper is awake by then. As in
+        ``_schedule``, a timer that fires sooner is kept (it re-checks when it fires), and
+        none is set for longer than ``_LONGEST_SLEEP``: the wall clock the token expires on
+        may jump while the monotonic clock stands still.
         """
         session = self._store.session
         if session is None or self._store.tokens.value is None:
