@@ -62,6 +62,11 @@ class SessionKeeper:
         # ends the wait (a recovery, a sign-in or another process may have made it moot).
         self._interrupt: asyncio.Event | None = None
         self._last_error: MimiCoreError | None = None  # of the last refresh attempt
+        # While the tokens are due and not renewed (or with a backend that cannot renew
+        # them), fires by the time the access token on the store's token stream stops being
+        # usable, so the store takes it off even while no renewal succeeds (_watch_token).
+        self._token_timer: asyncio.TimerHandle | None = None
+        self._token_timer_at = 0.0  # the local time the pending token timer is for
         self._tasks = [
             self._loop.create_task(self._refresh_forever(), name="mimi_reactive.refresh")
         ]
@@ -71,10 +76,14 @@ class SessionKeeper:
             )
         store.on_session_changed(self._session_changed)
         self._schedule()
+        if not self._can_refresh:
+            self._watch_token()
 
     async def close(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
+        if self._token_timer is not None:
+            self._token_timer.cancel()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -84,6 +93,8 @@ class SessionKeeper:
         if self._interrupt is not None:
             self._interrupt.set()
         self._schedule()
+        if self._token_timer is not None or not self._can_refresh:
+            self._watch_token()  # tokens due and not renewed yet, or never renewed here
 
     def _schedule(self) -> None:
         """Make sure the keeper wakes by the next refresh time.
@@ -113,6 +124,47 @@ class SessionKeeper:
         self._timer = None
         self._due.set()
 
+    def _watch_token(self) -> None:
+        """Make sure the keeper wakes by the time the access token the store publishes stops
+        being usable: a renewal that fails publishes nothing, so without this the stream
+        would hand an expired token to late subscribers while the service is unreachable.
+
+        Only while it matters: from when the keeper wakes to renew due tokens until they are
+        renewed (the usual switch, with tokens far from due, costs nothing), and always with
+        a backend that cannot renew them. Tokens are due before they stop being usable (but
+        those that last less than ``min_interval``), so the keeper is awake by then. As in
+        ``_schedule``, a timer that fires sooner is kept (it re-checks when it fires), and
+        none is set for longer than ``_LONGEST_SLEEP``: the wall clock the token expires on
+        may jump while the monotonic clock stands still.
+        """
+        session = self._store.session
+        if session is None or self._store.tokens.value is None:
+            return  # nothing published to take off: a renewal publishes its token
+        now = self._clock()
+        until = self._policy.usable_until(session, now)
+        if until is None:
+            return  # never expires
+        if self._token_timer is not None:
+            if self._token_timer_at <= until:
+                return
+            self._token_timer.cancel()
+        delay = min(max(until - now, 0.0), _LONGEST_SLEEP)
+        self._token_timer_at = now + delay
+        self._token_timer = self._loop.call_later(delay, self._token_due)
+
+    def _token_due(self) -> None:
+        self._token_timer = None
+        self._store.recheck_token()  # None once the token is no longer usable
+        session = self._store.session
+        if (
+            session is not None
+            and self._can_refresh
+            and not self._store.state.degraded
+            and not self._policy.is_due(session, self._clock())
+        ):
+            return  # renewed: the keeper watches again when the new tokens fall due
+        self._watch_token()  # still on the stream: the timer woke early to read the clock
+
     def _next_refresh_at(self) -> float | None:
         session = self._store.session
         if session is None or not self._can_refresh:
@@ -135,6 +187,7 @@ class SessionKeeper:
             self._due.clear()
             due = self._next_refresh_at()
             if due is not None and due <= self._clock():
+                self._watch_token()  # until they are renewed, they may stop being usable
                 if self._resume_at is None:
                     healthy = await self._refresh_until_healthy()
                 else:

@@ -164,6 +164,12 @@ class SessionStore:
             return None
         return session.tokens.access_token
 
+    def recheck_token(self) -> None:
+        """Publish the held token again if it is still usable, else None: the keeper calls
+        this when the token stops being usable, as nothing else publishes while renewals
+        fail (the service unreachable) or none is tried (a backend that cannot refresh)."""
+        self._tokens.publish(self._usable_token(self._session))
+
     def apply_committed(self) -> None:
         """Publish what a command stopped midway had already stored (its caller gets
         ``CoreClosedError``, the state says what the storage holds)."""

@@ -24,7 +24,7 @@ class Stream(Generic[T]):
     """Holds the current value and hands each new one to every subscriber.
 
     ``observable`` replays the current value on subscribe, on the subscribing thread. Only
-    the store's worker publishes, so values go out one at a time, each handed to every
+    the store publishes, on its loop's thread, so values go out one at a time, each handed to every
     subscriber before the next, except a subscriber whose replay is still running: what is
     published meanwhile waits for it and follows the replay on its thread, in order, before
     it gets anything directly. Every subscriber thus sees the same values in the same

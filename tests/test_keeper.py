@@ -1,5 +1,6 @@
-"""The keeper's timing: a wall clock that jumps, a Retry-After too long to honour, and a
-session change that ends a wait between retries."""
+"""The keeper's timing: a wall clock that jumps, a Retry-After too long to honour, a
+session change that ends a wait between retries, and an access token that stops being usable
+while no renewal succeeds."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import pytest
 
 from mimi_reactive import (
     AuthRoute,
+    BackendCapabilities,
+    BackendSession,
     MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
@@ -20,9 +23,11 @@ from mimi_reactive import (
     RetryPolicy,
     Session,
     Transition,
+    TransportError,
     _keeper,
     _retry,
 )
+from mimi_reactive._store import SessionStore
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 
 from .helpers import CountingBackend
@@ -188,3 +193,127 @@ async def test_a_retry_after_is_honoured_up_to_a_bound(monkeypatch: pytest.Monke
 def test_the_wait_honoured_of_what_the_service_asked(asked: float, honoured: float) -> None:
     """A wait asked for is honoured up to the bound; a negative or NaN one is ignored."""
     assert _retry.asked_wait(asked) == honoured
+
+
+class Unreachable(ScriptedBackend):
+    """Its refreshes fail with ``TransportError`` while ``offline`` (the service down)."""
+
+    def __init__(self, capabilities: BackendCapabilities | None = None) -> None:
+        super().__init__(token_ttl=HOUR, capabilities=capabilities)
+        self.offline = False
+
+    async def refresh(self, session: Session) -> BackendSession:
+        if self.offline:
+            raise TransportError("the service is unreachable")
+        return await super().refresh(session)
+
+
+class TokenWatcher:
+    """Records what ``core.auth.access_tokens`` publishes and lets a test wait for it."""
+
+    def __init__(self, core: MimiCore) -> None:
+        self.tokens: list[str | None] = []
+        self._published = asyncio.Event()
+        core.auth.access_tokens.subscribe(self._record)
+
+    def _record(self, token: str | None) -> None:
+        self.tokens.append(token)
+        self._published.set()
+
+    async def wait_for(self, found: Callable[[str | None], bool]) -> None:
+        """Wait until the last token published is ``found`` (bound it with a timeout)."""
+        while not found(self.tokens[-1]):
+            self._published.clear()
+            await self._published.wait()
+
+
+def replayed(core: MimiCore) -> str | None:
+    """What a subscriber arriving now (a bot reconnecting its WebSocket) is handed."""
+    late: list[str | None] = []
+    core.auth.access_tokens.subscribe(late.append)
+    assert len(late) == 1
+    return late[0]
+
+
+async def keeper_retries(core: MimiCore) -> None:
+    """The keeper's next attempt, due within milliseconds, renews the session."""
+
+
+async def app_refreshes(core: MimiCore) -> None:
+    """The keeper waits minutes between attempts: the app's own refresh renews it."""
+    await core.auth.refresh()
+
+
+@pytest.mark.usefixtures("often")
+@pytest.mark.parametrize(
+    ("retry", "recover"),
+    [
+        (RetryPolicy(initial_delay=0.001, max_delay=0.01), keeper_retries),
+        (RetryPolicy(initial_delay=600.0, max_delay=600.0), app_refreshes),
+    ],
+    ids=["retrying", "waiting-between-attempts"],
+)
+async def test_a_token_that_stops_being_usable_while_renewals_fail_is_taken_off(
+    retry: RetryPolicy,
+    recover: Callable[[MimiCore], Awaitable[None]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the service is unreachable, the access token stays on access_tokens until it is
+    no longer usable, then None is published (and replayed to a late subscriber) with no
+    new state; the renewed token follows once a renewal succeeds."""
+    backend, clock = Unreachable(), Clock(time.time())
+    checked = asyncio.Event()
+    recheck_token = SessionStore.recheck_token
+
+    def spy(store: SessionStore) -> None:
+        recheck_token(store)
+        checked.set()
+
+    monkeypatch.setattr(SessionStore, "recheck_token", spy)
+    async with start(CountingBackend(backend), clock, retry=retry) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        signed_up = await core.auth.access_token()
+        expires_at = core.auth.access_token_expires_at
+        assert expires_at is not None
+        watcher, recorder = TokenWatcher(core), StateRecorder(core)
+        backend.offline = True
+        clock.now += 0.9 * HOUR  # due, still usable: the keeper's renewals fail
+        async with asyncio.timeout(10):
+            await recorder.wait_for(Transition.DEGRADED)
+            for _ in range(2):  # the keeper looks at the token again and again meanwhile
+                checked.clear()
+                await checked.wait()
+        assert replayed(core) == signed_up
+        clock.now = expires_at - 10.0  # within the leeway (30 s): no longer handed out
+        async with asyncio.timeout(10):
+            await watcher.wait_for(lambda token: token is None)
+        assert replayed(core) is None
+        assert core.auth.state.degraded
+        assert recorder.transitions[-1] is Transition.DEGRADED
+        backend.offline = False
+        await recover(core)
+        async with asyncio.timeout(10):
+            await watcher.wait_for(lambda token: token is not None)
+        renewed = await core.auth.access_token()
+        assert watcher.tokens == [signed_up, None, renewed]
+        assert renewed != signed_up
+        assert replayed(core) == renewed
+
+
+@pytest.mark.usefixtures("often")
+async def test_a_token_no_backend_renews_is_taken_off_when_no_longer_usable() -> None:
+    """With a backend that cannot refresh, access_tokens publishes None once the token is
+    no longer usable; a new sign-in publishes its token."""
+    backend, clock = Unreachable(BackendCapabilities(refresh=False)), Clock(time.time())
+    async with start(CountingBackend(backend), clock) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        signed_up = await core.auth.access_token()
+        watcher = TokenWatcher(core)
+        clock.now += HOUR - 10.0
+        async with asyncio.timeout(10):
+            await watcher.wait_for(lambda token: token is None)
+        assert replayed(core) is None
+        await core.auth.log_out()
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        signed_in = await core.auth.access_token()
+        assert watcher.tokens == [signed_up, None, signed_in]
