@@ -155,8 +155,13 @@ def _trusted(
 def authenticate_client(
     request: web.Request, clients: Mapping[str, RegisteredClient]
 ) -> RegisteredClient:
-    """Check the HTTP Basic client id and secret; 401 ``invalid_client`` otherwise."""
-    header = request.headers.get("Authorization")
+    """Check the HTTP Basic client id and secret; 401 ``invalid_client`` otherwise, and 400
+    ``invalid_request`` for more than one ``Authorization`` header (which would be taken
+    depends on who reads: a proxy may check one and pass the other)."""
+    headers = request.headers.getall(hdrs.AUTHORIZATION, ())
+    if len(headers) > 1:
+        raise ApiError(400, "invalid_request", "more than one Authorization header")
+    header = headers[0] if headers else None
     if header is None:
         raise ApiError(401, "invalid_client", "client authentication is required (HTTP Basic)")
     try:
