@@ -405,6 +405,25 @@ def client_cases() -> list[Case]:
         )
         for name, value in bad_auth
     ]
+    # Two Authorization headers, whichever comes first: refused, never the first taken.
+    basic = aiohttp.encode_basic_auth(CLIENT_ID, SECRET).encode()
+    wrong = aiohttp.encode_basic_auth(CLIENT_ID, "not-the-secret").encode()
+    cases += [
+        (
+            f"client-two-authorization-headers-{name}",
+            "POST",
+            "/v1/anonymous-users",
+            [(b"Authorization", first), (b"Authorization", second), JSON],
+            body,
+            400,
+            "invalid_request",
+        )
+        for name, first, second in (
+            ("right-then-wrong", basic, wrong),
+            ("wrong-then-right", wrong, basic),
+            ("right-twice", basic, basic),
+        )
+    ]
     cases += [
         ("health-post", "POST", "/health", [JSON], b"{}", 405, "method_not_allowed"),
         ("jwks-post", "POST", "/.well-known/jwks.json", [JSON], b"{}", 405, "method_not_allowed"),

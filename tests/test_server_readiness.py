@@ -17,10 +17,11 @@ import aiohttp
 import asyncpg
 import pytest
 
-from mimi_reactive.server import IdentityServer
+from mimi_reactive._server._readiness import READY_CACHE
+from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, POSTGRES_URL, stores
-from .server_helpers import calling
+from .server_helpers import Clock, calling
 from .test_server_logs import capturing_logger, logged
 
 
@@ -87,10 +88,15 @@ async def test_a_sqlite_file_removed_or_replaced_is_not_ready(
     path = tmp_path / "data" / "ids.sqlite3"
     path.parent.mkdir()
     captured, logger = capturing_logger()
-    async with calling(CLIENT_ID, client_secret, database=path, logger=logger) as (server, call):
+    clock = Clock()
+    settings = ServerSettings(clock=clock)
+    async with calling(
+        CLIENT_ID, client_secret, database=path, settings=settings, logger=logger
+    ) as (server, call):
         await call.anonymous_user()
         assert (await probe(server.url))[0] == 200
         change(path)
+        clock.now += READY_CACHE  # past the answer each process keeps
         assert await probe(server.url) == NOT_READY
         assert (await probe(server.url, "/health"))[0] == 200
         entry = await logged(captured, "database.not_ready")

@@ -321,6 +321,8 @@ async def _authenticate_client(request: web.Request) -> None:
     try:
         set_client(request, authenticate_client(request, state.clients))
     except ApiError as error:
+        if error.status != 401:  # a malformed request (two headers), no credential tried
+            raise
         ip = client_ip(request, state.settings.trusted_proxies)
         raise await failed_log_in(state, ip, error) from None
 

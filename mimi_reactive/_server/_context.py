@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ._database import IdentityDatabase
 from ._limits import RateLimiter
+from ._readiness import Readiness
 from ._secrets import PasswordHasher
 from ._settings import ServerSettings
 from ._tokens import AccessTokens
@@ -40,6 +41,8 @@ class ServerState:
     openapi: bytes = b""
     dummy_hash: str = attrs.field(default="", repr=False)
     """A real Argon2 hash to verify against when an email is unknown (same time, same answer)."""
+    readiness: Readiness = attrs.field(factory=Readiness, repr=False)
+    """``GET /ready``'s last answer in this process."""
 
 
 STATE = web.AppKey("state", ServerState)

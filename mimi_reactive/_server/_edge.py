@@ -6,24 +6,28 @@ Nothing past this edge sees raw input. Every way a request can be malformed ends
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import math
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import TypeVar
 
 import pydantic
 from aiohttp import BasicAuth, hdrs, web
 
 from .._checks import MIN_PASSWORD_LENGTH
-from ._context import RegisteredClient, ServerState
+from ._context import RegisteredClient, ServerState, client_of
+from ._limits import RateLimitStorageError
 from ._models import Credentials, Promotion
 from ._secrets import digest
 from ._settings import Network, RateLimit
 
 __all__ = [
     "ApiError",
+    "Attempt",
     "ClientGoneError",
+    "attempt",
     "authenticate_client",
     "client_ip",
     "counted",
@@ -75,16 +79,82 @@ def rate_limited(retry_after: float) -> ApiError:
     )
 
 
+def _refused(state: ServerState, limit: RateLimit, ip: str, retry_after: float) -> ApiError:
+    """The 429 for ``ip`` past ``limit``, logged (one info event per refusal: an operator
+    sees the attack, and a flood costs one line per request it already answers)."""
+    state.log.info("rate_limit.refused", limit=limit.name, ip=ip)
+    return rate_limited(retry_after)
+
+
 async def counted(state: ServerState, limit: RateLimit, ip: str) -> ApiError | None:
     """Count one event of ``limit`` for ``ip``: the 429 to answer once that is past the
     limit, else None."""
     retry_after = await state.limiter.hit(limit, ip)
-    return None if retry_after is None else rate_limited(retry_after)
+    return None if retry_after is None else _refused(state, limit, ip, retry_after)
+
+
+def _log_failure(state: ServerState, reason: str, ip: str, client_id: str | None) -> None:
+    """The info event of one failed log-in: why in a word, who by client and address; never
+    the email, id, password or secret tried."""
+    who = {"client_id": client_id} if client_id is not None else {}
+    state.log.info("log_in.failed", reason=reason, **who, ip=ip)
 
 
 async def failed_log_in(state: ServerState, ip: str, error: ApiError) -> ApiError:
-    """Count a failed log-in from ``ip``; the error to answer (429 once past the limit)."""
-    return await counted(state, state.settings.failure_limit, ip) or error
+    """Count a wrong client id or secret from ``ip`` as a failed log-in; the error to answer
+    (429 once past the limit, logged as that refusal alone: one event a request)."""
+    if refused := await counted(state, state.settings.failure_limit, ip):
+        return refused
+    _log_failure(state, "client_credentials", ip, None)
+    return error
+
+
+class Attempt:
+    """A log-in (or a question that tells as much: is this email taken?) of ``ip``, counted
+    as failed from its start by ``attempt``; ``failed`` keeps it counted."""
+
+    def __init__(self, state: ServerState, ip: str, client_id: str) -> None:
+        self._state = state
+        self.ip = ip
+        self._client_id = client_id
+        self.kept = False
+
+    def failed(self, reason: str, error: ApiError) -> ApiError:
+        """``error``, this attempt kept counted as a failed log-in (``reason`` says why, in
+        the ``log_in.failed`` event)."""
+        self.kept = True
+        _log_failure(self._state, reason, self.ip, self._client_id)
+        return error
+
+
+@contextlib.asynccontextmanager
+async def attempt(request: web.Request, state: ServerState) -> AsyncIterator[Attempt]:
+    """A log-in attempt of the request's client IP, counted as failed before any lookup or
+    Argon2 work (429 if that is past the failed log-in limit) and taken back as it ends,
+    unless ``Attempt.failed`` kept it.
+
+    Counted first so that a storage that answers reads but refuses writes (a read-only
+    replica after a failover, a full Redis under ``noeviction``) answers every attempt 503,
+    right password or wrong: checked by a read and counted after, a wrong one would be 503
+    and never counted, a right one 200, and guessing would run at Argon2 speed. A refund that
+    fails leaves the attempt counted (logged ``rate_limit.refund_failed``): the answer was
+    earned by a count."""
+    ip = client_ip(request, state.settings.trusted_proxies)
+    limit = state.settings.failure_limit
+    charge = await state.limiter.charge(limit, ip)
+    if charge.retry_after is not None:
+        raise _refused(state, limit, ip, charge.retry_after)
+    current = Attempt(state, ip, client_of(request).id)
+    try:
+        yield current
+    finally:
+        if not current.kept:
+            try:
+                await state.limiter.refund(charge)
+            except RateLimitStorageError as error:
+                state.log.warning(
+                    "rate_limit.refund_failed", storage=error.storage, timed_out=error.timed_out
+                )
 
 
 def client_ip(request: web.Request, trusted_proxies: frozenset[Network]) -> str:
@@ -155,8 +225,13 @@ def _trusted(
 def authenticate_client(
     request: web.Request, clients: Mapping[str, RegisteredClient]
 ) -> RegisteredClient:
-    """Check the HTTP Basic client id and secret; 401 ``invalid_client`` otherwise."""
-    header = request.headers.get("Authorization")
+    """Check the HTTP Basic client id and secret; 401 ``invalid_client`` otherwise, and 400
+    ``invalid_request`` for more than one ``Authorization`` header (which would be taken
+    depends on who reads: a proxy may check one and pass the other)."""
+    headers = request.headers.getall(hdrs.AUTHORIZATION, ())
+    if len(headers) > 1:
+        raise ApiError(400, "invalid_request", "more than one Authorization header")
+    header = headers[0] if headers else None
     if header is None:
         raise ApiError(401, "invalid_client", "client authentication is required (HTTP Basic)")
     try:

@@ -14,8 +14,7 @@ from . import _models as models
 from . import _session_handlers as sessions
 from ._context import STATE, RegisteredClient, ServerState, client_of
 from ._database import EmailTakenError, SessionGoneError
-from ._edge import ApiError, client_ip, counted, failed_log_in, rate_limited, read_body
-from ._limits import limits_on
+from ._edge import ApiError, Attempt, attempt, client_ip, counted, read_body
 from ._outages import TEMPORARILY_UNAVAILABLE
 from ._records import AccessClaims, NewSession, UserRecord
 from ._secrets import BUSY_DELAY, HashingBusyError, digest, new_secret
@@ -63,20 +62,11 @@ def _refuse_anonymous_only(request: web.Request) -> None:
         )
 
 
-async def _not_blocked(request: web.Request, state: ServerState) -> str:
-    """The client IP, unless it is past its failed log-in limit (then 429)."""
-    ip = client_ip(request, state.settings.trusted_proxies)
-    retry_after = await state.limiter.exhausted(state.settings.failure_limit, ip)
-    if retry_after is not None:
-        raise rate_limited(retry_after)
-    return ip
-
-
-async def _email_taken(state: ServerState, ip: str) -> ApiError:
-    """409 ``email_taken``, counted as a failed log-in of ``ip`` (429 once past the limit): the
-    answer tells that the email exists, so asking it costs what a password guess does."""
-    return await failed_log_in(
-        state, ip, ApiError(409, "email_taken", "this email is already registered")
+def _email_taken(current: Attempt) -> ApiError:
+    """409 ``email_taken``, kept counted as a failed log-in: the answer tells that the email
+    exists, so asking it costs what a password guess does."""
+    return current.failed(
+        "email_taken", ApiError(409, "email_taken", "this email is already registered")
     )
 
 
@@ -103,20 +93,11 @@ _READY = b'{"status": "ready"}'
 
 
 async def _ready(request: web.Request) -> web.Response:
-    """Readiness: the database answers a trivial query within ``storage_timeout`` and is still
-    the one opened (a SQLite file removed or replaced is not), and while a limit is on the
-    rate-limit storage answers a read in that time too (each sign-up and log-in counts there);
-    503 with Retry-After if not."""
+    """Readiness (see ``_readiness``): 503 with Retry-After unless this process's last check,
+    at most ``READY_CACHE`` old, found the database and the rate-limit storage answering."""
     state = request.app[STATE]
-    try:
-        await state.database.ready(state.settings.storage_timeout)
-        await state.tokens.ensure_loaded(state.database)  # a worker started during an outage
-    except Exception as error:
-        state.log.warning("database.not_ready", error=type(error).__name__)
-        raise TEMPORARILY_UNAVAILABLE from None
-    if limits_on(state.settings):
-        # A failure is RateLimitStorageError: the edge answers it as for every counted call.
-        await state.limiter.ready()
+    if not await state.readiness.ready(state):
+        raise TEMPORARILY_UNAVAILABLE
     return web.Response(body=_READY, content_type="application/json")
 
 
@@ -148,81 +129,81 @@ async def _create_anonymous_user(request: web.Request) -> web.Response:
 async def _log_in_anonymously(request: web.Request) -> web.Response:
     body = await read_body(request, models.AnonymousLogIn)
     state = request.app[STATE]
-    ip = await _not_blocked(request, state)
-    client = client_of(request)
-    pair = _NewPair(state, client)
-    user = await state.database.log_in_anonymously(
-        digest(body.anonymous_id), pair.session, anonymous_only=client.anonymous_only
-    )
-    if user is None:
-        raise await failed_log_in(
-            state, ip, ApiError(400, "invalid_grant", "no anonymous user has this id")
+    async with attempt(request, state) as current:
+        client = client_of(request)
+        pair = _NewPair(state, client)
+        user = await state.database.log_in_anonymously(
+            digest(body.anonymous_id), pair.session, anonymous_only=client.anonymous_only
         )
-    return pair.answer(user)
+        if user is None:
+            wrong = ApiError(400, "invalid_grant", "no anonymous user has this id")
+            raise current.failed("anonymous_id", wrong)
+        return pair.answer(user)
 
 
 async def _sign_up(request: web.Request) -> web.Response:
     body = await read_body(request, models.Credentials)
     _refuse_anonymous_only(request)
     state = request.app[STATE]
-    ip = await _not_blocked(request, state)
-    if refused := await counted(state, state.settings.credential_sign_up_limit, ip):
-        raise refused
-    password_hash = await _hashing(state.passwords.hash(body.password))
-    email = body.email.lower()
-    new_user = UserRecord(str(uuid.uuid4()), False, email, password_hash)
-    pair = _NewPair(state, client_of(request))
-    try:
-        user = await state.database.create_user(
-            user_id=new_user.id,
-            anonymous_id_digest=None,
-            email=email,
-            password_hash=password_hash,
-            session=pair.session,
-        )
-    except EmailTakenError:
-        raise await _email_taken(state, ip) from None
-    return pair.answer(user, status=201)
+    async with attempt(request, state) as current:
+        limit = state.settings.credential_sign_up_limit
+        if refused := await counted(state, limit, current.ip):
+            raise refused
+        password_hash = await _hashing(state.passwords.hash(body.password))
+        email = body.email.lower()
+        new_user = UserRecord(str(uuid.uuid4()), False, email, password_hash)
+        pair = _NewPair(state, client_of(request))
+        try:
+            user = await state.database.create_user(
+                user_id=new_user.id,
+                anonymous_id_digest=None,
+                email=email,
+                password_hash=password_hash,
+                session=pair.session,
+            )
+        except EmailTakenError:
+            raise _email_taken(current) from None
+        return pair.answer(user, status=201)
 
 
 async def _log_in(request: web.Request) -> web.Response:
     body = await read_body(request, models.LogIn)
     _refuse_anonymous_only(request)
     state = request.app[STATE]
-    ip = await _not_blocked(request, state)
-    user = await state.database.user_by_email(body.email.lower())
-    stored = user.password_hash if user is not None else None
-    valid = await _hashing(state.passwords.verify(stored or state.dummy_hash, body.password))
-    wrong = ApiError(400, "invalid_grant", "the email or password is wrong")
-    if user is None or stored is None or not valid:
-        raise await failed_log_in(state, ip, wrong)
-    pair = _NewPair(state, client_of(request))
-    # The user may have been deleted while the password was checked: then it is no user now.
-    if await state.database.create_session(user.id, pair.session) is None:
-        raise await failed_log_in(state, ip, wrong)
-    return pair.answer(user)
+    async with attempt(request, state) as current:
+        user = await state.database.user_by_email(body.email.lower())
+        stored = user.password_hash if user is not None else None
+        valid = await _hashing(state.passwords.verify(stored or state.dummy_hash, body.password))
+        wrong = ApiError(400, "invalid_grant", "the email or password is wrong")
+        if user is None or stored is None or not valid:
+            raise current.failed("password", wrong)
+        pair = _NewPair(state, client_of(request))
+        # The user may have been deleted while the password was checked: no user now.
+        if await state.database.create_session(user.id, pair.session) is None:
+            raise current.failed("password", wrong)
+        return pair.answer(user)
 
 
 async def _promote(request: web.Request) -> web.Response:
     body = await read_body(request, models.Promotion)
     _refuse_anonymous_only(request)
     state = request.app[STATE]
-    ip = await _not_blocked(request, state)
-    session = await sessions.live_session(request, body.access_token)
-    _check_promotable(await state.database.user_by_id(session.user_id))
-    password_hash = await _hashing(state.passwords.hash(body.password))
-    try:
-        # The database checks the session again with the write: it may have ended meanwhile.
-        promoted = await state.database.promote(
-            session.user_id,
-            session_id=session.id,
-            email=body.email.lower(),
-            password_hash=password_hash,
-        )
-    except SessionGoneError:
-        raise sessions.token_refused() from None
-    except EmailTakenError:
-        raise await _email_taken(state, ip) from None
+    async with attempt(request, state) as current:
+        session = await sessions.live_session(request, body.access_token)
+        _check_promotable(await state.database.user_by_id(session.user_id))
+        password_hash = await _hashing(state.passwords.hash(body.password))
+        try:
+            # The database checks the session again with the write: it may have ended since.
+            promoted = await state.database.promote(
+                session.user_id,
+                session_id=session.id,
+                email=body.email.lower(),
+                password_hash=password_hash,
+            )
+        except SessionGoneError:
+            raise sessions.token_refused() from None
+        except EmailTakenError:
+            raise _email_taken(current) from None
     if promoted is None:  # it changed while the password was hashed: say how
         _check_promotable(await state.database.user_by_id(session.user_id))
         raise _not_anonymous()

@@ -22,6 +22,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
@@ -30,6 +31,7 @@ from .._redaction import shown_url
 from ._settings import RateLimit, ServerSettings
 
 __all__ = [
+    "Charge",
     "RateLimit",
     "RateLimitStorageError",
     "RateLimiter",
@@ -234,25 +236,44 @@ class RateLimiter:
             raise RateLimitStorageError(self.shown) from None
 
     async def ready(self) -> None:
-        """For ``GET /ready``: one cheap read (a key never written), bounded as a count is;
-        ``RateLimitStorageError`` if the storage fails or does not answer in time."""
-        await self._bounded(self._storage.get("mimi:ready"))
+        """For ``GET /ready``: one write, as a count is (a key of its own, kept a second),
+        bounded as a count is; ``RateLimitStorageError`` if the storage fails, refuses writes
+        (a read-only replica after a failover, a full Redis under ``noeviction``) or does not
+        answer in time. A read would pass where every count fails."""
+        await self._bounded(self._storage.incr("mimi:ready", 1))
+
+    async def charge(self, limit: RateLimit, ip: str) -> Charge:
+        """Count one event in ``ip``'s current window of ``limit``: what to answer (past the
+        limit or not) and, to ``refund`` it, which window it went to."""
+        if limit.count <= 0:
+            return Charge(limit, None, None)
+        now = self._clock()
+        index = math.floor(now / limit.window)
+        name = f"mimi:{limit.name}:{_limit_key(ip)}:{index}"
+        # A count cut short by the timeout may still land once the storage answers again: one
+        # event counted that the caller was not answered for, as with a lost answer.
+        events = await self._bounded(self._storage.incr(name, limit.window))
+        retry_after = (index + 1) * limit.window - now
+        return Charge(limit, name, retry_after if events > limit.count else None)
+
+    async def refund(self, charge: Charge) -> None:
+        """Take back the event ``charge`` counted, in the window it went to (the storage's own
+        increment, by -1: one round trip, and a window already ended is a key no count reads
+        again)."""
+        if charge.name is not None:
+            await self._bounded(self._storage.incr(charge.name, charge.limit.window, amount=-1))
 
     async def hit(self, limit: RateLimit, ip: str) -> float | None:
         """Count one event; the seconds until the window ends if it was past the limit."""
-        if limit.count <= 0:
-            return None
-        events, retry_after = await self._read(limit, ip, counting=True)
-        return retry_after if events > limit.count else None
+        return (await self.charge(limit, ip)).retry_after
 
-    async def exhausted(self, limit: RateLimit, ip: str) -> float | None:
-        """Without counting: the seconds until the window ends if the limit is reached."""
-        if limit.count <= 0:
-            return None
-        events, retry_after = await self._read(limit, ip, counting=False)
-        return retry_after if events >= limit.count else None
 
-    async def count(self, limit: RateLimit, ip: str) -> None:
-        """Count one event without checking."""
-        if limit.count > 0:
-            await self._read(limit, ip, counting=True)
+@attrs.frozen
+class Charge:
+    """One event ``RateLimiter.charge`` counted: its ``limit``, the storage key of its window
+    (None while the limit is off: nothing was counted) and, if that was past the limit, the
+    seconds until the window ends."""
+
+    limit: RateLimit
+    name: str | None
+    retry_after: float | None
