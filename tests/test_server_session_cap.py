@@ -6,12 +6,16 @@ more live sessions than the cap."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
+from mimi_reactive._server._database import IdentityDatabase
+from mimi_reactive._server._records import NewSession
+from mimi_reactive._server._secrets import digest, new_secret
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, stores
@@ -195,3 +199,29 @@ async def test_concurrent_log_ins_through_two_servers_never_pass_the_cap(
         )
         assert [status for status, _ in answers] == [200] * len(answers)
         assert await live(database_url, created["user"]["id"]) == cap
+
+
+@pytest.mark.parametrize("cap", [1, 4])
+@stores("sqlite", "postgresql")
+async def test_concurrent_sessions_of_a_known_user_never_pass_the_cap(
+    store: IdentityDatabase, cap: int
+) -> None:
+    """New sessions of one user stored at once (log-ins with a password: the store's
+    create_session, on as many pooled connections) leave exactly ``cap`` live sessions."""
+
+    def new_session() -> NewSession:
+        return NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), 1e6, cap)
+
+    user = await store.create_user(
+        user_id=str(uuid.uuid4()),
+        anonymous_id_digest=None,
+        email="capped@example.test",
+        password_hash="not checked here",
+        session=new_session(),
+    )
+    stored = await asyncio.gather(
+        *(store.create_session(user.id, new_session()) for _ in range(4 * cap + 8))
+    )
+    assert None not in stored
+    ended = await asyncio.gather(*(store.session_by_id(each.id) for each in stored if each))
+    assert sum(each is not None for each in ended) == cap
