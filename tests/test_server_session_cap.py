@@ -8,17 +8,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from mimi_reactive import AuthRoute, FileSessionStorage, Transition
 from mimi_reactive._server._database import IdentityDatabase
 from mimi_reactive._server._records import NewSession
 from mimi_reactive._server._secrets import digest, new_secret
+from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive.testing import StateRecorder
 
-from .conftest import CLIENT_ID, stores
+from .conftest import CLIENT_ID, make_service, stores
+from .helpers import CountingBackend
 from .server_helpers import Caller, Clock, query_value
 
 CAP = 3
@@ -166,6 +171,32 @@ async def test_a_cap_of_0_ends_no_session(
         created = await caller.anonymous_user()
         await log_ins(caller, created["user"]["anonymous_id"], 2 * CAP, clock)
         assert await live(database_url, created["user"]["id"]) == 2 * CAP + 1
+
+
+async def test_a_core_whose_session_was_ended_by_the_cap_logs_back_in_by_id(
+    tmp_path: Path, client_secret: str
+) -> None:
+    """CAP log-ins by the core's anonymous id elsewhere end its session; its next refresh is
+    refused and it logs the same user back in by id: no SESSION_EXPIRED, a working token."""
+    limits_off = {"max_failed_log_ins_per_minute": 0, "max_anonymous_sign_ups_per_hour": 0}
+    async for service in make_service(
+        tmp_path, client_secret, max_sessions_per_user=CAP, **limits_off
+    ):
+        backend = CountingBackend(HttpBackend(service.url))
+        storage = FileSessionStorage(tmp_path / "session.json")
+        async with service.core(storage, backend=backend) as core, aiohttp.ClientSession() as http:
+            recorder = StateRecorder(core)
+            user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+            assert user.anonymous_id is not None
+            elsewhere = Caller(http, service.url, CLIENT_ID, client_secret)
+            await log_ins(elsewhere, user.anonymous_id, CAP, Clock())
+            await core.auth.refresh()
+            assert (backend.counts["refresh"], backend.counts["authenticate"]) == (1, 2)
+            assert core.auth.current_user == user
+            assert Transition.SESSION_EXPIRED not in [s.transition for s in recorder.states]
+            token = await core.auth.access_token()
+            _, answer = await service.post("/v1/token/introspect", {"token": token})
+            assert answer["active"] is True
 
 
 @pytest.mark.parametrize("cap", [1, 5])
