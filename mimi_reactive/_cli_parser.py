@@ -169,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
         "after a lost answer keeps its session; 0 revokes on any reuse",
     )
     serve.add_argument(
+        "--max-sessions-per-user",
+        type=_checked("max_sessions_per_user"),
+        help="live sessions one user may have; a log-in past it ends the user's least recently"
+        " used ones (their clients log back in by id); 0: no limit",
+    )
+    serve.add_argument(
         "--max-anonymous-sign-ups-per-hour",
         type=_checked("max_anonymous_sign_ups_per_hour"),
         help="anonymous users one client IP may create per hour; 0: no limit",

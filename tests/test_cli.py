@@ -148,6 +148,8 @@ def test_serve_help_shows_defaults_for_users() -> None:
         ("--sweep-interval", "1e-9", "--sweep-interval"),
         ("--workers", "257", "--workers"),
         ("--workers", "99999999999999999999", "--workers"),
+        ("--max-sessions-per-user", "-1", "--max-sessions-per-user"),
+        ("--max-sessions-per-user", "1.5", "--max-sessions-per-user"),
     ],
     ids=[
         "negative-ttl",
@@ -169,6 +171,8 @@ def test_serve_help_shows_defaults_for_users() -> None:
         "sweep-busy-loop",
         "workers-past-the-cap",
         "workers-20-digits",
+        "negative-session-cap",
+        "fractional-session-cap",
     ],
 )
 def test_serve_refuses_bad_options_in_one_line(option: str, value: str, named: str) -> None:

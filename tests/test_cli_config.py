@@ -45,6 +45,7 @@ def refused_in_one_line(done_status: int, stderr: str, named: str) -> None:
         ("session_idle_timeout = 1e11", "session_idle_timeout must be more than 0 and at most"),
         ("workers = 257", "workers must be from 1 to 256"),
         ("max_failed_log_ins_per_minute = -3", "max_failed_log_ins_per_minute"),
+        ("max_sessions_per_user = -1", "max_sessions_per_user must be 0 or more"),
         ("password_hash_queue = -1", "password_hash_queue must be 0 or more"),
         ("workers = 0", "workers"),
         ("port = 70000", "port"),

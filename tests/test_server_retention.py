@@ -40,9 +40,14 @@ def clock() -> Clock:
 async def swept(
     database_url: str, clock: Clock, client_secret: str
 ) -> AsyncIterator[tuple[IdentityServer, Caller, str]]:
-    """A server that sweeps only when told, and the store it keeps, to look at from outside."""
+    """A server that sweeps only when told, and the store it keeps, to look at from outside;
+    no session cap, so that one user's ended sessions pile up for the sweep alone to delete."""
     settings = ServerSettings(
-        clock=clock, session_idle_timeout=10 * DAY, sweep_interval=0, anonymous_retention_days=30
+        clock=clock,
+        session_idle_timeout=10 * DAY,
+        sweep_interval=0,
+        anonymous_retention_days=30,
+        max_sessions_per_user=0,
     )
     async with (
         IdentityServer(

@@ -39,6 +39,7 @@ class _NewPair:
             client_id=client.id,
             refresh_digest=digest(self.refresh_token),
             now=self.now,
+            max_sessions=state.settings.max_sessions_per_user,
         )
 
     def answer(

@@ -144,10 +144,11 @@ class PostgresIdentityDatabase:
                 session.refresh_digest,
                 session.now - SEEN_PRECISION,
                 anonymous_only,
+                session.max_sessions,
             )
         except asyncpg.ForeignKeyViolationError:  # deleted meanwhile: no user now
             return None
-        return _user(found)
+        return None if found is None else UserRecord(*tuple(found)[:5])
 
     async def user_by_email(self, email: str) -> UserRecord | None:
         return _user(await self._pool.fetchrow(sql.USER + "email = $1", email))
@@ -367,6 +368,7 @@ def _session_args(user_id: str, session: NewSession) -> tuple[object, ...]:
         session.now,
         session.refresh_digest,
         session.now - SEEN_PRECISION,
+        session.max_sessions,
     )
 
 

@@ -50,13 +50,16 @@ MARK_USER_ANONYMOUS_ONLY = (
     "UPDATE users SET anonymous_only = true WHERE id = $1 AND NOT anonymous_only"
 )
 
-# A new session of an existing user: the user's row is locked (FOR KEY SHARE, which other
-# log-ins share) before the session is numbered, as LOG_IN's FOR UPDATE does, so a log-out
-# everywhere that locks the row (SETTLED_SEQ) finds every session numbered before it committed
-# (see there). How many users it found: 0, nothing written, for a user deleted meanwhile.
+# A new session of an existing user: the user's row is locked (FOR NO KEY UPDATE, which other
+# log-ins of the user wait for, as for LOG_IN's FOR UPDATE) before the session is numbered, so a
+# log-out everywhere that locks the row (SETTLED_SEQ) finds every session numbered before it
+# committed (see there), and the user's sessions past $7 (max_sessions_per_user; 0: no limit)
+# end (_schema_postgres._V5's function, called once the row is held) with every log-in of the
+# user before this one in sight. How many users it found: 0, nothing written, for a user
+# deleted meanwhile.
 CREATE_SESSION = """
 WITH u AS (
-    SELECT id FROM users WHERE id = $1 FOR KEY SHARE
+    SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE
 ), seen AS (
     UPDATE users SET last_seen_at = $4 WHERE id = (SELECT id FROM u) AND last_seen_at < $6
 ), s AS (
@@ -65,13 +68,14 @@ WITH u AS (
 ), t AS (
     INSERT INTO refresh_tokens (digest, session_id, created_at) SELECT $5, $2, $4 FROM u
 )
-SELECT count(*) FROM u
+SELECT count(*), sum(CASE WHEN $7 > 0 THEN end_sessions_past_limit(id, $2, $7, $4) END) FROM u
 """
 
 # A log-in by anonymous id: the user, with its new session and refresh token written only if
 # the user exists; its last_seen_at at most once per SEEN_PRECISION and, through an
 # anonymous-only client ($7), its anonymous_only mark, in one UPDATE (two on one row in one
-# statement would leave only one of them).
+# statement would leave only one of them); the user's sessions past $8 ended, as CREATE_SESSION
+# does (the row is held FOR UPDATE first).
 LOG_IN = f"""
 WITH u AS (
     SELECT {USER_ROW} FROM users WHERE anonymous_id_digest = $1 FOR UPDATE
@@ -85,7 +89,9 @@ WITH u AS (
 ), t AS (
     INSERT INTO refresh_tokens (digest, session_id, created_at) SELECT $5, $2, $4 FROM u
 )
-SELECT id, is_anonymous, email, password_hash, anonymous_only OR $7 FROM u
+SELECT id, is_anonymous, email, password_hash, anonymous_only OR $7,
+    CASE WHEN $8 > 0 THEN end_sessions_past_limit(id, $2, $8, $4) END
+FROM u
 """  # noqa: S608
 
 # A promotion, only while the caller's session ($4) is a live session of the user: the session

@@ -95,6 +95,9 @@ class NewSession:
     client_id: str
     refresh_digest: str
     now: float
+    max_sessions: int = 0
+    """The most live sessions its user may have, this one counted (``max_sessions_per_user``):
+    storing it ends the user's least recently used others past that (0: no limit)."""
 
 
 @attrs.frozen

@@ -206,6 +206,9 @@ class ServerSettings:
     """Seconds an access token is valid, at most ``MAX_ACCESS_TOKEN_TTL`` (a day)."""
     session_idle_timeout: float = attrs.field(default=30 * 24 * 3600.0, validator=SECONDS_ABOVE_0)
     """Seconds a session may go unused before its refresh token stops working."""
+    max_sessions_per_user: int = attrs.field(default=100, validator=AT_LEAST_0)
+    """Live sessions one user may have: a log-in past it ends the user's least recently used
+    ones (as idle), so a user's rows stay bounded however often it logs in by id."""
     refresh_reuse_interval: float = attrs.field(default=10.0, validator=SECONDS)
     """Seconds a spent refresh token still gets a new pair (the retry after a lost answer)."""
     clock: Callable[[], float] = time.time

@@ -15,6 +15,7 @@ __all__ = [
     "DELETE_USER_SESSIONS",
     "KEYS",
     "SESSION_COLUMNS",
+    "end_sessions_past_limit",
     "insert_session",
     "mark_anonymous_only",
     "revoke",
@@ -65,9 +66,39 @@ def user_where(db: sqlite3.Connection, condition: str, value: str) -> UserRecord
 
 
 def start_session(db: sqlite3.Connection, user_id: str, session: NewSession) -> SessionRecord:
-    """A new session of the user, who is seen now."""
+    """A new session of the user, who is seen now; the user's sessions past
+    ``session.max_sessions`` ended (``end_sessions_past_limit``)."""
     seen(db, user_id, session.now)
-    return insert_session(db, user_id, session)
+    record = insert_session(db, user_id, session)
+    if session.max_sessions:
+        end_sessions_past_limit(db, user_id, session)
+    return record
+
+
+# The user's live sessions but the new one, past the most recently used max - 1 (the new one
+# makes max); then its ended sessions past the most recently ended max. Both walk the index of
+# the user's sessions (sessions_by_user), a few rows for most users, at most about 2 x max.
+_END_LEAST_RECENT = (
+    "UPDATE sessions SET revoked_at = ?, revoked_reason = 'idle' WHERE rowid IN"
+    " (SELECT rowid FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND id <> ?"
+    " ORDER BY last_used_at DESC, rowid DESC LIMIT -1 OFFSET ?)"
+)
+_DELETE_LEAST_RECENT_ENDED = (
+    "DELETE FROM sessions WHERE rowid IN (SELECT rowid FROM sessions"
+    " WHERE user_id = ? AND revoked_at IS NOT NULL"
+    " ORDER BY revoked_at DESC, rowid DESC LIMIT -1 OFFSET ?)"
+)
+
+
+def end_sessions_past_limit(db: sqlite3.Connection, user_id: str, session: NewSession) -> None:
+    """Bound the user's rows, in the new ``session``'s transaction: its live sessions past
+    ``session.max_sessions`` (``session`` counted) end as idle, least recently used first (a
+    refresh of one answers ``idle``, and the client logs back in by id); its ended sessions
+    past as many, ended longest ago first, are deleted with their tokens (a refresh of one
+    answers ``unknown``). So a user has at most twice ``max_sessions`` sessions, however often
+    it logs in by id."""
+    db.execute(_END_LEAST_RECENT, (session.now, user_id, session.id, session.max_sessions - 1))
+    db.execute(_DELETE_LEAST_RECENT_ENDED, (user_id, session.max_sessions))
 
 
 def start_session_if_user(
