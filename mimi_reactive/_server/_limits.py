@@ -208,20 +208,6 @@ class RateLimiter:
         """Release the storage's connections (at server shutdown)."""
         await close_storage(self._storage)
 
-    async def _read(self, limit: RateLimit, ip: str, *, counting: bool) -> tuple[int, float]:
-        """The events counted in ``ip``'s current window of ``limit`` (with one more counted
-        first if ``counting``), and the seconds until that window ends."""
-        now = self._clock()
-        index = math.floor(now / limit.window)
-        name = f"mimi:{limit.name}:{_limit_key(ip)}:{index}"
-        # A count cut short by the timeout may still land once the storage answers again: one
-        # event counted that the caller was not answered for, as with a lost answer.
-        if counting:
-            events = await self._bounded(self._storage.incr(name, limit.window))
-        else:
-            events = await self._bounded(self._storage.get(name))
-        return events, (index + 1) * limit.window - now
-
     async def _bounded(self, call: Awaitable[int]) -> int:
         """``call``'s answer; ``RateLimitStorageError`` if the storage fails or does not
         answer within the timeout."""
