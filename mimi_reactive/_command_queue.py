@@ -65,8 +65,9 @@ class Commands(Protocol):
         """Complete the streams: the worker has ended."""
 
     async def release(self) -> None:
-        """Release the backend's connections: the worker was cancelled with the core unclosed
-        (``asyncio.run`` returning), so no ``close()`` will ever run on this loop."""
+        """Release the backend's connections, never raising: the worker was cancelled with the
+        core unclosed (``asyncio.run`` returning), so no ``close()`` will ever run on this
+        loop."""
 
 
 class CommandQueue:
@@ -169,7 +170,7 @@ class CommandQueue:
         if self.loop.is_closed():
             return CoreClosedError("the core's event loop is closed")
         if self.closed:
-            return CoreClosedError("the core is closed")
+            return CoreClosedError(self._closed_why)
         return WrongEventLoopError()
 
     async def close(self, *, grace_period: float) -> None:
@@ -246,13 +247,18 @@ class CommandQueue:
     def _stop_now(self, error: BaseException) -> None:
         """Stop as the worker does when a command run by ``_run_now`` raised ``error``
         (the program is to stop): every queued caller hears it, the streams complete."""
+        self._stop_all(error)
+        self._push(None)  # the worker ends
+        self._commands.end()
+
+    def _stop_all(self, error: BaseException, *running: _Pending) -> None:
+        """The program is to stop (``error``): refuse commands from now on, and every caller
+        waiting, ``running`` first, hears it (none may wait for ever)."""
         self.closed = True
         queued = [job[1] for job in self._jobs if job is not None]
         self._jobs.clear()
-        for pending in queued:
+        for pending in (*running, *queued):
             _resolve(pending, error=_stopped(pending, error))
-        self._push(None)  # the worker ends
-        self._commands.end()
 
     def _started_ahead(self) -> _eager.Started[Outcome] | None:
         """The command started at once in the worker's name that it is yet to take over."""
@@ -303,11 +309,7 @@ class CommandQueue:
                 except BaseException as error:  # SystemExit, KeyboardInterrupt: not a bug
                     # It ends the loop (the program is to stop); no caller may wait for ever:
                     # this one and every queued one hear it, later ones CoreClosedError.
-                    self.closed = True
-                    queued = [job[1] for job in self._jobs if job is not None]
-                    self._jobs.clear()
-                    for pending in (future, *queued):
-                        _resolve(pending, error=_stopped(pending, error))
+                    self._stop_all(error, future)
                     raise
                 else:
                     _resolve(future, outcome=outcome)
@@ -317,17 +319,8 @@ class CommandQueue:
             abandoned = not self.closed  # cancelled, not closed: the loop is ending
             self._refuse_queued()
             self._commands.end()
-            if abandoned:
-                await self._release()
-
-    async def _release(self) -> None:
-        """Release the backend of a core whose loop cancelled its worker unclosed, while that
-        loop still runs: its connections are closed, not reported leaked at exit (the core's
-        own ResourceWarning still says that ``close()`` was forgotten)."""
-        try:
-            await self._commands.release()
-        except Exception as error:  # the backend's fault: not the worker's, at the loop's end
-            _log.warning("session.release_failed", error=type(error).__name__)
+            if abandoned:  # released while the loop still runs, not reported leaked at exit
+                await self._commands.release()
 
     def _refuse_queued(self) -> None:
         """Close the queue as its worker ends, however it ends (close, or the loop cancelling

@@ -215,10 +215,7 @@ class MimiCore:
             raise error
         self._closed = True
         if self._store.loop.is_closed():
-            try:
-                await self._backend.close()  # idempotent: released already after asyncio.run
-            except Exception as failed:  # a backend that cannot close off its loop
-                _log.warning("session.release_failed", error=type(failed).__name__)
+            await self._store.release()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "_closed", True) or self._store.forked:

@@ -154,8 +154,13 @@ class SessionStore:
         await self._effects.close(grace_period)
 
     async def release(self) -> None:
-        """Close the backend: the queue's worker was cancelled with the core unclosed."""
-        await self._backend.close()
+        """Close the backend of a core nobody will close (its worker cancelled unclosed, or
+        its loop closed by hand), never raising: a backend that fails is logged
+        (``session.release_failed``), as there is no caller left to tell."""
+        try:
+            await self._backend.close()  # idempotent: released already after asyncio.run
+        except Exception as error:  # a backend that cannot close (off its loop, say)
+            _log.warning("session.release_failed", error=type(error).__name__)
 
     def _usable_token(self, session: Session | None) -> str | None:
         """The access token to publish: None when nobody is logged in, and while the token
