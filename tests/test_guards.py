@@ -300,7 +300,11 @@ def test_each_command_is_asked_about_by_the_guards_that_look_at_it(
         assert decided == expected
 
 
-@pytest.mark.parametrize("command_type", list(_GUARDS_FOR), ids=lambda t: t.__name__)
+@pytest.mark.parametrize(
+    "command_type",
+    sorted(_GUARDS_FOR, key=lambda t: t.__name__),  # one order in every pytest-xdist worker
+    ids=lambda t: t.__name__,
+)
 def test_the_commands_drawn_cover_every_command_type(command_type: type) -> None:
     """The strategy above draws every command type decide knows, so none goes unchecked."""
     find(st_.every_command, lambda command: type(command) is command_type)

@@ -255,6 +255,7 @@ def test_what_an_app_passes_wrongly_is_a_configuration_error_at_construction(
         ("a:b", FULL_SECRET, "must not contain ':'"),
         ("app", "hunter2!", "too weak"),
     ],
+    ids=["blank-id", "id-with-newline", "id-with-colon", "weak-secret"],  # no secret in an id
 )
 def test_a_client_config_is_refused_with_the_public_configuration_error(
     client_id: str, secret: str, problem: str
