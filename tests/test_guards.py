@@ -302,7 +302,7 @@ def test_each_command_is_asked_about_by_the_guards_that_look_at_it(
 
 @pytest.mark.parametrize(
     "command_type",
-    sorted(_GUARDS_FOR, key=lambda t: t.__name__),  # one order in every pytest-xdist worker
+    sorted(_GUARDS_FOR, key=str),  # one order in every pytest-xdist worker
     ids=lambda t: t.__name__,
 )
 def test_the_commands_drawn_cover_every_command_type(command_type: type) -> None:
