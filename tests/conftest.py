@@ -258,7 +258,8 @@ class Service:
         return MimiCore.start(
             client_id=CLIENT_ID,
             client_secret=self.client_secret,
-            backend=backend or HttpBackend(self.url, timeout=2),
+            # 10 s: a password log-in (Argon2) on a loaded 2-core CI machine took more than 2.
+            backend=backend or HttpBackend(self.url, timeout=10),
             configuration=MimiConfiguration(
                 **{"allow_anonymous_user_only": True, "retry": FAST_RETRY, **configuration}
             ),
