@@ -74,11 +74,12 @@ class FileSessionStorage:
     ``SessionFilePathError``.
 
     Processes sharing the file share the session: a renewal (a refresh, or one a call needs)
-    until its pair is saved, a sign-in's save, a log-out's or a deletion's clear and a
-    write-back hold an OS lock on ``path.lock`` (waiting at most ``lock_timeout`` seconds, then
-    ``SessionLockTimeoutError``), which also excludes cores sharing this one storage object
-    (on one loop or on several threads), and ``changes()`` notices other writers by watching the
-    file (no server polling), within ``poll_interval`` seconds (0.01 or more).
+    until its pair is saved, a sign-in's save, a log-out's or a deletion's clear, a write-back
+    and the save at close of what a failed one left hold an OS lock on ``path.lock`` (waiting
+    at most ``lock_timeout`` seconds, then ``SessionLockTimeoutError``), which also excludes
+    cores sharing this one storage object (on one loop or on several threads), and
+    ``changes()`` notices other writers by watching the file (no server polling), within
+    ``poll_interval`` seconds (0.01 or more).
     """
 
     def __init__(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 
 from ._exceptions import MimiCoreError, SessionLockTimeoutError, SessionStorageError
 from ._log import Log
@@ -39,19 +40,42 @@ class StorageSync:
 
     async def keep_at_close(self, grace_period: float) -> None:
         """Save once more what the storage failed to keep (so a restart restores the live
-        refresh token, not a spent one; abandoned, logged, if it hangs past ``write_bound``)."""
+        refresh token, not a spent one): for a shared storage under its lock, and not over
+        what another process stored since (``caught_up``). Abandoned, logged, if it hangs
+        (or waits for the lock) past ``write_bound``."""
         if self.unkept is None:
             return
         (unkept,) = self.unkept
         bound = write_bound(grace_period)
         try:
             async with asyncio.timeout(bound):
-                failure = await (self.forget() if unkept is None else self.keep(unkept))
+                if self.shared is None:
+                    await self._write_unkept(unkept)
+                else:
+                    await self.write_locked(partial(self._keep_unless_caught_up, unkept))
         except TimeoutError:
             _log.warning("storage.keep_at_close_abandoned", seconds=bound)
-        else:
-            if failure is None:
-                _log.info("storage.kept_at_close")
+
+    async def _keep_unless_caught_up(self, unkept: Session | None) -> SessionStorageError | None:
+        """Write ``unkept`` (the lock held, or not to be had) unless the shared storage holds
+        it or what came after it: a pair another process renewed since is the live one (the
+        service rotates refresh tokens), and ours, older, spent."""
+        try:
+            stored = await self.storage.load()
+        except OSError:  # written all the same: the write reports a storage fault
+            return await self._write_unkept(unkept)
+        if caught_up(stored, unkept):
+            _log.info("storage.caught_up_at_close")
+            self.unkept = None  # the storage holds what came after it
+            return None
+        return await self._write_unkept(unkept)
+
+    async def _write_unkept(self, unkept: Session | None) -> SessionStorageError | None:
+        """Save ``unkept``, or clear the storage for a log-out (None); logged if it works."""
+        failure = await (self.forget() if unkept is None else self.keep(unkept))
+        if failure is None:
+            _log.info("storage.kept_at_close")
+        return failure
 
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:

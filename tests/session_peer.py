@@ -1,7 +1,8 @@
 """Another process sharing a session file, driven over stdin and reporting on stdout.
 
 Run as ``python -m tests.session_peer URL PATH`` with ``MIMI_CLIENT_SECRET`` set. Prints one
-JSON line per published state; reads commands (``sign_up``, ``log_out``, ``token``, ``quit``).
+JSON line per published state; reads commands (``sign_up``, ``log_out``, ``token``, ``refresh``,
+which reports the access token renewed, ``quit``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ async def main(url: str, path: str) -> None:
                 await core.auth.log_out()
             elif command == "token":
                 report(token=await core.auth.access_token())
+            elif command == "refresh":
+                await core.auth.refresh()
+                report(refreshed=await core.auth.access_token())
             elif command == "quit":
                 break
 

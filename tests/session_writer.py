@@ -2,7 +2,8 @@
 
 Run as ``python -m tests.session_writer PATH FIRST``, or as ``python -m tests.session_writer
 serve`` to fork one such writer per ``PATH FIRST`` line read on stdin (see ``serve``). The
-crash test kills the writers with SIGKILL.
+crash test kills the writers with SIGKILL. ``python -m tests.session_writer hold PATH`` renews
+the stored session as another process sharing the file does (see ``hold``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
+import uuid
 
 from mimi_reactive import AuthTokens, FileSessionStorage, MimiUser, Session
 
@@ -29,6 +32,25 @@ async def main(path: str, first: int) -> None:
         number += 1
         await storage.save(numbered(number))
         say(str(number))
+
+
+async def hold(path: str) -> int:
+    """Renew the stored session as a process sharing ``path`` does, with the server's call
+    left out: under the file's lock, load it, say ``held`` and wait for a line on stdin; then
+    save a renewed pair of its user (new tokens, obtained now), say ``saved`` and let the lock
+    go. If the file changed while the lock was held, say ``written under the lock``: 1."""
+    storage = FileSessionStorage(path)
+    async with storage.lock():
+        loaded = await storage.load()
+        say("held")
+        await asyncio.to_thread(sys.stdin.readline)
+        if loaded is None or await storage.load() != loaded:
+            say("written under the lock")
+            return 1
+        tokens = AuthTokens(f"access-{uuid.uuid4().hex}", f"renewed-{uuid.uuid4().hex}", 3600.0)
+        await storage.save(Session(loaded.user, tokens, obtained_at=time.time()))
+        say("saved")
+    return 0
 
 
 def say(line: str) -> None:
@@ -62,5 +84,7 @@ def serve() -> None:
 if __name__ == "__main__":
     if sys.argv[1:] == ["serve"]:
         serve()
+    elif sys.argv[1:2] == ["hold"]:
+        sys.exit(asyncio.run(hold(sys.argv[2])))
     else:
         asyncio.run(main(sys.argv[1], int(sys.argv[2])))

@@ -6,7 +6,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +70,7 @@ async def short_lived(client_secret: str, tmp_path: Path) -> AsyncIterator[Ident
         yield running
 
 
-async def start_peer(url: str, path: Path, client_secret: str) -> AsyncIterator[Peer]:
+async def start_peer(url: str, path: Path, client_secret: str) -> AsyncGenerator[Peer, None]:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
