@@ -19,7 +19,7 @@ from mimi_reactive import (
     RateLimitedError,
     WeakPasswordError,
 )
-from mimi_reactive.backends._firebase import error_from
+from mimi_reactive.backends._firebase_errors import error_from
 from mimi_reactive.backends.firebase import FirebaseBackend
 
 from .firebase_emulator import API_KEY
