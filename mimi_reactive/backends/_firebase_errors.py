@@ -54,8 +54,20 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
     "OPERATION_NOT_ALLOWED": (SignInMethodDisabledError, "this sign-in method is turned off"),
     # What Firebase (and its emulator) answer when anonymous sign-in is turned off.
     "ADMIN_ONLY_OPERATION": (SignInMethodDisabledError, "this sign-in method is turned off"),
+    # The app's API key, not the user: refused on every call until the app is configured
+    # again, so a refresh refused for it leaves the user logged in (as Firebase's SDKs do).
     "INVALID_API_KEY": (ClientAuthenticationError, "the app's API key was rejected"),
+    "API_KEY_INVALID": (ClientAuthenticationError, "the app's API key was rejected"),
+    "API_KEY_EXPIRED": (ClientAuthenticationError, "the app's API key has expired"),
+    "API_KEY_SERVICE_BLOCKED": (
+        ClientAuthenticationError,
+        "the app's API key is restricted to other APIs",
+    ),
 }
+# Google's reasons for a key it refuses start so (API_KEY_SERVICE_BLOCKED, a key restricted
+# to other APIs; API_KEY_HTTP_REFERRER_BLOCKED, ...): each is the key, as those above.
+_KEY_REASON = "API_KEY_"
+_KEY_REFUSED = (ClientAuthenticationError, "the app's API key was refused for this call")
 # A code as Firebase writes one; anything longer or otherwise is not taken as a code.
 _CODE = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 _BUSY = frozenset({429, 503})
@@ -71,8 +83,9 @@ def error_from(status: int, answer: Any, *, retry_after: float | None = None) ->
     if code is None:
         code, kind, description = f"http_{status}", BackendError, "Firebase answered with an error"
     else:
+        other = _KEY_REFUSED if code.startswith(_KEY_REASON) else None
         kind, description = _ERRORS_BY_CODE.get(
-            code, (BackendError, "Firebase refused the request")
+            code, other or (BackendError, "Firebase refused the request")
         )
     if status in _BUSY or kind is RateLimitedError:
         return RateLimitedError(
@@ -85,8 +98,10 @@ def error_from(status: int, answer: Any, *, retry_after: float | None = None) ->
 
 
 def _code_of(answer: Any) -> str | None:
-    """The answer's code: its message's first segment if that is a code; else a rejected API
-    key if the message says so; else Google's status name; None if it has none."""
+    """The answer's code: its message's first segment if that is a code; else the reason
+    Google gives for a refused API key (``details``' ``ErrorInfo``, ``API_KEY_INVALID``); else
+    a rejected API key if the message says so; else Google's status name; None if it has
+    none."""
     error = answer.get("error") if isinstance(answer, dict) else None
     if not isinstance(error, dict):
         return None
@@ -95,9 +110,23 @@ def _code_of(answer: Any) -> str | None:
         code = message.split(":", 1)[0].strip()
         if _CODE.fullmatch(code):
             return code
-        # "API key not valid. ...", "The request is missing a valid API key."; only here,
-        # where no code comes first, so a quoted user's text cannot turn into it.
-        if "API key" in message:
-            return "INVALID_API_KEY"
+    reason = _key_reason(error.get("details"))
+    if reason is not None:
+        return reason
+    # "API key not valid. ...", "The request is missing a valid API key."; only here, where
+    # no code comes first, so a quoted user's text cannot turn into it.
+    if isinstance(message, str) and "API key" in message:
+        return "INVALID_API_KEY"
     status = error.get("status")
     return status if isinstance(status, str) and _CODE.fullmatch(status) else None
+
+
+def _key_reason(details: object) -> str | None:
+    """The ``reason`` of Google's ``ErrorInfo`` detail if it names a refused API key."""
+    if not isinstance(details, list):
+        return None
+    for detail in details[:8]:  # Google sends one or two; a hostile list is not walked whole
+        reason = detail.get("reason") if isinstance(detail, dict) else None
+        if isinstance(reason, str) and reason.startswith(_KEY_REASON) and _CODE.fullmatch(reason):
+            return reason
+    return None
