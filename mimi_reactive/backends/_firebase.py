@@ -173,17 +173,16 @@ class FirebaseBackend:
             raise SessionRevokedError("INVALID_REFRESH_TOKEN", "the session has no refresh token")
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         answer = await self._call(self._secure_token + "/token", data=form)
-        named = answer.get("user_id")
-        renewed = issued(
-            {
-                "idToken": answer.get("id_token"),
-                "refreshToken": answer.get("refresh_token"),
-                "expiresIn": answer.get("expires_in"),
-            },
-            session,
-        )
+        # The Secure Token API's names for Identity Toolkit's; a field it left out stays out
+        # (a refresh token left out keeps the session's), and a user_id left out is taken
+        # as the ID token's, which must be the session's user.
+        names = {"id_token": "idToken", "refresh_token": "refreshToken"}
+        names |= {"expires_in": "expiresIn", "user_id": "localId"}
+        renamed = {ours: answer[theirs] for theirs, ours in names.items() if theirs in answer}
+        renamed.setdefault("localId", session.user.id)
+        renewed = issued(renamed, session)
         # The session's own user, or a confused answer: never a switch published as renewal.
-        if renewed.user.id != session.user.id or named not in (None, session.user.id):
+        if renewed.user.id != session.user.id:
             raise BackendError("invalid_response", "the renewed tokens name another user")
         return renewed
 

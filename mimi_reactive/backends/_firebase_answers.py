@@ -20,21 +20,30 @@ LONGEST_UID = 128
 
 
 def issued(answer: dict[str, Any], session: Session | None = None) -> BackendSession:
-    """The user and tokens of an answer carrying ``idToken``, ``refreshToken``, ``expiresIn``.
-    An answer renewing ``session`` without a refresh token keeps the session's (Firebase's
-    refresh tokens do not rotate): dropping it would end the session at the next renewal."""
+    """The user and tokens of an answer carrying ``idToken``, ``refreshToken``, ``expiresIn``
+    and ``localId``; ``BackendError("invalid_response")`` for one malformed, so nothing is
+    stored: a session without a refresh token could never be renewed, and one whose
+    ``localId`` is not its ID token's user is not Firebase's answer. An answer renewing
+    ``session`` with no ``refreshToken`` at all keeps the session's (Firebase's refresh
+    tokens do not rotate): dropping it would end the session at the next renewal."""
     id_token = answer.get("idToken")
-    if not isinstance(id_token, str):
+    if not isinstance(id_token, str) or not id_token:
         raise BackendError("invalid_response", "the answer has no ID token")
-    refresh_token = answer.get("refreshToken")
-    if not isinstance(refresh_token, str) or not refresh_token:
-        refresh_token = None if session is None else session.tokens.refresh_token
+    if "refreshToken" not in answer and session is not None:
+        refresh_token = session.tokens.refresh_token
+    else:
+        refresh_token = answer.get("refreshToken")
+        if not isinstance(refresh_token, str) or not refresh_token:
+            raise BackendError("invalid_response", "the answer has no refresh token")
     tokens = AuthTokens(
         access_token=id_token,
         refresh_token=refresh_token,
         expires_in=_lifetime(answer.get("expiresIn")),
     )
-    return BackendSession(_user_from(id_token), tokens)
+    user = _user_from(id_token)
+    if answer.get("localId") != user.id:  # absent, not a str, or another user's
+        raise BackendError("invalid_response", "the answer's user is not its ID token's")
+    return BackendSession(user, tokens)
 
 
 def _lifetime(expires_in: object) -> float | None:
