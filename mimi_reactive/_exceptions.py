@@ -24,7 +24,7 @@ MimiCoreError                      base of every error the library raises
 ├── verify.InvalidTokenError       an access token did not verify (its reason says why)
 ├── server.ServerStartError        the server could not start, or open its database
 └── BackendError                   the identity service answered with an error code
-    ├── ClientAuthenticationError  the app's client id or secret was rejected
+    ├── ClientAuthenticationError  the app's client id, secret or API key was rejected
     ├── InvalidCredentialsError    unknown anonymous id, or wrong email or password
     ├── SessionRevokedError        the session was revoked, expired or reused
     │   ├── AccessTokenRefusedError  the access token was refused even after a renewal
@@ -200,7 +200,9 @@ class BackendError(MimiCoreError):
 
 
 class ClientAuthenticationError(BackendError):
-    """The identity service rejected the app's client id or client secret."""
+    """The identity service rejected the app's client id or client secret (Firebase: its
+    API key). The user is not at fault: a refresh refused so leaves the session ``DEGRADED``
+    and is not retried in the background until the session changes."""
 
 
 class InvalidCredentialsError(BackendError):

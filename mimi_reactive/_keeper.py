@@ -6,7 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from ._exceptions import CoreClosedError, MimiCoreError, RateLimitedError
+from ._exceptions import (
+    ClientAuthenticationError,
+    CoreClosedError,
+    MimiCoreError,
+    RateLimitedError,
+)
 from ._log import Log
 from ._messages import RefreshSession, SyncSession
 from ._retry import asked_wait, retrying
@@ -27,6 +32,17 @@ _LONGEST_SLEEP = 60.0
 # Seconds before a watch of the shared storage that failed starts again: first, then at most.
 _FIRST_WATCH_PAUSE = 0.5
 _LONGEST_WATCH_PAUSE = 30.0
+
+
+# Refusals of the app's own credentials (Firebase's API key, HttpBackend's client secret): the
+# user is still valid, but no attempt of this core can renew while it runs with them, so the
+# keeper stops until the session changes instead of retrying for ever (Firebase's own SDKs
+# retry a proactive refresh only on network errors, and keep the user signed in).
+_APP_REFUSED = (ClientAuthenticationError,)
+
+
+class _AppRefusedError(Exception):
+    """A refresh attempt was refused for the app's credentials."""
 
 
 class _StillDegradedError(Exception):
@@ -58,6 +74,9 @@ class SessionKeeper:
         # Until the session changes, the keeper then tries once every ``max_delay`` (or as
         # long as the service asked), as a service that is down for an hour comes back.
         self._resume_at: float | None = None
+        # Set once a refresh was refused for the app's credentials: no attempt until the
+        # session changes (a sign-in, a refresh() that worked, another process).
+        self._app_refused = False
         # Set only while the keeper waits between refresh attempts: a session change then
         # ends the wait (a recovery, a sign-in or another process may have made it moot).
         self._interrupt: asyncio.Event | None = None
@@ -90,6 +109,7 @@ class SessionKeeper:
 
     def _session_changed(self) -> None:
         self._resume_at = None  # a sign-in, a call or another process: worth trying again
+        self._app_refused = False
         if self._interrupt is not None:
             self._interrupt.set()
         self._schedule()
@@ -167,7 +187,7 @@ class SessionKeeper:
 
     def _next_refresh_at(self) -> float | None:
         session = self._store.session
-        if session is None or not self._can_refresh:
+        if session is None or not self._can_refresh or self._app_refused:
             return None
         degraded = self._store.state.degraded
         now = self._clock()
@@ -214,7 +234,11 @@ class SessionKeeper:
                     outcome = await self._store.run(RefreshSession())
                     self._last_error = outcome.error
                     if self._store.state.degraded:
+                        if isinstance(outcome.error, _APP_REFUSED):
+                            raise _AppRefusedError
                         raise _StillDegradedError
+        except _AppRefusedError:
+            return self._stop_for_the_app()
         except RetryError:
             _log.warning(
                 "session.refresh_gave_up",
@@ -230,7 +254,18 @@ class SessionKeeper:
         """One attempt after the keeper gave up; False if the session is still degraded."""
         outcome = await self._store.run(RefreshSession())
         self._last_error = outcome.error
+        if self._store.state.degraded and isinstance(outcome.error, _APP_REFUSED):
+            return self._stop_for_the_app()
         return not self._store.state.degraded
+
+    def _stop_for_the_app(self) -> bool:
+        """Stop refreshing until the session changes: the service refused the app's own
+        credentials (the state, ``DEGRADED``, carries the error for the app). False."""
+        self._app_refused = True
+        error = self._last_error
+        code = error.code if isinstance(error, ClientAuthenticationError) else None
+        _log.error("session.refresh_refused_for_the_app", code=code)
+        return False
 
     def _slow_pause(self) -> float:
         """Seconds between single attempts once a run of attempts gave up: the backoff's

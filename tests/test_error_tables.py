@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from mimi_reactive import BackendError, Reason
-from mimi_reactive.backends import _firebase, _http
+from mimi_reactive.backends import _firebase_errors, _http
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -84,7 +84,7 @@ def test_every_http_code_the_table_names_is_mapped() -> None:
 
 @pytest.mark.parametrize(
     ("code", "error"),
-    [(code, kind.__name__) for code, (kind, _) in _firebase._ERRORS_BY_CODE.items()],
+    [(code, kind.__name__) for code, (kind, _) in _firebase_errors._ERRORS_BY_CODE.items()],
 )
 def test_each_firebase_code_is_in_the_table_with_its_error(code: str, error: str) -> None:
     """A row names each Firebase code FirebaseBackend maps with the error it becomes."""
@@ -99,5 +99,5 @@ def test_every_firebase_code_the_table_names_is_mapped() -> None:
     for row in FIREBASE:
         for code in quoted(row[0]):
             if re.fullmatch(r"[A-Z][A-Z0-9_]+", code):
-                kind, _ = _firebase._ERRORS_BY_CODE.get(code, (BackendError, ""))
+                kind, _ = _firebase_errors._ERRORS_BY_CODE.get(code, (BackendError, ""))
                 assert kind.__name__ == error_of(row), (code, row)

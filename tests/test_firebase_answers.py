@@ -19,7 +19,7 @@ from mimi_reactive import (
     RateLimitedError,
     WeakPasswordError,
 )
-from mimi_reactive.backends._firebase import error_from
+from mimi_reactive.backends._firebase_errors import error_from
 from mimi_reactive.backends.firebase import FirebaseBackend
 
 from .firebase_emulator import API_KEY
@@ -179,7 +179,12 @@ async def test_a_bad_token_lifetime_is_an_invalid_response(
     """A lifetime that is not a positive finite number of seconds (NaN, infinite, zero or
     less, a bool, past a century, not a number) raises BackendError("invalid_response"), not
     ValueError."""
-    body = {"idToken": _unsigned_id_token(), "refreshToken": "r", "expiresIn": expires_in}
+    body = {
+        "idToken": _unsigned_id_token(),
+        "refreshToken": "r",
+        "expiresIn": expires_in,
+        "localId": "u1",
+    }
     error = await stand_in((200, {}, json.dumps(body)))
     assert type(error) is BackendError
     assert error.code == "invalid_response"
@@ -187,7 +192,12 @@ async def test_a_bad_token_lifetime_is_an_invalid_response(
 
 async def test_a_good_token_lifetime_is_taken(stand_in: Ask) -> None:
     """Firebase's lifetime, seconds as a string, becomes the tokens' ``expires_in``."""
-    body = {"idToken": _unsigned_id_token(), "refreshToken": "r", "expiresIn": "3600"}
+    body = {
+        "idToken": _unsigned_id_token(),
+        "refreshToken": "r",
+        "expiresIn": "3600",
+        "localId": "u1",
+    }
     issued = await stand_in((200, {}, json.dumps(body)))
     assert issued.tokens.expires_in == 3600.0
     assert issued.user.is_anonymous
@@ -226,7 +236,12 @@ async def test_an_id_token_naming_no_possible_uid_is_an_invalid_response(
 ) -> None:
     """A user_id claim Firebase never issues (empty, a control character, past its 128
     characters) raises BackendError("invalid_response") instead of becoming a user."""
-    body = {"idToken": _unsigned_id_token(user_id), "refreshToken": "r", "expiresIn": "3600"}
+    body = {
+        "idToken": _unsigned_id_token(user_id),
+        "refreshToken": "r",
+        "expiresIn": "3600",
+        "localId": user_id,
+    }
     error = await stand_in((200, {}, json.dumps(body)))
     assert type(error) is BackendError
     assert error.code == "invalid_response"
@@ -239,6 +254,11 @@ async def test_an_id_token_naming_no_possible_uid_is_an_invalid_response(
 )
 async def test_an_id_token_naming_a_possible_uid_is_taken(stand_in: Ask, user_id: str) -> None:
     """Any uid Firebase can issue (up to 128 characters, no control one) is the user's id."""
-    body = {"idToken": _unsigned_id_token(user_id), "refreshToken": "r", "expiresIn": "3600"}
+    body = {
+        "idToken": _unsigned_id_token(user_id),
+        "refreshToken": "r",
+        "expiresIn": "3600",
+        "localId": user_id,
+    }
     issued = await stand_in((200, {}, json.dumps(body)))
     assert issued.user.id == user_id

@@ -25,7 +25,7 @@ from mimi_reactive import (
     Transition,
     WeakPasswordError,
 )
-from mimi_reactive.backends._firebase import error_from
+from mimi_reactive.backends._firebase_errors import error_from
 from mimi_reactive.backends.firebase import FirebaseBackend
 
 from .contract_backends import firebase_call, new_email, new_password
