@@ -97,6 +97,11 @@ class LoopThread:
         return refused
 
     @property
+    def thread(self) -> threading.Thread:
+        """The thread the loop runs on, where a caller that blocks would never return."""
+        return self._thread
+
+    @property
     def forked(self) -> bool:
         """Whether this is a forked copy, whose thread stayed in the parent process."""
         return self._forked

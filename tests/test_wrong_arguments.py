@@ -39,7 +39,7 @@ from mimi_reactive import (
 from mimi_reactive._checks import LATEST_INSTANT, LONGEST_LIFETIME
 from mimi_reactive.backends.firebase import FirebaseBackend
 from mimi_reactive.backends.http import HttpBackend
-from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
+from mimi_reactive.testing import BlockingStateRecorder, Reply, ScriptedBackend, StateRecorder
 from mimi_reactive.verify import AccessTokenVerifier
 
 from .helpers import completed
@@ -117,6 +117,7 @@ _WRONG_ARGUMENTS: list[tuple[Callable[..., object], dict[str, object], str, list
     (FirebaseBackend, {"api_key": "k"}, "timeout", BAD_TIMEOUTS, ConfigurationError),
     (AnonymousAuthManager, {}, "core", [None, "core", ScriptedBackend()], TypeError),
     (StateRecorder, {}, "core", [None, "core", ScriptedBackend()], TypeError),
+    (BlockingStateRecorder, {}, "core", [None, "core", ScriptedBackend()], TypeError),
     # What a backend builds from the service's answer: its JSON copied as it came is refused
     # (ValueError, not ConfigurationError, for a value out of range: a backend's bug).
     (MimiUser, {}, "id", [*NOT_TEXT, None], TypeError),

@@ -61,7 +61,13 @@ from mimi_reactive.server import (
     ServerStartError,
     SweepCounts,
 )
-from mimi_reactive.testing import FailingStorage, Reply, ScriptedBackend, StateRecorder
+from mimi_reactive.testing import (
+    BlockingStateRecorder,
+    FailingStorage,
+    Reply,
+    ScriptedBackend,
+    StateRecorder,
+)
 from mimi_reactive.verify import (
     AccessTokenVerifier,
     InvalidTokenError,
@@ -192,6 +198,23 @@ async def an_apps_own_test() -> list[Transition]:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         await recorder.wait_for(Transition.ANONYMOUS_CREATED)
         return recorder.transitions
+
+
+def an_apps_own_blocking_test() -> list[MimiUser | None]:
+    """The testing kit, as the tests of an app that is not async use it."""
+    with (
+        BlockingMimiCore.start(
+            client_id="app", client_secret="s", backend=ScriptedBackend()
+        ) as core,
+        BlockingStateRecorder(core) as recorder,
+    ):
+        core.auth.dispatch(AuthRoute.sign_up_anonymously())
+        created: SessionState = recorder.wait_for(Transition.ANONYMOUS_CREATED, timeout=5)
+        assert created in recorder.states
+        assert recorder.transitions[0] is Transition.INITIAL
+        assert not recorder.completed
+        assert not recorder.stopped
+        return recorder.users
 
 
 class KeyringStorage:
