@@ -358,10 +358,11 @@ def _client(entry: object) -> tuple[str, str, str | None, bool]:
     if not isinstance(client_id, str) or not client_id.strip():
         raise ConfigurationError("each [[clients]] entry needs a non-empty id")
     unknown = set(entry) - {"id", "secret_env", "previous_secret_env", "anonymous_only"}
-    if unknown & {"secret", "previous_secret"}:
+    inline = sorted(unknown & {"secret", "previous_secret"})
+    if inline:
         raise ConfigurationError(
             f"client {client_id!r}: secrets never go in the file; name an environment"
-            " variable with secret_env"
+            f" variable with {inline[0]}_env"
         )
     if unknown:
         raise ConfigurationError(f"client {client_id!r}: unknown key {sorted(unknown)[0]!r}")
