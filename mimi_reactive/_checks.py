@@ -341,8 +341,13 @@ def possible_anonymous_id(instance: object, attribute: attrs.Attribute[Any], val
 # are built from these, the guards refuse credentials no service takes by them
 # (credentials_problem), and ScriptedBackend applies them as the server does.
 EMAIL_MAX_LENGTH = 254
-EMAIL_PATTERN = r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
-"""An email's shape, without anchors: a dot-atom local part and a domain with a dot in it."""
+EMAIL_LOCAL_PART_MAX_LENGTH = 64  # RFC 5321, in octets: the pattern's local part is ASCII
+EMAIL_PATTERN = (
+    rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]{{1,{EMAIL_LOCAL_PART_MAX_LENGTH}}}"
+    r"@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+"
+)
+"""An email's shape, without anchors: a dot-atom local part of 64 characters at most and a
+domain with a dot in it (the server's models and the guards share it, so agree)."""
 MIN_PASSWORD_LENGTH = 8
 """The fewest characters of a new password (sign-up, promotion): shorter is ``weak_password``."""
 PASSWORD_MAX_LENGTH = 1024
@@ -351,8 +356,8 @@ _EMAIL = re.compile(EMAIL_PATTERN)
 
 def credentials_problem(email: str, password: str) -> Reason | None:
     """Why no service would take ``email`` and ``password`` (None if one may): an email the
-    reference server refuses (whitespace around it, no dot in its domain, over 254
-    characters), or an empty password."""
+    reference server refuses (whitespace around it, no dot in its domain, a local part over
+    64 characters, over 254 in all), or an empty password."""
     if not _is_email(email):
         return Reason.EMAIL_MALFORMED
     if not password:

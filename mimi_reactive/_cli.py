@@ -174,7 +174,14 @@ def _options(args: argparse.Namespace) -> tuple[_Options, list[ClientConfig]]:
             secret = args.client_secret or os.environ.get("MIMI_CLIENT_SECRET")
             if not secret:
                 raise ConfigurationError("--client-id needs --client-secret or MIMI_CLIENT_SECRET")
-            clients.append(ClientConfig(client_id, secret, args.anonymous_only))
+            # An empty variable is one not set, as for MIMI_CLIENT_SECRET; an empty flag is
+            # refused by ClientConfig.
+            previous = args.previous_client_secret
+            if previous is None:
+                previous = os.environ.get("MIMI_PREVIOUS_CLIENT_SECRET") or None
+            clients.append(
+                ClientConfig(client_id, secret, args.anonymous_only, previous_secret=previous)
+            )
         if not clients:
             raise ConfigurationError("no client: give --client-id, or [[clients]] in --config")
         check_clients(clients)
@@ -205,6 +212,7 @@ def _client_id(args: argparse.Namespace) -> str | None:
     if not given:
         for flag, present in (
             ("--client-secret", args.client_secret is not None),
+            ("--previous-client-secret", args.previous_client_secret is not None),
             ("--anonymous-only", args.anonymous_only),
         ):
             if present:

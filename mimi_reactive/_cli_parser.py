@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         "as arguments are visible to other users of the machine",
     )
     serve.add_argument(
+        "--previous-client-secret",
+        help="the client's secret being rolled over from, accepted beside --client-secret"
+        " until removed (two at most); prefer the MIMI_PREVIOUS_CLIENT_SECRET environment"
+        " variable",
+    )
+    serve.add_argument(
         "--anonymous-only",
         action="store_true",
         help="refuse this client credential sign-up, log-in and promotion",

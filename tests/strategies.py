@@ -68,6 +68,21 @@ emails = st.builds(
     st.text(alphabet="klmnopqrst", min_size=1, max_size=8),
 )
 passwords = st.text(min_size=8, max_size=20)
+# Emails at the edges of the rule: a local part of the dot-atom's alphabet of 0 to 80
+# characters, as often as not 63 to 65 (64 at most is taken), or one with a character no
+# email may hold; a domain of one to four labels, up to 254 characters in all.
+_LOCAL_CHARACTERS = "abcXYZ019.!#$%&'*+/=?^_`{|}~-"
+_local_parts = st.one_of(
+    (st.sampled_from([63, 64, 65]) | st.integers(0, 80)).flatmap(
+        lambda n: st.text(alphabet=_LOCAL_CHARACTERS, min_size=n, max_size=n)
+    ),
+    st.text(alphabet=_LOCAL_CHARACTERS + " \u00e9@", max_size=70),
+)
+edge_emails = st.builds(
+    lambda local, labels: f"{local}@{'.'.join(labels)}",
+    _local_parts,
+    st.lists(st.text(alphabet="ab9-", min_size=1, max_size=63), min_size=1, max_size=4),
+)
 
 anonymous_users = st.builds(
     MimiUser,

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
+import pydantic
 import pytest
+from hypothesis import given
 
 from mimi_reactive import (
     AuthRoute,
@@ -14,11 +17,15 @@ from mimi_reactive import (
     MimiCore,
     Reason,
 )
+from mimi_reactive._checks import credentials_problem
+from mimi_reactive._server._models import LogIn
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import ScriptedBackend
 
 from .conftest import CLIENT_ID
+from .server_helpers import Caller
+from .strategies import edge_emails
 
 MALFORMED = [
     "notanemail",
@@ -31,8 +38,15 @@ MALFORMED = [
     "@example.test",
     "ann@",
     "a" * 243 + "@example.test",  # 256 characters: over 254
+    "a" * 65 + "@example.test",  # a local part over RFC 5321's 64 octets
+    "a" * 65 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 55 + ".test",  # 254, local 65
 ]
-TAKEN = ["ann+tag@example.test", "O'Brien@Example.Co.Uk", "a" * 241 + "@example.test"]
+TAKEN = [
+    "ann+tag@example.test",
+    "O'Brien@Example.Co.Uk",
+    "a" * 64 + "@example.test",  # the longest local part
+    "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 56 + ".test",  # 254 characters
+]
 
 
 @pytest.fixture(params=["reference", "scripted"])
@@ -73,8 +87,8 @@ async def test_a_malformed_email_is_refused_without_showing_it(core: MimiCore) -
 
 
 async def test_an_email_the_client_lets_through_is_one_the_service_takes(core: MimiCore) -> None:
-    """Emails at the edges of the rule (a +tag, an apostrophe, capitals, 254 characters) sign up
-    and log back in, whatever their case."""
+    """Emails at the edges of the rule (a +tag, an apostrophe, capitals, a local part of 64
+    characters, 254 in all) sign up and log back in, whatever their case."""
     for email in TAKEN:
         user = await core.auth.authenticate(AuthRoute.sign_up(email=email, password="long enough"))
         assert user.email == email.lower()
@@ -93,3 +107,39 @@ async def test_a_malformed_email_is_refused_before_any_request() -> None:
     async with MimiCore.start(client_id="app", client_secret="secret", backend=backend) as core:
         with pytest.raises(InvalidRouteError):
             await core.auth.authenticate(AuthRoute.sign_up(email="notanemail", password="x"))
+
+
+def the_server_takes(email: str) -> bool:
+    """Whether the server's request validation takes ``email`` (its log-in body's model)."""
+    try:
+        LogIn.model_validate({"email": email, "password": "long enough"})
+    except pydantic.ValidationError:
+        return False
+    return True
+
+
+@given(edge_emails)
+def test_the_client_and_the_server_agree_on_any_email(email: str) -> None:
+    """For emails around every edge of the rule (a local part of 0 to 80 characters, odd
+    characters, long domains), the guard lets through exactly what the server's request
+    models take."""
+    assert (credentials_problem(email, "long enough") is None) is the_server_takes(email)
+
+
+@pytest.mark.parametrize(
+    ("email", "taken"), [*((e, False) for e in MALFORMED), *((e, True) for e in TAKEN)]
+)
+async def test_the_running_server_and_the_client_agree(
+    server: IdentityServer, client_secret: str, email: str, taken: bool
+) -> None:
+    """A sign-up sent past the guard, straight to a running server: it answers 400
+    invalid_request for each email the client refuses, and 201 for each it lets through."""
+    assert (credentials_problem(email, "long enough") is None) is taken
+    async with aiohttp.ClientSession() as http:
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        status, answer, _ = await caller.post(
+            "/v1/users", {"email": email, "password": "long enough"}
+        )
+    assert status == (201 if taken else 400), answer
+    if not taken:
+        assert answer["error"]["code"] == "invalid_request"

@@ -1,12 +1,14 @@
 """The server's clients and settings: one ``ClientConfig`` per app, and the ``--config`` file.
 
 A client's secret never comes from the file: the file names the environment variable that
-holds it (``secret_env``), so the file can be shared and versioned.
+holds it (``secret_env``, and ``previous_secret_env`` for the one being rolled over from), so
+the file can be shared and versioned.
 """
 
 from __future__ import annotations
 
 import collections
+import hmac
 import math
 import os
 import re
@@ -26,6 +28,7 @@ __all__ = [
     "COMMAND_LINE_RULES",
     "DEFAULTS",
     "LOG_FORMATS",
+    "MAX_CLIENT_SECRETS",
     "MAX_WORKERS",
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
@@ -39,6 +42,8 @@ __all__ = [
 ]
 
 MIN_SECRET_BITS = 128
+MAX_CLIENT_SECRETS = 2
+"""The secrets one client may have at once: its secret, and the previous one during a roll-over."""
 LOG_FORMATS = ("console", "json")
 
 # The server options that are not settings of the server, with their defaults and rules; every
@@ -109,6 +114,16 @@ class ClientConfig:
     secret: str = attrs.field(repr=False)
     anonymous_only: bool = False
     """Refused credential sign-up, credential log-in and promotion (403 route_not_allowed)."""
+    previous_secret: str | None = attrs.field(default=None, repr=False, kw_only=True)
+    """The secret being rolled over from, accepted beside ``secret`` until it is removed: a
+    client has two secrets at most."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """The secrets the server accepts from this client: one, or two during a roll-over."""
+        return (
+            (self.secret,) if self.previous_secret is None else (self.secret, self.previous_secret)
+        )
 
     def __attrs_post_init__(self) -> None:
         # Refused as it is made, where the app's mistake is, not when a server starts.
@@ -129,13 +144,35 @@ class ClientConfig:
             # HTTP Basic (RFC 7617) ends the user id at the first colon: no client could
             # authenticate as this one.
             raise ConfigurationError(f"client id {self.id!r} must not contain ':' (HTTP Basic)")
-        bits = estimated_bits(self.secret)
-        if bits < MIN_SECRET_BITS:
+        _check_strength(f"the secret of client {self.id!r}", self.secret)
+        previous = self.previous_secret
+        if previous is None:
+            return
+        name = f"the previous secret of client {self.id!r}"
+        if not isinstance(previous, str):
+            # Never the value: a list given here may hold secrets.
             raise ConfigurationError(
-                f"the secret of client {self.id!r} is too weak (about {bits:.0f} bits of"
-                f" entropy; at least {MIN_SECRET_BITS} needed): generate one with"
-                " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                f"{name} must be a string or None, not {type(previous).__name__} (a client has"
+                f" {MAX_CLIENT_SECRETS} secrets at most: secret and previous_secret)"
             )
+        if not previous:
+            raise ConfigurationError(f"{name} is empty: give None when there is none")
+        if hmac.compare_digest(previous.encode(), self.secret.encode()):
+            raise ConfigurationError(
+                f"{name} is its secret too: a roll-over needs a new secret beside the old"
+            )
+        _check_strength(name, previous)
+
+
+def _check_strength(name: str, secret: str) -> None:
+    """Refuse (``ConfigurationError``) a secret under ``MIN_SECRET_BITS``; ``name`` says whose."""
+    bits = estimated_bits(secret)
+    if bits < MIN_SECRET_BITS:
+        raise ConfigurationError(
+            f"{name} is too weak (about {bits:.0f} bits of entropy; at least"
+            f" {MIN_SECRET_BITS} needed): generate one with"
+            " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -216,9 +253,12 @@ def check_clients(configs: Sequence[ClientConfig]) -> None:
 _FLAGS_ONLY: dict[str, str] = {
     "log_level": "--log-level is a flag only, not a file setting (it applies before the file"
     " is read)",
-    "client_id": "clients go in [[clients]] tables (id, secret_env, anonymous_only)",
+    "client_id": "clients go in [[clients]] tables (id, secret_env, previous_secret_env,"
+    " anonymous_only)",
     "client_secret": "secrets never go in the file: name an environment variable with"
     " secret_env in [[clients]]",
+    "previous_client_secret": "secrets never go in the file: name an environment variable"
+    " with previous_secret_env in [[clients]]",
     "anonymous_only": "it is a client's: anonymous_only in its [[clients]] table",
     "config": "--config names the file itself",
 }
@@ -288,8 +328,13 @@ def load_config_file(
     if not read_secrets:
         return ConfigFile(server, ())
     clients = (
-        ClientConfig(name, _secret(name, variable, environ), only)
-        for name, variable, only in listed
+        ClientConfig(
+            name,
+            _secret(name, variable, environ),
+            only,
+            previous_secret=None if previous is None else _secret(name, previous, environ),
+        )
+        for name, variable, previous, only in listed
     )
     return ConfigFile(server, tuple(clients))
 
@@ -304,19 +349,20 @@ def _secret(client_id: str, variable: str, environ: Mapping[str, str]) -> str:
     return secret
 
 
-def _client(entry: object) -> tuple[str, str, bool]:
-    """A [[clients]] entry's id, the name of its secret's environment variable, and whether
-    it is anonymous-only."""
+def _client(entry: object) -> tuple[str, str, str | None, bool]:
+    """A [[clients]] entry's id, the names of its secret's environment variable and of its
+    previous secret's (if any), and whether it is anonymous-only."""
     if not isinstance(entry, dict):
         raise ConfigurationError("each [[clients]] entry must be a table")
     client_id = entry.get("id")
     if not isinstance(client_id, str) or not client_id.strip():
         raise ConfigurationError("each [[clients]] entry needs a non-empty id")
-    unknown = set(entry) - {"id", "secret_env", "anonymous_only"}
-    if "secret" in unknown:
+    unknown = set(entry) - {"id", "secret_env", "previous_secret_env", "anonymous_only"}
+    inline = sorted(unknown & {"secret", "previous_secret"})
+    if inline:
         raise ConfigurationError(
             f"client {client_id!r}: secrets never go in the file; name an environment"
-            " variable with secret_env"
+            f" variable with {inline[0]}_env"
         )
     if unknown:
         raise ConfigurationError(f"client {client_id!r}: unknown key {sorted(unknown)[0]!r}")
@@ -325,7 +371,19 @@ def _client(entry: object) -> tuple[str, str, bool]:
         raise ConfigurationError(
             f"client {client_id!r} needs secret_env, an environment variable name"
         )
+    previous = entry.get("previous_secret_env")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise ConfigurationError(
+            f"client {client_id!r}: previous_secret_env must be one environment variable name"
+            f" (a client has {MAX_CLIENT_SECRETS} secrets at most: secret_env and"
+            " previous_secret_env)"
+        )
+    if previous == variable:
+        raise ConfigurationError(
+            f"client {client_id!r}: previous_secret_env names secret_env's variable: a"
+            " roll-over needs the new secret in another"
+        )
     anonymous_only = entry.get("anonymous_only", False)
     if not isinstance(anonymous_only, bool):
         raise ConfigurationError(f"client {client_id!r}: anonymous_only must be true or false")
-    return client_id, variable, anonymous_only
+    return client_id, variable, previous, anonymous_only

@@ -20,10 +20,11 @@ __all__ = ["STATE", "RegisteredClient", "ServerSettings", "ServerState", "client
 
 @attrs.frozen
 class RegisteredClient:
-    """A client as the server keeps it: the digest of its secret, and its policy."""
+    """A client as the server keeps it: the digests of its secrets (its secret, and during a
+    roll-over the previous one), and its policy."""
 
     id: str
-    secret_digest: str = attrs.field(repr=False)
+    secret_digests: tuple[str, ...] = attrs.field(repr=False)
     anonymous_only: bool = False
 
 

@@ -7,7 +7,6 @@ Nothing past this edge sees raw input. Every way a request can be malformed ends
 from __future__ import annotations
 
 import contextlib
-import hmac
 import ipaddress
 import math
 from collections.abc import AsyncIterator, Mapping
@@ -20,7 +19,7 @@ from .._checks import MIN_PASSWORD_LENGTH
 from ._context import RegisteredClient, ServerState, client_of
 from ._limits import RateLimitStorageError
 from ._models import Credentials, Promotion
-from ._secrets import digest
+from ._secrets import matches_one_of
 from ._settings import Network, RateLimit
 
 __all__ = [
@@ -239,9 +238,10 @@ def authenticate_client(
     except ValueError:  # not Basic, not base64, not UTF-8, no colon: one answer for all
         raise ApiError(401, "invalid_client", "malformed client credentials") from None
     client = clients.get(credentials.login)
-    expected = client.secret_digest if client is not None else ""
-    # Compare even for an unknown id, so timing does not tell which ids exist.
-    if not hmac.compare_digest(digest(credentials.password), expected) or client is None:
+    expected = client.secret_digests if client is not None else ()
+    # Compare even for an unknown id, so timing does not tell which ids exist (nor, for a
+    # client with two secrets, which one matched).
+    if not matches_one_of(credentials.password, expected) or client is None:
         raise ApiError(401, "invalid_client", "client authentication failed")
     return client
 

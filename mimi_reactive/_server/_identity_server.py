@@ -19,7 +19,7 @@ from types import TracebackType
 import structlog
 from aiohttp import web
 
-from .._exceptions import MimiCoreError
+from .._exceptions import ConfigurationError, MimiCoreError
 from ._app import app_runner, listen, served_url, token_issuer
 from ._config import ClientConfig, check_clients, check_url
 from ._context import RegisteredClient
@@ -63,7 +63,8 @@ class IdentityServer:
     ``port=0`` picks a free port; ``url`` tells which once started. ``database`` is a SQLite
     file path (created if missing, 0600), ``":memory:"``, or a ``postgresql://`` URL (its
     schema is created or migrated at start; ``?search_path=NAME`` picks a schema). One client
-    by ``client_id`` and ``client_secret`` (``anonymous_only`` restricts it), or several by
+    by ``client_id`` and ``client_secret`` (``anonymous_only`` restricts it;
+    ``previous_client_secret`` is accepted beside the secret during a roll-over), or several by
     ``clients``. No client, a client id that is blank or holds ``:``, a secret under 128 bits
     of entropy, or a ``database`` URL of another kind of database raise ``ConfigurationError``
     here, as the server is made; ``start`` raises ``ServerStartError`` for what only opening
@@ -76,6 +77,7 @@ class IdentityServer:
         client_id: str | None = None,
         client_secret: str | None = None,
         anonymous_only: bool = False,
+        previous_client_secret: str | None = None,
         clients: Sequence[ClientConfig] = (),
         database: str | Path = ":memory:",
         host: str = "127.0.0.1",
@@ -85,7 +87,19 @@ class IdentityServer:
     ) -> None:
         configs = list(clients)
         if client_id is not None or client_secret is not None:
-            configs.append(ClientConfig(client_id or "", client_secret or "", anonymous_only))
+            configs.append(
+                ClientConfig(
+                    client_id or "",
+                    client_secret or "",
+                    anonymous_only,
+                    previous_secret=previous_client_secret,
+                )
+            )
+        elif previous_client_secret is not None:
+            raise ConfigurationError(
+                "previous_client_secret applies to client_id's client: give client_id and"
+                " client_secret (or previous_secret in a ClientConfig of clients)"
+            )
         check_clients(configs)
         check_url(database)
         self._client_configs = configs
@@ -221,7 +235,9 @@ def registered_clients(configs: Sequence[ClientConfig]) -> dict[str, RegisteredC
     """The clients as the server keeps them (secret digests), by id. ``configs`` are checked
     already: by ``IdentityServer``'s constructor, or by the CLI as it reads its options."""
     return {
-        config.id: RegisteredClient(config.id, digest(config.secret), config.anonymous_only)
+        config.id: RegisteredClient(
+            config.id, tuple(digest(secret) for secret in config.secrets), config.anonymous_only
+        )
         for config in configs
     }
 

@@ -12,13 +12,15 @@ from typing import TypeVar
 
 import argon2
 
+from ._config import MAX_CLIENT_SECRETS
+
 __all__ = [
     "BUSY_DELAY",
     "HashingBusyError",
     "PasswordHasher",
     "digest",
+    "matches_one_of",
     "new_secret",
-    "same_secret",
 ]
 
 _T = TypeVar("_T")
@@ -41,9 +43,21 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def same_secret(secret: str, stored_digest: str) -> bool:
-    """Compare in constant time."""
-    return hmac.compare_digest(digest(secret), stored_digest)
+# What an unused slot is compared against: as long as a digest, and no SHA-256 hex digest.
+_NO_DIGEST = "-" * hashlib.sha256().digest_size * 2
+
+
+def matches_one_of(secret: str, stored_digests: tuple[str, ...]) -> bool:
+    """Whether ``secret``'s digest is one of ``stored_digests`` (at most
+    ``MAX_CLIENT_SECRETS``; none for an unknown client), in the same time whichever matched or
+    none: each of ``MAX_CLIENT_SECRETS`` slots is compared in constant time, unused ones against
+    a value no digest equals, and no comparison is skipped once one matched."""
+    given = digest(secret)
+    slots = (*stored_digests, *(_NO_DIGEST,) * (MAX_CLIENT_SECRETS - len(stored_digests)))
+    matched = False
+    for stored in slots:
+        matched |= hmac.compare_digest(given, stored)  # |, not or: no early exit
+    return matched
 
 
 class HashingBusyError(Exception):
