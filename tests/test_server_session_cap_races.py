@@ -26,9 +26,9 @@ from .test_server_session_cap import capped, live
 CAP = 6
 LOG_INS = 2  # per round, each ending one of the CAP - LOG_INS least recently used sessions
 ROUNDS = 12
-# Answers to a refresh of a session ended meanwhile: the cap (idle), a log-out everywhere, or
-# its rows deleted (by the cap's bound on ended sessions, or with the user).
-ENDED = {"idle", "log_out_everywhere", "unknown"}
+# Answers to a refresh of a session ended meanwhile: by the cap (idle), by a log-out everywhere
+# (revoked), or its rows deleted (by the cap's bound on ended sessions, or with the user).
+ENDED = {"idle", "revoked", "unknown"}
 
 
 @pytest.fixture(params=["sqlite-file", "postgresql"])
@@ -78,17 +78,17 @@ async def deadlocks(database: str) -> int:
 
 
 async def at_the_cap(caller: Caller, clock: Clock) -> tuple[dict[str, Any], list[Any]]:
-    """A new user with CAP live sessions, used a second apart: the user, its sessions oldest
-    first."""
+    """A new user with CAP live and CAP ended sessions (so each log-in past the cap ends one
+    and deletes one), used a second apart: the user, its live sessions oldest first."""
     created = await caller.anonymous_user()
     sessions = [created["session"]]
-    for _ in range(CAP - 1):
+    for _ in range(2 * CAP - 1):
         clock.now += 1
         status, answer = await caller.log_in_anonymously(created["user"]["anonymous_id"])
         assert status == 200, answer
         sessions.append(answer["session"])
     clock.now += 1
-    return created, sessions
+    return created, sessions[-CAP:]
 
 
 # What runs beside the log-ins and refreshes: nothing, or an ending of every session.
