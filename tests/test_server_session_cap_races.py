@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,10 @@ import aiohttp
 import asyncpg
 import pytest
 
+from mimi_reactive._server._database import IdentityDatabase
+from mimi_reactive._server._records import NewSession
+from mimi_reactive._server._secrets import digest, new_secret
+from mimi_reactive._server._stores import open_database
 from mimi_reactive.server import IdentityServer
 
 from .conftest import CLIENT_ID, POSTGRES_URL
@@ -150,3 +155,44 @@ async def test_log_ins_past_the_cap_race_refreshes_of_the_sessions_they_end(
 async def _status_and_body(call: Any) -> tuple[int, Any]:
     status, body, _ = await call
     return status, body
+
+
+# Each way of ending every session of a user, as the store's call.
+END_ALL = {
+    "log_out_everywhere": lambda db, user_id: db.revoke_user_sessions(user_id, 2e6),
+    "user_deleted": lambda db, user_id: db.delete_user(user_id),
+}
+
+
+@pytest.mark.parametrize("end_all", END_ALL.values(), ids=END_ALL)
+async def test_the_store_ends_all_sessions_of_a_user_while_log_ins_pass_the_cap(
+    race_database: str, end_all: Any
+) -> None:
+    """New sessions past the cap (each ending a live session and deleting an ended one) stored
+    at once with a log-out everywhere or deletion of their user: all answer, no deadlock."""
+    store: IdentityDatabase = await open_database(race_database)
+    clock = Clock()
+
+    def new_session() -> NewSession:
+        clock.now += 1
+        return NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), clock.now, CAP)
+
+    try:
+        for _ in range(2 * ROUNDS):
+            user = await store.create_user(
+                user_id=str(uuid.uuid4()),
+                anonymous_id_digest=None,
+                email=None,
+                password_hash=None,
+                session=new_session(),
+            )
+            for _ in range(2 * CAP - 1):  # CAP live, CAP ended
+                assert await store.create_session(user.id, new_session()) is not None
+            await asyncio.gather(
+                *(store.create_session(user.id, new_session()) for _ in range(2 * LOG_INS)),
+                end_all(store, user.id),
+            )
+            assert await live(race_database, user.id) <= CAP
+    finally:
+        await store.close()
+    assert await deadlocks(race_database) == 0
