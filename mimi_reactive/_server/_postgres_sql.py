@@ -28,6 +28,7 @@ __all__ = [
     "SETTLED_SEQ",
     "USER",
     "USER_ROW",
+    "USER_SESSIONS_LOCK",
 ]
 
 USER_ROW = "id, is_anonymous, email, password_hash, anonymous_only"
@@ -109,11 +110,24 @@ WITH live AS (
 SELECT EXISTS (SELECT 1 FROM live) AS live, EXISTS (SELECT 1 FROM promoted) AS promoted
 """
 
+# Refresh rotation's read: the token's user's row locked first, then the session's and the
+# token's. The user first, as every write of a user's sessions takes it (LOG_IN,
+# CREATE_SESSION, USER_SESSIONS_LOCK): a log-in ending this session (it holds the user, then
+# the session) and this rotation (the session, then the user) each waited for the other, a
+# deadlock. The join emits a row only once the CTE has emitted (so locked) the user's row, and
+# only then are s and t locked; a session a log-in ended or deleted meanwhile is read as it is
+# once the log-in committed (revoked, or no row).
 LOCK_REFRESH_ROW = """
+WITH u AS MATERIALIZED (
+    SELECT id, is_anonymous, email, password_hash, anonymous_only FROM users
+    WHERE id = (SELECT s.user_id FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id
+        WHERE t.digest = $1)
+    FOR UPDATE
+)
 SELECT s.id, s.user_id, s.last_used_at, s.revoked_at, t.used_at, t.seq, s.client_id,
     u.is_anonymous, u.email, u.password_hash, t.superseded, s.revoked_reason, u.anonymous_only
-FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN users u ON u.id = s.user_id
-WHERE t.digest = $1 FOR UPDATE OF s, t, u
+FROM refresh_tokens t JOIN sessions s ON s.id = t.session_id JOIN u ON u.id = s.user_id
+WHERE t.digest = $1 FOR UPDATE OF s, t
 """
 
 NEWER_SPENT = """
@@ -160,16 +174,20 @@ SELECT (SELECT own FROM token) AS own, EXISTS (SELECT 1 FROM revoked) AS revoked
 # (a batch that finds fewer is the last) and the last one's seq.
 # Keyset batches: each starts where the last ended, so no batch walks again the index entries
 # of sessions ended before it. Not SKIP LOCKED as the sweep's: a session passed over would
-# outlive the call.
-DELETE_USER_SESSIONS = """
-WITH found AS (
-    SELECT id, seq FROM sessions WHERE user_id = $1 AND seq > $3 ORDER BY seq LIMIT $2
+# outlive the call. Each batch takes the user's row first (USER_SESSIONS_LOCK): a log-in past
+# the cap (holding the row) ends one session and deletes another, which a batch without the
+# row could hold one of while waiting for the other, a deadlock. None for a user gone already.
+USER_SESSIONS_LOCK = "u AS MATERIALIZED (SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE)"
+DELETE_USER_SESSIONS = f"""
+WITH {USER_SESSIONS_LOCK}, found AS (
+    SELECT id, seq FROM sessions WHERE user_id = (SELECT id FROM u) AND seq > $3
+    ORDER BY seq LIMIT $2
 ), deleted AS (DELETE FROM sessions WHERE id IN (SELECT id FROM found))
 SELECT count(*) AS found, max(seq) AS last FROM found
-"""
-REVOKE_USER_SESSIONS = """
-WITH found AS (
-    SELECT id, seq, revoked_at FROM sessions WHERE user_id = $1 AND seq > $4
+"""  # noqa: S608 (a constant)
+REVOKE_USER_SESSIONS = f"""
+WITH {USER_SESSIONS_LOCK}, found AS (
+    SELECT id, seq, revoked_at FROM sessions WHERE user_id = (SELECT id FROM u) AND seq > $4
     ORDER BY seq LIMIT $2
 ), revoked AS (
     UPDATE sessions SET revoked_at = $3, revoked_reason = 'log_out_everywhere'
@@ -178,7 +196,7 @@ WITH found AS (
 )
 SELECT (SELECT count(*) FROM found) AS found, (SELECT max(seq) FROM found) AS last,
     (SELECT count(*) FROM revoked) AS revoked
-"""
+"""  # noqa: S608 (a constant)
 
 # Where a log-out everywhere's final pass starts: the user's last session once every session
 # numbered before now has committed. A session is numbered (seq) only after its log-in locked
@@ -195,11 +213,12 @@ SETTLED_SEQ = (
 # A log-out everywhere's final pass, after the batches: one statement, so it ends every session
 # committed before it began (those numbered after SETTLED_SEQ, on the index's range), and a
 # log-in that commits after it is ordered after the log-out: the call ends, as one moment, every
-# session whose log-in committed before that moment.
-FINAL_REVOKE = """
+# session whose log-in committed before that moment. The user's row first, as the batches.
+FINAL_REVOKE = f"""
+WITH {USER_SESSIONS_LOCK}
 UPDATE sessions SET revoked_at = $3, revoked_reason = 'log_out_everywhere'
-WHERE user_id = $1 AND seq > $2 AND revoked_at IS NULL
-"""
+WHERE user_id = (SELECT id FROM u) AND seq > $2 AND revoked_at IS NULL
+"""  # noqa: S608 (a constant)
 
 # Each sweep rule's table, its key, and the condition its rows meet when due by $2.
 _DUE = {

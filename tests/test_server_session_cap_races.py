@@ -1,0 +1,198 @@
+"""Log-ins that end a capped user's least recently used sessions, sent at once with refreshes
+of those very sessions and with a log-out everywhere or the account's deletion: every request
+is answered (never 5xx), a refresh either renews a session that stays live or is told its
+session ended, the cap holds, and PostgreSQL counts no deadlock (each path takes the user's
+row before its sessions, so none waits for another in a cycle)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from mimi_reactive._server._database import IdentityDatabase
+from mimi_reactive._server._records import NewSession
+from mimi_reactive._server._secrets import digest, new_secret
+from mimi_reactive._server._stores import open_database
+from mimi_reactive.server import IdentityServer
+
+from .conftest import CLIENT_ID, POSTGRES_URL
+from .server_helpers import Caller, Clock, eventually, query_value
+from .test_server_session_cap import capped, live
+
+CAP = 6
+LOG_INS = 2  # per round, each ending one of the CAP - LOG_INS least recently used sessions
+ROUNDS = 12
+# Answers to a refresh of a session ended meanwhile: by the cap (idle), by a log-out everywhere
+# (revoked), or its rows deleted (by the cap's bound on ended sessions, or with the user).
+ENDED = {"idle", "revoked", "unknown"}
+
+
+@pytest.fixture(params=["sqlite-file", "postgresql"])
+async def race_database(
+    request: pytest.FixtureRequest, postgres_unreachable: str | None, tmp_path: Path
+) -> AsyncIterator[str]:
+    """SQLite in a file, or a PostgreSQL database of this test's own (so its deadlock count,
+    which PostgreSQL keeps per database, is this test's alone), dropped afterwards."""
+    if request.param == "sqlite-file":
+        yield str(tmp_path / "ids.sqlite3")
+        return
+    if postgres_unreachable is not None:
+        pytest.skip(postgres_unreachable)
+    name = f"mimi_race_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            await admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+    finally:
+        await admin.close()
+
+
+async def deadlocks(database: str) -> int:
+    """PostgreSQL's count of deadlocks in ``database`` (0 for SQLite), once every other
+    connection to it is closed: a backend reports its counts by the time it exits."""
+    if not database.startswith("postgresql://"):
+        return 0
+    others = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    )
+
+    async def alone() -> bool:
+        return int(await query_value(database, others)) == 0
+
+    async with asyncio.timeout(30):
+        await eventually(alone)
+    return int(
+        await query_value(
+            database,
+            "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+        )
+    )
+
+
+async def at_the_cap(caller: Caller, clock: Clock) -> tuple[dict[str, Any], list[Any]]:
+    """A new user with CAP live and CAP ended sessions (so each log-in past the cap ends one
+    and deletes one), used a second apart: the user, its live sessions oldest first."""
+    created = await caller.anonymous_user()
+    sessions = [created["session"]]
+    for _ in range(2 * CAP - 1):
+        clock.now += 1
+        status, answer = await caller.log_in_anonymously(created["user"]["anonymous_id"])
+        assert status == 200, answer
+        sessions.append(answer["session"])
+    clock.now += 1
+    return created, sessions[-CAP:]
+
+
+# What runs beside the log-ins and refreshes: nothing, or an ending of every session.
+ALSO = {
+    "alone": None,
+    "log_out_everywhere": "/v1/sessions/revoke-all",
+    "account_deletion": "/v1/users/delete",
+}
+
+
+@pytest.mark.parametrize("also", ALSO.values(), ids=ALSO)
+async def test_log_ins_past_the_cap_race_refreshes_of_the_sessions_they_end(
+    race_database: str, client_secret: str, also: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Log-ins ending the oldest sessions, refreshes of those and an optional end-all at once:
+    no 5xx, refreshes renew (staying live) or are invalid_grant, cap kept, no deadlock."""
+    clock = Clock()
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    async with (
+        IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=race_database,
+            settings=capped(clock, CAP),
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        for _ in range(ROUNDS):
+            created, sessions = await at_the_cap(caller, clock)
+            anonymous_id = created["user"]["anonymous_id"]
+            oldest = sessions[:LOG_INS]
+            requests = [
+                *(caller.refresh(session["refresh_token"]) for session in oldest),
+                *(caller.log_in_anonymously(anonymous_id) for _ in range(LOG_INS)),
+            ]
+            if also is not None:
+                ending = caller.post(also, {"access_token": sessions[-1]["access_token"]})
+                requests.append(_status_and_body(ending))
+            answers = await asyncio.gather(*requests)
+            assert [s for s, _ in answers if s >= 500] == [], answers
+            refreshes, log_ins = answers[:LOG_INS], answers[LOG_INS : 2 * LOG_INS]
+            for status, answer in refreshes:
+                if status != 200:
+                    error = answer["error"]
+                    assert (status, error["code"]) == (400, "invalid_grant"), answer
+                    assert error["reason"] in ENDED, answer
+                elif also is None:
+                    # Renewed, it is among the most recently used: no log-in ends it after.
+                    token = answer["session"]["refresh_token"]
+                    assert (await caller.refresh(token))[0] == 200
+            if also is None:
+                assert [status for status, _ in log_ins] == [200] * LOG_INS
+            assert await live(race_database, created["user"]["id"]) <= CAP
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert await deadlocks(race_database) == 0
+
+
+async def _status_and_body(call: Any) -> tuple[int, Any]:
+    status, body, _ = await call
+    return status, body
+
+
+# Each way of ending every session of a user, as the store's call.
+END_ALL = {
+    "log_out_everywhere": lambda db, user_id: db.revoke_user_sessions(user_id, 2e6),
+    "user_deleted": lambda db, user_id: db.delete_user(user_id),
+}
+
+
+@pytest.mark.parametrize("end_all", END_ALL.values(), ids=END_ALL)
+async def test_the_store_ends_all_sessions_of_a_user_while_log_ins_pass_the_cap(
+    race_database: str, end_all: Any
+) -> None:
+    """New sessions past the cap (each ending a live session and deleting an ended one) stored
+    at once with a log-out everywhere or deletion of their user: all answer, no deadlock."""
+    store: IdentityDatabase = await open_database(race_database)
+    clock = Clock()
+
+    def new_session() -> NewSession:
+        clock.now += 1
+        return NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), clock.now, CAP)
+
+    try:
+        for _ in range(2 * ROUNDS):
+            user = await store.create_user(
+                user_id=str(uuid.uuid4()),
+                anonymous_id_digest=None,
+                email=None,
+                password_hash=None,
+                session=new_session(),
+            )
+            for _ in range(2 * CAP - 1):  # CAP live, CAP ended
+                assert await store.create_session(user.id, new_session()) is not None
+            await asyncio.gather(
+                *(store.create_session(user.id, new_session()) for _ in range(2 * LOG_INS)),
+                end_all(store, user.id),
+            )
+            assert await live(race_database, user.id) <= CAP
+    finally:
+        await store.close()
+    assert await deadlocks(race_database) == 0
