@@ -202,7 +202,7 @@ class MimiCore:
         grace = self._close_grace_period if grace_period is None else grace_period
         await self._keeper.close()
         await store.close(grace_period=grace)
-        await self._backend.close()
+        await store.close_backend()  # unless the worker released it (a subscriber's exit)
         self._closed = True
 
     async def _close_elsewhere(self) -> None:
@@ -230,9 +230,7 @@ class MimiCore:
         # are released instead of reported by the HTTP library as leaked.
         loop = self._store.loop
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to release
-            loop.call_soon_threadsafe(
-                _release, self._keeper, self._store, self._backend, self._close_grace_period
-            )
+            loop.call_soon_threadsafe(_release, self._keeper, self._store, self._close_grace_period)
 
     async def __aenter__(self) -> MimiCore:
         return self
@@ -246,15 +244,13 @@ class MimiCore:
         await self.close()
 
 
-def _release(
-    keeper: SessionKeeper, store: SessionStore, backend: AuthBackend, grace_period: float
-) -> None:
+def _release(keeper: SessionKeeper, store: SessionStore, grace_period: float) -> None:
     """Close an abandoned core's parts in the background, on their loop."""
 
     async def release() -> None:
         await keeper.close()
         await store.close(grace_period=grace_period)
-        await backend.close()
+        await store.close_backend()
 
     task = asyncio.get_running_loop().create_task(release(), name="mimi_reactive.release")
     _RELEASING.add(task)
