@@ -95,7 +95,7 @@ class CommandQueue:
         # Held while a thread checks ``closed`` and hands a command to the loop, and while
         # the ending worker sets it: a command handed over before is in the loop's queue
         # ahead of the loop's end (answered), one after fails at once (none waits forever).
-        self._handover = threading.Lock()
+        self._handover = threading.RLock()  # a signal handler may dispatch in a dispatch
         self.loop = asyncio.get_running_loop()
         """The event loop the commands run on."""
         self._loop_thread = threading.get_ident()
@@ -158,7 +158,7 @@ class CommandQueue:
         once (a dispatch from another thread would wait forever on the copy of its loop)."""
         self.forked = self.closed = True
         self._closed_why = FORKED
-        self._handover = threading.Lock()  # another thread may have held it as the process forked
+        self._handover = threading.RLock()  # another thread may have held it at the fork
 
     def refuse_other_loop(self) -> None:
         """Raise ``other_loop_error()`` unless called on the queue's own loop: a command
