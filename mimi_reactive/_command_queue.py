@@ -232,6 +232,9 @@ class CommandQueue:
             self._stop_now(error)
             closed = CoreClosedError("the core stopped while this ran")
             raise closed from error
+        except MimiCoreError:  # typed, not a bug (a clock gone wrong): the caller's as is
+            self._busy = False
+            raise
         except Exception as error:
             self._busy = False
             raise _crashed(error) from error
@@ -310,6 +313,8 @@ class CommandQueue:
                     self._commands.apply_committed()  # stored already: the state must say so
                     _resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
+                except MimiCoreError as error:  # typed, not a bug (a clock gone wrong)
+                    _resolve(future, error=error)
                 except Exception as error:  # a bug must not stop the worker or the stream
                     _resolve(future, error=_crashed(error))
                 except BaseException as error:  # SystemExit, KeyboardInterrupt: not a bug

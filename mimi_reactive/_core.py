@@ -13,7 +13,7 @@ from typing import Any
 
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials, OriginBackend
-from ._checks import check_clock, check_seconds
+from ._checks import check_clock, check_seconds, checked_clock
 from ._config import MimiConfiguration
 from ._exceptions import OtherOriginSessionError, WrongEventLoopError
 from ._file_storage import FileSessionStorage
@@ -76,9 +76,9 @@ class MimiCore:
         ``close_grace_period`` is how long closing waits at most for a running command and
         for background revocations (a log-out made offline), in seconds.
         ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own);
-        it is read once here, and one that raises or gives no time since the epoch (NaN, a
-        str) raises ``ConfigurationError`` naming the clock (a clock that goes wrong later
-        is not checked on every command: each reads it).
+        it is read here, and one that raises or gives no time since the epoch (NaN, a str)
+        raises ``ConfigurationError`` naming the clock; so does a command that reads a clock
+        gone wrong since, before any call to the service (the session is kept as it was).
         An argument of the wrong type (a URL for ``backend``, a path for ``storage``) raises
         ``TypeError``; a negative or NaN duration, or a blank ``client_id`` or
         ``client_secret``, ``ConfigurationError``: all before anything starts. A storage that
@@ -157,7 +157,7 @@ class MimiCore:
             storage=storage,
             configuration=configuration,
             restored=restored,
-            clock=clock,
+            clock=checked_clock(clock),  # one gone wrong since is the clock's error, typed
         )
         return cls(
             auth=AuthController(store),
