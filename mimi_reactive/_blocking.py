@@ -162,8 +162,11 @@ class BlockingMimiCore:
         Where it cannot wait for the end, it schedules the close and returns at once: in a
         subscriber (on the core's thread: a "quit on log-out" handler, or one on the streams'
         completion) and in a signal handler that interrupted a call of the core (a SIGTERM
-        handler while the main thread dispatches). In a process forked from the one that
-        started the core it does nothing: the core is the parent's.
+        handler while the main thread dispatches, or waits on a dispatched command's
+        ``result()``). Such a handler may dispatch, but its blocking calls raise
+        ``ReentrantCallError`` (the call it interrupted holds what they would wait for). In a
+        process forked from the one that started the core it does nothing: the core is the
+        parent's.
         """
         if grace_period is not None:  # refused here: the loop must not stop unclosed
             check_seconds("grace_period", grace_period)

@@ -162,16 +162,30 @@ def instant(_instance: object, attribute: attrs.Attribute[Any], value: object) -
 
 def check_clock(clock: Callable[[], object]) -> None:
     """Read ``clock`` once and refuse it (``ConfigurationError``, naming the clock) unless it
-    gives a time as ``instant`` takes one: read once, at start, not on every command."""
-    try:
-        now = clock()
-    except Exception as error:
-        raise ConfigurationError(f"the clock raised {type(error).__name__}") from error
-    if not is_number(now) or not 0 <= now <= LATEST_INSTANT:
-        shown = type(now).__name__ if not is_number(now) else repr(now)
-        raise ConfigurationError(
-            f"the clock must give seconds since the epoch, like time.time(); it gave {shown}"
-        )
+    gives a time as ``instant`` takes one."""
+    checked_clock(clock)()
+
+
+def checked_clock(clock: Callable[[], object]) -> Callable[[], float]:
+    """``clock``, each reading checked as ``check_clock`` checks the first: one that goes
+    wrong after the start (raises, gives NaN) raises ``ConfigurationError`` naming the clock,
+    never an error blamed on the backend or a time stamped on a session."""
+
+    def now() -> float:
+        try:
+            value = clock()
+        except Exception as error:
+            raise ConfigurationError(f"the clock raised {type(error).__name__}") from error
+        if type(value) is float and 0.0 <= value <= LATEST_INSTANT:  # inline: every command
+            return value
+        if not is_number(value) or not 0 <= value <= LATEST_INSTANT:
+            shown = type(value).__name__ if not is_number(value) else repr(value)
+            raise ConfigurationError(
+                f"the clock must give seconds since the epoch, like time.time(); it gave {shown}"
+            )
+        return value  # an int (or another real) in bounds
+
+    return now
 
 
 def check_seconds(name: str, value: object) -> None:

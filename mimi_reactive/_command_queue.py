@@ -89,10 +89,13 @@ class CommandQueue:
         self.forked = False
         """Whether this is a forked copy, whose loop runs (if at all) in the parent only."""
         self._closed_why = "the core is closed"
+        # Whether close() began: a worker that ends without it (cancelled as asyncio.run
+        # ends, or stopped by a subscriber's SystemExit) releases the backend itself.
+        self._close_begun = False
         # Held while a thread checks ``closed`` and hands a command to the loop, and while
         # the ending worker sets it: a command handed over before is in the loop's queue
         # ahead of the loop's end (answered), one after fails at once (none waits forever).
-        self._handover = threading.Lock()
+        self._handover = threading.RLock()  # a signal handler may dispatch in a dispatch
         self.loop = asyncio.get_running_loop()
         """The event loop the commands run on."""
         self._loop_thread = threading.get_ident()
@@ -155,7 +158,7 @@ class CommandQueue:
         once (a dispatch from another thread would wait forever on the copy of its loop)."""
         self.forked = self.closed = True
         self._closed_why = FORKED
-        self._handover = threading.Lock()  # another thread may have held it as the process forked
+        self._handover = threading.RLock()  # another thread may have held it at the fork
 
     def refuse_other_loop(self) -> None:
         """Raise ``other_loop_error()`` unless called on the queue's own loop: a command
@@ -192,6 +195,7 @@ class CommandQueue:
     def begin_close(self) -> None:
         """The part of ``close`` that does not wait: refuse commands from now on, fail the
         queued ones, and have the worker stop after the running one. Idempotent."""
+        self._close_begun = True  # the close releases the backend, even once stopped
         if self.closed:
             return
         self.closed = True
@@ -217,6 +221,7 @@ class CommandQueue:
         queued command (cancelling that wait leaves it running)."""
         self._busy = True
         self._effects.hold_revocations()  # they start where a task's first step would
+        stopping = False
         try:
             started = _eager.start(
                 self._worker, self._context, self._commands.perform(command, decision)
@@ -227,15 +232,19 @@ class CommandQueue:
             self._stop_now(error)
             closed = CoreClosedError("the core stopped while this ran")
             raise closed from error
+        except MimiCoreError:  # typed, not a bug (a clock gone wrong): the caller's as is
+            self._busy = False
+            raise
         except Exception as error:
             self._busy = False
             raise _crashed(error) from error
         except BaseException as error:  # SystemExit, KeyboardInterrupt: raised to the caller
             self._busy = False
+            stopping = True
             self._stop_now(error)
             raise
         finally:
-            self._effects.release_revocations()
+            self._effects.release_revocations(start=not stopping)
         if not isinstance(started, _eager.Started):
             self._busy = False
             return started
@@ -304,6 +313,8 @@ class CommandQueue:
                     self._commands.apply_committed()  # stored already: the state must say so
                     _resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
+                except MimiCoreError as error:  # typed, not a bug (a clock gone wrong)
+                    _resolve(future, error=error)
                 except Exception as error:  # a bug must not stop the worker or the stream
                     _resolve(future, error=_crashed(error))
                 except BaseException as error:  # SystemExit, KeyboardInterrupt: not a bug
@@ -316,7 +327,9 @@ class CommandQueue:
                 finally:
                     self._busy = False
         finally:
-            abandoned = not self.closed  # cancelled, not closed: the loop is ending
+            # Cancelled or stopped (a subscriber's SystemExit), not closed: the loop is ending,
+            # and no close() may ever run on it.
+            abandoned = not self._close_begun
             self._refuse_queued()
             self._commands.end()
             if abandoned:  # released while the loop still runs, not reported leaked at exit

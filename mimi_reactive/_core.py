@@ -13,7 +13,7 @@ from typing import Any
 
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials, OriginBackend
-from ._checks import check_clock, check_seconds
+from ._checks import check_clock, check_seconds, checked_clock
 from ._config import MimiConfiguration
 from ._exceptions import OtherOriginSessionError, WrongEventLoopError
 from ._file_storage import FileSessionStorage
@@ -76,9 +76,9 @@ class MimiCore:
         ``close_grace_period`` is how long closing waits at most for a running command and
         for background revocations (a log-out made offline), in seconds.
         ``clock`` is the wall clock token lifetimes are measured on (tests may pass their own);
-        it is read once here, and one that raises or gives no time since the epoch (NaN, a
-        str) raises ``ConfigurationError`` naming the clock (a clock that goes wrong later
-        is not checked on every command: each reads it).
+        it is read here, and one that raises or gives no time since the epoch (NaN, a str)
+        raises ``ConfigurationError`` naming the clock; so does a command that reads a clock
+        gone wrong since, before any call to the service (the session is kept as it was).
         An argument of the wrong type (a URL for ``backend``, a path for ``storage``) raises
         ``TypeError``; a negative or NaN duration, or a blank ``client_id`` or
         ``client_secret``, ``ConfigurationError``: all before anything starts. A storage that
@@ -157,7 +157,7 @@ class MimiCore:
             storage=storage,
             configuration=configuration,
             restored=restored,
-            clock=clock,
+            clock=checked_clock(clock),  # one gone wrong since is the clock's error, typed
         )
         return cls(
             auth=AuthController(store),
@@ -202,7 +202,7 @@ class MimiCore:
         grace = self._close_grace_period if grace_period is None else grace_period
         await self._keeper.close()
         await store.close(grace_period=grace)
-        await self._backend.close()
+        await store.close_backend()  # unless the worker released it (a subscriber's exit)
         self._closed = True
 
     async def _close_elsewhere(self) -> None:
@@ -230,9 +230,7 @@ class MimiCore:
         # are released instead of reported by the HTTP library as leaked.
         loop = self._store.loop
         with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to release
-            loop.call_soon_threadsafe(
-                _release, self._keeper, self._store, self._backend, self._close_grace_period
-            )
+            loop.call_soon_threadsafe(_release, self._keeper, self._store, self._close_grace_period)
 
     async def __aenter__(self) -> MimiCore:
         return self
@@ -246,15 +244,13 @@ class MimiCore:
         await self.close()
 
 
-def _release(
-    keeper: SessionKeeper, store: SessionStore, backend: AuthBackend, grace_period: float
-) -> None:
+def _release(keeper: SessionKeeper, store: SessionStore, grace_period: float) -> None:
     """Close an abandoned core's parts in the background, on their loop."""
 
     async def release() -> None:
         await keeper.close()
         await store.close(grace_period=grace_period)
-        await backend.close()
+        await store.close_backend()
 
     task = asyncio.get_running_loop().create_task(release(), name="mimi_reactive.release")
     _RELEASING.add(task)

@@ -264,7 +264,8 @@ class EffectRunner:
 
     async def _signed_in(self, route: AuthRoute, session: Session | None) -> Session:
         """The session the backend issues for ``route`` (``TypeError`` for a wrong answer)."""
-        return Session.issued(await self._backend.authenticate(route, session), self._clock())
+        now = self._clock()  # before the call: a clock gone wrong leaves no orphan session
+        return Session.issued(await self._backend.authenticate(route, session), now)
 
     async def _delete(self, session: Session) -> EffectResult:
         # The guards ask only a backend whose capabilities declare deletion.

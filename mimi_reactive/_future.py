@@ -4,14 +4,77 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from typing import Any
 
 from ._exceptions import ReentrantCallError
 from ._messages import Outcome
 
-__all__ = ["CommandFuture"]
+__all__ = ["INTERRUPTED", "CallDepth", "CommandFuture", "holds_a_future"]
+
+
+class CallDepth(threading.local):
+    """How many calls of one core (a dispatched command's wait among them) the thread is
+    inside: more than one only when a signal handler interrupted one."""
+
+    calls = 0
+
+
+class _Holding(threading.local):
+    locks = 0  # the CommandFuture locks the thread holds, or is about to take
+
+
+_HOLDING = _Holding()
+
+
+def holds_a_future() -> bool:
+    """Whether this thread holds (or is taking) a ``CommandFuture``'s lock: a signal handler
+    that interrupted it must not wait for the core's loop, which needs that lock to answer
+    the future (``done()``, ``result()`` take it, and it is held as their wait ends)."""
+    return _HOLDING.locks > 0
+
+
+class _CountedLock:
+    """A ``CommandFuture``'s lock (an ``RLock``, as ``Future``'s), counted in ``_HOLDING``
+    from before it is taken until after it is let go: never held uncounted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        _HOLDING.locks += 1
+        taken = False
+        try:
+            taken = self._lock.acquire(blocking, timeout)
+        finally:
+            if not taken:
+                _HOLDING.locks -= 1
+        return taken
+
+    def release(self) -> None:
+        self._lock.release()
+        _HOLDING.locks -= 1
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    # What threading.Condition uses to let go of the lock while it waits, and take it back.
+    def _is_owned(self) -> bool:
+        return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]
+
+    def _release_save(self) -> tuple[int, int]:
+        state: tuple[int, int] = self._lock._release_save()  # type: ignore[attr-defined]
+        _HOLDING.locks -= state[0]
+        return state
+
+    def _acquire_restore(self, state: tuple[int, int]) -> None:
+        _HOLDING.locks += state[0]
+        self._lock._acquire_restore(state)  # type: ignore[attr-defined]
 
 
 class CommandFuture(concurrent.futures.Future[Outcome]):
@@ -24,7 +87,12 @@ class CommandFuture(concurrent.futures.Future[Outcome]):
 
     def __init__(self, loop_thread: int) -> None:
         super().__init__()
+        self._condition = threading.Condition(_CountedLock())  # type: ignore[arg-type]
         self._loop_thread = loop_thread
+        self.depth: CallDepth | None = None
+        """Counts this future's waits as calls of a ``BlockingMimiCore`` (set by its
+        ``dispatch``): a signal handler interrupting one then schedules its ``close()``, as
+        the waiting thread may hold this future's lock, which the loop needs to answer it."""
 
     def __await__(self) -> Generator[Any, None, Outcome]:
         return asyncio.wrap_future(self).__await__()
@@ -33,17 +101,43 @@ class CommandFuture(concurrent.futures.Future[Outcome]):
         """Wait up to ``timeout`` seconds for the outcome and return it (what the command
         raised, it raises); ``ReentrantCallError`` on the core's event-loop thread."""
         self._refuse_to_deadlock()
-        return super().result(timeout)
+        with self._counted():
+            return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
         """Wait up to ``timeout`` seconds and return what the command raised, or ``None``;
         ``ReentrantCallError`` on the core's event-loop thread."""
         self._refuse_to_deadlock()
-        return super().exception(timeout)
+        with self._counted():
+            return super().exception(timeout)
+
+    @contextlib.contextmanager
+    def _counted(self) -> Iterator[None]:
+        """The wait, counted in ``depth`` if set."""
+        depth = self.depth
+        if depth is None:
+            yield
+            return
+        depth.calls += 1
+        try:
+            yield
+        finally:
+            depth.calls -= 1
 
     def _refuse_to_deadlock(self) -> None:
-        if not self.done() and threading.get_ident() == self._loop_thread:
+        if self.done():
+            return
+        if threading.get_ident() == self._loop_thread:
             raise ReentrantCallError(
                 "blocking on a command on the core's event-loop thread would never return; "
                 "await it, or await core.auth.run(...), instead"
             )
+        if self.depth is not None and self.depth.calls:
+            raise ReentrantCallError(INTERRUPTED)
+
+
+INTERRUPTED = (
+    "a blocking call of the core from a signal handler that interrupted another could "
+    "wait for ever (the interrupted call holds what the core needs to answer); dispatch "
+    "the command, or close() the core, from the handler instead"
+)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from ._command_queue import FORKED
 from ._exceptions import CoreClosedError, ReentrantCallError
-from ._future import CommandFuture
+from ._future import INTERRUPTED, CallDepth, CommandFuture, holds_a_future
 from ._log import Log
 
 __all__ = ["LoopThread"]
@@ -21,10 +21,6 @@ __all__ = ["LoopThread"]
 T = TypeVar("T")
 
 _log = Log("mimi_reactive.core")
-
-
-class _Depth(threading.local):
-    calls = 0  # how many calls of this core the thread is inside (a signal may interrupt one)
 
 
 class LoopThread:
@@ -40,14 +36,15 @@ class LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._lock = threading.Lock()
+        # Reentrant: a signal handler may dispatch while the thread it interrupted holds it.
+        self._lock = threading.RLock()
         # Taken once, never released, without blocking: the first close is the one that
         # closes, and even a signal handler may take it (it never waits for the lock).
         self._close_claimed = threading.Lock()
         self._ended = False  # the loop has stopped: nothing scheduled now would run
         self._forked = False  # this is a forked copy: the thread is in the parent only
         self._waiting: set[Future[Any]] = set()  # the callers not answered yet
-        self._depth = _Depth()
+        self._depth = CallDepth()  # the calls of this core each thread is inside
         self._fatal: BaseException | None = None
         self.close_at_once: Callable[[], Coroutine[Any, Any, None]] | None = None
         """What closes the core at once, run if the loop ends unclosed (a subscriber's
@@ -64,6 +61,9 @@ class LoopThread:
     def call(self, work: Coroutine[Any, Any, T], *, closing: bool = False) -> T:
         """Run ``work`` on the loop and block until it is done; its error is raised here."""
         self._refuse_to_deadlock(work)
+        if self._depth.calls:  # a signal handler interrupting a call of the core
+            work.close()
+            raise ReentrantCallError(INTERRUPTED)
         waiter: Future[T] = Future()
         self._depth.calls += 1
         try:
@@ -89,7 +89,9 @@ class LoopThread:
         try:
             with self._lock:
                 if not self._ended and not self._close_claimed.locked():
-                    return queue()
+                    future = queue()
+                    future.depth = self._depth  # its wait is a call of the core
+                    return future
         finally:
             self._depth.calls -= 1
         refused = CommandFuture(self._thread.ident or 0)
@@ -128,7 +130,7 @@ class LoopThread:
         if wait and not own_thread:
             _refuse_inside_a_loop()
         first = self._close_claimed.acquire(blocking=False)
-        if own_thread or self._depth.calls or not wait:
+        if own_thread or self._depth.calls or holds_a_future() or not wait:
             if first and not self._ended:
                 self._close_later(make_work())
             return
@@ -154,7 +156,7 @@ class LoopThread:
         """In a forked child: the thread is the parent's; refuse every call at once."""
         self._forked = True
         self._ended = True
-        self._lock = threading.Lock()  # another thread may have held it as the process forked
+        self._lock = threading.RLock()  # another thread may have held it as the process forked
         self._waiting.clear()
 
     def _closed_error(self) -> CoreClosedError:

@@ -82,9 +82,10 @@ class Renewal:
             # Dropped, so the next try (after a restart too) logs in by id at once instead
             # of presenting the refused token again.
             session = attrs.evolve(session, tokens=attrs.evolve(session.tokens, refresh_token=None))
+        now = self._clock()  # before the call: a clock gone wrong spends no credential
         try:
             issued = await self._backend.authenticate(LogInAnonymously(anonymous_id), None)
-            renewed = Session.issued(issued, self._clock())
+            renewed = Session.issued(issued, now)
         except (InvalidCredentialsError, SessionRevokedError) as error:  # the user is gone
             raise _id_refused(error) from error
         except Exception as error:  # network trouble, a bad answer: keep the id, try later
@@ -132,8 +133,9 @@ class Renewal:
 
     async def _refreshed(self, session: Session) -> Session:
         """``session`` renewed by its refresh token (raises as ``renew`` does)."""
+        now = self._clock()  # before the call: one gone wrong must not spend the token
         try:
-            return Session.issued(await self._backend.refresh(session), self._clock())
+            return Session.issued(await self._backend.refresh(session), now)
         except SessionRevokedError:
             raise
         except Exception as error:

@@ -82,11 +82,14 @@ class Revocations:
         if not self._waits and _eager.SUPPORTED:
             self._held = []
 
-    def release(self) -> None:
-        """Start the revocations kept since ``hold``, at once."""
+    def release(self, *, start: bool = True) -> None:
+        """Start the revocations kept since ``hold``, at once (not ``start``: drop them, the
+        program stopping, as one started would be cut off mid-call as its loop ends)."""
         held, self._held = self._held, None
         for revocation in held or ():
-            if self._waits:
+            if not start:
+                revocation.close()
+            elif self._waits:
                 self._track(asyncio.get_running_loop().create_task(revocation))
             else:
                 self._start_now(revocation)

@@ -72,6 +72,7 @@ class SessionStore:
         self.configuration = configuration
         self._capabilities = backend.capabilities
         self._backend = backend
+        self._released = False  # the backend was closed (``close_backend``)
         self._effects = EffectRunner(
             backend=backend, storage=storage, configuration=configuration, clock=clock
         )
@@ -153,12 +154,21 @@ class SessionStore:
         await self._queue.close(grace_period=grace_period)
         await self._effects.close(grace_period)
 
+    async def close_backend(self) -> None:
+        """Close the backend, once: a later call (``close()`` after the worker released it,
+        a subscriber's ``SystemExit`` having stopped it) does nothing."""
+        if self._released:
+            return
+        self._released = True  # before the wait: a close meanwhile does not close it again
+        await self._backend.close()
+
     async def release(self) -> None:
-        """Close the backend of a core nobody will close (its worker cancelled unclosed, or
-        its loop closed by hand), never raising: a backend that fails is logged
-        (``session.release_failed``), as there is no caller left to tell."""
+        """Close the backend of a core nobody will close (its worker cancelled unclosed or
+        stopped by a subscriber's ``SystemExit``, or its loop closed by hand), never raising:
+        a backend that fails is logged (``session.release_failed``), as there is no caller
+        left to tell."""
         try:
-            await self._backend.close()  # idempotent: released already after asyncio.run
+            await self.close_backend()
         except Exception as error:  # a backend that cannot close (off its loop, say)
             _log.warning("session.release_failed", error=type(error).__name__)
 

@@ -62,6 +62,88 @@ def test_a_signal_handler_closing_the_core_mid_call_returns(call: str) -> None:
     assert done.stdout == "closed 1\n"
 
 
+# One SIGALRM a round, at a random moment of the main thread's loop of calls: inside a
+# dispatch, a command's result() (holding its future's lock, which the loop needs), or a call.
+_SIGNAL_MID_CALL_SCRIPT = """
+import faulthandler, random, signal
+from mimi_reactive import AuthRoute, BlockingMimiCore, CoreClosedError, LogOut
+from mimi_reactive.testing import ScriptedBackend
+faulthandler.dump_traceback_later(40, exit=True)
+for _ in range({rounds}):
+    core = BlockingMimiCore.start(backend=ScriptedBackend())
+    handled = []
+    def on_alarm(signum, frame):
+        {handler}
+        handled.append(signum)
+    signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, random.uniform(0.0001, 0.003))
+    while not handled:
+        try:
+            {call}
+        except CoreClosedError:
+            pass
+    core.close()
+print("done")
+"""
+_HANDLERS = {"close": "core.close()", "dispatch": "core.auth.dispatch(LogOut())"}
+_CALLS = {
+    "result": "core.auth.dispatch(AuthRoute.sign_up_anonymously()).result()",
+    "dispatch": "core.auth.dispatch(LogOut())",
+    "run": "core.auth.run(LogOut())",
+}
+
+
+@pytest.mark.parametrize("handler", _HANDLERS.values(), ids=list(_HANDLERS))
+@pytest.mark.parametrize("call", _CALLS.values(), ids=list(_CALLS))
+def test_a_signal_handler_closing_or_dispatching_mid_call_never_hangs(
+    handler: str, call: str
+) -> None:
+    """A signal handler's close() or dispatch, landing anywhere in the main thread's
+    dispatch, result() or blocking call, returns, and so does the call (300 rounds)."""
+    script = _SIGNAL_MID_CALL_SCRIPT.format(rounds=300, handler=handler, call=call)
+    done = run_python("-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "done\n"
+
+
+_SLOW_COMMAND_SCRIPT = """
+import faulthandler, os, signal, threading, time
+from mimi_reactive import AuthRoute, BlockingMimiCore, CoreClosedError, ReentrantCallError
+from mimi_reactive.testing import Reply, ScriptedBackend
+faulthandler.dump_traceback_later(40, exit=True)
+backend = ScriptedBackend()
+backend.script(Reply.never())
+core = BlockingMimiCore.start(backend=backend, close_grace_period=0.5)
+told = []
+def on_alarm(signum, frame):
+    try:
+        core.auth.log_out()
+    except ReentrantCallError:
+        told.append("refused")
+    began = time.monotonic()
+    core.close()
+    told.append("prompt" if time.monotonic() - began < 0.4 else "waited")
+signal.signal(signal.SIGALRM, on_alarm)
+waiting = core.auth.dispatch(AuthRoute.sign_up_anonymously())
+threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGALRM)).start()
+try:
+    waiting.result()
+except CoreClosedError:
+    told.append("closed")
+core.close()
+print(*told)
+"""
+
+
+def test_a_signal_handler_closes_at_once_while_a_command_result_waits() -> None:
+    """A handler interrupting result() on a command the backend never answers: its own
+    blocking call is refused (ReentrantCallError), its close() returns at once, and the
+    waiting result() raises CoreClosedError once the grace period is over."""
+    done = run_python("-c", _SLOW_COMMAND_SCRIPT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "refused prompt closed\n"
+
+
 def test_closing_while_another_thread_dispatches_in_a_loop_returns_soon() -> None:
     """close() while a thread dispatches as fast as it can refuses the dispatches from then
     on (CoreClosedError) and returns within seconds (20 rounds)."""

@@ -189,3 +189,65 @@ def test_a_start_never_awaited_warns_naming_the_public_call() -> None:
     starting = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
     with pytest.warns(RuntimeWarning, match=r"MimiCore\.start\(\.\.\.\) was never awaited"):
         del starting  # CPython frees it at once
+
+
+# A subscriber's sys.exit() stops the core the app never closes: the backend is released
+# all the same, once (counted), and aiohttp reports nothing leaked.
+STOPPED_BY_A_SUBSCRIBER = """
+import asyncio, gc, sys
+from mimi_reactive import AuthRoute, BlockingMimiCore, LogOut, MimiCore, Transition
+from mimi_reactive.backends.http import HttpBackend
+
+url, client_id, secret, core_kind, call = sys.argv[1:]
+closes = []
+
+class Counting(HttpBackend):
+    async def close(self):
+        closes.append(1)
+        await super().close()
+
+def exit_on_log_out(state):
+    if state.transition is Transition.LOGGED_OUT:
+        raise SystemExit("bye")
+
+async def main():
+    core = await MimiCore.start(client_id=client_id, client_secret=secret, backend=Counting(url))
+    await core.auth.authenticate(AuthRoute.sign_up_anonymously())  # a pooled connection
+    core.auth.states.subscribe(exit_on_log_out)
+    await (core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()))
+
+try:
+    if core_kind == "async":
+        asyncio.run(main())
+    else:
+        core = BlockingMimiCore.start(
+            client_id=client_id, client_secret=secret, backend=Counting(url)
+        )
+        core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        core.auth.states.subscribe(exit_on_log_out)
+        core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()).result(10)
+except SystemExit as error:
+    print("exited", error)
+if core_kind == "blocking":
+    core.close()
+    del core
+gc.collect()
+print("closes", len(closes))
+"""
+
+
+@pytest.mark.parametrize("core_kind", ["async", "blocking"])
+@pytest.mark.parametrize("call", ["call", "dispatch"])
+async def test_a_core_stopped_by_a_subscriber_exiting_releases_its_backend_once(
+    server: IdentityServer, client_secret: str, core_kind: str, call: str
+) -> None:
+    """A subscriber's sys.exit() stopping an unclosed core's loop closes its backend exactly
+    once, and aiohttp reports no session, connection or socket leaked."""
+    arguments = (server.url, CLIENT_ID, client_secret, core_kind, call)
+    done = await asyncio.to_thread(
+        run_python, "-X", "dev", "-c", textwrap.dedent(STOPPED_BY_A_SUBSCRIBER), *arguments
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["exited", "bye", "closes", "1"], done.stderr
+    assert "nclosed" not in done.stderr, done.stderr  # aiohttp's session, connector, sockets
+    assert "never retrieved" not in done.stderr, done.stderr
