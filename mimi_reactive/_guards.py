@@ -13,8 +13,8 @@ from typing import TypeVar, get_args
 import attrs
 
 from ._backend import ALL_ROUTES, BackendCapabilities
-from ._checks import credentials_problem, is_blank_anonymous_id
 from ._config import MimiConfiguration
+from ._credential_rules import credentials_problem, is_blank_anonymous_id
 from ._messages import (
     AdoptSession,
     Authenticate,

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import attrs
 
-from ._checks import flag, possible_anonymous_id, text
+from ._checks import flag, text
+from ._credential_rules import possible_anonymous_id
 from ._exceptions import MimiCoreError
 from ._reasons import Reason
 from ._redaction import mask, mask_email, value_repr

@@ -14,14 +14,12 @@ import attrs
 
 from ._backend import BackendCapabilities, ClientCredentials
 from ._checks import (
-    MIN_PASSWORD_LENGTH,
-    PASSWORD_MAX_LENGTH,
-    check_email,
     check_seconds,
     flag,
     seconds,
     str_set,
 )
+from ._credential_rules import MIN_PASSWORD_LENGTH, PASSWORD_MAX_LENGTH, check_email
 from ._exceptions import (
     BackendError,
     ConfigurationError,

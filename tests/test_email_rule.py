@@ -17,7 +17,7 @@ from mimi_reactive import (
     MimiCore,
     Reason,
 )
-from mimi_reactive._checks import credentials_problem
+from mimi_reactive._credential_rules import credentials_problem
 from mimi_reactive._server._models import LogIn
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer

@@ -21,7 +21,7 @@ from mimi_reactive import (
     SignUpAnonymously,
     Transition,
 )
-from mimi_reactive._checks import anonymous_id_problem
+from mimi_reactive._credential_rules import anonymous_id_problem
 from mimi_reactive._guards import (
     _GUARDS_FOR,
     GUARDS,

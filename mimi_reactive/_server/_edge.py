@@ -15,7 +15,7 @@ from typing import TypeVar
 import pydantic
 from aiohttp import BasicAuth, hdrs, web
 
-from .._checks import MIN_PASSWORD_LENGTH
+from .._credential_rules import MIN_PASSWORD_LENGTH
 from ._context import RegisteredClient, ServerState, client_of
 from ._limits import RateLimitStorageError
 from ._models import Credentials, Promotion

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .._checks import (
+from .._credential_rules import (
     ANONYMOUS_ID_CHARACTERS,
     ANONYMOUS_ID_MAX_LENGTH,
     EMAIL_MAX_LENGTH,
