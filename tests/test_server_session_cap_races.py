@@ -1,6 +1,7 @@
 """Log-ins that end a capped user's least recently used sessions, sent at once with refreshes
-of those very sessions and with a log-out everywhere or the account's deletion: every request
-is answered (never 5xx), a refresh either renews a session that stays live or is told its
+of those very sessions, with a log-out everywhere or the account's deletion, and with the
+promotion of an anonymous user from the session they end: every request is answered (never
+5xx), a refresh either renews a session that stays live or is told its
 session ended, the cap holds, and PostgreSQL counts no deadlock (each path takes the user's
 row before its sessions, so none waits for another in a cycle)."""
 
@@ -18,7 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from mimi_reactive._server._database import IdentityDatabase
+from mimi_reactive._server._database import IdentityDatabase, SessionGoneError
 from mimi_reactive._server._records import NewSession
 from mimi_reactive._server._secrets import digest, new_secret
 from mimi_reactive._server._stores import open_database
@@ -31,6 +32,9 @@ from .test_server_session_cap import capped, live
 CAP = 6
 LOG_INS = 2  # per round, each ending one of the CAP - LOG_INS least recently used sessions
 ROUNDS = 12
+# A promotion locking its session before its user deadlocked 6-14 times in 96 rounds: many
+# rounds (each a few milliseconds) so that this lock order undone fails the test every run.
+PROMOTION_ROUNDS = 96
 # Answers to a refresh of a session ended meanwhile: by the cap (idle), by a log-out everywhere
 # (revoked), or its rows deleted (by the cap's bound on ended sessions, or with the user).
 ENDED = {"idle", "revoked", "unknown"}
@@ -152,6 +156,56 @@ async def test_log_ins_past_the_cap_race_refreshes_of_the_sessions_they_end(
     assert await deadlocks(race_database) == 0
 
 
+async def test_a_promotion_races_log_ins_past_the_cap_that_end_its_session(
+    race_database: str, client_secret: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A promotion sent with log-ins past the cap, from a session they end or one they leave:
+    no 5xx; promoted, or invalid_token once its session ended; no deadlock."""
+    clock = Clock()
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    async with (
+        IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=race_database,
+            settings=capped(clock, CAP),
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+        for round_ in range(ROUNDS):
+            created, sessions = await at_the_cap(caller, clock)
+            anonymous_id = created["user"]["anonymous_id"]
+            # The log-ins end sessions[:LOG_INS]; over HTTP they end the promoting one before
+            # the promotion (which hashes the password first) reaches the database, which the
+            # store's test above races closely.
+            promoting = round_ % (LOG_INS + 1)
+            promotion = {
+                "access_token": sessions[promoting]["access_token"],
+                "email": f"user{round_}@example.com",
+                "password": "long enough",
+            }
+            (promoted, answer), *log_ins = await asyncio.gather(
+                _status_and_body(caller.post("/v1/users/promote", promotion)),
+                *(caller.log_in_anonymously(anonymous_id) for _ in range(LOG_INS)),
+            )
+            assert [s for s, _ in [(promoted, answer), *log_ins] if s >= 500] == [], log_ins
+            if promoted == 200 or promoting >= LOG_INS:
+                assert promoted == 200, answer
+                assert answer["user"]["email"] == promotion["email"], answer
+            else:
+                assert (promoted, answer["error"]["code"]) == (401, "invalid_token"), answer
+            for status, body in log_ins:
+                if status != 200:  # after the promotion, the anonymous id is no way in
+                    assert promoted == 200, body
+                    assert (status, body["error"]["code"]) == (400, "invalid_grant"), body
+            if promoted != 200:  # the session it promoted from was ended by a log-in
+                assert 200 in [status for status, _ in log_ins], log_ins
+            assert await live(race_database, created["user"]["id"]) <= CAP
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert await deadlocks(race_database) == 0
+
+
 async def _status_and_body(call: Any) -> tuple[int, Any]:
     status, body, _ = await call
     return status, body
@@ -192,6 +246,62 @@ async def test_the_store_ends_all_sessions_of_a_user_while_log_ins_pass_the_cap(
                 *(store.create_session(user.id, new_session()) for _ in range(2 * LOG_INS)),
                 end_all(store, user.id),
             )
+            assert await live(race_database, user.id) <= CAP
+    finally:
+        await store.close()
+    assert await deadlocks(race_database) == 0
+
+
+async def test_the_store_promotes_a_user_while_log_ins_past_the_cap_end_the_promoting_session(
+    race_database: str,
+) -> None:
+    """A promotion from the least recently used session, stored at once with anonymous log-ins
+    past the cap that end it: one of them wins, the other sees it did, no deadlock."""
+    store: IdentityDatabase = await open_database(race_database)
+    clock = Clock()
+
+    def new_session() -> NewSession:
+        clock.now += 1
+        return NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), clock.now, CAP)
+
+    try:
+        for round_ in range(PROMOTION_ROUNDS):
+            anonymous_id = digest(new_secret())
+            sessions = [new_session()]
+            user = await store.create_user(
+                user_id=str(uuid.uuid4()),
+                anonymous_id_digest=anonymous_id,
+                email=None,
+                password_hash=None,
+                session=sessions[0],
+            )
+            for _ in range(2 * CAP - 1):  # CAP live, CAP ended
+                sessions.append(new_session())
+                assert await store.log_in_anonymously(anonymous_id, sessions[-1]) is not None
+            # The least recently used live session: the first log-in ends it.
+            promotion = store.promote(
+                user.id,
+                session_id=sessions[-CAP].id,
+                email=f"user{round_}@example.com",
+                password_hash="not checked here",
+            )
+            log_ins = (
+                store.log_in_anonymously(anonymous_id, new_session()) for _ in range(LOG_INS)
+            )
+            promoted, *logged_in = await asyncio.gather(promotion, *log_ins, return_exceptions=True)
+            # Promoted first, the anonymous id no longer logs in; logged in first, the session
+            # it promotes from has ended.
+            assert [r for r in logged_in if isinstance(r, BaseException)] == [], logged_in
+            if isinstance(promoted, SessionGoneError):  # nothing written
+                assert any(found is not None for found in logged_in), logged_in
+                stored = await store.user_by_id(user.id)
+                assert stored is not None
+                assert stored.is_anonymous
+            else:
+                assert not isinstance(promoted, BaseException), promoted
+                assert promoted is not None
+                assert promoted.email == f"user{round_}@example.com"
+                assert logged_in == [None] * LOG_INS, logged_in
             assert await live(race_database, user.id) <= CAP
     finally:
         await store.close()

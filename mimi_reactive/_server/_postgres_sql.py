@@ -95,12 +95,21 @@ SELECT id, is_anonymous, email, password_hash, anonymous_only OR $7,
 FROM u
 """  # noqa: S608
 
-# A promotion, only while the caller's session ($4) is a live session of the user: the session
-# row is locked (FOR SHARE) so a log-out waits for the promotion's commit, and one that
-# committed first (while the password hashed) leaves "live" empty and nothing written.
+# A promotion, only while the caller's session ($4) is a live session of the user: the user's
+# row is locked first (FOR UPDATE, the lock the UPDATE of its unique anonymous_id_digest
+# takes), as every write of a user's sessions takes it, and only then the session (FOR SHARE,
+# so a log-out waits for the promotion's commit). Session first, a log-in past the cap ending
+# it (holding the user, then waiting for the session) and the promotion (holding the session,
+# then waiting for the user) each waited for the other, a deadlock. "live" emits the session
+# only once u has emitted (so locked) the user; one a log-in or log-out ended before (while
+# the password hashed, or while this waited for the user) is read as it is once that
+# committed: revoked, so "live" is empty and nothing is written.
 PROMOTE = """
-WITH live AS (
-    SELECT 1 FROM sessions WHERE id = $4 AND user_id = $1 AND revoked_at IS NULL FOR SHARE
+WITH u AS MATERIALIZED (
+    SELECT id FROM users WHERE id = $1 FOR UPDATE
+), live AS (
+    SELECT 1 FROM sessions s JOIN u ON u.id = s.user_id
+    WHERE s.id = $4 AND s.revoked_at IS NULL FOR SHARE OF s
 ), promoted AS (
     UPDATE users SET email = $2, password_hash = $3, is_anonymous = false,
         anonymous_id_digest = NULL
