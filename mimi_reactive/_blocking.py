@@ -13,7 +13,7 @@ import reactivex
 
 from ._auth import AuthObserver, ObserverHandle
 from ._backend import AuthBackend
-from ._checks import check_seconds
+from ._checks import check_seconds, core_of_the_other_kind
 from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._future import CommandFuture
@@ -201,6 +201,10 @@ class BlockingAnonymousAuthManager:
     """``AnonymousAuthManager`` for a ``BlockingMimiCore``."""
 
     def __init__(self, core: BlockingMimiCore) -> None:
+        if not isinstance(core, BlockingMimiCore):
+            raise TypeError(
+                core_of_the_other_kind(core, BlockingMimiCore, MimiCore, "AnonymousAuthManager")
+            )
         self._manager = AnonymousAuthManager(core._core)
         self._loop = core._loop
 

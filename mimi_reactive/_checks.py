@@ -28,6 +28,7 @@ __all__ = [
     "check_service_url",
     "check_timeout",
     "check_trimmed",
+    "core_of_the_other_kind",
     "count",
     "flag",
     "has_surrounding_whitespace",
@@ -347,3 +348,13 @@ def str_set(name: str, value: object, example: str) -> frozenset[str]:
     if not all(isinstance(item, str) for item in chosen):
         raise TypeError(f"{name} must hold str values")
     return chosen
+
+
+def core_of_the_other_kind(core: object, expected: type, other: type, counterpart: str) -> str:
+    """Why a class that takes an ``expected`` core refuses ``core``; given the ``other`` kind
+    (a ``BlockingMimiCore`` for a ``MimiCore``, or back), it names ``counterpart``, the class
+    that takes that kind."""
+    message = f"core must be a {expected.__name__}, not {type(core).__name__}"
+    if isinstance(core, other):
+        message += f": for a {other.__name__}, use {counterpart}"
+    return message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._checks import core_of_the_other_kind
 from ._core import MimiCore
 from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import AuthRoute, Skipped
@@ -19,7 +20,13 @@ class AnonymousAuthManager:
 
     def __init__(self, core: MimiCore) -> None:
         if not isinstance(core, MimiCore):
-            raise TypeError(f"core must be a MimiCore, not {type(core).__name__}")
+            from ._blocking import BlockingMimiCore  # here: _blocking builds on this module
+
+            raise TypeError(
+                core_of_the_other_kind(
+                    core, MimiCore, BlockingMimiCore, "BlockingAnonymousAuthManager"
+                )
+            )
         self._core = core
 
     async def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLogInResult:

@@ -12,7 +12,7 @@ from typing import Self
 import reactivex
 
 from ._blocking import BlockingMimiCore
-from ._checks import check_seconds
+from ._checks import check_seconds, core_of_the_other_kind
 from ._core import MimiCore
 from ._exceptions import ReentrantCallError
 from ._state import SessionState, Transition
@@ -139,7 +139,9 @@ class StateRecorder(_Recording):
 
     def __init__(self, core: MimiCore) -> None:
         if not isinstance(core, MimiCore):
-            raise TypeError(_wrong_core(core, MimiCore, "BlockingStateRecorder"))
+            raise TypeError(
+                core_of_the_other_kind(core, MimiCore, BlockingMimiCore, "BlockingStateRecorder")
+            )
         self._waiters: list[asyncio.Future[None]] = []
         super().__init__(core.auth.states)
 
@@ -190,7 +192,9 @@ class BlockingStateRecorder(_Recording):
 
     def __init__(self, core: BlockingMimiCore) -> None:
         if not isinstance(core, BlockingMimiCore):
-            raise TypeError(_wrong_core(core, BlockingMimiCore, "StateRecorder"))
+            raise TypeError(
+                core_of_the_other_kind(core, BlockingMimiCore, MimiCore, "StateRecorder")
+            )
         self._core_thread = core._loop.thread
         super().__init__(core.auth.states)
 
@@ -222,11 +226,3 @@ class BlockingStateRecorder(_Recording):
                     raise AssertionError(f"no {transition.name} state within {timeout:g} s")
                 self._changed.wait(remaining)
         return state
-
-
-def _wrong_core(core: object, expected: type, other_recorder: str) -> str:
-    """Why a recorder refuses ``core``, naming the recorder for it if it is the other kind."""
-    message = f"core must be a {expected.__name__}, not {type(core).__name__}"
-    if isinstance(core, MimiCore | BlockingMimiCore):
-        message += f": record a {type(core).__name__} with {other_recorder}"
-    return message

@@ -12,7 +12,9 @@ import pytest
 from reactivex import operators as ops
 
 from mimi_reactive import (
+    AnonymousAuthManager,
     AuthRoute,
+    BlockingAnonymousAuthManager,
     BlockingMimiCore,
     CommandFuture,
     ConfigurationError,
@@ -229,32 +231,50 @@ def use_async_core(use: Callable[[object], None]) -> None:
 
 
 @pytest.mark.parametrize(
-    ("recorder", "with_core", "message"),
+    ("taker", "with_core", "message"),
     [
         (
             StateRecorder,
             use_blocking_core,
             "core must be a MimiCore, not BlockingMimiCore: "
-            "record a BlockingMimiCore with BlockingStateRecorder",
+            "for a BlockingMimiCore, use BlockingStateRecorder",
         ),
         (
             BlockingStateRecorder,
             use_async_core,
-            "core must be a BlockingMimiCore, not MimiCore: record a MimiCore with StateRecorder",
+            "core must be a BlockingMimiCore, not MimiCore: for a MimiCore, use StateRecorder",
+        ),
+        (
+            AnonymousAuthManager,
+            use_blocking_core,
+            "core must be a MimiCore, not BlockingMimiCore: "
+            "for a BlockingMimiCore, use BlockingAnonymousAuthManager",
+        ),
+        (
+            BlockingAnonymousAuthManager,
+            use_async_core,
+            "core must be a BlockingMimiCore, not MimiCore: "
+            "for a MimiCore, use AnonymousAuthManager",
         ),
     ],
-    ids=["StateRecorder", "BlockingStateRecorder"],
+    ids=[
+        "StateRecorder",
+        "BlockingStateRecorder",
+        "AnonymousAuthManager",
+        "BlockingAnonymousAuthManager",
+    ],
 )
-def test_each_recorder_given_the_other_core_names_the_recorder_for_it(
-    recorder: Callable[[object], object],
+def test_each_class_given_the_other_core_names_the_class_for_it(
+    taker: Callable[[object], object],
     with_core: Callable[[Callable[[object], None]], None],
     message: str,
 ) -> None:
-    """The wrong kind of core is refused with TypeError naming the recorder it takes."""
+    """A recorder or anonymous-user manager given the wrong kind of core refuses it with
+    TypeError naming the class that takes that kind."""
 
     def record(core: object) -> None:
         with pytest.raises(TypeError) as raised:
-            recorder(core)
+            taker(core)
         assert str(raised.value) == message
 
     with_core(record)
