@@ -202,7 +202,8 @@ def _as_flags(message: str, args: argparse.Namespace) -> str:
 def _client_id(args: argparse.Namespace) -> str | None:
     """The ``--client-id`` flag's value; ``ConfigurationError`` for it given twice (argparse
     would keep the last: more clients go in ``[[clients]]`` of ``--config``), or for a flag of
-    its client without it (which would be silently ignored)."""
+    its client without it, or ``MIMI_PREVIOUS_CLIENT_SECRET`` (either would be silently
+    ignored: a roll-over the operator believes started would refuse the old secret)."""
     given: list[str] = args.client_id or []
     if len(given) > 1:
         raise ConfigurationError(
@@ -219,6 +220,13 @@ def _client_id(args: argparse.Namespace) -> str | None:
                 raise ConfigurationError(
                     f"{flag} applies to --client-id's client: give --client-id"
                 )
+        # Empty is not set, as where it is read. MIMI_CLIENT_SECRET is left alone: the
+        # variable [[clients]] entries usually name, it is no sign of a forgotten flag.
+        if os.environ.get("MIMI_PREVIOUS_CLIENT_SECRET"):
+            raise ConfigurationError(
+                "MIMI_PREVIOUS_CLIENT_SECRET applies to --client-id's client: give --client-id,"
+                " or previous_secret_env in a [[clients]] table of --config"
+            )
     return given[0] if given else None
 
 

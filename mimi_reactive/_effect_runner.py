@@ -48,7 +48,7 @@ from ._retry import worth_retrying
 from ._revocations import Revocations
 from ._session import Session
 from ._storage import SessionStorage, storage_failed
-from ._storage_sync import StorageSync, caught_up
+from ._storage_sync import StorageSync
 from ._user import MimiUser
 
 __all__ = ["EffectResult", "EffectRunner"]
@@ -124,7 +124,7 @@ class EffectRunner:
         return self._adopted(current, stored)
 
     def _adopted(self, current: Session | None, stored: Session | None) -> EffectResult:
-        if self._sync.unkept is not None and not caught_up(stored, current):
+        if self._sync.unkept is not None and not self._sync.caught_up(stored, current):
             # What our failed write could not replace, read late (our older pair, or the
             # log-out or other user stored before a sign-in whose save failed): ours stands,
             # saved again until kept. Only a pair another process renewed since is newer.
@@ -218,7 +218,7 @@ class EffectRunner:
             renewed = await self._renewal.renew(session)
         except SessionRevokedError:
             if keeps:
-                await self._sync.forget()  # the next start would find it refused again
+                await self._sync.forget(session)  # the next start would find it refused again
             raise
         except NotRenewedError as not_renewed:
             if keeps and not_renewed.held is not session:
@@ -227,7 +227,7 @@ class EffectRunner:
         if not self._admissible(renewed.user):
             self._revocations.start_quietly(renewed)
             if keeps:
-                await self._sync.forget()
+                await self._sync.forget(renewed)
         elif keeps:
             await self._sync.keep(renewed)  # a failed save is retried at close
         return renewed
@@ -286,7 +286,8 @@ class EffectRunner:
             return EffectResult(CommandFailed(as_failure(called.error)), held)
         # Cleared under the shared lock, as a log-out is: no refresh another process runs
         # saves the deleted user over it. A lock not taken is logged: the account is gone.
-        forgot, _ = await self._sync.write_locked(self._sync.forget)
+        _, deleted = called  # the pair it acted on: renewed first, it is the newest
+        forgot, _ = await self._sync.write_locked(partial(self._sync.forget, deleted))
         return EffectResult(AccountDeleted(forgot), None)
 
     async def _still_held(self, session: Session, live: Session) -> Session:
@@ -346,7 +347,7 @@ class EffectRunner:
         except SessionRevokedError as error:
             if (written := await self._sync.written_meanwhile(loaded)) is not None:
                 return self._adopted(held, written[0])
-            return await self._expired(error)
+            return await self._expired(session, error)
         except NotRenewedError as not_renewed:
             _log.info("session.refresh_failed", error=type(not_renewed.__cause__).__name__)
             if not_renewed.held is not session:
@@ -371,7 +372,7 @@ class EffectRunner:
         the keeper saves it again until it is kept (renewing it only once it is due)."""
         if not self._admissible(fresh.user):
             self._revocations.start_quietly(fresh)
-            return await self._expired(_not_anonymous())
+            return await self._expired(fresh, _not_anonymous())
         unsaved = await self._sync.keep(fresh)
         if unsaved is not None:
             return EffectResult(RefreshFailed(unsaved), fresh)
@@ -382,9 +383,10 @@ class EffectRunner:
         anonymous one (another client may have promoted it since)."""
         return user.is_anonymous or not self._configuration.allow_anonymous_user_only
 
-    async def _expired(self, error: SessionRevokedError) -> EffectResult:
-        """The service said the session is over: forget it, and say so."""
-        await self._sync.forget()  # if it failed, the next start finds the session refused again
+    async def _expired(self, ended: Session, error: SessionRevokedError) -> EffectResult:
+        """The service said ``ended`` is over: forget it, and say so."""
+        # If it fails, the next start finds the session refused again.
+        await self._sync.forget(ended)
         return EffectResult(SessionExpired(error), None)
 
 

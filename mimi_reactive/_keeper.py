@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 
 from ._exceptions import (
     ClientAuthenticationError,
+    ConfigurationError,
     CoreClosedError,
     MimiCoreError,
     RateLimitedError,
@@ -86,6 +88,9 @@ class SessionKeeper:
         # usable, so the store takes it off even while no renewal succeeds (_watch_token).
         self._token_timer: asyncio.TimerHandle | None = None
         self._token_timer_at = 0.0  # the local time the pending token timer is for
+        # Set from a reading of the clock that failed (``checked_clock``'s
+        # ConfigurationError) until one works: a run of failures is logged once.
+        self._clock_failing = False
         self._tasks = [
             self._loop.create_task(self._refresh_forever(), name="mimi_reactive.refresh")
         ]
@@ -112,9 +117,15 @@ class SessionKeeper:
         self._app_refused = False
         if self._interrupt is not None:
             self._interrupt.set()
-        self._schedule()
-        if self._token_timer is not None or not self._can_refresh:
-            self._watch_token()  # tokens due and not renewed yet, or never renewed here
+        try:
+            self._schedule()
+            if self._token_timer is not None or not self._can_refresh:
+                self._watch_token()  # tokens due and not renewed yet, or never renewed here
+        except ConfigurationError as error:
+            # The clock went wrong: raised here, it would fail the command that changed the
+            # session. The refresh task reads it again (and again, after a pause) instead.
+            self._clock_went_wrong(error)
+            self._due.set()
 
     def _schedule(self) -> None:
         """Make sure the keeper wakes by the next refresh time.
@@ -128,9 +139,9 @@ class SessionKeeper:
             return  # a pending timer finds nothing due and stops
         if self._timer is not None and self._timer_at <= due:
             return
+        now = self._now()  # before the pending timer is cancelled: it may raise
         if self._timer is not None:
             self._timer.cancel()
-        now = self._clock()
         delay = due - now
         if delay <= 0:
             self._timer = None
@@ -160,7 +171,7 @@ class SessionKeeper:
         session = self._store.session
         if session is None or self._store.tokens.value is None:
             return  # nothing published to take off: a renewal publishes its token
-        now = self._clock()
+        now = self._now()
         until = self._policy.usable_until(session, now)
         if until is None:
             return  # never expires
@@ -174,23 +185,44 @@ class SessionKeeper:
 
     def _token_due(self) -> None:
         self._token_timer = None
-        self._store.recheck_token()  # None once the token is no longer usable
-        session = self._store.session
-        if (
-            session is not None
-            and self._can_refresh
-            and not self._store.state.degraded
-            and not self._policy.is_due(session, self._clock())
-        ):
-            return  # renewed: the keeper watches again when the new tokens fall due
-        self._watch_token()  # still on the stream: the timer woke early to read the clock
+        try:
+            self._store.recheck_token()  # None once the token is no longer usable
+            session = self._store.session
+            if (
+                session is not None
+                and self._can_refresh
+                and not self._store.state.degraded
+                and not self._policy.is_due(session, self._now())
+            ):
+                return  # renewed: the keeper watches again when the new tokens fall due
+            self._watch_token()  # still on the stream: the timer woke early to read the clock
+        except ConfigurationError as error:
+            # The clock went wrong: look again after the keeper's slow pause. The timer is
+            # for no time on the clock, so any plan made from a reading replaces it.
+            self._clock_went_wrong(error)
+            self._token_timer_at = math.inf
+            self._token_timer = self._loop.call_later(self._slow_pause(), self._token_due)
+
+    def _now(self) -> float:
+        """The clock's reading; one that works ends a run of failed readings."""
+        now = self._clock()
+        self._clock_failing = False
+        return now
+
+    def _clock_went_wrong(self, error: ConfigurationError) -> None:
+        """Log a reading of the clock that failed, once for a run of them: the keeper reads
+        it again and again until it works, and one line is enough (the message names the
+        clock's fault, never a secret)."""
+        if not self._clock_failing:
+            self._clock_failing = True
+            _log.warning("session.clock_failed", reason=str(error), retry_in=self._slow_pause())
 
     def _next_refresh_at(self) -> float | None:
         session = self._store.session
         if session is None or not self._can_refresh or self._app_refused:
             return None
         degraded = self._store.state.degraded
-        now = self._clock()
+        now = self._now()
         due = self._policy.next_refresh_at(session, degraded=degraded, now=now)
         if due is None or self._resume_at is None:
             return due
@@ -198,15 +230,25 @@ class SessionKeeper:
         return max(due, now + self._resume_at - self._loop.time())
 
     async def _refresh_forever(self) -> None:
+        """Keep refreshing until the core closes. A reading of the clock gone wrong
+        (``ConfigurationError``) ends no more than the current plan: after the keeper's slow
+        pause, or sooner if the session changes, it reads the clock again."""
         with contextlib.suppress(CoreClosedError):
-            await self._refresh_while_open()
+            while True:
+                try:
+                    await self._refresh_while_open()
+                except ConfigurationError as error:
+                    self._clock_went_wrong(error)
+                with contextlib.suppress(_SessionChangedError):
+                    await self._wait_unless_changed(self._slow_pause())
+                self._due.set()
 
     async def _refresh_while_open(self) -> None:
         while True:
             await self._due.wait()
             self._due.clear()
             due = self._next_refresh_at()
-            if due is not None and due <= self._clock():
+            if due is not None and due <= self._now():
                 self._watch_token()  # until they are renewed, they may stop being usable
                 if self._resume_at is None:
                     healthy = await self._refresh_until_healthy()

@@ -49,7 +49,7 @@ _DESCRIPTIONS = {
     ),
     Reason.EMAIL_MALFORMED: (
         "the email is not an address the identity service takes: name@domain.example, "
-        "at most 254 characters, without spaces"
+        "at most 254 characters and at most 64 before the @, without spaces"
     ),
     Reason.PASSWORD_EMPTY: "the password is empty: no identity service takes one",
     Reason.ALREADY_LOGGED_IN: "this user is already logged in",

@@ -56,7 +56,8 @@ class SharedSessionStorage(SessionStorage, Protocol):
     ``lock()`` is held while renewing (a refresh, or for a call) until the renewed pair is
     saved, so only one process renews at a time and none the pair another spent, and while
     saving a sign-in or clearing for a log-out or a deletion, so no renewal saves over them,
-    and while saving at close what a failed save left, so it is never saved over a newer pair;
+    and while saving (or clearing) at close what a failed write left, so it is never written
+    over a newer pair or a session another process stored after a failed log-out's clear;
     ``changes()`` yields once when the watch starts and again whenever another writer may
     have changed the stored session; the reader then loads it, in order with its own writes.
     A log-out is stored (``clear``) for the others to see: a session merely gone is a loss.

@@ -36,6 +36,10 @@ class StorageSync:
         # What the storage should hold but does not: a session (or None, for a clear) whose
         # save failed, tried again at close. None: the storage holds what the core does.
         self.unkept: tuple[Session | None] | None = None
+        # With an unkept clear: the pair it was to clear, the stored one then. Only that pair
+        # (or an older one of its user) is the clear's to remove: a sign-in another process
+        # stored since, or a pair renewed since, is newer.
+        self.ended: Session | None = None
         self.writes = Writes()  # close() lets one end before it cancels the command
 
     async def keep_at_close(self, grace_period: float) -> None:
@@ -64,15 +68,24 @@ class StorageSync:
             stored = await self.storage.load()
         except OSError:  # written all the same: the write reports a storage fault
             return await self._write_unkept(unkept)
-        if caught_up(stored, unkept):
+        if self.caught_up(stored, unkept):
             _log.info("storage.caught_up_at_close")
             self.unkept = None  # the storage holds what came after it
             return None
         return await self._write_unkept(unkept)
 
+    def caught_up(self, stored: Session | None, current: Session | None) -> bool:
+        """Whether ``stored`` holds ``current`` (the core's session, None after a log-out) or
+        what came after it (``caught_up``); after a log-out whose clear failed, also any
+        session but the pair it was to clear or an older one of its user: another process
+        signed in, or renewed, since."""
+        if current is None and stored is not None and self.ended is not None:
+            return not (stored == self.ended or older(stored, self.ended))
+        return caught_up(stored, current)
+
     async def _write_unkept(self, unkept: Session | None) -> SessionStorageError | None:
         """Save ``unkept``, or clear the storage for a log-out (None); logged if it works."""
-        failure = await (self.forget() if unkept is None else self.keep(unkept))
+        failure = await (self.forget(self.ended) if unkept is None else self.keep(unkept))
         if failure is None:
             _log.info("storage.kept_at_close")
         return failure
@@ -107,14 +120,14 @@ class StorageSync:
         shared one), and the pair to revoke, the newest stored (ours is spent if another
         process renewed it since)."""
         if self.shared is None:  # inline: every switch of user logs out
-            return await self.forget(), session
+            return await self.forget(session), session
         newest = session
 
         async def forget() -> SessionStorageError | None:
             nonlocal newest
             with contextlib.suppress(OSError):  # revoke ours, clear all the same
                 newest = self.renewed_elsewhere(session, await self.storage.load()) or newest
-            return await self.forget()
+            return await self.forget(newest)
 
         forgot, unlocked = await self.write_locked(forget)
         return forgot or unlocked, newest
@@ -125,17 +138,17 @@ class StorageSync:
         or log-in another process stored since stands. If the clear fails, the next start
         finds the session refused again."""
         if self.shared is None:
-            await self.forget()
+            await self.forget(live)
             return
 
         async def forget_ours() -> SessionStorageError | None:
             try:
                 stored = await self.storage.load()
             except OSError:
-                return await self.forget()
+                return await self.forget(live)
             # Ours: the pair the service ended, or our older one a failed save left there.
             if stored in (session, live) or (self.unkept is not None and older(stored, live)):
-                return await self.forget()
+                return await self.forget(live)
             return None  # a log-out, another user or a pair another process stored since
 
         await self.write_locked(forget_ours)
@@ -173,21 +186,22 @@ class StorageSync:
         """Save ``session``; the error if the storage failed, for the event to carry."""
         return await self._write(self.storage.save(session), (session,))
 
-    async def forget(self) -> SessionStorageError | None:
-        """Clear the storage; the error if it failed, for the event to carry."""
-        return await self._write(self.storage.clear(), (None,))
+    async def forget(self, ended: Session | None) -> SessionStorageError | None:
+        """Clear the storage of ``ended``, the session that is over (None: whatever it
+        holds); the error if it failed, for the event to carry."""
+        return await self._write(self.storage.clear(), (None,), ended)
 
     async def _write(
-        self, write: Awaitable[None], wanted: tuple[Session | None]
+        self, write: Awaitable[None], wanted: tuple[Session | None], ended: Session | None = None
     ) -> SessionStorageError | None:
-        """Run ``write`` (a save or clear), marked running for ``close()``; on failure
-        remember ``wanted`` as unkept, to try again at close."""
+        """Run ``write`` (a save or clear of ``ended``), marked running for ``close()``; on
+        failure remember ``wanted`` as unkept (and ``ended``), to try again at close."""
         writes = self.writes  # marked inline, not wrapped in a context manager: every sign-in saves
         writes.running = True
         try:
             await write
         except OSError as error:
-            self.unkept = wanted
+            self.unkept, self.ended = wanted, ended
             return storage_failed("clear" if wanted[0] is None else "save", self.storage, error)
         finally:
             writes.running = False

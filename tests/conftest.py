@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, settings
 
-from mimi_reactive import MimiConfiguration, MimiCore, RetryPolicy, SessionStorage
+from mimi_reactive import MimiConfiguration, MimiCore, RetryPolicy, SessionStorage, _keeper
 from mimi_reactive._server._database import IdentityDatabase
 from mimi_reactive._server._stores import open_database
 from mimi_reactive.backends.http import HttpBackend
@@ -38,6 +38,12 @@ CLIENT_ID = "test-app"
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
 
 StartCore = Callable[..., Awaitable[MimiCore]]
+
+
+@pytest.fixture
+def often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keeper looks at the wall clock every few milliseconds instead of every minute."""
+    monkeypatch.setattr(_keeper, "_LONGEST_SLEEP", 0.005)
 
 
 @pytest.fixture

@@ -4,6 +4,8 @@ spend the refresh token)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -12,10 +14,13 @@ import pytest
 
 from mimi_reactive import (
     AuthRoute,
+    BackendCapabilities,
     BackendSession,
     ConfigurationError,
     LogOut,
+    MimiConfiguration,
     MimiCore,
+    RetryPolicy,
     Session,
     Transition,
 )
@@ -24,7 +29,7 @@ from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import ScriptedBackend
 
 from .conftest import CLIENT_ID
-from .helpers import CountingBackend
+from .helpers import CountingBackend, event_names
 
 
 def _broken_clock() -> float:
@@ -53,14 +58,16 @@ def test_a_clock_that_gives_no_time_is_refused_at_start_naming_the_clock(
 
 
 class _GoingWrongClock:
-    """A clock that reads 1,000,000 until ``wrong`` is set, then reads what it gives."""
+    """A clock that reads ``now`` (1,000,000 unless moved) until ``wrong`` is set, then reads
+    what it gives."""
 
     def __init__(self) -> None:
+        self.now = 1_000_000.0
         self.wrong: Callable[[], object] | None = None
 
     def __call__(self) -> float:
         # Typed as the clock it poses as: gone wrong, it gives what it gives.
-        return 1_000_000.0 if self.wrong is None else cast(float, self.wrong())
+        return self.now if self.wrong is None else cast(float, self.wrong())
 
 
 AFTER_START: dict[str, Callable[[MimiCore], Awaitable[object]]] = {
@@ -154,3 +161,102 @@ async def test_a_clock_going_wrong_in_a_command_run_at_once_is_the_clocks_error(
             await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert core.auth.state.transition is Transition.ANONYMOUS_CREATED
         assert core.auth.current_user is not None
+
+
+class _FailedReadings:
+    """A clock's fault (it raises) that counts the readings it failed and lets a test wait
+    for them."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._read = asyncio.Event()
+
+    def __call__(self) -> object:
+        self.count += 1
+        self._read.set()
+        return _broken_clock()
+
+    async def wait_for(self, count: int) -> None:
+        """Wait until ``count`` readings failed (bound it with a timeout)."""
+        while self.count < count:
+            self._read.clear()
+            await self._read.wait()
+
+
+class _Tokens:
+    """Records what ``core.auth.access_tokens`` publishes and lets a test wait for it."""
+
+    def __init__(self, core: MimiCore) -> None:
+        self.published: list[str | None] = []
+        self._changed = asyncio.Event()
+        core.auth.access_tokens.subscribe(self._record)
+
+    def _record(self, token: str | None) -> None:
+        self.published.append(token)
+        self._changed.set()
+
+    async def wait_for(self, found: Callable[[str | None], bool]) -> None:
+        """Wait until the last token published is ``found`` (bound it with a timeout)."""
+        while not found(self.published[-1]):
+            self._changed.clear()
+            await self._changed.wait()
+
+
+HOUR = 3600.0
+# The keeper's slow pause after a failure: 10 ms, so it reads the clock again and again.
+QUICK_RETRY = MimiConfiguration(retry=RetryPolicy(initial_delay=0.001, max_delay=0.01))
+
+
+@pytest.mark.usefixtures("often")
+async def test_a_clock_gone_wrong_while_a_renewal_is_awaited_stops_no_renewal(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A clock that goes wrong while the keeper waits for the tokens to fall due is logged
+    once (session.clock_failed) however often the keeper reads it; once it recovers, the
+    keeper renews the due tokens without a call and access_tokens publishes the new token."""
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    clock, backend = _GoingWrongClock(), CountingBackend(ScriptedBackend(token_ttl=HOUR))
+    async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        signed_up = await core.auth.access_token()
+        tokens, failed = _Tokens(core), _FailedReadings()
+        clock.wrong = failed
+        async with asyncio.timeout(10):
+            await failed.wait_for(3)  # the keeper read it again after its pause, twice
+        assert event_names(caplog).count("session.clock_failed") == 1
+        clock.now += 0.9 * HOUR  # due: the keeper renews, nothing else does
+        clock.wrong = None
+        async with asyncio.timeout(10):
+            await tokens.wait_for(lambda token: token not in (signed_up, None))
+        assert backend.counts["refresh"] == 1
+        assert core.auth.access_token_expires_at == clock.now + HOUR
+        clock.wrong = _FailedReadings()  # a second run of failures is logged again
+        async with asyncio.timeout(10):
+            await clock.wrong.wait_for(1)
+        assert event_names(caplog).count("session.clock_failed") == 2
+        clock.wrong = None
+
+
+@pytest.mark.usefixtures("often")
+async def test_a_clock_gone_wrong_while_a_token_is_watched_stops_no_publishing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a backend that cannot refresh, a clock that goes wrong while the keeper watches
+    the access token is logged once; once it recovers, access_tokens publishes None when
+    the token is no longer usable, without a call."""
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    clock = _GoingWrongClock()
+    backend = ScriptedBackend(token_ttl=HOUR, capabilities=BackendCapabilities(refresh=False))
+    async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
+        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        signed_up = await core.auth.access_token()
+        tokens, failed = _Tokens(core), _FailedReadings()
+        clock.wrong = failed
+        async with asyncio.timeout(10):
+            await failed.wait_for(3)  # the keeper's token timer read it again, twice
+        assert event_names(caplog).count("session.clock_failed") == 1
+        clock.now += HOUR - 10.0  # within the leeway: no longer handed out
+        clock.wrong = None
+        async with asyncio.timeout(10):
+            await tokens.wait_for(lambda token: token is None)
+        assert tokens.published == [signed_up, None]

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
 
@@ -95,17 +96,24 @@ def test_serve_without_a_secret_says_so() -> None:
 
 
 def run_cli(
-    *args: str, timeout: float = 20, secret: str | None = None
+    *args: str,
+    timeout: float = 20,
+    secret: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `mimi-reactive ARGS` to completion with a client secret (``secret``, else a strong
-    one) in the environment."""
+    one) and ``environ`` in the environment."""
     return subprocess.run(
         [sys.executable, "-m", "mimi_reactive", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "MIMI_CLIENT_SECRET": secret or secrets.token_urlsafe(32)},
+        env={
+            **os.environ,
+            "MIMI_CLIENT_SECRET": secret or secrets.token_urlsafe(32),
+            **(environ or {}),
+        },
     )
 
 

@@ -311,26 +311,48 @@ def test_the_config_file_takes_every_option_with_its_rules_types() -> None:
     assert SERVER_KEYS["trusted_proxies"] == (list,)
 
 
+PREVIOUS = "p" * 43  # a previous client secret, which no message may quote
+
+
 @pytest.mark.parametrize(
-    ("arguments", "named"),
+    ("arguments", "environ", "named"),
     [
-        (["--anonymous-only"], "--anonymous-only applies to --client-id's client"),
-        (["--client-secret", "s" * 43], "--client-secret applies to --client-id's client"),
-        (["--client-id", "a", "--client-id", "b"], "--client-id is given more than once"),
-        (["--client-id", " app "], "client id ' app ' has whitespace around it"),
-        (["--client-id", "app\n"], "has whitespace around it"),
+        (["--anonymous-only"], {}, "--anonymous-only applies to --client-id's client"),
+        (["--client-secret", "s" * 43], {}, "--client-secret applies to --client-id's client"),
+        (
+            ["--previous-client-secret", PREVIOUS],
+            {},
+            "--previous-client-secret applies to --client-id's client",
+        ),
+        (
+            [],
+            {"MIMI_PREVIOUS_CLIENT_SECRET": PREVIOUS},
+            "MIMI_PREVIOUS_CLIENT_SECRET applies to --client-id's client",
+        ),
+        (["--client-id", "a", "--client-id", "b"], {}, "--client-id is given more than once"),
+        (["--client-id", " app "], {}, "client id ' app ' has whitespace around it"),
+        (["--client-id", "app\n"], {}, "has whitespace around it"),
     ],
-    ids=["anonymous-only-alone", "secret-alone", "two-ids", "spaces-around-id", "newline-id"],
+    ids=[
+        "anonymous-only-alone",
+        "secret-alone",
+        "previous-secret-alone",
+        "previous-secret-variable-alone",
+        "two-ids",
+        "spaces-around-id",
+        "newline-id",
+    ],
 )
 def test_serve_refuses_client_flags_it_would_ignore_or_no_app_could_use(
-    tmp_path: Path, arguments: list[str], named: str
+    tmp_path: Path, arguments: list[str], environ: dict[str, str], named: str
 ) -> None:
-    """A flag of the --client-id client without it, --client-id twice (argparse kept the
-    last), or an id with whitespace around it (HttpBackend refuses it) exits 2 with one line,
-    before the database is created."""
+    """A flag of the --client-id client or MIMI_PREVIOUS_CLIENT_SECRET without it, --client-id
+    twice (argparse kept the last), or an id with whitespace around it (HttpBackend refuses
+    it) exits 2 with one line quoting no secret, before the database is created."""
     database = tmp_path / "ids.sqlite3"
-    done = run_cli("serve", "--port", "0", "--database", str(database), *arguments)
+    done = run_cli("serve", "--port", "0", "--database", str(database), *arguments, environ=environ)
     refused_in_one_line(done.returncode, done.stderr, named)
+    assert PREVIOUS not in done.stderr
     assert not database.exists()
 
 

@@ -17,7 +17,11 @@ from mimi_reactive import (
     MimiCore,
     Reason,
 )
-from mimi_reactive._credential_rules import credentials_problem
+from mimi_reactive._credential_rules import (
+    EMAIL_LOCAL_PART_MAX_LENGTH,
+    EMAIL_MAX_LENGTH,
+    credentials_problem,
+)
 from mimi_reactive._server._models import LogIn
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
@@ -84,6 +88,14 @@ async def test_a_malformed_email_is_refused_without_showing_it(core: MimiCore) -
         for route in (AuthRoute.sign_up, AuthRoute.log_in):
             with pytest.raises(InvalidRouteError):
                 await core.auth.authenticate(route(email=email, password="long enough"))
+
+
+def test_the_malformed_email_message_states_both_bounds_of_the_rule() -> None:
+    """EMAIL_MALFORMED's message gives the rule's bounds: the whole address's length and the
+    local part's (before the @), so an app can tell its user which one was crossed."""
+    message = Reason.EMAIL_MALFORMED.describe()
+    assert f"at most {EMAIL_MAX_LENGTH} characters" in message
+    assert f"at most {EMAIL_LOCAL_PART_MAX_LENGTH} before the @" in message
 
 
 async def test_an_email_the_client_lets_through_is_one_the_service_takes(core: MimiCore) -> None:

@@ -24,7 +24,6 @@ from mimi_reactive import (
     Session,
     Transition,
     TransportError,
-    _keeper,
     _retry,
 )
 from mimi_reactive._store import SessionStore
@@ -46,12 +45,6 @@ def refuse_next_refresh_for_decades(backend: CountingBackend) -> None:
             only_for=("refresh",),
         )
     )
-
-
-@pytest.fixture
-def often(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The keeper looks at the wall clock every few milliseconds instead of every minute."""
-    monkeypatch.setattr(_keeper, "_LONGEST_SLEEP", 0.005)
 
 
 def start(

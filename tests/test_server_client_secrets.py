@@ -134,9 +134,26 @@ def test_a_previous_client_secret_without_a_client_is_refused() -> None:
         ('previous_secret_env = "UNSET"', {}, "the environment variable UNSET is not set"),
         ('previous_secret_env = "OLD"', {"OLD": NEW}, "is its secret too"),
         ('previous_secret_env = "OLD"', {"OLD": "hunter2!"}, "previous secret .* too weak"),
-        ('previous_secret = "x"', {}, "never go in the file; .* with previous_secret_env"),
+        ('previous_secret = "x"', {}, "never go in the file; .* with previous_secret_env$"),
+        (
+            'secret = "x"\nprevious_secret = "y"',
+            {},
+            "never go in the file; name environment variables with secret_env and "
+            "previous_secret_env$",
+        ),
     ],
-    ids=["empty", "same-variable", "too-many", "int", "blank", "unset", "same", "weak", "inline"],
+    ids=[
+        "empty",
+        "same-variable",
+        "too-many",
+        "int",
+        "blank",
+        "unset",
+        "same",
+        "weak",
+        "inline",
+        "both-inline",
+    ],
 )
 def test_a_bad_previous_secret_in_the_config_file_is_refused(
     tmp_path: Path, entry: str, environ: dict[str, str], problem: str

@@ -1,12 +1,14 @@
-"""What a core saves at close that the session file failed to keep, when other processes share
-the file: under the file's lock, and never over a newer pair of the same user another process
-stored since (the service rotates refresh tokens: the older pair is spent)."""
+"""What a core saves (or clears) at close that the session file failed to keep, when other
+processes share the file: under the file's lock, and never over a newer pair of the same user
+another process stored since (the service rotates refresh tokens: the older pair is spent), nor
+a log-out over a session another process signed in after it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import errno
+import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -190,5 +192,107 @@ async def test_close_abandons_the_save_while_another_process_holds_the_lock_past
                 await core.close(grace_period=0)
             assert "storage.keep_at_close_abandoned" in event_names(caplog)
             assert await holder.go() == b"saved\n"
+    finally:
+        await core.close()
+
+
+class ReadOnlyClear(FileSessionStorage):
+    """A session file whose clears fail (``EROFS``) while ``failing``; its watch looks every
+    ``poll_interval`` seconds (once a minute unless told)."""
+
+    def __init__(self, path: Path, poll_interval: float = 60) -> None:
+        super().__init__(path, poll_interval=poll_interval)
+        self.failing = False
+
+    async def clear(self) -> None:
+        if self.failing:
+            raise OSError(errno.EROFS, "Read-only file system")
+        await super().clear()
+
+
+async def unkept_log_out(core: MimiCore, storage: ReadOnlyClear) -> MimiUser:
+    """Sign up (kept), then log out with the clear failing: the file still holds the user
+    logged out, the clear is unkept. The file clears again from then on."""
+    user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    storage.failing = True
+    with pytest.raises(SessionStorageError):
+        await core.auth.log_out()
+    storage.failing = False
+    return user
+
+
+async def test_close_leaves_a_sign_in_another_process_stored_after_an_unkept_log_out(
+    service: Service, tmp_path: Path
+) -> None:
+    """A log-out whose clear failed is not cleared at close over the user another process
+    signed in since (it logged out the stale session, then signed up): the file keeps the
+    other's session."""
+    path = tmp_path / "session.json"
+    storage = ReadOnlyClear(path)
+    core = await service.core(storage, retry=ONCE)
+    try:
+        ours = await unkept_log_out(core, storage)
+        peers = start_peer(service.url, path, service.client_secret)
+        async with contextlib.aclosing(peers):  # the peer quits, the test passed or not
+            peer = await anext(peers)
+            assert (await peer.wait_for(Transition.RESTORED))["user"] == ours.id
+            await peer.send("log_out")
+            await peer.wait_for(Transition.LOGGED_OUT)
+            await peer.send("sign_up")
+            theirs = (await peer.wait_for(Transition.ANONYMOUS_CREATED))["user"]
+            stored = await FileSessionStorage(path).load()
+            assert stored is not None
+            assert stored.user.id == theirs
+            await core.close()
+            assert await FileSessionStorage(path).load() == stored
+    finally:
+        await core.close()
+
+
+async def test_close_clears_the_session_an_unkept_log_out_left_in_the_file(
+    service: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A log-out whose clear failed, the file still holding that session at close: close
+    clears it (storage.kept_at_close), so a restart does not restore the user logged out."""
+    caplog.set_level(logging.INFO, logger="mimi_reactive")
+    path = tmp_path / "session.json"
+    storage = ReadOnlyClear(path)
+    core = await service.core(storage, retry=ONCE)
+    try:
+        ours = await unkept_log_out(core, storage)
+        stored = await FileSessionStorage(path).load()
+        assert stored is not None
+        assert stored.user == ours
+        await core.close()
+        assert await FileSessionStorage(path).load() is None
+        assert "storage.kept_at_close" in event_names(caplog)
+    finally:
+        await core.close()
+
+
+async def test_a_sign_in_stored_after_an_unkept_log_out_is_taken_in(
+    service: Service, tmp_path: Path
+) -> None:
+    """After a log-out whose clear failed, a session of another user another process writes
+    over the stale one is taken in (the log-out was not of it), and close leaves it."""
+    path = tmp_path / "session.json"
+    storage = ReadOnlyClear(path, poll_interval=0.05)
+    core: MimiCore = await service.core(storage, retry=ONCE)
+    try:
+        await unkept_log_out(core, storage)
+        elsewhere = tmp_path / "elsewhere.json"
+        async with service.core(FileSessionStorage(elsewhere)) as other:
+            theirs: MimiUser = await other.auth.authenticate(AuthRoute.sign_up_anonymously())
+        signed_in = await FileSessionStorage(elsewhere).load()
+        assert signed_in is not None
+        await FileSessionStorage(path).save(signed_in)  # as another process's sign-in would
+
+        async def taken_in() -> bool:
+            return core.auth.current_user == theirs
+
+        async with asyncio.timeout(10):
+            await eventually(taken_in)
+        await core.close()
+        assert await FileSessionStorage(path).load() == signed_in
     finally:
         await core.close()

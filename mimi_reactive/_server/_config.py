@@ -358,11 +358,13 @@ def _client(entry: object) -> tuple[str, str, str | None, bool]:
     if not isinstance(client_id, str) or not client_id.strip():
         raise ConfigurationError("each [[clients]] entry needs a non-empty id")
     unknown = set(entry) - {"id", "secret_env", "previous_secret_env", "anonymous_only"}
-    inline = sorted(unknown & {"secret", "previous_secret"})
-    if inline:
+    inline = [key for key in ("secret", "previous_secret") if key in unknown]
+    if inline:  # both named when both are written: fixing one would only reveal the other
+        variables = " and ".join(f"{key}_env" for key in inline)
         raise ConfigurationError(
-            f"client {client_id!r}: secrets never go in the file; name an environment"
-            f" variable with {inline[0]}_env"
+            f"client {client_id!r}: secrets never go in the file; name"
+            f" {'environment variables' if len(inline) > 1 else 'an environment variable'}"
+            f" with {variables}"
         )
     if unknown:
         raise ConfigurationError(f"client {client_id!r}: unknown key {sorted(unknown)[0]!r}")
