@@ -206,7 +206,11 @@ class SessionKeeper:
     def _now(self) -> float:
         """The clock's reading; one that works ends a run of failed readings."""
         now = self._clock()
-        self._clock_failing = False
+        if self._clock_failing:
+            self._clock_failing = False
+            # A change applied while the clock gave no time published no token: hand it
+            # out again if it is usable (nothing is published if it is the one held).
+            self._store.recheck_token()
         return now
 
     def _clock_went_wrong(self, error: ConfigurationError) -> None:

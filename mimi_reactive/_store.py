@@ -17,6 +17,7 @@ from ._command_queue import CommandQueue
 from ._config import MimiConfiguration
 from ._effect_runner import EffectResult, EffectRunner
 from ._exceptions import (
+    ConfigurationError,
     InvalidRouteError,
     NotLoggedInError,
     RouteRefusedError,
@@ -254,6 +255,18 @@ class SessionStore:
         changed = (
             session is not held and (session is None or held is None or session != held)
         ) or state.degraded != before.degraded
+        # The token to publish, read before anything changes. A clock gone wrong cannot undo
+        # the change (the effect stored it already): the change stands, everyone hears of it
+        # with no token handed out (its usability unknown), and then the clock's error is
+        # raised. Raised halfway, the state would be new but the token stream stale (the
+        # user before's token even) and the keeper never told of the session.
+        token: str | None = None
+        clock_error: ConfigurationError | None = None
+        if changed:
+            try:
+                token = self._usable_token(session)
+            except ConfigurationError as error:
+                clock_error = error
         self._session = session
         if state is not before:
             if _log.enabled_for(logging.DEBUG):
@@ -262,9 +275,11 @@ class SessionStore:
             if not self._stream.publish(state):  # an equal state, or the stream is complete
                 self._state = before
         if changed:
-            self._tokens.publish(self._usable_token(session))
+            self._tokens.publish(token)
             for listener in self._session_listeners:
                 listener()
+        if clock_error is not None:
+            raise clock_error
 
 
 # The events that carry the command's error (a log-out's only when the service was not told

@@ -260,3 +260,25 @@ async def test_a_clock_gone_wrong_while_a_token_is_watched_stops_no_publishing(
         async with asyncio.timeout(10):
             await tokens.wait_for(lambda token: token is None)
         assert tokens.published == [signed_up, None]
+
+
+async def test_a_clock_going_wrong_as_a_session_is_applied_still_tells_everyone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A clock that goes wrong as a sign-up's session is applied: the command raises the
+    clock's error, yet the keeper hears of the session (session.clock_failed at once), no
+    token is handed out meanwhile, and once the clock recovers access_tokens publishes it."""
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    backend = _BreakingClockScripted(token_ttl=HOUR)
+    backend.clock = clock = _GoingWrongClock()
+    async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
+        tokens = _Tokens(core)
+        with pytest.raises(ConfigurationError, match="the clock"):
+            await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        assert core.auth.current_user is not None
+        assert event_names(caplog).count("session.clock_failed") == 1  # the keeper was told
+        assert tokens.published == [None]
+        clock.wrong = None
+        async with asyncio.timeout(10):
+            await tokens.wait_for(lambda token: token is not None)
+        assert tokens.published[-1] == await core.auth.access_token()
