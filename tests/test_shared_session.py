@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -71,6 +72,8 @@ async def short_lived(client_secret: str, tmp_path: Path) -> AsyncIterator[Ident
 
 
 async def start_peer(url: str, path: Path, client_secret: str) -> AsyncGenerator[Peer, None]:
+    """The other process, as the generator's one item: take it within
+    ``contextlib.aclosing`` so the peer is ended when the test ends, passed or failed."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -87,11 +90,12 @@ async def start_peer(url: str, path: Path, client_secret: str) -> AsyncGenerator
         yield peer
     finally:
         if process.returncode is None:
-            await peer.send("quit")
             try:
+                await peer.send("quit")
                 await asyncio.wait_for(process.wait(), 10)
-            except TimeoutError:
-                process.kill()
+            except (TimeoutError, OSError):  # stuck, or gone and its stdin with it
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
                 await process.wait()
 
 
@@ -117,7 +121,8 @@ async def test_processes_see_each_others_log_in_and_log_out(
     async with core_on(server.url, path, client_secret) as core:
         recorder = StateRecorder(core)
         user = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        async for peer in start_peer(server.url, path, client_secret):
+        async with contextlib.aclosing(start_peer(server.url, path, client_secret)) as peers:
+            peer = await anext(peers)  # the peer quits, the test passed or not
             restored = await peer.next_report()
             assert restored == {"transition": "restored", "user": user.id}
 
@@ -149,7 +154,8 @@ async def test_processes_renew_one_at_a_time(
     async with core_on(short_lived.url, path, client_secret) as core:
         recorder = StateRecorder(core)
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        async for peer in start_peer(short_lived.url, path, client_secret):
+        async with contextlib.aclosing(start_peer(short_lived.url, path, client_secret)) as peers:
+            peer = await anext(peers)  # the peer quits, the test passed or not
             assert (await peer.next_report())["transition"] == "restored"
             async with asyncio.timeout(60):
                 await renewals_stored(path, 3)
