@@ -225,7 +225,11 @@ async def test_log_out_everywhere_ends_sessions_that_commit_after_a_batch_passed
                 await eventually(lambda: waiting_on(*pids))
                 await slow.execute("COMMIT")
                 await insert_slowly(slower, "started-while-it-runs")
-                await hold(second_hold, await new_session())
+                # Committed at once but not through the store: each batch now holds the
+                # user's row (the lock order: user before sessions), which the store's log-in
+                # waits for, and this batch waits on first_hold until the test rolls it back.
+                await insert_slowly(watcher, "numbered-after-it")
+                await hold(second_hold, "numbered-after-it")
                 await first_hold.execute("ROLLBACK")
                 await eventually(lambda: waiting_on(second_hold.get_server_pid()))
                 await slower.execute("COMMIT")
