@@ -8,6 +8,7 @@ row before its sessions, so none waits for another in a cycle)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import uuid
@@ -108,6 +109,21 @@ ALSO = {
 }
 
 
+@contextlib.asynccontextmanager
+async def capped_caller(database: str, client_secret: str, clock: Clock) -> AsyncIterator[Caller]:
+    """A server on ``database`` capping each user at CAP live sessions, and a caller of it."""
+    async with (
+        IdentityServer(
+            client_id=CLIENT_ID,
+            client_secret=client_secret,
+            database=database,
+            settings=capped(clock, CAP),
+        ) as server,
+        aiohttp.ClientSession() as http,
+    ):
+        yield Caller(http, server.url, CLIENT_ID, client_secret)
+
+
 @pytest.mark.parametrize("also", ALSO.values(), ids=ALSO)
 async def test_log_ins_past_the_cap_race_refreshes_of_the_sessions_they_end(
     race_database: str, client_secret: str, also: str | None, caplog: pytest.LogCaptureFixture
@@ -116,16 +132,7 @@ async def test_log_ins_past_the_cap_race_refreshes_of_the_sessions_they_end(
     no 5xx, refreshes renew (staying live) or are invalid_grant, cap kept, no deadlock."""
     clock = Clock()
     caplog.set_level(logging.WARNING, logger="mimi_reactive")
-    async with (
-        IdentityServer(
-            client_id=CLIENT_ID,
-            client_secret=client_secret,
-            database=race_database,
-            settings=capped(clock, CAP),
-        ) as server,
-        aiohttp.ClientSession() as http,
-    ):
-        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+    async with capped_caller(race_database, client_secret, clock) as caller:
         for _ in range(ROUNDS):
             created, sessions = await at_the_cap(caller, clock)
             anonymous_id = created["user"]["anonymous_id"]
@@ -163,16 +170,7 @@ async def test_a_promotion_races_log_ins_past_the_cap_that_end_its_session(
     no 5xx; promoted, or invalid_token once its session ended; no deadlock."""
     clock = Clock()
     caplog.set_level(logging.WARNING, logger="mimi_reactive")
-    async with (
-        IdentityServer(
-            client_id=CLIENT_ID,
-            client_secret=client_secret,
-            database=race_database,
-            settings=capped(clock, CAP),
-        ) as server,
-        aiohttp.ClientSession() as http,
-    ):
-        caller = Caller(http, server.url, CLIENT_ID, client_secret)
+    async with capped_caller(race_database, client_secret, clock) as caller:
         for round_ in range(ROUNDS):
             created, sessions = await at_the_cap(caller, clock)
             anonymous_id = created["user"]["anonymous_id"]
