@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import cast
 
@@ -33,6 +33,25 @@ from mimi_reactive import (
 )
 
 SIGN_UP = AuthRoute.sign_up_anonymously()
+
+
+class TokenWatcher:
+    """Records what ``core.auth.access_tokens`` publishes and lets a test wait for it."""
+
+    def __init__(self, core: MimiCore) -> None:
+        self.tokens: list[str | None] = []
+        self._published = asyncio.Event()
+        core.auth.access_tokens.subscribe(self._record)
+
+    def _record(self, token: str | None) -> None:
+        self.tokens.append(token)
+        self._published.set()
+
+    async def wait_for(self, found: Callable[[str | None], bool]) -> None:
+        """Wait until the last token published is ``found`` (bound it with a timeout)."""
+        while not found(self.tokens[-1]):
+            self._published.clear()
+            await self._published.wait()
 
 
 class CountingBackend:

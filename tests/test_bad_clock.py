@@ -29,7 +29,7 @@ from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import ScriptedBackend
 
 from .conftest import CLIENT_ID
-from .helpers import CountingBackend, event_names
+from .helpers import CountingBackend, TokenWatcher, event_names
 
 
 def _broken_clock() -> float:
@@ -183,25 +183,6 @@ class _FailedReadings:
             await self._read.wait()
 
 
-class _Tokens:
-    """Records what ``core.auth.access_tokens`` publishes and lets a test wait for it."""
-
-    def __init__(self, core: MimiCore) -> None:
-        self.published: list[str | None] = []
-        self._changed = asyncio.Event()
-        core.auth.access_tokens.subscribe(self._record)
-
-    def _record(self, token: str | None) -> None:
-        self.published.append(token)
-        self._changed.set()
-
-    async def wait_for(self, found: Callable[[str | None], bool]) -> None:
-        """Wait until the last token published is ``found`` (bound it with a timeout)."""
-        while not found(self.published[-1]):
-            self._changed.clear()
-            await self._changed.wait()
-
-
 HOUR = 3600.0
 # The keeper's slow pause after a failure: 10 ms, so it reads the clock again and again.
 QUICK_RETRY = MimiConfiguration(retry=RetryPolicy(initial_delay=0.001, max_delay=0.01))
@@ -219,7 +200,7 @@ async def test_a_clock_gone_wrong_while_a_renewal_is_awaited_stops_no_renewal(
     async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         signed_up = await core.auth.access_token()
-        tokens, failed = _Tokens(core), _FailedReadings()
+        tokens, failed = TokenWatcher(core), _FailedReadings()
         clock.wrong = failed
         async with asyncio.timeout(10):
             await failed.wait_for(3)  # the keeper read it again after its pause, twice
@@ -250,7 +231,7 @@ async def test_a_clock_gone_wrong_while_a_token_is_watched_stops_no_publishing(
     async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         signed_up = await core.auth.access_token()
-        tokens, failed = _Tokens(core), _FailedReadings()
+        tokens, failed = TokenWatcher(core), _FailedReadings()
         clock.wrong = failed
         async with asyncio.timeout(10):
             await failed.wait_for(3)  # the keeper's token timer read it again, twice
@@ -259,7 +240,7 @@ async def test_a_clock_gone_wrong_while_a_token_is_watched_stops_no_publishing(
         clock.wrong = None
         async with asyncio.timeout(10):
             await tokens.wait_for(lambda token: token is None)
-        assert tokens.published == [signed_up, None]
+        assert tokens.tokens == [signed_up, None]
 
 
 async def test_a_clock_going_wrong_as_a_session_is_applied_still_tells_everyone(
@@ -272,13 +253,13 @@ async def test_a_clock_going_wrong_as_a_session_is_applied_still_tells_everyone(
     backend = _BreakingClockScripted(token_ttl=HOUR)
     backend.clock = clock = _GoingWrongClock()
     async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
-        tokens = _Tokens(core)
+        tokens = TokenWatcher(core)
         with pytest.raises(ConfigurationError, match="the clock"):
             await core.auth.authenticate(AuthRoute.sign_up_anonymously())
         assert core.auth.current_user is not None
         assert event_names(caplog).count("session.clock_failed") == 1  # the keeper was told
-        assert tokens.published == [None]
+        assert tokens.tokens == [None]
         clock.wrong = None
         async with asyncio.timeout(10):
             await tokens.wait_for(lambda token: token is not None)
-        assert tokens.published[-1] == await core.auth.access_token()
+        assert tokens.tokens[-1] == await core.auth.access_token()

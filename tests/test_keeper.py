@@ -29,7 +29,7 @@ from mimi_reactive import (
 from mimi_reactive._store import SessionStore
 from mimi_reactive.testing import Reply, ScriptedBackend, StateRecorder
 
-from .helpers import CountingBackend
+from .helpers import CountingBackend, TokenWatcher
 from .server_helpers import Clock
 
 HOUR = 3600.0
@@ -199,25 +199,6 @@ class Unreachable(ScriptedBackend):
         if self.offline:
             raise TransportError("the service is unreachable")
         return await super().refresh(session)
-
-
-class TokenWatcher:
-    """Records what ``core.auth.access_tokens`` publishes and lets a test wait for it."""
-
-    def __init__(self, core: MimiCore) -> None:
-        self.tokens: list[str | None] = []
-        self._published = asyncio.Event()
-        core.auth.access_tokens.subscribe(self._record)
-
-    def _record(self, token: str | None) -> None:
-        self.tokens.append(token)
-        self._published.set()
-
-    async def wait_for(self, found: Callable[[str | None], bool]) -> None:
-        """Wait until the last token published is ``found`` (bound it with a timeout)."""
-        while not found(self.tokens[-1]):
-            self._published.clear()
-            await self._published.wait()
 
 
 def replayed(core: MimiCore) -> str | None:

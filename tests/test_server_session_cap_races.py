@@ -13,6 +13,7 @@ import logging
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,12 @@ ALSO = {
     "log_out_everywhere": "/v1/sessions/revoke-all",
     "account_deletion": "/v1/users/delete",
 }
+
+
+def next_session(clock: Clock) -> NewSession:
+    """A new session of the capped client, created a second after the one before."""
+    clock.now += 1
+    return NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), clock.now, CAP)
 
 
 @contextlib.asynccontextmanager
@@ -224,10 +231,7 @@ async def test_the_store_ends_all_sessions_of_a_user_while_log_ins_pass_the_cap(
     at once with a log-out everywhere or deletion of their user: all answer, no deadlock."""
     store: IdentityDatabase = await open_database(race_database)
     clock = Clock()
-
-    def new_session() -> NewSession:
-        clock.now += 1
-        return NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), clock.now, CAP)
+    new_session = partial(next_session, clock)
 
     try:
         for _ in range(2 * ROUNDS):
@@ -257,10 +261,7 @@ async def test_the_store_promotes_a_user_while_log_ins_past_the_cap_end_the_prom
     past the cap that end it: one of them wins, the other sees it did, no deadlock."""
     store: IdentityDatabase = await open_database(race_database)
     clock = Clock()
-
-    def new_session() -> NewSession:
-        clock.now += 1
-        return NewSession(str(uuid.uuid4()), CLIENT_ID, digest(new_secret()), clock.now, CAP)
+    new_session = partial(next_session, clock)
 
     try:
         for round_ in range(PROMOTION_ROUNDS):
