@@ -36,15 +36,12 @@ _FIRST_WATCH_PAUSE = 0.5
 _LONGEST_WATCH_PAUSE = 30.0
 
 
-# Refusals of the app's own credentials (Firebase's API key, HttpBackend's client secret): the
-# user is still valid, but no attempt of this core can renew while it runs with them, so the
-# keeper stops until the session changes instead of retrying for ever (Firebase's own SDKs
-# retry a proactive refresh only on network errors, and keep the user signed in).
-_APP_REFUSED = (ClientAuthenticationError,)
-
-
 class _AppRefusedError(Exception):
-    """A refresh attempt was refused for the app's credentials."""
+    """A refresh attempt was refused for the app's own credentials (ClientAuthenticationError:
+    Firebase's API key, HttpBackend's client secret). The user is still valid, but no attempt
+    of this core can renew while it runs with them, so the keeper stops until the session
+    changes instead of retrying for ever (Firebase's own SDKs retry a proactive refresh only on
+    network errors, and keep the user signed in)."""
 
 
 class _StillDegradedError(Exception):
@@ -280,7 +277,7 @@ class SessionKeeper:
                     outcome = await self._store.run(RefreshSession())
                     self._last_error = outcome.error
                     if self._store.state.degraded:
-                        if isinstance(outcome.error, _APP_REFUSED):
+                        if isinstance(outcome.error, ClientAuthenticationError):
                             raise _AppRefusedError
                         raise _StillDegradedError
         except _AppRefusedError:
@@ -300,7 +297,7 @@ class SessionKeeper:
         """One attempt after the keeper gave up; False if the session is still degraded."""
         outcome = await self._store.run(RefreshSession())
         self._last_error = outcome.error
-        if self._store.state.degraded and isinstance(outcome.error, _APP_REFUSED):
+        if self._store.state.degraded and isinstance(outcome.error, ClientAuthenticationError):
             return self._stop_for_the_app()
         return not self._store.state.degraded
 
