@@ -11,7 +11,7 @@ import attrs
 import jwt
 
 from ._exceptions import MimiCoreError
-from ._redaction import value_repr
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["ALGORITHMS", "LONGEST_TOKEN", "InvalidTokenError", "VerifiedToken", "decoded", "kid_of"]
 
@@ -35,7 +35,7 @@ class InvalidTokenError(MimiCoreError):
 class VerifiedToken:
     """What a valid access token says about its caller."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     user_id: str
     is_anonymous: bool

@@ -15,10 +15,10 @@ from ._exceptions import CoreClosedError, NotLoggedInError
 from ._future import CommandFuture
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._reasons import Reason
-from ._redaction import value_repr
 from ._state import SessionState
 from ._store import SessionStore
 from ._user import MimiUser
+from ._values import value_repr
 
 __all__ = ["AuthController", "AuthObserver", "ObserverHandle"]
 

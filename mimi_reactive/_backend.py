@@ -21,8 +21,8 @@ from ._messages import (
     SignUp,
     SignUpAnonymously,
 )
-from ._redaction import value_repr
 from ._session import BackendSession, Session
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = [
     "ALL_ROUTES",
@@ -43,7 +43,7 @@ class ClientCredentials:
     carry), raises ``ConfigurationError``; one that is not a str, ``TypeError``.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     client_id: str | None = attrs.field(default=None, validator=basic_auth_id)
     client_secret: str | None = attrs.field(default=None, repr=False, validator=client_credential)
@@ -70,7 +70,7 @@ class BackendCapabilities:
     ``routes`` is a frozenset of route types (``ALL_ROUTES`` minus some); anything else, or a
     flag that is not a ``bool`` (a truthy ``"no"``), raises ``TypeError``."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     routes: frozenset[type[AuthRoute]] = attrs.field(default=ALL_ROUTES, validator=_route_types)
     """The route types it can authenticate with."""

@@ -23,7 +23,6 @@ import attrs
 
 from ._cli_parser import SIGNS_WITHIN, build_parser
 from ._exceptions import ConfigurationError
-from ._redaction import value_repr
 from ._server._config import (
     COMMAND_LINE_RULES,
     DEFAULTS,
@@ -33,6 +32,7 @@ from ._server._config import (
     load_config_file,
 )
 from ._server._settings import ServerSettings
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["main"]
 
@@ -115,7 +115,7 @@ def _refused(command: str, error: Exception, *, status: int) -> int:
 class _Options:
     """The server options a command runs with."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     # Hidden from the repr: a database or rate-limit storage URL may hold a password.
     values: Mapping[str, Any] = attrs.field(repr=False)

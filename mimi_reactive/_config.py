@@ -6,8 +6,8 @@ import attrs
 
 from ._checks import count, flag, instance_of, seconds
 from ._exceptions import ConfigurationError
-from ._redaction import value_repr
 from ._session import RefreshPolicy
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["MimiConfiguration", "RetryPolicy"]
 
@@ -19,7 +19,7 @@ class RetryPolicy:
     An ``initial_delay`` above ``max_delay`` raises ``ConfigurationError``: the cap would
     silently shorten the first wait the app asked for."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     initial_delay: float = attrs.field(default=1.0, validator=seconds)
     """Seconds the first wait may last at most."""
@@ -47,7 +47,7 @@ class MimiConfiguration:
     the others; with this set it is also unsubscribed.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     allow_anonymous_user_only: bool = attrs.field(default=False, validator=flag)
     detach_failing_subscribers: bool = attrs.field(default=False, validator=flag)

@@ -42,7 +42,6 @@ from ._messages import (
     SignedOut,
     TokensRefreshed,
 )
-from ._redaction import value_repr
 from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
 from ._retry import worth_retrying
 from ._revocations import Revocations
@@ -50,6 +49,7 @@ from ._session import Session
 from ._storage import SessionStorage, storage_failed
 from ._storage_sync import StorageSync
 from ._user import MimiUser
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["EffectResult", "EffectRunner"]
 
@@ -60,7 +60,7 @@ _log = Log("mimi_reactive.session")
 class EffectResult:
     """What an effect did: the event for the reducer and the session held afterwards."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     event: Event
     session: Session | None

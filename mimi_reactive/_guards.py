@@ -40,10 +40,10 @@ from ._messages import (
     SyncSession,
 )
 from ._reasons import Reason
-from ._redaction import value_repr
 from ._session import Session
 from ._state import SessionState
 from ._user import MimiUser
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["GUARDS", "GuardContext", "decide", "is_blank_anonymous_id"]
 
@@ -53,7 +53,7 @@ class GuardContext:
     """Everything a guard may look at. ``session`` is the session behind ``state`` (its
     user is the one logged in) and ``now`` the local wall clock, for refresh decisions."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     state: SessionState
     command: Command

@@ -34,10 +34,11 @@ from ._checks import flag, text
 from ._credential_rules import possible_anonymous_id
 from ._exceptions import MimiCoreError
 from ._reasons import Reason
-from ._redaction import mask, mask_email, value_repr
+from ._redaction import mask, mask_email
 from ._session import Session
 from ._state import SessionState
 from ._user import MimiUser
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = [
     "AccountDeleted",
@@ -82,7 +83,7 @@ __all__ = [
 class AuthRoute:
     """A way to authenticate. Use the constructors below."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     @staticmethod
     def sign_up_anonymously() -> SignUpAnonymously:
@@ -124,14 +125,14 @@ class AuthRoute:
 class SignUpAnonymously(AuthRoute):
     """Create a new anonymous user."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
 
 @attrs.frozen
 class LogInAnonymously(AuthRoute):
     """Log in by anonymous id (None, empty or whitespace: skipped; malformed: refused)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     anonymous_id: str | None = attrs.field(repr=mask, validator=possible_anonymous_id)
 
@@ -140,7 +141,7 @@ class LogInAnonymously(AuthRoute):
 class LogIn(AuthRoute):
     """Log in with email and password."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     email: str = attrs.field(repr=mask_email, validator=text)
     password: str = attrs.field(repr=False, validator=text)
@@ -150,7 +151,7 @@ class LogIn(AuthRoute):
 class SignUp(AuthRoute):
     """Sign up with email and password."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     email: str = attrs.field(repr=mask_email, validator=text)
     password: str = attrs.field(repr=False, validator=text)
@@ -160,7 +161,7 @@ class SignUp(AuthRoute):
 class Promote(AuthRoute):
     """Turn the logged-in anonymous user into a credential user."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     email: str = attrs.field(repr=mask_email, validator=text)
     password: str = attrs.field(repr=False, validator=text)
@@ -170,7 +171,7 @@ class Promote(AuthRoute):
 class LogOut:
     """End the current session; with ``everywhere``, every session of the user."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     everywhere: bool = attrs.field(default=False, kw_only=True, validator=flag)
 
@@ -179,14 +180,14 @@ class LogOut:
 class DeleteAccount:
     """Delete the logged-in user's account at the service, then forget the session."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
 
 @attrs.frozen
 class RefreshSession:
     """Refresh the session's tokens if they are due (or now, with ``force``)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     force: bool = False
 
@@ -195,7 +196,7 @@ class RefreshSession:
 class SyncSession:
     """Read the shared storage and adopt the session another process stored there."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
 
 Command = AuthRoute | LogOut | DeleteAccount | RefreshSession | SyncSession
@@ -208,7 +209,7 @@ Command = AuthRoute | LogOut | DeleteAccount | RefreshSession | SyncSession
 class Proceed:
     """Run these effects in order."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     effects: tuple[Effect, ...]
 
@@ -218,7 +219,7 @@ class Skipped:
     """Nothing was done: there was nothing a service would act on (no anonymous id to log
     in, an email not of the reference server's form, an empty password)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     reason: Reason = attrs.field(default=Reason.BLANK_ANONYMOUS_ID, repr=False)
 
@@ -227,7 +228,7 @@ class Skipped:
 class Satisfied:
     """Nothing was done: what the command wants already holds."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     reason: Reason
 
@@ -236,7 +237,7 @@ class Satisfied:
 class Refused:
     """Nothing was done, and the caller is told no."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     reason: Reason
 
@@ -252,7 +253,7 @@ class EndSession:
     """Forget ``session`` and revoke it at the service: in the background, retried; with
     ``everywhere``, every session of its user, before the command completes."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     session: Session
     everywhere: bool = False
@@ -263,7 +264,7 @@ class Authenticate:
     """Run ``route`` at the service. ``session`` is the one it acts on (a promotion's),
     ``replacing`` the user logged out to make room."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     route: AuthRoute
     session: Session | None = None
@@ -275,7 +276,7 @@ class RefreshTokens:
     """Exchange ``session``'s refresh token for new tokens (or take ones another process
     sharing the storage got first)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     session: Session
 
@@ -284,7 +285,7 @@ class RefreshTokens:
 class AdoptSession:
     """Read the shared storage and take on the session stored there (none: logged out)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     current: Session | None
 
@@ -293,7 +294,7 @@ class AdoptSession:
 class DeleteUser:
     """Delete ``session``'s user at the service and, once it did, forget the session."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     session: Session
 
@@ -309,7 +310,7 @@ class SignedIn:
     """The service authenticated ``user`` by ``route``, replacing ``replaced`` if set;
     ``error`` if the storage could not keep the session (it works in memory)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     user: MimiUser
     route: AuthRoute
@@ -322,7 +323,7 @@ class SignedOut:
     """The user's session ended; ``error`` if the storage could not forget it, or if the
     service could not be told to end the user's other sessions (retried in the background)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     error: MimiCoreError | None = None
 
@@ -331,7 +332,7 @@ class SignedOut:
 class CommandFailed:
     """A command failed with ``error``."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     error: MimiCoreError
 
@@ -340,7 +341,7 @@ class CommandFailed:
 class TokensRefreshed:
     """The session's tokens were refreshed; ``user`` is the user as the service sees it now."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     user: MimiUser
 
@@ -350,7 +351,7 @@ class RefreshFailed:
     """Refreshing failed for a reason that may pass (network, service trouble, a storage
     that could not save the renewed tokens)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     error: MimiCoreError
 
@@ -359,7 +360,7 @@ class RefreshFailed:
 class SessionExpired:
     """The service refused to refresh the session: it is over."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     error: MimiCoreError
 
@@ -371,7 +372,7 @@ class SessionAdopted:
     ``kept``: the storage lost the session and the core wrote it back, after a save had
     failed, so the storage holds again what the core does."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     user: MimiUser | None
     error: MimiCoreError | None = None
@@ -383,7 +384,7 @@ class AccountDeleted:
     """The service deleted the logged-in user's account; ``error`` if the storage could not
     forget the session."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     error: MimiCoreError | None = None
 
@@ -408,7 +409,7 @@ class Outcome:
     """How a command ended: the state after it, its error if it failed or was refused, and
     the guard's ``reason`` if a guard stopped it (None when it ran)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     state: SessionState
     error: MimiCoreError | None = None

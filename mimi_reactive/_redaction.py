@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-import attrs
-
 __all__ = [
     "LONGEST_LINE",
     "bounded_repr",
@@ -13,7 +11,6 @@ __all__ = [
     "mask_email",
     "one_line",
     "shown_url",
-    "value_repr",
 ]
 
 _VISIBLE = 4
@@ -79,20 +76,3 @@ def shown_url(url: str, kind: str) -> str:
     user = user_info.partition(":")[0]
     hosts_and_path = location.partition("?")[0].partition("#")[0]
     return f"{scheme}://{user}{at if user else ''}{hosts_and_path}"
-
-
-def value_repr(value: attrs.AttrsInstance) -> str:
-    """``Name(field=..., ...)`` as attrs writes it, each field shown through its ``repr``
-    option (``False`` leaves it out, a function such as ``mask`` shows it).
-
-    Every attrs class of the library sets ``__repr__ = value_repr``: attrs then generates no
-    repr of its own, and generating one per class was a quarter of ``import mimi_reactive``.
-    """
-    shown = []
-    for field in attrs.fields(type(value)):
-        if field.repr is False:
-            continue
-        content = getattr(value, field.name)
-        text = field.repr(content) if callable(field.repr) else repr(content)
-        shown.append(f"{field.name}={text}")
-    return f"{type(value).__qualname__}({', '.join(shown)})"

@@ -20,8 +20,8 @@ from ._exceptions import (
 )
 from ._log import Log
 from ._messages import LogInAnonymously
-from ._redaction import value_repr
 from ._session import RefreshPolicy, Session
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["CallFailed", "NotRenewedError", "Renewal", "as_failure"]
 
@@ -46,7 +46,7 @@ class CallFailed:
     (renewed, if renewing spent the one before), and the error again as ``ended`` if it
     says the session is over."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     error: Exception
     live: Session

@@ -6,7 +6,8 @@ import attrs
 
 from ._exceptions import MimiCoreError, SessionStorageError
 from ._messages import Skipped
-from ._redaction import mask, value_repr
+from ._redaction import mask
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["AnonymousLogInResult", "Failure", "Skipped", "Success"]
 
@@ -20,7 +21,7 @@ class Success:
     be kept), but a restart now would not restore it.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     anonymous_id: str = attrs.field(repr=mask)
     storage_error: SessionStorageError | None = None
@@ -30,7 +31,7 @@ class Success:
 class Failure:
     """Logging in failed or was refused; ``error`` says why."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     error: MimiCoreError
 

@@ -32,9 +32,9 @@ from ._exceptions import (
 )
 from ._messages import AuthRoute, LogIn, LogInAnonymously, Promote, SignUp, SignUpAnonymously
 from ._reasons import Reason
-from ._redaction import value_repr
 from ._session import AuthTokens, BackendSession, Session
 from ._user import MimiUser
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["Reply", "ScriptedBackend"]
 
@@ -86,7 +86,7 @@ class Reply:
     that is a bare string or names no call (see ``ScriptedBackend.calls``) are refused.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     delay: float = attrs.field(default=0.0, validator=seconds)
     error: BaseException | None = attrs.field(default=None, validator=_exception)

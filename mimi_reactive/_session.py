@@ -15,8 +15,8 @@ from ._checks import (
     share,
     text,
 )
-from ._redaction import value_repr
 from ._user import MimiUser
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["AuthTokens", "BackendSession", "RefreshPolicy", "Session"]
 
@@ -27,7 +27,7 @@ class AuthTokens:
     they never expire), from 0 to a century: more raises ``ValueError``, a wrong type
     ``TypeError`` (messages name the field, never a token)."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     access_token: str = attrs.field(repr=False, validator=text)
     refresh_token: str | None = attrs.field(default=None, repr=False, validator=optional_text)
@@ -38,7 +38,7 @@ class AuthTokens:
 class BackendSession:
     """A user and the tokens the service issued for them, as a backend returns them."""
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     user: MimiUser = attrs.field(validator=instance_of(MimiUser))
     tokens: AuthTokens = attrs.field(validator=instance_of(AuthTokens))
@@ -56,7 +56,7 @@ class Session:
     and read back.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     user: MimiUser = attrs.field(validator=instance_of(MimiUser))
     tokens: AuthTokens = attrs.field(validator=instance_of(AuthTokens))
@@ -105,7 +105,7 @@ class RefreshPolicy:
     tokens came: tokens obtained after ``now`` are of unknown age, so they are due at once.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     ahead: float = attrs.field(default=0.2, validator=share)
     """Refresh when this share (from 0 up to, not including, 1) of the lifetime is left."""

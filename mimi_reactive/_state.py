@@ -7,8 +7,8 @@ import enum
 import attrs
 
 from ._exceptions import MimiCoreError
-from ._redaction import value_repr
 from ._user import MimiUser
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["SessionState", "Transition"]
 
@@ -60,7 +60,7 @@ class SessionState:
     sign-in not kept) until a renewal succeeds and is kept.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     user: MimiUser | None = None
     previous_user: MimiUser | None = None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import attrs
 
 from ._checks import flag, optional_text, text
-from ._redaction import mask, mask_email, value_repr
+from ._redaction import mask, mask_email
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["MimiUser"]
 
@@ -19,7 +20,7 @@ class MimiUser:
     ``"false"`` copied from JSON as it came) raises ``TypeError``, naming the field only.
     """
 
-    __repr__ = value_repr
+    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
 
     id: str = attrs.field(validator=text)
     anonymous_id: str | None = attrs.field(default=None, repr=mask, validator=optional_text)

@@ -24,7 +24,7 @@ import mimi_reactive.testing
 import mimi_reactive.verify
 from mimi_reactive import Reason, SessionState, Transition
 from mimi_reactive._guards import GUARDS
-from mimi_reactive._redaction import value_repr
+from mimi_reactive._values import value_eq, value_hash, value_repr
 from mimi_reactive.testing import Reply
 
 REQUIRED = {
@@ -214,9 +214,8 @@ def test_version_is_the_installed_distributions() -> None:
     assert mimi_reactive.__version__ == importlib.metadata.version("mimi-reactive")
 
 
-def test_every_client_value_is_shown_by_value_repr() -> None:
-    """Each attrs class of the client library uses the one shared repr (secrets masked
-    through their fields' ``repr`` option), so attrs generates none at import."""
+def client_values() -> set[type]:
+    """Every attrs class of the client library (the server's are left out)."""
     package = Path(mimi_reactive.__file__).parent
     names = [path.stem for path in package.glob("*.py") if not path.stem.startswith("__")]
     values = {
@@ -228,9 +227,25 @@ def test_every_client_value_is_shown_by_value_repr() -> None:
         and value.__module__.partition(".")[0] == "mimi_reactive"
     }
     server = ("mimi_reactive._server", "mimi_reactive.server")
-    client = {value for value in values if not value.__module__.startswith(server)}
+    return {value for value in values if not value.__module__.startswith(server)}
+
+
+def test_every_client_value_is_shown_by_value_repr() -> None:
+    """Each attrs class of the client library uses the one shared repr (secrets masked
+    through their fields' ``repr`` option), so attrs generates none at import."""
+    client = client_values()
     assert len(client) > 40
-    assert {value for value in client if value.__repr__ is not value_repr} == set()
+    assert {value for value in client if vars(value).get("__repr__") is not value_repr} == set()
+
+
+def test_every_frozen_client_value_shares_equality_and_hash() -> None:
+    """Each frozen attrs class of the client library compares and hashes through the shared
+    value_eq and value_hash, so attrs compiles neither at import."""
+    frozen = {value for value in client_values() if "__setattr__" in vars(value)}
+    assert len(frozen) > 40
+    shared = (value_eq, value_hash)
+    own = {value: (vars(value).get("__eq__"), vars(value).get("__hash__")) for value in frozen}
+    assert {value for value, methods in own.items() if methods != shared} == set()
 
 
 def public_errors() -> list[type[Exception]]:
