@@ -189,7 +189,10 @@ class CommandQueue:
             _log.warning("session.close_cancelled_command", grace_period=grace_period)
             await self._effects.writes.ended(grace_period)  # its event applied first
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A subscriber's SystemExit the worker raised (as it published what the command
+            # had stored) has stopped the loop already: raised again here, it would cut off
+            # the clean-up that follows, and the backend would stay open.
+            with contextlib.suppress(asyncio.CancelledError, SystemExit, KeyboardInterrupt):
                 await self._worker
 
     def begin_close(self) -> None:
@@ -228,7 +231,7 @@ class CommandQueue:
             )
         except asyncio.CancelledError as error:  # raised, not delivered: the core cannot go on
             self._busy = False
-            self._commands.apply_committed()
+            self._publish_committed()
             self._stop_now(error)
             closed = CoreClosedError("the core stopped while this ran")
             raise closed from error
@@ -253,12 +256,24 @@ class CommandQueue:
         self._wake_worker()
         return await future
 
-    def _stop_now(self, error: BaseException) -> None:
+    def _stop_now(self, error: BaseException, *running: _Pending) -> None:
         """Stop as the worker does when a command run by ``_run_now`` raised ``error``
-        (the program is to stop): every queued caller hears it, the streams complete."""
-        self._stop_all(error)
+        (the program is to stop): every caller hears it (``running`` first), the streams
+        complete."""
+        self._stop_all(error, *running)
         self._push(None)  # the worker ends
         self._commands.end()
+
+    def _publish_committed(self, *running: _Pending) -> None:
+        """Publish what a command stopped midway had stored (``apply_committed``). What a
+        subscriber raises as it hears (``SystemExit``, which the stream lets through) stops
+        the core as in a command, every caller hearing it (``running`` first), and is then
+        raised: never in place of an answer, for which a caller would wait for ever."""
+        try:
+            self._commands.apply_committed()
+        except BaseException as error:
+            self._stop_now(error, *running)
+            raise
 
     def _stop_all(self, error: BaseException, *running: _Pending) -> None:
         """The program is to stop (``error``): refuse commands from now on, and every caller
@@ -310,7 +325,7 @@ class CommandQueue:
                 try:
                     outcome = await work
                 except asyncio.CancelledError:
-                    self._commands.apply_committed()  # stored already: the state must say so
+                    self._publish_committed(future)  # stored already: the state must say so
                     _resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
                 except MimiCoreError as error:  # typed, not a bug (a clock gone wrong)
