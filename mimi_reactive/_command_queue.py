@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from . import _eager
 from ._effect_runner import EffectRunner
 from ._exceptions import CoreClosedError, MimiCoreError, ReentrantCallError, WrongEventLoopError
-from ._future import CommandFuture
+from ._future import CommandFuture, Pending, claim, resolve, stopped
 from ._log import Log
 from ._messages import Command, Decision, Outcome, Proceed, Refused, Satisfied, Skipped
 
@@ -37,13 +37,10 @@ FORKED = (
 
 _log = Log("mimi_reactive.session")
 
-# A queued command's pending outcome: an asyncio future for callers on the loop (cheap), a
-# CommandFuture for dispatch from anywhere.
-_Pending = asyncio.Future[Outcome] | CommandFuture
 # The decision is carried when the caller already made it (nothing was queued or running,
 # so nothing can change the state before the worker takes the job); a command the caller
 # started itself (``_run_now``) is carried as what is left of it, and always run.
-_Job = tuple[Command, _Pending, Decision | None, _eager.Started[Outcome] | None]
+_Job = tuple[Command, Pending, Decision | None, _eager.Started[Outcome] | None]
 
 
 class Commands(Protocol):
@@ -189,7 +186,10 @@ class CommandQueue:
             _log.warning("session.close_cancelled_command", grace_period=grace_period)
             await self._effects.writes.ended(grace_period)  # its event applied first
             self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            # A subscriber's SystemExit the worker raised (as it published what the command
+            # had stored) has stopped the loop already: raised again here, it would cut off
+            # the clean-up that follows, and the backend would stay open.
+            with contextlib.suppress(asyncio.CancelledError, SystemExit, KeyboardInterrupt):
                 await self._worker
 
     def begin_close(self) -> None:
@@ -202,7 +202,7 @@ class CommandQueue:
         started = [job for job in self._jobs if job is not None and job[3] is not None]
         while self._jobs:
             job = self._jobs.popleft()
-            if job is not None and job[3] is None and _claim(job[1]):
+            if job is not None and job[3] is None and claim(job[1]):
                 job[1].set_exception(CoreClosedError("the core was closed before this ran"))
         self._jobs.extend(started)  # running already: it finishes, as the worker's would
         self._push(None)
@@ -228,7 +228,7 @@ class CommandQueue:
             )
         except asyncio.CancelledError as error:  # raised, not delivered: the core cannot go on
             self._busy = False
-            self._commands.apply_committed()
+            self._publish_committed()
             self._stop_now(error)
             closed = CoreClosedError("the core stopped while this ran")
             raise closed from error
@@ -253,21 +253,33 @@ class CommandQueue:
         self._wake_worker()
         return await future
 
-    def _stop_now(self, error: BaseException) -> None:
+    def _stop_now(self, error: BaseException, *running: Pending) -> None:
         """Stop as the worker does when a command run by ``_run_now`` raised ``error``
-        (the program is to stop): every queued caller hears it, the streams complete."""
-        self._stop_all(error)
+        (the program is to stop): every caller hears it (``running`` first), the streams
+        complete."""
+        self._stop_all(error, *running)
         self._push(None)  # the worker ends
         self._commands.end()
 
-    def _stop_all(self, error: BaseException, *running: _Pending) -> None:
+    def _publish_committed(self, *running: Pending) -> None:
+        """Publish what a command stopped midway had stored (``apply_committed``). What a
+        subscriber raises as it hears (``SystemExit``, which the stream lets through) stops
+        the core as in a command, every caller hearing it (``running`` first), and is then
+        raised: never in place of an answer, for which a caller would wait for ever."""
+        try:
+            self._commands.apply_committed()
+        except BaseException as error:
+            self._stop_now(error, *running)
+            raise
+
+    def _stop_all(self, error: BaseException, *running: Pending) -> None:
         """The program is to stop (``error``): refuse commands from now on, and every caller
         waiting, ``running`` first, hears it (none may wait for ever)."""
         self.closed = True
         queued = [job[1] for job in self._jobs if job is not None]
         self._jobs.clear()
         for pending in (*running, *queued):
-            _resolve(pending, error=_stopped(pending, error))
+            resolve(pending, error=stopped(pending, error))
 
     def _started_ahead(self) -> _eager.Started[Outcome] | None:
         """The command started at once in the worker's name that it is yet to take over."""
@@ -303,27 +315,27 @@ class CommandQueue:
                 if job is None:
                     break
                 command, future, decision, started = job
-                if started is None and not _claim(future):
+                if started is None and not claim(future):
                     continue  # the caller stopped waiting before it started
                 self._busy = True
                 work = self._commands.perform(command, decision) if started is None else started
                 try:
                     outcome = await work
                 except asyncio.CancelledError:
-                    self._commands.apply_committed()  # stored already: the state must say so
-                    _resolve(future, error=CoreClosedError("the core stopped while this ran"))
+                    self._publish_committed(future)  # stored already: the state must say so
+                    resolve(future, error=CoreClosedError("the core stopped while this ran"))
                     raise
                 except MimiCoreError as error:  # typed, not a bug (a clock gone wrong)
-                    _resolve(future, error=error)
+                    resolve(future, error=error)
                 except Exception as error:  # a bug must not stop the worker or the stream
-                    _resolve(future, error=_crashed(error))
+                    resolve(future, error=_crashed(error))
                 except BaseException as error:  # SystemExit, KeyboardInterrupt: not a bug
                     # It ends the loop (the program is to stop); no caller may wait for ever:
                     # this one and every queued one hear it, later ones CoreClosedError.
                     self._stop_all(error, future)
                     raise
                 else:
-                    _resolve(future, outcome=outcome)
+                    resolve(future, outcome=outcome)
                 finally:
                     self._busy = False
         finally:
@@ -344,7 +356,7 @@ class CommandQueue:
         while self._jobs:
             job = self._jobs.popleft()
             if job is not None:
-                _resolve(job[1], error=CoreClosedError("the core stopped before this ran"))
+                resolve(job[1], error=CoreClosedError("the core stopped before this ran"))
 
 
 _LIVE: weakref.WeakSet[CommandQueue] = weakref.WeakSet()  # what a fork copies unrunnable
@@ -358,39 +370,9 @@ def _forget_all_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_all_after_fork)
 
 
-def _claim(future: _Pending) -> bool:
-    """Mark a queued command's future as started; False if its caller gave up waiting."""
-    if isinstance(future, CommandFuture):
-        return future.set_running_or_notify_cancel()
-    return not future.done()
-
-
-def _stopped(future: _Pending, error: BaseException) -> BaseException:
-    """What a caller hears when a subscriber's ``SystemExit`` (say) stopped the worker: a
-    thread waiting on a dispatch that same exception; a caller on the loop ``CoreClosedError``
-    (re-raised in a task there, it would stop the loop again, in the middle of its close)."""
-    if isinstance(future, CommandFuture):
-        return error
-    closed = CoreClosedError("the core stopped while this waited")
-    closed.__cause__ = error
-    return closed
-
-
 def _crashed(error: Exception) -> MimiCoreError:
     """What the caller of a command that raised ``error`` (a bug) hears; logged."""
     _log.error("session.command_crashed", error=type(error).__name__)
     crashed = MimiCoreError("the command failed unexpectedly")
     crashed.__cause__ = error
     return crashed
-
-
-def _resolve(
-    future: _Pending, *, outcome: Outcome | None = None, error: BaseException | None = None
-) -> None:
-    if future.done():  # an awaiting caller was cancelled while the command ran
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        assert outcome is not None
-        future.set_result(outcome)

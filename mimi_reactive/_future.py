@@ -1,4 +1,6 @@
-"""The pending outcome of a command dispatched from any thread (``core.auth.dispatch``)."""
+"""The pending outcome of a queued command, and how the queue answers it: a ``CommandFuture``
+for a command dispatched from any thread (``core.auth.dispatch``), an asyncio future for a
+caller on the core's loop."""
 
 from __future__ import annotations
 
@@ -9,10 +11,19 @@ import threading
 from collections.abc import Generator, Iterator
 from typing import Any
 
-from ._exceptions import ReentrantCallError
+from ._exceptions import CoreClosedError, ReentrantCallError
 from ._messages import Outcome
 
-__all__ = ["INTERRUPTED", "CallDepth", "CommandFuture", "holds_a_future"]
+__all__ = [
+    "INTERRUPTED",
+    "CallDepth",
+    "CommandFuture",
+    "Pending",
+    "claim",
+    "holds_a_future",
+    "resolve",
+    "stopped",
+]
 
 
 class CallDepth(threading.local):
@@ -141,3 +152,39 @@ INTERRUPTED = (
     "wait for ever (the interrupted call holds what the core needs to answer); dispatch "
     "the command, or close() the core, from the handler instead"
 )
+
+
+# A queued command's pending outcome: an asyncio future for callers on the loop (cheap), a
+# CommandFuture for dispatch from anywhere.
+Pending = asyncio.Future[Outcome] | CommandFuture
+
+
+def claim(future: Pending) -> bool:
+    """Mark a queued command's future as started; False if its caller gave up waiting."""
+    if isinstance(future, CommandFuture):
+        return future.set_running_or_notify_cancel()
+    return not future.done()
+
+
+def stopped(future: Pending, error: BaseException) -> BaseException:
+    """What a caller hears when a subscriber's ``SystemExit`` (say) stopped the worker: a
+    thread waiting on a dispatch that same exception; a caller on the loop ``CoreClosedError``
+    (re-raised in a task there, it would stop the loop again, in the middle of its close)."""
+    if isinstance(future, CommandFuture):
+        return error
+    closed = CoreClosedError("the core stopped while this waited")
+    closed.__cause__ = error
+    return closed
+
+
+def resolve(
+    future: Pending, *, outcome: Outcome | None = None, error: BaseException | None = None
+) -> None:
+    """Answer a queued command's caller with ``outcome`` or ``error``, unless it is answered."""
+    if future.done():  # an awaiting caller was cancelled while the command ran
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert outcome is not None
+        future.set_result(outcome)

@@ -1,6 +1,6 @@
 """A clock that gives no time is the clock's error, named, never blamed on the backend: at
 start, in each command after start, and while a refresh is at the service (where it must not
-spend the refresh token)."""
+spend the refresh token); a command close() stops as the clock goes wrong is still answered."""
 
 from __future__ import annotations
 
@@ -17,7 +17,9 @@ from mimi_reactive import (
     BackendCapabilities,
     BackendSession,
     ConfigurationError,
+    CoreClosedError,
     LogOut,
+    MemorySessionStorage,
     MimiConfiguration,
     MimiCore,
     RetryPolicy,
@@ -29,7 +31,7 @@ from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import ScriptedBackend
 
 from .conftest import CLIENT_ID
-from .helpers import CountingBackend, TokenWatcher, event_names
+from .helpers import SIGN_UP, CountingBackend, TokenWatcher, event_names
 
 
 def _broken_clock() -> float:
@@ -263,3 +265,63 @@ async def test_a_clock_going_wrong_as_a_session_is_applied_still_tells_everyone(
         async with asyncio.timeout(10):
             await tokens.wait_for(lambda token: token is not None)
         assert tokens.tokens[-1] == await core.auth.access_token()
+
+
+class _StuckOnceArmed(ScriptedBackend):
+    """Once ``armed``, a sign-up or log-out everywhere that reaches the service breaks
+    ``clock`` and is never answered."""
+
+    def __init__(self, clock: _GoingWrongClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.armed = False
+        self.at_the_service = asyncio.Event()
+
+    async def authenticate(self, route: AuthRoute, session: Session | None) -> BackendSession:
+        await self._stuck()
+        return await super().authenticate(route, session)
+
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        await self._stuck()
+        await super().revoke(session, everywhere=everywhere)
+
+    async def _stuck(self) -> None:
+        if self.armed:
+            self.clock.wrong = _broken_clock
+            self.at_the_service.set()
+            await asyncio.Event().wait()
+
+
+# The command close() stops at the service, from a user logged in (or not): a log-out
+# everywhere (the storage cleared already: a log-out to publish), a sign-up (nothing stored).
+STOPPED: dict[str, tuple[bool, Callable[[MimiCore], Awaitable[object]]]] = {
+    "log-out everywhere": (True, lambda core: core.auth.log_out(everywhere=True)),
+    "sign-up": (False, lambda core: core.auth.authenticate(SIGN_UP)),
+}
+
+
+@pytest.mark.parametrize("case", STOPPED.values(), ids=STOPPED.keys())
+async def test_a_command_close_stops_as_the_clock_goes_wrong_is_answered(
+    case: tuple[bool, Callable[[MimiCore], Awaitable[object]]],
+) -> None:
+    """close(grace_period=0) stopping a command at the service after the clock went wrong:
+    close returns, the caller hears CoreClosedError (not the clock's error, nor nothing),
+    and the last state published says what the storage holds (nobody)."""
+    logged_in, command = case
+    clock = _GoingWrongClock()
+    backend, storage = _StuckOnceArmed(clock), MemorySessionStorage()
+    core = await MimiCore.start(backend=backend, clock=clock, storage=storage)
+    if logged_in:
+        await core.auth.authenticate(SIGN_UP)
+    completed: list[bool] = []
+    core.auth.states.subscribe(on_completed=lambda: completed.append(True))
+    backend.armed = True
+    running = asyncio.ensure_future(command(core))
+    async with asyncio.timeout(10):
+        await backend.at_the_service.wait()
+        await core.close(grace_period=0)
+        with pytest.raises(CoreClosedError):
+            await running
+    assert core.auth.current_user is None
+    assert await storage.load() is None
+    assert completed == [True]
