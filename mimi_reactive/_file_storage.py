@@ -133,8 +133,10 @@ class FileSessionStorage:
         # is also re-entrant per object, so it cannot exclude two holders of this one
         # storage (two cores, or cores on two threads, sharing it): ``_holder_lock`` does. A
         # threading lock, tried without blocking, works whichever loop or thread holds it.
+        # 0600 as the session file is: a user who could open it could flock it, holding
+        # every renewal up (a folder others may enter: a home folder, say).
         self._file_lock = filelock.FileLock(
-            self.path.with_name(self.path.name + ".lock"), thread_local=False
+            self.path.with_name(self.path.name + ".lock"), mode=0o600, thread_local=False
         )
         self._holder_lock = threading.Lock()
 
