@@ -26,6 +26,7 @@ from ._log import Log
 from ._redaction import bounded_repr
 from ._session import Session
 from ._session_file import (
+    NotARegularFileError,
     parse,
     read_bounded,
     remove_stale_temporaries,
@@ -234,7 +235,7 @@ class FileSessionStorage:
             except FileNotFoundError:
                 self._check_not_lost(errno.ENOENT, "the session file was removed")
                 return None
-            except (IsADirectoryError, NotADirectoryError):
+            except (IsADirectoryError, NotADirectoryError, NotARegularFileError):
                 self._check_not_lost(errno.EISDIR, "the session file's path names no file now")
                 raise
             try:
