@@ -26,6 +26,7 @@ from ._log import Log
 from ._redaction import bounded_repr
 from ._session import Session
 from ._session_file import (
+    NotARegularFileError,
     parse,
     read_bounded,
     remove_stale_temporaries,
@@ -133,8 +134,10 @@ class FileSessionStorage:
         # is also re-entrant per object, so it cannot exclude two holders of this one
         # storage (two cores, or cores on two threads, sharing it): ``_holder_lock`` does. A
         # threading lock, tried without blocking, works whichever loop or thread holds it.
+        # 0600 as the session file is: a user who could open it could flock it, holding
+        # every renewal up (a folder others may enter: a home folder, say).
         self._file_lock = filelock.FileLock(
-            self.path.with_name(self.path.name + ".lock"), thread_local=False
+            self.path.with_name(self.path.name + ".lock"), mode=0o600, thread_local=False
         )
         self._holder_lock = threading.Lock()
 
@@ -232,7 +235,7 @@ class FileSessionStorage:
             except FileNotFoundError:
                 self._check_not_lost(errno.ENOENT, "the session file was removed")
                 return None
-            except (IsADirectoryError, NotADirectoryError):
+            except (IsADirectoryError, NotADirectoryError, NotARegularFileError):
                 self._check_not_lost(errno.EISDIR, "the session file's path names no file now")
                 raise
             try:

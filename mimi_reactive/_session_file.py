@@ -4,6 +4,7 @@ aside (0600, the newest few kept) when it is not to be read or written over."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -18,6 +19,7 @@ from ._log import Log
 from ._storage import UnreadableSessionError
 
 __all__ = [
+    "NotARegularFileError",
     "make_private",
     "parse",
     "read_bounded",
@@ -39,11 +41,25 @@ _MAX_FILE_BYTES = 1 << 20
 _MAX_INTEGER_DIGITS = 20
 
 
+class NotARegularFileError(OSError):
+    """The session file's path names a FIFO, a socket or a device, which is not read."""
+
+
 def read_bounded(path: Path) -> tuple[os.stat_result, bytes]:
     """The file's status and bytes, read through one descriptor (so they agree), at most
-    one byte more than a session file can hold."""
-    with path.open("rb") as file:
-        return os.fstat(file.fileno()), file.read(_MAX_FILE_BYTES + 1)
+    one byte more than a session file can hold. Opened without blocking, and read only if
+    it is a regular file: a FIFO's read would wait for a writer, as long as none comes."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        status = os.fstat(descriptor)
+        if stat.S_ISDIR(status.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISREG(status.st_mode):
+            raise NotARegularFileError(errno.EINVAL, "not a regular file", str(path))
+        with open(descriptor, "rb", closefd=False) as file:
+            return status, file.read(_MAX_FILE_BYTES + 1)
+    finally:
+        os.close(descriptor)
 
 
 def parse(data: bytes) -> Any:

@@ -42,7 +42,8 @@ class AccessTokenVerifier:
     ``clients``: if given, only tokens issued to these client ids pass (a set or list of
     them; one id alone is ``{"my-app"}``, never the bare string). ``clock``: monotonic
     seconds (tests move it instead of sleeping). Use one verifier for the whole app and
-    ``close()`` it (or ``async with``) at the end; ``verify`` then raises ``CoreClosedError``.
+    ``close()`` it (or ``async with``) at the end; ``verify`` then raises ``CoreClosedError``
+    (so does a call whose fetch of the keys the close cut short).
 
     An ``issuer`` that is not an http(s) URL, or a duration or ``clients`` of the wrong type,
     raises ``TypeError`` or ``ConfigurationError``.
@@ -88,9 +89,10 @@ class AccessTokenVerifier:
         """When the keys were last fetched (the clock's time)."""
         self._attempted_at = -float("inf")
         """When a fetch last started, whether or not it succeeded."""
+        self._fetching: asyncio.Task[None] | None = None
+        """The fetch running, if one is."""
         self._failing = False
         """Whether the last fetch failed (logged once, when it starts failing)."""
-        self._lock = asyncio.Lock()
         self._http: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -114,20 +116,39 @@ class AccessTokenVerifier:
         now = self._clock()
         known = kid in self._keys and now - self._fetched_at < self._max_stale
         fresh = now - self._fetched_at < self._jwks_ttl
-        may_fetch = now - self._attempted_at >= self._refetch_interval
-        # A known key while another caller fetches: use it rather than wait for the fetch. An
-        # unknown one waits for that fetch, and shares it; inside the refetch interval, with
+        starts = (
+            self._fetching is None
+            and not (known and fresh)
+            and now - self._attempted_at >= self._refetch_interval
+        )
+        if starts:
+            self._start_fetch()
+        # A known key while another caller's fetch runs: use it rather than wait for the fetch.
+        # An unknown one waits for that fetch, and shares it; inside the refetch interval, with
         # no fetch running, there is nothing to wait for.
-        if not (known and (fresh or self._lock.locked())) and (may_fetch or self._lock.locked()):
-            async with self._lock:
-                wanted = kid not in self._keys or self._age() >= self._jwks_ttl
-                if wanted and self._clock() - self._attempted_at >= self._refetch_interval:
-                    await self._refresh()
+        if self._fetching is not None and (starts or not known):
+            # Shielded: a caller that gives up (cancelled: its client left, a timeout) leaves
+            # the fetch running for the others, rather than spend the interval on nothing.
+            await asyncio.shield(self._fetching)
         if kid in self._keys and self._age() < self._max_stale:
             return self._keys[kid]
         if self._failing:
             raise InvalidTokenError("jwks_unavailable", "cannot fetch the issuer's keys")
         raise InvalidTokenError("unknown_key", "no key of the issuer has this kid")
+
+    def _start_fetch(self) -> None:
+        """Start the fetch every caller shares, as a task of its own: no caller's cancellation
+        cancels it."""
+        self._attempted_at = self._clock()
+        fetching = asyncio.get_running_loop().create_task(self._refresh())
+        fetching.add_done_callback(self._fetch_ended)
+        self._fetching = fetching
+
+    def _fetch_ended(self, fetching: asyncio.Task[None]) -> None:
+        """Forget the fetch that ended, so that the next one may start."""
+        self._fetching = None
+        if not fetching.cancelled():
+            fetching.exception()  # retrieved, so none is reported if every caller gave up
 
     def _age(self) -> float:
         """Seconds since the keys were fetched."""
@@ -135,7 +156,6 @@ class AccessTokenVerifier:
 
     async def _refresh(self) -> None:
         """Fetch the keys; on failure keep the ones cached, and log the first failure of a run."""
-        self._attempted_at = self._clock()
         try:
             keys = await self._fetch()
         except _JwksUnavailableError as error:
@@ -152,7 +172,7 @@ class AccessTokenVerifier:
         not a JWKS (its body is read up to ``LONGEST_ANSWER`` bytes: a hostile or broken
         service cannot fill memory, nor crash the parser with nesting), or if the issuer
         answers with a redirect, which is not followed."""
-        self._ensure_open()  # closed while this caller waited for the lock
+        self._ensure_open()  # closed before the task began
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         try:
@@ -163,6 +183,7 @@ class AccessTokenVerifier:
                 response.raise_for_status()
                 document = await json_body(response)
         except (aiohttp.ClientError, TimeoutError) as error:
+            self._ensure_open()  # cut short by close(): not an outage of the issuer
             raise _JwksUnavailableError(type(error).__name__) from error
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             raise _JwksUnavailableError("not a JWKS")
@@ -182,6 +203,8 @@ class AccessTokenVerifier:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._fetching is not None:  # ended by the closed session: its callers are told
+            await asyncio.wait([self._fetching])
 
     async def __aenter__(self) -> AccessTokenVerifier:
         return self

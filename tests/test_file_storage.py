@@ -11,6 +11,7 @@ import random
 import signal
 import stat
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -261,6 +262,35 @@ async def test_a_session_file_start_cannot_read_is_a_storage_error(tmp_path: Pat
     assert str(path) in str(failed.value)
     assert "Too many levels of symbolic links" in str(failed.value)
     assert isinstance(failed.value.__cause__, OSError)
+
+
+@contextlib.contextmanager
+def fifo_at(path: Path) -> Iterator[None]:
+    """A FIFO at ``path``; at the end, one writer opens and closes it, so that a reader stuck
+    waiting for one (the fault under test) reads end-of-file and its thread ends."""
+    os.mkfifo(path, 0o600)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # ENXIO: no reader waits, as it should be
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+
+
+async def test_a_fifo_at_the_path_is_refused_at_once_and_saved_over(tmp_path: Path) -> None:
+    """A FIFO at the session path is not read (the read would wait for a writer forever, and
+    its thread kept the process from exiting): start raises SessionStorageError saying it is
+    not a regular file, and a save replaces it with the session file."""
+    path = tmp_path / "session.json"
+    with fifo_at(path):
+        with pytest.raises(SessionStorageError) as failed:
+            await asyncio.wait_for(
+                MimiCore.start(backend=ScriptedBackend(), storage=FileSessionStorage(path)), 10
+            )
+        assert str(path) in str(failed.value)
+        assert "not a regular file" in str(failed.value)
+        storage = FileSessionStorage(path)
+        await asyncio.wait_for(storage.save(numbered(3)), 10)
+        assert await storage.load() == numbered(3)
 
 
 async def test_a_session_file_a_renewal_cannot_read_is_renewed_and_saved_over(

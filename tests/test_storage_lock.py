@@ -4,6 +4,8 @@ cancelling a wait or timing out never leaves it held."""
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 import sys
 import threading
 from collections.abc import AsyncIterator
@@ -233,3 +235,19 @@ async def test_a_wait_for_a_holder_of_the_same_storage_ends_holding_nothing(
     assert await another_process_can_take(storage)
     async with asyncio.timeout(1), storage.lock():
         pass
+
+
+async def test_the_lock_file_is_private_in_a_folder_others_may_enter(tmp_path: Path) -> None:
+    """The lock file is created 0600 even with umask 022 in an existing 0755 folder (a home
+    folder, say): another user who could open it could flock it and hold every renewal up."""
+    folder = tmp_path / "home"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    storage = FileSessionStorage(folder / "session.json")
+    before = os.umask(0o022)
+    try:
+        async with storage.lock():
+            pass
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((folder / "session.json.lock").stat().st_mode) == 0o600
