@@ -67,6 +67,37 @@ def chunks(*parts: bytes) -> bytes:
 BOMB = gzip.compress(b"{" + b" " * 50_000_000 + b"}")  # 50 KB that inflate to 50 MB
 # (id, request, status, code (None for a 2xx), whether the first answer may be a 100)
 FRAMING: list[tuple[str, bytes, int, str | None, bool]] = [
+    # A body declared past the 64 KiB limit is refused at once, before any of it is read:
+    # aiohttp waited for 64 KiB of it, and with Expect: 100-continue first asked for it all.
+    ("declared-past-the-limit", request([JSON, PAST_THE_LIMIT]), 413, "request_too_large", False),
+    (
+        "declared-one-byte-past-the-limit",
+        request([JSON, (b"Content-Length", b"65537")]),
+        413,
+        "request_too_large",
+        False,
+    ),
+    (
+        "expect-100-continue-past-the-limit",
+        request([JSON, EXPECT, PAST_THE_LIMIT]),
+        413,
+        "request_too_large",
+        True,  # the first answer: no 100 Continue for a body that would be refused
+    ),
+    (
+        "expect-100-continue-past-the-limit-without-client",
+        request([JSON, EXPECT, PAST_THE_LIMIT]).replace(BASIC, b"Basic eDp5"),
+        413,
+        "request_too_large",
+        True,
+    ),
+    (
+        "expect-100-continue-past-the-limit-on-a-get",
+        request([EXPECT, PAST_THE_LIMIT]).replace(b"POST /v1/anonymous-users", b"GET /health"),
+        413,
+        "request_too_large",
+        True,
+    ),
     # What was served already, kept: chunked bodies are read to the same limit, extensions
     # ignored; a compressed body is refused before it is read, so never inflated.
     ("chunked", request([JSON, CHUNKED], chunks(b"{", b"}")), 201, None, False),

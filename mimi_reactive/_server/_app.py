@@ -28,7 +28,13 @@ if TYPE_CHECKING:
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
 from ._database import IdentityDatabase
-from ._edge import ApiError, authenticate_client, client_ip, failed_log_in
+from ._edge import (
+    ApiError,
+    authenticate_client,
+    check_declared_size,
+    client_ip,
+    failed_log_in,
+)
 from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled, http_logger
@@ -174,11 +180,18 @@ _EXPECTATION_FAILED = ApiError(
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
     """The ``Expect`` header of every request, routed or not: ``100-continue`` as aiohttp
-    answers it; any other expectation refused as the other errors are, in JSON with no-store
-    (aiohttp's own answer is plain text echoing the header). It runs before the middlewares,
-    so it answers itself."""
+    answers it, but for a body declared too large, refused instead of asked for (RFC 9110
+    section 10.1.1); any other expectation refused as the other errors are, in JSON with
+    no-store (aiohttp's own answer is plain text echoing the header). It runs before the
+    middlewares, so it answers itself."""
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
         response = _error_response(_EXPECTATION_FAILED)
+        response.headers.update(_NO_STORE)
+        return response
+    try:
+        check_declared_size(request)
+    except web.HTTPRequestEntityTooLarge as error:
+        response = _http_error_response(error)
         response.headers.update(_NO_STORE)
         return response
     if request.version == HttpVersion11:

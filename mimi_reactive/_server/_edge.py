@@ -31,6 +31,7 @@ __all__ = [
     "ClientGoneError",
     "attempt",
     "authenticate_client",
+    "check_declared_size",
     "client_ip",
     "counted",
     "failed_log_in",
@@ -283,6 +284,7 @@ async def read_body(request: web.Request, model: type[_Model]) -> _Model:
     # through as they are), so every coding but identity is refused before the body is read.
     if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
         raise ApiError(415, "unsupported_media_type", "the body must not be compressed")
+    check_declared_size(request)
     try:
         async with asyncio.timeout(BODY_TIMEOUT):
             raw = await request.read()  # past client_max_size: HTTPRequestEntityTooLarge, a 413
@@ -294,6 +296,16 @@ async def read_body(request: web.Request, model: type[_Model]) -> _Model:
         return model.model_validate_json(raw)
     except pydantic.ValidationError as error:
         raise _refusal(model, error) from None
+
+
+def check_declared_size(request: web.Request) -> None:
+    """aiohttp's 413 for a body whose ``Content-Length`` is past the app's limit, before any
+    of it is read: aiohttp itself waits for that much of it first (a client declaring 100 MB
+    and sending nothing had no answer), and answers ``Expect: 100-continue`` by asking for it
+    all."""
+    declared = request.content_length
+    if declared is not None and declared > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(request.client_max_size, declared)
 
 
 def _refusal(model: type[pydantic.BaseModel], error: pydantic.ValidationError) -> ApiError:
