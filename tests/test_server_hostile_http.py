@@ -98,6 +98,44 @@ FRAMING: list[tuple[str, bytes, int, str | None, bool]] = [
         "request_too_large",
         True,
     ),
+    # Every line of Content-Encoding, and every transfer coding but chunked, is refused: only
+    # the first line was read, and a coding aiohttp does not apply passed the body as it came.
+    (
+        "content-encoding-identity-then-gzip",
+        request(
+            [
+                JSON,
+                (b"Content-Encoding", b"identity"),
+                (b"Content-Encoding", b"gzip"),
+                length(b"{}"),
+            ],
+            b"{}",
+        ),
+        415,
+        "unsupported_media_type",
+        False,
+    ),
+    (
+        "transfer-encoding-gzip-chunked",
+        request([JSON, (b"Transfer-Encoding", b"gzip, chunked")], chunks(b"{}")),
+        415,
+        "unsupported_media_type",
+        False,
+    ),
+    (
+        "transfer-encoding-unknown-chunked",
+        request([JSON, (b"Transfer-Encoding", b"x-unheard-of, chunked")], chunks(b"{}")),
+        415,
+        "unsupported_media_type",
+        False,
+    ),
+    (
+        "transfer-encoding-gzip-bomb",
+        request([JSON, (b"Transfer-Encoding", b"gzip, chunked")], chunks(BOMB)),
+        415,
+        "unsupported_media_type",
+        False,
+    ),
     # What was served already, kept: chunked bodies are read to the same limit, extensions
     # ignored; a compressed body is refused before it is read, so never inflated.
     ("chunked", request([JSON, CHUNKED], chunks(b"{", b"}")), 201, None, False),

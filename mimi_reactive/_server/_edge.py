@@ -279,10 +279,7 @@ async def read_body(request: web.Request, model: type[_Model]) -> _Model:
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise ApiError(415, "unsupported_media_type", "the body must be application/json in UTF-8")
-    # Bodies are a few hundred bytes: compression buys nothing and a bomb costs memory and CPU
-    # before any size check. aiohttp would inflate gzip and deflate (and pass unknown codings
-    # through as they are), so every coding but identity is refused before the body is read.
-    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+    if _coded(request):
         raise ApiError(415, "unsupported_media_type", "the body must not be compressed")
     check_declared_size(request)
     try:
@@ -296,6 +293,21 @@ async def read_body(request: web.Request, model: type[_Model]) -> _Model:
         return model.model_validate_json(raw)
     except pydantic.ValidationError as error:
         raise _refusal(model, error) from None
+
+
+def _coded(request: web.Request) -> bool:
+    """Whether the body comes in a coding: a ``Content-Encoding`` line but ``identity``, or a
+    transfer coding but ``chunked``, each line read (the first alone let ``identity`` then
+    ``gzip`` through).
+
+    Bodies are a few hundred bytes: compression buys nothing and a bomb costs memory and CPU
+    before any size check. The runner does not inflate (``auto_decompress=False``), so any
+    coding would reach the model as it came; every one is refused before the body is read."""
+    content = request.headers.getall(hdrs.CONTENT_ENCODING, ())
+    transfer = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
+    return any(line.strip().lower() != "identity" for line in content) or any(
+        line.strip().lower() != "chunked" for line in transfer
+    )
 
 
 def check_declared_size(request: web.Request) -> None:
