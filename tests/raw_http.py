@@ -37,6 +37,39 @@ async def send_raw(url: str, request: bytes) -> RawAnswer | None:
     if not raw:
         return None
     head, _, body = raw.partition(b"\r\n\r\n")
+    return _parsed(head, body)
+
+
+async def first_answer(url: str, request: bytes, *, interim: bool = False) -> RawAnswer | None:
+    """Send ``request`` as is (whole or a part) and read one answer, by its Content-Length,
+    within 10 s: the first final one, or the first of any kind (a 100 Continue) if
+    ``interim``; None if the server closed first. For an answer given before the body it was
+    told of arrived, after which aiohttp keeps the connection a while to read that body."""
+    parts = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        async with asyncio.timeout(10):
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError as error:
+                    if error.partial:
+                        raise
+                    return None
+                answer = _parsed(head.removesuffix(b"\r\n\r\n"), b"")
+                length = int(answer.headers.get("content-length", "0"))
+                answer = attrs.evolve(answer, body=await reader.readexactly(length))
+                if interim or answer.status >= 200:
+                    return answer
+    finally:
+        writer.close()
+        await writer.wait_closed()
+
+
+def _parsed(head: bytes, body: bytes) -> RawAnswer:
+    """The answer whose status line and headers are ``head`` (without its blank line)."""
     status_line, *header_lines = head.decode("latin-1").split("\r\n")
     headers = {}
     for line in header_lines:

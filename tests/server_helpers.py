@@ -251,8 +251,20 @@ class BackgroundServer:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(60)
 
     def stop(self) -> None:
-        """Stop the server, then its loop and thread."""
+        """Stop the server; cancel what it left running, as ``asyncio.run`` would (aiohttp
+        goes on 10 s reading the rest of a body it answered unread, from a client gone or
+        not: closed with it, the loop would log each such task as destroyed pending); then
+        stop its loop and thread."""
         self.run(self.server.stop())
+        self.run(_cancel_all_but_this())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+
+async def _cancel_all_but_this() -> None:
+    """Cancel every task of the running loop but the current one, and wait for their end."""
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -28,7 +28,13 @@ if TYPE_CHECKING:
 
 from ._context import STATE, RegisteredClient, ServerSettings, ServerState, set_client
 from ._database import IdentityDatabase
-from ._edge import ApiError, ClientGoneError, authenticate_client, client_ip, failed_log_in
+from ._edge import (
+    ApiError,
+    authenticate_client,
+    check_declared_size,
+    client_ip,
+    failed_log_in,
+)
 from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
 from ._logs import debug_enabled, http_logger
@@ -174,11 +180,18 @@ _EXPECTATION_FAILED = ApiError(
 
 async def _expect(request: web.Request) -> web.StreamResponse | None:
     """The ``Expect`` header of every request, routed or not: ``100-continue`` as aiohttp
-    answers it; any other expectation refused as the other errors are, in JSON with no-store
-    (aiohttp's own answer is plain text echoing the header). It runs before the middlewares,
-    so it answers itself."""
+    answers it, but for a body declared too large, refused instead of asked for (RFC 9110
+    section 10.1.1); any other expectation refused as the other errors are, in JSON with
+    no-store (aiohttp's own answer is plain text echoing the header). It runs before the
+    middlewares, so it answers itself."""
     if request.headers.get(hdrs.EXPECT, "").lower() != "100-continue":
         response = _error_response(_EXPECTATION_FAILED)
+        response.headers.update(_NO_STORE)
+        return response
+    try:
+        check_declared_size(request)
+    except web.HTTPRequestEntityTooLarge as error:
+        response = _http_error_response(error)
         response.headers.update(_NO_STORE)
         return response
     if request.version == HttpVersion11:
@@ -269,8 +282,8 @@ async def _edge(request: web.Request, handler: _Handler) -> web.StreamResponse:
             await tokens.ensure_loaded(request.app[STATE].database)
         response = await handler(request)
     except ApiError as error:
-        if isinstance(error, ClientGoneError):
-            request.app[STATE].log.info("http.client_gone", route=_route(request))
+        if error.event is not None:
+            request.app[STATE].log.info(error.event, route=_route(request))
         response = _error_response(error)
     except web.HTTPException as error:
         if error.status < 400:
@@ -367,8 +380,9 @@ def _error_response(error: ApiError) -> web.Response:
     answer = {"code": error.code, "message": error.message}
     if error.reason is not None:
         answer["reason"] = error.reason
-    return web.json_response(
-        {"error": answer},
-        status=error.status,
-        headers=headers,
-    )
+    response = web.json_response({"error": answer}, status=error.status, headers=headers)
+    if error.status == 408:
+        # The rest of a stalled body may still come: the connection ends with this answer
+        # (RFC 9110 section 15.5.9), lest it be read as the next request.
+        response.force_close()
+    return response

@@ -6,11 +6,12 @@ Nothing past this edge sees raw input. Every way a request can be malformed ends
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import math
 from collections.abc import AsyncIterator, Mapping
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import pydantic
 from aiohttp import BasicAuth, hdrs, web
@@ -23,11 +24,14 @@ from ._secrets import matches_one_of
 from ._settings import Network, RateLimit
 
 __all__ = [
+    "BODY_TIMEOUT",
     "ApiError",
     "Attempt",
+    "BodyTimeoutError",
     "ClientGoneError",
     "attempt",
     "authenticate_client",
+    "check_declared_size",
     "client_ip",
     "counted",
     "failed_log_in",
@@ -37,10 +41,19 @@ __all__ = [
 
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 _NEW_PASSWORD_MODELS: frozenset[type[pydantic.BaseModel]] = frozenset({Credentials, Promotion})
+BODY_TIMEOUT = 10.0
+"""Seconds a request's body has to arrive, once its headers have: a body is at most 64 KiB,
+and aiohttp waits for one with no end (its keep-alive timeout pauses while a request is
+served), so a client that stops mid-body would hold its connection and handler for good, and
+a server's stop for its whole shutdown timeout."""
 
 
 class ApiError(Exception):
     """An error answer: HTTP status, stable code, safe message."""
+
+    event: ClassVar[str | None] = None
+    """The info event the edge logs for it (with the route alone), where it is a client's
+    doing an operator would want to see: a client gone, or stalled, mid-body."""
 
     def __init__(
         self,
@@ -67,8 +80,22 @@ class ClientGoneError(ApiError):
     """The client closed the connection before the end of its body: its doing, not a server
     fault (logged ``http.client_gone``); answered 400 in case it still reads."""
 
+    event = "http.client_gone"
+
     def __init__(self) -> None:
         super().__init__(400, "invalid_request", "the body ended before its Content-Length")
+
+
+class BodyTimeoutError(ApiError):
+    """The body did not arrive within ``BODY_TIMEOUT`` (a client stalled mid-body, as a
+    slowloris does): 408, and the connection closed (logged ``http.body_timed_out``)."""
+
+    event = "http.body_timed_out"
+
+    def __init__(self) -> None:
+        super().__init__(
+            408, "request_timeout", f"the body did not arrive within {BODY_TIMEOUT:g} s"
+        )
 
 
 def rate_limited(retry_after: float) -> ApiError:
@@ -252,19 +279,45 @@ async def read_body(request: web.Request, model: type[_Model]) -> _Model:
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise ApiError(415, "unsupported_media_type", "the body must be application/json in UTF-8")
-    # Bodies are a few hundred bytes: compression buys nothing and a bomb costs memory and CPU
-    # before any size check. aiohttp would inflate gzip and deflate (and pass unknown codings
-    # through as they are), so every coding but identity is refused before the body is read.
-    if request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower() != "identity":
+    if _coded(request):
         raise ApiError(415, "unsupported_media_type", "the body must not be compressed")
+    check_declared_size(request)
     try:
-        raw = await request.read()  # past client_max_size: HTTPRequestEntityTooLarge, a 413
+        async with asyncio.timeout(BODY_TIMEOUT):
+            raw = await request.read()  # past client_max_size: HTTPRequestEntityTooLarge, a 413
     except ConnectionResetError:  # aiohttp's word for a connection lost mid-body
         raise ClientGoneError from None
+    except TimeoutError:
+        raise BodyTimeoutError from None
     try:
         return model.model_validate_json(raw)
     except pydantic.ValidationError as error:
         raise _refusal(model, error) from None
+
+
+def _coded(request: web.Request) -> bool:
+    """Whether the body comes in a coding: a ``Content-Encoding`` line but ``identity``, or a
+    transfer coding but ``chunked``, each line read (the first alone let ``identity`` then
+    ``gzip`` through).
+
+    Bodies are a few hundred bytes: compression buys nothing and a bomb costs memory and CPU
+    before any size check. The runner does not inflate (``auto_decompress=False``), so any
+    coding would reach the model as it came; every one is refused before the body is read."""
+    content = request.headers.getall(hdrs.CONTENT_ENCODING, ())
+    transfer = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
+    return any(line.strip().lower() != "identity" for line in content) or any(
+        line.strip().lower() != "chunked" for line in transfer
+    )
+
+
+def check_declared_size(request: web.Request) -> None:
+    """aiohttp's 413 for a body whose ``Content-Length`` is past the app's limit, before any
+    of it is read: aiohttp itself waits for that much of it first (a client declaring 100 MB
+    and sending nothing had no answer), and answers ``Expect: 100-continue`` by asking for it
+    all."""
+    declared = request.content_length
+    if declared is not None and declared > request.client_max_size:
+        raise web.HTTPRequestEntityTooLarge(request.client_max_size, declared)
 
 
 def _refusal(model: type[pydantic.BaseModel], error: pydantic.ValidationError) -> ApiError:

@@ -258,6 +258,7 @@ ErrorCode = Literal[
     "method_not_allowed",
     "expectation_failed",
     "request_too_large",
+    "request_timeout",
     "unsupported_media_type",
     "internal_error",
 ]

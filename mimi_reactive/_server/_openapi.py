@@ -20,6 +20,8 @@ __all__ = ["OPERATIONS", "Operation", "openapi_document"]
 _BODY_ERRORS = {
     "400": "the body is not valid JSON, not an object, or a field is missing or refused"
     " (code invalid_request; weak_password, unsupported_grant_type where noted)",
+    "408": "the body did not arrive within 10 s of the headers (request_timeout); the"
+    " connection is closed",
     "413": "the body is larger than 64 KiB (request_too_large)",
     "415": "the body is not application/json in UTF-8 (unsupported_media_type)",
 }
