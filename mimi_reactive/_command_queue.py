@@ -345,13 +345,22 @@ class CommandQueue:
             self._stopped = True
             raise
         finally:
-            # Cancelled unclosed (asyncio.run ending), or stopped (a subscriber's SystemExit):
-            # the loop is ending, and no close() may ever run on it, or finish one running
-            # (asyncio.run's clean-up cancels it).
-            abandoned = self._stopped or not self._close_begun
-            self._refuse_queued()
+            await self._end()
+
+    async def _end(self) -> None:
+        """As the worker ends: refuse commands and complete the streams. Cancelled unclosed
+        (``asyncio.run`` ending), or stopped (a subscriber's ``SystemExit``, one as the
+        streams complete too), the loop is ending, and no ``close()`` may ever run on it, or
+        finish one running (``asyncio.run``'s clean-up cancels it): the backend is released
+        here, while the loop still runs (not reported leaked at exit)."""
+        self._refuse_queued()
+        try:
             self._commands.end()
-            if abandoned:  # released while the loop still runs, not reported leaked at exit
+        except (SystemExit, KeyboardInterrupt):
+            self._stopped = True
+            raise
+        finally:
+            if self._stopped or not self._close_begun:
                 await self._commands.release()
 
     def _retrieve_stop(self, worker: asyncio.Task[None]) -> None:

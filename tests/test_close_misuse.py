@@ -268,8 +268,9 @@ def test_a_start_never_awaited_warns_naming_the_public_call() -> None:
 
 # A subscriber's sys.exit() stops the core the app never closes, or closes as it runs
 # ("close": close(grace_period=0) cancels a log-out everywhere held at the service, and the
-# subscriber exits as its cleared storage is published): the backend is released all the
-# same, once (counted), and aiohttp and asyncio report nothing leaked or unretrieved.
+# subscriber exits as its cleared storage is published; "completed": it exits as close()
+# completes the streams): the backend is released all the same, once (counted), and aiohttp
+# and asyncio report nothing leaked or unretrieved.
 STOPPED_BY_A_SUBSCRIBER = """
 import asyncio, gc, sys, threading
 from mimi_reactive import AuthRoute, BlockingMimiCore, LogOut, MimiCore, Transition
@@ -294,6 +295,9 @@ def exit_on_log_out(state):
     if state.transition is Transition.LOGGED_OUT:
         raise SystemExit("bye")
 
+def exit_now():
+    raise SystemExit("bye")
+
 async def main():
     core = await MimiCore.start(client_id=client_id, client_secret=secret, backend=Counting(url))
     await core.auth.authenticate(AuthRoute.sign_up_anonymously())  # a pooled connection
@@ -302,6 +306,9 @@ async def main():
         core.auth.dispatch(LogOut(everywhere=True))
         await asyncio.to_thread(at_the_service.wait, 10)
         await core.close(grace_period=0)
+    elif call == "completed":
+        core.auth.states.subscribe(on_completed=exit_now)
+        await core.close()
     else:
         await (core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()))
 
@@ -319,6 +326,9 @@ try:
             at_the_service.wait(10)
             core.close(grace_period=0)
             running.result(10)
+        elif call == "completed":
+            core.auth.states.subscribe(on_completed=exit_now)
+            core.close()  # returns: the core stopped as it closed
         else:
             core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()).result(10)
 except SystemExit as error:
@@ -332,17 +342,20 @@ print("closes", len(closes))
 
 
 @pytest.mark.parametrize("core_kind", ["async", "blocking"])
-@pytest.mark.parametrize("call", ["call", "dispatch", "close"])
+@pytest.mark.parametrize("call", ["call", "dispatch", "close", "completed"])
 async def test_a_core_stopped_by_a_subscriber_exiting_releases_its_backend_once(
     server: IdentityServer, client_secret: str, core_kind: str, call: str
 ) -> None:
-    """A subscriber's sys.exit() stopping a core's loop, unclosed or as close() runs, closes
-    its backend exactly once, and aiohttp reports no session, connection or socket leaked."""
+    """A subscriber's sys.exit() stopping a core's loop, unclosed or as close() runs (even as
+    it completes the streams), closes its backend exactly once, and aiohttp reports no
+    session, connection or socket leaked."""
     arguments = (server.url, CLIENT_ID, client_secret, core_kind, call)
     done = await asyncio.to_thread(
         run_python, "-X", "dev", "-c", textwrap.dedent(STOPPED_BY_A_SUBSCRIBER), *arguments
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["exited", "bye", "closes", "1"], done.stderr
+    # A blocking close() returns when the core stops as it closes: nothing raises "bye".
+    exited = [] if (core_kind, call) == ("blocking", "completed") else ["exited", "bye"]
+    assert done.stdout.split() == [*exited, "closes", "1"], done.stderr
     assert "nclosed" not in done.stderr, done.stderr  # aiohttp's session, connector, sockets
     assert "never retrieved" not in done.stderr, done.stderr
