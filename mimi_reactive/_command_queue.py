@@ -366,7 +366,7 @@ class CommandQueue:
     def _retrieve_stop(self, worker: asyncio.Task[None]) -> None:
         """The worker ended: a ``SystemExit`` it stopped with was raised out of the loop (the
         program stops), so it is retrieved, not reported by asyncio as never retrieved."""
-        if self._stopped:
+        if self._stopped and not worker.cancelled():  # cancelled as it released the backend
             worker.exception()
 
     def _refuse_queued(self) -> None:
