@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import contextvars
 import os
 import threading
@@ -63,8 +62,8 @@ class Commands(Protocol):
 
     async def release(self) -> None:
         """Release the backend's connections, never raising: the worker was cancelled with the
-        core unclosed (``asyncio.run`` returning), so no ``close()`` will ever run on this
-        loop."""
+        core unclosed (``asyncio.run`` returning), or stopped by a subscriber's ``SystemExit``,
+        so no ``close()`` may ever run, or finish, on this loop."""
 
 
 class CommandQueue:
@@ -97,9 +96,12 @@ class CommandQueue:
         """The event loop the commands run on."""
         self._loop_thread = threading.get_ident()
         self._context = contextvars.copy_context()  # the worker's: _run_now runs in it too
+        self._stopped = False
+        """Whether a subscriber's ``SystemExit`` or ``KeyboardInterrupt`` stopped the worker."""
         self._worker = self.loop.create_task(
             self._work(), name="mimi_reactive.session_store", context=self._context
         )
+        self._worker.add_done_callback(self._retrieve_stop)
         _LIVE.add(self)
 
     def dispatch(self, command: Command) -> CommandFuture:
@@ -177,7 +179,8 @@ class CommandQueue:
         """Fail queued commands, give the running one ``grace_period`` seconds to finish
         (then cancel it, once a storage write it runs has ended and its state is published,
         or after ``max(grace_period, WRITE_END_SECONDS)`` more, when the write is abandoned:
-        its caller gets ``CoreClosedError``); the worker then ends."""
+        its caller gets ``CoreClosedError``); the worker then ends. Cancelled, it raises at
+        once, the worker left to end in its own time."""
         self.begin_close()
         if self._busy and asyncio.current_task() is self._worker:
             return  # closed from inside a command: the worker stops after it
@@ -186,11 +189,11 @@ class CommandQueue:
             _log.warning("session.close_cancelled_command", grace_period=grace_period)
             await self._effects.writes.ended(grace_period)  # its event applied first
             self._worker.cancel()
-            # A subscriber's SystemExit the worker raised (as it published what the command
-            # had stored) has stopped the loop already: raised again here, it would cut off
-            # the clean-up that follows, and the backend would stay open.
-            with contextlib.suppress(asyncio.CancelledError, SystemExit, KeyboardInterrupt):
-                await self._worker
+            # Waited for, not awaited: what the worker ends with (its cancellation, or a
+            # subscriber's SystemExit as it published what the command had stored, which
+            # has stopped the loop already) is not raised here, and cuts off no clean-up;
+            # the caller's own cancellation is (close() cancelled midway).
+            await asyncio.wait({self._worker})
 
     def begin_close(self) -> None:
         """The part of ``close`` that does not wait: refuse commands from now on, fail the
@@ -338,14 +341,33 @@ class CommandQueue:
                     resolve(future, outcome=outcome)
                 finally:
                     self._busy = False
+        except (SystemExit, KeyboardInterrupt):
+            self._stopped = True
+            raise
         finally:
-            # Cancelled or stopped (a subscriber's SystemExit), not closed: the loop is ending,
-            # and no close() may ever run on it.
-            abandoned = not self._close_begun
-            self._refuse_queued()
+            await self._end()
+
+    async def _end(self) -> None:
+        """As the worker ends: refuse commands and complete the streams. Cancelled unclosed
+        (``asyncio.run`` ending), or stopped (a subscriber's ``SystemExit``, one as the
+        streams complete too), the loop is ending, and no ``close()`` may ever run on it, or
+        finish one running (``asyncio.run``'s clean-up cancels it): the backend is released
+        here, while the loop still runs (not reported leaked at exit)."""
+        self._refuse_queued()
+        try:
             self._commands.end()
-            if abandoned:  # released while the loop still runs, not reported leaked at exit
+        except (SystemExit, KeyboardInterrupt):
+            self._stopped = True
+            raise
+        finally:
+            if self._stopped or not self._close_begun:
                 await self._commands.release()
+
+    def _retrieve_stop(self, worker: asyncio.Task[None]) -> None:
+        """The worker ended: a ``SystemExit`` it stopped with was raised out of the loop (the
+        program stops), so it is retrieved, not reported by asyncio as never retrieved."""
+        if self._stopped and not worker.cancelled():  # cancelled as it released the backend
+            worker.exception()
 
     def _refuse_queued(self) -> None:
         """Close the queue as its worker ends, however it ends (close, or the loop cancelling

@@ -183,12 +183,18 @@ class MimiCore:
         the storage failed to keep is saved once more (a failure again is logged: the app was
         told the first time), so a restart does not present a spent refresh token.
 
-        Commands are refused from the moment it begins: a close cancelled midway (a timeout
-        around it) leaves no command running, and a later ``close()`` finishes the job (until
-        one does, the core counts as never closed). Awaited on another event loop it raises
-        ``WrongEventLoopError`` while the core runs on its own; once the core is closed, or
-        its loop has ended, it returns at once, releasing the backend if that loop ended
-        without ``asyncio.run``'s clean-up (which releases it itself).
+        Commands are refused from the moment it begins. A close cancelled midway (a timeout
+        around it) raises that cancellation at once, whatever it waited for (the running
+        command, even one it had cancelled already, is not waited for further: it ends in
+        its own time, its caller gets its outcome or ``CoreClosedError``, and the streams
+        complete as it ends); the backend stays open, and a later ``close()`` finishes the
+        job (until one does, the core counts as never closed). A subscriber's ``SystemExit``
+        that stops the core's loop as it closes releases the backend all the same.
+
+        Awaited on another event loop it raises ``WrongEventLoopError`` while the core runs
+        on its own; once the core is closed, or its loop has ended, it returns at once,
+        releasing the backend if that loop ended without ``asyncio.run``'s clean-up (which
+        releases it itself).
         """
         if grace_period is not None:
             check_seconds("grace_period", grace_period)

@@ -46,9 +46,11 @@ class LoopThread:
         self._waiting: set[Future[Any]] = set()  # the callers not answered yet
         self._depth = CallDepth()  # the calls of this core each thread is inside
         self._fatal: BaseException | None = None
+        self._closing: asyncio.Task[Any] | None = None  # the close that stops the loop
         self.close_at_once: Callable[[], Coroutine[Any, Any, None]] | None = None
-        """What closes the core at once, run if the loop ends unclosed (a subscriber's
-        ``SystemExit``): the backend's connections are released all the same."""
+        """What closes the core at once, run as a subscriber's ``SystemExit`` ends the loop,
+        after the close running then (if any) has ended: the backend's connections are
+        released all the same."""
         self._thread = threading.Thread(target=self._run, name="mimi_reactive.core", daemon=True)
         _LIVE.add(self)
         self._thread.start()
@@ -185,7 +187,15 @@ class LoopThread:
         task = self.loop.create_task(work)
         task.add_done_callback(lambda done: self._answer(waiter, done))
         if then_stop:
-            task.add_done_callback(lambda _: self.loop.stop())
+            self._closing = task
+            task.add_done_callback(self._stop)
+
+    def _stop(self, _: object) -> None:
+        """Stop the loop as the close ends, unless it stopped already (a subscriber's
+        ``SystemExit``): the thread's end then runs the loop until its own work is done,
+        which a stop would cut off (``RuntimeError``: the loop stopped before it was)."""
+        if not self._ended:
+            self.loop.stop()
 
     def _answer(self, waiter: Future[T], task: asyncio.Task[T]) -> None:
         # Retrieved even when the caller hears something else: asyncio logs one never read.
@@ -215,13 +225,24 @@ class LoopThread:
             with self._lock:
                 self._ended = True
                 waiting = list(self._waiting)
-            if self._fatal is not None and self.close_at_once is not None:
-                self._run_to_end(self.close_at_once())
+            if self._fatal is not None:
+                self._run_to_end(self._close_at_the_end())
             self._run_to_end(self._cancelled_tasks())
             for waiter in waiting:
                 if not waiter.done():
                     waiter.set_exception(self._fatal or CoreClosedError("the core is closed"))
             self.loop.close()
+
+    async def _close_at_the_end(self) -> None:
+        """Close the core as a subscriber's ``SystemExit`` ended the loop: ``close_at_once``,
+        once the close already running (if any) has ended. Never beside it: it would find
+        the backend closing and return before it is closed, and the loop's end would cancel
+        the running close midway. After it, it finds nothing left to do, or finishes what
+        that close was cut off from (it raised the ``SystemExit`` itself)."""
+        if self._closing is not None:
+            await asyncio.wait({self._closing})
+        if self.close_at_once is not None:
+            await self.close_at_once()
 
     async def _cancelled_tasks(self) -> None:
         """Cancel what still runs on the loop (calls that raced the stop) and wait until it

@@ -10,12 +10,12 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from mimi_reactive import AuthRoute, CoreClosedError, MimiCore, StartingCore
+from mimi_reactive import AuthRoute, CoreClosedError, LogOut, MimiCore, Session, StartingCore
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.testing import ScriptedBackend
 
 from .conftest import CLIENT_ID
-from .helpers import run_python
+from .helpers import SIGN_UP, run_python
 from .test_hard_to_misuse import ON_ANOTHER_LOOP
 
 # The app forgets close(): the core outlives its loop, ended one of two ways.
@@ -157,6 +157,81 @@ async def test_a_cancelled_close_refuses_commands_and_a_later_close_finishes() -
     assert backend.closes == 1
 
 
+class _CancellationHeldUp(_ClosingBackend):
+    """Its log-out everywhere waits at the service for ever; cancelled, it holds the command
+    until let go, so a close() waits for it to end."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_the_service = asyncio.Event()
+        self.cancelled = asyncio.Event()
+        self.let_go = asyncio.Event()
+
+    async def revoke(self, session: Session, *, everywhere: bool = False) -> None:
+        self.at_the_service.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self.cancelled.set()
+            await self.let_go.wait()
+
+
+def _cancelled(core: MimiCore) -> tuple[asyncio.Task[None], Callable[[], object]]:
+    """A task closing ``core``, and what cancels it."""
+    closing = asyncio.create_task(core.close(grace_period=0))
+    return closing, closing.cancel
+
+
+def _timed_out(core: MimiCore) -> tuple[asyncio.Task[None], Callable[[], object]]:
+    """A task closing ``core`` in an ``asyncio.timeout``, and what makes that expire."""
+    timeouts: list[asyncio.Timeout] = []
+
+    async def close() -> None:
+        async with asyncio.timeout(None) as timeout:
+            timeouts.append(timeout)
+            await core.close(grace_period=0)
+
+    loop = asyncio.get_running_loop()
+    return asyncio.create_task(close()), lambda: timeouts[0].reschedule(loop.time())
+
+
+# How the task closing the core is stopped, and what it then raises.
+STOPPED_CLOSES = {
+    "cancelled": (_cancelled, asyncio.CancelledError),
+    "timed out": (_timed_out, TimeoutError),
+}
+
+
+@pytest.mark.parametrize(("close", "raised"), STOPPED_CLOSES.values(), ids=STOPPED_CLOSES.keys())
+async def test_a_close_stopped_as_it_waits_for_the_command_it_cancelled_raises(
+    close: Callable[[MimiCore], tuple[asyncio.Task[None], Callable[[], object]]],
+    raised: type[BaseException],
+) -> None:
+    """A close() cancelled (or timed out) while it waits for the command it cancelled to end
+    raises that at once, not taken for the command's cancellation and swallowed: the backend
+    stays open, the command ends in its own time (its caller CoreClosedError, the streams
+    complete), and a later close() closes the backend, once."""
+    backend = _CancellationHeldUp()
+    core = await MimiCore.start(backend=backend)
+    await core.auth.authenticate(SIGN_UP)
+    completed: list[bool] = []
+    core.auth.states.subscribe(on_completed=lambda: completed.append(True))
+    running = core.auth.dispatch(LogOut(everywhere=True))
+    await backend.at_the_service.wait()
+    closing, stop = close(core)
+    await backend.cancelled.wait()  # the close cancelled the command and waits for its end
+    stop()
+    with pytest.raises(raised):
+        await closing
+    assert (backend.closes, completed) == (0, [])
+    backend.let_go.set()
+    with pytest.raises(CoreClosedError):
+        await running
+    assert completed == [True]
+    await core.close()
+    assert backend.closes == 1
+
+
 async def _awaited(starting: StartingCore) -> None:
     core = await starting
     await core.close()
@@ -191,30 +266,51 @@ def test_a_start_never_awaited_warns_naming_the_public_call() -> None:
         del starting  # CPython frees it at once
 
 
-# A subscriber's sys.exit() stops the core the app never closes: the backend is released
-# all the same, once (counted), and aiohttp reports nothing leaked.
+# A subscriber's sys.exit() stops the core the app never closes, or closes as it runs
+# ("close": close(grace_period=0) cancels a log-out everywhere held at the service, and the
+# subscriber exits as its cleared storage is published; "completed": it exits as close()
+# completes the streams): the backend is released all the same, once (counted), and aiohttp
+# and asyncio report nothing leaked or unretrieved.
 STOPPED_BY_A_SUBSCRIBER = """
-import asyncio, gc, sys
+import asyncio, gc, sys, threading
 from mimi_reactive import AuthRoute, BlockingMimiCore, LogOut, MimiCore, Transition
 from mimi_reactive.backends.http import HttpBackend
 
 url, client_id, secret, core_kind, call = sys.argv[1:]
 closes = []
+at_the_service = threading.Event()
 
 class Counting(HttpBackend):
     async def close(self):
         closes.append(1)
         await super().close()
 
+    async def revoke(self, session, *, everywhere=False):
+        if everywhere:  # held at the service until close() cancels it
+            at_the_service.set()
+            await asyncio.Event().wait()
+        await super().revoke(session, everywhere=everywhere)
+
 def exit_on_log_out(state):
     if state.transition is Transition.LOGGED_OUT:
         raise SystemExit("bye")
+
+def exit_now():
+    raise SystemExit("bye")
 
 async def main():
     core = await MimiCore.start(client_id=client_id, client_secret=secret, backend=Counting(url))
     await core.auth.authenticate(AuthRoute.sign_up_anonymously())  # a pooled connection
     core.auth.states.subscribe(exit_on_log_out)
-    await (core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()))
+    if call == "close":
+        core.auth.dispatch(LogOut(everywhere=True))
+        await asyncio.to_thread(at_the_service.wait, 10)
+        await core.close(grace_period=0)
+    elif call == "completed":
+        core.auth.states.subscribe(on_completed=exit_now)
+        await core.close()
+    else:
+        await (core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()))
 
 try:
     if core_kind == "async":
@@ -225,7 +321,16 @@ try:
         )
         core.auth.authenticate(AuthRoute.sign_up_anonymously())
         core.auth.states.subscribe(exit_on_log_out)
-        core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()).result(10)
+        if call == "close":
+            running = core.auth.dispatch(LogOut(everywhere=True))
+            at_the_service.wait(10)
+            core.close(grace_period=0)
+            running.result(10)
+        elif call == "completed":
+            core.auth.states.subscribe(on_completed=exit_now)
+            core.close()  # returns: the core stopped as it closed
+        else:
+            core.auth.log_out() if call == "call" else core.auth.dispatch(LogOut()).result(10)
 except SystemExit as error:
     print("exited", error)
 if core_kind == "blocking":
@@ -237,17 +342,20 @@ print("closes", len(closes))
 
 
 @pytest.mark.parametrize("core_kind", ["async", "blocking"])
-@pytest.mark.parametrize("call", ["call", "dispatch"])
+@pytest.mark.parametrize("call", ["call", "dispatch", "close", "completed"])
 async def test_a_core_stopped_by_a_subscriber_exiting_releases_its_backend_once(
     server: IdentityServer, client_secret: str, core_kind: str, call: str
 ) -> None:
-    """A subscriber's sys.exit() stopping an unclosed core's loop closes its backend exactly
-    once, and aiohttp reports no session, connection or socket leaked."""
+    """A subscriber's sys.exit() stopping a core's loop, unclosed or as close() runs (even as
+    it completes the streams), closes its backend exactly once, and aiohttp reports no
+    session, connection or socket leaked."""
     arguments = (server.url, CLIENT_ID, client_secret, core_kind, call)
     done = await asyncio.to_thread(
         run_python, "-X", "dev", "-c", textwrap.dedent(STOPPED_BY_A_SUBSCRIBER), *arguments
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["exited", "bye", "closes", "1"], done.stderr
+    # A blocking close() returns when the core stops as it closes: nothing raises "bye".
+    exited = [] if (core_kind, call) == ("blocking", "completed") else ["exited", "bye"]
+    assert done.stdout.split() == [*exited, "closes", "1"], done.stderr
     assert "nclosed" not in done.stderr, done.stderr  # aiohttp's session, connector, sockets
     assert "never retrieved" not in done.stderr, done.stderr

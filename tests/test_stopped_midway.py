@@ -5,6 +5,7 @@ core as it does in a command: every caller is answered, none waits for ever."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 
 import pytest
@@ -20,7 +21,7 @@ from mimi_reactive import (
 )
 from mimi_reactive.testing import ScriptedBackend
 
-from .helpers import SIGN_UP
+from .helpers import SIGN_UP, library_events
 
 
 def _exit_on_log_out(state: SessionState) -> None:
@@ -46,12 +47,29 @@ class _EverywhereNeverAnswered(ScriptedBackend):
         await super().close()
 
 
-def test_a_subscriber_exiting_as_close_stops_a_dispatched_command_answers_it() -> None:
+def test_a_subscriber_exiting_as_close_stops_a_dispatched_command_answers_it(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """close(grace_period=0) stopping a dispatched log-out everywhere at the service, and a
     subscriber's sys.exit() as its cleared storage is published: the dispatched future raises
-    that SystemExit (it is not left unanswered), and the close still releases the backend."""
+    that SystemExit (it is not left unanswered), the close still releases the backend, and
+    the loop's end lets it finish before its own close, stopping neither midway (the one
+    error logged is the thread stopped by SystemExit, no RuntimeError of a loop stopped
+    before its work was done)."""
+    caplog.set_level(logging.ERROR, logger="mimi_reactive")
     backend = _EverywhereNeverAnswered()
     core = BlockingMimiCore.start(backend=backend)
+    closes: list[str] = []
+    close = core._core.close
+
+    async def recorded_close(*, grace_period: float | None = None) -> None:
+        closes.append("begins")
+        try:
+            await close(grace_period=grace_period)
+        finally:
+            closes.append("ends")
+
+    monkeypatch.setattr(core._core, "close", recorded_close)
     core.auth.authenticate(SIGN_UP)
     core.auth.states.subscribe(_exit_on_log_out)
     running = core.auth.dispatch(LogOut(everywhere=True))
@@ -62,6 +80,9 @@ def test_a_subscriber_exiting_as_close_stops_a_dispatched_command_answers_it() -
     assert str(error) == "logged out: bye"
     assert backend.closes == 1
     assert core.auth.current_user is None
+    errors = [(record.getMessage(), record.levelname) for record in library_events(caplog)]
+    assert errors == [("core.thread_stopped error=SystemExit", "ERROR")]
+    assert closes == ["begins", "ends"] * 2  # the app's close, then the loop's end's
 
 
 class _EverywhereCancelledAtOnce(ScriptedBackend):
