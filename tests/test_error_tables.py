@@ -45,7 +45,7 @@ HTTP = table("architecture.md", "| server code | error |")
 FIREBASE = table("firebase.md", "| Firebase code | error |")
 # What HttpBackend answers outside its table of codes: a 403 route_not_allowed (the reason
 # of the refusal by the error's reason) and the "not now" codes of a 429 or 503.
-HTTP_OTHER_CODES = {"route_not_allowed", "rate_limited", "server_busy"}
+HTTP_OTHER_CODES = {"route_not_allowed", "rate_limited", "server_busy", "temporarily_unavailable"}
 
 
 def test_the_tables_are_found() -> None:
