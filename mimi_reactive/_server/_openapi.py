@@ -23,7 +23,8 @@ _BODY_ERRORS = {
     "408": "the body did not arrive within 10 s of the headers (request_timeout); the"
     " connection is closed",
     "413": "the body is larger than 64 KiB (request_too_large)",
-    "415": "the body is not application/json in UTF-8 (unsupported_media_type)",
+    "415": "the body is not application/json in UTF-8, or comes compressed or in a transfer"
+    " coding other than chunked (unsupported_media_type)",
 }
 _ALWAYS = {
     "405": "the path has no such method (method_not_allowed); Allow lists those it has",
@@ -103,7 +104,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/ready",
         "Readiness probe: the database answers a trivial query within storage_timeout and is"
         " the one the server opened (a SQLite file removed or replaced is not), and while any"
-        " rate limit is on the rate-limit storage answers a read within it too",
+        " rate limit is on the rate-limit storage takes a write within it too",
         models.Readiness,
         errors={
             "503": "the database does not answer, fails, or is not the one opened, or the"

@@ -90,8 +90,8 @@ class AccessTokens:
         self._keys: list[SigningKeyRecord] = []
         self._seen: dict[str, float] = {}
         """When this process first read each key (its clock's time)."""
-        # The key id and the private key together, replaced as one: tokens are also signed
-        # on the SQLite database's thread, which must never pair one key's id with another key.
+        # The key id and the private key together, replaced as one: a token is never signed
+        # with one key and labelled with another's id, whatever the handlers interleave.
         self._signer: tuple[str, ec.EllipticCurvePrivateKey] | None = None
         self._jwks: dict[str, dict[str, Any]] = {}
         self._public: dict[str, jwt.PyJWK] = {}
