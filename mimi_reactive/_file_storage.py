@@ -239,12 +239,21 @@ class FileSessionStorage:
                 self._check_not_lost(errno.EISDIR, "the session file's path names no file now")
                 raise
             try:
-                session = decode_session(parse(data), self.origin)
+                document = parse(data)
+                session = decode_session(document, self.origin)
             except OtherOriginSessionError:
                 # Expected while another app writes the file: noted once, not as a fault.
+                # Which file and which two origins (never secrets) tell a developer why the
+                # app started logged out: a base URL spelt another way, a changed client id.
                 if not self._other_origin_noted:
                     self._other_origin_noted = True
-                    _log.warning("storage.other_origin_session")
+                    _log.warning(
+                        "storage.other_origin_session",
+                        path=str(self.path),
+                        # Quoted (an origin holds a space), bounded (the file may hold anything).
+                        stored=bounded_repr(str(document.get("origin"))),
+                        expected=bounded_repr(str(self.origin)),
+                    )
                 raise
             except (ValueError, RecursionError) as error:  # JSON and Unicode errors included
                 # Our own reasons are safe to log; others might quote the file: name them only.

@@ -82,6 +82,9 @@ class SessionStore:
             if restored is not None
             else SessionState()
         )
+        # Logged as every later state is: at DEBUG a restore shows, not only what follows it.
+        if _log.enabled_for(logging.DEBUG):
+            _log.debug("session.state", transition=initial.transition.value)
         detach = configuration.detach_failing_subscribers
         self._state = initial  # what the stream holds (read on every command: no property)
         self._stream = Stream[SessionState](initial, detach_failing_subscribers=detach)

@@ -22,7 +22,7 @@ from mimi_reactive import (
 from mimi_reactive.backends.http import HttpBackend
 
 from .conftest import Service, make_service
-from .helpers import CountingBackend, event_names
+from .helpers import CountingBackend, event_names, library_events
 
 
 async def test_restart_restores_the_user_without_a_logged_out_flash(
@@ -41,6 +41,25 @@ async def test_restart_restores_the_user_without_a_logged_out_flash(
         token = await core.auth.access_token()
         _status, answer = await service.post("/v1/token/introspect", {"token": token})
         assert answer["active"] is True
+
+
+async def test_debug_logs_the_first_state_as_every_later_one(
+    service: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At DEBUG the state a core starts in (INITIAL, then RESTORED after a restart) is logged
+    as session.state, as every later state is: a restore shows in the log."""
+    caplog.set_level(logging.DEBUG, logger="mimi_reactive")
+    for expected in ("initial", "restored"):
+        caplog.clear()
+        async with service.core(FileSessionStorage(tmp_path / "session.json")) as core:
+            if core.auth.current_user is None:
+                await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+        logged = [
+            getattr(r, "transition", None)
+            for r in library_events(caplog)
+            if getattr(r, "event", None) == "session.state"
+        ]
+        assert logged[:1] == [expected]
 
 
 async def test_log_out_is_remembered(service: Service, tmp_path: Path) -> None:

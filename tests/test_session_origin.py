@@ -113,6 +113,38 @@ async def test_a_changed_client_id_does_not_restore_the_old_session(
         assert again.auth.current_user == user
 
 
+async def test_the_other_origin_warning_names_the_file_and_both_origins(
+    server: IdentityServer, client_secret: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An app whose base URL changed (127.0.0.1 to localhost) starts logged out; the warning
+    says which file, which origin stored it and which one the app is, so its developer can
+    tell why."""
+    caplog.set_level(logging.WARNING, logger="mimi_reactive")
+    path = tmp_path / "session.json"
+    async with start(server, client_secret, path) as first:
+        await first.auth.authenticate(AuthRoute.sign_up_anonymously())
+    renamed = server.url.replace("127.0.0.1", "localhost")
+    async with MimiCore.start(
+        client_id=CLIENT_ID,
+        client_secret=client_secret,
+        backend=HttpBackend(renamed),
+        storage=FileSessionStorage(path),
+        configuration=EMAIL_ONLY,
+    ) as changed:
+        assert changed.auth.current_user is None
+    (noted,) = [
+        r
+        for r in library_events(caplog)
+        if getattr(r, "event", None) == "storage.other_origin_session"
+    ]
+    fields = {key: getattr(noted, key, None) for key in ("path", "stored", "expected")}
+    assert fields == {
+        "path": str(path),
+        "stored": repr(f"{server.url} client={CLIENT_ID}"),
+        "expected": repr(f"{renamed} client={CLIENT_ID}"),
+    }
+
+
 async def test_a_file_that_names_no_origin_is_restored(
     server: IdentityServer, client_secret: str, tmp_path: Path
 ) -> None:
