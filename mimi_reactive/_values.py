@@ -45,7 +45,9 @@ def _compared_fields(cls: type) -> Callable[[Any], object]:
 
 def value_eq(value: attrs.AttrsInstance, other: object) -> bool:
     """Equal when ``other`` is of the same class and their compared fields are equal, as
-    attrs' generated ``__eq__`` is."""
+    attrs' generated ``__eq__`` is (but that tuples take a member for equal to itself: a NaN
+    field would equal itself, and no field may hold one). It builds both tuples, where attrs'
+    stops at the first field that differs: the classes compared on every publish keep attrs'."""
     if other.__class__ is not value.__class__:
         # typeshed types NotImplemented as Any; Python reads it as "ask the other operand".
         return NotImplemented  # type: ignore[no-any-return]
