@@ -27,6 +27,7 @@ from ._redaction import bounded_repr
 from ._session import Session
 from ._session_file import (
     NotARegularFileError,
+    make_private,
     parse,
     read_bounded,
     remove_stale_temporaries,
@@ -140,6 +141,7 @@ class FileSessionStorage:
             self.path.with_name(self.path.name + ".lock"), mode=0o600, thread_local=False
         )
         self._holder_lock = threading.Lock()
+        self._lock_private = False  # an existing lock file made 0600 (``_prepare_lock``)
 
     def __repr__(self) -> str:
         return f"FileSessionStorage({str(self.path)!r})"
@@ -158,7 +160,7 @@ class FileSessionStorage:
     async def lock(self) -> AsyncIterator[None]:
         """Hold the OS lock shared by every process using this file, and by every holder
         of this storage in this process."""
-        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True, mode=0o700)
+        await asyncio.to_thread(self._prepare_lock)
         await self._acquire()
         try:
             yield
@@ -167,6 +169,17 @@ class FileSessionStorage:
                 self._file_lock.release()
             finally:
                 self._holder_lock.release()
+
+    def _prepare_lock(self) -> None:
+        """Make the lock's folder (0700) and, the first time, the lock file 0600 if it is
+        there already: filelock sets the mode only on the files it creates, and one an earlier
+        release left 0644 could be opened and locked by another user. One another user owns
+        is not ours to change."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self._lock_private:
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                make_private(Path(self._file_lock.lock_file))
+            self._lock_private = True
 
     async def _acquire(self) -> None:
         """Take the lock, trying without blocking and sleeping on the loop in between.

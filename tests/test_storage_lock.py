@@ -251,3 +251,14 @@ async def test_the_lock_file_is_private_in_a_folder_others_may_enter(tmp_path: P
     finally:
         os.umask(before)
     assert stat.S_IMODE((folder / "session.json.lock").stat().st_mode) == 0o600
+
+
+async def test_a_lock_file_an_earlier_release_left_open_is_made_private(tmp_path: Path) -> None:
+    """A lock file already there with mode 0644 (an earlier release made it so) is made
+    0600 before it is first taken: filelock sets the mode only on files it creates."""
+    lock_file = tmp_path / "session.json.lock"
+    lock_file.touch()
+    lock_file.chmod(0o644)
+    async with FileSessionStorage(tmp_path / "session.json").lock():
+        pass
+    assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
