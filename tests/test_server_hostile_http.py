@@ -136,6 +136,28 @@ FRAMING: list[tuple[str, bytes, int, str | None, bool]] = [
         "unsupported_media_type",
         False,
     ),
+    # A header's value is a list whose empty elements are ignored, as aiohttp reads it.
+    (
+        "transfer-encoding-empty-element-then-chunked",
+        request([JSON, (b"Transfer-Encoding", b", chunked")], chunks(b"{}")),
+        201,
+        None,
+        False,
+    ),
+    (
+        "content-encoding-identity-twice",
+        request([JSON, (b"Content-Encoding", b"identity, identity"), length(b"{}")], b"{}"),
+        201,
+        None,
+        False,
+    ),
+    (
+        "content-encoding-identity-then-gzip-in-one-line",
+        request([JSON, (b"Content-Encoding", b"identity, gzip"), length(b"{}")], b"{}"),
+        415,
+        "unsupported_media_type",
+        False,
+    ),
     # What was served already, kept: chunked bodies are read to the same limit, extensions
     # ignored; a compressed body is refused before it is read, so never inflated.
     ("chunked", request([JSON, CHUNKED], chunks(b"{", b"}")), 201, None, False),

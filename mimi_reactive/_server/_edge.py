@@ -303,11 +303,20 @@ def _coded(request: web.Request) -> bool:
     Bodies are a few hundred bytes: compression buys nothing and a bomb costs memory and CPU
     before any size check. The runner does not inflate (``auto_decompress=False``), so any
     coding would reach the model as it came; every one is refused before the body is read."""
-    content = request.headers.getall(hdrs.CONTENT_ENCODING, ())
-    transfer = request.headers.getall(hdrs.TRANSFER_ENCODING, ())
-    return any(line.strip().lower() != "identity" for line in content) or any(
-        line.strip().lower() != "chunked" for line in transfer
+    content = _codings(request.headers.getall(hdrs.CONTENT_ENCODING, []))
+    transfer = _codings(request.headers.getall(hdrs.TRANSFER_ENCODING, []))
+    return any(coding != "identity" for coding in content) or any(
+        coding != "chunked" for coding in transfer
     )
+
+
+def _codings(lines: list[str]) -> list[str]:
+    """The codings a header's lines list, each line a comma-separated list whose empty
+    elements are ignored (RFC 9110 section 5.6.1: ``, chunked`` is ``chunked``, as aiohttp
+    reads it)."""
+    return [
+        coding for line in lines for part in line.split(",") if (coding := part.strip().lower())
+    ]
 
 
 def check_declared_size(request: web.Request) -> None:
