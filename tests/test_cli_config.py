@@ -237,6 +237,39 @@ def test_serve_still_needs_each_clients_secret(tmp_path: Path) -> None:
     )
 
 
+# A client secret the server would take (about 200 bits) that a shell variable could be named
+# (letters and digits, a letter first), and one that none could be (a '-'), each pasted where
+# the variable's name goes.
+_PASTED = "k" + secrets.token_urlsafe(32).replace("-", "a").replace("_", "b")
+_PASTED_WITH_DASH = "hunter2-" + secrets.token_hex(4)
+
+
+@pytest.mark.parametrize(
+    ("entry", "pasted", "named"),
+    [
+        (f'secret_env = "{_PASTED}"', _PASTED, "secret_env"),
+        (
+            f'secret_env = "MIMI_A"\nprevious_secret_env = "{_PASTED}"',
+            _PASTED,
+            "previous_secret_env",
+        ),
+        (f'secret_env = "{_PASTED_WITH_DASH}"', _PASTED_WITH_DASH, "secret_env"),
+    ],
+    ids=["secret-as-secret-env", "secret-as-previous-secret-env", "not-a-variable-name"],
+)
+def test_a_secret_pasted_as_the_variable_name_is_never_shown(
+    tmp_path: Path, entry: str, pasted: str, named: str
+) -> None:
+    """`serve --config` whose secret_env or previous_secret_env holds the secret itself (or
+    anything no shell variable is named), which no variable is set by, exits 2 with one line
+    naming the key, never the value."""
+    config = tmp_path / "mimi.toml"
+    config.write_text(f'[[clients]]\nid = "app"\n{entry}\n')
+    done = run_cli("serve", "--config", str(config), environ={"MIMI_A": secrets.token_urlsafe(32)})
+    refused_in_one_line(done.returncode, done.stderr, f"client 'app': {named} names")
+    assert pasted not in done.stderr
+
+
 @pytest.mark.parametrize(
     ("arguments", "file", "named"),
     [

@@ -330,23 +330,37 @@ def load_config_file(
     clients = (
         ClientConfig(
             name,
-            _secret(name, variable, environ),
+            _secret(name, "secret_env", variable, environ),
             only,
-            previous_secret=None if previous is None else _secret(name, previous, environ),
+            previous_secret=None
+            if previous is None
+            else _secret(name, "previous_secret_env", previous, environ),
         )
         for name, variable, previous, only in listed
     )
     return ConfigFile(server, tuple(clients))
 
 
-def _secret(client_id: str, variable: str, environ: Mapping[str, str]) -> str:
-    """The secret of ``client_id``, from the environment variable the file names."""
+def _secret(client_id: str, key: str, variable: str, environ: Mapping[str, str]) -> str:
+    """The secret of ``client_id``, from the environment variable the file names (``key``)."""
     secret = environ.get(variable)
-    if not secret:
+    if secret:
+        return secret
+    if _VARIABLE_NAME.fullmatch(variable) and estimated_bits(variable) < MIN_SECRET_BITS:
         raise ConfigurationError(
             f"client {client_id!r}: the environment variable {variable} is not set"
         )
-    return secret
+    # The secret itself pasted where its variable's name goes: never shown. Any secret a
+    # client may have scores MIN_SECRET_BITS at least; a name that scores as much is rare.
+    raise ConfigurationError(
+        f"client {client_id!r}: {key} names an environment variable that is not set (the name"
+        " is not shown: as long and varied as a secret, or no shell variable's name, it may be"
+        f" the secret itself, which goes in the variable {key} names)"
+    )
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What a shell variable (an environment variable set by ``export``) may be named."""
 
 
 def _client(entry: object) -> tuple[str, str, str | None, bool]:
