@@ -30,9 +30,9 @@ from ._server._config import (
     DEFAULTS,
     ClientConfig,
     check_clients,
-    check_url,
     load_config_file,
 )
+from ._server._database_url import check_url
 from ._server._settings import ServerSettings
 
 __all__ = ["main"]

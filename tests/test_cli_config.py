@@ -158,6 +158,44 @@ async def test_both_postgresql_schemes_open_postgresql(
     assert stdout.startswith("schema version "), stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "query", "named"),
+    [
+        ("migrate", "search_path=", "the database URL's search_path parameter"),
+        ("migrate", "search_path", "the database URL's search_path parameter"),
+        ("sweep", "sslmode=", "the database URL's sslmode parameter"),
+        ("rotate-signing-key", "sslmode=require&search_path=", "URL's search_path parameter"),
+        ("serve", "search_path=", "the database URL's search_path parameter"),
+        ("migrate", "sslmode=require&=", "a parameter of the database URL"),
+    ],
+    ids=[
+        "migrate-empty-search-path",
+        "migrate-search-path-without-value",
+        "sweep-empty-sslmode",
+        "rotate-empty-after-a-set-one",
+        "serve-empty-search-path",
+        "migrate-empty-without-a-name",
+    ],
+)
+async def test_a_postgresql_url_parameter_without_a_value_is_refused(
+    command: str, query: str, named: str
+) -> None:
+    """A --database URL whose parameter has no value (`?search_path=$SCHEMA`, the variable
+    unset) exits 2 with one line naming the parameter, never the password: the PostgreSQL
+    driver would drop it, so a migrate meant for a schema of its own would fill the
+    database's public one, and an empty sslmode would silently mean "prefer"."""
+    # Nothing listens on port 1: without the check, the command fails later (exit 1) instead
+    # of touching a real database.
+    url = f"postgresql://u:hunter2@127.0.0.1:1/db?{query}"
+    extra = ("--client-id", "app") if command == "serve" else ()
+    environment = {**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)}
+    status, stdout, stderr = await run_command(
+        command, "--database", url, *extra, environment=environment
+    )
+    refused_in_one_line(status, stderr, f"{named} has no value")
+    assert "hunter2" not in stderr + stdout
+
+
 def test_serve_refuses_an_unsupported_database_url_as_a_bad_argument(tmp_path: Path) -> None:
     """serve, which checks the database's name when it opens it, exits 2 for another store's
     URL as the other commands do, never showing its password."""

@@ -35,9 +35,7 @@ __all__ = [
     "ClientConfig",
     "ConfigFile",
     "check_clients",
-    "check_url",
     "estimated_bits",
-    "is_postgres",
     "load_config_file",
 ]
 
@@ -173,44 +171,6 @@ def _check_strength(name: str, secret: str) -> None:
             f" {MIN_SECRET_BITS} needed): generate one with"
             " python -c 'import secrets; print(secrets.token_urlsafe(32))'"
         )
-
-
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-# A URL's scheme (RFC 3986) and its colon: what a value that is no file path starts with. Two
-# characters at least: ``C:`` is a Windows drive, not a scheme.
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
-
-
-def is_postgres(database: str | Path) -> bool:
-    """Whether ``database`` names a PostgreSQL database rather than a SQLite file."""
-    return str(database).startswith(_POSTGRES_SCHEMES)
-
-
-def check_url(database: str | Path) -> None:
-    """Refuse (``ConfigurationError``) a text that starts with a URL's scheme (``mysql:``,
-    ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
-    would be taken for a SQLite file path, and a file of that name created. A ``Path`` is a
-    file by intent, whatever its name holds (``Path("backup:1.db")``)."""
-    if isinstance(database, Path):
-        return
-    scheme = _URL_SCHEME.match(database)
-    if scheme is None or is_postgres(database):
-        return
-    # Only the scheme: the rest of the URL may hold a password.
-    name = scheme.group(1)
-    if name.lower() in ("postgresql", "postgres"):
-        wrong = [
-            *(["in lower case"] if name != name.lower() else []),
-            *(["with //"] if not database.startswith("//", scheme.end()) else []),
-        ]
-        raise ConfigurationError(
-            "a PostgreSQL database URL starts with postgresql:// or postgres://"
-            f" ({', '.join(wrong)}): postgresql://USER@HOST:PORT/DB"
-        )
-    raise ConfigurationError(
-        f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
-        " ./NAME for a file whose name holds a colon)"
-    )
 
 
 def estimated_bits(secret: str) -> float:

@@ -1,5 +1,5 @@
 """Which database a ``--database`` value names: a ``postgresql://`` (or ``postgres://``) URL,
-else a SQLite file path (``_config.check_url`` refuses any other scheme).
+else a SQLite file path (``_database_url.check_url`` refuses any other scheme).
 
 A PostgreSQL URL can carry a password, so it is only ever shown through ``describe``.
 """
@@ -15,8 +15,8 @@ import asyncpg
 
 from .._exceptions import ConfigurationError
 from .._redaction import shown_url
-from ._config import check_url, is_postgres
 from ._database import IdentityDatabase, SchemaError
+from ._database_url import check_url, is_postgres
 from ._postgres import PostgresIdentityDatabase
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 from ._schema_sqlite import SCHEMA_VERSION as SQLITE_VERSION
