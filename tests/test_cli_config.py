@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -95,6 +98,49 @@ def test_a_config_file_that_is_not_utf8_is_refused_in_one_line(
     config = tmp_path / "mimi.toml"
     config.write_bytes(content)
     done = run_cli("serve", "--client-id", "app", "--config", str(config))
+    refused_in_one_line(done.returncode, done.stderr, named)
+    assert str(config) in done.stderr
+
+
+def _nested(opening: str, closing: str) -> str:
+    """A [server] value nested 100000 deep (``opening`` then ``closing`` each that often)."""
+    return f"[server]\nport = {opening * 100_000}{closing * 100_000}\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (_nested("[", "]"), "nests arrays or tables too deeply"),
+        (_nested("{a=", "}"), "nests arrays or tables too deeply"),
+        (f"[server]\nport = 1{'0' * 5000}\n", "an integer of more than 4300 digits"),
+        ("# a comment\n" * 100_000, "larger than 1 MiB"),
+        (None, "larger than 1 MiB"),
+    ],
+    ids=["nested-arrays", "nested-tables", "integer-of-5001-digits", "past-1-mib", "dev-zero"],
+)
+def test_a_config_file_that_no_parser_should_take_is_refused_in_one_line(
+    tmp_path: Path, content: str | None, named: str
+) -> None:
+    """A config file nested too deeply for the parser, holding an integer Python will not read,
+    or larger than any config file (/dev/zero, never ending: None) exits 2 with one line naming
+    the file and why, no traceback, reading no more than it needs (the child's memory is
+    bounded so that a read to the end fails rather than fill the machine's)."""
+    config = Path("/dev/zero") if content is None else tmp_path / "mimi.toml"
+    if content is not None:
+        config.write_text(content)
+
+    def bounded_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mimi_reactive", "migrate", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        preexec_fn=bounded_memory,
+    )
     refused_in_one_line(done.returncode, done.stderr, named)
     assert str(config) in done.stderr
 

@@ -12,6 +12,7 @@ import hmac
 import math
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULTS",
     "LOG_FORMATS",
     "MAX_CLIENT_SECRETS",
+    "MAX_CONFIG_BYTES",
     "MAX_WORKERS",
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
@@ -39,6 +41,8 @@ __all__ = [
     "load_config_file",
 ]
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest ``--config`` file read: a real one is a few hundred bytes."""
 MIN_SECRET_BITS = 128
 MAX_CLIENT_SECRETS = 2
 """The secrets one client may have at once: its secret, and the previous one during a roll-over."""
@@ -252,10 +256,19 @@ def load_config_file(
     environ = os.environ if environ is None else environ
     try:
         with path.open("rb") as file:
-            document = tomllib.load(file)
+            # No more than a config file could be: /dev/zero, or a log given by mistake, would
+            # otherwise be read whole into memory.
+            content = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         reason = os.strerror(error.errno).lower() if error.errno else type(error).__name__
         raise ConfigurationError(f"cannot read the config file {str(path)!r}: {reason}") from None
+    if len(content) > MAX_CONFIG_BYTES:
+        raise ConfigurationError(
+            f"the config file {str(path)!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB,"
+            " which no config file is: is it the right file?"
+        )
+    try:
+        document = tomllib.loads(content.decode())
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(
             f"the config file {str(path)!r} is not valid TOML: {error}"
@@ -263,6 +276,17 @@ def load_config_file(
     except UnicodeDecodeError as error:
         raise ConfigurationError(
             f"the config file {str(path)!r} is not UTF-8 (byte {error.start})"
+        ) from None
+    except ValueError as error:  # after its subclasses above: Python's own limit on int()
+        why = (
+            f"holds an integer of more than {sys.get_int_max_str_digits()} digits"
+            if "digits" in str(error)
+            else "is not valid TOML"
+        )
+        raise ConfigurationError(f"the config file {str(path)!r} {why}") from None
+    except RecursionError:
+        raise ConfigurationError(
+            f"the config file {str(path)!r} nests arrays or tables too deeply"
         ) from None
     unknown = set(document) - {"server", "clients"}
     if unknown:
