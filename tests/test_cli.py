@@ -207,12 +207,18 @@ without asking a nameserver, so the test does not hang on an unreachable one (a 
 ``no-such-host.invalid`` can take 5 s per attempt there)."""
 
 
+LONG_LABEL = "a" * 64 + ".example"
+"""A host name with a label past DNS's 63 characters."""
+
+
 @pytest.mark.parametrize(
     "case",
     [
         "busy-port",
         "unbindable-host",
         "unknown-host",
+        "host-with-an-empty-label",
+        "host-with-a-label-past-63",
         "missing-folder",
         "directory",
         "not-sqlite",
@@ -230,6 +236,9 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
         "busy-port": (["--port", str(busy)], f"127.0.0.1:{busy}"),
         "unbindable-host": (["--host", "192.0.2.1", "--port", "0"], "192.0.2.1"),
         "unknown-host": (["--host", UNRESOLVABLE, "--port", "0"], UNRESOLVABLE),
+        # The resolver's IDNA encoding refuses these before any lookup (a UnicodeError).
+        "host-with-an-empty-label": (["--host", "id..example", "--port", "0"], "id..example:0"),
+        "host-with-a-label-past-63": (["--host", LONG_LABEL, "--port", "0"], LONG_LABEL),
         "missing-folder": (["--database", str(tmp_path / "none" / "x.db")], "none/x.db"),
         "directory": (["--database", str(tmp_path)], str(tmp_path)),
         "not-sqlite": (["--database", str(tmp_path / "junk")], "junk"),

@@ -152,6 +152,8 @@ def failure_reason(error: BaseException) -> str:
         return os.strerror(error.errno).lower()
     if isinstance(error, asyncpg.PostgresError):
         return str(error.args[0]) if error.args else type(error).__name__
+    if isinstance(error, UnicodeError):  # the IDNA encoding of a host name, before a lookup
+        return "the host name is not valid: a part between dots is empty or past 63 characters"
     if isinstance(error, ValueError):
         return "the URL is not valid"
     if isinstance(error, OverflowError):
