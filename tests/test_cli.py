@@ -223,6 +223,7 @@ LONG_LABEL = "a" * 64 + ".example"
         "directory",
         "not-sqlite",
         "postgresql-port-past-65535",
+        "silent-postgresql",
     ],
 )
 def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -> None:
@@ -245,6 +246,11 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
         "postgresql-port-past-65535": (
             ["--database", "postgresql://u:hunter2@127.0.0.1:99999/db"],
             "postgresql://u@127.0.0.1:99999/db: its port is not from 0 to 65535",
+        ),
+        # The busy port accepts (its backlog) and never answers.
+        "silent-postgresql": (
+            ["--database", f"postgresql://u:hunter2@127.0.0.1:{busy}/db", "--storage-timeout", "1"],
+            f"postgresql://u@127.0.0.1:{busy}/db: it did not answer within 1 s",
         ),
     }[case]
     if "--database" not in options:

@@ -78,6 +78,11 @@ async def open_database(
                 str(database), max_size=pool_size, storage_timeout=storage_timeout
             )
         return await SqliteIdentityDatabase.open(database)
+    except TimeoutError:  # before OSError, which it is: the connection's storage_timeout
+        raise DatabaseOpenError(
+            f"cannot open the database {describe(database)}: it did not answer within"
+            f" {storage_timeout:g} s"
+        ) from None
     except (
         OSError,
         sqlite3.Error,
