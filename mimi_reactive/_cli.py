@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -28,9 +29,9 @@ from ._server._config import (
     DEFAULTS,
     ClientConfig,
     check_clients,
-    check_url,
     load_config_file,
 )
+from ._server._database_url import check_url
 from ._server._settings import ServerSettings
 from ._values import value_eq, value_hash, value_repr
 
@@ -44,8 +45,9 @@ shells report one killed by SIGINT (130)."""
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (``INTERRUPTED`` after a Ctrl-C that
-    came before ``serve`` listens, or during another command; 1 once stdout's reader went
-    away, as ``| head`` does: no traceback either way)."""
+    came before ``serve`` listens, or during another command; 128 + the signal's number after a
+    SIGTERM or SIGHUP that came before ``serve`` listens; 1 once stdout's reader went away, as
+    ``| head`` does: no traceback either way)."""
     try:
         try:
             return _run(build_parser().parse_args(argv))
@@ -97,6 +99,8 @@ def _run_server_command(args: argparse.Namespace) -> int:
         if args.command == "serve" and options.values["workers"] > 1:
             return _serve_workers(options, clients, args.log_level)
         asyncio.run(_SERVER_COMMANDS[args.command](options, clients))
+    except _StartStoppedError as stopped:
+        return 128 + stopped.signum  # as a shell reports a process the signal killed
     except WorkersRefusedError as error:
         return _refused(args.command, error, status=2)
     except ServerStartError as error:
@@ -247,10 +251,15 @@ def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: st
     except ValueError as error:
         raise ServerStartError(str(error)) from None
     try:
-        asyncio.run(prepare_workers(values["database"], settings, workers=values["workers"]))
+        asyncio.run(
+            _stoppable(prepare_workers(values["database"], settings, workers=values["workers"]))
+        )
     except (ValueError, DatabaseOpenError) as error:
         listener.close()
         raise start_error(error) from None
+    except _StartStoppedError:
+        listener.close()
+        raise
     return run_workers(
         clients=registered,
         database=values["database"],
@@ -273,26 +282,69 @@ files removed): SIGHUP too, which a closed terminal or an SSH session that ends 
 which would otherwise kill the process where it stands."""
 
 
+class _StartStoppedError(Exception):
+    """SIGTERM or SIGHUP came while ``serve`` was starting: the start was cancelled."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_T = TypeVar("_T")
+
+
+async def _stoppable(start: Awaitable[_T]) -> _T:
+    """``start``'s result; SIGTERM or SIGHUP meanwhile cancels it (it cleans up after itself)
+    and raises ``_StartStoppedError``, as a Ctrl-C is asyncio.run's: a start waiting out a store
+    that does not answer (up to --storage-timeout) or a migration's locks would otherwise hold
+    a stopped service until it fails ("does not answer") or starts only to stop."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        if not received:  # one cancellation, so that one uncancel takes it back
+            task.cancel()
+        received.append(signum)
+
+    stopping = [signal.SIGTERM, signal.SIGHUP]
+    for signum in stopping:
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        result = await start
+    except asyncio.CancelledError:
+        if not received:
+            raise  # a Ctrl-C: asyncio.run's
+    finally:
+        for signum in stopping:
+            loop.remove_signal_handler(signum)
+    if received:  # the start ended (or finished) on the cancellation: what follows may wait
+        task.uncancel()
+        raise _StartStoppedError(received[0])
+    return result
+
+
 async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
     """Listen until SIGINT, SIGTERM or SIGHUP."""
     from .server import IdentityServer  # not at the top: --help need not load it
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    # Until the server listens, a Ctrl-C is asyncio.run's: it cancels the start (which cleans
-    # up after itself) and main exits INTERRUPTED, rather than waiting out a storage that
-    # does not answer. SIGTERM and SIGHUP stop the server once it has started.
-    for signum in _STOP_SIGNALS:
-        if signum != signal.SIGINT:
-            loop.add_signal_handler(signum, stop.set)
-    async with IdentityServer(
+    server = IdentityServer(
         clients=clients,
         database=options.values["database"],
         host=options.values["host"],
         port=options.values["port"],
         settings=options.settings,
-    ) as server:
-        loop.add_signal_handler(signal.SIGINT, stop.set)  # from now on, a clean stop
+    )
+    async with contextlib.AsyncExitStack() as started:
+        # Until the server listens, a stop signal cancels the start (which cleans up after
+        # itself): a Ctrl-C through asyncio.run (main exits INTERRUPTED), SIGTERM and SIGHUP
+        # through _stoppable; once it listens, each stops the server cleanly.
+        await _stoppable(started.enter_async_context(server))
+        for signum in _STOP_SIGNALS:
+            loop.add_signal_handler(signum, stop.set)
         print(f"serving on {server.url}", flush=True)
         await stop.wait()
 

@@ -207,16 +207,23 @@ without asking a nameserver, so the test does not hang on an unreachable one (a 
 ``no-such-host.invalid`` can take 5 s per attempt there)."""
 
 
+LONG_LABEL = "a" * 64 + ".example"
+"""A host name with a label past DNS's 63 characters."""
+
+
 @pytest.mark.parametrize(
     "case",
     [
         "busy-port",
         "unbindable-host",
         "unknown-host",
+        "host-with-an-empty-label",
+        "host-with-a-label-past-63",
         "missing-folder",
         "directory",
         "not-sqlite",
         "postgresql-port-past-65535",
+        "silent-postgresql",
     ],
 )
 def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -> None:
@@ -230,12 +237,20 @@ def test_serve_that_cannot_start_says_why_and_exits(tmp_path: Path, case: str) -
         "busy-port": (["--port", str(busy)], f"127.0.0.1:{busy}"),
         "unbindable-host": (["--host", "192.0.2.1", "--port", "0"], "192.0.2.1"),
         "unknown-host": (["--host", UNRESOLVABLE, "--port", "0"], UNRESOLVABLE),
+        # The resolver's IDNA encoding refuses these before any lookup (a UnicodeError).
+        "host-with-an-empty-label": (["--host", "id..example", "--port", "0"], "id..example:0"),
+        "host-with-a-label-past-63": (["--host", LONG_LABEL, "--port", "0"], LONG_LABEL),
         "missing-folder": (["--database", str(tmp_path / "none" / "x.db")], "none/x.db"),
         "directory": (["--database", str(tmp_path)], str(tmp_path)),
         "not-sqlite": (["--database", str(tmp_path / "junk")], "junk"),
         "postgresql-port-past-65535": (
             ["--database", "postgresql://u:hunter2@127.0.0.1:99999/db"],
             "postgresql://u@127.0.0.1:99999/db: its port is not from 0 to 65535",
+        ),
+        # The busy port accepts (its backlog) and never answers.
+        "silent-postgresql": (
+            ["--database", f"postgresql://u:hunter2@127.0.0.1:{busy}/db", "--storage-timeout", "1"],
+            f"postgresql://u@127.0.0.1:{busy}/db: it did not answer within 1 s",
         ),
     }[case]
     if "--database" not in options:

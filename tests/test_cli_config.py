@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import secrets
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -99,6 +102,49 @@ def test_a_config_file_that_is_not_utf8_is_refused_in_one_line(
     assert str(config) in done.stderr
 
 
+def _nested(opening: str, closing: str) -> str:
+    """A [server] value nested 100000 deep (``opening`` then ``closing`` each that often)."""
+    return f"[server]\nport = {opening * 100_000}{closing * 100_000}\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "named"),
+    [
+        (_nested("[", "]"), "nests arrays or tables too deeply"),
+        (_nested("{a=", "}"), "nests arrays or tables too deeply"),
+        (f"[server]\nport = 1{'0' * 5000}\n", "an integer of more than 4300 digits"),
+        ("# a comment\n" * 100_000, "larger than 1 MiB"),
+        (None, "larger than 1 MiB"),
+    ],
+    ids=["nested-arrays", "nested-tables", "integer-of-5001-digits", "past-1-mib", "dev-zero"],
+)
+def test_a_config_file_that_no_parser_should_take_is_refused_in_one_line(
+    tmp_path: Path, content: str | None, named: str
+) -> None:
+    """A config file nested too deeply for the parser, holding an integer Python will not read,
+    or larger than any config file (/dev/zero, never ending: None) exits 2 with one line naming
+    the file and why, no traceback, reading no more than it needs (the child's memory is
+    bounded so that a read to the end fails rather than fill the machine's)."""
+    config = Path("/dev/zero") if content is None else tmp_path / "mimi.toml"
+    if content is not None:
+        config.write_text(content)
+
+    def bounded_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "mimi_reactive", "migrate", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+        preexec_fn=bounded_memory,
+    )
+    refused_in_one_line(done.returncode, done.stderr, named)
+    assert str(config) in done.stderr
+
+
 @pytest.mark.parametrize(
     ("command", "url"),
     [
@@ -156,6 +202,44 @@ async def test_both_postgresql_schemes_open_postgresql(
         )
     assert status == 0, stderr
     assert stdout.startswith("schema version "), stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "query", "named"),
+    [
+        ("migrate", "search_path=", "the database URL's search_path parameter"),
+        ("migrate", "search_path", "the database URL's search_path parameter"),
+        ("sweep", "sslmode=", "the database URL's sslmode parameter"),
+        ("rotate-signing-key", "sslmode=require&search_path=", "URL's search_path parameter"),
+        ("serve", "search_path=", "the database URL's search_path parameter"),
+        ("migrate", "sslmode=require&=", "a parameter of the database URL"),
+    ],
+    ids=[
+        "migrate-empty-search-path",
+        "migrate-search-path-without-value",
+        "sweep-empty-sslmode",
+        "rotate-empty-after-a-set-one",
+        "serve-empty-search-path",
+        "migrate-empty-without-a-name",
+    ],
+)
+async def test_a_postgresql_url_parameter_without_a_value_is_refused(
+    command: str, query: str, named: str
+) -> None:
+    """A --database URL whose parameter has no value (`?search_path=$SCHEMA`, the variable
+    unset) exits 2 with one line naming the parameter, never the password: the PostgreSQL
+    driver would drop it, so a migrate meant for a schema of its own would fill the
+    database's public one, and an empty sslmode would silently mean "prefer"."""
+    # Nothing listens on port 1: without the check, the command fails later (exit 1) instead
+    # of touching a real database.
+    url = f"postgresql://u:hunter2@127.0.0.1:1/db?{query}"
+    extra = ("--client-id", "app") if command == "serve" else ()
+    environment = {**os.environ, "MIMI_CLIENT_SECRET": secrets.token_urlsafe(32)}
+    status, stdout, stderr = await run_command(
+        command, "--database", url, *extra, environment=environment
+    )
+    refused_in_one_line(status, stderr, f"{named} has no value")
+    assert "hunter2" not in stderr + stdout
 
 
 def test_serve_refuses_an_unsupported_database_url_as_a_bad_argument(tmp_path: Path) -> None:
@@ -235,6 +319,39 @@ def test_serve_still_needs_each_clients_secret(tmp_path: Path) -> None:
     refused_in_one_line(
         done.returncode, done.stderr, "the environment variable HEARING_APP_SECRET is not set"
     )
+
+
+# A client secret the server would take (about 200 bits) that a shell variable could be named
+# (letters and digits, a letter first), and one that none could be (a '-'), each pasted where
+# the variable's name goes.
+_PASTED = "k" + secrets.token_urlsafe(32).replace("-", "a").replace("_", "b")
+_PASTED_WITH_DASH = "hunter2-" + secrets.token_hex(4)
+
+
+@pytest.mark.parametrize(
+    ("entry", "pasted", "named"),
+    [
+        (f'secret_env = "{_PASTED}"', _PASTED, "secret_env"),
+        (
+            f'secret_env = "MIMI_A"\nprevious_secret_env = "{_PASTED}"',
+            _PASTED,
+            "previous_secret_env",
+        ),
+        (f'secret_env = "{_PASTED_WITH_DASH}"', _PASTED_WITH_DASH, "secret_env"),
+    ],
+    ids=["secret-as-secret-env", "secret-as-previous-secret-env", "not-a-variable-name"],
+)
+def test_a_secret_pasted_as_the_variable_name_is_never_shown(
+    tmp_path: Path, entry: str, pasted: str, named: str
+) -> None:
+    """`serve --config` whose secret_env or previous_secret_env holds the secret itself (or
+    anything no shell variable is named), which no variable is set by, exits 2 with one line
+    naming the key, never the value."""
+    config = tmp_path / "mimi.toml"
+    config.write_text(f'[[clients]]\nid = "app"\n{entry}\n')
+    done = run_cli("serve", "--config", str(config), environ={"MIMI_A": secrets.token_urlsafe(32)})
+    refused_in_one_line(done.returncode, done.stderr, f"client 'app': {named} names")
+    assert pasted not in done.stderr
 
 
 @pytest.mark.parametrize(

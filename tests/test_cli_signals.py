@@ -1,5 +1,6 @@
 """The command line under signals, as real processes: a Ctrl-C at any point exits 130 without
-a traceback, and `serve` stops cleanly on SIGINT, SIGTERM and SIGHUP."""
+a traceback, a SIGTERM or SIGHUP ends `serve`'s start at once, and `serve` stops cleanly on
+SIGINT, SIGTERM and SIGHUP once it listens."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from mimi_reactive._demo import PROMPT
 from .conftest import REDIS
 from .server_helpers import Caller, serving
 from .tcp_gate import TcpGate
+
+POSTGRES = ("127.0.0.1", 5432)
+"""Where the test PostgreSQL (``postgres_url``) listens."""
 
 
 def environment() -> dict[str, str]:
@@ -178,6 +182,48 @@ async def test_ctrl_c_while_serve_waits_on_a_silent_redis_exits_130(
     assert (status, stdout) == (INTERRUPTED, ""), stderr
     assert "Traceback" not in stderr
     assert "does not answer" not in stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+@pytest.mark.parametrize(
+    ("silent", "workers"),
+    [("redis", 1), ("postgresql", 1), ("redis", 2), ("postgresql", 2)],
+    ids=["redis-1-process", "postgresql-1-process", "redis-2-workers", "postgresql-2-workers"],
+)
+async def test_a_stop_signal_while_serve_waits_on_a_silent_store_ends_it_at_once(
+    postgres_url: str, signum: int, silent: str, workers: int
+) -> None:
+    """SIGTERM or SIGHUP while `serve` waits at start on a rate-limit Redis or a PostgreSQL
+    that accepted and never answers ends the start at once, exit status 128 + the signal's
+    number and no traceback: not once the store's timeout (here far past the test's patience)
+    has run out, with "does not answer", or a server started only to stop."""
+    gate = TcpGate(*(REDIS if silent == "redis" else POSTGRES))
+    await gate.start()
+    gate.pause()
+    database, storage = postgres_url, f"redis://{REDIS[0]}:{REDIS[1]}/0"
+    if silent == "redis":
+        storage = f"redis://{gate.host}/0"
+    else:
+        database = postgres_url.replace(f"{POSTGRES[0]}:{POSTGRES[1]}", gate.host)
+    try:
+        process = await start(
+            *("serve", "--client-id", "app", "--port", "0", "--workers", str(workers)),
+            *("--database", database, "--rate-limit-storage", storage),
+            *("--storage-timeout", "600"),
+        )
+        try:
+            async with asyncio.timeout(30):
+                await gate.connected.wait()  # serve is waiting on the store now
+                process.send_signal(signum)
+                stdout, stderr = await process.communicate()
+        except BaseException:
+            process.kill()
+            await process.wait()
+            raise
+    finally:
+        await gate.close()
+    assert (process.returncode, stdout.decode()) == (128 + signum, ""), stderr.decode()
+    assert "Traceback" not in stderr.decode()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])

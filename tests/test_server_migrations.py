@@ -1,5 +1,6 @@
 """Versioned schemas on both stores: `mimi-reactive migrate`, migration at start, workers
-starting together, a newer schema refused, and a PostgreSQL URL's password never shown."""
+starting together, a newer or negative schema version refused, and a PostgreSQL URL's
+password never shown."""
 
 from __future__ import annotations
 
@@ -25,11 +26,12 @@ from mimi_reactive._server._schema_postgres import migrate as migrate_postgres
 from mimi_reactive._server._schema_sqlite import SCHEMA_VERSION as SQLITE_VERSION
 from mimi_reactive._server._secrets import digest
 from mimi_reactive._server._sqlite_file import connect, prepare
+from mimi_reactive._server._stores import is_postgres
 from mimi_reactive._server._tokens import AccessTokens
 from mimi_reactive.server import ClientConfig, IdentityServer, ServerStartError
 
-from .conftest import CLIENT_ID
-from .server_helpers import Caller, query_value, row_counts
+from .conftest import CLIENT_ID, stores
+from .server_helpers import Caller, execute, query_value, row_counts
 from .test_server_retention import VERSION_1
 
 
@@ -247,3 +249,39 @@ async def test_a_postgresql_url_password_is_never_shown(url: str) -> None:
     message = str(raised.value)
     assert "hunter2" not in message
     assert "postgresql://mimi@127.0.0.1:" in message
+
+
+# How each store keeps its schema's version, and how the test writes one there.
+_SET_VERSION = {
+    "sqlite": "PRAGMA user_version = {version}",
+    "postgresql": "UPDATE mimi_schema SET version = {version}",
+}
+# What is in the store, to see it untouched: its tables' columns, and the version kept.
+_LAYOUT = {
+    "sqlite": "SELECT group_concat(sql, ';') FROM (SELECT sql FROM sqlite_master ORDER BY name)",
+    "postgresql": "SELECT string_agg(table_name || '.' || column_name, ','"
+    " ORDER BY table_name, column_name) FROM information_schema.columns"
+    " WHERE table_schema = current_schema()",
+}
+_VERSION_KEPT = {"sqlite": "PRAGMA user_version", "postgresql": "SELECT version FROM mimi_schema"}
+
+
+@stores("sqlite-file", "postgresql")
+@pytest.mark.parametrize("version", [-1, -5, 99], ids=["minus-1", "minus-5", "newer"])
+async def test_a_schema_version_no_server_writes_is_refused_untouched(
+    database_url: str, version: int
+) -> None:
+    """`migrate` on a store whose schema version is one no server of this code writes (below
+    0, or newer) exits 1 with one line naming the version, and leaves the store as it was: a
+    negative version, read as an index into the migrations, would run the last ones first."""
+    store = "postgresql" if is_postgres(database_url) else "sqlite"
+    assert migrate(database_url).returncode == 0
+    await execute(database_url, _SET_VERSION[store].format(version=version))
+    layout = await query_value(database_url, _LAYOUT[store])
+    done = migrate(database_url)
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert f"the database has schema version {version}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert await query_value(database_url, _LAYOUT[store]) == layout
+    assert await query_value(database_url, _VERSION_KEPT[store]) == version

@@ -125,7 +125,7 @@ def listen(host: str, port: int) -> socket.socket:
         return socket.create_server(
             (host, port), family=family, backlog=2048, dualstack_ipv6=dual_stack
         )
-    except (OSError, OverflowError) as error:
+    except (OSError, OverflowError, UnicodeError) as error:  # UnicodeError: IDNA's refusal
         raise ValueError(cannot_listen(host, port, error)) from None
 
 

@@ -12,6 +12,7 @@ import hmac
 import math
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,18 +30,19 @@ __all__ = [
     "DEFAULTS",
     "LOG_FORMATS",
     "MAX_CLIENT_SECRETS",
+    "MAX_CONFIG_BYTES",
     "MAX_WORKERS",
     "MIN_SECRET_BITS",
     "SERVER_KEYS",
     "ClientConfig",
     "ConfigFile",
     "check_clients",
-    "check_url",
     "estimated_bits",
-    "is_postgres",
     "load_config_file",
 ]
 
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest ``--config`` file read: a real one is a few hundred bytes."""
 MIN_SECRET_BITS = 128
 MAX_CLIENT_SECRETS = 2
 """The secrets one client may have at once: its secret, and the previous one during a roll-over."""
@@ -175,44 +177,6 @@ def _check_strength(name: str, secret: str) -> None:
         )
 
 
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-# A URL's scheme (RFC 3986) and its colon: what a value that is no file path starts with. Two
-# characters at least: ``C:`` is a Windows drive, not a scheme.
-_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
-
-
-def is_postgres(database: str | Path) -> bool:
-    """Whether ``database`` names a PostgreSQL database rather than a SQLite file."""
-    return str(database).startswith(_POSTGRES_SCHEMES)
-
-
-def check_url(database: str | Path) -> None:
-    """Refuse (``ConfigurationError``) a text that starts with a URL's scheme (``mysql:``,
-    ``postgresql:`` without ``//``) but is no ``postgresql://`` or ``postgres://`` URL: it
-    would be taken for a SQLite file path, and a file of that name created. A ``Path`` is a
-    file by intent, whatever its name holds (``Path("backup:1.db")``)."""
-    if isinstance(database, Path):
-        return
-    scheme = _URL_SCHEME.match(database)
-    if scheme is None or is_postgres(database):
-        return
-    # Only the scheme: the rest of the URL may hold a password.
-    name = scheme.group(1)
-    if name.lower() in ("postgresql", "postgres"):
-        wrong = [
-            *(["in lower case"] if name != name.lower() else []),
-            *(["with //"] if not database.startswith("//", scheme.end()) else []),
-        ]
-        raise ConfigurationError(
-            "a PostgreSQL database URL starts with postgresql:// or postgres://"
-            f" ({', '.join(wrong)}): postgresql://USER@HOST:PORT/DB"
-        )
-    raise ConfigurationError(
-        f"unsupported database URL scheme {name!r} (use postgresql://..., or a file path:"
-        " ./NAME for a file whose name holds a colon)"
-    )
-
-
 def estimated_bits(secret: str) -> float:
     """A conservative estimate of a secret's entropy in bits.
 
@@ -292,10 +256,19 @@ def load_config_file(
     environ = os.environ if environ is None else environ
     try:
         with path.open("rb") as file:
-            document = tomllib.load(file)
+            # No more than a config file could be: /dev/zero, or a log given by mistake, would
+            # otherwise be read whole into memory.
+            content = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
         reason = os.strerror(error.errno).lower() if error.errno else type(error).__name__
         raise ConfigurationError(f"cannot read the config file {str(path)!r}: {reason}") from None
+    if len(content) > MAX_CONFIG_BYTES:
+        raise ConfigurationError(
+            f"the config file {str(path)!r} is larger than {MAX_CONFIG_BYTES >> 20} MiB,"
+            " which no config file is: is it the right file?"
+        )
+    try:
+        document = tomllib.loads(content.decode())
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(
             f"the config file {str(path)!r} is not valid TOML: {error}"
@@ -303,6 +276,17 @@ def load_config_file(
     except UnicodeDecodeError as error:
         raise ConfigurationError(
             f"the config file {str(path)!r} is not UTF-8 (byte {error.start})"
+        ) from None
+    except ValueError as error:  # after its subclasses above: Python's own limit on int()
+        why = (
+            f"holds an integer of more than {sys.get_int_max_str_digits()} digits"
+            if "digits" in str(error)
+            else "is not valid TOML"
+        )
+        raise ConfigurationError(f"the config file {str(path)!r} {why}") from None
+    except RecursionError:
+        raise ConfigurationError(
+            f"the config file {str(path)!r} nests arrays or tables too deeply"
         ) from None
     unknown = set(document) - {"server", "clients"}
     if unknown:
@@ -330,23 +314,37 @@ def load_config_file(
     clients = (
         ClientConfig(
             name,
-            _secret(name, variable, environ),
+            _secret(name, "secret_env", variable, environ),
             only,
-            previous_secret=None if previous is None else _secret(name, previous, environ),
+            previous_secret=None
+            if previous is None
+            else _secret(name, "previous_secret_env", previous, environ),
         )
         for name, variable, previous, only in listed
     )
     return ConfigFile(server, tuple(clients))
 
 
-def _secret(client_id: str, variable: str, environ: Mapping[str, str]) -> str:
-    """The secret of ``client_id``, from the environment variable the file names."""
+def _secret(client_id: str, key: str, variable: str, environ: Mapping[str, str]) -> str:
+    """The secret of ``client_id``, from the environment variable the file names (``key``)."""
     secret = environ.get(variable)
-    if not secret:
+    if secret:
+        return secret
+    if _VARIABLE_NAME.fullmatch(variable) and estimated_bits(variable) < MIN_SECRET_BITS:
         raise ConfigurationError(
             f"client {client_id!r}: the environment variable {variable} is not set"
         )
-    return secret
+    # The secret itself pasted where its variable's name goes: never shown. Any secret a
+    # client may have scores MIN_SECRET_BITS at least; a name that scores as much is rare.
+    raise ConfigurationError(
+        f"client {client_id!r}: {key} names an environment variable that is not set (the name"
+        " is not shown: as long and varied as a secret, or no shell variable's name, it may be"
+        f" the secret itself, which goes in the variable {key} names)"
+    )
+
+
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""What a shell variable (an environment variable set by ``export``) may be named."""
 
 
 def _client(entry: object) -> tuple[str, str, str | None, bool]:

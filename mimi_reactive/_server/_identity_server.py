@@ -21,9 +21,10 @@ from aiohttp import web
 
 from .._exceptions import ConfigurationError, MimiCoreError
 from ._app import app_runner, listen, served_url, token_issuer
-from ._config import ClientConfig, check_clients, check_url
+from ._config import ClientConfig, check_clients
 from ._context import RegisteredClient
 from ._database import IdentityDatabase
+from ._database_url import check_url
 from ._logs import server_logger
 from ._records import SweepCounts
 from ._secrets import digest

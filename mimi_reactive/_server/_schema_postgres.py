@@ -184,8 +184,9 @@ async def migrate(
     if await connection.fetchval("SELECT current_schema()") is None:
         raise SchemaError("the search_path names no existing schema")
     found = await _version(connection)
+    if found is not None:
+        _check_known(found)
     if found is not None and found >= up_to:
-        _check_not_newer(found)
         return found  # up to date: no DDL, no lock
     for attempt in range(attempts):
         try:
@@ -211,12 +212,19 @@ async def _version(connection: Connection) -> int | None:
     return int(await connection.fetchval(_VERSION))
 
 
-def _check_not_newer(found: int) -> None:
+def _check_known(found: int) -> None:
     """Refuse (``SchemaTooNewError``) a schema newer than this server knows: an older server
-    must not run, nor migrate, against the tables a newer one left."""
+    must not run, nor migrate, against the tables a newer one left; and (``SchemaError``) one
+    below 0, which no server writes (read as an index into the migrations, it would run the
+    last ones first)."""
     if found > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"the database has schema version {found}; this server knows up to {SCHEMA_VERSION}"
+        )
+    if found < 0:
+        raise SchemaError(
+            f"the database has schema version {found}, which no version of this server"
+            " writes: not a database of this server, or its version was changed by hand"
         )
 
 
@@ -230,7 +238,7 @@ async def _upgrade(connection: Connection, up_to: int, lock_timeout: float) -> i
         if found is None:
             await connection.execute("CREATE TABLE mimi_schema (version integer)")
             found = 0
-        _check_not_newer(found)
+        _check_known(found)
         for version in range(found, up_to):
             await connection.execute(MIGRATIONS[version])
         if up_to > found:

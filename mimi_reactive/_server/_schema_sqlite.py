@@ -112,7 +112,7 @@ def migrate(db: sqlite3.Connection) -> int:
     each step once: the second finds it done and skips it.
     """
     found = _version(db)
-    _refuse_newer(found)
+    _refuse_unknown(found)
     if found == SCHEMA_VERSION:  # the usual start: no write lock taken
         return found
     # Outside any transaction: inside one, SQLite ignores this pragma.
@@ -133,7 +133,7 @@ def _step(db: sqlite3.Connection) -> int:
     db.execute("BEGIN IMMEDIATE")
     try:
         version = _version(db)
-        _refuse_newer(version)
+        _refuse_unknown(version)
         if version < SCHEMA_VERSION:  # v1 is idempotent: 0 may be v1 or empty
             for statement in _statements(_MIGRATIONS[version]):
                 db.execute(statement)
@@ -152,10 +152,18 @@ def _version(db: sqlite3.Connection) -> int:
     return int(row[0]) if row is not None else 0
 
 
-def _refuse_newer(version: int) -> None:
+def _refuse_unknown(version: int) -> None:
+    """Refuse a version this code does not know: a newer one (``SchemaTooNewError``), or one
+    below 0, which no server writes (``SchemaError``: read as an index into the migrations,
+    it would run the last ones first)."""
     if version > SCHEMA_VERSION:
         raise SchemaTooNewError(
             f"the database has schema version {version}; this server knows up to {SCHEMA_VERSION}"
+        )
+    if version < 0:
+        raise SchemaError(
+            f"the database has schema version {version}, which no version of this server"
+            " writes: not a database of this server, or its version was changed by hand"
         )
 
 

@@ -1,5 +1,5 @@
 """Which database a ``--database`` value names: a ``postgresql://`` (or ``postgres://``) URL,
-else a SQLite file path (``_config.check_url`` refuses any other scheme).
+else a SQLite file path (``_database_url.check_url`` refuses any other scheme).
 
 A PostgreSQL URL can carry a password, so it is only ever shown through ``describe``.
 """
@@ -15,8 +15,8 @@ import asyncpg
 
 from .._exceptions import ConfigurationError
 from .._redaction import shown_url
-from ._config import check_url, is_postgres
 from ._database import IdentityDatabase, SchemaError
+from ._database_url import check_url, is_postgres
 from ._postgres import PostgresIdentityDatabase
 from ._schema_postgres import SCHEMA_VERSION as POSTGRES_VERSION
 from ._schema_sqlite import SCHEMA_VERSION as SQLITE_VERSION
@@ -78,6 +78,11 @@ async def open_database(
                 str(database), max_size=pool_size, storage_timeout=storage_timeout
             )
         return await SqliteIdentityDatabase.open(database)
+    except TimeoutError:  # before OSError, which it is: the connection's storage_timeout
+        raise DatabaseOpenError(
+            f"cannot open the database {describe(database)}: it did not answer within"
+            f" {storage_timeout:g} s"
+        ) from None
     except (
         OSError,
         sqlite3.Error,
@@ -152,6 +157,8 @@ def failure_reason(error: BaseException) -> str:
         return os.strerror(error.errno).lower()
     if isinstance(error, asyncpg.PostgresError):
         return str(error.args[0]) if error.args else type(error).__name__
+    if isinstance(error, UnicodeError):  # the IDNA encoding of a host name, before a lookup
+        return "the host name is not valid: a part between dots is empty or past 63 characters"
     if isinstance(error, ValueError):
         return "the URL is not valid"
     if isinstance(error, OverflowError):
