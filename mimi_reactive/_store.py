@@ -73,7 +73,7 @@ class SessionStore:
         self.configuration = configuration
         self._capabilities = backend.capabilities
         self._backend = backend
-        self._released = False  # the backend was closed (``close_backend``)
+        self._backend_closing: asyncio.Future[None] | None = None  # ``close_backend``'s
         self._effects = EffectRunner(
             backend=backend, storage=storage, configuration=configuration, clock=clock
         )
@@ -160,11 +160,16 @@ class SessionStore:
 
     async def close_backend(self) -> None:
         """Close the backend, once: a later call (``close()`` after the worker released it,
-        a subscriber's ``SystemExit`` having stopped it) does nothing."""
-        if self._released:
+        a subscriber's ``SystemExit`` having stopped it, a close cancelled midway) waits for
+        that close to end, and only the first caller hears its error. The close runs as a
+        task of its own, so a caller cancelled meanwhile does not cut it short."""
+        if self._backend_closing is not None:
+            await asyncio.wait({self._backend_closing})
             return
-        self._released = True  # before the wait: a close meanwhile does not close it again
-        await self._backend.close()
+        closing = self._backend_closing = asyncio.ensure_future(self._backend.close())
+        # Its error is the first caller's; retrieved here too, in case that caller gave up.
+        closing.add_done_callback(lambda done: done.cancelled() or done.exception())
+        await asyncio.shield(closing)
 
     async def release(self) -> None:
         """Close the backend of a core nobody will close (its worker cancelled unclosed or

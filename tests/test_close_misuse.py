@@ -157,6 +157,37 @@ async def test_a_cancelled_close_refuses_commands_and_a_later_close_finishes() -
     assert backend.closes == 1
 
 
+class _SlowToClose(ScriptedBackend):
+    """A backend whose close waits until let go, counting the closes that finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closing = asyncio.Event()
+        self.let_go = asyncio.Event()
+        self.closed = 0
+
+    async def close(self) -> None:
+        self.closing.set()
+        await self.let_go.wait()
+        self.closed += 1
+
+
+async def test_a_close_cancelled_as_the_backend_closes_leaves_it_to_finish() -> None:
+    """A close() cancelled while the backend closes does not cut that close short: it goes
+    on, and a later close() waits for it, so the backend ends closed, once."""
+    backend = _SlowToClose()
+    core = await MimiCore.start(client_id="a", client_secret="s", backend=backend)
+    closing = asyncio.create_task(core.close())
+    await backend.closing.wait()
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    later = asyncio.create_task(core.close())
+    backend.let_go.set()
+    await later
+    assert backend.closed == 1
+
+
 class _CancellationHeldUp(_ClosingBackend):
     """Its log-out everywhere waits at the service for ever; cancelled, it holds the command
     until let go, so a close() waits for it to end."""
