@@ -120,19 +120,13 @@ class Reply:
 
 @attrs.define
 class _StoredUser:
+    """A user as the backend keeps them: the ``MimiUser`` it hands out (replaced, never
+    changed, when the user is promoted) and their password."""
+
     __repr__ = value_repr
 
-    id: str
-    anonymous_id: str | None = attrs.field(repr=False)
-    email: str | None = None
+    user: MimiUser
     password: str | None = attrs.field(default=None, repr=False)
-
-    @property
-    def is_anonymous(self) -> bool:
-        return self.email is None
-
-    def as_mimi_user(self) -> MimiUser:
-        return MimiUser(self.id, self.anonymous_id, self.is_anonymous, self.email)
 
 
 class ScriptedBackend:
@@ -194,7 +188,7 @@ class ScriptedBackend:
 
     def add_anonymous_user(self) -> MimiUser:
         """Create an anonymous user directly (as another device would) and return it."""
-        return self._new_user().as_mimi_user()
+        return self._new_user().user
 
     def origin(self, client: ClientCredentials) -> str:
         """The same for every scripted backend: they all play one service."""
@@ -253,9 +247,9 @@ class ScriptedBackend:
         self._revoked.update(f for f, u in self._user_of_family.items() if u == user_id)
 
     def _log_in_anonymously(self, anonymous_id: str | None) -> BackendSession:
-        for user in self._users.values():
-            if user.anonymous_id == anonymous_id:
-                return self._session_for(user)
+        for stored in self._users.values():
+            if anonymous_id is not None and stored.user.anonymous_id == anonymous_id:
+                return self._session_for(stored)
         raise InvalidCredentialsError("invalid_anonymous_id", "no anonymous user has this id")
 
     def _log_in(self, email: str, password: str) -> BackendSession:
@@ -268,23 +262,25 @@ class ScriptedBackend:
     def _sign_up(self, email: str, password: str) -> BackendSession:
         _check_credentials(email, password, new=True)
         self._ensure_email_free(email)
-        user = self._new_user(anonymous=False)
-        user.email, user.password = email.strip().lower(), password
+        user = self._new_user(email=email.strip().lower())
+        user.password = password
         return self._session_for(user)
 
     def _promote(self, session: Session, email: str, password: str) -> BackendSession:
         _check_credentials(email, password, new=True)
         family = self._live_family(session.tokens.access_token)
-        user = self._users[self._user_of_family[family]]
-        if not user.is_anonymous:
+        stored = self._users[self._user_of_family[family]]
+        if not stored.user.is_anonymous:
             raise ConflictError("not_anonymous", "only an anonymous user can be promoted")
         self._ensure_email_free(email)
-        user.email, user.password, user.anonymous_id = email.strip().lower(), password, None
-        return BackendSession(user.as_mimi_user(), session.tokens)
+        stored.user = MimiUser(stored.user.id, None, False, email.strip().lower())
+        stored.password = password
+        return BackendSession(stored.user, session.tokens)
 
     async def _answer(self, method: str) -> None:
         self.calls.append(method)
-        reply = next((r for r in self._replies if r.answers(method)), None)
+        replies = self._replies  # most calls find none scripted: no generator then
+        reply = next((r for r in replies if r.answers(method)), None) if replies else None
         if reply is None:  # answered as scripted by default: after ``latency``, normally
             if self.latency:
                 await asyncio.sleep(self.latency)
@@ -297,15 +293,19 @@ class ScriptedBackend:
         if reply.error is not None:
             raise reply.error
 
-    def _new_user(self, *, anonymous: bool = True) -> _StoredUser:
-        anonymous_id = secrets.token_urlsafe(32) if anonymous else None
-        user = _StoredUser(str(uuid.uuid4()), anonymous_id)
-        self._users[user.id] = user
-        return user
+    def _new_user(self, *, email: str | None = None) -> _StoredUser:
+        """A new user: anonymous, or signed up with ``email``."""
+        user_id = str(uuid.uuid4())
+        if email is None:
+            user = MimiUser(user_id, secrets.token_urlsafe(32))
+        else:
+            user = MimiUser(user_id, None, False, email)
+        self._users[user_id] = stored = _StoredUser(user)
+        return stored
 
     def _by_email(self, email: str) -> _StoredUser | None:
         wanted = email.strip().lower()
-        return next((u for u in self._users.values() if u.email == wanted), None)
+        return next((u for u in self._users.values() if u.user.email == wanted), None)
 
     def _ensure_email_free(self, email: str) -> None:
         if self._by_email(email) is not None:
@@ -324,10 +324,10 @@ class ScriptedBackend:
     def _session_for(self, user: _StoredUser, family: str | None = None) -> BackendSession:
         family = family or f"family-{next(self._families)}"  # opaque, never sent
         tokens = AuthTokens(secrets.token_urlsafe(32), secrets.token_urlsafe(32), self.token_ttl)
-        self._user_of_family[family] = user.id
+        self._user_of_family[family] = user.user.id
         self._family_of[tokens.access_token] = family
         self._family_of[tokens.refresh_token or ""] = family
-        return BackendSession(user.as_mimi_user(), tokens)
+        return BackendSession(user.user, tokens)
 
 
 def _check_credentials(email: str, password: str, *, new: bool) -> None:

@@ -19,6 +19,7 @@ from mimi_reactive import (
     CoreClosedError,
     Failure,
     InvalidCredentialsError,
+    LogInAnonymously,
     LogOut,
     MimiConfiguration,
     MimiCore,
@@ -250,3 +251,14 @@ async def test_virtual_time_example() -> None:
         ReactiveTest.on_next(223, None),  # three virtual seconds later, no real waiting
         ReactiveTest.on_next(241, "We could not sign you in"),
     ]
+
+
+async def test_the_scripted_backend_logs_in_by_id_only_with_an_id() -> None:
+    """A log-in by anonymous id with none never finds a user who has none (one who signed
+    up with an email): it is refused as an unknown id is."""
+    backend = ScriptedBackend()
+    route = AuthRoute.sign_up(email="a@example.com", password="password-1")
+    signed_up = await backend.authenticate(route, None)
+    assert signed_up.user.anonymous_id is None
+    with pytest.raises(InvalidCredentialsError):
+        await backend.authenticate(LogInAnonymously(None), None)
