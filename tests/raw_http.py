@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,16 +26,8 @@ class RawAnswer:
 
 async def send_raw(url: str, request: bytes) -> RawAnswer | None:
     """Send ``request`` as is and read the answer to EOF; None if the server just closed."""
-    parts = urlsplit(url)
-    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        async with asyncio.timeout(10):
-            raw = await reader.read()
-    finally:
-        writer.close()
-        await writer.wait_closed()
+    async with _sent(url, request) as reader:
+        raw = await reader.read()
     if not raw:
         return None
     head, _, body = raw.partition(b"\r\n\r\n")
@@ -45,24 +39,32 @@ async def first_answer(url: str, request: bytes, *, interim: bool = False) -> Ra
     within 10 s: the first final one, or the first of any kind (a 100 Continue) if
     ``interim``; None if the server closed first. For an answer given before the body it was
     told of arrived, after which aiohttp keeps the connection a while to read that body."""
+    async with _sent(url, request) as reader:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError as error:
+                if error.partial:
+                    raise
+                return None
+            answer = _parsed(head.removesuffix(b"\r\n\r\n"), b"")
+            length = int(answer.headers.get("content-length", "0"))
+            answer = attrs.evolve(answer, body=await reader.readexactly(length))
+            if interim or answer.status >= 200:
+                return answer
+
+
+@contextlib.asynccontextmanager
+async def _sent(url: str, request: bytes) -> AsyncIterator[asyncio.StreamReader]:
+    """A connection to ``url``'s server that sent ``request``: its reader, to be read within
+    10 s; closed at the end."""
     parts = urlsplit(url)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
         writer.write(request)
         await writer.drain()
         async with asyncio.timeout(10):
-            while True:
-                try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except asyncio.IncompleteReadError as error:
-                    if error.partial:
-                        raise
-                    return None
-                answer = _parsed(head.removesuffix(b"\r\n\r\n"), b"")
-                length = int(answer.headers.get("content-length", "0"))
-                answer = attrs.evolve(answer, body=await reader.readexactly(length))
-                if interim or answer.status >= 200:
-                    return answer
+            yield reader
     finally:
         writer.close()
         await writer.wait_closed()

@@ -11,16 +11,19 @@ import signal
 import sqlite3
 import sys
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import pytest
 from multidict import CIMultiDict
 
 from mimi_reactive._server._stores import is_postgres
-from mimi_reactive.server import IdentityServer
+from mimi_reactive.server import IdentityServer, ServerSettings
+
+from .conftest import CLIENT_ID, fresh_schema_outside_a_loop
 
 _T = TypeVar("_T")
 
@@ -268,3 +271,33 @@ async def _cancel_all_but_this() -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+NO_LIMITS = ServerSettings(
+    max_anonymous_sign_ups_per_hour=0,
+    max_credential_sign_ups_per_hour=0,
+    max_failed_log_ins_per_minute=0,
+)
+"""Limits off: a table of hostile requests sends hundreds of failures the limits would count
+(they have their own tests), so a case would get 429 for what the cases before it did."""
+
+
+@contextlib.contextmanager
+def table_server(
+    store: str, secret: str, postgres_unreachable: str | None
+) -> Iterator[IdentityServer]:
+    """One reference server, limits off, for a module's whole table of requests (a server for
+    each case took most of its time, and each case then also shows the server still serves
+    after all before it): on SQLite in memory, or on PostgreSQL in a fresh schema (skipped,
+    with the reason, where none is reachable)."""
+    with contextlib.ExitStack() as stack:
+        database = ":memory:"
+        if store == "postgresql":
+            if postgres_unreachable is not None:
+                pytest.skip(postgres_unreachable)
+            database = stack.enter_context(fresh_schema_outside_a_loop())
+        running = BackgroundServer(
+            client_id=CLIENT_ID, client_secret=secret, database=database, settings=NO_LIMITS
+        )
+        stack.callback(running.stop)
+        yield running.server

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import gzip
 import logging
 import secrets
@@ -19,20 +18,15 @@ import aiohttp
 import pytest
 
 from mimi_reactive._server import _edge
-from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive.server import IdentityServer
 
-from .conftest import CLIENT_ID, fresh_schema_outside_a_loop
+from .conftest import CLIENT_ID
 from .raw_http import RawAnswer, first_answer
-from .server_helpers import BackgroundServer
+from .server_helpers import NO_LIMITS, table_server
 from .test_server_logs import capturing_logger, logged
 
 SECRET = secrets.token_urlsafe(32)
 BASIC = b"Basic " + base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode())
-NO_LIMITS = ServerSettings(
-    max_anonymous_sign_ups_per_hour=0,
-    max_credential_sign_ups_per_hour=0,
-    max_failed_log_ins_per_minute=0,
-)
 JSON = (b"Content-Type", b"application/json")
 CHUNKED = (b"Transfer-Encoding", b"chunked")
 EXPECT = (b"Expect", b"100-continue")
@@ -203,18 +197,9 @@ FRAMING: list[tuple[str, bytes, int, str | None, bool]] = [
 def server(
     request: pytest.FixtureRequest, postgres_unreachable: str | None
 ) -> Iterator[IdentityServer]:
-    """One reference server per store for the whole module."""
-    with contextlib.ExitStack() as stack:
-        database = ":memory:"
-        if request.param == "postgresql":
-            if postgres_unreachable is not None:
-                pytest.skip(postgres_unreachable)
-            database = stack.enter_context(fresh_schema_outside_a_loop())
-        running = BackgroundServer(
-            client_id=CLIENT_ID, client_secret=SECRET, database=database, settings=NO_LIMITS
-        )
-        stack.callback(running.stop)
-        yield running.server
+    """One reference server per store for the whole table."""
+    with table_server(request.param, SECRET, postgres_unreachable) as running:
+        yield running
 
 
 def assert_json_error(answer: RawAnswer | None, status: int, code: str | None) -> None:

@@ -4,7 +4,6 @@ request gets a 4xx JSON error with a stable code, and the server keeps serving."
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import secrets
 from collections.abc import Iterator
@@ -13,11 +12,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from mimi_reactive.server import IdentityServer, ServerSettings
+from mimi_reactive.server import IdentityServer
 
-from .conftest import CLIENT_ID, fresh_schema_outside_a_loop
+from .conftest import CLIENT_ID
 from .raw_http import build_request, send_raw
-from .server_helpers import BackgroundServer
+from .server_helpers import table_server
 
 JSON = (b"Content-Type", b"application/json")
 VALID_TOKEN = b'"' + b"A" * 43 + b'"'
@@ -65,32 +64,15 @@ ECHOED = b"echo-me-<b>secret-looking</b>"
 
 
 SECRET = secrets.token_urlsafe(32)
-# Limits off: the table sends hundreds of failures the limits would count (they have their own
-# tests), so a case would get 429 for what the cases before it did.
-NO_LIMITS = ServerSettings(
-    max_anonymous_sign_ups_per_hour=0,
-    max_credential_sign_ups_per_hour=0,
-    max_failed_log_ins_per_minute=0,
-)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(
     request: pytest.FixtureRequest, postgres_unreachable: str | None
 ) -> Iterator[IdentityServer]:
-    """One reference server per store for the whole table (a server for each case took most
-    of its time), so each case also shows the server still serves after all before it."""
-    with contextlib.ExitStack() as stack:
-        database = ":memory:"
-        if request.param == "postgresql":
-            if postgres_unreachable is not None:
-                pytest.skip(postgres_unreachable)
-            database = stack.enter_context(fresh_schema_outside_a_loop())
-        running = BackgroundServer(
-            client_id=CLIENT_ID, client_secret=SECRET, database=database, settings=NO_LIMITS
-        )
-        stack.callback(running.stop)
-        yield running.server
+    """One reference server per store for the whole table."""
+    with table_server(request.param, SECRET, postgres_unreachable) as running:
+        yield running
 
 
 def with_field(path: str, raw_value: bytes) -> bytes:
