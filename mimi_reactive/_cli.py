@@ -16,13 +16,14 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import attrs
 
 from ._cli_parser import SIGNS_WITHIN, build_parser
+from ._cli_signals import STOP_SIGNALS, StartStoppedError, stoppable
 from ._exceptions import ConfigurationError
 from ._server._config import (
     COMMAND_LINE_RULES,
@@ -99,7 +100,7 @@ def _run_server_command(args: argparse.Namespace) -> int:
         if args.command == "serve" and options.values["workers"] > 1:
             return _serve_workers(options, clients, args.log_level)
         asyncio.run(_SERVER_COMMANDS[args.command](options, clients))
-    except _StartStoppedError as stopped:
+    except StartStoppedError as stopped:
         return 128 + stopped.signum  # as a shell reports a process the signal killed
     except WorkersRefusedError as error:
         return _refused(args.command, error, status=2)
@@ -252,12 +253,12 @@ def _serve_workers(options: _Options, clients: list[ClientConfig], log_level: st
         raise ServerStartError(str(error)) from None
     try:
         asyncio.run(
-            _stoppable(prepare_workers(values["database"], settings, workers=values["workers"]))
+            stoppable(prepare_workers(values["database"], settings, workers=values["workers"]))
         )
     except (ValueError, DatabaseOpenError) as error:
         listener.close()
         raise start_error(error) from None
-    except _StartStoppedError:
+    except StartStoppedError:
         listener.close()
         raise
     return run_workers(
@@ -276,55 +277,6 @@ def _announce_workers(url: str, workers: int) -> None:
     print(f"serving on {url} with {workers} workers", flush=True)
 
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-"""What stops ``serve`` cleanly (requests answered, the database closed, SQLite's -wal and -shm
-files removed): SIGHUP too, which a closed terminal or an SSH session that ends sends, and
-which would otherwise kill the process where it stands."""
-
-
-class _StartStoppedError(Exception):
-    """SIGTERM or SIGHUP came while ``serve`` was starting: the start was cancelled."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-_T = TypeVar("_T")
-
-
-async def _stoppable(start: Awaitable[_T]) -> _T:
-    """``start``'s result; SIGTERM or SIGHUP meanwhile cancels it (it cleans up after itself)
-    and raises ``_StartStoppedError``, as a Ctrl-C is asyncio.run's: a start waiting out a store
-    that does not answer (up to --storage-timeout) or a migration's locks would otherwise hold
-    a stopped service until it fails ("does not answer") or starts only to stop."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    assert task is not None
-    received: list[int] = []
-
-    def stop(signum: int) -> None:
-        if not received:  # one cancellation, so that one uncancel takes it back
-            task.cancel()
-        received.append(signum)
-
-    stopping = [signal.SIGTERM, signal.SIGHUP]
-    for signum in stopping:
-        loop.add_signal_handler(signum, stop, signum)
-    try:
-        result = await start
-    except asyncio.CancelledError:
-        if not received:
-            raise  # a Ctrl-C: asyncio.run's
-    finally:
-        for signum in stopping:
-            loop.remove_signal_handler(signum)
-    if received:  # the start ended (or finished) on the cancellation: what follows may wait
-        task.uncancel()
-        raise _StartStoppedError(received[0])
-    return result
-
-
 async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
     """Listen until SIGINT, SIGTERM or SIGHUP."""
     from .server import IdentityServer  # not at the top: --help need not load it
@@ -341,9 +293,9 @@ async def _serve(options: _Options, clients: list[ClientConfig]) -> None:
     async with contextlib.AsyncExitStack() as started:
         # Until the server listens, a stop signal cancels the start (which cleans up after
         # itself): a Ctrl-C through asyncio.run (main exits INTERRUPTED), SIGTERM and SIGHUP
-        # through _stoppable; once it listens, each stops the server cleanly.
-        await _stoppable(started.enter_async_context(server))
-        for signum in _STOP_SIGNALS:
+        # through stoppable; once it listens, each stops the server cleanly.
+        await stoppable(started.enter_async_context(server))
+        for signum in STOP_SIGNALS:
             loop.add_signal_handler(signum, stop.set)
         print(f"serving on {server.url}", flush=True)
         await stop.wait()
