@@ -75,6 +75,17 @@ async def verifier(proxy: HeldJwksProxy) -> AsyncIterator[AccessTokenVerifier]:
         yield checking
 
 
+async def given_up_while_fetching(
+    verifier: AccessTokenVerifier, proxy: HeldJwksProxy, token: str
+) -> None:
+    """A verify of ``token`` cancelled while the fetch of the JWKS it started is held."""
+    verifying = asyncio.create_task(verifier.verify(token))
+    await proxy.asked.wait()
+    verifying.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await verifying
+
+
 async def test_a_caller_giving_up_leaves_the_fetch_to_the_others(
     caller: Caller, verifier: AccessTokenVerifier, proxy: HeldJwksProxy
 ) -> None:
@@ -82,11 +93,7 @@ async def test_a_caller_giving_up_leaves_the_fetch_to_the_others(
     does not cancel the fetch: a genuine token verifies with it, with no second fetch, where
     it was refused as unknown_key for the whole refetch interval."""
     genuine = await access_token(caller)
-    first = asyncio.create_task(verifier.verify(genuine))
-    await proxy.asked.wait()
-    first.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await first
+    await given_up_while_fetching(verifier, proxy, genuine)
     proxy.release.set()
     assert (await verifier.verify(genuine)).client_id == CLIENT_ID
     assert proxy.requests == 1
@@ -140,12 +147,7 @@ async def test_a_fetch_ended_by_close_after_its_callers_gave_up_reports_nothing(
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _, context: reported.append(context))
     try:
-        genuine = await access_token(caller)
-        first = asyncio.create_task(verifier.verify(genuine))
-        await proxy.asked.wait()
-        first.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await first
+        await given_up_while_fetching(verifier, proxy, await access_token(caller))
         await verifier.close()
         gc.collect()  # a task's unretrieved exception is reported as the task is collected
     finally:
