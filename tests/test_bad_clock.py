@@ -190,6 +190,22 @@ HOUR = 3600.0
 QUICK_RETRY = MimiConfiguration(retry=RetryPolicy(initial_delay=0.001, max_delay=0.01))
 
 
+async def _signed_up_then_clock_failing(
+    core: MimiCore, clock: _GoingWrongClock, caplog: pytest.LogCaptureFixture
+) -> tuple[str, TokenWatcher]:
+    """Sign up, then make ``clock`` fail until the keeper has read it three times (again
+    after its pause, twice), logged once: the access token signed up with, and a watcher of
+    the tokens published from then on."""
+    await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    signed_up = await core.auth.access_token()
+    tokens, failed = TokenWatcher(core), _FailedReadings()
+    clock.wrong = failed
+    async with asyncio.timeout(10):
+        await failed.wait_for(3)
+    assert event_names(caplog).count("session.clock_failed") == 1
+    return signed_up, tokens
+
+
 @pytest.mark.usefixtures("often")
 async def test_a_clock_gone_wrong_while_a_renewal_is_awaited_stops_no_renewal(
     caplog: pytest.LogCaptureFixture,
@@ -200,13 +216,7 @@ async def test_a_clock_gone_wrong_while_a_renewal_is_awaited_stops_no_renewal(
     caplog.set_level(logging.WARNING, logger="mimi_reactive")
     clock, backend = _GoingWrongClock(), CountingBackend(ScriptedBackend(token_ttl=HOUR))
     async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
-        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        signed_up = await core.auth.access_token()
-        tokens, failed = TokenWatcher(core), _FailedReadings()
-        clock.wrong = failed
-        async with asyncio.timeout(10):
-            await failed.wait_for(3)  # the keeper read it again after its pause, twice
-        assert event_names(caplog).count("session.clock_failed") == 1
+        signed_up, tokens = await _signed_up_then_clock_failing(core, clock, caplog)
         clock.now += 0.9 * HOUR  # due: the keeper renews, nothing else does
         clock.wrong = None
         async with asyncio.timeout(10):
@@ -231,13 +241,7 @@ async def test_a_clock_gone_wrong_while_a_token_is_watched_stops_no_publishing(
     clock = _GoingWrongClock()
     backend = ScriptedBackend(token_ttl=HOUR, capabilities=BackendCapabilities(refresh=False))
     async with MimiCore.start(backend=backend, clock=clock, configuration=QUICK_RETRY) as core:
-        await core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        signed_up = await core.auth.access_token()
-        tokens, failed = TokenWatcher(core), _FailedReadings()
-        clock.wrong = failed
-        async with asyncio.timeout(10):
-            await failed.wait_for(3)  # the keeper's token timer read it again, twice
-        assert event_names(caplog).count("session.clock_failed") == 1
+        signed_up, tokens = await _signed_up_then_clock_failing(core, clock, caplog)
         clock.now += HOUR - 10.0  # within the leeway: no longer handed out
         clock.wrong = None
         async with asyncio.timeout(10):
