@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.testing import StateRecorder
 
 from .conftest import Service, make_service
-from .helpers import CountingBackend
+from .helpers import CountingBackend, event_names
 from .lossy_proxy import LossyProxy
 from .server_helpers import Clock
 
@@ -148,10 +149,11 @@ async def test_an_anonymous_session_that_expired_unused_logs_back_in_by_id(
 
 
 async def test_a_session_ended_on_purpose_is_not_logged_back_in(
-    service: Service, tmp_path: Path
+    service: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Logged out everywhere from another device: SESSION_EXPIRED, no log-in by id, the
-    storage cleared."""
+    """Logged out everywhere from another device: SESSION_EXPIRED, logged at INFO with why,
+    no log-in by id, the storage cleared."""
+    caplog.set_level(logging.INFO, logger="mimi_reactive")
     path = tmp_path / "session.json"
     backend = CountingBackend(HttpBackend(service.url))
     async with service.core(FileSessionStorage(path), backend=backend) as core:
@@ -169,14 +171,18 @@ async def test_a_session_ended_on_purpose_is_not_logged_back_in(
         assert recorder.states[-1].transition is Transition.SESSION_EXPIRED
         assert recorder.states[-1].previous_user == user
         assert backend.counts["authenticate"] == 1  # the sign-up only
+        expired = [r for r in caplog.records if getattr(r, "event", None) == "session.expired"]
+        assert [r.levelno for r in expired] == [logging.INFO]
+        assert getattr(expired[0], "error", None) == "SessionEndedError"
     assert await FileSessionStorage(path).load() is None
 
 
 async def test_an_expired_session_of_a_deleted_user_ends(
-    idling: tuple[Service, Clock], tmp_path: Path
+    idling: tuple[Service, Clock], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The user was deleted elsewhere while this session idled: the id no longer logs in,
-    so the session ends (SESSION_EXPIRED) and the storage is cleared."""
+    so the session ends (SESSION_EXPIRED, logged at INFO) and the storage is cleared."""
+    caplog.set_level(logging.INFO, logger="mimi_reactive")
     service, server_clock = idling
     path = tmp_path / "session.json"
     async with service.core(FileSessionStorage(path)) as core:
@@ -192,6 +198,7 @@ async def test_an_expired_session_of_a_deleted_user_ends(
             await core.auth.access_token()
         assert core.auth.state.transition is Transition.SESSION_EXPIRED
         assert core.auth.state.previous_user == user
+        assert event_names(caplog).count("session.expired") == 1
     assert await FileSessionStorage(path).load() is None
 
 
