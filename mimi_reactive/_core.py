@@ -9,7 +9,7 @@ import time
 import warnings
 from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._auth import AuthController
 from ._backend import AuthBackend, ClientCredentials, OriginBackend
@@ -296,6 +296,20 @@ class StartingCore:
                 "core it gave, or call MimiCore.start(...) again for another"
             )
         return start()
+
+    if not TYPE_CHECKING:  # declared, it would let a type checker pass ``start(...).auth``
+
+        def __getattr__(self, name: str) -> Any:
+            # Only for names this class lacks: ``core = MimiCore.start(...)`` without
+            # ``await``, then ``core.auth``, would say only that it has no ``auth``.
+            raise AttributeError(
+                f"{type(self).__name__!r} object has no attribute {name!r}: "
+                "MimiCore.start(...) gives a core once awaited "
+                "(`core = await MimiCore.start(...)`) or entered "
+                "(`async with MimiCore.start(...) as core:`)",
+                name=name,
+                obj=self,
+            )
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "_start", None) is not None:

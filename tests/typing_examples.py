@@ -368,5 +368,7 @@ async def refused_by_the_types(core: MimiCore) -> None:
     MimiCore.start(backend=ScriptedBackend(), storage=HalfAStorage())  # type: ignore[arg-type]
     FirebaseBackend(api_key=None)  # type: ignore[arg-type]
     IdentityServer(client_id="my-app", port="8080")  # type: ignore[arg-type]
+    not_awaited = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
+    print(not_awaited.auth)  # type: ignore[attr-defined]  # a forgotten await
     user: MimiUser = await core.auth.run(AuthRoute.sign_up_anonymously())  # type: ignore[assignment]
     print(user)
