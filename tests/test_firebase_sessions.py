@@ -21,6 +21,7 @@ from mimi_reactive import (
     MimiCore,
     SessionRevokedError,
     Transition,
+    WeakPasswordError,
 )
 from mimi_reactive.backends.firebase import FirebaseBackend
 
@@ -210,3 +211,41 @@ async def test_a_deletion_too_long_after_the_sign_in_fails_alone(
         "token",
         "accounts:delete",
     ]
+
+
+_POLICY = (
+    "PASSWORD_DOES_NOT_MEET_REQUIREMENTS : Missing password requirements: "
+    "[Password must contain a non-alphanumeric character]"
+)
+"""Production's answer when a project's password policy refuses a password."""
+
+
+@pytest.mark.parametrize(
+    ("route", "method"),
+    [
+        (AuthRoute.promote, "accounts:update"),
+        (AuthRoute.sign_up, "accounts:signUp"),
+        (AuthRoute.log_in, "accounts:signInWithPassword"),
+    ],
+    ids=["promotion", "sign-up", "log-in"],
+)
+async def test_a_password_the_project_s_policy_refuses_is_weak(
+    proxy: RewritingProxy,
+    start: Start,
+    tmp_path: Path,
+    route: Callable[..., AuthRoute],
+    method: str,
+) -> None:
+    """PASSWORD_DOES_NOT_MEET_REQUIREMENTS (an Identity Platform password policy, which the
+    emulator does not enforce) is WeakPasswordError without Firebase's text, as WEAK_PASSWORD
+    is; a promotion it refuses keeps the anonymous user."""
+    core = await start(tmp_path / "session.json")
+    before = None
+    if method == "accounts:update":
+        before = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    proxy.refusing = {method: _POLICY}
+    with pytest.raises(WeakPasswordError) as refused:
+        await core.auth.authenticate(route(email=new_email(), password=new_password()))
+    assert refused.value.code == "PASSWORD_DOES_NOT_MEET_REQUIREMENTS"
+    assert "non-alphanumeric" not in str(refused.value)
+    assert core.auth.current_user == before
