@@ -33,9 +33,12 @@ class RewritingProxy(ForwardingProxy):
         self.refusing: dict[str, str] = {}
         self.paths: list[str] = []
         """The path of every request forwarded, in order."""
+        self.bodies: list[bytes] = []
+        """The body of every request, in the order of ``paths``."""
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path)
+        self.bodies.append(await request.read())  # read once: forwarding reads it again
         code = next((c for end, c in self.refusing.items() if request.path.endswith(end)), None)
         if code is not None:
             return web.json_response(firebase_error(code), status=400)

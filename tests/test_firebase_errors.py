@@ -189,7 +189,8 @@ async def test_a_weak_password_is_refused_and_keeps_the_anonymous_session(start:
 async def test_turned_off_sign_in_methods_are_refused(
     start: Any, firebase_emulator: AuthEmulator
 ) -> None:
-    """Email/password or anonymous sign-in turned off raises SignInMethodDisabledError."""
+    """Email/password (sign-up and log-in) or anonymous sign-in turned off raises
+    SignInMethodDisabledError."""
     path = f"identitytoolkit.googleapis.com/v2/projects/{PROJECT}"
     closed = {"displayName": "closed", "allowPasswordSignup": False, "enableAnonymousUser": False}
     tenant = await firebase_call(firebase_emulator, "tenants", closed, owner=True, path=path)
@@ -197,6 +198,9 @@ async def test_turned_off_sign_in_methods_are_refused(
     with pytest.raises(SignInMethodDisabledError) as password_off:
         await core.auth.authenticate(AuthRoute.sign_up(email=new_email(), password="secret12"))
     assert password_off.value.code == "OPERATION_NOT_ALLOWED"
+    with pytest.raises(SignInMethodDisabledError) as log_in_off:
+        await core.auth.authenticate(AuthRoute.log_in(email=new_email(), password="secret12"))
+    assert log_in_off.value.code == "PASSWORD_LOGIN_DISABLED"
     with pytest.raises(SignInMethodDisabledError) as anonymous_off:
         await core.auth.authenticate(AuthRoute.sign_up_anonymously())
     assert anonymous_off.value.code == "ADMIN_ONLY_OPERATION"

@@ -1,10 +1,12 @@
 """FirebaseBackend keeps a session whole on the Auth emulator: a promotion made elsewhere is
 never overwritten, and odd renewal answers (no refresh token, another user, codes only
-production sends) never lose or switch the user. Answers the emulator never gives come
-through a rewriting proxy in front of it."""
+production sends) never lose or switch the user, and a call sends only what Firebase's API
+documents. Answers the emulator never gives come through a rewriting proxy in front of it,
+which also records what is sent."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from mimi_reactive import (
     MimiCore,
     SessionRevokedError,
     Transition,
+    WeakPasswordError,
 )
 from mimi_reactive.backends.firebase import FirebaseBackend
 
@@ -210,3 +213,59 @@ async def test_a_deletion_too_long_after_the_sign_in_fails_alone(
         "token",
         "accounts:delete",
     ]
+
+
+_POLICY = (
+    "PASSWORD_DOES_NOT_MEET_REQUIREMENTS : Missing password requirements: "
+    "[Password must contain a non-alphanumeric character]"
+)
+"""Production's answer when a project's password policy refuses a password."""
+
+
+@pytest.mark.parametrize(
+    ("route", "method"),
+    [
+        (AuthRoute.promote, "accounts:update"),
+        (AuthRoute.sign_up, "accounts:signUp"),
+        (AuthRoute.log_in, "accounts:signInWithPassword"),
+    ],
+    ids=["promotion", "sign-up", "log-in"],
+)
+async def test_a_password_the_project_s_policy_refuses_is_weak(
+    proxy: RewritingProxy,
+    start: Start,
+    tmp_path: Path,
+    route: Callable[..., AuthRoute],
+    method: str,
+) -> None:
+    """PASSWORD_DOES_NOT_MEET_REQUIREMENTS (an Identity Platform password policy, which the
+    emulator does not enforce) is WeakPasswordError without Firebase's text, as WEAK_PASSWORD
+    is; a promotion it refuses keeps the anonymous user."""
+    core = await start(tmp_path / "session.json")
+    before = None
+    if method == "accounts:update":
+        before = await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    proxy.refusing = {method: _POLICY}
+    with pytest.raises(WeakPasswordError) as refused:
+        await core.auth.authenticate(route(email=new_email(), password=new_password()))
+    assert refused.value.code == "PASSWORD_DOES_NOT_MEET_REQUIREMENTS"
+    assert "non-alphanumeric" not in str(refused.value)
+    assert core.auth.current_user == before
+
+
+async def test_a_deletion_sends_only_the_id_token(
+    proxy: RewritingProxy, start: Start, tmp_path: Path
+) -> None:
+    """accounts:delete gets only the ID token, as Firebase's SDKs send it: no
+    returnSecureToken, a field its request does not document (the emulator takes any, but
+    Google's APIs may refuse a JSON name their request does not have)."""
+    path = tmp_path / "session.json"
+    core = await start(path)
+    await core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    session = await FileSessionStorage(path).load()
+    assert session is not None
+    proxy.paths.clear()
+    proxy.bodies.clear()
+    await core.auth.delete_account()
+    assert [each.rsplit("/", 1)[-1] for each in proxy.paths] == ["accounts:delete"]
+    assert json.loads(proxy.bodies[0]) == {"idToken": session.tokens.access_token}

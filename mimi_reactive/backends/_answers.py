@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from .._exceptions import BackendError, ConfigurationError, TransportError
 
@@ -94,7 +95,7 @@ async def post_json(
     """POST ``json`` (or the form ``data``) to ``url`` over ``http`` (None: the backend is not
     open, a ``ConfigurationError``) and read the answer, whatever its status. No answer in the
     session's timeout, or none at all, is a ``TransportError`` naming ``service`` (the aiohttp
-    error chained), so ``service`` must hold no secret.
+    error chained, without the request's headers), so ``service`` must hold no secret.
 
     A redirect is never followed: it would post the body (an anonymous id, a refresh token, a
     password) to wherever the ``Location`` points, a host the app never configured. Any 3xx is
@@ -118,6 +119,21 @@ async def post_json(
             body = await json_body(response)
     except TimeoutError as error:
         raise TransportError(f"{service} did not answer in time") from error
+    except aiohttp.ClientResponseError as error:  # an answer that is not HTTP (a status line)
+        kind, cause = type(error).__name__, _without_request_headers(error)
     except aiohttp.ClientError as error:
         raise TransportError(f"could not reach {service} ({type(error).__name__})") from error
-    return Answer(status, body, retry_after(wait_header))
+    else:
+        return Answer(status, body, retry_after(wait_header))
+    # Raised out of the except clause: aiohttp's error is not kept as its context either.
+    raise TransportError(f"could not reach {service} ({kind})") from cause
+
+
+def _without_request_headers(error: aiohttp.ClientResponseError) -> aiohttp.ClientResponseError:
+    """``error`` without the request's headers, which hold the app's credentials (the API
+    key, the client's Basic credentials) and which its repr and ``args`` show: what is
+    chained to a ``TransportError`` keeps the URL, the status and aiohttp's message only."""
+    request = error.request_info._replace(headers=CIMultiDictProxy(CIMultiDict()))
+    return aiohttp.ClientResponseError(
+        request, (), status=error.status, message=error.message, headers=error.headers
+    )

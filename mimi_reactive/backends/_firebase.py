@@ -191,7 +191,11 @@ class FirebaseBackend:
         local; ``capabilities.revoke`` is False, so the core never calls this)."""
 
     async def delete(self, session: Session) -> None:
-        await self._identity_call("accounts:delete", {"idToken": session.tokens.access_token})
+        # No returnSecureToken: accounts:delete's request has no such field (nor do Firebase's
+        # SDKs send one), and Google's APIs may refuse a JSON name the request lacks.
+        await self._identity_call(
+            "accounts:delete", {"idToken": session.tokens.access_token}, tokens=False
+        )
 
     async def _identity_call(
         self, method: str, payload: dict[str, Any], *, tokens: bool = True

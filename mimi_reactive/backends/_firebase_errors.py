@@ -51,7 +51,15 @@ _ERRORS_BY_CODE: dict[str, tuple[type[BackendError], str]] = {
     "RESOURCE_EXHAUSTED": (RateLimitedError, "the project's quota is used up; try again later"),
     "UNAVAILABLE": (RateLimitedError, "Firebase is unavailable; try again later"),
     "WEAK_PASSWORD": (WeakPasswordError, "the password is too weak"),
+    # A project's password policy (Identity Platform) refusing it, on a sign-up, a promotion,
+    # or a log-in when the policy forces an upgrade at sign-in.
+    "PASSWORD_DOES_NOT_MEET_REQUIREMENTS": (
+        WeakPasswordError,
+        "the password does not meet the project's password policy",
+    ),
     "OPERATION_NOT_ALLOWED": (SignInMethodDisabledError, "this sign-in method is turned off"),
+    # What a log-in by email and password gets while that sign-in method is turned off.
+    "PASSWORD_LOGIN_DISABLED": (SignInMethodDisabledError, "this sign-in method is turned off"),
     # What Firebase (and its emulator) answer when anonymous sign-in is turned off.
     "ADMIN_ONLY_OPERATION": (SignInMethodDisabledError, "this sign-in method is turned off"),
     # The app's API key, not the user: refused on every call until the app is configured
