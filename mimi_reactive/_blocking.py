@@ -36,9 +36,12 @@ class BlockingAuthController:
     ``core.auth.states.pipe(ops.observe_on(scheduler)).subscribe(render)``.
     """
 
-    def __init__(self, core: MimiCore, loop: LoopThread) -> None:
+    def __init__(self, core: MimiCore, loop: LoopThread, owner: BlockingMimiCore) -> None:
         self._auth = core.auth
         self._loop = loop
+        # An app may keep only this (``self.auth = BlockingMimiCore.start(...).auth``): the
+        # core it belongs to lives as long, else collecting it would close it under the app.
+        self._owner = owner
         self.states: reactivex.Observable[SessionState] = core.auth.states
         """Every published state; replays the current one on subscribe."""
         self.mimi_user: reactivex.Observable[MimiUser | None] = core.auth.mimi_user
@@ -116,7 +119,7 @@ class BlockingMimiCore:
         self._core = core
         self._loop = loop
         loop.close_at_once = lambda: core.close(grace_period=0)
-        self.auth = BlockingAuthController(core, loop)
+        self.auth = BlockingAuthController(core, loop, self)
         """Authentication and the session streams."""
         self.configuration = core.configuration
 
@@ -206,6 +209,7 @@ class BlockingAnonymousAuthManager:
                 core_of_the_other_kind(core, BlockingMimiCore, MimiCore, "AnonymousAuthManager")
             )
         self._manager = AnonymousAuthManager(core._core)
+        self._core = core  # kept alive while the manager is used (see BlockingAuthController)
         self._loop = core._loop
 
     def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLogInResult:
