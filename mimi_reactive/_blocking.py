@@ -16,11 +16,12 @@ from ._backend import AuthBackend
 from ._checks import check_seconds, core_of_the_other_kind
 from ._config import MimiConfiguration
 from ._core import MimiCore
+from ._exceptions import MimiCoreError
 from ._future import CommandFuture
 from ._loop_thread import LoopThread
 from ._manager import AnonymousAuthManager
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome
-from ._results import AnonymousLogInResult
+from ._results import AnonymousLogInResult, Failure
 from ._state import SessionState
 from ._storage import SessionStorage
 from ._user import MimiUser
@@ -213,5 +214,9 @@ class BlockingAnonymousAuthManager:
         self._loop = core._loop
 
     def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLogInResult:
-        """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``."""
-        return self._loop.call(self._manager.authenticate_anonymous_user(anonymous_id))
+        """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``: a call
+        the core refuses (closed, or from its own thread) is a ``Failure`` with that error."""
+        try:
+            return self._loop.call(self._manager.authenticate_anonymous_user(anonymous_id))
+        except MimiCoreError as error:  # refused before the manager ran: as the async one's
+            return Failure(error)
