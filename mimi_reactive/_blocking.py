@@ -105,8 +105,10 @@ class BlockingAuthController:
 class BlockingMimiCore:
     """A ``MimiCore`` for code that is not async; start it with ``BlockingMimiCore.start``.
 
-    Use it as a context manager, or call ``close()``. Calling it from a thread that runs an
-    event loop is refused with ``ReentrantCallError``: async code uses ``MimiCore``.
+    Use it as a context manager, or call ``close()``. A ``KeyboardInterrupt`` (Ctrl-C) that
+    ends the ``with`` block closes it with no grace period: the running command is cancelled
+    at once. Calling it from a thread that runs an event loop is refused with
+    ``ReentrantCallError``: async code uses ``MimiCore``.
 
     A subscriber that raises ``SystemExit`` or ``KeyboardInterrupt`` (``sys.exit()`` when the
     session ends, say) asks the program to stop, and it is not isolated like an error: as in
@@ -198,7 +200,9 @@ class BlockingMimiCore:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        # Ctrl-C asks to stop now: a call it interrupted (on a service that does not answer,
+        # say) must not hold the exit for the grace period (10 s by default).
+        self.close(grace_period=0 if isinstance(exc, KeyboardInterrupt) else None)
 
 
 class BlockingAnonymousAuthManager:
