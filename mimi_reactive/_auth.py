@@ -41,6 +41,9 @@ class AuthController:
 
     def __init__(self, store: SessionStore) -> None:
         self._store = store
+        # The MimiCore this belongs to (it sets this), alive as long as this controller: an
+        # app may keep only ``core.auth``, and collecting the core would close it under it.
+        self._owner: object = None
         self.states: reactivex.Observable[SessionState] = store.stream.observable
         """Every published state; replays the current one on subscribe."""
         self.mimi_user: reactivex.Observable[MimiUser | None] = self.states.pipe(

@@ -16,11 +16,12 @@ from ._backend import AuthBackend
 from ._checks import check_seconds, core_of_the_other_kind
 from ._config import MimiConfiguration
 from ._core import MimiCore
+from ._exceptions import MimiCoreError
 from ._future import CommandFuture
 from ._loop_thread import LoopThread
 from ._manager import AnonymousAuthManager
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome
-from ._results import AnonymousLogInResult
+from ._results import AnonymousLogInResult, Failure
 from ._state import SessionState
 from ._storage import SessionStorage
 from ._user import MimiUser
@@ -36,9 +37,12 @@ class BlockingAuthController:
     ``core.auth.states.pipe(ops.observe_on(scheduler)).subscribe(render)``.
     """
 
-    def __init__(self, core: MimiCore, loop: LoopThread) -> None:
+    def __init__(self, core: MimiCore, loop: LoopThread, owner: BlockingMimiCore) -> None:
         self._auth = core.auth
         self._loop = loop
+        # An app may keep only this (``self.auth = BlockingMimiCore.start(...).auth``): the
+        # core it belongs to lives as long, else collecting it would close it under the app.
+        self._owner = owner
         self.states: reactivex.Observable[SessionState] = core.auth.states
         """Every published state; replays the current one on subscribe."""
         self.mimi_user: reactivex.Observable[MimiUser | None] = core.auth.mimi_user
@@ -101,8 +105,10 @@ class BlockingAuthController:
 class BlockingMimiCore:
     """A ``MimiCore`` for code that is not async; start it with ``BlockingMimiCore.start``.
 
-    Use it as a context manager, or call ``close()``. Calling it from a thread that runs an
-    event loop is refused with ``ReentrantCallError``: async code uses ``MimiCore``.
+    Use it as a context manager, or call ``close()``. A ``KeyboardInterrupt`` (Ctrl-C) that
+    ends the ``with`` block closes it with no grace period: the running command is cancelled
+    at once. Calling it from a thread that runs an event loop is refused with
+    ``ReentrantCallError``: async code uses ``MimiCore``.
 
     A subscriber that raises ``SystemExit`` or ``KeyboardInterrupt`` (``sys.exit()`` when the
     session ends, say) asks the program to stop, and it is not isolated like an error: as in
@@ -116,7 +122,7 @@ class BlockingMimiCore:
         self._core = core
         self._loop = loop
         loop.close_at_once = lambda: core.close(grace_period=0)
-        self.auth = BlockingAuthController(core, loop)
+        self.auth = BlockingAuthController(core, loop, self)
         """Authentication and the session streams."""
         self.configuration = core.configuration
 
@@ -194,7 +200,9 @@ class BlockingMimiCore:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        # Ctrl-C asks to stop now: a call it interrupted (on a service that does not answer,
+        # say) must not hold the exit for the grace period (10 s by default).
+        self.close(grace_period=0 if isinstance(exc, KeyboardInterrupt) else None)
 
 
 class BlockingAnonymousAuthManager:
@@ -206,8 +214,13 @@ class BlockingAnonymousAuthManager:
                 core_of_the_other_kind(core, BlockingMimiCore, MimiCore, "AnonymousAuthManager")
             )
         self._manager = AnonymousAuthManager(core._core)
+        self._core = core  # kept alive while the manager is used (see BlockingAuthController)
         self._loop = core._loop
 
     def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLogInResult:
-        """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``."""
-        return self._loop.call(self._manager.authenticate_anonymous_user(anonymous_id))
+        """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``: a call
+        the core refuses (closed, or from its own thread) is a ``Failure`` with that error."""
+        try:
+            return self._loop.call(self._manager.authenticate_anonymous_user(anonymous_id))
+        except MimiCoreError as error:  # refused before the manager ran: as the async one's
+            return Failure(error)

@@ -45,6 +45,7 @@ class MimiCore:
     ) -> None:
         self.auth = auth
         """Authentication and the session stream."""
+        auth._owner = self
         self.configuration = configuration
         self._store = store
         self._backend = backend

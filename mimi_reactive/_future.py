@@ -139,13 +139,16 @@ class CommandFuture(concurrent.futures.Future[Outcome]):
         if self.done():
             return
         if threading.get_ident() == self._loop_thread:
-            raise ReentrantCallError(
-                "blocking on a command on the core's event-loop thread would never return; "
-                "await it, or await core.auth.run(...), instead"
-            )
+            # A BlockingMimiCore's (depth set) is waited on by code that is not async.
+            advice = _NOT_ASYNC if self.depth is not None else _ASYNC
+            raise ReentrantCallError(f"{_ON_THE_LOOP}; {advice}")
         if self.depth is not None and self.depth.calls:
             raise ReentrantCallError(INTERRUPTED)
 
+
+_ON_THE_LOOP = "blocking on a command on the core's event-loop thread would never return"
+_ASYNC = "await it, or await core.auth.run(...), instead"
+_NOT_ASYNC = "let the states stream tell its outcome, or use add_done_callback(...) instead"
 
 INTERRUPTED = (
     "a blocking call of the core from a signal handler that interrupted another could "

@@ -151,23 +151,31 @@ async def test_calling_it_inside_a_running_event_loop_is_refused() -> None:
         await asyncio.to_thread(core.close)
 
 
-def test_a_blocking_call_from_a_subscriber_is_refused() -> None:
-    """A subscriber calling back into the core would never return: it is told to dispatch."""
+@pytest.mark.parametrize(
+    ("call", "advice"),
+    [
+        (lambda core: core.auth.log_out(), "use core.auth.dispatch(...) there"),
+        (lambda core: core.auth.dispatch(LogOut()).result(), "let the states stream tell"),
+    ],
+    ids=["log_out()", "dispatch(...).result()"],
+)
+def test_a_blocking_call_from_a_subscriber_is_refused(
+    call: Callable[[BlockingMimiCore], object], advice: str
+) -> None:
+    """A subscriber's blocking call would never return: refused, with advice it can follow."""
     with start() as core:
         errors: list[BaseException] = []
 
         def calls_back(state: SessionState) -> None:
             if state.transition is Transition.ANONYMOUS_CREATED:
                 try:
-                    core.auth.log_out()
+                    call(core)
                 except ReentrantCallError as error:
                     errors.append(error)
 
         core.auth.states.subscribe(calls_back)
         core.auth.authenticate(AuthRoute.sign_up_anonymously())
-        assert [str(error).split("; ")[1] for error in errors] == [
-            "use core.auth.dispatch(...) there"
-        ]
+        assert [str(error).split("; ")[1][: len(advice)] for error in errors] == [advice]
 
 
 def test_a_forgotten_close_does_not_keep_the_process_alive() -> None:

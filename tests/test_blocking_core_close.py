@@ -7,15 +7,20 @@ import gc
 import threading
 import time
 import warnings
+import weakref
+from collections.abc import Callable
 
 import pytest
 
 from mimi_reactive import (
     AuthRoute,
+    BlockingAnonymousAuthManager,
     BlockingMimiCore,
     CoreClosedError,
     LogOut,
+    MimiConfiguration,
     SessionState,
+    Success,
     Transition,
 )
 from mimi_reactive.testing import ScriptedBackend
@@ -241,6 +246,47 @@ def test_a_forgotten_core_warns_and_its_thread_ends() -> None:
             assert caught[0].category is ResourceWarning
     finally:
         gc.unfreeze()
+
+
+def kept_auth(core: BlockingMimiCore) -> Callable[[str], object]:
+    """What an app that keeps only ``core.auth`` logs in with."""
+    auth = core.auth
+    return lambda anonymous_id: Success(
+        auth.authenticate(AuthRoute.log_in_anonymously(anonymous_id)).anonymous_id or ""
+    )
+
+
+def kept_manager(core: BlockingMimiCore) -> Callable[[str], object]:
+    """What an app that keeps only the core's anonymous auth manager logs in with."""
+    return BlockingAnonymousAuthManager(core).authenticate_anonymous_user
+
+
+@pytest.mark.parametrize("keep", [kept_auth, kept_manager], ids=["core.auth", "manager"])
+def test_a_core_the_app_holds_only_a_part_of_is_not_collected(
+    keep: Callable[[BlockingMimiCore], Callable[[str], object]],
+) -> None:
+    """An app that keeps only core.auth or the core's BlockingAnonymousAuthManager keeps the
+    core alive: collected, it would warn and close under the app (CoreClosedError)."""
+    backend = ScriptedBackend()
+    anonymous_id = backend.add_anonymous_user().anonymous_id
+    assert anonymous_id is not None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        core = BlockingMimiCore.start(
+            backend=backend, configuration=MimiConfiguration(allow_anonymous_user_only=True)
+        )
+        collected = weakref.ref(core)
+        log_in = keep(core)
+        del core
+        gc.collect()
+        alive = collected()
+        try:
+            assert alive is not None
+            assert log_in(anonymous_id) == Success(anonymous_id)
+        finally:
+            if alive is not None:
+                alive.close()
+    assert caught == []
 
 
 _FORK_SCRIPT = """

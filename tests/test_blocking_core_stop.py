@@ -1,5 +1,5 @@
 """A BlockingMimiCore whose loop stops (a subscriber's sys.exit(), a close) never leaves a
-dispatched command's future unanswered."""
+dispatched command's future unanswered; Ctrl-C in a call leaves its with block at once."""
 
 from __future__ import annotations
 
@@ -180,3 +180,45 @@ def test_a_thread_dispatching_after_the_worker_ended_is_refused_at_once() -> Non
         loop.close()
     assert refused
     assert isinstance(futures[0].exception(), CoreClosedError)
+
+
+_CTRL_C_SCRIPT = """
+import os, signal, threading, time
+from mimi_reactive import AuthRoute, BlockingMimiCore
+from mimi_reactive.testing import Reply, ScriptedBackend
+
+class Hanging(ScriptedBackend):
+    async def authenticate(self, route, session):
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while the service does not answer
+        return await super().authenticate(route, session)
+
+began = time.monotonic()
+for _ in range({rounds}):
+    backend = Hanging()
+    backend.script(Reply.never())
+    try:
+        with BlockingMimiCore.start(backend=backend, close_grace_period=60) as core:
+            {call}
+    except KeyboardInterrupt:
+        assert core.auth.state.transition.name == "INITIAL", core.auth.state
+        assert threading.active_count() == 1, threading.enumerate()
+    else:
+        raise AssertionError("the call returned")
+print("interrupted", round(time.monotonic() - began))
+"""
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        "core.auth.authenticate(AuthRoute.sign_up_anonymously())",
+        "core.auth.dispatch(AuthRoute.sign_up_anonymously()).result()",
+    ],
+)
+def test_ctrl_c_in_a_call_leaves_the_with_block_at_once(call: str) -> None:
+    """Ctrl-C while a call waits on a service that never answers ends the with block at
+    once, the command cancelled and the core's thread ended, not after the 60 s grace period
+    (20 rounds; the script would time out at 60 s)."""
+    done = run_python("-c", _CTRL_C_SCRIPT.format(rounds=ROUNDS, call=call))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("interrupted"), done.stdout

@@ -5,8 +5,11 @@ never closed). Wrong arguments are in test_wrong_arguments.py."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import textwrap
 import threading
+import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -208,6 +211,26 @@ def test_a_core_never_closed_warns_with_our_own_message() -> None:
     assert done.stderr.count("ResourceWarning: a MimiCore was never closed") == 1, done.stderr
     assert "async with MimiCore.start" in done.stderr
     assert "Unclosed" not in done.stderr + done.stdout
+
+
+async def test_a_core_the_app_holds_only_the_controller_of_is_not_collected() -> None:
+    """An app that keeps only core.auth keeps the core alive: collected, it would warn and
+    close under the app (CoreClosedError)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        core = await MimiCore.start(backend=ScriptedBackend())
+        collected = weakref.ref(core)
+        auth = core.auth
+        del core
+        gc.collect()
+        alive = collected()
+        try:
+            assert alive is not None
+            assert await auth.authenticate(AuthRoute.sign_up_anonymously()) == auth.current_user
+        finally:
+            if alive is not None:
+                await alive.close()
+    assert caught == []
 
 
 def test_the_in_process_server_is_silent_too_until_logging_is_configured() -> None:

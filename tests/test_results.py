@@ -12,14 +12,20 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AnonymousLogInResult,
     AuthRoute,
+    BlockingAnonymousAuthManager,
+    BlockingMimiCore,
+    CoreClosedError,
     Failure,
     InvalidRouteError,
     MimiCore,
     MimiCoreError,
+    ReentrantCallError,
+    SessionState,
     SessionStorage,
     SessionStorageError,
     Skipped,
     Success,
+    Transition,
     TransportError,
 )
 from mimi_reactive.testing import FailingStorage, ScriptedBackend
@@ -125,3 +131,44 @@ async def test_a_switch_whose_log_out_the_storage_could_not_keep_is_a_failure() 
         assert isinstance(result, Failure)
         assert isinstance(result.error, SessionStorageError)
         assert core.auth.current_user is None
+
+
+def after_close(core: BlockingMimiCore, anonymous_id: str) -> AnonymousLogInResult:
+    """The blocking manager's log-in on a core closed before it."""
+    manager = BlockingAnonymousAuthManager(core)
+    core.close()
+    return manager.authenticate_anonymous_user(anonymous_id)
+
+
+def in_a_subscriber(core: BlockingMimiCore, anonymous_id: str) -> AnonymousLogInResult:
+    """The blocking manager's log-in from a subscriber, on the core's own thread."""
+    manager = BlockingAnonymousAuthManager(core)
+    results: list[AnonymousLogInResult] = []
+
+    def on_state(state: SessionState) -> None:
+        if state.transition is Transition.ANONYMOUS_CREATED:
+            results.append(manager.authenticate_anonymous_user(anonymous_id))
+
+    core.auth.states.subscribe(on_state)
+    core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    [result] = results
+    return result
+
+
+@pytest.mark.parametrize(
+    ("log_in", "error"),
+    [(after_close, CoreClosedError), (in_a_subscriber, ReentrantCallError)],
+    ids=["closed core", "core's own thread"],
+)
+def test_the_blocking_manager_answers_a_refused_call_with_a_failure(
+    log_in: Callable[[BlockingMimiCore, str], AnonymousLogInResult], error: type[MimiCoreError]
+) -> None:
+    """A call the blocking core refuses is a Failure with that error, as the async manager
+    answers it, never raised: the manager never raises a MimiCoreError."""
+    backend = ScriptedBackend()
+    anonymous_id = backend.add_anonymous_user().anonymous_id
+    assert anonymous_id is not None
+    with BlockingMimiCore.start(backend=backend, configuration=ANONYMOUS_ONLY) as core:
+        result = log_in(core, anonymous_id)
+    assert isinstance(result, Failure)
+    assert isinstance(result.error, error)
