@@ -23,14 +23,17 @@ from mimi_reactive import (
     AuthRoute,
     BackendCapabilities,
     BackendSession,
+    BlockingMimiCore,
     ClientCredentials,
     DeletingBackend,
     LogOut,
+    MimiConfiguration,
     MimiCore,
     Session,
     SessionState,
     Transition,
 )
+from mimi_reactive.testing import ScriptedBackend
 
 SIGN_UP = AuthRoute.sign_up_anonymously()
 
@@ -178,3 +181,23 @@ def join_all(threads: list[threading.Thread]) -> None:
     """Wait for every thread to finish."""
     for thread in threads:
         thread.join()
+
+
+def start_blocking(backend: ScriptedBackend | None = None) -> BlockingMimiCore:
+    """A blocking core of an anonymous-only app on ``backend`` (a fresh ScriptedBackend by
+    default)."""
+    return BlockingMimiCore.start(
+        client_id="app",
+        client_secret="secret",
+        backend=backend or ScriptedBackend(),
+        configuration=MimiConfiguration(allow_anonymous_user_only=True),
+    )
+
+
+def finishes(body: Callable[[], object], within: float = 20.0) -> bool:
+    """Run ``body`` on a daemon thread; True if it returned in time (a hang fails the test
+    instead of stalling it)."""
+    thread = threading.Thread(target=body, daemon=True)
+    thread.start()
+    thread.join(within)
+    return not thread.is_alive()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -35,18 +34,10 @@ from mimi_reactive import (
 )
 from mimi_reactive.testing import ScriptedBackend
 
-from .helpers import event_names, run_python
+from .helpers import finishes, run_python
+from .helpers import start_blocking as start
 
 ANONYMOUS_ONLY = MimiConfiguration(allow_anonymous_user_only=True)
-
-
-def start(backend: ScriptedBackend | None = None) -> BlockingMimiCore:
-    return BlockingMimiCore.start(
-        client_id="app",
-        client_secret="secret",
-        backend=backend or ScriptedBackend(),
-        configuration=ANONYMOUS_ONLY,
-    )
 
 
 def test_the_whole_flow_from_plain_synchronous_code() -> None:
@@ -224,15 +215,6 @@ def test_a_wrong_argument_to_start_is_refused_and_leaves_no_thread() -> None:
     assert {thread.name for thread in threading.enumerate()} == before
 
 
-def finishes(body: Callable[[], object], within: float = 20.0) -> bool:
-    """Run ``body`` on a daemon thread; True if it returned in time (a hang fails the test
-    instead of stalling it)."""
-    thread = threading.Thread(target=body, daemon=True)
-    thread.start()
-    thread.join(within)
-    return not thread.is_alive()
-
-
 def test_a_subscriber_may_make_a_blocking_call_while_handling_its_first_state() -> None:
     """ "Sign in if nobody is" from the replay, which runs on the subscribing thread: the call
     returns, and the states published meanwhile follow the first one, in order, once."""
@@ -317,58 +299,6 @@ def close_together(
         core.close()
     except BaseException as error:  # the test looks at what it is
         errors.append(error)
-
-
-def test_a_subscriber_exiting_stops_the_core_and_the_waiting_call_raises_it(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    """sys.exit() in a subscriber ends the core, as it would an async app's loop: the call
-    waiting raises that SystemExit, later calls CoreClosedError, and close() returns."""
-    caplog.set_level(logging.ERROR, logger="mimi_reactive")
-    core = start()
-
-    def exit_on_log_out(state: SessionState) -> None:
-        if state.transition is Transition.LOGGED_OUT:
-            raise SystemExit("logged out: bye")
-
-    core.auth.states.subscribe(exit_on_log_out)
-    core.auth.authenticate(AuthRoute.sign_up_anonymously())
-    raised: list[BaseException] = []
-
-    def log_out() -> None:
-        try:
-            core.auth.log_out()
-        except BaseException as error:  # the test looks at what it is
-            raised.append(error)
-
-    assert finishes(log_out)
-    assert [str(error) for error in raised] == ["logged out: bye"]
-    assert isinstance(raised[0], SystemExit)
-    with pytest.raises(CoreClosedError):
-        core.auth.access_token()
-    assert finishes(core.close)
-    assert "core.thread_stopped" in event_names(caplog)
-
-
-def test_a_script_whose_subscriber_exits_ends_with_its_message() -> None:
-    """A script blocked in log_out() whose subscriber calls sys.exit("...") exits with it."""
-    script = (
-        "import sys\n"
-        "from mimi_reactive import AuthRoute, BlockingMimiCore, Transition\n"
-        "from mimi_reactive.testing import ScriptedBackend\n"
-        "core = BlockingMimiCore.start(backend=ScriptedBackend())\n"
-        "def on_state(state):\n"
-        "    if state.transition is Transition.LOGGED_OUT:\n"
-        "        sys.exit('logged out: bye')\n"
-        "core.auth.states.subscribe(on_state)\n"
-        "core.auth.authenticate(AuthRoute.sign_up_anonymously())\n"
-        "core.auth.log_out()\n"
-        "print('log_out returned')\n"
-    )
-    done = run_python("-c", script)
-    assert done.returncode == 1, done.stderr
-    assert done.stdout == ""
-    assert done.stderr.strip().endswith("logged out: bye")
 
 
 def test_an_observer_of_a_blocking_core_is_given_the_blocking_controller() -> None:

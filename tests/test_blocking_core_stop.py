@@ -1,5 +1,6 @@
 """A BlockingMimiCore whose loop stops (a subscriber's sys.exit(), a close) never leaves a
-dispatched command's future unanswered; Ctrl-C in a call leaves its with block at once."""
+dispatched command's future or a waiting call unanswered; Ctrl-C in a call leaves its with
+block at once."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from mimi_reactive import (
 )
 from mimi_reactive.testing import ScriptedBackend
 
-from .helpers import run_python
+from .helpers import event_names, finishes, run_python, start_blocking
 
 ROUNDS = 20
 
@@ -222,3 +223,55 @@ def test_ctrl_c_in_a_call_leaves_the_with_block_at_once(call: str) -> None:
     done = run_python("-c", _CTRL_C_SCRIPT.format(rounds=ROUNDS, call=call))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("interrupted"), done.stdout
+
+
+def test_a_subscriber_exiting_stops_the_core_and_the_waiting_call_raises_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """sys.exit() in a subscriber ends the core, as it would an async app's loop: the call
+    waiting raises that SystemExit, later calls CoreClosedError, and close() returns."""
+    caplog.set_level(logging.ERROR, logger="mimi_reactive")
+    core = start_blocking()
+
+    def exit_on_log_out(state: SessionState) -> None:
+        if state.transition is Transition.LOGGED_OUT:
+            raise SystemExit("logged out: bye")
+
+    core.auth.states.subscribe(exit_on_log_out)
+    core.auth.authenticate(AuthRoute.sign_up_anonymously())
+    raised: list[BaseException] = []
+
+    def log_out() -> None:
+        try:
+            core.auth.log_out()
+        except BaseException as error:  # the test looks at what it is
+            raised.append(error)
+
+    assert finishes(log_out)
+    assert [str(error) for error in raised] == ["logged out: bye"]
+    assert isinstance(raised[0], SystemExit)
+    with pytest.raises(CoreClosedError):
+        core.auth.access_token()
+    assert finishes(core.close)
+    assert "core.thread_stopped" in event_names(caplog)
+
+
+def test_a_script_whose_subscriber_exits_ends_with_its_message() -> None:
+    """A script blocked in log_out() whose subscriber calls sys.exit("...") exits with it."""
+    script = (
+        "import sys\n"
+        "from mimi_reactive import AuthRoute, BlockingMimiCore, Transition\n"
+        "from mimi_reactive.testing import ScriptedBackend\n"
+        "core = BlockingMimiCore.start(backend=ScriptedBackend())\n"
+        "def on_state(state):\n"
+        "    if state.transition is Transition.LOGGED_OUT:\n"
+        "        sys.exit('logged out: bye')\n"
+        "core.auth.states.subscribe(on_state)\n"
+        "core.auth.authenticate(AuthRoute.sign_up_anonymously())\n"
+        "core.auth.log_out()\n"
+        "print('log_out returned')\n"
+    )
+    done = run_python("-c", script)
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.strip().endswith("logged out: bye")

@@ -15,11 +15,9 @@ from mimi_reactive import (
     AnonymousAuthManager,
     AuthRoute,
     BlockingAnonymousAuthManager,
-    BlockingMimiCore,
     CommandFuture,
     ConfigurationError,
     LogOut,
-    MimiConfiguration,
     MimiCore,
     ReentrantCallError,
     SessionState,
@@ -27,17 +25,9 @@ from mimi_reactive import (
 )
 from mimi_reactive.testing import BlockingStateRecorder, ScriptedBackend, StateRecorder
 
+from .helpers import start_blocking as start
+
 SIGN_UP = AuthRoute.sign_up_anonymously()
-
-
-def start(backend: ScriptedBackend | None = None) -> BlockingMimiCore:
-    """A blocking core of the app on ``backend`` (a fresh ScriptedBackend by default)."""
-    return BlockingMimiCore.start(
-        client_id="app",
-        client_secret="s",
-        backend=backend or ScriptedBackend(),
-        configuration=MimiConfiguration(allow_anonymous_user_only=True),
-    )
 
 
 def wait_in_a_thread(
