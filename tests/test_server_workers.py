@@ -208,7 +208,7 @@ async def test_workers_stop_on_sighup_as_on_sigterm(postgres_url: str, redis_url
 HEALTH = b"GET /health HTTP/1.1\r\nHost: identity.test\r\nConnection: close\r\n\r\n"
 # A stop with nothing to wait for takes a second or two; one that waits for a connection that
 # will never be read takes the workers' whole shutdown timeout (9.5 s of gunicorn's 10).
-STOPS_WITHIN = 6.0
+STOPS_WITHIN = 7.0
 
 
 async def keep_connecting(url: str, stopped: asyncio.Event, statuses: list[int | None]) -> None:

@@ -49,6 +49,7 @@ class _Runner(web.AppRunner):
             await super().cleanup()
         finally:
             closing.cancel()
+            await asyncio.wait([closing])  # ended before the loop may close
 
     async def _close_idle_connections(self) -> None:
         while True:
