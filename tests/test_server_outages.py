@@ -281,6 +281,8 @@ def sqlite_error(code: int) -> sqlite3.Error:
         (asyncpg.LockNotAvailableError("lock timeout"), True),  # 55P03: past lock_timeout
         (asyncpg.QueryCanceledError("statement timeout"), True),  # 57014: statement_timeout
         (asyncpg.ObjectInUseError("in use"), False),  # 55006: its class 55 is not an outage
+        (asyncpg.ReadOnlySQLTransactionError("read-only"), True),  # 25006: a standby, say
+        (asyncpg.ActiveSQLTransactionError("in a transaction"), False),  # 25001: a bug
         (sqlite_error(14), True),  # CANTOPEN
         (sqlite_error(10 | 10 << 8), True),  # IOERR_FSYNC: the primary code counts
         (sqlite_error(13), True),  # FULL

@@ -156,3 +156,33 @@ async def test_a_dropped_postgresql_database_is_not_ready_and_calls_answer_503(
         entry = await logged(captured, "database.unavailable")
         assert (entry["log_level"], entry["route"]) == ("warning", "/v1/anonymous-users")
         assert not [e for e in captured.entries if e["event"] == "http.internal_error"]
+
+
+async def test_a_read_only_postgresql_is_not_ready_and_its_writes_answer_503(
+    postgres_url: str, client_secret: str
+) -> None:
+    """Served by sessions that may not write (a standby its URL reaches after a failover,
+    default_transaction_read_only set), the server's GET /ready and a sign-up both answer 503
+    temporarily_unavailable with Retry-After, each logged at warning with the error's type (not
+    an http.internal_error), while GET /health stays 200."""
+    async with calling(CLIENT_ID, client_secret, database=postgres_url) as (_, call):
+        await call.anonymous_user()  # the schema and its signing key, written while it could
+    captured, logger = capturing_logger()
+    read_only = postgres_url + "&default_transaction_read_only=on"
+    async with calling(CLIENT_ID, client_secret, database=read_only, logger=logger) as (
+        server,
+        call,
+    ):
+        assert await probe(server.url) == NOT_READY
+        status, body, headers = await call.post("/v1/anonymous-users")
+        assert (status, body["error"]["code"], headers["Retry-After"]) == (
+            503,
+            "temporarily_unavailable",
+            "5",
+        )
+        assert (await probe(server.url, "/health"))[0] == 200
+    not_ready = await logged(captured, "database.not_ready")
+    unavailable = await logged(captured, "database.unavailable")
+    assert not_ready["error"] == unavailable["error"] == "ReadOnlySQLTransactionError"
+    assert (not_ready["log_level"], unavailable["log_level"]) == ("warning", "warning")
+    assert not [e for e in captured.entries if e["event"] == "http.internal_error"]

@@ -21,6 +21,7 @@ import pytest
 
 from mimi_reactive.verify import AccessTokenVerifier
 
+from .raw_http import send_raw
 from .server_helpers import Caller, Served, serving
 from .test_cli import UNRESOLVABLE, occupied_port
 
@@ -202,6 +203,54 @@ async def test_workers_stop_on_sighup_as_on_sigterm(postgres_url: str, redis_url
         workers.process.send_signal(signal.SIGHUP)
         assert await workers.process.wait() == 0
     assert not [pid for pid in booted if Path(f"/proc/{pid}").exists()]
+
+
+HEALTH = b"GET /health HTTP/1.1\r\nHost: identity.test\r\nConnection: close\r\n\r\n"
+# A stop with nothing to wait for takes a second or two; one that waits for a connection that
+# will never be read takes the workers' whole shutdown timeout (9.5 s of gunicorn's 10).
+STOPS_WITHIN = 7.0
+
+
+async def keep_connecting(url: str, stopped: asyncio.Event, statuses: list[int | None]) -> None:
+    """Open connection after connection to ``url``, one request each, until ``stopped``, as a
+    load balancer goes on sending clients while a server stops; each answer's status (None for
+    a connection closed unanswered) into ``statuses``."""
+    while not stopped.is_set():
+        try:
+            answer = await send_raw(url, HEALTH)
+        except OSError:  # refused or reset: the port closed
+            await asyncio.sleep(0.01)
+            continue
+        statuses.append(None if answer is None else answer.status)
+
+
+async def test_workers_stop_at_once_while_connections_keep_coming(
+    postgres_url: str, redis_url: str
+) -> None:
+    """`serve --workers 3` taking new connections all the time stops on SIGTERM within seconds,
+    exit status 0, answering none 5xx: a connection made as a worker stops is closed, not
+    waited for until the graceful timeout."""
+    options = ("--database", postgres_url, "--rate-limit-storage", redis_url)
+    stopped, statuses = asyncio.Event(), list[int | None]()
+    # Each worker's stop is a chance for a connection to be made as it closes the idle ones.
+    async with serve("--workers", "3", *options) as workers:
+        clients = [
+            asyncio.ensure_future(keep_connecting(workers.url, stopped, statuses))
+            for _ in range(96)
+        ]
+        try:
+            async with asyncio.timeout(60):
+                while statuses.count(200) < 500:  # noqa: ASYNC110 (other processes)
+                    await asyncio.sleep(0.05)  # polling a condition, bounded by the timeout
+            workers.process.send_signal(signal.SIGTERM)
+            began = time.monotonic()
+            assert await workers.process.wait() == 0
+            took = time.monotonic() - began
+        finally:
+            stopped.set()
+            await asyncio.gather(*clients)
+    assert took < STOPS_WITHIN
+    assert set(statuses) <= {200, None}
 
 
 @pytest.mark.parametrize("runtime_dir", [True, False])

@@ -37,7 +37,7 @@ from ._edge import (
 )
 from ._handlers import HANDLERS
 from ._limits import RateLimiter, RateLimitStorageError
-from ._logs import debug_enabled, http_logger
+from ._logs import debug_enabled
 from ._openapi import OPERATIONS, openapi_document
 from ._outages import TEMPORARILY_UNAVAILABLE, is_outage
 from ._secrets import PasswordHasher, new_secret
@@ -47,7 +47,6 @@ from ._tokens import AccessTokens
 __all__ = [
     "ApiError",
     "ServerSettings",
-    "app_runner",
     "cannot_listen",
     "create_app",
     "listen",
@@ -62,20 +61,6 @@ _PUBLIC_HANDLERS = frozenset(HANDLERS[op.name] for op in OPERATIONS if op.public
 _KEYLESS_HANDLERS = frozenset(HANDLERS[name] for name in ("health", "ready", "openapi"))
 _MAX_BODY_BYTES = 64 * 1024
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def app_runner(app: web.Application, *, shutdown_timeout: float = 60.0) -> web.AppRunner:
-    """The runner of every server process (in-process and each worker): no access log;
-    aiohttp's request-error records go through the redacting logger (they can quote a raw
-    header line, credentials included); bodies are not inflated, so a compressed one reaches
-    ``read_body``, which refuses it with JSON, instead of failing in aiohttp's parser."""
-    return web.AppRunner(
-        app,
-        access_log=None,
-        logger=http_logger(),
-        auto_decompress=False,
-        shutdown_timeout=shutdown_timeout,
-    )
 
 
 def cannot_listen(host: str, port: int, error: BaseException) -> str:

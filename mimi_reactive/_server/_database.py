@@ -179,8 +179,8 @@ class IdentityDatabase(Protocol):
         ...
 
     async def ready(self, within: float) -> None:
-        """Return once the database answers a trivial query within ``within`` seconds, and is
-        still the one opened; raise what failed (``GET /ready``)."""
+        """Return once the database answers a trivial query within ``within`` seconds, is
+        still the one opened (on PostgreSQL, takes writes); raise what failed (``GET /ready``)."""
         ...
 
     async def close(self) -> None: ...

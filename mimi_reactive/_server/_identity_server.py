@@ -20,13 +20,14 @@ import structlog
 from aiohttp import web
 
 from .._exceptions import ConfigurationError, MimiCoreError
-from ._app import app_runner, listen, served_url, token_issuer
+from ._app import listen, served_url, token_issuer
 from ._config import ClientConfig, check_clients
 from ._context import RegisteredClient
 from ._database import IdentityDatabase
 from ._database_url import check_url
 from ._logs import server_logger
 from ._records import SweepCounts
+from ._runner import app_runner
 from ._secrets import digest
 from ._service import Service, open_service
 from ._settings import ServerSettings

@@ -28,8 +28,11 @@ this request's fault."""
 # intervention (shut down, cannot connect now), 58 system error (I/O).
 _POSTGRES_CLASSES = frozenset({"08", "28", "53", "57", "58"})
 # 3D000 invalid_catalog_name: the database was dropped. 55P03 lock_not_available: a lock held
-# past lock_timeout (as a statement past statement_timeout, 57014, is an outage).
-_POSTGRES_STATES = frozenset({"3D000", "55P03"})
+# past lock_timeout (as a statement past statement_timeout, 57014, is an outage). 25006
+# read_only_sql_transaction: a database that takes no writes now (a standby the URL reaches
+# after a failover, default_transaction_read_only set for maintenance or by a managed service
+# whose disk is full), as SQLite's READONLY is.
+_POSTGRES_STATES = frozenset({"3D000", "55P03", "25006"})
 # SQLite's primary result codes of a file it cannot use now: BUSY, LOCKED, NOMEM, READONLY,
 # IOERR, FULL, CANTOPEN, PROTOCOL, NOTADB (another file put at its path). CORRUPT is left a
 # failure: trying again does not mend it.

@@ -313,10 +313,23 @@ class PostgresIdentityDatabase:
 
     async def add_signing_key(self, key: SigningKeyRecord) -> None:
         """Store a new signing key and retire the ones before it from the instant it starts
-        signing (its ``created_at``): one statement."""
-        await self._pool.execute(
-            sql.ADD_KEY, key.kid, key.algorithm, key.private_pem, key.created_at, key.retired_at
-        )
+        signing (its ``created_at``): one statement, under the keys' advisory lock. Two
+        rotations at once would otherwise each retire only the keys committed before it began,
+        and the first one's key, retired by neither, would stay published and never be swept."""
+
+        async def add(db: Connection) -> None:
+            async with db.transaction():
+                await db.execute(sql.KEY_LOCK)
+                await db.execute(
+                    sql.ADD_KEY,
+                    key.kid,
+                    key.algorithm,
+                    key.private_pem,
+                    key.created_at,
+                    key.retired_at,
+                )
+
+        await self._pool.retried(add)
 
     async def ensure_signing_key(self, first: SigningKeyRecord) -> Sequence[SigningKeyRecord]:
         """Every stored key, after storing ``first`` if there is none (workers starting

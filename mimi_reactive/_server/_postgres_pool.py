@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 _ATTEMPTS = 3
-_READY_QUERY = "SELECT 1"
+# Whether the session may write: "on" on a standby (hot standby is read-only) and where
+# default_transaction_read_only is set, and every log-in and sign-up writes.
+_READY_QUERY = "SELECT current_setting('transaction_read_only')"
 
 
 class DatabasePool:
@@ -106,11 +108,14 @@ class DatabasePool:
 
     async def ready(self, within: float) -> None:
         """Return once a trivial query through the pool is answered within ``within``
-        seconds; raise what failed (``TimeoutError``, a dropped database's ``PostgresError``)."""
+        seconds by a session that may write; raise what failed (``TimeoutError``, a dropped
+        database's ``PostgresError``, ``ReadOnlySQLTransactionError`` for a read-only one)."""
         # asyncpg's own timeouts, not a cancellation: one cancelled while it returns a
         # cut-off connection to the pool waits for that connection without end.
         async with self._pool.acquire(timeout=within) as connection:
-            await connection.fetchval(_READY_QUERY, timeout=within)
+            read_only = await connection.fetchval(_READY_QUERY, timeout=within)
+        if read_only == "on":
+            raise asyncpg.ReadOnlySQLTransactionError("the database takes no writes")
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:

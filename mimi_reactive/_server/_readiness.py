@@ -52,7 +52,8 @@ class Readiness:
 
 async def _check(state: ServerState) -> bool:
     """The database answers a trivial query within ``storage_timeout`` and is still the one
-    opened (a SQLite file removed or replaced is not), and while a limit is on the rate-limit
+    opened (a SQLite file removed or replaced is not) and takes writes (a PostgreSQL standby
+    does not), and while a limit is on the rate-limit
     storage takes a write in that time too (each sign-up and log-in counts there: a
     read-only replica or a full Redis answers them all 503). Each failure is logged once per
     check, at warning."""

@@ -21,11 +21,12 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
-from ._app import app_runner, served_url, token_issuer
+from ._app import served_url, token_issuer
 from ._context import RegisteredClient, ServerSettings
 from ._identity_server import ServerStartError
 from ._limits import RateLimiter, limits_on
 from ._logs import RedactingFilter, server_logger
+from ._runner import app_runner
 from ._service import open_service
 from ._stores import connections_allowed, is_postgres, migrate_database
 
