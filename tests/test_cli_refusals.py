@@ -1,6 +1,7 @@
 """The command line's refusals of what it was given say what is wrong in one line, quoting no
-secret: what a Redis rate-limit storage refused at the start check (its own Redis, over a Unix
-socket, for one that needs a password; the test Redis on 127.0.0.1:6379 otherwise)."""
+secret: an empty --config path, and what a Redis rate-limit storage refused at the start check
+(its own Redis, over a Unix socket, for one that needs a password; the test Redis on
+127.0.0.1:6379 otherwise)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,22 @@ import pytest
 
 from .conftest import CLIENT_ID
 from .server_helpers import run_command
+from .test_cli import run_cli
 
 SECRET = "SEKRIT-" + secrets.token_hex(4)
 """A password in what the tests give: no output may hold it."""
+
+
+@pytest.mark.parametrize("command", ["serve", "sweep", "migrate", "rotate-signing-key"])
+def test_an_empty_config_path_is_refused_as_typed(command: str) -> None:
+    """`--config ""` exits 2 with one line saying the path is empty, not naming '.' (what
+    Path("") is) as a file that cannot be read."""
+    done = run_cli(command, "--config", "")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"mimi-reactive {command}: error: argument --config: must not be empty: give a TOML"
+        " file's path (see --help)\n"
+    )
 
 
 @pytest.fixture
