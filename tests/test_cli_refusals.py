@@ -1,7 +1,7 @@
 """The command line's refusals of what it was given say what is wrong in one line, quoting no
-secret: an empty --config path, and what a Redis rate-limit storage refused at the start check
-(its own Redis, over a Unix socket, for one that needs a password; the test Redis on
-127.0.0.1:6379 otherwise)."""
+secret: a URL or host holding a password, an empty --config path, and what a Redis rate-limit
+storage refused at the start check (its own Redis, over a Unix socket, for one that needs a
+password; the test Redis on 127.0.0.1:6379 otherwise)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,58 @@ from .test_cli import run_cli
 
 SECRET = "SEKRIT-" + secrets.token_hex(4)
 """A password in what the tests give: no output may hold it."""
+_IN_URL = "not a value with '@' (not shown: a user and password come before it)"
+
+
+_IN_THE_FILE = {
+    "--issuer": 'issuer = "{}"',
+    "--host": 'host = "{}"',
+    "--trusted-proxy": 'trusted_proxies = ["{}"]',
+}
+"""Each option's line in a config file's [server] table, the value at {}."""
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("--issuer", f"https://user:{SECRET}@id.example/", _IN_URL),
+        ("--issuer", f"https://:{SECRET}@id.example", _IN_URL),
+        ("--issuer", f"https://id.example/?token={SECRET}", "not 'https://id.example/' with a"),
+        ("--issuer", f"https://id.example/#{SECRET}", "not 'https://id.example/' with a query"),
+        ("--host", f"user:{SECRET}@localhost", _IN_URL),
+        ("--host", f"{SECRET}@127.0.0.1", _IN_URL),
+        ("--trusted-proxy", f"http://user:{SECRET}@10.0.0.1", _IN_URL.removeprefix("not ")),
+    ],
+    ids=[
+        "issuer-password",
+        "issuer-no-user",
+        "issuer-query",
+        "issuer-fragment",
+        "host-user",
+        "host-at",
+        "proxy-url",
+    ],
+)
+@pytest.mark.parametrize("given_in", ["flag", "config"])
+def test_a_refused_value_is_not_quoted_with_its_password(
+    option: str, value: str, says: str, given_in: str, tmp_path: Path
+) -> None:
+    """An --issuer, --host or --trusted-proxy holding a password (a URL's user, a query, a
+    fragment), from a flag or the config file, exits 2 with one line saying what is wrong,
+    naming the option, without the secret."""
+    if given_in == "flag":
+        arguments, named = [option, value], option
+    else:
+        config = tmp_path / "server.toml"
+        line = _IN_THE_FILE[option].replace("{}", value)
+        config.write_text(f"[server]\n{line}\n")
+        arguments, named = ["--config", str(config)], line.partition(" ")[0]
+    done = run_cli("serve", "--client-id", "app", "--port", "0", *arguments)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr
+    assert says in done.stderr
+    assert SECRET not in done.stderr + done.stdout
 
 
 @pytest.mark.parametrize("command", ["serve", "sweep", "migrate", "rotate-signing-key"])
