@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         parents=[log_level],
     )
-    serve.add_argument("--config", help="a TOML file with [server] options and [[clients]]")
+    serve.add_argument(
+        "--config", type=_config_path, help="a TOML file with [server] options and [[clients]]"
+    )
     serve.add_argument(
         "--log-format",
         type=_checked("log_format"),
@@ -243,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         parents=[log_level],
     )
-    sweep.add_argument("--config", help="a TOML file with [server] options")
+    sweep.add_argument("--config", type=_config_path, help="a TOML file with [server] options")
     _database_options(sweep, _EXISTING_DATABASE_HELP)
     migrate = commands.add_parser(
         "migrate",
@@ -252,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         parents=[log_level],
     )
-    migrate.add_argument("--config", help="a TOML file with [server] options")
+    migrate.add_argument("--config", type=_config_path, help="a TOML file with [server] options")
     migrate.add_argument("--database", type=_checked("database"), help=_DATABASE_HELP)
     rotate = commands.add_parser(
         "rotate-signing-key",
@@ -265,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
         parents=[log_level],
     )
-    rotate.add_argument("--config", help="a TOML file with [server] options")
+    rotate.add_argument("--config", type=_config_path, help="a TOML file with [server] options")
     rotate.add_argument("--database", type=_checked("database"), help=_EXISTING_DATABASE_HELP)
     for command in (serve, sweep, migrate, rotate):
         for action in command._actions:
@@ -330,6 +332,14 @@ def _database_options(parser: argparse.ArgumentParser, database_help: str) -> No
         type=_checked("anonymous_retention_days"),
         help="delete anonymous users unused this many days; they can never log in again",
     )
+
+
+def _config_path(text: str) -> str:
+    """``--config``'s path as typed; an empty one is refused (``Path("")`` is ``.``, which
+    the refusal would name instead of what was typed)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must not be empty: give a TOML file's path")
+    return text
 
 
 def _checked(name: str, rule: Rule | None = None) -> Callable[[str], object]:

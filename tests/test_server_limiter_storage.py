@@ -167,7 +167,8 @@ async def test_an_unreachable_storage_refuses_start(client_secret: str) -> None:
 async def test_serve_refuses_an_unreachable_storage_before_serving(client_secret: str) -> None:
     """``serve`` exits 1 with one line, before printing where it serves, and no password."""
     status, out, err = await run_command(
-        *("serve", "--port", "0", "--client-id", CLIENT_ID, "--client-secret", client_secret),
+        # With '=': a secret may start with '-', which argparse takes for an option.
+        *("serve", "--port", "0", "--client-id", CLIENT_ID, f"--client-secret={client_secret}"),
         *("--rate-limit-storage", CLOSED),
     )
     assert (status, out) == (1, "")

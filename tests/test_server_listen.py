@@ -102,12 +102,16 @@ async def test_a_busy_port_is_a_one_line_start_error() -> None:
         " 127.0.0.1",
         "127.0.0.1 ",
         "localhost\n",
+        "a b",
+        "exa mple.com",
+        "local\thost",
+        "local\x1bhost",
     ],
 )
 def test_serve_refuses_a_host_written_as_in_a_url(host: str) -> None:
-    """`serve --host` with brackets, a scheme, a path or spaces around it exits 2 with one
-    line saying what it takes, before anything starts (the resolver's answer, "name or
-    service not known", hid the mistake)."""
+    """`serve --host` with brackets, a scheme, a path, or a space or control character in it
+    exits 2 with one line saying what it takes, before anything starts (the resolver's
+    answer, "name or service not known", hid the mistake)."""
     done = run_cli("serve", "--client-id", "app", "--port", "0", "--host", host)
     assert done.returncode == 2, done.stderr
     assert done.stderr.count("\n") == 1, done.stderr

@@ -22,7 +22,7 @@ import attrs
 
 from .._checks import has_surrounding_whitespace, is_count
 from .._exceptions import ConfigurationError
-from ._settings import NOT_BLANK, PORT, Rule, ServerSettings
+from ._settings import NOT_BLANK, PORT, Rule, ServerSettings, quoted_url
 
 __all__ = [
     "COMMAND_LINE_DEFAULTS",
@@ -58,6 +58,8 @@ COMMAND_LINE_DEFAULTS: dict[str, object] = {
     "database": "mimi-identity.sqlite3",
     "log_format": "console",
 }
+_BREAK = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+"""White space or a control character: no host name or address holds one."""
 MAX_WORKERS = 256
 """The most server processes ``serve --workers`` runs: each is a process with its own database
 pool (``database_pool_size`` connections to a PostgreSQL that allows 100 in all by default)
@@ -66,15 +68,18 @@ _HOST = Rule(
     lambda v: (
         isinstance(v, str)
         and bool(v.strip())
-        and not has_surrounding_whitespace(v)
-        and not any(mark in v for mark in "[]/")
+        and not any(mark in v for mark in "[]/@")
+        and not _BREAK.search(v)
     ),
-    "must be an IP address or a host name, as is: no brackets, scheme, path or spaces"
+    "must be an IP address or a host name, as is: no brackets, scheme, user, path or spaces"
     " (::1, not [::1]; 127.0.0.1, not http://127.0.0.1)",
     str,
+    quoted_url,
 )
 """What ``--host`` takes: what the resolver does. A URL's form of an address (brackets, a
-scheme) would fail there with "name or service not known", which hides the mistake."""
+scheme, a user) or a space or control character in it (``--host "a b"``) would fail there
+with "name or service not known", which hides the mistake; a user's ``@`` may follow a
+password, so that value is not quoted."""
 COMMAND_LINE_RULES: dict[str, Rule] = {
     "host": _HOST,
     "port": PORT,

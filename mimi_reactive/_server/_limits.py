@@ -19,15 +19,17 @@ import ipaddress
 import math
 import re
 import urllib.parse
+import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
+from coredis.exceptions import AuthenticationError, AuthenticationRequiredError, ResponseError
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
-from .._redaction import shown_url
+from .._redaction import one_line, shown_url
 from ._settings import RateLimit, ServerSettings
 
 __all__ = [
@@ -46,6 +48,31 @@ _CHECK_TIMEOUT = 10.0
 READ_TIMEOUT = 5.0
 """Seconds the storage has for one count while serving, unless told (``storage_timeout``):
 a Redis that stops answering (a partition) would hang every limited request."""
+
+
+_MODULE_LIST_WARNING = "Unable to determine module support"
+"""The start of the warning coredis gives as it connects to a database Redis does not have."""
+
+
+def _refusal(error: Exception) -> str:
+    """What the start check says of a storage whose client raised ``error`` (the limits
+    library's ``StorageError`` holds it): which of the URL's values Redis refused where it
+    answered, never the values themselves; else that it does not answer."""
+    if isinstance(error, AuthenticationRequiredError):
+        return (
+            "needs a user and password: give them in its URL (redis://USER:PASSWORD@HOST:PORT/DB)"
+        )
+    if isinstance(error, AuthenticationError):
+        return "refused the user and password of its URL (not shown)"
+    if isinstance(error, ResponseError):
+        if "DB index is out of range" in str(error):
+            return (
+                "has no database of its URL's number (Redis has 16 by default, numbered 0"
+                " to 15: see its databases setting)"
+            )
+        # Redis's own words for what it refused: no value of the URL is in them.
+        return f"refused the start check: {one_line(str(error))}"
+    return "does not answer"
 
 
 class RateLimitStorageError(Exception):
@@ -186,23 +213,40 @@ class RateLimiter:
         return cls(limiter_storage(url), clock, shown=describe_storage(url), timeout=timeout)
 
     async def check(self) -> None:
-        """At start: ``ValueError`` naming the storage unless it answers within 10 s; a
-        cancellation while it is asked (a Ctrl-C) is raised, never taken for no answer."""
+        """At start: ``ValueError`` naming the storage unless it answers a read within 10 s,
+        saying what it refused where it answered (``_refusal``); a cancellation while it is
+        asked (a Ctrl-C) is raised, never taken for no answer."""
         task = asyncio.current_task()
         assert task is not None
         cancelling = task.cancelling()
+        problem: str | None = None
         try:
             async with asyncio.timeout(_CHECK_TIMEOUT):
-                answered = await self._storage.check()
-        except (StorageError, OSError):  # TimeoutError included
-            answered = False
-        # The limits library's Redis check() catches everything, the CancelledError of a
-        # Ctrl-C included, and answers False. A cancellation of this task still pending (the
-        # timeout has already taken back its own) is raised again, as it was meant.
+                with warnings.catch_warnings():
+                    # coredis warns as it connects to a database Redis does not have: the
+                    # refusal below says so in one line. (Process-wide while the check waits,
+                    # as catch_warnings is; only this warning, and only at start.)
+                    warnings.filterwarnings("ignore", _MODULE_LIST_WARNING, UserWarning)
+                    await self._storage.get("mimi:ready")
+        except StorageError as error:
+            problem = _refusal(error.storage_error)
+        except OSError:  # TimeoutError included; coredis lets the OS's own errors through
+            problem = "does not answer"
+        except Exception as error:
+            # Not a storage error: the client refused what it was made with (an option of
+            # the URL it does not take, a value it cannot use). Its words are not shown: they
+            # may quote the URL's query, which can hold a password.
+            problem = (
+                f"cannot be used as its URL says ({type(error).__name__}): an option in its"
+                " query (not shown) its client does not take, or a value it refuses"
+            )
+        # A CancelledError of a Ctrl-C some client code took for a failure: a cancellation of
+        # this task still pending (the timeout has already taken back its own) is raised
+        # again, as it was meant.
         if task.cancelling() > cancelling:
             raise asyncio.CancelledError
-        if not answered:
-            raise ValueError(f"the rate-limit storage {self.shown} does not answer")
+        if problem is not None:
+            raise ValueError(f"the rate-limit storage {self.shown} {problem}")
 
     async def close(self) -> None:
         """Release the storage's connections (at server shutdown)."""

@@ -1,9 +1,9 @@
 """The server's settings, and the values they are checked against or produce.
 
-Only the standard library, attrs and the client's checks and errors (``_checks``, whose
-primitives the rules here are built on, and ``ConfigurationError``) here: the command line
-builds its grammar from these defaults without loading the server (aiohttp, JWT, limits),
-which ``--help`` would wait for.
+Only the standard library, attrs and the client's checks, errors and redaction (``_checks``,
+whose primitives the rules here are built on, ``ConfigurationError`` and ``_redaction``) here:
+the command line builds its grammar from these defaults without loading the server (aiohttp,
+JWT, limits), which ``--help`` would wait for.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import attrs
 
 from .._checks import LONGEST_LIFETIME, is_count, is_seconds, is_whole, service_url_problem
 from .._exceptions import ConfigurationError
+from .._redaction import bounded_repr
 
 __all__ = [
     "AT_LEAST_0",
@@ -34,6 +35,7 @@ __all__ = [
     "RateLimit",
     "Rule",
     "ServerSettings",
+    "quoted_url",
 ]
 
 PUBLISH_LEAD = 60.0
@@ -62,6 +64,9 @@ class Rule:
     """What a refused value is told, after the setting's name: ``must be ...``."""
     read: type[int] | type[float] | type[str]
     """How a flag's text becomes the value (``int``, ``float``, ``str``)."""
+    quoted: Callable[[Any], str] = repr
+    """How a refused value is quoted after ``not`` (``quoted_url`` for a value that may hold a
+    password)."""
 
     @property
     def types(self) -> tuple[type, ...]:
@@ -71,12 +76,25 @@ class Rule:
 
     def problem(self, value: object) -> str | None:
         """Why ``value`` is refused (``must be ..., not ...``), or None if it holds."""
-        return None if self.holds(value) else f"{self.must}, not {value!r}"
+        return None if self.holds(value) else f"{self.must}, not {self.quoted(value)}"
 
     def __call__(self, instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         problem = self.problem(value)
         if problem is not None:
             raise ConfigurationError(f"{attribute.name} {problem}")
+
+
+def quoted_url(value: object) -> str:
+    """A refused URL or host as a message quotes it: never what may be secret. With an ``@``
+    (a user and password come before it), none of it; else without a query or fragment
+    (either can hold a token); 80 characters at most."""
+    if not isinstance(value, str):
+        return repr(value)
+    if "@" in value:
+        return "a value with '@' (not shown: a user and password come before it)"
+    kept = value.partition("?")[0].partition("#")[0]
+    cut = "" if kept == value else " with a query or fragment (not shown)"
+    return bounded_repr(kept) + cut
 
 
 def _without_final_slash(value: object) -> object:
@@ -132,8 +150,10 @@ NOT_BLANK = Rule(lambda v: isinstance(v, str) and bool(v.strip()), "must not be 
 # HttpBackend takes.
 _ISSUER = Rule(
     lambda v: v is None or (isinstance(v, str) and service_url_problem(v) is None),
-    "must be the service's public URL (http:// or https:// and a host, no query)",
+    "must be the service's public URL (http:// or https:// and a host; no user, password,"
+    " query or fragment)",
     str,
+    quoted_url,
 )
 MAX_POOL_SIZE = 1000
 """The most connections ``database_pool_size`` may ask for: asyncpg sets up every slot of its
@@ -158,7 +178,10 @@ def network(text: str) -> Network:
     try:
         return ipaddress.ip_network(text.strip())
     except ValueError:
-        raise ConfigurationError(f"{text!r} is not an IP address or network (CIDR)") from None
+        # Quoted as a URL is: an address typed as a proxy's URL may hold its password.
+        raise ConfigurationError(
+            f"{quoted_url(text)} is not an IP address or network (CIDR)"
+        ) from None
 
 
 def _networks(values: Iterable[str | Network]) -> frozenset[Network]:
