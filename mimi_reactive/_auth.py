@@ -13,6 +13,7 @@ from typing_extensions import TypeVar  # a TypeVar with a default (PEP 696) befo
 
 from ._exceptions import CoreClosedError, NotLoggedInError
 from ._future import CommandFuture
+from ._lifetime import CoreLifetime
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome, RefreshSession
 from ._reasons import Reason
 from ._state import SessionState
@@ -39,11 +40,11 @@ class ObserverHandle:
 class AuthController:
     """Authenticates, logs out, and publishes the session."""
 
-    def __init__(self, store: SessionStore) -> None:
+    def __init__(self, store: SessionStore, lifetime: CoreLifetime) -> None:
         self._store = store
-        # The MimiCore this belongs to (it sets this), alive as long as this controller: an
-        # app may keep only ``core.auth``, and collecting the core would close it under it.
-        self._owner: object = None
+        # Its core's: an app may keep only ``core.auth``, and the core must not be released
+        # under it, only once both are dropped.
+        self._lifetime = lifetime
         self.states: reactivex.Observable[SessionState] = store.stream.observable
         """Every published state; replays the current one on subscribe."""
         self.mimi_user: reactivex.Observable[MimiUser | None] = self.states.pipe(

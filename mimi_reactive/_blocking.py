@@ -5,7 +5,6 @@ async API method for method, blocking until each call is done."""
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from types import TracebackType
 
@@ -18,6 +17,7 @@ from ._config import MimiConfiguration
 from ._core import MimiCore
 from ._exceptions import MimiCoreError
 from ._future import CommandFuture
+from ._lifetime import BlockingCoreLifetime
 from ._loop_thread import LoopThread
 from ._manager import AnonymousAuthManager
 from ._messages import AuthRoute, DeleteAccount, LogOut, Outcome
@@ -37,12 +37,12 @@ class BlockingAuthController:
     ``core.auth.states.pipe(ops.observe_on(scheduler)).subscribe(render)``.
     """
 
-    def __init__(self, core: MimiCore, loop: LoopThread, owner: BlockingMimiCore) -> None:
+    def __init__(self, core: MimiCore, loop: LoopThread, lifetime: BlockingCoreLifetime) -> None:
         self._auth = core.auth
         self._loop = loop
-        # An app may keep only this (``self.auth = BlockingMimiCore.start(...).auth``): the
-        # core it belongs to lives as long, else collecting it would close it under the app.
-        self._owner = owner
+        # Its core's: an app may keep only this (``self.auth = BlockingMimiCore.start(...).auth``),
+        # and the core must not be closed under it, only once both are dropped.
+        self._lifetime = lifetime
         self.states: reactivex.Observable[SessionState] = core.auth.states
         """Every published state; replays the current one on subscribe."""
         self.mimi_user: reactivex.Observable[MimiUser | None] = core.auth.mimi_user
@@ -122,7 +122,8 @@ class BlockingMimiCore:
         self._core = core
         self._loop = loop
         loop.close_at_once = lambda: core.close(grace_period=0)
-        self.auth = BlockingAuthController(core, loop, self)
+        self._lifetime = BlockingCoreLifetime(loop, core.close)
+        self.auth = BlockingAuthController(core, loop, self._lifetime)
         """Authentication and the session streams."""
         self.configuration = core.configuration
 
@@ -178,19 +179,6 @@ class BlockingMimiCore:
             check_seconds("grace_period", grace_period)
         self._loop.close(lambda: self._core.close(grace_period=grace_period))
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        loop: LoopThread | None = getattr(self, "_loop", None)
-        if loop is None or loop.closing or loop.forked:
-            return
-        _warn(
-            "a BlockingMimiCore was never closed: use `with BlockingMimiCore.start(...)` or "
-            "`core.close()`",
-            ResourceWarning,
-            stacklevel=2,
-        )
-        # Its thread and the backend's connections are released: the close is scheduled.
-        loop.close(self._core.close, wait=False)
-
     def __enter__(self) -> BlockingMimiCore:
         return self
 
@@ -214,13 +202,15 @@ class BlockingAnonymousAuthManager:
                 core_of_the_other_kind(core, BlockingMimiCore, MimiCore, "AnonymousAuthManager")
             )
         self._manager = AnonymousAuthManager(core._core)
-        self._core = core  # kept alive while the manager is used (see BlockingAuthController)
+        self._lifetime = core._lifetime  # its core is not closed under it (as core.auth's)
         self._loop = core._loop
 
     def authenticate_anonymous_user(self, anonymous_id: str | None) -> AnonymousLogInResult:
         """Log in ``anonymous_id`` if it is set; never raises a ``MimiCoreError``: a call
-        the core refuses (closed, or from its own thread) is a ``Failure`` with that error."""
+        the core refuses (closed before or during the call, or made where it would wait for
+        ever: a subscriber on the core's thread, a thread running an event loop, a signal
+        handler that interrupted a call of the core) is a ``Failure`` with that error."""
         try:
             return self._loop.call(self._manager.authenticate_anonymous_user(anonymous_id))
-        except MimiCoreError as error:  # refused before the manager ran: as the async one's
+        except MimiCoreError as error:  # the core refused the call: as the async one answers
             return Failure(error)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 import warnings
@@ -18,6 +17,7 @@ from ._config import MimiConfiguration
 from ._exceptions import OtherOriginSessionError, WrongEventLoopError
 from ._file_storage import FileSessionStorage
 from ._keeper import SessionKeeper
+from ._lifetime import CoreLifetime
 from ._log import Log
 from ._storage import MemorySessionStorage, SessionStorage, storage_failed
 from ._store import SessionStore
@@ -45,13 +45,12 @@ class MimiCore:
     ) -> None:
         self.auth = auth
         """Authentication and the session stream."""
-        auth._owner = self
         self.configuration = configuration
         self._store = store
         self._backend = backend
         self._keeper = keeper
         self._close_grace_period = close_grace_period
-        self._closed = False
+        self._lifetime = auth._lifetime  # once it is dropped (with auth) unclosed: released
 
     @classmethod
     def start(
@@ -160,12 +159,13 @@ class MimiCore:
             restored=restored,
             clock=checked_clock(clock),  # one gone wrong since is the clock's error, typed
         )
+        keeper = SessionKeeper(store, storage=storage)
         return cls(
-            auth=AuthController(store),
+            auth=AuthController(store, CoreLifetime(store, keeper, close_grace_period)),
             store=store,
             backend=backend,
             configuration=configuration,
-            keeper=SessionKeeper(store, storage=storage),
+            keeper=keeper,
             close_grace_period=close_grace_period,
         )
 
@@ -210,7 +210,7 @@ class MimiCore:
         await self._keeper.close()
         await store.close(grace_period=grace)
         await store.close_backend()  # unless the worker released it (a subscriber's exit)
-        self._closed = True
+        self._lifetime.closed = True
 
     async def _close_elsewhere(self) -> None:
         """``close()`` awaited off the core's loop: refused while that loop runs the core;
@@ -220,24 +220,9 @@ class MimiCore:
         error = self._store.other_loop_error()
         if isinstance(error, WrongEventLoopError):
             raise error
-        self._closed = True
+        self._lifetime.closed = True
         if self._store.loop.is_closed():
             await self._store.release()
-
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if getattr(self, "_closed", True) or self._store.forked:
-            return  # closed, or a forked copy: the core is the parent's to close
-        _warn(
-            "a MimiCore was never closed: use `async with MimiCore.start(...)` or "
-            "`await core.close()`",
-            ResourceWarning,
-            stacklevel=2,
-        )
-        # Close what it holds on its loop, if that still runs, so the backend's connections
-        # are released instead of reported by the HTTP library as leaked.
-        loop = self._store.loop
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nothing to release
-            loop.call_soon_threadsafe(_release, self._keeper, self._store, self._close_grace_period)
 
     async def __aenter__(self) -> MimiCore:
         return self
@@ -251,20 +236,10 @@ class MimiCore:
         await self.close()
 
 
-def _release(keeper: SessionKeeper, store: SessionStore, grace_period: float) -> None:
-    """Close an abandoned core's parts in the background, on their loop."""
-
-    async def release() -> None:
-        await keeper.close()
-        await store.close(grace_period=grace_period)
-        await store.close_backend()
-
-    task = asyncio.get_running_loop().create_task(release(), name="mimi_reactive.release")
-    _RELEASING.add(task)
-    task.add_done_callback(_RELEASING.discard)
-
-
-_RELEASING: set[asyncio.Task[None]] = set()  # strong references until they finish
+_CORE_NAMES = frozenset(
+    [name for name in dir(MimiCore) if not name.startswith("_")] + ["auth", "configuration"]
+)
+"""What an app reads on a core: read on a ``StartingCore``, an ``await`` was forgotten."""
 
 
 class StartingCore:
@@ -303,14 +278,14 @@ class StartingCore:
         def __getattr__(self, name: str) -> Any:
             # Only for names this class lacks: ``core = MimiCore.start(...)`` without
             # ``await``, then ``core.auth``, would say only that it has no ``auth``.
-            raise AttributeError(
-                f"{type(self).__name__!r} object has no attribute {name!r}: "
-                "MimiCore.start(...) gives a core once awaited "
-                "(`core = await MimiCore.start(...)`) or entered "
-                "(`async with MimiCore.start(...) as core:`)",
-                name=name,
-                obj=self,
-            )
+            message = f"{type(self).__name__!r} object has no attribute {name!r}"
+            if name in _CORE_NAMES:
+                message += (
+                    ": MimiCore.start(...) gives a core once awaited "
+                    "(`core = await MimiCore.start(...)`) or entered "
+                    "(`async with MimiCore.start(...) as core:`)"
+                )
+            raise AttributeError(message, name=name, obj=self)
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         if getattr(self, "_start", None) is not None:

@@ -279,13 +279,13 @@ class SessionStore:
         if state is not before:
             if _log.enabled_for(logging.DEBUG):
                 _log.debug("session.state", transition=state.transition.value)
-            if state.transition is Transition.SESSION_EXPIRED:
-                # The user is gone from this core (an anonymous one with its id): worth a
-                # line at INFO, where every other state is DEBUG.
-                _log.info("session.expired", error=type(state.error).__name__)
             self._state = state  # before delivery: subscribers that read it see this one
             if not self._stream.publish(state):  # an equal state, or the stream is complete
                 self._state = before
+            elif state.transition is Transition.SESSION_EXPIRED:
+                # The user is gone from this core (an anonymous one with its id): worth a
+                # line at INFO, where every other state is DEBUG.
+                _log.info("session.expired", error=type(state.error).__name__)
         if changed:
             self._tokens.publish(token)
             for listener in self._session_listeners:

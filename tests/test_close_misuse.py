@@ -290,18 +290,6 @@ async def test_a_start_used_twice_says_it_starts_one_core(
         await second(starting)
 
 
-@pytest.mark.parametrize("name", ["auth", "close", "configuration"])
-async def test_a_start_used_as_the_core_says_to_await_it(name: str) -> None:
-    """A core's attribute read on MimiCore.start(...) not awaited (a forgotten await) raises
-    an AttributeError that says to await it or enter it, not only that it has no such name."""
-    starting = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())
-    with pytest.raises(AttributeError, match=r"await MimiCore\.start\(\.\.\.\)") as raised:
-        getattr(starting, name)
-    assert raised.value.name == name
-    assert not hasattr(starting, "__iter__")  # protocols probed by hasattr still say no
-    await _awaited(starting)
-
-
 def test_a_start_never_awaited_warns_naming_the_public_call() -> None:
     """A MimiCore.start(...) never awaited warns naming it, not the private MimiCore._start."""
     starting = MimiCore.start(client_id="a", client_secret="s", backend=ScriptedBackend())

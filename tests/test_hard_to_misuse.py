@@ -9,7 +9,6 @@ import gc
 import textwrap
 import threading
 import warnings
-import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -213,24 +212,46 @@ def test_a_core_never_closed_warns_with_our_own_message() -> None:
     assert "Unclosed" not in done.stderr + done.stdout
 
 
-async def test_a_core_the_app_holds_only_the_controller_of_is_not_collected() -> None:
-    """An app that keeps only core.auth keeps the core alive: collected, it would warn and
-    close under the app (CoreClosedError)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        core = await MimiCore.start(backend=ScriptedBackend())
-        collected = weakref.ref(core)
-        auth = core.auth
-        del core
-        gc.collect()
-        alive = collected()
-        try:
-            assert alive is not None
+async def test_a_core_the_app_holds_only_the_controller_of_closes_only_with_it() -> None:
+    """An app that keeps only core.auth keeps the core open (released under it, its calls
+    would raise CoreClosedError); once it drops auth too, the core warns and is released,
+    at once: no cycle waits for the collector."""
+    released = asyncio.Event()  # the release completes the streams
+    gc.disable()  # what is freed must be freed by its last reference going
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            core = await MimiCore.start(backend=ScriptedBackend())
+            auth = core.auth
+            auth.states.subscribe(on_completed=released.set)
+            del core
+            gc.collect()
             assert await auth.authenticate(AuthRoute.sign_up_anonymously()) == auth.current_user
-        finally:
-            if alive is not None:
-                await alive.close()
-    assert caught == []
+            assert caught == []
+            del auth
+            assert [str(warning.message).split(":")[0] for warning in caught] == [
+                "a MimiCore was never closed"
+            ]
+        async with asyncio.timeout(10):
+            await released.wait()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("name", ["auth", "close", "configuration"])
+async def test_a_start_used_as_the_core_says_to_await_it(name: str) -> None:
+    """A core's attribute read on MimiCore.start(...) not awaited (a forgotten await) raises
+    an AttributeError that says to await it or enter it; any other name gets Python's own."""
+    starting = MimiCore.start(backend=ScriptedBackend())
+    with pytest.raises(AttributeError, match=r"await MimiCore\.start\(\.\.\.\)") as raised:
+        getattr(starting, name)
+    assert raised.value.name == name
+    with pytest.raises(AttributeError) as other:
+        starting.nothing_of_a_core  # type: ignore[attr-defined]  # noqa: B018
+    assert str(other.value) == "'StartingCore' object has no attribute 'nothing_of_a_core'"
+    assert not hasattr(starting, "__iter__")  # protocols probed by hasattr still say no
+    async with starting:
+        pass
 
 
 def test_the_in_process_server_is_silent_too_until_logging_is_configured() -> None:
