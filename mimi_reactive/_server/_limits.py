@@ -50,8 +50,19 @@ READ_TIMEOUT = 5.0
 a Redis that stops answering (a partition) would hang every limited request."""
 
 
-_MODULE_LIST_WARNING = "Unable to determine module support"
-"""The start of the warning coredis gives as it connects to a database Redis does not have."""
+MODULE_LIST_FILTER = (r"Unable to determine module support", UserWarning, r"coredis\.")
+"""The warning coredis gives as it connects to a database Redis does not have (its message's
+start, category and module): ``check``'s refusal says so in one line."""
+
+
+def _quiet_module_list_warning() -> None:
+    """Ignore ``MODULE_LIST_FILTER``'s warning, and only it, process-wide: one filter,
+    installed where it is missing (``warnings.catch_warnings`` cannot scope a filter to an
+    ``await``: it swaps the process-wide list, and overlapping uses leave theirs for good)."""
+    message, category, module = MODULE_LIST_FILTER
+    installed = ("ignore", re.compile(message, re.I), category, re.compile(module), 0)
+    if installed not in warnings.filters:
+        warnings.filterwarnings("ignore", message, category, module)
 
 
 def _refusal(error: Exception) -> str:
@@ -198,6 +209,8 @@ class RateLimiter:
         self._clock = clock
         # Counts in this process's memory cannot hang: no timer for them on the hot path.
         self._timeout = None if isinstance(storage, MemoryStorage) else timeout
+        if isinstance(storage, RedisStorage):
+            _quiet_module_list_warning()
         self.shown = shown
         """The storage's URL as ``describe_storage`` shows it."""
 
@@ -222,12 +235,7 @@ class RateLimiter:
         problem: str | None = None
         try:
             async with asyncio.timeout(_CHECK_TIMEOUT):
-                with warnings.catch_warnings():
-                    # coredis warns as it connects to a database Redis does not have: the
-                    # refusal below says so in one line. (Process-wide while the check waits,
-                    # as catch_warnings is; only this warning, and only at start.)
-                    warnings.filterwarnings("ignore", _MODULE_LIST_WARNING, UserWarning)
-                    await self._storage.get("mimi:ready")
+                await self._storage.get("mimi:ready")
         except StorageError as error:
             problem = _refusal(error.storage_error)
         except OSError:  # TimeoutError included; coredis lets the OS's own errors through
