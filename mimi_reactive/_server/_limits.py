@@ -24,12 +24,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from coredis.exceptions import AuthenticationError, AuthenticationRequiredError, ResponseError
+from coredis.exceptions import (
+    AskError,
+    AuthenticationError,
+    AuthenticationRequiredError,
+    AuthorizationError,
+    ClusterDownError,
+    MovedError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+    UnknownCommandError,
+    WrongTypeError,
+)
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
-from .._redaction import one_line, shown_url
+from .._redaction import shown_url
 from ._settings import RateLimit, ServerSettings
 
 __all__ = [
@@ -65,10 +77,38 @@ def _quiet_module_list_warning() -> None:
         warnings.filterwarnings("ignore", message, category, module)
 
 
+# Redis's error codes (an error reply's first word) by the class coredis raises for them,
+# having taken the code off the reply; "ERR" is taken off too, but raised as a plain
+# ResponseError only for the few errors it has no class of its own for.
+_CODES: dict[type[ResponseError], str] = {
+    AskError: "ASK",
+    AuthorizationError: "NOPERM",
+    ClusterDownError: "CLUSTERDOWN",
+    MovedError: "MOVED",
+    ReadOnlyError: "READONLY",
+    TryAgainError: "TRYAGAIN",
+    UnknownCommandError: "ERR",
+    WrongTypeError: "WRONGTYPE",
+}
+# Redis's error codes coredis leaves at the start of a plain ResponseError's words.
+_KEPT_CODES = frozenset({"BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "OOM", "UNKILLABLE"})
+
+
+def _error_code(error: ResponseError) -> str | None:
+    """The Redis error code of ``error``, if it is one Redis gives (never other words of its
+    message: those can quote the URL's values)."""
+    code = _CODES.get(type(error))
+    if code is None:
+        first = str(error).partition(" ")[0]
+        code = first if first in _KEPT_CODES else None
+    return code
+
+
 def _refusal(error: Exception) -> str:
     """What the start check says of a storage whose client raised ``error`` (the limits
     library's ``StorageError`` holds it): which of the URL's values Redis refused where it
-    answered, never the values themselves; else that it does not answer."""
+    answered, or the error code of another refusal, never the values themselves nor Redis's
+    words; else that it does not answer."""
     if isinstance(error, AuthenticationRequiredError):
         return (
             "needs a user and password: give them in its URL (redis://USER:PASSWORD@HOST:PORT/DB)"
@@ -81,8 +121,11 @@ def _refusal(error: Exception) -> str:
                 "has no database of its URL's number (Redis has 16 by default, numbered 0"
                 " to 15: see its databases setting)"
             )
-        # Redis's own words for what it refused: no value of the URL is in them.
-        return f"refused the start check: {one_line(str(error))}"
+        # Only Redis's error code: its words can quote the URL's values (an ACL refusal
+        # names the user; a proxy between may echo a command's arguments).
+        code = _error_code(error)
+        said = f"Redis error {code}" if code is not None else "a Redis error"
+        return f"refused the start check with {said} (its message not shown)"
     return "does not answer"
 
 
