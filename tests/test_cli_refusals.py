@@ -1,17 +1,19 @@
 """The command line's refusals of what it was given say what is wrong in one line, quoting no
 secret: a URL or host holding a password, an empty --config path, and what a Redis rate-limit
 storage refused at the start check (its own Redis, over a Unix socket, for one that needs a
-password; the test Redis on 127.0.0.1:6379 otherwise)."""
+password or is a replica cut off; the test Redis on 127.0.0.1:6379 otherwise)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import coredis
 import pytest
 
 from .conftest import CLIENT_ID
@@ -86,20 +88,19 @@ def test_an_empty_config_path_is_refused_as_typed(command: str) -> None:
     )
 
 
-@pytest.fixture
-async def guarded_redis(redis_url: str) -> AsyncIterator[tuple[Path, str]]:
-    """A Redis of its own that needs a password and has one database, on a Unix socket: its
-    path and password. Skipped without the test Redis (``redis_url``) or a redis-server."""
+@contextlib.asynccontextmanager
+async def own_redis(*options: str) -> AsyncIterator[Path]:
+    """A Redis of its own, run with ``options``, on a Unix socket only: the socket's path.
+    Skipped without a redis-server."""
     server = shutil.which("redis-server")
     if server is None:
         pytest.skip("no redis-server to run")
     # A short folder: a Unix socket's path holds 107 bytes at most.
     folder = Path(tempfile.mkdtemp(prefix="mimi-redis-"))
-    path, password = folder / "redis.sock", secrets.token_urlsafe(16)
+    path = folder / "redis.sock"
     process = await asyncio.create_subprocess_exec(
         *(server, "--port", "0", "--unixsocket", str(path), "--unixsocketperm", "700"),
-        *("--requirepass", password, "--save", "", "--appendonly", "no"),
-        *("--dir", str(folder), "--databases", "1"),
+        *("--save", "", "--appendonly", "no", "--dir", str(folder), *options),
         stdout=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
@@ -107,11 +108,20 @@ async def guarded_redis(redis_url: str) -> AsyncIterator[tuple[Path, str]]:
         async with asyncio.timeout(20):
             while b"ready to accept connections" not in await process.stdout.readline():
                 assert not process.stdout.at_eof(), "redis-server exited"
-        yield path, password
+        yield path
     finally:
         process.terminate()
         await process.wait()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+async def guarded_redis(redis_url: str) -> AsyncIterator[tuple[Path, str]]:
+    """A Redis of its own that needs a password and has one database: its socket's path and
+    password. Skipped without the test Redis (``redis_url``) or a redis-server."""
+    password = secrets.token_urlsafe(16)
+    async with own_redis("--requirepass", password, "--databases", "1") as path:
+        yield path, password
 
 
 _TEST_REDIS = "redis://127.0.0.1:6379"
@@ -189,3 +199,42 @@ async def test_serve_says_what_a_redis_with_a_password_refused(
     assert err == f"mimi-reactive serve: the rate-limit storage redis+unix://{path} {says}\n"
     assert SECRET not in err
     assert password not in err
+
+
+async def _user_without_get(path: Path, password: str) -> str:
+    """On the Redis at ``path``: a user (its password ``SECRET``) that may run any command
+    but GET, the start check's; a storage URL of that user."""
+    admin = coredis.Redis(unix_socket_path=str(path), password=password)
+    try:
+        await admin.acl_setuser("reader", "on", f">{SECRET}", "~*", "+@all", "-get")
+    finally:
+        admin.connection_pool.disconnect()
+    return f"redis+unix://reader:{SECRET}@{path}"
+
+
+async def test_serve_shows_only_the_error_code_of_another_refusal(
+    guarded_redis: tuple[Path, str], client_secret: str
+) -> None:
+    """A refusal of the start check other than the URL's password or database (here a user
+    the ACL denies GET, Redis's NOPERM) stops `serve` with Redis's error code only: not
+    Redis's words, which can name the user or quote what was sent."""
+    path, password = guarded_redis
+    err = await refused_start(await _user_without_get(path, password), client_secret)
+    assert err == (
+        f"mimi-reactive serve: the rate-limit storage redis+unix://reader@{path} refused the"
+        " start check with Redis error NOPERM (its message not shown)\n"
+    )
+
+
+async def test_serve_shows_a_code_redis_leaves_in_its_words_and_no_more(
+    redis_url: str, client_secret: str
+) -> None:
+    """A replica cut off from its primary that serves no stale data (Redis's MASTERDOWN, a
+    code coredis leaves at the start of Redis's words) stops `serve` with that code alone."""
+    stale = ("--replica-serve-stale-data", "no")
+    async with own_redis("--replicaof", "127.0.0.1", "1", *stale) as path:
+        err = await refused_start(f"redis+unix://{path}", client_secret)
+    assert err == (
+        f"mimi-reactive serve: the rate-limit storage redis+unix://{path} refused the start"
+        " check with Redis error MASTERDOWN (its message not shown)\n"
+    )

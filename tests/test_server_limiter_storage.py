@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 import secrets
 import warnings
 
@@ -268,3 +269,29 @@ async def test_a_silent_redis_past_the_start_check_timeout_does_not_answer(
     finally:
         await limiter.close()
         await gate.close()
+
+
+async def test_overlapping_start_checks_leave_the_warning_filters_as_they_were() -> None:
+    """Two start checks at once on a database Redis does not have (coredis warns as it
+    connects) both refuse it, the warning escapes neither (pytest makes it an error), and
+    the process's warning filters are as before but for the one narrow filter of that
+    warning: none is swapped while a check waits, nor left behind by one."""
+    message, category, module = _limits.MODULE_LIST_FILTER
+    narrow = ("ignore", re.compile(message, re.I), category, re.compile(module), 0)
+    before = list(warnings.filters)
+    limiters = [
+        RateLimiter.from_url(f"redis://{REDIS[0]}:{REDIS[1]}/99", lambda: 1_000_000.0)
+        for _ in range(2)
+    ]
+    try:
+        refused = await asyncio.gather(
+            *(limiter.check() for limiter in limiters), return_exceptions=True
+        )
+    finally:
+        for limiter in limiters:
+            await limiter.close()
+    assert [str(error) for error in refused] == [
+        f"the rate-limit storage redis://{REDIS[0]}:{REDIS[1]}/99 has no database of its URL's"
+        " number (Redis has 16 by default, numbered 0 to 15: see its databases setting)"
+    ] * 2
+    assert warnings.filters == (before if narrow in before else [narrow, *before])

@@ -21,7 +21,7 @@ from mimi_reactive._server._readiness import READY_CACHE
 from mimi_reactive.server import IdentityServer, ServerSettings
 
 from .conftest import CLIENT_ID, POSTGRES_URL, stores
-from .server_helpers import Clock, calling
+from .server_helpers import Caller, Clock, calling
 from .test_server_logs import capturing_logger, logged
 
 
@@ -43,6 +43,19 @@ NOT_READY = (
     },
     "5",
 )
+
+
+async def assert_unavailable(url: str, call: Caller) -> None:
+    """The server at ``url`` answers GET /ready and a sign-up (by ``call``) 503
+    temporarily_unavailable with Retry-After: 5, and GET /health (liveness) still 200."""
+    assert await probe(url) == NOT_READY
+    status, body, headers = await call.post("/v1/anonymous-users")
+    assert (status, body["error"]["code"], headers["Retry-After"]) == (
+        503,
+        "temporarily_unavailable",
+        "5",
+    )
+    assert (await probe(url, "/health"))[0] == 200
 
 
 @stores("sqlite", "sqlite-file", "postgresql")
@@ -97,13 +110,9 @@ async def test_a_sqlite_file_removed_or_replaced_is_not_ready(
         assert (await probe(server.url))[0] == 200
         change(path)
         clock.now += READY_CACHE  # past the answer each process keeps
-        assert await probe(server.url) == NOT_READY
-        assert (await probe(server.url, "/health"))[0] == 200
+        await assert_unavailable(server.url, call)
         entry = await logged(captured, "database.not_ready")
         assert (entry["log_level"], entry["error"]) == ("warning", "DatabaseReplacedError")
-        status, answer, headers = await call.post("/v1/anonymous-users")
-        assert (status, answer["error"]["code"]) == (503, "temporarily_unavailable")
-        assert headers["Retry-After"] == "5"
 
 
 @contextlib.asynccontextmanager
@@ -145,14 +154,7 @@ async def test_a_dropped_postgresql_database_is_not_ready_and_calls_answer_503(
         finally:
             await admin.close()
         clock.now += READY_CACHE  # past the answer each process keeps
-        assert await probe(server.url) == NOT_READY
-        status, body, headers = await call.post("/v1/anonymous-users")
-        assert (status, body["error"]["code"], headers["Retry-After"]) == (
-            503,
-            "temporarily_unavailable",
-            "5",
-        )
-        assert (await probe(server.url, "/health"))[0] == 200
+        await assert_unavailable(server.url, call)
         entry = await logged(captured, "database.unavailable")
         assert (entry["log_level"], entry["route"]) == ("warning", "/v1/anonymous-users")
         assert not [e for e in captured.entries if e["event"] == "http.internal_error"]
@@ -173,14 +175,7 @@ async def test_a_read_only_postgresql_is_not_ready_and_its_writes_answer_503(
         server,
         call,
     ):
-        assert await probe(server.url) == NOT_READY
-        status, body, headers = await call.post("/v1/anonymous-users")
-        assert (status, body["error"]["code"], headers["Retry-After"]) == (
-            503,
-            "temporarily_unavailable",
-            "5",
-        )
-        assert (await probe(server.url, "/health"))[0] == 200
+        await assert_unavailable(server.url, call)
     not_ready = await logged(captured, "database.not_ready")
     unavailable = await logged(captured, "database.unavailable")
     assert not_ready["error"] == unavailable["error"] == "ReadOnlySQLTransactionError"

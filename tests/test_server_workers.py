@@ -211,14 +211,23 @@ HEALTH = b"GET /health HTTP/1.1\r\nHost: identity.test\r\nConnection: close\r\n\
 STOPS_WITHIN = 7.0
 
 
-async def keep_connecting(url: str, stopped: asyncio.Event, statuses: list[int | None]) -> None:
-    """Open connection after connection to ``url``, one request each, until ``stopped``, as a
-    load balancer goes on sending clients while a server stops; each answer's status (None for
-    a connection closed unanswered) into ``statuses``."""
+async def keep_connecting(
+    url: str, signalled: asyncio.Event, stopped: asyncio.Event, statuses: list[int | None]
+) -> None:
+    """Open connection after connection to ``url``, one request each, as a load balancer goes
+    on sending clients while a server stops, until one is refused after ``signalled`` (the
+    server was told to stop: its port has closed, and more tries would only load the CPU the
+    stop is timed on), or ``stopped``; each answer's status (None for a connection closed
+    unanswered) into ``statuses``."""
     while not stopped.is_set():
         try:
             answer = await send_raw(url, HEALTH)
-        except OSError:  # refused or reset: the port closed
+        except ConnectionRefusedError:
+            if signalled.is_set():
+                return
+            await asyncio.sleep(0.01)
+            continue
+        except OSError:  # reset: a connection cut as the port closed
             await asyncio.sleep(0.01)
             continue
         statuses.append(None if answer is None else answer.status)
@@ -231,11 +240,11 @@ async def test_workers_stop_at_once_while_connections_keep_coming(
     exit status 0, answering none 5xx: a connection made as a worker stops is closed, not
     waited for until the graceful timeout."""
     options = ("--database", postgres_url, "--rate-limit-storage", redis_url)
-    stopped, statuses = asyncio.Event(), list[int | None]()
+    signalled, stopped, statuses = asyncio.Event(), asyncio.Event(), list[int | None]()
     # Each worker's stop is a chance for a connection to be made as it closes the idle ones.
     async with serve("--workers", "3", *options) as workers:
         clients = [
-            asyncio.ensure_future(keep_connecting(workers.url, stopped, statuses))
+            asyncio.ensure_future(keep_connecting(workers.url, signalled, stopped, statuses))
             for _ in range(96)
         ]
         try:
@@ -243,6 +252,7 @@ async def test_workers_stop_at_once_while_connections_keep_coming(
                 while statuses.count(200) < 500:  # noqa: ASYNC110 (other processes)
                     await asyncio.sleep(0.05)  # polling a condition, bounded by the timeout
             workers.process.send_signal(signal.SIGTERM)
+            signalled.set()
             began = time.monotonic()
             assert await workers.process.wait() == 0
             took = time.monotonic() - began

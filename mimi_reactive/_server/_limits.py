@@ -24,12 +24,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
-from coredis.exceptions import AuthenticationError, AuthenticationRequiredError, ResponseError
+from coredis.exceptions import (
+    AskError,
+    AuthenticationError,
+    AuthenticationRequiredError,
+    AuthorizationError,
+    ClusterDownError,
+    MovedError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+    UnknownCommandError,
+    WrongTypeError,
+)
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
 
-from .._redaction import one_line, shown_url
+from .._redaction import shown_url
 from ._settings import RateLimit, ServerSettings
 
 __all__ = [
@@ -50,14 +62,53 @@ READ_TIMEOUT = 5.0
 a Redis that stops answering (a partition) would hang every limited request."""
 
 
-_MODULE_LIST_WARNING = "Unable to determine module support"
-"""The start of the warning coredis gives as it connects to a database Redis does not have."""
+MODULE_LIST_FILTER = (r"Unable to determine module support", UserWarning, r"coredis\.")
+"""The warning coredis gives as it connects to a database Redis does not have (its message's
+start, category and module): ``check``'s refusal says so in one line."""
+
+
+def _quiet_module_list_warning() -> None:
+    """Ignore ``MODULE_LIST_FILTER``'s warning, and only it, process-wide: one filter,
+    installed where it is missing (``warnings.catch_warnings`` cannot scope a filter to an
+    ``await``: it swaps the process-wide list, and overlapping uses leave theirs for good)."""
+    message, category, module = MODULE_LIST_FILTER
+    installed = ("ignore", re.compile(message, re.I), category, re.compile(module), 0)
+    if installed not in warnings.filters:
+        warnings.filterwarnings("ignore", message, category, module)
+
+
+# Redis's error codes (an error reply's first word) by the class coredis raises for them,
+# having taken the code off the reply; "ERR" is taken off too, but raised as a plain
+# ResponseError only for the few errors it has no class of its own for.
+_CODES: dict[type[ResponseError], str] = {
+    AskError: "ASK",
+    AuthorizationError: "NOPERM",
+    ClusterDownError: "CLUSTERDOWN",
+    MovedError: "MOVED",
+    ReadOnlyError: "READONLY",
+    TryAgainError: "TRYAGAIN",
+    UnknownCommandError: "ERR",
+    WrongTypeError: "WRONGTYPE",
+}
+# Redis's error codes coredis leaves at the start of a plain ResponseError's words.
+_KEPT_CODES = frozenset({"BUSY", "MASTERDOWN", "MISCONF", "NOREPLICAS", "OOM", "UNKILLABLE"})
+
+
+def _error_code(error: ResponseError) -> str | None:
+    """The Redis error code of ``error``, if it is one Redis gives (never other words of its
+    message: those can quote the URL's values)."""
+    code = _CODES.get(type(error))
+    if code is None:
+        first = str(error).partition(" ")[0]
+        code = first if first in _KEPT_CODES else None
+    return code
 
 
 def _refusal(error: Exception) -> str:
     """What the start check says of a storage whose client raised ``error`` (the limits
     library's ``StorageError`` holds it): which of the URL's values Redis refused where it
-    answered, never the values themselves; else that it does not answer."""
+    answered, or the error code of another refusal, never the values themselves nor Redis's
+    words; else that it does not answer."""
     if isinstance(error, AuthenticationRequiredError):
         return (
             "needs a user and password: give them in its URL (redis://USER:PASSWORD@HOST:PORT/DB)"
@@ -70,8 +121,11 @@ def _refusal(error: Exception) -> str:
                 "has no database of its URL's number (Redis has 16 by default, numbered 0"
                 " to 15: see its databases setting)"
             )
-        # Redis's own words for what it refused: no value of the URL is in them.
-        return f"refused the start check: {one_line(str(error))}"
+        # Only Redis's error code: its words can quote the URL's values (an ACL refusal
+        # names the user; a proxy between may echo a command's arguments).
+        code = _error_code(error)
+        said = f"Redis error {code}" if code is not None else "a Redis error"
+        return f"refused the start check with {said} (its message not shown)"
     return "does not answer"
 
 
@@ -198,6 +252,8 @@ class RateLimiter:
         self._clock = clock
         # Counts in this process's memory cannot hang: no timer for them on the hot path.
         self._timeout = None if isinstance(storage, MemoryStorage) else timeout
+        if isinstance(storage, RedisStorage):
+            _quiet_module_list_warning()
         self.shown = shown
         """The storage's URL as ``describe_storage`` shows it."""
 
@@ -222,12 +278,7 @@ class RateLimiter:
         problem: str | None = None
         try:
             async with asyncio.timeout(_CHECK_TIMEOUT):
-                with warnings.catch_warnings():
-                    # coredis warns as it connects to a database Redis does not have: the
-                    # refusal below says so in one line. (Process-wide while the check waits,
-                    # as catch_warnings is; only this warning, and only at start.)
-                    warnings.filterwarnings("ignore", _MODULE_LIST_WARNING, UserWarning)
-                    await self._storage.get("mimi:ready")
+                await self._storage.get("mimi:ready")
         except StorageError as error:
             problem = _refusal(error.storage_error)
         except OSError:  # TimeoutError included; coredis lets the OS's own errors through

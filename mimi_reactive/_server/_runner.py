@@ -53,6 +53,9 @@ class _Runner(web.AppRunner):
 
     async def _close_idle_connections(self) -> None:
         while True:
-            await asyncio.sleep(RECLOSE_EVERY)  # after aiohttp's own closing, never before
+            # Mostly after aiohttp's own closing, but not always (a slow site.stop() can take
+            # longer): closing before it, or again, is harmless, as a closing only ends the
+            # connection's wait for a request and has it close after the one it answers.
+            await asyncio.sleep(RECLOSE_EVERY)
             if self.server is not None:
                 self.server.pre_shutdown()  # each connection closed: at once if it waits
