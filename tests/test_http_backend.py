@@ -29,6 +29,7 @@ from mimi_reactive import (
     Transition,
     TransportError,
 )
+from mimi_reactive.backends._answers import LONGEST_ANSWER
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.verify import AccessTokenVerifier
@@ -203,6 +204,40 @@ async def test_an_answer_past_the_limit_is_not_read_on(odd_server: str) -> None:
         assert (raised.value.code, raised.value.status) == ("http_400", 400)
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize(
+    "pad",
+    [
+        pytest.param(100_000, id="over one read"),
+        pytest.param(LONGEST_ANSWER - 200, id="at the limit"),
+    ],
+)
+async def test_an_answer_of_many_reads_within_the_limit_is_read_whole(pad: int) -> None:
+    """A success answer longer than one read of its body, up to ``LONGEST_ANSWER`` bytes, is
+    read to its end: the session comes from the whole answer, not its first part."""
+
+    async def log_in(request: web.Request) -> web.Response:
+        answer = {
+            "user": {"id": "user-1", "is_anonymous": True},
+            "session": {"access_token": "access-1", "refresh_token": "refresh-1"},
+            "pad": "x" * pad,
+        }
+        return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/sessions/anonymous", log_in)
+    async with serving_app(app) as url:
+        backend = HttpBackend(url)
+        await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
+        try:
+            issued = await backend.authenticate(
+                AuthRoute.log_in_anonymously("some-anonymous-id-0000"), None
+            )
+        finally:
+            await backend.close()
+    assert issued.user == MimiUser("user-1", "some-anonymous-id-0000")
+    assert issued.tokens == AuthTokens("access-1", "refresh-1")
 
 
 async def test_backend_repr_hides_the_client_secret(server: IdentityServer) -> None:
