@@ -245,7 +245,7 @@ class SessionStore:
         for effect in decision.effects:
             result = await self._effects.perform(effect)
             self._apply(result)
-            event = result.event
+            event = result[0]
             if isinstance(event, _FAILING) and event.error is not None:
                 return Outcome(self._state, event.error)
         return Outcome(self._state, access_token=self._held_token())
@@ -258,8 +258,9 @@ class SessionStore:
 
     def _apply(self, result: EffectResult) -> None:
         before = self._state
-        state = reduce(before, result.event)
-        session, held = result.session, self._session
+        event, session = result
+        state = reduce(before, event)
+        held = self._session
         changed = (
             session is not held and (session is None or held is None or session != held)
         ) or state.degraded != before.degraded
