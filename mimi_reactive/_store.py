@@ -39,6 +39,7 @@ from ._messages import (
     SignedIn,
     SignedOut,
     Skipped,
+    new_outcome,
 )
 from ._reasons import Reason
 from ._reducer import reduce
@@ -230,11 +231,11 @@ class SessionStore:
         match decision:
             case Refused(reason=reason):
                 refusal = _REFUSALS.get(reason, RouteRefusedError)
-                return Outcome(self._state, refusal(reason), reason)
+                return new_outcome(self._state, refusal(reason), reason)
             case Skipped(reason=reason):
-                return Outcome(self._state, InvalidRouteError(reason), reason, skipped=True)
+                return new_outcome(self._state, InvalidRouteError(reason), reason, skipped=True)
             case Satisfied(reason=reason):
-                return Outcome(self._state, None, reason, access_token=self._held_token())
+                return new_outcome(self._state, None, reason, access_token=self._held_token())
 
     async def perform(self, command: Command, decision: Decision | None) -> Outcome:
         """Run ``command`` (deciding it first when ``decision`` is None) to its outcome."""
@@ -247,8 +248,8 @@ class SessionStore:
             self._apply(result)
             event = result[0]
             if isinstance(event, _FAILING) and event.error is not None:
-                return Outcome(self._state, event.error)
-        return Outcome(self._state, access_token=self._held_token())
+                return new_outcome(self._state, event.error)
+        return new_outcome(self._state, access_token=self._held_token())
 
     def _held_token(self) -> str | None:
         """The access token of the session held now, for the outcome of a command that ends

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from mimi_reactive import (
     AuthRoute,
-    MimiCoreError,
     MimiUser,
     SessionState,
     SessionStorageError,
@@ -27,35 +26,12 @@ from mimi_reactive._messages import (
     TokensRefreshed,
 )
 from mimi_reactive._reducer import IllegalTransitionError, reduce
-from mimi_reactive._state import new_state
 
 from . import strategies as st_
 
 ALICE = MimiUser(id="u-alice", anonymous_id="alice-anonymous-id-0000")
 BOB = MimiUser(id="u-bob", anonymous_id="bob-anonymous-id-00000")
 NOBODY = SessionState()
-
-
-@pytest.mark.parametrize(
-    "fields",
-    [
-        (ALICE, BOB, Transition.SWITCHED_USER, None, False),
-        (None, ALICE, Transition.LOGGED_OUT, SessionStorageError("not removed"), False),
-        (BOB, BOB, Transition.DEGRADED, TransportError("offline"), True),
-    ],
-)
-def test_a_state_the_reducer_makes_is_the_one_the_constructor_builds(
-    fields: tuple[MimiUser | None, MimiUser | None, Transition, MimiCoreError | None, bool],
-) -> None:
-    """new_state (which skips attrs' __init__) builds the same frozen value as
-    SessionState(...) from the same fields: equal, with the same hash, and not to be changed."""
-    made = new_state(*fields)
-    built = SessionState(*fields)
-    assert type(made) is SessionState
-    assert attrs.astuple(made, recurse=False) == fields
-    assert (made, hash(made), repr(made)) == (built, hash(built), repr(built))
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        made.degraded = not made.degraded  # type: ignore[misc]
 
 
 @pytest.mark.parametrize(
