@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import secrets
 import socket
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -29,7 +31,7 @@ from mimi_reactive import (
     Transition,
     TransportError,
 )
-from mimi_reactive.backends._answers import LONGEST_ANSWER
+from mimi_reactive.backends._answers import LONGEST_ANSWER, post_json
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.verify import AccessTokenVerifier
@@ -238,6 +240,38 @@ async def test_an_answer_of_many_reads_within_the_limit_is_read_whole(pad: int) 
             await backend.close()
     assert issued.user == MimiUser("user-1", "some-anonymous-id-0000")
     assert issued.tokens == AuthTokens("access-1", "refresh-1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"name": "Zoë"}'.encode(), id="UTF-8"),
+        pytest.param('{"name": "Zoë"}'.encode("utf-16"), id="UTF-16 with its BOM"),
+        pytest.param('{"name": "Zoë"}'.encode("utf-16-le"), id="UTF-16 LE"),
+        pytest.param('{"name": "Zoë"}'.encode("utf-32-le"), id="UTF-32 LE"),
+        pytest.param(codecs.BOM_UTF8 + b'{"name": 1}', id="UTF-8 with a BOM"),
+        pytest.param(b'{"name": "\xed\xa0\x80"}', id="a lone surrogate in UTF-8"),
+        pytest.param(b'{"name": "\xff"}', id="not UTF-8"),
+        pytest.param(b"{", id="cut short"),
+        pytest.param(b"[1, 2]", id="a list"),
+    ],
+)
+async def test_an_answer_is_what_json_loads_makes_of_its_bytes(body: bytes) -> None:
+    """Whatever the bytes of an answer, its body is what json.loads makes of them (which
+    finds their encoding), or None where json.loads raises."""
+    try:
+        expected = json.loads(body)
+    except ValueError:
+        expected = None
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/answer", answer)
+    async with serving_app(app) as url, aiohttp.ClientSession() as http:
+        answered = await post_json(http, f"{url}/v1/answer", service="the test service")
+    assert (answered.status, answered.body) == (200, expected)
 
 
 async def test_backend_repr_hides_the_client_secret(server: IdentityServer) -> None:
