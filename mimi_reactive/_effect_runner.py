@@ -22,6 +22,7 @@ from ._exceptions import (
     StoredSessionLostError,
 )
 from ._log import Log
+from ._made import new_signed_in, new_signed_out
 from ._messages import (
     AccountDeleted,
     AdoptSession,
@@ -36,8 +37,6 @@ from ._messages import (
     RefreshTokens,
     SessionAdopted,
     SessionExpired,
-    SignedIn,
-    SignedOut,
     TokensRefreshed,
 )
 from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
@@ -166,17 +165,17 @@ class EffectRunner:
         unforgotten, session = await self._sync.forget_newest(session)
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
-            self.committed = (SignedOut(unforgotten), None)  # for a close
+            self.committed = (new_signed_out(unforgotten), None)  # for a close
             failed = await self._revocations.everywhere_now(session)
             self.committed = None  # it returns: the store applies what it returns instead
             if failed is not None:
                 failure = as_failure(failed.error)
                 if worth_retrying(failure):  # with the renewed pair: renewing again is reuse
                     self._revocations.start(failed.live, everywhere=True)
-                return (SignedOut(unforgotten or failure), None)
+                return (new_signed_out(unforgotten or failure), None)
         else:
             self._revocations.start_quietly(session)
-        return (SignedOut(unforgotten), None)
+        return (new_signed_out(unforgotten), None)
 
     async def _renew_for_call(self, session: Session) -> Session:
         """``session`` renewed for a call (``Renewal.renew``), one process at a time across
@@ -253,7 +252,7 @@ class EffectRunner:
             unsaved = await self._sync.keep(signed_in)
         else:
             unsaved, _ = await self._sync.write_locked(partial(self._sync.keep, signed_in))
-        return (SignedIn(signed_in.user, route, replacing, unsaved), signed_in)
+        return (new_signed_in(signed_in.user, route, replacing, unsaved), signed_in)
 
     async def _signed_in(self, route: AuthRoute, session: Session | None) -> Session:
         """The session the backend issues for ``route`` (``TypeError`` for a wrong answer)."""

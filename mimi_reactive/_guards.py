@@ -13,20 +13,18 @@ from typing import TypeVar, get_args
 from ._backend import ALL_ROUTES, BackendCapabilities
 from ._config import MimiConfiguration
 from ._credential_rules import credentials_problem, is_blank_anonymous_id
+from ._made import new_authenticate, new_end_session, new_proceed
 from ._messages import (
     AdoptSession,
-    Authenticate,
     AuthRoute,
     Command,
     Decision,
     DeleteAccount,
     DeleteUser,
     Effect,
-    EndSession,
     LogIn,
     LogInAnonymously,
     LogOut,
-    Proceed,
     Promote,
     RefreshSession,
     RefreshTokens,
@@ -288,14 +286,14 @@ def decide(context: GuardContext) -> Decision:
         verdict = guard(context)
         if verdict is not None:
             return verdict
-    return Proceed(_plan(context))
+    return new_proceed(_plan(context))
 
 
 def _plan(context: GuardContext) -> tuple[Effect, ...]:
     command, session = context.command, context.session
     match command:
         case LogOut(everywhere=everywhere) if session is not None:
-            return (EndSession(session, everywhere),)
+            return (new_end_session(session, everywhere),)
         case DeleteAccount() if session is not None:
             return (DeleteUser(session),)
         case RefreshSession() if session is not None:
@@ -303,10 +301,13 @@ def _plan(context: GuardContext) -> tuple[Effect, ...]:
         case SyncSession():
             return (AdoptSession(session),)
         case Promote():
-            return (Authenticate(command, session),)
+            return (new_authenticate(command, session, None),)
         case AuthRoute() if session is not None:
             # A different user is logged in: log them out first, then sign the new one in.
-            return (EndSession(session), Authenticate(command, replacing=session.user))
+            return (
+                new_end_session(session, False),
+                new_authenticate(command, None, session.user),
+            )
         case AuthRoute():
-            return (Authenticate(command),)
+            return (new_authenticate(command, None, None),)
     return ()  # unreachable: the guards refuse these without a session

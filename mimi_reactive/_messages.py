@@ -38,7 +38,7 @@ from ._redaction import mask, mask_email
 from ._session import Session
 from ._state import SessionState
 from ._user import MimiUser
-from ._values import field_setters, value_eq, value_hash, value_repr
+from ._values import value_eq, value_hash, value_repr
 
 __all__ = [
     "AccountDeleted",
@@ -73,7 +73,6 @@ __all__ = [
     "Skipped",
     "SyncSession",
     "TokensRefreshed",
-    "new_outcome",
 ]
 
 
@@ -423,25 +422,3 @@ class Outcome:
     # then, or it failed), for
     # ``access_token()``: by the time its caller resumes, a command queued behind the
     # refresh (a log-out, a switch of user) may have changed the session the store holds.
-
-
-_new = object.__new__
-_set_state, _set_error, _set_reason, _set_skipped, _set_access_token = field_setters(Outcome)
-
-
-def new_outcome(
-    state: SessionState,
-    error: MimiCoreError | None = None,
-    reason: Reason | None = None,
-    skipped: bool = False,
-    access_token: str | None = None,
-) -> Outcome:
-    """``Outcome(state, error, reason, skipped, access_token=access_token)``, made without
-    attrs' ``__init__`` (``field_setters``): every command ends with one."""
-    outcome: Outcome = _new(Outcome)
-    _set_state(outcome, state)
-    _set_error(outcome, error)
-    _set_reason(outcome, reason)
-    _set_skipped(outcome, skipped)
-    _set_access_token(outcome, access_token)
-    return outcome

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 from ._exceptions import MimiCoreError, SessionStorageError
+from ._made import new_state
 from ._messages import (
     AccountDeleted,
     AuthRoute,
@@ -28,7 +29,7 @@ from ._messages import (
     SignUpAnonymously,
     TokensRefreshed,
 )
-from ._state import SessionState, Transition, new_state
+from ._state import SessionState, Transition
 from ._user import MimiUser
 
 __all__ = ["IllegalTransitionError", "reduce"]

@@ -8,9 +8,9 @@ import attrs
 
 from ._exceptions import MimiCoreError
 from ._user import MimiUser
-from ._values import field_setters, value_repr
+from ._values import value_repr
 
-__all__ = ["SessionState", "Transition", "new_state"]
+__all__ = ["SessionState", "Transition"]
 
 
 class Transition(enum.Enum):
@@ -74,27 +74,3 @@ class SessionState:
     def is_logged_in(self) -> bool:
         """Whether a user is logged in."""
         return self.user is not None
-
-
-_new = object.__new__
-_set_user, _set_previous_user, _set_transition, _set_error, _set_degraded = field_setters(
-    SessionState
-)
-
-
-def new_state(
-    user: MimiUser | None,
-    previous_user: MimiUser | None,
-    transition: Transition,
-    error: MimiCoreError | None = None,
-    degraded: bool = False,
-) -> SessionState:
-    """``SessionState(user, previous_user, transition, error, degraded)``, made without attrs'
-    ``__init__`` (``field_setters``): the reducer makes one for every change."""
-    state: SessionState = _new(SessionState)
-    _set_user(state, user)
-    _set_previous_user(state, previous_user)
-    _set_transition(state, transition)
-    _set_error(state, error)
-    _set_degraded(state, degraded)
-    return state

@@ -25,6 +25,7 @@ from ._exceptions import (
 )
 from ._guards import GuardContext, decide
 from ._log import Log
+from ._made import new_outcome
 from ._messages import (
     AccountDeleted,
     Command,
@@ -39,7 +40,6 @@ from ._messages import (
     SignedIn,
     SignedOut,
     Skipped,
-    new_outcome,
 )
 from ._reasons import Reason
 from ._reducer import reduce

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mimi_reactive import (
+    AuthRoute,
     AuthTokens,
     MimiUser,
     Reason,
@@ -20,8 +21,25 @@ from mimi_reactive import (
     Transition,
     TransportError,
 )
-from mimi_reactive._messages import Outcome, RefreshFailed, SessionExpired, new_outcome
-from mimi_reactive._state import new_state
+from mimi_reactive._made import (
+    new_authenticate,
+    new_end_session,
+    new_outcome,
+    new_proceed,
+    new_signed_in,
+    new_signed_out,
+    new_state,
+)
+from mimi_reactive._messages import (
+    Authenticate,
+    EndSession,
+    Outcome,
+    Proceed,
+    RefreshFailed,
+    SessionExpired,
+    SignedIn,
+    SignedOut,
+)
 from mimi_reactive._values import value_eq, value_hash
 
 from .strategies import secrets_, states
@@ -91,11 +109,24 @@ def test_a_field_kept_out_of_equality_is_ignored(state: SessionState, a: str, b:
 
 ALICE, BOB = MimiUser("user-1", "id-1"), MimiUser("user-2", "id-2")
 SWITCHED = SessionState(ALICE, BOB, Transition.SWITCHED_USER)
+ALICES = Session(ALICE, AuthTokens("a1", "r1", 60.0), 1.0)
+TO_BOB = AuthRoute.log_in_anonymously("id-2")
 
 
 @pytest.mark.parametrize(
     ("fields", "make", "build"),
     [
+        pytest.param(((EndSession(ALICES),),), new_proceed, Proceed, id="a decision"),
+        pytest.param((ALICES, True), new_end_session, EndSession, id="a log-out everywhere"),
+        pytest.param((TO_BOB, None, ALICE), new_authenticate, Authenticate, id="a sign-in"),
+        pytest.param((TO_BOB, ALICES, None), new_authenticate, Authenticate, id="a promotion"),
+        pytest.param((TransportError("offline"),), new_signed_out, SignedOut, id="a log-out"),
+        pytest.param(
+            (BOB, TO_BOB, ALICE, SessionStorageError("not saved")),
+            new_signed_in,
+            SignedIn,
+            id="a switch's sign-in",
+        ),
         pytest.param(
             (ALICE, BOB, Transition.SWITCHED_USER, None, False),
             new_state,
@@ -131,7 +162,7 @@ SWITCHED = SessionState(ALICE, BOB, Transition.SWITCHED_USER)
 def test_a_value_made_through_its_slots_is_the_one_its_class_builds(
     fields: tuple[object, ...], make: Callable[..., object], build: Callable[..., object]
 ) -> None:
-    """new_state and new_outcome (which skip attrs' __init__) build, field for field, the
+    """What _made's functions make (skipping attrs' __init__) is, field for field, the
     frozen value the class's constructor builds: equal, with the same hash and repr, and not
     to be changed."""
     made, built = make(*fields), build(*fields)
