@@ -108,6 +108,31 @@ with value_eq there, 0.66-0.73x without). Timed, four full runs that day gave 1.
 more than the margin. What is left of ours is attrs building each class (its ``__init__``
 compiled, the slotted class made a second time), the import machinery and the collector
 running during it.
+Since (2026-12-08; callgrind, batch only, per switch with PYTHONHASHSEED=0, the loopback
+server in its own process): making values was over a third of a switch on the backend doing
+nothing (about 80k of 215k, measured one by one), most of it attrs' frozen ``__init__``,
+which sets each field through ``object.__setattr__`` (about 1k instructions a field on this
+interpreter; a slot's own setter takes half). The effect's
+result is now a plain pair, GuardContext and HttpBackend's Answer plain slotted classes, and
+the decision, effects, events, states and outcome a switch makes are built through their
+slots' setters (``_made.py``); a revocation's first try builds no retrying closure; a
+well-formed anonymous id passes its check in one match; ScriptedBackend answers an unscripted
+call without a coroutine and draws a session's two tokens at once; the store's state and
+session are attributes the keeper reads, not properties. Backend doing nothing: 215k to 180k;
+ScriptedBackend: 255k to 214k, against AsyncMachine's 692k (0.37x to 0.31x).
+Over loopback an answer is read in one read, not through aiohttp's chunk iterator (15k a
+call), and a JSON object's bytes are decoded as UTF-8 without json.loads' look at them: 1,306k
+to 1,218-1,231k, against raw aiohttp's 990-1,002k (1.31x to 1.22-1.24x; runs move by about
+10k with how the loop's turns fall). The goal is on client CPU time, where both sides'
+system time dilutes the gap; what is left of it is the core's own calls (about 95 Python
+calls a switch on the backend doing nothing, spread over the guards, the effects, the
+reducer, the streams and the keeper) and the hop to the worker and back. Timed once, with all
+but the store's attributes, on 2 CPUs at load 3: the switch rows 0.31x (ScriptedBackend) and
+0.23x, the loopback CPU 1.16x (rounds IQR 1.14-1.18), the import 1.20x. Import: the
+blocking API, the manager and its results are imported at their first use (the package's
+``__getattr__``), and the effect result and GuardContext are no attrs classes: 88.7M to 82.5M
+on top of the dependencies' 494.6M (1.18x to 1.17x); what is left is still attrs building
+each class.
 """
 
 from __future__ import annotations

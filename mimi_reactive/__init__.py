@@ -1,5 +1,8 @@
 """mimi_reactive: an app's user session, anonymous users first, as a reactive stream."""
 
+import importlib as _importlib
+import typing as _typing
+
 from . import _exports
 from ._auth import AuthController, AuthObserver, ObserverHandle
 from ._backend import (
@@ -9,7 +12,6 @@ from ._backend import (
     DeletingBackend,
     OriginBackend,
 )
-from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
 from ._config import MimiConfiguration, RetryPolicy
 from ._core import MimiCore, StartingCore
 from ._exceptions import (
@@ -42,7 +44,6 @@ from ._exceptions import (
 )
 from ._file_storage import FileSessionStorage
 from ._future import CommandFuture
-from ._manager import AnonymousAuthManager
 from ._messages import (
     AuthRoute,
     DeleteAccount,
@@ -56,11 +57,15 @@ from ._messages import (
     Skipped,
 )
 from ._reasons import Reason
-from ._results import AnonymousLogInResult, Failure, Success
 from ._session import AuthTokens, BackendSession, RefreshPolicy, Session
 from ._state import SessionState, Transition
 from ._storage import MemorySessionStorage, SessionStorage, SharedSessionStorage
 from ._user import MimiUser
+
+if _typing.TYPE_CHECKING:  # imported when first used (``__getattr__``)
+    from ._blocking import BlockingAnonymousAuthManager, BlockingAuthController, BlockingMimiCore
+    from ._manager import AnonymousAuthManager
+    from ._results import AnonymousLogInResult, Failure, Success
 
 __version__ = "0.1.0"
 """This release's version (pyproject.toml reads it from here)."""
@@ -136,5 +141,31 @@ __all__ = [
     "WrongEventLoopError",
 ]
 
+# The blocking API and the manager, by the module each is in: loaded when first used, as most
+# apps use neither (their modules were a twentieth of ``import mimi_reactive``).
+_LATER = {
+    "._blocking": ("BlockingAnonymousAuthManager", "BlockingAuthController", "BlockingMimiCore"),
+    "._manager": ("AnonymousAuthManager",),
+    "._results": ("AnonymousLogInResult", "Failure", "Success"),
+}
+_LATER_MODULE = {name: module for module, names in _LATER.items() for name in names}
+
 # Tracebacks and reprs name this public module, not the private one each is defined in.
-_exports.name_public_module(__name__, globals(), __all__)
+_exports.name_public_module(__name__, globals(), sorted(set(__all__) - set(_LATER_MODULE)))
+
+
+def __getattr__(name: str) -> object:
+    """A name of the blocking API or the manager: its module is imported now, and its names
+    join the others."""
+    module = _LATER_MODULE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    loaded = vars(_importlib.import_module(module, __name__))
+    names = _LATER[module]
+    _exports.name_public_module(__name__, loaded, names)
+    globals().update({later: loaded[later] for later in names})
+    return loaded[name]
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LATER_MODULE})

@@ -58,6 +58,12 @@ def anonymous_id_problem(anonymous_id: str) -> Reason | None:
 def possible_anonymous_id(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     """The argument is None, blank (the guards skip it) or an id a service could have issued;
     a malformed one raises ``InvalidRouteError`` before any call could log anyone out."""
+    if (
+        type(value) is str
+        and len(value) <= ANONYMOUS_ID_MAX_LENGTH
+        and _ANONYMOUS_ID.fullmatch(value) is not None
+    ):
+        return  # the usual, in one match: a well-formed id has no white space and is not blank
     optional_text(instance, attribute, value)
     if isinstance(value, str) and not is_blank_anonymous_id(value):
         problem = anonymous_id_problem(value)

@@ -14,8 +14,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import cast
 
-import attrs
-
 from ._backend import AuthBackend, DeletingBackend
 from ._config import MimiConfiguration
 from ._exceptions import (
@@ -24,6 +22,7 @@ from ._exceptions import (
     StoredSessionLostError,
 )
 from ._log import Log
+from ._made import new_signed_in, new_signed_out
 from ._messages import (
     AccountDeleted,
     AdoptSession,
@@ -38,8 +37,6 @@ from ._messages import (
     RefreshTokens,
     SessionAdopted,
     SessionExpired,
-    SignedIn,
-    SignedOut,
     TokensRefreshed,
 )
 from ._renewal import CallFailed, NotRenewedError, Renewal, as_failure
@@ -49,21 +46,16 @@ from ._session import Session
 from ._storage import SessionStorage, storage_failed
 from ._storage_sync import StorageSync
 from ._user import MimiUser
-from ._values import value_eq, value_hash, value_repr
 
 __all__ = ["EffectResult", "EffectRunner"]
 
 _log = Log("mimi_reactive.session")
 
 
-@attrs.frozen
-class EffectResult:
-    """What an effect did: the event for the reducer and the session held afterwards."""
-
-    __repr__, __eq__, __hash__ = value_repr, value_eq, value_hash
-
-    event: Event
-    session: Session | None
+EffectResult = tuple[Event, Session | None]
+"""What an effect did: the event for the reducer and the session held afterwards. A plain
+pair, as the store takes it apart at once: an attrs value costs 4k instructions to make,
+and a switch of user makes two."""
 
 
 class EffectRunner:
@@ -120,7 +112,7 @@ class EffectRunner:
             storage_failed("load", self._storage, error)
             if current is not None and isinstance(error, StoredSessionLostError):
                 return await self._write_back(current)
-            return EffectResult(SessionAdopted(current.user if current else None), current)
+            return (SessionAdopted(current.user if current else None), current)
         return self._adopted(current, stored)
 
     def _adopted(self, current: Session | None, stored: Session | None) -> EffectResult:
@@ -128,11 +120,11 @@ class EffectRunner:
             # What our failed write could not replace, read late (our older pair, or the
             # log-out or other user stored before a sign-in whose save failed): ours stands,
             # saved again until kept. Only a pair another process renewed since is newer.
-            return EffectResult(SessionAdopted(current.user if current else None), current)
+            return (SessionAdopted(current.user if current else None), current)
         self._sync.unkept = None  # another process's write replaced what we failed to keep
         if stored is not None and not self._admissible(stored.user):
             return self._not_taken_in(current)
-        return EffectResult(SessionAdopted(stored.user if stored else None), stored)
+        return (SessionAdopted(stored.user if stored else None), stored)
 
     async def _write_back(self, held: Session) -> EffectResult:
         """The shared storage lost the session (its file removed or found unreadable): under
@@ -148,10 +140,10 @@ class EffectRunner:
                     if unsaved is None:
                         _log.warning("storage.session_written_back")
                     kept = failed_before and unsaved is None  # what degraded it is over
-                    return EffectResult(SessionAdopted(held.user, unsaved, kept), held)
+                    return (SessionAdopted(held.user, unsaved, kept), held)
         except (SessionLockTimeoutError, OSError) as error:  # the next change tries again
             _log.warning("storage.write_back_failed", error=type(error).__name__)
-            return EffectResult(SessionAdopted(held.user), held)
+            return (SessionAdopted(held.user), held)
         return self._adopted(held, stored)
 
     def _not_taken_in(self, current: Session | None) -> EffectResult:
@@ -161,8 +153,8 @@ class EffectRunner:
         neither revoked nor cleared (and a later start does not restore it here)."""
         _log.warning("session.not_anonymous_not_adopted")
         if current is None:
-            return EffectResult(SessionAdopted(None), None)
-        return EffectResult(SessionExpired(_not_anonymous()), None)
+            return (SessionAdopted(None), None)
+        return (SessionExpired(_not_anonymous()), None)
 
     async def _end(self, session: Session, *, everywhere: bool) -> EffectResult:
         # A session the storage could not forget would be restored on the next start: that
@@ -173,17 +165,17 @@ class EffectRunner:
         unforgotten, session = await self._sync.forget_newest(session)
         if everywhere:
             # The caller wants to know the other sessions ended: try now, in the foreground.
-            self.committed = EffectResult(SignedOut(unforgotten), None)  # for a close
+            self.committed = (new_signed_out(unforgotten), None)  # for a close
             failed = await self._revocations.everywhere_now(session)
             self.committed = None  # it returns: the store applies what it returns instead
             if failed is not None:
                 failure = as_failure(failed.error)
                 if worth_retrying(failure):  # with the renewed pair: renewing again is reuse
                     self._revocations.start(failed.live, everywhere=True)
-                return EffectResult(SignedOut(unforgotten or failure), None)
+                return (new_signed_out(unforgotten or failure), None)
         else:
             self._revocations.start_quietly(session)
-        return EffectResult(SignedOut(unforgotten), None)
+        return (new_signed_out(unforgotten), None)
 
     async def _renew_for_call(self, session: Session) -> Session:
         """``session`` renewed for a call (``Renewal.renew``), one process at a time across
@@ -243,16 +235,16 @@ class EffectRunner:
                 if called.ended is not None:  # the session a promotion acted on is over
                     return await self._call_ended(session, called)
                 held = await self._still_held(session, called.live)
-                return EffectResult(CommandFailed(as_failure(called.error)), held)
+                return (CommandFailed(as_failure(called.error)), held)
             signed_in, _ = called
         else:
             try:
                 signed_in = await self._signed_in(route, None)
             except Exception as error:
-                return EffectResult(CommandFailed(as_failure(error)), session)
+                return (CommandFailed(as_failure(error)), session)
         if not self._admissible(signed_in.user):
             self._revocations.start_quietly(signed_in)
-            return EffectResult(CommandFailed(_not_anonymous()), session)
+            return (CommandFailed(_not_anonymous()), session)
         # One the storage could not keep still works here: the event says so, the state is
         # degraded, and the keeper saves it again until a save succeeds. Saved under the
         # shared lock, so a refresh another process runs is not saved over it.
@@ -260,7 +252,7 @@ class EffectRunner:
             unsaved = await self._sync.keep(signed_in)
         else:
             unsaved, _ = await self._sync.write_locked(partial(self._sync.keep, signed_in))
-        return EffectResult(SignedIn(signed_in.user, route, replacing, unsaved), signed_in)
+        return (new_signed_in(signed_in.user, route, replacing, unsaved), signed_in)
 
     async def _signed_in(self, route: AuthRoute, session: Session | None) -> Session:
         """The session the backend issues for ``route`` (``TypeError`` for a wrong answer)."""
@@ -283,12 +275,12 @@ class EffectRunner:
             if called.ended is not None:  # the session is over; the account may be too
                 return await self._call_ended(session, called)
             held = await self._still_held(session, called.live)
-            return EffectResult(CommandFailed(as_failure(called.error)), held)
+            return (CommandFailed(as_failure(called.error)), held)
         # Cleared under the shared lock, as a log-out is: no refresh another process runs
         # saves the deleted user over it. A lock not taken is logged: the account is gone.
         _, deleted = called  # the pair it acted on: renewed first, it is the newest
         forgot, _ = await self._sync.write_locked(partial(self._sync.forget, deleted))
-        return EffectResult(AccountDeleted(forgot), None)
+        return (AccountDeleted(forgot), None)
 
     async def _still_held(self, session: Session, live: Session) -> Session:
         """The session to hold after a call on ``live`` failed: the renewed one if renewing
@@ -306,7 +298,7 @@ class EffectRunner:
         process stored a log-out or log-in since: the watch takes that in), and say so."""
         assert called.ended is not None
         await self._sync.forget_if_held(session, called.live)
-        return EffectResult(SessionExpired(called.ended), None)
+        return (SessionExpired(called.ended), None)
 
     async def _refresh(self, session: Session) -> EffectResult:
         # Across processes one refreshes at a time; the others then find its tokens stored.
@@ -315,10 +307,10 @@ class EffectRunner:
                 return await self._refresh_holding_lock(session)
         except SessionLockTimeoutError as error:  # another process is stuck: try again later
             _log.warning("session.refresh_failed", error=type(error).__name__)
-            return EffectResult(RefreshFailed(error), session)
+            return (RefreshFailed(error), session)
         except OSError as error:  # the lock could not be taken (its folder, its file)
             failure = storage_failed("lock", self._storage, error)
-            return EffectResult(RefreshFailed(failure), session)
+            return (RefreshFailed(failure), session)
 
     async def _refresh_holding_lock(self, session: Session) -> EffectResult:
         held = session
@@ -336,7 +328,7 @@ class EffectRunner:
                 if not self._admissible(newer.user):
                     return self._not_taken_in(session)
                 if not self._configuration.refresh.is_due(newer, self._clock()):
-                    return EffectResult(TokensRefreshed(newer.user), newer)
+                    return (TokensRefreshed(newer.user), newer)
                 session = newer  # ours is spent: the other process renewed it
             elif self._sync.unkept is not None and not self._configuration.refresh.is_due(
                 session, self._clock()
@@ -352,7 +344,7 @@ class EffectRunner:
             _log.info("session.refresh_failed", error=type(not_renewed.__cause__).__name__)
             if not_renewed.held is not session:
                 await self._sync.keep(not_renewed.held)  # its refused refresh token dropped
-            return EffectResult(RefreshFailed(not_renewed.failure), not_renewed.held)
+            return (RefreshFailed(not_renewed.failure), not_renewed.held)
         if (written := await self._sync.written_meanwhile(loaded)) is not None:
             return self._adopted(held, written[0])
         return await self._renewed(fresh)
@@ -363,8 +355,8 @@ class EffectRunner:
         it would present the stored one, spent: reuse)."""
         unsaved = await self._sync.keep(session)
         if unsaved is not None:
-            return EffectResult(RefreshFailed(unsaved), session)
-        return EffectResult(TokensRefreshed(session.user), session)
+            return (RefreshFailed(unsaved), session)
+        return (TokensRefreshed(session.user), session)
 
     async def _renewed(self, fresh: Session) -> EffectResult:
         """Take on renewed tokens: saved before they are used; a save that failed leaves the
@@ -375,8 +367,8 @@ class EffectRunner:
             return await self._expired(fresh, _not_anonymous())
         unsaved = await self._sync.keep(fresh)
         if unsaved is not None:
-            return EffectResult(RefreshFailed(unsaved), fresh)
-        return EffectResult(TokensRefreshed(fresh.user), fresh)
+            return (RefreshFailed(unsaved), fresh)
+        return (TokensRefreshed(fresh.user), fresh)
 
     def _admissible(self, user: MimiUser) -> bool:
         """Whether the core may hold ``user``: with ``allow_anonymous_user_only`` only an
@@ -387,7 +379,7 @@ class EffectRunner:
         """The service said ``ended`` is over: forget it, and say so."""
         # If it fails, the next start finds the session refused again.
         await self._sync.forget(ended)
-        return EffectResult(SessionExpired(error), None)
+        return (SessionExpired(error), None)
 
 
 def _not_anonymous() -> SessionRevokedError:

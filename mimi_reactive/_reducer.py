@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 
 from ._exceptions import MimiCoreError, SessionStorageError
+from ._made import new_state
 from ._messages import (
     AccountDeleted,
     AuthRoute,
@@ -46,28 +47,28 @@ def reduce(state: SessionState, event: Event) -> SessionState:
                 state, previous_user=state.user, transition=Transition.FAILED, error=error
             )
         case SignedOut(error=error):
-            return SessionState(None, _logged_in(state, event), Transition.LOGGED_OUT, error)
+            return new_state(None, _logged_in(state, event), Transition.LOGGED_OUT, error)
         case SignedIn(user=user, route=route, replaced=replaced, error=error):
             return _signed_in(state, user, route, replaced, error)
         case TokensRefreshed(user=user):
             old = _logged_in(state, event)
             if state.degraded:
-                return SessionState(user, old, Transition.RECOVERED)
+                return new_state(user, old, Transition.RECOVERED)
             if user != old:
-                return SessionState(user, old, _changed_elsewhere(old, user))
+                return new_state(user, old, _changed_elsewhere(old, user))
             return state
         case RefreshFailed(error=error):
             return _degraded(state, event, error)
         case SessionExpired(error=error):
-            return SessionState(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
+            return new_state(None, _logged_in(state, event), Transition.SESSION_EXPIRED, error)
         case SessionAdopted(error=MimiCoreError() as error):  # the storage lost the session
             return _degraded(state, event, error)
         case SessionAdopted(user=user, kept=True) if _storage_alone(state):  # written back
-            return SessionState(user, _logged_in(state, event), Transition.RECOVERED)
+            return new_state(user, _logged_in(state, event), Transition.RECOVERED)
         case SessionAdopted(user=user):
             return _adopted(state, user)
         case AccountDeleted(error=error):
-            return SessionState(None, _logged_in(state, event), Transition.DELETED, error)
+            return new_state(None, _logged_in(state, event), Transition.DELETED, error)
 
 
 def _logged_in(state: SessionState, event: Event) -> MimiUser:
@@ -85,7 +86,7 @@ def _degraded(state: SessionState, event: Event, error: MimiCoreError) -> Sessio
     old = _logged_in(state, event)
     if state.degraded and _storage_alone(state) == isinstance(error, SessionStorageError):
         return state  # still degraded, for the same cause: nothing new to tell
-    return SessionState(old, old, Transition.DEGRADED, error, degraded=True)
+    return new_state(old, old, Transition.DEGRADED, error, True)
 
 
 def _storage_alone(state: SessionState) -> bool:
@@ -105,13 +106,13 @@ def _changed_elsewhere(old: MimiUser, new: MimiUser) -> Transition:
 def _adopted(state: SessionState, user: MimiUser | None) -> SessionState:
     old = state.user
     if user is None:
-        return state if old is None else SessionState(None, old, Transition.LOGGED_OUT)
+        return state if old is None else new_state(None, old, Transition.LOGGED_OUT)
     if old is None:
-        return SessionState(user, None, Transition.LOGGED_IN)
+        return new_state(user, None, Transition.LOGGED_IN)
     if old.id != user.id:
-        return SessionState(user, old, Transition.SWITCHED_USER)
+        return new_state(user, old, Transition.SWITCHED_USER)
     if old != user:
-        return SessionState(user, old, _changed_elsewhere(old, user))
+        return new_state(user, old, _changed_elsewhere(old, user))
     return state
 
 
@@ -127,12 +128,12 @@ def _signed_in(
     if isinstance(route, Promote):
         if state.user is None:
             raise IllegalTransitionError("promoted while nobody was logged in")
-        return SessionState(user, state.user, Transition.PROMOTED, error, degraded=unsaved)
+        return new_state(user, state.user, Transition.PROMOTED, error, unsaved)
     if state.user is not None:
         raise IllegalTransitionError("signed in over a logged-in user without logging out")
     if replaced is not None:
-        return SessionState(user, replaced, Transition.SWITCHED_USER, error, degraded=unsaved)
-    return SessionState(user, None, _SIGN_IN_TRANSITIONS[type(route)], error, degraded=unsaved)
+        return new_state(user, replaced, Transition.SWITCHED_USER, error, unsaved)
+    return new_state(user, None, _SIGN_IN_TRANSITIONS[type(route)], error, unsaved)
 
 
 _SIGN_IN_TRANSITIONS: dict[type[AuthRoute], Transition] = {

@@ -147,6 +147,27 @@ class Revocations:
 
     async def _revoke(self, session: Session, everywhere: bool) -> None:
         """Tell the service, retrying network trouble; the user is already logged out."""
+        try:
+            try:  # most revocations succeed at once: the retrier is built only when needed
+                if not everywhere:
+                    await self._backend.revoke(session)
+                    return
+                failed = await self.everywhere_now(session)
+                if failed is None:
+                    return
+                session = failed.live  # the next try acts on the pair this one renewed
+                raise failed.error
+            except MimiCoreError as error:
+                if not worth_retrying(error):
+                    raise
+            await self._revoke_retrying(session, everywhere)
+        except MimiCoreError as error:  # e.g. already revoked: nothing left to do
+            _log.info("session.revoke_refused", error=type(error).__name__)
+        except Exception as error:  # tenacity's RetryError: it gave up
+            _log.warning("session.revoke_abandoned", error=type(error).__name__)
+
+    async def _revoke_retrying(self, session: Session, everywhere: bool) -> None:
+        """``_revoke``'s tries after the first failed for network trouble (its error)."""
 
         # Revoking one session needs only its refresh token; every session, a live access
         # token: each try acts on the session the last one renewed (renewing again is reuse).
@@ -160,20 +181,9 @@ class Revocations:
                 session = failed.live
                 raise failed.error
 
-        try:
-            try:  # most revocations succeed at once: build the retrier only when needed
+        async for attempt in retrying(self._retry, worth_retrying):
+            with attempt:
                 await revoke()
-                return
-            except MimiCoreError as error:
-                if not worth_retrying(error):
-                    raise
-            async for attempt in retrying(self._retry, worth_retrying):
-                with attempt:
-                    await revoke()
-        except MimiCoreError as error:  # e.g. already revoked: nothing left to do
-            _log.info("session.revoke_refused", error=type(error).__name__)
-        except Exception as error:  # tenacity's RetryError: it gave up
-            _log.warning("session.revoke_abandoned", error=type(error).__name__)
 
 
 async def _take_over(handed: asyncio.Future[_eager.Started[None] | None]) -> None:

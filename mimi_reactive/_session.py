@@ -16,7 +16,7 @@ from ._checks import (
     text,
 )
 from ._user import MimiUser
-from ._values import value_eq, value_hash, value_repr
+from ._values import field_setters, value_eq, value_hash, value_repr
 
 __all__ = ["AuthTokens", "BackendSession", "RefreshPolicy", "Session"]
 
@@ -74,9 +74,9 @@ class Session:
         if type(obtained_at) is not float or not 0.0 <= obtained_at <= LATEST_INSTANT:
             instant(None, _OBTAINED_AT, obtained_at)
         session = object.__new__(cls)
-        _set(session, "user", issued.user)
-        _set(session, "tokens", issued.tokens)
-        _set(session, "obtained_at", obtained_at)
+        _set_user(session, issued.user)
+        _set_tokens(session, issued.tokens)
+        _set_obtained_at(session, obtained_at)
         return session
 
     def expires_at(self, now: float) -> float | None:
@@ -91,7 +91,7 @@ class Session:
 
 
 _OBTAINED_AT = attrs.fields(Session).obtained_at
-_set = object.__setattr__  # what a frozen class's own __init__ sets its fields with
+_set_user, _set_tokens, _set_obtained_at = field_setters(Session)
 
 
 @attrs.frozen

@@ -25,6 +25,7 @@ from ._exceptions import (
 )
 from ._guards import GuardContext, decide
 from ._log import Log
+from ._made import new_outcome
 from ._messages import (
     AccountDeleted,
     Command,
@@ -86,12 +87,14 @@ class SessionStore:
         if _log.enabled_for(logging.DEBUG):
             _log.debug("session.state", transition=initial.transition.value)
         detach = configuration.detach_failing_subscribers
-        self._state = initial  # what the stream holds (read on every command: no property)
+        self.state = initial
+        """The state last published (an attribute, not a property: every command reads it)."""
         self._stream = Stream[SessionState](initial, detach_failing_subscribers=detach)
         self._tokens = Stream[str | None](
             self._usable_token(restored), detach_failing_subscribers=detach
         )
-        self._session = restored
+        self.session = restored
+        """The session behind the current state, tokens included (set only by the store)."""
         self._session_listeners: list[Callable[[], None]] = []
         self._queue = CommandQueue(self, self._effects)
         # The queue's own methods, not wrappers: every command passes through them.
@@ -106,11 +109,6 @@ class SessionStore:
         """Refuse commands from now on: ``CommandQueue.begin_close``."""
         self.other_loop_error = self._queue.other_loop_error
         """What a call awaited on another loop raises: ``CommandQueue.other_loop_error``."""
-
-    @property
-    def session(self) -> Session | None:
-        """The session behind the current state, tokens included."""
-        return self._session
 
     @property
     def closed(self) -> bool:
@@ -136,11 +134,6 @@ class SessionStore:
         """Call ``listener`` (on the loop) whenever the session, its tokens, or whether it
         is degraded change."""
         self._session_listeners.append(listener)
-
-    @property
-    def state(self) -> SessionState:
-        """The state last published."""
-        return self._state
 
     @property
     def stream(self) -> Stream[SessionState]:
@@ -192,7 +185,7 @@ class SessionStore:
         """Publish the held token again if it is still usable, else None: the keeper calls
         this when the token stops being usable, as nothing else publishes while renewals
         fail (the service unreachable) or none is tried (a backend that cannot refresh)."""
-        self._tokens.publish(self._usable_token(self._session))
+        self._tokens.publish(self._usable_token(self.session))
 
     def apply_committed(self) -> None:
         """Publish what a command stopped midway had already stored (its caller gets
@@ -208,11 +201,11 @@ class SessionStore:
     def decide(self, command: Command) -> Decision:
         """The guards' decision on ``command`` in the state now."""
         context = GuardContext(
-            self._state,
+            self.state,
             command,
             self.configuration,
             self._capabilities,
-            session=self._session,
+            session=self.session,
             now=self.clock(),
         )
         decision = decide(context)
@@ -230,11 +223,11 @@ class SessionStore:
         match decision:
             case Refused(reason=reason):
                 refusal = _REFUSALS.get(reason, RouteRefusedError)
-                return Outcome(self._state, refusal(reason), reason)
+                return new_outcome(self.state, refusal(reason), reason)
             case Skipped(reason=reason):
-                return Outcome(self._state, InvalidRouteError(reason), reason, skipped=True)
+                return new_outcome(self.state, InvalidRouteError(reason), reason, skipped=True)
             case Satisfied(reason=reason):
-                return Outcome(self._state, None, reason, access_token=self._held_token())
+                return new_outcome(self.state, None, reason, access_token=self._held_token())
 
     async def perform(self, command: Command, decision: Decision | None) -> Outcome:
         """Run ``command`` (deciding it first when ``decision`` is None) to its outcome."""
@@ -245,21 +238,22 @@ class SessionStore:
         for effect in decision.effects:
             result = await self._effects.perform(effect)
             self._apply(result)
-            event = result.event
+            event = result[0]
             if isinstance(event, _FAILING) and event.error is not None:
-                return Outcome(self._state, event.error)
-        return Outcome(self._state, access_token=self._held_token())
+                return new_outcome(self.state, event.error)
+        return new_outcome(self.state, access_token=self._held_token())
 
     def _held_token(self) -> str | None:
         """The access token of the session held now, for the outcome of a command that ends
         without error (read by ``access_token()`` from the outcome, not the store)."""
-        session = self._session
+        session = self.session
         return None if session is None else session.tokens.access_token
 
     def _apply(self, result: EffectResult) -> None:
-        before = self._state
-        state = reduce(before, result.event)
-        session, held = result.session, self._session
+        before = self.state
+        event, session = result
+        state = reduce(before, event)
+        held = self.session
         changed = (
             session is not held and (session is None or held is None or session != held)
         ) or state.degraded != before.degraded
@@ -275,13 +269,13 @@ class SessionStore:
                 token = self._usable_token(session)
             except ConfigurationError as error:
                 clock_error = error
-        self._session = session
+        self.session = session
         if state is not before:
             if _log.enabled_for(logging.DEBUG):
                 _log.debug("session.state", transition=state.transition.value)
-            self._state = state  # before delivery: subscribers that read it see this one
+            self.state = state  # before delivery: subscribers that read it see this one
             if not self._stream.publish(state):  # an equal state, or the stream is complete
-                self._state = before
+                self.state = before
             elif state.transition is Transition.SESSION_EXPIRED:
                 # The user is gone from this core (an anonymous one with its id): worth a
                 # line at INFO, where every other state is DEBUG.

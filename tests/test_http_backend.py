@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import json
 import secrets
 import socket
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 from aiohttp import web
 
@@ -29,6 +31,7 @@ from mimi_reactive import (
     Transition,
     TransportError,
 )
+from mimi_reactive.backends._answers import LONGEST_ANSWER, post_json
 from mimi_reactive.backends.http import HttpBackend
 from mimi_reactive.server import IdentityServer
 from mimi_reactive.verify import AccessTokenVerifier
@@ -203,6 +206,72 @@ async def test_an_answer_past_the_limit_is_not_read_on(odd_server: str) -> None:
         assert (raised.value.code, raised.value.status) == ("http_400", 400)
     finally:
         await backend.close()
+
+
+@pytest.mark.parametrize(
+    "pad",
+    [
+        pytest.param(100_000, id="over one read"),
+        pytest.param(LONGEST_ANSWER - 200, id="at the limit"),
+    ],
+)
+async def test_an_answer_of_many_reads_within_the_limit_is_read_whole(pad: int) -> None:
+    """A success answer longer than one read of its body, up to ``LONGEST_ANSWER`` bytes, is
+    read to its end: the session comes from the whole answer, not its first part."""
+
+    async def log_in(request: web.Request) -> web.Response:
+        answer = {
+            "user": {"id": "user-1", "is_anonymous": True},
+            "session": {"access_token": "access-1", "refresh_token": "refresh-1"},
+            "pad": "x" * pad,
+        }
+        return web.Response(body=json.dumps(answer).encode(), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/sessions/anonymous", log_in)
+    async with serving_app(app) as url:
+        backend = HttpBackend(url)
+        await backend.open(ClientCredentials(CLIENT_ID, "s" * 32))
+        try:
+            issued = await backend.authenticate(
+                AuthRoute.log_in_anonymously("some-anonymous-id-0000"), None
+            )
+        finally:
+            await backend.close()
+    assert issued.user == MimiUser("user-1", "some-anonymous-id-0000")
+    assert issued.tokens == AuthTokens("access-1", "refresh-1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param('{"name": "Zoë"}'.encode(), id="UTF-8"),
+        pytest.param('{"name": "Zoë"}'.encode("utf-16"), id="UTF-16 with its BOM"),
+        pytest.param('{"name": "Zoë"}'.encode("utf-16-le"), id="UTF-16 LE"),
+        pytest.param('{"name": "Zoë"}'.encode("utf-32-le"), id="UTF-32 LE"),
+        pytest.param(codecs.BOM_UTF8 + b'{"name": 1}', id="UTF-8 with a BOM"),
+        pytest.param(b'{"name": "\xed\xa0\x80"}', id="a lone surrogate in UTF-8"),
+        pytest.param(b'{"name": "\xff"}', id="not UTF-8"),
+        pytest.param(b"{", id="cut short"),
+        pytest.param(b"[1, 2]", id="a list"),
+    ],
+)
+async def test_an_answer_is_what_json_loads_makes_of_its_bytes(body: bytes) -> None:
+    """Whatever the bytes of an answer, its body is what json.loads makes of them (which
+    finds their encoding), or None where json.loads raises."""
+    try:
+        expected = json.loads(body)
+    except ValueError:
+        expected = None
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/answer", answer)
+    async with serving_app(app) as url, aiohttp.ClientSession() as http:
+        answered = await post_json(http, f"{url}/v1/answer", service="the test service")
+    assert (answered.status, answered.body) == (200, expected)
 
 
 async def test_backend_repr_hides_the_client_secret(server: IdentityServer) -> None:

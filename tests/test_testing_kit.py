@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
+from collections.abc import Awaitable, Callable
 
 import pytest
 import reactivex
@@ -23,6 +25,7 @@ from mimi_reactive import (
     LogOut,
     MimiConfiguration,
     MimiCore,
+    Session,
     SessionState,
     SessionStorage,
     SessionStorageError,
@@ -178,6 +181,34 @@ async def test_scripted_failure_latency_and_hang() -> None:
         await core.close(grace_period=0.05)  # ...until close() gives up on it
     with pytest.raises(CoreClosedError):
         stuck.result()
+
+
+@pytest.mark.parametrize("call", ["sign_up_anonymously", "refresh", "revoke", "delete"])
+async def test_every_unscripted_call_takes_the_latency(call: str) -> None:
+    """With ``latency`` and no reply scripted, each call answers normally, after it."""
+    backend = ScriptedBackend(latency=0.05)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    signed_up = Session.issued(await backend.authenticate(SignUpAnonymously(), None), 0.0)
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "sign_up_anonymously": lambda: backend.authenticate(SignUpAnonymously(), None),
+        "refresh": lambda: backend.refresh(signed_up),
+        "revoke": lambda: backend.revoke(signed_up),
+        "delete": lambda: backend.delete(signed_up),
+    }
+    await calls[call]()
+    assert loop.time() - began >= 0.1
+    assert backend.calls == ["sign_up_anonymously", call]
+
+
+async def test_the_scripted_backend_issues_tokens_no_other_session_has() -> None:
+    """Each session's access and refresh tokens are URL-safe and unguessable (43 characters,
+    as ``secrets.token_urlsafe(32)``), and no token is issued twice."""
+    backend = ScriptedBackend()
+    sessions = [await backend.authenticate(SignUpAnonymously(), None) for _ in range(20)]
+    tokens = [token for s in sessions for token in (s.tokens.access_token, s.tokens.refresh_token)]
+    assert len(set(tokens)) == len(tokens) == 40
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{43}", token or "") for token in tokens)
 
 
 async def test_backend_without_a_route_is_refused_by_the_guards() -> None:

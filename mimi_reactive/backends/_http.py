@@ -66,6 +66,7 @@ class HttpBackend:
         check_service_url("base_url", base_url)
         check_timeout("timeout", timeout)
         self._base_url = base_url.rstrip("/")
+        self._service = f"the identity service at {self._base_url}"  # what errors name
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -152,7 +153,7 @@ class HttpBackend:
         answer = await post_json(
             self._session,
             self._base_url + path,
-            service=f"the identity service at {self._base_url}",
+            service=self._service,
             json=payload,
         )
         if answer.status >= 400:
