@@ -300,6 +300,23 @@ def test_each_command_is_asked_about_by_the_guards_that_look_at_it(
         assert decided == expected
 
 
+@given(st_.states, st_.every_command, st_.configurations, st_.capabilities, st.booleans())
+def test_a_guard_lets_through_every_command_it_does_not_look_at(
+    state: SessionState,
+    command: Command,
+    configuration: MimiConfiguration,
+    capabilities: BackendCapabilities,
+    degraded: bool,
+) -> None:
+    """Each guard, asked on its own, returns None for a command outside its looks_at."""
+    state = attrs.evolve(state, degraded=degraded and state.user is not None)
+    guard_context = context(state, command, configuration, capabilities)
+    own = _GUARDS_FOR[type(command)]
+    for guard in GUARDS:
+        if guard not in own:
+            assert guard(guard_context) is None, guard.__name__
+
+
 @pytest.mark.parametrize(
     "command_type",
     sorted(_GUARDS_FOR, key=str),  # one order in every pytest-xdist worker
